@@ -181,9 +181,7 @@ def array_v2(meta: ArrayMeta) -> tuple[JSON, JSON]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         dtype_json = zdt.to_json(zarr_format=2)["name"]
-    fill = (
-        None if meta.v2_fill_value is None else _scalar_json(meta.dtype, meta.v2_fill_value, 2)
-    )
+    fill = None if meta.v2_fill_value is None else _scalar_json(meta.dtype, meta.v2_fill_value, 2)
     zarray = {
         "zarr_format": 2,
         "shape": list(meta.shape),

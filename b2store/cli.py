@@ -13,7 +13,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         import click  # noqa: F401
     except ImportError:
-        print("b2store's command line needs click and tqdm: pip install 'b2store[cli]'", file=sys.stderr)
+        msg = "b2store's command line needs click and tqdm: pip install 'b2store[cli]'"
+        print(msg, file=sys.stderr)
         return 2
     from b2store._cli_app import app
 
