@@ -1,0 +1,622 @@
+"""Pure-Python, O(1) parsing and validation of Blosc2 bytes: contiguous frames and chunks.
+
+Contract
+--------
+Nothing here calls a C decoder except :func:`chunk_offsets` on a compressed offsets index (and
+only after the index chunk's header was validated). Every function takes any buffer-like object
+(``bytes``, ``memoryview``, ``numpy`` array) and raises :class:`~b2store.errors.CodecError` (a
+``ValueError``) with a message saying what is wrong when the bytes are not what they claim to be.
+
+Layouts (C-Blosc2 3.x, also read by 2.x; see ``notes/blosc2-codecs.md`` §2):
+
+* **Frame header** (msgpack, big-endian): magic ``b"b2frame\\0"`` at bytes 2..9, ``header_size``
+  int32 at 11, ``frame_size`` uint64 at 16, ``nbytes`` int64 at 30, chunks-section ``cbytes``
+  int64 at 39, ``typesize`` int32 at 48, ``blocksize`` int32 at 53, ``chunksize`` int32 at 58,
+  codec byte at 27 (codec id low nibble, clevel high nibble), filters at 71..76, filters_meta at
+  79..84, then the metalayers (the ``b2nd`` one gives shape, chunks, blocks and dtype).
+* The chunks follow at ``header_size``; the **offsets index** (a Blosc2 chunk of int64 offsets,
+  relative to ``header_size``; negative offsets are frame-level special chunks whose kind is in
+  bits 56..58) sits at ``header_size + cbytes``.
+* **Chunk header** (32 bytes, little-endian): version, versionlz, flags, typesize, nbytes,
+  blocksize, cbytes, filters[6], udcodec, codec_meta, filters_meta[6], flags2, blosc2_flags
+  (special kind in bits 4..6); then ``int32 bstarts[nblocks]`` unless the chunk is special or
+  memcpy'd.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from b2store.errors import CodecError
+
+__all__ = [
+    "CHUNK_HEADER_SIZE",
+    "SPECIAL_NAN",
+    "SPECIAL_NONE",
+    "SPECIAL_UNINIT",
+    "SPECIAL_VALUE",
+    "SPECIAL_ZERO",
+    "B2ndMeta",
+    "ChunkHeader",
+    "FrameInfo",
+    "as_bytes_view",
+    "chunk_header",
+    "chunk_offsets",
+    "frame_chunk",
+    "frame_special",
+    "is_frame",
+    "parse_b2nd_meta",
+    "parse_frame",
+]
+
+MAGIC = b"b2frame\x00"
+FRAME_HEADER_MINLEN = 87
+CHUNK_HEADER_SIZE = 32
+
+SPECIAL_NONE = 0
+SPECIAL_ZERO = 1
+SPECIAL_NAN = 2
+SPECIAL_VALUE = 3
+SPECIAL_UNINIT = 4
+
+_FLAG_MEMCPYED = 0x02
+_FLAG_DONT_SPLIT = 0x10
+_FLAG_EXTENDED = 0x05  # BLOSC_DOSHUFFLE | BLOSC_DOBITSHUFFLE both set = extended (Blosc2) header
+_B2FLAG_USEDICT = 0x01
+_B2FLAG_VLBLOCKS = 0x08  # variable-length blocks (C-Blosc2 >= 2.15): not produced by b2nd
+
+_WHAT = "Blosc2"
+
+
+def as_bytes_view(buf: Any) -> memoryview:
+    """Return a flat, C-contiguous ``uint8`` memoryview over *buf* without copying when possible.
+
+    Parameters
+    ----------
+    buf : buffer-like
+        ``bytes``, ``bytearray``, ``memoryview`` or a numpy array.
+
+    Raises
+    ------
+    TypeError
+        If *buf* does not expose the buffer protocol.
+    """
+    if isinstance(buf, bytes | bytearray):
+        return memoryview(buf)
+    if isinstance(buf, np.ndarray):
+        arr = np.ascontiguousarray(buf)
+        return memoryview(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+    try:
+        mv = memoryview(buf)
+    except TypeError as exc:
+        raise TypeError(
+            "Expected a bytes-like object (bytes, memoryview, numpy array). "
+            f"Got {type(buf)} instead."
+        ) from exc
+    if mv.c_contiguous and mv.format in ("B", "b", "c") and mv.ndim == 1:
+        return mv.cast("B") if mv.format != "B" else mv
+    return memoryview(np.ascontiguousarray(np.asarray(mv)).reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+
+
+def _err(msg: str, what: str) -> CodecError:
+    return CodecError(f"{what}: {msg}")
+
+
+# --------------------------------------------------------------------------------------------
+# chunks
+
+
+@dataclass(frozen=True)
+class ChunkHeader:
+    """The 32-byte header of a Blosc2 chunk.
+
+    Attributes
+    ----------
+    version, versionlz, flags, typesize : int
+        Bytes 0..3.
+    nbytes, blocksize, cbytes : int
+        Uncompressed size, block size, and compressed size (header included).
+    filters, filters_meta : tuple of int
+        The 6-slot filter pipeline (``filters_meta`` as signed bytes).
+    udcodec, codec_meta, blosc2_flags : int
+        Codec id of user-defined/plugin codecs, codec meta, and byte 31.
+    special : int
+        0 none, 1 zero, 2 NaN, 3 value, 4 uninitialised.
+    """
+
+    version: int
+    versionlz: int
+    flags: int
+    typesize: int
+    nbytes: int
+    blocksize: int
+    cbytes: int
+    filters: tuple[int, ...]
+    udcodec: int
+    codec_meta: int
+    filters_meta: tuple[int, ...]
+    blosc2_flags: int
+    special: int
+
+    @property
+    def memcpyed(self) -> bool:
+        """Whether the payload is stored uncompressed right after the header."""
+        return bool(self.flags & _FLAG_MEMCPYED)
+
+    @property
+    def dont_split(self) -> bool:
+        """Whether each block is one stream (not split by byte position)."""
+        return bool(self.flags & _FLAG_DONT_SPLIT)
+
+    @property
+    def nblocks(self) -> int:
+        """Number of blocks (0 for an empty chunk)."""
+        if self.nbytes == 0:
+            return 0
+        return -(-self.nbytes // self.blocksize)
+
+
+def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> ChunkHeader:
+    """Parse and validate the 32-byte header of a Blosc2 chunk.
+
+    Parameters
+    ----------
+    buf : buffer-like
+        The chunk (or, with ``check_size=False``, at least its first 32 bytes).
+    what : str
+        Name used in error messages (a codec id, a key).
+    check_size : bool
+        Require ``len(buf) >= cbytes`` and the block-start table to fit.
+
+    Returns
+    -------
+    ChunkHeader
+
+    Raises
+    ------
+    CodecError
+        If the header is truncated or inconsistent.
+    """
+    mv = as_bytes_view(buf)
+    n = len(mv)
+    if n == 0:
+        raise _err("empty buffer, expected a Blosc2 chunk", what)
+    if n < CHUNK_HEADER_SIZE:
+        raise _err(
+            f"truncated Blosc2 chunk: {n} bytes, a chunk header alone is {CHUNK_HEADER_SIZE}", what
+        )
+    h = bytes(mv[:CHUNK_HEADER_SIZE])
+    version, versionlz, flags, typesize = h[0], h[1], h[2], h[3]
+    nbytes, blocksize, cbytes = (
+        int.from_bytes(h[i : i + 4], "little", signed=True) for i in (4, 8, 12)
+    )
+    if not 2 <= version <= 6:
+        raise _err(f"not a Blosc2 chunk (format version byte {version}, expected 2..6)", what)
+    if flags & _FLAG_EXTENDED != _FLAG_EXTENDED:
+        raise _err(f"not a Blosc2 chunk (flags 0x{flags:02x} lack the extended-header bits)", what)
+    if typesize < 1:
+        raise _err(f"corrupt Blosc2 chunk header: typesize {typesize}", what)
+    if nbytes < 0 or cbytes < CHUNK_HEADER_SIZE or blocksize < 0:
+        raise _err(f"corrupt Blosc2 chunk header: {nbytes=}, {blocksize=}, {cbytes=}", what)
+    if nbytes > 0 and blocksize == 0:
+        raise _err(f"corrupt Blosc2 chunk header: {blocksize=} for {nbytes=}", what)
+    special = (h[31] >> 4) & 0x7
+    hdr = ChunkHeader(
+        version=version,
+        versionlz=versionlz,
+        flags=flags,
+        typesize=typesize,
+        nbytes=nbytes,
+        blocksize=blocksize,
+        cbytes=cbytes,
+        filters=tuple(h[16:22]),
+        udcodec=h[22],
+        codec_meta=h[23],
+        filters_meta=tuple(int(x) for x in np.frombuffer(h[24:30], dtype=np.int8)),
+        blosc2_flags=h[31],
+        special=special,
+    )
+    if special > SPECIAL_UNINIT:
+        raise _err(f"corrupt Blosc2 chunk header: unknown special kind {special}", what)
+    if special == SPECIAL_VALUE:
+        expect = CHUNK_HEADER_SIZE + typesize
+        if cbytes != expect:
+            raise _err(f"corrupt Blosc2 special-value chunk: {cbytes=}, expected {expect}", what)
+    elif special != SPECIAL_NONE:
+        if cbytes != CHUNK_HEADER_SIZE:
+            raise _err(f"corrupt Blosc2 special chunk: {cbytes=}, expected 32", what)
+    elif hdr.memcpyed:
+        if cbytes != CHUNK_HEADER_SIZE + nbytes:
+            raise _err(
+                f"corrupt Blosc2 memcpy'd chunk: {cbytes=} but {nbytes=} + 32-byte header", what
+            )
+    elif nbytes > 0 and cbytes < CHUNK_HEADER_SIZE + 4 * hdr.nblocks:
+        raise _err(
+            f"corrupt Blosc2 chunk: {cbytes=} too small for {hdr.nblocks} block starts", what
+        )
+    if check_size and n < cbytes:
+        raise _err(f"truncated Blosc2 chunk: {n} bytes, header says {cbytes}", what)
+    return hdr
+
+
+def block_starts(buf: Any, hdr: ChunkHeader, *, what: str = _WHAT) -> np.ndarray:
+    """Return the validated ``int64`` block-start table of a regular (non-special) chunk.
+
+    Every start must lie inside the chunk, after the table; block *i* spans
+    ``[bstarts[i], next larger start or cbytes)``.
+    """
+    mv = as_bytes_view(buf)
+    nb = hdr.nblocks
+    end = CHUNK_HEADER_SIZE + 4 * nb
+    if len(mv) < end:
+        raise _err(f"truncated Blosc2 chunk: block-start table needs {end} bytes", what)
+    starts = np.frombuffer(mv[CHUNK_HEADER_SIZE:end], dtype="<i4").astype(np.int64)
+    if nb and (starts.min() < end or starts.max() >= hdr.cbytes):
+        raise _err(
+            f"corrupt Blosc2 chunk: block starts outside [{end}, {hdr.cbytes}) "
+            f"(min {int(starts.min())}, max {int(starts.max())})",
+            what,
+        )
+    return starts
+
+
+def validate_chunk(buf: Any, *, what: str = _WHAT, nbytes: int | None = None) -> ChunkHeader:
+    """Validate a whole chunk before handing it to ``blosc2.decompress2``.
+
+    Parameters
+    ----------
+    buf : buffer-like
+        The complete chunk.
+    what : str
+        Name for messages.
+    nbytes : int, optional
+        Expected decompressed size; a mismatch raises (protects against absurd allocations).
+    """
+    hdr = chunk_header(buf, what=what)
+    if nbytes is not None and hdr.nbytes != nbytes:
+        raise _err(
+            f"Blosc2 chunk decompresses to {hdr.nbytes} bytes, expected {nbytes} "
+            "(wrong chunk shape, blocks or dtype?)",
+            what,
+        )
+    if hdr.special == SPECIAL_NONE and not hdr.memcpyed and hdr.nbytes > 0:
+        if hdr.blosc2_flags & _B2FLAG_VLBLOCKS:
+            raise _err("Blosc2 chunks with variable-length blocks are not supported", what)
+        block_starts(buf, hdr, what=what)
+    return hdr
+
+
+# --------------------------------------------------------------------------------------------
+# frames
+
+
+@dataclass(frozen=True)
+class B2ndMeta:
+    """The ``b2nd`` metalayer of a frame: shape, chunk and block shapes, dtype string.
+
+    ``dtype_str`` is what the writer stored; hdf5plugin and b2h5py store ``'|V<itemsize>'``, so
+    callers must take the real dtype from their own metadata.
+    """
+
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    blocks: tuple[int, ...]
+    dtype_str: str
+
+
+@dataclass(frozen=True)
+class FrameInfo:
+    """Fixed-position fields of a Blosc2 contiguous frame header.
+
+    Attributes
+    ----------
+    header_size, frame_size : int
+        Bytes of the header and of the whole frame.
+    nbytes, cbytes : int
+        Uncompressed bytes of all chunks; compressed bytes of the chunks section.
+    nchunks : int
+        Number of chunks (``ceil(nbytes / chunksize)``).
+    typesize, blocksize, chunksize : int
+        As recorded by the writer (blocksize 0 = automatic).
+    codec, clevel : int
+        Codec id and compression level.
+    filters, filters_meta : tuple of int
+        The frame-level filter pipeline (6 slots).
+    b2nd : B2ndMeta or None
+        The n-D metalayer, absent in plain frames (hdf5plugin, 1-D data).
+    """
+
+    header_size: int
+    frame_size: int
+    nbytes: int
+    cbytes: int
+    nchunks: int
+    typesize: int
+    blocksize: int
+    chunksize: int
+    codec: int
+    clevel: int
+    filters: tuple[int, ...]
+    filters_meta: tuple[int, ...]
+    b2nd: B2ndMeta | None
+
+
+def is_frame(buf: Any) -> bool:
+    """Whether *buf* starts like a Blosc2 contiguous frame (magic ``b"b2frame\\0"`` at 2..9)."""
+    mv = as_bytes_view(buf)
+    return len(mv) >= 10 and bytes(mv[2:10]) == MAGIC
+
+
+def _be(h: bytes, pos: int, size: int, *, signed: bool = True) -> int:
+    return int.from_bytes(h[pos : pos + size], "big", signed=signed)
+
+
+def parse_b2nd_meta(content: bytes, *, what: str = _WHAT) -> B2ndMeta:
+    """Decode and validate the msgpack ``b2nd`` metalayer content."""
+    import msgpack  # a dependency of python-blosc2
+
+    try:
+        meta = msgpack.unpackb(content, raw=False, strict_map_key=False)
+    except Exception as exc:  # msgpack raises several unrelated types on garbage
+        raise _err(f"corrupt b2nd metalayer ({exc!r})", what) from exc
+    if not (isinstance(meta, list) and len(meta) >= 7):
+        raise _err("corrupt b2nd metalayer: expected a 7-item msgpack array", what)
+    _version, ndim, shape, chunks, blocks, _fmt, dtype_str = meta[:7]
+    ok = (
+        isinstance(ndim, int)
+        and 0 <= ndim <= 16
+        and all(
+            isinstance(v, list) and len(v) == ndim and all(isinstance(x, int) for x in v)
+            for v in (shape, chunks, blocks)
+        )
+        and isinstance(dtype_str, str)
+    )
+    if not ok:
+        raise _err(f"corrupt b2nd metalayer {meta!r}", what)
+    if any(x < 0 for x in shape) or any(x < 1 for x in (*chunks, *blocks)):
+        raise _err(f"corrupt b2nd metalayer: {shape=}, {chunks=}, {blocks=}", what)
+    if any(b > c for b, c in zip(blocks, chunks, strict=True)):
+        raise _err(f"corrupt b2nd metalayer: blocks {blocks} exceed chunks {chunks}", what)
+    return B2ndMeta(tuple(shape), tuple(chunks), tuple(blocks), dtype_str)
+
+
+def _find_b2nd(h: bytes, header_size: int, *, what: str) -> B2ndMeta | None:
+    # 87: fixarray(3); 88: uint16 marker + index size; 91: map16 + nmeta;
+    # then per metalayer: fixstr name + int32 offset of its bin32 content
+    p = FRAME_HEADER_MINLEN
+    if header_size < p + 7 or h[p] != 0x93 or h[p + 1] != 0xCD or h[p + 4] != 0xDE:
+        return None
+    nmeta = _be(h, p + 5, 2, signed=False)
+    q = p + 7
+    for _ in range(nmeta):
+        if q >= header_size:
+            raise _err("corrupt frame metalayer index", what)
+        tag = h[q]
+        if tag & 0xE0 != 0xA0:
+            raise _err("corrupt frame metalayer index (expected a name)", what)
+        namelen = tag & 0x1F
+        name = h[q + 1 : q + 1 + namelen]
+        q += 1 + namelen
+        if q + 5 > header_size or h[q] != 0xD2:
+            raise _err("corrupt frame metalayer index (expected an offset)", what)
+        off = _be(h, q + 1, 4)
+        q += 5
+        if name != b"b2nd":
+            continue
+        if off < FRAME_HEADER_MINLEN or off + 5 > header_size or h[off] != 0xC6:
+            raise _err(f"corrupt b2nd metalayer offset {off}", what)
+        size = _be(h, off + 1, 4, signed=False)
+        if off + 5 + size > header_size:
+            raise _err("corrupt b2nd metalayer: it runs past the frame header", what)
+        return parse_b2nd_meta(h[off + 5 : off + 5 + size], what=what)
+    return None
+
+
+def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameInfo:
+    """Parse and validate the header of a Blosc2 contiguous frame in O(1).
+
+    Parameters
+    ----------
+    buf : buffer-like
+        The frame; with ``complete=False`` a prefix holding at least the frame header is enough.
+    what : str
+        Name used in error messages (codec id, key).
+    complete : bool
+        Check that *buf* holds the whole frame (``frame_size`` bytes).
+
+    Returns
+    -------
+    FrameInfo
+
+    Raises
+    ------
+    CodecError
+        Not a frame, truncated, or inconsistent sizes.
+    """
+    mv = as_bytes_view(buf)
+    n = len(mv)
+    if n == 0:
+        raise _err("empty buffer, expected a Blosc2 frame", what)
+    if not is_frame(mv):
+        raise _err("not a Blosc2 frame (no b'b2frame' magic at bytes 2..9)", what)
+    if n < FRAME_HEADER_MINLEN:
+        raise _err(f"truncated Blosc2 frame: {n} bytes, the header alone is longer", what)
+    head = bytes(mv[:FRAME_HEADER_MINLEN])
+    header_size = _be(head, 11, 4)
+    frame_size = _be(head, 16, 8, signed=False)
+    nbytes = _be(head, 30, 8)
+    cbytes = _be(head, 39, 8)
+    typesize = _be(head, 48, 4)
+    blocksize = _be(head, 53, 4)
+    chunksize = _be(head, 58, 4)
+    markers = (head[10], head[15], head[29], head[38], head[47], head[52], head[57])
+    if markers != (0xD2, 0xCF, 0xD3, 0xD3, 0xD2, 0xD2, 0xD2):
+        raise _err("corrupt Blosc2 frame header (msgpack type markers do not match)", what)
+    if header_size < FRAME_HEADER_MINLEN or header_size > frame_size:
+        raise _err(f"corrupt Blosc2 frame header: {header_size=}, {frame_size=}", what)
+    if nbytes < 0 or cbytes < 0 or typesize < 1 or chunksize < 0 or blocksize < 0:
+        raise _err(
+            f"corrupt Blosc2 frame header: {nbytes=}, {cbytes=}, {typesize=}, {chunksize=}", what
+        )
+    if header_size + cbytes + CHUNK_HEADER_SIZE > frame_size:
+        raise _err(
+            f"corrupt Blosc2 frame: {header_size=} + {cbytes=} leaves no room for the offsets "
+            f"index in {frame_size=}",
+            what,
+        )
+    if complete and n < frame_size:
+        raise _err(f"truncated Blosc2 frame: {n} bytes, header says {frame_size}", what)
+    if chunksize > 0:
+        nchunks = -(-nbytes // chunksize)
+    elif nbytes == 0:
+        nchunks = 0
+    else:
+        raise _err("Blosc2 frames with variable-size chunks are not supported", what)
+    b2nd = None
+    if n >= header_size:
+        b2nd = _find_b2nd(bytes(mv[:header_size]), header_size, what=what)
+    elif complete:  # pragma: no cover - guarded by the frame_size check
+        raise _err("truncated Blosc2 frame header", what)
+    if b2nd is not None and chunksize > 0:
+        padded = math.prod(-(-c // b) * b for c, b in zip(b2nd.chunks, b2nd.blocks, strict=True))
+        if padded * typesize != chunksize:
+            raise _err(
+                f"inconsistent b2nd frame: chunks {b2nd.chunks} / blocks {b2nd.blocks} x "
+                f"typesize {typesize} != chunksize {chunksize}",
+                what,
+            )
+    return FrameInfo(
+        header_size=header_size,
+        frame_size=frame_size,
+        nbytes=nbytes,
+        cbytes=cbytes,
+        nchunks=nchunks,
+        typesize=typesize,
+        blocksize=blocksize,
+        chunksize=chunksize,
+        codec=head[27] & 0x0F,
+        clevel=head[27] >> 4,
+        filters=tuple(head[71:77]),
+        filters_meta=tuple(int(x) for x in np.frombuffer(head[79:85], dtype=np.int8)),
+        b2nd=b2nd,
+    )
+
+
+def chunk_offsets(buf: Any, info: FrameInfo, *, what: str = _WHAT) -> list[int]:
+    """Return the chunk offsets of a complete frame (relative to ``header_size``).
+
+    A negative offset is a frame-level special chunk: its kind is ``(offset >> 56) & 0x7``.
+
+    Raises
+    ------
+    CodecError
+        If the offsets index is truncated, corrupt or points outside the chunks section.
+    """
+    mv = as_bytes_view(buf)
+    pos = info.header_size + info.cbytes
+    hdr = chunk_header(mv[pos:], what=what)
+    if hdr.nbytes != 8 * info.nchunks:
+        raise _err(
+            f"corrupt Blosc2 frame: offsets index holds {hdr.nbytes // 8} entries, "
+            f"header says {info.nchunks} chunks",
+            what,
+        )
+    if info.nchunks == 0:
+        return []
+    if hdr.special == SPECIAL_ZERO:
+        offs = np.zeros(info.nchunks, dtype=np.int64)
+    elif hdr.special != SPECIAL_NONE:
+        raise _err(f"corrupt Blosc2 frame: special offsets index kind {hdr.special}", what)
+    elif hdr.memcpyed:
+        offs = np.frombuffer(mv[pos + CHUNK_HEADER_SIZE : pos + hdr.cbytes], dtype="<i8")
+    else:
+        import blosc2
+
+        chunk = bytes(mv[pos : pos + hdr.cbytes])
+        validate_chunk(chunk, what=what, nbytes=8 * info.nchunks)
+        try:
+            raw = blosc2.decompress2(chunk)
+        except Exception as exc:
+            raise _err(f"corrupt Blosc2 frame offsets index ({exc})", what) from exc
+        offs = np.frombuffer(raw, dtype="<i8")
+    out = [int(x) for x in offs]
+    for o in out:
+        if o >= info.cbytes or (o >= 0 and o + CHUNK_HEADER_SIZE > info.cbytes):
+            raise _err(f"corrupt Blosc2 frame: chunk offset {o} outside {info.cbytes=}", what)
+    return out
+
+
+def frame_chunk(
+    buf: Any, info: FrameInfo, index: int = 0, *, what: str = _WHAT
+) -> tuple[memoryview | None, int]:
+    """Locate chunk *index* of a complete frame.
+
+    Returns
+    -------
+    (chunk, special) : (memoryview or None, int)
+        The validated raw chunk bytes (a view into *buf*) and ``SPECIAL_NONE``, or ``None`` and
+        the special kind for a frame-level special chunk (no bytes stored).
+    """
+    offsets = chunk_offsets(buf, info, what=what)
+    if not 0 <= index < len(offsets):
+        raise _err(f"chunk index {index} out of range for a frame of {len(offsets)} chunks", what)
+    off = offsets[index]
+    if off < 0:
+        kind = (off >> 56) & 0x7
+        if kind not in (SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_UNINIT):
+            raise _err(f"corrupt Blosc2 frame: special offset kind {kind}", what)
+        return None, kind
+    mv = as_bytes_view(buf)
+    start = info.header_size + off
+    hdr = chunk_header(mv[start : info.header_size + info.cbytes], what=what)
+    return mv[start : start + hdr.cbytes], hdr.special
+
+
+def frame_special(buf: Any, *, what: str = _WHAT) -> int:
+    """Special kind of the only chunk of a one-chunk frame, in O(1).
+
+    Needs only the first ``header_size + 64`` bytes (a prefix is fine). Handles a special chunk
+    stored in the chunks section and a frame-level special offset (``blosc2.zeros`` frames).
+
+    Returns
+    -------
+    int
+        0 none, 1 zero, 2 NaN, 3 value, 4 uninitialised.
+
+    Raises
+    ------
+    CodecError
+        Not a frame, not exactly one chunk, or corrupt.
+    """
+    mv = as_bytes_view(buf)
+    info = parse_frame(mv, what=what, complete=False)
+    if info.nchunks != 1:
+        raise _err(f"frame_special needs a one-chunk frame, this one has {info.nchunks}", what)
+    hs = info.header_size
+    if info.cbytes > 0:
+        hdr = chunk_header(mv[hs : hs + CHUNK_HEADER_SIZE], what=what, check_size=False)
+        if hdr.cbytes != info.cbytes:
+            raise _err(
+                f"corrupt Blosc2 frame: chunk cbytes {hdr.cbytes} != frame cbytes {info.cbytes}",
+                what,
+            )
+        return hdr.special
+    # No chunk stored: the offsets index must hold one special offset.
+    hdr = chunk_header(mv[hs : hs + CHUNK_HEADER_SIZE], what=what, check_size=False)
+    if hdr.nbytes != 8 or not hdr.memcpyed or hdr.special != SPECIAL_NONE:
+        raise _err("corrupt Blosc2 frame: empty chunks section without a special offset", what)
+    if len(mv) < hs + CHUNK_HEADER_SIZE + 8:
+        raise _err("truncated Blosc2 frame: offsets index cut short", what)
+    off = int.from_bytes(
+        mv[hs + CHUNK_HEADER_SIZE : hs + CHUNK_HEADER_SIZE + 8], "little", signed=True
+    )
+    if off >= 0:
+        raise _err(f"corrupt Blosc2 frame: empty chunks section but chunk offset {off}", what)
+    kind = (off >> 56) & 0x7
+    if kind not in (SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_UNINIT):
+        raise _err(f"corrupt Blosc2 frame: special offset kind {kind}", what)
+    return kind
