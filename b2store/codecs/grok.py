@@ -1,0 +1,404 @@
+"""JPEG 2000 codec (Grok backend): one Zarr chunk is one b2nd cframe of 2-D images.
+
+Contract
+--------
+* ``encode(ndarray)`` takes a chunk of shape ``(..., H, W)`` (``ndim >= 2``) and dtype uint8,
+  uint16, int8 or int16 (int8/int16 lossless only), and returns a one-chunk b2nd cframe (it opens
+  with :func:`blosc2.ndarray_from_cframe`) in which every Blosc2 block is one ``(H, W)`` image coded
+  as an independent JPEG 2000 codestream with blosc2-j2k (Blosc2 codec 39, Grok backend), blocks
+  ``(1, ..., 1, H, W)``, no filters, ``NEVER_SPLIT``. Images must be at least 16 x 16 pixels.
+  Everything else (uint32, floats, bool, 1-D chunks, tiny images) is refused with a
+  :class:`~b2store.errors.CodecError` *before* the plugin sees it: the plugins accept some of
+  these and then cannot read them back.
+* Lossless (reversible 5/3 wavelet) unless ``ratio`` (target compression ratio of the image,
+  e.g. ``10``) or ``psnr`` (target PSNR in dB relative to the 16-bit full scale 65535, e.g.
+  ``70``) is set.
+* When JPEG 2000 cannot make an image smaller than its raw bytes (incompressible noise), the plugin
+  fails; the chunk is then stored lossless with Blosc2 ZSTD + SHUFFLE in the same b2nd layout
+  (lossy settings emit a :class:`RuntimeWarning`). It is still a valid b2nd cframe.
+* ``decode(bytes)`` accepts b2nd cframes written by blosc2-j2k (codec 39), by blosc2-grok (codec
+  37; needs ``pip install blosc2-grok``, decoding works on blosc2 4.x although its encoder does not)
+  or by the fallback above, and returns an ndarray with the frame's shape and dtype (``|V1``/``|V2``
+  frames are viewed as uint8/uint16). The frame header, metalayer and chunk header are checked
+  before the C decoder runs; bad bytes raise :class:`~b2store.errors.CodecError` naming
+  ``b2store_grok``. Blosc2 frames carry no checksum: a flipped bit in a JPEG 2000 payload may decode
+  to other values instead of failing.
+
+Threads: the JPEG 2000 plugin keeps its parameters in process-global state, so encodes are
+serialised by a module lock around "set parameters + compress". Decodes run concurrently and
+release the GIL (this module calls the process-global ``blosc2.set_releasegil(True)``).
+The codec object itself is immutable and picklable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import struct
+import threading
+import warnings
+from typing import Any
+
+import blosc2
+import numpy as np
+from numcodecs.abc import Codec
+
+from b2store.errors import CodecError
+
+__all__ = ["MIN_IMAGE_SIDE", "Grok"]
+
+CODEC_ID = "b2store_grok"
+#: Smallest image side (pixels) accepted: Grok fails on 8 x 8 and on most images below 16 x 16.
+MIN_IMAGE_SIDE = 16
+_J2K_CODEC = 39  # blosc2-j2k
+_GROK_CODEC = 37  # blosc2-grok
+_ENCODABLE = (np.dtype("u1"), np.dtype("u2"), np.dtype("i1"), np.dtype("i2"))
+_FRAME_MAGIC = b"b2frame\x00"
+_MIN_FRAME = 64
+
+_lock = threading.Lock()  # guards the plugin's global parameters and plugin loading
+_loaded: dict[str, Any] = {}
+
+
+def _load_j2k() -> Any:
+    """Import and register blosc2-j2k once (C-Blosc2 loads plugin codecs lazily, notes §6.4)."""
+    mod = _loaded.get("j2k")
+    if mod is not None:
+        return mod
+    with _lock:
+        if "j2k" not in _loaded:
+            try:
+                mod = importlib.import_module("blosc2_j2k")
+            except ImportError as exc:
+                raise ValueError(
+                    "b2store_grok needs blosc2-j2k: pip install 'b2store[jpeg2000]'"
+                ) from exc
+            mod.register_codec()
+            mod.configure(backend="grok")
+            blosc2.set_releasegil(True)
+            _loaded["j2k"] = mod
+    return _loaded["j2k"]
+
+
+def _load_grok() -> Any:
+    """Import blosc2-grok (codec 37) for decoding chunks it wrote."""
+    if "grok" in _loaded:
+        return _loaded["grok"]
+    with _lock:
+        if "grok" not in _loaded:
+            try:
+                _loaded["grok"] = importlib.import_module("blosc2_grok")
+            except ImportError as exc:
+                raise CodecError(
+                    "b2store_grok: this chunk was written by blosc2-grok (Blosc2 codec 37); "
+                    "decoding it needs the plugin: pip install blosc2-grok"
+                ) from exc
+    return _loaded["grok"]
+
+
+def _parse_target(name: str, value: Any, low: float, high: float) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(
+            f"b2store_grok: expected a number or None for {name}. Got {type(value).__name__} "
+            "instead."
+        )
+    v = float(value)
+    if not (math.isfinite(v) and low < v <= high):
+        raise ValueError(
+            f"b2store_grok: expected a number from the range ({low:g}, {high:g}] for {name}. "
+            f"Got {value!r} instead."
+        )
+    return v
+
+
+def _parse_nthreads(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(
+            f"b2store_grok: expected an integer for nthreads. Got {type(value).__name__} instead."
+        )
+    if not 1 <= int(value) <= 256:
+        raise ValueError(
+            "b2store_grok: expected an integer from the inclusive range (1, 256) for nthreads. "
+            f"Got {value} instead."
+        )
+    return int(value)
+
+
+class Grok(Codec):
+    """JPEG 2000 (Grok) in Blosc2 b2nd frames, one 2-D image per block.
+
+    Parameters
+    ----------
+    ratio : float, optional
+        Target compression ratio per image (lossy), in ``(1, 10000]``. Exclusive with ``psnr``.
+    psnr : float, optional
+        Target PSNR in dB w.r.t. the 16-bit full scale (lossy), in ``(0, 200]``. Exclusive with
+        ``ratio``. Neither set means lossless.
+    nthreads : int, optional
+        Blosc2 threads; images of one chunk are coded in parallel. Default 1.
+
+    Raises
+    ------
+    ValueError
+        If blosc2-j2k is not installed, or a setting is out of range (both set, ...).
+    TypeError
+        If a setting has the wrong type.
+
+    See Also
+    --------
+    b2store.codecs.b2nd.B2nd : lossless/near-lossless Blosc2 codec for any numeric dtype.
+
+    Notes
+    -----
+    Thread-safe: encodes are serialised by a module lock (the plugin's parameters are process
+    global), decodes run in parallel with the GIL released. Picklable (config only).
+    """
+
+    codec_id = CODEC_ID
+
+    def __init__(
+        self, *, ratio: float | None = None, psnr: float | None = None, nthreads: int = 1
+    ) -> None:
+        self.ratio = _parse_target("ratio", ratio, 1.0, 10000.0)
+        self.psnr = _parse_target("psnr", psnr, 0.0, 200.0)
+        if self.ratio is not None and self.psnr is not None:
+            raise ValueError(
+                f"b2store_grok: set at most one of ratio and psnr. Got {ratio=} and {psnr=}."
+            )
+        self.nthreads = _parse_nthreads(nthreads)
+        _load_j2k()
+
+    @property
+    def lossless(self) -> bool:
+        """True when neither ``ratio`` nor ``psnr`` is set."""
+        return self.ratio is None and self.psnr is None
+
+    # ------------------------------------------------------------------ encode
+    def _check_chunk(self, buf: Any) -> np.ndarray:
+        if not isinstance(buf, np.ndarray):
+            raise CodecError(
+                "b2store_grok: encode needs an n-D numpy array of images (..., H, W); got "
+                f"{type(buf).__name__} (flat bytes carry no image shape)."
+            )
+        arr = buf
+        if arr.dtype not in _ENCODABLE:
+            raise CodecError(
+                f"b2store_grok: cannot encode {arr.dtype=}: JPEG 2000 in Blosc2 reads back only "
+                "uint8, uint16, int8 and int16 images. Use b2store_b2nd for other dtypes."
+            )
+        if arr.dtype.kind == "i" and not self.lossless:
+            raise CodecError(
+                f"b2store_grok: lossy coding of signed {arr.dtype=} is not supported (the plugin "
+                "codes it as unsigned, so values around 0 wrap). Use lossless, or shift the data "
+                "to unsigned."
+            )
+        if arr.ndim < 2:
+            raise CodecError(
+                f"b2store_grok: a chunk must hold 2-D images (..., H, W); got {arr.shape=}."
+            )
+        h, w = arr.shape[-2:]
+        if min(h, w) < MIN_IMAGE_SIDE:
+            raise CodecError(
+                f"b2store_grok: images of {h} x {w} pixels are too small for JPEG 2000 (Grok "
+                f"needs at least {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE}); use larger chunks along "
+                "the last two axes or b2store_b2nd."
+            )
+        if arr.dtype.byteorder == ">":
+            arr = arr.astype(arr.dtype.newbyteorder("<"))
+        return np.ascontiguousarray(arr)
+
+    def _j2k_params(self, j2k: Any) -> dict[str, Any]:
+        if self.ratio is not None:
+            mode, layers = "rates", [self.ratio]
+        elif self.psnr is not None:
+            mode, layers = "dB", [self.psnr]
+        else:
+            mode, layers = None, []
+        return {
+            "quality_mode": mode,
+            "quality_layers": np.array(layers, dtype=np.float64),
+            "num_threads": 1,
+        }
+
+    def encode(self, buf: Any) -> bytes:
+        """Encode a chunk of images into a b2nd cframe.
+
+        Parameters
+        ----------
+        buf : numpy.ndarray
+            Array of shape ``(..., H, W)``, dtype uint8/uint16 (or int8/int16, lossless only).
+
+        Returns
+        -------
+        bytes
+            A one-chunk b2nd cframe.
+
+        Raises
+        ------
+        CodecError
+            If the dtype, shape or image size cannot be coded and read back.
+        """
+        arr = self._check_chunk(buf)
+        j2k = _load_j2k()
+        blocks = (1,) * (arr.ndim - 2) + arr.shape[-2:]
+        cparams = {
+            "codec": blosc2.Codec.J2K,
+            "filters": [],
+            "splitmode": blosc2.SplitMode.NEVER_SPLIT,
+            "nthreads": self.nthreads,
+        }
+        params = self._j2k_params(j2k)
+        try:
+            with _lock:
+                j2k.set_params_defaults(**params)
+                out = blosc2.asarray(arr, chunks=arr.shape, blocks=blocks, cparams=cparams)
+                return bytes(out.to_cframe())
+        except RuntimeError:
+            pass  # JPEG 2000 output larger than the raw image: fall back (documented above)
+        if not self.lossless:
+            warnings.warn(
+                f"b2store_grok: JPEG 2000 could not code a {arr.shape} {arr.dtype} chunk with "
+                f"{self.get_config()}; stored it lossless with Blosc2 ZSTD instead.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        fallback = {"codec": blosc2.Codec.ZSTD, "clevel": 5, "nthreads": self.nthreads}
+        out = blosc2.asarray(arr, chunks=arr.shape, blocks=blocks, cparams=fallback)
+        return bytes(out.to_cframe())
+
+    # ------------------------------------------------------------------ decode
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        """Decode a b2nd cframe written by blosc2-j2k, blosc2-grok or the fallback.
+
+        Parameters
+        ----------
+        buf : bytes-like
+            The encoded chunk.
+        out : numpy.ndarray, optional
+            Destination of the right size (numcodecs contract).
+
+        Returns
+        -------
+        numpy.ndarray
+            The images, with the frame's shape and dtype.
+
+        Raises
+        ------
+        CodecError
+            If the bytes are not a valid one-chunk b2nd cframe of images.
+        """
+        data = _as_bytes(buf)
+        shape, dtype, codec = _inspect_frame(data)
+        if codec == _GROK_CODEC:
+            _load_grok()
+        else:
+            _load_j2k()
+        try:
+            arr = blosc2.ndarray_from_cframe(data, copy=False)
+            chunk = arr.schunk.get_chunk(0)
+        except Exception as exc:
+            raise CodecError(f"b2store_grok: corrupt b2nd frame ({exc})") from exc
+        nbytes = math.prod(shape) * dtype.itemsize
+        _check_chunk_header(chunk, nbytes, codec)
+        try:
+            flat = blosc2.decompress2(chunk, nthreads=self.nthreads)
+        except Exception as exc:
+            raise CodecError(
+                f"b2store_grok: could not decode the chunk (codec {codec}): {exc}"
+            ) from exc
+        if flat is None or len(flat) != nbytes:
+            raise CodecError(
+                f"b2store_grok: decoded {0 if flat is None else len(flat)} bytes, expected {nbytes}"
+            )
+        # Blocks are (1, ..., 1, H, W) == the trailing dims, so block order is C order.
+        result = np.frombuffer(flat, dtype=dtype).reshape(shape)
+        if out is not None:
+            out_arr = np.asarray(out)
+            if out_arr.nbytes != result.nbytes:
+                raise CodecError(f"b2store_grok: {out_arr.nbytes=} does not match {result.nbytes=}")
+            out_arr.reshape(-1).view(np.uint8)[:] = result.reshape(-1).view(np.uint8)
+            return out
+        return result
+
+
+def _as_bytes(buf: Any) -> bytes:
+    if isinstance(buf, bytes):
+        return buf
+    try:
+        return memoryview(buf).cast("B").tobytes()
+    except TypeError as exc:
+        raise CodecError(
+            f"b2store_grok: expected a bytes-like encoded chunk, got {type(buf).__name__}"
+        ) from exc
+
+
+def _inspect_frame(data: bytes) -> tuple[tuple[int, ...], np.dtype[Any], int]:
+    """Validate the frame header and b2nd metalayer; return (shape, dtype, codec id)."""
+    if len(data) < _MIN_FRAME or data[2:10] != _FRAME_MAGIC:
+        raise CodecError(
+            f"b2store_grok: not a Blosc2 frame ({len(data)} bytes; an encoded chunk starts with "
+            "the b2frame magic and is at least 64 bytes)"
+        )
+    header_size = struct.unpack(">i", data[11:15])[0]
+    frame_size = struct.unpack(">Q", data[16:24])[0]
+    if frame_size != len(data) or not _MIN_FRAME <= header_size < len(data):
+        raise CodecError(
+            f"b2store_grok: truncated or corrupt frame: header says {frame_size} bytes "
+            f"(header {header_size}), got {len(data)}"
+        )
+    try:
+        arr = blosc2.ndarray_from_cframe(data, copy=False)
+        meta = arr.schunk.meta["b2nd"]
+        nchunks = arr.schunk.nchunks
+        codec = int(arr.schunk.cparams.codec.value)
+    except Exception as exc:
+        raise CodecError(f"b2store_grok: corrupt b2nd frame ({exc})") from exc
+    try:
+        _, ndim, shape, chunks, blocks, _, dtype_str = meta
+        shape = tuple(int(s) for s in shape)
+        dtype = np.dtype(dtype_str)
+    except Exception as exc:
+        raise CodecError(f"b2store_grok: corrupt b2nd metalayer {meta!r}") from exc
+    if dtype.kind == "V" and dtype.itemsize in (1, 2):
+        dtype = np.dtype(f"u{dtype.itemsize}")
+    ok = (
+        nchunks == 1
+        and ndim == len(shape) >= 2
+        and tuple(chunks) == shape
+        and tuple(blocks) == (1,) * (ndim - 2) + shape[-2:]
+        and dtype.kind in "ui"
+        and dtype.itemsize in (1, 2)
+    )
+    if not ok:
+        raise CodecError(
+            f"b2store_grok: not a chunk of 2-D images: {nchunks=}, {shape=}, {chunks=}, "
+            f"{blocks=}, dtype {dtype_str!r}"
+        )
+    return shape, dtype, codec
+
+
+def _check_chunk_header(chunk: bytes, nbytes: int, frame_codec: int) -> None:
+    """Check the 32-byte Blosc2 chunk header against the metalayer before decompressing."""
+    if len(chunk) < 32:
+        raise CodecError(f"b2store_grok: truncated chunk ({len(chunk)} bytes)")
+    c_nbytes, _, c_cbytes = struct.unpack("<iii", chunk[4:16])
+    if c_nbytes != nbytes or c_cbytes != len(chunk):
+        raise CodecError(
+            f"b2store_grok: chunk header says {c_nbytes} bytes ({c_cbytes} compressed), "
+            f"metalayer expects {nbytes} ({len(chunk)} present)"
+        )
+    flags = chunk[2]
+    special = (chunk[31] >> 4) & 0x7
+    if special or flags & 0x02:  # special-value or memcpy'd chunk: plain Blosc2, no plugin
+        return
+    if flags >> 5 == 6:  # user-defined codec: id in byte 22
+        codec = chunk[22]
+        if codec not in (_J2K_CODEC, _GROK_CODEC) or codec != frame_codec:
+            raise CodecError(
+                f"b2store_grok: chunk uses Blosc2 codec {codec} (frame says {frame_codec}); "
+                "expected JPEG 2000 (37 or 39)"
+            )
+        if codec == _GROK_CODEC:
+            _load_grok()
