@@ -1,13 +1,260 @@
-"""The click application behind :mod:`b2store.cli` (imported only when click is installed)."""
+"""The click application behind :mod:`b2store.cli` (imported only when click is installed).
+
+Contract: every subcommand turns bad input (a missing or non-HDF5 file, an invalid option, an
+unsupported dataset) into one line on stderr, ``Error: …``, and exit status 2 (usage) or 1 (the work
+failed); never a traceback. Heavy imports (h5py, xarray, dask) happen inside the commands.
+"""
 
 from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
 
 import click
 
 from b2store import __version__
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _one_line_errors(func: F) -> F:
+    """Turn library exceptions into a one-line ``click.ClickException`` (exit 1)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (click.ClickException, click.Abort, click.exceptions.Exit):
+            raise
+        except KeyboardInterrupt:
+            raise click.Abort() from None
+        except (OSError, ValueError, NotImplementedError, RuntimeError, KeyError) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise click.ClickException(msg) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _int_tuple(ctx: Any, param: Any, value: str | None) -> tuple[int, ...] | None:
+    if value is None:
+        return None
+    try:
+        out = tuple(int(x) for x in value.replace("x", ",").split(",") if x.strip())
+    except ValueError:
+        raise click.BadParameter(
+            f"Expected comma-separated integers like 1,256,256. Got {value!r} instead."
+        ) from None
+    if not out or any(v < 1 for v in out):
+        raise click.BadParameter(
+            f"Expected comma-separated positive integers like 1,256,256. Got {value!r} instead."
+        )
+    return out
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="b2store")
 def app() -> None:
     """Read Blosc2-compressed HDF5 files and Caterva2 repositories as Zarr."""
+
+
+# ------------------------------------------------------------------------------------------ info
+
+
+@app.command()
+@click.argument("path_or_url")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_one_line_errors
+def info(path_or_url: str, as_json: bool) -> None:
+    """Show the groups and datasets of an HDF5 file (or a Zarr/Caterva2 URL).
+
+    For each dataset: shape, dtype, chunks, Blosc2 blocks, filters, stored size and ratio, and
+    whether b2store reads it directly (or why not).
+    """
+    from b2store.inspect import inspect_path, render_text, to_json
+
+    nodes = inspect_path(path_or_url)
+    click.echo(to_json(nodes) if as_json else render_text(nodes))
+
+
+# --------------------------------------------------------------------------------------- convert
+
+
+@app.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.argument("dst", type=click.Path(dir_okay=False))
+@click.option("--cname", default="zstd", show_default=True, help="blosclz, lz4, lz4hc, zlib, zstd")
+@click.option("--clevel", default=5, show_default=True, type=int, help="0-9")
+@click.option(
+    "--filters",
+    default="shuffle",
+    show_default=True,
+    help="Comma-separated Blosc2 filters: none, shuffle, bitshuffle, delta, bytedelta.",
+)
+@click.option("--blocks", callback=_int_tuple, help="Block shape, e.g. 1,256,256.")
+@click.option("--chunks", callback=_int_tuple, help="Rechunk datasets of this rank.")
+@click.option("--contiguous", is_flag=True, help="Also convert contiguous datasets.")
+@click.option("--itrunc-max-error", type=int, help="Lossy (integers): max absolute error.")
+@click.option("--j2k-ratio", type=float, help="Lossy JPEG 2000: target compression ratio.")
+@click.option("--j2k-psnr", type=float, help="Lossy JPEG 2000: target PSNR in dB.")
+@click.option("--auto", is_flag=True, help="Tune codec, level and filters per dataset.")
+@click.option(
+    "--tradeoff",
+    default=0.5,
+    show_default=True,
+    type=float,
+    help="For --auto: 1 = best ratio, 0 = fastest.",
+)
+@click.option("--threads", default=os.cpu_count() or 1, show_default=True, type=int)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-dataset lines.")
+@_one_line_errors
+def convert(
+    src: str,
+    dst: str,
+    cname: str,
+    clevel: int,
+    filters: str,
+    blocks: tuple[int, ...] | None,
+    chunks: tuple[int, ...] | None,
+    contiguous: bool,
+    itrunc_max_error: int | None,
+    j2k_ratio: float | None,
+    j2k_psnr: float | None,
+    auto: bool,
+    tradeoff: float,
+    threads: int,
+    quiet: bool,
+) -> None:
+    """Rewrite SRC as DST with Blosc2 b2nd chunks (HDF5 direct chunk writes).
+
+    DST reads with plain h5py + hdf5plugin. Groups, attributes, dimension scales and datasets
+    that are not converted are kept. DST appears only when the conversion succeeded.
+    """
+    from b2store.convert import CodecChoice, ConvertOptions
+    from b2store.convert import convert as run
+
+    choice = CodecChoice(
+        cname=cname,
+        clevel=clevel,
+        filters=tuple(f.strip() for f in filters.split(",") if f.strip()),
+        blocks=blocks,
+        itrunc_max_error=itrunc_max_error,
+        j2k_ratio=j2k_ratio,
+        j2k_psnr=j2k_psnr,
+    )
+    options = ConvertOptions(
+        codec=choice,
+        auto=auto,
+        tradeoff=tradeoff,
+        chunks=chunks,
+        contiguous=contiguous,
+        nthreads=threads,
+    )
+    log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
+    report = run(src, dst, options=options, progress=not quiet, log=log)
+    nb = sum(d.nbytes for d in report.datasets if d.action == "converted")
+    st = sum(d.stored for d in report.datasets if d.action == "converted")
+    ratio = f"{nb / st:.2f}" if st else "-"
+    click.echo(
+        f"wrote {dst}: {sum(d.action == 'converted' for d in report.datasets)} datasets converted, "
+        f"{sum(d.action == 'copied' for d in report.datasets)} copied, ratio {ratio}, "
+        f"{report.seconds:.2f} s"
+    )
+    if auto:
+        for d in report.datasets:
+            if d.action == "converted":
+                click.echo(f"  {d.path}: {d.codec}")
+
+
+# ------------------------------------------------------------------------------------------ refs
+
+
+@app.command()
+@click.argument("src", type=click.Path(dir_okay=False))
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=True),
+    help="refs.json, or a .parq folder for the parquet reference format.",
+)
+@click.option("--inline-threshold", default=500, show_default=True, type=int)
+@_one_line_errors
+def refs(src: str, output: str, inline_threshold: int) -> None:
+    """Export SRC's chunk references (kerchunk/fsspec reference format version 1).
+
+    Open the result with fsspec.filesystem("reference", fo=OUTPUT) plus zarr (Zarr v2 metadata;
+    codecs named b2store_*).
+    """
+    from b2store.refs import write_refs
+
+    n = write_refs(src, output, inline_threshold=inline_threshold)
+    click.echo(f"wrote {output}: {n} references")
+
+
+# ------------------------------------------------------------------------------------------ demo
+
+
+@app.command()
+@click.option(
+    "--size",
+    type=click.Choice(["small", "medium", "full"]),
+    default="full",
+    show_default=True,
+    help="small: ~6 MB (tests), medium: ~60 MB, full: ~300 MB.",
+)
+@click.option("--cache-dir", type=click.Path(file_okay=False), help="Default: $B2STORE_CACHE.")
+@click.option("--workers", default=os.cpu_count() or 1, show_default=True, type=int)
+@_one_line_errors
+def demo(size: str, cache_dir: str | None, workers: int) -> None:
+    """Write a synthetic tomography file, read it through b2store and h5py, compare."""
+    from b2store.demo import run_demo
+
+    result = run_demo(size=size, cache_dir=cache_dir, workers=workers, echo=click.echo)
+    if not result.matches:
+        raise click.ClickException("b2store and h5py disagree: this is a bug, please report it")
+
+
+# ----------------------------------------------------------------------------------------- bench
+
+
+@app.command()
+@click.option("--size", type=click.Choice(["small", "full"]), default="small", show_default=True)
+@click.option("--only", multiple=True, help="Run only these benchmark scripts (by stem).")
+@click.option(
+    "--dir",
+    "bench_dir",
+    type=click.Path(file_okay=False),
+    help="Folder of benchmark scripts (default: benchmarks/ beside the package).",
+)
+@_one_line_errors
+def bench(size: str, only: tuple[str, ...], bench_dir: str | None) -> None:
+    """Run the benchmarks in benchmarks/ (each as a subprocess) at a chosen size."""
+    folder = Path(bench_dir) if bench_dir else Path(__file__).resolve().parents[1] / "benchmarks"
+    if not folder.is_dir():
+        raise click.ClickException(
+            f"{folder}: no benchmarks folder (run from a source checkout or pass --dir)"
+        )
+    scripts = sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
+    if only:
+        scripts = [p for p in scripts if p.stem in only]
+        missing = set(only) - {p.stem for p in scripts}
+        if missing:
+            raise click.ClickException(f"no benchmark named {', '.join(sorted(missing))}")
+    if not scripts:
+        raise click.ClickException(f"{folder}: no benchmark scripts")
+    failed = []
+    env = {**os.environ, "B2STORE_BENCH_SIZE": size}
+    for script in scripts:
+        click.echo(f"== {script.name} (size {size})")
+        res = subprocess.run([sys.executable, str(script), "--size", size], env=env, check=False)
+        if res.returncode:
+            failed.append(script.name)
+    if failed:
+        raise click.ClickException(f"benchmarks failed: {', '.join(failed)}")
+    click.echo(json.dumps({"ran": [p.name for p in scripts], "size": size}))

@@ -1,6 +1,8 @@
-"""The ``b2store`` command line (click): ``demo``, and the subcommands added by later modules.
+"""The ``b2store`` command line (click): ``info``, ``convert``, ``refs``, ``demo``, ``bench``.
 
-Bad arguments give a one-line message and a non-zero exit (click's behaviour), never a traceback.
+Bad arguments give a one-line ``Error: …`` on stderr and a non-zero exit (2 for usage errors, 1 when
+the work failed), never a traceback. The click app lives in :mod:`b2store._cli_app` and is imported
+only here, so ``import b2store`` stays light.
 """
 
 from __future__ import annotations
@@ -11,11 +13,23 @@ import sys
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``b2store`` console script."""
     try:
-        import click  # noqa: F401
+        import click
     except ImportError:
-        msg = "b2store's command line needs click and tqdm: pip install 'b2store[cli]'"
-        print(msg, file=sys.stderr)
+        print(
+            "b2store's command line needs click and tqdm: pip install 'b2store[cli]'",
+            file=sys.stderr,
+        )
         return 2
     from b2store._cli_app import app
 
-    return int(app.main(args=argv, prog_name="b2store", standalone_mode=True) or 0)
+    try:
+        rv = app.main(args=argv, prog_name="b2store", standalone_mode=False)
+    except click.exceptions.Abort:
+        print("Aborted.", file=sys.stderr)
+        return 130
+    except click.ClickException as exc:
+        print(f"Error: {exc.format_message()}".splitlines()[0], file=sys.stderr)
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    return rv if isinstance(rv, int) else 0

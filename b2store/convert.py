@@ -1,0 +1,718 @@
+"""Rewrite an HDF5 file with Blosc2 b2nd chunks, written by HDF5 direct chunk writes.
+
+Contract: :func:`convert` reads every dataset of ``src`` through h5py (+ hdf5plugin, so any filter
+HDF5 can read is accepted) and writes ``dst`` where each converted dataset is created with
+``hdf5plugin.Blosc2()`` and every allocated chunk is a one-chunk Blosc2 cframe holding a b2nd array
+whose shape equals the HDF5 chunk shape (edge chunks padded with the fill value), compressed by
+python-blosc2 with the chosen codec, level, filters and block shape (the b2h5py approach). Plain
+h5py + hdf5plugin reads the output; so does b2store's ``b2h5`` filesystem.
+
+* Groups, attributes, dimension scales (re-attached with ``h5py.dims``) and datasets that are not
+  converted (scalars, strings, vlen, compact, virtual; contiguous unless asked) are kept.
+* Unallocated chunks stay unallocated (sparse data stays sparse).
+* Compression runs on a thread pool (``blosc2.set_releasegil(True)``); h5py reads and writes stay
+  on the calling thread.
+* The output is written to a temporary file in the destination folder and renamed at the end, so
+  an interrupted run never leaves a half-written file under the final name.
+* ``auto=True`` picks codec, level and filters per dataset with a small sampling tuner
+  (:func:`tune`): the score is ``(size/min_size)**t * (time/min_time)**(1-t)`` over a grid of
+  candidates compressing a few real chunks, ``t`` being the ratio/speed trade-off (1 = best ratio).
+
+Lossy options: ``itrunc_max_error`` (integers: zero the low bits with Blosc2's INT_TRUNC filter so
+that ``0 <= x - y <= max_error``) and ``j2k_ratio``/``j2k_psnr`` (JPEG 2000 via blosc2-j2k, uint8,
+uint16 or int16 only; one 2-D image per block).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from b2store.errors import B2StoreError
+
+__all__ = [
+    "CNAMES",
+    "FILTERS",
+    "CodecChoice",
+    "ConvertError",
+    "ConvertOptions",
+    "ConvertReport",
+    "DatasetReport",
+    "convert",
+    "encode_chunk",
+    "tune",
+]
+
+#: Codec names accepted on the command line (those hdf5plugin's Blosc2 filter decodes).
+CNAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
+#: Blosc2 filters accepted on the command line.
+FILTERS = ("none", "shuffle", "bitshuffle", "delta", "bytedelta")
+
+
+class ConvertError(B2StoreError, ValueError):
+    """Invalid conversion options, or a dataset the options cannot apply to."""
+
+
+def _check_int_range(name: str, value: int, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise ConvertError(f"Expected an integer for {name}. Got {value!r} instead.")
+    if not lo <= int(value) <= hi:
+        raise ConvertError(
+            f"Expected an integer from the inclusive range ({lo}, {hi}) for {name}. "
+            f"Got {value} instead."
+        )
+    return int(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class CodecChoice:
+    """How chunks are compressed.
+
+    Parameters
+    ----------
+    cname : str
+        One of :data:`CNAMES`.
+    clevel : int
+        0-9.
+    filters : tuple of str
+        Blosc2 filters in order, from :data:`FILTERS` (``()`` or ``("none",)`` for none).
+    blocks : tuple of int, optional
+        Block shape (clipped to the chunk shape); ``None`` lets blosc2 choose.
+    itrunc_max_error : int, optional
+        Integer data only: maximum absolute error of the INT_TRUNC filter (rounded down to
+        ``2**k - 1``).
+    j2k_ratio, j2k_psnr : float, optional
+        JPEG 2000 (blosc2-j2k) target compression ratio or PSNR in dB (16-bit full scale);
+        mutually exclusive, and exclusive with ``itrunc_max_error``.
+    """
+
+    cname: str = "zstd"
+    clevel: int = 5
+    filters: tuple[str, ...] = ("shuffle",)
+    blocks: tuple[int, ...] | None = None
+    itrunc_max_error: int | None = None
+    j2k_ratio: float | None = None
+    j2k_psnr: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.cname not in CNAMES:
+            raise ConvertError(
+                f"Expected a codec name from {', '.join(CNAMES)}. Got {self.cname!r} instead."
+            )
+        _check_int_range("clevel", self.clevel, 0, 9)
+        for f in self.filters:
+            if f not in FILTERS:
+                raise ConvertError(
+                    f"Expected filters from {', '.join(FILTERS)}. Got {f!r} instead."
+                )
+        if len(self.filters) > 5:
+            raise ConvertError(f"Expected at most 5 filters. Got {len(self.filters)} instead.")
+        if self.blocks is not None:
+            for b in self.blocks:
+                _check_int_range("a block dimension", b, 1, 2**31 - 1)
+        if self.itrunc_max_error is not None:
+            _check_int_range("itrunc_max_error", self.itrunc_max_error, 1, 2**62)
+        lossy = [
+            x is not None for x in (self.itrunc_max_error, self.j2k_ratio, self.j2k_psnr)
+        ].count(True)
+        if lossy > 1:
+            raise ConvertError(
+                "Expected at most one of itrunc_max_error, j2k_ratio, j2k_psnr. Got "
+                f"{lossy} instead."
+            )
+        if self.j2k_ratio is not None and not 1.0 <= self.j2k_ratio < 25.6:
+            raise ConvertError(
+                "Expected a JPEG 2000 ratio from the range [1, 25.6). "
+                f"Got {self.j2k_ratio} instead."
+            )
+        if self.j2k_psnr is not None and not 20.0 <= self.j2k_psnr <= 200.0:
+            raise ConvertError(
+                f"Expected a JPEG 2000 PSNR from the inclusive range (20, 200) dB. "
+                f"Got {self.j2k_psnr} instead."
+            )
+
+    @property
+    def is_j2k(self) -> bool:
+        return self.j2k_ratio is not None or self.j2k_psnr is not None
+
+    def describe(self) -> str:
+        """A short human label, e.g. ``zstd-5+shuffle``."""
+        if self.is_j2k:
+            what = f"ratio {self.j2k_ratio}" if self.j2k_ratio else f"psnr {self.j2k_psnr} dB"
+            return f"j2k ({what})"
+        filt = "+".join(f for f in self.filters if f != "none") or "nofilter"
+        out = f"{self.cname}-{self.clevel}+{filt}"
+        if self.itrunc_max_error is not None:
+            out = f"itrunc(max_error={self.itrunc_max_error})+" + out
+        return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertOptions:
+    """What :func:`convert` does.
+
+    Parameters
+    ----------
+    codec : CodecChoice
+        Codec for every converted dataset (unless ``auto``).
+    auto : bool
+        Tune codec, level and filters per dataset (:func:`tune`).
+    tradeoff : float
+        For ``auto``: 1 favours ratio, 0 favours speed.
+    chunks : tuple of int, optional
+        New chunk shape for datasets of the same rank (others keep theirs).
+    contiguous : bool
+        Also convert contiguous datasets (chunked with ``chunks`` or an automatic ~4 MiB shape).
+    nthreads : int
+        Compression threads.
+    """
+
+    codec: CodecChoice = field(default_factory=CodecChoice)
+    auto: bool = False
+    tradeoff: float = 0.5
+    chunks: tuple[int, ...] | None = None
+    contiguous: bool = False
+    nthreads: int = field(default_factory=lambda: os.cpu_count() or 1)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tradeoff <= 1.0:
+            raise ConvertError(
+                f"Expected a tradeoff from the inclusive range (0, 1). Got {self.tradeoff} instead."
+            )
+        _check_int_range("nthreads", self.nthreads, 1, 256)
+        if self.chunks is not None:
+            for c in self.chunks:
+                _check_int_range("a chunk dimension", c, 1, 2**31 - 1)
+        if self.auto and (self.codec.is_j2k):
+            raise ConvertError("--auto tunes lossless codecs only; drop --j2k-ratio/--j2k-psnr.")
+
+
+@dataclass(frozen=True, kw_only=True)
+class DatasetReport:
+    """What happened to one dataset."""
+
+    path: str
+    action: str  # "converted" or "copied"
+    codec: str = ""
+    chunks: tuple[int, ...] | None = None
+    nbytes: int = 0
+    stored: int = 0
+    nchunks: int = 0
+    note: str = ""
+
+    @property
+    def ratio(self) -> float | None:
+        return self.nbytes / self.stored if self.stored else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConvertReport:
+    """The result of :func:`convert`."""
+
+    src: str
+    dst: str
+    datasets: tuple[DatasetReport, ...]
+    seconds: float
+
+
+# --------------------------------------------------------------------------------------- encode
+
+
+def _blosc2_cparams(choice: CodecChoice, dtype: np.dtype[Any], nthreads: int = 1) -> Any:
+    import blosc2
+
+    if choice.is_j2k:
+        return blosc2.CParams(
+            codec=blosc2.Codec.J2K,
+            filters=[],
+            filters_meta=[],
+            splitmode=blosc2.SplitMode.NEVER_SPLIT,
+            nthreads=1,
+            typesize=dtype.itemsize,
+        )
+    fmap = {
+        "shuffle": blosc2.Filter.SHUFFLE,
+        "bitshuffle": blosc2.Filter.BITSHUFFLE,
+        "delta": blosc2.Filter.DELTA,
+        "bytedelta": blosc2.Filter.BYTEDELTA,
+    }
+    filters = [fmap[f] for f in choice.filters if f != "none"]
+    meta = [dtype.itemsize if f == "bytedelta" else 0 for f in choice.filters if f != "none"]
+    if choice.itrunc_max_error is not None:
+        k = math.floor(math.log2(choice.itrunc_max_error + 1))
+        if k >= 8 * dtype.itemsize:
+            raise ConvertError(
+                f"itrunc max error {choice.itrunc_max_error} would zero all "
+                f"{8 * dtype.itemsize} bits of {dtype}: choose a smaller error."
+            )
+        filters = [blosc2.Filter.INT_TRUNC, *filters]  # INT_TRUNC must come before shuffles
+        meta = [-k, *meta]
+    return blosc2.CParams(
+        codec=getattr(blosc2.Codec, choice.cname.upper()),
+        clevel=choice.clevel,
+        filters=filters,
+        filters_meta=meta,
+        typesize=dtype.itemsize,
+        nthreads=nthreads,
+    )
+
+
+def _blocks_for(choice: CodecChoice, chunks: tuple[int, ...]) -> tuple[int, ...] | None:
+    if choice.is_j2k:
+        # one 2-D image per block
+        return tuple([1] * (len(chunks) - 2) + list(chunks[-2:]))
+    if choice.blocks is None:
+        return None
+    return tuple(min(b, c) for b, c in zip(choice.blocks, chunks, strict=True))
+
+
+def encode_chunk(chunk: np.ndarray[Any, Any], choice: CodecChoice, *, nthreads: int = 1) -> bytes:
+    """One full HDF5 chunk -> a one-chunk Blosc2 cframe holding a b2nd array of that shape."""
+    import blosc2
+
+    chunk = np.ascontiguousarray(chunk)
+    blocks = _blocks_for(choice, chunk.shape)
+    arr = blosc2.asarray(
+        chunk,
+        chunks=chunk.shape,
+        blocks=blocks,
+        cparams=_blosc2_cparams(choice, chunk.dtype, nthreads),
+    )
+    return bytes(arr.to_cframe())
+
+
+def _prepare_j2k(choice: CodecChoice, path: str, dtype: np.dtype[Any], ndim: int) -> None:
+    """Configure blosc2-j2k's (process-global) parameters for one dataset."""
+    if dtype.kind not in "ui" or dtype.itemsize > 2 or ndim < 2:
+        raise ConvertError(
+            f"{path}: JPEG 2000 needs 2-D (or stacked 2-D) uint8/uint16/int16 data. "
+            f"Got {ndim}-D {dtype} instead; drop --j2k-ratio/--j2k-psnr."
+        )
+    try:
+        import blosc2_j2k
+    except ImportError as exc:
+        raise ConvertError(
+            "JPEG 2000 needs blosc2-j2k (AGPL-3.0): pip install 'b2store[jpeg2000]'"
+        ) from exc
+    blosc2_j2k.register_codec()
+    blosc2_j2k.configure(backend="grok")
+    if choice.j2k_ratio is not None:
+        blosc2_j2k.set_params_defaults(
+            quality_mode="rates", quality_layers=np.array([float(choice.j2k_ratio)]), num_threads=0
+        )
+    else:
+        blosc2_j2k.set_params_defaults(
+            quality_mode="dB", quality_layers=np.array([float(choice.j2k_psnr or 0)]), num_threads=0
+        )
+
+
+# ---------------------------------------------------------------------------------------- tune
+
+#: The tuner's candidate grid (lossless).
+TUNE_GRID: tuple[CodecChoice, ...] = (
+    CodecChoice(cname="lz4", clevel=5, filters=("shuffle",)),
+    CodecChoice(cname="lz4", clevel=5, filters=("bitshuffle",)),
+    CodecChoice(cname="blosclz", clevel=5, filters=("shuffle",)),
+    CodecChoice(cname="zstd", clevel=1, filters=("shuffle",)),
+    CodecChoice(cname="zstd", clevel=5, filters=("shuffle",)),
+    CodecChoice(cname="zstd", clevel=5, filters=("bitshuffle",)),
+    CodecChoice(cname="zstd", clevel=9, filters=("bitshuffle",)),
+)
+
+
+@dataclass(frozen=True, kw_only=True)
+class TuneResult:
+    """The tuner's pick for one dataset, with the sample measurements behind it."""
+
+    choice: CodecChoice
+    ratio: float
+    seconds: float
+    table: tuple[tuple[str, float, float, float], ...]  # (label, ratio, seconds, score)
+
+
+def tune(
+    samples: list[np.ndarray[Any, Any]],
+    *,
+    tradeoff: float,
+    base: CodecChoice | None = None,
+    grid: tuple[CodecChoice, ...] = TUNE_GRID,
+) -> TuneResult:
+    """Pick the candidate minimising ``(size/min)**t * (time/min)**(1-t)`` on sample chunks.
+
+    ``base`` contributes its block shape and itrunc setting to every candidate.
+    """
+    if not samples:
+        raise ConvertError("tune() needs at least one sample chunk")
+    nbytes = sum(s.nbytes for s in samples)
+    rows = []
+    for cand in grid:
+        if base is not None:
+            cand = replace(cand, blocks=base.blocks, itrunc_max_error=base.itrunc_max_error)
+        t0 = time.perf_counter()
+        size = sum(len(encode_chunk(s, cand)) for s in samples)
+        rows.append((cand, size, max(time.perf_counter() - t0, 1e-9)))
+    smin = min(r[1] for r in rows)
+    tmin = min(r[2] for r in rows)
+    scored = [
+        (c, s, t, (s / smin) ** tradeoff * (t / tmin) ** (1.0 - tradeoff)) for c, s, t in rows
+    ]
+    best = min(scored, key=lambda r: r[3])
+    table = tuple((c.describe(), nbytes / s, t, sc) for c, s, t, sc in scored)
+    return TuneResult(choice=best[0], ratio=nbytes / best[1], seconds=best[2], table=table)
+
+
+# ------------------------------------------------------------------------------------- convert
+
+_SCALE_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME"}
+
+
+def _auto_chunks(shape: tuple[int, ...], itemsize: int, target: int = 4 << 20) -> tuple[int, ...]:
+    chunks = list(shape)
+    while int(np.prod(chunks)) * itemsize > target:
+        i = int(np.argmax(chunks))
+        chunks[i] = max(1, (chunks[i] + 1) // 2)
+    return tuple(chunks)
+
+
+def _copy_attrs(src: Any, dst: Any, skip: set[str]) -> list[str]:
+    """Copy attributes with their HDF5 types; returns the names it could not copy."""
+    import h5py
+
+    failed = []
+    for name in src.attrs:
+        if name in skip:
+            continue
+        try:
+            aid = src.attrs.get_id(name)
+            value = src.attrs[name]
+            if aid.dtype.kind == "O" and h5py.check_ref_dtype(aid.dtype) is not None:
+                failed.append(name)  # object references point into the source file
+                continue
+            if isinstance(value, h5py.Empty):
+                dst.attrs[name] = value
+            else:
+                dst.attrs.create(name, value, dtype=aid.dtype)
+        except Exception:
+            try:
+                dst.attrs[name] = src.attrs[name]
+            except Exception:
+                failed.append(name)
+    return failed
+
+
+def _convertible(ds: Any, options: ConvertOptions) -> str:
+    """'' if ``ds`` is converted, else why it is copied as is."""
+    import h5py
+
+    if ds.shape is None or ds.ndim == 0:
+        return "scalar or NULL dataspace"
+    if ds.size == 0:
+        return "empty"
+    if ds.dtype.hasobject or h5py.check_vlen_dtype(ds.dtype) is not None:
+        return "variable-length dtype"
+    if h5py.check_ref_dtype(ds.dtype) is not None:
+        return "reference dtype"
+    if ds.is_virtual:
+        return "virtual dataset"
+    dcpl = ds.id.get_create_plist()
+    if dcpl.get_external_count() > 0:
+        return "external raw data"
+    layout = dcpl.get_layout()
+    if layout == h5py.h5d.CHUNKED:
+        return ""
+    if layout == h5py.h5d.CONTIGUOUS and options.contiguous:
+        return ""
+    return (
+        "contiguous (pass --contiguous to convert)"
+        if layout == h5py.h5d.CONTIGUOUS
+        else ("compact")
+    )
+
+
+def _chunk_origins(ds: Any, chunks: tuple[int, ...], rechunked: bool) -> list[tuple[int, ...]]:
+    if not rechunked:
+        out: list[tuple[int, ...]] = []
+        ds.id.chunk_iter(lambda info: out.append(tuple(int(o) for o in info.chunk_offset)))
+        return out
+    grids = [range(0, s, c) for s, c in zip(ds.shape, chunks, strict=True)]
+    return [
+        tuple(g[i] for g, i in zip(grids, idx, strict=True))
+        for idx in np.ndindex(*[len(g) for g in grids])
+    ]
+
+
+def _read_full_chunk(
+    ds: Any, origin: tuple[int, ...], chunks: tuple[int, ...], fill: Any
+) -> np.ndarray[Any, Any]:
+    sel = tuple(slice(o, min(o + c, s)) for o, c, s in zip(origin, chunks, ds.shape, strict=True))
+    part = ds[sel]
+    if part.shape == chunks:
+        return np.ascontiguousarray(part)
+    full = np.full(chunks, fill, dtype=ds.dtype)
+    full[tuple(slice(0, n) for n in part.shape)] = part
+    return full
+
+
+def convert(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    *,
+    options: ConvertOptions | None = None,
+    progress: bool = False,
+    log: Callable[[str], None] | None = None,
+    on_chunk: Callable[[str, int], None] | None = None,
+) -> ConvertReport:
+    """Rewrite ``src`` as ``dst`` with Blosc2 b2nd chunks (see the module docstring).
+
+    Parameters
+    ----------
+    src, dst : path
+        Input HDF5 file; output path (its folder must exist; an existing file is replaced only
+        when the conversion succeeds).
+    options : ConvertOptions
+        Codec, tuning and chunking options.
+    progress : bool
+        Show a tqdm progress bar per dataset.
+    log : callable, optional
+        Receives one line per dataset (and the tuner's choice).
+    on_chunk : callable, optional
+        Called with ``(dataset path, chunk number)`` after each chunk is written (tests use it to
+        interrupt a run).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``src`` or the destination folder does not exist.
+    ConvertError
+        Invalid options for a dataset, or ``src`` is not HDF5, or ``dst`` is ``src``.
+    """
+    import blosc2
+    import h5py
+    import hdf5plugin
+
+    options = options or ConvertOptions()
+    src, dst = os.fspath(src), os.fspath(dst)
+    if not os.path.isfile(src):
+        raise FileNotFoundError(f"{src}: no such file")
+    if not h5py.is_hdf5(src):
+        raise ConvertError(f"{src} is not an HDF5 file (no HDF5 signature)")
+    dst_dir = os.path.dirname(os.path.abspath(dst))
+    if not os.path.isdir(dst_dir):
+        raise FileNotFoundError(f"{dst_dir}: the destination folder does not exist")
+    if os.path.exists(dst) and os.path.samefile(src, dst):
+        raise ConvertError(f"{dst} is the input file: choose another output path")
+
+    say = log or (lambda _msg: None)
+    blosc2.set_releasegil(True)
+    t_start = time.perf_counter()
+    fd, tmp = tempfile.mkstemp(
+        dir=dst_dir, prefix="." + os.path.basename(dst) + ".", suffix=".part"
+    )
+    os.close(fd)
+    reports: list[DatasetReport] = []
+    try:
+        with (
+            h5py.File(src, "r") as fin,
+            h5py.File(tmp, "w") as fout,
+            ThreadPoolExecutor(options.nthreads) as pool,
+        ):
+            _copy_attrs(fin, fout, set())
+            names: list[str] = []
+            fin.visit(names.append)  # collect first; no writes inside h5py's traversal
+            scales: dict[str, str] = {}
+            attachments: list[tuple[str, int, str]] = []
+            for name in names:
+                obj = fin.get(name, getlink=False)
+                if isinstance(obj, h5py.Group):
+                    g = fout.require_group(name)
+                    _copy_attrs(obj, g, set())
+                    continue
+                if not isinstance(obj, h5py.Dataset):
+                    continue
+                if h5py.h5ds.is_scale(obj.id):
+                    nm = obj.attrs.get("NAME", b"")
+                    scales[obj.name] = nm.decode() if isinstance(nm, bytes) else str(nm)
+                if obj.ndim:
+                    for axis in range(obj.ndim):
+                        attachments.extend(
+                            (obj.name, axis, sc.name)
+                            for sc in obj.dims[axis].values()
+                            if sc.name != obj.name
+                        )
+                why = _convertible(obj, options)
+                if why:
+                    fin.copy(
+                        obj, fout[obj.parent.name], name=name.rsplit("/", 1)[-1], without_attrs=True
+                    )
+                    _copy_attrs(obj, fout[name], _SCALE_ATTRS)
+                    reports.append(
+                        DatasetReport(
+                            path=obj.name,
+                            action="copied",
+                            note=why,
+                            nbytes=obj.nbytes if obj.shape else 0,
+                        )
+                    )
+                    say(f"{obj.name}: copied ({why})")
+                    continue
+                rep = _convert_dataset(
+                    obj, fout, options, pool, hdf5plugin, progress, say, on_chunk
+                )
+                _copy_attrs(obj, fout[name], _SCALE_ATTRS)
+                reports.append(rep)
+            for path, nm in scales.items():
+                fout[path].make_scale(nm)
+            for path, axis, scale in attachments:
+                if scale in fout and path in fout:
+                    fout[path].dims[axis].attach_scale(fout[scale])
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+    return ConvertReport(
+        src=src, dst=dst, datasets=tuple(reports), seconds=time.perf_counter() - t_start
+    )
+
+
+def _convert_dataset(
+    ds: Any,
+    fout: Any,
+    options: ConvertOptions,
+    pool: ThreadPoolExecutor,
+    hdf5plugin: Any,
+    progress: bool,
+    say: Callable[[str], None],
+    on_chunk: Callable[[str, int], None] | None,
+) -> DatasetReport:
+    path = ds.name
+    src_chunks = tuple(int(c) for c in ds.chunks) if ds.chunks else None
+    if options.chunks is not None and len(options.chunks) == ds.ndim:
+        chunks = tuple(min(c, max(s, 1)) for c, s in zip(options.chunks, ds.shape, strict=True))
+    elif src_chunks is not None:
+        chunks = src_chunks
+    else:
+        chunks = _auto_chunks(tuple(ds.shape), ds.dtype.itemsize)
+    rechunked = chunks != src_chunks
+    choice = options.codec
+    if choice.blocks is not None and len(choice.blocks) != ds.ndim:
+        raise ConvertError(
+            f"{path}: expected --blocks with {ds.ndim} dimensions like its shape {ds.shape}. "
+            f"Got {choice.blocks} instead."
+        )
+    if choice.itrunc_max_error is not None and ds.dtype.kind not in "ui":
+        raise ConvertError(
+            f"{path}: itrunc works on integer data; this dataset is {ds.dtype}. "
+            "Drop --itrunc-max-error or convert integer datasets only."
+        )
+    if choice.is_j2k:
+        _prepare_j2k(choice, path, ds.dtype, ds.ndim)
+    fill = ds.fillvalue
+    origins = _chunk_origins(ds, chunks, rechunked)
+
+    if options.auto and origins:
+        pick = [origins[i] for i in sorted({0, len(origins) // 2, len(origins) - 1})]
+        samples = [_sample(_read_full_chunk(ds, o, chunks, fill)) for o in pick]
+        res = tune(samples, tradeoff=options.tradeoff, base=choice)
+        choice = res.choice
+        say(
+            f"{path}: --auto chose {choice.describe()} (sample ratio {res.ratio:.2f}, "
+            f"tradeoff {options.tradeoff})"
+        )
+
+    cname = choice.cname if choice.cname in ("blosclz", "lz4", "lz4hc", "zlib", "zstd") else "zstd"
+    kwargs: dict[str, Any] = dict(hdf5plugin.Blosc2(cname=cname, clevel=choice.clevel))
+    dset = fout.create_dataset(
+        path,
+        shape=ds.shape,
+        dtype=ds.dtype,
+        chunks=chunks,
+        maxshape=ds.maxshape if ds.chunks else None,
+        fillvalue=fill,
+        **kwargs,
+    )
+    stored = 0
+    bar = _bar(len(origins), path, progress)
+    inflight: deque[tuple[tuple[int, ...], Future[bytes]]] = deque()
+
+    def drain(limit: int) -> None:
+        nonlocal stored
+        while len(inflight) > limit:
+            origin, fut = inflight.popleft()
+            frame = fut.result()
+            dset.id.write_direct_chunk(origin, frame)
+            stored += len(frame)
+            bar.update(1)
+            if on_chunk is not None:
+                on_chunk(path, bar.n)
+
+    written = 0
+    try:
+        for origin in origins:
+            chunk = _read_full_chunk(ds, origin, chunks, fill)
+            if rechunked and fill is not None and not np.any(chunk != fill):
+                bar.update(1)
+                continue  # all fill value: leave unallocated
+            inflight.append((origin, pool.submit(encode_chunk, chunk, choice)))
+            written += 1
+            drain(2 * options.nthreads)
+        drain(0)
+    finally:
+        for _, fut in inflight:
+            fut.cancel()
+        bar.close()
+    rep = DatasetReport(
+        path=path,
+        action="converted",
+        codec=choice.describe(),
+        chunks=chunks,
+        nbytes=int(ds.nbytes),
+        stored=stored,
+        nchunks=written,
+        note="rechunked" if rechunked else "",
+    )
+    ratio = f"{rep.ratio:.2f}" if rep.ratio else "-"
+    say(f"{path}: converted, {choice.describe()}, chunks {chunks}, {written} chunks, ratio {ratio}")
+    return rep
+
+
+def _sample(chunk: np.ndarray[Any, Any], max_bytes: int = 2 << 20) -> np.ndarray[Any, Any]:
+    """A contiguous slab of at most ``max_bytes`` from the middle of a chunk (keeps its rank)."""
+    if chunk.nbytes <= max_bytes or chunk.ndim == 0:
+        return chunk
+    axis = next((i for i, s in enumerate(chunk.shape) if s > 1), 0)
+    n = max(1, int(chunk.shape[axis] * max_bytes / chunk.nbytes))
+    start = (chunk.shape[axis] - n) // 2
+    sel = [slice(None)] * chunk.ndim
+    sel[axis] = slice(start, start + n)
+    return np.ascontiguousarray(chunk[tuple(sel)])
+
+
+class _NoBar:
+    n = 0
+
+    def update(self, k: int) -> None:
+        self.n += k
+
+    def close(self) -> None:
+        pass
+
+
+def _bar(total: int, desc: str, progress: bool) -> Any:
+    if not progress:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="chunk", leave=False)
