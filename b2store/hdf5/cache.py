@@ -1,0 +1,151 @@
+"""Index caches: in memory (per process) and as sidecar files keyed by the HDF5 file's identity.
+
+Contract: a cached :class:`~b2store.hdf5.index.FileIndex` is reused only when the key matches
+exactly: the file's URL, size and modification stamp (mtime, ETag or Last-Modified as the target
+filesystem reports it) plus every option that changes the view (Zarr format, unsupported policy,
+external links). A file whose target reports no modification stamp is never cached on disk.
+
+Sidecar files are ``.npz`` archives written atomically (temp file + rename) and read with
+``allow_pickle=False``: a damaged or foreign file is ignored and rebuilt, never trusted.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from b2store.hdf5.index import ChunkTable, FileIndex
+
+__all__ = ["FORMAT", "MemoryCache", "default_cache_dir", "load_sidecar", "save_sidecar"]
+
+FORMAT = "b2store-hdf5-index-1"
+
+
+class MemoryCache:
+    """A small thread-safe LRU of indexes shared by all filesystem instances of a process."""
+
+    def __init__(self, maxsize: int = 64) -> None:
+        self._lock = threading.Lock()
+        self._data: OrderedDict[str, FileIndex] = OrderedDict()
+        self.maxsize = maxsize
+
+    def get(self, key: str) -> FileIndex | None:
+        with self._lock:
+            idx = self._data.get(key)
+            if idx is not None:
+                self._data.move_to_end(key)
+            return idx
+
+    def put(self, key: str, index: FileIndex) -> None:
+        with self._lock:
+            self._data[key] = index
+            self._data.move_to_end(key)
+            while len(self._data) > self.maxsize:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+def default_cache_dir() -> Path:
+    """The sidecar folder: ``$B2STORE_CACHE`` or ``$XDG_CACHE_HOME/b2store`` + ``/hdf5-index``."""
+    base = os.environ.get("B2STORE_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "b2store"
+    )
+    return Path(base) / "hdf5-index"
+
+
+def _sidecar(folder: Path, key: str) -> Path:
+    return folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npz")
+
+
+def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
+    """Write ``index`` under ``folder`` for ``key`` (errors are ignored: the cache is optional)."""
+    arrays: dict[str, np.ndarray[Any, Any]] = {}
+    tables = []
+    for i, t in enumerate(index.tables.values()):
+        for name in ("lin", "offsets", "sizes", "masks"):
+            arrays[f"t{i}_{name}"] = getattr(t, name)
+        tables.append(
+            {
+                "path": t.path,
+                "url": t.url,
+                "shape": list(t.shape),
+                "chunks": list(t.chunks),
+                "grid": list(t.grid),
+                "inline": {str(k): base64.b64encode(v).decode() for k, v in t.inline.items()},
+                "fill_chunk": None
+                if t.fill_chunk is None
+                else base64.b64encode(t.fill_chunk).decode(),
+                "pad_to": t.pad_to,
+                "masked": t.masked,
+                "zero_skip": t.zero_skip,
+            }
+        )
+    header = {
+        "format": FORMAT,
+        "key": key,
+        "zarr_format": index.zarr_format,
+        "meta": {k: v.decode() for k, v in index.meta.items()},
+        "tables": tables,
+        "notes": list(index.notes),
+    }
+    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, _sidecar(folder, key))
+    except OSError:
+        return
+
+
+def load_sidecar(folder: Path, key: str) -> FileIndex | None:
+    """The index stored for ``key``, or None when absent, stale or unreadable."""
+    path = _sidecar(folder, key)
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            header = json.loads(z["header"].tobytes().decode())
+            if header.get("format") != FORMAT or header.get("key") != key:
+                return None
+            tables = {}
+            for i, t in enumerate(header["tables"]):
+                tables[t["path"]] = ChunkTable(
+                    path=t["path"],
+                    url=t["url"],
+                    shape=tuple(t["shape"]),
+                    chunks=tuple(t["chunks"]),
+                    grid=tuple(t["grid"]),
+                    lin=z[f"t{i}_lin"].astype(np.int64),
+                    offsets=z[f"t{i}_offsets"].astype(np.uint64),
+                    sizes=z[f"t{i}_sizes"].astype(np.uint64),
+                    masks=z[f"t{i}_masks"].astype(np.uint32),
+                    inline={int(k): base64.b64decode(v) for k, v in t["inline"].items()},
+                    fill_chunk=None
+                    if t["fill_chunk"] is None
+                    else base64.b64decode(t["fill_chunk"]),
+                    pad_to=int(t["pad_to"]),
+                    masked=bool(t["masked"]),
+                    zero_skip=bool(t["zero_skip"]),
+                )
+            return FileIndex(
+                zarr_format=int(header["zarr_format"]),
+                meta={k: v.encode() for k, v in header["meta"].items()},
+                tables=tables,
+                notes=tuple(header["notes"]),
+            )
+    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return None

@@ -1,0 +1,451 @@
+"""``HDF5FileSystem`` (protocol ``b2h5``): one HDF5 file presented as a read-only Zarr store.
+
+Contract
+--------
+* The HDF5 file lives on any fsspec filesystem (the *target*). At construction it is opened once
+  with h5py (local path, or an fsspec file object for remote targets) and indexed by
+  :func:`b2store.hdf5.index.build_index`; h5py is then closed and never used again.
+* Metadata keys (Zarr v3 by default, v2 with ``zarr_format=2``, consolidated) and chunk keys are
+  answered from the index. A chunk key reads the chunk's raw bytes from the target with
+  ``cat_file(url, start, end)``; unallocated chunks raise :class:`FileNotFoundError` (zarr fills
+  them), and so do Blosc2 chunks that are special ZERO frames when the fill value is 0.
+* ``cat`` of many keys coalesces neighbouring byte ranges into one ``cat_ranges`` call.
+* Pickling carries the constructor arguments (fsspec's default); a worker rebuilds the index or
+  finds it in its memory cache or in the sidecar cache (``index_cache``). The index is immutable,
+  so one instance is safe to share between threads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from pathlib import Path
+from typing import Any, Literal
+
+import fsspec
+import numpy as np
+from fsspec.implementations.memory import MemoryFile
+from fsspec.spec import AbstractFileSystem
+
+from b2store.hdf5 import cache as _cache
+from b2store.hdf5.index import ChunkTable, FileIndex, build_index, resolve_external
+
+__all__ = ["HDF5FileSystem"]
+
+_MEMORY = _cache.MemoryCache()
+_BUILD_LOCK = threading.Lock()
+#: Largest gap (bytes) between two chunks merged into one ranged read by :meth:`cat`.
+MAX_GAP = 64 * 1024
+#: Largest merged ranged read.
+MAX_BLOCK = 64 * 2**20
+
+
+class HDF5FileSystem(AbstractFileSystem):
+    """An HDF5 file as a read-only Zarr store (fsspec protocol ``b2h5``).
+
+    Parameters
+    ----------
+    fo
+        Path or URL of the HDF5 file (``/data/f.h5``, ``file:///data/f.h5``, ``http://...``).
+    target_protocol, target_options
+        Protocol (overrides the one in ``fo``) and options of the filesystem holding the file.
+    zarr_format
+        3 (default) or 2: the metadata presented.
+    unsupported
+        ``"raise"`` (default), ``"warn"`` or ``"skip"``: what to do with datasets b2store cannot
+        present (see :class:`b2store.errors.UnsupportedHDF5FeatureError`).
+    follow_external_links
+        Also present the targets of external links (default False).
+    index_cache
+        None (memory only), ``"auto"`` (sidecar files under ``~/.cache/b2store/hdf5-index``) or
+        a folder path for the sidecar files.
+
+    Notes
+    -----
+    Picklable (by constructor arguments) and thread-safe (the index is immutable; reads go to
+    the target filesystem). Selected for ``b2h5::`` URLs through the ``fsspec.specs`` entry
+    point.
+    """
+
+    protocol = "b2h5"
+    root_marker = ""
+    cachable = True
+
+    def __init__(
+        self,
+        fo: str = "",
+        *,
+        target_protocol: str | None = None,
+        target_options: dict[str, Any] | None = None,
+        zarr_format: int = 3,
+        unsupported: Literal["raise", "warn", "skip"] = "raise",
+        follow_external_links: bool = False,
+        index_cache: str | Path | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if zarr_format not in (2, 3):
+            raise ValueError(f"Expected zarr_format 2 or 3. Got {zarr_format!r} instead.")
+        if unsupported not in ("raise", "warn", "skip"):
+            raise ValueError(
+                f"Expected unsupported 'raise', 'warn' or 'skip'. Got {unsupported!r} instead."
+            )
+        if not isinstance(fo, str | Path) or not str(fo):
+            raise TypeError(f"Expected the HDF5 file's path or URL as fo. Got {fo!r} instead.")
+        opts = dict(target_options or {})
+        if target_protocol is not None:
+            self.target_fs = fsspec.filesystem(target_protocol, **opts)
+            self.url: str = self.target_fs._strip_protocol(str(fo))
+        else:
+            self.target_fs, self.url = fsspec.core.url_to_fs(str(fo), **opts)
+        self.zarr_format = zarr_format
+        self.unsupported = unsupported
+        self.follow_external_links = follow_external_links
+        self.index_cache = index_cache
+        self.index: FileIndex = self._load_index()
+        self._dirs: dict[str, set[str]] | None = None
+
+    # -- index --------------------------------------------------------------------------------
+    def _is_local(self) -> bool:
+        protocols = self.target_fs.protocol
+        protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+        return "file" in protocols or "local" in protocols
+
+    def _cache_key(self) -> tuple[str, bool]:
+        try:
+            info = self.target_fs.info(self.url)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"HDF5 file not found: {self.url}") from None
+        stamp = None
+        for name in ("mtime", "ETag", "LastModified", "last_modified", "etag"):
+            if info.get(name) is not None:
+                stamp = f"{name}={info[name]}"
+                break
+        protos = self.target_fs.protocol
+        proto = protos if isinstance(protos, str) else protos[0]
+        key = "|".join(
+            [
+                proto,
+                self.url,
+                f"size={info.get('size')}",
+                str(stamp),
+                f"zarr={self.zarr_format}",
+                f"unsupported={self.unsupported}",
+                f"ext={self.follow_external_links}",
+            ]
+        )
+        return key, stamp is not None
+
+    def _cache_dir(self) -> Path | None:
+        if self.index_cache is None:
+            return None
+        if self.index_cache == "auto":
+            return _cache.default_cache_dir()
+        return Path(self.index_cache)
+
+    def _load_index(self) -> FileIndex:
+        key, stable = self._cache_key()
+        idx = _MEMORY.get(key)
+        if idx is not None:
+            return idx
+        folder = self._cache_dir() if stable else None
+        if folder is not None:
+            idx = _cache.load_sidecar(folder, key)
+        if idx is None:
+            idx = self._build()
+            if folder is not None:
+                _cache.save_sidecar(folder, key, idx)
+        _MEMORY.put(key, idx)
+        return idx
+
+    def _open_h5(self, url: str) -> Any:
+        import h5py
+
+        with contextlib.suppress(ImportError):
+            import hdf5plugin  # noqa: F401  (filters h5py may need for compact/vlen reads)
+        try:
+            if self._is_local():
+                return h5py.File(url, "r"), None
+            fh = self.target_fs.open(url, "rb", block_size=2**20, cache_type="readahead")
+            return h5py.File(fh, "r"), fh
+        except OSError as exc:
+            raise OSError(
+                f"{url} is not a readable HDF5 file ({exc}); check that it is complete "
+                "(not truncated) and really HDF5"
+            ) from exc
+
+    def _build(self) -> FileIndex:
+        opened: list[Any] = []
+
+        def open_external(base: str, filename: str) -> tuple[Any, str]:
+            target = resolve_external(base, filename)
+            f, fh = self._open_h5(target)
+            opened.append((f, fh))
+            return f, target
+
+        f, fh = self._open_h5(self.url)
+        opened.append((f, fh))
+        try:
+            with _BUILD_LOCK:
+                return build_index(
+                    f,
+                    url=self.url,
+                    zarr_format=self.zarr_format,
+                    unsupported=self.unsupported,
+                    follow_external_links=self.follow_external_links,
+                    open_external=open_external,
+                )
+        finally:
+            for f2, fh2 in opened:
+                f2.close()
+                if fh2 is not None:
+                    fh2.close()
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the index left out (skipped attributes, links, unsupported datasets)."""
+        return self.index.notes
+
+    # -- paths --------------------------------------------------------------------------------
+    @classmethod
+    def _strip_protocol(cls, path: str | list[str]) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        if path.startswith("b2h5://"):
+            path = path[len("b2h5://") :]
+        elif path.startswith("b2h5::"):
+            path = path[len("b2h5::") :]
+        return path.strip("/")
+
+    def _locate(self, path: str) -> tuple[ChunkTable, int]:
+        """(table, linear chunk index) of a chunk key; FileNotFoundError when not a chunk key."""
+        tables = self.index.tables
+        if self.zarr_format == 3:
+            parts = path.split("/")
+            for i in range(len(parts) - 1, -1, -1):
+                if parts[i] != "c":
+                    continue
+                prefix = "/".join(parts[:i])
+                table = tables.get(prefix)
+                if table is None or len(parts) - i - 1 != len(table.grid):
+                    continue
+                return table, self._linear(table, parts[i + 1 :], path)
+        else:
+            prefix, _, name = path.rpartition("/")
+            table = tables.get(prefix)
+            if table is not None:
+                coords = name.split(".") if table.grid else ([] if name == "0" else ["x"])
+                return table, self._linear(table, coords, path)
+        raise FileNotFoundError(path)
+
+    @staticmethod
+    def _linear(table: ChunkTable, parts: list[str], path: str) -> int:
+        try:
+            return table.linear(tuple(int(p) for p in parts))
+        except ValueError:
+            raise FileNotFoundError(path) from None
+
+    # -- reading ------------------------------------------------------------------------------
+    def _finish(self, table: ChunkTable, row: int, raw: bytes, path: str) -> bytes:
+        size = int(table.sizes[row])
+        if len(raw) != size:
+            raise OSError(
+                f"{table.url}: chunk {path!r} is truncated: read {len(raw)} of {size} bytes at "
+                f"offset {int(table.offsets[row])} (is the HDF5 file complete?)"
+            )
+        if table.zero_skip:
+            from b2store.codecs._blosc2frame import frame_special
+
+            if frame_special(raw) == 1:
+                raise FileNotFoundError(path)
+        if table.masked:
+            from b2store.hdf5.filters import frame_chunk
+
+            raw = frame_chunk(raw, int(table.masks[row]))
+        elif table.pad_to and len(raw) < table.pad_to:
+            raw = raw + bytes(table.pad_to - len(raw))
+        return raw
+
+    def _chunk(self, path: str) -> bytes:
+        table, lin = self._locate(path)
+        row = table.find(lin)
+        if row < 0:
+            if lin in table.inline:
+                return table.inline[lin]
+            if table.fill_chunk is not None:
+                return table.fill_chunk
+            raise FileNotFoundError(path)
+        start = int(table.offsets[row])
+        raw = self.target_fs.cat_file(table.url, start=start, end=start + int(table.sizes[row]))
+        return self._finish(table, row, bytes(raw), path)
+
+    def cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        """Bytes of one metadata or chunk key (optionally a slice of them)."""
+        path = self._strip_protocol(path)
+        data = self.index.meta.get(path)
+        if data is None:
+            data = self._chunk(path)
+        if start is None and end is None:
+            return data
+        return data[start:end]
+
+    def cat(
+        self, path: str | list[str], recursive: bool = False, on_error: str = "raise", **kwargs: Any
+    ) -> Any:
+        """Many keys at once: neighbouring chunk byte ranges are read with one ranged request."""
+        if isinstance(path, str) and not recursive and "*" not in path:
+            return self.cat_file(path)
+        paths = self.expand_path(path, recursive=recursive) if recursive else path
+        if isinstance(paths, str):
+            paths = [paths]
+        out: dict[str, Any] = {}
+        reads: list[tuple[str, ChunkTable, int]] = []
+        for p in paths:
+            sp = self._strip_protocol(p)
+            try:
+                if sp in self.index.meta:
+                    out[p] = self.index.meta[sp]
+                    continue
+                table, lin = self._locate(sp)
+                row = table.find(lin)
+                if row < 0:
+                    out[p] = self._chunk(sp)
+                else:
+                    reads.append((p, table, row))
+            except Exception as exc:
+                if on_error == "raise":
+                    raise
+                if on_error != "omit":
+                    out[p] = exc
+        reads.sort(key=lambda r: (r[1].url, int(r[1].offsets[r[2]])))
+        groups: list[list[tuple[str, ChunkTable, int]]] = []
+        for r in reads:
+            if groups:
+                last = groups[-1][-1]
+                g_start = int(groups[-1][0][1].offsets[groups[-1][0][2]])
+                l_end = int(last[1].offsets[last[2]]) + int(last[1].sizes[last[2]])
+                r_start = int(r[1].offsets[r[2]])
+                r_end = r_start + int(r[1].sizes[r[2]])
+                if (
+                    last[1].url == r[1].url
+                    and 0 <= r_start - l_end <= MAX_GAP
+                    and r_end - g_start <= MAX_BLOCK
+                ):
+                    groups[-1].append(r)
+                    continue
+            groups.append([r])
+        if groups:
+            urls = [g[0][1].url for g in groups]
+            starts = [int(g[0][1].offsets[g[0][2]]) for g in groups]
+            ends = [int(g[-1][1].offsets[g[-1][2]]) + int(g[-1][1].sizes[g[-1][2]]) for g in groups]
+            blobs = self.target_fs.cat_ranges(urls, starts, ends)
+            for g, s0, blob in zip(groups, starts, blobs, strict=True):
+                for p, table, row in g:
+                    a = int(table.offsets[row]) - s0
+                    piece = bytes(blob[a : a + int(table.sizes[row])])
+                    try:
+                        out[p] = self._finish(table, row, piece, self._strip_protocol(p))
+                    except Exception as exc:
+                        if on_error == "raise":
+                            raise
+                        if on_error != "omit":
+                            out[p] = exc
+        if isinstance(path, str) and not recursive and len(out) == 1:
+            return next(iter(out.values()))
+        return out
+
+    # -- listing ------------------------------------------------------------------------------
+    def _directories(self) -> dict[str, set[str]]:
+        if self._dirs is None:
+            dirs: dict[str, set[str]] = {"": set()}
+            for key in self.index.meta:
+                parts = key.split("/")
+                for i in range(len(parts)):
+                    parent = "/".join(parts[:i])
+                    dirs.setdefault(parent, set()).add("/".join(parts[: i + 1]))
+            for prefix, table in self.index.tables.items():
+                base = f"{prefix}/c" if self.zarr_format == 3 else prefix
+                if self.zarr_format == 3 and table.grid:
+                    dirs.setdefault(prefix, set()).add(base)
+                    dirs.setdefault(base, set())
+            self._dirs = dirs
+        return self._dirs
+
+    def _chunk_children(self, path: str) -> list[str] | None:
+        """Children of a directory inside an array's chunk area, or None if it is none."""
+        for prefix, table in self.index.tables.items():
+            coords = table.coords()
+            if self.zarr_format == 2:
+                if path != prefix:
+                    continue
+                if not table.grid:
+                    return [f"{prefix}/0".lstrip("/")] if coords.shape[0] else []
+                return [f"{prefix}/{'.'.join(map(str, c))}".lstrip("/") for c in coords.tolist()]
+            base = f"{prefix}/c" if prefix else "c"
+            if path != base and not path.startswith(base + "/"):
+                continue
+            if not table.grid:
+                return None
+            done = [] if path == base else path[len(base) + 1 :].split("/")
+            try:
+                head = [int(x) for x in done]
+            except ValueError:
+                return None
+            if len(head) >= len(table.grid):
+                return None
+            sel = coords[np.all(coords[:, : len(head)] == head, axis=1)] if head else coords
+            nxt = sorted({int(c) for c in sel[:, len(head)]})
+            return [f"{path}/{c}" for c in nxt]
+        return None
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        """Size and type of a metadata key, chunk key or directory."""
+        path = self._strip_protocol(path)
+        if path in self.index.meta:
+            return {"name": path, "size": len(self.index.meta[path]), "type": "file"}
+        if path in self._directories():
+            return {"name": path, "size": 0, "type": "directory"}
+        try:
+            table, lin = self._locate(path)
+        except FileNotFoundError:
+            kids = self._chunk_children(path)
+            if kids:
+                return {"name": path, "size": 0, "type": "directory"}
+            raise
+        row = table.find(lin)
+        if row >= 0:
+            size = max(int(table.sizes[row]), table.pad_to) if not table.masked else None
+            return {"name": path, "size": size, "type": "file"}
+        if lin in table.inline:
+            return {"name": path, "size": len(table.inline[lin]), "type": "file"}
+        if table.fill_chunk is not None:
+            return {"name": path, "size": len(table.fill_chunk), "type": "file"}
+        raise FileNotFoundError(path)
+
+    def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        """Children of a group, array or chunk directory (or the key itself)."""
+        path = self._strip_protocol(path)
+        dirs = self._directories()
+        names: list[str] = sorted(dirs.get(path, set()))
+        chunk_kids = self._chunk_children(path)
+        if chunk_kids:
+            names = sorted(set(names) | set(chunk_kids))
+        if not names:
+            if path in dirs:
+                return []
+            names = [self.info(path)["name"]]
+        if not detail:
+            return names
+        return [self.info(n) for n in names]
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if "r" not in mode or any(c in mode for c in "wa+"):
+            raise PermissionError(f"b2h5 is read-only: cannot open {path!r} with mode {mode!r}")
+        return MemoryFile(None, path, self.cat_file(path))
+
+    def ukey(self, path: str) -> str:
+        """A key identifying ``path`` inside this file's current version."""
+        return fsspec.utils.tokenize(self.url, self.zarr_format, self._strip_protocol(path))

@@ -1,0 +1,599 @@
+"""Walk an HDF5 file once with h5py and index it: Zarr metadata keys plus chunk references.
+
+Contract
+--------
+:func:`build_index` visits every group and dataset of an open :class:`h5py.File` (recursively,
+following soft links, and external links only when asked) and returns a :class:`FileIndex`:
+
+* ``meta``: every Zarr metadata key (v3 ``zarr.json`` or v2 ``.zgroup``/``.zarray``/``.zattrs``/
+  ``.zmetadata``) rendered by :mod:`b2store._zarrmeta`, consolidated;
+* ``tables``: for every array node a :class:`ChunkTable` of NumPy arrays (sorted linear chunk index,
+  byte offset, byte size, HDF5 filter mask) plus inline chunks (compact data, decoded vlen strings,
+  encoded fill chunks). Unallocated chunks are simply absent.
+
+Only h5py's metadata and chunk-index APIs are used (``DatasetID.chunk_iter``); chunk bytes are
+read later, by the filesystem, through the target fsspec filesystem. No zarr I/O happens while
+h5py objects are alive in the walk (the kerchunk deadlock). The index is immutable, picklable
+and compact (about 28 bytes per chunk).
+
+Features b2store cannot present raise :class:`UnsupportedHDF5FeatureError` naming the file,
+dataset and feature, or (``unsupported="warn" | "skip"``) drop the dataset.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import h5py
+import numpy as np
+
+from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, bytes_codec, render_v2, render_v3
+from b2store.errors import UnsupportedHDF5FeatureError
+from b2store.hdf5 import metadata as md
+
+__all__ = [
+    "CONTIGUOUS_CHUNK_BYTES",
+    "VLEN_STRING_LIMIT",
+    "ChunkTable",
+    "FileIndex",
+    "build_index",
+]
+
+Unsupported = Literal["raise", "warn", "skip"]
+
+#: Target size of the virtual chunks that split a contiguous dataset along dimension 0.
+CONTIGUOUS_CHUNK_BYTES = 4 * 2**20
+#: Largest vlen-string dataset (elements) decoded at open and inlined.
+VLEN_STRING_LIMIT = 1_000_000
+
+_HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChunkTable:
+    """Where the chunks of one Zarr array live.
+
+    ``lin`` is the C-order linear index of each allocated chunk in the chunk grid, sorted;
+    ``offsets``/``sizes``/``masks`` are parallel to it. ``inline`` maps a linear index to bytes
+    served as is. ``fill_chunk`` (if set) is served for every chunk that is neither allocated nor
+    inline. ``pad_to`` > 0 zero-pads short raw chunks (edge virtual chunks of contiguous data).
+    ``masked`` serves ``filters.frame_chunk(raw, mask)``; ``zero_skip`` turns Blosc2 frames that
+    are special ZERO chunks into missing keys.
+    """
+
+    path: str
+    url: str
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    grid: tuple[int, ...]
+    lin: np.ndarray[Any, np.dtype[np.int64]]
+    offsets: np.ndarray[Any, np.dtype[np.uint64]]
+    sizes: np.ndarray[Any, np.dtype[np.uint64]]
+    masks: np.ndarray[Any, np.dtype[np.uint32]]
+    inline: dict[int, bytes] = field(default_factory=dict)
+    fill_chunk: bytes | None = None
+    pad_to: int = 0
+    masked: bool = False
+    zero_skip: bool = False
+
+    @property
+    def nchunks(self) -> int:
+        """Number of chunks in the grid (allocated or not)."""
+        return int(np.prod(self.grid, dtype=object))
+
+    def linear(self, coords: tuple[int, ...]) -> int:
+        """Linear index of chunk ``coords``; ValueError when outside the grid."""
+        if len(coords) != len(self.grid):
+            raise ValueError(f"Expected {len(self.grid)} chunk coordinates. Got {coords} instead.")
+        lin = 0
+        for c, g in zip(coords, self.grid, strict=True):
+            if not 0 <= c < g:
+                raise ValueError(f"chunk {coords} is outside the chunk grid {self.grid}")
+            lin = lin * g + c
+        return lin
+
+    def find(self, lin: int) -> int:
+        """Row of ``lin`` in the arrays, or -1 when the chunk is not allocated."""
+        i = int(np.searchsorted(self.lin, lin))
+        return i if i < self.lin.size and int(self.lin[i]) == lin else -1
+
+    def coords(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Grid coordinates (n, ndim) of every allocated or inline chunk, in linear order."""
+        allk = np.union1d(
+            self.lin, np.fromiter(self.inline, dtype=np.int64, count=len(self.inline))
+        )
+        if not self.grid:
+            return np.zeros((allk.size, 0), dtype=np.int64)
+        return np.stack(np.unravel_index(allk, self.grid), axis=-1).astype(np.int64)
+
+
+@dataclass(frozen=True, kw_only=True)
+class FileIndex:
+    """The whole Zarr view of one HDF5 file: metadata keys, chunk tables, notes."""
+
+    zarr_format: int
+    meta: dict[str, bytes]
+    tables: dict[str, ChunkTable]
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class _Plan:
+    codecs: tuple[Any, ...]
+    v2_filters: tuple[Any, ...] | None
+    v2_compressor: Any
+    masked: bool = False
+    blosc2: bool = False
+
+
+def _plain_plan(dtype: np.dtype[Any]) -> _Plan:
+    return _Plan(codecs=(bytes_codec(dtype),), v2_filters=None, v2_compressor=None)
+
+
+class _Walker:
+    def __init__(
+        self,
+        *,
+        url: str,
+        zarr_format: int,
+        unsupported: Unsupported,
+        follow_external_links: bool,
+        open_external: Callable[[str, str], tuple[h5py.File, str]] | None,
+    ) -> None:
+        self.url = url
+        self.zarr_format = zarr_format
+        self.unsupported = unsupported
+        self.follow = follow_external_links
+        self.open_external = open_external
+        self.nodes: dict[str, Node] = {}
+        self.tables: dict[str, ChunkTable] = {}
+        self.notes: list[str] = []
+
+    # -- policy -------------------------------------------------------------------------------
+    def _unsupported(self, exc: UnsupportedHDF5FeatureError) -> None:
+        if self.unsupported == "raise":
+            raise exc
+        self.notes.append(str(exc))
+        if self.unsupported == "warn":
+            warnings.warn(str(exc), UserWarning, stacklevel=4)
+
+    def _error(self, where: str, feature: str, todo: str = "") -> UnsupportedHDF5FeatureError:
+        return UnsupportedHDF5FeatureError(
+            f"{where}: {feature}. {todo + ' ' if todo else ''}{_HINT}"
+        )
+
+    # -- walk ---------------------------------------------------------------------------------
+    def walk(self, group: h5py.Group, path: str, url: str, ancestors: frozenset[Any]) -> None:
+        self.nodes[path] = GroupMeta(attributes=md.node_attributes(group, self.notes))
+        ancestors = ancestors | {group.id}
+        for name in group:
+            child = f"{path}/{name}" if path else name
+            where = f"{url}:/{child}"
+            link = group.get(name, getlink=True)
+            child_url = url
+            if isinstance(link, h5py.ExternalLink):
+                if not self.follow or self.open_external is None:
+                    self.notes.append(
+                        f"{where}: external link to {link.filename}:{link.path} not followed "
+                        "(pass follow_external_links=True)"
+                    )
+                    continue
+                try:
+                    ext, child_url = self.open_external(url, link.filename)
+                    obj = ext[link.path]
+                except (OSError, KeyError, ValueError) as exc:
+                    self.notes.append(
+                        f"{where}: external link {link.filename}:{link.path} "
+                        f"does not resolve ({exc})"
+                    )
+                    continue
+            else:
+                try:
+                    obj = group[name]
+                except (KeyError, OSError) as exc:
+                    self.notes.append(f"{where}: link does not resolve ({exc})")
+                    continue
+            if isinstance(obj, h5py.Group):
+                if obj.id in ancestors:
+                    self.notes.append(f"{where}: link back to an enclosing group not followed")
+                    continue
+                self.walk(obj, child, child_url, ancestors)
+            elif isinstance(obj, h5py.Dataset):
+                try:
+                    self.dataset(obj, child, child_url, f"{child_url}:/{child}")
+                except UnsupportedHDF5FeatureError as exc:
+                    self._unsupported(exc)
+            else:
+                self.notes.append(f"{where}: {type(obj).__name__} skipped (not a group/dataset)")
+
+    # -- datasets -----------------------------------------------------------------------------
+    def dataset(self, ds: h5py.Dataset, path: str, url: str, where: str) -> None:
+        if ds.shape is None:
+            raise self._error(
+                where, "has a NULL dataspace (H5S_NULL, no elements); it has no Zarr equivalent"
+            )
+        if md.is_pure_dimension(ds):
+            return  # a netCDF dimension, not a variable
+        if ds.is_virtual:
+            raise self._error(
+                where,
+                "is a virtual dataset (H5D_VIRTUAL); b2store does not map "
+                "virtual datasets onto their sources",
+                "Open the source files instead.",
+            )
+        dcpl = ds.id.get_create_plist()
+        if dcpl.get_external_count() > 0:
+            raise self._error(
+                where,
+                "stores its data in external raw files (H5D_CONTIGUOUS with an external file list)",
+                "Read it with h5py.",
+            )
+        shape = tuple(int(s) for s in ds.shape)
+        dtype = ds.dtype
+        attrs = md.node_attributes(ds, self.notes)
+        dims = md.dimension_names(ds)
+        string_info = h5py.check_string_dtype(dtype)
+        if string_info is not None and string_info.length is None:
+            self._vlen_strings(ds, path, url, where, shape, attrs, dims)
+            return
+        if dtype.kind == "O" or dtype.hasobject:
+            raise self._error(
+                where,
+                f"has a variable-length or reference dtype ({dtype}) that "
+                "Zarr cannot read from raw chunks",
+            )
+        if dtype.subdtype is not None or (
+            dtype.fields
+            and any(f[0].subdtype is not None or f[0].fields for f in dtype.fields.values())
+        ):
+            raise self._error(where, f"has an array or nested compound dtype ({dtype})")
+        if (
+            self.zarr_format == 3
+            and dtype.fields
+            and any(f[0].byteorder == ">" for f in dtype.fields.values())
+        ):
+            raise self._error(
+                where,
+                f"has a compound dtype with big-endian fields ({dtype}); "
+                "Zarr v3 has one byte order per array",
+                "Use zarr_format=2.",
+            )
+        dtype = np.dtype(dtype.descr) if dtype.fields else np.dtype(dtype.str)
+        fill = md.fill_value(ds)
+        layout = dcpl.get_layout()
+        if layout == h5py.h5d.CHUNKED:
+            self._chunked(ds, dcpl, path, url, where, shape, dtype, fill, attrs, dims)
+        elif layout == h5py.h5d.CONTIGUOUS:
+            self._contiguous(ds, path, url, where, shape, dtype, fill, attrs, dims)
+        elif layout == h5py.h5d.COMPACT:
+            data = np.ascontiguousarray(ds[()], dtype=dtype)
+            chunks = tuple(max(1, s) for s in shape)
+            inline = {0: data.tobytes()} if data.size else {}
+            self._add(
+                path,
+                url,
+                shape,
+                chunks,
+                dtype,
+                fill,
+                attrs,
+                dims,
+                _plain_plan(dtype),
+                inline=inline,
+            )
+        else:
+            raise self._error(where, f"has an unknown storage layout ({layout})")
+
+    def _add(
+        self,
+        path: str,
+        url: str,
+        shape: tuple[int, ...],
+        chunks: tuple[int, ...],
+        dtype: np.dtype[Any],
+        fill: Any,
+        attrs: dict[str, Any],
+        dims: tuple[str, ...],
+        plan: _Plan,
+        *,
+        rows: tuple[np.ndarray[Any, Any], ...] | None = None,
+        inline: dict[int, bytes] | None = None,
+        pad_to: int = 0,
+        where: str = "",
+    ) -> None:
+        grid = tuple(-(-s // c) if s else 0 for s, c in zip(shape, chunks, strict=True))
+        if rows is None:
+            e = np.zeros(0, dtype=np.int64)
+            rows = (e, e.astype(np.uint64), e.astype(np.uint64), e.astype(np.uint32))
+        lin, offsets, sizes, masks = rows
+        v2_fill = attrs.get("_FillValue") if "_FillValue" in attrs else None
+        if isinstance(v2_fill, list):
+            v2_fill = None
+        fill_chunk = None
+        total = int(np.prod(grid, dtype=object))
+        if self.zarr_format == 2 and lin.size + len(inline or {}) < total:
+            fill_chunk = self._fill_chunk(dtype, chunks, fill, v2_fill, plan, where)
+        meta = ArrayMeta(
+            shape=shape,
+            chunks=chunks,
+            dtype=dtype,
+            fill_value=fill,
+            codecs=tuple(plan.codecs),
+            v2_filters=plan.v2_filters,
+            v2_compressor=plan.v2_compressor,
+            v2_fill_value=v2_fill,
+            attributes=attrs,
+            dimension_names=dims,
+        )
+        self.nodes[path] = meta
+        zero_skip = plan.blosc2 and _is_zero(fill, dtype)
+        self.tables[path] = ChunkTable(
+            path=path,
+            url=url,
+            shape=shape,
+            chunks=chunks,
+            grid=grid,
+            lin=lin,
+            offsets=offsets,
+            sizes=sizes,
+            masks=masks,
+            inline=dict(inline or {}),
+            fill_chunk=fill_chunk,
+            pad_to=pad_to,
+            masked=plan.masked,
+            zero_skip=zero_skip,
+        )
+
+    def _fill_chunk(
+        self,
+        dtype: np.dtype[Any],
+        chunks: tuple[int, ...],
+        fill: Any,
+        v2_fill: Any,
+        plan: _Plan,
+        where: str,
+    ) -> bytes | None:
+        """Encoded chunk full of the HDF5 fill, when the v2 fill would read differently."""
+        if fill is None:
+            return None
+        want = np.full(chunks, fill, dtype=dtype)
+        got = np.full(chunks, v2_fill if v2_fill is not None else np.zeros((), dtype)[()], dtype)
+        if want.tobytes() == got.tobytes():
+            return None
+        import numcodecs
+
+        try:
+            buf: Any = want
+            for cfg in plan.v2_filters or ():
+                buf = numcodecs.get_codec(dict(cfg)).encode(buf)
+            if plan.v2_compressor is not None:
+                buf = numcodecs.get_codec(dict(plan.v2_compressor)).encode(buf)
+            return bytes(np.asarray(buf).tobytes() if isinstance(buf, np.ndarray) else bytes(buf))
+        except Exception as exc:
+            raise self._error(
+                where,
+                f"has unallocated chunks with a non-zero fill value that the "
+                f"Zarr v2 view cannot encode ({exc})",
+                "Use zarr_format=3.",
+            ) from exc
+
+    def _chunked(
+        self,
+        ds: h5py.Dataset,
+        dcpl: Any,
+        path: str,
+        url: str,
+        where: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        fill: Any,
+        attrs: dict[str, Any],
+        dims: tuple[str, ...],
+    ) -> None:
+        chunks = tuple(int(c) for c in ds.chunks)
+        grid = tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
+        if int(np.prod(grid, dtype=object)) >= 2**62:
+            raise self._error(where, f"has a chunk grid {grid} too large to index")
+        infos: list[Any] = []
+        if all(shape):
+            ds.id.chunk_iter(infos.append)
+        n = len(infos)
+        if n:
+            coff = np.array([i.chunk_offset for i in infos], dtype=np.int64).reshape(n, -1)
+            offsets = np.array([i.byte_offset for i in infos], dtype=np.uint64)
+            sizes = np.array([i.size for i in infos], dtype=np.uint64)
+            masks = np.array([i.filter_mask for i in infos], dtype=np.uint32)
+            cidx = coff // np.array(chunks, dtype=np.int64)
+            lin = np.zeros(n, dtype=np.int64)
+            for axis, g in enumerate(grid):
+                lin = lin * g + cidx[:, axis]
+            order = np.argsort(lin, kind="stable")
+            rows = (lin[order], offsets[order], sizes[order], masks[order])
+        else:
+            e = np.zeros(0, dtype=np.int64)
+            rows = (e, e.astype(np.uint64), e.astype(np.uint64), e.astype(np.uint32))
+        if dcpl.get_nfilters() == 0:
+            plan = _plain_plan(dtype)
+        else:
+            from b2store.hdf5 import filters
+
+            pipeline = filters.read_pipeline(dcpl)
+            plan = filters.plan_codecs(  # type: ignore[assignment]
+                pipeline, dtype, chunks, masks={int(m) for m in np.unique(rows[3])}, where=where
+            )
+        self._add(path, url, shape, chunks, dtype, fill, attrs, dims, plan, rows=rows, where=where)
+
+    def _contiguous(
+        self,
+        ds: h5py.Dataset,
+        path: str,
+        url: str,
+        where: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        fill: Any,
+        attrs: dict[str, Any],
+        dims: tuple[str, ...],
+    ) -> None:
+        offset = ds.id.get_offset()
+        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        if not shape:
+            chunks: tuple[int, ...] = ()
+            rows_per = 1
+            row_bytes = nbytes
+        else:
+            row_bytes = int(np.prod(shape[1:], dtype=object)) * dtype.itemsize
+            rows_per = max(1, min(shape[0], CONTIGUOUS_CHUNK_BYTES // max(1, row_bytes)))
+            chunks = (rows_per, *(max(1, s) for s in shape[1:]))
+        if offset is None or nbytes == 0:
+            self._add(
+                path,
+                url,
+                shape,
+                chunks if shape else (),
+                dtype,
+                fill,
+                attrs,
+                dims,
+                _plain_plan(dtype),
+                where=where,
+            )
+            return
+        storage = ds.id.get_storage_size()
+        if storage < nbytes:
+            raise self._error(
+                where,
+                f"is contiguous with {storage} bytes stored for {nbytes} "
+                "bytes of data (damaged file?)",
+            )
+        n = -(-shape[0] // rows_per) if shape else 1
+        starts = np.arange(n, dtype=np.uint64) * np.uint64(rows_per * row_bytes)
+        sizes = np.minimum(np.uint64(nbytes) - starts, np.uint64(rows_per * row_bytes))
+        rows = (
+            np.arange(n, dtype=np.int64),
+            starts + np.uint64(offset),
+            sizes.astype(np.uint64),
+            np.zeros(n, dtype=np.uint32),
+        )
+        self._add(
+            path,
+            url,
+            shape,
+            chunks,
+            dtype,
+            fill,
+            attrs,
+            dims,
+            _plain_plan(dtype),
+            rows=rows,
+            pad_to=rows_per * row_bytes if shape else 0,
+            where=where,
+        )
+
+    def _vlen_strings(
+        self,
+        ds: h5py.Dataset,
+        path: str,
+        url: str,
+        where: str,
+        shape: tuple[int, ...],
+        attrs: dict[str, Any],
+        dims: tuple[str, ...],
+    ) -> None:
+        size = int(np.prod(shape, dtype=object))
+        if size > VLEN_STRING_LIMIT:
+            raise self._error(
+                where,
+                f"holds {size} variable-length strings (more than "
+                f"{VLEN_STRING_LIMIT} are not decoded at open)",
+                "Read it with h5py.",
+            )
+        import numcodecs
+
+        values = np.asarray(ds.asstr(errors="surrogateescape")[()], dtype=object)
+        values = np.array(
+            [
+                v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+                for v in values.ravel().tolist()
+            ],
+            dtype=object,
+        ).reshape(shape)
+        chunks = tuple(max(1, s) for s in shape)
+        dtype: np.dtype[Any] = np.dtypes.StringDType()
+        inline = {0: bytes(numcodecs.VLenUTF8().encode(values.ravel()))} if size else {}
+        plan = _Plan(
+            codecs=({"name": "vlen-utf8"},), v2_filters=({"id": "vlen-utf8"},), v2_compressor=None
+        )
+        self._add(
+            path, url, shape, chunks, dtype, "", attrs, dims, plan, inline=inline, where=where
+        )
+
+
+def _is_zero(fill: Any, dtype: np.dtype[Any]) -> bool:
+    if fill is None:
+        return True
+    try:
+        return np.full((), fill, dtype=dtype).tobytes() == bytes(dtype.itemsize)
+    except (TypeError, ValueError):
+        return False
+
+
+def build_index(
+    f: h5py.File,
+    *,
+    url: str,
+    zarr_format: int = 3,
+    unsupported: Unsupported = "raise",
+    follow_external_links: bool = False,
+    open_external: Callable[[str, str], tuple[h5py.File, str]] | None = None,
+) -> FileIndex:
+    """Index an open HDF5 file as a Zarr hierarchy.
+
+    Parameters
+    ----------
+    f
+        The open file (read-only).
+    url
+        Path of the file on the target filesystem; chunk tables refer to it.
+    zarr_format
+        2 or 3: which metadata keys to render.
+    unsupported
+        What to do with a dataset b2store cannot present: ``"raise"``, ``"warn"`` or ``"skip"``.
+    follow_external_links
+        Whether to index the targets of external links.
+    open_external
+        ``(url, link_filename) -> (h5py.File, target_url)``: opens an external link's file.
+
+    Returns
+    -------
+    FileIndex
+
+    Raises
+    ------
+    UnsupportedHDF5FeatureError
+        With ``unsupported="raise"``, for the first dataset b2store cannot present.
+    """
+    walker = _Walker(
+        url=url,
+        zarr_format=zarr_format,
+        unsupported=unsupported,
+        follow_external_links=follow_external_links,
+        open_external=open_external,
+    )
+    walker.walk(f["/"], "", url, frozenset())
+    nodes = walker.nodes
+    tables = walker.tables
+    notes = tuple(walker.notes)
+    meta = render_v3(nodes) if zarr_format == 3 else render_v2(nodes)
+    return FileIndex(zarr_format=zarr_format, meta=meta, tables=tables, notes=notes)
+
+
+def resolve_external(base_url: str, filename: str) -> str:
+    """Target path of an external link's file, relative to the linking file's folder."""
+    if filename.startswith("/") or "://" in filename:
+        return filename
+    return posixpath.normpath(posixpath.join(posixpath.dirname(base_url), filename))
