@@ -1,0 +1,725 @@
+"""HDF5 filter pipeline codec: one Zarr chunk is one raw HDF5 chunk, decoded outside HDF5.
+
+Contract
+--------
+* The config lists the dataset's HDF5 filters in **HDF5 encode order** (``filters``: dicts with
+  ``id``, ``name``, ``cd_values``), the HDF5 ``dtype`` and the full HDF5 ``chunkshape``. Decoding
+  applies the filters in reverse order; the output is the C-ordered bytes of the *full* chunk
+  (HDF5 stores edge chunks full-size, like Zarr), checked against ``itemsize * prod(chunkshape)``.
+* ``masked=True``: every encoded chunk starts with an 8-byte header, ``b"B2H5"`` + little-endian
+  uint32 filter mask (:func:`frame_chunk`); filter *i* is skipped when bit *i* is set, exactly as
+  HDF5 does for chunks whose optional filter failed or gave no gain. ``masked=False``: the chunk is
+  the raw HDF5 chunk and no filter is skipped.
+* Supported filters: deflate (1), shuffle (2), fletcher32 (3), szip (4), bzip2 (307), LZF (32000),
+  Blosc (32001), HDF5-LZ4 (32004), bitshuffle (32008; no compression, LZ4 or zstd), Zstd (32015),
+  Blosc2 (32026, b2nd or plain cframes). szip, LZF, LZ4 and bitshuffle need the optional
+  ``imagecodecs`` package (``pip install b2store[hdf5]``), imported lazily.
+* Framings are validated in Python (magic numbers, sizes, block counts) before a C decoder sees the
+  bytes; anything wrong raises :class:`~b2store.errors.CodecError` naming ``b2store_hdf5`` and the
+  filter. Encoding is implemented for every supported filter (it writes chunks HDF5 reads back).
+"""
+
+from __future__ import annotations
+
+import bz2
+import math
+import struct
+import zlib
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numcodecs.abc import Codec
+from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
+
+from b2store.errors import CodecError
+
+__all__ = [
+    "CODEC_ID",
+    "FILTER_NAMES",
+    "MASK_HEADER_SIZE",
+    "MASK_MAGIC",
+    "SUPPORTED_FILTERS",
+    "HDF5Pipeline",
+    "frame_chunk",
+    "needs_imagecodecs",
+    "unframe_chunk",
+]
+
+CODEC_ID = "b2store_hdf5"
+
+#: Magic bytes that start a masked chunk; followed by the filter mask as ``<u4``.
+MASK_MAGIC = b"B2H5"
+MASK_HEADER_SIZE = 8
+
+#: Names of the HDF5 filter ids b2store knows about (supported or not).
+FILTER_NAMES: dict[int, str] = {
+    1: "deflate",
+    2: "shuffle",
+    3: "fletcher32",
+    4: "szip",
+    5: "nbit",
+    6: "scaleoffset",
+    307: "bzip2",
+    32000: "lzf",
+    32001: "blosc",
+    32004: "lz4",
+    32008: "bitshuffle",
+    32013: "zfp",
+    32015: "zstd",
+    32017: "sz",
+    32026: "blosc2",
+}
+
+#: Filter ids this codec decodes.
+SUPPORTED_FILTERS = frozenset({1, 2, 3, 4, 307, 32000, 32001, 32004, 32008, 32015, 32026})
+_NEEDS_IMAGECODECS = frozenset({4, 32000, 32004, 32008})
+#: Filters that change nothing but the byte order inside the buffer (size-preserving).
+_SIZE_PRESERVING = frozenset({2})
+_BITSHUFFLE_COMPRESSORS = {0: "none", 2: "lz4", 3: "zstd"}
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_B2FRAME_MAGIC = b"b2frame\x00"
+_MAX_FILTERS = 32
+
+
+def needs_imagecodecs(filter_id: int) -> bool:
+    """Return True when decoding HDF5 filter ``filter_id`` needs the optional imagecodecs."""
+    return filter_id in _NEEDS_IMAGECODECS
+
+
+def frame_chunk(raw: bytes | bytearray | memoryview, mask: int) -> bytes:
+    """Prefix a raw HDF5 chunk with its filter mask, for a codec configured ``masked=True``.
+
+    Parameters
+    ----------
+    raw
+        The chunk's bytes exactly as stored in the HDF5 file.
+    mask
+        The chunk's HDF5 filter mask (bit *i* set: filter *i* was not applied).
+
+    Returns
+    -------
+    bytes
+        ``b"B2H5" + uint32le(mask) + raw``.
+    """
+    if isinstance(mask, bool) or not isinstance(mask, int | np.integer):
+        raise TypeError(f"Expected an integer filter mask. Got {type(mask).__name__} instead.")
+    if not 0 <= int(mask) < 2**32:
+        raise ValueError(
+            f"Expected an integer from the inclusive range (0, 4294967295). Got {mask}."
+        )
+    return MASK_MAGIC + struct.pack("<I", int(mask)) + bytes(raw)
+
+
+def unframe_chunk(buf: bytes | memoryview, nfilters: int) -> tuple[int, memoryview]:
+    """Split a masked chunk into ``(mask, payload)``; the inverse of :func:`frame_chunk`.
+
+    Raises
+    ------
+    CodecError
+        If the header is missing or the mask names filters beyond ``nfilters``.
+    """
+    view = memoryview(buf).cast("B")
+    if len(view) < MASK_HEADER_SIZE or bytes(view[:4]) != MASK_MAGIC:
+        raise CodecError(
+            f"{CODEC_ID}: a masked chunk must start with {MASK_MAGIC!r} + uint32 filter mask; got "
+            f"{bytes(view[:8])!r} ({len(view)} bytes). Serve chunks of masked datasets through "
+            "b2store.hdf5.filters.frame_chunk()."
+        )
+    (mask,) = struct.unpack("<I", view[4:8])
+    if mask >> nfilters:
+        raise CodecError(
+            f"{CODEC_ID}: chunk filter mask {mask:#x} skips filters beyond the {nfilters} of the "
+            "pipeline; the chunk header is corrupt."
+        )
+    return mask, view[MASK_HEADER_SIZE:]
+
+
+def _imagecodecs(fname: str) -> Any:
+    try:
+        import imagecodecs
+    except ImportError:  # pragma: no cover - imagecodecs is installed in the test environment
+        raise CodecError(
+            f"{CODEC_ID}: the HDF5 filter {fname} needs imagecodecs: pip install b2store[hdf5]"
+        ) from None
+    return imagecodecs
+
+
+def _fail(fname: str, what: str) -> CodecError:
+    return CodecError(f"{CODEC_ID}: cannot decode HDF5 {fname} data: {what}")
+
+
+def _check_size(fname: str, out: bytes | memoryview, expected: int | None) -> None:
+    if expected is not None and len(out) != expected:
+        raise _fail(fname, f"decoded {len(out)} bytes, expected {expected}")
+
+
+# --- one decoder/encoder pair per filter --------------------------------------------------------
+# A decoder gets (cd_values, data, expected decoded size or None, dtype itemsize) -> bytes.
+
+Decoder = Callable[[Sequence[int], memoryview, int | None, int], bytes]
+Encoder = Callable[[Sequence[int], bytes, int], bytes]
+
+
+def _dec_deflate(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    d = zlib.decompressobj()
+    try:
+        # bound the output: a corrupt or hostile stream cannot inflate past the expected size
+        out = d.decompress(data, expected + 1 if expected is not None else 0)
+    except zlib.error as e:
+        raise _fail("deflate", f"invalid zlib stream ({e})") from None
+    if not d.eof:
+        raise _fail("deflate", "truncated zlib stream")
+    _check_size("deflate", out, expected)
+    return out
+
+
+def _enc_deflate(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    return zlib.compress(data, cd[0] if cd else 6)
+
+
+def _shuffle_size(cd: Sequence[int], itemsize: int) -> int:
+    es = int(cd[0]) if cd and cd[0] > 0 else itemsize
+    return es
+
+
+def _dec_shuffle(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    es = _shuffle_size(cd, itemsize)
+    _check_size("shuffle", data, expected)
+    n = len(data) // es
+    if es <= 1 or n <= 1:
+        return bytes(data)
+    a = np.frombuffer(data, np.uint8)
+    head = a[: n * es].reshape(es, n).T
+    return head.tobytes() + bytes(data[n * es :])
+
+
+def _enc_shuffle(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    es = _shuffle_size(cd, itemsize)
+    n = len(data) // es
+    if es <= 1 or n <= 1:
+        return bytes(data)
+    a = np.frombuffer(data, np.uint8)
+    return a[: n * es].reshape(n, es).T.tobytes() + data[n * es :]
+
+
+def _dec_fletcher32(
+    cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int
+) -> bytes:
+    import numcodecs
+
+    if len(data) < 4:
+        raise _fail("fletcher32", f"{len(data)} bytes is shorter than the 4-byte checksum")
+    try:
+        out = bytes(numcodecs.Fletcher32().decode(data))
+    except RuntimeError as e:
+        raise _fail("fletcher32", f"checksum mismatch, the chunk is corrupt ({e})") from None
+    _check_size("fletcher32", out, expected)
+    return out
+
+
+def _enc_fletcher32(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    import numcodecs
+
+    return bytes(numcodecs.Fletcher32().encode(np.frombuffer(data, np.uint8)))
+
+
+def _dec_bzip2(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    d = bz2.BZ2Decompressor()
+    try:
+        out = d.decompress(data, expected + 1 if expected is not None else -1)
+    except (OSError, ValueError) as e:
+        raise _fail("bzip2", f"invalid bz2 stream ({e})") from None
+    if not d.eof:
+        raise _fail("bzip2", "truncated bz2 stream")
+    _check_size("bzip2", out, expected)
+    return out
+
+
+def _enc_bzip2(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    return bz2.compress(data, cd[0] if cd and 1 <= cd[0] <= 9 else 9)
+
+
+def _dec_zstd(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    import numcodecs
+
+    if bytes(data[:4]) != _ZSTD_MAGIC:
+        raise _fail("zstd", f"no zstd frame magic, got {bytes(data[:4])!r}")
+    try:
+        out = bytes(numcodecs.Zstd().decode(data))
+    except RuntimeError as e:
+        raise _fail("zstd", f"invalid zstd frame ({e})") from None
+    _check_size("zstd", out, expected)
+    return out
+
+
+def _enc_zstd(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    import numcodecs
+
+    return bytes(numcodecs.Zstd(level=cd[0] if cd else 3).encode(data))
+
+
+def _dec_blosc(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    import numcodecs
+
+    if len(data) < 16:
+        raise _fail("blosc", f"{len(data)} bytes is shorter than the 16-byte Blosc header")
+    nbytes, _blocksize, cbytes = struct.unpack("<III", data[4:16])
+    if cbytes != len(data):
+        raise _fail("blosc", f"header says {cbytes} compressed bytes, the chunk has {len(data)}")
+    if expected is not None and nbytes != expected:
+        raise _fail("blosc", f"header says {nbytes} decoded bytes, expected {expected}")
+    try:
+        return bytes(numcodecs.Blosc().decode(data))
+    except RuntimeError as e:
+        raise _fail("blosc", str(e)) from None
+
+
+_BLOSC_CNAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 4: "zlib", 5: "zstd"}
+
+
+def _enc_blosc(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    import numcodecs
+
+    clevel = cd[4] if len(cd) > 4 else 5
+    shuffle = cd[5] if len(cd) > 5 else 1
+    cname = _BLOSC_CNAMES.get(cd[6] if len(cd) > 6 else 0, "blosclz")
+    typesize = cd[2] if len(cd) > 2 and cd[2] > 0 else itemsize
+    codec = numcodecs.Blosc(cname=cname, clevel=clevel, shuffle=shuffle, typesize=typesize)
+    return bytes(codec.encode(data))
+
+
+def _dec_lzf(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    ic = _imagecodecs("lzf")
+    size = expected if expected is not None else (cd[2] if len(cd) > 2 and cd[2] > 0 else None)
+    if size is None:
+        raise _fail("lzf", "the decoded size is unknown (no chunk shape, cd_values[2] == 0)")
+    try:
+        out = ic.lzf_decode(bytes(data), header=False, out=size)
+    except Exception as e:
+        raise _fail("lzf", f"invalid LZF stream ({e})") from None
+    _check_size("lzf", out, size)
+    return bytes(out)
+
+
+def _enc_lzf(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    ic = _imagecodecs("lzf")
+    out = ic.lzf_encode(data, header=False)
+    if len(out) >= len(data):
+        # HDF5's LZF filter fails on no gain; HDF5 then stores the chunk raw with the mask bit set.
+        raise CodecError(f"{CODEC_ID}: LZF gives no gain on this chunk; HDF5 would store it raw")
+    return bytes(out)
+
+
+def _dec_lz4(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    ic = _imagecodecs("lz4")
+    if len(data) < 12:
+        raise _fail("lz4", f"{len(data)} bytes is shorter than the 12-byte HDF5-LZ4 header")
+    total, bsize = struct.unpack(">QI", data[:12])
+    if expected is not None and total != expected:
+        raise _fail("lz4", f"header says {total} decoded bytes, expected {expected}")
+    if total and bsize == 0:
+        raise _fail("lz4", "header block size is 0")
+    if total > 2**40:
+        raise _fail("lz4", f"header says {total} decoded bytes, implausibly many")
+    out = bytearray(total)
+    pos = 12
+    done = 0
+    i = 0
+    while done < total:
+        n = min(bsize, total - done)
+        if pos + 4 > len(data):
+            raise _fail("lz4", f"truncated: block {i} has no length field")
+        (csize,) = struct.unpack(">I", data[pos : pos + 4])
+        pos += 4
+        if csize == 0 or csize > n or pos + csize > len(data):
+            raise _fail("lz4", f"block {i} claims {csize} bytes ({len(data) - pos} left, max {n})")
+        blk = data[pos : pos + csize]
+        if csize == n:
+            out[done : done + n] = blk
+        else:
+            try:
+                dec = ic.lz4_decode(bytes(blk), out=n)
+            except Exception as e:
+                raise _fail("lz4", f"block {i}: invalid LZ4 block ({e})") from None
+            if len(dec) != n:
+                raise _fail("lz4", f"block {i} decoded to {len(dec)} bytes, expected {n}")
+            out[done : done + n] = dec
+        pos += csize
+        done += n
+        i += 1
+    if pos != len(data):
+        raise _fail("lz4", f"{len(data) - pos} trailing bytes after the last block")
+    return bytes(out)
+
+
+def _enc_lz4(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    ic = _imagecodecs("lz4")
+    total = len(data)
+    bsize = min(total, cd[0] if cd and cd[0] > 0 else 1 << 30) or 1
+    parts = [struct.pack(">QI", total, bsize)]
+    for start in range(0, total, bsize):
+        blk = data[start : start + bsize]
+        comp = bytes(ic.lz4_encode(blk))
+        if len(comp) >= len(blk):
+            comp = blk
+        parts += [struct.pack(">I", len(comp)), comp]
+    return b"".join(parts)
+
+
+def _bitshuffle_params(cd: Sequence[int], itemsize: int) -> tuple[int, int, int]:
+    if len(cd) < 5:
+        raise _fail("bitshuffle", f"expected at least 5 cd_values, got {tuple(cd)}")
+    elemsize = cd[2] if cd[2] > 0 else itemsize
+    comp = cd[4]
+    if comp not in _BITSHUFFLE_COMPRESSORS:
+        raise _fail("bitshuffle", f"unsupported compressor id {comp} in cd_values[4]")
+    block_elems = cd[3]
+    if block_elems == 0:  # bshuf_default_block_size
+        block_elems = max(128, (8192 // elemsize) // 8 * 8)
+    return elemsize, block_elems, comp
+
+
+def _bitunshuffle(ic: Any, blk: bytes, elemsize: int) -> bytes:
+    return bytes(ic.bitshuffle_decode(blk, itemsize=elemsize, blocksize=len(blk) // elemsize))
+
+
+def _dec_bitshuffle(
+    cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int
+) -> bytes:
+    ic = _imagecodecs("bitshuffle")
+    elemsize, block_elems, comp = _bitshuffle_params(cd, itemsize)
+    if comp == 0:
+        _check_size("bitshuffle", data, expected)
+        total, body, pos = len(data), data, 0
+        bsize = block_elems * elemsize
+    else:
+        if len(data) < 12:
+            raise _fail("bitshuffle", f"{len(data)} bytes is shorter than the 12-byte header")
+        total, bsize = struct.unpack(">QI", data[:12])
+        if expected is not None and total != expected:
+            raise _fail("bitshuffle", f"header says {total} decoded bytes, expected {expected}")
+        if bsize == 0 or bsize % (8 * elemsize):
+            raise _fail("bitshuffle", f"header block size {bsize} is not a multiple of 8 elements")
+        body, pos = data, 12
+    if total % elemsize:
+        raise _fail("bitshuffle", f"{total} bytes is not a whole number of {elemsize}-byte items")
+    nelems = total // elemsize
+    block_elems = bsize // elemsize
+    sizes = [block_elems] * (nelems // block_elems)
+    last = (nelems % block_elems) // 8 * 8
+    if last:
+        sizes.append(last)
+    out = bytearray()
+    decode = ic.lz4_decode if comp == 2 else ic.zstd_decode
+    for i, ne in enumerate(sizes):
+        n = ne * elemsize
+        if comp == 0:
+            if pos + n > len(body):
+                raise _fail("bitshuffle", "truncated data")
+            blk = bytes(body[pos : pos + n])
+            pos += n
+        else:
+            if pos + 4 > len(body):
+                raise _fail("bitshuffle", f"truncated: block {i} has no length field")
+            (csize,) = struct.unpack(">I", body[pos : pos + 4])
+            pos += 4
+            if csize == 0 or pos + csize > len(body):
+                raise _fail("bitshuffle", f"block {i} claims {csize} bytes, {len(body) - pos} left")
+            try:
+                blk = bytes(decode(bytes(body[pos : pos + csize]), out=n))
+            except Exception as e:
+                raise _fail("bitshuffle", f"block {i}: invalid compressed block ({e})") from None
+            if len(blk) != n:
+                raise _fail("bitshuffle", f"block {i} decoded to {len(blk)} bytes, expected {n}")
+            pos += csize
+        out += _bitunshuffle(ic, blk, elemsize)
+    rest = total - len(out)
+    if pos + rest != len(body):
+        raise _fail("bitshuffle", f"{len(body) - pos} bytes left for a {rest}-byte raw tail")
+    out += body[pos:]
+    return bytes(out)
+
+
+def _enc_bitshuffle(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    ic = _imagecodecs("bitshuffle")
+    elemsize, block_elems, comp = _bitshuffle_params(cd, itemsize)
+    nelems = len(data) // elemsize
+    bsize = block_elems * elemsize
+    parts = [] if comp == 0 else [struct.pack(">QI", len(data), bsize)]
+    pos = 0
+    while True:
+        ne = min(block_elems, nelems - pos // elemsize) // 8 * 8
+        if ne == 0:
+            break
+        blk = bytes(
+            ic.bitshuffle_encode(data[pos : pos + ne * elemsize], itemsize=elemsize, blocksize=ne)
+        )
+        if comp == 0:
+            parts.append(blk)
+        else:
+            level = cd[5] if comp == 3 and len(cd) > 5 else None
+            c = ic.lz4_encode(blk) if comp == 2 else ic.zstd_encode(blk, level=level)
+            parts += [struct.pack(">I", len(c)), bytes(c)]
+        pos += ne * elemsize
+    parts.append(data[pos:])
+    return b"".join(parts)
+
+
+def _dec_szip(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    ic = _imagecodecs("szip")
+    if len(cd) < 4:
+        raise _fail("szip", f"expected 4 cd_values, got {tuple(cd)}")
+    if len(data) < 4:
+        raise _fail("szip", f"{len(data)} bytes is shorter than the 4-byte size header")
+    (size,) = struct.unpack("<I", data[:4])
+    if expected is not None and size != expected:
+        raise _fail("szip", f"header says {size} decoded bytes, expected {expected}")
+    try:
+        out = ic.szip_decode(bytes(data), *cd[:4], header=True, out=size)
+    except Exception as e:
+        raise _fail("szip", f"invalid SZIP stream ({e})") from None
+    _check_size("szip", out, size)
+    return bytes(out)
+
+
+def _enc_szip(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    ic = _imagecodecs("szip")
+    return bytes(ic.szip_encode(data, *cd[:4], header=True))
+
+
+def _dec_blosc2(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    import blosc2
+
+    if len(data) < 32 or data[0] != 0x9E or bytes(data[2:10]) != _B2FRAME_MAGIC:
+        raise _fail("blosc2", "not a Blosc2 contiguous frame (bad magic)")
+    (header_size,) = struct.unpack(">i", data[11:15])
+    (frame_size,) = struct.unpack(">Q", data[16:24])
+    if frame_size != len(data) or not 0 < header_size < len(data):
+        raise _fail(
+            "blosc2",
+            f"frame header says {frame_size} bytes (header {header_size}), got {len(data)}",
+        )
+    raw = bytes(data)
+    try:
+        sc = blosc2.schunk_from_cframe(raw, copy=True)
+        if sc.nchunks != 1:
+            raise _fail("blosc2", f"the frame holds {sc.nchunks} chunks, HDF5 writes exactly 1")
+        if "b2nd" in sc.meta:
+            arr = blosc2.ndarray_from_cframe(raw)[...]
+            out = np.ascontiguousarray(arr).tobytes()
+        else:
+            out = bytes(sc.decompress_chunk(0))
+    except CodecError:
+        raise
+    except Exception as e:
+        raise _fail("blosc2", f"invalid frame ({e})") from None
+    _check_size("blosc2", out, expected)
+    return out
+
+
+def _enc_blosc2(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    import blosc2
+
+    typesize = cd[2] if len(cd) > 2 and cd[2] > 0 else itemsize
+    cparams = {
+        "clevel": cd[4] if len(cd) > 4 else 5,
+        "filters": [blosc2.Filter(cd[5] if len(cd) > 5 else 1)],
+        "codec": blosc2.Codec(cd[6] if len(cd) > 6 else 0),
+        "typesize": typesize,
+    }
+    if len(cd) > 7 and len(data) == cd[3]:
+        ndim = cd[7]
+        shape = tuple(cd[8 : 8 + ndim])
+        arr = np.frombuffer(data, np.dtype(f"V{typesize}")).reshape(shape)
+        return bytes(blosc2.asarray(arr, chunks=shape, cparams=cparams).to_cframe())
+    sc = blosc2.SChunk(chunksize=len(data), cparams=cparams)
+    sc.append_data(data)
+    return bytes(sc.to_cframe())
+
+
+_DECODERS: dict[int, tuple[Decoder, Encoder]] = {
+    1: (_dec_deflate, _enc_deflate),
+    2: (_dec_shuffle, _enc_shuffle),
+    3: (_dec_fletcher32, _enc_fletcher32),
+    4: (_dec_szip, _enc_szip),
+    307: (_dec_bzip2, _enc_bzip2),
+    32000: (_dec_lzf, _enc_lzf),
+    32001: (_dec_blosc, _enc_blosc),
+    32004: (_dec_lz4, _enc_lz4),
+    32008: (_dec_bitshuffle, _enc_bitshuffle),
+    32015: (_dec_zstd, _enc_zstd),
+    32026: (_dec_blosc2, _enc_blosc2),
+}
+
+
+def _parse_filters(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    if isinstance(filters, str | bytes) or not isinstance(filters, Sequence):
+        raise TypeError(f"Expected a list of filter dicts. Got {type(filters).__name__} instead.")
+    if not 0 < len(filters) <= _MAX_FILTERS:
+        raise ValueError(
+            f"Expected an integer from the inclusive range (1, {_MAX_FILTERS}) of filters. "
+            f"Got {len(filters)} instead."
+        )
+    out = []
+    for f in filters:
+        if not isinstance(f, Mapping) or "id" not in f:
+            raise TypeError(f"Expected a dict with keys id, name, cd_values. Got {f!r} instead.")
+        fid = int(f["id"])
+        name = str(f.get("name") or FILTER_NAMES.get(fid, f"filter {fid}"))
+        if fid not in SUPPORTED_FILTERS:
+            raise CodecError(
+                f"{CODEC_ID}: HDF5 filter {fid} ({name}) is not supported; supported ids are "
+                f"{sorted(SUPPORTED_FILTERS)}."
+            )
+        cd = [int(v) for v in f.get("cd_values", ())]
+        if fid == 32008:
+            _bitshuffle_params(cd, 1)
+        out.append({"id": fid, "name": name, "cd_values": cd})
+    return out
+
+
+class HDF5Pipeline(Codec):
+    """Decode raw HDF5 chunks with the dataset's whole filter pipeline (``b2store_hdf5``).
+
+    Not auto-selected for pipelines Zarr's built-in codecs express exactly: see
+    :func:`b2store.hdf5.filters.plan_codecs`. Picklable and thread-safe (no mutable state).
+
+    Parameters
+    ----------
+    filters
+        HDF5 filters in encode order: dicts ``{"id": int, "name": str, "cd_values": [int, ...]}``.
+    dtype
+        The HDF5 dataset dtype (``numpy.dtype`` string); gives decoded sizes and item sizes.
+    chunkshape
+        The full HDF5 chunk shape.
+    masked
+        Whether each chunk starts with the :func:`frame_chunk` header carrying its filter mask.
+
+    See Also
+    --------
+    b2store.codecs.hdf5_zarr3.HDF5PipelineCodec : the Zarr v3 bytes-to-bytes twin.
+    """
+
+    codec_id = CODEC_ID
+
+    def __init__(
+        self,
+        *,
+        filters: Sequence[Mapping[str, Any]],
+        dtype: str | None = None,
+        chunkshape: Sequence[int] | None = None,
+        masked: bool = False,
+    ) -> None:
+        self.filters = _parse_filters(filters)
+        if dtype is not None:
+            try:
+                dt = np.dtype(dtype)
+            except TypeError as e:
+                raise ValueError(f"Expected a numpy dtype string. Got {dtype!r} instead.") from e
+            self.dtype: str | None = dt.str  # '|V<n>' for compound types: bytes are what matter
+            self._itemsize = dt.itemsize
+        else:
+            self.dtype = None
+            self._itemsize = 1
+        if chunkshape is not None:
+            shape = [int(s) for s in chunkshape]
+            if any(s < 0 for s in shape):
+                raise ValueError(f"Expected non-negative chunk sizes. Got {shape} instead.")
+            self.chunkshape: list[int] | None = shape
+        else:
+            self.chunkshape = None
+        if not isinstance(masked, bool):
+            raise TypeError(f"Expected a bool for masked. Got {type(masked).__name__} instead.")
+        self.masked = masked
+        self._nbytes = (
+            self._itemsize * math.prod(self.chunkshape)
+            if self.chunkshape is not None and dtype is not None
+            else None
+        )
+        if any(needs_imagecodecs(f["id"]) for f in self.filters):
+            _imagecodecs(", ".join(f["name"] for f in self.filters if needs_imagecodecs(f["id"])))
+
+    def get_config(self) -> dict[str, Any]:
+        return {
+            "id": self.codec_id,
+            "filters": [dict(f, cd_values=list(f["cd_values"])) for f in self.filters],
+            "dtype": self.dtype,
+            "chunkshape": self.chunkshape,
+            "masked": self.masked,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> HDF5Pipeline:
+        cfg = {k: v for k, v in config.items() if k != "id"}
+        return cls(**cfg)
+
+    def __repr__(self) -> str:
+        names = ", ".join(f["name"] for f in self.filters)
+        return (
+            f"{type(self).__name__}(filters=[{names}], dtype={self.dtype!r}, "
+            f"chunkshape={self.chunkshape}, masked={self.masked})"
+        )
+
+    def _sizes(self, mask: int) -> list[int | None]:
+        """Expected input size of each filter on encode (None where a compressor precedes)."""
+        size: int | None = self._nbytes
+        sizes: list[int | None] = []
+        for i, f in enumerate(self.filters):
+            sizes.append(size)
+            if mask >> i & 1:
+                continue
+            if f["id"] == 3 and size is not None:
+                size += 4
+            elif f["id"] not in _SIZE_PRESERVING:
+                size = None
+        return sizes
+
+    def decode_bytes(self, buf: Any) -> bytes:
+        """Decode one chunk to the C-ordered bytes of the full chunk."""
+        data = memoryview(ensure_contiguous_ndarray(buf)).cast("B")
+        mask = 0
+        if self.masked:
+            mask, data = unframe_chunk(data, len(self.filters))
+        sizes = self._sizes(mask)
+        out: bytes | memoryview = data
+        for i in reversed(range(len(self.filters))):
+            if mask >> i & 1:
+                continue
+            f = self.filters[i]
+            decoder = _DECODERS[f["id"]][0]
+            out = decoder(f["cd_values"], memoryview(out), sizes[i], self._itemsize)
+        if self._nbytes is not None and len(out) != self._nbytes:
+            raise CodecError(
+                f"{CODEC_ID}: the decoded chunk has {len(out)} bytes, expected {self._nbytes} for "
+                f"{self.chunkshape=} and {self.dtype=}; the filter list or the chunk is wrong."
+            )
+        return bytes(out)
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        raw = self.decode_bytes(buf)
+        arr: np.ndarray[Any, Any] = np.frombuffer(raw, np.uint8)
+        if self.dtype is not None and self.chunkshape is not None:
+            arr = arr.view(np.dtype(self.dtype)).reshape(self.chunkshape)
+        if out is not None:
+            return ndarray_copy(arr, out)
+        return arr
+
+    def encode_bytes(self, buf: Any, mask: int = 0) -> bytes:
+        """Encode C-ordered chunk bytes through the pipeline (skipping filters set in ``mask``)."""
+        data = bytes(memoryview(ensure_contiguous_ndarray(buf)).cast("B"))
+        if self._nbytes is not None and len(data) != self._nbytes:
+            raise CodecError(
+                f"{CODEC_ID}: got {len(data)} bytes to encode, expected {self._nbytes} for "
+                f"{self.chunkshape=} and {self.dtype=}."
+            )
+        if mask and not self.masked:
+            raise CodecError(f"{CODEC_ID}: a non-zero mask needs a codec configured masked=True")
+        for i, f in enumerate(self.filters):
+            if mask >> i & 1:
+                continue
+            data = _DECODERS[f["id"]][1](f["cd_values"], data, self._itemsize)
+        return frame_chunk(data, mask) if self.masked else data
+
+    def encode(self, buf: Any) -> bytes:
+        return self.encode_bytes(buf)

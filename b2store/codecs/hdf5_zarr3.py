@@ -1,0 +1,109 @@
+"""Zarr v3 ``b2store.hdf5`` codec: the HDF5 filter pipeline as a bytes-to-bytes codec.
+
+Contract: the configuration is the one of :class:`b2store.codecs.hdf5_pipeline.HDF5Pipeline`
+(``filters`` in HDF5 encode order, ``dtype``, ``chunkshape``, ``masked``); decoding turns a raw
+(or :func:`~b2store.codecs.hdf5_pipeline.frame_chunk`-framed) HDF5 chunk into the C-ordered bytes
+of the full chunk, which the array's ``bytes`` codec (placed before it, with the HDF5 byte order)
+turns into the array. All the work is done by the numcodecs codec; this class is a thin frozen
+dataclass that runs it off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from zarr.abc.codec import BytesBytesCodec
+from zarr.core.common import parse_named_configuration
+
+from b2store.codecs.hdf5_pipeline import HDF5Pipeline
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import Buffer
+
+__all__ = ["HDF5PipelineCodec"]
+
+NAME = "b2store.hdf5"
+
+_Filter = tuple[int, str, tuple[int, ...]]
+
+
+def _parse_filters(filters: Sequence[Any]) -> tuple[_Filter, ...]:
+    out = []
+    for f in filters:
+        if isinstance(f, Mapping):
+            out.append((int(f["id"]), str(f.get("name", "")), tuple(f.get("cd_values", ()))))
+        elif isinstance(f, Sequence) and len(f) == 3:
+            out.append((int(f[0]), str(f[1]), tuple(int(v) for v in f[2])))
+        else:
+            raise TypeError(f"Expected a dict with keys id, name, cd_values. Got {f!r} instead.")
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class HDF5PipelineCodec(BytesBytesCodec):
+    """Decode raw HDF5 chunks with the dataset's filter pipeline (Zarr v3, bytes to bytes)."""
+
+    is_fixed_size = False
+
+    filters: tuple[_Filter, ...]
+    dtype: str | None
+    chunkshape: tuple[int, ...] | None
+    masked: bool
+
+    def __init__(
+        self,
+        *,
+        filters: Sequence[Any],
+        dtype: str | None = None,
+        chunkshape: Sequence[int] | None = None,
+        masked: bool = False,
+    ) -> None:
+        object.__setattr__(self, "filters", _parse_filters(filters))
+        object.__setattr__(self, "dtype", dtype)
+        shape = tuple(int(c) for c in chunkshape) if chunkshape is not None else None
+        object.__setattr__(self, "chunkshape", shape)
+        object.__setattr__(self, "masked", masked)
+        self._codec  # noqa: B018 - validate the configuration now, not at the first read
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        _, cfg = parse_named_configuration(data, NAME)
+        return cls(**cfg)  # type: ignore[arg-type]
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = self._codec.get_config()
+        cfg.pop("id")
+        return {"name": NAME, "configuration": cfg}
+
+    @cached_property
+    def _codec(self) -> HDF5Pipeline:
+        return HDF5Pipeline(
+            filters=[{"id": i, "name": n, "cd_values": list(cd)} for i, n, cd in self.filters],
+            dtype=self.dtype,
+            chunkshape=self.chunkshape,
+            masked=self.masked,
+        )
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
+        raw = self._codec.decode_bytes(chunk_bytes.as_numpy_array())
+        return chunk_spec.prototype.buffer.from_bytes(raw)
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+
+    def _encode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:
+        enc = self._codec.encode_bytes(chunk_bytes.as_numpy_array())
+        return chunk_spec.prototype.buffer.from_bytes(enc)
+
+    async def _encode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_bytes, chunk_spec)
+
+    def compute_encoded_size(self, _input_byte_length: int, _chunk_spec: ArraySpec) -> int:
+        raise NotImplementedError
