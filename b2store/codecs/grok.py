@@ -301,7 +301,7 @@ class Grok(Codec):
         except Exception as exc:
             raise CodecError(f"b2store_grok: corrupt b2nd frame ({exc})") from exc
         nbytes = math.prod(shape) * dtype.itemsize
-        _check_chunk_header(chunk, nbytes, codec)
+        _check_chunk_header(chunk, nbytes, codec, shape[-2:], dtype.itemsize)
         try:
             flat = blosc2.decompress2(chunk, nthreads=self.nthreads)
         except Exception as exc:
@@ -379,7 +379,9 @@ def _inspect_frame(data: bytes) -> tuple[tuple[int, ...], np.dtype[Any], int]:
     return shape, dtype, codec
 
 
-def _check_chunk_header(chunk: bytes, nbytes: int, frame_codec: int) -> None:
+def _check_chunk_header(
+    chunk: bytes, nbytes: int, frame_codec: int, image: tuple[int, ...], itemsize: int
+) -> None:
     """Check the 32-byte Blosc2 chunk header against the metalayer before decompressing."""
     if len(chunk) < 32:
         raise CodecError(f"b2store_grok: truncated chunk ({len(chunk)} bytes)")
@@ -402,3 +404,115 @@ def _check_chunk_header(chunk: bytes, nbytes: int, frame_codec: int) -> None:
             )
         if codec == _GROK_CODEC:
             _load_grok()
+        _check_block_streams(chunk, image, itemsize=itemsize)
+
+
+def _check_block_streams(chunk: bytes, image: tuple[int, ...], *, itemsize: int) -> None:
+    """Walk the block offsets and each block's JPEG 2000 headers (Grok crashes on bad headers)."""
+    nbytes, blocksize, cbytes = struct.unpack("<iii", chunk[4:16])
+    if blocksize <= 0 or nbytes % blocksize:
+        raise CodecError(f"b2store_grok: corrupt chunk header ({nbytes=}, {blocksize=})")
+    nblocks = nbytes // blocksize
+    if 32 + 4 * nblocks > cbytes:
+        raise CodecError(f"b2store_grok: truncated chunk ({nblocks} block offsets, {cbytes=})")
+    starts = struct.unpack(f"<{nblocks}i", chunk[32 : 32 + 4 * nblocks])
+    ends = (*starts[1:], cbytes)
+    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
+        if not 32 + 4 * nblocks <= start < end <= cbytes or end - start < 4:
+            raise CodecError(f"b2store_grok: corrupt offset of block {i} ({start}..{end})")
+        csize = struct.unpack("<i", chunk[start : start + 4])[0]
+        if csize != end - start - 4:
+            raise CodecError(
+                f"b2store_grok: block {i} stream says {csize} bytes, {end - start - 4} present"
+            )
+        try:
+            _check_jpeg2000(chunk[start + 4 : end], image, itemsize)
+        except CodecError as exc:
+            raise CodecError(f"b2store_grok: block {i}: {exc}") from None
+
+
+def _check_jpeg2000(stream: bytes, image: tuple[int, ...], itemsize: int) -> None:
+    """Validate a JP2 file or raw J2K codestream header against the expected image."""
+    if stream[:4] == b"\x00\x00\x00\x0c" and stream[4:8] == b"jP  ":
+        stream = _jp2_codestream(stream)
+    _check_codestream(stream, image, itemsize)
+
+
+def _jp2_codestream(data: bytes) -> bytes:
+    pos = 0
+    while pos + 8 <= len(data):
+        length, box = struct.unpack(">I4s", data[pos : pos + 8])
+        head = 8
+        if length == 1:
+            if pos + 16 > len(data):
+                break
+            length = struct.unpack(">Q", data[pos + 8 : pos + 16])[0]
+            head = 16
+        elif length == 0:
+            length = len(data) - pos
+        if length < head or pos + length > len(data):
+            raise CodecError(f"corrupt JP2 box {box!r} of {length} bytes at {pos}")
+        if box == b"jp2c":
+            return data[pos + head : pos + length]
+        pos += length
+    raise CodecError("JP2 file without a codestream box")
+
+
+def _check_codestream(cs: bytes, image: tuple[int, ...], itemsize: int) -> None:
+    if len(cs) < 2 + 2 + 41 or cs[:4] != b"\xff\x4f\xff\x51":
+        raise CodecError("JPEG 2000 codestream does not start with SOC + SIZ")
+    lsiz = struct.unpack(">H", cs[4:6])[0]
+    xsiz, ysiz, xo, yo, xt, yt, xto, yto = struct.unpack(">8I", cs[8:40])
+    csiz = struct.unpack(">H", cs[40:42])[0]
+    if lsiz != 38 + 3 * csiz or csiz != 1 or 4 + lsiz > len(cs):
+        raise CodecError(f"JPEG 2000 SIZ marker: {lsiz=}, {csiz=} (one gray component expected)")
+    ssiz, xr, yr = cs[42], cs[43], cs[44]
+    size = (ysiz - yo, xsiz - xo)
+    ok = (
+        xo < xsiz
+        and yo < ysiz
+        and size == tuple(image)
+        and xr == yr == 1
+        and (ssiz & 0x7F) + 1 <= 8 * itemsize
+        and xt > 0
+        and yt > 0
+        and xto <= xo
+        and yto <= yo
+        and xto + xt > xo
+        and yto + yt > yo
+    )
+    if not ok:
+        raise CodecError(
+            f"JPEG 2000 SIZ marker describes a {size} image with {ssiz=}, {xr=}, {yr=}, tiles "
+            f"{(yt, xt)}; expected {tuple(image)} with at most {8 * itemsize} bits"
+        )
+    # Main header marker segments up to the first tile-part (SOT), then the tile-part chain.
+    pos = 4 + lsiz
+    while True:
+        if pos + 4 > len(cs) or cs[pos] != 0xFF:
+            raise CodecError(f"corrupt JPEG 2000 main header at byte {pos}")
+        marker = cs[pos + 1]
+        if marker == 0x90:  # SOT
+            break
+        seg = struct.unpack(">H", cs[pos + 2 : pos + 4])[0]
+        if seg < 2 or pos + 2 + seg > len(cs):
+            raise CodecError(f"corrupt JPEG 2000 marker 0xFF{marker:02X} at byte {pos}")
+        if marker == 0x52 and (seg < 12 or not _cod_ok(cs[pos + 4 : pos + 2 + seg])):
+            raise CodecError("corrupt JPEG 2000 COD marker")
+        pos += 2 + seg
+    while pos + 2 <= len(cs) and cs[pos : pos + 2] == b"\xff\x90":
+        if pos + 12 > len(cs):
+            raise CodecError("truncated JPEG 2000 tile-part header")
+        lsot, _isot, psot = struct.unpack(">HHI", cs[pos + 2 : pos + 10])
+        if lsot != 10 or psot < 14 or pos + psot > len(cs) - 2:
+            raise CodecError(f"corrupt JPEG 2000 tile-part at byte {pos} ({lsot=}, {psot=})")
+        pos += psot
+    if cs[pos:] != b"\xff\xd9":
+        raise CodecError("JPEG 2000 codestream does not end with EOC after its tile-parts")
+
+
+def _cod_ok(cod: bytes) -> bool:
+    """Check the COD parameters the decoder sizes buffers with (levels, code-blocks, layers)."""
+    layers = struct.unpack(">H", cod[2:4])[0]
+    levels, xcb, ycb = cod[5], cod[6] & 0x0F, cod[7] & 0x0F
+    return layers >= 1 and levels <= 32 and xcb <= 8 and ycb <= 8 and xcb + ycb <= 8
