@@ -1,0 +1,109 @@
+"""Shared helpers for the b2store codecs: buffer conversion and ``parse_*`` config validators.
+
+Contract: every ``parse_*`` function returns the normalised value or raises ``TypeError`` (wrong
+type) / :class:`~b2store.errors.CodecError` (a ``ValueError``: wrong value) with a message in
+zarr's style, prefixed by the codec id: ``"b2store_b2nd: clevel: Expected an integer from the
+inclusive range (0, 9). Got 17 instead."``. Nothing here imports blosc2 at module import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from b2store.codecs._blosc2frame import as_bytes_view
+from b2store.errors import CodecError
+
+__all__ = [
+    "CNAMES",
+    "as_bytes_view",
+    "ensure_ndarray",
+    "parse_bool",
+    "parse_cname",
+    "parse_int_range",
+    "parse_optional_shape",
+    "parse_positive_float",
+]
+
+#: Codec names accepted in ``cname`` and their Blosc2 codec ids.
+CNAMES: dict[str, int] = {"blosclz": 0, "lz4": 1, "lz4hc": 2, "zlib": 4, "zstd": 5}
+
+
+def ensure_ndarray(buf: Any) -> np.ndarray:
+    """Return *buf* as a numpy array without copying when possible (numcodecs semantics)."""
+    if isinstance(buf, np.ndarray):
+        return buf
+    return np.frombuffer(as_bytes_view(buf), dtype=np.uint8)
+
+
+def parse_int_range(codec: str, name: str, value: Any, lo: int, hi: int) -> int:
+    """Validate an integer in the inclusive range ``[lo, hi]``.
+
+    Raises
+    ------
+    TypeError
+        If *value* is not an integer (``bool`` is refused).
+    CodecError
+        If it is out of range.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{codec}: {name}: Expected an integer. Got {value!r} instead.")
+    v = int(value)
+    if not lo <= v <= hi:
+        raise CodecError(
+            f"{codec}: {name}: Expected an integer from the inclusive range ({lo}, {hi}). "
+            f"Got {v} instead."
+        )
+    return v
+
+
+def parse_positive_float(codec: str, name: str, value: Any, *, allow_zero: bool = True) -> float:
+    """Validate a finite float ``>= 0`` (``> 0`` if not *allow_zero*)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{codec}: {name}: Expected a number. Got {value!r} instead.")
+    v = float(value)
+    if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise CodecError(f"{codec}: {name}: Expected a finite number {bound}. Got {v} instead.")
+    return v
+
+
+def parse_bool(codec: str, name: str, value: Any) -> bool:
+    """Validate a boolean."""
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{codec}: {name}: Expected a boolean. Got {value!r} instead.")
+    return bool(value)
+
+
+def parse_cname(codec: str, value: Any) -> str:
+    """Validate a Blosc2 codec name (``zstd``, ``lz4``, ``lz4hc``, ``blosclz``, ``zlib``)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{codec}: cname: Expected a string. Got {value!r} instead.")
+    v = value.lower()
+    if v not in CNAMES:
+        raise CodecError(
+            f"{codec}: cname: Expected one of {sorted(CNAMES)}. Got {value!r} instead."
+        )
+    return v
+
+
+def parse_optional_shape(
+    codec: str, name: str, value: Any, *, ndim: int | None = None
+) -> tuple[int, ...] | None:
+    """Validate ``None`` or a sequence of positive integers (a chunk or block shape)."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(
+            f"{codec}: {name}: Expected a list of positive integers or None. Got {value!r} instead."
+        )
+    out = tuple(
+        parse_int_range(codec, f"{name}[{i}]", v, 1, 2**31 - 1) for i, v in enumerate(value)
+    )
+    if ndim is not None and len(out) != ndim:
+        raise CodecError(
+            f"{codec}: {name}: Expected {ndim} dimensions. Got {len(out)} ({list(out)}) instead."
+        )
+    return out

@@ -1,0 +1,487 @@
+"""b2nd codec: one Zarr chunk is one Blosc2 contiguous frame holding exactly one chunk.
+
+Contract
+--------
+* **Encode** an n-D array to a one-chunk b2nd cframe (``chunks`` = the array shape, ``blocks`` =
+  the configured block shape or blosc2's own guess), readable by ``blosc2.ndarray_from_cframe``.
+* **Decode** every form users meet:
+
+  (a) b2nd cframes, including hdf5plugin's / b2h5py's whose header dtype is ``'|V<n>'`` (the
+      real dtype comes from the caller or the array metadata, never from such a frame);
+  (b) plain (non-b2nd) Blosc2 cframes (hdf5plugin writes them for 1-D data);
+  (c) a bare Blosc2 chunk in b2nd block order, as Caterva2's ``/api/chunk`` serves it: the chunk
+      shape (``chunkshape``) and ``blocks`` are needed; ``blocks=None`` means one block
+      covering the chunk (C order) and the byte count is checked;
+  (d) special chunks (all-zero, NaN, constant, uninitialised) and frames whose chunk is a
+      frame-level special offset (``blosc2.zeros``).
+
+  :func:`decode_b2nd` is the reusable entry point; ``B2nd.decode`` wraps it.
+* Decoding validates every header (:mod:`b2store.codecs._blosc2frame`) before the C decoder sees
+  the bytes, then calls ``blosc2.decompress2`` on the raw chunk and reorders blocks in numpy.
+  Importing this module calls ``blosc2.set_releasegil(True)``, which is **process-global**: it
+  lets ``decompress2``/``compress2`` release the GIL so dask/zarr threads decode in parallel.
+* Blosc2 frames carry no checksum: a flipped payload bit may decode to other values without
+  error. Structurally invalid bytes raise :class:`~b2store.errors.CodecError` (a ``ValueError``)
+  naming ``b2store_b2nd``.
+
+Config (JSON)
+-------------
+``cname`` (``"zstd"``), ``clevel`` (5, 0..9), ``filters`` (default ``[{"id": "shuffle"}]``),
+``blocks`` (``None`` = blosc2's guess from the chunk shape and typesize), ``nthreads`` (1,
+Blosc2-internal threads per call), ``chunkshape`` (decode-only, for bare chunks). Filter specs:
+``{"id": "shuffle"}``, ``{"id": "bitshuffle"}``, ``{"id": "bytedelta"}``, ``{"id": "delta"}``,
+``{"id": "itrunc", "max_abs_error": 15}`` (or ``"bits"``; floats: ``"max_rel_error"`` or
+``"bits"``, see :mod:`b2store.codecs.itrunc`); ``"trunc_prec"`` is an alias of ``"itrunc"``.
+A bare string ``"shuffle"`` is accepted and normalised to ``{"id": "shuffle"}``. Truncation
+filters always run first (before shuffle), whatever their position in the list. At most 6
+filters. Example: ``{"id": "b2store_b2nd", "filters": [{"id": "itrunc", "max_abs_error": 15},
+{"id": "bitshuffle"}]}`` is the "itrunc + bitshuffle + zstd" recipe.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import blosc2
+import numpy as np
+from numcodecs.abc import Codec
+
+from b2store.codecs import _blosc2frame as bf
+from b2store.codecs._common import (
+    CNAMES,
+    as_bytes_view,
+    parse_cname,
+    parse_int_range,
+    parse_optional_shape,
+)
+from b2store.codecs.itrunc import parse_truncation_config, plan_truncation
+from b2store.errors import CodecError
+
+__all__ = ["B2nd", "decode_b2nd", "default_blocks", "encode_b2nd", "normalize_filters", "reorder"]
+
+CODEC_ID = "b2store_b2nd"
+
+blosc2.set_releasegil(True)  # process-global: decompress2/compress2 release the GIL
+
+_SIMPLE_FILTERS = {"shuffle": 1, "bitshuffle": 2, "delta": 3, "bytedelta": 35}
+_TRUNC_IDS = ("itrunc", "trunc_prec")
+#: Filter ids C-Blosc2 decodes without loading a plugin library.
+_KNOWN_FILTERS = {0, 1, 2, 3, 4, 32, 33, 35, 36}
+#: Built-in codec ids, and plugin codec ids with the Python package that loads their library.
+_BUILTIN_CODECS = {0, 1, 2, 3, 4, 5, 32, 33, 34, 35}
+_PLUGIN_CODECS = {37: ("blosc2_grok", "blosc2_j2k"), 39: ("blosc2_j2k",), 40: ("blosc2_htj2k",)}
+_UDCODEC_FORMAT = 6
+
+
+def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, Any]]:
+    """Validate a filter list and return it in canonical JSON form (a list of dicts)."""
+    if filters is None:
+        return [{"id": "shuffle"}]
+    if isinstance(filters, str | bytes | dict) or not isinstance(filters, list | tuple):
+        raise TypeError(f"{codec}: filters: Expected a list of filter specs. Got {filters!r}.")
+    out: list[dict[str, Any]] = []
+    for spec in filters:
+        if isinstance(spec, str):
+            spec = {"id": spec}
+        if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
+            raise TypeError(
+                f"{codec}: filters: Expected a filter spec like {{'id': 'shuffle'}}. Got {spec!r}."
+            )
+        fid = spec["id"].lower()
+        params = {k: v for k, v in spec.items() if k != "id"}
+        if fid in _SIMPLE_FILTERS:
+            if params:
+                raise CodecError(f"{codec}: filter {fid!r} takes no parameters. Got {params}.")
+            out.append({"id": fid})
+        elif fid in _TRUNC_IDS:
+            unknown = set(params) - {"max_abs_error", "bits", "max_rel_error"}
+            if unknown:
+                raise CodecError(
+                    f"{codec}: filter {fid!r}: unknown keys {sorted(unknown)}; expected "
+                    "max_abs_error, bits or max_rel_error."
+                )
+            mae, bits, mre = parse_truncation_config(f"{codec}: filter {fid!r}", **params)
+            norm: dict[str, Any] = {"id": fid}
+            for key, val in (("max_abs_error", mae), ("bits", bits), ("max_rel_error", mre)):
+                if val is not None:
+                    norm[key] = val
+            out.append(norm)
+        else:
+            raise CodecError(
+                f"{codec}: unknown filter {spec['id']!r}; expected one of "
+                f"{sorted([*_SIMPLE_FILTERS, *_TRUNC_IDS])}."
+            )
+    if len(out) > 6:
+        raise CodecError(f"{codec}: Blosc2 allows at most 6 filters. Got {len(out)}.")
+    return out
+
+
+def _blosc2_filters(filters: list[dict[str, Any]], dtype: np.dtype) -> tuple[list[int], list[int]]:
+    """Map canonical filter specs to Blosc2 ``filters``/``filters_meta`` for *dtype*."""
+    trunc: list[tuple[int, int]] = []
+    rest: list[tuple[int, int]] = []
+    for spec in filters:
+        fid = spec["id"]
+        if fid in _TRUNC_IDS:
+            plan = plan_truncation(
+                dtype,
+                max_abs_error=spec.get("max_abs_error"),
+                bits=spec.get("bits"),
+                max_rel_error=spec.get("max_rel_error"),
+                codec=CODEC_ID,
+            )
+            if plan.kind == "float" and dtype.itemsize not in (4, 8) and plan.zeroed:
+                raise CodecError(
+                    f"{CODEC_ID}: Blosc2's float truncation needs float32 or float64, not {dtype}."
+                )
+            f = plan.blosc2_filter(dtype.itemsize)
+            if f is not None:
+                trunc.append(f)
+        else:
+            rest.append((_SIMPLE_FILTERS[fid], 0))
+    pipeline = trunc + rest
+    return [f for f, _ in pipeline], [m for _, m in pipeline]
+
+
+def default_blocks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
+    """Blosc2's own block-shape guess for a chunk of *shape* (``compute_chunks_blocks``)."""
+    if not shape or 0 in shape:
+        return tuple(max(s, 1) for s in shape)
+    _, blocks = blosc2.compute_chunks_blocks(shape, shape, None, dtype)
+    return tuple(int(b) for b in blocks)
+
+
+def reorder(
+    flat: Any, chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: np.dtype
+) -> np.ndarray:
+    """Turn a decompressed b2nd chunk (padded, block order) into a C-ordered ``chunks`` array.
+
+    No copy when the blocks span the full trailing dimensions (block order == C order).
+    """
+    nd = len(chunks)
+    grid = [-(-c // b) for c, b in zip(chunks, blocks, strict=True)]
+    a = np.frombuffer(flat, dtype=dtype) if not isinstance(flat, np.ndarray) else flat.view(dtype)
+    if nd == 0:
+        return a[:1].reshape(())
+    if tuple(blocks[1:]) == tuple(chunks[1:]):
+        n = math.prod(chunks)
+        return a[:n].reshape(chunks)
+    a = a.reshape(*grid, *blocks)
+    a = a.transpose([x for i in range(nd) for x in (i, nd + i)]).reshape(
+        [g * b for g, b in zip(grid, blocks, strict=True)]
+    )
+    return a[tuple(slice(0, c) for c in chunks)]
+
+
+def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
+    """Refuse chunks whose codec/filters C-Blosc2 could only handle by loading a plugin."""
+    fmt = hdr.flags >> 5
+    if fmt == _UDCODEC_FORMAT or hdr.udcodec >= 32:
+        cid = hdr.udcodec
+        if cid in _PLUGIN_CODECS:
+            import importlib
+
+            for mod in _PLUGIN_CODECS[cid]:
+                try:
+                    importlib.import_module(mod)
+                    break
+                except ImportError:
+                    continue
+            else:
+                raise CodecError(
+                    f"{what}: the chunk uses Blosc2 plugin codec {cid}; install "
+                    f"{' or '.join(_PLUGIN_CODECS[cid])} to decode it"
+                )
+        elif cid not in _BUILTIN_CODECS and fmt == _UDCODEC_FORMAT:
+            raise CodecError(f"{what}: unknown Blosc2 codec id {cid} in the chunk header")
+    bad = [f for f in hdr.filters if f not in _KNOWN_FILTERS]
+    if bad:
+        raise CodecError(f"{what}: unknown Blosc2 filter ids {bad} in the chunk header")
+
+
+def _special_array(kind: int, nitems: int, dtype: np.dtype, value: bytes, what: str) -> np.ndarray:
+    if kind in (bf.SPECIAL_ZERO, bf.SPECIAL_UNINIT):
+        return np.zeros(nitems, dtype=dtype)
+    if kind == bf.SPECIAL_NAN:
+        if dtype.kind != "f":
+            raise CodecError(f"{what}: NaN special chunk for non-float dtype {dtype}")
+        return np.full(nitems, np.nan, dtype=dtype)
+    if kind == bf.SPECIAL_VALUE:
+        return np.repeat(np.frombuffer(value, dtype=dtype), nitems)
+    raise CodecError(f"{what}: unknown special chunk kind {kind}")  # pragma: no cover
+
+
+def decompress_chunk(
+    chunk: Any, *, dtype: np.dtype, nbytes: int | None, nthreads: int = 1, what: str = CODEC_ID
+) -> np.ndarray:
+    """Validate and decompress one raw Blosc2 chunk into a flat array of *dtype* (GIL released).
+
+    Special chunks are synthesised in numpy without calling C.
+    """
+    mv = as_bytes_view(chunk)
+    hdr = bf.validate_chunk(mv, what=what, nbytes=nbytes)
+    if hdr.nbytes % dtype.itemsize:
+        raise CodecError(
+            f"{what}: chunk holds {hdr.nbytes} bytes, not a multiple of itemsize {dtype.itemsize}"
+            f" of {dtype}"
+        )
+    nitems = hdr.nbytes // dtype.itemsize
+    if hdr.special != bf.SPECIAL_NONE:
+        if hdr.special == bf.SPECIAL_VALUE and hdr.typesize != dtype.itemsize:
+            raise CodecError(
+                f"{what}: special-value chunk typesize {hdr.typesize} != itemsize of {dtype}"
+            )
+        value = bytes(mv[bf.CHUNK_HEADER_SIZE : bf.CHUNK_HEADER_SIZE + hdr.typesize])
+        return _special_array(hdr.special, nitems, dtype, value, what)
+    if hdr.memcpyed:
+        return np.frombuffer(
+            bytes(mv[bf.CHUNK_HEADER_SIZE : bf.CHUNK_HEADER_SIZE + hdr.nbytes]), dtype=dtype
+        )
+    _check_codecs(hdr, what)
+    out = np.empty(nitems, dtype=dtype)
+    if nitems == 0:
+        return out
+    src = mv[: hdr.cbytes]
+    try:
+        n = blosc2.decompress2(src, dst=out.view(np.uint8), nthreads=nthreads)
+    except Exception as exc:  # C-Blosc2 reports corrupt streams as RuntimeError/ValueError
+        raise CodecError(f"{what}: corrupt Blosc2 chunk ({exc})") from exc
+    if n is not None and n != hdr.nbytes:
+        raise CodecError(f"{what}: corrupt Blosc2 chunk (decompressed {n} of {hdr.nbytes} bytes)")
+    del src
+    return out
+
+
+def decode_b2nd(
+    buf: Any,
+    *,
+    dtype: Any = None,
+    chunkshape: Any = None,
+    blocks: Any = None,
+    nthreads: int = 1,
+    what: str = CODEC_ID,
+) -> np.ndarray:
+    """Decode a b2nd/plain Blosc2 frame or a bare Blosc2 chunk into a C-ordered numpy array.
+
+    Parameters
+    ----------
+    buf : buffer-like
+        A one-chunk Blosc2 cframe (b2nd or plain) or a bare Blosc2 chunk.
+    dtype : numpy dtype, optional
+        The real element type; required for bare chunks. If omitted for a frame, the frame's
+        dtype string is used (``'|V<n>'`` for hdf5plugin frames: ``.view()`` the result).
+    chunkshape : tuple of int, optional
+        Shape of a bare chunk (ignored for frames, which record their shape). Without it a bare
+        chunk is returned flat.
+    blocks : tuple of int, optional
+        Block shape of a bare chunk; ``None`` = one block covering the chunk (C order).
+    nthreads : int
+        Blosc2 threads for this call.
+    what : str
+        Name for error messages.
+
+    Returns
+    -------
+    numpy.ndarray
+        Shaped like the frame's b2nd shape (or *chunkshape*), flat for plain frames.
+
+    Raises
+    ------
+    CodecError
+        Empty, truncated, corrupt input, or sizes that disagree with *dtype*/*chunkshape*.
+    """
+    mv = as_bytes_view(buf)  # keeps *buf* alive for the whole call
+    if len(mv) == 0:
+        raise CodecError(f"{what}: empty buffer, expected a Blosc2 frame or chunk")
+    dt = np.dtype(dtype) if dtype is not None else None
+    if bf.is_frame(mv):
+        info = bf.parse_frame(mv, what=what)
+        if info.nchunks != 1:
+            raise CodecError(
+                f"{what}: expected a one-chunk Blosc2 frame, this one holds {info.nchunks} chunks"
+            )
+        meta = info.b2nd
+        if dt is None:
+            if meta is not None:
+                try:
+                    dt = np.dtype(meta.dtype_str)
+                except TypeError:
+                    dt = np.dtype(f"V{info.typesize}")
+            else:
+                dt = np.dtype(f"V{info.typesize}")
+        if dt.itemsize != info.typesize:
+            raise CodecError(
+                f"{what}: frame typesize {info.typesize} does not match itemsize "
+                f"{dt.itemsize} of {dt}"
+            )
+        chunk, special = bf.frame_chunk(mv, info, 0, what=what)
+        nbytes = info.chunksize
+        if chunk is None:
+            flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
+        else:
+            flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+        if meta is None:
+            return flat[: info.nbytes // dt.itemsize]
+        arr = reorder(flat, meta.chunks, meta.blocks, dt)
+        if meta.shape != meta.chunks:
+            if any(s > c for s, c in zip(meta.shape, meta.chunks, strict=True)):
+                raise CodecError(
+                    f"{what}: one-chunk frame with shape {meta.shape} larger than its chunk "
+                    f"{meta.chunks}"
+                )
+            arr = arr[tuple(slice(0, s) for s in meta.shape)]
+        return np.ascontiguousarray(arr)
+    # (c) bare chunk
+    if dt is None:
+        raise CodecError(f"{what}: decoding a bare Blosc2 chunk needs the dtype")
+    shape = parse_optional_shape(what, "chunkshape", chunkshape)
+    if chunkshape is not None and shape is None:  # pragma: no cover - parse returns a tuple
+        shape = ()
+    if shape is None:
+        return decompress_chunk(mv, dtype=dt, nbytes=None, nthreads=nthreads, what=what)
+    blk = parse_optional_shape(what, "blocks", blocks, ndim=len(shape)) or shape
+    if any(b > c for b, c in zip(blk, shape, strict=True)):
+        raise CodecError(f"{what}: blocks {list(blk)} exceed the chunk shape {list(shape)}")
+    padded = math.prod(-(-c // b) * b for c, b in zip(shape, blk, strict=True))
+    flat = decompress_chunk(mv, dtype=dt, nbytes=padded * dt.itemsize, nthreads=nthreads, what=what)
+    return np.ascontiguousarray(reorder(flat, shape, blk, dt))
+
+
+def encode_b2nd(
+    arr: np.ndarray,
+    *,
+    cname: str = "zstd",
+    clevel: int = 5,
+    filters: list[dict[str, Any]] | None = None,
+    blocks: tuple[int, ...] | None = None,
+    nthreads: int = 1,
+) -> bytes:
+    """Encode *arr* as a one-chunk b2nd cframe (config as for :class:`B2nd`)."""
+    arr = np.ascontiguousarray(arr)
+    if arr.dtype.kind not in "biufcmM" or arr.dtype.hasobject:
+        raise CodecError(f"{CODEC_ID}: cannot encode dtype {arr.dtype}; expected numeric data")
+    if arr.ndim == 0:
+        arr = arr.reshape(1)
+    if arr.size == 0:
+        raise CodecError(f"{CODEC_ID}: cannot encode an empty array (shape {arr.shape})")
+    if arr.ndim > 8:
+        raise CodecError(f"{CODEC_ID}: b2nd supports at most 8 dimensions, got {arr.ndim}")
+    filt, meta = _blosc2_filters(normalize_filters(filters), arr.dtype)
+    blk = tuple(blocks) if blocks is not None else default_blocks(arr.shape, arr.dtype)
+    if len(blk) != arr.ndim:
+        raise CodecError(
+            f"{CODEC_ID}: blocks {list(blk)} has {len(blk)} dimensions, the chunk {arr.shape} "
+            f"has {arr.ndim}"
+        )
+    blk = tuple(min(b, s) for b, s in zip(blk, arr.shape, strict=True))
+    cparams = blosc2.CParams(
+        codec=blosc2.Codec(CNAMES[cname]),
+        clevel=clevel,
+        typesize=arr.dtype.itemsize,
+        nthreads=nthreads,
+        filters=[blosc2.Filter(f) for f in filt] or [blosc2.Filter.NOFILTER],
+        filters_meta=meta or [0],
+        splitmode=blosc2.SplitMode.AUTO_SPLIT,
+    )
+    try:
+        nd = blosc2.asarray(arr, chunks=arr.shape, blocks=blk, cparams=cparams)
+        return bytes(nd.to_cframe())
+    except Exception as exc:
+        raise CodecError(
+            f"{CODEC_ID}: Blosc2 could not encode {arr.shape} {arr.dtype}: {exc}"
+        ) from exc
+
+
+class B2nd(Codec):
+    """Blosc2 NDim codec (numcodecs id ``b2store_b2nd``); see the module docstring.
+
+    Parameters
+    ----------
+    cname : str
+        ``zstd`` (default), ``lz4``, ``lz4hc``, ``blosclz`` or ``zlib``.
+    clevel : int
+        0..9 (default 5).
+    filters : list of dict, optional
+        Filter specs (default ``[{"id": "shuffle"}]``).
+    blocks : list of int, optional
+        Block shape; ``None`` = blosc2's guess for encoding and "one block" for bare chunks.
+    nthreads : int
+        Blosc2-internal threads per encode/decode call (default 1; dask already runs chunks
+        in parallel).
+    chunkshape : list of int, optional
+        Shape of bare chunks (Caterva2 ``/api/chunk``); unused for frames.
+
+    See Also
+    --------
+    b2store.codecs.itrunc.ITrunc : the standalone truncation filter.
+    """
+
+    codec_id = CODEC_ID
+
+    def __init__(
+        self,
+        *,
+        cname: str = "zstd",
+        clevel: int = 5,
+        filters: list[Any] | None = None,
+        blocks: list[int] | tuple[int, ...] | None = None,
+        nthreads: int = 1,
+        chunkshape: list[int] | tuple[int, ...] | None = None,
+    ) -> None:
+        self.cname = parse_cname(CODEC_ID, cname)
+        self.clevel = parse_int_range(CODEC_ID, "clevel", clevel, 0, 9)
+        self.filters = normalize_filters(filters)
+        b = parse_optional_shape(CODEC_ID, "blocks", blocks)
+        self.blocks = list(b) if b is not None else None
+        self.nthreads = parse_int_range(CODEC_ID, "nthreads", nthreads, 1, 256)
+        cs = parse_optional_shape(CODEC_ID, "chunkshape", chunkshape)
+        self.chunkshape = list(cs) if cs is not None else None
+        if self.blocks is not None and self.chunkshape is not None:
+            parse_optional_shape(CODEC_ID, "blocks", self.blocks, ndim=len(self.chunkshape))
+
+    def encode(self, buf: Any) -> bytes:
+        arr = buf if isinstance(buf, np.ndarray) else np.frombuffer(as_bytes_view(buf), np.uint8)
+        blocks = tuple(self.blocks) if self.blocks is not None else None
+        if blocks is not None and len(blocks) != max(arr.ndim, 1):
+            raise CodecError(
+                f"{CODEC_ID}: blocks {self.blocks} do not match the {arr.ndim}-D chunk {arr.shape}"
+            )
+        return encode_b2nd(
+            arr,
+            cname=self.cname,
+            clevel=self.clevel,
+            filters=self.filters,
+            blocks=blocks,
+            nthreads=self.nthreads,
+        )
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        dtype = out.dtype if isinstance(out, np.ndarray) else None
+        if dtype is None and not bf.is_frame(as_bytes_view(buf)):
+            dtype = np.dtype("u1")
+            if self.chunkshape is not None:
+                # the byte count alone cannot tell the dtype: decode block-ordered bytes as u1
+                hdr = bf.chunk_header(buf, what=CODEC_ID)
+                n = math.prod(
+                    -(-c // b) * b
+                    for c, b in zip(self.chunkshape, self.blocks or self.chunkshape, strict=True)
+                )
+                if n == 0 or hdr.nbytes % n:
+                    raise CodecError(
+                        f"{CODEC_ID}: bare chunk of {hdr.nbytes} bytes does not fit chunkshape "
+                        f"{self.chunkshape} / blocks {self.blocks}"
+                    )
+                dtype = np.dtype(f"V{hdr.nbytes // n}")
+        arr = decode_b2nd(
+            buf,
+            dtype=dtype,
+            chunkshape=self.chunkshape,
+            blocks=self.blocks,
+            nthreads=self.nthreads,
+        )
+        if out is not None:
+            from numcodecs.compat import ndarray_copy
+
+            return ndarray_copy(arr, out)
+        return arr

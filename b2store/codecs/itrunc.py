@@ -1,0 +1,219 @@
+"""Integer and float truncation: lossy zeroing of low bits with a guaranteed error bound.
+
+Contract
+--------
+``ITrunc`` (numcodecs id ``b2store_itrunc``) is an array -> array filter: ``encode`` returns an
+array of the same dtype and shape whose low bits are zeroed, ``decode`` is the identity. The
+results are bit-identical to Blosc2's ``INT_TRUNC`` (integers) and ``TRUNC_PREC`` (floats)
+filters, which :class:`b2store.codecs.b2nd.B2nd` uses for its ``{"id": "itrunc", ...}`` filter, so
+both paths give the same bound.
+
+Config (JSON)
+-------------
+``max_abs_error`` : int >= 0
+    Integers: ``|x - y| <= max_abs_error`` for every element. The number of low bits zeroed is
+    ``k = floor(log2(max_abs_error + 1))`` (capped at ``8 * itemsize - 1``); truncation floors
+    (toward -inf for signed values, two's complement), so ``0 <= x - y <= 2**k - 1`` and it
+    never wraps (``int8`` ``-128`` stays ``-128``).
+``bits`` : int >= 0
+    Low bits to zero directly: integer bits, or float *mantissa* bits. 0 is lossless.
+``max_rel_error`` : float >= 0
+    Floats (float16/32/64): keep ``m = ceil(-log2(max_rel_error))`` mantissa bits, truncating
+    toward zero, so ``|x - y| < 2**-m * |x| <= max_rel_error * |x|`` for normal numbers (zero,
+    inf and quiet NaN are kept; subnormals get an absolute error below ``2**-m`` times the
+    smallest normal). A signalling NaN whose payload lies only in the zeroed bits becomes inf.
+
+Set ``max_abs_error`` or ``bits`` for integer data and ``max_rel_error`` or ``bits`` for float
+data; ``max_abs_error`` and ``max_rel_error`` may both be set so one config serves mixed
+datasets. Booleans and other dtypes are refused with a :class:`~b2store.errors.CodecError`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numcodecs.abc import Codec
+
+from b2store.codecs._common import parse_int_range, parse_positive_float
+from b2store.errors import CodecError
+
+__all__ = ["ITrunc", "TruncationPlan", "plan_truncation", "truncate"]
+
+CODEC_ID = "b2store_itrunc"
+_MANTISSA_BITS = {2: 10, 4: 23, 8: 52}
+
+#: Blosc2 filter ids (``blosc2.Filter``): TRUNC_PREC 4, INT_TRUNC 36.
+TRUNC_PREC = 4
+INT_TRUNC = 36
+
+
+class TruncationPlan(tuple[str, int]):
+    """``(kind, zeroed_bits)``: kind ``"int"`` or ``"float"``; ``zeroed_bits == 0`` is lossless."""
+
+    __slots__ = ()
+
+    @property
+    def kind(self) -> str:
+        return self[0]
+
+    @property
+    def zeroed(self) -> int:
+        return self[1]
+
+    def blosc2_filter(self, itemsize: int) -> tuple[int, int] | None:
+        """Blosc2 ``(filter id, filters_meta)`` doing the same truncation, or None if lossless."""
+        if self.zeroed == 0:
+            return None
+        if self.kind == "int":
+            return INT_TRUNC, -self.zeroed
+        return TRUNC_PREC, _MANTISSA_BITS[itemsize] - self.zeroed  # mantissa bits kept
+
+
+def parse_truncation_config(
+    codec: str,
+    *,
+    max_abs_error: Any = None,
+    bits: Any = None,
+    max_rel_error: Any = None,
+) -> tuple[int | None, int | None, float | None]:
+    """Validate the truncation keys (dtype-independent part)."""
+    if max_abs_error is not None:
+        max_abs_error = parse_int_range(codec, "max_abs_error", max_abs_error, 0, 2**64 - 1)
+    if bits is not None:
+        bits = parse_int_range(codec, "bits", bits, 0, 63)
+    if max_rel_error is not None:
+        max_rel_error = parse_positive_float(codec, "max_rel_error", max_rel_error)
+    if max_abs_error is not None and bits is not None:
+        raise CodecError(f"{codec}: set either max_abs_error or bits, not both.")
+    if max_abs_error is None and bits is None and max_rel_error is None:
+        raise CodecError(
+            f"{codec}: set max_abs_error (integers), max_rel_error (floats) or bits (low bits to "
+            "zero)."
+        )
+    return max_abs_error, bits, max_rel_error
+
+
+def plan_truncation(
+    dtype: Any,
+    *,
+    max_abs_error: int | None = None,
+    bits: int | None = None,
+    max_rel_error: float | None = None,
+    codec: str = CODEC_ID,
+) -> TruncationPlan:
+    """Turn a truncation config into ``(kind, zeroed bits)`` for *dtype*.
+
+    Raises
+    ------
+    CodecError
+        For dtypes that cannot be truncated or keys that do not apply to the dtype.
+    """
+    dt = np.dtype(dtype)
+    nbits = 8 * dt.itemsize
+    if dt.kind in "iu":
+        if max_abs_error is not None:
+            k = min((int(max_abs_error) + 1).bit_length() - 1, nbits - 1)
+        elif bits is not None:
+            if bits > nbits - 1:
+                raise CodecError(
+                    f"{codec}: bits: Expected an integer from the inclusive range (0, "
+                    f"{nbits - 1}) for {dt}. Got {bits} instead."
+                )
+            k = bits
+        else:
+            raise CodecError(
+                f"{codec}: {dt} data needs max_abs_error or bits (max_rel_error is for floats)."
+            )
+        return TruncationPlan(("int", k))
+    if dt.kind == "f" and dt.itemsize in _MANTISSA_BITS:
+        mant = _MANTISSA_BITS[dt.itemsize]
+        if max_rel_error is not None:
+            if max_rel_error == 0:
+                return TruncationPlan(("float", 0))
+            kept = 1
+            while 2.0**-kept > max_rel_error and kept < mant:
+                kept += 1
+            return TruncationPlan(("float", max(mant - kept, 0)))
+        if bits is not None:
+            if bits > mant - 1:
+                raise CodecError(
+                    f"{codec}: bits: Expected an integer from the inclusive range (0, "
+                    f"{mant - 1}) for {dt} (mantissa bits). Got {bits} instead."
+                )
+            return TruncationPlan(("float", bits))
+        raise CodecError(
+            f"{codec}: {dt} data needs max_rel_error or bits (max_abs_error is for integers)."
+        )
+    raise CodecError(
+        f"{codec}: truncation applies to integer and float16/32/64 data, not {dt}. "
+        "Remove the truncation filter for this array."
+    )
+
+
+def truncate(arr: np.ndarray, plan: TruncationPlan) -> np.ndarray:
+    """Zero the low bits of *arr* as planned (a new array; same dtype, shape and byte order)."""
+    if plan.zeroed == 0:
+        return np.array(arr, copy=True)
+    dt = arr.dtype
+    udt = np.dtype(f"{dt.byteorder if dt.byteorder in '<>' else '='}u{dt.itemsize}")
+    mask = np.array(~((1 << plan.zeroed) - 1) & ((1 << 8 * dt.itemsize) - 1)).astype(udt)
+    out = np.ascontiguousarray(arr).copy()
+    bitsview = out.view(udt)
+    bitsview &= mask
+    return out
+
+
+class ITrunc(Codec):
+    """Integer/float low-bit truncation filter (numcodecs id ``b2store_itrunc``).
+
+    Parameters
+    ----------
+    max_abs_error : int, optional
+        Integer data: maximum absolute error.
+    bits : int, optional
+        Low bits to zero (integer bits, or float mantissa bits).
+    max_rel_error : float, optional
+        Float data: maximum relative error.
+
+    See Also
+    --------
+    b2store.codecs.b2nd.B2nd : the same truncation as a Blosc2 filter (``{"id": "itrunc"}``).
+    """
+
+    codec_id = CODEC_ID
+
+    def __init__(
+        self,
+        *,
+        max_abs_error: int | None = None,
+        bits: int | None = None,
+        max_rel_error: float | None = None,
+    ) -> None:
+        self.max_abs_error, self.bits, self.max_rel_error = parse_truncation_config(
+            CODEC_ID, max_abs_error=max_abs_error, bits=bits, max_rel_error=max_rel_error
+        )
+
+    def plan(self, dtype: Any) -> TruncationPlan:
+        """The truncation applied to arrays of *dtype*."""
+        return plan_truncation(
+            dtype,
+            max_abs_error=self.max_abs_error,
+            bits=self.bits,
+            max_rel_error=self.max_rel_error,
+        )
+
+    def encode(self, buf: Any) -> np.ndarray:
+        if not isinstance(buf, np.ndarray):
+            raise CodecError(
+                f"{CODEC_ID}: encode needs a typed numpy array (got {type(buf).__name__}); "
+                "the dtype decides how bits are truncated."
+            )
+        return truncate(buf, self.plan(buf.dtype))
+
+    def decode(self, buf: Any, out: Any = None) -> Any:
+        if out is not None:
+            from numcodecs.compat import ndarray_copy
+
+            return ndarray_copy(buf, out)
+        return buf
