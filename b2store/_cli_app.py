@@ -34,9 +34,13 @@ def _one_line_errors(func: F) -> F:
             raise
         except KeyboardInterrupt:
             raise click.Abort() from None
-        except (OSError, ValueError, NotImplementedError, RuntimeError, KeyError) as exc:
-            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise click.ClickException(msg) from None
+        except Exception as exc:
+            if os.environ.get("B2STORE_DEBUG"):
+                raise
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            if not isinstance(exc, OSError | ValueError | NotImplementedError | KeyError):
+                msg = f"{type(exc).__name__}: {msg} (set B2STORE_DEBUG=1 for a traceback)"
+            raise click.ClickException(msg or type(exc).__name__) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -184,8 +188,15 @@ def convert(
     help="refs.json, or a .parq folder for the parquet reference format.",
 )
 @click.option("--inline-threshold", default=500, show_default=True, type=int)
+@click.option(
+    "--unsupported",
+    type=click.Choice(["raise", "warn", "skip"]),
+    default="raise",
+    show_default=True,
+    help="What to do with datasets b2store cannot present.",
+)
 @_one_line_errors
-def refs(src: str, output: str, inline_threshold: int) -> None:
+def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None:
     """Export SRC's chunk references (kerchunk/fsspec reference format version 1).
 
     Open the result with fsspec.filesystem("reference", fo=OUTPUT) plus zarr (Zarr v2 metadata;
@@ -193,7 +204,7 @@ def refs(src: str, output: str, inline_threshold: int) -> None:
     """
     from b2store.refs import write_refs
 
-    n = write_refs(src, output, inline_threshold=inline_threshold)
+    n = write_refs(src, output, inline_threshold=inline_threshold, unsupported=unsupported)
     click.echo(f"wrote {output}: {n} references")
 
 

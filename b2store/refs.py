@@ -1,0 +1,194 @@
+"""Export an HDF5 file's chunk references in the kerchunk/fsspec reference format (version 1).
+
+Contract: :func:`hdf5_refs` builds the Zarr v2 view of an HDF5 file with b2store's own index
+(:class:`b2store.hdf5.filesystem.HDF5FileSystem` with ``zarr_format=2``) and returns
+``{"version": 1, "refs": {...}}`` where
+
+* every metadata key (``.zgroup``, ``.zarray``, ``.zattrs``, ``.zmetadata``) is inline JSON; the
+  codec configs name b2store's numcodecs codecs (``b2store_b2nd``, ``b2store_hdf5``, …), which
+  numcodecs finds through entry points in any process where b2store is installed;
+* every allocated chunk is ``[url, offset, size]`` into the HDF5 file;
+* chunks whose bytes b2store transforms before decoding (per-chunk filter masks, zero-padded edge
+  chunks of contiguous data), compact/vlen data, encoded fill chunks and chunks smaller than
+  ``inline_threshold`` are inlined (``"base64:…"``);
+* unallocated chunks are absent (zarr fills them).
+
+So ``fsspec.filesystem("reference", fo=refs)`` plus zarr (``zarr_format=2``) reads exactly what
+h5py reads. :func:`write_refs` writes JSON, or fsspec's parquet reference layout when the output
+name ends in ``.parq``/``.parquet`` (large files; written with pandas + pyarrow). fsspec reads a
+parquet reference folder with fastparquet by default; without it pass
+``fo=LazyReferenceMapper(folder, engine="pyarrow")`` (see :func:`open_parquet_refs`).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from typing import Any
+
+import numpy as np
+
+from b2store.errors import B2StoreError
+
+__all__ = ["hdf5_refs", "open_parquet_refs", "write_refs"]
+
+
+def _encode(data: bytes) -> str:
+    try:
+        text = data.decode("ascii")
+    except UnicodeDecodeError:
+        return "base64:" + base64.b64encode(data).decode("ascii")
+    # plain ASCII is stored as is unless it could be mistaken for an encoded value
+    return text if not text.startswith("base64:") else "base64:" + base64.b64encode(data).decode()
+
+
+def hdf5_refs(
+    src: str | os.PathLike[str],
+    *,
+    inline_threshold: int = 500,
+    url: str | None = None,
+    unsupported: str = "raise",
+) -> dict[str, Any]:
+    """Reference set (version 1) of an HDF5 file.
+
+    Parameters
+    ----------
+    src : path or URL
+        The HDF5 file (any fsspec URL the ``b2h5`` filesystem accepts).
+    inline_threshold : int
+        Chunks smaller than this many bytes are inlined.
+    url : str, optional
+        The file location written into the references (default: ``src`` as an absolute path).
+    unsupported : {"raise", "warn", "skip"}
+        Passed to the HDF5 filesystem.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``src`` does not exist.
+    UnsupportedHDF5FeatureError
+        If a dataset cannot be presented (with ``unsupported="raise"``).
+    """
+    from b2store.hdf5.filesystem import HDF5FileSystem
+
+    src = os.fspath(src)
+    if "://" not in src:
+        if not os.path.isfile(src):
+            raise FileNotFoundError(f"{src}: no such file")
+        import h5py
+
+        if not h5py.is_hdf5(src):
+            raise B2StoreError(f"{src} is not an HDF5 file (no HDF5 signature)")
+    if inline_threshold < 0:
+        raise ValueError(
+            f"Expected a non-negative inline_threshold. Got {inline_threshold} instead."
+        )
+    fs = HDF5FileSystem(fo=src, zarr_format=2, unsupported=unsupported)  # type: ignore[arg-type]
+    index = fs.index
+    refs: dict[str, Any] = {}
+    for key, data in index.meta.items():
+        refs[key] = data.decode("utf-8")
+    main_url = fs.url
+    for path, table in index.tables.items():
+        if url is not None and table.url == main_url:
+            file_url = url
+        elif "://" not in table.url:
+            file_url = os.path.abspath(table.url)
+        else:
+            file_url = table.url
+        grid = table.grid
+
+        def key_of(lin: int, path: str = path, grid: tuple[int, ...] = grid) -> str:
+            if not grid:
+                return f"{path}/0" if path else "0"
+            coords = np.unravel_index(lin, grid)
+            name = ".".join(str(int(c)) for c in coords)
+            return f"{path}/{name}" if path else name
+
+        transformed = table.masked or table.pad_to > 0
+        for row in range(table.lin.size):
+            lin = int(table.lin[row])
+            key = key_of(lin)
+            size = int(table.sizes[row])
+            if transformed or size < inline_threshold:
+                refs[key] = _encode(fs.cat_file(key))
+            else:
+                refs[key] = [file_url, int(table.offsets[row]), size]
+        for lin, data in table.inline.items():
+            refs[key_of(int(lin))] = _encode(data)
+        if table.fill_chunk is not None:
+            allocated = set(int(x) for x in table.lin) | set(int(x) for x in table.inline)
+            fill = _encode(table.fill_chunk)
+            for lin in range(table.nchunks):
+                if lin not in allocated:
+                    refs[key_of(lin)] = fill
+    return {"version": 1, "refs": refs}
+
+
+def write_refs(
+    src: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    inline_threshold: int = 500,
+    record_size: int = 10_000,
+    unsupported: str = "raise",
+) -> int:
+    """Write the references of ``src`` to ``output`` (JSON, or parquet for ``.parq``).
+
+    Returns the number of references written.
+    """
+    output = os.fspath(output)
+    out_dir = os.path.dirname(os.path.abspath(output))
+    if not os.path.isdir(out_dir):
+        raise FileNotFoundError(f"{out_dir}: the output folder does not exist")
+    refs = hdf5_refs(src, inline_threshold=inline_threshold, unsupported=unsupported)
+    if output.endswith((".parq", ".parquet")):
+        _write_parquet(refs["refs"], output, record_size)
+    else:
+        tmp = output + ".part"
+        with open(tmp, "w") as f:
+            json.dump(refs, f, separators=(",", ":"))
+        os.replace(tmp, output)
+    return len(refs["refs"])
+
+
+def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
+    import fsspec
+    from fsspec.implementations.reference import LazyReferenceMapper
+
+    try:
+        import pandas  # noqa: F401
+        import pyarrow  # noqa: F401
+    except ImportError as exc:
+        raise B2StoreError(
+            "parquet references need pandas and pyarrow: pip install pandas pyarrow"
+        ) from exc
+    fs = fsspec.filesystem("file")
+    if fs.exists(output):
+        fs.rm(output, recursive=True)
+    out = LazyReferenceMapper.create(root=output, fs=fs, record_size=record_size, engine="pyarrow")
+    meta_keys = [k for k in refs if k.rsplit("/", 1)[-1].startswith(".")]
+    for k in meta_keys:
+        out[k] = refs[k]
+    for k, v in refs.items():
+        if k in meta_keys:
+            continue
+        if isinstance(v, str):
+            out[k] = base64.b64decode(v[7:]) if v.startswith("base64:") else v.encode()
+        else:
+            out[k] = v
+    out.flush()
+
+
+def open_parquet_refs(folder: str | os.PathLike[str], **kwargs: Any) -> Any:
+    """A ``ReferenceFileSystem`` over a parquet reference folder, read with pyarrow.
+
+    ``kwargs`` go to :class:`fsspec.implementations.reference.ReferenceFileSystem`
+    (e.g. ``remote_protocol``).
+    """
+    import fsspec
+    from fsspec.implementations.reference import LazyReferenceMapper
+
+    mapper = LazyReferenceMapper(os.fspath(folder), engine="pyarrow")
+    return fsspec.filesystem("reference", fo=mapper, **kwargs)
