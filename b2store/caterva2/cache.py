@@ -1,0 +1,237 @@
+"""A persistent, size-limited, LRU chunk cache shared by threads and processes.
+
+Contract
+--------
+* Layout: ``<root>/<dataset-id>/<version-id>/<chunk>.c2c``; ``dataset-id`` hashes the server URL and
+  dataset path, ``version-id`` the dataset's server-side version (ETag or mtime). Each entry is a
+  16-byte header (magic ``B2C2``, format version, payload length, CRC-32 of the payload) and the
+  payload (the bytes as the server sent them, still compressed).
+* Writes go to a unique temporary file in the same folder, are flushed, then ``os.replace``-d into
+  place: readers see a complete entry or none. An entry whose header, length or CRC does not check
+  is deleted and reported as a miss, so a torn or corrupted file is never served. Temporary files
+  left by killed writers are removed by :meth:`ChunkCache.evict` after an hour.
+* :meth:`ChunkCache.set_version` is called whenever a dataset's info is (re)read: other versions of
+  that dataset are dropped. The Caterva2 API exposes no per-chunk version, so a changed dataset
+  loses all its cached chunks (see docs/caterva2.md).
+* Recency is the entry's mtime (touched on every hit); when the bytes under ``root`` exceed
+  ``size_limit`` the least recently used entries go until the total is under 90 % of it. Every
+  process keeps its own running total and rescans the folder before evicting, so the limit holds
+  approximately (within one writer's in-flight entries) across processes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import shutil
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+
+__all__ = ["ChunkCache", "default_cache_dir"]
+
+_MAGIC = b"B2C2"
+_FORMAT = 1
+_HEADER = struct.Struct("<4sHxxII")  # magic, format, pad, length, crc32 → 16 bytes
+_SUFFIX = ".c2c"
+_TMP_PREFIX = ".tmp-"
+_STALE_TMP_SECONDS = 3600.0
+
+
+def default_cache_dir() -> Path:
+    """``$B2STORE_CACHE_DIR``, else ``$XDG_CACHE_HOME/b2store/caterva2`` (``~/.cache/...``)."""
+    env = os.environ.get("B2STORE_CACHE_DIR")
+    if env:
+        return Path(env)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "b2store" / "caterva2"
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+class ChunkCache:
+    """Chunk bytes on local disk, keyed by (server, dataset, version, chunk).
+
+    Parameters
+    ----------
+    root
+        The cache folder (created if missing). Several caches, threads and processes may share it.
+    size_limit
+        Bytes kept at most (approximately, see the module docstring); ``None`` for no limit.
+
+    Notes
+    -----
+    Thread-safe and process-safe (atomic renames; deletions tolerate races). Picklable by its
+    constructor arguments.
+    """
+
+    def __init__(self, *, root: str | os.PathLike[str], size_limit: int | None = 2 * 2**30) -> None:
+        if size_limit is not None and (not isinstance(size_limit, int) or size_limit <= 0):
+            raise ValueError(
+                f"Expected a positive integer number of bytes (or None) for cache_size_limit. "
+                f"Got {size_limit!r} instead."
+            )
+        self.root = Path(root)
+        self.size_limit = size_limit
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._total: int | None = None
+        self._known_versions: dict[str, str] = {}
+
+    def __reduce__(self) -> tuple[object, tuple[object, ...]]:
+        return _rebuild, (str(self.root), self.size_limit)
+
+    def __repr__(self) -> str:
+        return f"ChunkCache(root={str(self.root)!r}, size_limit={self.size_limit})"
+
+    # -- layout ------------------------------------------------------------------------------------
+
+    def _dataset_dir(self, server: str, path: str) -> Path:
+        return self.root / _digest(f"{server}\n{path}")
+
+    def _entry(self, server: str, path: str, version: str, key: str) -> Path:
+        return self._dataset_dir(server, path) / _digest(version) / f"{key}{_SUFFIX}"
+
+    # -- versions ----------------------------------------------------------------------------------
+
+    def set_version(self, server: str, path: str, version: str) -> None:
+        """Record the current ``version`` of a dataset and drop the entries of any other version."""
+        ds = self._dataset_dir(server, path)
+        ident = f"{server}\n{path}"
+        if self._known_versions.get(ident) == version:
+            return
+        keep = _digest(version)
+        if ds.is_dir():
+            for child in ds.iterdir():
+                if child.name != keep and child.is_dir():
+                    freed = _dir_size(child)
+                    shutil.rmtree(child, ignore_errors=True)
+                    with self._lock:
+                        if self._total is not None:
+                            self._total = max(0, self._total - freed)
+        self._known_versions[ident] = version
+
+    # -- entries -----------------------------------------------------------------------------------
+
+    def get(self, server: str, path: str, version: str, key: str) -> bytes | None:
+        """The cached bytes, or ``None`` on a miss (also for an entry that fails its checks)."""
+        entry = self._entry(server, path, version, key)
+        try:
+            with open(entry, "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            return None
+        except OSError:
+            return None
+        payload = _unpack(data)
+        if payload is None:
+            with contextlib.suppress(OSError):
+                entry.unlink()
+            return None
+        with contextlib.suppress(OSError):
+            os.utime(entry)  # recency for LRU
+        return payload
+
+    def put(self, server: str, path: str, version: str, key: str, payload: bytes) -> None:
+        """Store ``payload`` atomically (write a temporary file, then rename it into place)."""
+        if self.size_limit is not None and len(payload) + _HEADER.size > self.size_limit:
+            return
+        entry = self._entry(server, path, version, key)
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        tmp = entry.parent / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{key}"
+        header = _HEADER.pack(_MAGIC, _FORMAT, len(payload), zlib.crc32(payload))
+        try:
+            with open(tmp, "wb") as f:
+                f.write(header)
+                f.write(payload)
+            os.replace(tmp, entry)
+        except OSError:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            return
+        with self._lock:
+            if self._total is None:
+                self._total = self.size()
+            else:
+                self._total += len(payload) + _HEADER.size
+            over = self.size_limit is not None and self._total > self.size_limit
+        if over:
+            self.evict()
+
+    # -- size and eviction -------------------------------------------------------------------------
+
+    def size(self) -> int:
+        """Bytes of all complete entries under the root."""
+        return _dir_size(self.root)
+
+    def evict(self) -> None:
+        """Drop least recently used entries to 90 % of the limit; clean stale temp files."""
+        entries: list[tuple[float, int, str]] = []
+        now = time.time()
+        for dirpath, _dirs, files in os.walk(self.root):
+            for name in files:
+                full = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(full)
+                except OSError:
+                    continue
+                if name.startswith(_TMP_PREFIX):
+                    if now - st.st_mtime > _STALE_TMP_SECONDS:
+                        with contextlib.suppress(OSError):
+                            os.unlink(full)
+                    continue
+                if name.endswith(_SUFFIX):
+                    entries.append((st.st_mtime, st.st_size, full))
+        total = sum(size for _t, size, _p in entries)
+        if self.size_limit is not None and total > self.size_limit:
+            target = int(self.size_limit * 0.9)
+            entries.sort()
+            for _mtime, size, full in entries:
+                if total <= target:
+                    break
+                with contextlib.suppress(OSError):
+                    os.unlink(full)
+                    total -= size
+        with self._lock:
+            self._total = total
+
+    def clear(self) -> None:
+        """Remove every entry (the folder itself stays)."""
+        for child in self.root.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child, ignore_errors=True)
+            else:
+                with contextlib.suppress(OSError):
+                    child.unlink()
+        with self._lock:
+            self._total = 0
+        self._known_versions.clear()
+
+
+def _rebuild(root: str, size_limit: int | None) -> ChunkCache:
+    return ChunkCache(root=root, size_limit=size_limit)
+
+
+def _unpack(data: bytes) -> bytes | None:
+    if len(data) < _HEADER.size:
+        return None
+    magic, fmt, length, crc = _HEADER.unpack_from(data)
+    payload = data[_HEADER.size :]
+    if magic != _MAGIC or fmt != _FORMAT or length != len(payload) or zlib.crc32(payload) != crc:
+        return None
+    return payload
+
+
+def _dir_size(root: Path) -> int:
+    total = 0
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            if name.endswith(_SUFFIX):
+                with contextlib.suppress(OSError):
+                    total += os.stat(os.path.join(dirpath, name)).st_size
+    return total

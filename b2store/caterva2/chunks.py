@@ -1,0 +1,126 @@
+"""Checks and conversions of the bytes a Caterva2 server sends for one Zarr chunk.
+
+Contract
+--------
+* :func:`check_chunk` validates a bare Blosc2 chunk from ``/api/chunk`` *before* any C decoder
+  sees it: at least a 32-byte header, format version 1 to 5, ``cbytes`` equal to the body length and
+  ``nbytes`` equal to the decompressed size the dataset's info promises. :func:`check_frame` does
+  the same for the b2nd cframes of ``/api/fetch?slice_=`` (magic, ``frame_size`` = body length).
+  Both raise :class:`Caterva2DataError` (an ``OSError``, so zarr does not mistake it for a
+  missing chunk) naming the dataset and chunk.
+* :func:`to_zarr_chunk` turns checked bytes into the value of the Zarr chunk key for the dataset's
+  mode (see :mod:`b2store.caterva2.metadata`): bare chunks pass through (a short last ``.b2frame``
+  chunk is re-encoded padded), transcoded chunks become little-endian C-order bytes, slices
+  become little-endian C-order bytes padded to the full chunk shape.
+* Decoding uses ``blosc2.decompress2``, which releases the GIL once
+  ``blosc2.set_releasegil(True)`` has been called (process-wide; done on import here).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import blosc2
+import numpy as np
+
+from b2store.caterva2.metadata import CHUNK, SLICE, TRANSCODE, Dataset
+from b2store.errors import Caterva2HTTPError
+
+__all__ = ["Caterva2DataError", "check_chunk", "check_frame", "to_zarr_chunk"]
+
+blosc2.set_releasegil(True)
+
+_FRAME_MAGIC = b"\xa8b2frame\x00"
+
+
+class Caterva2DataError(Caterva2HTTPError):
+    """A 200 answer whose bytes are not what the dataset's info promises."""
+
+
+def expected_nbytes(ds: Dataset, nchunk: int) -> int:
+    """Decompressed bytes of server chunk ``nchunk`` (the last ``.b2frame`` chunk is short)."""
+    if ds.kind == "b2frame" and nchunk == ds.nchunks - 1:
+        total = ds.shape[0] * ds.dtype.itemsize
+        return total - nchunk * ds.chunk_nbytes
+    return ds.chunk_nbytes
+
+
+def check_chunk(url: str, ds: Dataset, nchunk: int, raw: bytes) -> None:
+    """Raise :class:`Caterva2DataError` unless ``raw`` is a sound Blosc2 chunk of the right size."""
+    where = f"chunk {nchunk} of Caterva2 dataset {ds.path}"
+    if len(raw) < 32:
+        raise Caterva2DataError(url, 200, f"{where}: {len(raw)} bytes, shorter than a chunk header")
+    if not 1 <= raw[0] <= 5:
+        raise Caterva2DataError(url, 200, f"{where}: unknown Blosc format version {raw[0]}")
+    nbytes, cbytes, _blocksize = blosc2.get_cbuffer_sizes(raw)
+    if cbytes != len(raw):
+        raise Caterva2DataError(
+            url, 200, f"{where}: header says {cbytes} compressed bytes, body has {len(raw)}"
+        )
+    want = expected_nbytes(ds, nchunk)
+    if nbytes != want:
+        raise Caterva2DataError(
+            url,
+            200,
+            f"{where}: decompresses to {nbytes} bytes, the dataset info promises {want}; "
+            "the dataset may have changed on the server (reopen it)",
+        )
+
+
+def check_frame(url: str, ds: Dataset, raw: bytes) -> None:
+    """Raise :class:`Caterva2DataError` unless ``raw`` looks like a complete Blosc2 cframe."""
+    where = f"slice of Caterva2 dataset {ds.path}"
+    if len(raw) < 64 or raw[1:10] != _FRAME_MAGIC:
+        raise Caterva2DataError(url, 200, f"{where}: not a Blosc2 frame ({len(raw)} bytes)")
+    frame_size = int.from_bytes(raw[16:24], "big")
+    if frame_size != len(raw):
+        raise Caterva2DataError(
+            url, 200, f"{where}: frame header says {frame_size} bytes, body has {len(raw)}"
+        )
+
+
+def _le(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    return dtype.newbyteorder("<") if dtype.byteorder == ">" else dtype
+
+
+def _reorder(flat: bytes, chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: Any) -> Any:
+    """Block-ordered chunk buffer → C-order array of shape ``chunks``."""
+    nd = len(chunks)
+    if nd == 0:
+        return np.frombuffer(flat, dtype=dtype)[:1].reshape(())
+    grid = [math.ceil(c / b) for c, b in zip(chunks, blocks, strict=True)]
+    a = np.frombuffer(flat, dtype=dtype).reshape(*grid, *blocks)
+    a = a.transpose([x for i in range(nd) for x in (i, nd + i)])
+    a = a.reshape([g * b for g, b in zip(grid, blocks, strict=True)])
+    return a[tuple(slice(0, c) for c in chunks)]
+
+
+def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes) -> bytes:
+    """The value of the Zarr chunk key ``coords`` from checked server bytes ``raw``."""
+    if ds.mode == CHUNK:
+        if ds.kind == "b2frame" and nchunk == ds.nchunks - 1:
+            want = ds.chunks[0] * ds.dtype.itemsize
+            data = blosc2.decompress2(raw)
+            if len(data) < want:
+                padded = bytes(data) + bytes(want - len(data))
+                return bytes(blosc2.compress2(padded, typesize=ds.typesize, clevel=1))
+        return raw
+    if ds.mode == TRANSCODE:
+        arr = _reorder(blosc2.decompress2(raw), ds.chunks, ds.blocks, ds.dtype)
+        return np.ascontiguousarray(arr, dtype=_le(ds.dtype)).tobytes()
+    if ds.mode == SLICE:
+        region = ds.chunk_region(coords)
+        shape = tuple(s.stop - s.start for s in region)
+        got = blosc2.ndarray_from_cframe(raw)[...]
+        if tuple(got.shape) != shape:
+            raise Caterva2DataError(
+                ds.path,
+                200,
+                f"slice {coords} of Caterva2 dataset {ds.path} came back with shape "
+                f"{tuple(got.shape)}, expected {shape}",
+            )
+        out = np.zeros(ds.chunks, dtype=_le(ds.dtype))
+        out[tuple(slice(0, n) for n in shape)] = got
+        return out.tobytes()
+    raise AssertionError(ds.mode)

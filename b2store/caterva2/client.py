@@ -1,0 +1,356 @@
+"""HTTP access to one Caterva2 server: URLs, credentials, retries and the status → exception table.
+
+Contract
+--------
+* :class:`Caterva2Client` is the only place in b2store that knows Caterva2 URLs and auth. It speaks
+  HTTP/1.1 through one pooled :class:`aiohttp.ClientSession` per event loop, keeps at most
+  ``max_concurrency`` requests in flight, and retries connection resets, timeouts and 5xx answers
+  with exponential backoff (the server answers a bad chunk number with a 500 and then resets the
+  keep-alive connection, so a 5xx always closes the connection it came on).
+* Errors follow one table (:data:`STATUS_ERRORS`): 404 → :class:`FileNotFoundError`, 401/403 →
+  :class:`PermissionError`, 400/422 → :class:`Caterva2BadRequestError` (a ``ValueError``),
+  anything else → :class:`~b2store.errors.Caterva2HTTPError` (an ``OSError``). Messages name the
+  URL and status.
+* Credentials (``username``/``password`` or a ``token``, else the ``CATERVA2_USERNAME``,
+  ``CATERVA2_PASSWORD`` and ``CATERVA2_TOKEN`` environment variables) travel only in the
+  ``c2subauth`` cookie; they never appear in reprs, logs or error messages.
+* The client holds no state that cannot be rebuilt: sessions are created lazily inside the running
+  event loop, so an owner that is pickled and re-instantiated gets a fresh client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import aiohttp
+
+from b2store.errors import Caterva2HTTPError
+
+__all__ = [
+    "STATUS_ERRORS",
+    "Caterva2BadRequestError",
+    "Caterva2Client",
+    "ClientConfig",
+    "Response",
+    "error_for_status",
+]
+
+logger = logging.getLogger(__name__)
+
+AUTH_COOKIE = "c2subauth"
+
+
+class Caterva2BadRequestError(Caterva2HTTPError, ValueError):
+    """The server rejected a request as malformed (HTTP 400 or 422)."""
+
+
+def _not_found(url: str, status: int, detail: str) -> Exception:
+    return FileNotFoundError(f"Caterva2 has no {url} (HTTP {status}): {detail or 'Not Found'}")
+
+
+def _forbidden(url: str, status: int, detail: str) -> Exception:
+    return PermissionError(
+        f"Caterva2 refused {url} (HTTP {status}: {detail or 'Unauthorized'}). Pass "
+        "username/password or token in storage_options, or set "
+        "CATERVA2_USERNAME/CATERVA2_PASSWORD or CATERVA2_TOKEN."
+    )
+
+
+def _bad_request(url: str, status: int, detail: str) -> Exception:
+    return Caterva2BadRequestError(url, status, detail)
+
+
+#: HTTP status → exception factory ``(url, status, detail)``; others → Caterva2HTTPError.
+STATUS_ERRORS = {
+    404: _not_found,
+    401: _forbidden,
+    403: _forbidden,
+    400: _bad_request,
+    422: _bad_request,
+}
+
+
+def error_for_status(url: str, status: int, detail: str = "") -> Exception:
+    """The exception for an error answer, following :data:`STATUS_ERRORS`."""
+    factory = STATUS_ERRORS.get(status)
+    if factory is not None:
+        return factory(url, status, detail)
+    return Caterva2HTTPError(url, status, detail)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClientConfig:
+    """Connection settings of a :class:`Caterva2Client` (no credentials here).
+
+    Parameters
+    ----------
+    base_url
+        ``http://host:port`` or ``https://host:port`` (no trailing slash, no user info).
+    timeout
+        Seconds allowed for one request (connect + whole answer) before it counts as failed.
+    connect_timeout
+        Seconds allowed to open a connection.
+    retries
+        How many times a failed request is repeated (connection reset, timeout, 5xx).
+    backoff
+        First retry delay in seconds; doubled for each further retry, with jitter.
+    max_concurrency
+        Requests in flight at once (also the connection pool size).
+    """
+
+    base_url: str
+    timeout: float = 60.0
+    connect_timeout: float = 10.0
+    retries: int = 3
+    backoff: float = 0.1
+    max_concurrency: int = 8
+
+    def __post_init__(self) -> None:
+        if not self.base_url.startswith(("http://", "https://")):
+            raise ValueError(f"Expected an http:// or https:// base URL. Got {self.base_url!r}.")
+        for name in ("timeout", "connect_timeout"):
+            value = getattr(self, name)
+            if not (isinstance(value, int | float) and value > 0):
+                raise ValueError(
+                    f"Expected a positive number of seconds for {name}. Got {value!r}."
+                )
+        if not (isinstance(self.retries, int) and 0 <= self.retries <= 20):
+            raise ValueError(
+                f"Expected an integer from the inclusive range (0, 20) for retries. "
+                f"Got {self.retries!r} instead."
+            )
+        if not (isinstance(self.max_concurrency, int) and 1 <= self.max_concurrency <= 256):
+            raise ValueError(
+                f"Expected an integer from the inclusive range (1, 256) for max_concurrency. "
+                f"Got {self.max_concurrency!r} instead."
+            )
+
+
+@dataclass(frozen=True)
+class Response:
+    """A successful answer: body bytes and the headers b2store cares about."""
+
+    body: bytes
+    etag: str | None
+    content_type: str
+
+
+class _Secret:
+    """A string that never shows itself in a repr or str."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "'***'"
+
+    __str__ = __repr__
+
+
+class Caterva2Client:
+    """Async HTTP client for one Caterva2 server.
+
+    Parameters
+    ----------
+    config
+        Connection settings.
+    username, password
+        Credentials for ``POST /auth/jwt/login``; the session cookie it returns is used afterwards.
+    token
+        A ``c2subauth`` JWT (with or without the ``c2subauth=`` prefix), instead of a password.
+
+    Notes
+    -----
+    Safe to share between coroutines of one event loop; a call from another loop gets its own
+    session. Not picklable on purpose: owners keep the constructor arguments and rebuild it.
+    """
+
+    def __init__(
+        self,
+        *,
+        config: ClientConfig,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+    ) -> None:
+        self.config = config
+        username = username or os.environ.get("CATERVA2_USERNAME") or None
+        password = password or os.environ.get("CATERVA2_PASSWORD") or None
+        token = token or os.environ.get("CATERVA2_TOKEN") or None
+        if (username is None) != (password is None):
+            raise ValueError(
+                "Caterva2 login needs both a username and a password (storage_options "
+                "username=/password= or CATERVA2_USERNAME/CATERVA2_PASSWORD); got only one."
+            )
+        self._username = username
+        self._password = _Secret(password) if password is not None else None
+        if token is not None and token.startswith(f"{AUTH_COOKIE}="):
+            token = token[len(AUTH_COOKIE) + 1 :]
+        self._token = _Secret(token) if token else None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._login_lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        auth = "token" if self._token else ("password" if self._password else "anonymous")
+        return f"Caterva2Client({self.config.base_url!r}, auth={auth})"
+
+    @property
+    def has_credentials(self) -> bool:
+        return self._token is not None or self._password is not None
+
+    # -- URLs ------------------------------------------------------------------------------------
+
+    def url(self, verb: str, path: str = "") -> str:
+        """``<base>/api/<verb>/<path>`` with the path percent-encoded (``@`` and ``/`` kept)."""
+        path = path.strip("/")
+        tail = f"/{quote(path, safe='/@')}" if path else ""
+        return f"{self.config.base_url}/api/{verb}{tail}"
+
+    # -- sessions --------------------------------------------------------------------------------
+
+    async def _get_session(self) -> aiohttp.ClientSession:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._loop is not loop or self._session.closed:
+            connector = aiohttp.TCPConnector(
+                limit=self.config.max_concurrency, ttl_dns_cache=300, enable_cleanup_closed=True
+            )
+            self._session = aiohttp.ClientSession(
+                connector=connector,
+                timeout=aiohttp.ClientTimeout(
+                    total=self.config.timeout, sock_connect=self.config.connect_timeout
+                ),
+                cookie_jar=aiohttp.DummyCookieJar(),
+                raise_for_status=False,
+            )
+            self._loop = loop
+            self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
+            self._login_lock = asyncio.Lock()
+        return self._session
+
+    async def close(self) -> None:
+        """Close the pooled connections of the current session (a later call opens new ones)."""
+        if self._session is not None and not self._session.closed:
+            await self._session.close()
+        self._session = None
+
+    async def _auth_cookie(self) -> str | None:
+        if self._token is not None:
+            return self._token.get()
+        if self._password is None:
+            return None
+        assert self._login_lock is not None
+        async with self._login_lock:
+            if self._token is None:
+                self._token = _Secret(await self._login())
+        return self._token.get()
+
+    async def _login(self) -> str:
+        assert self._session is not None and self._password is not None
+        url = f"{self.config.base_url}/auth/jwt/login"
+        data = {"username": self._username or "", "password": self._password.get()}
+        try:
+            async with self._session.post(url, data=data) as resp:
+                detail = (await resp.text())[:300]
+                if resp.status in (200, 204):
+                    cookie = resp.cookies.get(AUTH_COOKIE)
+                    if cookie is not None and cookie.value:
+                        return cookie.value
+                    raise Caterva2HTTPError(url, resp.status, "login answered without a cookie")
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise ConnectionError(f"Caterva2 login at {url} failed: {exc!r}") from exc
+        if resp.status == 400:
+            raise PermissionError(
+                f"Caterva2 login at {url} failed for user {self._username!r}: wrong username "
+                f"or password (HTTP 400 {detail})"
+            )
+        raise error_for_status(url, resp.status, detail)
+
+    # -- requests --------------------------------------------------------------------------------
+
+    async def get(self, url: str, params: dict[str, str] | None = None) -> Response:
+        """GET ``url``, retrying transient failures; raise per :data:`STATUS_ERRORS` otherwise."""
+        session = await self._get_session()
+        assert self._semaphore is not None
+        cookie = await self._auth_cookie()
+        headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
+        shown = url + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
+        attempt = 0
+        while True:
+            try:
+                async with (
+                    self._semaphore,
+                    session.get(url, params=params, headers=headers) as resp,
+                ):
+                    if resp.status == 200:
+                        body = await resp.read()
+                        return Response(
+                            body=body,
+                            etag=resp.headers.get("ETag"),
+                            content_type=resp.headers.get("Content-Type", ""),
+                        )
+                    detail = await _detail(resp)
+                    if resp.status >= 500:
+                        resp.close()  # the server resets the connection after a 500: drop it
+                        raise _Retryable(Caterva2HTTPError(shown, resp.status, detail))
+                    raise error_for_status(shown, resp.status, detail)
+            except (_Retryable, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
+                    TimeoutError) as exc:  # fmt: skip
+                cause = exc.error if isinstance(exc, _Retryable) else exc
+                if attempt >= self.config.retries:
+                    if isinstance(cause, Caterva2HTTPError):
+                        raise cause from None
+                    kind = "timed out" if isinstance(cause, TimeoutError) else "failed"
+                    raise ConnectionError(
+                        f"Caterva2 request {shown} {kind} after {attempt + 1} attempts "
+                        f"(timeout {self.config.timeout} s): {cause!r}"
+                    ) from cause
+                delay = self.config.backoff * 2**attempt * (0.5 + random.random())
+                logger.debug("retrying %s in %.2f s after %r", shown, delay, cause)
+                attempt += 1
+                await asyncio.sleep(delay)
+
+    async def get_json(self, verb: str, path: str = "") -> tuple[Any, str | None]:
+        """``GET /api/<verb>/<path>`` decoded as JSON, with the answer's ETag."""
+        url = self.url(verb, path)
+        resp = await self.get(url)
+        try:
+            return json.loads(resp.body), resp.etag
+        except ValueError as exc:
+            raise Caterva2HTTPError(url, 200, f"answer is not JSON: {resp.body[:100]!r}") from exc
+
+
+class _Retryable(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _detail(resp: aiohttp.ClientResponse) -> str:
+    """The ``detail`` of a FastAPI error body, or the start of the text."""
+    try:
+        text = await resp.text(errors="replace")
+    except (aiohttp.ClientError, TimeoutError):
+        return ""
+    import json
+
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return text[:200].strip()
+    if isinstance(doc, dict) and "detail" in doc:
+        return str(doc["detail"])[:300]
+    return text[:200].strip()

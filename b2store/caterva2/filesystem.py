@@ -1,0 +1,440 @@
+"""Caterva2 repositories as read-only Zarr v3 stores: fsspec protocols ``caterva2``, ``caterva2s``.
+
+Contract
+--------
+* URL ``caterva2://host:port/<root>/<path>`` (plain HTTP) or ``caterva2s://host[:port]/...``
+  (HTTPS). Filesystem paths are ``<root>/<path>/<zarr key>`` with the host kept in the instance
+  (``_get_kwargs_from_urls``), so one instance talks to one server.
+* A directory, an HDF5 file or an HDF5 group is a Zarr group whose ``zarr.json`` carries the
+  consolidated metadata of everything below it (one ``/api/list`` per directory or HDF5 file, one
+  ``/api/info`` per dataset), so ``xarray.open_zarr`` never lists. Children keep their server
+  names (``scan.b2nd``, ``h.h5/grp/data``).
+* A dataset (``.b2nd``, ``.b2frame``, HDF5 leaf) is a Zarr array at its own path
+  (``zarr.open_array``/``dask.array.from_zarr`` on its URL). With ``dataset_as="group"`` it is
+  instead a group holding that one array under its file name, for ``xarray.open_zarr``.
+* Every read of a ``zarr.json`` re-reads ``/api/info``: a reopened store sees the current version,
+  and the chunk cache drops entries of older versions. Chunk keys outside the grid are missing keys
+  (``FileNotFoundError``); no request is sent for them. Server failures on a chunk inside the grid
+  raise ``OSError`` subclasses, never ``FileNotFoundError``, so zarr cannot turn them into fill
+  values. Keys of other Zarr formats (``.zarray`` …) are missing.
+* Chunk bytes: see :mod:`b2store.caterva2.metadata` (which endpoint, which codec) and
+  :mod:`b2store.caterva2.chunks` (checks). Fetched bytes go to the :class:`ChunkCache` as received.
+* Picklable (fsspec re-instantiates from the constructor arguments; HTTP sessions are created
+  lazily in the event loop that uses them); safe for concurrent use from zarr's event loop and
+  dask threads. Read-only: writes raise ``PermissionError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import posixpath
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from fsspec.asyn import AsyncFileSystem
+
+from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, render_v3
+from b2store.caterva2.cache import ChunkCache, default_cache_dir
+from b2store.caterva2.chunks import check_chunk, check_frame, to_zarr_chunk
+from b2store.caterva2.client import Caterva2Client, ClientConfig
+from b2store.caterva2.metadata import (
+    CHUNK,
+    SLICE,
+    Dataset,
+    UnsupportedCaterva2DatasetError,
+    dataset_from_info,
+    is_group_info,
+)
+from b2store.errors import Caterva2HTTPError
+
+__all__ = ["Caterva2FileSystem", "Caterva2SFileSystem"]
+
+logger = logging.getLogger(__name__)
+
+_OTHER_FORMAT_KEYS = frozenset({".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+_DATASET_SUFFIXES = (".b2nd", ".b2frame")
+_HDF5_SUFFIXES = (".h5", ".hdf5")
+_UNSET = "default"
+
+
+class Caterva2FileSystem(AsyncFileSystem):
+    """Read-only Zarr v3 view of a Caterva2 server over plain HTTP (protocol ``caterva2``).
+
+    Parameters
+    ----------
+    host
+        ``host:port`` of the server (taken from the URL when opened by URL).
+    username, password
+        Credentials (else ``CATERVA2_USERNAME``/``CATERVA2_PASSWORD``); never shown in reprs.
+    token
+        A ``c2subauth`` JWT (else ``CATERVA2_TOKEN``), instead of a password.
+    cache_storage
+        Folder of the persistent chunk cache; ``"default"`` for ``$B2STORE_CACHE_DIR`` or
+        ``~/.cache/b2store/caterva2``; ``None`` disables the cache.
+    cache_size_limit
+        Bytes the cache keeps at most (least recently used chunks go first).
+    timeout, connect_timeout, retries, backoff, max_concurrency
+        HTTP behaviour, see :class:`~b2store.caterva2.client.ClientConfig`.
+    dataset_as
+        ``"array"`` (default): a dataset URL opens as a Zarr array; ``"group"``: as a group
+        holding the dataset, which ``xarray.open_zarr`` needs.
+
+    See Also
+    --------
+    Caterva2SFileSystem : the same over HTTPS.
+    b2store.hdf5.filesystem.HDF5FileSystem : HDF5 files as Zarr stores.
+    """
+
+    protocol: Any = "caterva2"
+    root_marker = ""
+    async_impl = True
+    _scheme = "http"
+
+    def __init__(
+        self,
+        *,
+        host: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        token: str | None = None,
+        cache_storage: str | os.PathLike[str] | None = _UNSET,
+        cache_size_limit: int | None = 2 * 2**30,
+        timeout: float = 60.0,
+        connect_timeout: float = 10.0,
+        retries: int = 3,
+        backoff: float = 0.1,
+        max_concurrency: int = 8,
+        dataset_as: str = "array",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        host = host or os.environ.get("CATERVA2_HOST")
+        if not host:
+            raise ValueError(
+                f"Caterva2 URLs need a server: {self.protocol}://host:port/@public/path"
+            )
+        if dataset_as not in ("array", "group"):
+            raise ValueError(f"Expected dataset_as 'array' or 'group'. Got {dataset_as!r} instead.")
+        self.host = host
+        self.dataset_as = dataset_as
+        self.base_url = f"{self._scheme}://{host}"
+        self._client_args = {"username": username, "password": password, "token": token}
+        self._config = ClientConfig(
+            base_url=self.base_url,
+            timeout=timeout,
+            connect_timeout=connect_timeout,
+            retries=retries,
+            backoff=backoff,
+            max_concurrency=max_concurrency,
+        )
+        self._client: Caterva2Client | None = None
+        if cache_storage == _UNSET:
+            cache_storage = default_cache_dir()
+        self.cache: ChunkCache | None = (
+            None
+            if cache_storage is None
+            else ChunkCache(root=cache_storage, size_limit=cache_size_limit)
+        )
+        self._datasets: dict[str, Dataset] = {}
+        self._aliases: dict[str, str] = {}
+
+    def __repr__(self) -> str:
+        auth = "anonymous"
+        if self._client_args["token"] or os.environ.get("CATERVA2_TOKEN"):
+            auth = "token"
+        elif self._client_args["password"] or os.environ.get("CATERVA2_PASSWORD"):
+            auth = "password"
+        return f"{type(self).__name__}({self.base_url!r}, auth={auth}, cache={self.cache!r})"
+
+    @property
+    def client(self) -> Caterva2Client:
+        """The HTTP client, built on first use (so unpickled copies build their own)."""
+        if self._client is None:
+            self._client = Caterva2Client(config=self._config, **self._client_args)
+        return self._client
+
+    # -- paths -------------------------------------------------------------------------------------
+
+    @classmethod
+    def _strip_protocol(cls, path: Any) -> Any:
+        if isinstance(path, list):
+            return [cls._strip_protocol(p) for p in path]
+        path = str(path)
+        protocols = cls.protocol if isinstance(cls.protocol, tuple) else (cls.protocol,)
+        for proto in protocols:
+            if path.startswith(f"{proto}://"):
+                rest = path[len(proto) + 3 :]
+                path = rest.split("/", 1)[1] if "/" in rest else ""
+                break
+        return unquote(path).strip("/")
+
+    @staticmethod
+    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
+        parts = urlsplit(path)
+        out: dict[str, Any] = {}
+        if parts.hostname:
+            host = parts.hostname
+            if ":" in host:  # IPv6 literal
+                host = f"[{host}]"
+            out["host"] = f"{host}:{parts.port}" if parts.port else host
+        if parts.username:
+            out["username"] = unquote(parts.username)
+        if parts.password:
+            out["password"] = unquote(parts.password)
+        return out
+
+    def unstrip_protocol(self, name: str) -> str:
+        return f"{self.protocol}://{self.host}/{name.lstrip('/')}"
+
+    # -- datasets and metadata ---------------------------------------------------------------------
+
+    async def _fetch_info(self, path: str) -> tuple[Any, str | None]:
+        return await self.client.get_json("info", path)
+
+    def _remember(self, ds: Dataset) -> Dataset:
+        self._datasets[ds.path] = ds
+        if self.cache is not None:
+            self.cache.set_version(self.base_url, ds.path, ds.version)
+        return ds
+
+    async def _dataset(self, path: str) -> Dataset:
+        """The dataset at ``path`` (cached per instance; ``FileNotFoundError`` if not a dataset)."""
+        path = self._aliases.get(path, path)
+        ds = self._datasets.get(path)
+        if ds is not None:
+            return ds
+        try:
+            info, etag = await self._fetch_info(path)
+        except FileNotFoundError:
+            parent, name = posixpath.split(path)
+            if name and posixpath.basename(parent) == name:  # dataset_as="group" alias
+                self._aliases[path] = parent
+                return await self._dataset(parent)
+            raise
+        if is_group_info(info):
+            raise FileNotFoundError(f"{self.unstrip_protocol(path)} is a group, not an array")
+        return self._remember(dataset_from_info(path, info, etag))
+
+    async def _list_tree(self, node: str, info: Any) -> dict[str, str]:
+        """Relative dataset paths below group ``node`` → their kind (``"dataset"``/``"group"``)."""
+        names = await self.client.get_json("list", node)
+        listing = names[0]
+        if not isinstance(listing, list):
+            raise Caterva2HTTPError(self.client.url("list", node), 200, "listing is not a list")
+        inside_hdf5 = any(p.lower().endswith(_HDF5_SUFFIXES) for p in node.split("/")) or (
+            node.lower().endswith(_HDF5_SUFFIXES)
+        )
+        out: dict[str, str] = {}
+        nested: list[str] = []
+        for rel in listing:
+            rel = str(rel).strip("/")
+            if not rel:
+                continue
+            if inside_hdf5:
+                out[rel] = "dataset"
+            elif rel.lower().endswith(_HDF5_SUFFIXES):
+                out[rel] = "group"
+                nested.append(rel)
+            elif rel.lower().endswith(_DATASET_SUFFIXES):
+                out[rel] = "dataset"
+        subs = await asyncio.gather(
+            *(self._list_tree(f"{node}/{rel}" if node else rel, None) for rel in nested)
+        )
+        for rel, sub in zip(nested, subs, strict=True):
+            for child, kind in sub.items():
+                out[f"{rel}/{child}"] = kind
+        return out
+
+    async def _group_nodes(self, node: str) -> dict[str, Node]:
+        tree = await self._list_tree(node, None)
+        nodes: dict[str, Node] = {"": GroupMeta()}
+        for rel, kind in tree.items():
+            parts = rel.split("/")
+            for i in range(1, len(parts)):
+                nodes.setdefault("/".join(parts[:i]), GroupMeta())
+            if kind == "group":
+                nodes.setdefault(rel, GroupMeta())
+        rels = [rel for rel, kind in tree.items() if kind == "dataset"]
+
+        async def one(rel: str) -> tuple[str, Any]:
+            full = f"{node}/{rel}" if node else rel
+            try:
+                info, etag = await self._fetch_info(full)
+                if is_group_info(info):
+                    return rel, None
+                return rel, self._remember(dataset_from_info(full, info, etag))
+            except (UnsupportedCaterva2DatasetError, FileNotFoundError) as exc:
+                logger.warning("b2store: skipping Caterva2 dataset %s: %s", full, exc)
+                return rel, None
+            except Caterva2HTTPError as exc:
+                if exc.status == 500:  # e.g. saved lazy expressions the server cannot open
+                    logger.warning("b2store: skipping Caterva2 dataset %s: %s", full, exc)
+                    return rel, None
+                raise
+
+        for rel, ds in await asyncio.gather(*(one(r) for r in rels)):
+            if ds is not None:
+                nodes[rel] = ds.array_meta(posixpath.basename(rel))
+        return nodes
+
+    async def _metadata(self, node: str) -> bytes:
+        """The ``zarr.json`` of ``node`` (group or array), built from fresh ``/api/info``."""
+        if not node:
+            raise FileNotFoundError(
+                f"{self.base_url}: open a root or a path below it, e.g. "
+                f"{self.protocol}://{self.host}/@public"
+            )
+        node = self._aliases.get(node, node)
+        info, etag = await self._fetch_info(node)
+        if is_group_info(info) or ("/" not in node and node.startswith("@")):
+            nodes = await self._group_nodes(node)
+            return render_v3(nodes)["zarr.json"]
+        ds = self._remember(dataset_from_info(node, info, etag))
+        meta: ArrayMeta = ds.array_meta(posixpath.basename(node))
+        if self.dataset_as == "group":
+            name = posixpath.basename(node)
+            self._aliases[f"{node}/{name}"] = node
+            return render_v3({"": GroupMeta(), name: meta})["zarr.json"]
+        return render_v3({"": meta})["zarr.json"]
+
+    # -- chunks ------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _split_chunk_key(path: str) -> tuple[str, tuple[int, ...]] | None:
+        parts = path.split("/")
+        coords: list[int] = []
+        while parts and parts[-1].isdigit():
+            coords.append(int(parts.pop()))
+        if len(parts) < 2 or parts[-1] != "c":
+            return None
+        return "/".join(parts[:-1]), tuple(reversed(coords))
+
+    async def _chunk(self, ds: Dataset, coords: tuple[int, ...]) -> bytes:
+        number = ds.chunk_number(coords)  # FileNotFoundError off the grid: no request sent
+        if ds.mode == SLICE:
+            key = "s" + "_".join(map(str, coords))
+            region = ds.chunk_region(coords)
+            url = self.client.url("fetch", ds.path)
+            params = {"slice_": ",".join(f"{s.start}:{s.stop}" for s in region)} if region else {}
+        else:
+            if number >= ds.nchunks:
+                raise Caterva2HTTPError(
+                    self.client.url("chunk", ds.path),
+                    0,
+                    f"chunk {coords} → {number} is beyond the {ds.nchunks} chunks the server "
+                    "reports; the dataset info is inconsistent",
+                )
+            key = str(number)
+            url = self.client.url("chunk", ds.path)
+            params = {"nchunk": str(number)}
+        raw = None
+        if self.cache is not None:
+            raw = await asyncio.to_thread(self.cache.get, self.base_url, ds.path, ds.version, key)
+        if raw is None:
+            try:
+                raw = (await self.client.get(url, params)).body
+            except FileNotFoundError as exc:  # the dataset vanished: not a missing chunk
+                raise Caterva2HTTPError(
+                    url, 404, f"dataset disappeared while reading: {exc}"
+                ) from None
+            if ds.mode == SLICE:
+                check_frame(url, ds, raw)
+            else:
+                check_chunk(url, ds, number, raw)
+            if self.cache is not None:
+                await asyncio.to_thread(
+                    self.cache.put, self.base_url, ds.path, ds.version, key, raw
+                )
+        elif ds.mode == SLICE:
+            check_frame(url, ds, raw)
+        else:
+            check_chunk(url, ds, number, raw)
+        if ds.mode == CHUNK and not (ds.kind == "b2frame" and number == ds.nchunks - 1):
+            return raw
+        return await asyncio.to_thread(to_zarr_chunk, ds, number, coords, raw)
+
+    # -- fsspec interface --------------------------------------------------------------------------
+
+    async def _cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        path = self._strip_protocol(path)
+        data = await self._read_key(path)
+        if start is not None or end is not None:
+            data = data[start:end]
+        return data
+
+    async def _read_key(self, path: str) -> bytes:
+        name = posixpath.basename(path)
+        if name == "zarr.json":
+            return await self._metadata(posixpath.dirname(path))
+        if name in _OTHER_FORMAT_KEYS:
+            raise FileNotFoundError(f"{self.unstrip_protocol(path)}: b2store serves Zarr v3 only")
+        split = self._split_chunk_key(path)
+        if split is None:
+            raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a Zarr key")
+        node, coords = split
+        ds = await self._dataset(node)
+        return await self._chunk(ds, coords)
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        path = self._strip_protocol(path)
+        name = posixpath.basename(path)
+        if name == "zarr.json" or self._split_chunk_key(path) is not None:
+            data = await self._read_key(path)
+            return {"name": path, "size": len(data), "type": "file"}
+        if not path:
+            return {"name": "", "size": 0, "type": "directory"}
+        await self._fetch_info(self._aliases.get(path, path))
+        return {"name": path, "size": 0, "type": "directory"}
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        path = self._strip_protocol(path)
+        if not path:
+            roots, _ = await self.client.get_json("roots")
+            names = sorted(roots)
+            entries = [{"name": n, "size": 0, "type": "directory"} for n in names]
+        else:
+            info, _etag = await self._fetch_info(self._aliases.get(path, path))
+            entries = [{"name": f"{path}/zarr.json", "size": None, "type": "file"}]
+            if is_group_info(info):
+                tree = await self._list_tree(path, info)
+                children = sorted({rel.split("/")[0] for rel in tree})
+                entries += [
+                    {"name": f"{path}/{c}", "size": 0, "type": "directory"} for c in children
+                ]
+            else:
+                entries.append({"name": f"{path}/c", "size": 0, "type": "directory"})
+        return entries if detail else [e["name"] for e in entries]
+
+    async def _pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
+        raise PermissionError(f"{self.unstrip_protocol(path)}: the Caterva2 store is read-only")
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        raise PermissionError(f"{self.unstrip_protocol(path)}: the Caterva2 store is read-only")
+
+    def invalidate_cache(self, path: str | None = None) -> None:
+        """Forget the dataset descriptions held in memory (the disk cache keeps its checks)."""
+        if path is None:
+            self._datasets.clear()
+        else:
+            self._datasets.pop(self._strip_protocol(path), None)
+        super().invalidate_cache(path)
+
+    def __del__(self) -> None:
+        client = self._client
+        if client is not None and client._session is not None:
+            with contextlib.suppress(Exception):
+                connector = client._session.connector
+                if connector is not None:
+                    connector._close()  # no awaiting in __del__; just drop the sockets
+
+
+class Caterva2SFileSystem(Caterva2FileSystem):
+    """The :class:`Caterva2FileSystem` over HTTPS (protocol ``caterva2s``)."""
+
+    protocol: Any = "caterva2s"
+    _scheme = "https"

@@ -1,0 +1,300 @@
+"""Caterva2 ``/api/info`` answers → :class:`Dataset` descriptions → Zarr :class:`ArrayMeta`.
+
+Contract
+--------
+* A ``.b2nd`` (NDArray) is one Zarr v3 array with the server's ``shape``, ``chunks`` and ``dtype``;
+  its chunk keys hold the *bare* Blosc2 chunk of ``/api/chunk`` and the codec is ``b2store.b2nd``
+  with the server's ``blocks`` (the chunk bytes are block-ordered). Mode :data:`CHUNK`.
+* A ``.b2frame`` (1-D SChunk) is a 1-D array of its bytes (``uint8``), or of ``vlmeta["dtype"]``
+  when that names a dtype whose itemsize equals the SChunk typesize; the last, short chunk is
+  re-encoded padded to the full chunk size by the filesystem. Mode :data:`CHUNK`.
+* Datasets whose chunk endpoint cannot be trusted — leaves inside HDF5 files (chunk → 400),
+  unfolded HDF5 proxies (``vlmeta._ftype == "hdf5"``: chunk → *zeros* with status 200) — and
+  arrays in big-endian byte order are served decoded: raw little-endian C-order bytes with the
+  ``bytes`` codec. HDF5 leaves and proxies are read through ``/api/fetch?slice_=`` (mode
+  :data:`SLICE`, the slower path: the server re-compresses every slice), the others through
+  ``/api/chunk`` decoded in b2store (mode :data:`TRANSCODE`).
+* ``version`` is the answer's ETag (else the ``mtime``): it keys the chunk cache.
+* Attributes come from the dataset's ``vlmeta`` minus Caterva2's internal keys; dimension names from
+  ``vlmeta["dimension_names"]`` / ``vlmeta["_ARRAY_DIMENSIONS"]``, else ``<name>_dim<i>`` so
+  datasets of one directory never clash in an xarray Dataset. The server's absolute ``urlpath``
+  is never exposed.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from b2store._zarrmeta import ArrayMeta
+from b2store.errors import B2StoreError
+
+__all__ = [
+    "CHUNK",
+    "SLICE",
+    "TRANSCODE",
+    "Dataset",
+    "UnsupportedCaterva2DatasetError",
+    "dataset_from_info",
+    "is_group_info",
+]
+
+CHUNK = "chunk"
+TRANSCODE = "transcode"
+SLICE = "slice"
+
+#: vlmeta keys that are Caterva2/b2store internals, not user attributes.
+_INTERNAL_KEYS = frozenset({"_ftype", "_dsetname", "dimension_names", "_ARRAY_DIMENSIONS", "dtype"})
+
+#: Upper bound of one Zarr chunk on the slice path (server re-compresses each request).
+SLICE_CHUNK_BYTES = 16 * 2**20
+
+
+class UnsupportedCaterva2DatasetError(B2StoreError, NotImplementedError):
+    """A Caterva2 dataset that b2store cannot present as a Zarr array (the message says why)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class Dataset:
+    """What the filesystem needs to serve one Caterva2 dataset as a Zarr array.
+
+    ``chunks`` is the Zarr chunk shape (the server's, except on the slice path where it may be
+    smaller), ``blocks`` the server's block shape, ``nchunks`` the server's chunk count and
+    ``chunk_nbytes`` the decompressed size of one server chunk (block padding included).
+    """
+
+    path: str
+    kind: str  # "b2nd" | "b2frame" | "hdf5"
+    mode: str  # CHUNK | TRANSCODE | SLICE
+    shape: tuple[int, ...]
+    chunks: tuple[int, ...]
+    blocks: tuple[int, ...]
+    dtype: np.dtype[Any]
+    nchunks: int
+    chunk_nbytes: int
+    typesize: int
+    version: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    dimension_names: tuple[str, ...] | None = None
+
+    @property
+    def grid(self) -> tuple[int, ...]:
+        """Zarr chunk grid (chunks per dimension)."""
+        return tuple(
+            math.ceil(s / c) if c else 0 for s, c in zip(self.shape, self.chunks, strict=True)
+        )
+
+    def chunk_number(self, coords: tuple[int, ...]) -> int:
+        """C-order linear number of Zarr chunk ``coords``; ``FileNotFoundError`` off the grid."""
+        grid = self.grid
+        if len(coords) != len(grid) or any(
+            not 0 <= i < n for i, n in zip(coords, grid, strict=True)
+        ):
+            raise FileNotFoundError(
+                f"chunk {coords} is outside the chunk grid {grid} of Caterva2 dataset {self.path}"
+            )
+        if not grid:
+            return 0
+        return int(np.ravel_multi_index(coords, grid))
+
+    def chunk_region(self, coords: tuple[int, ...]) -> tuple[slice, ...]:
+        """The region of the array covered by Zarr chunk ``coords`` (clipped at the edges)."""
+        return tuple(
+            slice(i * c, min((i + 1) * c, s))
+            for i, c, s in zip(coords, self.chunks, self.shape, strict=True)
+        )
+
+    def array_meta(self, name: str) -> ArrayMeta:
+        """The Zarr metadata of this dataset, named ``name`` (used for default dimension names)."""
+        if self.mode == CHUNK:
+            codecs: tuple[Any, ...] = (
+                {"name": "b2store.b2nd", "configuration": {"blocks": list(self.blocks)}},
+            )
+            dtype = self.dtype
+        else:
+            dtype = self.dtype.newbyteorder("<") if self.dtype.byteorder == ">" else self.dtype
+            codecs = ()  # ArrayMeta's default: the bytes codec (little endian)
+        dims = self.dimension_names or tuple(f"{name}_dim{i}" for i in range(len(self.shape)))
+        try:
+            return ArrayMeta(
+                shape=self.shape,
+                chunks=self.chunks,
+                dtype=dtype,
+                fill_value=None,
+                codecs=codecs,
+                attributes=self.attributes,
+                dimension_names=dims,
+            )
+        except (TypeError, ValueError) as exc:
+            raise UnsupportedCaterva2DatasetError(
+                f"Caterva2 dataset {self.path} cannot be described as Zarr: {exc}"
+            ) from exc
+
+
+def is_group_info(info: Any) -> bool:
+    """Whether an ``/api/info`` answer describes a directory or an HDF5 file/group."""
+    return isinstance(info, dict) and info.get("kind") == "group"
+
+
+def parse_dtype(text: str, path: str) -> np.dtype[Any]:
+    """``str(numpy.dtype)`` as the server writes it → dtype (structured ones via literal_eval)."""
+    try:
+        return np.dtype(text)
+    except TypeError:
+        pass
+    try:
+        return np.dtype(ast.literal_eval(text))
+    except (ValueError, SyntaxError, TypeError) as exc:
+        raise UnsupportedCaterva2DatasetError(
+            f"Caterva2 dataset {path} has a dtype b2store cannot parse: {text!r}"
+        ) from exc
+
+
+def _json_safe(attrs: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in attrs.items():
+        if str(key) in _INTERNAL_KEYS:
+            continue
+        try:
+            json.dumps(value, allow_nan=True)
+            out[str(key)] = value
+        except (TypeError, ValueError):
+            if isinstance(value, bytes):
+                out[str(key)] = value.decode("utf-8", errors="replace")
+            elif isinstance(value, np.ndarray | np.generic):
+                out[str(key)] = value.tolist()
+            else:
+                out[str(key)] = repr(value)
+    return out
+
+
+def _ints(value: Any, what: str, path: str) -> tuple[int, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, int) and v >= 0 for v in value):
+        raise UnsupportedCaterva2DatasetError(
+            f"Caterva2 /api/info of {path} has an invalid {what}: {value!r}"
+        )
+    return tuple(value)
+
+
+def _dim_names(vlmeta: dict[str, Any], ndim: int) -> tuple[str, ...] | None:
+    for key in ("dimension_names", "_ARRAY_DIMENSIONS"):
+        names = vlmeta.get(key)
+        if (
+            isinstance(names, list | tuple)
+            and len(names) == ndim
+            and all(isinstance(n, str) for n in names)
+        ):
+            return tuple(names)
+    return None
+
+
+def _slice_chunks(chunks: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
+    """Shrink leading chunk dims until one chunk is at most SLICE_CHUNK_BYTES."""
+    out = list(chunks)
+    for i in range(len(out)):
+        rest = math.prod(out[i + 1 :]) * itemsize
+        if math.prod(out[i:]) * itemsize <= SLICE_CHUNK_BYTES:
+            break
+        out[i] = max(1, SLICE_CHUNK_BYTES // max(rest, 1))
+        if out[i] > 1:
+            break
+    return tuple(out)
+
+
+def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Dataset:
+    """Describe the dataset at ``path`` from its ``/api/info`` answer and ETag.
+
+    Raises
+    ------
+    UnsupportedCaterva2DatasetError
+        For answers b2store cannot serve (e.g. lazy expressions, unparsable dtypes).
+    """
+    if not isinstance(info, dict):
+        raise UnsupportedCaterva2DatasetError(f"Caterva2 /api/info of {path} is not an object")
+    in_hdf5 = any(part.lower().endswith((".h5", ".hdf5")) for part in path.split("/")[:-1])
+    version = etag or str(info.get("mtime") or "")
+    if "shape" in info:  # NDArray (a .b2nd, or an HDF5 leaf)
+        schunk = info.get("schunk") or {}
+        vlmeta = schunk.get("vlmeta") or {}
+        if not isinstance(vlmeta, dict):
+            vlmeta = {}
+        shape = _ints(info.get("shape"), "shape", path)
+        chunks = _ints(info.get("chunks"), "chunks", path)
+        blocks = _ints(info.get("blocks"), "blocks", path)
+        if not (len(shape) == len(chunks) == len(blocks)):
+            raise UnsupportedCaterva2DatasetError(
+                f"Caterva2 /api/info of {path}: shape {shape}, chunks {chunks} and blocks {blocks} "
+                "differ in length"
+            )
+        if any(c == 0 for c in chunks) or any(b == 0 for b in blocks):
+            raise UnsupportedCaterva2DatasetError(
+                f"Caterva2 dataset {path} has zero-sized chunks {chunks} or blocks {blocks}"
+            )
+        dtype = parse_dtype(str(info.get("dtype")), path)
+        proxy = vlmeta.get("_ftype") == "hdf5"
+        if in_hdf5 or proxy or info.get("accept_ranges", "bytes") is None:
+            kind, mode = "hdf5", SLICE
+            zchunks = _slice_chunks(chunks, dtype.itemsize)
+        else:
+            kind = "b2nd"
+            mode = TRANSCODE if dtype.byteorder == ">" else CHUNK
+            zchunks = chunks
+        padded = [math.ceil(c / b) * b for c, b in zip(chunks, blocks, strict=True)]
+        nchunks = math.prod(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
+        return Dataset(
+            path=path,
+            kind=kind,
+            mode=mode,
+            shape=shape,
+            chunks=zchunks,
+            blocks=blocks,
+            dtype=dtype,
+            nchunks=nchunks,
+            chunk_nbytes=math.prod(padded) * dtype.itemsize,
+            typesize=dtype.itemsize,
+            version=version,
+            attributes=_json_safe(vlmeta),
+            dimension_names=_dim_names(vlmeta, len(shape)),
+        )
+    if "chunkshape" in info and "nbytes" in info:  # SChunk (.b2frame)
+        vlmeta = info.get("vlmeta") or {}
+        if not isinstance(vlmeta, dict):
+            vlmeta = {}
+        typesize = int((info.get("cparams") or {}).get("typesize") or 1)
+        chunksize = int(info["chunksize"])
+        nbytes = int(info["nbytes"])
+        dtype = np.dtype("u1")
+        if isinstance(vlmeta.get("dtype"), str):
+            try:
+                candidate = np.dtype(vlmeta["dtype"])
+            except TypeError:
+                candidate = None
+            if candidate is not None and candidate.itemsize == typesize:
+                dtype = candidate
+        if nbytes % dtype.itemsize or chunksize % dtype.itemsize:
+            dtype = np.dtype("u1")
+        nchunks = int(info.get("nchunks") or 0)
+        return Dataset(
+            path=path,
+            kind="b2frame",
+            mode=TRANSCODE if dtype.byteorder == ">" else CHUNK,
+            shape=(nbytes // dtype.itemsize,),
+            chunks=(max(chunksize // dtype.itemsize, 1),),
+            blocks=(max(chunksize // dtype.itemsize, 1),),
+            dtype=dtype,
+            nchunks=nchunks,
+            chunk_nbytes=chunksize,
+            typesize=typesize,
+            version=version,
+            attributes=_json_safe(vlmeta),
+            dimension_names=_dim_names(vlmeta, 1),
+        )
+    raise UnsupportedCaterva2DatasetError(
+        f"Caterva2 dataset {path} is neither an NDArray nor an SChunk (keys {sorted(info)}); "
+        "b2store serves .b2nd, .b2frame and HDF5 datasets"
+    )
