@@ -276,11 +276,18 @@ def _blocks_for(choice: CodecChoice, chunks: tuple[int, ...]) -> tuple[int, ...]
 
 
 def encode_chunk(chunk: np.ndarray[Any, Any], choice: CodecChoice, *, nthreads: int = 1) -> bytes:
-    """One full HDF5 chunk -> a one-chunk Blosc2 cframe holding a b2nd array of that shape."""
-    import blosc2
+    """One full HDF5 chunk -> a one-chunk Blosc2 cframe holding a b2nd array of that shape.
 
+    Uses b2store's codecs (``b2store_b2nd``, ``b2store_grok`` for JPEG 2000) when installed, else
+    python-blosc2 directly.
+    """
     chunk = np.ascontiguousarray(chunk)
     blocks = _blocks_for(choice, chunk.shape)
+    codec = _codec_for(choice, blocks, nthreads)
+    if codec is not None:
+        return bytes(codec.encode(chunk))
+    import blosc2
+
     arr = blosc2.asarray(
         chunk,
         chunks=chunk.shape,
@@ -288,6 +295,29 @@ def encode_chunk(chunk: np.ndarray[Any, Any], choice: CodecChoice, *, nthreads: 
         cparams=_blosc2_cparams(choice, chunk.dtype, nthreads),
     )
     return bytes(arr.to_cframe())
+
+
+def _codec_for(choice: CodecChoice, blocks: tuple[int, ...] | None, nthreads: int) -> Any:
+    """The numcodecs codec that writes ``choice``, or None when b2store's codecs are missing."""
+    try:
+        if choice.is_j2k:
+            from b2store.codecs.grok import Grok
+
+            return Grok(ratio=choice.j2k_ratio, psnr=choice.j2k_psnr, nthreads=nthreads)
+        from b2store.codecs.b2nd import B2nd
+    except ImportError:
+        return None
+    filters: list[dict[str, Any]] = []
+    if choice.itrunc_max_error is not None:
+        filters.append({"id": "itrunc", "max_abs_error": choice.itrunc_max_error})
+    filters += [{"id": f} for f in choice.filters if f != "none"]
+    return B2nd(
+        cname=choice.cname,
+        clevel=choice.clevel,
+        filters=filters,
+        blocks=list(blocks) if blocks is not None else None,
+        nthreads=nthreads,
+    )
 
 
 def _prepare_j2k(choice: CodecChoice, path: str, dtype: np.dtype[Any], ndim: int) -> None:
@@ -608,15 +638,11 @@ def _convert_dataset(
     rechunked = chunks != src_chunks
     choice = options.codec
     if choice.blocks is not None and len(choice.blocks) != ds.ndim:
-        raise ConvertError(
-            f"{path}: expected --blocks with {ds.ndim} dimensions like its shape {ds.shape}. "
-            f"Got {choice.blocks} instead."
-        )
+        say(f"{path}: --blocks {choice.blocks} has another rank than {ds.shape}: blosc2 chooses")
+        choice = replace(choice, blocks=None)
     if choice.itrunc_max_error is not None and ds.dtype.kind not in "ui":
-        raise ConvertError(
-            f"{path}: itrunc works on integer data; this dataset is {ds.dtype}. "
-            "Drop --itrunc-max-error or convert integer datasets only."
-        )
+        say(f"{path}: {ds.dtype} is not an integer type: stored lossless (itrunc not applied)")
+        choice = replace(choice, itrunc_max_error=None)
     if choice.is_j2k:
         _prepare_j2k(choice, path, ds.dtype, ds.ndim)
     fill = ds.fillvalue

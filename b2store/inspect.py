@@ -133,25 +133,27 @@ def parse_frame_blocks(raw: bytes) -> tuple[int, ...] | None:
 
 
 def _plan_verdict(ds: Any, filters: list[tuple[int, tuple[int, ...]]]) -> tuple[bool, str]:
-    """Ask the HDF5 filter planner (another module) when present; fall back to our table."""
+    """Ask the HDF5 filter planner (``b2store.hdf5.filters``) when present; else our table."""
     import importlib
 
     try:
         h5filters: Any = importlib.import_module("b2store.hdf5.filters")
-    except ImportError:
-        h5filters = None
-    plan = getattr(h5filters, "plan_codecs", None)
+        plan = h5filters.plan_codecs
+        pipeline = h5filters.read_pipeline(ds.id.get_create_plist())
+    except (ImportError, AttributeError):
+        plan = None
     if plan is not None:
+        masks: set[int] = set()
+        if ds.chunks is not None and pipeline:
+            ds.id.chunk_iter(lambda info: masks.add(int(info.filter_mask)))
+        chunks = tuple(ds.chunks) if ds.chunks else tuple(ds.shape)
         try:
-            plan(ds)
+            plan(pipeline, ds.dtype, chunks, masks=masks, where=ds.name)
         except NotImplementedError as exc:
             return False, str(exc).splitlines()[0]
-        except TypeError:
-            pass  # another signature: fall back to the table below
         except Exception as exc:  # the planner's own validation: report, do not crash `info`
             return False, f"{type(exc).__name__}: {exc}".splitlines()[0]
-        else:
-            return True, ""
+        return True, ""
     for fid, _cd in filters:
         if fid not in SUPPORTED_FILTERS:
             name = FILTER_NAMES.get(fid, "unknown")
