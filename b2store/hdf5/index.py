@@ -246,11 +246,20 @@ class _Walker:
                 f"has a variable-length or reference dtype ({dtype}) that "
                 "Zarr cannot read from raw chunks",
             )
-        if dtype.subdtype is not None or (
-            dtype.fields
-            and any(f[0].subdtype is not None or f[0].fields for f in dtype.fields.values())
+        extra: tuple[int, ...] = ()
+        if dtype.subdtype is not None:
+            # an HDF5 array type: its element shape becomes trailing array dimensions
+            base, extra = dtype.subdtype[0], tuple(int(n) for n in dtype.subdtype[1])
+            if base.fields or base.subdtype is not None or base.hasobject:
+                raise self._error(where, f"has an array dtype of a compound or array ({dtype})")
+            if dcpl.get_nfilters() > 0:
+                raise self._error(where, f"has an array dtype ({dtype}) and HDF5 filters")
+            dtype, shape = base, shape + extra
+            dims = md.extend_dimension_names(dims, extra)
+        if dtype.fields and any(
+            f[0].subdtype is not None or f[0].fields for f in dtype.fields.values()
         ):
-            raise self._error(where, f"has an array or nested compound dtype ({dtype})")
+            raise self._error(where, f"has a nested compound dtype ({dtype})")
         if (
             self.zarr_format == 3
             and dtype.fields
@@ -264,9 +273,14 @@ class _Walker:
             )
         dtype = np.dtype(dtype.descr) if dtype.fields else np.dtype(dtype.str)
         fill = md.fill_value(ds)
+        if extra:
+            flat = np.asarray(fill, dtype=dtype).ravel()
+            if flat.size and not (flat == flat[0]).all():
+                raise self._error(where, f"has an array dtype with a non-uniform fill ({fill})")
+            fill = flat[0] if flat.size else None
         layout = dcpl.get_layout()
         if layout == h5py.h5d.CHUNKED:
-            self._chunked(ds, dcpl, path, url, where, shape, dtype, fill, attrs, dims)
+            self._chunked(ds, dcpl, path, url, where, shape, dtype, fill, attrs, dims, extra)
         elif layout == h5py.h5d.CONTIGUOUS:
             self._contiguous(ds, path, url, where, shape, dtype, fill, attrs, dims)
         elif layout == h5py.h5d.COMPACT:
@@ -393,8 +407,9 @@ class _Walker:
         fill: Any,
         attrs: dict[str, Any],
         dims: tuple[str, ...],
+        extra: tuple[int, ...] = (),
     ) -> None:
-        chunks = tuple(int(c) for c in ds.chunks)
+        chunks = tuple(int(c) for c in ds.chunks) + extra
         grid = tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
         if int(np.prod(grid, dtype=object)) >= 2**62:
             raise self._error(where, f"has a chunk grid {grid} too large to index")
@@ -403,7 +418,8 @@ class _Walker:
             ds.id.chunk_iter(infos.append)
         n = len(infos)
         if n:
-            coff = np.array([i.chunk_offset for i in infos], dtype=np.int64).reshape(n, -1)
+            coff = np.array([i.chunk_offset + (0,) * len(extra) for i in infos], dtype=np.int64)
+            coff = coff.reshape(n, len(chunks))
             offsets = np.array([i.byte_offset for i in infos], dtype=np.uint64)
             sizes = np.array([i.size for i in infos], dtype=np.uint64)
             masks = np.array([i.filter_mask for i in infos], dtype=np.uint32)

@@ -28,6 +28,7 @@ __all__ = [
     "HIDDEN_ATTRIBUTES",
     "PURE_DIMENSION_PREFIX",
     "dimension_names",
+    "extend_dimension_names",
     "fill_value",
     "is_pure_dimension",
     "node_attributes",
@@ -173,12 +174,24 @@ def dimension_names(ds: h5py.Dataset) -> tuple[str, ...]:
     return tuple(names)
 
 
+def extend_dimension_names(dims: tuple[str, ...], extra: tuple[int, ...]) -> tuple[str, ...]:
+    """``dims`` plus phony names for trailing axes of sizes ``extra`` (from an HDF5 array type)."""
+    names = list(dims)
+    for n in extra:
+        name, k = f"phony_dim_{n}", 0
+        while name in names:
+            k += 1
+            name = f"phony_dim_{n}_{k}"
+        names.append(name)
+    return tuple(names)
+
+
 def fill_value(ds: h5py.Dataset) -> Any:
     """The HDF5 fill value of a dataset (the dtype's zero when none was defined)."""
     try:
         value = ds.fillvalue
     except (OSError, TypeError, ValueError):
         return None
-    if isinstance(value, np.ndarray):  # compound fill values come back as 0-d arrays
+    if isinstance(value, np.ndarray) and value.size == 1:  # compound fills come back as 0-d
         value = value.reshape(())[()]
     return value
