@@ -183,6 +183,11 @@ class Grok(Codec):
                 f"{type(buf).__name__} (flat bytes carry no image shape)."
             )
         arr = buf
+        if arr.dtype.byteorder == ">":
+            raise CodecError(
+                f"b2store_grok: cannot encode big-endian {arr.dtype=}: the decoded chunk is "
+                "little-endian. Store the array as little-endian ('<u2')."
+            )
         if arr.dtype not in _ENCODABLE:
             raise CodecError(
                 f"b2store_grok: cannot encode {arr.dtype=}: JPEG 2000 in Blosc2 reads back only "
@@ -205,8 +210,6 @@ class Grok(Codec):
                 f"needs at least {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE}); use larger chunks along "
                 "the last two axes or b2store_b2nd."
             )
-        if arr.dtype.byteorder == ">":
-            arr = arr.astype(arr.dtype.newbyteorder("<"))
         return np.ascontiguousarray(arr)
 
     def _j2k_params(self, j2k: Any) -> dict[str, Any]:
@@ -415,18 +418,24 @@ def _check_block_streams(chunk: bytes, image: tuple[int, ...], *, itemsize: int)
     nblocks = nbytes // blocksize
     if 32 + 4 * nblocks > cbytes:
         raise CodecError(f"b2store_grok: truncated chunk ({nblocks} block offsets, {cbytes=})")
+    if not chunk[2] & 0x10:
+        raise CodecError("b2store_grok: JPEG 2000 chunk without the no-split flag")
+    # Block streams may be stored out of order (nthreads > 1): never infer ends from neighbours.
     starts = struct.unpack(f"<{nblocks}i", chunk[32 : 32 + 4 * nblocks])
-    ends = (*starts[1:], cbytes)
-    for i, (start, end) in enumerate(zip(starts, ends, strict=True)):
-        if not 32 + 4 * nblocks <= start < end <= cbytes or end - start < 4:
-            raise CodecError(f"b2store_grok: corrupt offset of block {i} ({start}..{end})")
+    for i, start in enumerate(starts):
+        if not 32 + 4 * nblocks <= start <= cbytes - 4:
+            raise CodecError(f"b2store_grok: corrupt offset {start} of block {i} ({cbytes=})")
         csize = struct.unpack("<i", chunk[start : start + 4])[0]
-        if csize != end - start - 4:
+        if csize <= 0:  # a run of one byte value (0 = zeros): no codestream
+            if csize < -255:
+                raise CodecError(f"b2store_grok: corrupt run-length block {i} ({csize=})")
+            continue
+        if start + 4 + csize > cbytes:
             raise CodecError(
-                f"b2store_grok: block {i} stream says {csize} bytes, {end - start - 4} present"
+                f"b2store_grok: block {i} stream says {csize} bytes, {cbytes - start - 4} present"
             )
         try:
-            _check_jpeg2000(chunk[start + 4 : end], image, itemsize)
+            _check_jpeg2000(chunk[start + 4 : start + 4 + csize], image, itemsize)
         except CodecError as exc:
             raise CodecError(f"b2store_grok: block {i}: {exc}") from None
 
