@@ -1,0 +1,529 @@
+"""Native Zarr v3 codecs over the b2store numcodecs codecs (thin, frozen dataclasses).
+
+Contract
+--------
+==================  ==================  ===================================================
+Zarr v3 name        kind                backed by
+==================  ==================  ===================================================
+``b2store.b2nd``    array -> bytes      :mod:`b2store.codecs.b2nd` (+ partial decoding)
+``b2store.itrunc``  array -> array      :mod:`b2store.codecs.itrunc`
+``b2store.grok``    array -> bytes      :class:`b2store.codecs.grok.Grok` (imported lazily)
+==================  ==================  ===================================================
+
+The configuration is the numcodecs config without ``"id"``; ``{"name": "b2store.b2nd"}`` alone
+is valid. The dtype and chunk shape always come from the chunk spec (the array metadata), never
+from the bytes. CPU work runs in ``asyncio.to_thread``; the b2nd decoder releases the GIL.
+
+``B2ndCodec`` supports zarr's partial decoding: a selection inside a chunk fetches, through byte
+ranges, the frame header, the chunk's block-start table and only the blocks it touches, and
+decompresses only those; a whole-chunk selection is one plain ``get()``. zarr uses this path
+only when the array has no array -> array and no bytes -> bytes codecs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin
+from zarr.abc.store import RangeByteRequest
+from zarr.core.common import parse_named_configuration
+
+from b2store.codecs import _blosc2frame as bf
+from b2store.errors import CodecError
+
+if TYPE_CHECKING:
+    from typing import Self
+
+    from numcodecs.abc import Codec
+    from zarr.abc.store import ByteGetter
+    from zarr.core.array_spec import ArraySpec
+    from zarr.core.buffer import Buffer, NDBuffer
+    from zarr.core.indexing import SelectorTuple
+
+    from b2store.codecs.b2nd import B2nd
+    from b2store.codecs.itrunc import ITrunc
+
+__all__ = ["B2ndCodec", "GrokCodec", "ITruncCodec"]
+
+_HEAD = 4096  # first ranged read: frame header + (usually) the chunk header and block starts
+_MERGE_GAP = 4096  # coalesce block ranges closer than this
+
+
+def _freeze(value: Any) -> Any:
+    """JSON value -> hashable value (lists -> tuples, dicts -> sorted item tuples)."""
+    if isinstance(value, dict):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+def _thaw_filters(filters: tuple[Any, ...]) -> list[dict[str, Any]]:
+    return [dict(f) for f in filters]
+
+
+def _config_of(data: dict[str, Any] | Any, name: str) -> dict[str, Any]:
+    _, cfg = parse_named_configuration(data, name, require_configuration=False)
+    return dict(cfg or {})
+
+
+def _as_chunk(arr: np.ndarray, spec: ArraySpec, what: str) -> np.ndarray:
+    """View/reshape a decoded array to the chunk spec's dtype and shape, or raise."""
+    dtype = spec.dtype.to_native_dtype()
+    shape = tuple(spec.shape)
+    if arr.dtype != dtype:
+        if arr.dtype.itemsize * (arr.shape[-1] if arr.ndim else 1) % dtype.itemsize:
+            raise CodecError(f"{what}: decoded {arr.dtype} cannot be viewed as {dtype}")
+        arr = np.ascontiguousarray(arr).view(dtype)
+    if arr.shape == shape:
+        return arr
+    if arr.ndim == len(shape) and all(a >= s for a, s in zip(arr.shape, shape, strict=True)):
+        return arr[tuple(slice(0, s) for s in shape)]
+    if arr.size == math.prod(shape):
+        return arr.reshape(shape)
+    raise CodecError(
+        f"{what}: decoded chunk shape {arr.shape} does not match the array's chunk shape {shape}"
+    )
+
+
+# ----------------------------------------------------------------------------------- b2nd
+
+
+@dataclass(frozen=True)
+class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
+    """Blosc2 NDim as a Zarr v3 array -> bytes codec (``b2store.b2nd``)."""
+
+    is_fixed_size = False
+
+    cname: str = "zstd"
+    clevel: int = 5
+    filters: tuple[Any, ...] = field(default=(("id", "shuffle"),))
+    blocks: tuple[int, ...] | None = None
+    nthreads: int = 1
+
+    def __init__(
+        self,
+        *,
+        cname: str = "zstd",
+        clevel: int = 5,
+        filters: Any = None,
+        blocks: Any = None,
+        nthreads: int = 1,
+    ) -> None:
+        from b2store.codecs.b2nd import B2nd
+
+        nc = B2nd(cname=cname, clevel=clevel, filters=filters, blocks=blocks, nthreads=nthreads)
+        object.__setattr__(self, "cname", nc.cname)
+        object.__setattr__(self, "clevel", nc.clevel)
+        object.__setattr__(self, "filters", _freeze(nc.filters))
+        object.__setattr__(self, "blocks", tuple(nc.blocks) if nc.blocks is not None else None)
+        object.__setattr__(self, "nthreads", nc.nthreads)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return cls(**_config_of(data, "b2store.b2nd"))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": "b2store.b2nd",
+            "configuration": {
+                "cname": self.cname,
+                "clevel": self.clevel,
+                "filters": _thaw_filters(self.filters),
+                "blocks": list(self.blocks) if self.blocks is not None else None,
+                "nthreads": self.nthreads,
+            },
+        }
+
+    @cached_property
+    def _numcodec(self) -> B2nd:
+        from b2store.codecs.b2nd import B2nd
+
+        return B2nd(
+            cname=self.cname,
+            clevel=self.clevel,
+            filters=_thaw_filters(self.filters),
+            blocks=list(self.blocks) if self.blocks is not None else None,
+            nthreads=self.nthreads,
+        )
+
+    def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
+        if self.blocks is not None and len(self.blocks) != len(shape):
+            raise CodecError(
+                f"b2store.b2nd: blocks {list(self.blocks)} has {len(self.blocks)} dimensions, "
+                f"the array has {len(shape)}"
+            )
+
+    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
+        raise NotImplementedError
+
+    # -- whole chunks
+    def _decode_array(self, buf: Any, spec: ArraySpec) -> np.ndarray:
+        from b2store.codecs.b2nd import decode_b2nd
+
+        dtype = spec.dtype.to_native_dtype()
+        arr = decode_b2nd(
+            buf,
+            dtype=dtype,
+            chunkshape=tuple(spec.shape) or (1,),
+            blocks=self.blocks,
+            nthreads=self.nthreads,
+            what="b2store.b2nd",
+        )
+        return _as_chunk(arr, spec, "b2store.b2nd")
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        arr = self._decode_array(chunk_bytes.as_numpy_array(), chunk_spec)
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        from b2store.codecs.b2nd import encode_b2nd
+
+        arr = chunk_array.as_numpy_array()
+        data = encode_b2nd(
+            arr,
+            cname=self.cname,
+            clevel=self.clevel,
+            filters=_thaw_filters(self.filters),
+            blocks=self.blocks,
+            nthreads=self.nthreads,
+        )
+        return chunk_spec.prototype.buffer.from_bytes(data)
+
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
+
+    # -- partial decoding
+    async def _decode_partial_single(
+        self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
+    ) -> NDBuffer | None:
+        proto = chunk_spec.prototype
+        shape = tuple(chunk_spec.shape)
+        if _is_total(selection, shape):
+            whole = await byte_getter.get(prototype=proto)
+            if whole is None:
+                return None
+            arr = await asyncio.to_thread(self._decode_array, whole.as_numpy_array(), chunk_spec)
+            return proto.nd_buffer.from_numpy_array(np.array(arr[selection], copy=True))
+        head_buf = await byte_getter.get(prototype=proto, byte_range=RangeByteRequest(0, _HEAD))
+        if head_buf is None:
+            return None
+        head = head_buf.to_bytes()
+        plan = _PartialPlan.make(head, shape, self.blocks, chunk_spec)
+        if plan is None:  # small, special, plain or unusual: decode the whole thing
+            if len(head) < _HEAD:
+                data = head
+            else:
+                whole = await byte_getter.get(prototype=proto)
+                if whole is None:
+                    return None
+                data = whole.to_bytes()
+            arr = await asyncio.to_thread(self._decode_array, data, chunk_spec)
+            return proto.nd_buffer.from_numpy_array(np.array(arr[selection], copy=True))
+        table = await plan.fetch(byte_getter, proto, plan.base, plan.table_end, head)
+        needed = plan.touched_blocks(selection)
+        ranges = plan.block_ranges(table, needed)
+        pieces: dict[int, bytes] = {}
+        for start, end in _merge(sorted({r for r in ranges.values()})):
+            blob = await plan.fetch(byte_getter, proto, start, end, head)
+            for b, (s, e) in ranges.items():
+                if start <= s and e <= end:
+                    pieces[b] = blob[s - start : e - start]
+        arr = await asyncio.to_thread(plan.decode_blocks, table, needed, pieces, self.nthreads)
+        arr = _as_chunk(arr, chunk_spec, "b2store.b2nd")
+        return proto.nd_buffer.from_numpy_array(np.array(arr[selection], copy=True))
+
+
+def _is_total(selection: Any, shape: tuple[int, ...]) -> bool:
+    if not isinstance(selection, tuple) or len(selection) != len(shape):
+        return False
+    for sel, n in zip(selection, shape, strict=True):
+        if not isinstance(sel, slice):
+            return False
+        start, stop, step = sel.indices(n)
+        if (start, stop, step) != (0, n, 1):
+            return False
+    return True
+
+
+def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for s, e in ranges:
+        if out and s <= out[-1][1] + _MERGE_GAP:
+            out[-1] = (out[-1][0], max(out[-1][1], e))
+        else:
+            out.append((s, e))
+    return out
+
+
+def _touched(sel: Any, n: int, block: int) -> np.ndarray:
+    """Block indices along one dimension touched by a selector."""
+    if isinstance(sel, slice):
+        idx = np.arange(*sel.indices(n))
+    else:
+        idx = np.asarray(sel)
+        if idx.dtype == bool:
+            idx = np.nonzero(idx)[0]
+        idx = np.where(idx < 0, idx + n, idx).ravel()
+    return np.unique(idx // block)
+
+
+@dataclass(frozen=True)
+class _PartialPlan:
+    """Where the chunk and its blocks live inside the stored bytes."""
+
+    base: int  # offset of the Blosc2 chunk (header_size for frames, 0 for bare chunks)
+    header: bf.ChunkHeader
+    chunks: tuple[int, ...]
+    blocks: tuple[int, ...]
+    dtype: np.dtype[Any]
+
+    @property
+    def table_end(self) -> int:
+        return self.base + bf.CHUNK_HEADER_SIZE + 4 * self.header.nblocks
+
+    @classmethod
+    def make(
+        cls, head: bytes, shape: tuple[int, ...], blocks: tuple[int, ...] | None, spec: ArraySpec
+    ) -> _PartialPlan | None:
+        what = "b2store.b2nd"
+        if len(head) < _HEAD or not shape:
+            return None  # the whole object is already here, or 0-d
+        dtype = spec.dtype.to_native_dtype()
+        if bf.is_frame(head):
+            info = bf.parse_frame(head, what=what, complete=False)
+            if info.b2nd is None or info.nchunks != 1 or info.cbytes == 0:
+                return None
+            if info.b2nd.chunks != shape or info.typesize != dtype.itemsize:
+                return None
+            base, chunks, blk = info.header_size, info.b2nd.chunks, info.b2nd.blocks
+        else:
+            base, chunks, blk = 0, shape, blocks or shape
+        if len(head) < base + bf.CHUNK_HEADER_SIZE or len(blk) != len(chunks):
+            return None
+        hdr = bf.chunk_header(head[base:], what=what, check_size=False)
+        padded = math.prod(-(-c // b) * b for c, b in zip(chunks, blk, strict=True))
+        if hdr.special or hdr.memcpyed or hdr.nbytes != padded * dtype.itemsize:
+            return None
+        if hdr.blocksize != math.prod(blk) * dtype.itemsize or hdr.blosc2_flags & 0x09:
+            return None
+        return cls(base, hdr, tuple(chunks), tuple(blk), dtype)
+
+    @staticmethod
+    async def fetch(getter: ByteGetter, proto: Any, start: int, end: int, head: bytes) -> bytes:
+        if end <= len(head):
+            return head[start:end]
+        buf = await getter.get(prototype=proto, byte_range=RangeByteRequest(start, end))
+        if buf is None or len(buf) != end - start:
+            raise CodecError(f"b2store.b2nd: truncated chunk (bytes {start}..{end} unavailable)")
+        data: bytes = buf.to_bytes()
+        return data
+
+    def touched_blocks(self, selection: Any) -> list[int]:
+        grid = [-(-c // b) for c, b in zip(self.chunks, self.blocks, strict=True)]
+        per_dim = [
+            _touched(s, c, b) for s, c, b in zip(selection, self.chunks, self.blocks, strict=True)
+        ]
+        if any(len(p) == 0 for p in per_dim):
+            return []
+        mesh = np.meshgrid(*per_dim, indexing="ij")
+        flat = np.ravel_multi_index([m.ravel() for m in mesh], grid)
+        return [int(x) for x in np.sort(flat)]
+
+    def block_ranges(self, table: bytes, needed: list[int]) -> dict[int, tuple[int, int]]:
+        hdr = self.header
+        starts = bf.block_starts(table, hdr, what="b2store.b2nd")
+        ends_sorted = np.unique(np.append(starts, hdr.cbytes))
+        out = {}
+        for b in needed:
+            s = int(starts[b])
+            e = int(ends_sorted[np.searchsorted(ends_sorted, s, side="right")])
+            out[b] = (self.base + s, self.base + e)
+        return out
+
+    def decode_blocks(
+        self, table: bytes, needed: list[int], pieces: dict[int, bytes], nthreads: int
+    ) -> np.ndarray:
+        """Decompress only *needed* blocks (as one synthetic chunk) into a padded chunk array."""
+        from b2store.codecs.b2nd import decompress_chunk
+
+        grid = [-(-c // b) for c, b in zip(self.chunks, self.blocks, strict=True)]
+        padded = np.zeros([g * b for g, b in zip(grid, self.blocks, strict=True)], self.dtype)
+        if needed:
+            k = len(needed)
+            hdr = bytearray(table[: bf.CHUNK_HEADER_SIZE])
+            bs = self.header.blocksize
+            offs, pos = [], bf.CHUNK_HEADER_SIZE + 4 * k
+            for b in needed:
+                offs.append(pos)
+                pos += len(pieces[b])
+            hdr[4:8] = (k * bs).to_bytes(4, "little")
+            hdr[12:16] = pos.to_bytes(4, "little")
+            mini = b"".join(
+                [bytes(hdr), np.asarray(offs, dtype="<i4").tobytes(), *(pieces[b] for b in needed)]
+            )
+            flat = decompress_chunk(
+                mini, dtype=self.dtype, nbytes=k * bs, nthreads=nthreads, what="b2store.b2nd"
+            )
+            blocks = flat.reshape(k, *self.blocks)
+            for i, b in enumerate(needed):
+                pos_b = np.unravel_index(b, grid)
+                dst = tuple(
+                    slice(p * s, (p + 1) * s) for p, s in zip(pos_b, self.blocks, strict=True)
+                )
+                padded[dst] = blocks[i]
+        return padded[tuple(slice(0, c) for c in self.chunks)]
+
+
+# ---------------------------------------------------------------------------------- itrunc
+
+
+@dataclass(frozen=True)
+class ITruncCodec(ArrayArrayCodec):
+    """Low-bit truncation as a Zarr v3 array -> array codec (``b2store.itrunc``)."""
+
+    is_fixed_size = True
+
+    max_abs_error: int | None = None
+    bits: int | None = None
+    max_rel_error: float | None = None
+
+    def __init__(
+        self,
+        *,
+        max_abs_error: int | None = None,
+        bits: int | None = None,
+        max_rel_error: float | None = None,
+    ) -> None:
+        from b2store.codecs.itrunc import ITrunc
+
+        nc = ITrunc(max_abs_error=max_abs_error, bits=bits, max_rel_error=max_rel_error)
+        object.__setattr__(self, "max_abs_error", nc.max_abs_error)
+        object.__setattr__(self, "bits", nc.bits)
+        object.__setattr__(self, "max_rel_error", nc.max_rel_error)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return cls(**_config_of(data, "b2store.itrunc"))
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = {
+            k: v
+            for k, v in (
+                ("max_abs_error", self.max_abs_error),
+                ("bits", self.bits),
+                ("max_rel_error", self.max_rel_error),
+            )
+            if v is not None
+        }
+        return {"name": "b2store.itrunc", "configuration": cfg}
+
+    @cached_property
+    def _numcodec(self) -> ITrunc:
+        from b2store.codecs.itrunc import ITrunc
+
+        return ITrunc(
+            max_abs_error=self.max_abs_error, bits=self.bits, max_rel_error=self.max_rel_error
+        )
+
+    def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
+        self._numcodec.plan(dtype.to_native_dtype())  # raises for unsupported dtypes
+
+    def resolve_metadata(self, chunk_spec: ArraySpec) -> ArraySpec:
+        return chunk_spec
+
+    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
+        return input_byte_length
+
+    async def _decode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer:
+        return chunk_array
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer | None:
+        arr = self._numcodec.encode(chunk_array.as_numpy_array())
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
+
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
+
+
+# ------------------------------------------------------------------------------------ grok
+
+
+@dataclass(frozen=True)
+class _NumcodecsArrayBytes(ArrayBytesCodec):
+    """Base: a Zarr v3 array -> bytes codec delegating to a numcodecs codec built from config.
+
+    Subclasses set ``codec_name`` (the zarr.json name) and ``_make_numcodec``. The decoded array
+    is viewed as the chunk spec's dtype and reshaped to its chunk shape.
+    """
+
+    is_fixed_size = False
+    codec_name = ""
+
+    config: tuple[Any, ...] = ()
+
+    def __init__(self, **config: Any) -> None:
+        object.__setattr__(self, "config", _freeze(config))
+        self._numcodec  # noqa: B018 - validate the configuration now
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return cls(**_config_of(data, cls.codec_name))
+
+    def to_dict(self) -> dict[str, Any]:
+        cfg = self._numcodec.get_config()
+        cfg.pop("id", None)
+        return {"name": self.codec_name, "configuration": cfg}
+
+    def _make_numcodec(self, config: dict[str, Any]) -> Codec:
+        raise NotImplementedError
+
+    @cached_property
+    def _numcodec(self) -> Codec:
+        return self._make_numcodec({k: _thaw(v) for k, v in self.config})
+
+    def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
+        raise NotImplementedError
+
+    def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        arr = np.asarray(self._numcodec.decode(chunk_bytes.to_bytes()))
+        return chunk_spec.prototype.nd_buffer.from_numpy_array(
+            _as_chunk(arr, chunk_spec, self.codec_name)
+        )
+
+    async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
+        return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
+
+    def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        data = self._numcodec.encode(np.ascontiguousarray(chunk_array.as_numpy_array()))
+        return chunk_spec.prototype.buffer.from_bytes(bytes(data))
+
+    async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
+        return await asyncio.to_thread(self._encode_sync, chunk_array, chunk_spec)
+
+
+def _thaw(value: Any) -> Any:
+    if isinstance(value, tuple):
+        return [_thaw(v) for v in value]
+    return value
+
+
+@dataclass(frozen=True, init=False)
+class GrokCodec(_NumcodecsArrayBytes):
+    """JPEG 2000 (Grok) as a Zarr v3 array -> bytes codec (``b2store.grok``)."""
+
+    codec_name = "b2store.grok"
+
+    def _make_numcodec(self, config: dict[str, Any]) -> Codec:
+        from b2store.codecs.grok import Grok
+
+        grok: Codec = Grok(**config)
+        return grok
