@@ -21,10 +21,13 @@ Contract
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import json
 import logging
 import os
 import random
+import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -45,6 +48,22 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 AUTH_COOKIE = "c2subauth"
+
+_LIVE_SESSIONS: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
+
+
+def _drop_session(session: aiohttp.ClientSession) -> None:
+    """Close a session's sockets without awaiting (at exit, or when its owner goes away)."""
+    connector = session.connector
+    if connector is not None and not connector.closed:
+        with contextlib.suppress(Exception):
+            connector._close()
+
+
+@atexit.register
+def _drop_all_sessions() -> None:
+    for session in list(_LIVE_SESSIONS):
+        _drop_session(session)
 
 
 class Caterva2BadRequestError(Caterva2HTTPError, ValueError):
@@ -204,6 +223,10 @@ class Caterva2Client:
         self._semaphore: asyncio.Semaphore | None = None
         self._login_lock: asyncio.Lock | None = None
 
+    def __del__(self) -> None:
+        if self._session is not None:
+            _drop_session(self._session)
+
     def __repr__(self) -> str:
         auth = "token" if self._token else ("password" if self._password else "anonymous")
         return f"Caterva2Client({self.config.base_url!r}, auth={auth})"
@@ -225,6 +248,8 @@ class Caterva2Client:
     async def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
+            if self._session is not None:
+                _drop_session(self._session)
             connector = aiohttp.TCPConnector(
                 limit=self.config.max_concurrency, ttl_dns_cache=300, enable_cleanup_closed=True
             )
@@ -236,6 +261,7 @@ class Caterva2Client:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 raise_for_status=False,
             )
+            _LIVE_SESSIONS.add(self._session)
             self._loop = loop
             self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
             self._login_lock = asyncio.Lock()

@@ -27,7 +27,6 @@ Contract
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import posixpath
@@ -423,14 +422,6 @@ class Caterva2FileSystem(AsyncFileSystem):
         else:
             self._datasets.pop(self._strip_protocol(path), None)
         super().invalidate_cache(path)
-
-    def __del__(self) -> None:
-        client = self._client
-        if client is not None and client._session is not None:
-            with contextlib.suppress(Exception):
-                connector = client._session.connector
-                if connector is not None:
-                    connector._close()  # no awaiting in __del__; just drop the sockets
 
 
 class Caterva2SFileSystem(Caterva2FileSystem):

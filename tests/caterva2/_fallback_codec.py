@@ -1,4 +1,4 @@
-"""Test-only stand-in for the ``b2store.b2nd`` Zarr v3 codec, used while b2store.codecs.zarr3 is absent.
+"""Test-only stand-in for the ``b2store.b2nd`` Zarr v3 codec while b2store.codecs.zarr3 is absent.
 
 It decodes bare Blosc2 chunks in b2nd block order (the contract of the real codec) so the Caterva2
 filesystem can be tested on its own. :func:`install` registers it only when the real codec cannot
@@ -42,10 +42,10 @@ class FallbackB2ndCodec(ArrayBytesCodec):  # type: ignore[misc]
         if nd == 0:
             arr = np.frombuffer(flat, dtype=dtype)[:1].reshape(())
         else:
-            grid = [math.ceil(c / b) for c, b in zip(chunks, blocks)]
+            grid = [math.ceil(c / b) for c, b in zip(chunks, blocks, strict=False)]
             a = np.frombuffer(flat, dtype=dtype).reshape(*grid, *blocks)
             a = a.transpose([x for i in range(nd) for x in (i, nd + i)])
-            a = a.reshape([g * b for g, b in zip(grid, blocks)])
+            a = a.reshape([g * b for g, b in zip(grid, blocks, strict=False)])
             arr = a[tuple(slice(0, c) for c in chunks)]
         return spec.prototype.nd_buffer.from_numpy_array(np.ascontiguousarray(arr))
 
@@ -74,7 +74,7 @@ def install() -> bool:
     import zarr.registry
 
     zarr.registry._collect_entrypoints()
-    registries = getattr(zarr.registry, "__codec_registries")  # noqa: B009
+    registries = getattr(zarr.registry, "__codec_registries")
     if "b2store.b2nd" in registries:
         registries["b2store.b2nd"].lazy_load_list.clear()  # the entry point cannot import yet
     zarr.registry.register_codec("b2store.b2nd", FallbackB2ndCodec)

@@ -1,0 +1,162 @@
+"""Every chunk read through zarr, xarray and dask equals the source, for the dataset kinds a
+Caterva2 server serves: .b2nd (1-D to 4-D, several dtypes, edge chunks, blocks smaller than chunks,
+all-zero chunks, big-endian), .b2frame and datasets inside HDF5 files (slice path)."""
+
+from __future__ import annotations
+
+import pickle
+import uuid
+from typing import Any
+
+import blosc2
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from b2store.caterva2.filesystem import Caterva2FileSystem
+
+CASES = [
+    # name, shape, chunks, blocks, dtype
+    ("d1", (1000,), (300,), (64,), "i4"),
+    ("d2", (97, 131), (40, 50), (16, 25), "f8"),
+    ("d2u1", (64, 65), (32, 32), (32, 32), "u1"),
+    ("d3", (7, 45, 33), (3, 20, 16), (1, 8, 16), "u2"),
+    ("d4", (5, 6, 7, 9), (2, 3, 4, 5), (1, 2, 2, 5), "f4"),
+    ("big", (50, 30), (20, 16), (8, 8), ">i8"),
+    ("bool", (40, 40), (16, 16), (8, 8), "?"),
+]
+
+
+def _data(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> Any:
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return rng.random(shape) > 0.5
+    if dt.kind == "f":
+        return rng.standard_normal(shape).astype(dt)
+    info = np.iinfo(dt)
+    return rng.integers(info.min, info.max, size=shape, endpoint=True).astype(dt)
+
+
+@pytest.fixture(scope="module")
+def published(cat2_server: Any) -> tuple[str, dict[str, np.ndarray]]:
+    """A directory of .b2nd arrays (some chunks all zero), a .b2frame and an HDF5 file."""
+    rel = f"read-{uuid.uuid4().hex[:8]}"
+    folder = cat2_server.public / rel
+    folder.mkdir()
+    rng = np.random.default_rng(42)
+    arrays: dict[str, np.ndarray] = {}
+    for name, shape, chunks, blocks, dtype in CASES:
+        a = _data(shape, dtype, rng)
+        a[tuple(slice(0, c) for c in chunks)] = 0  # the first chunk is all zeros
+        arr = blosc2.asarray(
+            a, chunks=chunks, blocks=blocks, urlpath=str(folder / f"{name}.b2nd"), mode="w"
+        )
+        arr.vlmeta["units"] = "counts"
+        arrays[f"{name}.b2nd"] = a
+    z = blosc2.zeros((100, 100), dtype="f4", chunks=(50, 50), blocks=(25, 25),
+                     urlpath=str(folder / "zeros.b2nd"), mode="w")  # fmt: skip
+    arrays["zeros.b2nd"] = z[...]
+    raw = np.arange(2501, dtype="f8")  # last chunk short
+    schunk = blosc2.SChunk(chunksize=4000, data=raw.tobytes(), urlpath=str(folder / "s.b2frame"),
+                           mode="w", cparams={"typesize": 8})  # fmt: skip
+    schunk.vlmeta["dtype"] = "<f8"
+    arrays["s.b2frame"] = raw
+    import h5py
+    import hdf5plugin
+
+    h = np.arange(100 * 51, dtype=">f4").reshape(100, 51)
+    with h5py.File(folder / "h.h5", "w") as f:
+        f.create_dataset("grp/gz", data=h, chunks=(30, 20), compression="gzip")
+        f.create_dataset("b2", data=h.astype("<i2"), chunks=(33, 51), **hdf5plugin.Blosc2())
+        f.create_dataset("contig", data=np.arange(10, dtype="u2"))
+    arrays["h.h5/grp/gz"] = h
+    arrays["h.h5/b2"] = h.astype("<i2")
+    arrays["h.h5/contig"] = np.arange(10, dtype="u2")
+    return f"@public/{rel}", arrays
+
+
+def test_group_tree(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
+    path, arrays = published
+    g = zarr.open_group(f"caterva2://{cat2_server.host}/{path}", mode="r", storage_options=so)
+    members = {name for name, _ in g.members(max_depth=None)}
+    assert set(arrays) <= members
+    for name, expected in arrays.items():
+        got = g[name][...]
+        if name == "s.b2frame":
+            assert got.dtype == np.dtype("<f8")
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+        if name.endswith(".b2nd") and name != "zeros.b2nd":
+            assert g[name].attrs["units"] == "counts"
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_every_chunk_via_dask(
+    cat2_server: Any, published: Any, so: dict[str, Any], case: Any
+) -> None:
+    path, arrays = published
+    name, _shape, chunks, *_ = case
+    url = f"caterva2://{cat2_server.host}/{path}/{name}.b2nd"
+    d = da.from_zarr(url, storage_options=so)
+    assert d.chunks == da.core.normalize_chunks(chunks, d.shape)
+    expected = arrays[f"{name}.b2nd"]
+    np.testing.assert_array_equal(d.compute(), expected)
+    # every chunk on its own, edge chunks included
+    z = zarr.open_array(url, mode="r", storage_options=so)
+    for idx in np.ndindex(*z.cdata_shape):
+        sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, chunks, strict=True))
+        np.testing.assert_array_equal(z[sel], expected[sel], err_msg=f"{name} chunk {idx}")
+
+
+def test_xarray_directory(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
+    path, arrays = published
+    ds = xr.open_zarr(f"caterva2://{cat2_server.host}/{path}", storage_options=so)
+    for name in ("d2.b2nd", "d3.b2nd", "d4.b2nd", "s.b2frame", "zeros.b2nd"):
+        np.testing.assert_array_equal(ds[name].values, arrays[name], err_msg=name)
+    assert ds["d2.b2nd"].attrs["units"] == "counts"
+    h5 = xr.open_zarr(f"caterva2://{cat2_server.host}/{path}/h.h5/grp", storage_options=so)
+    np.testing.assert_array_equal(h5["gz"].values, arrays["h.h5/grp/gz"])
+
+
+def test_xarray_dataset_as_group(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
+    path, arrays = published
+    url = f"caterva2://{cat2_server.host}/{path}/d3.b2nd"
+    ds = xr.open_zarr(url, storage_options={**so, "dataset_as": "group"})
+    np.testing.assert_array_equal(ds["d3.b2nd"].values, arrays["d3.b2nd"])
+
+
+def test_hdf5_leaf_uses_slices(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
+    path, arrays = published
+    url = f"caterva2://{cat2_server.host}/{path}/h.h5/grp/gz"
+    z = zarr.open_array(url, mode="r", storage_options=so)
+    assert z.metadata.codecs[0].to_dict()["name"] == "bytes"
+    np.testing.assert_array_equal(
+        da.from_zarr(url, storage_options=so).compute(), arrays["h.h5/grp/gz"]
+    )
+
+
+def test_out_of_grid_key_is_missing_without_request(
+    cat2_server: Any, published: Any, so: dict[str, Any]
+) -> None:
+    path, _ = published
+    fs = Caterva2FileSystem(host=cat2_server.host, **so)
+    with pytest.raises(FileNotFoundError, match="outside the chunk grid"):
+        fs.cat_file(f"{path}/d2.b2nd/c/99/0")
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(f"{path}/d2.b2nd/.zarray")
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file(f"{path}/nothing.b2nd/zarr.json")
+
+
+def test_filesystem_pickles_and_lists(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
+    path, _arrays = published
+    fs = Caterva2FileSystem(host=cat2_server.host, **so)
+    fs.cat_file(f"{path}/d1.b2nd/zarr.json")
+    clone = pickle.loads(pickle.dumps(fs))
+    assert clone.cat_file(f"{path}/d1.b2nd/c/1") == fs.cat_file(f"{path}/d1.b2nd/c/1")
+    names = fs.ls(path, detail=False)
+    assert f"{path}/d1.b2nd" in names and f"{path}/h.h5" in names
+    assert fs.info(f"{path}/d1.b2nd")["type"] == "directory"
+    with pytest.raises(PermissionError):
+        fs.pipe_file(f"{path}/d1.b2nd/c/0", b"x")
