@@ -11,7 +11,8 @@ Contract
   1. Filters skipped by *every* chunk (one uniform non-zero mask) are dropped from the pipeline;
      an empty pipeline is served as raw bytes.
   2. Exactly Blosc2 (32026), unmasked -> ``b2store.b2nd`` (array->bytes, partial decoding) /
-     v2 compressor ``b2store_b2nd``.
+     v2 compressor ``b2store_b2nd``; big-endian dtypes use rule 4 in v3 (a v3 data type has no
+     byte order, so only a ``bytes`` codec can carry it).
   3. Unmasked, and every filter has an exact numcodecs built-in (deflate -> ``zlib``, shuffle ->
      ``shuffle``, fletcher32, zstd, blosc, bzip2 -> ``bz2``) -> v2 ``filters`` in HDF5 order, v3
      ``bytes`` + ``numcodecs.<id>`` codecs (zarr >= 3.1 registers those names), so plain zarr and
@@ -314,9 +315,19 @@ def plan_codecs(
             masked=False,
             blosc2=False,
         )
+    config: dict[str, Any] = {
+        "filters": [f.to_config() for f in pipeline],
+        "dtype": dtype.str,
+        "chunkshape": [int(c) for c in chunks],
+        "masked": masked,
+    }
+    hdf5_codecs = (bytes_codec(dtype), {"name": "b2store.hdf5", "configuration": config})
     if not masked and [f.id for f in pipeline] == [BLOSC2]:
+        # A v3 data type has no byte order and b2store.b2nd (array->bytes) takes the native one,
+        # so big-endian data goes through `bytes(endian="big")` + b2store.hdf5 in v3.
+        big = dtype.byteorder == ">"
         return CodecPlan(
-            codecs=({"name": "b2store.b2nd"},),
+            codecs=hdf5_codecs if big else ({"name": "b2store.b2nd"},),
             v2_filters=None,
             v2_compressor={"id": "b2store_b2nd"},
             masked=False,
@@ -331,16 +342,10 @@ def plan_codecs(
             masked=False,
             blosc2=False,
         )
-    config: dict[str, Any] = {
-        "filters": [f.to_config() for f in pipeline],
-        "dtype": dtype.str,
-        "chunkshape": [int(c) for c in chunks],
-        "masked": masked,
-    }
     ids = [f.id for f in pipeline]
     zero_preserving = not masked and ids[-1] == BLOSC2 and all(i == SHUFFLE for i in ids[:-1])
     return CodecPlan(
-        codecs=(bytes_codec(dtype), {"name": "b2store.hdf5", "configuration": config}),
+        codecs=hdf5_codecs,
         v2_filters=None,
         v2_compressor={"id": CODEC_ID, **config},
         masked=masked,
