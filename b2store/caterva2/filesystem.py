@@ -30,6 +30,7 @@ import asyncio
 import logging
 import os
 import posixpath
+import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -37,7 +38,7 @@ from fsspec.asyn import AsyncFileSystem
 
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, render_v3
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
-from b2store.caterva2.chunks import check_chunk, check_frame, to_zarr_chunk
+from b2store.caterva2.chunks import Caterva2DataError, check_chunk, check_frame, to_zarr_chunk
 from b2store.caterva2.client import Caterva2Client, ClientConfig
 from b2store.caterva2.metadata import (
     CHUNK,
@@ -77,6 +78,9 @@ class Caterva2FileSystem(AsyncFileSystem):
         Bytes the cache keeps at most (least recently used chunks go first).
     timeout, connect_timeout, retries, backoff, max_concurrency
         HTTP behaviour, see :class:`~b2store.caterva2.client.ClientConfig`.
+    version_check_interval
+        Seconds after which a chunk read re-checks the dataset's version on the server (a
+        changed dataset then raises instead of mixing old metadata with new chunks).
     dataset_as
         ``"array"`` (default): a dataset URL opens as a Zarr array; ``"group"``: as a group
         holding the dataset, which ``xarray.open_zarr`` needs.
@@ -107,6 +111,7 @@ class Caterva2FileSystem(AsyncFileSystem):
         backoff: float = 0.1,
         max_concurrency: int = 8,
         dataset_as: str = "array",
+        version_check_interval: float = 10.0,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -137,7 +142,10 @@ class Caterva2FileSystem(AsyncFileSystem):
             if cache_storage is None
             else ChunkCache(root=cache_storage, size_limit=cache_size_limit)
         )
+        self.version_check_interval = float(version_check_interval)
         self._datasets: dict[str, Dataset] = {}
+        self._checked: dict[str, float] = {}
+        self._changed: dict[str, str] = {}
         self._aliases: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -194,16 +202,43 @@ class Caterva2FileSystem(AsyncFileSystem):
         return await self.client.get_json("info", path)
 
     def _remember(self, ds: Dataset) -> Dataset:
+        """Take ``ds`` as the current description (metadata was just rendered from it)."""
         self._datasets[ds.path] = ds
+        self._checked[ds.path] = time.monotonic()
+        self._changed.pop(ds.path, None)
         if self.cache is not None:
             self.cache.set_version(self.base_url, ds.path, ds.version)
         return ds
 
     async def _dataset(self, path: str) -> Dataset:
-        """The dataset at ``path`` (cached per instance; ``FileNotFoundError`` if not a dataset)."""
+        """The dataset at ``path`` for a chunk read (``FileNotFoundError`` if not a dataset).
+
+        The description is cached per instance and re-checked against the server every
+        ``version_check_interval`` seconds; a changed version makes every further chunk read of
+        that dataset fail until the store is reopened (its Zarr metadata would no longer match).
+        """
         path = self._aliases.get(path, path)
+        if path in self._changed:
+            raise Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
         ds = self._datasets.get(path)
         if ds is not None:
+            if time.monotonic() - self._checked.get(path, 0.0) <= self.version_check_interval:
+                return ds
+            try:
+                info, etag = await self._fetch_info(path)
+                now = dataset_from_info(path, info, etag)
+            except (FileNotFoundError, UnsupportedCaterva2DatasetError) as exc:
+                self._changed[path] = f"dataset {path} vanished or changed on the server: {exc}"
+                raise Caterva2DataError(
+                    self.client.url("info", path), 404, self._changed[path]
+                ) from None
+            if now.version != ds.version:
+                self._changed[path] = (
+                    f"dataset {path} changed on the server while open (version {ds.version} → "
+                    f"{now.version}); reopen it to read the new data"
+                )
+                raise Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
+            self._checked[path] = time.monotonic()
             return ds
         try:
             info, etag = await self._fetch_info(path)

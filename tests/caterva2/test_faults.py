@@ -1,0 +1,150 @@
+"""Faults give a clear error or a successful retry, never wrong data: 500 with a dropped
+connection, resets, truncated bodies, slow answers past the timeout, a server stopped mid-read,
+a dataset changed on the server while open, and the status → exception table."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import httpx
+import numpy as np
+import pytest
+import zarr
+from conftest import start_server
+from fsspec.asyn import sync
+
+from b2store.caterva2.client import Caterva2BadRequestError, error_for_status
+from b2store.caterva2.filesystem import Caterva2FileSystem
+from b2store.errors import Caterva2HTTPError
+
+
+@pytest.fixture(scope="module")
+def stack(cat2_server: Any) -> tuple[str, np.ndarray]:
+    rel = f"faults-{uuid.uuid4().hex[:8]}"
+    (cat2_server.public / rel).mkdir()
+    a = np.random.default_rng(1).integers(0, 4000, size=(6, 40, 40), dtype="u2")
+    blosc2.asarray(a, chunks=(2, 20, 40), blocks=(1, 10, 40),
+                   urlpath=str(cat2_server.public / rel / "s.b2nd"), mode="w")  # fmt: skip
+    return f"@public/{rel}/s.b2nd", a
+
+
+def _open(host: str, path: str, so: dict[str, Any], **extra: Any) -> Any:
+    return zarr.open_array(f"caterva2://{host}/{path}", mode="r", storage_options={**so, **extra})
+
+
+@pytest.mark.parametrize("fault", ["500", "reset", "truncate"])
+def test_transient_fault_is_retried(
+    fault_proxy: Any, stack: Any, so: dict[str, Any], fault: str
+) -> None:
+    path, a = stack
+    seen: list[int] = []
+
+    def plan(n: int, p: str) -> str | None:
+        if "/api/chunk" in p and not seen:
+            seen.append(n)
+            return fault
+        return None
+
+    fault_proxy.plan = plan
+    z = _open(fault_proxy.host, path, so)
+    np.testing.assert_array_equal(z[...], a)
+    assert seen, "the fault was never injected"
+    assert sum("/api/chunk" in p for p in fault_proxy.requests) == 6 + 1  # one retry
+
+
+def test_persistent_500_raises_naming_url(fault_proxy: Any, stack: Any, so: dict[str, Any]) -> None:
+    path, _a = stack
+    fault_proxy.plan = lambda n, p: "500" if "/api/chunk" in p else None
+    z = _open(fault_proxy.host, path, so, retries=2)
+    with pytest.raises(Caterva2HTTPError) as info:
+        z[...]
+    assert info.value.status == 500
+    assert "/api/chunk/" in str(info.value) and "nchunk=" in str(info.value)
+    assert not isinstance(info.value, FileNotFoundError)  # zarr must not fill it in
+
+
+def test_slow_answer_past_timeout(fault_proxy: Any, stack: Any, so: dict[str, Any]) -> None:
+    path, _a = stack
+    fault_proxy.delay = 2.0
+    fault_proxy.plan = lambda n, p: "slow" if "/api/chunk" in p else None
+    z = _open(fault_proxy.host, path, so, timeout=0.5, retries=1)
+    with pytest.raises(ConnectionError, match="timed out"):
+        z[0:2]
+
+
+def test_slow_answer_once_then_retry(fault_proxy: Any, stack: Any, so: dict[str, Any]) -> None:
+    path, a = stack
+    fault_proxy.delay = 2.0
+    fault_proxy.plan = lambda n, p: "slow" if "/api/chunk" in p and n <= 2 else None
+    z = _open(fault_proxy.host, path, so, timeout=0.5, retries=3)
+    np.testing.assert_array_equal(z[...], a)
+
+
+def test_server_stopped_mid_read(tmp_path: Path, so: dict[str, Any]) -> None:
+    server = start_server(tmp_path / "srv")
+    try:
+        a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
+        blosc2.asarray(a, chunks=(10, 30), blocks=(5, 30),
+                       urlpath=str(server.public / "x.b2nd"), mode="w")  # fmt: skip
+        z = _open(server.host, "@public/x.b2nd", so, retries=1)
+        np.testing.assert_array_equal(z[0:10], a[0:10])
+    finally:
+        server.stop()
+    with pytest.raises(ConnectionError, match=r"127\.0\.0\.1.*failed after 2 attempts"):
+        z[10:40]
+    np.testing.assert_array_equal(z[0:10], a[0:10])  # the cached chunk is still served
+
+
+def test_dataset_changed_while_open(cat2_server: Any, so: dict[str, Any]) -> None:
+    """A rewritten dataset (the old chunk numbers now mean other regions) → loud, then reopen."""
+    rel = f"changed-{uuid.uuid4().hex[:8]}"
+    (cat2_server.public / rel).mkdir()
+    target = cat2_server.public / rel / "c.b2nd"
+    a = np.arange(100 * 80, dtype="i4").reshape(100, 80)
+    blosc2.asarray(a, chunks=(25, 40), blocks=(5, 40), urlpath=str(target), mode="w")
+    opts = {**so, "version_check_interval": 0.0}
+    z = _open(cat2_server.host, f"@public/{rel}/c.b2nd", opts)
+    np.testing.assert_array_equal(z[0:25], a[0:25])
+    b = np.arange(100 * 120, dtype="i4").reshape(100, 120) * -1
+    blosc2.asarray(b, chunks=(25, 40), blocks=(5, 40), urlpath=str(target), mode="w")
+    with pytest.raises(Caterva2HTTPError, match="changed on the server"):
+        z[25:50]
+    z2 = _open(cat2_server.host, f"@public/{rel}/c.b2nd", opts)
+    np.testing.assert_array_equal(z2[...], b)
+
+
+def test_bad_chunk_number_is_never_requested(cat2_server: Any, stack: Any) -> None:
+    """The server trap itself: an out-of-range nchunk is a 500 (and a dropped connection)."""
+    path, _a = stack
+    r = httpx.get(f"{cat2_server.url}/api/chunk/{path}?nchunk=999", timeout=10)
+    assert r.status_code == 500
+    fs = Caterva2FileSystem(host=cat2_server.host, cache_storage=None, skip_instance_cache=True)
+    with pytest.raises(FileNotFoundError, match="outside the chunk grid"):
+        fs.cat_file(f"{path}/c/3/0/0")
+
+
+def test_status_table() -> None:
+    assert isinstance(error_for_status("u", 404), FileNotFoundError)
+    assert isinstance(error_for_status("u", 401), PermissionError)
+    assert isinstance(error_for_status("u", 403), PermissionError)
+    err = error_for_status("http://h/api/fetch/x?slice_=abc", 400, "slice_ is not a slice")
+    assert isinstance(err, Caterva2BadRequestError) and isinstance(err, ValueError)
+    assert "slice_ is not a slice" in str(err) and "http://h/api/fetch/x" in str(err)
+    other = error_for_status("http://h/api/info/x", 416)
+    assert isinstance(other, Caterva2HTTPError) and isinstance(other, OSError)
+    assert "416" in str(other) and "http://h/api/info/x" in str(other)
+
+
+def test_bad_request_from_server_maps_to_value_error(cat2_server: Any, stack: Any) -> None:
+    path, _a = stack
+    fs = Caterva2FileSystem(host=cat2_server.host, cache_storage=None, skip_instance_cache=True)
+    with pytest.raises(ValueError, match="400"):
+        sync(fs.loop, fs.client.get, fs.client.url("fetch", path), {"slice_": "abc"})
+
+
+def test_missing_dataset_is_file_not_found(cat2_server: Any, so: dict[str, Any]) -> None:
+    with pytest.raises(FileNotFoundError):
+        _open(cat2_server.host, "@public/does/not/exist.b2nd", so)
