@@ -271,7 +271,9 @@ class _Walker:
                 "Zarr v3 has one byte order per array",
                 "Use zarr_format=2.",
             )
-        dtype = np.dtype(dtype.descr) if dtype.fields else np.dtype(dtype.str)
+        dtype = _plain_dtype(dtype)
+        if dtype.fields and not _matches_file_type(ds, dtype):
+            raise self._error(where, f"has a compound dtype whose file layout differs from {dtype}")
         fill = md.fill_value(ds)
         if extra:
             flat = np.asarray(fill, dtype=dtype).ravel()
@@ -547,6 +549,47 @@ class _Walker:
         self._add(
             path, url, shape, chunks, dtype, "", attrs, dims, plan, inline=inline, where=where
         )
+
+
+def _plain_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """``dtype`` without h5py's metadata (string encodings, enum maps), same memory layout."""
+    if dtype.fields:
+        names = list(dtype.names or ())
+        return np.dtype(
+            {
+                "names": names,
+                "formats": [_plain_dtype(dtype.fields[n][0]) for n in names],
+                "offsets": [dtype.fields[n][1] for n in names],
+                "itemsize": dtype.itemsize,
+            }
+        )
+    if dtype.subdtype is not None:
+        return np.dtype((_plain_dtype(dtype.subdtype[0]), dtype.subdtype[1]))
+    return np.dtype(dtype.str)
+
+
+def _matches_file_type(ds: h5py.Dataset, dtype: np.dtype[Any]) -> bool:
+    """True when the compound type stored in the file has exactly ``dtype``'s byte layout."""
+    tid = ds.id.get_type()
+    if not isinstance(tid, h5py.h5t.TypeCompoundID) or tid.get_size() != dtype.itemsize:
+        return False
+    names = list(dtype.names or ())
+    if tid.get_nmembers() != len(names):
+        return False
+    for i, name in enumerate(names):
+        if tid.get_member_offset(i) != dtype.fields[name][1]:  # type: ignore[index]
+            return False
+        mt = tid.get_member_type(i)
+        if mt.get_size() != dtype.fields[name][0].itemsize:  # type: ignore[index]
+            return False
+        if isinstance(mt, h5py.h5t.TypeAtomicID) and not isinstance(mt, h5py.h5t.TypeStringID):
+            order = ">" if mt.get_order() == h5py.h5t.ORDER_BE else "<"
+            sub = dtype.fields[name][0]  # type: ignore[index]
+            if sub.itemsize > 1 and sub.byteorder not in ("|", "=") and sub.byteorder != order:
+                return False
+            if sub.itemsize > 1 and sub.byteorder == "=" and order == ">":
+                return False
+    return True
 
 
 def _is_zero(fill: Any, dtype: np.dtype[Any]) -> bool:

@@ -1,0 +1,174 @@
+"""b2h5 views of generated files: every filter, layout and dtype reads like h5py (zarr v3 and v2)."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+from h5view_helpers import assert_same, h5_values, open_root
+
+from b2store.errors import UnsupportedHDF5FeatureError
+from b2store.hdf5.filesystem import HDF5FileSystem
+
+FILTERS = [
+    "none",
+    "gzip",
+    "shuffle_gzip",
+    "fletcher32",
+    "lzf",
+    "blosc2",
+    "blosc2_1d",
+    "shuffle_blosc2",
+    "blosc",
+    "zstd",
+    "lz4",
+    "bitshuffle",
+    "bzip2",
+]
+LAYOUTS = [
+    "contiguous",
+    "contiguous_unwritten",
+    "compact",
+    "scalar",
+    "zero_length",
+    "big_endian",
+    "big_endian_f8",
+    "compound",
+    "fixed_str",
+    "vlen_str",
+    "vlen_scalar",
+    "sparse_fill",
+    "sparse_zero",
+    "sparse_fill_gzip",
+    "sparse_blosc2",
+    "bools",
+    "complex",
+    "array_dtype",
+    "deep/er/group/x",
+    "soft",
+    "hard",
+]
+
+
+@pytest.fixture(params=[3, 2], ids=["v3", "v2"])
+def zarr_format(request: pytest.FixtureRequest) -> int:
+    return int(request.param)
+
+
+@pytest.mark.parametrize("name", FILTERS)
+def test_filters_read_like_h5py(files, zarr_format, name) -> None:
+    fs = HDF5FileSystem(str(files["filters.h5"]), zarr_format=zarr_format)
+    root = open_root(fs)
+    with h5py.File(files["filters.h5"]) as f:
+        assert_same(root[f"f/{name}"][...], h5_values(f[f"f/{name}"]), name)
+
+
+@pytest.mark.parametrize("name", LAYOUTS)
+def test_layouts_read_like_h5py(files, zarr_format, name) -> None:
+    if zarr_format == 3 and name == "compound":
+        pass  # little-endian compound: v3 is fine
+    fs = HDF5FileSystem(str(files["layouts.h5"]), zarr_format=zarr_format)
+    root = open_root(fs)
+    with h5py.File(files["layouts.h5"]) as f:
+        assert_same(root[name][...], h5_values(f[name]), name)
+
+
+def test_attributes_and_groups(files) -> None:
+    fs = HDF5FileSystem(str(files["filters.h5"]))
+    root = open_root(fs)
+    assert root.attrs["title"] == "filters"
+    g = root["f"]
+    assert g.attrs["bytes_attr"] == "raw bytes"
+    assert g.attrs["int_list"] == [0, 1, 2]
+    assert g.attrs["one"] == 2.5  # one-element arrays become scalars, as in netCDF4
+    assert root["f/none"].attrs["units"] == "counts"
+
+
+def test_v3_metadata_is_consolidated_with_dimension_names(files) -> None:
+    fs = HDF5FileSystem(str(files["layouts.h5"]))
+    doc = json.loads(fs.cat_file("zarr.json"))
+    meta = doc["consolidated_metadata"]["metadata"]
+    assert meta["sparse_fill"]["fill_value"] == -7
+    for name, node in meta.items():
+        if node["node_type"] == "array":
+            assert len(node["dimension_names"]) == len(node["shape"]), name
+            for dim, size in zip(node["dimension_names"], node["shape"], strict=True):
+                assert dim.startswith("phony_dim_")
+                assert int(dim.split("_")[2]) == size, (name, dim, size)
+
+
+def test_v2_fill_value_policy(files) -> None:
+    fs = HDF5FileSystem(str(files["layouts.h5"]), zarr_format=2)
+    # no _FillValue attribute: fill_value null, so xarray masks nothing
+    zarray = json.loads(fs.cat_file("sparse_fill/.zarray"))
+    assert zarray["fill_value"] is None
+    # unallocated chunks with a non-zero HDF5 fill are served as encoded fill chunks
+    assert fs.cat_file("sparse_fill/2.1") == np.full((3, 5), -7, "<i4").tobytes()
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("sparse_zero/3.2")  # fill 0: missing key, zarr fills with 0
+    ds = xr.open_zarr(f"b2h5::{files['layouts.h5']}", storage_options={"zarr_format": 2})
+    with h5py.File(files["layouts.h5"]) as f:
+        np.testing.assert_array_equal(ds["sparse_fill"].values, f["sparse_fill"][()])
+        np.testing.assert_array_equal(ds["sparse_zero"].values, f["sparse_zero"][()])
+        assert ds["sparse_zero"].dtype == np.float32  # no NaN trap
+
+
+def test_xarray_open_zarr_v3_and_v2(files) -> None:
+    url = f"b2h5::{files['layouts.h5']}"
+    with h5py.File(files["layouts.h5"]) as f:
+        for opts in ({}, {"zarr_format": 2}):
+            ds = xr.open_zarr(url, storage_options=opts, chunks=None)
+            for name in ("contiguous", "big_endian", "sparse_fill", "sparse_zero", "vlen_str"):
+                assert_same(ds[name].values, h5_values(f[name]), f"{opts} {name}")
+
+
+def test_blosc2_zero_chunk_is_missing(files) -> None:
+    fs = HDF5FileSystem(str(files["layouts.h5"]))
+    assert fs.index.tables["sparse_blosc2"].zero_skip
+    fs.cat_file("sparse_blosc2/c/0/0")
+    with pytest.raises(FileNotFoundError):
+        fs.cat_file("sparse_blosc2/c/1/1")  # all-zero Blosc2 frame: zarr fills it
+
+
+def test_external_links(files) -> None:
+    fs = HDF5FileSystem(str(files["layouts.h5"]), skip_instance_cache=True)
+    assert "ext/zarr.json" not in fs.index.meta
+    assert any("external link" in n for n in fs.notes)
+    fs = HDF5FileSystem(str(files["layouts.h5"]), follow_external_links=True)
+    root = open_root(fs)
+    np.testing.assert_array_equal(root["ext"][...], np.arange(4, dtype="u1"))
+
+
+def test_unsupported_policies(files) -> None:
+    path = str(files["unsupported.h5"])
+    with pytest.raises(UnsupportedHDF5FeatureError) as err:
+        HDF5FileSystem(path, skip_instance_cache=True)
+    msg = str(err.value)
+    assert "unsupported.h5" in msg and "unsupported='skip'" in msg
+    assert isinstance(err.value, NotImplementedError)
+    with pytest.warns(UserWarning) as record:
+        fs = HDF5FileSystem(path, unsupported="warn", skip_instance_cache=True)
+    text = "\n".join(str(w.message) for w in record)
+    for name, feature in [
+        ("null", "NULL dataspace"),
+        ("scaleoffset", "scaleoffset"),
+        ("vlen_ints", "variable-length"),
+        ("vds", "virtual dataset"),
+    ]:
+        assert f"/{name}" in text and feature in text, (name, text)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fs = HDF5FileSystem(path, unsupported="skip", skip_instance_cache=True)
+    assert sorted(fs.index.tables) == ["good"]
+    np.testing.assert_array_equal(open_root(fs)["good"][...], np.arange(10))
+
+
+def test_constructor_validation(files) -> None:
+    with pytest.raises(ValueError, match="zarr_format"):
+        HDF5FileSystem(str(files["filters.h5"]), zarr_format=4)
+    with pytest.raises(ValueError, match="unsupported"):
+        HDF5FileSystem(str(files["filters.h5"]), unsupported="ignore")  # type: ignore[arg-type]
