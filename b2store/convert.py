@@ -64,10 +64,10 @@ class ConvertError(B2StoreError, ValueError):
 
 def _check_int_range(name: str, value: int, lo: int, hi: int) -> int:
     if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConvertError(f"Expected an integer for {name}. Got {value!r} instead.")
+        raise ConvertError(f"{name}: Expected an integer. Got {value!r} instead.")
     if not lo <= int(value) <= hi:
         raise ConvertError(
-            f"Expected an integer from the inclusive range ({lo}, {hi}) for {name}. "
+            f"{name}: Expected an integer from the inclusive range ({lo}, {hi}). "
             f"Got {value} instead."
         )
     return int(value)

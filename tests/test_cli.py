@@ -1,0 +1,164 @@
+"""The ``b2store`` command line: info, convert, refs, demo, bench, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests._cli_files import write_sample
+from tests.conftest import requires_h5py, requires_hdf5plugin
+
+click = pytest.importorskip("click")
+
+pytestmark = [requires_h5py, requires_hdf5plugin]
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run(
+        [sys.executable, "-m", "b2store", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=300,
+    )
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    return write_sample(tmp_path / "sample.h5")
+
+
+def test_info_text(sample: Path) -> None:
+    res = run("info", str(sample))
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "entry/" in out and "data/" in out
+    line = next(ln for ln in out.splitlines() if ln.strip().startswith("data  "))
+    assert "(6, 90, 130)" in line and "uint16" in line and "chunks=(2, 40, 64)" in line
+    assert "filters=blosc2" in line and "blocks=" in line and "[direct]" in line
+    assert "filters=lzf" in out and "filters=deflate" in out
+
+
+def test_info_json(sample: Path) -> None:
+    res = run("info", str(sample), "--json")
+    assert res.returncode == 0, res.stderr
+    nodes = {n["path"]: n for n in json.loads(res.stdout)}
+    d = nodes["/entry/data/data"]
+    assert d["shape"] == [6, 90, 130] and d["dtype"] == "uint16"
+    assert d["chunks"] == [2, 40, 64] and d["filters"] == ["blosc2"]
+    assert d["blocks"] is not None and len(d["blocks"]) == 3
+    assert d["direct"] is True and d["stored"] > 0 and d["ratio"] > 1
+    assert nodes["/entry"]["kind"] == "group"
+    assert nodes["/sparse"]["filters"] == ["lzf"]
+    assert nodes["/contig"]["layout"] == "contiguous"
+
+
+def test_info_reports_why_not_direct(tmp_path: Path) -> None:
+    import h5py
+
+    p = tmp_path / "so.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("so", data=np.arange(100, dtype="i4"), chunks=(10,), scaleoffset=0)
+    res = run("info", str(p), "--json")
+    assert res.returncode == 0, res.stderr
+    (node,) = [n for n in json.loads(res.stdout) if n["path"] == "/so"]
+    assert node["direct"] is False and "scaleoffset" in node["reason"]
+
+
+def test_convert_then_refs_roundtrip(sample: Path, tmp_path: Path) -> None:
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    out = tmp_path / "out.h5"
+    res = run("convert", str(sample), str(out), "--quiet")
+    assert res.returncode == 0, res.stderr
+    assert "converted" in res.stdout
+    with h5py.File(sample) as a, h5py.File(out) as b:
+        for k in ("entry/data/data", "x", "sparse", "contig", "scalar"):
+            np.testing.assert_array_equal(a[k][()], b[k][()])
+    refs = tmp_path / "refs.json"
+    res = run("refs", str(out), "-o", str(refs))
+    assert res.returncode == 0, res.stderr
+    assert json.loads(refs.read_text())["version"] == 1
+
+
+def test_convert_auto_reports_choice(sample: Path, tmp_path: Path) -> None:
+    out = tmp_path / "auto.h5"
+    res = run("convert", str(sample), str(out), "--auto", "--tradeoff", "1", "-q")
+    assert res.returncode == 0, res.stderr
+    line = next(ln for ln in res.stdout.splitlines() if "/entry/data/data:" in ln)
+    assert any(c in line for c in ("zstd", "lz4", "blosclz"))
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["info", "/no/such/file.h5"], "no such file"),
+        (["convert", "/no/such/in.h5", "/tmp/x.h5"], "no such file"),
+        (["convert", "SAMPLE", "OUT", "--clevel", "17"], "(0, 9)"),
+        (["convert", "SAMPLE", "OUT", "--cname", "snappy"], "codec name"),
+        (["convert", "SAMPLE", "OUT", "--blocks", "a,b"], "integers"),
+        (["convert", "SAMPLE", "OUT", "--tradeoff", "2"], "tradeoff"),
+        (["convert", "SAMPLE", "OUT", "--j2k-ratio", "4", "--j2k-psnr", "70"], "at most one"),
+        (["convert", "SAMPLE", "/no/such/dir/out.h5"], "does not exist"),
+        (["info", "NOTHDF5"], "not an HDF5 file"),
+        (["refs", "NOTHDF5", "-o", "OUT"], "not an HDF5 file"),
+        (["refs", "SAMPLE"], "Missing option"),
+        (["demo", "--size", "huge"], "huge"),
+        (["nosuchcommand"], "No such command"),
+    ],
+)
+def test_bad_arguments_give_one_line(
+    args: list[str], needle: str, sample: Path, tmp_path: Path
+) -> None:
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"not hdf5 at all" * 10)
+    subst = {"SAMPLE": str(sample), "OUT": str(tmp_path / "o.h5"), "NOTHDF5": str(junk)}
+    res = run(*[subst.get(a, a) for a in args])
+    assert res.returncode != 0
+    lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("Error:") and needle in lines[0], lines[0]
+    assert "Traceback" not in res.stderr + res.stdout
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_unsupported_dataset_is_one_line(tmp_path: Path) -> None:
+    import h5py
+
+    p = tmp_path / "so.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("so", data=np.arange(100, dtype="i4"), chunks=(10,), scaleoffset=0)
+    res = run("refs", str(p), "-o", str(tmp_path / "r.json"))
+    assert res.returncode == 1
+    assert len(res.stderr.strip().splitlines()) == 1 and "scaleoffset" in res.stderr
+    res = run("refs", str(p), "-o", str(tmp_path / "r.json"), "--unsupported", "skip")
+    assert res.returncode == 0, res.stderr
+
+
+@pytest.mark.slow
+def test_demo_small(tmp_path: Path) -> None:
+    pytest.importorskip("xarray")
+    pytest.importorskip("dask")
+    res = run("demo", "--size", "small", "--cache-dir", str(tmp_path))
+    assert res.returncode == 0, res.stderr
+    assert "agree" in res.stdout and "h5py + hdf5plugin" in res.stdout
+    assert (tmp_path / "demo-tomography-small.h5").is_file()
+    again = run("demo", "--size", "small", "--cache-dir", str(tmp_path))
+    assert again.returncode == 0 and "reusing" in again.stdout
+
+
+def test_bench_bad_name(tmp_path: Path) -> None:
+    (tmp_path / "one.py").write_text("import sys; print('ran', sys.argv[1:])\n")
+    res = run("bench", "--dir", str(tmp_path), "--only", "two")
+    assert res.returncode == 1 and "no benchmark named two" in res.stderr
+    res = run("bench", "--dir", str(tmp_path), "--size", "small")
+    assert res.returncode == 0, res.stderr
+    assert "ran ['--size', 'small']" in res.stdout

@@ -1,0 +1,202 @@
+"""``b2store.convert``: Blosc2 direct-chunk rewrite readable by plain h5py + hdf5plugin."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests._cli_files import write_sample
+from tests.conftest import requires_h5py, requires_hdf5plugin, requires_j2k
+
+pytestmark = [requires_h5py, requires_hdf5plugin]
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    return write_sample(tmp_path / "sample.h5")
+
+
+def _frames_are_b2nd(path: Path, name: str) -> None:
+    import blosc2
+    import h5py
+
+    with h5py.File(path) as f:
+        d = f[name]
+        infos: list[object] = []
+        d.id.chunk_iter(infos.append)
+        assert infos
+        for info in infos:
+            _mask, raw = d.id.read_direct_chunk(info.chunk_offset)  # type: ignore[attr-defined]
+            arr = blosc2.ndarray_from_cframe(raw)
+            assert tuple(arr.shape) == d.chunks  # the filter's rule: b2nd shape == HDF5 chunk
+
+
+def test_lossless_keeps_everything(sample: Path, tmp_path: Path) -> None:
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    from b2store.convert import ConvertOptions, convert
+
+    out = tmp_path / "out.h5"
+    rep = convert(sample, out, options=ConvertOptions(nthreads=2))
+    actions = {d.path: d.action for d in rep.datasets}
+    assert actions["/entry/data/data"] == "converted"
+    assert actions["/contig"] == "copied" and actions["/names"] == "copied"
+    with h5py.File(sample) as a, h5py.File(out) as b:
+        for k in ("entry/data/data", "x", "sparse", "contig", "scalar"):
+            np.testing.assert_array_equal(a[k][()], b[k][()])
+        assert list(b["names"][()]) == list(a["names"][()])
+        assert 32026 in b["entry/data/data"]._filters or "32026" in b["entry/data/data"]._filters
+        # attributes, groups, fill value, sparse chunks
+        assert b.attrs["title"] == "sample"
+        assert b["entry/data"].attrs["NX_class"] == "NXdata"
+        assert b["entry/data/data"].attrs["units"] == "counts"
+        assert b["sparse"].fillvalue == -1
+        assert b["sparse"].id.get_num_chunks() == a["sparse"].id.get_num_chunks() == 2
+        # dimension scales re-attached
+        assert h5py.h5ds.is_scale(b["x"].id)
+        assert [s.name for s in b["entry/data/data"].dims[2].values()] == ["/x"]
+    _frames_are_b2nd(out, "entry/data/data")
+    _frames_are_b2nd(out, "x")
+
+
+def test_blocks_chunks_and_contiguous(sample: Path, tmp_path: Path) -> None:
+    import blosc2
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    out = tmp_path / "out.h5"
+    opts = ConvertOptions(
+        codec=CodecChoice(cname="lz4", clevel=3, filters=("bitshuffle",), blocks=(1, 16, 64)),
+        chunks=(3, 45, 65),
+        contiguous=True,
+    )
+    convert(sample, out, options=opts)
+    with h5py.File(sample) as a, h5py.File(out) as b:
+        d = b["entry/data/data"]
+        assert d.chunks == (3, 45, 65)
+        np.testing.assert_array_equal(a["entry/data/data"][()], d[()])
+        _m, raw = d.id.read_direct_chunk((0, 0, 0))
+        assert tuple(blosc2.ndarray_from_cframe(raw).blocks) == (1, 16, 64)
+        assert b["contig"].chunks is not None
+        np.testing.assert_array_equal(a["contig"][()], b["contig"][()])
+    _frames_are_b2nd(out, "contig")
+
+
+@pytest.mark.parametrize("max_error", [1, 15, 100])
+def test_itrunc_bound(tmp_path: Path, max_error: int) -> None:
+    import h5py
+    import hdf5plugin
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    rng = np.random.default_rng(1)
+    data = rng.integers(0, 60000, (4, 64, 80), dtype="u2")
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("d", data=data, chunks=(2, 32, 80), **hdf5plugin.Blosc2())
+        f.create_dataset("f", data=data.astype("f4"), chunks=(2, 32, 80))
+    convert(src, out, options=ConvertOptions(codec=CodecChoice(itrunc_max_error=max_error)))
+    with h5py.File(out) as f:
+        got = f["d"][()].astype(np.int64)
+        np.testing.assert_array_equal(f["f"][()], data.astype("f4"))  # floats stay lossless
+    err = np.abs(got - data)
+    assert err.max() <= max_error
+    assert err.max() > 0  # really lossy
+
+
+def test_interrupted_run_leaves_no_file(sample: Path, tmp_path: Path) -> None:
+    from b2store.convert import convert
+
+    out = tmp_path / "out.h5"
+    out.write_bytes(b"previous content")
+
+    def boom(path: str, n: int) -> None:
+        if n == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        convert(sample, out, on_chunk=boom)
+    assert out.read_bytes() == b"previous content"  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.h5", "sample.h5"]  # no temp left
+
+
+def test_auto_tuner_scores(tmp_path: Path) -> None:
+    from b2store.convert import tune
+
+    rng = np.random.default_rng(0)
+    smooth = (np.add.outer(np.arange(64), np.arange(256)) * 3).astype("u2")[None].repeat(4, 0)
+    noisy = smooth + rng.integers(0, 8, smooth.shape, dtype="u2")
+    best_ratio = tune([noisy], tradeoff=1.0)
+    best_speed = tune([noisy], tradeoff=0.0)
+    ratios = {label: r for label, r, _t, _s in best_ratio.table}
+    assert best_ratio.ratio == pytest.approx(max(ratios.values()))
+    assert len(best_ratio.table) >= 5
+    assert best_speed.seconds <= min(t for _l, _r, t, _s in best_speed.table) * 1.0001
+
+
+def test_auto_end_to_end(sample: Path, tmp_path: Path) -> None:
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    from b2store.convert import ConvertOptions, convert
+
+    msgs: list[str] = []
+    out = tmp_path / "out.h5"
+    rep = convert(sample, out, options=ConvertOptions(auto=True, tradeoff=0.7), log=msgs.append)
+    assert any("--auto chose" in m and "/entry/data/data" in m for m in msgs)
+    assert next(d for d in rep.datasets if d.path == "/entry/data/data").codec
+    with h5py.File(sample) as a, h5py.File(out) as b:
+        np.testing.assert_array_equal(a["entry/data/data"][()], b["entry/data/data"][()])
+
+
+@requires_j2k
+def test_j2k_ratio(tmp_path: Path) -> None:
+    import h5py
+    import hdf5plugin
+
+    from b2store.codecs.grok import Grok
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    y, x = np.mgrid[:128, :128]
+    rng = np.random.default_rng(3)
+    img = (20000 + 5000 * np.sin(x / 9.0) * np.cos(y / 7.0)).astype("u2")
+    data = np.stack([img + rng.integers(0, 40, img.shape).astype("u2") for _ in range(4)])
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("d", data=data, chunks=(2, 128, 128), **hdf5plugin.Blosc2())
+    convert(src, out, options=ConvertOptions(codec=CodecChoice(j2k_ratio=8.0)))
+    with h5py.File(out) as f:
+        d = f["d"]
+        _m, raw = d.id.read_direct_chunk((0, 0, 0))
+        got = Grok().decode(raw).view("u2").reshape(d.chunks)
+        stored = d.id.get_storage_size()
+    err = np.abs(got.astype(np.int64) - data[:2])
+    assert 0 < err.max() < 2000
+    assert data.nbytes / stored > 5
+
+
+def test_bad_options() -> None:
+    from b2store.convert import CodecChoice, ConvertError, ConvertOptions
+
+    with pytest.raises(ConvertError, match=r"inclusive range \(0, 9\)\. Got 17 instead"):
+        CodecChoice(clevel=17)
+    with pytest.raises(ConvertError, match="codec name"):
+        CodecChoice(cname="snappy")
+    with pytest.raises(ConvertError, match="at most one"):
+        CodecChoice(itrunc_max_error=3, j2k_ratio=4)
+    with pytest.raises(ConvertError, match="tradeoff"):
+        ConvertOptions(tradeoff=1.5)
+    with pytest.raises(ValueError):
+        CodecChoice(filters=("zigzag",))
+
+
+def test_same_file_refused(sample: Path) -> None:
+    from b2store.convert import ConvertError, convert
+
+    with pytest.raises(ConvertError, match="input file"):
+        convert(sample, sample)
