@@ -1,4 +1,4 @@
-"""b2h5 views of generated files: every filter, layout and dtype reads like h5py (zarr v3 and v2)."""
+"""b2h5 views of generated files: every filter, layout and dtype reads like h5py (v3 and v2)."""
 
 from __future__ import annotations
 
