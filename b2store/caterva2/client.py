@@ -224,8 +224,9 @@ class Caterva2Client:
         self._login_lock: asyncio.Lock | None = None
 
     def __del__(self) -> None:
-        if self._session is not None:
-            _drop_session(self._session)
+        session = getattr(self, "_session", None)
+        if session is not None:
+            _drop_session(session)
 
     def __repr__(self) -> str:
         auth = "token" if self._token else ("password" if self._password else "anonymous")

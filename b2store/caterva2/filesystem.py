@@ -135,6 +135,7 @@ class Caterva2FileSystem(AsyncFileSystem):
             max_concurrency=max_concurrency,
         )
         self._client: Caterva2Client | None = None
+        _ = self.client  # validate credentials now (sessions are still opened lazily)
         if cache_storage == _UNSET:
             cache_storage = default_cache_dir()
         self.cache: ChunkCache | None = (
