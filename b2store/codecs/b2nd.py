@@ -253,6 +253,36 @@ def decompress_chunk(
     return out
 
 
+def _bare_blocks(
+    hdr: bf.ChunkHeader,
+    shape: tuple[int, ...],
+    blocks: tuple[int, ...] | None,
+    dtype: np.dtype,
+    what: str,
+) -> tuple[int, ...]:
+    """Check (or, for ``blocks=None``, infer) the block shape of a bare chunk from its header."""
+    if hdr.special != bf.SPECIAL_NONE or hdr.nbytes == 0 or hdr.blocksize % dtype.itemsize:
+        return blocks or shape  # nothing to reorder, or the byte-count check will refuse it
+    items = hdr.blocksize // dtype.itemsize
+    if blocks is not None:
+        if hdr.blocksize != math.prod(blocks) * dtype.itemsize and hdr.nblocks > 1:
+            raise CodecError(
+                f"{what}: chunk blocks hold {items} items of {dtype}, but blocks {list(blocks)} "
+                f"hold {math.prod(blocks)}: pass the array's real block shape"
+            )
+        return blocks
+    # blocks unknown: accept only layouts where block order is C order (blocks span the
+    # trailing dimensions), which is also the case of one block covering the chunk
+    rest = math.prod(shape[1:])
+    if hdr.nblocks <= 1 or (rest and items % rest == 0 and items // rest <= shape[0]):
+        b0 = shape[0] if hdr.nblocks <= 1 else items // rest
+        return (b0, *shape[1:])
+    raise CodecError(
+        f"{what}: chunk blocks hold {items} items of {dtype}, which is not a C-ordered slab of "
+        f"the chunk shape {list(shape)}: set blocks (the array's b2nd block shape)"
+    )
+
+
 def decode_b2nd(
     buf: Any,
     *,
@@ -340,7 +370,9 @@ def decode_b2nd(
         shape = ()
     if shape is None:
         return decompress_chunk(mv, dtype=dt, nbytes=None, nthreads=nthreads, what=what)
-    blk = parse_optional_shape(what, "blocks", blocks, ndim=len(shape)) or shape
+    blk = parse_optional_shape(what, "blocks", blocks, ndim=len(shape))
+    hdr = bf.chunk_header(mv, what=what)
+    blk = _bare_blocks(hdr, shape, blk, dt, what)
     if any(b > c for b, c in zip(blk, shape, strict=True)):
         raise CodecError(f"{what}: blocks {list(blk)} exceed the chunk shape {list(shape)}")
     padded = math.prod(-(-c // b) * b for c, b in zip(shape, blk, strict=True))
@@ -481,6 +513,9 @@ class B2nd(Codec):
             nthreads=self.nthreads,
         )
         if out is not None:
+            if isinstance(out, np.ndarray) and out.size == arr.size:
+                out[...] = arr.view(out.dtype).reshape(out.shape)
+                return out
             from numcodecs.compat import ndarray_copy
 
             return ndarray_copy(arr, out)

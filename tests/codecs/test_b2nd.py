@@ -1,0 +1,286 @@
+"""Tests of the b2nd codec ``b2store_b2nd`` and the frame parser: real blosc2, h5py, hdf5plugin."""
+
+from __future__ import annotations
+
+import itertools
+
+import blosc2
+import numcodecs
+import numpy as np
+import pytest
+from common import (
+    check_backwards_compatibility,
+    check_config,
+    check_encode_decode,
+    check_repr,
+)
+from conftest import requires_hdf5plugin
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from b2store.codecs import _blosc2frame as bf
+from b2store.codecs.b2nd import B2nd, decode_b2nd, default_blocks, encode_b2nd, reorder
+from b2store.errors import CodecError
+
+DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8", "bool"]
+SHAPES = [(1,), (100,), (13, 17), (5, 6, 7), (3, 4, 5, 6)]
+RNG = np.random.default_rng(42)
+
+
+def make(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    dt = np.dtype(dtype)
+    if dt.kind == "b":
+        return RNG.integers(0, 2, shape).astype(bool)
+    if dt.kind in "iu":
+        info = np.iinfo(dt)
+        a = RNG.integers(info.min, info.max, shape, dtype=dt, endpoint=True)
+        a.flat[0] = info.min
+        a.flat[-1] = info.max
+        return a
+    a = (RNG.standard_normal(shape) * 1e3).astype(dt)
+    a.flat[0] = np.inf
+    return a
+
+
+CODECS = [
+    B2nd(),
+    B2nd(cname="lz4", clevel=9, filters=["bitshuffle"]),
+    B2nd(cname="zlib", filters=[{"id": "shuffle"}, {"id": "bytedelta"}]),
+    B2nd(cname="blosclz", clevel=0, filters=[]),
+]
+
+
+@pytest.mark.parametrize(("dtype", "shape"), list(itertools.product(DTYPES, SHAPES)))
+def test_roundtrip_dtypes_shapes(dtype: str, shape: tuple[int, ...]) -> None:
+    arr = make(dtype, shape)
+    for codec in CODECS:
+        enc = check_encode_decode(arr, codec)
+        nd = blosc2.ndarray_from_cframe(bytes(enc))  # interop: plain python-blosc2 opens it
+        assert nd.shape == arr.shape and nd.dtype == arr.dtype
+        np.testing.assert_array_equal(nd[...], arr)
+
+
+@pytest.mark.parametrize("order", ["C", "F"])
+def test_roundtrip_non_contiguous(order: str) -> None:
+    arr = np.asarray(make("i4", (20, 30)), order=order)[::2, 1::3]
+    check_encode_decode(arr, B2nd(blocks=[4, 4]))
+
+
+def test_explicit_blocks_and_zero_d() -> None:
+    arr = make("u2", (37, 41))
+    enc = B2nd(blocks=[8, 16]).encode(arr)
+    info = bf.parse_frame(enc)
+    assert info.b2nd is not None and info.b2nd.blocks == (8, 16) and info.b2nd.chunks == (37, 41)
+    np.testing.assert_array_equal(B2nd().decode(enc), arr)
+    scalar = np.array(3.5, dtype="f8")
+    np.testing.assert_array_equal(B2nd().decode(B2nd().encode(scalar)), scalar.reshape(1))
+
+
+def test_default_blocks_like_blosc2() -> None:
+    assert default_blocks((100, 512, 512), np.dtype("u2")) == (1, 128, 512)
+    enc = B2nd().encode(np.zeros((100, 512, 512), "u2"))
+    assert len(enc) < 1000  # all-zero chunk is special
+    assert bf.frame_special(enc[:400]) == bf.SPECIAL_ZERO
+
+
+def test_config_and_repr() -> None:
+    for codec in [*CODECS, B2nd(blocks=[4, 4], chunkshape=[8, 8], nthreads=2)]:
+        check_config(codec)
+    check_repr(
+        "B2nd(blocks=None, chunkshape=None, clevel=5, cname='zstd', filters=[{'id': 'shuffle'}], "
+        "nthreads=1)",
+        {"B2nd": B2nd},
+    )
+    assert numcodecs.get_codec({"id": "b2store_b2nd"}) == B2nd()
+    c = B2nd(filters=["shuffle", {"id": "trunc_prec", "bits": 3}])
+    assert c.filters == [{"id": "shuffle"}, {"id": "trunc_prec", "bits": 3}]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "text"),
+    [
+        ({"clevel": 17}, ValueError, "inclusive range (0, 9). Got 17 instead"),
+        ({"clevel": "5"}, TypeError, "Expected an integer"),
+        ({"cname": "snappy"}, ValueError, "cname"),
+        ({"filters": [{"id": "nope"}]}, ValueError, "unknown filter"),
+        ({"filters": "shuffle"}, TypeError, "list of filter specs"),
+        ({"filters": [{"id": "shuffle", "x": 1}]}, ValueError, "takes no parameters"),
+        ({"filters": [{"id": "itrunc"}]}, ValueError, "max_abs_error"),
+        ({"filters": ["shuffle"] * 7}, ValueError, "at most 6"),
+        ({"blocks": [0, 4]}, ValueError, "blocks[0]"),
+        ({"nthreads": 0}, ValueError, "nthreads"),
+    ],
+)
+def test_invalid_config(kwargs: dict[str, object], exc: type, text: str) -> None:
+    with pytest.raises(exc, match="b2store_b2nd") as info:
+        B2nd(**kwargs)  # type: ignore[arg-type]
+    assert text in str(info.value)
+
+
+def test_encode_refuses_what_it_cannot_do() -> None:
+    with pytest.raises(CodecError, match="b2store_b2nd"):
+        B2nd(blocks=[4]).encode(np.zeros((4, 4), "u2"))
+    with pytest.raises(CodecError, match="empty"):
+        B2nd().encode(np.zeros((0, 4), "u2"))
+    with pytest.raises(CodecError, match="numeric"):
+        B2nd().encode(np.array(["a", "b"], dtype="U1"))
+    with pytest.raises(CodecError, match="float32 or float64"):
+        B2nd(filters=[{"id": "itrunc", "max_rel_error": 0.01}]).encode(np.ones(8, "f2"))
+
+
+def test_golden_fixtures() -> None:
+    assert check_backwards_compatibility("b2store_b2nd") >= 30
+
+
+# --------------------------------------------------------------------- foreign forms
+
+
+@requires_hdf5plugin
+def test_hdf5plugin_chunks_decode(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import h5py
+    import hdf5plugin
+
+    data = {
+        "img": make("u2", (50, 70)),
+        "f": make("f4", (9, 11, 13)),
+        "line": make("i8", (1000,)),
+        "zero": np.zeros((40, 40), "f8"),
+    }
+    chunks = {"img": (20, 30), "f": (4, 5, 6), "line": (300,), "zero": (16, 16)}
+    path = tmp_path / "p.h5"
+    with h5py.File(path, "w") as f:
+        for k, v in data.items():
+            f.create_dataset(k, data=v, chunks=chunks[k], **hdf5plugin.Blosc2(cname="lz4"))
+    with h5py.File(path) as f:
+        for k, v in data.items():
+            ds = f[k]
+            starts = [range(0, s, c) for s, c in zip(v.shape, ds.chunks, strict=True)]
+            for idx in itertools.product(*starts):
+                raw = ds.id.read_direct_chunk(idx)[1]
+                assert bf.is_frame(raw)
+                out = decode_b2nd(raw, dtype=v.dtype)
+                sel = tuple(slice(i, i + c) for i, c in zip(idx, ds.chunks, strict=False))
+                ref = v[sel]
+                assert out.shape == ds.chunks  # full-size frames even at the edges
+                np.testing.assert_array_equal(out[tuple(slice(0, n) for n in ref.shape)], ref)
+                generic = B2nd().decode(raw)  # numcodecs path: '|V<n>', caller views
+                np.testing.assert_array_equal(
+                    np.asarray(generic).view(v.dtype).reshape(out.shape), out
+                )
+        assert bf.frame_special(f["zero"].id.read_direct_chunk((0, 0))[1]) == bf.SPECIAL_ZERO
+
+
+@requires_hdf5plugin
+def test_our_chunks_read_by_hdf5plugin(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import h5py
+    import hdf5plugin
+
+    arr = make("i2", (40, 50))
+    path = tmp_path / "w.h5"
+    codec = B2nd(filters=[{"id": "itrunc", "max_abs_error": 0}, "bitshuffle"], blocks=[8, 25])
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset(
+            "x", shape=arr.shape, dtype=arr.dtype, chunks=(20, 25), **hdf5plugin.Blosc2()
+        )
+        for i, j in itertools.product(range(0, 40, 20), range(0, 50, 25)):
+            ds.id.write_direct_chunk((i, j), codec.encode(arr[i : i + 20, j : j + 25]))
+    with h5py.File(path) as f:
+        np.testing.assert_array_equal(f["x"][...], arr)
+
+
+@pytest.mark.parametrize(
+    ("shape", "chunks", "blocks"),
+    [
+        ((50, 70), (20, 30), (8, 16)),
+        ((9, 10, 11), (4, 5, 6), (2, 5, 6)),
+        ((9, 10, 11), (4, 5, 6), (3, 2, 4)),
+        ((1000,), (300,), (64,)),
+    ],
+)
+def test_bare_chunks_in_block_order(shape, chunks, blocks) -> None:  # type: ignore[no-untyped-def]
+    arr = make("f8", shape)
+    nd = blosc2.asarray(arr, chunks=chunks, blocks=blocks)
+    grid = [range(-(-s // c)) for s, c in zip(shape, chunks, strict=False)]
+    for n, pos in enumerate(itertools.product(*grid)):
+        chunk = bytes(nd.schunk.get_chunk(n))
+        out = decode_b2nd(chunk, dtype="f8", chunkshape=chunks, blocks=blocks)
+        sel = tuple(slice(p * c, (p + 1) * c) for p, c in zip(pos, chunks, strict=False))
+        ref = arr[sel]
+        np.testing.assert_array_equal(out[tuple(slice(0, r) for r in ref.shape)], ref)
+        viaconfig = B2nd(chunkshape=list(chunks), blocks=list(blocks)).decode(chunk)
+        np.testing.assert_array_equal(np.asarray(viaconfig).view("f8"), out)
+    with pytest.raises(CodecError, match="b2store_b2nd"):  # wrong block shape
+        decode_b2nd(
+            bytes(nd.schunk.get_chunk(0)), dtype="f8", chunkshape=chunks, blocks=(1,) * len(chunks)
+        )
+
+
+def test_special_chunks_and_frames() -> None:
+    z = bytes(blosc2.zeros((30, 40), dtype="u2", chunks=(30, 40), blocks=(10, 10)).to_cframe())
+    assert bf.frame_special(z) == bf.SPECIAL_ZERO
+    np.testing.assert_array_equal(decode_b2nd(z), np.zeros((30, 40), "u2"))
+    v = bytes(blosc2.full((30, 40), 7, dtype="i4", chunks=(30, 40), blocks=(10, 10)).to_cframe())
+    assert bf.frame_special(v) == bf.SPECIAL_VALUE
+    np.testing.assert_array_equal(decode_b2nd(v), np.full((30, 40), 7, "i4"))
+    nan = blosc2.full((8, 8), np.nan, dtype="f4", chunks=(8, 8), blocks=(4, 4)).to_cframe()
+    assert np.isnan(decode_b2nd(nan)).all()
+    frame = bytes(blosc2.full((20,), 9, dtype="i8", chunks=(20,), blocks=(5,)).to_cframe())
+    bare, _ = bf.frame_chunk(frame, bf.parse_frame(frame))  # get_chunk() fails on these
+    assert bare is not None
+    assert bf.chunk_header(bare).special == bf.SPECIAL_VALUE
+    np.testing.assert_array_equal(decode_b2nd(bare, dtype="i8", chunkshape=(20,), blocks=(5,)), 9)
+    zeros_in_blocks = np.zeros((64, 64), "u2")
+    zeros_in_blocks[40:, 40:] = 5
+    enc = B2nd(blocks=[16, 16]).encode(zeros_in_blocks)
+    np.testing.assert_array_equal(B2nd().decode(enc), zeros_in_blocks)
+    assert bf.frame_special(enc) == bf.SPECIAL_NONE
+
+
+def test_multichunk_frames_are_refused() -> None:
+    nd = blosc2.asarray(np.arange(100), chunks=(50,), blocks=(10,))
+    info = bf.parse_frame(nd.to_cframe())
+    assert info.nchunks == 2 and len(bf.chunk_offsets(nd.to_cframe(), info)) == 2
+    with pytest.raises(CodecError, match="one-chunk"):
+        decode_b2nd(nd.to_cframe())
+    with pytest.raises(CodecError, match="one-chunk frame"):
+        bf.frame_special(nd.to_cframe())
+
+
+def test_dtype_mismatch_is_loud() -> None:
+    enc = B2nd().encode(np.arange(10, dtype="u2"))
+    with pytest.raises(CodecError, match="typesize 2"):
+        decode_b2nd(enc, dtype="f4")
+    with pytest.raises(CodecError, match="needs the dtype"):
+        decode_b2nd(bytes(blosc2.compress2(b"x" * 100)))
+
+
+def test_reorder_matches_blosc2() -> None:
+    arr = make("u2", (9, 10, 11))
+    nd = blosc2.asarray(arr, chunks=(9, 10, 11), blocks=(2, 3, 4))
+    flat = blosc2.decompress2(nd.schunk.get_chunk(0))
+    np.testing.assert_array_equal(reorder(flat, (9, 10, 11), (2, 3, 4), np.dtype("u2")), arr)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    shape=st.lists(st.integers(1, 12), min_size=1, max_size=4),
+    dtype=st.sampled_from(DTYPES),
+    data=st.data(),
+)
+def test_hypothesis_roundtrip(shape: list[int], dtype: str, data: st.DataObject) -> None:
+    blocks = [data.draw(st.integers(1, s)) for s in shape]
+    arr = make(dtype, tuple(shape))
+    enc = encode_b2nd(arr, blocks=tuple(blocks), filters=[{"id": "bitshuffle"}])
+    np.testing.assert_array_equal(decode_b2nd(enc, dtype=arr.dtype), arr)
+    nd = blosc2.ndarray_from_cframe(enc)
+    chunk = bytes(nd.schunk.get_chunk(0))
+    np.testing.assert_array_equal(
+        decode_b2nd(chunk, dtype=arr.dtype, chunkshape=shape, blocks=blocks), arr
+    )
+
+
+def test_decode_releases_the_gil_flag() -> None:
+    # the process-global switch that lets decompress2 release the GIL (see module docstring)
+    import b2store.codecs.b2nd  # noqa: F401
+
+    assert blosc2.set_releasegil(True) is True  # returns the previous value
