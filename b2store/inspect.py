@@ -26,6 +26,7 @@ from b2store.errors import B2StoreError
 __all__ = [
     "FILTER_NAMES",
     "SUPPORTED_FILTERS",
+    "InspectError",
     "NodeInfo",
     "inspect_path",
     "parse_frame_blocks",
@@ -57,6 +58,10 @@ FILTER_NAMES: dict[int, str] = {
 SUPPORTED_FILTERS = frozenset({1, 2, 3, 4, 307, 32000, 32001, 32004, 32008, 32015, 32026})
 
 _FRAME_MAGIC = b"b2frame\x00"
+
+
+class InspectError(B2StoreError, ValueError):
+    """The input is not something ``b2store info`` can read (not HDF5, not a Blosc2 frame)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -112,14 +117,14 @@ def parse_frame_blocks(raw: bytes) -> tuple[int, ...] | None:
         If ``raw`` is not a Blosc2 frame.
     """
     if len(raw) < 32 or raw[2:10] != _FRAME_MAGIC:
-        raise B2StoreError(
+        raise InspectError(
             f"Expected a Blosc2 frame (magic b'b2frame'). Got {len(raw)} bytes starting "
             f"{bytes(raw[:10])!r} instead."
         )
     (header_size,) = struct.unpack(">i", raw[11:15])
     (frame_size,) = struct.unpack(">Q", raw[16:24])
     if not 0 < header_size <= len(raw) or frame_size != len(raw):
-        raise B2StoreError(
+        raise InspectError(
             f"Expected a Blosc2 frame of {len(raw)} bytes. Got a header saying "
             f"frame_size={frame_size}, header_size={header_size} instead (truncated or corrupt)."
         )
@@ -262,7 +267,7 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if not h5py.is_hdf5(path):
-        raise B2StoreError(f"{path} is not an HDF5 file (no HDF5 signature)")
+        raise InspectError(f"{path} is not an HDF5 file (no HDF5 signature)")
     nodes: list[NodeInfo] = []
     with h5py.File(path, "r") as f:
         nodes.append(NodeInfo(path="/", kind="group"))
@@ -284,7 +289,7 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
     try:
         group = zarr.open_group(url, mode="r", storage_options=storage_options or None)
     except (ValueError, ImportError) as exc:
-        raise B2StoreError(f"cannot open {url} as a Zarr group: {exc}") from exc
+        raise InspectError(f"cannot open {url} as a Zarr group: {exc}") from exc
     nodes = [NodeInfo(path="/", kind="group")]
     for name, obj in sorted(group.members(max_depth=None)):
         if isinstance(obj, zarr.Group):

@@ -31,7 +31,11 @@ import numpy as np
 
 from b2store.errors import B2StoreError
 
-__all__ = ["hdf5_refs", "open_parquet_refs", "write_refs"]
+__all__ = ["RefsError", "hdf5_refs", "open_parquet_refs", "write_refs"]
+
+
+class RefsError(B2StoreError, ValueError):
+    """The input cannot be exported (not HDF5, bad options)."""
 
 
 def _encode(data: bytes) -> str:
@@ -79,9 +83,9 @@ def hdf5_refs(
         import h5py
 
         if not h5py.is_hdf5(src):
-            raise B2StoreError(f"{src} is not an HDF5 file (no HDF5 signature)")
+            raise RefsError(f"{src} is not an HDF5 file (no HDF5 signature)")
     if inline_threshold < 0:
-        raise ValueError(
+        raise RefsError(
             f"Expected a non-negative inline_threshold. Got {inline_threshold} instead."
         )
     fs = HDF5FileSystem(fo=src, zarr_format=2, unsupported=unsupported)  # type: ignore[arg-type]
@@ -168,9 +172,10 @@ def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
     if fs.exists(output):
         fs.rm(output, recursive=True)
     out = LazyReferenceMapper.create(root=output, fs=fs, record_size=record_size, engine="pyarrow")
-    meta_keys = [k for k in refs if k.rsplit("/", 1)[-1].startswith(".")]
-    for k in meta_keys:
-        out[k] = refs[k]
+    meta_keys = {k for k in refs if k.rsplit("/", 1)[-1].startswith(".")}
+    for k in sorted(meta_keys):
+        if not k.endswith(".zmetadata"):  # the mapper writes its own consolidated root key
+            out[k] = refs[k]
     for k, v in refs.items():
         if k in meta_keys:
             continue
@@ -185,10 +190,14 @@ def open_parquet_refs(folder: str | os.PathLike[str], **kwargs: Any) -> Any:
     """A ``ReferenceFileSystem`` over a parquet reference folder, read with pyarrow.
 
     ``kwargs`` go to :class:`fsspec.implementations.reference.ReferenceFileSystem`
-    (e.g. ``remote_protocol``).
+    (e.g. ``remote_protocol``). Open it with zarr as
+    ``zarr.open_group(FsspecStore(open_parquet_refs(folder, asynchronous=True), read_only=True),
+    zarr_format=2)`` (zarr cannot re-serialise a filesystem holding a parquet mapper, so
+    ``fs.get_mapper()`` fails).
     """
     import fsspec
     from fsspec.implementations.reference import LazyReferenceMapper
 
     mapper = LazyReferenceMapper(os.fspath(folder), engine="pyarrow")
+    kwargs.setdefault("remote_protocol", "file")  # else fsspec iterates every reference
     return fsspec.filesystem("reference", fo=mapper, **kwargs)

@@ -1,0 +1,135 @@
+"""``b2store refs``: kerchunk/fsspec references (version 1) that zarr reads like h5py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests._cli_files import write_sample
+from tests.conftest import requires_h5py, requires_hdf5plugin
+
+pytestmark = [requires_h5py, requires_hdf5plugin]
+
+NUMERIC = ("entry/data/data", "x", "sparse", "contig", "scalar")
+
+
+def _open(fo: object) -> object:
+    import fsspec
+    import zarr
+
+    fs = fsspec.filesystem("reference", fo=fo)
+    return zarr.open_group(fs.get_mapper(), mode="r", zarr_format=2)
+
+
+def _check_equal(group: object, h5path: Path, names: tuple[str, ...] = NUMERIC) -> None:
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    with h5py.File(h5path) as f:
+        for k in names:
+            np.testing.assert_array_equal(group[k][...], f[k][()], err_msg=k)  # type: ignore[index]
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    return write_sample(tmp_path / "sample.h5")
+
+
+def test_json_refs_read_like_h5py(sample: Path, tmp_path: Path) -> None:
+    from b2store.refs import write_refs
+
+    out = tmp_path / "refs.json"
+    n = write_refs(sample, out)
+    doc = json.loads(out.read_text())
+    assert doc["version"] == 1 and len(doc["refs"]) == n
+    zarray = json.loads(doc["refs"]["entry/data/data/.zarray"])
+    codecs = json.dumps([zarray["compressor"], zarray["filters"]])
+    assert "b2store_b2nd" in codecs
+    # big chunks are byte ranges into the file, not inlined copies
+    ranged = [v for v in doc["refs"].values() if isinstance(v, list)]
+    assert ranged and all(v[0] == str(sample.resolve()) for v in ranged)
+    # unallocated chunks of a non-zero-fill dataset are inline fill chunks (the v2 fill policy)
+    assert isinstance(doc["refs"]["sparse/1.1"], str)
+    assert "x/5" not in doc["refs"]
+    _check_equal(_open(str(out)), sample)
+    g = _open(str(out))
+    assert [str(s) for s in g["names"][...]] == ["a", "bb"]  # type: ignore[index]
+
+
+def test_refs_of_converted_file_and_itrunc(sample: Path, tmp_path: Path) -> None:
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+    from b2store.refs import hdf5_refs
+
+    out = tmp_path / "c.h5"
+    convert(sample, out, options=ConvertOptions(codec=CodecChoice(itrunc_max_error=7)))
+    refs = hdf5_refs(out)
+    _check_equal(_open(refs), out)
+
+
+def test_masked_chunks_are_inlined(tmp_path: Path) -> None:
+    import h5py
+
+    from b2store.refs import hdf5_refs
+
+    rng = np.random.default_rng(0)
+    p = tmp_path / "lzf.h5"
+    with h5py.File(p, "w") as f:  # LZF stores incompressible chunks raw with filter mask 1
+        f.create_dataset(
+            "noise",
+            data=rng.integers(0, 2**32, (64, 64), dtype="u4"),
+            chunks=(32, 32),
+            compression="lzf",
+        )
+        f.create_dataset("zeros", data=np.zeros((64, 64), "u4"), chunks=(32, 32), compression="lzf")
+    with h5py.File(p) as f:
+        masks: list[int] = []
+        f["noise"].id.chunk_iter(lambda i: masks.append(i.filter_mask))
+    assert any(masks)
+    refs = hdf5_refs(p, inline_threshold=0)["refs"]
+    _check_equal(_open({"version": 1, "refs": refs}), p, ("noise", "zeros"))
+
+
+def test_parquet_refs(sample: Path, tmp_path: Path) -> None:
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import zarr
+    from zarr.storage import FsspecStore
+
+    from b2store.refs import open_parquet_refs, write_refs
+
+    out = tmp_path / "refs.parq"
+    write_refs(sample, out, record_size=3)
+    assert (out / ".zmetadata").is_file()
+    fs = open_parquet_refs(out, asynchronous=True)
+    g = zarr.open_group(FsspecStore(fs, read_only=True), mode="r", zarr_format=2)
+    _check_equal(g, sample)
+
+
+def test_xarray_over_refs(sample: Path, tmp_path: Path) -> None:
+    xr = pytest.importorskip("xarray")
+    from b2store.refs import write_refs
+
+    out = tmp_path / "refs.json"
+    write_refs(sample, out)
+    ds = xr.open_zarr("reference://", storage_options={"fo": str(out)}, group="entry/data")
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    with h5py.File(sample) as f:
+        np.testing.assert_array_equal(ds["data"].values, f["entry/data/data"][()])
+
+
+def test_errors(tmp_path: Path) -> None:
+    from b2store.refs import hdf5_refs, write_refs
+
+    with pytest.raises(FileNotFoundError):
+        hdf5_refs(tmp_path / "missing.h5")
+    junk = tmp_path / "junk.h5"
+    junk.write_bytes(b"x" * 100)
+    with pytest.raises(ValueError, match="not an HDF5 file"):
+        hdf5_refs(junk)
+    with pytest.raises(FileNotFoundError, match="output folder"):
+        write_refs(junk, tmp_path / "nodir" / "r.json")
