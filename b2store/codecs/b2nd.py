@@ -55,7 +55,7 @@ from b2store.codecs._common import (
     parse_int_range,
     parse_optional_shape,
 )
-from b2store.codecs.itrunc import parse_truncation_config, plan_truncation
+from b2store.codecs.itrunc import parse_truncation_config, plan_truncation, truncate
 from b2store.errors import CodecError
 
 __all__ = ["B2nd", "decode_b2nd", "default_blocks", "encode_b2nd", "normalize_filters", "reorder"]
@@ -399,7 +399,22 @@ def encode_b2nd(
         raise CodecError(f"{CODEC_ID}: cannot encode an empty array (shape {arr.shape})")
     if arr.ndim > 8:
         raise CodecError(f"{CODEC_ID}: b2nd supports at most 8 dimensions, got {arr.ndim}")
-    filt, meta = _blosc2_filters(normalize_filters(filters), arr.dtype)
+    specs = normalize_filters(filters)
+    if arr.dtype.byteorder == ">" and any(f["id"] in _TRUNC_IDS for f in specs):
+        # Blosc2's INT_TRUNC/TRUNC_PREC act on native (little-endian) words: truncate big-endian
+        # data in numpy instead (same bound, same result)
+        for f in specs:
+            if f["id"] in _TRUNC_IDS:
+                plan = plan_truncation(
+                    arr.dtype,
+                    max_abs_error=f.get("max_abs_error"),
+                    bits=f.get("bits"),
+                    max_rel_error=f.get("max_rel_error"),
+                    codec=CODEC_ID,
+                )
+                arr = truncate(arr, plan)
+        specs = [f for f in specs if f["id"] not in _TRUNC_IDS]
+    filt, meta = _blosc2_filters(specs, arr.dtype)
     blk = tuple(blocks) if blocks is not None else default_blocks(arr.shape, arr.dtype)
     if len(blk) != arr.ndim:
         raise CodecError(
