@@ -220,9 +220,9 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
     help="small: ~6 MB (tests), medium: ~60 MB, full: ~300 MB.",
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Default: $B2STORE_CACHE.")
-@click.option("--workers", default=os.cpu_count() or 1, show_default=True, type=int)
+@click.option("--workers", type=int, help="dask threads (default: dask's, one per core).")
 @_one_line_errors
-def demo(size: str, cache_dir: str | None, workers: int) -> None:
+def demo(size: str, cache_dir: str | None, workers: int | None) -> None:
     """Write a synthetic tomography file, read it through b2store and h5py, compare."""
     from b2store.demo import run_demo
 

@@ -59,6 +59,7 @@ class DemoResult:
     zero_chunks: int
     nchunks: int
     seconds_b2store: float
+    seconds_open: float
     seconds_h5py: float
     max_abs_diff: float
     matches: bool
@@ -186,14 +187,20 @@ def _mean_h5py(path: Path) -> np.ndarray[Any, Any]:
         return acc / d.shape[0]
 
 
-def _mean_b2store(path: Path, workers: int) -> np.ndarray[Any, Any]:
+def _mean_b2store(path: Path, workers: int | None) -> tuple[np.ndarray[Any, Any], float]:
+    """The mean through b2store, and the seconds spent opening (building the index)."""
     import dask
     import xarray as xr
 
+    t0 = time.perf_counter()
     ds = xr.open_zarr(f"b2h5::{path}", group="entry/data")
+    t_open = time.perf_counter() - t0
     da = ds["data"]
-    with dask.config.set(scheduler="threads", num_workers=workers):
-        return np.asarray(da.mean(dim=da.dims[0], dtype=np.float64).values)
+    cfg: dict[str, Any] = {"scheduler": "threads"}
+    if workers:
+        cfg["num_workers"] = workers
+    with dask.config.set(cfg):
+        return np.asarray(da.mean(dim=da.dims[0], dtype=np.float64).values), t_open
 
 
 def _chunk_stats(path: Path) -> tuple[int, int, int]:
@@ -230,19 +237,32 @@ def run_demo(
 
     blosc2.set_releasegil(True)  # the codec's decompress2 then runs in parallel under dask
     spec = SIZES[size]
-    workers = workers or os.cpu_count() or 1
     folder = globals()["cache_dir"](cache_dir)
     path = folder / f"demo-tomography-{size}.h5"
     wrote = write_tomography(path, spec, progress=progress)
     echo(f"{'wrote' if wrote else 'reusing'} {path}")
 
-    t0 = time.perf_counter()
-    ref = _mean_h5py(path)
-    t_h5 = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    got = _mean_b2store(path, workers)
-    t_b2 = time.perf_counter() - t0
+    # import the libraries first: the table compares reading, not interpreter start-up
+    import dask.array  # noqa: F401
+    import h5py  # noqa: F401
+    import hdf5plugin  # noqa: F401
+    import xarray  # noqa: F401
+    import zarr  # noqa: F401
 
+    # each reader runs twice: the first run pays one-off costs (b2store: building the chunk
+    # index, loading codecs, starting zarr's event loop), the second shows the steady state
+    times_h5: list[float] = []
+    times_b2: list[float] = []
+    t_open = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        ref = _mean_h5py(path)
+        times_h5.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        got, t_o = _mean_b2store(path, workers)
+        times_b2.append(time.perf_counter() - t0)
+        t_open = t_open or t_o
+    t_b2, t_h5 = times_b2[-1], times_h5[-1]
     diff = float(np.max(np.abs(got - ref))) if got.shape == ref.shape else float("inf")
     ok = got.shape == ref.shape and bool(np.allclose(got, ref, rtol=1e-12, atol=1e-9))
     stored, zeros, nchunks = _chunk_stats(path)
@@ -253,6 +273,7 @@ def run_demo(
         zero_chunks=zeros,
         nchunks=nchunks,
         seconds_b2store=t_b2,
+        seconds_open=t_open,
         seconds_h5py=t_h5,
         max_abs_diff=diff,
         matches=ok,
@@ -263,18 +284,23 @@ def run_demo(
         f"{zeros}/{nchunks} chunks all zero"
     )
     echo("")
-    echo("| mean over the angle axis                    | seconds | MB/s   |")
-    echo("|---------------------------------------------|---------|--------|")
-    for label, t in (
-        (f"b2store: xr.open_zarr('b2h5::…') + dask ({workers} thr)", t_b2),
-        ("h5py + hdf5plugin (HDF5 filter pipeline)", t_h5),
-    ):
-        echo(f"| {label:<43} | {t:7.3f} | {spec.nbytes / 1e6 / t:6.0f} |")
+    rows = (
+        (f"b2store: xr.open_zarr('b2h5::...') + dask, {workers or 'default'} threads", times_b2),
+        ("h5py + hdf5plugin (HDF5 filter pipeline)", times_h5),
+    )
+    width = max(len(r[0]) for r in rows)
+    echo(f"| {'mean over the angle axis':<{width}} | 1st run s | 2nd run s | 2nd MB/s |")
+    echo(f"|{'-' * (width + 2)}|-----------|-----------|----------|")
+    for label, ts in rows:
+        echo(
+            f"| {label:<{width}} | {ts[0]:9.3f} | {ts[1]:9.3f} | {spec.nbytes / 1e6 / ts[1]:8.0f} |"
+        )
     echo("")
     echo(
-        f"speed-up {t_h5 / t_b2:.2f}x; results "
+        f"b2store / h5py speed (2nd run): {t_h5 / t_b2:.2f}x; results "
         + ("agree" if ok else "DISAGREE")
-        + f" (max |difference| {diff:.2e})"
+        + f" (max |difference| {diff:.2e}); b2store's 1st run includes {t_open:.3f} s to open"
+        " (index the file)"
     )
     if not ok:
         raise B2StoreError(
