@@ -288,6 +288,8 @@ class _PartialPlan:
 
     @property
     def table_end(self) -> int:
+        if self.header.memcpyed:  # raw padded chunk right after the header: no block starts
+            return self.base + bf.CHUNK_HEADER_SIZE
         return self.base + bf.CHUNK_HEADER_SIZE + 4 * self.header.nblocks
 
     @classmethod
@@ -311,7 +313,7 @@ class _PartialPlan:
             return None
         hdr = bf.chunk_header(head[base:], what=what, check_size=False)
         padded = math.prod(-(-c // b) * b for c, b in zip(chunks, blk, strict=True))
-        if hdr.special or hdr.memcpyed or hdr.nbytes != padded * dtype.itemsize:
+        if hdr.special or hdr.nbytes != padded * dtype.itemsize:
             return None
         if hdr.blocksize != math.prod(blk) * dtype.itemsize or hdr.blosc2_flags & 0x09:
             return None
@@ -340,6 +342,9 @@ class _PartialPlan:
 
     def block_ranges(self, table: bytes, needed: list[int]) -> dict[int, tuple[int, int]]:
         hdr = self.header
+        if hdr.memcpyed:
+            bs, first = hdr.blocksize, self.base + bf.CHUNK_HEADER_SIZE
+            return {b: (first + b * bs, first + (b + 1) * bs) for b in needed}
         starts = bf.block_starts(table, hdr, what="b2store.b2nd")
         ends_sorted = np.unique(np.append(starts, hdr.cbytes))
         out = {}
@@ -357,7 +362,14 @@ class _PartialPlan:
 
         grid = [-(-c // b) for c, b in zip(self.chunks, self.blocks, strict=True)]
         padded = np.zeros([g * b for g, b in zip(grid, self.blocks, strict=True)], self.dtype)
-        if needed:
+        if needed and self.header.memcpyed:
+            for b in needed:
+                pos_b = np.unravel_index(b, grid)
+                dst = tuple(
+                    slice(p * s, (p + 1) * s) for p, s in zip(pos_b, self.blocks, strict=True)
+                )
+                padded[dst] = np.frombuffer(pieces[b], dtype=self.dtype).reshape(self.blocks)
+        elif needed:
             k = len(needed)
             hdr = bytearray(table[: bf.CHUNK_HEADER_SIZE])
             bs = self.header.blocksize
@@ -471,8 +483,11 @@ class _NumcodecsArrayBytes(ArrayBytesCodec):
     config: tuple[Any, ...] = ()
 
     def __init__(self, **config: Any) -> None:
-        object.__setattr__(self, "config", _freeze(config))
-        self._numcodec  # noqa: B018 - validate the configuration now
+        codec = self._make_numcodec(config)  # validates now
+        canonical = codec.get_config()
+        canonical.pop("id", None)
+        object.__setattr__(self, "config", _freeze(canonical))
+        self.__dict__["_numcodec"] = codec  # the cached_property's slot
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:

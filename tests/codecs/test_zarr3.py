@@ -1,0 +1,321 @@
+"""Zarr v2/v3 arrays with the b2store codecs: round trips, partial decoding, foreign chunk forms,
+xarray and dask. Real zarr stores; the byte-counting store only records what zarr asks for."""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+from typing import Any
+
+import blosc2
+import numpy as np
+import pytest
+import zarr
+import zarr.storage
+from conftest import requires_dask, requires_hdf5plugin, requires_xarray
+from zarr.abc.store import RangeByteRequest
+
+from b2store.codecs.b2nd import B2nd
+from b2store.codecs.itrunc import ITrunc
+from b2store.codecs.zarr3 import B2ndCodec, GrokCodec, ITruncCodec
+from b2store.errors import CodecError
+
+DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8", "bool"]
+CASES = [((10,), (4,)), ((13, 17), (5, 6)), ((7, 8, 9), (3, 8, 4)), ((4, 5, 6, 7), (2, 3, 6, 4))]
+RNG = np.random.default_rng(11)
+
+
+def make(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
+    if dtype == "bool":
+        return RNG.integers(0, 2, shape).astype(bool)
+    return (RNG.standard_normal(shape) * 100).astype(dtype)
+
+
+def v3_array(store: Any, arr: np.ndarray, chunks: tuple[int, ...], **codec: Any) -> Any:
+    return zarr.create_array(
+        store,
+        shape=arr.shape,
+        chunks=chunks,
+        dtype=arr.dtype,
+        serializer=B2ndCodec(**codec),
+        compressors=None,
+        fill_value=0,
+    )
+
+
+@pytest.mark.parametrize(("dtype", "case"), list(itertools.product(DTYPES, CASES)))
+def test_v3_roundtrip(dtype: str, case: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
+    shape, chunks = case
+    arr = make(dtype, shape)
+    z = v3_array(zarr.storage.MemoryStore(), arr, chunks)
+    z[...] = arr
+    np.testing.assert_array_equal(z[...], arr)
+    inner = tuple(slice(1, max(2, s - 1)) for s in shape)
+    np.testing.assert_array_equal(z[inner], arr[inner])  # partial-decode path
+    blocks = tuple(max(1, c // 2) for c in chunks)
+    z2 = v3_array(zarr.storage.MemoryStore(), arr, chunks, blocks=blocks, cname="lz4")
+    z2[...] = arr
+    np.testing.assert_array_equal(z2[...], arr)
+    np.testing.assert_array_equal(z2[inner], arr[inner])
+
+
+def test_v3_selections_on_small_blocks() -> None:
+    arr = make("i4", (50, 70))
+    z = v3_array(zarr.storage.MemoryStore(), arr, (20, 30), blocks=(8, 16))
+    z[...] = arr
+    for sel in [
+        (slice(3, 17), slice(5, 40)),
+        (7, 8),
+        (7,),
+        (slice(None, None, 3), slice(1, None, 2)),
+        (slice(45, 50), slice(65, 70)),
+    ]:
+        np.testing.assert_array_equal(z[sel], arr[sel])
+    np.testing.assert_array_equal(z.vindex[[1, 45, 19], [3, 66, 29]], arr[[1, 45, 19], [3, 66, 29]])
+    idx = np.ix_([1, 45], [3, 66])
+    np.testing.assert_array_equal(z.get_orthogonal_selection(([1, 45], [3, 66])), arr[idx])
+    np.testing.assert_array_equal(z.get_mask_selection(arr > 50), arr[arr > 50])
+
+
+class CountingStore(zarr.storage.WrapperStore[zarr.storage.MemoryStore]):
+    """Records (key, byte_range, bytes returned) of every get: measuring, not mocking."""
+
+    def __init__(self, store: zarr.storage.MemoryStore) -> None:
+        super().__init__(store)
+        self.log: list[tuple[str, Any, int]] = []
+
+    def _with_store(self, store: Any) -> CountingStore:  # mode="r" re-wraps: share the log
+        new = type(self)(store)
+        new.log = self.log
+        return new
+
+    async def get(self, key: str, prototype: Any, byte_range: Any = None) -> Any:
+        buf = await self._store.get(key, prototype, byte_range)
+        self.log.append((key, byte_range, 0 if buf is None else len(buf)))
+        return buf
+
+
+@pytest.mark.parametrize("kind", ["noisy", "random", "nthreads"])
+def test_partial_decode_reads_only_touched_blocks(kind: str) -> None:
+    rng = np.random.default_rng(0)
+    if kind == "random":  # incompressible: Blosc2 stores the chunk memcpy'd
+        arr = rng.integers(0, 60000, (256, 256), dtype="u2")
+    else:
+        arr = (np.add.outer(np.arange(256), np.arange(256)) * 50).astype("u2")
+        arr += rng.integers(0, 64, arr.shape, dtype="u2")
+    base = zarr.storage.MemoryStore()
+    nthreads = 2 if kind == "nthreads" else 1
+    z = v3_array(base, arr, (256, 256), blocks=(64, 64), nthreads=nthreads)
+    z[...] = arr
+    chunk_size = len(base._store_dict["c/0/0"].to_bytes())
+    counting = CountingStore(base)
+    zr = zarr.open_array(counting, mode="r")
+    np.testing.assert_array_equal(zr[10:50, 100:130], arr[10:50, 100:130])
+    chunk_reads = [entry for entry in counting.log if entry[0] == "c/0/0"]
+    read = sum(n for _, _, n in chunk_reads)
+    assert chunk_reads and all(isinstance(r, RangeByteRequest) for _, r, _ in chunk_reads)
+    assert read < chunk_size / 4, (read, chunk_size, chunk_reads)  # 2 of 16 blocks + index
+    counting.log.clear()
+    np.testing.assert_array_equal(zr[...], arr)  # whole chunk: one plain get()
+    assert [(k, r) for k, r, _ in counting.log if k == "c/0/0"] == [("c/0/0", None)], counting.log
+
+
+def test_missing_chunk_is_fill_value() -> None:
+    arr = np.arange(100, dtype="f4").reshape(10, 10)
+    store = zarr.storage.MemoryStore()
+    z = v3_array(store, arr, (5, 5), blocks=(5, 5))
+    z[:5, :5] = arr[:5, :5]
+    np.testing.assert_array_equal(z[6:8, 6:8], 0)
+    np.testing.assert_array_equal(z[1:3, 1:3], arr[1:3, 1:3])
+
+
+def test_caterva2_style_bare_chunks() -> None:
+    """Chunks stored as bare Blosc2 chunks in block order, blocks from the codec config."""
+    arr = make("f8", (45, 70))
+    chunks, blocks = (20, 30), (8, 16)
+    store = zarr.storage.MemoryStore()
+    v3_array(store, arr, chunks, blocks=blocks)
+    nd = blosc2.asarray(arr, chunks=chunks, blocks=blocks)
+    proto = zarr.core.buffer.default_buffer_prototype()
+    grid = [range(-(-s // c)) for s, c in zip(arr.shape, chunks, strict=True)]
+    for n, pos in enumerate(itertools.product(*grid)):
+        key = "c/" + "/".join(map(str, pos))
+        raw = bytes(nd.schunk.get_chunk(n))
+        zarr.core.sync.sync(store.set(key, proto.buffer.from_bytes(raw)))
+    zr = zarr.open_array(store, mode="r")
+    np.testing.assert_array_equal(zr[...], arr)
+    np.testing.assert_array_equal(zr[3:41, 17:52], arr[3:41, 17:52])
+    meta = json.loads(zarr.core.sync.sync(store.get("zarr.json", proto)).to_bytes())
+    assert meta["codecs"][0]["name"] == "b2store.b2nd"
+    assert meta["codecs"][0]["configuration"]["blocks"] == [8, 16]
+
+
+@requires_hdf5plugin
+def test_hdf5plugin_frames_in_v3(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import h5py
+    import hdf5plugin
+
+    arr = make("i2", (45, 70))
+    path = tmp_path / "x.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=arr, chunks=(20, 30), **hdf5plugin.Blosc2(cname="zstd"))
+    store = zarr.storage.MemoryStore()
+    meta = {
+        "zarr_format": 3,
+        "node_type": "array",
+        "shape": list(arr.shape),
+        "data_type": "int16",
+        "chunk_grid": {"name": "regular", "configuration": {"chunk_shape": [20, 30]}},
+        "chunk_key_encoding": {"name": "default", "configuration": {"separator": "/"}},
+        "fill_value": 0,
+        "codecs": [{"name": "b2store.b2nd"}],
+        "attributes": {},
+    }
+    proto = zarr.core.buffer.default_buffer_prototype()
+    zarr.core.sync.sync(store.set("zarr.json", proto.buffer.from_bytes(json.dumps(meta).encode())))
+    with h5py.File(path) as f:
+        for i, j in itertools.product(range(3), range(3)):
+            raw = f["x"].id.read_direct_chunk((20 * i, 30 * j))[1]
+            zarr.core.sync.sync(store.set(f"c/{i}/{j}", proto.buffer.from_bytes(raw)))
+    zr = zarr.open_array(store, mode="r")
+    np.testing.assert_array_equal(zr[...], arr)
+    np.testing.assert_array_equal(zr[5:44, 3:69], arr[5:44, 3:69])
+
+
+def test_itrunc_v3_and_config() -> None:
+    arr = (RNG.integers(0, 4000, (30, 40))).astype("u2")
+    z = zarr.create_array(
+        zarr.storage.MemoryStore(),
+        shape=arr.shape,
+        chunks=(16, 16),
+        dtype=arr.dtype,
+        filters=[ITruncCodec(max_abs_error=7)],
+        serializer=B2ndCodec(filters=["bitshuffle"]),
+        compressors=None,
+    )
+    z[...] = arr
+    d = arr.astype(int) - z[...].astype(int)
+    assert d.min() >= 0 and d.max() <= 7
+    c = ITruncCodec(max_abs_error=7)
+    assert c.to_dict() == {"name": "b2store.itrunc", "configuration": {"max_abs_error": 7}}
+    assert ITruncCodec.from_dict(c.to_dict()) == c
+    with pytest.raises(CodecError, match="not bool"):
+        zarr.create_array(
+            zarr.storage.MemoryStore(),
+            shape=(4,),
+            dtype=bool,
+            filters=[ITruncCodec(bits=1)],
+            serializer=B2ndCodec(),
+            compressors=None,
+        )
+
+
+def test_b2nd_codec_dict_roundtrip() -> None:
+    c = B2ndCodec(cname="lz4", clevel=3, filters=[{"id": "itrunc", "bits": 2}, "bitshuffle"])
+    d = c.to_dict()
+    assert d["name"] == "b2store.b2nd"
+    assert d["configuration"]["filters"] == [{"id": "itrunc", "bits": 2}, {"id": "bitshuffle"}]
+    assert B2ndCodec.from_dict(d) == c and hash(B2ndCodec.from_dict(d)) == hash(c)
+    assert B2ndCodec.from_dict({"name": "b2store.b2nd"}) == B2ndCodec()
+    with pytest.raises(ValueError, match="clevel"):
+        B2ndCodec.from_dict({"name": "b2store.b2nd", "configuration": {"clevel": 99}})
+    with pytest.raises(CodecError, match="blocks"):
+        zarr.create_array(
+            zarr.storage.MemoryStore(),
+            shape=(4, 4),
+            dtype="u2",
+            serializer=B2ndCodec(blocks=(2,)),
+            compressors=None,
+        )
+
+
+def test_v2_numcodecs_roundtrip() -> None:
+    arr = (RNG.standard_normal((33, 20)) * 1000).astype("i4")
+    store = zarr.storage.MemoryStore()
+    z = zarr.create_array(
+        store,
+        shape=arr.shape,
+        chunks=(10, 8),
+        dtype=arr.dtype,
+        zarr_format=2,
+        filters=[ITrunc(max_abs_error=3)],
+        compressors=B2nd(filters=["bitshuffle"], blocks=[5, 4]),
+    )
+    z[...] = arr
+    got = zarr.open_array(store, mode="r")[...]
+    d = arr.astype(np.int64) - got
+    assert d.min() >= 0 and d.max() <= 3
+
+
+def _dataset_stores(arr: np.ndarray) -> list[Any]:
+    stores = []
+    for fmt in (2, 3):
+        store = zarr.storage.MemoryStore()
+        g = zarr.open_group(store, mode="w", zarr_format=fmt)
+        kw: dict[str, Any] = {}
+        if fmt == 2:
+            kw = {"compressors": B2nd(blocks=[4, 8, 8]), "filters": None}
+        else:
+            kw = {
+                "serializer": B2ndCodec(blocks=(4, 8, 8)),
+                "compressors": None,
+                "dimension_names": ("t", "y", "x"),
+            }
+        a = g.create_array(
+            "v", shape=arr.shape, chunks=(5, 16, 16), dtype=arr.dtype, fill_value=None, **kw
+        )
+        if fmt == 2:
+            a.attrs["_ARRAY_DIMENSIONS"] = ["t", "y", "x"]
+        a[...] = arr
+        zarr.consolidate_metadata(store)
+        stores.append(store)
+    return stores
+
+
+@requires_xarray
+@requires_dask
+def test_xarray_and_dask() -> None:
+    import dask.array as da
+    import xarray as xr
+
+    arr = RNG.integers(0, 5000, (12, 40, 33)).astype("u2")
+    for store in _dataset_stores(arr):
+        ds = xr.open_zarr(store, consolidated=True)
+        np.testing.assert_array_equal(ds["v"].values, arr)
+        np.testing.assert_array_equal(ds["v"][3:9, 5:30, 2:20].values, arr[3:9, 5:30, 2:20])
+        d = da.from_zarr(zarr.open_array(store, path="v", mode="r"))
+        np.testing.assert_array_equal(d.compute(scheduler="threads"), arr)
+        assert int(d.sum().compute()) == int(arr.astype(np.int64).sum())
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("blosc2_j2k") is None
+    or importlib.util.find_spec("b2store.codecs.grok") is None,
+    reason="needs b2store.codecs.grok and blosc2-j2k",
+)
+def test_grok_codec_v3() -> None:
+    img = RNG.integers(0, 4000, (2, 64, 64)).astype("u2")
+    z = zarr.create_array(
+        zarr.storage.MemoryStore(),
+        shape=img.shape,
+        chunks=(1, 64, 64),
+        dtype=img.dtype,
+        serializer=GrokCodec(),
+        compressors=None,
+    )
+    z[...] = img
+    np.testing.assert_array_equal(z[...], img)
+    d = GrokCodec(ratio=10).to_dict()
+    assert d["name"] == "b2store.grok" and d["configuration"]["ratio"] == 10
+    assert GrokCodec.from_dict(d) == GrokCodec(ratio=10)
+    lossy = zarr.create_array(
+        zarr.storage.MemoryStore(),
+        shape=img.shape,
+        chunks=(1, 64, 64),
+        dtype=img.dtype,
+        serializer=GrokCodec.from_dict(d),
+        compressors=None,
+    )
+    lossy[...] = img
+    assert lossy[...].shape == img.shape
