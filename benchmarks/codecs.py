@@ -25,6 +25,7 @@ import math
 import os
 import platform
 import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -67,6 +68,7 @@ class Result:
     psnr16: float
     enc_mbs: dict[str, float] = field(default_factory=dict)
     dec_mbs: dict[str, float] = field(default_factory=dict)
+    gil_free: float | None = None
 
 
 class PerImage:
@@ -274,11 +276,45 @@ def run_case(case: Case, chunks: list[np.ndarray], *, repeat: int) -> Result:
     )
 
 
+def gil_free_fraction(case: Case, chunks: list[np.ndarray], seconds: float = 1.0) -> float:
+    """Progress of a pure-Python thread while another thread decodes, relative to idle.
+
+    About 1.0 means decoding leaves the GIL free (given a spare core); about 0.5 or less means
+    it holds the GIL much of the time, so threads cannot decode in parallel. Load from other
+    processes lowers both runs alike, but the number is only indicative.
+    """
+    codec = case.make(1)
+    encoded = [codec.encode(c) for c in chunks]
+    stop = threading.Event()
+
+    def spin() -> int:
+        n, end = 0, time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            n += 1
+        return n
+
+    def decode_forever() -> None:
+        while not stop.is_set():
+            for e in encoded:
+                codec.decode(e)
+
+    idle = spin()
+    worker = threading.Thread(target=decode_forever)
+    worker.start()
+    try:
+        time.sleep(0.05)
+        busy = spin()
+    finally:
+        stop.set()
+        worker.join()
+    return busy / idle
+
+
 def markdown(results: list[Result]) -> str:
     """Render the results as a Markdown table."""
     head = (
         "| codec | ratio | max err | PSNR16 dB | enc 1w | enc 2w | dec 1w | dec 2w | dec 2w/1w "
-        "| dec 1w+2t |\n|---|---|---|---|---|---|---|---|---|---|\n"
+        "| dec 1w+2t | GIL free |\n|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     rows = []
     for r in results:
@@ -287,7 +323,8 @@ def markdown(results: list[Result]) -> str:
         rows.append(
             f"| {r.name} | {r.ratio:.2f} | {r.max_abs_err} | {psnr} | {r.enc_mbs['1w']:.0f} | "
             f"{r.enc_mbs['2w']:.0f} | {r.dec_mbs['1w']:.0f} | {r.dec_mbs['2w']:.0f} | "
-            f"{r.dec_mbs['2w'] / r.dec_mbs['1w']:.2f} | {'' if it is None else f'{it:.0f}'} |"
+            f"{r.dec_mbs['2w'] / r.dec_mbs['1w']:.2f} | {'' if it is None else f'{it:.0f}'} | "
+            f"{'' if r.gil_free is None else f'{r.gil_free:.2f}'} |"
         )
     return head + "\n".join(rows) + "\n"
 
@@ -383,6 +420,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=8.0,
         help="JPEG 2000 cases run on the first chunks totalling about this many MB (default 8)",
     )
+    ap.add_argument(
+        "--gil", action="store_true", help="also measure the GIL-free fraction of decoding"
+    )
     ap.add_argument("--plot", help="write a PNG plot here")
     ap.add_argument("--json", help="write raw results as JSON here")
     args = ap.parse_args(argv)
@@ -409,6 +449,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if case.slow:
             subset = chunks[: max(2, int(args.slow_mb * 1e6 // chunks[0].nbytes))]
         results.append(run_case(case, subset, repeat=args.repeat))
+        if args.gil:
+            results[-1].gil_free = gil_free_fraction(case, subset[:4])
         if len(subset) < len(chunks):
             results[-1].name += f" ({len(subset)} of {len(chunks)} chunks)"
         print(f"# {case.name}: {time.perf_counter() - t0:.1f} s", file=sys.stderr)
