@@ -1,0 +1,437 @@
+"""Benchmark: Blosc2 HDF5 files read through b2store's ``b2h5`` view vs the tools users would pick.
+
+Not a test: run it by hand (or through ``b2store bench``) and read the ratios. Every tool reads the
+same files in one run, in the same process, best of ``--repeat`` runs:
+
+* full read of a uint16 tomography stack written with hdf5plugin's Blosc2 filter (zstd + shuffle
+  and lz4 + shuffle): h5py + hdf5plugin (``ds[...]``, the HDF5 filter pipeline), b2h5py,
+  kerchunk + zarr (where kerchunk can read the file), b2store through
+  ``xarray.open_zarr("b2h5::...")`` + dask, and the ceiling: decompressing every raw chunk with
+  blosc2 on 2 threads (bytes already in memory);
+* orthogonal planes (constant index along dim 0, 1 and 2);
+* a gzip + shuffle netCDF4 file: h5py, kerchunk + zarr, b2store;
+* opening a file with 100,000 chunks, cold and with the cached index;
+* peak memory of a dask mean over the stack (in a subprocess, from ``ru_maxrss``).
+
+Usage::
+
+    python benchmarks/hdf5_read.py --size small      # seconds, for a smoke run
+    python benchmarks/hdf5_read.py --size full   # ~500 MB stack: the numbers in docs/benchmarks.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+from benchmarks._synthetic import iter_tomo_chunks  # noqa: E402
+
+SIZES = {
+    # n_angles, height, width, chunk angles
+    "small": (32, 256, 512, 4),
+    "full": (240, 1024, 1024, 4),
+}
+THREADS = 2
+
+
+def best_of(fn: Callable[[], Any], repeat: int) -> float:
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+# --------------------------------------------------------------------------- data
+
+
+def write_stack(path: Path, shape: tuple[int, int, int], chunk_n: int, cname: str) -> None:
+    import h5py
+    import hdf5plugin
+
+    if path.exists():
+        return
+    n, h, w = shape
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(tmp, "w") as f:
+        ds = f.create_dataset(
+            "data",
+            shape=shape,
+            dtype="u2",
+            chunks=(chunk_n, h, w),
+            **hdf5plugin.Blosc2(cname=cname, clevel=5, filters=hdf5plugin.Blosc2.SHUFFLE),
+        )
+        dark = max(1, n // 10)  # sparse: the first and last 10 % of the angles are empty frames
+        for sl, block in iter_tomo_chunks(n, h, w, chunk_angles=chunk_n):
+            block = block.copy()
+            for j in range(block.shape[0]):
+                if sl.start + j < dark or sl.start + j >= n - dark:
+                    block[j] = 0
+            ds[sl] = block
+        f["data"].attrs["units"] = "counts"
+    tmp.rename(path)
+
+
+def write_netcdf(path: Path, shape: tuple[int, int, int]) -> None:
+    import netCDF4
+
+    if path.exists():
+        return
+    n, h, w = shape
+    tmp = path.with_suffix(".tmp")
+    with netCDF4.Dataset(tmp, "w") as nc:
+        for name, size in zip(("angle", "y", "x"), shape, strict=True):
+            nc.createDimension(name, size)
+        v = nc.createVariable(
+            "data",
+            "f4",
+            ("angle", "y", "x"),
+            zlib=True,
+            shuffle=True,
+            complevel=4,
+            chunksizes=(1, h, w),
+        )
+        for sl, block in iter_tomo_chunks(n, h, w, chunk_angles=8):
+            v[sl] = block.astype("f4") / 1000.0
+    tmp.rename(path)
+
+
+def write_many_chunks(path: Path) -> None:
+    """A dataset with exactly 100,000 allocated chunks."""
+    import h5py
+
+    if path.exists():
+        return
+    tmp = path.with_suffix(".tmp")
+    with h5py.File(tmp, "w") as f:
+        ds = f.create_dataset("many", shape=(1000, 100, 100), dtype="u1", chunks=(1, 10, 10))
+        ds[...] = 1
+    tmp.rename(path)
+
+
+# --------------------------------------------------------------------------- readers
+
+
+def read_h5py(path: Path, sel: Any = Ellipsis) -> np.ndarray:
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    with h5py.File(path, "r") as f:
+        return f["data"][sel]
+
+
+def read_b2h5py(path: Path, sel: Any = Ellipsis) -> np.ndarray:
+    import b2h5py
+    import h5py
+    import hdf5plugin  # noqa: F401
+
+    with h5py.File(path, "r") as f:
+        return b2h5py.B2Dataset(f["data"])[sel]
+
+
+def read_b2store_xarray(path: Path) -> np.ndarray:
+    import dask
+    import xarray as xr
+
+    with dask.config.set(scheduler="threads", num_workers=THREADS):
+        ds = xr.open_zarr(f"b2h5::{path}")
+        return ds["data"].values
+
+
+def read_b2store_zarr(path: Path, sel: Any) -> np.ndarray:
+    import zarr
+
+    a = zarr.open_array(f"b2h5::{path}", path="data", mode="r")
+    return a[sel]
+
+
+def kerchunk_refs(path: Path) -> dict[str, Any] | None:
+    import gc
+
+    from kerchunk.hdf import SingleHdf5ToZarr
+
+    gc.disable()  # kerchunk + zarr 3 deadlock workaround (hdf5-chunks.md pitfall 10)
+    try:
+        refs = SingleHdf5ToZarr(str(path), inline_threshold=0).translate()
+    finally:
+        gc.enable()
+    return refs if any(k.startswith("data/") and k[5:6].isdigit() for k in refs["refs"]) else None
+
+
+def read_kerchunk(refs: dict[str, Any]) -> np.ndarray:
+    import dask
+    import xarray as xr
+
+    with dask.config.set(scheduler="threads", num_workers=THREADS):
+        ds = xr.open_dataset(
+            "reference://",
+            engine="zarr",
+            backend_kwargs={
+                "storage_options": {"fo": refs, "remote_protocol": "file"},
+                "consolidated": False,
+                "zarr_format": 2,
+            },
+            chunks={},
+        )
+        return ds["data"].values
+
+
+def ceiling(path: Path) -> Callable[[], None]:
+    """Decompress every raw chunk with blosc2 on THREADS threads (bytes preloaded)."""
+    import blosc2
+    import h5py
+
+    from b2store.codecs._blosc2frame import parse_frame
+
+    raws = []
+    with h5py.File(path, "r") as f:
+        ds = f["data"]
+
+        def grab(info: Any) -> None:
+            raws.append(ds.id.read_direct_chunk(info.chunk_offset)[1])
+
+        ds.id.chunk_iter(grab)
+    inner = []
+    for raw in raws:
+        info = parse_frame(raw)
+        inner.append(raw[info.header_size : info.header_size + info.cbytes])
+    blosc2.set_releasegil(True)
+
+    def run() -> None:
+        with ThreadPoolExecutor(THREADS) as ex:
+            list(ex.map(blosc2.decompress2, inner))
+
+    return run
+
+
+# --------------------------------------------------------------------------- peak memory
+
+
+PEAK_CODE = r"""
+import json, resource, sys, dask, xarray as xr
+path = sys.argv[1]
+ds = xr.open_zarr(f"b2h5::{path}")
+var = ds["data"]
+with dask.config.set(scheduler="threads", num_workers=int(sys.argv[2])):
+    var[:1, :1, :1].values  # warm: imports, codec set-up, one chunk decoded
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    m = var.mean(var.dims[0]).values
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(json.dumps({"base_kib": base, "peak_kib": peak, "result_bytes": m.nbytes}))
+"""
+
+
+def peak_memory(path: Path) -> dict[str, Any]:
+    # The growth of the high-water mark over the warm state (one chunk read) is what the reduction
+    # needs: decoded chunks in flight, dask's partial sums and the result.
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK_CODE, str(path), str(THREADS)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# --------------------------------------------------------------------------- main
+
+
+def fmt_row(name: str, seconds: float, nbytes: int, ref: float | None) -> str:
+    mbps = nbytes / seconds / 1e6
+    ratio = f"{ref / seconds:.2f}x" if ref else ""
+    return f"| {name} | {seconds * 1e3:.1f} | {mbps:.0f} | {ratio} |"
+
+
+def bench_stack(
+    path: Path,
+    cname: str,
+    n: int,
+    h: int,
+    w: int,
+    repeat: int,
+    results: dict[str, dict[str, float]],
+    lines: list[str],
+) -> None:
+    """Full reads and orthogonal planes of one stack file; appends to ``results`` and ``lines``."""
+    ref = read_h5py(path)
+    nbytes = ref.nbytes
+    assert np.array_equal(read_b2store_xarray(path), ref), "b2store full read differs from h5py"
+    t: dict[str, float] = {}
+    t["h5py + hdf5plugin"] = best_of(lambda: read_h5py(path), repeat)
+    t["b2h5py"] = best_of(lambda: read_b2h5py(path), repeat)
+    refs = kerchunk_refs(path)
+    if refs is not None:
+        t["kerchunk + zarr"] = best_of(lambda: read_kerchunk(refs), repeat)
+    t["b2store (xarray + dask)"] = best_of(lambda: read_b2store_xarray(path), repeat)
+    t["ceiling: blosc2 decompress, 2 threads"] = best_of(ceiling(path), repeat)
+    results[f"full read, {cname}"] = t
+    base = t["h5py + hdf5plugin"]
+    lines += [
+        f"## Full read, Blosc2 {cname} + shuffle ({nbytes / 1e6:.0f} MB)",
+        "",
+        "| reader | ms | MB/s | speed vs h5py |",
+        "|---|---|---|---|",
+    ]
+    lines += [fmt_row(k, v, nbytes, base) for k, v in t.items()]
+    if refs is None:
+        lines.append("| kerchunk + zarr | cannot read (drops Blosc2 datasets) | | |")
+    b2 = t["b2store (xarray + dask)"]
+    lines += [
+        "",
+        f"* b2store / h5py: {base / b2:.2f}x (target >= 2x); "
+        f"b2store / b2h5py: {t['b2h5py'] / b2:.2f}x (target >= 1x); "
+        f"b2store / ceiling: {t['ceiling: blosc2 decompress, 2 threads'] / b2:.0%} "
+        "(target >= 85%)",
+        "",
+    ]
+
+    # orthogonal planes
+    lines += [
+        f"## Orthogonal planes, {cname}",
+        "",
+        "| plane | h5py ms | b2h5py ms | b2store (zarr) ms | vs h5py | vs b2h5py |",
+        "|---|---|---|---|---|---|",
+    ]
+    for label, sel in (
+        ("[n/2, :, :]", (n // 2, slice(None), slice(None))),
+        ("[:, h/2, :]", (slice(None), h // 2, slice(None))),
+        ("[:, :, w/2]", (slice(None), slice(None), w // 2)),
+    ):
+        assert np.array_equal(read_b2store_zarr(path, sel), ref[sel])
+        th = best_of(lambda s=sel: read_h5py(path, s), repeat)
+        tb = best_of(lambda s=sel: read_b2h5py(path, s), repeat)
+        tz = best_of(lambda s=sel: read_b2store_zarr(path, s), repeat)
+        results[f"plane {label}, {cname}"] = {"h5py": th, "b2h5py": tb, "b2store": tz}
+        lines.append(
+            f"| {label} | {th * 1e3:.1f} | {tb * 1e3:.1f} | {tz * 1e3:.1f} | "
+            f"{th / tz:.2f}x | {tb / tz:.2f}x |"
+        )
+    lines.append("")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--size", choices=sorted(SIZES), default="small")
+    p.add_argument("--data", type=Path, default=HERE / "data")
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--plot", type=Path, default=None, help="write a PNG bar chart here")
+    args = p.parse_args(argv)
+    n, h, w, cn = SIZES[args.size]
+    args.data.mkdir(parents=True, exist_ok=True)
+    results: dict[str, dict[str, float]] = {}
+    lines = [
+        f"# b2store HDF5 read benchmark, size={args.size} ({n}x{h}x{w} uint16), "
+        f"{THREADS} threads, best of {args.repeat}",
+        "",
+    ]
+
+    for cname in ("zstd", "lz4"):
+        path = args.data / f"tomo_{args.size}_{cname}.h5"
+        write_stack(path, (n, h, w), cn, cname)
+        bench_stack(path, cname, n, h, w, args.repeat, results, lines)
+
+    # netCDF4 gzip + shuffle
+    nc = args.data / f"tomo_{args.size}.nc"
+    write_netcdf(nc, (max(8, n // 4), h, w))
+    ref = read_h5py(nc)
+    t = {"h5py": best_of(lambda: read_h5py(nc), args.repeat)}
+    refs = kerchunk_refs(nc)
+    if refs is not None:
+        t["kerchunk + zarr"] = best_of(lambda: read_kerchunk(refs), args.repeat)
+    assert np.array_equal(read_b2store_xarray(nc), ref)
+    t["b2store (xarray + dask)"] = best_of(lambda: read_b2store_xarray(nc), args.repeat)
+    results["netCDF4 gzip+shuffle"] = t
+    lines += [
+        "## netCDF4, gzip + shuffle (float32)",
+        "",
+        "| reader | ms | MB/s | speed vs h5py |",
+        "|---|---|---|---|",
+    ]
+    lines += [fmt_row(k, v, ref.nbytes, t["h5py"]) for k, v in t.items()]
+    lines.append("")
+
+    # opening 100,000 chunks
+    many = args.data / "many_chunks.h5"
+    write_many_chunks(many)
+    from b2store.hdf5 import filesystem as b2h5
+
+    def open_fs(**kw: Any) -> Callable[[], None]:
+        def run() -> None:
+            b2h5._MEMORY.clear()  # a new process: no index in memory
+            b2h5.HDF5FileSystem(fo=str(many), skip_instance_cache=True, **kw)
+
+        return run
+
+    cache_dir = args.data / "index-cache"
+    open_fs(index_cache=str(cache_dir))()  # writes the sidecar
+    t_cold = best_of(open_fs(), args.repeat)
+    t_sidecar = best_of(open_fs(index_cache=str(cache_dir)), args.repeat)
+    t_memory = best_of(
+        lambda: b2h5.HDF5FileSystem(fo=str(many), skip_instance_cache=True), args.repeat
+    )
+    results["open 100k chunks"] = {"cold": t_cold, "sidecar": t_sidecar, "memory": t_memory}
+    lines += [
+        "## Opening a file with 100,000 chunks",
+        "",
+        f"* cold (index built with h5py's chunk_iter): {t_cold * 1e3:.0f} ms (target < 1000 ms)",
+        f"* cached index, sidecar file: {t_sidecar * 1e3:.1f} ms (target < 100 ms)",
+        f"* cached index, in memory: {t_memory * 1e3:.2f} ms",
+        "",
+    ]
+
+    # peak memory
+    path = args.data / f"tomo_{args.size}_zstd.h5"
+    pm = peak_memory(path)
+    chunk_bytes = cn * h * w * 2
+    growth = (pm["peak_kib"] - pm["base_kib"]) * 1024
+    budget = 2 * THREADS * chunk_bytes + pm["result_bytes"]
+    lines += [
+        "## Peak memory of a dask mean over the stack",
+        "",
+        f"* growth of the high-water mark: {growth / 1e6:.1f} MB; budget 2 x ({THREADS} threads "
+        f"x {chunk_bytes / 1e6:.1f} MB chunks) + result {pm['result_bytes'] / 1e6:.1f} MB "
+        f"= {budget / 1e6:.1f} MB -> {'within' if growth <= budget else 'OVER'} budget",
+        "",
+    ]
+
+    print("\n".join(lines))
+    if args.plot:
+        plot(results, args.plot)
+    return 0
+
+
+def plot(results: dict[str, dict[str, float]], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    keys = [k for k in results if k.startswith("full read")] + ["netCDF4 gzip+shuffle"]
+    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4))
+    for ax, k in zip(axes, keys, strict=True):
+        names = list(results[k])
+        ref = statistics.fmean([results[k][names[0]]])
+        ax.barh(names, [ref / results[k][n] for n in names])
+        ax.set_title(k)
+        ax.set_xlabel(f"speed relative to {names[0]}")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
