@@ -1,0 +1,98 @@
+"""Read a Caterva2 dataset with b2store's chunk cache (starts a local cat2-server itself).
+
+Starts ``cat2-server`` on a free 127.0.0.1 port with its state in a temporary folder, publishes a
+small b2nd tomography stack in the ``@public`` root, then reads it twice with
+``xr.open_zarr("caterva2://...")``: the first read downloads the chunks and stores them in a
+local cache folder, the second is served from the cache. Prints the two timings and the cache
+size, and checks the values against the array that was published.
+
+Run: ``python examples/caterva2_with_cache.py`` (prints a message and exits 0 when cat2-server is
+not installed: ``pip install 'caterva2[server]'``).
+"""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import blosc2
+import numpy as np
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
+    exe = shutil.which("cat2-server")
+    if exe is None:
+        print("cat2-server not found: pip install 'caterva2[server]' -- skipping this example")
+        sys.exit(0)
+    state = base / "state"
+    (state / "public").mkdir(parents=True)
+    conf = base / "caterva2-server.toml"
+    conf.write_text("[server]\nlogin = false\nregister = false\n")
+    port = free_port()
+    log = open(base / "server.log", "wb")  # noqa: SIM115  (closed with the process)
+    proc = subprocess.Popen(
+        [exe, "--conf", str(conf), "--statedir", str(state), "--listen", f"127.0.0.1:{port}"],
+        cwd=base,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"cat2-server exited; see {base / 'server.log'}")
+        try:
+            with urllib.request.urlopen(f"{url}/api/roots", timeout=0.5) as r:
+                if r.status == 200:
+                    return proc, f"127.0.0.1:{port}", state / "public"
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            proc.terminate()
+            raise RuntimeError("cat2-server did not start within 60 s")
+        time.sleep(0.2)
+
+
+def main() -> None:
+    import xarray as xr
+
+    base = Path(tempfile.mkdtemp())
+    proc, host, public = start_server(base)
+    try:
+        rng = np.random.default_rng(0)
+        stack = (1000 + rng.normal(0, 40, (16, 256, 256))).astype("u2")
+        blosc2.asarray(
+            stack, chunks=(4, 128, 128), blocks=(1, 64, 128),
+            urlpath=str(public / "tomo.b2nd"), mode="w",
+        )  # fmt: skip
+        cache = base / "chunk-cache"
+        url = f"caterva2://{host}/@public/tomo.b2nd"
+        opts = {"cache_storage": str(cache), "dataset_as": "group"}
+        for attempt in ("first read (server)", "second read (cache)"):
+            t0 = time.perf_counter()
+            ds = xr.open_zarr(url, storage_options=opts)
+            values = ds["tomo.b2nd"].values
+            dt = time.perf_counter() - t0
+            ncached = sum(1 for p in cache.rglob("*") if p.is_file())
+            print(f"{attempt}: {dt:.3f} s, {ncached} files in the cache")
+            np.testing.assert_array_equal(values, stack)
+        print("values identical to the published array: OK")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+if __name__ == "__main__":
+    main()
