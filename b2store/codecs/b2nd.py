@@ -336,7 +336,9 @@ def decode_b2nd(
             if meta is not None:
                 try:
                     dt = np.dtype(meta.dtype_str)
-                except TypeError:
+                except Exception:  # numpy raises TypeError/ValueError/SyntaxError on garbage
+                    dt = np.dtype(f"V{info.typesize}")
+                if dt.itemsize != info.typesize or dt.hasobject:
                     dt = np.dtype(f"V{info.typesize}")
             else:
                 dt = np.dtype(f"V{info.typesize}")
