@@ -19,8 +19,10 @@ Contract
 * ``decode(bytes)`` accepts b2nd cframes written by blosc2-j2k (codec 39), by blosc2-grok (codec
   37; needs ``pip install blosc2-grok``, decoding works on blosc2 4.x although its encoder does not)
   or by the fallback above, and returns an ndarray with the frame's shape and dtype (``|V1``/``|V2``
-  frames are viewed as uint8/uint16). The frame header, metalayer and chunk header are checked
-  before the C decoder runs; bad bytes raise :class:`~b2store.errors.CodecError` naming
+  frames are viewed as uint8/uint16). The frame header, metalayer, chunk header, block offsets
+  and each block's JP2 boxes and JPEG 2000 main header (SIZ against the expected image size,
+  COD, tile-part lengths, EOC) are checked before the C decoder runs (Grok crashes the process on
+  a corrupt SIZ); bad bytes raise :class:`~b2store.errors.CodecError` naming
   ``b2store_grok``. Blosc2 frames carry no checksum: a flipped bit in a JPEG 2000 payload may decode
   to other values instead of failing.
 
@@ -212,7 +214,7 @@ class Grok(Codec):
             )
         return np.ascontiguousarray(arr)
 
-    def _j2k_params(self, j2k: Any) -> dict[str, Any]:
+    def _j2k_params(self) -> dict[str, Any]:
         if self.ratio is not None:
             mode, layers = "rates", [self.ratio]
         elif self.psnr is not None:
@@ -252,7 +254,7 @@ class Grok(Codec):
             "splitmode": blosc2.SplitMode.NEVER_SPLIT,
             "nthreads": self.nthreads,
         }
-        params = self._j2k_params(j2k)
+        params = self._j2k_params()
         try:
             with _lock:
                 j2k.set_params_defaults(**params)
