@@ -184,23 +184,27 @@ def _shuffle_size(cd: Sequence[int], itemsize: int) -> int:
 
 
 def _dec_shuffle(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    import numcodecs
+
     es = _shuffle_size(cd, itemsize)
     _check_size("shuffle", data, expected)
     n = len(data) // es
     if es <= 1 or n <= 1:
         return bytes(data)
-    a = np.frombuffer(data, np.uint8)
-    head = a[: n * es].reshape(es, n).T
-    return head.tobytes() + bytes(data[n * es :])
+    # HDF5 leaves the trailing len % es bytes as they are; numcodecs.Shuffle wants whole items
+    head = numcodecs.Shuffle(elementsize=es).decode(data[: n * es])
+    return bytes(head) + bytes(data[n * es :])
 
 
 def _enc_shuffle(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
+    import numcodecs
+
     es = _shuffle_size(cd, itemsize)
     n = len(data) // es
     if es <= 1 or n <= 1:
         return bytes(data)
-    a = np.frombuffer(data, np.uint8)
-    return a[: n * es].reshape(n, es).T.tobytes() + data[n * es :]
+    head = numcodecs.Shuffle(elementsize=es).encode(np.frombuffer(data[: n * es], np.uint8))
+    return bytes(head) + data[n * es :]
 
 
 def _dec_fletcher32(
@@ -324,7 +328,7 @@ def _dec_lz4(cd: Sequence[int], data: memoryview, expected: int | None, itemsize
         raise _fail("lz4", "header block size is 0")
     if total > 2**40:
         raise _fail("lz4", f"header says {total} decoded bytes, implausibly many")
-    out = bytearray(total)
+    # walk the block table before the C decoder sees it
     pos = 12
     done = 0
     i = 0
@@ -336,22 +340,16 @@ def _dec_lz4(cd: Sequence[int], data: memoryview, expected: int | None, itemsize
         pos += 4
         if csize == 0 or csize > n or pos + csize > len(data):
             raise _fail("lz4", f"block {i} claims {csize} bytes ({len(data) - pos} left, max {n})")
-        blk = data[pos : pos + csize]
-        if csize == n:
-            out[done : done + n] = blk
-        else:
-            try:
-                dec = ic.lz4_decode(bytes(blk), out=n)
-            except Exception as e:
-                raise _fail("lz4", f"block {i}: invalid LZ4 block ({e})") from None
-            if len(dec) != n:
-                raise _fail("lz4", f"block {i} decoded to {len(dec)} bytes, expected {n}")
-            out[done : done + n] = dec
         pos += csize
         done += n
         i += 1
     if pos != len(data):
         raise _fail("lz4", f"{len(data) - pos} trailing bytes after the last block")
+    try:
+        out = ic.lz4h5_decode(data, out=total)
+    except Exception as e:
+        raise _fail("lz4", f"invalid LZ4 block ({e})") from None
+    _check_size("lz4", out, total)
     return bytes(out)
 
 
@@ -382,10 +380,6 @@ def _bitshuffle_params(cd: Sequence[int], itemsize: int) -> tuple[int, int, int]
     return elemsize, block_elems, comp
 
 
-def _bitunshuffle(ic: Any, blk: bytes, elemsize: int) -> bytes:
-    return bytes(ic.bitshuffle_decode(blk, itemsize=elemsize, blocksize=len(blk) // elemsize))
-
-
 def _dec_bitshuffle(
     cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int
 ) -> bytes:
@@ -393,54 +387,60 @@ def _dec_bitshuffle(
     elemsize, block_elems, comp = _bitshuffle_params(cd, itemsize)
     if comp == 0:
         _check_size("bitshuffle", data, expected)
-        total, body, pos = len(data), data, 0
-        bsize = block_elems * elemsize
-    else:
-        if len(data) < 12:
-            raise _fail("bitshuffle", f"{len(data)} bytes is shorter than the 12-byte header")
-        total, bsize = struct.unpack(">QI", data[:12])
-        if expected is not None and total != expected:
-            raise _fail("bitshuffle", f"header says {total} decoded bytes, expected {expected}")
-        if bsize == 0 or bsize % (8 * elemsize):
-            raise _fail("bitshuffle", f"header block size {bsize} is not a multiple of 8 elements")
-        body, pos = data, 12
+        if len(data) % elemsize:
+            raise _fail("bitshuffle", f"{len(data)} bytes is not a whole number of items")
+        try:
+            out = ic.bitshuffle_decode(data, itemsize=elemsize, blocksize=block_elems)
+        except Exception as e:
+            raise _fail("bitshuffle", str(e)) from None
+        return bytes(out)
+    if len(data) < 12:
+        raise _fail("bitshuffle", f"{len(data)} bytes is shorter than the 12-byte header")
+    total, bsize = struct.unpack(">QI", data[:12])
+    if expected is not None and total != expected:
+        raise _fail("bitshuffle", f"header says {total} decoded bytes, expected {expected}")
+    if total > 2**40:
+        raise _fail("bitshuffle", f"header says {total} decoded bytes, implausibly many")
+    if bsize == 0 or bsize % (8 * elemsize):
+        raise _fail("bitshuffle", f"header block size {bsize} is not a multiple of 8 elements")
     if total % elemsize:
         raise _fail("bitshuffle", f"{total} bytes is not a whole number of {elemsize}-byte items")
     nelems = total // elemsize
     block_elems = bsize // elemsize
-    sizes = [block_elems] * (nelems // block_elems)
+    sizes = [bsize] * (nelems // block_elems)
     last = (nelems % block_elems) // 8 * 8
     if last:
-        sizes.append(last)
-    out = bytearray()
+        sizes.append(last * elemsize)
+    # the (de)compressed blocks are concatenated, then unshuffled in one call (bitshuffle
+    # works block by block with the same block size, and copies the < 8-element tail as is)
+    out = bytearray(total)
+    view = memoryview(out)
     decode = ic.lz4_decode if comp == 2 else ic.zstd_decode
-    for i, ne in enumerate(sizes):
-        n = ne * elemsize
-        if comp == 0:
-            if pos + n > len(body):
-                raise _fail("bitshuffle", "truncated data")
-            blk = bytes(body[pos : pos + n])
-            pos += n
-        else:
-            if pos + 4 > len(body):
-                raise _fail("bitshuffle", f"truncated: block {i} has no length field")
-            (csize,) = struct.unpack(">I", body[pos : pos + 4])
-            pos += 4
-            if csize == 0 or pos + csize > len(body):
-                raise _fail("bitshuffle", f"block {i} claims {csize} bytes, {len(body) - pos} left")
-            try:
-                blk = bytes(decode(bytes(body[pos : pos + csize]), out=n))
-            except Exception as e:
-                raise _fail("bitshuffle", f"block {i}: invalid compressed block ({e})") from None
-            if len(blk) != n:
-                raise _fail("bitshuffle", f"block {i} decoded to {len(blk)} bytes, expected {n}")
-            pos += csize
-        out += _bitunshuffle(ic, blk, elemsize)
-    rest = total - len(out)
-    if pos + rest != len(body):
-        raise _fail("bitshuffle", f"{len(body) - pos} bytes left for a {rest}-byte raw tail")
-    out += body[pos:]
-    return bytes(out)
+    pos, done = 12, 0
+    for i, n in enumerate(sizes):
+        if pos + 4 > len(data):
+            raise _fail("bitshuffle", f"truncated: block {i} has no length field")
+        (csize,) = struct.unpack(">I", data[pos : pos + 4])
+        pos += 4
+        if csize == 0 or pos + csize > len(data):
+            raise _fail("bitshuffle", f"block {i} claims {csize} bytes, {len(data) - pos} left")
+        try:
+            blk = decode(data[pos : pos + csize], out=view[done : done + n])
+        except Exception as e:
+            raise _fail("bitshuffle", f"block {i}: invalid compressed block ({e})") from None
+        if len(blk) != n:
+            raise _fail("bitshuffle", f"block {i} decoded to {len(blk)} bytes, expected {n}")
+        pos += csize
+        done += n
+    rest = total - done
+    if pos + rest != len(data):
+        raise _fail("bitshuffle", f"{len(data) - pos} bytes left for a {rest}-byte raw tail")
+    view[done:] = data[pos:]
+    try:
+        res = ic.bitshuffle_decode(out, itemsize=elemsize, blocksize=block_elems)
+    except Exception as e:
+        raise _fail("bitshuffle", str(e)) from None
+    return bytes(res)
 
 
 def _enc_bitshuffle(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
