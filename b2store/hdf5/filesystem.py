@@ -17,15 +17,17 @@ Contract
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import os
 import threading
 from pathlib import Path
 from typing import Any, Literal
 
 import fsspec
 import numpy as np
+from fsspec.asyn import AsyncFileSystem
 from fsspec.implementations.memory import MemoryFile
-from fsspec.spec import AbstractFileSystem
 
 from b2store.hdf5 import cache as _cache
 from b2store.hdf5.index import ChunkTable, FileIndex, build_index, resolve_external
@@ -38,9 +40,11 @@ _BUILD_LOCK = threading.Lock()
 MAX_GAP = 64 * 1024
 #: Largest merged ranged read.
 MAX_BLOCK = 64 * 2**20
+#: Local chunks up to this size are read on the event loop (a pread), larger ones in a thread.
+INLINE_READ = 2**20
 
 
-class HDF5FileSystem(AbstractFileSystem):
+class HDF5FileSystem(AsyncFileSystem):
     """An HDF5 file as a read-only Zarr store (fsspec protocol ``b2h5``).
 
     Parameters
@@ -104,6 +108,14 @@ class HDF5FileSystem(AbstractFileSystem):
         self.index_cache = index_cache
         self.index: FileIndex = self._load_index()
         self._dirs: dict[str, set[str]] | None = None
+        self._local = self._is_local()
+        self._fds: dict[tuple[int, str], int] = {}
+        self._fd_lock = threading.Lock()
+
+    def __del__(self) -> None:
+        for fd in getattr(self, "_fds", {}).values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
     # -- index --------------------------------------------------------------------------------
     def _is_local(self) -> bool:
@@ -276,9 +288,26 @@ class HDF5FileSystem(AbstractFileSystem):
             if table.fill_chunk is not None:
                 return table.fill_chunk
             raise FileNotFoundError(path)
-        start = int(table.offsets[row])
-        raw = self.target_fs.cat_file(table.url, start=start, end=start + int(table.sizes[row]))
-        return self._finish(table, row, bytes(raw), path)
+        raw = self._read(table.url, int(table.offsets[row]), int(table.sizes[row]))
+        return self._finish(table, row, raw, path)
+
+    def _read(self, url: str, start: int, size: int) -> bytes:
+        """``size`` bytes at ``start`` of the target file (one ``pread`` for local files)."""
+        if not self._local:
+            return bytes(self.target_fs.cat_file(url, start=start, end=start + size))
+        key = (os.getpid(), url)
+        fd = self._fds.get(key)
+        if fd is None:
+            with self._fd_lock:
+                fd = self._fds.get(key)
+                if fd is None:
+                    fd = os.open(url, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                    self._fds[key] = fd
+        if not hasattr(os, "pread"):  # Windows: no shared-offset-free read; open per call
+            with open(url, "rb") as fh:
+                fh.seek(start)
+                return fh.read(size)
+        return os.pread(fd, size, start)
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
@@ -291,6 +320,36 @@ class HDF5FileSystem(AbstractFileSystem):
         if start is None and end is None:
             return data
         return data[start:end]
+
+    async def _cat_file(
+        self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
+    ) -> bytes:
+        sp = self._strip_protocol(path)
+        if sp in self.index.meta:
+            return self.cat_file(sp, start, end)
+        table, lin = self._locate(sp)
+        row = table.find(lin)
+        if row < 0 or (self._local and int(table.sizes[row]) <= INLINE_READ):
+            return self.cat_file(sp, start, end)
+        return await asyncio.to_thread(self.cat_file, sp, start, end)
+
+    async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        return self.info(path, **kwargs)
+
+    async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        return self.ls(path, detail=detail, **kwargs)
+
+    async def _exists(self, path: str, **kwargs: Any) -> bool:
+        try:
+            self.info(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    async def _cat(
+        self, path: Any, recursive: bool = False, on_error: str = "raise", **kwargs: Any
+    ) -> Any:
+        return await asyncio.to_thread(self.cat, path, recursive, on_error, **kwargs)
 
     def cat(
         self, path: str | list[str], recursive: bool = False, on_error: str = "raise", **kwargs: Any

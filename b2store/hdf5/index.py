@@ -333,6 +333,8 @@ class _Walker:
         total = int(np.prod(grid, dtype=object))
         if self.zarr_format == 2 and lin.size + len(inline or {}) < total:
             fill_chunk = self._fill_chunk(dtype, chunks, fill, v2_fill, plan, where)
+        if self.zarr_format == 3 and "_FillValue" in attrs:
+            attrs = {**attrs, "_FillValue": md.encode_fill_attribute(attrs["_FillValue"], dtype)}
         meta = ArrayMeta(
             shape=shape,
             chunks=chunks,

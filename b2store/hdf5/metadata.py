@@ -18,7 +18,9 @@ for :class:`b2store._zarrmeta.ArrayMeta` / :class:`~b2store._zarrmeta.GroupMeta`
 
 from __future__ import annotations
 
+import base64
 import json
+import struct
 from typing import Any
 
 import h5py
@@ -28,6 +30,7 @@ __all__ = [
     "HIDDEN_ATTRIBUTES",
     "PURE_DIMENSION_PREFIX",
     "dimension_names",
+    "encode_fill_attribute",
     "extend_dimension_names",
     "fill_value",
     "is_pure_dimension",
@@ -184,6 +187,34 @@ def extend_dimension_names(dims: tuple[str, ...], extra: tuple[int, ...]) -> tup
             name = f"phony_dim_{n}_{k}"
         names.append(name)
     return tuple(names)
+
+
+def encode_fill_attribute(value: Any, dtype: np.dtype[Any]) -> Any:
+    """A ``_FillValue`` attribute as xarray expects it in Zarr v3 attributes.
+
+    xarray (``FillValueCoder``) stores float fills as base64 of a little-endian float64, complex
+    fills as two of those, byte-string fills as base64, and reads them back with the array's
+    dtype. Values that cannot be encoded are returned unchanged.
+    """
+    try:
+        if dtype.kind == "f":
+            return base64.standard_b64encode(struct.pack("<d", float(value))).decode()
+        if dtype.kind == "c":
+            c = complex(value)
+            return [
+                base64.standard_b64encode(struct.pack("<d", c.real)).decode(),
+                base64.standard_b64encode(struct.pack("<d", c.imag)).decode(),
+            ]
+        if dtype.kind == "S":
+            raw = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            return base64.standard_b64encode(raw).decode()
+        if dtype.kind in "iu":
+            return int(value)
+        if dtype.kind == "b":
+            return bool(value)
+    except (TypeError, ValueError, struct.error):
+        return value
+    return value
 
 
 def fill_value(ds: h5py.Dataset) -> Any:

@@ -40,7 +40,8 @@ def open_root(fs: Any) -> Any:
     import zarr
     from fsspec.implementations.asyn_wrapper import AsyncFileSystemWrapper
 
-    store = zarr.storage.FsspecStore(AsyncFileSystemWrapper(fs, asynchronous=True), read_only=True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        afs = fs if fs.async_impl else AsyncFileSystemWrapper(fs, asynchronous=True)
+        store = zarr.storage.FsspecStore(afs, read_only=True)
         return zarr.open_group(store, mode="r", zarr_format=fs.zarr_format)
