@@ -1,8 +1,8 @@
 """Every dataset of every file of ../shared/corpus reads like h5py through zarr and xarray.
 
 One parametrised test per (file, dataset) of MANIFEST.tsv. What is expected to be unsupported or
-read as a slice only is data in ``corpus_expectations.tsv`` (columns: file, dataset or ``*``,
-(a glob), expect = ``unsupported`` | ``slice``, detail = the feature named in the error or the slice along
+read as a slice only is data in ``corpus_expectations.tsv`` (columns: file, dataset path or glob,
+expect = ``unsupported`` | ``slice``, detail = the feature named in the error or the slice along
 dimension 0, reason). Pure netCDF dimensions (``NAME`` = "This is a netCDF dimension but not a
 netCDF variable...") are not variables and must be absent from the view.
 """
@@ -43,6 +43,12 @@ def _expectations() -> dict[tuple[str, str], dict[str, str]]:
 EXPECT = _expectations()
 
 
+def _dataset_names(f: h5py.File) -> list[str]:
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
+
+
 def _cases() -> list[Any]:
     if not (CORPUS / "MANIFEST.tsv").is_file():
         return [pytest.param("", "", id="corpus-absent")]
@@ -50,9 +56,8 @@ def _cases() -> list[Any]:
     with open(CORPUS / "MANIFEST.tsv", newline="") as fh:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     for row in rows:
-        names: list[str] = []
         with h5py.File(CORPUS / row["file"], "r") as f:
-            f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+            names = _dataset_names(f)
         out += [pytest.param(row["file"], n, id=f"{row['file']}:{n}") for n in names]
     return out
 
