@@ -434,3 +434,27 @@ def test_zarr_v3_array_round_trip(tmp_path: Path) -> None:
     assert meta["codecs"][0]["name"] == "b2store.grok"
     back = zarr.open_array(tmp_path / "v3.zarr", mode="r")[...]
     assert psnr16(back, data) > 60
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_xarray_and_dask_read_back(tmp_path: Path, zarr_format: int) -> None:
+    xr = pytest.importorskip("xarray")
+    da = pytest.importorskip("dask.array")
+    data = tomo_stack(5, 96, 80, seed=9)
+    if zarr_format == 2:
+        enc: dict[str, object] = {"compressors": [Grok()], "filters": None}
+    else:
+        zarr3 = pytest.importorskip("b2store.codecs.zarr3")
+        if not hasattr(zarr3, "GrokCodec"):
+            pytest.skip("b2store.codecs.zarr3.GrokCodec is not there yet")
+        enc = {"serializer": zarr3.GrokCodec(), "compressors": None}
+    path = tmp_path / f"v{zarr_format}.zarr"
+    ds = xr.Dataset({"proj": (("angle", "y", "x"), data)})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ds.to_zarr(path, zarr_format=zarr_format, encoding={"proj": {**enc, "chunks": (2, 96, 80)}})
+    back = xr.open_zarr(path, mask_and_scale=False)["proj"]
+    assert back.dtype == np.uint16
+    np.testing.assert_array_equal(back.values, data)
+    arr = da.from_zarr(str(path), component="proj")
+    np.testing.assert_array_equal(arr.compute(scheduler="threads"), data)
