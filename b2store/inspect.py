@@ -298,7 +298,9 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
         shape = tuple(int(s) for s in obj.shape)
         nbytes = int(obj.nbytes)
         stored = int(obj.nbytes_stored()) if hasattr(obj, "nbytes_stored") else 0
-        codecs = [type(c).__name__ for c in (*obj.filters, *obj.compressors)]
+        serializer = getattr(obj, "serializer", None)
+        chain = (*obj.filters, *([serializer] if serializer is not None else []), *obj.compressors)
+        codecs = [_codec_name(c) for c in chain if type(c).__name__ != "BytesCodec"]
         nodes.append(
             NodeInfo(
                 path="/" + name,
@@ -316,9 +318,23 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
     return nodes
 
 
+def _codec_name(codec: Any) -> str:
+    """``b2store.b2nd``-style name of a zarr codec (v3 name, or numcodecs id)."""
+    try:
+        d = codec.to_dict()
+    except Exception:
+        d = {}
+    if isinstance(d, dict):
+        name = d.get("name") or d.get("id")
+        if name:
+            return str(name)
+    cid = getattr(codec, "codec_id", None)
+    return str(cid) if cid else type(codec).__name__
+
+
 def inspect_path(path_or_url: str) -> list[NodeInfo]:
     """Describe a local HDF5 file or, for URLs with a protocol, a Zarr hierarchy."""
-    if "://" in path_or_url and not path_or_url.startswith("file://"):
+    if "::" in path_or_url or ("://" in path_or_url and not path_or_url.startswith("file://")):
         return inspect_zarr_url(path_or_url)
     if path_or_url.startswith("file://"):
         path_or_url = path_or_url[len("file://") :]
