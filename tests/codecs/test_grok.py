@@ -101,6 +101,12 @@ def test_nthreads_and_out() -> None:
     assert codec.decode(enc, out=out) is out
     np.testing.assert_array_equal(out, STACK)
     np.testing.assert_array_equal(Grok().decode(enc), STACK)
+    # Lossy with 2 Blosc2 threads (the plugin's global parameters shared by both) decodes to
+    # exactly what 1 thread gives.
+    for kw in ({"ratio": 10}, {"psnr": 75}):
+        one = Grok(**kw).decode(Grok(**kw).encode(STACK))  # type: ignore[arg-type]
+        two = Grok(**kw).decode(Grok(nthreads=2, **kw).encode(STACK))  # type: ignore[arg-type]
+        np.testing.assert_array_equal(one, two)
 
 
 def test_incompressible_falls_back_to_lossless_blosc2() -> None:
