@@ -455,6 +455,9 @@ class ITruncCodec(ArrayArrayCodec):
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
         return input_byte_length
 
+    def _decode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer:
+        return chunk_array  # truncation is not invertible: decoding is the identity
+
     async def _decode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer:
         return chunk_array
 
