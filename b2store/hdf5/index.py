@@ -235,7 +235,7 @@ class _Walker:
         shape = tuple(int(s) for s in ds.shape)
         dtype = ds.dtype
         attrs = md.node_attributes(ds, self.notes)
-        dims = md.dimension_names(ds)
+        dims, dim_lengths = md.dimensions(ds)
         string_info = h5py.check_string_dtype(dtype)
         if string_info is not None and string_info.length is None:
             self._vlen_strings(ds, path, url, where, shape, attrs, dims)
@@ -281,6 +281,8 @@ class _Walker:
                 raise self._error(where, f"has an array dtype with a non-uniform fill ({fill})")
             fill = flat[0] if flat.size else None
         layout = dcpl.get_layout()
+        if dim_lengths[: len(ds.shape)] != shape[: len(ds.shape)]:
+            shape, dims = self._pad_to_dimensions(ds, where, shape, dims, dim_lengths, layout)
         if layout == h5py.h5d.CHUNKED:
             self._chunked(ds, dcpl, path, url, where, shape, dtype, fill, attrs, dims, extra)
         elif layout == h5py.h5d.CONTIGUOUS:
@@ -303,6 +305,35 @@ class _Walker:
             )
         else:
             raise self._error(where, f"has an unknown storage layout ({layout})")
+
+    def _pad_to_dimensions(
+        self,
+        ds: h5py.Dataset,
+        where: str,
+        shape: tuple[int, ...],
+        dims: tuple[str, ...],
+        lengths: tuple[int, ...],
+        layout: int,
+    ) -> tuple[tuple[int, ...], tuple[str, ...]]:
+        """Grow a variable shorter than its (unlimited) netCDF dimension, as netCDF readers do.
+
+        The added region has no chunks, so it reads as the fill value. Only possible when the
+        variable's stored edge chunk ends exactly at its extent; otherwise the dimension is
+        renamed ``<name>_<size>`` (noted) so that names still imply sizes.
+        """
+        new_shape, new_dims = list(shape), list(dims)
+        for axis, (n, length) in enumerate(zip(ds.shape, lengths, strict=False)):
+            if length <= n:
+                continue
+            if layout == h5py.h5d.CHUNKED and n % ds.chunks[axis] == 0:
+                new_shape[axis] = length
+            else:
+                new_dims[axis] = f"{dims[axis]}_{n}"
+                self.notes.append(
+                    f"{where}: {n} long along netCDF dimension {dims[axis]!r} of length {length};"
+                    f" presented along dimension {new_dims[axis]!r} instead"
+                )
+        return tuple(new_shape), tuple(new_dims)
 
     def _add(
         self,

@@ -30,6 +30,7 @@ __all__ = [
     "HIDDEN_ATTRIBUTES",
     "PURE_DIMENSION_PREFIX",
     "dimension_names",
+    "dimensions",
     "encode_fill_attribute",
     "extend_dimension_names",
     "fill_value",
@@ -151,17 +152,27 @@ def dimension_names(ds: h5py.Dataset) -> tuple[str, ...]:
     A dimension scale is its own (only) dimension. Axes with no attached scale are named
     ``phony_dim_<size>`` so that names shared between datasets always have equal sizes.
     """
-    shape = tuple(ds.shape)
+    return dimensions(ds)[0]
+
+
+def dimensions(ds: h5py.Dataset) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    """Dimension names and lengths (see :func:`dimension_names`).
+
+    A netCDF dimension's length is the length of its scale; a variable along an unlimited
+    dimension may be shorter than that (netCDF readers pad it with the fill value).
+    """
+    shape = tuple(int(n) for n in ds.shape)
     names = _phony(shape)
+    lengths = list(shape)
     if not shape:
-        return ()
+        return (), ()
     try:
         if h5py.h5ds.is_scale(ds.id):
             if len(shape) == 1:
-                return (ds.name.rsplit("/", 1)[-1],)
-            return tuple(names)
+                return (ds.name.rsplit("/", 1)[-1],), shape
+            return tuple(names), shape
         if "DIMENSION_LIST" not in ds.attrs:
-            return tuple(names)
+            return tuple(names), shape
         for axis in range(len(shape)):
             scales = ds.dims[axis]
             if len(scales) == 0:
@@ -170,11 +181,12 @@ def dimension_names(ds: h5py.Dataset) -> tuple[str, ...]:
             if scale.name is None or len(scale.shape or ()) != 1:
                 continue
             names[axis] = scale.name.rsplit("/", 1)[-1]
+            lengths[axis] = max(shape[axis], int(scale.shape[0]))
     except (OSError, KeyError, RuntimeError, ValueError, TypeError):
-        return tuple(_phony(shape))
+        return tuple(_phony(shape)), shape
     if len(set(names)) != len(names):  # a netCDF variable may not repeat a dimension for zarr
-        return tuple(_phony(shape))
-    return tuple(names)
+        return tuple(_phony(shape)), shape
+    return tuple(names), tuple(lengths)
 
 
 def extend_dimension_names(dims: tuple[str, ...], extra: tuple[int, ...]) -> tuple[str, ...]:
