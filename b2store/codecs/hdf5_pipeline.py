@@ -149,6 +149,10 @@ def _fail(fname: str, what: str) -> CodecError:
     return CodecError(f"{CODEC_ID}: cannot decode HDF5 {fname} data: {what}")
 
 
+class _NoGainError(CodecError):
+    """An optional filter that cannot shrink a chunk (HDF5 then skips it via the filter mask)."""
+
+
 def _check_size(fname: str, out: bytes | memoryview, expected: int | None) -> None:
     if expected is not None and len(out) != expected:
         raise _fail(fname, f"decoded {len(out)} bytes, expected {expected}")
@@ -311,9 +315,10 @@ def _dec_lzf(cd: Sequence[int], data: memoryview, expected: int | None, itemsize
 def _enc_lzf(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     ic = _imagecodecs("lzf")
     out = ic.lzf_encode(data, header=False)
-    if len(out) >= len(data):
-        # HDF5's LZF filter fails on no gain; HDF5 then stores the chunk raw with the mask bit set.
-        raise CodecError(f"{CODEC_ID}: LZF gives no gain on this chunk; HDF5 would store it raw")
+    if len(out) > len(data):
+        # HDF5's LZF filter fails when the output does not fit in the input's size; HDF5 then
+        # stores the chunk raw with the mask bit set.
+        raise _NoGainError(f"{CODEC_ID}: LZF gives no gain on this chunk; HDF5 would store it raw")
     return bytes(out)
 
 
@@ -491,15 +496,32 @@ def _enc_szip(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
 
 
 def _dec_blosc2(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
-    # b2store.codecs.b2nd validates the whole frame in Python (header, b2nd meta, offsets index,
-    # chunk header) before C-Blosc2 sees it; python-blosc2's own frame parser crashed on fuzzed
-    # frames.
-    from b2store.codecs.b2nd import decode_b2nd
+    # b2store's Blosc2 frame parser validates the frame in Python (header, b2nd meta, offsets
+    # index, chunk header) before C-Blosc2 sees the chunk; python-blosc2's own frame parser
+    # (schunk_from_cframe) aborted the process on fuzzed frames.
+    from b2store.codecs import _blosc2frame as bf
+    from b2store.codecs.b2nd import decode_b2nd, decompress_chunk
 
+    what = f"{CODEC_ID} (HDF5 blosc2)"
     if len(data) < 32 or data[0] != 0x9E or bytes(data[2:10]) != _B2FRAME_MAGIC:
         raise _fail("blosc2", "not a Blosc2 contiguous frame (bad magic)")
-    arr = decode_b2nd(data, what=f"{CODEC_ID} (HDF5 blosc2)")
-    out = np.ascontiguousarray(arr).tobytes()
+    info = bf.parse_frame(data, what=what)
+    if info.nchunks != 1:
+        raise _fail("blosc2", f"the frame holds {info.nchunks} chunks, HDF5 writes exactly 1")
+    if info.b2nd is not None:
+        out = np.ascontiguousarray(decode_b2nd(data, what=what)).tobytes()
+    else:
+        # plain frame: its size need not be a multiple of the typesize (after fletcher32)
+        chunk, special = bf.frame_chunk(data, info, 0, what=what)
+        if chunk is None:
+            if special not in (bf.SPECIAL_ZERO, bf.SPECIAL_UNINIT):
+                raise _fail("blosc2", f"unexpected special chunk kind {special} in a plain frame")
+            out = bytes(info.nbytes)
+        else:
+            flat = decompress_chunk(chunk, dtype=np.dtype(np.uint8), nbytes=None, what=what)
+            out = flat.tobytes()
+        if len(out) != info.nbytes:
+            raise _fail("blosc2", f"the chunk holds {len(out)} bytes, the frame {info.nbytes}")
     _check_size("blosc2", out, expected)
     return out
 
@@ -697,7 +719,11 @@ class HDF5Pipeline(Codec):
         return arr
 
     def encode_bytes(self, buf: Any, mask: int = 0) -> bytes:
-        """Encode C-ordered chunk bytes through the pipeline (skipping filters set in ``mask``)."""
+        """Encode C-ordered chunk bytes through the pipeline (skipping filters set in ``mask``).
+
+        With ``masked=True`` a filter that cannot shrink the chunk (LZF) is skipped and its bit
+        set in the returned header's mask, as HDF5 does; without, that raises CodecError.
+        """
         data = bytes(memoryview(ensure_contiguous_ndarray(buf)).cast("B"))
         if self._nbytes is not None and len(data) != self._nbytes:
             raise CodecError(
@@ -709,7 +735,12 @@ class HDF5Pipeline(Codec):
         for i, f in enumerate(self.filters):
             if mask >> i & 1:
                 continue
-            data = _DECODERS[f["id"]][1](f["cd_values"], data, self._itemsize)
+            try:
+                data = _DECODERS[f["id"]][1](f["cd_values"], data, self._itemsize)
+            except _NoGainError:
+                if not self.masked:
+                    raise
+                mask |= 1 << i  # what HDF5 does when an optional filter fails on a chunk
         return frame_chunk(data, mask) if self.masked else data
 
     def encode(self, buf: Any) -> bytes:
