@@ -162,3 +162,33 @@ def test_bench_bad_name(tmp_path: Path) -> None:
     res = run("bench", "--dir", str(tmp_path), "--size", "small")
     assert res.returncode == 0, res.stderr
     assert "ran ['--size', 'small']" in res.stdout
+
+
+def test_info_caterva2_url(tmp_path: Path) -> None:
+    import shutil
+
+    if shutil.which("cat2-server") is None:
+        pytest.skip("cat2-server is not installed: pip install 'caterva2[server]'")
+    pytest.importorskip("aiohttp")
+    import blosc2
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+    try:
+        from caterva2_with_cache import start_server
+    finally:
+        sys.path.pop(0)
+    proc, host, public = start_server(tmp_path)
+    try:
+        (public / "dir").mkdir()
+        a = np.arange(6000, dtype="u2").reshape(20, 300)
+        blosc2.asarray(a, chunks=(10, 300), urlpath=str(public / "dir" / "a.b2nd"), mode="w")
+        res = run("info", f"caterva2://{host}/@public/dir", "--json")
+        assert res.returncode == 0, res.stderr
+        (node,) = [n for n in json.loads(res.stdout) if n["kind"] == "dataset"]
+        assert node["path"] == "/a.b2nd" and node["shape"] == [20, 300]
+        assert node["chunks"] == [10, 300] and node["dtype"] == "uint16"
+        res = run("info", f"caterva2://{host}/@public/nope")
+        assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

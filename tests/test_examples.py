@@ -43,3 +43,18 @@ def test_example_runs(script: str, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout + res.stderr
     assert "Traceback" not in res.stderr
     assert "OK" in res.stdout or "skipping" in res.stdout, res.stdout
+
+
+def test_docs_build_strict(tmp_path: Path) -> None:
+    """The documentation site builds with ``mkdocs build --strict`` (broken links fail)."""
+    if not has("mkdocs"):
+        pytest.skip("needs mkdocs: pip install 'b2store[docs]'")
+    root = EXAMPLES.parent
+    res = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-f", "docs/mkdocs.yml",
+         "-d", str(tmp_path / "site")],
+        capture_output=True, text=True, cwd=root, timeout=300,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert (tmp_path / "site" / "index.html").is_file()
+    assert (tmp_path / "site" / "cli" / "index.html").is_file()
