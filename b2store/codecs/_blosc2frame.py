@@ -26,6 +26,7 @@ Layouts (C-Blosc2 3.x, also read by 2.x; see ``notes/blosc2-codecs.md`` §2):
 from __future__ import annotations
 
 import math
+import struct
 from dataclasses import dataclass
 from typing import Any
 
@@ -70,6 +71,8 @@ _B2FLAG_USEDICT = 0x01
 _B2FLAG_VLBLOCKS = 0x08  # variable-length blocks (C-Blosc2 >= 2.15): not produced by b2nd
 
 _WHAT = "Blosc2"
+_CHUNK_HEAD = struct.Struct("<BBBBiii")
+_FMETA = struct.Struct("<6b")
 
 
 def as_bytes_view(buf: Any) -> memoryview:
@@ -85,6 +88,8 @@ def as_bytes_view(buf: Any) -> memoryview:
     TypeError
         If *buf* does not expose the buffer protocol.
     """
+    if isinstance(buf, memoryview) and buf.format == "B" and buf.ndim == 1 and buf.c_contiguous:
+        return buf
     if isinstance(buf, bytes | bytearray):
         return memoryview(buf)
     if isinstance(buf, np.ndarray):
@@ -190,10 +195,7 @@ def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> Chu
             f"truncated Blosc2 chunk: {n} bytes, a chunk header alone is {CHUNK_HEADER_SIZE}", what
         )
     h = bytes(mv[:CHUNK_HEADER_SIZE])
-    version, versionlz, flags, typesize = h[0], h[1], h[2], h[3]
-    nbytes, blocksize, cbytes = (
-        int.from_bytes(h[i : i + 4], "little", signed=True) for i in (4, 8, 12)
-    )
+    (version, versionlz, flags, typesize, nbytes, blocksize, cbytes) = _CHUNK_HEAD.unpack_from(h)
     if not 2 <= version <= 6:
         raise _err(f"not a Blosc2 chunk (format version byte {version}, expected 2..6)", what)
     if flags & _FLAG_EXTENDED != _FLAG_EXTENDED:
@@ -216,7 +218,7 @@ def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> Chu
         filters=tuple(h[16:22]),
         udcodec=h[22],
         codec_meta=h[23],
-        filters_meta=tuple(int(x) for x in np.frombuffer(h[24:30], dtype=np.int8)),
+        filters_meta=_FMETA.unpack_from(h, 24),
         blosc2_flags=h[31],
         special=special,
     )
@@ -255,12 +257,14 @@ def block_starts(buf: Any, hdr: ChunkHeader, *, what: str = _WHAT) -> np.ndarray
     if len(mv) < end:
         raise _err(f"truncated Blosc2 chunk: block-start table needs {end} bytes", what)
     starts = np.frombuffer(mv[CHUNK_HEADER_SIZE:end], dtype="<i4").astype(np.int64)
-    if nb and (starts.min() < end or starts.max() >= hdr.cbytes):
-        raise _err(
-            f"corrupt Blosc2 chunk: block starts outside [{end}, {hdr.cbytes}) "
-            f"(min {int(starts.min())}, max {int(starts.max())})",
-            what,
-        )
+    if nb:
+        lo, hi = (min(starts), max(starts)) if nb < 64 else (starts.min(), starts.max())
+        if lo < end or hi >= hdr.cbytes:
+            raise _err(
+                f"corrupt Blosc2 chunk: block starts outside [{end}, {hdr.cbytes}) "
+                f"(min {int(lo)}, max {int(hi)})",
+                what,
+            )
     return starts
 
 
@@ -501,7 +505,7 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
         codec=head[27] & 0x0F,
         clevel=head[27] >> 4,
         filters=tuple(head[71:77]),
-        filters_meta=tuple(int(x) for x in np.frombuffer(head[79:85], dtype=np.int8)),
+        filters_meta=_FMETA.unpack_from(head, 79),
         b2nd=b2nd,
     )
 
