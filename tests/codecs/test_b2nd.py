@@ -284,3 +284,15 @@ def test_decode_releases_the_gil_flag() -> None:
     import b2store.codecs.b2nd  # noqa: F401
 
     assert blosc2.set_releasegil(True) is True  # returns the previous value
+
+
+def test_plain_frames_including_a_short_last_chunk() -> None:
+    for n in (200, 150):  # 150 int32 < chunksize of 800 bytes
+        s = blosc2.SChunk(chunksize=800, data=np.arange(n, dtype="i4"), cparams={"typesize": 4})
+        frame = bytes(s.to_cframe())
+        info = bf.parse_frame(frame)
+        assert info.b2nd is None and info.nchunks == 1
+        np.testing.assert_array_equal(decode_b2nd(frame, dtype="i4"), np.arange(n))
+        generic = B2nd().decode(frame)
+        assert generic.dtype == np.dtype("V4")
+        np.testing.assert_array_equal(generic.view("i4"), np.arange(n))
