@@ -15,8 +15,14 @@ Contract
   Blosc2 (32026, b2nd or plain cframes). szip, LZF, LZ4 and bitshuffle need the optional
   ``imagecodecs`` package (``pip install b2store[hdf5]``), imported lazily.
 * Framings are validated in Python (magic numbers, sizes, block counts) before a C decoder sees the
-  bytes; anything wrong raises :class:`~b2store.errors.CodecError` naming ``b2store_hdf5`` and the
-  filter. Encoding is implemented for every supported filter (it writes chunks HDF5 reads back).
+  bytes; Blosc2 frames go through b2store's own frame parser (:mod:`b2store.codecs._blosc2frame`,
+  :func:`b2store.codecs.b2nd.decode_b2nd`), never ``blosc2.schunk_from_cframe``, which aborted the
+  process on corrupt frames. Anything wrong raises :class:`~b2store.errors.CodecError` naming
+  ``b2store_hdf5`` and the filter; every decoded size is checked against the expected one.
+* Encoding is implemented for every supported filter and writes chunks HDF5 reads back (tested
+  with ``write_direct_chunk``); with ``masked=True`` an LZF step that cannot shrink a chunk is
+  skipped and recorded in the mask, as HDF5 does.
+* The codec holds no mutable state: it pickles and is safe to share between threads.
 """
 
 from __future__ import annotations
