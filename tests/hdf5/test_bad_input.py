@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import shutil
-import zlib
 import warnings
+import zlib
 from pathlib import Path
 
 import h5py
@@ -18,7 +18,7 @@ from b2store.hdf5.filesystem import HDF5FileSystem
 
 
 def test_missing_file(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="nope.h5"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.h5"):
         HDF5FileSystem(str(tmp_path / "nope.h5"))
 
 

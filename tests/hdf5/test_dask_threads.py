@@ -19,7 +19,9 @@ da = pytest.importorskip("dask.array")
 def test_many_threads_read_right_bytes(files) -> None:
     fs = HDF5FileSystem(str(files["filters.h5"]), skip_instance_cache=True)
     keys = [
-        f"f/{name}/c/{i}/{j}" for name in ("shuffle_gzip", "lzf", "zstd") for i in range(3)
+        f"f/{name}/c/{i}/{j}"
+        for name in ("shuffle_gzip", "lzf", "zstd")
+        for i in range(3)
         for j in range(3)
     ]
     keys += [f"f/none/c/{i}/{j}/{k}" for i in range(3) for j in range(3) for k in range(3)]
