@@ -1,9 +1,18 @@
 """numcodecs-style checkers shared by the codec tests (b2nd, itrunc, grok, hdf5 pipelines).
 
-Import with ``from common import ...`` from a test module in ``tests/codecs/`` (pytest puts that
-folder on ``sys.path``; the folder has no ``__init__.py`` on purpose: a package named
-``codecs`` would shadow the standard library). Other folders can load it by path with
-:func:`load_common`-style ``importlib`` code.
+Load it by path under a unique module name (``tests/codecs`` has no ``__init__.py`` on purpose:
+a package named ``codecs`` would shadow the standard library, and bare ``common``/``conftest``
+names are ambiguous once several test folders have one)::
+
+    import importlib.util, sys
+    from pathlib import Path
+
+    _name, _path = "b2store_codecs_common", Path(__file__).with_name("common.py")
+    if _name not in sys.modules:
+        _spec = importlib.util.spec_from_file_location(_name, _path)
+        sys.modules[_name] = importlib.util.module_from_spec(_spec)
+        _spec.loader.exec_module(sys.modules[_name])
+    common = sys.modules[_name]
 
 Golden fixtures live in ``tests/codecs/fixture/<codec_id>/``: ``array.NN.npy`` and, per codec
 configuration, ``codec.NN/config.json`` + ``codec.NN/encoded.NN.dat`` (+ optional
@@ -14,6 +23,7 @@ They are written once by a generator script (:func:`write_fixtures`) and always 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import platform
 from collections.abc import Callable, Sequence
@@ -22,6 +32,7 @@ from typing import Any
 
 import numcodecs
 import numpy as np
+import pytest
 
 FIXTURE_ROOT = Path(__file__).resolve().parent / "fixture"
 
@@ -32,8 +43,24 @@ __all__ = [
     "check_encode_decode",
     "check_repr",
     "compare",
+    "requires_dask",
+    "requires_hdf5plugin",
+    "requires_xarray",
     "write_fixtures",
 ]
+
+
+def _has(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+# markers defined here, not imported from a conftest: with several tests/*/conftest.py files,
+# ``from conftest import ...`` resolves to whichever conftest was imported first
+requires_hdf5plugin = pytest.mark.skipif(
+    not (_has("h5py") and _has("hdf5plugin")), reason="needs h5py + hdf5plugin"
+)
+requires_xarray = pytest.mark.skipif(not _has("xarray"), reason="needs xarray")
+requires_dask = pytest.mark.skipif(not _has("dask"), reason="needs dask")
 
 
 def _as_array(buf: Any) -> np.ndarray:

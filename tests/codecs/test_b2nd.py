@@ -2,25 +2,34 @@
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
+import sys
+from pathlib import Path
 
 import blosc2
 import numcodecs
 import numpy as np
 import pytest
-from common import (
-    check_backwards_compatibility,
-    check_config,
-    check_encode_decode,
-    check_repr,
-)
-from conftest import requires_hdf5plugin
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from b2store.codecs import _blosc2frame as bf
 from b2store.codecs.b2nd import B2nd, decode_b2nd, default_blocks, encode_b2nd, reorder
 from b2store.errors import CodecError
+
+_NAME, _PATH = "b2store_codecs_common", Path(__file__).with_name("common.py")
+if _NAME not in sys.modules:  # load by path: "common"/"conftest" are ambiguous across folders
+    _SPEC = importlib.util.spec_from_file_location(_NAME, _PATH)
+    assert _SPEC is not None and _SPEC.loader is not None
+    sys.modules[_NAME] = importlib.util.module_from_spec(_SPEC)
+    _SPEC.loader.exec_module(sys.modules[_NAME])
+common = sys.modules[_NAME]
+check_backwards_compatibility = common.check_backwards_compatibility
+check_config = common.check_config
+check_encode_decode = common.check_encode_decode
+check_repr = common.check_repr
+requires_hdf5plugin = common.requires_hdf5plugin
 
 DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8", "bool"]
 SHAPES = [(1,), (100,), (13, 17), (5, 6, 7), (3, 4, 5, 6)]

@@ -6,6 +6,8 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+import sys
+from pathlib import Path
 from typing import Any
 
 import blosc2
@@ -13,13 +15,23 @@ import numpy as np
 import pytest
 import zarr
 import zarr.storage
-from conftest import requires_dask, requires_hdf5plugin, requires_xarray
 from zarr.abc.store import RangeByteRequest
 
 from b2store.codecs.b2nd import B2nd
 from b2store.codecs.itrunc import ITrunc
 from b2store.codecs.zarr3 import B2ndCodec, GrokCodec, ITruncCodec
 from b2store.errors import CodecError
+
+_NAME, _PATH = "b2store_codecs_common", Path(__file__).with_name("common.py")
+if _NAME not in sys.modules:  # load by path: "common"/"conftest" are ambiguous across folders
+    _SPEC = importlib.util.spec_from_file_location(_NAME, _PATH)
+    assert _SPEC is not None and _SPEC.loader is not None
+    sys.modules[_NAME] = importlib.util.module_from_spec(_SPEC)
+    _SPEC.loader.exec_module(sys.modules[_NAME])
+common = sys.modules[_NAME]
+requires_dask = common.requires_dask
+requires_hdf5plugin = common.requires_hdf5plugin
+requires_xarray = common.requires_xarray
 
 DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8", "bool"]
 CASES = [((10,), (4,)), ((13, 17), (5, 6)), ((7, 8, 9), (3, 8, 4)), ((4, 5, 6, 7), (2, 3, 6, 4))]
