@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 import zarr
 import zarr.storage
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from zarr.abc.store import RangeByteRequest
 
 from b2store.codecs.b2nd import B2nd
@@ -331,3 +333,38 @@ def test_grok_codec_v3() -> None:
     )
     lossy[...] = img
     assert lossy[...].shape == img.shape
+
+
+_PARTIAL_ARR = (np.add.outer(np.arange(37), np.arange(45)) * 13 % 5000).astype("i2")
+_PARTIAL_STORES: dict[tuple[int, int], Any] = {}
+
+
+def _partial_array(blocks: tuple[int, int]) -> Any:
+    if blocks not in _PARTIAL_STORES:
+        z = v3_array(zarr.storage.MemoryStore(), _PARTIAL_ARR, (20, 24), blocks=blocks)
+        z[...] = _PARTIAL_ARR
+        _PARTIAL_STORES[blocks] = z
+    return _PARTIAL_STORES[blocks]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    blocks=st.sampled_from([(20, 24), (4, 24), (5, 7), (1, 1), (8, 16)]),
+    sel=st.tuples(
+        *[
+            st.one_of(
+                st.integers(-n, n - 1),
+                st.builds(
+                    slice,
+                    st.one_of(st.none(), st.integers(-n, n)),
+                    st.one_of(st.none(), st.integers(-n, n)),
+                    st.one_of(st.none(), st.integers(1, 5)),
+                ),
+            )
+            for n in _PARTIAL_ARR.shape
+        ]
+    ),
+)
+def test_hypothesis_partial_selections(blocks: tuple[int, int], sel: tuple[Any, ...]) -> None:
+    z = _partial_array(blocks)
+    np.testing.assert_array_equal(z[sel], _PARTIAL_ARR[sel])
