@@ -27,6 +27,8 @@ Contract
 from __future__ import annotations
 
 import asyncio
+import collections
+import contextlib
 import logging
 import os
 import posixpath
@@ -34,6 +36,7 @@ import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import numpy as np
 from fsspec.asyn import AsyncFileSystem
 
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, render_v3
@@ -81,6 +84,10 @@ class Caterva2FileSystem(AsyncFileSystem):
     version_check_interval
         Seconds after which a chunk read re-checks the dataset's version on the server (a
         changed dataset then raises instead of mixing old metadata with new chunks).
+    readahead
+        Chunks fetched ahead when a dataset's chunks are requested in order (a dask task asks for
+        one chunk at a time, so few dask threads would otherwise mean few requests in flight);
+        0 disables it. Random access triggers no readahead.
     dataset_as
         ``"array"`` (default): a dataset URL opens as a Zarr array; ``"group"``: as a group
         holding the dataset, which ``xarray.open_zarr`` needs.
@@ -112,6 +119,7 @@ class Caterva2FileSystem(AsyncFileSystem):
         max_concurrency: int = 8,
         dataset_as: str = "array",
         version_check_interval: float = 10.0,
+        readahead: int = 4,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -147,6 +155,11 @@ class Caterva2FileSystem(AsyncFileSystem):
         self._datasets: dict[str, Dataset] = {}
         self._checked: dict[str, float] = {}
         self._changed: dict[str, str] = {}
+        self.readahead = int(readahead)
+        self._recent: dict[str, collections.deque[int]] = {}
+        self._prefetched: collections.OrderedDict[tuple[str, str, int], asyncio.Task[bytes]] = (
+            collections.OrderedDict()
+        )
         self._aliases: dict[str, str] = {}
 
     def __repr__(self) -> str:
@@ -347,27 +360,30 @@ class Caterva2FileSystem(AsyncFileSystem):
             return None
         return "/".join(parts[:-1]), tuple(reversed(coords))
 
-    async def _chunk(self, ds: Dataset, coords: tuple[int, ...]) -> bytes:
-        number = ds.chunk_number(coords)  # FileNotFoundError off the grid: no request sent
+    def _request(
+        self, ds: Dataset, number: int, coords: tuple[int, ...]
+    ) -> tuple[str, str, dict[str, str]]:
+        """Cache key, URL and query of the server request for one chunk."""
         if ds.mode == SLICE:
-            key = "s" + "_".join(map(str, coords))
             region = ds.chunk_region(coords)
-            url = self.client.url("fetch", ds.path)
             params = {"slice_": ",".join(f"{s.start}:{s.stop}" for s in region)} if region else {}
-        else:
-            if number >= ds.nchunks:
-                raise Caterva2HTTPError(
-                    self.client.url("chunk", ds.path),
-                    0,
-                    f"chunk {coords} → {number} is beyond the {ds.nchunks} chunks the server "
-                    "reports; the dataset info is inconsistent",
-                )
-            key = str(number)
-            url = self.client.url("chunk", ds.path)
-            params = {"nchunk": str(number)}
+            return "s" + "_".join(map(str, coords)), self.client.url("fetch", ds.path), params
+        if number >= ds.nchunks:
+            raise Caterva2HTTPError(
+                self.client.url("chunk", ds.path),
+                0,
+                f"chunk {coords} → {number} is beyond the {ds.nchunks} chunks the server "
+                "reports; the dataset info is inconsistent",
+            )
+        return str(number), self.client.url("chunk", ds.path), {"nchunk": str(number)}
+
+    async def _load(self, ds: Dataset, number: int, coords: tuple[int, ...]) -> bytes:
+        """Checked server bytes of one chunk: from the disk cache, or fetched (and cached)."""
+        key, url, params = self._request(ds, number, coords)
         raw = None
         if self.cache is not None:
             raw = await asyncio.to_thread(self.cache.get, self.base_url, ds.path, ds.version, key)
+        fetched = raw is None
         if raw is None:
             try:
                 raw = (await self.client.get(url, params)).body
@@ -375,18 +391,43 @@ class Caterva2FileSystem(AsyncFileSystem):
                 raise Caterva2HTTPError(
                     url, 404, f"dataset disappeared while reading: {exc}"
                 ) from None
-            if ds.mode == SLICE:
-                check_frame(url, ds, raw)
-            else:
-                check_chunk(url, ds, number, raw)
-            if self.cache is not None:
-                await asyncio.to_thread(
-                    self.cache.put, self.base_url, ds.path, ds.version, key, raw
-                )
-        elif ds.mode == SLICE:
+        if ds.mode == SLICE:
             check_frame(url, ds, raw)
         else:
             check_chunk(url, ds, number, raw)
+        if fetched and self.cache is not None:
+            await asyncio.to_thread(self.cache.put, self.base_url, ds.path, ds.version, key, raw)
+        return raw
+
+    def _start_readahead(self, ds: Dataset, number: int) -> None:
+        """Prefetch the next chunks when this dataset's chunks are being read in order."""
+        recent = self._recent.setdefault(ds.path, collections.deque(maxlen=16))
+        sequential = (number - 1) in recent or (number - 2) in recent
+        recent.append(number)
+        if not sequential or ds.mode == SLICE or self.readahead <= 0:
+            return
+        loop = asyncio.get_running_loop()
+        for m in range(number + 1, min(number + 1 + self.readahead, ds.nchunks)):
+            pkey = (ds.path, ds.version, m)
+            if pkey in self._prefetched:
+                continue
+            coords = tuple(int(c) for c in np.unravel_index(m, ds.grid)) if ds.grid else ()
+            task = loop.create_task(self._load(ds, m, coords))
+            task.add_done_callback(_retrieve_exception)
+            self._prefetched[pkey] = task
+            while len(self._prefetched) > 2 * self.readahead + 8:
+                self._prefetched.popitem(last=False)
+
+    async def _chunk(self, ds: Dataset, coords: tuple[int, ...]) -> bytes:
+        number = ds.chunk_number(coords)  # FileNotFoundError off the grid: no request sent
+        task = self._prefetched.pop((ds.path, ds.version, number), None)
+        self._start_readahead(ds, number)
+        raw = None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            with contextlib.suppress(Exception):  # a failed prefetch is simply tried again
+                raw = await task
+        if raw is None:
+            raw = await self._load(ds, number, coords)
         if ds.mode == CHUNK and not (ds.kind == "b2frame" and number == ds.nchunks - 1):
             return raw
         return await asyncio.to_thread(to_zarr_chunk, ds, number, coords, raw)
@@ -458,6 +499,12 @@ class Caterva2FileSystem(AsyncFileSystem):
         else:
             self._datasets.pop(self._strip_protocol(path), None)
         super().invalidate_cache(path)
+
+
+def _retrieve_exception(task: asyncio.Task[bytes]) -> None:
+    """Mark a prefetch failure as seen (the chunk is fetched again when it is really needed)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class Caterva2SFileSystem(Caterva2FileSystem):

@@ -147,6 +147,7 @@ class FaultProxy:
     """
 
     upstream: str
+    public: Path = Path()
     url: str = ""
     delay: float = 3.0
     plan: Callable[[int, str], str | None] = lambda n, path: None
@@ -208,7 +209,7 @@ def _handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def fault_proxy(cat2_server: Server) -> Iterator[FaultProxy]:
-    proxy = FaultProxy(upstream=cat2_server.url)
+    proxy = FaultProxy(upstream=cat2_server.url, public=cat2_server.public)
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
     httpd.daemon_threads = True
     proxy.url = f"http://127.0.0.1:{httpd.server_address[1]}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pickle
 import uuid
+from pathlib import Path
 from typing import Any
 
 import blosc2
@@ -160,3 +161,25 @@ def test_filesystem_pickles_and_lists(cat2_server: Any, published: Any, so: dict
     assert fs.info(f"{path}/d1.b2nd")["type"] == "directory"
     with pytest.raises(PermissionError):
         fs.pipe_file(f"{path}/d1.b2nd/c/0", b"x")
+
+
+def test_readahead_on_sequential_reads_only(fault_proxy: Any, so: dict[str, Any]) -> None:
+    rel = f"ra-{uuid.uuid4().hex[:8]}"
+    public = Path(fault_proxy.public)
+    (public / rel).mkdir()
+    a = np.arange(16 * 10 * 10, dtype="i4").reshape(16, 10, 10)
+    blosc2.asarray(a, chunks=(1, 10, 10), blocks=(1, 5, 10),
+                   urlpath=str(public / rel / "r.b2nd"), mode="w")  # fmt: skip
+    path = f"@public/{rel}/r.b2nd"
+    fs = Caterva2FileSystem(host=fault_proxy.host, **{**so, "cache_storage": None})
+    fs.cat_file(f"{path}/zarr.json")
+    chunks = lambda: [p for p in fault_proxy.requests if "/api/chunk" in p]  # noqa: E731
+    fs.cat_file(f"{path}/c/9/0/0")
+    fs.cat_file(f"{path}/c/3/0/0")  # random access: no readahead
+    assert len(chunks()) == 2
+    for i in range(16):  # sequential: readahead, and no chunk is fetched twice
+        got = np.frombuffer(blosc2.decompress2(fs.cat_file(f"{path}/c/{i}/0/0")), dtype="i4")
+        assert got.reshape(10, 10).tolist() == a[i].tolist()
+    numbers = [int(p.rsplit("nchunk=", 1)[1]) for p in chunks()]
+    assert sorted(set(numbers)) == list(range(16))
+    assert len(numbers) <= 16 + 2

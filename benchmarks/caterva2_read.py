@@ -1,0 +1,217 @@
+"""Benchmark: read a uint16 tomography stack from a local Caterva2 server (not a test).
+
+Compares, on the same ``.b2nd`` dataset served by a ``cat2-server`` started on 127.0.0.1:
+
+* b2store ``caterva2://`` through ``xarray.open_zarr`` + dask (threaded scheduler): full read and
+  plane slices, with a cold cache (empty folder), a warm cache (same folder, new filesystem
+  instance) and no cache;
+* ``caterva2.Client(url).fetch(path)`` (the Caterva2 client);
+* ``blosc2.C2Array(path, urlbase=url)[...]``.
+
+Targets (issue 4): cold full read at least 1.5x faster than the Caterva2 client; warm-cache read
+at least 10x faster than the cold one. Results are printed as a Markdown table.
+
+Usage::
+
+    python benchmarks/caterva2_read.py                 # 150 x 1024 x 1024 uint16, ~300 MB
+    python benchmarks/caterva2_read.py --small         # 24 x 512 x 512, a quick check
+    python benchmarks/caterva2_read.py --angles 64 --repeat 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+
+def _stack(n: int, h: int, w: int) -> Any:
+    try:
+        from benchmarks._synthetic import iter_tomo_chunks
+    except ImportError:  # the shared generator is optional: inline noise + gradient
+        rng = np.random.default_rng(0)
+
+        def iter_tomo_chunks(n: int, h: int, w: int, chunk_angles: int = 16) -> Any:
+            base = np.add.outer(np.arange(h), np.arange(w)).astype("f4") * 10 + 1000
+            for s in range(0, n, chunk_angles):
+                e = min(s + chunk_angles, n)
+                noise = rng.normal(0, 40, size=(e - s, h, w))
+                yield slice(s, e), (base + noise).clip(0, 65535).astype("u2")
+
+    return iter_tomo_chunks(n, h, w, chunk_angles=16)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str]:
+    exe = os.environ.get("CAT2_SERVER") or shutil.which("cat2-server")
+    if not exe:
+        sys.exit("cat2-server not found: pip install caterva2[server]")
+    (base / "state" / "public").mkdir(parents=True, exist_ok=True)
+    conf = base / "caterva2-server.toml"
+    conf.write_text("[server]\nlogin = false\nregister = false\n")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "CATERVA2_SECRET"}
+    log = open(base / "server.log", "wb")  # noqa: SIM115 (kept open for the server's lifetime)
+    proc = subprocess.Popen(
+        [exe, "--conf", str(conf), "--statedir", str(base / "state"),
+         "--listen", f"127.0.0.1:{port}"],
+        cwd=base, stdout=log, stderr=subprocess.STDOUT, env=env,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/api/roots", timeout=0.5).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            time.sleep(0.1)
+    proc.kill()
+    sys.exit(f"cat2-server did not start; see {base}/server.log")
+
+
+def timed(fn: Callable[[], Any], repeat: int, setup: Callable[[], None] | None = None) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        if setup is not None:
+            setup()
+        t0 = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--angles", type=int, default=150)
+    p.add_argument("--height", type=int, default=1024)
+    p.add_argument("--width", type=int, default=1024)
+    p.add_argument("--chunk-angles", type=int, default=2)
+    p.add_argument("--block-rows", type=int, default=128)
+    p.add_argument("--small", action="store_true", help="24 x 512 x 512 (quick check)")
+    p.add_argument("--repeat", type=int, default=2, help="best of N for every measurement")
+    p.add_argument("--planes", type=int, default=8, help="plane slices read per measurement")
+    p.add_argument("--dask-threads", type=int, default=None,
+                   help="dask threaded-scheduler workers (default: dask's, = CPU count)")
+    args = p.parse_args(argv)
+    import dask
+
+    if args.dask_threads:
+        dask.config.set(num_workers=args.dask_threads)
+    if args.small:
+        args.angles, args.height, args.width = 24, 512, 512
+
+    import caterva2
+    import xarray as xr
+
+    shape = (args.angles, args.height, args.width)
+    chunks = (args.chunk_angles, args.height, args.width)
+    blocks = (1, min(args.block_rows, args.height), args.width)
+    work = Path(tempfile.mkdtemp(prefix="b2store-c2bench-"))
+    proc, url = start_server(work)
+    try:
+        target = work / "state" / "public" / "tomo" / "scan.b2nd"
+        target.parent.mkdir(parents=True)
+        arr = blosc2.empty(shape, dtype="u2", chunks=chunks, blocks=blocks, urlpath=str(target),
+                           mode="w", cparams={"codec": blosc2.Codec.ZSTD, "clevel": 1,
+                                              "filters": [blosc2.Filter.BITSHUFFLE]})  # fmt: skip
+        for sl, slab in _stack(*shape):
+            arr[sl] = slab
+        expected = arr[...]
+        nbytes = expected.nbytes
+        cbytes = arr.schunk.cbytes
+        host = url.split("://", 1)[1]
+        dir_url = f"caterva2://{host}/@public/tomo"
+        cache = work / "cache"
+        rng = np.random.default_rng(1)
+        planes = [int(i) for i in rng.integers(0, args.angles, size=args.planes)]
+
+        def xr_full(opts: dict[str, Any]) -> Callable[[], None]:
+            def run() -> None:
+                ds = xr.open_zarr(dir_url, storage_options={**opts, "skip_instance_cache": True})
+                out = ds["scan.b2nd"].values
+                assert out.shape == shape
+
+            return run
+
+        def xr_planes(opts: dict[str, Any]) -> Callable[[], None]:
+            def run() -> None:
+                ds = xr.open_zarr(dir_url, storage_options={**opts, "skip_instance_cache": True})
+                for i in planes:
+                    ds["scan.b2nd"][i].values
+
+            return run
+
+        def clear() -> None:
+            shutil.rmtree(cache, ignore_errors=True)
+
+        cached = {"cache_storage": str(cache)}
+        nocache = {"cache_storage": None}
+        client = caterva2.Client(url, timeout=120)
+        c2 = blosc2.C2Array("@public/tomo/scan.b2nd", urlbase=url)
+
+        # correctness first
+        ds = xr.open_zarr(dir_url, storage_options={**nocache, "skip_instance_cache": True})
+        assert np.array_equal(ds["scan.b2nd"].values, expected)
+        assert np.array_equal(client.fetch("@public/tomo/scan.b2nd"), expected)
+        del ds
+
+        rows: list[tuple[str, float, int]] = []
+        r = args.repeat
+        rows.append(("caterva2.Client.fetch, full", timed(
+            lambda: client.fetch("@public/tomo/scan.b2nd"), r), nbytes))  # fmt: skip
+        rows.append(("blosc2.C2Array[...], full", timed(lambda: c2[...], r), nbytes))
+        rows.append(("b2store xarray+dask, full, no cache", timed(xr_full(nocache), r), nbytes))
+        cold = timed(xr_full(cached), r, setup=clear)
+        rows.append(("b2store xarray+dask, full, cold cache", cold, nbytes))
+        warm = timed(xr_full(cached), r)
+        rows.append(("b2store xarray+dask, full, warm cache", warm, nbytes))
+        pbytes = args.planes * args.height * args.width * 2
+        rows.append((f"caterva2.Client.fetch, {args.planes} planes", timed(
+            lambda: [client.fetch("@public/tomo/scan.b2nd", slice_=(i,)) for i in planes], r),
+            pbytes))  # fmt: skip
+        rows.append((f"blosc2.C2Array[i], {args.planes} planes", timed(
+            lambda: [c2[i] for i in planes], r), pbytes))  # fmt: skip
+        rows.append((f"b2store xarray, {args.planes} planes, cold cache",
+                     timed(xr_planes(cached), r, setup=clear), pbytes))  # fmt: skip
+        rows.append((f"b2store xarray, {args.planes} planes, warm cache",
+                     timed(xr_planes(cached), r), pbytes))  # fmt: skip
+
+        c2time = rows[0][1]
+        print(f"\nstack {shape} uint16 = {nbytes / 1e6:.0f} MB, stored {cbytes / 1e6:.0f} MB "
+              f"(ratio {nbytes / cbytes:.2f}); chunks {chunks}, blocks {blocks}; "
+              f"best of {r}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")  # fmt: skip
+        print("| measurement | seconds | MB/s (decompressed) |")
+        print("|---|---|---|")
+        for name, secs, size in rows:
+            print(f"| {name} | {secs:.3f} | {size / 1e6 / secs:.0f} |")
+        print(f"\ncold full read vs caterva2.Client: {c2time / cold:.2f}x (target >= 1.5x)")
+        print(f"warm vs cold full read: {cold / warm:.1f}x (target >= 10x)")
+        client.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
