@@ -1,0 +1,84 @@
+"""The chunk index: compact tables, the in-memory cache and the sidecar cache files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import gen_hdf5_files
+import numpy as np
+from h5view_helpers import open_root
+
+from b2store.hdf5 import cache
+from b2store.hdf5 import filesystem as fsmod
+from b2store.hdf5.filesystem import HDF5FileSystem
+
+
+def test_index_is_compact(tmp_path: Path) -> None:
+    p = gen_hdf5_files.many_chunks_file(tmp_path / "many.h5", 5000)
+    fs = HDF5FileSystem(str(p), skip_instance_cache=True)
+    t = fs.index.tables["x"]
+    assert t.lin.size == 5000 and t.lin.dtype == np.int64
+    assert t.offsets.dtype == np.uint64 and t.sizes.dtype == np.uint64
+    assert np.all(np.diff(t.lin) > 0)  # sorted for searchsorted
+    np.testing.assert_array_equal(open_root(fs)["x"][4990:5010], np.arange(4990, 5010))
+
+
+def test_memory_cache_shared_between_instances(files) -> None:
+    a = HDF5FileSystem(str(files["filters.h5"]), skip_instance_cache=True)
+    b = HDF5FileSystem(str(files["filters.h5"]), skip_instance_cache=True)
+    assert a is not b and a.index is b.index
+
+
+def test_sidecar_roundtrip_and_invalidation(tmp_path: Path) -> None:
+    p = gen_hdf5_files.layouts_file(tmp_path / "layouts.h5")
+    folder = tmp_path / "cache"
+    fsmod._MEMORY.clear()
+    a = HDF5FileSystem(str(p), index_cache=folder, skip_instance_cache=True)
+    sidecars = list(folder.glob("*.npz"))
+    assert len(sidecars) == 1
+    fsmod._MEMORY.clear()
+    b = HDF5FileSystem(str(p), index_cache=folder, skip_instance_cache=True)
+    assert b.index is not a.index
+    assert b.index.meta == a.index.meta
+    for path, t in a.index.tables.items():
+        u = b.index.tables[path]
+        assert (t.shape, t.chunks, t.inline, t.fill_chunk, t.masked) == (
+            u.shape,
+            u.chunks,
+            u.inline,
+            u.fill_chunk,
+            u.masked,
+        )
+        np.testing.assert_array_equal(t.offsets, u.offsets)
+    root = open_root(b)
+    np.testing.assert_array_equal(root["compact"][...], np.arange(6) * 7)
+    # a modified file gets a new key: its old sidecar is not used
+    with open(p, "ab") as fh:
+        fh.write(b"\0" * 16)
+    st = os.stat(p)
+    os.utime(p, (st.st_atime, st.st_mtime + 5))
+    fsmod._MEMORY.clear()
+    HDF5FileSystem(str(p), index_cache=folder, skip_instance_cache=True)
+    assert len(list(folder.glob("*.npz"))) == 2
+
+
+def test_damaged_sidecar_is_ignored(tmp_path: Path) -> None:
+    p = gen_hdf5_files.filters_file(tmp_path / "filters.h5")
+    folder = tmp_path / "cache"
+    fsmod._MEMORY.clear()
+    HDF5FileSystem(str(p), index_cache=folder, skip_instance_cache=True)
+    (sidecar,) = folder.glob("*.npz")
+    sidecar.write_bytes(b"garbage" * 10)
+    fsmod._MEMORY.clear()
+    fs = HDF5FileSystem(str(p), index_cache=folder, skip_instance_cache=True)
+    assert open_root(fs)["f/gzip"].shape == (7, 9, 11)
+    assert cache.load_sidecar(folder, "another key") is None
+
+
+def test_auto_cache_folder(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("B2STORE_CACHE", str(tmp_path / "c"))
+    p = gen_hdf5_files.filters_file(tmp_path / "f.h5")
+    fsmod._MEMORY.clear()
+    HDF5FileSystem(str(p), index_cache="auto", skip_instance_cache=True)
+    assert list((tmp_path / "c" / "hdf5-index").glob("*.npz"))
