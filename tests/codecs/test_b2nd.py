@@ -305,3 +305,10 @@ def test_plain_frames_including_a_short_last_chunk() -> None:
         generic = B2nd().decode(frame)
         assert generic.dtype == np.dtype("V4")
         np.testing.assert_array_equal(generic.view("i4"), np.arange(n))
+
+
+@pytest.mark.parametrize("dtype", ["c8", "c16", "M8[ns]", "m8[s]", "f2", ">u2", ">f8"])
+def test_other_numeric_dtypes(dtype: str) -> None:
+    arr = np.arange(60).astype("f8").reshape(6, 10).astype(dtype)
+    check_encode_decode(arr, B2nd())
+    np.testing.assert_array_equal(decode_b2nd(B2nd().encode(arr)), arr)  # dtype from the frame

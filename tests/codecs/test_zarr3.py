@@ -368,3 +368,27 @@ def _partial_array(blocks: tuple[int, int]) -> Any:
 def test_hypothesis_partial_selections(blocks: tuple[int, int], sel: tuple[Any, ...]) -> None:
     z = _partial_array(blocks)
     np.testing.assert_array_equal(z[sel], _PARTIAL_ARR[sel])
+
+
+@pytest.mark.parametrize(("dtype", "case"), list(itertools.product(DTYPES, CASES)))
+def test_v2_roundtrip(dtype: str, case: tuple[tuple[int, ...], tuple[int, ...]]) -> None:
+    shape, chunks = case
+    arr = make(dtype, shape)
+    store = zarr.storage.MemoryStore()
+    z = zarr.create_array(
+        store,
+        shape=shape,
+        chunks=chunks,
+        dtype=arr.dtype,
+        zarr_format=2,
+        compressors=B2nd(cname="lz4", filters=["bitshuffle"]),
+        fill_value=None,
+    )
+    z[...] = arr
+    zr = zarr.open_array(store, mode="r")
+    np.testing.assert_array_equal(zr[...], arr)
+    meta = json.loads(zarr.core.sync.sync(store.get(".zarray", _PROTO)).to_bytes())
+    assert meta["compressor"]["id"] == "b2store_b2nd"
+
+
+_PROTO = zarr.core.buffer.default_buffer_prototype()
