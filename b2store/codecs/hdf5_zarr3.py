@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from zarr.abc.codec import BytesBytesCodec
@@ -46,6 +46,18 @@ def _parse_filters(filters: Sequence[Any]) -> tuple[_Filter, ...]:
     return tuple(out)
 
 
+@lru_cache(maxsize=64)
+def _pipeline(
+    filters: tuple[_Filter, ...], dtype: str, chunkshape: tuple[int, ...], masked: bool
+) -> HDF5Pipeline:
+    return HDF5Pipeline(
+        filters=[{"id": i, "name": n, "cd_values": list(cd)} for i, n, cd in filters],
+        dtype=dtype,
+        chunkshape=chunkshape,
+        masked=masked,
+    )
+
+
 @dataclass(frozen=True)
 class HDF5PipelineCodec(BytesBytesCodec):
     """Decode raw HDF5 chunks with the dataset's filter pipeline (Zarr v3, bytes to bytes)."""
@@ -72,6 +84,17 @@ class HDF5PipelineCodec(BytesBytesCodec):
         object.__setattr__(self, "masked", masked)
         self._codec  # noqa: B018 - validate the configuration now, not at the first read
 
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        """Fill a missing ``dtype`` from the array (a missing chunk shape comes per chunk)."""
+        if self.dtype is not None:
+            return self
+        return type(self)(
+            filters=self.filters,
+            dtype=array_spec.dtype.to_native_dtype().str,
+            chunkshape=self.chunkshape,
+            masked=self.masked,
+        )
+
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         _, cfg = parse_named_configuration(data, NAME)
@@ -91,15 +114,20 @@ class HDF5PipelineCodec(BytesBytesCodec):
             masked=self.masked,
         )
 
+    def _codec_for(self, chunk_spec: ArraySpec) -> HDF5Pipeline:
+        if self.chunkshape is not None or self.dtype is None:
+            return self._codec
+        return _pipeline(self.filters, self.dtype, tuple(chunk_spec.shape), self.masked)
+
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
-        raw = self._codec.decode_bytes(chunk_bytes.as_numpy_array())
+        raw = self._codec_for(chunk_spec).decode_bytes(chunk_bytes.as_numpy_array())
         return chunk_spec.prototype.buffer.from_bytes(raw)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
         return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
 
     def _encode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:
-        enc = self._codec.encode_bytes(chunk_bytes.as_numpy_array())
+        enc = self._codec_for(chunk_spec).encode_bytes(chunk_bytes.as_numpy_array())
         return chunk_spec.prototype.buffer.from_bytes(enc)
 
     async def _encode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer | None:

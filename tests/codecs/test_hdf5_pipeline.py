@@ -354,3 +354,30 @@ def test_random_chains_roundtrip(seed: int) -> None:
     x = np.frombuffer(rng.bytes(int(np.prod(chunk)) * dtype.itemsize), dtype).reshape(chunk)
     got = codec.decode(codec.encode(x))
     assert got.tobytes() == x.tobytes(), (filters, dtype, chunk)
+
+
+def test_zarr3_codec_without_dtype_and_chunkshape(tmp_path: Path) -> None:
+    """A hand-written zarr.json may leave dtype/chunkshape out: they come from the array."""
+    zarr = pytest.importorskip("zarr")
+    from b2store.codecs.hdf5_zarr3 import HDF5PipelineCodec
+
+    a = sample("<f4", (10, 7))
+    with h5py.File(tmp_path / "bs.h5", "w") as f:
+        d = f.create_dataset("x", data=a, chunks=(4, 7), **hdf5plugin.Bitshuffle(cname="zstd"))
+        raws = [d.id.read_direct_chunk((i, 0))[1] for i in (0, 4, 8)]
+        codec = HDF5PipelineCodec(filters=filters_of(d))
+    store = zarr.storage.MemoryStore()
+    arr = zarr.create_array(
+        store,
+        shape=a.shape,
+        chunks=(4, 7),
+        dtype="<f4",
+        serializer={"name": "bytes", "configuration": {"endian": "little"}},
+        compressors=[codec],
+    )
+    cfg = arr.metadata.to_dict()["codecs"][1]["configuration"]
+    assert cfg["dtype"] == "<f4" and cfg["chunkshape"] is None
+    proto = zarr.core.buffer.default_buffer_prototype()
+    for k, raw in enumerate(raws):
+        zarr.core.sync.sync(store.set(f"c/{k}/0", proto.buffer.from_bytes(raw)))
+    np.testing.assert_array_equal(zarr.open_array(store, mode="r")[...], a)
