@@ -323,10 +323,12 @@ class _PartialPlan:
     async def fetch(getter: ByteGetter, proto: Any, start: int, end: int, head: bytes) -> bytes:
         if end <= len(head):
             return head[start:end]
-        buf = await getter.get(prototype=proto, byte_range=RangeByteRequest(start, end))
-        if buf is None or len(buf) != end - start:
-            raise CodecError(f"b2store.b2nd: truncated chunk (bytes {start}..{end} unavailable)")
-        data: bytes = buf.to_bytes()
+        have = head[start:] if start < len(head) else b""  # reuse what the first read brought
+        lo = start + len(have)
+        buf = await getter.get(prototype=proto, byte_range=RangeByteRequest(lo, end))
+        if buf is None or len(buf) != end - lo:
+            raise CodecError(f"b2store.b2nd: truncated chunk (bytes {lo}..{end} unavailable)")
+        data: bytes = have + buf.to_bytes()
         return data
 
     def touched_blocks(self, selection: Any) -> list[int]:

@@ -392,3 +392,20 @@ def test_v2_roundtrip(dtype: str, case: tuple[tuple[int, ...], tuple[int, ...]])
 
 
 _PROTO = zarr.core.buffer.default_buffer_prototype()
+
+
+def test_partial_decode_with_a_long_block_table() -> None:
+    """1024 blocks: the block-start table (4 KiB) runs past the first ranged read."""
+    rng = np.random.default_rng(0)
+    arr = (np.add.outer(np.arange(256), np.arange(256)) * 50).astype("u2")
+    arr += rng.integers(0, 4, arr.shape, dtype="u2")
+    base = zarr.storage.MemoryStore()
+    z = v3_array(base, arr, (256, 256), blocks=(8, 8))
+    z[...] = arr
+    size = len(base._store_dict["c/0/0"].to_bytes())
+    counting = CountingStore(base)
+    zr = zarr.open_array(counting, mode="r")
+    np.testing.assert_array_equal(zr[100:110, 7:30], arr[100:110, 7:30])
+    reads = [(r, n) for k, r, n in counting.log if k == "c/0/0"]
+    assert len(reads) == 3 and sum(n for _, n in reads) < size / 8, reads
+    assert reads[1][0].start == 4096  # only the missing tail of the table is fetched
