@@ -200,3 +200,35 @@ def test_same_file_refused(sample: Path) -> None:
 
     with pytest.raises(ConvertError, match="input file"):
         convert(sample, sample)
+
+
+def test_raw_fast_path_and_hdf5_fallback(tmp_path: Path) -> None:
+    """Chunks b2store can decode are read raw (masks included); others go through HDF5."""
+    import h5py
+    import hdf5plugin
+
+    from b2store.convert import convert
+
+    rng = np.random.default_rng(5)
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        noise = rng.integers(0, 2**32, (64, 64), dtype="u4")
+        noise[:32, :32] = 7  # one compressible chunk, three stored raw with filter mask 1
+        f.create_dataset("lzf", data=noise, chunks=(32, 32), compression="lzf")
+        f.create_dataset("be", data=np.arange(500, dtype=">i4"), chunks=(64,), shuffle=True,
+                         compression="gzip")  # fmt: skip
+        f.create_dataset("b2", data=rng.normal(size=(4, 50, 70)), chunks=(2, 25, 70),
+                         **hdf5plugin.Blosc2(cname="lz4"))  # fmt: skip
+        f.create_dataset("so", data=np.arange(300, dtype="i4"), chunks=(50,), scaleoffset=0)
+    with h5py.File(src) as f:
+        masks: list[int] = []
+        f["lzf"].id.chunk_iter(lambda i: masks.append(i.filter_mask))
+    assert sorted(set(masks)) == [0, 1]
+    rep = {d.path: d for d in convert(src, out).datasets}
+    for name in ("/lzf", "/be", "/b2"):
+        assert "decoded from raw bytes" in rep[name].note, rep[name]
+    assert "raw bytes" not in rep["/so"].note  # scaleoffset: read through HDF5
+    with h5py.File(src) as a, h5py.File(out) as b:
+        for k in ("lzf", "be", "b2", "so"):
+            np.testing.assert_array_equal(a[k][()], b[k][()])
+            assert b[k].dtype == a[k].dtype
