@@ -62,12 +62,17 @@ FILTERS: dict[str, dict[str, Any]] = {
 }
 
 
-@pytest.mark.parametrize("dtype", ["<u2", ">i4", "<f4", "u1"])
-@pytest.mark.parametrize("name", list(FILTERS))
+@pytest.mark.parametrize(
+    ("name", "dtype"),
+    [
+        (n, dt)
+        for n in FILTERS
+        for dt in ["<u2", ">i4", "<f4", "u1"]
+        if not (n == "szip" and dt == "<f4")  # szip is for integers
+    ],
+)
 def test_encode_is_read_by_hdf5(tmp_path: Path, name: str, dtype: str) -> None:
     """Our encoder writes what the HDF5 filter reads, and our decoder reads what it writes."""
-    if name == "szip" and dtype == "<f4":
-        pytest.skip("szip is for integers")
     shape = (37, 50)
     a = sample(dtype, shape)
     with h5py.File(tmp_path / "enc.h5", "w") as f:

@@ -381,6 +381,25 @@ def test_read_pipeline_fields(h5file: Any) -> None:
     assert lz4.to_config() == {"id": 32004, "name": "lz4", "cd_values": list(lz4.cd_values)}
 
 
+# --- through the b2h5 filesystem -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_every_filter_through_b2h5(h5file: Any, zarr_format: int) -> None:
+    """The b2h5 filesystem serves every dataset above with these plans, read like h5py."""
+    fsspec = pytest.importorskip("fsspec")
+    if importlib.util.find_spec("b2store.hdf5.filesystem") is None:
+        pytest.skip("b2store.hdf5.filesystem is not written yet")
+    fs = fsspec.filesystem("b2h5", fo=h5file.filename, zarr_format=zarr_format)
+    group = zarr.open_group(fs.get_mapper(""), mode="r", zarr_format=zarr_format)
+    for name in CASES:
+        for dt in DTYPES:
+            if f"{name}/{dt}" in h5file:
+                np.testing.assert_array_equal(
+                    group[f"{name}/{dt}"][...], h5file[f"{name}/{dt}"][...], err_msg=name + dt
+                )
+
+
 # --- corpus ---------------------------------------------------------------------------------------
 
 
