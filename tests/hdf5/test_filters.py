@@ -348,6 +348,16 @@ def test_scaleoffset_and_nbit_are_unsupported(tmp_path: Path) -> None:
             plan_for(d2)
 
 
+def test_zfp_is_unsupported(tmp_path: Path) -> None:
+    with h5py.File(tmp_path / "zfp.h5", "w") as f:
+        d = f.create_dataset("z", data=data("<f4"), chunks=CHUNKS, **hdf5plugin.Zfp(rate=8))
+        with pytest.raises(
+            UnsupportedHDF5FeatureError,
+            match=r"zfp\.h5:/z: HDF5 filter 32013 \(zfp.*convert.*unsupported='skip'",
+        ):
+            plan_for(d)
+
+
 def test_unknown_filter_is_unsupported() -> None:
     f = HDF5Filter(id=40000, name="filter 40000", flags=0, cd_values=())
     with pytest.raises(UnsupportedHDF5FeatureError, match=r"a\.h5:/b.*filter 40000.*unknown"):
