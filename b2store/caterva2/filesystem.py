@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 import os
 import posixpath
@@ -88,6 +87,9 @@ class Caterva2FileSystem(AsyncFileSystem):
         Chunks fetched ahead when a dataset's chunks are requested in order (a dask task asks for
         one chunk at a time, so few dask threads would otherwise mean few requests in flight);
         0 disables it. Random access triggers no readahead.
+    memory_cache_size
+        Bytes of recently loaded chunks kept in memory (ranged reads of one chunk, as zarr's
+        partial decoding makes, then cost one load).
     dataset_as
         ``"array"`` (default): a dataset URL opens as a Zarr array; ``"group"``: as a group
         holding the dataset, which ``xarray.open_zarr`` needs.
@@ -120,6 +122,7 @@ class Caterva2FileSystem(AsyncFileSystem):
         dataset_as: str = "array",
         version_check_interval: float = 10.0,
         readahead: int = 4,
+        memory_cache_size: int = 128 * 2**20,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -157,7 +160,8 @@ class Caterva2FileSystem(AsyncFileSystem):
         self._changed: dict[str, str] = {}
         self.readahead = int(readahead)
         self._recent: dict[str, collections.deque[int]] = {}
-        self._prefetched: collections.OrderedDict[tuple[str, str, int], asyncio.Task[bytes]] = (
+        self.memory_cache_size = int(memory_cache_size)
+        self._loads: collections.OrderedDict[tuple[str, str, int], asyncio.Task[bytes]] = (
             collections.OrderedDict()
         )
         self._aliases: dict[str, str] = {}
@@ -399,35 +403,51 @@ class Caterva2FileSystem(AsyncFileSystem):
             await asyncio.to_thread(self.cache.put, self.base_url, ds.path, ds.version, key, raw)
         return raw
 
+    def _task(self, ds: Dataset, number: int, coords: tuple[int, ...]) -> asyncio.Task[bytes]:
+        """The (shared) load of one chunk: concurrent and ranged reads of a chunk load it once.
+
+        Finished loads stay in memory, least recently used first out, within
+        ``memory_cache_size`` bytes; failed ones are forgotten so the next read tries again.
+        """
+        key = (ds.path, ds.version, number)
+        loop = asyncio.get_running_loop()
+        task = self._loads.get(key)
+        if task is not None and task.get_loop() is loop:
+            self._loads.move_to_end(key)
+            if not (task.done() and (task.cancelled() or task.exception() is not None)):
+                return task
+        task = loop.create_task(self._load(ds, number, coords))
+        task.add_done_callback(_retrieve_exception)
+        self._loads[key] = task
+        self._trim_loads()
+        return task
+
+    def _trim_loads(self) -> None:
+        total = 0
+        for key, task in reversed(list(self._loads.items())):
+            if task.done() and not task.cancelled() and task.exception() is None:
+                total += len(task.result())
+                if total > self.memory_cache_size:
+                    del self._loads[key]
+
     def _start_readahead(self, ds: Dataset, number: int) -> None:
         """Prefetch the next chunks when this dataset's chunks are being read in order."""
         recent = self._recent.setdefault(ds.path, collections.deque(maxlen=16))
         sequential = (number - 1) in recent or (number - 2) in recent
-        recent.append(number)
+        if number not in recent:
+            recent.append(number)
         if not sequential or ds.mode == SLICE or self.readahead <= 0:
             return
-        loop = asyncio.get_running_loop()
         for m in range(number + 1, min(number + 1 + self.readahead, ds.nchunks)):
-            pkey = (ds.path, ds.version, m)
-            if pkey in self._prefetched:
-                continue
-            coords = tuple(int(c) for c in np.unravel_index(m, ds.grid)) if ds.grid else ()
-            task = loop.create_task(self._load(ds, m, coords))
-            task.add_done_callback(_retrieve_exception)
-            self._prefetched[pkey] = task
-            while len(self._prefetched) > 2 * self.readahead + 8:
-                self._prefetched.popitem(last=False)
+            if (ds.path, ds.version, m) not in self._loads:
+                coords = tuple(int(c) for c in np.unravel_index(m, ds.grid))
+                self._task(ds, m, coords)
 
     async def _chunk(self, ds: Dataset, coords: tuple[int, ...]) -> bytes:
         number = ds.chunk_number(coords)  # FileNotFoundError off the grid: no request sent
-        task = self._prefetched.pop((ds.path, ds.version, number), None)
+        task = self._task(ds, number, coords)
         self._start_readahead(ds, number)
-        raw = None
-        if task is not None and task.get_loop() is asyncio.get_running_loop():
-            with contextlib.suppress(Exception):  # a failed prefetch is simply tried again
-                raw = await task
-        if raw is None:
-            raw = await self._load(ds, number, coords)
+        raw = await asyncio.shield(task)
         if ds.mode == CHUNK and not (ds.kind == "b2frame" and number == ds.nchunks - 1):
             return raw
         return await asyncio.to_thread(to_zarr_chunk, ds, number, coords, raw)

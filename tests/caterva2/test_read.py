@@ -183,3 +183,21 @@ def test_readahead_on_sequential_reads_only(fault_proxy: Any, so: dict[str, Any]
     numbers = [int(p.rsplit("nchunk=", 1)[1]) for p in chunks()]
     assert sorted(set(numbers)) == list(range(16))
     assert len(numbers) <= 16 + 2
+
+
+def test_sub_chunk_selection_loads_chunk_once(fault_proxy: Any, so: dict[str, Any]) -> None:
+    """zarr's partial decoding asks for byte ranges of one chunk: one request, right values."""
+    rel = f"sub-{uuid.uuid4().hex[:8]}"
+    public = Path(fault_proxy.public)
+    (public / rel).mkdir()
+    a = np.random.default_rng(5).integers(0, 60000, size=(4, 64, 96), dtype="u2")
+    blosc2.asarray(a, chunks=(2, 64, 96), blocks=(1, 16, 96),
+                   urlpath=str(public / rel / "p.b2nd"), mode="w")  # fmt: skip
+    for cache in (None, so["cache_storage"]):
+        fault_proxy.requests.clear()
+        opts = {**so, "cache_storage": cache}
+        z = zarr.open_array(f"caterva2://{fault_proxy.host}/@public/{rel}/p.b2nd", mode="r",
+                            storage_options=opts)  # fmt: skip
+        np.testing.assert_array_equal(z[1, 3:40, 5:9], a[1, 3:40, 5:9])
+        np.testing.assert_array_equal(z[3], a[3])
+        assert sum("/api/chunk" in p for p in fault_proxy.requests) <= 2
