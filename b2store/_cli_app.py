@@ -234,6 +234,16 @@ def demo(size: str, cache_dir: str | None, workers: int | None) -> None:
 # ----------------------------------------------------------------------------------------- bench
 
 
+def _size_args(script: Path, size: str) -> list[str]:
+    """How a benchmark script takes its size: ``--size small|full``, or a ``--small`` flag."""
+    text = script.read_text(errors="replace")
+    if '"--size"' in text or "'--size'" in text:
+        return ["--size", size]
+    if ('"--small"' in text or "'--small'" in text) and size == "small":
+        return ["--small"]
+    return []
+
+
 @app.command()
 @click.option("--size", type=click.Choice(["small", "full"]), default="small", show_default=True)
 @click.option("--only", multiple=True, help="Run only these benchmark scripts (by stem).")
@@ -261,9 +271,15 @@ def bench(size: str, only: tuple[str, ...], bench_dir: str | None) -> None:
         raise click.ClickException(f"{folder}: no benchmark scripts")
     failed = []
     env = {**os.environ, "B2STORE_BENCH_SIZE": size}
+    root = folder.parent
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH", "")]))
     for script in scripts:
-        click.echo(f"== {script.name} (size {size})")
-        res = subprocess.run([sys.executable, str(script), "--size", size], env=env, check=False)
+        cmd = [sys.executable, str(script)]
+        if folder.name == "benchmarks" and (folder / "__init__.py").is_file():
+            cmd = [sys.executable, "-m", f"benchmarks.{script.stem}"]  # they import benchmarks.*
+        cmd += _size_args(script, size)
+        click.echo(f"== {script.name} (size {size}): {' '.join(cmd[1:])}")
+        res = subprocess.run(cmd, env=env, cwd=root, check=False)
         if res.returncode:
             failed.append(script.name)
     if failed:
