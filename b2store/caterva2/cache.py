@@ -123,12 +123,10 @@ class ChunkCache:
         entry = self._entry(server, path, version, key)
         try:
             with open(entry, "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
+                header = f.read(_HEADER.size)
+                payload = _check(header, f.read())
+        except OSError:  # missing (a miss), or unreadable
             return None
-        except OSError:
-            return None
-        payload = _unpack(data)
         if payload is None:
             with contextlib.suppress(OSError):
                 entry.unlink()
@@ -217,11 +215,11 @@ def _rebuild(root: str, size_limit: int | None) -> ChunkCache:
     return ChunkCache(root=root, size_limit=size_limit)
 
 
-def _unpack(data: bytes) -> bytes | None:
-    if len(data) < _HEADER.size:
+def _check(header: bytes, payload: bytes) -> bytes | None:
+    """``payload`` if ``header`` is ours and its length and CRC-32 match, else ``None``."""
+    if len(header) < _HEADER.size:
         return None
-    magic, fmt, length, crc = _HEADER.unpack_from(data)
-    payload = data[_HEADER.size :]
+    magic, fmt, length, crc = _HEADER.unpack(header)
     if magic != _MAGIC or fmt != _FORMAT or length != len(payload) or zlib.crc32(payload) != crc:
         return None
     return payload
