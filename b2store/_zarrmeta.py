@@ -73,9 +73,15 @@ Node = ArrayMeta | GroupMeta
 
 def bytes_codec(dtype: np.dtype[Any]) -> JSON:
     """The v3 ``bytes`` codec for ``dtype`` (endianness only where it matters)."""
-    if dtype.itemsize <= 1 or dtype.byteorder == "|" or dtype.fields is not None:
+    if dtype.fields is not None:
+        multi = [f[0] for f in dtype.fields.values() if f[0].itemsize > 1 and f[0].byteorder != "|"]
+        if not multi:
+            return {"name": "bytes"}
+        dtype = multi[0]
+    if dtype.itemsize <= 1 or dtype.byteorder == "|":
         return {"name": "bytes"}
-    endian = "big" if dtype.byteorder == ">" else "little"
+    big = dtype.byteorder == ">" or (dtype.byteorder == "=" and np.little_endian is False)
+    endian = "big" if big else "little"
     return {"name": "bytes", "configuration": {"endian": endian}}
 
 
@@ -114,7 +120,7 @@ def _clean_attrs(attrs: dict[str, JSON]) -> dict[str, JSON]:
 
     out = conv(attrs)
     json.dumps(out, allow_nan=True)  # fail here, naming nothing else, if something is not JSON
-    return out  # type: ignore[no-any-return]
+    return out
 
 
 def array_v3(meta: ArrayMeta) -> JSON:
