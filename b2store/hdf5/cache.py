@@ -27,7 +27,7 @@ from b2store.hdf5.index import ChunkTable, FileIndex
 
 __all__ = ["FORMAT", "MemoryCache", "default_cache_dir", "load_sidecar", "save_sidecar"]
 
-FORMAT = "b2store-hdf5-index-1"
+FORMAT = "b2store-hdf5-index-2"
 
 
 class MemoryCache:
@@ -76,10 +76,13 @@ def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
     for i, t in enumerate(index.tables.values()):
         for name in ("lin", "offsets", "sizes", "masks"):
             arrays[f"t{i}_{name}"] = getattr(t, name)
+        if t.url_index is not None:
+            arrays[f"t{i}_url_index"] = t.url_index
         tables.append(
             {
                 "path": t.path,
                 "url": t.url,
+                "urls": list(t.urls),
                 "shape": list(t.shape),
                 "chunks": list(t.chunks),
                 "grid": list(t.grid),
@@ -140,6 +143,10 @@ def load_sidecar(folder: Path, key: str) -> FileIndex | None:
                     pad_to=int(t["pad_to"]),
                     masked=bool(t["masked"]),
                     zero_skip=bool(t["zero_skip"]),
+                    urls=tuple(t["urls"]),
+                    url_index=z[f"t{i}_url_index"].astype(np.uint16)
+                    if f"t{i}_url_index" in z.files
+                    else None,
                 )
             return FileIndex(
                 zarr_format=int(header["zarr_format"]),

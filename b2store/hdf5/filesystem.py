@@ -263,8 +263,8 @@ class HDF5FileSystem(AsyncFileSystem):
         size = int(table.sizes[row])
         if len(raw) != size:
             raise OSError(
-                f"{table.url}: chunk {path!r} is truncated: read {len(raw)} of {size} bytes at "
-                f"offset {int(table.offsets[row])} (is the HDF5 file complete?)"
+                f"{table.url_of(row)}: chunk {path!r} is truncated: read {len(raw)} of {size} "
+                f"bytes at offset {int(table.offsets[row])} (is the HDF5 file complete?)"
             )
         if table.zero_skip:
             from b2store.codecs._blosc2frame import frame_special
@@ -288,7 +288,7 @@ class HDF5FileSystem(AsyncFileSystem):
             if table.fill_chunk is not None:
                 return table.fill_chunk
             raise FileNotFoundError(path)
-        raw = self._read(table.url, int(table.offsets[row]), int(table.sizes[row]))
+        raw = self._read(table.url_of(row), int(table.offsets[row]), int(table.sizes[row]))
         return self._finish(table, row, raw, path)
 
     def _read(self, url: str, start: int, size: int) -> bytes:
@@ -379,7 +379,7 @@ class HDF5FileSystem(AsyncFileSystem):
                     raise
                 if on_error != "omit":
                     out[p] = exc
-        reads.sort(key=lambda r: (r[1].url, int(r[1].offsets[r[2]])))
+        reads.sort(key=lambda r: (r[1].url_of(r[2]), int(r[1].offsets[r[2]])))
         groups: list[list[tuple[str, ChunkTable, int]]] = []
         for r in reads:
             if groups:
@@ -389,7 +389,7 @@ class HDF5FileSystem(AsyncFileSystem):
                 r_start = int(r[1].offsets[r[2]])
                 r_end = r_start + int(r[1].sizes[r[2]])
                 if (
-                    last[1].url == r[1].url
+                    last[1].url_of(last[2]) == r[1].url_of(r[2])
                     and 0 <= r_start - l_end <= MAX_GAP
                     and r_end - g_start <= MAX_BLOCK
                 ):
@@ -397,7 +397,7 @@ class HDF5FileSystem(AsyncFileSystem):
                     continue
             groups.append([r])
         if groups:
-            urls = [g[0][1].url for g in groups]
+            urls = [g[0][1].url_of(g[0][2]) for g in groups]
             starts = [int(g[0][1].offsets[g[0][2]]) for g in groups]
             ends = [int(g[-1][1].offsets[g[-1][2]]) + int(g[-1][1].sizes[g[-1][2]]) for g in groups]
             blobs = self.target_fs.cat_ranges(urls, starts, ends)

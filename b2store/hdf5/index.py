@@ -61,6 +61,7 @@ class ChunkTable:
     ``offsets``/``sizes``/``masks`` are parallel to it. ``inline`` maps a linear index to bytes
     served as is. ``fill_chunk`` (if set) is served for every chunk that is neither allocated nor
     inline. ``pad_to`` > 0 zero-pads short raw chunks (edge virtual chunks of contiguous data).
+    ``urls``/``url_index`` (virtual datasets only) name the file of each row.
     ``masked`` serves ``filters.frame_chunk(raw, mask)``; ``zero_skip`` turns Blosc2 frames that
     are special ZERO chunks into missing keys.
     """
@@ -76,9 +77,17 @@ class ChunkTable:
     masks: np.ndarray[Any, np.dtype[np.uint32]]
     inline: dict[int, bytes] = field(default_factory=dict)
     fill_chunk: bytes | None = None
+    urls: tuple[str, ...] = ()
+    url_index: np.ndarray[Any, np.dtype[np.uint16]] | None = None
     pad_to: int = 0
     masked: bool = False
     zero_skip: bool = False
+
+    def url_of(self, row: int) -> str:
+        """The file holding chunk ``row`` (virtual datasets may span several files)."""
+        if self.url_index is None:
+            return self.url
+        return self.urls[int(self.url_index[row])]
 
     @property
     def nchunks(self) -> int:
@@ -218,13 +227,6 @@ class _Walker:
             )
         if md.is_pure_dimension(ds):
             return  # a netCDF dimension, not a variable
-        if ds.is_virtual:
-            raise self._error(
-                where,
-                "is a virtual dataset (H5D_VIRTUAL); b2store does not map "
-                "virtual datasets onto their sources",
-                "Open the source files instead.",
-            )
         dcpl = ds.id.get_create_plist()
         if dcpl.get_external_count() > 0:
             raise self._error(
@@ -287,6 +289,10 @@ class _Walker:
             self._chunked(ds, dcpl, path, url, where, shape, dtype, fill, attrs, dims, extra)
         elif layout == h5py.h5d.CONTIGUOUS:
             self._contiguous(ds, path, url, where, shape, dtype, fill, attrs, dims)
+        elif layout == h5py.h5d.VIRTUAL:
+            if extra:
+                raise self._error(where, f"is a virtual dataset with an array dtype ({dtype})")
+            self._virtual(ds, path, url, where, shape, dtype, fill, attrs, dims)
         elif layout == h5py.h5d.COMPACT:
             data = np.ascontiguousarray(ds[()], dtype=dtype)
             chunks = tuple(max(1, s) for s in shape)
@@ -345,12 +351,14 @@ class _Walker:
         fill: Any,
         attrs: dict[str, Any],
         dims: tuple[str, ...],
-        plan: _Plan,
+        plan: Any,
         *,
         rows: tuple[np.ndarray[Any, Any], ...] | None = None,
         inline: dict[int, bytes] | None = None,
         pad_to: int = 0,
         where: str = "",
+        urls: tuple[str, ...] = (),
+        url_index: np.ndarray[Any, np.dtype[np.uint16]] | None = None,
     ) -> None:
         grid = tuple(-(-s // c) if s else 0 for s, c in zip(shape, chunks, strict=True))
         if rows is None:
@@ -393,6 +401,8 @@ class _Walker:
             inline=dict(inline or {}),
             fill_chunk=fill_chunk,
             pad_to=pad_to,
+            urls=urls if url_index is not None else (),
+            url_index=url_index,
             masked=plan.masked,
             zero_skip=zero_skip,
         )
@@ -403,7 +413,7 @@ class _Walker:
         chunks: tuple[int, ...],
         fill: Any,
         v2_fill: Any,
-        plan: _Plan,
+        plan: Any,
         where: str,
     ) -> bytes | None:
         """Encoded chunk full of the HDF5 fill, when the v2 fill would read differently."""
@@ -468,12 +478,12 @@ class _Walker:
             e = np.zeros(0, dtype=np.int64)
             rows = (e, e.astype(np.uint64), e.astype(np.uint64), e.astype(np.uint32))
         if dcpl.get_nfilters() == 0:
-            plan = _plain_plan(dtype)
+            plan: Any = _plain_plan(dtype)
         else:
             from b2store.hdf5 import filters
 
             pipeline = filters.read_pipeline(dcpl)
-            plan = filters.plan_codecs(  # type: ignore[assignment]
+            plan = filters.plan_codecs(
                 pipeline, dtype, chunks, masks={int(m) for m in np.unique(rows[3])}, where=where
             )
         self._add(path, url, shape, chunks, dtype, fill, attrs, dims, plan, rows=rows, where=where)
@@ -545,6 +555,144 @@ class _Walker:
             where=where,
         )
 
+    def _virtual(
+        self,
+        ds: h5py.Dataset,
+        path: str,
+        url: str,
+        where: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        fill: Any,
+        attrs: dict[str, Any],
+        dims: tuple[str, ...],
+    ) -> None:
+        """Map a virtual dataset onto the chunks of its sources, where that is exact.
+
+        "Plain" means: every mapping puts a whole chunked source dataset (same dtype, chunk
+        shape, filters and fill value for all sources) into one block of the virtual dataset
+        that starts on a chunk boundary, and a source's partial edge chunks only lie on the
+        virtual dataset's own edge. Anything else raises the unsupported error.
+        """
+
+        def fail(why: str) -> UnsupportedHDF5FeatureError:
+            return self._error(
+                where,
+                f"is a virtual dataset (H5D_VIRTUAL) that b2store cannot map onto its sources "
+                f"({why})",
+                "Open the source files instead.",
+            )
+
+        chunks: tuple[int, ...] | None = None
+        pipeline: Any = None
+        rows: list[tuple[np.ndarray[Any, Any], ...]] = []
+        urls: list[str] = []
+        for m in ds.virtual_sources():
+            vsel = m.vspace
+            if vsel.get_select_type() != h5py.h5s.SEL_HYPERSLABS or not vsel.is_regular_hyperslab():
+                raise fail("a mapping is not one regular block")
+            start, _stride, count, block = vsel.get_regular_hyperslab()
+            if any(c != 1 for c in count):
+                raise fail("a mapping repeats a block")
+            if m.src_space.get_select_type() != h5py.h5s.SEL_ALL and not (
+                m.src_space.get_select_type() == h5py.h5s.SEL_HYPERSLABS
+                and m.src_space.get_select_npoints() == m.src_space.get_simple_extent_npoints()
+            ):
+                raise fail(f"source {m.file_name}:{m.dset_name} is used in part")
+            try:
+                if m.file_name == ".":
+                    src_file, src_url = ds.file, url
+                elif self.open_external is None:
+                    raise fail("no opener for source files")
+                else:
+                    src_file, src_url = self.open_external(url, m.file_name)
+                src = src_file[m.dset_name]
+            except (OSError, KeyError, ValueError) as exc:
+                raise fail(f"source {m.file_name}:{m.dset_name} does not resolve: {exc}") from exc
+            if not isinstance(src, h5py.Dataset) or src.chunks is None or src.is_virtual:
+                raise fail(f"source {m.file_name}:{m.dset_name} is not a chunked dataset")
+            if _plain_dtype(src.dtype) != dtype or tuple(src.shape) != tuple(block):
+                raise fail(f"source {m.file_name}:{m.dset_name} differs in dtype or shape")
+            sdcpl = src.id.get_create_plist()
+            src_pipe = [sdcpl.get_filter(i)[:3] for i in range(sdcpl.get_nfilters())]
+            if chunks is None:
+                chunks, pipeline = tuple(src.chunks), src_pipe
+                src_dcpl = sdcpl
+            elif tuple(src.chunks) != chunks or src_pipe != pipeline:
+                raise fail("sources differ in chunk shape or filters")
+            for axis, (st, b, c, n) in enumerate(zip(start, block, chunks, shape, strict=True)):
+                if st % c or (b % c and st + b != n):
+                    raise fail(f"a block is not aligned with the chunks along axis {axis}")
+            infos: list[Any] = []
+            src.id.chunk_iter(infos.append)
+            src_grid = np.prod([-(-n // c) for n, c in zip(src.shape, chunks, strict=True)])
+            if len(infos) < src_grid and not _is_same_fill(md.fill_value(src), fill, dtype):
+                raise fail(
+                    f"source {m.file_name}:{m.dset_name} has unwritten chunks and "
+                    "another fill value"
+                )
+            if not infos:
+                continue
+            k = len(infos)
+            coff = np.array([i.chunk_offset for i in infos], dtype=np.int64).reshape(k, -1)
+            cidx = (coff + np.array(start, dtype=np.int64)) // np.array(chunks, dtype=np.int64)
+            if src_url not in urls:
+                urls.append(src_url)
+            rows.append(
+                (
+                    cidx,
+                    np.array([i.byte_offset for i in infos], dtype=np.uint64),
+                    np.array([i.size for i in infos], dtype=np.uint64),
+                    np.array([i.filter_mask for i in infos], dtype=np.uint32),
+                    np.full(k, urls.index(src_url), dtype=np.uint16),
+                )
+            )
+        if chunks is None:
+            raise fail("no sources")
+        grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
+        if rows:
+            cidx = np.concatenate([r[0] for r in rows])
+            lin = np.zeros(cidx.shape[0], dtype=np.int64)
+            for axis, g in enumerate(grid):
+                lin = lin * g + cidx[:, axis]
+            order = np.argsort(lin, kind="stable")
+            lin = lin[order]
+            if np.any(np.diff(lin) == 0):
+                raise fail("sources overlap")
+            offsets, sizes, masks, url_index = (
+                np.concatenate([r[i] for r in rows])[order] for i in (1, 2, 3, 4)
+            )
+        else:
+            lin = np.zeros(0, dtype=np.int64)
+            offsets = sizes = np.zeros(0, dtype=np.uint64)
+            masks, url_index = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint16)
+        plan: Any = _plain_plan(dtype)
+        if pipeline:
+            from b2store.hdf5 import filters
+
+            plan = filters.plan_codecs(
+                filters.read_pipeline(src_dcpl),
+                dtype,
+                chunks,
+                masks={int(m) for m in np.unique(masks)},
+                where=where,
+            )
+        self._add(
+            path,
+            urls[0] if urls else url,
+            shape,
+            chunks,
+            dtype,
+            fill,
+            attrs,
+            dims,
+            plan,
+            rows=(lin, offsets, sizes, masks),
+            where=where,
+            urls=tuple(urls),
+            url_index=url_index if len(urls) > 1 else None,
+        )
+
     def _vlen_strings(
         self,
         ds: h5py.Dataset,
@@ -582,6 +730,16 @@ class _Walker:
         self._add(
             path, url, shape, chunks, dtype, "", attrs, dims, plan, inline=inline, where=where
         )
+
+
+def _is_same_fill(a: Any, b: Any, dtype: np.dtype[Any]) -> bool:
+    try:
+        return bool(
+            np.full((), 0 if a is None else a, dtype).tobytes()
+            == np.full((), 0 if b is None else b, dtype).tobytes()
+        )
+    except (TypeError, ValueError):
+        return False
 
 
 def _plain_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:

@@ -126,6 +126,27 @@ def unsupported_file(path: Path) -> Path:
     return path
 
 
+def vds_file(path: Path) -> Path:
+    """Virtual datasets: one plain (two source files + a same-file source), two not mappable."""
+    src = path.with_name("vds_source.h5")
+    with h5py.File(src, "w") as f:
+        f.create_dataset("d", data=np.arange(48).reshape(4, 12), chunks=(2, 4), compression="gzip")
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("local", shape=(4, 12), dtype="i8", chunks=(2, 4), compression="gzip")
+        d[0:2] = 5  # rows 2-3 never written: source fill 0 == virtual fill 0
+        lay = h5py.VirtualLayout(shape=(10, 12), dtype="i8")
+        lay[0:4] = h5py.VirtualSource(src.name, "d", shape=(4, 12))
+        lay[4:8] = h5py.VirtualSource(".", "local", shape=(4, 12))
+        f.create_virtual_dataset("plain", lay, fillvalue=0)
+        odd = h5py.VirtualLayout(shape=(9, 12), dtype="i8")
+        odd[1:5] = h5py.VirtualSource(".", "local", shape=(4, 12))  # not on a chunk boundary
+        f.create_virtual_dataset("unaligned", odd, fillvalue=0)
+        gone = h5py.VirtualLayout(shape=(4, 12), dtype="i8")
+        gone[:] = h5py.VirtualSource("missing.h5", "d", shape=(4, 12))
+        f.create_virtual_dataset("missing_source", gone, fillvalue=0)
+    return path
+
+
 def netcdf4_file(path: Path) -> Path:
     """A netCDF4 file written by netCDF4-python: dims, coords, CF attrs, unlimited dim, groups."""
     import netCDF4
@@ -217,6 +238,7 @@ ALL = {
     "filters.h5": filters_file,
     "layouts.h5": layouts_file,
     "unsupported.h5": unsupported_file,
+    "vds.h5": vds_file,
     "netcdf4.nc": netcdf4_file,
     "h5netcdf.nc": h5netcdf_file,
     "tomo.h5": tomo_file,

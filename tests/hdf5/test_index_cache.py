@@ -82,3 +82,15 @@ def test_auto_cache_folder(tmp_path: Path, monkeypatch) -> None:
     fsmod._MEMORY.clear()
     HDF5FileSystem(str(p), index_cache="auto", skip_instance_cache=True)
     assert list((tmp_path / "c" / "hdf5-index").glob("*.npz"))
+
+
+def test_sidecar_keeps_virtual_dataset_sources(tmp_path: Path) -> None:
+    p = gen_hdf5_files.vds_file(tmp_path / "vds.h5")
+    folder = tmp_path / "cache"
+    fsmod._MEMORY.clear()
+    HDF5FileSystem(str(p), index_cache=folder, unsupported="skip", skip_instance_cache=True)
+    fsmod._MEMORY.clear()
+    fs = HDF5FileSystem(str(p), index_cache=folder, unsupported="skip", skip_instance_cache=True)
+    assert len(fs.index.tables["plain"].urls) == 2
+    got = open_root(fs)["plain"][...]
+    assert got[0, 1] == 1 and got[4, 0] == 5 and got[9, 0] == 0

@@ -172,3 +172,17 @@ def test_constructor_validation(files) -> None:
         HDF5FileSystem(str(files["filters.h5"]), zarr_format=4)
     with pytest.raises(ValueError, match="unsupported"):
         HDF5FileSystem(str(files["filters.h5"]), unsupported="ignore")  # type: ignore[arg-type]
+
+
+def test_virtual_dataset_mapped_onto_sources(files, zarr_format) -> None:
+    path = str(files["vds.h5"])
+    with pytest.raises(UnsupportedHDF5FeatureError, match="virtual dataset"):
+        HDF5FileSystem(path, zarr_format=zarr_format, skip_instance_cache=True)
+    with pytest.warns(UserWarning) as record:
+        fs = HDF5FileSystem(path, zarr_format=zarr_format, unsupported="warn")
+    text = "\n".join(str(w.message) for w in record)
+    assert "/unaligned" in text and "not aligned with the chunks" in text
+    assert "/missing_source" in text and "missing.h5" in text
+    assert len(fs.index.tables["plain"].urls) == 2  # two files hold its chunks
+    with h5py.File(path) as f:
+        assert_same(open_root(fs)["plain"][...], f["plain"][()], "plain")
