@@ -439,6 +439,36 @@ def _copy_attrs(src: Any, dst: Any, skip: set[str]) -> list[str]:
     return failed
 
 
+def _copy_links(fin: Any, fout: Any, say: Callable[[str], None]) -> None:
+    """Recreate soft, external and extra hard links (``visit`` sees each object once)."""
+    import h5py
+
+    copied: dict[Any, str] = {}
+
+    def record(name: str) -> None:  # object -> the path it was copied to (visit order)
+        copied.setdefault(fin[name].id, "/" + name)
+
+    fin.visit(record)
+    links: list[str] = []
+    fin.visit_links(links.append)
+    for name in links:
+        if fout.get(name, getlink=True) is not None:
+            continue
+        link = fin.get(name, getlink=True)
+        if isinstance(link, h5py.SoftLink):
+            fout[name] = h5py.SoftLink(link.path)
+        elif isinstance(link, h5py.ExternalLink):
+            fout[name] = h5py.ExternalLink(link.filename, link.path)
+        else:
+            target = copied.get(fin[name].id, "")
+            if target and target in fout:
+                fout[name] = fout[target]
+            else:
+                say(f"/{name}: hard link to {target}, which was not copied; left out")
+                continue
+        say(f"/{name}: link recreated")
+
+
 def _convertible(ds: Any, options: ConvertOptions) -> str:
     """'' if ``ds`` is converted, else why it is copied as is."""
     import h5py
@@ -604,6 +634,7 @@ def convert(
             for path, axis, scale in attachments:
                 if scale in fout and path in fout:
                     fout[path].dims[axis].attach_scale(fout[scale])
+            _copy_links(fin, fout, say)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions

@@ -232,3 +232,26 @@ def test_raw_fast_path_and_hdf5_fallback(tmp_path: Path) -> None:
         for k in ("lzf", "be", "b2", "so"):
             np.testing.assert_array_equal(a[k][()], b[k][()])
             assert b[k].dtype == a[k].dtype
+
+
+def test_links_are_kept(tmp_path: Path) -> None:
+    import h5py
+
+    from b2store.convert import convert
+
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        d = f.create_dataset("g/d", data=np.arange(100), chunks=(10,))
+        f["hard"] = d
+        f["soft"] = h5py.SoftLink("/g/d")
+        f["ext"] = h5py.ExternalLink("other.h5", "/x")
+        f["g/sub/dangling"] = h5py.SoftLink("/nope")
+    convert(src, out)
+    with h5py.File(out) as f:
+        np.testing.assert_array_equal(f["hard"][()], np.arange(100))
+        np.testing.assert_array_equal(f["soft"][()], np.arange(100))
+        assert f["hard"].id == f["g/d"].id  # still one object
+        assert f.get("soft", getlink=True).path == "/g/d"
+        ext = f.get("ext", getlink=True)
+        assert (ext.filename, ext.path) == ("other.h5", "/x")
+        assert f.get("g/sub/dangling", getlink=True).path == "/nope"
