@@ -7,11 +7,14 @@ failed); never a traceback. Heavy imports (h5py, xarray, dask) happen inside the
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
 from typing import Any, TypeVar
@@ -43,6 +46,23 @@ def _one_line_errors(func: F) -> F:
             raise click.ClickException(msg or type(exc).__name__) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """Turn SIGTERM into KeyboardInterrupt while the block runs (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _int_tuple(ctx: Any, param: Any, value: str | None) -> tuple[int, ...] | None:
@@ -160,7 +180,8 @@ def convert(
         nthreads=threads,
     )
     log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-    report = run(src, dst, options=options, progress=not quiet, log=log)
+    with _sigterm_as_interrupt():  # so a killed run still removes its temporary file
+        report = run(src, dst, options=options, progress=not quiet, log=log)
     nb = sum(d.nbytes for d in report.datasets if d.action == "converted")
     st = sum(d.stored for d in report.datasets if d.action == "converted")
     ratio = f"{nb / st:.2f}" if st else "-"

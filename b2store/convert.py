@@ -481,6 +481,8 @@ def _convertible(ds: Any, options: ConvertOptions) -> str:
         return "variable-length dtype"
     if h5py.check_ref_dtype(ds.dtype) is not None:
         return "reference dtype"
+    if ds.dtype.fields is not None or ds.dtype.kind not in "biufc" or ds.dtype.subdtype:
+        return f"{ds.dtype} is not a numeric dtype"
     if ds.is_virtual:
         return "virtual dataset"
     dcpl = ds.id.get_create_plist()

@@ -192,3 +192,36 @@ def test_info_caterva2_url(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_convert_killed_leaves_no_file(tmp_path: Path, sig: str) -> None:
+    """A convert stopped by a signal exits non-zero and leaves neither OUT nor a temporary file."""
+    import os
+    import signal
+    import time
+
+    from b2store.demo import DemoSize, write_tomography
+
+    src = tmp_path / "src" / "big.h5"
+    write_tomography(src, DemoSize(shape=(64, 256, 512), chunks=(1, 256, 512)), progress=False)
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    out = out_dir / "out.h5"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "b2store", "convert", str(src), str(out), "--threads", "1",
+         "--cname", "zstd", "--clevel", "9", "-q"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not any(out_dir.iterdir()) and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    if proc.poll() is not None:
+        pytest.skip("convert finished before it could be interrupted")
+    time.sleep(0.2)
+    os.kill(proc.pid, getattr(signal, sig))
+    _stdout, stderr = proc.communicate(timeout=120)
+    if proc.returncode == 0:
+        pytest.skip("convert finished before the signal arrived")
+    assert "Traceback" not in stderr
+    assert list(out_dir.iterdir()) == []  # no OUT, no temporary file
