@@ -38,11 +38,43 @@ def best(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
     return min(times)
 
 
+def gil_probe(repeat: int = 2) -> None:
+    """Load-independent check: does a Python thread progress while one big decode runs?"""
+    import threading
+
+    import blosc2
+
+    data = stack(64)  # 64 MiB decoded as one chunk of 64 slabs
+    frame = B2nd(blocks=[1, 64, 1024]).encode(data)
+    for release in (False, True) * repeat:
+        blosc2.set_releasegil(release)
+        state = {"count": 0, "stop": 0}
+
+        def spin(state: dict[str, int] = state) -> None:
+            while not state["stop"]:
+                state["count"] += 1
+
+        t = threading.Thread(target=spin)
+        t.start()
+        time.sleep(0.02)
+        c0, t0 = state["count"], time.perf_counter()
+        decode_b2nd(frame, dtype="u2")
+        elapsed, c1 = time.perf_counter() - t0, state["count"]
+        state["stop"] = 1
+        t.join()
+        print(
+            f"GIL probe releasegil={release!s:5}  one {data.nbytes / 2**20:.0f} MiB decode "
+            f"{elapsed * 1e3:.0f} ms; another Python thread looped {c1 - c0} times meanwhile"
+        )
+    blosc2.set_releasegil(True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--chunks", type=int, default=48)
     ap.add_argument("--repeat", type=int, default=5)
     args = ap.parse_args()
+    gil_probe()
     data = stack(args.chunks)
     codec = B2nd(filters=["shuffle"], blocks=[1, 64, 1024])
     frames = [codec.encode(data[i : i + 1]) for i in range(args.chunks)]
