@@ -262,17 +262,21 @@ class _Walker:
             f[0].subdtype is not None or f[0].fields for f in dtype.fields.values()
         ):
             raise self._error(where, f"has a nested compound dtype ({dtype})")
-        if (
-            self.zarr_format == 3
-            and dtype.fields
-            and any(f[0].byteorder == ">" for f in dtype.fields.values())
-        ):
-            raise self._error(
-                where,
-                f"has a compound dtype with big-endian fields ({dtype}); "
-                "Zarr v3 has one byte order per array",
-                "Use zarr_format=2.",
-            )
+        if self.zarr_format == 3 and dtype.fields:
+            native = "<" if np.little_endian else ">"
+            orders = {
+                native if f[0].byteorder == "=" else f[0].byteorder
+                for f in dtype.fields.values()
+                if f[0].itemsize > 1
+            }
+            if orders - {"|", "<"}:
+                # zarr 3.1.6 ignores the bytes codec's endian for structured dtypes
+                raise self._error(
+                    where,
+                    f"has a compound dtype with big-endian fields ({dtype}); zarr 3.1 reads "
+                    "structured Zarr v3 data as little-endian",
+                    "Use zarr_format=2.",
+                )
         dtype = _plain_dtype(dtype)
         if dtype.fields and not _matches_file_type(ds, dtype):
             raise self._error(where, f"has a compound dtype whose file layout differs from {dtype}")
