@@ -348,9 +348,8 @@ def decode_b2nd(
                 f"{dt.itemsize} of {dt}"
             )
         chunk, special = bf.frame_chunk(mv, info, 0, what=what)
-        nbytes = (
-            info.chunksize if meta is not None else info.nbytes
-        )  # a plain last chunk may be short
+        # b2nd chunks are padded to whole blocks; a plain frame's only chunk may be short
+        nbytes = info.chunksize if meta is not None else info.nbytes
         if chunk is None:
             flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
         else:
