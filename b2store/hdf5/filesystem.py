@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import os
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Literal
 
@@ -40,6 +41,10 @@ _BUILD_LOCK = threading.Lock()
 MAX_GAP = 64 * 1024
 #: Largest merged ranged read.
 MAX_BLOCK = 64 * 2**20
+#: Remote chunks up to this size are served from cached READAHEAD_BLOCK-byte aligned blocks.
+READAHEAD_CHUNK = 64 * 1024
+READAHEAD_BLOCK = 512 * 1024
+READAHEAD_BLOCKS = 16
 #: Local chunks up to this size are read on the event loop (a pread), larger ones in a thread.
 INLINE_READ = 2**20
 
@@ -111,6 +116,8 @@ class HDF5FileSystem(AsyncFileSystem):
         self._local = self._is_local()
         self._fds: dict[tuple[int, str], int] = {}
         self._fd_lock = threading.Lock()
+        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
+        self._block_locks: dict[tuple[str, int], threading.Lock] = {}
 
     def __del__(self) -> None:
         for fd in getattr(self, "_fds", {}).values():
@@ -294,6 +301,8 @@ class HDF5FileSystem(AsyncFileSystem):
     def _read(self, url: str, start: int, size: int) -> bytes:
         """``size`` bytes at ``start`` of the target file (one ``pread`` for local files)."""
         if not self._local:
+            if size <= READAHEAD_CHUNK:
+                return self._read_ahead(url, start, size)
             return bytes(self.target_fs.cat_file(url, start=start, end=start + size))
         key = (os.getpid(), url)
         fd = self._fds.get(key)
@@ -308,6 +317,40 @@ class HDF5FileSystem(AsyncFileSystem):
                 fh.seek(start)
                 return fh.read(size)
         return os.pread(fd, size, start)
+
+    def _read_ahead(self, url: str, start: int, size: int) -> bytes:
+        """Small remote chunks come from aligned READAHEAD_BLOCK blocks, fetched once each.
+
+        Neighbouring small chunks (many-chunk datasets, netCDF coordinates) then cost one
+        ranged request per block instead of one per chunk. Concurrent readers of one block
+        wait for a single fetch; a small LRU keeps the last blocks.
+        """
+        first, last = start // READAHEAD_BLOCK, (start + size - 1) // READAHEAD_BLOCK
+        parts = [self._block(url, b) for b in range(first, last + 1)]
+        blob = parts[0] if len(parts) == 1 else b"".join(parts)
+        a = start - first * READAHEAD_BLOCK
+        return blob[a : a + size]
+
+    def _block(self, url: str, index: int) -> bytes:
+        key = (url, index)
+        with self._fd_lock:
+            data = self._blocks.get(key)
+            if data is not None:
+                self._blocks.move_to_end(key)
+                return data
+            lock = self._block_locks.setdefault(key, threading.Lock())
+        with lock:
+            with self._fd_lock:
+                data = self._blocks.get(key)
+            if data is None:
+                start = index * READAHEAD_BLOCK
+                data = bytes(self.target_fs.cat_file(url, start=start, end=start + READAHEAD_BLOCK))
+                with self._fd_lock:
+                    self._blocks[key] = data
+                    while len(self._blocks) > READAHEAD_BLOCKS:
+                        self._blocks.popitem(last=False)
+                    self._block_locks.pop(key, None)
+        return data
 
     def cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any

@@ -120,3 +120,14 @@ def test_cat_coalesces_neighbouring_chunks(server) -> None:
     together = fs.cat(keys)
     assert together == one_by_one
     assert len(GETS) < len(keys) / 4, GETS  # contiguous chunks merged into few ranged GETs
+
+
+def test_small_remote_chunks_are_read_ahead(server, files) -> None:
+    fs = fsspec.filesystem("b2h5", fo=f"{server}/filters.h5", skip_instance_cache=True)
+    root = open_root(fs)
+    GETS.clear()
+    with h5py.File(files["filters.h5"]) as f:
+        for name in ("none", "gzip", "zstd", "lz4", "blosc2_1d"):
+            assert_same(root[f"f/{name}"][...], h5_values(f[f"f/{name}"]), name)
+    nchunks = sum(fs.index.tables[f"f/{n}"].lin.size for n in ("none", "gzip", "zstd", "lz4"))
+    assert len(GETS) < nchunks / 10, (len(GETS), nchunks)
