@@ -270,7 +270,7 @@ class Caterva2FileSystem(AsyncFileSystem):
             raise FileNotFoundError(f"{self.unstrip_protocol(path)} is a group, not an array")
         return self._remember(dataset_from_info(path, info, etag))
 
-    async def _list_tree(self, node: str, info: Any) -> dict[str, str]:
+    async def _list_tree(self, node: str) -> dict[str, str]:
         """Relative dataset paths below group ``node`` → their kind (``"dataset"``/``"group"``)."""
         names = await self.client.get_json("list", node)
         listing = names[0]
@@ -293,7 +293,7 @@ class Caterva2FileSystem(AsyncFileSystem):
             elif rel.lower().endswith(_DATASET_SUFFIXES):
                 out[rel] = "dataset"
         subs = await asyncio.gather(
-            *(self._list_tree(f"{node}/{rel}" if node else rel, None) for rel in nested)
+            *(self._list_tree(f"{node}/{rel}" if node else rel) for rel in nested)
         )
         for rel, sub in zip(nested, subs, strict=True):
             for child, kind in sub.items():
@@ -301,7 +301,7 @@ class Caterva2FileSystem(AsyncFileSystem):
         return out
 
     async def _group_nodes(self, node: str) -> dict[str, Node]:
-        tree = await self._list_tree(node, None)
+        tree = await self._list_tree(node)
         nodes: dict[str, Node] = {"": GroupMeta()}
         for rel, kind in tree.items():
             parts = rel.split("/")
@@ -317,7 +317,8 @@ class Caterva2FileSystem(AsyncFileSystem):
                 info, etag = await self._fetch_info(full)
                 if is_group_info(info):
                     return rel, None
-                return rel, self._remember(dataset_from_info(full, info, etag))
+                ds = self._remember(dataset_from_info(full, info, etag))
+                return rel, ds.array_meta(posixpath.basename(rel))
             except (UnsupportedCaterva2DatasetError, FileNotFoundError) as exc:
                 logger.warning("b2store: skipping Caterva2 dataset %s: %s", full, exc)
                 return rel, None
@@ -327,9 +328,9 @@ class Caterva2FileSystem(AsyncFileSystem):
                     return rel, None
                 raise
 
-        for rel, ds in await asyncio.gather(*(one(r) for r in rels)):
-            if ds is not None:
-                nodes[rel] = ds.array_meta(posixpath.basename(rel))
+        for rel, meta in await asyncio.gather(*(one(r) for r in rels)):
+            if meta is not None:
+                nodes[rel] = meta
         return nodes
 
     async def _metadata(self, node: str) -> bytes:
@@ -339,6 +340,7 @@ class Caterva2FileSystem(AsyncFileSystem):
                 f"{self.base_url}: open a root or a path below it, e.g. "
                 f"{self.protocol}://{self.host}/@public"
             )
+        alias = node in self._aliases  # the array inside a dataset_as="group" view
         node = self._aliases.get(node, node)
         info, etag = await self._fetch_info(node)
         if is_group_info(info) or ("/" not in node and node.startswith("@")):
@@ -346,7 +348,7 @@ class Caterva2FileSystem(AsyncFileSystem):
             return render_v3(nodes)["zarr.json"]
         ds = self._remember(dataset_from_info(node, info, etag))
         meta: ArrayMeta = ds.array_meta(posixpath.basename(node))
-        if self.dataset_as == "group":
+        if self.dataset_as == "group" and not alias:
             name = posixpath.basename(node)
             self._aliases[f"{node}/{name}"] = node
             return render_v3({"": GroupMeta(), name: meta})["zarr.json"]
@@ -497,7 +499,7 @@ class Caterva2FileSystem(AsyncFileSystem):
             info, _etag = await self._fetch_info(self._aliases.get(path, path))
             entries = [{"name": f"{path}/zarr.json", "size": None, "type": "file"}]
             if is_group_info(info):
-                tree = await self._list_tree(path, info)
+                tree = await self._list_tree(path)
                 children = sorted({rel.split("/")[0] for rel in tree})
                 entries += [
                     {"name": f"{path}/{c}", "size": 0, "type": "directory"} for c in children

@@ -201,3 +201,23 @@ def test_sub_chunk_selection_loads_chunk_once(fault_proxy: Any, so: dict[str, An
         np.testing.assert_array_equal(z[1, 3:40, 5:9], a[1, 3:40, 5:9])
         np.testing.assert_array_equal(z[3], a[3])
         assert sum("/api/chunk" in p for p in fault_proxy.requests) <= 2
+
+
+def test_protocols_resolve_through_entry_points() -> None:
+    import fsspec
+
+    from b2store.caterva2.filesystem import Caterva2SFileSystem
+
+    assert fsspec.get_filesystem_class("caterva2") is Caterva2FileSystem
+    assert fsspec.get_filesystem_class("caterva2s") is Caterva2SFileSystem
+    fs, path = fsspec.url_to_fs(
+        "caterva2s://data.example.org/@public/tomo/scan.b2nd", cache_storage=None
+    )
+    assert isinstance(fs, Caterva2SFileSystem) and path == "@public/tomo/scan.b2nd"
+    assert fs.client.url("chunk", path) == (
+        "https://data.example.org/api/chunk/@public/tomo/scan.b2nd"
+    )
+    fs, path = fsspec.url_to_fs("caterva2://me:secret@127.0.0.1:9/@public/a b.b2nd",
+                                cache_storage=None)  # fmt: skip
+    assert fs.base_url == "http://127.0.0.1:9" and "secret" not in repr(fs)
+    assert fs.client.url("info", path).endswith("/api/info/@public/a%20b.b2nd")
