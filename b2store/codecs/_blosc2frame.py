@@ -25,6 +25,7 @@ Layouts (C-Blosc2 3.x, also read by 2.x; see ``notes/blosc2-codecs.md`` §2):
 
 from __future__ import annotations
 
+import functools
 import math
 import struct
 from dataclasses import dataclass
@@ -73,6 +74,10 @@ _B2FLAG_VLBLOCKS = 0x08  # variable-length blocks (C-Blosc2 >= 2.15): not produc
 _WHAT = "Blosc2"
 _CHUNK_HEAD = struct.Struct("<BBBBiii")
 _FMETA = struct.Struct("<6b")
+_FRAME_SIZES = struct.Struct(">BiBQ")  # at 10: int32 marker, header_size, uint64 marker, frame_size
+_FRAME_FIELDS = struct.Struct(
+    ">BqBqBiBiBi"
+)  # at 29: nbytes, cbytes, typesize, blocksize, chunksize
 
 
 def as_bytes_view(buf: Any) -> memoryview:
@@ -360,15 +365,23 @@ def _be(h: bytes, pos: int, size: int, *, signed: bool = True) -> int:
 
 
 def parse_b2nd_meta(content: bytes, *, what: str = _WHAT) -> B2ndMeta:
-    """Decode and validate the msgpack ``b2nd`` metalayer content."""
+    """Decode and validate the msgpack ``b2nd`` metalayer content (cached: chunks share it)."""
+    try:
+        return _parse_b2nd_meta_cached(content)
+    except CodecError as exc:
+        raise _err(str(exc), what) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _parse_b2nd_meta_cached(content: bytes) -> B2ndMeta:
     import msgpack  # a dependency of python-blosc2
 
     try:
         meta = msgpack.unpackb(content, raw=False, strict_map_key=False)
     except Exception as exc:  # msgpack raises several unrelated types on garbage
-        raise _err(f"corrupt b2nd metalayer ({exc!r})", what) from exc
+        raise CodecError(f"corrupt b2nd metalayer ({exc!r})") from exc
     if not (isinstance(meta, list) and len(meta) >= 7):
-        raise _err("corrupt b2nd metalayer: expected a 7-item msgpack array", what)
+        raise CodecError("corrupt b2nd metalayer: expected a 7-item msgpack array")
     _version, ndim, shape, chunks, blocks, _fmt, dtype_str = meta[:7]
     ok = (
         isinstance(ndim, int)
@@ -380,11 +393,11 @@ def parse_b2nd_meta(content: bytes, *, what: str = _WHAT) -> B2ndMeta:
         and isinstance(dtype_str, str)
     )
     if not ok:
-        raise _err(f"corrupt b2nd metalayer {meta!r}", what)
+        raise CodecError(f"corrupt b2nd metalayer {repr(meta)[:200]}")
     if any(x < 0 for x in shape) or any(x < 1 for x in (*chunks, *blocks)):
-        raise _err(f"corrupt b2nd metalayer: {shape=}, {chunks=}, {blocks=}", what)
+        raise CodecError(f"corrupt b2nd metalayer: {shape=}, {chunks=}, {blocks=}")
     if any(b > c for b, c in zip(blocks, chunks, strict=True)):
-        raise _err(f"corrupt b2nd metalayer: blocks {blocks} exceed chunks {chunks}", what)
+        raise CodecError(f"corrupt b2nd metalayer: blocks {blocks} exceed chunks {chunks}")
     return B2ndMeta(tuple(shape), tuple(chunks), tuple(blocks), dtype_str)
 
 
@@ -450,15 +463,11 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
     if n < FRAME_HEADER_MINLEN:
         raise _err(f"truncated Blosc2 frame: {n} bytes, the header alone is longer", what)
     head = bytes(mv[:FRAME_HEADER_MINLEN])
-    header_size = _be(head, 11, 4)
-    frame_size = _be(head, 16, 8, signed=False)
-    nbytes = _be(head, 30, 8)
-    cbytes = _be(head, 39, 8)
-    typesize = _be(head, 48, 4)
-    blocksize = _be(head, 53, 4)
-    chunksize = _be(head, 58, 4)
-    markers = (head[10], head[15], head[29], head[38], head[47], head[52], head[57])
-    if markers != (0xD2, 0xCF, 0xD3, 0xD3, 0xD2, 0xD2, 0xD2):
+    (m0, header_size, m1, frame_size) = _FRAME_SIZES.unpack_from(head, 10)
+    (m2, nbytes, m3, cbytes, m4, typesize, m5, blocksize, m6, chunksize) = (
+        _FRAME_FIELDS.unpack_from(head, 29)
+    )
+    if (m0, m1, m2, m3, m4, m5, m6) != (0xD2, 0xCF, 0xD3, 0xD3, 0xD2, 0xD2, 0xD2):
         raise _err("corrupt Blosc2 frame header (msgpack type markers do not match)", what)
     if header_size < FRAME_HEADER_MINLEN or header_size > frame_size:
         raise _err(f"corrupt Blosc2 frame header: {header_size=}, {frame_size=}", what)
