@@ -78,7 +78,10 @@ class HDF5FileSystem(AsyncFileSystem):
 
     protocol = "b2h5"
     root_marker = ""
-    cachable = True
+    #: No fsspec instance cache: a cached instance would keep serving the index of a file that
+    #: has since been rewritten. Each instance stats the file and reuses the process-wide index
+    #: cache (keyed by size and mtime), which costs well under a millisecond.
+    cachable = False
 
     def __init__(
         self,
@@ -479,10 +482,10 @@ class HDF5FileSystem(AsyncFileSystem):
     def _chunk_children(self, path: str) -> list[str] | None:
         """Children of a directory inside an array's chunk area, or None if it is none."""
         for prefix, table in self.index.tables.items():
-            coords = table.coords()
             if self.zarr_format == 2:
                 if path != prefix:
                     continue
+                coords = table.coords()
                 if not table.grid:
                     return [f"{prefix}/0".lstrip("/")] if coords.shape[0] else []
                 return [f"{prefix}/{'.'.join(map(str, c))}".lstrip("/") for c in coords.tolist()]
@@ -491,6 +494,7 @@ class HDF5FileSystem(AsyncFileSystem):
                 continue
             if not table.grid:
                 return None
+            coords = table.coords()
             done = [] if path == base else path[len(base) + 1 :].split("/")
             try:
                 head = [int(x) for x in done]

@@ -94,3 +94,17 @@ def test_sidecar_keeps_virtual_dataset_sources(tmp_path: Path) -> None:
     assert len(fs.index.tables["plain"].urls) == 2
     got = open_root(fs)["plain"][...]
     assert got[0, 1] == 1 and got[4, 0] == 5 and got[9, 0] == 0
+
+
+def test_rewritten_file_is_reindexed(tmp_path: Path) -> None:
+    import h5py
+    import xarray as xr
+
+    p = tmp_path / "f.h5"
+    for value in (1, 2):
+        with h5py.File(p, "w") as f:
+            f.create_dataset("x", data=np.full(10 * value, value, dtype="i4"))
+        st = os.stat(p)
+        os.utime(p, (st.st_atime, st.st_mtime + value))  # coarse mtime clocks
+        ds = xr.open_zarr(f"b2h5::{p}", chunks=None)
+        assert ds["x"].values.tolist() == [value] * 10 * value
