@@ -571,10 +571,21 @@ def frame_chunk(
     Returns
     -------
     (chunk, special) : (memoryview or None, int)
-        The validated raw chunk bytes (a view into *buf*) and ``SPECIAL_NONE``, or ``None`` and
-        the special kind for a frame-level special chunk (no bytes stored).
+        The raw chunk bytes (a view into *buf*, header validated) and the chunk's special kind,
+        or ``None`` and the kind of a frame-level special chunk (no bytes stored).
     """
-    offsets = chunk_offsets(buf, info, what=what)
+    mv = as_bytes_view(buf)
+    hs = info.header_size
+    if info.nchunks == 1 and info.cbytes > 0 and index == 0:
+        # O(1): the only stored chunk fills the chunks section (its offset can only be 0)
+        hdr = chunk_header(mv[hs : hs + info.cbytes], what=what)
+        if hdr.cbytes != info.cbytes:
+            raise _err(
+                f"corrupt Blosc2 frame: chunk cbytes {hdr.cbytes} != frame cbytes {info.cbytes}",
+                what,
+            )
+        return mv[hs : hs + hdr.cbytes], hdr.special
+    offsets = chunk_offsets(mv, info, what=what)
     if not 0 <= index < len(offsets):
         raise _err(f"chunk index {index} out of range for a frame of {len(offsets)} chunks", what)
     off = offsets[index]
@@ -583,8 +594,7 @@ def frame_chunk(
         if kind not in (SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_UNINIT):
             raise _err(f"corrupt Blosc2 frame: special offset kind {kind}", what)
         return None, kind
-    mv = as_bytes_view(buf)
-    start = info.header_size + off
+    start = hs + off
     hdr = chunk_header(mv[start : info.header_size + info.cbytes], what=what)
     return mv[start : start + hdr.cbytes], hdr.special
 
