@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import zarr
-from conftest import PASSWORD, USER
+from _c2server import PASSWORD, USER
 
 from b2store.caterva2.filesystem import Caterva2FileSystem
 

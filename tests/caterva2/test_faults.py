@@ -13,7 +13,7 @@ import httpx
 import numpy as np
 import pytest
 import zarr
-from conftest import start_server
+from _c2server import start_server
 from fsspec.asyn import sync
 
 from b2store.caterva2.client import Caterva2BadRequestError, error_for_status
