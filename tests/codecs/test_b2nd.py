@@ -312,3 +312,27 @@ def test_other_numeric_dtypes(dtype: str) -> None:
     arr = np.arange(60).astype("f8").reshape(6, 10).astype(dtype)
     check_encode_decode(arr, B2nd())
     np.testing.assert_array_equal(decode_b2nd(B2nd().encode(arr)), arr)  # dtype from the frame
+
+
+def test_concurrent_decodes_are_correct() -> None:
+    """decompress2 runs without the GIL: many threads at once must still give exact results."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    arrays = [make("u2", (16, 64, 64)) for _ in range(24)]
+    codec = B2nd(blocks=[2, 32, 64], filters=["bitshuffle"])
+    frames = [codec.encode(a) for a in arrays]
+    with ThreadPoolExecutor(8) as ex:
+        outs = list(ex.map(lambda f: decode_b2nd(f, dtype="u2"), frames * 3))
+    for i, out in enumerate(outs):
+        np.testing.assert_array_equal(out, arrays[i % len(arrays)])
+
+
+def test_frame_special_reads_a_prefix_only() -> None:
+    z = bytes(blosc2.zeros((300, 400), dtype="f8", chunks=(300, 400), blocks=(10, 400)).to_cframe())
+    hs = bf.parse_frame(z).header_size
+    assert bf.frame_special(z[: hs + 64]) == bf.SPECIAL_ZERO
+    dense = B2nd().encode(make("f8", (300, 400)))
+    hs = bf.parse_frame(dense).header_size
+    assert bf.frame_special(dense[: hs + 64]) == bf.SPECIAL_NONE
+    with pytest.raises(CodecError, match="truncated"):
+        bf.frame_special(dense[: hs + 10])
