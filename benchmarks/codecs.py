@@ -14,7 +14,8 @@ Run from the repository root::
     python3 -m benchmarks.codecs --size full --plot docs/img/codecs.png --json /tmp/codecs.json
 
 It prints a Markdown table (pasted into docs/benchmarks.md ``## Codecs``) and the target checks.
-Times are the best of ``--repeat`` runs; speeds are MB/s of raw (uncompressed) data.
+Times are the best of ``--repeat`` encode and ``--decode-repeat`` decode runs; speeds are MB/s
+of raw (uncompressed) data.
 """
 
 from __future__ import annotations
@@ -212,7 +213,9 @@ def _as_chunk(decoded: Any, like: np.ndarray) -> np.ndarray:
     return arr
 
 
-def run_case(case: Case, chunks: list[np.ndarray], *, repeat: int) -> Result:
+def run_case(
+    case: Case, chunks: list[np.ndarray], *, repeat: int, decode_repeat: int = 0
+) -> Result:
     """Measure one case: ratio, errors, and speeds for each threading variant.
 
     The variants are interleaved inside each repetition (1 worker, 2 workers, 1 worker + 2
@@ -237,6 +240,7 @@ def run_case(case: Case, chunks: list[np.ndarray], *, repeat: int) -> Result:
                 t0 = time.perf_counter()
                 encoded[label] = list(pools[label].map(codecs[label].encode, chunks))
                 enc_t[label] = min(enc_t[label], time.perf_counter() - t0)
+        for _ in range(max(repeat, decode_repeat)):  # decoding is cheap: more tries, less noise
             for label in codecs:
                 t0 = time.perf_counter()
                 decoded = list(pools[label].map(codecs[label].decode, encoded[label]))
@@ -413,6 +417,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
     ap.add_argument("--repeat", type=int, default=3, help="best of N runs (default 3)")
+    ap.add_argument(
+        "--decode-repeat",
+        type=int,
+        default=10,
+        help="best of N decode runs (default 10; at least --repeat)",
+    )
     ap.add_argument("--only", nargs="*", help="substrings of case names to run")
     ap.add_argument(
         "--slow-mb",
@@ -448,7 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         subset = chunks
         if case.slow:
             subset = chunks[: max(2, int(args.slow_mb * 1e6 // chunks[0].nbytes))]
-        results.append(run_case(case, subset, repeat=args.repeat))
+        results.append(run_case(case, subset, repeat=args.repeat, decode_repeat=args.decode_repeat))
         if args.gil:
             results[-1].gil_free = gil_free_fraction(case, subset[:4])
         if len(subset) < len(chunks):
