@@ -102,7 +102,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
 
     cname: str = "zstd"
     clevel: int = 5
-    filters: tuple[Any, ...] = field(default=(("id", "shuffle"),))
+    filters: tuple[Any, ...] = field(default=((("id", "shuffle"),),))  # frozen [{"id": "shuffle"}]
     blocks: tuple[int, ...] | None = None
     nthreads: int = 1
 
