@@ -58,6 +58,7 @@ FILTER_NAMES: dict[int, str] = {
 SUPPORTED_FILTERS = frozenset({1, 2, 3, 4, 307, 32000, 32001, 32004, 32008, 32015, 32026})
 
 _FRAME_MAGIC = b"b2frame\x00"
+_HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nc", ".nc4", ".nxs", ".cxi")
 
 
 class InspectError(B2StoreError, ValueError):
@@ -335,6 +336,8 @@ def _codec_name(codec: Any) -> str:
 def inspect_path(path_or_url: str) -> list[NodeInfo]:
     """Describe a local HDF5 file or, for URLs with a protocol, a Zarr hierarchy."""
     if "::" in path_or_url or ("://" in path_or_url and not path_or_url.startswith("file://")):
+        if "::" not in path_or_url and path_or_url.lower().endswith(_HDF5_SUFFIXES):
+            path_or_url = "b2h5::" + path_or_url  # a remote HDF5 file: through the b2h5 view
         return inspect_zarr_url(path_or_url)
     if path_or_url.startswith("file://"):
         path_or_url = path_or_url[len("file://") :]

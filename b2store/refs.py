@@ -94,13 +94,16 @@ def hdf5_refs(
     for key, data in index.meta.items():
         refs[key] = data.decode("utf-8")
     main_url = fs.url
+    protocols = fs.target_fs.protocol
+    protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
+    local = "file" in protocols or "local" in protocols
     for path, table in index.tables.items():
         if url is not None and table.url == main_url:
             file_url = url
-        elif "://" not in table.url:
+        elif local:
             file_url = os.path.abspath(table.url)
-        else:
-            file_url = table.url
+        else:  # keep the protocol (s3://, http://…) that the filesystem strips
+            file_url = fs.target_fs.unstrip_protocol(table.url)
         grid = table.grid
 
         def key_of(lin: int, path: str = path, grid: tuple[int, ...] = grid) -> str:

@@ -133,3 +133,20 @@ def test_errors(tmp_path: Path) -> None:
         hdf5_refs(junk)
     with pytest.raises(FileNotFoundError, match="output folder"):
         write_refs(junk, tmp_path / "nodir" / "r.json")
+
+
+def test_remote_source_keeps_protocol(sample: Path) -> None:
+    """References to a file on another fsspec filesystem keep its protocol and read back."""
+    import fsspec
+
+    from b2store.refs import hdf5_refs
+
+    mem = fsspec.filesystem("memory")
+    mem.pipe("/b2store-refs-test/sample.h5", sample.read_bytes())
+    try:
+        refs = hdf5_refs("memory://b2store-refs-test/sample.h5")
+        ranged = [v for v in refs["refs"].values() if isinstance(v, list)]
+        assert ranged and all(v[0].startswith("memory://") for v in ranged)
+        _check_equal(_open(refs), sample)
+    finally:
+        mem.rm("/b2store-refs-test", recursive=True)
