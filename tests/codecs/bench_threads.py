@@ -139,6 +139,21 @@ def main() -> None:
         with ThreadPoolExecutor(workers) as ex:
             list(ex.map(blosc2_decode, plain))
 
+    def cpu(fn, items) -> float:  # type: ignore[no-untyped-def]
+        out = []
+        for _ in range(args.repeat):
+            c0 = time.thread_time()
+            for x in items:
+                fn(x)
+            out.append(time.thread_time() - c0)
+        return min(out)
+
+    cb = cpu(lambda f: decode_b2nd(f, dtype="u2"), frames)
+    ci = cpu(lambda c: blosc2_decode(c, numthreads=1), plain)
+    print(
+        f"1-thread CPU time (load-insensitive): decode_b2nd {cb:.3f}s ({mb / cb:.0f} MB/s), "
+        f"imagecodecs blosc2_decode {ci:.3f}s ({mb / ci:.0f} MB/s): ratio {ci / cb:.2f}"
+    )
     i1, i2 = best(lambda: run_ic(1), args.repeat), best(lambda: run_ic(2), args.repeat)
     print(
         f"imagecodecs  1 thread {i1:.3f}s ({mb / i1:.0f} MB/s)  2 threads {i2:.3f}s "
