@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         print("Aborted.", file=sys.stderr)
         return 130
     except click.ClickException as exc:
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `b2store`: the help, not an error
+            print(exc.format_message(), file=sys.stderr)
+            return exc.exit_code
         print(f"Error: {exc.format_message()}".splitlines()[0], file=sys.stderr)
         return exc.exit_code
     except click.exceptions.Exit as exc:
