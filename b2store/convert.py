@@ -682,8 +682,7 @@ def _convert_dataset(
     origins = _chunk_origins(ds, chunks, rechunked)
 
     if options.auto and origins:
-        pick = [origins[i] for i in sorted({0, len(origins) // 2, len(origins) - 1})]
-        samples = [_sample(_read_full_chunk(ds, o, chunks, fill)) for o in pick]
+        samples = _tuning_samples(ds, origins, chunks, fill)
         res = tune(samples, tradeoff=options.tradeoff, base=choice)
         choice = res.choice
         say(
@@ -808,6 +807,31 @@ def _transcode(
     except Exception:
         return None
     return encode_chunk(chunk, choice)
+
+
+def _tuning_samples(
+    ds: Any, origins: list[tuple[int, ...]], chunks: tuple[int, ...], fill: Any, n: int = 3
+) -> list[np.ndarray[Any, Any]]:
+    """Up to ``n`` chunks spread over the dataset, skipping constant ones (zero edges of sparse
+    data would make every codec look alike); a constant chunk only if nothing else is found."""
+    order = [
+        origins[i] for i in np.linspace(0, len(origins) - 1, min(len(origins), 24)).astype(int)
+    ]
+    mid = len(order) // 2
+    order = order[mid:] + order[:mid]  # start in the middle, where the sample usually is
+    picked: list[np.ndarray[Any, Any]] = []
+    constant: np.ndarray[Any, Any] | None = None
+    for o in dict.fromkeys(order):
+        chunk = _read_full_chunk(ds, o, chunks, fill)
+        if chunk.size and np.all(chunk.reshape(-1)[0] == chunk):
+            constant = chunk if constant is None else constant
+            continue
+        picked.append(_sample(chunk))
+        if len(picked) == n:
+            break
+    if not picked and constant is not None:
+        picked.append(_sample(constant))
+    return picked
 
 
 def _sample(chunk: np.ndarray[Any, Any], max_bytes: int = 2 << 20) -> np.ndarray[Any, Any]:

@@ -11,7 +11,8 @@ Contract: :func:`hdf5_refs` builds the Zarr v2 view of an HDF5 file with b2store
 * chunks whose bytes b2store transforms before decoding (per-chunk filter masks, zero-padded edge
   chunks of contiguous data), compact/vlen data, encoded fill chunks and chunks smaller than
   ``inline_threshold`` are inlined (``"base64:…"``);
-* unallocated chunks are absent (zarr fills them).
+* unallocated chunks, and small all-zero Blosc2 chunks of datasets whose fill value is 0, are
+  absent (zarr fills them).
 
 So ``fsspec.filesystem("reference", fo=refs)`` plus zarr (``zarr_format=2``) reads exactly what
 h5py reads. :func:`write_refs` writes JSON, or fsspec's parquet reference layout when the output
@@ -119,7 +120,10 @@ def hdf5_refs(
             key = key_of(lin)
             size = int(table.sizes[row])
             if transformed or size < inline_threshold:
-                refs[key] = _encode(fs.cat_file(key))
+                try:
+                    refs[key] = _encode(fs.cat_file(key))
+                except FileNotFoundError:
+                    continue  # an all-zero Blosc2 chunk the filesystem serves as missing (fill 0)
             else:
                 refs[key] = [file_url, int(table.offsets[row]), size]
         for lin, data in table.inline.items():

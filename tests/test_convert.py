@@ -280,3 +280,19 @@ def test_dtypes(tmp_path: Path) -> None:
         for k in a:
             assert b[k].dtype == a[k].dtype
             np.testing.assert_array_equal(a[k][()], b[k][()])
+
+
+def test_auto_skips_constant_chunks(tmp_path: Path) -> None:
+    """The tuner samples chunks with content, not the all-zero edges of sparse data."""
+    from b2store.convert import ConvertOptions, convert
+    from b2store.demo import SIZES, write_tomography
+
+    src = tmp_path / "tomo.h5"
+    write_tomography(src, SIZES["small"], progress=False)
+    msgs: list[str] = []
+    convert(
+        src, tmp_path / "o.h5", options=ConvertOptions(auto=True, tradeoff=1.0), log=msgs.append
+    )
+    (line,) = [m for m in msgs if "--auto chose" in m]
+    ratio = float(line.split("sample ratio ")[1].split(",")[0])
+    assert ratio < 50, line  # an all-zero sample compresses thousands of times

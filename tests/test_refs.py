@@ -150,3 +150,16 @@ def test_remote_source_keeps_protocol(sample: Path) -> None:
         _check_equal(_open(refs), sample)
     finally:
         mem.rm("/b2store-refs-test", recursive=True)
+
+
+def test_sparse_zero_chunks(tmp_path: Path) -> None:
+    """All-zero Blosc2 chunks (served as missing keys by b2h5) are left out and read as 0."""
+    from b2store.demo import SIZES, write_tomography
+    from b2store.refs import hdf5_refs
+
+    p = tmp_path / "tomo.h5"
+    write_tomography(p, SIZES["small"], progress=False)
+    refs = hdf5_refs(p)["refs"]
+    chunk_keys = [k for k in refs if k.startswith("entry/data/data/") and "/." not in k]
+    assert 0 < len(chunk_keys) < 96  # 32 of the 96 chunks are all zeros
+    _check_equal(_open({"version": 1, "refs": refs}), p, ("entry/data/data",))
