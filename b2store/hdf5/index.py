@@ -130,8 +130,10 @@ class FileIndex:
     notes: tuple[str, ...] = ()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Plan:
+    """The codec plan of a dataset without HDF5 filters (filters.CodecPlan's shape)."""
+
     codecs: tuple[Any, ...]
     v2_filters: tuple[Any, ...] | None
     v2_compressor: Any
