@@ -402,7 +402,15 @@ def tune(
 
 # ------------------------------------------------------------------------------------- convert
 
-_SCALE_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST", "CLASS", "NAME"}
+_REF_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST"}
+
+
+def _skip_attrs(ds: Any) -> set[str]:
+    """Attributes recreated by ``h5py.dims`` instead of copied (CLASS/NAME only on scales:
+    PyTables and others use CLASS for their own purposes)."""
+    import h5py
+
+    return _REF_ATTRS | ({"CLASS", "NAME"} if h5py.h5ds.is_scale(ds.id) else set())
 
 
 def _auto_chunks(shape: tuple[int, ...], itemsize: int, target: int = 4 << 20) -> tuple[int, ...]:
@@ -615,7 +623,7 @@ def convert(
                     fin.copy(
                         obj, fout[obj.parent.name], name=name.rsplit("/", 1)[-1], without_attrs=True
                     )
-                    _copy_attrs(obj, fout[name], _SCALE_ATTRS)
+                    _copy_attrs(obj, fout[name], _skip_attrs(obj))
                     reports.append(
                         DatasetReport(
                             path=obj.name,
@@ -629,7 +637,7 @@ def convert(
                 rep = _convert_dataset(
                     obj, fout, options, pool, hdf5plugin, progress, say, on_chunk
                 )
-                _copy_attrs(obj, fout[name], _SCALE_ATTRS)
+                _copy_attrs(obj, fout[name], _skip_attrs(obj))
                 reports.append(rep)
             for path, nm in scales.items():
                 fout[path].make_scale(nm)

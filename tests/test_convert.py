@@ -296,3 +296,20 @@ def test_auto_skips_constant_chunks(tmp_path: Path) -> None:
     (line,) = [m for m in msgs if "--auto chose" in m]
     ratio = float(line.split("sample ratio ")[1].split(",")[0])
     assert ratio < 50, line  # an all-zero sample compresses thousands of times
+
+
+def test_pytables_style_class_attribute_kept(tmp_path: Path) -> None:
+    import h5py
+
+    from b2store.convert import convert
+
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        d = f.create_dataset("arr", data=np.arange(40).reshape(4, 10), chunks=(2, 10))
+        d.attrs["CLASS"] = np.bytes_(b"CARRAY")
+        d.attrs["TITLE"] = np.bytes_(b"")
+        d.attrs["NAME"] = np.bytes_(b"not a scale")
+    convert(src, out)
+    with h5py.File(out) as f:
+        assert f["arr"].attrs["CLASS"] == b"CARRAY" and f["arr"].attrs["NAME"] == b"not a scale"
+        assert "TITLE" in f["arr"].attrs
