@@ -313,3 +313,25 @@ def test_pytables_style_class_attribute_kept(tmp_path: Path) -> None:
     with h5py.File(out) as f:
         assert f["arr"].attrs["CLASS"] == b"CARRAY" and f["arr"].attrs["NAME"] == b"not a scale"
         assert "TITLE" in f["arr"].attrs
+
+
+def test_netcdf4_stays_netcdf4(tmp_path: Path) -> None:
+    """A netCDF-4 file converts to an identical Dataset (h5netcdf) that b2h5 also reads."""
+    xr = pytest.importorskip("xarray")
+    pytest.importorskip("h5netcdf")
+    from b2store.convert import ConvertOptions, convert
+
+    ds = xr.Dataset(
+        {"t": (("time", "y", "x"), np.random.default_rng(0).normal(size=(5, 30, 40)).astype("f4"))},
+        coords={"time": np.arange(5), "y": np.linspace(0, 1, 30), "x": np.arange(40.0)},
+        attrs={"title": "nc"},
+    )
+    ds["t"].attrs["units"] = "K"
+    src, out = tmp_path / "in.nc", tmp_path / "out.nc"
+    ds.to_netcdf(src, engine="h5netcdf", encoding={"t": {"chunksizes": (1, 30, 40)}})
+    convert(src, out, options=ConvertOptions(contiguous=True))
+    a = xr.open_dataset(src, engine="h5netcdf")
+    b = xr.open_dataset(out, engine="h5netcdf")
+    xr.testing.assert_identical(a, b)
+    c = xr.open_zarr(f"b2h5::{out}")
+    xr.testing.assert_equal(a.load(), c.load())
