@@ -109,8 +109,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--small", action="store_true", help="24 x 512 x 512 (quick check)")
     p.add_argument("--repeat", type=int, default=2, help="best of N for every measurement")
     p.add_argument("--planes", type=int, default=8, help="plane slices read per measurement")
-    p.add_argument("--dask-threads", type=int, default=None,
-                   help="dask threaded-scheduler workers (default: dask's, = CPU count)")
+    p.add_argument(
+        "--dask-threads",
+        type=int,
+        default=None,
+        help="dask threaded-scheduler workers (default: dask's, = CPU count)",
+    )
     args = p.parse_args(argv)
     import dask
 
@@ -156,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
             def run() -> None:
                 ds = xr.open_zarr(dir_url, storage_options={**opts, "skip_instance_cache": True})
                 for i in planes:
-                    ds["scan.b2nd"][i].values
+                    _ = ds["scan.b2nd"][i].values
 
             return run
 

@@ -10,10 +10,10 @@ Contract
   re-encoded padded to the full chunk size by the filesystem. Mode :data:`CHUNK`.
 * Datasets whose chunk endpoint cannot be trusted — leaves inside HDF5 files (chunk → 400),
   unfolded HDF5 proxies (``vlmeta._ftype == "hdf5"``: chunk → *zeros* with status 200) — and
-  arrays in big-endian byte order are served decoded: raw little-endian C-order bytes with the
-  ``bytes`` codec. HDF5 leaves and proxies are read through ``/api/fetch?slice_=`` (mode
-  :data:`SLICE`, the slower path: the server re-compresses every slice), the others through
-  ``/api/chunk`` decoded in b2store (mode :data:`TRANSCODE`).
+  arrays in big-endian byte order (and 0-d arrays) are served decoded: raw little-endian C-order
+  bytes with the ``bytes`` codec. HDF5 leaves and proxies are read through
+  ``/api/fetch?slice_=`` (mode :data:`SLICE`, the slower path: the server re-compresses every
+  slice), the others through ``/api/chunk`` decoded in b2store (mode :data:`TRANSCODE`).
 * ``version`` is the answer's ETag (else the ``mtime``): it keys the chunk cache.
 * Attributes come from the dataset's ``vlmeta`` minus Caterva2's internal keys; dimension names from
   ``vlmeta["dimension_names"]`` / ``vlmeta["_ARRAY_DIMENSIONS"]``, else ``<name>_dim<i>`` so
@@ -242,7 +242,8 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             zchunks = _slice_chunks(chunks, dtype.itemsize)
         else:
             kind = "b2nd"
-            mode = TRANSCODE if dtype.byteorder == ">" else CHUNK
+            # big-endian data and 0-d arrays are decoded here and served with the bytes codec
+            mode = TRANSCODE if dtype.byteorder == ">" or not shape else CHUNK
             zchunks = chunks
         padded = [math.ceil(c / b) * b for c, b in zip(chunks, blocks, strict=True)]
         nchunks = math.prod(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
