@@ -317,6 +317,7 @@ class Caterva2Client:
         headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
         shown = url + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
         attempt = 0
+        relogged = False
         while True:
             try:
                 async with (
@@ -334,7 +335,15 @@ class Caterva2Client:
                     if resp.status >= 500:
                         resp.close()  # the server resets the connection after a 500: drop it
                         raise _Retryable(Caterva2HTTPError(shown, resp.status, detail))
+                    if resp.status == 401 and self._password is not None and not relogged:
+                        raise _Relogin()  # the session cookie expired (12 h JWT): log in again
                     raise error_for_status(shown, resp.status, detail)
+            except _Relogin:
+                relogged = True
+                self._token = None
+                cookie = await self._auth_cookie()
+                headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
+                continue
             except (_Retryable, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
                     TimeoutError) as exc:  # fmt: skip
                 cause = exc.error if isinstance(exc, _Retryable) else exc
@@ -359,6 +368,10 @@ class Caterva2Client:
             return json.loads(resp.body), resp.etag
         except ValueError as exc:
             raise Caterva2HTTPError(url, 200, f"answer is not JSON: {resp.body[:100]!r}") from exc
+
+
+class _Relogin(Exception):
+    pass
 
 
 class _Retryable(Exception):

@@ -110,3 +110,15 @@ def test_unfolded_hdf5_proxy_reads_slices(
                         storage_options=so)  # fmt: skip
     np.testing.assert_array_equal(z[...], a)
     assert z.metadata.codecs[0].to_dict()["name"] == "bytes"
+
+
+def test_expired_session_logs_in_again(
+    cat2_auth_server: Any, shared: Any, so: dict[str, Any]
+) -> None:
+    from b2store.caterva2.client import _Secret
+
+    path, _a = shared
+    fs = Caterva2FileSystem(host=cat2_auth_server.host, username=USER, password=PASSWORD, **so)
+    assert fs.cat_file(f"{path}/zarr.json")
+    fs.client._token = _Secret("expired.jwt.value")  # what a 12 h old cookie amounts to
+    assert fs.cat_file(f"{path}/c/0/0")
