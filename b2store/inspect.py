@@ -98,6 +98,7 @@ class NodeInfo:
     dtype: str | None = None
     chunks: tuple[int, ...] | None = None
     blocks: tuple[int, ...] | None = None
+    blosc2: str = ""
     layout: str = ""
     filters: list[str] = field(default_factory=list)
     nbytes: int = 0
@@ -114,9 +115,14 @@ def parse_frame_blocks(raw: bytes) -> tuple[int, ...] | None:
 
     Raises
     ------
-    B2StoreError
+    InspectError
         If ``raw`` is not a Blosc2 frame.
     """
+    return _frame_info(raw)[0]
+
+
+def _frame_info(raw: bytes) -> tuple[tuple[int, ...] | None, str]:
+    """(b2nd block shape or None, ``codec-clevel+filters``) of a checked Blosc2 frame."""
     if len(raw) < 32 or raw[2:10] != _FRAME_MAGIC:
         raise InspectError(
             f"Expected a Blosc2 frame (magic b'b2frame'). Got {len(raw)} bytes starting "
@@ -132,10 +138,16 @@ def parse_frame_blocks(raw: bytes) -> tuple[int, ...] | None:
     import blosc2
 
     sc = blosc2.schunk_from_cframe(bytes(raw), copy=True)
+    cp = sc.cparams
+    filters = [
+        getattr(f, "name", str(f)).lower() for f in cp.filters if getattr(f, "value", f) != 0
+    ]
+    codec = getattr(cp.codec, "name", str(cp.codec)).lower()
+    desc = f"{codec}-{cp.clevel}" + "".join(f"+{f}" for f in filters)
     if "b2nd" not in sc.meta:
-        return None
+        return None, desc
     arr = blosc2.ndarray_from_cframe(bytes(raw), copy=True)
-    return tuple(int(b) for b in arr.blocks)
+    return tuple(int(b) for b in arr.blocks), desc
 
 
 def _plan_verdict(ds: Any, filters: list[tuple[int, tuple[int, ...]]]) -> tuple[bool, str]:
@@ -209,9 +221,10 @@ def _dataset_info(ds: Any) -> NodeInfo:
     else:
         direct, reason = _plan_verdict(ds, filters)
 
-    blocks = None
-    if layout == "chunked" and any(fid == 32026 for fid, _ in filters):
-        blocks = _first_chunk_blocks(ds)
+    blocks, b2desc = None, ""
+    ids = [fid for fid, _ in filters]
+    if layout == "chunked" and 32026 in ids:
+        blocks, b2desc = _first_chunk_info(ds, ids.index(32026))
     return NodeInfo(
         path=path,
         kind="dataset",
@@ -219,6 +232,7 @@ def _dataset_info(ds: Any) -> NodeInfo:
         dtype=str(dtype),
         chunks=tuple(int(c) for c in ds.chunks) if ds.chunks else None,
         blocks=blocks,
+        blosc2=b2desc,
         layout=layout,
         filters=names,
         nbytes=nbytes,
@@ -229,26 +243,28 @@ def _dataset_info(ds: Any) -> NodeInfo:
     )
 
 
-def _first_chunk_blocks(ds: Any) -> tuple[int, ...] | None:
+def _first_chunk_info(ds: Any, position: int) -> tuple[tuple[int, ...] | None, str]:
+    """Blocks and codec of the first allocated chunk (Blosc2 filter at ``position``)."""
     first: list[Any] = []
 
     def cb(info: Any) -> bool | None:
-        first.append(info)
-        return True  # stop after the first allocated chunk
+        if not first:
+            first.append(info)
+        return None
 
     try:
         ds.id.chunk_iter(cb)
     except Exception:
-        return None
+        return None, ""
     if not first:
-        return None
+        return None, ""
     mask, raw = ds.id.read_direct_chunk(first[0].chunk_offset)
-    if mask & 1:  # the Blosc2 filter itself was skipped for this chunk (not first, but be safe)
-        return None
+    if (mask >> position) & 1:  # the Blosc2 filter was skipped for this chunk
+        return None, ""
     try:
-        return parse_frame_blocks(raw)
-    except B2StoreError:
-        return None
+        return _frame_info(raw)
+    except (B2StoreError, RuntimeError, ValueError):
+        return None, ""  # not a bare frame (e.g. fletcher32 after Blosc2): nothing to report
 
 
 def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
@@ -367,7 +383,8 @@ def render_text(nodes: list[NodeInfo]) -> str:
         parts.append(f"chunks={n.chunks}" if n.chunks else n.layout)
         if n.blocks:
             parts.append(f"blocks={n.blocks}")
-        parts.append("filters=" + ("+".join(n.filters) if n.filters else "none"))
+        filt = "+".join(n.filters) if n.filters else "none"
+        parts.append(f"filters={filt}" + (f"({n.blosc2})" if n.blosc2 else ""))
         parts.append(f"stored={_fmt_size(n.stored)}")
         if n.ratio is not None:
             parts.append(f"ratio={n.ratio:.2f}")
