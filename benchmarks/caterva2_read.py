@@ -88,6 +88,52 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.exit(f"cat2-server did not start; see {base}/server.log")
 
 
+def start_link(upstream: str, latency: float, mbps: float) -> str:
+    """A loopback proxy emulating a network link: ``latency`` s per request, ``mbps`` MB/s shared.
+
+    Runs an aiohttp server in a daemon thread and returns its URL. Transfers are serialised
+    through one lock, so the bandwidth is the link's, not each connection's.
+    """
+    import asyncio
+    import threading
+
+    import aiohttp
+    from aiohttp import web
+
+    port = _free_port()
+    ready = threading.Event()
+
+    async def serve() -> None:
+        session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600))
+        link = asyncio.Lock()
+
+        async def handle(request: web.Request) -> web.Response:
+            await asyncio.sleep(latency)
+            async with session.get(upstream + request.path_qs, headers={
+                k: v for k, v in request.headers.items() if k.lower() in ("cookie", "range")
+            }) as r:  # fmt: skip
+                body = await r.read()
+                headers = {k: v for k, v in r.headers.items() if k.lower() in ("etag",)}
+                status, ctype = r.status, r.headers.get("Content-Type", "application/octet-stream")
+            async with link:
+                await asyncio.sleep(len(body) / (mbps * 1e6))
+            return web.Response(
+                body=body, status=status, headers={**headers, "Content-Type": ctype}
+            )
+
+        app = web.Application()
+        app.router.add_route("GET", "/{tail:.*}", handle)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        ready.set()
+        await asyncio.Event().wait()
+
+    threading.Thread(target=lambda: asyncio.run(serve()), daemon=True).start()
+    ready.wait(10)
+    return f"http://127.0.0.1:{port}"
+
+
 def timed(fn: Callable[[], Any], repeat: int, setup: Callable[[], None] | None = None) -> float:
     best = float("inf")
     for _ in range(repeat):
@@ -115,6 +161,18 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="dask threaded-scheduler workers (default: dask's, = CPU count)",
     )
+    p.add_argument(
+        "--link-mbps",
+        type=float,
+        default=0.0,
+        help="emulate a network link of this many MB/s (shared) in front of the server",
+    )
+    p.add_argument(
+        "--link-latency-ms",
+        type=float,
+        default=20.0,
+        help="per-request latency of the emulated link",
+    )
     args = p.parse_args(argv)
     import dask
 
@@ -131,6 +189,9 @@ def main(argv: list[str] | None = None) -> int:
     blocks = (1, min(args.block_rows, args.height), args.width)
     work = Path(tempfile.mkdtemp(prefix="b2store-c2bench-"))
     proc, url = start_server(work)
+    server_url = url
+    if args.link_mbps:
+        url = start_link(server_url, args.link_latency_ms / 1000, args.link_mbps)
     try:
         target = work / "state" / "public" / "tomo" / "scan.b2nd"
         target.parent.mkdir(parents=True)
@@ -200,9 +261,13 @@ def main(argv: list[str] | None = None) -> int:
                      timed(xr_planes(cached), r), pbytes))  # fmt: skip
 
         c2time = rows[0][1]
+        link = (
+            f"{args.link_mbps} MB/s + {args.link_latency_ms} ms" if args.link_mbps else "loopback"
+        )
         print(f"\nstack {shape} uint16 = {nbytes / 1e6:.0f} MB, stored {cbytes / 1e6:.0f} MB "
               f"(ratio {nbytes / cbytes:.2f}); chunks {chunks}, blocks {blocks}; "
-              f"best of {r}; python {sys.version.split()[0]}, {os.cpu_count()} CPUs\n")  # fmt: skip
+              f"best of {r}; link: {link}; python {sys.version.split()[0]}, "
+              f"{os.cpu_count()} CPUs\n")  # fmt: skip
         print("| measurement | seconds | MB/s (decompressed) |")
         print("|---|---|---|")
         for name, secs, size in rows:
