@@ -96,6 +96,10 @@ class PerImage:
 
 def _cases(names: Sequence[str] | None) -> list[Case]:
     import numcodecs
+    import numcodecs.blosc
+
+    # numcodecs Blosc (v1) otherwise decodes with a process-global pool of blosc threads.
+    numcodecs.blosc.set_nthreads(1)
 
     cases: list[Case] = []
     try:
