@@ -321,7 +321,11 @@ def _codec_for(choice: CodecChoice, blocks: tuple[int, ...] | None, nthreads: in
 
 
 def _prepare_j2k(choice: CodecChoice, path: str, dtype: np.dtype[Any], ndim: int) -> None:
-    """Configure blosc2-j2k's (process-global) parameters for one dataset."""
+    """Check that JPEG 2000 applies to this dataset and that the plugin is installed.
+
+    The encoder (``b2store_grok``) configures blosc2-j2k itself; with b2store's codecs missing,
+    :func:`encode_chunk` falls back to python-blosc2 and the parameters are set here.
+    """
     if dtype.kind not in "ui" or dtype.itemsize > 2 or ndim < 2:
         raise ConvertError(
             f"{path}: JPEG 2000 needs 2-D (or stacked 2-D) uint8/uint16/int16 data. "
@@ -333,16 +337,22 @@ def _prepare_j2k(choice: CodecChoice, path: str, dtype: np.dtype[Any], ndim: int
         raise ConvertError(
             "JPEG 2000 needs blosc2-j2k (AGPL-3.0): pip install 'b2store[jpeg2000]'"
         ) from exc
-    blosc2_j2k.register_codec()
-    blosc2_j2k.configure(backend="grok")
-    if choice.j2k_ratio is not None:
-        blosc2_j2k.set_params_defaults(
-            quality_mode="rates", quality_layers=np.array([float(choice.j2k_ratio)]), num_threads=0
-        )
-    else:
-        blosc2_j2k.set_params_defaults(
-            quality_mode="dB", quality_layers=np.array([float(choice.j2k_psnr or 0)]), num_threads=0
-        )
+    try:
+        import b2store.codecs.grok  # noqa: F401  (it configures the plugin on first use)
+    except ImportError:
+        blosc2_j2k.register_codec()
+        if choice.j2k_ratio is not None:
+            blosc2_j2k.set_params_defaults(
+                quality_mode="rates",
+                quality_layers=np.array([float(choice.j2k_ratio)]),
+                num_threads=0,
+            )
+        else:
+            blosc2_j2k.set_params_defaults(
+                quality_mode="dB",
+                quality_layers=np.array([float(choice.j2k_psnr or 0)]),
+                num_threads=0,
+            )
 
 
 # ---------------------------------------------------------------------------------------- tune
