@@ -112,7 +112,8 @@ def test_nthreads_and_out() -> None:
 def test_incompressible_falls_back_to_lossless_blosc2() -> None:
     noise = np.random.default_rng(0).integers(0, 65536, (32, 32), dtype=np.uint16)
     enc = Grok().encode(noise)
-    assert blosc2.ndarray_from_cframe(enc).schunk.cparams.codec == blosc2.Codec.ZSTD
+    nd = blosc2.ndarray_from_cframe(enc)  # keep it alive: .schunk of a temporary can segfault
+    assert nd.schunk.cparams.codec == blosc2.Codec.ZSTD
     np.testing.assert_array_equal(Grok().decode(enc), noise)
 
 
@@ -359,7 +360,8 @@ def test_golden_fixture_decodes(codec_idx: int, array_idx: int) -> None:
     prov = json.loads((d / "provenance.json").read_text())
     codec = numcodecs.get_codec(config)
     blob = (d / f"encoded.{array_idx:02d}.dat").read_bytes()
-    assert blosc2.ndarray_from_cframe(blob).schunk.cparams.codec.value == prov["blosc2_codec"]
+    nd = blosc2.ndarray_from_cframe(blob)  # keep it alive: .schunk of a temporary can segfault
+    assert nd.schunk.cparams.codec.value == prov["blosc2_codec"]
     original = np.load(FIXTURE / f"array.{array_idx:02d}.npy")
     dec = codec.decode(blob)
     if config["ratio"] is None:
