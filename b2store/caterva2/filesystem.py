@@ -28,9 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import os
 import posixpath
+import re
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -38,7 +40,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from fsspec.asyn import AsyncFileSystem
 
-from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, render_v3
+from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, render_v3
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
 from b2store.caterva2.chunks import Caterva2DataError, check_chunk, check_frame, to_zarr_chunk
 from b2store.caterva2.client import Caterva2Client, ClientConfig
@@ -56,7 +58,9 @@ __all__ = ["Caterva2FileSystem", "Caterva2SFileSystem"]
 
 logger = logging.getLogger(__name__)
 
-_OTHER_FORMAT_KEYS = frozenset({".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+_V2_KEYS = frozenset({".zarray", ".zgroup", ".zattrs", ".zmetadata"})
+_V2_CHUNK_KEY = re.compile(r"\d+(?:\.\d+)*")
+DATASET_AS = ("auto", "array", "group")
 _DATASET_SUFFIXES = (".b2nd", ".b2frame")
 _HDF5_SUFFIXES = (".h5", ".hdf5")
 _UNSET = "default"
@@ -91,8 +95,11 @@ class Caterva2FileSystem(AsyncFileSystem):
         Bytes of recently loaded chunks kept in memory (ranged reads of one chunk, as zarr's
         partial decoding makes, then cost one load).
     dataset_as
-        ``"array"`` (default): a dataset URL opens as a Zarr array; ``"group"``: as a group
-        holding the dataset, which ``xarray.open_zarr`` needs.
+        How a *dataset* URL is presented. ``"auto"`` (default): a Zarr v2 dual view, an array for
+        ``zarr.open_array``/``dask.array.from_zarr`` and a group holding that array under the
+        dataset's file name for ``zarr.open_group``/``xarray.open_zarr``; ``"array"``: a Zarr
+        v3 array only (partial decoding); ``"group"``: a Zarr v3 group holding the dataset.
+        Directories and HDF5 files are Zarr v3 groups whatever the choice.
 
     See Also
     --------
@@ -119,7 +126,7 @@ class Caterva2FileSystem(AsyncFileSystem):
         retries: int = 3,
         backoff: float = 0.1,
         max_concurrency: int = 8,
-        dataset_as: str = "array",
+        dataset_as: str = "auto",
         version_check_interval: float = 10.0,
         readahead: int = 4,
         memory_cache_size: int = 128 * 2**20,
@@ -131,8 +138,10 @@ class Caterva2FileSystem(AsyncFileSystem):
             raise ValueError(
                 f"Caterva2 URLs need a server: {self.protocol}://host:port/@public/path"
             )
-        if dataset_as not in ("array", "group"):
-            raise ValueError(f"Expected dataset_as 'array' or 'group'. Got {dataset_as!r} instead.")
+        if dataset_as not in DATASET_AS:
+            raise ValueError(
+                f"Expected dataset_as 'auto', 'array' or 'group'. Got {dataset_as!r} instead."
+            )
         self.host = host
         self.dataset_as = dataset_as
         self.base_url = f"{self._scheme}://{host}"
@@ -333,38 +342,106 @@ class Caterva2FileSystem(AsyncFileSystem):
                 nodes[rel] = meta
         return nodes
 
-    async def _metadata(self, node: str) -> bytes:
-        """The ``zarr.json`` of ``node`` (group or array), built from fresh ``/api/info``."""
+    async def _node(self, node: str) -> tuple[list[Node] | Dataset, bool]:
+        """What ``node`` is, from fresh ``/api/info``: a group's nodes or a dataset.
+
+        Returns ``(nodes or dataset, alias)``; ``alias`` is True when ``node`` is the array
+        inside the group view of a dataset (``<dataset>/<file name>``), which is then returned.
+        """
         if not node:
             raise FileNotFoundError(
                 f"{self.base_url}: open a root or a path below it, e.g. "
                 f"{self.protocol}://{self.host}/@public"
             )
-        alias = node in self._aliases  # the array inside a dataset_as="group" view
+        alias = node in self._aliases
         node = self._aliases.get(node, node)
-        info, etag = await self._fetch_info(node)
+        try:
+            info, etag = await self._fetch_info(node)
+        except FileNotFoundError:
+            parent, name = posixpath.split(node)
+            if alias or not name or posixpath.basename(parent) != name:
+                raise
+            info, etag = await self._fetch_info(parent)  # <dataset>/<name>: the group view child
+            if is_group_info(info):
+                raise
+            alias, node = True, parent
+            self._aliases[f"{parent}/{name}"] = parent
         if is_group_info(info) or ("/" not in node and node.startswith("@")):
-            nodes = await self._group_nodes(node)
-            return render_v3(nodes)["zarr.json"]
-        ds = self._remember(dataset_from_info(node, info, etag))
-        meta: ArrayMeta = ds.array_meta(posixpath.basename(node))
+            return [GroupMeta()], False
+        return self._remember(dataset_from_info(node, info, etag)), alias
+
+    async def _metadata(self, node: str) -> bytes:
+        """The ``zarr.json`` of ``node`` (group or array), built from fresh ``/api/info``."""
+        what, alias = await self._node(node)
+        if isinstance(what, list):
+            return render_v3(await self._group_nodes(self._aliases.get(node, node)))["zarr.json"]
+        ds = what
+        name = posixpath.basename(ds.path)
+        meta: ArrayMeta = ds.array_meta(name)
+        if self.dataset_as == "auto":
+            raise FileNotFoundError(
+                f"{self.unstrip_protocol(node)}/zarr.json: with dataset_as='auto' a dataset is "
+                "served as Zarr v2 (.zarray, .zgroup); pass dataset_as='array' or 'group' for v3"
+            )
         if self.dataset_as == "group" and not alias:
-            name = posixpath.basename(node)
-            self._aliases[f"{node}/{name}"] = node
+            self._aliases[f"{ds.path}/{name}"] = ds.path
             return render_v3({"": GroupMeta(), name: meta})["zarr.json"]
         return render_v3({"": meta})["zarr.json"]
+
+    async def _metadata_v2(self, node: str, key: str) -> bytes:
+        """A Zarr v2 key of the dual view of a dataset (``dataset_as="auto"``).
+
+        At the dataset's own path: ``.zarray``/``.zattrs`` describe the dataset as an array
+        (chunk keys ``0.0…`` at that path) and ``.zgroup``/``.zmetadata`` a group holding it
+        as ``<file name>`` (consolidated). ``.zattrs`` serves both: the dataset's attributes,
+        without ``_ARRAY_DIMENSIONS``, which only the child array carries.
+        """
+        where = self.unstrip_protocol(f"{node}/{key}")
+        if self.dataset_as != "auto":
+            raise FileNotFoundError(
+                f"{where}: with dataset_as={self.dataset_as!r} b2store serves Zarr v3 only"
+            )
+        what, alias = await self._node(node)
+        if isinstance(what, list):
+            raise FileNotFoundError(f"{where}: directories and HDF5 groups are Zarr v3 groups")
+        ds = what
+        name = posixpath.basename(ds.path)
+        zarray, zattrs = array_v2(ds.array_meta(name))
+        if alias:
+            docs: dict[str, Any] = {".zarray": zarray, ".zattrs": zattrs}
+        else:
+            self._aliases[f"{ds.path}/{name}"] = ds.path
+            top = {k: v for k, v in zattrs.items() if k != "_ARRAY_DIMENSIONS"}
+            group = {".zgroup": {"zarr_format": 2}, ".zattrs": top}
+            consolidated = {**group, f"{name}/.zarray": zarray, f"{name}/.zattrs": zattrs}
+            docs = {
+                ".zarray": zarray,
+                **group,
+                ".zmetadata": {"zarr_consolidated_format": 1, "metadata": consolidated},
+            }
+        if key not in docs:
+            raise FileNotFoundError(f"{where}: the array of a dataset's group view has no {key}")
+        return json.dumps(docs[key], allow_nan=True).encode()
 
     # -- chunks ------------------------------------------------------------------------------------
 
     @staticmethod
-    def _split_chunk_key(path: str) -> tuple[str, tuple[int, ...]] | None:
+    def _split_chunk_key(path: str) -> tuple[str, tuple[int, ...], int] | None:
+        """``(node, chunk coords, zarr format)`` of a chunk key, ``None`` for other paths.
+
+        Zarr v3 keys are ``<node>/c/i/j`` (``<node>/c`` for 0-d), v2 keys ``<node>/i.j``
+        (``<node>/0`` for 0-d: the caller maps it to ``()``).
+        """
         parts = path.split("/")
         coords: list[int] = []
         while parts and parts[-1].isdigit():
             coords.append(int(parts.pop()))
-        if len(parts) < 2 or parts[-1] != "c":
-            return None
-        return "/".join(parts[:-1]), tuple(reversed(coords))
+        if len(parts) >= 2 and parts[-1] == "c":
+            return "/".join(parts[:-1]), tuple(reversed(coords)), 3
+        node, _, last = path.rpartition("/")
+        if node and _V2_CHUNK_KEY.fullmatch(last):
+            return node, tuple(int(i) for i in last.split(".")), 2
+        return None
 
     def _request(
         self, ds: Dataset, number: int, coords: tuple[int, ...]
@@ -469,24 +546,31 @@ class Caterva2FileSystem(AsyncFileSystem):
         name = posixpath.basename(path)
         if name == "zarr.json":
             return await self._metadata(posixpath.dirname(path))
-        if name in _OTHER_FORMAT_KEYS:
-            raise FileNotFoundError(f"{self.unstrip_protocol(path)}: b2store serves Zarr v3 only")
+        if name in _V2_KEYS:
+            return await self._metadata_v2(posixpath.dirname(path), name)
         split = self._split_chunk_key(path)
         if split is None:
             raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a Zarr key")
-        node, coords = split
+        node, coords, zarr_format = split
         ds = await self._dataset(node)
+        if zarr_format == 2 and not ds.shape and coords == (0,):
+            coords = ()  # the v2 key of a 0-d array's only chunk is "0"
         return await self._chunk(ds, coords)
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
         name = posixpath.basename(path)
-        if name == "zarr.json" or self._split_chunk_key(path) is not None:
-            data = await self._read_key(path)
-            return {"name": path, "size": len(data), "type": "file"}
+        if name == "zarr.json" or name in _V2_KEYS or self._split_chunk_key(path) is not None:
+            try:
+                data = await self._read_key(path)
+                return {"name": path, "size": len(data), "type": "file"}
+            except FileNotFoundError:
+                if name == "zarr.json" or name in _V2_KEYS:
+                    raise
+                # not a chunk after all: e.g. an HDF5 dataset named "3" (checked below)
         if not path:
             return {"name": "", "size": 0, "type": "directory"}
-        await self._fetch_info(self._aliases.get(path, path))
+        await self._node(path)
         return {"name": path, "size": 0, "type": "directory"}
 
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
@@ -496,16 +580,24 @@ class Caterva2FileSystem(AsyncFileSystem):
             names = sorted(roots)
             entries = [{"name": n, "size": 0, "type": "directory"} for n in names]
         else:
-            info, _etag = await self._fetch_info(self._aliases.get(path, path))
-            entries = [{"name": f"{path}/zarr.json", "size": None, "type": "file"}]
-            if is_group_info(info):
-                tree = await self._list_tree(path)
-                children = sorted({rel.split("/")[0] for rel in tree})
-                entries += [
-                    {"name": f"{path}/{c}", "size": 0, "type": "directory"} for c in children
-                ]
+            what, alias = await self._node(path)
+            if isinstance(what, list):
+                tree = await self._list_tree(self._aliases.get(path, path))
+                files = ["zarr.json"]
+                dirs = sorted({rel.split("/")[0] for rel in tree})
+            elif self.dataset_as == "auto":
+                files = [".zarray", ".zattrs"]
+                dirs = []
+                if not alias:
+                    files += [".zgroup", ".zmetadata"]
+                    dirs = [posixpath.basename(what.path)]
             else:
-                entries.append({"name": f"{path}/c", "size": 0, "type": "directory"})
+                files = ["zarr.json"]
+                dirs = ["c"]
+                if self.dataset_as == "group" and not alias:
+                    dirs = [posixpath.basename(what.path)]
+            entries = [{"name": f"{path}/{f}", "size": None, "type": "file"} for f in files]
+            entries += [{"name": f"{path}/{d}", "size": 0, "type": "directory"} for d in dirs]
         return entries if detail else [e["name"] for e in entries]
 
     async def _pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:

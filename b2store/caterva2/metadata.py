@@ -111,14 +111,21 @@ class Dataset:
 
     def array_meta(self, name: str) -> ArrayMeta:
         """The Zarr metadata of this dataset, named ``name`` (used for default dimension names)."""
+        v2_compressor: dict[str, Any] | None = None
         if self.mode == CHUNK:
             codecs: tuple[Any, ...] = (
                 {"name": "b2store.b2nd", "configuration": {"blocks": list(self.blocks)}},
             )
+            # v2 codecs see no chunk shape: the bare chunk's shape travels in the config
+            v2_compressor = {
+                "id": "b2store_b2nd",
+                "chunkshape": list(self.chunks),
+                "blocks": list(self.blocks),
+            }
             dtype = self.dtype
         else:
             dtype = self.dtype.newbyteorder("<") if self.dtype.byteorder == ">" else self.dtype
-            codecs = ()  # ArrayMeta's default: the bytes codec (little endian)
+            codecs = ()  # ArrayMeta's default: the bytes codec (little endian); v2: no codec
         dims = self.dimension_names or tuple(f"{name}_dim{i}" for i in range(len(self.shape)))
         try:
             return ArrayMeta(
@@ -127,6 +134,8 @@ class Dataset:
                 dtype=dtype,
                 fill_value=None,
                 codecs=codecs,
+                v2_compressor=v2_compressor,
+                v2_fill_value=None,  # null: no _FillValue, so xarray masks nothing (no NaN trap)
                 attributes=self.attributes,
                 dimension_names=dims,
             )
