@@ -24,10 +24,7 @@ import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-import _fallback_codec
 from _c2server import Server, start_server
-
-FALLBACK_CODEC = _fallback_codec.install()
 
 
 @pytest.fixture(scope="session")

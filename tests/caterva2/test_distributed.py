@@ -15,15 +15,6 @@ import xarray as xr
 distributed = pytest.importorskip("distributed")
 
 
-def _install_fallback(tests_dir: str) -> bool:
-    import sys
-
-    sys.path.insert(0, tests_dir)
-    import _fallback_codec
-
-    return _fallback_codec.install()
-
-
 def test_dask_mean_on_local_cluster(cat2_server: Any, so: dict[str, Any]) -> None:
     rel = f"tomo-{uuid.uuid4().hex[:8]}"
     (cat2_server.public / rel).mkdir()
@@ -31,15 +22,14 @@ def test_dask_mean_on_local_cluster(cat2_server: Any, so: dict[str, Any]) -> Non
     stack = rng.integers(800, 36000, size=(16, 64, 64), dtype="u2")
     blosc2.asarray(stack, chunks=(2, 64, 64), blocks=(1, 32, 64),
                    urlpath=str(cat2_server.public / rel / "scan.b2nd"), mode="w")  # fmt: skip
-    url = f"caterva2://{cat2_server.host}/@public/{rel}"
+    url = f"caterva2://{cat2_server.host}/@public/{rel}/scan.b2nd"  # the dual view's group
     opts = {k: v for k, v in so.items() if k != "skip_instance_cache"}
     with (
         distributed.LocalCluster(
             n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
         ) as cluster,
-        distributed.Client(cluster) as client,
+        distributed.Client(cluster),
     ):
-        client.run(_install_fallback, str(Path(__file__).parent))  # no-op once the codec exists
         ds = xr.open_zarr(url, storage_options=opts)
         mean = ds["scan.b2nd"].mean(dim="scan.b2nd_dim0").compute()
         np.testing.assert_allclose(mean.values, stack.mean(axis=0))

@@ -4,8 +4,10 @@ all-zero chunks, big-endian), .b2frame and datasets inside HDF5 files (slice pat
 
 from __future__ import annotations
 
+import json
 import pickle
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -94,19 +96,23 @@ def test_group_tree(cat2_server: Any, published: Any, so: dict[str, Any]) -> Non
             assert g[name].attrs["units"] == "counts"
 
 
+@pytest.mark.parametrize("dataset_as", ["auto", "array"])
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
 def test_every_chunk_via_dask(
-    cat2_server: Any, published: Any, so: dict[str, Any], case: Any
+    cat2_server: Any, published: Any, so: dict[str, Any], case: Any, dataset_as: str
 ) -> None:
+    """Zarr v2 (the default dual view) and v3 (``dataset_as="array"``) array views."""
     path, arrays = published
     name, _shape, chunks, *_ = case
     url = f"caterva2://{cat2_server.host}/{path}/{name}.b2nd"
+    so = {**so, "dataset_as": dataset_as}
     d = da.from_zarr(url, storage_options=so)
     assert d.chunks == da.core.normalize_chunks(chunks, d.shape)
     expected = arrays[f"{name}.b2nd"]
     np.testing.assert_array_equal(d.compute(), expected)
     # every chunk on its own, edge chunks included
     z = zarr.open_array(url, mode="r", storage_options=so)
+    assert z.metadata.zarr_format == (2 if dataset_as == "auto" else 3)
     for idx in np.ndindex(*z.cdata_shape):
         sel = tuple(slice(i * c, (i + 1) * c) for i, c in zip(idx, chunks, strict=True))
         np.testing.assert_array_equal(z[sel], expected[sel], err_msg=f"{name} chunk {idx}")
@@ -122,18 +128,114 @@ def test_xarray_directory(cat2_server: Any, published: Any, so: dict[str, Any]) 
     np.testing.assert_array_equal(h5["gz"].values, arrays["h.h5/grp/gz"])
 
 
-def test_xarray_dataset_as_group(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
+DUAL = ["d3.b2nd", "big.b2nd", "bool.b2nd", "zeros.b2nd", "scalar.b2nd", "s.b2frame",
+        "h.h5/grp/gz"]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", DUAL)
+def test_dataset_url_is_array_and_group(
+    cat2_server: Any, published: Any, so: dict[str, Any], name: str
+) -> None:
+    """One dataset URL: an array for zarr/dask, a group holding it for xarray (v2 dual view)."""
+    path, arrays = published
+    url = f"caterva2://{cat2_server.host}/{path}/{name}"
+    var = name.rsplit("/", 1)[-1]
+    expected = arrays[name]
+    z = zarr.open_array(url, mode="r", storage_options=so)
+    assert z.metadata.zarr_format == 2 and z.shape == expected.shape
+    np.testing.assert_array_equal(z[...], expected)
+    np.testing.assert_array_equal(da.from_zarr(url, storage_options=so).compute(), expected)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # consolidated metadata found: no fallback warning
+        ds = xr.open_zarr(url, storage_options=so)
+    assert list(ds.data_vars) == [var]
+    assert "_ARRAY_DIMENSIONS" not in ds.attrs
+    np.testing.assert_array_equal(ds[var].values, expected)
+    assert ds[var].dtype == expected.dtype.newbyteorder("=")
+    assert ds[var].dims == tuple(f"{var}_dim{i}" for i in range(expected.ndim))
+    for consolidated in (None, True, False):
+        ds = xr.open_zarr(url, storage_options=so, consolidated=consolidated)
+        np.testing.assert_array_equal(ds[var].values, expected)
+    g = zarr.open_group(url, mode="r", storage_options=so)
+    assert [k for k, _ in g.members()] == [var]
+    np.testing.assert_array_equal(g[var][...], expected)
+    if name.endswith(".b2nd") and name not in ("zeros.b2nd", "scalar.b2nd"):
+        assert z.attrs["units"] == ds.attrs["units"] == ds[var].attrs["units"] == "counts"
+
+
+def test_directory_group_and_datatree(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
+    path, arrays = published
+    dir_url = f"caterva2://{cat2_server.host}/{path}"
+    ds = xr.open_zarr(dir_url, group="h.h5/grp", storage_options=so)  # an HDF5 group
+    np.testing.assert_array_equal(ds["gz"].values, arrays["h.h5/grp/gz"])
+    tree = xr.open_datatree(dir_url, engine="zarr", storage_options=so)
+    np.testing.assert_array_equal(tree["d4.b2nd"].values, arrays["d4.b2nd"])
+    np.testing.assert_array_equal(tree["h.h5/b2"].values, arrays["h.h5/b2"])
+    tree = xr.open_datatree(f"{dir_url}/d1.b2nd", engine="zarr", storage_options=so)
+    np.testing.assert_array_equal(tree["d1.b2nd"].values, arrays["d1.b2nd"])
+
+
+@pytest.mark.parametrize("dataset_as", ["array", "group"])
+def test_dataset_as_v3_views(
+    cat2_server: Any, published: Any, so: dict[str, Any], dataset_as: str
+) -> None:
+    """The explicit v3 views: an array only (partial decoding) or a group holding it."""
     path, arrays = published
     url = f"caterva2://{cat2_server.host}/{path}/d3.b2nd"
-    ds = xr.open_zarr(url, storage_options={**so, "dataset_as": "group"})
+    so = {**so, "dataset_as": dataset_as}
+    if dataset_as == "array":
+        z = zarr.open_array(url, mode="r", storage_options=so)
+        assert z.metadata.zarr_format == 3
+        np.testing.assert_array_equal(z[...], arrays["d3.b2nd"])
+        with pytest.raises(zarr.errors.ContainsArrayError, match="array already exists"):
+            xr.open_zarr(url, storage_options=so)
+    else:
+        ds = xr.open_zarr(url, storage_options=so)
+        np.testing.assert_array_equal(ds["d3.b2nd"].values, arrays["d3.b2nd"])
+        assert zarr.open_group(url, mode="r", storage_options=so).metadata.zarr_format == 3
+    with pytest.raises(ValueError, match="Expected dataset_as 'auto', 'array' or 'group'"):
+        Caterva2FileSystem(host=cat2_server.host, **{**so, "dataset_as": "tree"})
+
+
+def test_unconsolidated_directory_needs_v3_datasets(
+    cat2_server: Any, published: Any, so: dict[str, Any]
+) -> None:
+    """Known limit: a v3 directory group opened *without* consolidated metadata looks up each
+    dataset's ``zarr.json``, which the v2 dual view does not serve; zarr then warns and skips the
+    dataset. ``dataset_as="array"`` serves it (and xarray's default reads consolidated metadata)."""
+    path, arrays = published
+    dir_url = f"caterva2://{cat2_server.host}/{path}"
+    with pytest.warns(UserWarning, match="not recognized"):
+        g = zarr.open_group(dir_url, mode="r", storage_options=so, use_consolidated=False)
+        assert "d1.b2nd" not in dict(g.members())
+    g = zarr.open_group(dir_url, mode="r", use_consolidated=False,
+                        storage_options={**so, "dataset_as": "array"})  # fmt: skip
+    np.testing.assert_array_equal(g["d1.b2nd"][...], arrays["d1.b2nd"])
+
+
+def test_issue_examples_as_typed(
+    cat2_server: Any, published: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """The URL forms of the issue, literally: no storage options (cache in the default folder)."""
+    monkeypatch.setenv("B2STORE_CACHE_DIR", str(tmp_path / "default-cache"))
+    path, arrays = published
+    host = cat2_server.host  # 127.0.0.1:<free port>
+    ds = xr.open_zarr(f"caterva2://{host}/{path}/d3.b2nd")
     np.testing.assert_array_equal(ds["d3.b2nd"].values, arrays["d3.b2nd"])
+    d = da.from_zarr(f"caterva2://{host}/{path}/d3.b2nd")
+    np.testing.assert_array_equal(d.compute(), arrays["d3.b2nd"])
+    g = zarr.open_group(f"caterva2://{host}/{path}")
+    np.testing.assert_array_equal(g["d2.b2nd"][...], arrays["d2.b2nd"])
+    assert list((tmp_path / "default-cache").rglob("*.c2c"))
 
 
 def test_hdf5_leaf_uses_slices(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
     path, arrays = published
     url = f"caterva2://{cat2_server.host}/{path}/h.h5/grp/gz"
-    z = zarr.open_array(url, mode="r", storage_options=so)
+    z = zarr.open_array(url, mode="r", storage_options={**so, "dataset_as": "array"})
     assert z.metadata.codecs[0].to_dict()["name"] == "bytes"
+    z = zarr.open_array(url, mode="r", storage_options=so)
+    assert z.metadata.compressor is None  # v2 view: decoded little-endian bytes
     np.testing.assert_array_equal(
         da.from_zarr(url, storage_options=so).compute(), arrays["h.h5/grp/gz"]
     )
@@ -146,21 +248,40 @@ def test_out_of_grid_key_is_missing_without_request(
     fs = Caterva2FileSystem(host=cat2_server.host, **so)
     with pytest.raises(FileNotFoundError, match="outside the chunk grid"):
         fs.cat_file(f"{path}/d2.b2nd/c/99/0")
+    with pytest.raises(FileNotFoundError, match="outside the chunk grid"):
+        fs.cat_file(f"{path}/d2.b2nd/3.0")  # v2 key: the grid is (3, 3)
+    with pytest.raises(FileNotFoundError, match="outside the chunk grid"):
+        fs.cat_file(f"{path}/d2.b2nd/0.0.0")
+    with pytest.raises(FileNotFoundError, match="served as Zarr v2"):
+        fs.cat_file(f"{path}/d2.b2nd/zarr.json")  # the dual view has no zarr.json
+    with pytest.raises(FileNotFoundError, match="Zarr v3 groups"):
+        fs.cat_file(f"{path}/.zgroup")  # directories are v3 only
+    with pytest.raises(FileNotFoundError, match=r"has no \.zgroup"):
+        fs.cat_file(f"{path}/d2.b2nd/d2.b2nd/.zgroup")
     with pytest.raises(FileNotFoundError):
-        fs.cat_file(f"{path}/d2.b2nd/.zarray")
-    with pytest.raises(FileNotFoundError):
-        fs.cat_file(f"{path}/nothing.b2nd/zarr.json")
+        fs.cat_file(f"{path}/nothing.b2nd/.zarray")
+    v3 = Caterva2FileSystem(host=cat2_server.host, **{**so, "dataset_as": "array"})
+    with pytest.raises(FileNotFoundError, match="Zarr v3 only"):
+        v3.cat_file(f"{path}/d2.b2nd/.zarray")
 
 
 def test_filesystem_pickles_and_lists(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
     path, _arrays = published
     fs = Caterva2FileSystem(host=cat2_server.host, **so)
-    fs.cat_file(f"{path}/d1.b2nd/zarr.json")
+    zarray = json.loads(fs.cat_file(f"{path}/d1.b2nd/.zarray"))
+    assert zarray["fill_value"] is None  # no _FillValue: xarray masks nothing (no NaN trap)
+    assert zarray["compressor"] == {"id": "b2store_b2nd", "chunkshape": [300], "blocks": [64]}
     clone = pickle.loads(pickle.dumps(fs))
     assert clone.cat_file(f"{path}/d1.b2nd/c/1") == fs.cat_file(f"{path}/d1.b2nd/c/1")
+    assert fs.cat_file(f"{path}/d1.b2nd/1") == fs.cat_file(f"{path}/d1.b2nd/d1.b2nd/1")
+    assert fs.cat_file(f"{path}/d1.b2nd/1") == fs.cat_file(f"{path}/d1.b2nd/c/1")
     names = fs.ls(path, detail=False)
     assert f"{path}/d1.b2nd" in names and f"{path}/h.h5" in names
+    assert sorted(fs.ls(f"{path}/d1.b2nd", detail=False)) == [
+        f"{path}/d1.b2nd/{k}" for k in (".zarray", ".zattrs", ".zgroup", ".zmetadata", "d1.b2nd")
+    ]
     assert fs.info(f"{path}/d1.b2nd")["type"] == "directory"
+    assert fs.info(f"{path}/d1.b2nd/.zmetadata")["type"] == "file"
     with pytest.raises(PermissionError):
         fs.pipe_file(f"{path}/d1.b2nd/c/0", b"x")
 
@@ -174,7 +295,7 @@ def test_readahead_on_sequential_reads_only(fault_proxy: Any, so: dict[str, Any]
                    urlpath=str(public / rel / "r.b2nd"), mode="w")  # fmt: skip
     path = f"@public/{rel}/r.b2nd"
     fs = Caterva2FileSystem(host=fault_proxy.host, **{**so, "cache_storage": None})
-    fs.cat_file(f"{path}/zarr.json")
+    fs.cat_file(f"{path}/.zarray")
     chunks = lambda: [p for p in fault_proxy.requests if "/api/chunk" in p]  # noqa: E731
     fs.cat_file(f"{path}/c/9/0/0")
     fs.cat_file(f"{path}/c/3/0/0")  # random access: no readahead
@@ -197,7 +318,7 @@ def test_sub_chunk_selection_loads_chunk_once(fault_proxy: Any, so: dict[str, An
                    urlpath=str(public / rel / "p.b2nd"), mode="w")  # fmt: skip
     for cache in (None, so["cache_storage"]):
         fault_proxy.requests.clear()
-        opts = {**so, "cache_storage": cache}
+        opts = {**so, "cache_storage": cache, "dataset_as": "array"}  # v3: partial decoding
         z = zarr.open_array(f"caterva2://{fault_proxy.host}/@public/{rel}/p.b2nd", mode="r",
                             storage_options=opts)  # fmt: skip
         np.testing.assert_array_equal(z[1, 3:40, 5:9], a[1, 3:40, 5:9])
