@@ -1,4 +1,4 @@
-"""Caterva2 repositories as read-only Zarr v3 stores: fsspec protocols ``caterva2``, ``caterva2s``.
+"""Caterva2 repositories as read-only Zarr stores: fsspec protocols ``caterva2``, ``caterva2s``.
 
 Contract
 --------
@@ -9,14 +9,22 @@ Contract
   consolidated metadata of everything below it (one ``/api/list`` per directory or HDF5 file, one
   ``/api/info`` per dataset), so ``xarray.open_zarr`` never lists. Children keep their server
   names (``scan.b2nd``, ``h.h5/grp/data``).
-* A dataset (``.b2nd``, ``.b2frame``, HDF5 leaf) is a Zarr array at its own path
-  (``zarr.open_array``/``dask.array.from_zarr`` on its URL). With ``dataset_as="group"`` it is
-  instead a group holding that one array under its file name, for ``xarray.open_zarr``.
-* Every read of a ``zarr.json`` re-reads ``/api/info``: a reopened store sees the current version,
+* A dataset (``.b2nd``, ``.b2frame``, HDF5 leaf) URL, with ``dataset_as="auto"`` (default), is a
+  Zarr **v2 dual view** and has no ``zarr.json``: ``.zarray`` + ``.zattrs`` make it an array
+  (chunk keys ``i.j`` at its path) for ``zarr.open_array``/``dask.array.from_zarr``, and
+  ``.zgroup`` + ``.zmetadata`` make it a group holding that array under its file name
+  (``<path>/<name>/.zarray``, chunks ``<path>/<name>/i.j``) for ``zarr.open_group`` and
+  ``xarray.open_zarr``; zarr probes ``zarr.json`` first, then ``.zarray`` or ``.zgroup``, so each
+  call finds its view. ``.zattrs`` serves both: the dataset's attributes; only the child carries
+  ``_ARRAY_DIMENSIONS``. ``fill_value`` is ``null`` (no xarray masking). ``dataset_as="array"``
+  serves a v3 array instead (zarr's partial decoding), ``"group"`` a v3 group holding it. The
+  children of a v3 directory group are found through its consolidated metadata only.
+* Chunk keys of both formats (``c/i/j`` and ``i.j``) are served for every dataset.
+* Every read of a metadata key re-reads ``/api/info``: a reopened store sees the current version,
   and the chunk cache drops entries of older versions. Chunk keys outside the grid are missing keys
   (``FileNotFoundError``); no request is sent for them. Server failures on a chunk inside the grid
   raise ``OSError`` subclasses, never ``FileNotFoundError``, so zarr cannot turn them into fill
-  values. Keys of other Zarr formats (``.zarray`` …) are missing.
+  values.
 * Chunk bytes: see :mod:`b2store.caterva2.metadata` (which endpoint, which codec) and
   :mod:`b2store.caterva2.chunks` (checks). Fetched bytes go to the :class:`ChunkCache` as received.
 * Picklable (fsspec re-instantiates from the constructor arguments; HTTP sessions are created
@@ -67,7 +75,7 @@ _UNSET = "default"
 
 
 class Caterva2FileSystem(AsyncFileSystem):
-    """Read-only Zarr v3 view of a Caterva2 server over plain HTTP (protocol ``caterva2``).
+    """Read-only Zarr view of a Caterva2 server over plain HTTP (protocol ``caterva2``).
 
     Parameters
     ----------
@@ -271,7 +279,7 @@ class Caterva2FileSystem(AsyncFileSystem):
             info, etag = await self._fetch_info(path)
         except FileNotFoundError:
             parent, name = posixpath.split(path)
-            if name and posixpath.basename(parent) == name:  # dataset_as="group" alias
+            if name and posixpath.basename(parent) == name:  # the child of a dataset's group view
                 self._aliases[path] = parent
                 return await self._dataset(parent)
             raise
