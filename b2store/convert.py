@@ -723,6 +723,9 @@ def _convert_dataset(
     bar = _bar(len(origins), path, progress)
     inflight: deque[tuple[tuple[int, ...], Future[bytes | None]]] = deque()
     raw_decode = None if rechunked else _raw_decoder(ds, chunks)
+    # python-blosc2's encoder holds the GIL, so pool threads overlap reading, decoding and
+    # writing while Blosc2's own threads compress the blocks of each chunk in parallel
+    bt = 1 if choice.is_j2k else options.nthreads
     fast = 0
 
     def drain(limit: int) -> None:
@@ -731,7 +734,9 @@ def _convert_dataset(
             origin, fut = inflight.popleft()
             frame = fut.result()
             if frame is None:  # the raw decode failed: read this chunk through HDF5 instead
-                frame = encode_chunk(_read_full_chunk(ds, origin, chunks, fill), choice)
+                frame = encode_chunk(
+                    _read_full_chunk(ds, origin, chunks, fill), choice, nthreads=bt
+                )
             dset.id.write_direct_chunk(origin, frame)
             stored += len(frame)
             bar.update(1)
@@ -744,7 +749,7 @@ def _convert_dataset(
             if raw_decode is not None:
                 # raw bytes on this thread (I/O only); decode + encode in the pool
                 mask, raw = ds.id.read_direct_chunk(origin)
-                fut = pool.submit(_transcode, raw_decode, bytes(raw), int(mask), choice)
+                fut = pool.submit(_transcode, raw_decode, bytes(raw), int(mask), choice, bt)
                 inflight.append((origin, fut))
                 fast += 1
             else:
@@ -752,7 +757,7 @@ def _convert_dataset(
                 if rechunked and fill is not None and not np.any(chunk != fill):
                     bar.update(1)
                     continue  # all fill value: leave unallocated
-                inflight.append((origin, pool.submit(encode_chunk, chunk, choice)))
+                inflight.append((origin, pool.submit(encode_chunk, chunk, choice, nthreads=bt)))
             written += 1
             drain(2 * options.nthreads)
         drain(0)
@@ -817,14 +822,14 @@ def _raw_decoder(ds: Any, chunks: tuple[int, ...]) -> Callable[[bytes, int], Any
 
 
 def _transcode(
-    decode: Callable[[bytes, int], Any], raw: bytes, mask: int, choice: CodecChoice
+    decode: Callable[[bytes, int], Any], raw: bytes, mask: int, choice: CodecChoice, nthreads: int
 ) -> bytes | None:
     """Raw HDF5 chunk -> b2nd frame; None if b2store cannot decode it (the caller falls back)."""
     try:
         chunk = decode(raw, mask)
     except Exception:
         return None
-    return encode_chunk(chunk, choice)
+    return encode_chunk(chunk, choice, nthreads=nthreads)
 
 
 def _tuning_samples(
