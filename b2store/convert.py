@@ -10,8 +10,10 @@ h5py + hdf5plugin reads the output; so does b2store's ``b2h5`` filesystem.
 * Groups, attributes, dimension scales (re-attached with ``h5py.dims``) and datasets that are not
   converted (scalars, strings, vlen, compact, virtual; contiguous unless asked) are kept.
 * Unallocated chunks stay unallocated (sparse data stays sparse).
-* Compression runs on a thread pool (``blosc2.set_releasegil(True)``); h5py reads and writes stay
-  on the calling thread.
+* Parallel: chunks whose filters b2store decodes are read raw and decoded on a thread pool; the
+  others are read through h5py. python-blosc2's b2nd encoder (``blosc2.asarray``) holds the GIL,
+  so each chunk is compressed with Blosc2's own ``nthreads`` threads while the pool overlaps
+  reading, decoding and writing. h5py calls stay on the calling thread.
 * The output is written to a temporary file in the destination folder and renamed at the end, so
   an interrupted run never leaves a half-written file under the final name.
 * ``auto=True`` picks codec, level and filters per dataset with a small sampling tuner
