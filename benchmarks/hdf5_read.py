@@ -190,14 +190,11 @@ def read_kerchunk(refs: dict[str, Any]) -> np.ndarray:
         return ds["data"].values
 
 
-def ceiling(path: Path) -> Callable[[], None]:
-    """Decompress every raw chunk with blosc2 on THREADS threads (bytes preloaded)."""
-    import blosc2
+def raw_chunks(path: Path) -> tuple[list[bytes], tuple[int, ...]]:
+    """Every allocated chunk's raw (still compressed) bytes, and the chunk shape."""
     import h5py
 
-    from b2store.codecs._blosc2frame import parse_frame
-
-    raws = []
+    raws: list[bytes] = []
     with h5py.File(path, "r") as f:
         ds = f["data"]
 
@@ -205,15 +202,51 @@ def ceiling(path: Path) -> Callable[[], None]:
             raws.append(ds.id.read_direct_chunk(info.chunk_offset)[1])
 
         ds.id.chunk_iter(grab)
-    inner = []
+        return raws, tuple(ds.chunks)
+
+
+def ceiling(path: Path) -> Callable[[], None]:
+    """Decompress every raw chunk with blosc2 on THREADS threads (bytes preloaded).
+
+    The output stays in Blosc2 block order (not C order): an upper bound no reader reaches.
+    Frame-level special chunks (all zeros, no bytes stored) cost an ``np.zeros``.
+    """
+    import blosc2
+
+    from b2store.codecs._blosc2frame import parse_frame
+
+    raws, chunks = raw_chunks(path)
+    inner: list[bytes | None] = []
     for raw in raws:
         info = parse_frame(raw)
-        inner.append(raw[info.header_size : info.header_size + info.cbytes])
+        inner.append(
+            raw[info.header_size : info.header_size + info.cbytes] if info.cbytes else None
+        )
+    nbytes = int(np.prod(chunks)) * 2
     blosc2.set_releasegil(True)
+
+    def one(chunk: bytes | None) -> Any:
+        return np.zeros(nbytes, np.uint8) if chunk is None else blosc2.decompress2(chunk)
 
     def run() -> None:
         with ThreadPoolExecutor(THREADS) as ex:
-            list(ex.map(blosc2.decompress2, inner))
+            list(ex.map(one, inner))
+
+    return run
+
+
+def ceiling_c_order(path: Path) -> Callable[[], None]:
+    """The honest ceiling: C-ordered decode ``ndarray_from_cframe(raw)[...]`` on THREADS threads.
+
+    python-blosc2 holds the GIL inside ``NDArray[...]``, so the threads mostly take turns.
+    """
+    import blosc2
+
+    raws, _ = raw_chunks(path)
+
+    def run() -> None:
+        with ThreadPoolExecutor(THREADS) as ex:
+            list(ex.map(lambda r: blosc2.ndarray_from_cframe(r)[...], raws))
 
     return run
 
@@ -278,6 +311,9 @@ def bench_stack(
         t["kerchunk + zarr"] = best_of(lambda: read_kerchunk(refs), repeat)
     t["b2store (xarray + dask)"] = best_of(lambda: read_b2store_xarray(path), repeat)
     t["ceiling: blosc2 decompress, 2 threads"] = best_of(ceiling(path), repeat)
+    t["ceiling, C order: ndarray_from_cframe[...], 2 threads"] = best_of(
+        ceiling_c_order(path), repeat
+    )
     results[f"full read, {cname}"] = t
     base = t["h5py + hdf5plugin"]
     lines += [
@@ -295,7 +331,9 @@ def bench_stack(
         f"* b2store / h5py: {base / b2:.2f}x (target >= 2x); "
         f"b2store / b2h5py: {t['b2h5py'] / b2:.2f}x (target >= 1x); "
         f"b2store / ceiling: {t['ceiling: blosc2 decompress, 2 threads'] / b2:.0%} "
-        "(target >= 85%)",
+        "(target >= 85%); "
+        f"b2store / C-order ceiling: "
+        f"{t['ceiling, C order: ndarray_from_cframe[...], 2 threads'] / b2:.0%}",
         "",
     ]
 

@@ -212,7 +212,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             if whole is None:
                 return None
             arr = await asyncio.to_thread(self._decode_array, whole.as_numpy_array(), chunk_spec)
-            return proto.nd_buffer.from_numpy_array(np.array(arr[selection], copy=True))
+            return proto.nd_buffer.from_numpy_array(arr)  # a fresh array: no copy needed
         head_buf = await byte_getter.get(prototype=proto, byte_range=RangeByteRequest(0, _HEAD))
         if head_buf is None:
             return None
@@ -237,9 +237,10 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             for b, (s, e) in ranges.items():
                 if start <= s and e <= end:
                     pieces[b] = blob[s - start : e - start]
-        arr = await asyncio.to_thread(plan.decode_blocks, table, needed, pieces, self.nthreads)
-        arr = _as_chunk(arr, chunk_spec, "b2store.b2nd")
-        return proto.nd_buffer.from_numpy_array(np.array(arr[selection], copy=True))
+        arr = await asyncio.to_thread(
+            plan.decode_blocks, table, needed, pieces, self.nthreads, selection
+        )
+        return proto.nd_buffer.from_numpy_array(arr)
 
 
 def _is_total(selection: Any, shape: tuple[int, ...]) -> bool:
@@ -267,7 +268,15 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
 def _touched(sel: Any, n: int, block: int) -> np.ndarray:
     """Block indices along one dimension touched by a selector."""
     if isinstance(sel, slice):
-        idx = np.arange(*sel.indices(n))
+        start, stop, step = sel.indices(n)
+        if abs(step) == 1:
+            first, last = (start, stop - 1) if step == 1 else (stop + 1, start)
+            if last < first:
+                return np.empty(0, dtype=np.intp)
+            return np.arange(first // block, last // block + 1)
+        idx = np.arange(start, stop, step)
+    elif isinstance(sel, int | np.integer):
+        return np.array([(int(sel) + (n if sel < 0 else 0)) // block])
     else:
         idx = np.asarray(sel)
         if idx.dtype == bool:
@@ -357,20 +366,27 @@ class _PartialPlan:
         return out
 
     def decode_blocks(
-        self, table: bytes, needed: list[int], pieces: dict[int, bytes], nthreads: int
+        self,
+        table: bytes,
+        needed: list[int],
+        pieces: dict[int, bytes],
+        nthreads: int,
+        selection: Any = None,
     ) -> np.ndarray:
-        """Decompress only *needed* blocks (as one synthetic chunk) into a padded chunk array."""
+        """Decompress only *needed* blocks (as one synthetic chunk).
+
+        Without *selection*: the chunk array, zeros outside the needed blocks. With it:
+        ``chunk[selection]``, assembled in the bounding box of the needed blocks only (no
+        chunk-sized buffer), as a view when the selection is basic.
+        """
         from b2store.codecs.b2nd import decompress_chunk
 
         grid = [-(-c // b) for c, b in zip(self.chunks, self.blocks, strict=True)]
-        padded = np.zeros([g * b for g, b in zip(grid, self.blocks, strict=True)], self.dtype)
+        coords = np.array(np.unravel_index(np.asarray(needed, dtype=np.intp), grid)).reshape(
+            len(grid), len(needed)
+        )
         if needed and self.header.memcpyed:
-            for b in needed:
-                pos_b = np.unravel_index(b, grid)
-                dst = tuple(
-                    slice(p * s, (p + 1) * s) for p, s in zip(pos_b, self.blocks, strict=True)
-                )
-                padded[dst] = np.frombuffer(pieces[b], dtype=self.dtype).reshape(self.blocks)
+            blocks = [np.frombuffer(pieces[b], dtype=self.dtype) for b in needed]
         elif needed:
             k = len(needed)
             hdr = bytearray(table[: bf.CHUNK_HEADER_SIZE])
@@ -387,14 +403,97 @@ class _PartialPlan:
             flat = decompress_chunk(
                 mini, dtype=self.dtype, nbytes=k * bs, nthreads=nthreads, what="b2store.b2nd"
             )
-            blocks = flat.reshape(k, *self.blocks)
-            for i, b in enumerate(needed):
-                pos_b = np.unravel_index(b, grid)
-                dst = tuple(
-                    slice(p * s, (p + 1) * s) for p, s in zip(pos_b, self.blocks, strict=True)
-                )
-                padded[dst] = blocks[i]
-        return padded[tuple(slice(0, c) for c in self.chunks)]
+            blocks = list(flat.reshape(k, -1))
+        else:
+            blocks = []
+        if selection is not None and needed:
+            direct = self.gather(coords, blocks, selection)
+            if direct is not None:
+                return direct
+        if selection is None or not needed:
+            lo = [0] * len(grid)
+            box = np.zeros([g * b for g, b in zip(grid, self.blocks, strict=True)], self.dtype)
+        else:
+            lo = [int(c.min()) for c in coords]
+            hi = [int(c.max()) + 1 for c in coords]
+            box = np.empty(
+                [(h - lo_) * b for lo_, h, b in zip(lo, hi, self.blocks, strict=True)],
+                self.dtype,
+            )
+        for i, blk in enumerate(blocks):
+            dst = tuple(
+                slice((int(c[i]) - o) * s, (int(c[i]) - o + 1) * s)
+                for c, o, s in zip(coords, lo, self.blocks, strict=True)
+            )
+            box[dst] = blk.reshape(self.blocks)
+        if selection is None:
+            return box[tuple(slice(0, c) for c in self.chunks)]
+        offsets = [o * b for o, b in zip(lo, self.blocks, strict=True)]
+        return box[_shift_selection(selection, self.chunks, offsets)]
+
+    def gather(
+        self, coords: np.ndarray, blocks: list[np.ndarray], selection: tuple[Any, ...]
+    ) -> np.ndarray | None:
+        """``chunk[selection]`` copied block by block straight into the result.
+
+        Only for basic selections (ints and slices with a positive step); returns None
+        otherwise. Each selected element lies in exactly one needed block, so every element of
+        the result is written once and nothing chunk-sized is allocated.
+        """
+        per_dim: list[tuple[int, int, int, int] | int] = []  # (start, stop, step, n) or int
+        for sel, n in zip(selection, self.chunks, strict=True):
+            if isinstance(sel, slice):
+                start, stop, step = sel.indices(n)
+                if step < 1:
+                    return None
+                per_dim.append((start, stop, step, len(range(start, stop, step))))
+            elif isinstance(sel, int | np.integer):
+                per_dim.append(int(sel) + (n if sel < 0 else 0))
+            else:
+                return None
+        out_shape = [d[3] for d in per_dim if isinstance(d, tuple)]
+        out = np.empty(out_shape, self.dtype)
+        for i, blk in enumerate(blocks):
+            block = blk.reshape(self.blocks)
+            src: list[Any] = []
+            dst: list[slice] = []
+            for d, b, c in zip(per_dim, self.blocks, coords, strict=True):
+                base = int(c[i]) * b
+                if isinstance(d, int):
+                    src.append(d - base)
+                    continue
+                start, stop, step, _ = d
+                lo_i, hi_i = max(start, base), min(stop, base + b)  # selected i in [lo_i, hi_i)
+                k0 = -(-(lo_i - start) // step)
+                k1 = -(-(hi_i - start) // step)  # exclusive
+                if k1 <= k0:
+                    break  # no selected element in this block along d (cannot happen)
+                first = start + k0 * step
+                src.append(slice(first - base, first - base + (k1 - k0 - 1) * step + 1, step))
+                dst.append(slice(k0, k1))
+            else:
+                out[tuple(dst)] = block[tuple(src)]
+        return out
+
+
+def _shift_selection(selection: Any, shape: tuple[int, ...], offsets: list[int]) -> tuple[Any, ...]:
+    """Translate a chunk selection into the coordinates of a box starting at *offsets*."""
+    out: list[Any] = []
+    for sel, n, off in zip(selection, shape, offsets, strict=True):
+        if isinstance(sel, slice):
+            start, stop, step = sel.indices(n)
+            if step > 0:
+                out.append(slice(start - off, max(stop - off, 0), step))
+            else:  # negative steps: explicit indices (a shifted stop of -1 would wrap)
+                out.append(np.arange(start, stop, step) - off)
+        elif isinstance(sel, int | np.integer):
+            out.append(int(sel) + (n if sel < 0 else 0) - off)
+        else:
+            idx = np.asarray(sel)
+            if idx.dtype == bool:
+                idx = np.nonzero(idx)[0]
+            out.append(np.where(idx < 0, idx + n, idx) - off)
+    return tuple(out)
 
 
 # ---------------------------------------------------------------------------------- itrunc
