@@ -27,7 +27,6 @@ uint16 or int16 only; one 2-D image per block).
 
 from __future__ import annotations
 
-import math
 import os
 import tempfile
 import time
@@ -229,45 +228,6 @@ class ConvertReport:
 # --------------------------------------------------------------------------------------- encode
 
 
-def _blosc2_cparams(choice: CodecChoice, dtype: np.dtype[Any], nthreads: int = 1) -> Any:
-    import blosc2
-
-    if choice.is_j2k:
-        return blosc2.CParams(
-            codec=blosc2.Codec.J2K,
-            filters=[],
-            filters_meta=[],
-            splitmode=blosc2.SplitMode.NEVER_SPLIT,
-            nthreads=1,
-            typesize=dtype.itemsize,
-        )
-    fmap = {
-        "shuffle": blosc2.Filter.SHUFFLE,
-        "bitshuffle": blosc2.Filter.BITSHUFFLE,
-        "delta": blosc2.Filter.DELTA,
-        "bytedelta": blosc2.Filter.BYTEDELTA,
-    }
-    filters = [fmap[f] for f in choice.filters if f != "none"]
-    meta = [dtype.itemsize if f == "bytedelta" else 0 for f in choice.filters if f != "none"]
-    if choice.itrunc_max_error is not None:
-        k = math.floor(math.log2(choice.itrunc_max_error + 1))
-        if k >= 8 * dtype.itemsize:
-            raise ConvertError(
-                f"itrunc max error {choice.itrunc_max_error} would zero all "
-                f"{8 * dtype.itemsize} bits of {dtype}: choose a smaller error."
-            )
-        filters = [blosc2.Filter.INT_TRUNC, *filters]  # INT_TRUNC must come before shuffles
-        meta = [-k, *meta]
-    return blosc2.CParams(
-        codec=getattr(blosc2.Codec, choice.cname.upper()),
-        clevel=choice.clevel,
-        filters=filters,
-        filters_meta=meta,
-        typesize=dtype.itemsize,
-        nthreads=nthreads,
-    )
-
-
 def _blocks_for(choice: CodecChoice, chunks: tuple[int, ...]) -> tuple[int, ...] | None:
     if choice.is_j2k:
         # one 2-D image per block
@@ -280,35 +240,22 @@ def _blocks_for(choice: CodecChoice, chunks: tuple[int, ...]) -> tuple[int, ...]
 def encode_chunk(chunk: np.ndarray[Any, Any], choice: CodecChoice, *, nthreads: int = 1) -> bytes:
     """One full HDF5 chunk -> a one-chunk Blosc2 cframe holding a b2nd array of that shape.
 
-    Uses b2store's codecs (``b2store_b2nd``, ``b2store_grok`` for JPEG 2000) when installed, else
-    python-blosc2 directly.
+    Written by b2store's own codecs (``b2store_b2nd``, or ``b2store_grok`` for JPEG 2000), so the
+    frames are exactly what those codecs document (itrunc on big-endian data included).
     """
     chunk = np.ascontiguousarray(chunk)
     blocks = _blocks_for(choice, chunk.shape)
-    codec = _codec_for(choice, blocks, nthreads)
-    if codec is not None:
-        return bytes(codec.encode(chunk))
-    import blosc2
-
-    arr = blosc2.asarray(
-        chunk,
-        chunks=chunk.shape,
-        blocks=blocks,
-        cparams=_blosc2_cparams(choice, chunk.dtype, nthreads),
-    )
-    return bytes(arr.to_cframe())
+    return bytes(_codec_for(choice, blocks, nthreads).encode(chunk))
 
 
 def _codec_for(choice: CodecChoice, blocks: tuple[int, ...] | None, nthreads: int) -> Any:
-    """The numcodecs codec that writes ``choice``, or None when b2store's codecs are missing."""
-    try:
-        if choice.is_j2k:
-            from b2store.codecs.grok import Grok
+    """The numcodecs codec that writes ``choice``."""
+    if choice.is_j2k:
+        from b2store.codecs.grok import Grok
 
-            return Grok(ratio=choice.j2k_ratio, psnr=choice.j2k_psnr, nthreads=nthreads)
-        from b2store.codecs.b2nd import B2nd
-    except ImportError:
-        return None
+        return Grok(ratio=choice.j2k_ratio, psnr=choice.j2k_psnr, nthreads=nthreads)
+    from b2store.codecs.b2nd import B2nd
+
     filters: list[dict[str, Any]] = []
     if choice.itrunc_max_error is not None:
         filters.append({"id": "itrunc", "max_abs_error": choice.itrunc_max_error})
@@ -323,38 +270,18 @@ def _codec_for(choice: CodecChoice, blocks: tuple[int, ...] | None, nthreads: in
 
 
 def _prepare_j2k(choice: CodecChoice, path: str, dtype: np.dtype[Any], ndim: int) -> None:
-    """Check that JPEG 2000 applies to this dataset and that the plugin is installed.
-
-    The encoder (``b2store_grok``) configures blosc2-j2k itself; with b2store's codecs missing,
-    :func:`encode_chunk` falls back to python-blosc2 and the parameters are set here.
-    """
+    """Check that JPEG 2000 applies to this dataset and that the plugin is installed."""
     if dtype.kind not in "ui" or dtype.itemsize > 2 or ndim < 2:
         raise ConvertError(
             f"{path}: JPEG 2000 needs 2-D (or stacked 2-D) uint8/uint16/int16 data. "
             f"Got {ndim}-D {dtype} instead; drop --j2k-ratio/--j2k-psnr."
         )
-    try:
-        import blosc2_j2k
-    except ImportError as exc:
-        raise ConvertError(
-            "JPEG 2000 needs blosc2-j2k (AGPL-3.0): pip install 'b2store[jpeg2000]'"
-        ) from exc
-    try:
-        import b2store.codecs.grok  # noqa: F401  (it configures the plugin on first use)
-    except ImportError:
-        blosc2_j2k.register_codec()
-        if choice.j2k_ratio is not None:
-            blosc2_j2k.set_params_defaults(
-                quality_mode="rates",
-                quality_layers=np.array([float(choice.j2k_ratio)]),
-                num_threads=0,
-            )
-        else:
-            blosc2_j2k.set_params_defaults(
-                quality_mode="dB",
-                quality_layers=np.array([float(choice.j2k_psnr or 0)]),
-                num_threads=0,
-            )
+    from b2store.codecs.grok import Grok
+
+    try:  # the codec checks its settings and that blosc2-j2k (AGPL-3.0) is installed
+        Grok(ratio=choice.j2k_ratio, psnr=choice.j2k_psnr)
+    except ValueError as exc:
+        raise ConvertError(f"{path}: {exc}") from exc
 
 
 # ---------------------------------------------------------------------------------------- tune
