@@ -72,10 +72,9 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     """
     if override:
         return Path(override)
-    if os.environ.get("B2STORE_CACHE"):
-        return Path(os.environ["B2STORE_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "b2store"
+    from b2store._paths import cache_home
+
+    return cache_home()
 
 
 def _projection(angle: int, n_angles: int, ny: int, nx: int, seed: int) -> np.ndarray[Any, Any]:

@@ -79,7 +79,7 @@ def main() -> None:
         )  # fmt: skip
         cache = base / "chunk-cache"
         url = f"caterva2://{host}/@public/tomo.b2nd"
-        opts = {"cache_storage": str(cache), "dataset_as": "group"}
+        opts = {"cache_storage": str(cache)}
         for attempt in ("first read (server)", "second read (cache)"):
             t0 = time.perf_counter()
             ds = xr.open_zarr(url, storage_options=opts)

@@ -42,12 +42,10 @@ _STALE_TMP_SECONDS = 3600.0
 
 
 def default_cache_dir() -> Path:
-    """``$B2STORE_CACHE_DIR``, else ``$XDG_CACHE_HOME/b2store/caterva2`` (``~/.cache/...``)."""
-    env = os.environ.get("B2STORE_CACHE_DIR")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "b2store" / "caterva2"
+    """``caterva2/`` below b2store's cache folder: ``$B2STORE_CACHE``, ``~/.cache/b2store``."""
+    from b2store._paths import cache_home
+
+    return cache_home() / "caterva2"
 
 
 def _digest(text: str) -> str:

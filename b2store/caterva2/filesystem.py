@@ -86,7 +86,7 @@ class Caterva2FileSystem(AsyncFileSystem):
     token
         A ``c2subauth`` JWT (else ``CATERVA2_TOKEN``), instead of a password.
     cache_storage
-        Folder of the persistent chunk cache; ``"default"`` for ``$B2STORE_CACHE_DIR`` or
+        Folder of the persistent chunk cache; ``"default"`` for ``$B2STORE_CACHE/caterva2`` or
         ``~/.cache/b2store/caterva2``; ``None`` disables the cache.
     cache_size_limit
         Bytes the cache keeps at most (least recently used chunks go first).

@@ -58,11 +58,10 @@ class MemoryCache:
 
 
 def default_cache_dir() -> Path:
-    """The sidecar folder: ``$B2STORE_CACHE`` or ``$XDG_CACHE_HOME/b2store`` + ``/hdf5-index``."""
-    base = os.environ.get("B2STORE_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "b2store"
-    )
-    return Path(base) / "hdf5-index"
+    """``hdf5-index/`` below b2store's cache folder: ``$B2STORE_CACHE``, ``~/.cache/b2store``."""
+    from b2store._paths import cache_home
+
+    return cache_home() / "hdf5-index"
 
 
 def _sidecar(folder: Path, key: str) -> Path:

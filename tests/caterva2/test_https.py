@@ -82,7 +82,7 @@ def test_caterva2s_over_tls(cat2_server: Any, tmp_path: Path) -> None:
     thread.start()
     try:
         url = f"caterva2s://127.0.0.1:{httpd.server_address[1]}/@public/{rel}/scan.b2nd"
-        env = {"SSL_CERT_FILE": str(cert), "B2STORE_CACHE_DIR": str(tmp_path / "cache"),
+        env = {"SSL_CERT_FILE": str(cert), "B2STORE_CACHE": str(tmp_path / "cache"),
                "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # fmt: skip
         res = subprocess.run([sys.executable, "-c", CLIENT, url], env=env, capture_output=True,
                              text=True, timeout=180)  # fmt: skip

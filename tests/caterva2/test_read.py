@@ -217,7 +217,7 @@ def test_issue_examples_as_typed(
     cat2_server: Any, published: Any, tmp_path: Path, monkeypatch: Any
 ) -> None:
     """The URL forms of the issue, literally: no storage options (cache in the default folder)."""
-    monkeypatch.setenv("B2STORE_CACHE_DIR", str(tmp_path / "default-cache"))
+    monkeypatch.setenv("B2STORE_CACHE", str(tmp_path / "default-cache"))
     path, arrays = published
     host = cat2_server.host  # 127.0.0.1:<free port>
     ds = xr.open_zarr(f"caterva2://{host}/{path}/d3.b2nd")
