@@ -23,7 +23,11 @@ only when the array has no array -> array and no bytes -> bytes codecs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
+import os
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -52,6 +56,38 @@ __all__ = ["B2ndCodec", "GrokCodec", "ITruncCodec"]
 
 _HEAD = 4096  # first ranged read: frame header + (usually) the chunk header and block starts
 _MERGE_GAP = 4096  # coalesce block ranges closer than this
+_GLUE_MAX = 64 * 1024  # a range starting inside the first read: glue tails up to this size
+
+#: Decodes of b2store.b2nd chunks running now in this process (all codec instances).
+_inflight = 0
+_inflight_lock = threading.Lock()
+#: A decode running alone with the default nthreads=1 uses this many Blosc2 threads...
+_SOLO_THREADS = min(
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8
+)
+#: ...when it decompresses at least this many bytes (smaller ones do not repay the threads).
+_SOLO_MIN_BYTES = 2**20
+
+
+@contextlib.contextmanager
+def _decode_threads(nthreads: int, nbytes: int) -> Iterator[int]:
+    """Blosc2 threads for one decode: *nthreads*, or all cores when it runs alone.
+
+    With the default ``nthreads=1`` a large decode that no other b2store.b2nd decode overlaps
+    (a single-chunk read, the last chunk of a dask graph) uses up to ``_SOLO_THREADS`` threads;
+    concurrent decodes (dask, zarr's batches) keep one thread each, so cores are not
+    oversubscribed.
+    """
+    global _inflight
+    with _inflight_lock:
+        _inflight += 1
+        alone = _inflight == 1
+    try:
+        solo = nthreads == 1 and alone and nbytes >= _SOLO_MIN_BYTES
+        yield _SOLO_THREADS if solo else nthreads
+    finally:
+        with _inflight_lock:
+            _inflight -= 1
 
 
 def _freeze(value: Any) -> Any:
@@ -167,14 +203,15 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         from b2store.codecs.b2nd import decode_b2nd
 
         dtype = spec.dtype.to_native_dtype()
-        arr = decode_b2nd(
-            buf,
-            dtype=dtype,
-            chunkshape=tuple(spec.shape) or (1,),
-            blocks=self.blocks,
-            nthreads=self.nthreads,
-            what="b2store.b2nd",
-        )
+        with _decode_threads(self.nthreads, math.prod(spec.shape) * dtype.itemsize) as nthreads:
+            arr = decode_b2nd(
+                buf,
+                dtype=dtype,
+                chunkshape=tuple(spec.shape) or (1,),
+                blocks=self.blocks,
+                nthreads=nthreads,
+                what="b2store.b2nd",
+            )
         return _as_chunk(arr, spec, "b2store.b2nd")
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
@@ -228,10 +265,18 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
                 data = whole.to_bytes()
             arr = await asyncio.to_thread(self._decode_array, data, chunk_spec)
             return proto.nd_buffer.from_numpy_array(np.array(arr[selection], copy=True))
-        table = await plan.fetch(byte_getter, proto, plan.base, plan.table_end, head)
         needed = plan.touched_blocks(selection)
+        if len(needed) == plan.header.nblocks and not plan.header.memcpyed:
+            # every block: one read of the chunk, decoded in place (no synthetic chunk)
+            end = plan.base + plan.header.cbytes
+            whole_chunk = await plan.fetch(byte_getter, proto, plan.base, end, head)
+            arr = await asyncio.to_thread(
+                plan.decode_all, whole_chunk, needed, self.nthreads, selection
+            )
+            return proto.nd_buffer.from_numpy_array(arr)
+        table = await plan.fetch(byte_getter, proto, plan.base, plan.table_end, head)
         ranges = plan.block_ranges(table, needed)
-        pieces: dict[int, bytes] = {}
+        pieces: dict[int, Any] = {}
         for start, end in _merge(sorted({r for r in ranges.values()})):
             blob = await plan.fetch(byte_getter, proto, start, end, head)
             for b, (s, e) in ranges.items():
@@ -329,16 +374,24 @@ class _PartialPlan:
         return cls(base, hdr, tuple(chunks), tuple(blk), dtype)
 
     @staticmethod
-    async def fetch(getter: ByteGetter, proto: Any, start: int, end: int, head: bytes) -> bytes:
+    async def fetch(
+        getter: ByteGetter, proto: Any, start: int, end: int, head: bytes
+    ) -> memoryview:
+        """Bytes ``[start, end)`` of the stored chunk, from *head* or one ranged read (no copy).
+
+        A range that begins inside *head* reads only its missing tail when that is small (a
+        long block-start table); a large one is read whole again: re-reading a few KiB is
+        cheaper than gluing megabytes.
+        """
         if end <= len(head):
-            return head[start:end]
-        have = head[start:] if start < len(head) else b""  # reuse what the first read brought
-        lo = start + len(have)
+            return memoryview(head)[start:end]
+        lo = start if start >= len(head) or end - len(head) > _GLUE_MAX else len(head)
         buf = await getter.get(prototype=proto, byte_range=RangeByteRequest(lo, end))
         if buf is None or len(buf) != end - lo:
             raise CodecError(f"b2store.b2nd: truncated chunk (bytes {lo}..{end} unavailable)")
-        data: bytes = have + buf.to_bytes()
-        return data
+        if lo > start:
+            return memoryview(head[start:] + buf.to_bytes())
+        return bf.as_bytes_view(buf.as_numpy_array())
 
     def touched_blocks(self, selection: Any) -> list[int]:
         grid = [-(-c // b) for c, b in zip(self.chunks, self.blocks, strict=True)]
@@ -351,7 +404,7 @@ class _PartialPlan:
         flat = np.ravel_multi_index([m.ravel() for m in mesh], grid)
         return [int(x) for x in np.sort(flat)]
 
-    def block_ranges(self, table: bytes, needed: list[int]) -> dict[int, tuple[int, int]]:
+    def block_ranges(self, table: Any, needed: list[int]) -> dict[int, tuple[int, int]]:
         hdr = self.header
         if hdr.memcpyed:
             bs, first = hdr.blocksize, self.base + bf.CHUNK_HEADER_SIZE
@@ -365,11 +418,24 @@ class _PartialPlan:
             out[b] = (self.base + s, self.base + e)
         return out
 
+    def decode_all(
+        self, chunk: Any, needed: list[int], nthreads: int, selection: Any
+    ) -> np.ndarray:
+        """``chunk[selection]`` from the complete stored chunk when *needed* is every block."""
+        from b2store.codecs.b2nd import decompress_chunk
+
+        nbytes = self.header.nbytes
+        with _decode_threads(nthreads, nbytes) as nthr:
+            flat = decompress_chunk(
+                chunk, dtype=self.dtype, nbytes=nbytes, nthreads=nthr, what="b2store.b2nd"
+            )
+        return self._assemble(needed, list(flat.reshape(len(needed), -1)), selection)
+
     def decode_blocks(
         self,
-        table: bytes,
+        table: Any,
         needed: list[int],
-        pieces: dict[int, bytes],
+        pieces: dict[int, Any],
         nthreads: int,
         selection: Any = None,
     ) -> np.ndarray:
@@ -381,10 +447,7 @@ class _PartialPlan:
         """
         from b2store.codecs.b2nd import decompress_chunk
 
-        grid = [-(-c // b) for c, b in zip(self.chunks, self.blocks, strict=True)]
-        coords = np.array(np.unravel_index(np.asarray(needed, dtype=np.intp), grid)).reshape(
-            len(grid), len(needed)
-        )
+        blocks: list[np.ndarray]
         if needed and self.header.memcpyed:
             blocks = [np.frombuffer(pieces[b], dtype=self.dtype) for b in needed]
         elif needed:
@@ -400,12 +463,21 @@ class _PartialPlan:
             mini = b"".join(
                 [bytes(hdr), np.asarray(offs, dtype="<i4").tobytes(), *(pieces[b] for b in needed)]
             )
-            flat = decompress_chunk(
-                mini, dtype=self.dtype, nbytes=k * bs, nthreads=nthreads, what="b2store.b2nd"
-            )
+            with _decode_threads(nthreads, k * bs) as nthr:
+                flat = decompress_chunk(
+                    mini, dtype=self.dtype, nbytes=k * bs, nthreads=nthr, what="b2store.b2nd"
+                )
             blocks = list(flat.reshape(k, -1))
         else:
             blocks = []
+        return self._assemble(needed, blocks, selection)
+
+    def _assemble(self, needed: list[int], blocks: list[np.ndarray], selection: Any) -> np.ndarray:
+        """Place decoded *blocks* (flat, one per entry of *needed*) and apply *selection*."""
+        grid = [-(-c // b) for c, b in zip(self.chunks, self.blocks, strict=True)]
+        coords = np.array(np.unravel_index(np.asarray(needed, dtype=np.intp), grid)).reshape(
+            len(grid), len(needed)
+        )
         if selection is not None and needed:
             direct = self.gather(coords, blocks, selection)
             if direct is not None:
