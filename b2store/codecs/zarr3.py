@@ -277,8 +277,10 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         table = await plan.fetch(byte_getter, proto, plan.base, plan.table_end, head)
         ranges = plan.block_ranges(table, needed)
         pieces: dict[int, Any] = {}
-        for start, end in _merge(sorted({r for r in ranges.values()})):
-            blob = await plan.fetch(byte_getter, proto, start, end, head)
+        merged = _merge(sorted({r for r in ranges.values()}))
+        for (start, end), blob in zip(
+            merged, await _fetch_many(byte_getter, proto, merged, head), strict=True
+        ):
             for b, (s, e) in ranges.items():
                 if start <= s and e <= end:
                     pieces[b] = blob[s - start : e - start]
@@ -286,6 +288,27 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             plan.decode_blocks, table, needed, pieces, self.nthreads, selection
         )
         return proto.nd_buffer.from_numpy_array(arr)
+
+
+async def _fetch_many(
+    getter: ByteGetter, proto: Any, ranges: list[tuple[int, int]], head: bytes
+) -> list[memoryview]:
+    """Byte ranges of one stored chunk: one ``get_partial_values`` call for several ranges.
+
+    Blocks scattered through a chunk (a plane across the block grid) are then one store call
+    instead of one per range; stores without that path (or one range) use ranged ``get``.
+    """
+    store, path = getattr(getter, "store", None), getattr(getter, "path", None)
+    todo = [(s, e) for s, e in ranges if e > len(head)]
+    if len(todo) < 2 or store is None or not isinstance(path, str):
+        return [await _PartialPlan.fetch(getter, proto, s, e, head) for s, e in ranges]
+    bufs = await store.get_partial_values(proto, [(path, RangeByteRequest(s, e)) for s, e in todo])
+    got: dict[tuple[int, int], memoryview] = {}
+    for (s, e), buf in zip(todo, bufs, strict=True):
+        if buf is None or len(buf) != e - s:
+            raise CodecError(f"b2store.b2nd: truncated chunk (bytes {s}..{e} unavailable)")
+        got[(s, e)] = bf.as_bytes_view(buf.as_numpy_array())
+    return [got[(s, e)] if (s, e) in got else memoryview(head)[s:e] for s, e in ranges]
 
 
 def _is_total(selection: Any, shape: tuple[int, ...]) -> bool:

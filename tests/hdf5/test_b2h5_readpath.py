@@ -124,3 +124,21 @@ def test_orthogonal_and_mask_selections(stack: tuple[Path, np.ndarray]) -> None:
     np.testing.assert_array_equal(got, data[2:10][:, rows][:, :, cols])
     got = z.oindex[[9, 5, 6], 50, [3, 2, 70]]
     np.testing.assert_array_equal(got, data[[9, 5, 6]][:, 50][:, [3, 2, 70]])
+
+
+def test_cat_ranges_matches_cat_file(stack: tuple[Path, np.ndarray]) -> None:
+    path, _ = stack
+    fs = HDF5FileSystem(fo=str(path))
+    whole = fs.cat_file("data/c/1/0/0")
+    keys = ["data/c/1/0/0", "data/c/1/0/0", "data/zarr.json", "data/c/1/1/1", "data/c/0/0/0"]
+    starts: list[int | None] = [0, 5000, 0, None, 0]
+    ends: list[int | None] = [100, 300_000, 10, None, 4096]
+    got = fs.cat_ranges(keys, starts, ends)
+    assert got[0] == whole[:100] and got[1] == whole[5000:300_000]
+    assert got[2] == fs.cat_file("data/zarr.json")[:10]
+    assert got[3] == fs.cat_file("data/c/1/1/1")
+    assert isinstance(got[4], FileNotFoundError)  # a ZERO frame is a missing key
+    with pytest.raises(FileNotFoundError):
+        fs.cat_ranges(keys, starts, ends, on_error="raise")
+    with pytest.raises(ValueError, match="as many starts and ends"):
+        fs.cat_ranges(keys, [0], [1])
