@@ -566,13 +566,14 @@ def plot(results: dict[str, dict[str, float]], out: Path) -> None:
     import matplotlib.pyplot as plt
 
     keys = [k for k in results if k.startswith("full read")] + ["netCDF4 gzip+shuffle"]
-    fig, axes = plt.subplots(1, len(keys), figsize=(5 * len(keys), 4))
+    fig, axes = plt.subplots(len(keys), 1, figsize=(9, 2.2 + 2.2 * len(keys)))
     for ax, k in zip(axes, keys, strict=True):
         names = list(results[k])
-        ref = statistics.fmean([results[k][names[0]]])
-        ax.barh(names, [ref / results[k][n] for n in names])
+        ref = results[k][names[0]]
+        ax.barh(names, [ref / results[k][n] for n in names], color="tab:blue")
+        ax.axvline(1.0, color="grey", lw=0.8)
         ax.set_title(k)
-        ax.set_xlabel(f"speed relative to {names[0]}")
+        ax.set_xlabel(f"speed relative to {names[0]} (higher is faster)")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)
