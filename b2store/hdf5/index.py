@@ -37,6 +37,7 @@ from b2store.hdf5 import metadata as md
 
 __all__ = [
     "CONTIGUOUS_CHUNK_BYTES",
+    "PADDED_COMPOUND_LIMIT",
     "VLEN_STRING_LIMIT",
     "ChunkTable",
     "FileIndex",
@@ -49,6 +50,8 @@ Unsupported = Literal["raise", "warn", "skip"]
 CONTIGUOUS_CHUNK_BYTES = 4 * 2**20
 #: Largest vlen-string dataset (elements) decoded at open and inlined.
 VLEN_STRING_LIMIT = 1_000_000
+#: Largest compound dataset with padding between fields (bytes, repacked) decoded at open.
+PADDED_COMPOUND_LIMIT = 64 * 2**20
 
 _HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
 
@@ -283,6 +286,9 @@ class _Walker:
         if dtype.fields and not _matches_file_type(ds, dtype):
             raise self._error(where, f"has a compound dtype whose file layout differs from {dtype}")
         fill = md.fill_value(ds)
+        if dtype.fields and _packed(dtype) != dtype:
+            self._padded_compound(ds, path, url, where, shape, dtype, fill, attrs, dims)
+            return
         if extra:
             flat = np.asarray(fill, dtype=dtype).ravel()
             if flat.size and not (flat == flat[0]).all():
@@ -337,7 +343,7 @@ class _Walker:
         for axis, (n, length) in enumerate(zip(ds.shape, lengths, strict=False)):
             if length <= n:
                 continue
-            if layout == h5py.h5d.CHUNKED and n % ds.chunks[axis] == 0:
+            if layout == h5py.h5d.CHUNKED and (n % ds.chunks[axis] == 0 or _edges_hold_fill(ds)):
                 new_shape[axis] = length
             else:
                 new_dims[axis] = f"{dims[axis]}_{n}"
@@ -699,6 +705,57 @@ class _Walker:
             url_index=url_index if len(urls) > 1 else None,
         )
 
+    def _padded_compound(
+        self,
+        ds: h5py.Dataset,
+        path: str,
+        url: str,
+        where: str,
+        shape: tuple[int, ...],
+        dtype: np.dtype[Any],
+        fill: Any,
+        attrs: dict[str, Any],
+        dims: tuple[str, ...],
+    ) -> None:
+        """A compound type with gaps between fields (C struct alignment, e.g. netCDF4 compounds).
+
+        Zarr's structured data types are packed (no field offsets), so the raw records cannot be
+        served: small datasets are read with h5py at open, repacked and inlined; larger ones raise.
+        """
+        packed = _packed(dtype)
+        size = int(np.prod(shape, dtype=object))
+        if size * packed.itemsize > PADDED_COMPOUND_LIMIT:
+            raise self._error(
+                where,
+                f"has a compound dtype with padding between fields ({dtype}, {dtype.itemsize} "
+                f"bytes per record for {packed.itemsize} bytes of fields) and is larger than "
+                f"{PADDED_COMPOUND_LIMIT} bytes (Zarr structured types are packed, so such "
+                "datasets are repacked at open only when small)",
+                "Read it with h5py, or rewrite it with a packed compound type.",
+            )
+        data = np.ascontiguousarray(np.asarray(ds[()]).astype(packed))
+        pfill = None
+        if fill is not None:
+            try:
+                pfill = np.asarray(fill).astype(packed).reshape(())[()]
+            except (TypeError, ValueError):
+                pfill = None
+        chunks = tuple(max(1, s) for s in shape)
+        inline = {0: data.tobytes()} if size else {}
+        self._add(
+            path,
+            url,
+            shape,
+            chunks,
+            packed,
+            pfill,
+            attrs,
+            dims,
+            _plain_plan(packed),
+            inline=inline,
+            where=where,
+        )
+
     def _vlen_strings(
         self,
         ds: h5py.Dataset,
@@ -738,6 +795,22 @@ class _Walker:
         )
 
 
+def _edges_hold_fill(ds: h5py.Dataset) -> bool:
+    """True when HDF5 initialised every chunk with a user-defined fill before writing data.
+
+    HDF5 then also refills the part of an edge chunk beyond a shrunk extent, so the bytes
+    of an edge chunk outside the dataset's extent are the fill value.
+    """
+    try:
+        dcpl = ds.id.get_create_plist()
+        return bool(
+            dcpl.fill_value_defined() == h5py.h5d.FILL_VALUE_USER_DEFINED
+            and dcpl.get_fill_time() in (h5py.h5d.FILL_TIME_ALLOC, h5py.h5d.FILL_TIME_IFSET)
+        )
+    except (AttributeError, RuntimeError, ValueError):
+        return False
+
+
 def _is_same_fill(a: Any, b: Any, dtype: np.dtype[Any]) -> bool:
     try:
         return bool(
@@ -746,6 +819,12 @@ def _is_same_fill(a: Any, b: Any, dtype: np.dtype[Any]) -> bool:
         )
     except (TypeError, ValueError):
         return False
+
+
+def _packed(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """A structured ``dtype`` with its fields in offset order and no padding bytes."""
+    names = sorted(dtype.names or (), key=lambda n: dtype.fields[n][1])  # type: ignore[index]
+    return np.dtype([(n, dtype.fields[n][0]) for n in names])  # type: ignore[index]
 
 
 def _plain_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:

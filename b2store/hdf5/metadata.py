@@ -8,9 +8,11 @@ for :class:`b2store._zarrmeta.ArrayMeta` / :class:`~b2store._zarrmeta.GroupMeta`
   become scalars (as netCDF4 and h5netcdf present them), NumPy values become Python values.
   Object and region references, empty attributes and types with no JSON form are skipped; each
   skip is recorded as a note.
-* netCDF-internal attributes (``DIMENSION_LIST``, ``REFERENCE_LIST``, ``CLASS``, ``NAME``,
-  ``_Netcdf4Dimid``, ``_Netcdf4Coordinates``, ``_NCProperties``, ``_nc3_strict``) are hidden; CF
-  attributes (``_FillValue``, ``scale_factor``, ``_Unsigned``, ...) pass through.
+* netCDF-internal attributes (``DIMENSION_LIST``, ``REFERENCE_LIST``, ``_Netcdf4Dimid``,
+  ``_Netcdf4Coordinates``, ``_NCProperties``, ``_nc3_strict``, and ``CLASS``/``NAME`` on
+  dimension scales) are hidden; CF attributes (``_FillValue``, ``scale_factor``, ``_Unsigned``,
+  ...) and other producers' ``CLASS``/``TITLE``/``VERSION`` (PyTables) pass through. Empty
+  string attributes stored with a NULL dataspace read as ``""``.
 * Dimension names: attached dimension scales give netCDF's names; axes without a scale get
   ``phony_dim_<size>`` (``phony_dim_<size>_<k>`` for the k-th repeat inside one dataset), so equal
   names always imply equal sizes and ``xarray.open_datatree`` can align a whole file.
@@ -54,6 +56,9 @@ HIDDEN_ATTRIBUTES = frozenset(
     }
 )
 
+#: Hidden only on dimension scales: elsewhere they are user data (PyTables' ``CLASS="CARRAY"``).
+_SCALE_ATTRIBUTES = frozenset({"CLASS", "NAME"})
+
 #: ``NAME`` of a dimension scale that is a netCDF dimension but not a netCDF variable.
 PURE_DIMENSION_PREFIX = "This is a netCDF dimension but not a netCDF variable"
 
@@ -61,6 +66,8 @@ PURE_DIMENSION_PREFIX = "This is a netCDF dimension but not a netCDF variable"
 def _attr_value(value: Any) -> Any:
     """One attribute value as JSON-ready Python (raises TypeError/ValueError when impossible)."""
     if isinstance(value, h5py.Empty):
+        if value.dtype is not None and np.dtype(value.dtype).kind in "SU":
+            return ""  # PyTables writes empty strings (e.g. TITLE) as H5S_NULL attributes
         raise TypeError("empty attribute (H5S_NULL)")
     if isinstance(value, h5py.Reference | h5py.RegionReference):
         raise TypeError("object reference")
@@ -110,8 +117,9 @@ def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
         Attribute name -> JSON value, netCDF-internal attributes removed.
     """
     out: dict[str, Any] = {}
+    scale = _is_dimension_scale(obj)
     for name in obj.attrs:
-        if name in HIDDEN_ATTRIBUTES:
+        if name in HIDDEN_ATTRIBUTES and (scale or name not in _SCALE_ATTRIBUTES):
             continue
         try:
             value = _attr_value(obj.attrs[name])
@@ -121,6 +129,19 @@ def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
             continue
         out[name] = value
     return out
+
+
+def _is_dimension_scale(obj: h5py.HLObject) -> bool:
+    """True when ``obj`` carries ``CLASS="DIMENSION_SCALE"`` (its NAME/CLASS are structure)."""
+    try:
+        value = obj.attrs.get("CLASS")
+    except (OSError, KeyError, TypeError):
+        return False
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, bytes | np.bytes_):
+        value = bytes(value).decode("utf-8", errors="replace")
+    return value == "DIMENSION_SCALE"
 
 
 def is_pure_dimension(ds: h5py.Dataset) -> bool:
