@@ -247,6 +247,13 @@ class _Walker:
         if string_info is not None and string_info.length is None:
             self._vlen_strings(ds, path, url, where, shape, attrs, dims)
             return
+        if h5py.check_ref_dtype(dtype) is not None:
+            kind = "region" if h5py.check_ref_dtype(dtype) is h5py.RegionReference else "object"
+            raise self._error(
+                where,
+                f"holds HDF5 {kind} references, which have no Zarr equivalent",
+                "Read it with h5py and dereference the targets there.",
+            )
         if dtype.kind == "O" or dtype.hasobject:
             raise self._error(
                 where,

@@ -33,7 +33,7 @@ from b2store.hdf5.filesystem import HDF5FileSystem
 
 #: Datasets that are expected to be reported rather than read (file name -> dataset -> words).
 EXPECTED_UNSUPPORTED = {
-    "h5py_features.h5": {"refs": "reference", "regrefs": "reference"},
+    "h5py_features.h5": {"refs": "object references", "regrefs": "region references"},
     "pytables.h5": {"vlarray": "variable-length"},
 }
 #: Attributes with no JSON form (skipped with a note): file -> (node, attribute).
@@ -225,3 +225,22 @@ def test_dask_and_pytables_attributes(produced) -> None:
             np.testing.assert_array_equal(arr.compute(), f["carray_blosc2_big"][...])
             attrs = dict(open_root(_open(path, 3))["carray_blosc2"].attrs)
             assert attrs["CLASS"] == "CARRAY" and "VERSION" in attrs and attrs["TITLE"] == ""
+
+
+def test_large_padded_compound_raises_clearly(tmp_path, monkeypatch) -> None:
+    from b2store.hdf5 import index
+
+    path = tmp_path / "padded.h5"
+    dt = np.dtype(
+        {"names": ["a", "b"], "formats": ["<i4", "<f8"], "offsets": [0, 8], "itemsize": 16}
+    )
+    with h5py.File(path, "w") as f:
+        f.create_dataset("rec", data=np.zeros(10, dtype=dt))
+    monkeypatch.setattr(index, "PADDED_COMPOUND_LIMIT", 64)
+    with pytest.raises(UnsupportedHDF5FeatureError, match=r"padded.h5:/rec: .*padding"):
+        HDF5FileSystem(str(path), skip_instance_cache=True)
+    monkeypatch.setattr(index, "PADDED_COMPOUND_LIMIT", 2**20)
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    got = open_root(fs)["rec"][...]
+    assert got.dtype.itemsize == 12
+    assert_same(got, np.zeros(10, dtype=dt), "rec")
