@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from b2store.codecs.hdf5_pipeline import FILTER_NAMES
 from b2store.errors import B2StoreError
 
 __all__ = [
@@ -34,25 +35,6 @@ __all__ = [
     "to_json",
 ]
 
-#: HDF5 filter id -> short name.
-FILTER_NAMES: dict[int, str] = {
-    1: "deflate",
-    2: "shuffle",
-    3: "fletcher32",
-    4: "szip",
-    5: "nbit",
-    6: "scaleoffset",
-    307: "bzip2",
-    32000: "lzf",
-    32001: "blosc",
-    32004: "lz4",
-    32008: "bitshuffle",
-    32013: "zfp",
-    32015: "zstd",
-    32017: "sz",
-    32024: "sz3",
-    32026: "blosc2",
-}
 
 #: Filters b2store decodes from raw chunk bytes (the HDF5 issue's list).
 SUPPORTED_FILTERS = frozenset({1, 2, 3, 4, 307, 32000, 32001, 32004, 32008, 32015, 32026})

@@ -74,6 +74,7 @@ FILTER_NAMES: dict[int, str] = {
     32013: "zfp",
     32015: "zstd",
     32017: "sz",
+    32024: "sz3",
     32026: "blosc2",
 }
 
