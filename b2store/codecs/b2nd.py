@@ -235,8 +235,8 @@ def decompress_chunk(
         value = bytes(mv[bf.CHUNK_HEADER_SIZE : bf.CHUNK_HEADER_SIZE + hdr.typesize])
         return _special_array(hdr.special, nitems, dtype, value, what)
     if hdr.memcpyed:
-        return np.frombuffer(
-            bytes(mv[bf.CHUNK_HEADER_SIZE : bf.CHUNK_HEADER_SIZE + hdr.nbytes]), dtype=dtype
+        return np.frombuffer(  # a bytearray: writable, like every other decoded chunk
+            bytearray(mv[bf.CHUNK_HEADER_SIZE : bf.CHUNK_HEADER_SIZE + hdr.nbytes]), dtype=dtype
         )
     _check_codecs(hdr, what)
     out = np.empty(nitems, dtype=dtype)
