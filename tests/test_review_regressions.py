@@ -23,3 +23,35 @@ def test_b2nd_decode_of_memcpyed_chunk_is_writable(fill: int | None) -> None:
     assert np.array_equal(np.asarray(out).reshape(a.shape), a)
     assert out.flags.writeable
     out[...] = 1  # in place, as numcodecs users do
+
+
+def test_grok_decode_is_writable() -> None:
+    """Like b2nd: numcodecs users may edit a decoded chunk in place."""
+    pytest.importorskip("blosc2_j2k")
+    img = (np.arange(64 * 64, dtype="u2").reshape(64, 64) * 7) % 4096
+    codec = numcodecs.get_codec({"id": "b2store_grok"})
+    out = codec.decode(codec.encode(img))
+    assert np.array_equal(out, img)
+    assert out.flags.writeable
+
+
+def test_pickled_b2h5_filesystem_does_not_depend_on_the_working_directory(
+    tmp_path, monkeypatch
+) -> None:
+    """A relative ``fo`` must still name the same file on a worker with another cwd."""
+    import pickle
+
+    h5py = pytest.importorskip("h5py")
+    from b2store.hdf5.filesystem import HDF5FileSystem
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with h5py.File(tmp_path / "a" / "f.h5", "w") as f:
+        f["x"] = np.arange(5)
+    monkeypatch.chdir(tmp_path / "a")
+    fs = HDF5FileSystem("f.h5", skip_instance_cache=True)
+    blob = pickle.dumps(fs)
+    monkeypatch.chdir(tmp_path / "b")
+    fs2 = pickle.loads(blob)
+    assert fs2.url == fs.url
+    assert fs2.cat_file("x/zarr.json") == fs.cat_file("x/zarr.json")

@@ -318,7 +318,9 @@ class Grok(Codec):
                 f"b2store_grok: decoded {0 if flat is None else len(flat)} bytes, expected {nbytes}"
             )
         # Blocks are (1, ..., 1, H, W) == the trailing dims, so block order is C order.
-        result = np.frombuffer(flat, dtype=dtype).reshape(shape)
+        # frombuffer over a bytearray: writable, like every numcodecs codec's output (no copy).
+        result = np.frombuffer(bytearray(flat) if isinstance(flat, bytes) else flat, dtype=dtype)
+        result = result.reshape(shape)
         if out is not None:
             out_arr = np.asarray(out)
             if out_arr.nbytes != result.nbytes:

@@ -128,6 +128,20 @@ class HDF5FileSystem(AsyncFileSystem):
                 os.close(fd)
 
     # -- index --------------------------------------------------------------------------------
+    def __reduce__(self) -> Any:
+        """Pickle by constructor arguments, with a local file's path made absolute.
+
+        dask workers may run in another working directory, where a relative ``fo`` would name
+        another file (or none).
+        """
+        fn, (cls, args, kwargs) = super().__reduce__()
+        if self._local:
+            if args:
+                args = (self.url, *args[1:])
+            else:
+                kwargs = {**kwargs, "fo": self.url}
+        return fn, (cls, args, kwargs)
+
     def _is_local(self) -> bool:
         protocols = self.target_fs.protocol
         protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
