@@ -12,6 +12,7 @@ Sidecar files are ``.npz`` archives written atomically (temp file + rename) and 
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -103,14 +104,21 @@ def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
         "notes": list(index.notes),
     }
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    tmp = None
+    # A sidecar is an optimisation: failing to write one (disk full, read-only) is not an error.
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
         with os.fdopen(fd, "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
         os.replace(tmp, _sidecar(folder, key))
+        tmp = None
     except OSError:
         return
+    finally:
+        if tmp is not None:  # never leave a half-written temporary file behind
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
 
 
 def load_sidecar(folder: Path, key: str) -> FileIndex | None:
