@@ -25,7 +25,7 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from common import FIXTURE_ROOT, write_fixtures  # noqa: E402
+from codec_checks import FIXTURE_ROOT, write_fixtures  # noqa: E402
 
 from b2store.codecs.b2nd import B2nd  # noqa: E402
 from b2store.codecs.itrunc import ITrunc  # noqa: E402

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
-import sys
-from pathlib import Path
 
 import blosc2
+import codec_checks as common  # tests/codecs is on sys.path (see codec_checks)
 import numcodecs
 import numpy as np
 import pytest
@@ -18,13 +16,6 @@ from b2store.codecs import _blosc2frame as bf
 from b2store.codecs.b2nd import B2nd, decode_b2nd, default_blocks, encode_b2nd, reorder
 from b2store.errors import CodecError
 
-_NAME, _PATH = "b2store_codecs_common", Path(__file__).with_name("common.py")
-if _NAME not in sys.modules:  # load by path: "common"/"conftest" are ambiguous across folders
-    _SPEC = importlib.util.spec_from_file_location(_NAME, _PATH)
-    assert _SPEC is not None and _SPEC.loader is not None
-    sys.modules[_NAME] = importlib.util.module_from_spec(_SPEC)
-    _SPEC.loader.exec_module(sys.modules[_NAME])
-common = sys.modules[_NAME]
 check_backwards_compatibility = common.check_backwards_compatibility
 check_config = common.check_config
 check_encode_decode = common.check_encode_decode

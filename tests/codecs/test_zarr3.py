@@ -6,11 +6,10 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
-import sys
-from pathlib import Path
 from typing import Any
 
 import blosc2
+import codec_checks as common  # tests/codecs is on sys.path (see codec_checks)
 import numpy as np
 import pytest
 import zarr
@@ -24,13 +23,6 @@ from b2store.codecs.itrunc import ITrunc
 from b2store.codecs.zarr3 import B2ndCodec, GrokCodec, ITruncCodec
 from b2store.errors import CodecError
 
-_NAME, _PATH = "b2store_codecs_common", Path(__file__).with_name("common.py")
-if _NAME not in sys.modules:  # load by path: "common"/"conftest" are ambiguous across folders
-    _SPEC = importlib.util.spec_from_file_location(_NAME, _PATH)
-    assert _SPEC is not None and _SPEC.loader is not None
-    sys.modules[_NAME] = importlib.util.module_from_spec(_SPEC)
-    _SPEC.loader.exec_module(sys.modules[_NAME])
-common = sys.modules[_NAME]
 requires_dask = common.requires_dask
 requires_hdf5plugin = common.requires_hdf5plugin
 requires_xarray = common.requires_xarray

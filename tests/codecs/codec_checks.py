@@ -1,18 +1,8 @@
 """numcodecs-style checkers shared by the codec tests (b2nd, itrunc, grok, hdf5 pipelines).
 
-Load it by path under a unique module name (``tests/codecs`` has no ``__init__.py`` on purpose:
-a package named ``codecs`` would shadow the standard library, and bare ``common``/``conftest``
-names are ambiguous once several test folders have one)::
-
-    import importlib.util, sys
-    from pathlib import Path
-
-    _name, _path = "b2store_codecs_common", Path(__file__).with_name("common.py")
-    if _name not in sys.modules:
-        _spec = importlib.util.spec_from_file_location(_name, _path)
-        sys.modules[_name] = importlib.util.module_from_spec(_spec)
-        _spec.loader.exec_module(sys.modules[_name])
-    common = sys.modules[_name]
+Import it as ``import codec_checks``: pytest puts ``tests/codecs`` on ``sys.path`` (the folder
+has no ``__init__.py`` on purpose: a package named ``codecs`` would shadow the standard
+library), and the module's name is unique across test folders, unlike ``common``/``conftest``.
 
 Golden fixtures live in ``tests/codecs/fixture/<codec_id>/``: ``array.NN.npy`` and, per codec
 configuration, ``codec.NN/config.json`` + ``codec.NN/encoded.NN.dat`` (+ optional
