@@ -25,7 +25,7 @@ from __future__ import annotations
 import posixpath
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import h5py
@@ -148,6 +148,26 @@ def _plain_plan(dtype: np.dtype[Any]) -> _Plan:
     return _Plan(codecs=(bytes_codec(dtype),), v2_filters=None, v2_compressor=None)
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Node:
+    """One dataset on its way to a Zarr array: what the per-layout builders share.
+
+    ``shape``, ``dtype``, ``fill`` and ``dims`` are the Zarr view's (after array dtypes become
+    trailing dimensions and short netCDF variables are padded); builders derive variants with
+    :func:`dataclasses.replace`. ``where`` (``file:/path``) prefixes every error message.
+    """
+
+    ds: h5py.Dataset
+    path: str
+    url: str
+    where: str
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    fill: Any
+    attrs: dict[str, Any]
+    dims: tuple[str, ...]
+
+
 class _Walker:
     def __init__(
         self,
@@ -243,9 +263,20 @@ class _Walker:
         dtype = ds.dtype
         attrs = md.node_attributes(ds, self.notes)
         dims, dim_lengths = md.dimensions(ds)
+        node = _Node(
+            ds=ds,
+            path=path,
+            url=url,
+            where=where,
+            shape=shape,
+            dtype=dtype,
+            fill=None,
+            attrs=attrs,
+            dims=dims,
+        )
         string_info = h5py.check_string_dtype(dtype)
         if string_info is not None and string_info.length is None:
-            self._vlen_strings(ds, path, url, where, shape, attrs, dims)
+            self._vlen_strings(node)
             return
         if h5py.check_ref_dtype(dtype) is not None:
             kind = "region" if h5py.check_ref_dtype(dtype) is h5py.RegionReference else "object"
@@ -293,60 +324,43 @@ class _Walker:
         if dtype.fields and not _matches_file_type(ds, dtype):
             raise self._error(where, f"has a compound dtype whose file layout differs from {dtype}")
         fill = md.fill_value(ds)
+        node = replace(node, shape=shape, dtype=dtype, fill=fill, dims=dims)
         if dtype.fields and _packed(dtype) != dtype:
-            self._padded_compound(ds, path, url, where, shape, dtype, fill, attrs, dims)
+            self._padded_compound(node)
             return
         if extra:
             flat = np.asarray(fill, dtype=dtype).ravel()
             if flat.size and not (flat == flat[0]).all():
                 raise self._error(where, f"has an array dtype with a non-uniform fill ({fill})")
-            fill = flat[0] if flat.size else None
+            node = replace(node, fill=flat[0] if flat.size else None)
         layout = dcpl.get_layout()
         if dim_lengths[: len(ds.shape)] != shape[: len(ds.shape)]:
-            shape, dims = self._pad_to_dimensions(ds, where, shape, dims, dim_lengths, layout)
+            node = self._pad_to_dimensions(node, dim_lengths, layout)
         if layout == h5py.h5d.CHUNKED:
-            self._chunked(ds, dcpl, path, url, where, shape, dtype, fill, attrs, dims, extra)
+            self._chunked(node, dcpl, extra)
         elif layout == h5py.h5d.CONTIGUOUS:
-            self._contiguous(ds, path, url, where, shape, dtype, fill, attrs, dims)
+            self._contiguous(node)
         elif layout == h5py.h5d.VIRTUAL:
             if extra:
                 raise self._error(where, f"is a virtual dataset with an array dtype ({dtype})")
-            self._virtual(ds, path, url, where, shape, dtype, fill, attrs, dims)
+            self._virtual(node)
         elif layout == h5py.h5d.COMPACT:
             data = np.ascontiguousarray(ds[()], dtype=dtype)
-            chunks = tuple(max(1, s) for s in shape)
+            chunks = tuple(max(1, s) for s in node.shape)
             inline = {0: data.tobytes()} if data.size else {}
-            self._add(
-                path,
-                url,
-                shape,
-                chunks,
-                dtype,
-                fill,
-                attrs,
-                dims,
-                _plain_plan(dtype),
-                inline=inline,
-            )
+            self._add(node, chunks, _plain_plan(dtype), inline=inline)
         else:
             raise self._error(where, f"has an unknown storage layout ({layout})")
 
-    def _pad_to_dimensions(
-        self,
-        ds: h5py.Dataset,
-        where: str,
-        shape: tuple[int, ...],
-        dims: tuple[str, ...],
-        lengths: tuple[int, ...],
-        layout: int,
-    ) -> tuple[tuple[int, ...], tuple[str, ...]]:
+    def _pad_to_dimensions(self, node: _Node, lengths: tuple[int, ...], layout: int) -> _Node:
         """Grow a variable shorter than its (unlimited) netCDF dimension, as netCDF readers do.
 
         The added region has no chunks, so it reads as the fill value. Only possible when the
         variable's stored edge chunk ends exactly at its extent; otherwise the dimension is
         renamed ``<name>_<size>`` (noted) so that names still imply sizes.
         """
-        new_shape, new_dims = list(shape), list(dims)
+        ds, where, dims = node.ds, node.where, node.dims
+        new_shape, new_dims = list(node.shape), list(dims)
         for axis, (n, length) in enumerate(zip(ds.shape, lengths, strict=False)):
             if length <= n:
                 continue
@@ -358,27 +372,22 @@ class _Walker:
                     f"{where}: {n} long along netCDF dimension {dims[axis]!r} of length {length};"
                     f" presented along dimension {new_dims[axis]!r} instead"
                 )
-        return tuple(new_shape), tuple(new_dims)
+        return replace(node, shape=tuple(new_shape), dims=tuple(new_dims))
 
     def _add(
         self,
-        path: str,
-        url: str,
-        shape: tuple[int, ...],
+        node: _Node,
         chunks: tuple[int, ...],
-        dtype: np.dtype[Any],
-        fill: Any,
-        attrs: dict[str, Any],
-        dims: tuple[str, ...],
         plan: Any,
         *,
         rows: tuple[np.ndarray[Any, Any], ...] | None = None,
         inline: dict[int, bytes] | None = None,
         pad_to: int = 0,
-        where: str = "",
         urls: tuple[str, ...] = (),
         url_index: np.ndarray[Any, np.dtype[np.uint16]] | None = None,
     ) -> None:
+        path, url, shape, dims = node.path, node.url, node.shape, node.dims
+        dtype, fill, attrs, where = node.dtype, node.fill, node.attrs, node.where
         grid = tuple(-(-s // c) if s else 0 for s, c in zip(shape, chunks, strict=True))
         if rows is None:
             e = np.zeros(0, dtype=np.int64)
@@ -459,20 +468,8 @@ class _Walker:
                 "Use zarr_format=3.",
             ) from exc
 
-    def _chunked(
-        self,
-        ds: h5py.Dataset,
-        dcpl: Any,
-        path: str,
-        url: str,
-        where: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype[Any],
-        fill: Any,
-        attrs: dict[str, Any],
-        dims: tuple[str, ...],
-        extra: tuple[int, ...] = (),
-    ) -> None:
+    def _chunked(self, node: _Node, dcpl: Any, extra: tuple[int, ...] = ()) -> None:
+        ds, where, shape, dtype = node.ds, node.where, node.shape, node.dtype
         chunks = tuple(int(c) for c in ds.chunks) + extra
         grid = tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
         if int(np.prod(grid, dtype=object)) >= 2**62:
@@ -505,20 +502,10 @@ class _Walker:
             plan = filters.plan_codecs(
                 pipeline, dtype, chunks, masks={int(m) for m in np.unique(rows[3])}, where=where
             )
-        self._add(path, url, shape, chunks, dtype, fill, attrs, dims, plan, rows=rows, where=where)
+        self._add(node, chunks, plan, rows=rows)
 
-    def _contiguous(
-        self,
-        ds: h5py.Dataset,
-        path: str,
-        url: str,
-        where: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype[Any],
-        fill: Any,
-        attrs: dict[str, Any],
-        dims: tuple[str, ...],
-    ) -> None:
+    def _contiguous(self, node: _Node) -> None:
+        ds, where, shape, dtype = node.ds, node.where, node.shape, node.dtype
         offset = ds.id.get_offset()
         nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if not shape:
@@ -530,18 +517,7 @@ class _Walker:
             rows_per = max(1, min(shape[0], CONTIGUOUS_CHUNK_BYTES // max(1, row_bytes)))
             chunks = (rows_per, *(max(1, s) for s in shape[1:]))
         if offset is None or nbytes == 0:
-            self._add(
-                path,
-                url,
-                shape,
-                chunks if shape else (),
-                dtype,
-                fill,
-                attrs,
-                dims,
-                _plain_plan(dtype),
-                where=where,
-            )
+            self._add(node, chunks if shape else (), _plain_plan(dtype))
             return
         storage = ds.id.get_storage_size()
         if storage < nbytes:
@@ -560,32 +536,14 @@ class _Walker:
             np.zeros(n, dtype=np.uint32),
         )
         self._add(
-            path,
-            url,
-            shape,
+            node,
             chunks,
-            dtype,
-            fill,
-            attrs,
-            dims,
             _plain_plan(dtype),
             rows=rows,
             pad_to=rows_per * row_bytes if shape else 0,
-            where=where,
         )
 
-    def _virtual(
-        self,
-        ds: h5py.Dataset,
-        path: str,
-        url: str,
-        where: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype[Any],
-        fill: Any,
-        attrs: dict[str, Any],
-        dims: tuple[str, ...],
-    ) -> None:
+    def _virtual(self, node: _Node) -> None:
         """Map a virtual dataset onto the chunks of its sources, where that is exact.
 
         "Plain" means: every mapping puts a whole chunked source dataset (same dtype, chunk
@@ -593,6 +551,8 @@ class _Walker:
         that starts on a chunk boundary, and a source's partial edge chunks only lie on the
         virtual dataset's own edge. Anything else raises the unsupported error.
         """
+        ds, url, where, shape = node.ds, node.url, node.where, node.shape
+        dtype, fill = node.dtype, node.fill
 
         def fail(why: str) -> UnsupportedHDF5FeatureError:
             return self._error(
@@ -697,38 +657,21 @@ class _Walker:
                 where=where,
             )
         self._add(
-            path,
-            urls[0] if urls else url,
-            shape,
+            replace(node, url=urls[0] if urls else url),
             chunks,
-            dtype,
-            fill,
-            attrs,
-            dims,
             plan,
             rows=(lin, offsets, sizes, masks),
-            where=where,
             urls=tuple(urls),
             url_index=url_index if len(urls) > 1 else None,
         )
 
-    def _padded_compound(
-        self,
-        ds: h5py.Dataset,
-        path: str,
-        url: str,
-        where: str,
-        shape: tuple[int, ...],
-        dtype: np.dtype[Any],
-        fill: Any,
-        attrs: dict[str, Any],
-        dims: tuple[str, ...],
-    ) -> None:
+    def _padded_compound(self, node: _Node) -> None:
         """A compound type with gaps between fields (C struct alignment, e.g. netCDF4 compounds).
 
         Zarr's structured data types are packed (no field offsets), so the raw records cannot be
         served: small datasets are read with h5py at open, repacked and inlined; larger ones raise.
         """
+        ds, where, shape, dtype, fill = node.ds, node.where, node.shape, node.dtype, node.fill
         packed = _packed(dtype)
         size = int(np.prod(shape, dtype=object))
         if size * packed.itemsize > PADDED_COMPOUND_LIMIT:
@@ -750,29 +693,11 @@ class _Walker:
         chunks = tuple(max(1, s) for s in shape)
         inline = {0: data.tobytes()} if size else {}
         self._add(
-            path,
-            url,
-            shape,
-            chunks,
-            packed,
-            pfill,
-            attrs,
-            dims,
-            _plain_plan(packed),
-            inline=inline,
-            where=where,
+            replace(node, dtype=packed, fill=pfill), chunks, _plain_plan(packed), inline=inline
         )
 
-    def _vlen_strings(
-        self,
-        ds: h5py.Dataset,
-        path: str,
-        url: str,
-        where: str,
-        shape: tuple[int, ...],
-        attrs: dict[str, Any],
-        dims: tuple[str, ...],
-    ) -> None:
+    def _vlen_strings(self, node: _Node) -> None:
+        ds, where, shape = node.ds, node.where, node.shape
         size = int(np.prod(shape, dtype=object))
         if size > VLEN_STRING_LIMIT:
             raise self._error(
@@ -797,9 +722,7 @@ class _Walker:
         plan = _Plan(
             codecs=({"name": "vlen-utf8"},), v2_filters=({"id": "vlen-utf8"},), v2_compressor=None
         )
-        self._add(
-            path, url, shape, chunks, dtype, "", attrs, dims, plan, inline=inline, where=where
-        )
+        self._add(replace(node, dtype=dtype, fill=""), chunks, plan, inline=inline)
 
 
 def _edges_hold_fill(ds: h5py.Dataset) -> bool:
