@@ -152,6 +152,23 @@ def default_blocks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
     return tuple(int(b) for b in blocks)
 
 
+def block_order_is_c_order(chunks: tuple[int, ...], blocks: tuple[int, ...]) -> bool:
+    """True when a padded, block-ordered chunk is already C-ordered (then no copy is needed).
+
+    That holds when the blocks are 1 along every dimension before the last one they split (``m``),
+    span every dimension after it, and either split ``m`` evenly or the chunk is 1 along every
+    dimension before ``m`` (then the padding only trails), e.g. chunk (8, 512, 512) with blocks
+    (1, 128, 512), which is blosc2's own choice for stacks of images.
+    """
+    split = [i for i, (c, b) in enumerate(zip(chunks, blocks, strict=True)) if b != c]
+    if not split:
+        return True
+    m = split[-1]
+    if any(b != 1 for b in blocks[:m]):
+        return False
+    return chunks[m] % blocks[m] == 0 or all(c == 1 for c in chunks[:m])
+
+
 def reorder(
     flat: Any, chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: np.dtype
 ) -> np.ndarray:
@@ -164,7 +181,7 @@ def reorder(
     a = np.frombuffer(flat, dtype=dtype) if not isinstance(flat, np.ndarray) else flat.view(dtype)
     if nd == 0:
         return a[:1].reshape(())
-    if tuple(blocks[1:]) == tuple(chunks[1:]):
+    if block_order_is_c_order(chunks, blocks):
         n = math.prod(chunks)
         return a[:n].reshape(chunks)
     a = a.reshape(*grid, *blocks)

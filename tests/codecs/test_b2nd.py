@@ -327,3 +327,28 @@ def test_frame_special_reads_a_prefix_only() -> None:
     assert bf.frame_special(dense[: hs + 64]) == bf.SPECIAL_NONE
     with pytest.raises(CodecError, match="truncated"):
         bf.frame_special(dense[: hs + 10])
+
+
+@pytest.mark.parametrize("ndim", [1, 2, 3, 4])
+def test_reorder_without_copy_matches_the_transpose_recipe(ndim: int) -> None:
+    """The no-copy shortcut of ``reorder`` is taken only where block order really is C order."""
+    from b2store.codecs.b2nd import block_order_is_c_order
+
+    rng = np.random.default_rng(ndim)
+    shortcut = 0
+    for _ in range(300):
+        chunks = tuple(int(x) for x in rng.integers(1, 7, ndim))
+        blocks = tuple(int(rng.integers(1, c + 1)) for c in chunks)
+        grid = [-(-c // b) for c, b in zip(chunks, blocks, strict=True)]
+        flat = np.arange(int(np.prod(grid)) * int(np.prod(blocks)), dtype="i4")
+        expected = (
+            flat.reshape(*grid, *blocks)
+            .transpose([x for i in range(ndim) for x in (i, ndim + i)])
+            .reshape([g * b for g, b in zip(grid, blocks, strict=True)])
+        )
+        expected = expected[tuple(slice(0, c) for c in chunks)]
+        np.testing.assert_array_equal(reorder(flat, chunks, blocks, np.dtype("i4")), expected)
+        shortcut += block_order_is_c_order(chunks, blocks)
+    assert shortcut > 0
+    assert block_order_is_c_order((8, 512, 512), (1, 128, 512))
+    assert not block_order_is_c_order((8, 512, 512), (2, 128, 512))
