@@ -207,3 +207,20 @@ def check_backwards_compatibility(
             checked += 1
     assert checked, f"no encoded fixtures under {folder}"
     return checked
+
+
+def b2nd_v3_array(store: Any, arr: np.ndarray, chunks: tuple[int, ...], **codec: Any) -> Any:
+    """An empty Zarr v3 array shaped like *arr* whose serializer is ``b2store.b2nd(**codec)``."""
+    import zarr
+
+    from b2store.codecs.zarr3 import B2ndCodec
+
+    return zarr.create_array(
+        store,
+        shape=arr.shape,
+        chunks=chunks,
+        dtype=arr.dtype,
+        serializer=B2ndCodec(**codec),
+        compressors=None,
+        fill_value=0,
+    )

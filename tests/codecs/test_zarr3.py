@@ -38,16 +38,7 @@ def make(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
     return (RNG.standard_normal(shape) * 100).astype(dtype)
 
 
-def v3_array(store: Any, arr: np.ndarray, chunks: tuple[int, ...], **codec: Any) -> Any:
-    return zarr.create_array(
-        store,
-        shape=arr.shape,
-        chunks=chunks,
-        dtype=arr.dtype,
-        serializer=B2ndCodec(**codec),
-        compressors=None,
-        fill_value=0,
-    )
+v3_array = common.b2nd_v3_array
 
 
 @pytest.mark.parametrize(("dtype", "case"), list(itertools.product(DTYPES, CASES)))

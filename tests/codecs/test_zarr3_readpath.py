@@ -11,24 +11,16 @@ import itertools
 import threading
 from typing import Any
 
+import codec_checks  # tests/codecs is on sys.path (see codec_checks)
 import numpy as np
 import pytest
 import zarr
 
 from b2store.codecs import zarr3
-from b2store.codecs.zarr3 import B2ndCodec
 
 
 def v3_array(store: Any, arr: np.ndarray, chunks: tuple[int, ...], **codec: Any) -> Any:
-    z = zarr.create_array(
-        store,
-        shape=arr.shape,
-        chunks=chunks,
-        dtype=arr.dtype,
-        serializer=B2ndCodec(**codec),
-        compressors=None,
-        fill_value=0,
-    )
+    z = codec_checks.b2nd_v3_array(store, arr, chunks, **codec)
     z[...] = arr
     return z
 
