@@ -172,17 +172,26 @@ Decoder = Callable[[Sequence[int], memoryview, int | None, int], bytes]
 Encoder = Callable[[Sequence[int], bytes, int], bytes]
 
 
-def _dec_deflate(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
-    d = zlib.decompressobj()
+def _inflate_bounded(
+    name: str, stream: str, d: Any, data: memoryview, expected: int | None, unbounded: int
+) -> bytes:
+    """Run a streaming decompressor ``d`` over ``data``, never past ``expected + 1`` bytes.
+
+    A corrupt or hostile stream cannot inflate past the expected size; a stream that does not
+    end, or ends at another size, is an error naming the filter.
+    """
     try:
-        # bound the output: a corrupt or hostile stream cannot inflate past the expected size
-        out = d.decompress(data, expected + 1 if expected is not None else 0)
-    except zlib.error as e:
-        raise _fail("deflate", f"invalid zlib stream ({e})") from None
+        out = d.decompress(data, expected + 1 if expected is not None else unbounded)
+    except (zlib.error, OSError, ValueError) as e:
+        raise _fail(name, f"invalid {stream} stream ({e})") from None
     if not d.eof:
-        raise _fail("deflate", "truncated zlib stream")
-    _check_size("deflate", out, expected)
-    return out
+        raise _fail(name, f"truncated {stream} stream")
+    _check_size(name, out, expected)
+    return bytes(out)
+
+
+def _dec_deflate(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    return _inflate_bounded("deflate", "zlib", zlib.decompressobj(), data, expected, 0)
 
 
 def _enc_deflate(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
@@ -242,15 +251,7 @@ def _enc_fletcher32(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
 
 
 def _dec_bzip2(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
-    d = bz2.BZ2Decompressor()
-    try:
-        out = d.decompress(data, expected + 1 if expected is not None else -1)
-    except (OSError, ValueError) as e:
-        raise _fail("bzip2", f"invalid bz2 stream ({e})") from None
-    if not d.eof:
-        raise _fail("bzip2", "truncated bz2 stream")
-    _check_size("bzip2", out, expected)
-    return out
+    return _inflate_bounded("bzip2", "bz2", bz2.BZ2Decompressor(), data, expected, -1)
 
 
 def _enc_bzip2(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
