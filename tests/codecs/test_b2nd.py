@@ -318,6 +318,22 @@ def test_concurrent_decodes_are_correct() -> None:
         np.testing.assert_array_equal(out, arrays[i % len(arrays)])
 
 
+def test_block_ordered_decodes_never_alias_the_scratch_buffer() -> None:
+    """Block-ordered chunks are decompressed into a per-thread scratch buffer and reordered:
+    every result must own its memory, for frames and bare chunks alike."""
+    a, b = make("u2", (8, 64, 64)), make("u2", (8, 64, 64))[::-1].copy()
+    codec = B2nd(blocks=[2, 16, 32])
+    first, second = decode_b2nd(codec.encode(a)), decode_b2nd(codec.encode(b))
+    np.testing.assert_array_equal(first, a)
+    np.testing.assert_array_equal(second, b)
+    frames = [codec.encode(x) for x in (a, b)]
+    bare = [bytes(bf.frame_chunk(f, bf.parse_frame(f), 0)[0]) for f in frames]
+    outs = [decode_b2nd(c, dtype="u2", chunkshape=a.shape, blocks=(2, 16, 32)) for c in bare]
+    np.testing.assert_array_equal(outs[0], a)
+    np.testing.assert_array_equal(outs[1], b)
+    assert not np.shares_memory(outs[0], outs[1])
+
+
 def test_frame_special_reads_a_prefix_only() -> None:
     z = bytes(blosc2.zeros((300, 400), dtype="f8", chunks=(300, 400), blocks=(10, 400)).to_cframe())
     hs = bf.parse_frame(z).header_size
