@@ -287,25 +287,46 @@ class Caterva2Client:
         return self._token.get()
 
     async def _login(self) -> str:
+        """Log in with the username/password, retrying connection failures and 5xx answers."""
         assert self._session is not None and self._password is not None
         url = f"{self.config.base_url}/auth/jwt/login"
         data = {"username": self._username or "", "password": self._password.get()}
-        try:
-            async with self._session.post(url, data=data) as resp:
-                detail = (await resp.text())[:300]
-                if resp.status in (200, 204):
+        attempt = 0
+        while True:
+            try:
+                async with self._session.post(url, data=data) as resp:
+                    status, detail = resp.status, (await resp.text())[:300]
                     cookie = resp.cookies.get(AUTH_COOKIE)
-                    if cookie is not None and cookie.value:
-                        return cookie.value
-                    raise Caterva2HTTPError(url, resp.status, "login answered without a cookie")
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            raise ConnectionError(f"Caterva2 login at {url} failed: {exc!r}") from exc
-        if resp.status == 400:
+                if status < 500:
+                    break
+                cause: Exception = Caterva2HTTPError(url, status, detail)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                cause = exc
+            if attempt >= self.config.retries:
+                if isinstance(cause, Caterva2HTTPError):
+                    raise cause
+                raise ConnectionError(
+                    f"Caterva2 login at {url} failed after {attempt + 1} attempts: {cause!r}; "
+                    "check that the server is running and the URL is right"
+                ) from cause
+            attempt += 1
+            await asyncio.sleep(self._retry_delay(attempt - 1, url, cause))
+        if status in (200, 204):
+            if cookie is not None and cookie.value:
+                return cookie.value
+            raise Caterva2HTTPError(url, status, "login answered without a cookie")
+        if status == 400:
             raise PermissionError(
                 f"Caterva2 login at {url} failed for user {self._username!r}: wrong username "
                 f"or password (HTTP 400 {detail})"
             )
-        raise error_for_status(url, resp.status, detail)
+        raise error_for_status(url, status, detail)
+
+    def _retry_delay(self, attempt: int, shown: str, cause: BaseException) -> float:
+        """Exponential backoff with jitter before retry number ``attempt + 1``."""
+        delay = self.config.backoff * 2**attempt * (0.5 + random.random())
+        logger.debug("retrying %s in %.2f s after %r", shown, delay, cause)
+        return delay
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -355,8 +376,7 @@ class Caterva2Client:
                         f"Caterva2 request {shown} {kind} after {attempt + 1} attempts "
                         f"(timeout {self.config.timeout} s): {cause!r}"
                     ) from cause
-                delay = self.config.backoff * 2**attempt * (0.5 + random.random())
-                logger.debug("retrying %s in %.2f s after %r", shown, delay, cause)
+                delay = self._retry_delay(attempt, shown, cause)
                 attempt += 1
                 await asyncio.sleep(delay)
 

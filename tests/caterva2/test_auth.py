@@ -122,3 +122,17 @@ def test_expired_session_logs_in_again(
     assert fs.cat_file(f"{path}/.zarray")
     fs.client._token = _Secret("expired.jwt.value")  # what a 12 h old cookie amounts to
     assert fs.cat_file(f"{path}/c/0/0")
+
+
+def test_login_to_a_server_that_is_down_is_retried_then_loud(so: dict[str, Any]) -> None:
+    import socket
+
+    with socket.socket() as s:  # a free port with nothing listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    secret = "pw-that-must-not-leak-7"
+    fs = Caterva2FileSystem(host=f"127.0.0.1:{port}", username=USER, password=secret,
+                            **{**so, "retries": 2, "backoff": 0.01})  # fmt: skip
+    with pytest.raises(ConnectionError, match=r"login .* failed after 3 attempts") as info:
+        fs.cat_file("@public/x.b2nd/zarr.json")
+    assert secret not in str(info.value)
