@@ -40,8 +40,11 @@ filters. Example: ``{"id": "b2store_b2nd", "filters": [{"id": "itrunc", "max_abs
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import threading
+from collections.abc import Iterator
 from typing import Any
 
 import blosc2
@@ -192,6 +195,18 @@ def reorder(
     return a[tuple(slice(0, c) for c in chunks)]
 
 
+def _trim_to_shape(arr: np.ndarray, meta: bf.B2ndMeta, what: str) -> np.ndarray:
+    """The frame's array from its (padded) chunk: checked, trimmed to the shape, C-ordered."""
+    if meta.shape != meta.chunks:
+        if any(s > c for s, c in zip(meta.shape, meta.chunks, strict=True)):
+            raise CodecError(
+                f"{what}: one-chunk frame with shape {meta.shape} larger than its chunk "
+                f"{meta.chunks}"
+            )
+        arr = arr[tuple(slice(0, s) for s in meta.shape)]
+    return np.ascontiguousarray(arr)
+
+
 def _reorder_copy(
     flat: np.ndarray, chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: np.dtype
 ) -> np.ndarray:
@@ -240,27 +255,44 @@ def _special_array(kind: int, nitems: int, dtype: np.dtype, value: bytes, what: 
     raise CodecError(f"{what}: unknown special chunk kind {kind}")  # pragma: no cover
 
 
-_SCRATCH = threading.local()
-#: Chunks above this size are decompressed into fresh memory rather than a per-thread buffer.
-SCRATCH_MAX_BYTES = 64 * 2**20
+class _ScratchPool:
+    """A few reusable ``uint8`` buffers for block-ordered chunks, shared by all threads.
 
-
-def _scratch(nbytes: int) -> np.ndarray:
-    """A per-thread ``uint8`` buffer of *nbytes*, reused between calls (no page faults).
-
-    Block-ordered chunks are decompressed here and then reordered into fresh memory, so the
-    decompressed bytes land in memory the thread has already touched instead of a new
-    allocation the kernel must fault in and zero: that alone cuts a full-stack read by about a
-    tenth. Sizes above :data:`SCRATCH_MAX_BYTES` get a fresh buffer, so a thread keeps at most
-    that much.
+    Block-ordered chunks are decompressed into a borrowed buffer and then reordered into fresh
+    memory, so the decompressed bytes land in memory that is already mapped instead of a new
+    allocation the kernel must fault in and zero: that cuts an xarray + dask read of a
+    tomography stack by about a tenth (``benchmarks/hdf5_read.py``). At most ``keep`` buffers of
+    at most ``max_bytes`` each stay allocated between calls; larger requests, or more borrowers
+    at once, get fresh memory that is freed as usual.
     """
-    if nbytes > SCRATCH_MAX_BYTES:
-        return np.empty(nbytes, dtype=np.uint8)
-    buf = getattr(_SCRATCH, "buf", None)
-    if buf is None or buf.nbytes < nbytes:
-        buf = np.empty(nbytes, dtype=np.uint8)
-        _SCRATCH.buf = buf
-    return buf[:nbytes]
+
+    def __init__(self, *, keep: int, max_bytes: int) -> None:
+        self.keep = keep
+        self.max_bytes = max_bytes
+        self._free: list[np.ndarray] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def borrow(self, nbytes: int) -> Iterator[np.ndarray]:
+        """A ``uint8`` buffer of exactly *nbytes*, valid inside the ``with`` block only."""
+        buf = None
+        if nbytes <= self.max_bytes:
+            with self._lock:
+                if self._free:
+                    buf = self._free.pop()
+        if buf is None or buf.nbytes < nbytes:
+            buf = np.empty(max(nbytes, 1), dtype=np.uint8)
+        try:
+            yield buf[:nbytes]
+        finally:
+            if buf.nbytes <= self.max_bytes:
+                with self._lock:
+                    if len(self._free) < self.keep:
+                        self._free.append(buf)
+
+
+#: Scratch buffers for block-ordered chunks: one per core (at most 8), chunks up to 16 MiB.
+SCRATCH = _ScratchPool(keep=min(os.cpu_count() or 1, 8), max_bytes=16 * 2**20)
 
 
 def decompress_chunk(
@@ -270,13 +302,13 @@ def decompress_chunk(
     nbytes: int | None,
     nthreads: int = 1,
     what: str = CODEC_ID,
-    scratch: bool = False,
+    into: np.ndarray | None = None,
 ) -> np.ndarray:
     """Validate and decompress one raw Blosc2 chunk into a flat array of *dtype* (GIL released).
 
-    Special chunks are synthesised in numpy without calling C. With ``scratch=True`` the result
-    may be a view of this thread's reusable scratch buffer (see :func:`_scratch`): the caller
-    must copy what it keeps before the thread decodes again.
+    Special chunks are synthesised in numpy without calling C. *into*, a ``uint8`` buffer of the
+    chunk's byte count, receives the decompressed bytes instead of fresh memory (the result is
+    then a view of it).
     """
     mv = as_bytes_view(chunk)
     hdr = bf.validate_chunk(mv, what=what, nbytes=nbytes)
@@ -298,7 +330,9 @@ def decompress_chunk(
             bytearray(mv[bf.CHUNK_HEADER_SIZE : bf.CHUNK_HEADER_SIZE + hdr.nbytes]), dtype=dtype
         )
     _check_codecs(hdr, what)
-    out = _scratch(hdr.nbytes).view(dtype) if scratch else np.empty(nitems, dtype=dtype)
+    if into is not None and into.nbytes != hdr.nbytes:
+        raise ValueError(f"{what}: scratch buffer of {into.nbytes} bytes for {hdr.nbytes}")
+    out = into.view(dtype) if into is not None else np.empty(nitems, dtype=dtype)
     if nitems == 0:
         return out
     src = mv[: hdr.cbytes]
@@ -411,26 +445,18 @@ def decode_b2nd(
         nbytes = info.chunksize if meta is not None else info.nbytes
         if chunk is None:
             flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
+        elif meta is not None and not block_order_is_c_order(meta.chunks, meta.blocks):
+            with SCRATCH.borrow(nbytes) as buf:
+                flat = decompress_chunk(
+                    chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf
+                )
+                arr = _reorder_copy(flat, meta.chunks, meta.blocks, dt)
+            return _trim_to_shape(arr, meta, what)
         else:
-            flat = decompress_chunk(
-                chunk,
-                dtype=dt,
-                nbytes=nbytes,
-                nthreads=nthreads,
-                what=what,
-                scratch=meta is not None and not block_order_is_c_order(meta.chunks, meta.blocks),
-            )
+            flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
         if meta is None:
             return flat[: info.nbytes // dt.itemsize]
-        arr = _reorder_copy(flat, meta.chunks, meta.blocks, dt)
-        if meta.shape != meta.chunks:
-            if any(s > c for s, c in zip(meta.shape, meta.chunks, strict=True)):
-                raise CodecError(
-                    f"{what}: one-chunk frame with shape {meta.shape} larger than its chunk "
-                    f"{meta.chunks}"
-                )
-            arr = arr[tuple(slice(0, s) for s in meta.shape)]
-        return np.ascontiguousarray(arr)
+        return _trim_to_shape(reorder(flat, meta.chunks, meta.blocks, dt), meta, what)
     # (c) bare chunk
     if dt is None:
         raise CodecError(f"{what}: decoding a bare Blosc2 chunk needs the dtype")
@@ -445,15 +471,13 @@ def decode_b2nd(
     if any(b > c for b, c in zip(blk, shape, strict=True)):
         raise CodecError(f"{what}: blocks {list(blk)} exceed the chunk shape {list(shape)}")
     padded = math.prod(-(-c // b) * b for c, b in zip(shape, blk, strict=True))
-    flat = decompress_chunk(
-        mv,
-        dtype=dt,
-        nbytes=padded * dt.itemsize,
-        nthreads=nthreads,
-        what=what,
-        scratch=not block_order_is_c_order(shape, blk),
-    )
-    return np.ascontiguousarray(_reorder_copy(flat, shape, blk, dt))
+    nbytes = padded * dt.itemsize
+    if block_order_is_c_order(shape, blk) or hdr.special != bf.SPECIAL_NONE:
+        flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+        return np.ascontiguousarray(reorder(flat, shape, blk, dt))
+    with SCRATCH.borrow(hdr.nbytes) as buf:
+        flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf)
+        return np.ascontiguousarray(_reorder_copy(flat, shape, blk, dt))
 
 
 def encode_b2nd(
