@@ -23,7 +23,9 @@ only when the array has no array -> array and no bytes -> bytes codecs.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
+import itertools
 import math
 import os
 import threading
@@ -333,24 +335,24 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _touched(sel: Any, n: int, block: int) -> np.ndarray:
-    """Block indices along one dimension touched by a selector."""
+def _touched(sel: Any, n: int, block: int) -> list[int]:
+    """Block indices along one dimension touched by a selector, ascending and unique."""
     if isinstance(sel, slice):
         start, stop, step = sel.indices(n)
         if abs(step) == 1:
             first, last = (start, stop - 1) if step == 1 else (stop + 1, start)
             if last < first:
-                return np.empty(0, dtype=np.intp)
-            return np.arange(first // block, last // block + 1)
+                return []
+            return list(range(first // block, last // block + 1))
         idx = np.arange(start, stop, step)
     elif isinstance(sel, int | np.integer):
-        return np.array([(int(sel) + (n if sel < 0 else 0)) // block])
+        return [(int(sel) + (n if sel < 0 else 0)) // block]
     else:
         idx = np.asarray(sel)
         if idx.dtype == bool:
             idx = np.nonzero(idx)[0]
         idx = np.where(idx < 0, idx + n, idx).ravel()
-    return np.unique(idx // block)
+    return [int(x) for x in np.unique(idx // block)]
 
 
 @dataclass(frozen=True)
@@ -423,23 +425,28 @@ class _PartialPlan:
         ]
         if any(len(p) == 0 for p in per_dim):
             return []
-        mesh = np.meshgrid(*per_dim, indexing="ij")
-        flat = np.ravel_multi_index([m.ravel() for m in mesh], grid)
-        return [int(x) for x in np.sort(flat)]
+        # C-order product of ascending per-dimension lists: linear indices come out ascending
+        lin = [0]
+        for p, g in zip(per_dim, grid, strict=True):
+            lin = [x * g + i for x in lin for i in p]
+        return lin
 
     def block_ranges(self, table: Any, needed: list[int]) -> dict[int, tuple[int, int]]:
         hdr = self.header
         if hdr.memcpyed:
             bs, first = hdr.blocksize, self.base + bf.CHUNK_HEADER_SIZE
             return {b: (first + b * bs, first + (b + 1) * bs) for b in needed}
-        starts = bf.block_starts(table, hdr, what="b2store.b2nd")
-        ends_sorted = np.unique(np.append(starts, hdr.cbytes))
-        out = {}
-        for b in needed:
-            s = int(starts[b])
-            e = int(ends_sorted[np.searchsorted(ends_sorted, s, side="right")])
-            out[b] = (self.base + s, self.base + e)
-        return out
+        starts: list[int] = bf.block_starts(table, hdr, what="b2store.b2nd").tolist()
+        base = self.base
+        if all(a < b for a, b in itertools.pairwise(starts)):  # the usual layout: in order
+            ends = [*starts[1:], hdr.cbytes]
+            return {b: (base + starts[b], base + ends[b]) for b in needed}
+        # blocks out of order or sharing bytes: a block ends at the next larger start
+        bounds = sorted({*starts, hdr.cbytes})
+        return {
+            b: (base + starts[b], base + bounds[bisect.bisect_right(bounds, starts[b])])
+            for b in needed
+        }
 
     def decode_all(
         self, chunk: Any, needed: list[int], nthreads: int, selection: Any

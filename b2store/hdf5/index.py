@@ -110,6 +110,9 @@ class ChunkTable:
 
     def find(self, lin: int) -> int:
         """Row of ``lin`` in the arrays, or -1 when the chunk is not allocated."""
+        n = self.lin.size
+        if n and int(self.lin[-1]) == n - 1:  # every chunk allocated: the row is the index
+            return lin if 0 <= lin < n else -1
         i = int(np.searchsorted(self.lin, lin))
         return i if i < self.lin.size and int(self.lin[i]) == lin else -1
 
