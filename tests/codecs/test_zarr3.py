@@ -392,3 +392,29 @@ def test_partial_decode_with_a_long_block_table() -> None:
     reads = [(r, n) for k, r, n in counting.log if k == "c/0/0"]
     assert len(reads) == 3 and sum(n for _, n in reads) < size / 8, reads
     assert reads[1][0].start == 4096  # only the missing tail of the table is fetched
+
+
+def test_block_ranges_with_blocks_stored_out_of_order() -> None:
+    """A block ends at the next larger start, whatever order the starts are stored in."""
+    from zarr.core.array_spec import ArrayConfig, ArraySpec
+    from zarr.core.dtype import parse_dtype
+
+    from b2store.codecs import _blosc2frame as bf
+    from b2store.codecs.zarr3 import _PartialPlan
+
+    arr = make("u2", (64, 64))
+    frame = B2nd(blocks=[16, 64]).encode(arr)
+    spec = ArraySpec(shape=(64, 64), dtype=parse_dtype("uint16", zarr_format=3), fill_value=0,
+                     config=ArrayConfig.from_dict({}), prototype=_PROTO)  # fmt: skip
+    plan = _PartialPlan.make(frame[:4096], (64, 64), None, spec)
+    assert plan is not None and plan.header.nblocks == 4
+    table = bytearray(frame[plan.base : plan.table_end])
+    in_order = plan.block_ranges(bytes(table), [0, 1, 2, 3])
+    starts = [s - plan.base for s, _ in in_order.values()]
+    assert [e for _, e in in_order.values()] == [*(s + plan.base for s in starts[1:]),
+                                                 plan.base + plan.header.cbytes]  # fmt: skip
+    shuffled = [starts[2], starts[0], starts[3], starts[1]]  # blocks 0..3 stored as 1, 3, 0, 2
+    table[bf.CHUNK_HEADER_SIZE :] = np.asarray(shuffled, dtype="<i4").tobytes()
+    ranges = plan.block_ranges(bytes(table), [0, 1, 2, 3])
+    ends = {s: e for s, e in in_order.values()}
+    assert ranges == {b: (plan.base + s, ends[plan.base + s]) for b, s in enumerate(shuffled)}
