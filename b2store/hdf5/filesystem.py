@@ -378,7 +378,12 @@ class HDF5FileSystem(AsyncFileSystem):
         that is a special ZERO frame stays a missing key whatever range is asked for.
         """
         table, lin = self._locate(path)
-        row = table.find(lin)
+        return self._range_of(path, table, table.find(lin), start, end)
+
+    def _range_of(
+        self, path: str, table: ChunkTable, row: int, start: int | None, end: int | None
+    ) -> bytes:
+        """:meth:`_chunk_range` once the key's table and row are known."""
         if row < 0 or table.masked or table.pad_to:
             return self._chunk(path)[start:end]
         size = int(table.sizes[row])
@@ -463,9 +468,17 @@ class HDF5FileSystem(AsyncFileSystem):
 
         def run() -> list[Any]:
             out: list[Any] = []
+            located: dict[str, tuple[ChunkTable, int]] = {}  # zarr asks many ranges of one key
             for p, a, b in zip(paths, starts_l, ends_l, strict=True):
                 try:
-                    out.append(self.cat_file(p, a, b))
+                    sp = self._strip_protocol(p)
+                    if sp in self.index.meta or (a is None and b is None):
+                        out.append(self.cat_file(sp, a, b))
+                        continue
+                    if sp not in located:
+                        table, lin = self._locate(sp)
+                        located[sp] = (table, table.find(lin))
+                    out.append(self._range_of(sp, *located[sp], a, b))
                 except Exception as exc:
                     if on_error != "return":
                         raise
