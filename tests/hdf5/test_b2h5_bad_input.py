@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import warnings
-import zlib
 from pathlib import Path
 
 import h5py
@@ -84,7 +83,7 @@ def test_corrupted_chunk(files, tmp_path: Path, name: str) -> None:
         want = f[f"f/{name}"][()]
     try:
         got = root[f"f/{name}"][...]
-    except (ValueError, OSError, RuntimeError, zlib.error) as exc:
+    except (ValueError, OSError, RuntimeError) as exc:  # zlib.error would be unnamed
         assert str(exc)
         return
     # a decoder that cannot detect corruption must at least not be taken for h5py's values
