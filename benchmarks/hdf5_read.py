@@ -180,12 +180,15 @@ def read_b2h5py(path: Path, sel: Any = Ellipsis) -> np.ndarray:
         return b2h5py.B2Dataset(f["data"])[sel]
 
 
-def read_b2store_xarray(path: Path) -> np.ndarray:
+def read_b2store_xarray(path: Path, chunks: Any = None) -> np.ndarray:
+    """``xr.open_zarr("b2h5::…")["data"].values``; *chunks* as for open_zarr (None: its default,
+    one dask task per Zarr chunk)."""
     import dask
     import xarray as xr
 
+    kw = {} if chunks is None else {"chunks": chunks}
     with dask.config.set(scheduler="threads", num_workers=THREADS):
-        ds = xr.open_zarr(f"b2h5::{path}")
+        ds = xr.open_zarr(f"b2h5::{path}", **kw)
         return ds["data"].values
 
 
@@ -390,6 +393,7 @@ def bench_stack(
     if refs is not None:
         fns["kerchunk + zarr"] = lambda: read_kerchunk(refs)
     fns["b2store (xarray + dask)"] = lambda: read_b2store_xarray(path)
+    fns['b2store (xarray + dask, chunks="auto")'] = lambda: read_b2store_xarray(path, "auto")
     fns["b2store (zarr, no dask)"] = lambda: read_b2store_zarr(path, Ellipsis)
     fns[CEIL] = ceiling(path)
     fns[CEIL_C] = ceiling_c_order(path)
