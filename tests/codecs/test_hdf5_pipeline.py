@@ -271,6 +271,31 @@ def test_wrong_chunkshape_is_loud(raw_chunks: dict[str, tuple[HDF5Pipeline, byte
         wrong.decode(raw)
 
 
+@pytest.mark.parametrize("libdeflate", [True, False])
+def test_deflate_streams_of_the_wrong_size_are_refused(
+    monkeypatch: pytest.MonkeyPatch, libdeflate: bool
+) -> None:
+    """libdeflate decodes into a buffer of exactly the chunk size; zlib is the fallback. Either
+    way a stream that inflates to more or fewer bytes is a CodecError, never a bigger buffer."""
+    import zlib
+
+    import b2store.codecs.hdf5_pipeline as hp
+
+    if not libdeflate:
+        monkeypatch.setattr(hp, "_libdeflate", lambda: None)
+    data = np.arange(1000, dtype="<u4")
+    comp = zlib.compress(data.tobytes(), 4)
+    flt = [{"id": 1, "name": "deflate", "cd_values": [4]}]
+    ok = HDF5Pipeline(filters=flt, dtype="<u4", chunkshape=[1000])
+    np.testing.assert_array_equal(ok.decode(comp), data)
+    for n in (999, 1001):
+        with pytest.raises(CodecError, match="deflate"):
+            HDF5Pipeline(filters=flt, dtype="<u4", chunkshape=[n]).decode(comp)
+    bomb = zlib.compress(bytes(50_000_000), 9)  # 50 MB of zeros in ~50 KB
+    with pytest.raises(CodecError, match="deflate"):
+        ok.decode(bomb)
+
+
 # --- Zarr v3 twin -----------------------------------------------------------------------------
 
 
