@@ -3,7 +3,9 @@
 Contract: a cached :class:`~b2store.hdf5.index.FileIndex` is reused only when the key matches
 exactly: the file's URL, size and modification stamp (mtime, ETag or Last-Modified as the target
 filesystem reports it) plus every option that changes the view (Zarr format, unsupported policy,
-external links). A file whose target reports no modification stamp is never cached on disk.
+external links). A file whose target reports no modification stamp is never cached on disk. The
+index also records the stamps of the other files it was built from (virtual dataset sources,
+followed external links); the filesystem rebuilds it when one of those has changed.
 
 Sidecar files are ``.npz`` archives written atomically (temp file + rename) and read with
 ``allow_pickle=False``: a damaged or foreign file is ignored and rebuilt, never trusted.
@@ -28,7 +30,7 @@ from b2store.hdf5.index import ChunkTable, FileIndex
 
 __all__ = ["FORMAT", "MemoryCache", "default_cache_dir", "load_sidecar", "save_sidecar"]
 
-FORMAT = "b2store-hdf5-index-2"
+FORMAT = "b2store-hdf5-index-3"
 
 
 class MemoryCache:
@@ -102,6 +104,7 @@ def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
         "meta": {k: v.decode() for k, v in index.meta.items()},
         "tables": tables,
         "notes": list(index.notes),
+        "sources": [list(s) for s in index.sources],
     }
     arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     tmp = None
@@ -160,6 +163,7 @@ def load_sidecar(folder: Path, key: str) -> FileIndex | None:
                 meta={k: v.encode() for k, v in header["meta"].items()},
                 tables=tables,
                 notes=tuple(header["notes"]),
+                sources=tuple((str(u), str(st)) for u, st in header["sources"]),
             )
     except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
         return None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
@@ -147,23 +148,37 @@ class HDF5FileSystem(AsyncFileSystem):
         protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
         return "file" in protocols or "local" in protocols
 
-    def _cache_key(self) -> tuple[str, bool]:
-        try:
-            info = self.target_fs.info(self.url)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"HDF5 file not found: {self.url}") from None
-        stamp = None
+    def _identity(self, url: str) -> tuple[int | None, str | None]:
+        """(size, modification stamp) of a target file; FileNotFoundError when it is missing."""
+        info = self.target_fs.info(url)
         for name in ("mtime", "ETag", "LastModified", "last_modified", "etag"):
             if info.get(name) is not None:
-                stamp = f"{name}={info[name]}"
-                break
+                return info.get("size"), f"{name}={info[name]}"
+        return info.get("size"), None
+
+    def _source_stamp(self, url: str) -> str:
+        """What identifies a source file of the index now ("missing" when it is gone)."""
+        try:
+            size, stamp = self._identity(url)
+        except (FileNotFoundError, OSError):
+            return "missing"
+        return f"size={size}|{stamp}"
+
+    def _sources_current(self, idx: FileIndex) -> bool:
+        return all(self._source_stamp(u) == st for u, st in idx.sources)
+
+    def _cache_key(self) -> tuple[str, bool]:
+        try:
+            size, stamp = self._identity(self.url)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"HDF5 file not found: {self.url}") from None
         protos = self.target_fs.protocol
         proto = protos if isinstance(protos, str) else protos[0]
         key = "|".join(
             [
                 proto,
                 self.url,
-                f"size={info.get('size')}",
+                f"size={size}",
                 str(stamp),
                 f"zarr={self.zarr_format}",
                 f"unsupported={self.unsupported}",
@@ -182,11 +197,14 @@ class HDF5FileSystem(AsyncFileSystem):
     def _load_index(self) -> FileIndex:
         key, stable = self._cache_key()
         idx = _MEMORY.get(key)
-        if idx is not None:
+        if idx is not None and self._sources_current(idx):
             return idx
         folder = self._cache_dir() if stable else None
+        idx = None
         if folder is not None:
             idx = _cache.load_sidecar(folder, key)
+            if idx is not None and not self._sources_current(idx):
+                idx = None  # a virtual dataset's source or a linked file changed: rebuild
         if idx is None:
             idx = self._build()
             if folder is not None:
@@ -213,8 +231,11 @@ class HDF5FileSystem(AsyncFileSystem):
     def _build(self) -> FileIndex:
         opened: list[Any] = []
 
+        externals: set[str] = set()
+
         def open_external(base: str, filename: str) -> tuple[Any, str]:
             target = resolve_external(base, filename)
+            externals.add(target)
             f, fh = self._open_h5(target)
             opened.append((f, fh))
             return f, target
@@ -223,7 +244,7 @@ class HDF5FileSystem(AsyncFileSystem):
         opened.append((f, fh))
         try:
             with _BUILD_LOCK:
-                return build_index(
+                idx = build_index(
                     f,
                     url=self.url,
                     zarr_format=self.zarr_format,
@@ -231,6 +252,11 @@ class HDF5FileSystem(AsyncFileSystem):
                     follow_external_links=self.follow_external_links,
                     open_external=open_external,
                 )
+            others = {t.url for t in idx.tables.values()} | externals
+            others.update(u for t in idx.tables.values() for u in t.urls)
+            others.discard(self.url)
+            stamps = tuple(sorted((u, self._source_stamp(u)) for u in others))
+            return dataclasses.replace(idx, sources=stamps)
         finally:
             for f2, fh2 in opened:
                 f2.close()

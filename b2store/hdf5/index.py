@@ -134,6 +134,9 @@ class FileIndex:
     meta: dict[str, bytes]
     tables: dict[str, ChunkTable]
     notes: tuple[str, ...] = ()
+    #: Other files the index depends on (virtual dataset sources, followed external links), each
+    #: with the identity stamp it had when the index was built (see ``HDF5FileSystem``).
+    sources: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

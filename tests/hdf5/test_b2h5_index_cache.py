@@ -108,3 +108,34 @@ def test_rewritten_file_is_reindexed(tmp_path: Path) -> None:
         os.utime(p, (st.st_atime, st.st_mtime + value))  # coarse mtime clocks
         ds = xr.open_zarr(f"b2h5::{p}", chunks=None)
         assert ds["x"].values.tolist() == [value] * 10 * value
+
+
+def test_changed_virtual_dataset_source_is_reindexed(tmp_path: Path) -> None:
+    """The index depends on the VDS source files too: rewriting one (new data at other offsets)
+    while the main file stays as it was must not serve the old offsets from either cache."""
+    import h5py
+
+    p = gen_hdf5_files.vds_file(tmp_path / "vds.h5")
+    src = tmp_path / "vds_source.h5"
+    folder = tmp_path / "cache"
+    fsmod._MEMORY.clear()
+
+    opts = {"index_cache": folder, "unsupported": "skip", "skip_instance_cache": True}
+
+    def rows() -> np.ndarray:
+        return open_root(HDF5FileSystem(str(p), **opts))["plain"][0:4]
+
+    np.testing.assert_array_equal(rows(), np.arange(48).reshape(4, 12))
+    new = (np.arange(48).reshape(4, 12) + 1000)[::-1].copy()
+    with h5py.File(src, "w") as f:  # same layout as before, but every chunk moves
+        f.create_dataset("pad", data=np.zeros(5000))
+        f.create_dataset("d", data=new, chunks=(2, 4), compression="gzip")
+    st = os.stat(src)
+    os.utime(src, (st.st_atime, st.st_mtime + 5))  # coarse mtime clocks
+    np.testing.assert_array_equal(rows(), new)  # the in-memory index was stale
+    fsmod._MEMORY.clear()
+    np.testing.assert_array_equal(rows(), new)  # so was the sidecar
+    src.unlink()  # a source that disappears: the index is rebuilt and says so
+    fs = HDF5FileSystem(str(p), **opts)
+    assert "plain" not in fs.index.tables
+    assert any("plain" in note for note in fs.notes)
