@@ -41,6 +41,7 @@ filters. Example: ``{"id": "b2store_b2nd", "filters": [{"id": "itrunc", "max_abs
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import os
 import threading
@@ -62,7 +63,15 @@ from b2store.codecs._common import (
 from b2store.codecs.itrunc import parse_truncation_config, plan_truncation, truncate
 from b2store.errors import CodecError
 
-__all__ = ["B2nd", "decode_b2nd", "default_blocks", "encode_b2nd", "normalize_filters", "reorder"]
+__all__ = [
+    "B2nd",
+    "decode_b2nd",
+    "default_blocks",
+    "encode_b2nd",
+    "normalize_filters",
+    "reorder",
+    "to_block_order",
+]
 
 CODEC_ID = "b2store_b2nd"
 
@@ -193,6 +202,28 @@ def reorder(
         [g * b for g, b in zip(grid, blocks, strict=True)]
     )
     return a[tuple(slice(0, c) for c in chunks)]
+
+
+def nblocks(chunks: tuple[int, ...], blocks: tuple[int, ...]) -> int:
+    """Number of blocks in the (padded) block grid of a chunk."""
+    return math.prod(-(-c // b) for c, b in zip(chunks, blocks, strict=True))
+
+
+def to_block_order(arr: np.ndarray, blocks: tuple[int, ...]) -> np.ndarray:
+    """The inverse of :func:`reorder`: a C-ordered chunk as Blosc2 stores it (padded, block by
+    block, each block in C order), as a contiguous array. No copy when the orders agree."""
+    chunks = arr.shape
+    grid = [-(-c // b) for c, b in zip(chunks, blocks, strict=True)]
+    full = [g * b for g, b in zip(grid, blocks, strict=True)]
+    if list(chunks) == full and block_order_is_c_order(chunks, blocks):
+        return np.ascontiguousarray(arr)
+    padded = arr
+    if list(chunks) != full:
+        padded = np.zeros(full, dtype=arr.dtype)
+        padded[tuple(slice(0, c) for c in chunks)] = arr
+    nd = len(chunks)
+    split = padded.reshape([x for g, b in zip(grid, blocks, strict=True) for x in (g, b)])
+    return np.ascontiguousarray(split.transpose([*range(0, 2 * nd, 2), *range(1, 2 * nd, 2)]))
 
 
 def _trim_to_shape(arr: np.ndarray, meta: bf.B2ndMeta, what: str) -> np.ndarray:
@@ -532,7 +563,17 @@ def encode_b2nd(
         splitmode=blosc2.SplitMode.AUTO_SPLIT,
     )
     try:
-        nd = blosc2.asarray(arr, chunks=arr.shape, blocks=blk, cparams=cparams)
+        # compress2 (GIL released) on the block-ordered chunk, then a frame around it: the same
+        # bytes blosc2.asarray(...).to_cframe() writes, but encoders on several threads scale
+        blocked = to_block_order(arr, blk)
+        chunk = blosc2.compress2(
+            blocked,
+            cparams=dataclasses.replace(
+                cparams, blocksize=blocked.nbytes // nblocks(arr.shape, blk)
+            ),
+        )
+        nd = blosc2.empty(arr.shape, dtype=arr.dtype, chunks=arr.shape, blocks=blk, cparams=cparams)
+        nd.schunk.update_chunk(0, chunk)
         return bytes(nd.to_cframe())
     except Exception as exc:
         raise CodecError(

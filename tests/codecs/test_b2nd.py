@@ -334,6 +334,30 @@ def test_block_ordered_decodes_never_alias_the_scratch_buffer() -> None:
     assert not np.shares_memory(outs[0], outs[1])
 
 
+@pytest.mark.parametrize(
+    ("dtype", "shape", "blocks"),
+    [("u2", (4, 64, 64), None), ("f8", (5, 9), (2, 4)), ("i1", (3, 17, 33), (2, 5, 11)),
+     (">u4", (100,), (7,)), ("c8", (2, 3, 4, 5), (1, 2, 3, 5))],
+)  # fmt: skip
+def test_encoder_writes_what_blosc2_asarray_writes(
+    dtype: str, shape: tuple[int, ...], blocks: tuple[int, ...] | None
+) -> None:
+    """encode_b2nd compresses with compress2 (GIL released) and frames the chunk itself: the bytes
+    must stay those of blosc2.asarray(...).to_cframe(), edge blocks and padding included."""
+    arr = make(dtype.lstrip("<>"), shape).astype(dtype)  # the helper makes native arrays
+    for kw in ({}, {"cname": "lz4", "filters": [{"id": "bitshuffle"}]}):
+        got = encode_b2nd(arr, blocks=blocks, **kw)
+        blk = blocks or default_blocks(arr.shape, arr.dtype)
+        codec = blosc2.Codec.LZ4 if kw else blosc2.Codec.ZSTD
+        filt = blosc2.Filter.BITSHUFFLE if kw else blosc2.Filter.SHUFFLE
+        cparams = blosc2.CParams(codec=codec, clevel=5, typesize=arr.dtype.itemsize, nthreads=1,
+                                 filters=[filt], filters_meta=[0],
+                                 splitmode=blosc2.SplitMode.AUTO_SPLIT)  # fmt: skip
+        nd = blosc2.asarray(arr, chunks=arr.shape, blocks=blk, cparams=cparams)
+        assert got == bytes(nd.to_cframe())
+        np.testing.assert_array_equal(decode_b2nd(got, dtype=arr.dtype), arr)
+
+
 def test_frame_special_reads_a_prefix_only() -> None:
     z = bytes(blosc2.zeros((300, 400), dtype="f8", chunks=(300, 400), blocks=(10, 400)).to_cframe())
     hs = bf.parse_frame(z).header_size
