@@ -204,21 +204,17 @@ def reorder(
     return a[tuple(slice(0, c) for c in chunks)]
 
 
-def nblocks(chunks: tuple[int, ...], blocks: tuple[int, ...]) -> int:
-    """Number of blocks in the (padded) block grid of a chunk."""
-    return math.prod(-(-c // b) for c, b in zip(chunks, blocks, strict=True))
-
-
 def to_block_order(arr: np.ndarray, blocks: tuple[int, ...]) -> np.ndarray:
     """The inverse of :func:`reorder`: a C-ordered chunk as Blosc2 stores it (padded, block by
     block, each block in C order), as a contiguous array. No copy when the orders agree."""
     chunks = arr.shape
     grid = [-(-c // b) for c, b in zip(chunks, blocks, strict=True)]
     full = [g * b for g, b in zip(grid, blocks, strict=True)]
-    if list(chunks) == full and block_order_is_c_order(chunks, blocks):
+    exact = list(chunks) == full
+    if exact and block_order_is_c_order(chunks, blocks):
         return np.ascontiguousarray(arr)
     padded = arr
-    if list(chunks) != full:
+    if not exact:
         padded = np.zeros(full, dtype=arr.dtype)
         padded[tuple(slice(0, c) for c in chunks)] = arr
     nd = len(chunks)
@@ -241,11 +237,9 @@ def _trim_to_shape(arr: np.ndarray, meta: bf.B2ndMeta, what: str) -> np.ndarray:
 def _reorder_copy(
     flat: np.ndarray, chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: np.dtype
 ) -> np.ndarray:
-    """:func:`reorder`, never returning a view of *flat* when that is a scratch buffer."""
+    """:func:`reorder`, never returning a view of *flat* (a scratch buffer)."""
     arr = reorder(flat, chunks, blocks, dtype)
-    if not block_order_is_c_order(chunks, blocks) and np.may_share_memory(arr, flat):
-        arr = arr.copy()  # pragma: no cover - reorder copies whenever the orders differ
-    return arr
+    return arr.copy() if np.may_share_memory(arr, flat) else arr
 
 
 def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
@@ -568,9 +562,7 @@ def encode_b2nd(
         blocked = to_block_order(arr, blk)
         chunk = blosc2.compress2(
             blocked,
-            cparams=dataclasses.replace(
-                cparams, blocksize=blocked.nbytes // nblocks(arr.shape, blk)
-            ),
+            cparams=dataclasses.replace(cparams, blocksize=math.prod(blk) * arr.dtype.itemsize),
         )
         nd = blosc2.empty(arr.shape, dtype=arr.dtype, chunks=arr.shape, blocks=blk, cparams=cparams)
         nd.schunk.update_chunk(0, chunk)
