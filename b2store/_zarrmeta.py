@@ -166,8 +166,13 @@ def render_v3(nodes: dict[str, Node]) -> dict[str, bytes]:
     for path, doc in docs.items():
         if doc["node_type"] == "group":
             prefix = f"{path}/" if path else ""
+            # sorted: zarr (3.1 to 3.4) rebuilds the tree with itertools.groupby over the keys
+            # in document order, so the children of one group must be adjacent, or it drops
+            # some and cannot open the group (KeyError) -- true of sorted paths at every depth
             below = {
-                p[len(prefix) :]: d for p, d in docs.items() if p != path and p.startswith(prefix)
+                p[len(prefix) :]: docs[p]
+                for p in sorted(docs)
+                if p != path and p.startswith(prefix)
             }
             doc = {
                 **doc,

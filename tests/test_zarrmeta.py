@@ -89,3 +89,35 @@ def test_bytes_codec_endianness() -> None:
 def test_mismatched_chunks_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="Expected chunks with 2 dimensions"):
         ArrayMeta(shape=(2, 3), chunks=(2,), dtype=np.dtype("u1"))
+
+
+def test_consolidated_children_of_a_group_stay_adjacent() -> None:
+    """Nodes given in an interleaved order (as a concurrent listing returns them) still give
+    consolidated metadata zarr can rebuild: it groups keys with itertools.groupby, which loses
+    the children of a group whose keys are not adjacent (KeyError on open)."""
+    arr = ArrayMeta(shape=(2,), chunks=(2,), dtype=np.dtype("u1"), fill_value=0)
+    nodes = {
+        "read/h.h5/grp": GroupMeta(),
+        "ra": GroupMeta(),
+        "read/h.h5/grp/gz": arr,
+        "ra/r": arr,
+        "read": GroupMeta(),
+        "read/h.h5": GroupMeta(),
+        "sub/p": arr,
+        "read/d1": arr,
+        "sub": GroupMeta(),
+        "read/h.h5/b2": arr,
+    }
+    keys = render_v3(nodes)
+    doc = json.loads(keys["zarr.json"])
+    g = zarr.open_group(_store(keys, "read/d1/c/0", b"\x07\x08"), mode="r")
+    assert doc["consolidated_metadata"]["metadata"].keys() == {k for k in nodes}
+    assert isinstance(g["read/h.h5/grp/gz"], zarr.Array)
+    assert sorted(k for k, _ in g["read"].members(max_depth=None)) == [
+        "d1",
+        "h.h5",
+        "h.h5/b2",
+        "h.h5/grp",
+        "h.h5/grp/gz",
+    ]
+    np.testing.assert_array_equal(g["read/d1"][...], [7, 8])

@@ -19,6 +19,8 @@ Contract
   ``_ARRAY_DIMENSIONS``. ``fill_value`` is ``null`` (no xarray masking). ``dataset_as="array"``
   serves a v3 array instead (zarr's partial decoding), ``"group"`` a v3 group holding it. The
   children of a v3 directory group are found through its consolidated metadata only.
+* The server URL itself (``caterva2://host:port/``) is a Zarr v3 group without consolidated
+  metadata whose members are the roots (``@public``, ...), found by listing ``/api/roots``.
 * Chunk keys of both formats (``c/i/j`` and ``i.j``) are served for every dataset.
 * Every read of a metadata key re-reads ``/api/info``: a reopened store sees the current version,
   and the chunk cache drops entries of older versions. Chunk keys outside the grid are missing keys
@@ -48,7 +50,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from fsspec.asyn import AsyncFileSystem
 
-from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, render_v3
+from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
 from b2store.caterva2.chunks import Caterva2DataError, check_chunk, check_frame, to_zarr_chunk
 from b2store.caterva2.client import Caterva2Client, ClientConfig
@@ -380,6 +382,10 @@ class Caterva2FileSystem(AsyncFileSystem):
 
     async def _metadata(self, node: str) -> bytes:
         """The ``zarr.json`` of ``node`` (group or array), built from fresh ``/api/info``."""
+        if not node:
+            # the server itself: a group of its roots, found by listing them (consolidated
+            # metadata here would describe every dataset on the server)
+            return json.dumps(group_v3(GroupMeta())).encode()
         what, alias = await self._node(node)
         if isinstance(what, list):
             return render_v3(await self._group_nodes(self._aliases.get(node, node)))["zarr.json"]

@@ -344,3 +344,19 @@ def test_protocols_resolve_through_entry_points() -> None:
                                 cache_storage=None)  # fmt: skip
     assert fs.base_url == "http://127.0.0.1:9" and "secret" not in repr(fs)
     assert fs.client.url("info", path).endswith("/api/info/@public/a%20b.b2nd")
+
+
+def test_server_url_is_a_group_of_roots(
+    cat2_server: Any, published: Any, so: dict[str, Any]
+) -> None:
+    """``caterva2://host:port/`` is a group (no consolidated metadata: it would describe the
+    whole server) whose members are the roots; datasets are reached through them."""
+    path, arrays = published  # "@public/read-<id>"
+    root, rel = path.split("/", 1)
+    url = f"caterva2://{cat2_server.host}/"
+    g = zarr.open_group(url, mode="r", storage_options=so)
+    assert g.metadata.zarr_format == 3 and g.metadata.consolidated_metadata is None
+    members = dict(g.members())
+    assert root in members and isinstance(members[root], zarr.Group)
+    np.testing.assert_array_equal(g[root][f"{rel}/d2.b2nd"][...], arrays["d2.b2nd"])
+    np.testing.assert_array_equal(g[root][f"{rel}/h.h5/grp/gz"][...], arrays["h.h5/grp/gz"])
