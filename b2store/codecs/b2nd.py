@@ -80,11 +80,15 @@ blosc2.set_releasegil(True)  # process-global: decompress2/compress2 release the
 _SIMPLE_FILTERS = {"shuffle": 1, "bitshuffle": 2, "delta": 3, "bytedelta": 35}
 _TRUNC_IDS = ("itrunc", "trunc_prec")
 #: Filter ids C-Blosc2 decodes without loading a plugin library.
-_KNOWN_FILTERS = {0, 1, 2, 3, 4, 32, 33, 35, 36}
+_KNOWN_FILTERS = {0, 1, 2, 3, 4, 35, 36}
+#: python-blosc2's n-dimensional filters: decompress2 alone cannot undo them.
+_NDIM_FILTERS = {32: "NDCELL", 33: "NDMEAN"}
 #: Built-in codec ids, and plugin codec ids with the Python package that loads their library.
 _BUILTIN_CODECS = {0, 1, 2, 3, 4, 5, 32, 33, 34, 35}
 _PLUGIN_CODECS = {37: ("blosc2_grok", "blosc2_j2k"), 39: ("blosc2_j2k",), 40: ("blosc2_htj2k",)}
 _UDCODEC_FORMAT = 6
+#: Largest chunk C-Blosc2 compresses (BLOSC2_MAX_BUFFERSIZE: INT32_MAX - BLOSC2_MAX_OVERHEAD).
+_MAX_CHUNK_BYTES = 2**31 - 1 - 32
 
 
 def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, Any]]:
@@ -222,6 +226,12 @@ def to_block_order(arr: np.ndarray, blocks: tuple[int, ...]) -> np.ndarray:
     return np.ascontiguousarray(split.transpose([*range(0, 2 * nd, 2), *range(1, 2 * nd, 2)]))
 
 
+def c_contiguous(arr: np.ndarray) -> np.ndarray:
+    """*arr* itself when C-contiguous, else a C-ordered copy; unlike ``np.ascontiguousarray``,
+    a 0-d array stays 0-d."""
+    return arr if arr.flags.c_contiguous else arr.copy(order="C")
+
+
 def _trim_to_shape(arr: np.ndarray, meta: bf.B2ndMeta, what: str) -> np.ndarray:
     """The frame's array from its (padded) chunk: checked, trimmed to the shape, C-ordered."""
     if meta.shape != meta.chunks:
@@ -231,7 +241,7 @@ def _trim_to_shape(arr: np.ndarray, meta: bf.B2ndMeta, what: str) -> np.ndarray:
                 f"{meta.chunks}"
             )
         arr = arr[tuple(slice(0, s) for s in meta.shape)]
-    return np.ascontiguousarray(arr)
+    return c_contiguous(arr)
 
 
 def _reorder_copy(
@@ -263,6 +273,13 @@ def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
                 )
         elif cid not in _BUILTIN_CODECS and fmt == _UDCODEC_FORMAT:
             raise CodecError(f"{what}: unknown Blosc2 codec id {cid} in the chunk header")
+    nd = [f for f in hdr.filters if f in _NDIM_FILTERS]
+    if nd:
+        raise CodecError(
+            f"{what}: the chunk uses python-blosc2's n-dimensional filter "
+            f"{_NDIM_FILTERS[nd[0]]} (Blosc2 filter {nd[0]}), which needs the array's metadata "
+            "at decode time: read it with python-blosc2 (blosc2.open), or re-encode without it"
+        )
     bad = [f for f in hdr.filters if f not in _KNOWN_FILTERS]
     if bad:
         raise CodecError(f"{what}: unknown Blosc2 filter ids {bad} in the chunk header")
@@ -499,10 +516,10 @@ def decode_b2nd(
     nbytes = padded * dt.itemsize
     if block_order_is_c_order(shape, blk) or hdr.special != bf.SPECIAL_NONE:
         flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
-        return np.ascontiguousarray(reorder(flat, shape, blk, dt))
+        return c_contiguous(reorder(flat, shape, blk, dt))
     with SCRATCH.borrow(hdr.nbytes) as buf:
         flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf)
-        return np.ascontiguousarray(_reorder_copy(flat, shape, blk, dt))
+        return c_contiguous(_reorder_copy(flat, shape, blk, dt))
 
 
 def encode_b2nd(
@@ -515,13 +532,19 @@ def encode_b2nd(
     nthreads: int = 1,
 ) -> bytes:
     """Encode *arr* as a one-chunk b2nd cframe (config as for :class:`B2nd`)."""
-    arr = np.ascontiguousarray(arr)
+    arr = c_contiguous(np.asarray(arr))
     if arr.dtype.kind not in "biufcmM" or arr.dtype.hasobject:
         raise CodecError(f"{CODEC_ID}: cannot encode dtype {arr.dtype}; expected numeric data")
     if arr.ndim == 0:
         arr = arr.reshape(1)
+        blocks = None if blocks is not None and len(blocks) == 0 else blocks
     if arr.size == 0:
         raise CodecError(f"{CODEC_ID}: cannot encode an empty array (shape {arr.shape})")
+    if arr.nbytes > _MAX_CHUNK_BYTES:
+        raise CodecError(
+            f"{CODEC_ID}: a chunk of {arr.nbytes} bytes ({arr.shape} {arr.dtype}) exceeds "
+            f"Blosc2's limit of {_MAX_CHUNK_BYTES} bytes per chunk: use smaller chunks"
+        )
     if arr.ndim > 8:
         raise CodecError(f"{CODEC_ID}: b2nd supports at most 8 dimensions, got {arr.ndim}")
     specs = normalize_filters(filters)
@@ -623,7 +646,12 @@ class B2nd(Codec):
     def encode(self, buf: Any) -> bytes:
         arr = buf if isinstance(buf, np.ndarray) else np.frombuffer(as_bytes_view(buf), np.uint8)
         blocks = tuple(self.blocks) if self.blocks is not None else None
-        if blocks is not None and len(blocks) != max(arr.ndim, 1):
+        if arr.ndim > 1 and arr.flags.f_contiguous and not arr.flags.c_contiguous:
+            # a numcodecs compressor keeps the buffer's bytes as they lie (zarr v2 order="F"
+            # reads them back in F order): store the C-ordered transpose, blocks reversed
+            arr = arr.T
+            blocks = blocks[::-1] if blocks is not None else None
+        if blocks is not None and len(blocks) not in (arr.ndim, max(arr.ndim, 1)):
             raise CodecError(
                 f"{CODEC_ID}: blocks {self.blocks} do not match the {arr.ndim}-D chunk {arr.shape}"
             )
@@ -637,8 +665,8 @@ class B2nd(Codec):
         )
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        dtype = out.dtype if isinstance(out, np.ndarray) else None
-        if dtype is None and not bf.is_frame(as_bytes_view(buf)):
+        dtype = None
+        if not bf.is_frame(as_bytes_view(buf)):
             dtype = np.dtype("u1")
             if self.chunkshape is not None:
                 # the byte count alone cannot tell the dtype: decode block-ordered bytes as u1
@@ -661,10 +689,16 @@ class B2nd(Codec):
             nthreads=self.nthreads,
         )
         if out is not None:
-            if isinstance(out, np.ndarray) and out.size == arr.size:
-                out[...] = arr.view(out.dtype).reshape(out.shape)
-                return out
-            from numcodecs.compat import ndarray_copy
+            # numcodecs semantics: the decoded bytes, in out's memory order and dtype
+            from numcodecs.compat import ensure_ndarray_like
 
-            return ndarray_copy(arr, out)
+            dst = ensure_ndarray_like(out)
+            if dst.nbytes != arr.nbytes or not (dst.flags.c_contiguous or dst.flags.f_contiguous):
+                raise CodecError(
+                    f"{CODEC_ID}: expected out to be a contiguous buffer of {arr.nbytes} bytes, "
+                    f"got {dst.nbytes} bytes (shape {dst.shape}) instead"
+                )
+            flat = c_contiguous(arr).reshape(-1).view(np.uint8)
+            np.copyto(dst.reshape(-1, order="A").view(np.uint8), flat)
+            return out
         return arr

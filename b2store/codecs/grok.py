@@ -205,6 +205,10 @@ class Grok(Codec):
             raise CodecError(
                 f"b2store_grok: a chunk must hold 2-D images (..., H, W); got {arr.shape=}."
             )
+        if arr.flags.f_contiguous and not arr.flags.c_contiguous:
+            # a numcodecs compressor keeps the buffer's bytes as they lie (zarr v2 order="F"
+            # reads them back in F order): code the C-ordered transpose
+            arr = arr.T
         h, w = arr.shape[-2:]
         if min(h, w) < MIN_IMAGE_SIDE:
             raise CodecError(

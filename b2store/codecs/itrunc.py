@@ -6,7 +6,8 @@ Contract
 array of the same dtype and shape whose low bits are zeroed, ``decode`` is the identity. The
 results are bit-identical to Blosc2's ``INT_TRUNC`` (integers) and ``TRUNC_PREC`` (floats)
 filters, which :class:`b2store.codecs.b2nd.B2nd` uses for its ``{"id": "itrunc", ...}`` filter, so
-both paths give the same bound.
+both paths give the same bound (a chunk Blosc2 stores uncompressed skips its filters: there the
+``itrunc`` filter of b2nd keeps exact values, error 0).
 
 Config (JSON)
 -------------
@@ -158,7 +159,7 @@ def truncate(arr: np.ndarray, plan: TruncationPlan) -> np.ndarray:
     dt = arr.dtype
     udt = np.dtype(f"{dt.byteorder if dt.byteorder in '<>' else '='}u{dt.itemsize}")
     mask = np.array(~((1 << plan.zeroed) - 1) & ((1 << 8 * dt.itemsize) - 1)).astype(udt)
-    out = np.ascontiguousarray(arr).copy()
+    out = np.array(arr, copy=True, order="K")  # keeps 0-d arrays and the memory order
     bitsview = out.view(udt)
     bitsview &= mask
     return out

@@ -57,6 +57,8 @@ if TYPE_CHECKING:
 __all__ = ["B2ndCodec", "GrokCodec", "ITruncCodec"]
 
 _HEAD = 4096  # first ranged read: frame header + (usually) the chunk header and block starts
+#: Blosc2's DELTA filter id: blocks are stored relative to the chunk's first block.
+_DELTA = 3
 _MERGE_GAP = 4096  # coalesce block ranges closer than this
 _GLUE_MAX = 64 * 1024  # a range starting inside the first read: glue tails up to this size
 
@@ -196,6 +198,18 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
                 f"b2store.b2nd: blocks {list(self.blocks)} has {len(self.blocks)} dimensions, "
                 f"the array has {len(shape)}"
             )
+        from b2store.codecs.itrunc import plan_truncation
+
+        native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
+        for f in _thaw_filters(self.filters):
+            if f["id"] in ("itrunc", "trunc_prec"):  # refuse at creation, not on the first write
+                plan_truncation(
+                    native,
+                    max_abs_error=f.get("max_abs_error"),
+                    bits=f.get("bits"),
+                    max_rel_error=f.get("max_rel_error"),
+                    codec="b2store.b2nd",
+                )
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
         raise NotImplementedError
@@ -395,6 +409,8 @@ class _PartialPlan:
         if hdr.special or hdr.nbytes != padded * dtype.itemsize:
             return None
         if hdr.blocksize != math.prod(blk) * dtype.itemsize or hdr.blosc2_flags & 0x09:
+            return None
+        if _DELTA in hdr.filters:  # every block is a delta against block 0: decode the chunk
             return None
         return cls(base, hdr, tuple(chunks), tuple(blk), dtype)
 

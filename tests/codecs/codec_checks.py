@@ -71,10 +71,13 @@ def compare(
     ``precision`` = number of decimals (numpy's ``assert_array_almost_equal``); ``atol`` = an
     absolute bound on the error; both ``None`` = exact.
     """
-    dec = _as_array(decoded)
+    # numcodecs' convention (its compare_arrays): the decoded bytes in memory order, read in
+    # the memory order of the input (zarr v2 order="F" relies on it)
+    dec = _as_array(decoded).reshape(-1, order="A")
     if dec.dtype != expected.dtype:
         dec = np.ascontiguousarray(dec).view(expected.dtype)
-    dec = dec.reshape(expected.shape)
+    f_order = expected.flags.f_contiguous and not expected.flags.c_contiguous
+    dec = dec.reshape(expected.shape, order="F" if f_order else "C")
     if atol is not None:
         diff = np.abs(expected.astype(np.float64) - dec.astype(np.float64))
         assert float(np.nanmax(diff, initial=0.0)) <= atol, f"max error {diff.max()} > {atol}"

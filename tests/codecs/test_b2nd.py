@@ -392,3 +392,49 @@ def test_reorder_without_copy_matches_the_transpose_recipe(ndim: int) -> None:
     assert shortcut > 0
     assert block_order_is_c_order((8, 512, 512), (1, 128, 512))
     assert not block_order_is_c_order((8, 512, 512), (2, 128, 512))
+
+
+def test_fortran_ordered_chunks_keep_their_bytes() -> None:
+    """numcodecs compressors keep a buffer's bytes as they lie: zarr v2 ``order="F"`` reads the
+    decoded bytes back in F order (was: the chunk came back scrambled)."""
+    import zarr
+
+    a = np.arange(24 * 30, dtype="i4").reshape(24, 30) * 10
+    f = np.asfortranarray(a)
+    codec = B2nd(blocks=[8, 10])
+    assert codec.decode(codec.encode(f)).tobytes() == f.tobytes(order="A")
+    out = np.empty_like(f)  # F-ordered out: filled with the same bytes
+    assert codec.decode(codec.encode(f), out=out) is out
+    np.testing.assert_array_equal(out, a)
+    z = zarr.create_array(
+        zarr.storage.MemoryStore(),
+        shape=a.shape,
+        chunks=(10, 16),
+        dtype=a.dtype,
+        order="F",
+        zarr_format=2,
+        compressors=B2nd(),
+    )
+    z[...] = a
+    np.testing.assert_array_equal(z[...], a)
+
+
+def test_decode_into_out_is_a_byte_copy() -> None:
+    arr = np.linspace(0, 1, 1000, dtype="f4")
+    enc = B2nd().encode(arr)
+    out = np.zeros(4000, dtype="u1")  # any dtype of the right byte size, as numcodecs does
+    assert B2nd().decode(enc, out=out) is out
+    assert out.tobytes() == arr.tobytes()
+    buf = bytearray(4000)
+    B2nd().decode(enc, out=buf)
+    assert bytes(buf) == arr.tobytes()
+    with pytest.raises(CodecError, match="expected out to be a contiguous buffer of 4000 bytes"):
+        B2nd().decode(enc, out=np.empty(1001, dtype="f4"))
+
+
+def test_zero_d_arrays_stay_zero_d() -> None:
+    frame = blosc2.asarray(np.array(7.5)).to_cframe()
+    dec = B2nd().decode(frame)
+    assert dec.shape == () and dec == 7.5
+    enc = B2nd(blocks=[]).encode(np.array(5, dtype="u2"))
+    assert B2nd().decode(enc).reshape(()) == 5

@@ -191,3 +191,12 @@ def test_hypothesis_int_bound(dtype: str, max_abs_error: int, seed: int) -> None
     y = ITrunc(max_abs_error=max_abs_error).encode(a)
     d = a.astype(object) - y.astype(object)
     assert min(d) >= 0 and max(d) <= max_abs_error
+
+
+def test_encode_keeps_shape_and_memory_order() -> None:
+    """0-d stays 0-d; a Fortran-ordered chunk (zarr v2 order="F") keeps its layout, so its bytes
+    mean the same elements after the filter."""
+    assert ITrunc(bits=2).encode(np.array(1023, dtype="u2")).shape == ()
+    f = np.asfortranarray(np.arange(48, dtype="u2").reshape(6, 8) * 4)
+    enc = ITrunc(bits=2).encode(f)
+    assert enc.flags.f_contiguous and enc.tobytes(order="A") == f.tobytes(order="A")

@@ -118,6 +118,41 @@ def test_partial_decode_reads_only_touched_blocks(kind: str) -> None:
     assert [(k, r) for k, r, _ in counting.log if k == "c/0/0"] == [("c/0/0", None)], counting.log
 
 
+@pytest.mark.parametrize("source", ["b2store", "python-blosc2"])
+def test_partial_decode_of_delta_chunks(source: str) -> None:
+    """Blosc2's DELTA filter stores every block relative to the chunk's first block, so a
+    selection that skips block 0 must still see it (was: silently wrong values)."""
+    rng = np.random.default_rng(1)
+    arr = (np.add.outer(np.arange(256), np.arange(256)) * 50).astype("u2")
+    arr += rng.integers(0, 40, arr.shape, dtype="u2")
+    store = zarr.storage.MemoryStore()
+    z = v3_array(store, arr, (256, 256), blocks=(16, 256), filters=[{"id": "delta"}])
+    if source == "b2store":
+        z[...] = arr
+    else:  # the same chunk form written by python-blosc2, stored as the chunk key
+        frame = blosc2.asarray(
+            arr, chunks=arr.shape, blocks=(16, 256), cparams={"filters": [blosc2.Filter.DELTA]}
+        ).to_cframe()
+        proto = zarr.core.buffer.default_buffer_prototype()
+        zarr.core.sync.sync(store.set("c/0/0", proto.buffer.from_bytes(frame)))
+    np.testing.assert_array_equal(z[100:110, 5:9], arr[100:110, 5:9])
+    np.testing.assert_array_equal(z[200:, :], arr[200:, :])
+    np.testing.assert_array_equal(z[...], arr)
+
+
+def test_ndim_filters_of_python_blosc2_are_refused_clearly() -> None:
+    """NDCELL/NDMEAN need the array's metadata, which decompress2 does not get."""
+    arr = np.arange(64 * 64, dtype="f4").reshape(64, 64)
+    frame = blosc2.asarray(
+        arr,
+        chunks=(64, 64),
+        blocks=(32, 32),
+        cparams={"filters": [blosc2.Filter.NDCELL], "filters_meta": [4]},
+    ).to_cframe()
+    with pytest.raises(CodecError, match=r"NDCELL .*python-blosc2"):
+        B2nd().decode(frame)
+
+
 def test_missing_chunk_is_fill_value() -> None:
     arr = np.arange(100, dtype="f4").reshape(10, 10)
     store = zarr.storage.MemoryStore()
@@ -418,3 +453,23 @@ def test_block_ranges_with_blocks_stored_out_of_order() -> None:
     ranges = plan.block_ranges(bytes(table), [0, 1, 2, 3])
     ends = {s: e for s, e in in_order.values()}
     assert ranges == {b: (plan.base + s, ends[plan.base + s]) for b, s in enumerate(shuffled)}
+
+
+def test_truncation_filter_checked_at_creation_and_0d_blocks() -> None:
+    with pytest.raises(CodecError, match="not bool"):
+        zarr.create_array(
+            zarr.storage.MemoryStore(),
+            shape=(4,),
+            dtype="bool",
+            compressors=None,
+            serializer=B2ndCodec(filters=[{"id": "itrunc", "bits": 1}]),
+        )
+    z = zarr.create_array(
+        zarr.storage.MemoryStore(),
+        shape=(),
+        dtype="u2",
+        compressors=None,
+        serializer=B2ndCodec(blocks=[]),
+    )
+    z[...] = 5
+    assert z[...] == 5
