@@ -7,6 +7,8 @@ b2store.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class B2StoreError(Exception):
     """Base class of every b2store error."""
@@ -38,3 +40,7 @@ class Caterva2HTTPError(B2StoreError, OSError):
         if detail:
             msg += f": {detail}"
         super().__init__(msg)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # picklable with its own arguments (dask ships errors from worker processes)
+        return (type(self), (self.url, self.status, self.detail))

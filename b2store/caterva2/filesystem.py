@@ -29,9 +29,18 @@ Contract
   values.
 * Chunk bytes: see :mod:`b2store.caterva2.metadata` (which endpoint, which codec) and
   :mod:`b2store.caterva2.chunks` (checks). Fetched bytes go to the :class:`ChunkCache` as received.
-* Picklable (fsspec re-instantiates from the constructor arguments; HTTP sessions are created
-  lazily in the event loop that uses them); safe for concurrent use from zarr's event loop and
-  dask threads. Read-only: writes raise ``PermissionError``.
+* A chunk key whose dataset is gone (deleted, renamed) raises ``Caterva2DataError`` (an
+  ``OSError``), not ``FileNotFoundError``: zarr reads chunk keys only of arrays it opened, and would
+  turn a missing key into fill values. A key that reads two ways (``f.h5/c/0``: v3 chunk 0 of a
+  group, or v2 chunk 0 of a dataset ``c``) is served by whichever names a dataset.
+* URLs are percent-decoded once; store paths (zarr's keys) never are.
+* Not cached by fsspec (``cachable = False``): each open gets its own instance, which remembers
+  the dataset versions its metadata was made from, so a later open of a changed dataset cannot
+  re-target an earlier array. Picklable (fsspec re-instantiates from the constructor arguments;
+  the pickle also carries those versions, so a copy in a dask worker refuses chunks of a newer
+  version; HTTP sessions are created lazily in the event loop that uses them); safe for
+  concurrent use from zarr's event loop and dask threads. Read-only: writes raise
+  ``PermissionError``.
 """
 
 from __future__ import annotations
@@ -120,6 +129,9 @@ class Caterva2FileSystem(AsyncFileSystem):
     protocol: Any = "caterva2"
     root_marker = ""
     async_impl = True
+    #: One instance per open: an instance remembers the dataset versions its Zarr metadata was
+    #: made from, so a shared one would let a later open re-target earlier arrays.
+    cachable = False
     _scheme = "http"
 
     def __init__(
@@ -184,6 +196,17 @@ class Caterva2FileSystem(AsyncFileSystem):
             collections.OrderedDict()
         )
         self._aliases: dict[str, str] = {}
+        #: versions of the datasets whose metadata the pickling instance had served (see
+        #: ``__reduce__``): a copy in a dask worker refuses chunks of a newer version
+        self._opened_versions: dict[str, str | None] = {}
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        make, args = super().__reduce__()[:2]
+        versions = {path: ds.version for path, ds in self._datasets.items()}
+        return make, args, {"opened_versions": versions}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self._opened_versions.update(state.get("opened_versions", {}))
 
     def __repr__(self) -> str:
         auth = "anonymous"
@@ -211,9 +234,11 @@ class Caterva2FileSystem(AsyncFileSystem):
         for proto in protocols:
             if path.startswith(f"{proto}://"):
                 rest = path[len(proto) + 3 :]
-                path = rest.split("/", 1)[1] if "/" in rest else ""
+                # a URL is percent-decoded once; a bare path (zarr joins keys to the store
+                # path) is a server path already: "a%20b.b2nd" may be a real name
+                path = unquote(rest.split("/", 1)[1]) if "/" in rest else ""
                 break
-        return unquote(path).strip("/")
+        return path.strip("/")
 
     @staticmethod
     def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
@@ -287,7 +312,15 @@ class Caterva2FileSystem(AsyncFileSystem):
             raise
         if is_group_info(info):
             raise FileNotFoundError(f"{self.unstrip_protocol(path)} is a group, not an array")
-        return self._remember(dataset_from_info(path, info, etag))
+        ds = dataset_from_info(path, info, etag)
+        opened = self._opened_versions.get(path, ds.version)
+        if opened != ds.version:
+            self._changed[path] = (
+                f"dataset {path} changed on the server since the array was opened (version "
+                f"{opened} → {ds.version}); reopen it to read the new data"
+            )
+            raise Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
+        return self._remember(ds)
 
     async def _list_tree(self, node: str) -> dict[str, str]:
         """Relative dataset paths below group ``node`` → their kind (``"dataset"``/``"group"``)."""
@@ -444,18 +477,27 @@ class Caterva2FileSystem(AsyncFileSystem):
         """``(node, chunk coords, zarr format)`` of a chunk key, ``None`` for other paths.
 
         Zarr v3 keys are ``<node>/c/i/j`` (``<node>/c`` for 0-d), v2 keys ``<node>/i.j``
-        (``<node>/0`` for 0-d: the caller maps it to ``()``).
+        (``<node>/0`` for 0-d: the caller maps it to ``()``). A path that reads both ways
+        (``grp/c/0``: v3 chunk 0 of ``grp``, or v2 chunk 0 of a dataset ``grp/c``) gives the v3
+        reading; :meth:`_chunk_key_readings` gives both.
         """
+        readings = Caterva2FileSystem._chunk_key_readings(path)
+        return readings[0] if readings else None
+
+    @staticmethod
+    def _chunk_key_readings(path: str) -> list[tuple[str, tuple[int, ...], int]]:
+        """Every ``(node, chunk coords, zarr format)`` reading of a chunk key, v3 first."""
+        out: list[tuple[str, tuple[int, ...], int]] = []
         parts = path.split("/")
         coords: list[int] = []
         while parts and parts[-1].isdigit():
             coords.append(int(parts.pop()))
         if len(parts) >= 2 and parts[-1] == "c":
-            return "/".join(parts[:-1]), tuple(reversed(coords)), 3
+            out.append(("/".join(parts[:-1]), tuple(reversed(coords)), 3))
         node, _, last = path.rpartition("/")
         if node and _V2_CHUNK_KEY.fullmatch(last):
-            return node, tuple(int(i) for i in last.split(".")), 2
-        return None
+            out.append((node, tuple(int(i) for i in last.split(".")), 2))
+        return out
 
     def _request(
         self, ds: Dataset, number: int, coords: tuple[int, ...]
@@ -556,27 +598,41 @@ class Caterva2FileSystem(AsyncFileSystem):
             data = data[start:end]
         return data
 
-    async def _read_key(self, path: str) -> bytes:
+    async def _read_key(self, path: str, *, probing: bool = False) -> bytes:
         name = posixpath.basename(path)
         if name == "zarr.json":
             return await self._metadata(posixpath.dirname(path))
         if name in _V2_KEYS:
             return await self._metadata_v2(posixpath.dirname(path), name)
-        split = self._split_chunk_key(path)
-        if split is None:
+        readings = self._chunk_key_readings(path)
+        if not readings:
             raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a Zarr key")
-        node, coords, zarr_format = split
-        ds = await self._dataset(node)
-        if zarr_format == 2 and not ds.shape and coords == (0,):
-            coords = ()  # the v2 key of a 0-d array's only chunk is "0"
-        return await self._chunk(ds, coords)
+        for node, coords, zarr_format in readings:
+            try:
+                ds = await self._dataset(node)
+            except FileNotFoundError:
+                continue  # e.g. ".../h.h5/c/0": not chunk 0 of a group, but a dataset named c
+            if zarr_format == 2 and not ds.shape and coords == (0,):
+                coords = ()  # the v2 key of a 0-d array's only chunk is "0"
+            return await self._chunk(ds, coords)
+        if probing:
+            raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a chunk of a dataset")
+        # zarr reads chunk keys only of arrays it has opened: a missing dataset here was deleted
+        # or replaced since; a FileNotFoundError would make zarr serve fill values instead
+        nodes = " or ".join(dict.fromkeys(node for node, _, _ in readings))
+        raise Caterva2DataError(
+            self.client.url("info", readings[0][0]),
+            404,
+            f"no dataset at {nodes} for chunk key {path}: deleted, renamed or turned into a "
+            "directory on the server since the array was opened; reopen it",
+        )
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
         name = posixpath.basename(path)
         if name == "zarr.json" or name in _V2_KEYS or self._split_chunk_key(path) is not None:
             try:
-                data = await self._read_key(path)
+                data = await self._read_key(path, probing=True)
                 return {"name": path, "size": len(data), "type": "file"}
             except FileNotFoundError:
                 if name == "zarr.json" or name in _V2_KEYS:
@@ -588,7 +644,15 @@ class Caterva2FileSystem(AsyncFileSystem):
         return {"name": path, "size": 0, "type": "directory"}
 
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
-        path = self._strip_protocol(path)
+        # zarr's FsspecStore.list_dir strips "<store path>/<prefix>/" from the names: at the
+        # server root (store path "") it asks for "/<root>", so answer in that form
+        lead = "/" if str(path).startswith("/") and not str(path).startswith("//") else ""
+        entries = await self._ls_entries(self._strip_protocol(path))
+        if lead:
+            entries = [{**e, "name": lead + e["name"]} for e in entries]
+        return entries if detail else [e["name"] for e in entries]
+
+    async def _ls_entries(self, path: str) -> list[dict[str, Any]]:
         if not path:
             roots, _ = await self.client.get_json("roots")
             names = sorted(roots)
@@ -612,7 +676,7 @@ class Caterva2FileSystem(AsyncFileSystem):
                     dirs = [posixpath.basename(what.path)]
             entries = [{"name": f"{path}/{f}", "size": None, "type": "file"} for f in files]
             entries += [{"name": f"{path}/{d}", "size": 0, "type": "directory"} for d in dirs]
-        return entries if detail else [e["name"] for e in entries]
+        return entries
 
     async def _pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
         raise PermissionError(f"{self.unstrip_protocol(path)}: the Caterva2 store is read-only")

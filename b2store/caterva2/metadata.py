@@ -113,15 +113,12 @@ class Dataset:
         """The Zarr metadata of this dataset, named ``name`` (used for default dimension names)."""
         v2_compressor: dict[str, Any] | None = None
         if self.mode == CHUNK:
-            codecs: tuple[Any, ...] = (
-                {"name": "b2store.b2nd", "configuration": {"blocks": list(self.blocks)}},
-            )
+            # a .b2frame is 1-D, where any block size keeps C order: leave the blocks out and
+            # let the codec take each chunk's own (Blosc2 picks them per chunk, e.g. 256 KiB)
+            blocks = {} if self.kind == "b2frame" else {"blocks": list(self.blocks)}
+            codecs: tuple[Any, ...] = ({"name": "b2store.b2nd", "configuration": blocks},)
             # v2 codecs see no chunk shape: the bare chunk's shape travels in the config
-            v2_compressor = {
-                "id": "b2store_b2nd",
-                "chunkshape": list(self.chunks),
-                "blocks": list(self.blocks),
-            }
+            v2_compressor = {"id": "b2store_b2nd", "chunkshape": list(self.chunks), **blocks}
             dtype = self.dtype
         else:
             dtype = self.dtype.newbyteorder("<") if self.dtype.byteorder == ">" else self.dtype
@@ -240,6 +237,9 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
                 f"Caterva2 /api/info of {path}: shape {shape}, chunks {chunks} and blocks {blocks} "
                 "differ in length"
             )
+        if 0 in shape:  # an empty array has no chunk to read: any chunk length >= 1 will do
+            chunks = tuple(max(c, 1) for c in chunks)
+            blocks = tuple(max(b, 1) for b in blocks)
         if any(c == 0 for c in chunks) or any(b == 0 for b in blocks):
             raise UnsupportedCaterva2DatasetError(
                 f"Caterva2 dataset {path} has zero-sized chunks {chunks} or blocks {blocks}"

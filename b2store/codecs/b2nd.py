@@ -408,6 +408,8 @@ def _bare_blocks(
         return blocks
     # blocks unknown: accept only layouts where block order is C order (blocks span the
     # trailing dimensions), which is also the case of one block covering the chunk
+    if len(shape) == 1 and hdr.nbytes == shape[0] * dtype.itemsize:
+        return shape  # 1-D, unpadded (a plain SChunk chunk, whose last block may be short)
     rest = math.prod(shape[1:])
     if hdr.nblocks <= 1 or (rest and items % rest == 0 and items // rest <= shape[0]):
         b0 = shape[0] if hdr.nblocks <= 1 else items // rest

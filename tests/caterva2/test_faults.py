@@ -4,6 +4,7 @@ a dataset changed on the server while open, and the status → exception table."
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from pathlib import Path
 from typing import Any
@@ -148,3 +149,48 @@ def test_bad_request_from_server_maps_to_value_error(cat2_server: Any, stack: An
 def test_missing_dataset_is_file_not_found(cat2_server: Any, so: dict[str, Any]) -> None:
     with pytest.raises(FileNotFoundError):
         _open(cat2_server.host, "@public/does/not/exist.b2nd", so)
+
+
+def _fresh_dataset(cat2_server: Any, name: str) -> tuple[str, Path, np.ndarray]:
+    rel = f"{name}-{uuid.uuid4().hex[:8]}"
+    (cat2_server.public / rel).mkdir()
+    target = cat2_server.public / rel / "x.b2nd"
+    a = np.arange(20 * 20, dtype="i4").reshape(20, 20)
+    blosc2.asarray(a, chunks=(5, 5), blocks=(5, 5), urlpath=str(target), mode="w")
+    return f"@public/{rel}/x.b2nd", target, a
+
+
+def test_reopen_does_not_retarget_an_open_array(cat2_server: Any, so: dict[str, Any]) -> None:
+    """Each open has its own instance: a later open of the rewritten dataset (another shape,
+    same chunk bytes) must not make the earlier array read the new chunks (was: mixed data)."""
+    path, target, a = _fresh_dataset(cat2_server, "reopen")
+    opts = {k: v for k, v in so.items() if k != "skip_instance_cache"}  # fsspec's default
+    opts["version_check_interval"] = 0.0
+    z1 = _open(cat2_server.host, path, opts)
+    np.testing.assert_array_equal(z1[0:5, 0:5], a[0:5, 0:5])
+    b = -np.arange(400, dtype="i4").reshape(10, 40) - 1
+    blosc2.asarray(b, chunks=(5, 5), blocks=(5, 5), urlpath=str(target), mode="w")
+    np.testing.assert_array_equal(_open(cat2_server.host, path, opts)[...], b)
+    with pytest.raises(Caterva2HTTPError, match="changed on the server"):
+        z1[...]
+
+
+def test_pickled_array_refuses_a_changed_or_deleted_dataset(
+    cat2_server: Any, so: dict[str, Any]
+) -> None:
+    """A copy shipped to a dask worker reads the version the array was opened at, or fails
+    loudly (was: another shape's chunks, or zeros once the dataset was deleted)."""
+    path, target, a = _fresh_dataset(cat2_server, "pickled")
+    z = _open(cat2_server.host, path, so)
+    blob = pickle.dumps(z)
+    np.testing.assert_array_equal(pickle.loads(blob)[...], a)  # unchanged: reads fine
+    b = -np.arange(400, dtype="i4").reshape(10, 40) - 1
+    blosc2.asarray(b, chunks=(5, 5), blocks=(5, 5), urlpath=str(target), mode="w")
+    with pytest.raises(Caterva2HTTPError, match="since the array was opened"):
+        pickle.loads(blob)[...]
+    target.unlink()
+    with pytest.raises(Caterva2HTTPError, match=r"no dataset at .* deleted") as info:
+        pickle.loads(blob)[...]
+    assert not isinstance(info.value, FileNotFoundError)  # zarr would serve fill values
+    err = pickle.loads(pickle.dumps(info.value))  # errors travel back from worker processes
+    assert type(err) is type(info.value) and str(err) == str(info.value)

@@ -358,5 +358,72 @@ def test_server_url_is_a_group_of_roots(
     assert g.metadata.zarr_format == 3 and g.metadata.consolidated_metadata is None
     members = dict(g.members())
     assert root in members and isinstance(members[root], zarr.Group)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # zarr warns for names it cannot place (was: one per key)
+        deep = dict(g.members(max_depth=None))
+    assert f"{path}/d2.b2nd" in deep and f"{path}/h.h5/grp/gz" in deep
     np.testing.assert_array_equal(g[root][f"{rel}/d2.b2nd"][...], arrays["d2.b2nd"])
     np.testing.assert_array_equal(g[root][f"{rel}/h.h5/grp/gz"][...], arrays["h.h5/grp/gz"])
+
+
+def test_names_that_look_like_keys_or_escapes(cat2_server: Any, so: dict[str, Any]) -> None:
+    """A server name with a literal ``%20`` (URLs are percent-decoded once, store paths never:
+    was zeros), and HDF5 datasets named ``c`` or under a group ``c`` (``f.h5/c/0`` is the v2
+    chunk key of dataset ``c``, not chunk 0 of the file group: was zeros)."""
+    import h5py
+
+    rel = f"names-{uuid.uuid4().hex[:8]}"
+    folder = cat2_server.public / rel
+    folder.mkdir()
+    a = np.arange(12.0).reshape(3, 4)
+    blosc2.asarray(a, chunks=(2, 2), blocks=(1, 2), urlpath=str(folder / "p%20q.b2nd"))
+    v = np.arange(10.0)
+    with h5py.File(folder / "f.h5", "w") as f:
+        f["c"] = v
+        f.create_group("grp").create_group("c")["5"] = v
+    host = cat2_server.host
+    g = zarr.open_group(f"caterva2://{host}/@public/{rel}", mode="r", storage_options=so)
+    np.testing.assert_array_equal(g["p%20q.b2nd"][...], a)
+    url = f"caterva2://{host}/@public/{rel}/p%2520q.b2nd"  # the URL form of the same name
+    np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], a)
+    for leaf in ("c", "grp/c/5"):
+        url = f"caterva2://{host}/@public/{rel}/f.h5/{leaf}"
+        np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], v)
+
+
+def test_b2frame_with_blocks_smaller_than_chunks(cat2_server: Any, so: dict[str, Any]) -> None:
+    """Blosc2 splits MB-sized SChunk chunks into smaller blocks (was: every chunk refused)."""
+    rel = f"frames-{uuid.uuid4().hex[:8]}"
+    folder = cat2_server.public / rel
+    folder.mkdir()
+    raw = np.arange(1_000_000, dtype="<f8")  # 8 MB in 4 MiB chunks, the last one short
+    sc = blosc2.SChunk(chunksize=4 * 2**20, data=raw.tobytes(), urlpath=str(folder / "big.b2frame"),
+                       mode="w", cparams={"typesize": 8})  # fmt: skip
+    sc.vlmeta["dtype"] = "<f8"
+    odd = np.arange(30, dtype="u1")  # chunks of 6 bytes with typesize 4: served as bytes
+    blosc2.SChunk(chunksize=6, data=odd.tobytes(), urlpath=str(folder / "odd.b2frame"),
+                  mode="w", cparams={"typesize": 4})  # fmt: skip
+    base = f"caterva2://{cat2_server.host}/@public/{rel}"
+    z = zarr.open_array(f"{base}/big.b2frame", mode="r", storage_options=so)
+    np.testing.assert_array_equal(z[...], raw)
+    np.testing.assert_array_equal(z[524_000:525_000], raw[524_000:525_000])
+    z = zarr.open_array(f"{base}/odd.b2frame", mode="r", storage_options=so)
+    np.testing.assert_array_equal(z[...], odd)
+
+
+def test_empty_arrays(cat2_server: Any, so: dict[str, Any]) -> None:
+    """The server reports chunks (0, 5) for an empty array: served as an empty Zarr array (was:
+    refused, and skipped from its directory)."""
+    import h5py
+
+    rel = f"empty-{uuid.uuid4().hex[:8]}"
+    folder = cat2_server.public / rel
+    folder.mkdir()
+    blosc2.zeros((0, 5), dtype="f4", urlpath=str(folder / "empty.b2nd"), mode="w")
+    with h5py.File(folder / "f.h5", "w") as f:
+        f.create_dataset("e", shape=(0,), dtype="i2")
+    g = zarr.open_group(
+        f"caterva2://{cat2_server.host}/@public/{rel}", mode="r", storage_options=so
+    )
+    assert g["empty.b2nd"].shape == (0, 5) and g["empty.b2nd"][...].shape == (0, 5)
+    assert g["f.h5/e"][...].shape == (0,)
