@@ -11,6 +11,7 @@ formats name codecs differently (v3 ``{"name", "configuration"}``, v2 ``{"id", .
 
 from __future__ import annotations
 
+import bisect
 import json
 import warnings
 from dataclasses import dataclass, field
@@ -162,18 +163,18 @@ def render_v3(nodes: dict[str, Node]) -> dict[str, bytes]:
     docs = {
         path: array_v3(n) if isinstance(n, ArrayMeta) else group_v3(n) for path, n in nodes.items()
     }
+    # sorted: zarr (3.1 to 3.4) rebuilds the tree with itertools.groupby over the keys in
+    # document order, so the children of one group must be adjacent, or it drops some and cannot
+    # open the group (KeyError) -- true of sorted paths at every depth. Sorted paths also put
+    # everything below a group in one run: found by bisection, not by a scan per group.
+    order = sorted(docs)
     out: dict[str, bytes] = {}
     for path, doc in docs.items():
         if doc["node_type"] == "group":
             prefix = f"{path}/" if path else ""
-            # sorted: zarr (3.1 to 3.4) rebuilds the tree with itertools.groupby over the keys
-            # in document order, so the children of one group must be adjacent, or it drops
-            # some and cannot open the group (KeyError) -- true of sorted paths at every depth
-            below = {
-                p[len(prefix) :]: docs[p]
-                for p in sorted(docs)
-                if p != path and p.startswith(prefix)
-            }
+            lo = bisect.bisect_left(order, prefix)
+            hi = bisect.bisect_left(order, f"{path}0") if path else len(order)  # "0" follows "/"
+            below = {p[len(prefix) :]: docs[p] for p in order[lo:hi] if p != path}
             doc = {
                 **doc,
                 "consolidated_metadata": {

@@ -52,6 +52,9 @@ CONTIGUOUS_CHUNK_BYTES = 4 * 2**20
 VLEN_STRING_LIMIT = 1_000_000
 #: Largest compound dataset with padding between fields (bytes, repacked) decoded at open.
 PADDED_COMPOUND_LIMIT = 64 * 2**20
+#: Largest dataset (bytes) of a type HDF5 converts on read (see ``_stored_layout_issue``) that is
+#: read with h5py at open and inlined.
+CONVERTED_LIMIT = 64 * 2**20
 
 _HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
 
@@ -213,6 +216,13 @@ class _Walker:
         for name in group:
             child = f"{path}/{name}" if path else name
             where = f"{url}:/{child}"
+            if name in (".", "..") or "\\" in name:
+                # zarr normalises such keys (".." climbs, "\\" becomes "/"): the node would
+                # break every listing of this group
+                self._unsupported(
+                    self._error(where, f"has a name ({name!r}) that Zarr cannot address")
+                )
+                continue
             link = group.get(name, getlink=True)
             child_url = url
             if isinstance(link, h5py.ExternalLink):
@@ -327,12 +337,21 @@ class _Walker:
                     "Use zarr_format=2.",
                 )
         dtype = _plain_dtype(dtype)
+        if _no_zarr_float(dtype):
+            raise self._error(
+                where, f"has a {dtype} (long double) type, for which Zarr has no data type",
+                "Read it with h5py.",
+            )  # fmt: skip
         if dtype.fields and not _matches_file_type(ds, dtype):
             raise self._error(where, f"has a compound dtype whose file layout differs from {dtype}")
+        converted = _stored_layout_issue(ds.id.get_type(), dtype)
         fill = md.fill_value(ds)
         node = replace(node, shape=shape, dtype=dtype, fill=fill, dims=dims)
         if dtype.fields and _packed(dtype) != dtype:
-            self._padded_compound(node)
+            self._padded_compound(node)  # read with h5py: converts any stored type too
+            return
+        if converted is not None:
+            self._converted(node, converted)
             return
         if extra:
             flat = np.asarray(fill, dtype=dtype).ravel()
@@ -407,7 +426,13 @@ class _Walker:
         if self.zarr_format == 2 and lin.size + len(inline or {}) < total:
             fill_chunk = self._fill_chunk(dtype, chunks, fill, v2_fill, plan, where)
         if self.zarr_format == 3 and "_FillValue" in attrs:
-            attrs = {**attrs, "_FillValue": md.encode_fill_attribute(attrs["_FillValue"], dtype)}
+            if dtype.kind == "S":
+                # xarray decodes a v3 _FillValue attribute by the array's dtype and has no rule
+                # for fixed-length bytes (netCDF char data): it could not open the variable
+                attrs = {k: v for k, v in attrs.items() if k != "_FillValue"}
+            else:
+                fv = md.encode_fill_attribute(attrs["_FillValue"], dtype)
+                attrs = {**attrs, "_FillValue": fv}
         meta = ArrayMeta(
             shape=shape,
             chunks=chunks,
@@ -421,7 +446,13 @@ class _Walker:
             dimension_names=dims,
         )
         self.nodes[path] = meta
-        zero_skip = plan.blosc2 and _is_zero(fill, dtype)
+        # all-zero Blosc2 chunks are served as missing keys only when zarr fills those with
+        # zeros: the HDF5 fill in v3, the published fill_value (_FillValue, else 0) in v2
+        zero_skip = (
+            plan.blosc2
+            and _is_zero(fill, dtype)
+            and (self.zarr_format == 3 or _is_zero(v2_fill, dtype))
+        )
         self.tables[path] = ChunkTable(
             path=path,
             url=url,
@@ -702,6 +733,25 @@ class _Walker:
             replace(node, dtype=packed, fill=pfill), chunks, _plain_plan(packed), inline=inline
         )
 
+    def _converted(self, node: _Node, why: str) -> None:
+        """A type whose stored bytes HDF5 converts on read (reduced precision or bit offset,
+        non-IEEE floats, space-padded strings): the raw chunks cannot be served as they are.
+        Small datasets are read with h5py at open (HDF5 converts them) and inlined; larger ones
+        raise."""
+        ds, where, shape, dtype = node.ds, node.where, node.shape, node.dtype
+        size = int(np.prod(shape, dtype=object))
+        if size * dtype.itemsize > CONVERTED_LIMIT:
+            raise self._error(
+                where,
+                f"stores {why}; b2h5 serves stored bytes as they are and converts such datasets "
+                f"at open only up to {CONVERTED_LIMIT} bytes",
+                "Read it with h5py.",
+            )
+        data = np.ascontiguousarray(np.asarray(ds[()]), dtype=dtype) if size else None
+        chunks = tuple(max(1, s) for s in shape)
+        inline = {0: data.tobytes()} if data is not None else {}
+        self._add(node, chunks, _plain_plan(dtype), inline=inline)
+
     def _vlen_strings(self, node: _Node) -> None:
         ds, where, shape = node.ds, node.where, node.shape
         size = int(np.prod(shape, dtype=object))
@@ -802,6 +852,66 @@ def _matches_file_type(ds: h5py.Dataset, dtype: np.dtype[Any]) -> bool:
             if sub.itemsize > 1 and sub.byteorder == "=" and order == ">":
                 return False
     return True
+
+
+#: IEEE 754 bit fields (sign pos, exponent pos, exponent bits, mantissa pos, mantissa bits) and
+#: exponent bias of the float sizes numpy has.
+_IEEE = {
+    2: ((15, 10, 5, 0, 10), 15),
+    4: ((31, 23, 8, 0, 23), 127),
+    8: ((63, 52, 11, 0, 52), 1023),
+}
+
+
+def _no_zarr_float(dtype: np.dtype[Any]) -> bool:
+    """True for long doubles (numpy float96/128, complex192/256), anywhere in ``dtype``."""
+    if dtype.fields:
+        return any(_no_zarr_float(f[0]) for f in dtype.fields.values())
+    if dtype.subdtype is not None:
+        return _no_zarr_float(dtype.subdtype[0])
+    return (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16)
+
+
+def _stored_layout_issue(tid: Any, dtype: np.dtype[Any]) -> str | None:
+    """Why the bytes HDF5 stores for file type ``tid`` are not ``dtype``'s bytes, or None.
+
+    HDF5 converts on read what numpy cannot hold as is: integers with fewer significant bits
+    than their size or a bit offset (H5Tset_precision / H5Tset_offset, e.g. 12-bit detector
+    data), floats that are not IEEE in their size (h5py reads them as float64), and fixed-length
+    strings padded with spaces (H5T_STR_SPACEPAD, Fortran's default).
+    """
+    base = dtype.subdtype[0] if dtype.subdtype is not None else dtype
+    if isinstance(tid, h5py.h5t.TypeCompoundID):
+        names = list(base.names or ())
+        if len(names) != tid.get_nmembers():
+            return None  # refused by _matches_file_type
+        for i, name in enumerate(names):
+            why = _stored_layout_issue(tid.get_member_type(i), base.fields[name][0])  # type: ignore[index]
+            if why is not None:
+                return f"field {name!r}: {why}"
+        return None
+    if isinstance(tid, h5py.h5t.TypeArrayID | h5py.h5t.TypeEnumID):
+        return _stored_layout_issue(tid.get_super(), base)
+    if isinstance(tid, h5py.h5t.TypeStringID):
+        if not tid.is_variable_str() and tid.get_strpad() == h5py.h5t.STR_SPACEPAD:
+            return "fixed-length strings padded with spaces (H5T_STR_SPACEPAD)"
+        return None
+    if isinstance(tid, h5py.h5t.TypeIntegerID | h5py.h5t.TypeFloatID):
+        kind = "integer" if isinstance(tid, h5py.h5t.TypeIntegerID) else "float"
+        size = tid.get_size()
+        if size != base.itemsize:
+            return f"a {size}-byte {kind} type that h5py reads as {base}"
+        if tid.get_precision() != 8 * size or tid.get_offset() != 0:
+            return (
+                f"a {kind} type of {tid.get_precision()} significant bits at bit offset "
+                f"{tid.get_offset()} in {size} bytes"
+            )
+        if kind == "float" and (tid.get_fields(), tid.get_ebias()) != _IEEE.get(size):
+            return (
+                f"a non-IEEE {8 * size}-bit float layout (bit fields {tid.get_fields()}, "
+                f"exponent bias {tid.get_ebias()})"
+            )
+    return None
 
 
 def _is_zero(fill: Any, dtype: np.dtype[Any]) -> bool:

@@ -1,0 +1,155 @@
+"""Stored types whose raw bytes are not numpy's: b2h5 converts them at open or says so.
+
+HDF5 converts on read what numpy cannot hold as is: integers with reduced precision or a bit
+offset (12-bit detector data), non-IEEE floats, space-padded strings. Serving their raw chunks
+gave silently wrong values; small datasets are now read with h5py at open and larger ones raise
+:class:`~b2store.errors.UnsupportedHDF5FeatureError`. Also: long doubles, names Zarr cannot
+address, zero Blosc2 chunks under a ``_FillValue`` in the v2 view, and netCDF char variables
+with a ``_FillValue`` in the v3 view.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import pytest
+import xarray as xr
+import zarr
+
+from b2store.errors import UnsupportedHDF5FeatureError
+from b2store.hdf5 import filesystem as b2h5
+from b2store.hdf5 import index
+from b2store.hdf5.filesystem import HDF5FileSystem
+
+FORMATS = pytest.mark.parametrize("zarr_format", [3, 2], ids=["v3", "v2"])
+
+
+def _typed(f: h5py.File, name: str, tid: Any, data: np.ndarray, chunks: Any = None) -> None:
+    """A dataset of file type *tid* written from *data* (HDF5 converts on write)."""
+    plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    if chunks:
+        plist.set_chunk(chunks)
+    sid = h5py.h5s.create_simple(data.shape)
+    ds = h5py.Dataset(h5py.h5d.create(f.id, name.encode(), tid, sid, dcpl=plist))
+    ds[...] = data
+
+
+def _array(path: Path, name: str, zarr_format: int, **opts: Any) -> Any:
+    so = {"zarr_format": zarr_format, "skip_instance_cache": True, **opts}
+    return zarr.open_array(f"b2h5::{path}", path=name, mode="r", storage_options=so)
+
+
+@pytest.fixture(scope="module")
+def converted_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("types") / "converted.h5"
+    with h5py.File(path, "w") as f:
+        i12 = h5py.h5t.STD_I16LE.copy()
+        i12.set_precision(12)
+        _typed(f, "i12", i12, np.array([-5, 0, 1, 2047, -2048, 100], "i2"), chunks=(4,))
+        u12 = h5py.h5t.STD_U16LE.copy()
+        u12.set_precision(12)
+        u12.set_offset(4)
+        _typed(f, "u12_offset4", u12, np.array([0, 1, 4095, 17], "u2"))
+        odd = h5py.h5t.IEEE_F32LE.copy()
+        odd.set_ebias(120)
+        _typed(f, "f32_bias120", odd, np.array([1.0, 2.5, -3.0, 0.0, 5, 6, 7, 8], "f4"), (4,))
+        sp = h5py.h5t.C_S1.copy()
+        sp.set_size(5)
+        sp.set_strpad(h5py.h5t.STR_SPACEPAD)
+        _typed(f, "spacepad", sp, np.array([b"ab", b"abcde", b"X"], "S5"))
+        f.create_dataset("plain", data=np.arange(6, dtype="i2"), chunks=(4,))
+    return path
+
+
+@FORMATS
+@pytest.mark.parametrize("name", ["i12", "u12_offset4", "f32_bias120", "spacepad", "plain"])
+def test_converted_types_read_like_h5py(converted_file: Path, name: str, zarr_format: int) -> None:
+    with h5py.File(converted_file) as f:
+        expected = f[name][()]
+    got = _array(converted_file, name, zarr_format)[...]
+    assert got.dtype == expected.dtype
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_large_converted_dataset_raises_clearly(
+    converted_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(index, "CONVERTED_LIMIT", 8)
+    b2h5._MEMORY.clear()  # indexes built by the other tests of this file
+    with pytest.raises(
+        UnsupportedHDF5FeatureError, match=r"f32_bias120: stores a 4-byte float type"
+    ):
+        HDF5FileSystem(str(converted_file), skip_instance_cache=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fs = HDF5FileSystem(str(converted_file), unsupported="skip", skip_instance_cache=True)
+    assert fs.exists("plain/zarr.json") and not fs.exists("i12/zarr.json")
+    b2h5._MEMORY.clear()
+
+
+def test_long_double_is_unsupported_not_fatal(tmp_path: Path) -> None:
+    path = tmp_path / "ld.h5"
+    with h5py.File(path, "w") as f:
+        f["ok"] = np.arange(3.0)
+        f["ld"] = np.arange(3, dtype=np.longdouble)
+    if np.dtype(np.longdouble).itemsize <= 8:
+        pytest.skip("long double is float64 on this platform")
+    with pytest.raises(UnsupportedHDF5FeatureError, match="long double"):
+        HDF5FileSystem(str(path), skip_instance_cache=True)
+    g = zarr.open_group(
+        f"b2h5::{path}",
+        mode="r",
+        storage_options={"unsupported": "skip", "skip_instance_cache": True},
+    )
+    assert sorted(g.array_keys()) == ["ok"]
+
+
+def test_names_zarr_cannot_address(tmp_path: Path) -> None:
+    for bad in ("..", "a\\b"):
+        path = tmp_path / "names.h5"
+        with h5py.File(path, "w") as f:
+            f["good"] = np.arange(3)
+            f[bad] = np.arange(3)
+        with pytest.raises(UnsupportedHDF5FeatureError, match="Zarr cannot address"):
+            HDF5FileSystem(str(path), skip_instance_cache=True)
+        ds = xr.open_zarr(
+            f"b2h5::{path}", storage_options={"unsupported": "skip", "skip_instance_cache": True}
+        )
+        assert list(ds.data_vars) == ["good"]
+
+
+@FORMATS
+def test_zero_blosc2_chunks_under_a_fill_value_attribute(tmp_path: Path, zarr_format: int) -> None:
+    """All-zero Blosc2 chunks are missing keys only if zarr fills those with zeros: in the v2
+    view it fills with ``_FillValue`` (was: real zeros read as -9, then NaN in xarray)."""
+    hdf5plugin = pytest.importorskip("hdf5plugin")
+    path = tmp_path / "zeros.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("d", data=np.zeros((8, 8), "f4"), chunks=(4, 4), **hdf5plugin.Blosc2())
+        d[0, 0] = 1.0
+        d.attrs["_FillValue"] = np.float32(-9.0)
+    with h5py.File(path) as f:
+        expected = f["d"][()]
+    np.testing.assert_array_equal(_array(path, "d", zarr_format)[...], expected)
+    ds = xr.open_zarr(f"b2h5::{path}", storage_options={"zarr_format": zarr_format})
+    assert not np.isnan(ds["d"].values).any()
+
+
+def test_char_variable_with_fill_value_opens_in_v3(tmp_path: Path) -> None:
+    """xarray decodes a v3 ``_FillValue`` attribute by dtype and has no rule for fixed-length
+    bytes: netCDF char variables with a fill could not be opened."""
+    netCDF4 = pytest.importorskip("netCDF4")
+    path = tmp_path / "chars.nc"
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("n", 3)
+        nc.createDimension("nchar", 4)
+        v = nc.createVariable("station", "S1", ("n", "nchar"), fill_value=b" ")
+        v[0, :2] = np.array([b"a", b"b"])
+    expected = xr.open_dataset(path, engine="h5netcdf")["station"].values
+    for zarr_format in (3, 2):
+        got = xr.open_zarr(f"b2h5::{path}", storage_options={"zarr_format": zarr_format})
+        np.testing.assert_array_equal(got["station"].values, expected)
