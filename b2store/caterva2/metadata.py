@@ -49,7 +49,7 @@ TRANSCODE = "transcode"
 SLICE = "slice"
 
 #: vlmeta keys that are Caterva2/b2store internals, not user attributes.
-_INTERNAL_KEYS = frozenset({"_ftype", "_dsetname", "dimension_names", "_ARRAY_DIMENSIONS", "dtype"})
+_INTERNAL_KEYS = frozenset({"_ftype", "_dsetname", "dimension_names", "_ARRAY_DIMENSIONS"})
 
 #: Upper bound of one Zarr chunk on the slice path (server re-compresses each request).
 SLICE_CHUNK_BYTES = 16 * 2**20
@@ -161,10 +161,10 @@ def parse_dtype(text: str, path: str) -> np.dtype[Any]:
         ) from exc
 
 
-def _json_safe(attrs: dict[str, Any]) -> dict[str, Any]:
+def _json_safe(attrs: dict[str, Any], internal: frozenset[str] = _INTERNAL_KEYS) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in attrs.items():
-        if str(key) in _INTERNAL_KEYS:
+        if str(key) in internal:
             continue
         try:
             json.dumps(value, allow_nan=True)
@@ -301,7 +301,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             chunk_nbytes=chunksize,
             typesize=typesize,
             version=version,
-            attributes=_json_safe(vlmeta),
+            attributes=_json_safe(vlmeta, _INTERNAL_KEYS | {"dtype"}),
             dimension_names=_dim_names(vlmeta, 1),
         )
     raise UnsupportedCaterva2DatasetError(

@@ -584,6 +584,14 @@ def frame_chunk(
                 f"corrupt Blosc2 frame: chunk cbytes {hdr.cbytes} != frame cbytes {info.cbytes}",
                 what,
             )
+        # the offsets index follows: a damaged tail (a partly written file) fails here, as it
+        # does in C-Blosc2's frame reader, instead of decoding whatever the chunk now holds
+        offsets_hdr = chunk_header(mv[hs + info.cbytes :], what=what)
+        if offsets_hdr.nbytes != 8:
+            raise _err(
+                f"corrupt Blosc2 frame: offsets index of {offsets_hdr.nbytes} bytes for one chunk",
+                what,
+            )
         return mv[hs : hs + hdr.cbytes], hdr.special
     offsets = chunk_offsets(mv, info, what=what)
     if not 0 <= index < len(offsets):

@@ -376,7 +376,8 @@ def test_names_that_look_like_keys_or_escapes(cat2_server: Any, so: dict[str, An
     folder = cat2_server.public / rel
     folder.mkdir()
     a = np.arange(12.0).reshape(3, 4)
-    blosc2.asarray(a, chunks=(2, 2), blocks=(1, 2), urlpath=str(folder / "p%20q.b2nd"))
+    nd = blosc2.asarray(a, chunks=(2, 2), blocks=(1, 2), urlpath=str(folder / "p%20q.b2nd"))
+    nd.vlmeta["dtype"] = "a user attribute"  # only a .b2frame's "dtype" is b2store's convention
     v = np.arange(10.0)
     with h5py.File(folder / "f.h5", "w") as f:
         f["c"] = v
@@ -384,6 +385,7 @@ def test_names_that_look_like_keys_or_escapes(cat2_server: Any, so: dict[str, An
     host = cat2_server.host
     g = zarr.open_group(f"caterva2://{host}/@public/{rel}", mode="r", storage_options=so)
     np.testing.assert_array_equal(g["p%20q.b2nd"][...], a)
+    assert g["p%20q.b2nd"].attrs["dtype"] == "a user attribute"
     url = f"caterva2://{host}/@public/{rel}/p%2520q.b2nd"  # the URL form of the same name
     np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], a)
     for leaf in ("c", "grp/c/5"):

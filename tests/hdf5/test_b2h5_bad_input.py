@@ -127,3 +127,24 @@ def test_zarr_float_ceildiv_above_2_53() -> None:
     from zarr.core.indexing import SliceDimIndexer
 
     assert list(SliceDimIndexer(slice(2**59, 2**59 + 2), 2**60, 2**20))
+
+
+def test_blosc2_frame_with_a_zeroed_tail_raises(tmp_path: Path) -> None:
+    """A partly written chunk (its second half zeros): h5py's filter fails on the frame's
+    offsets index; b2h5 must fail too instead of decoding the damaged stream to zeros."""
+    hdf5plugin = pytest.importorskip("hdf5plugin")
+    path = tmp_path / "tail.h5"
+    data = (np.arange(256).reshape(16, 16) % 7 + 1).astype("f4")
+    with h5py.File(path, "w") as f:
+        ds = f.create_dataset("b2", data=data, chunks=(8, 8), **hdf5plugin.Blosc2())
+        found: list[object] = []
+        ds.id.chunk_iter(found.append)
+        info = found[1]
+    raw = bytearray(path.read_bytes())
+    start, size = info.byte_offset, info.size  # type: ignore[attr-defined]
+    raw[start + size // 2 : start + size] = bytes(size - size // 2)
+    path.write_bytes(bytes(raw))
+    z = zarr.open_array(f"b2h5::{path}", path="b2", mode="r")
+    np.testing.assert_array_equal(z[0:8, 0:8], data[0:8, 0:8])  # the intact chunk
+    with pytest.raises(ValueError, match="Blosc2"):
+        z[0:8, 8:16]

@@ -14,6 +14,8 @@ import json
 import warnings
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import xarray as xr
 
@@ -87,3 +89,26 @@ def test_netcdf_v2_view_matches(files) -> None:
         ours = xr.open_zarr(f"b2h5::{path}", chunks=None, storage_options={"zarr_format": 2})
         ref = xr.open_dataset(path, engine="h5netcdf")
     xr.testing.assert_equal(ours.load(), ref.load())
+
+
+def test_dimension_names_of_unequal_sizes_get_phony_names(tmp_path: Path) -> None:
+    """HDF5 lets a scale be shorter than a dataset attached to it, and a dataset use another
+    group's scale while its own group has a scale of that name and another length: xarray then
+    refused the whole group ("conflicting sizes"); h5netcdf opens it."""
+    path = tmp_path / "dims.h5"
+    with h5py.File(path, "w") as f:
+        x = f.create_dataset("x", data=np.arange(3.0))
+        x.make_scale("x")
+        f.create_dataset("v", data=np.arange(5.0)).dims[0].attach_scale(x)
+        g = f.create_group("g")
+        gx = g.create_dataset("x", data=np.arange(7.0))
+        gx.make_scale("x")
+        g.create_dataset("u", data=np.arange(7.0)).dims[0].attach_scale(gx)
+        g.create_dataset("u_root", data=np.arange(3.0)).dims[0].attach_scale(x)
+    for zarr_format in (3, 2):
+        so = {"zarr_format": zarr_format, "skip_instance_cache": True}
+        root = xr.open_zarr(f"b2h5::{path}", storage_options=so)
+        assert root.sizes["x"] == 3 and root["v"].dims == ("phony_dim_5",)
+        g = xr.open_zarr(f"b2h5::{path}", group="g", storage_options=so)
+        assert g.sizes["x"] == 7 and g["u"].dims == ("x",) and g["u_root"].dims == ("phony_dim_3",)
+        np.testing.assert_array_equal(g["u_root"].values, np.arange(3.0))
