@@ -416,6 +416,37 @@ def _copy_links(fin: Any, fout: Any, say: Callable[[str], None]) -> None:
         say(f"/{name}: link recreated")
 
 
+def _all_fill(chunk: np.ndarray, fill: Any) -> bool:
+    """Every element has the fill value's bytes (-0.0 is not a 0.0 fill; a NaN fill matches)."""
+    f = np.full((), fill, dtype=chunk.dtype).tobytes()
+    raw = np.ascontiguousarray(chunk).view(np.uint8).reshape(-1, len(f))
+    return bool((raw == np.frombuffer(f, np.uint8)).all())
+
+
+def _is_vlen(ds: Any) -> bool:
+    """A variable-length (string or sequence) dataset that is not references."""
+    import h5py
+
+    if ds.shape is None or h5py.check_ref_dtype(ds.dtype) is not None:
+        return False
+    return bool(ds.dtype.hasobject or h5py.check_vlen_dtype(ds.dtype) is not None)
+
+
+def _copy_by_value(ds: Any, parent: Any, name: str) -> None:
+    """Copy a variable-length dataset by reading and writing its values: HDF5's object copy
+    (``Group.copy``) leaves the heap object of its fill value behind, and the output then fails
+    to open (netCDF-4 string variables: "bad global heap collection signature")."""
+    kw: dict[str, Any] = {}
+    if ds.chunks:
+        kw.update(chunks=ds.chunks, maxshape=ds.maxshape)
+        if ds.compression in ("gzip", "lzf"):
+            kw.update(compression=ds.compression, compression_opts=ds.compression_opts)
+        kw.update(shuffle=bool(ds.shuffle), fletcher32=bool(ds.fletcher32))
+    out = parent.create_dataset(name, shape=ds.shape, dtype=ds.dtype, **kw)
+    if ds.size:
+        out[()] = ds[()]
+
+
 def _convertible(ds: Any, options: ConvertOptions) -> str:
     """'' if ``ds`` is converted, else why it is copied as is."""
     import h5py
@@ -424,10 +455,10 @@ def _convertible(ds: Any, options: ConvertOptions) -> str:
         return "scalar or NULL dataspace"
     if ds.size == 0:
         return "empty"
+    if h5py.check_ref_dtype(ds.dtype) is not None:
+        return "reference dtype: its references are not rewritten and point nowhere in the output"
     if ds.dtype.hasobject or h5py.check_vlen_dtype(ds.dtype) is not None:
         return "variable-length dtype"
-    if h5py.check_ref_dtype(ds.dtype) is not None:
-        return "reference dtype"
     if ds.dtype.fields is not None or ds.dtype.kind not in "biufc" or ds.dtype.subdtype:
         return f"{ds.dtype} is not a numeric dtype"
     if ds.is_virtual:
@@ -559,9 +590,15 @@ def convert(
                         )
                 why = _convertible(obj, options)
                 if why:
-                    fin.copy(
-                        obj, fout[obj.parent.name], name=name.rsplit("/", 1)[-1], without_attrs=True
-                    )
+                    if _is_vlen(obj):
+                        _copy_by_value(obj, fout[obj.parent.name], name.rsplit("/", 1)[-1])
+                    else:
+                        fin.copy(
+                            obj,
+                            fout[obj.parent.name],
+                            name=name.rsplit("/", 1)[-1],
+                            without_attrs=True,
+                        )
                     _copy_attrs(obj, fout[name], _skip_attrs(obj))
                     reports.append(
                         DatasetReport(
@@ -683,7 +720,7 @@ def _convert_dataset(
                 fast += 1
             else:
                 chunk = _read_full_chunk(ds, origin, chunks, fill)
-                if rechunked and fill is not None and not np.any(chunk != fill):
+                if rechunked and fill is not None and _all_fill(chunk, fill):
                     bar.update(1)
                     continue  # all fill value: leave unallocated
                 inflight.append((origin, pool.submit(encode_chunk, chunk, choice, nthreads=bt)))

@@ -198,7 +198,9 @@ def _dataset_info(ds: Any) -> NodeInfo:
         h5py.check_string_dtype(dtype) is not None and h5py.check_string_dtype(dtype).length is None
     ):
         direct, reason = True, "variable-length strings are read through h5py at open (inlined)"
-    elif h5py.check_vlen_dtype(dtype) is not None:
+    elif h5py.check_ref_dtype(dtype) is not None:
+        direct, reason = False, "HDF5 references have no Zarr equivalent"
+    elif h5py.check_vlen_dtype(dtype) is not None or dtype.hasobject:
         direct, reason = False, "variable-length data is not chunk-addressable"
     else:
         direct, reason = _plan_verdict(ds, filters)

@@ -153,14 +153,30 @@ def write_refs(
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"{out_dir}: the output folder does not exist")
+    parquet = output.endswith((".parq", ".parquet"))
+    if os.path.exists(output):
+        local_src = os.fspath(src)
+        if os.path.exists(local_src) and os.path.samefile(local_src, output):
+            raise RefsError(f"{output}: the output would overwrite the source; choose another name")
+        if parquet and not os.path.exists(os.path.join(output, ".zmetadata")):
+            raise RefsError(
+                f"{output}: exists and is not a parquet reference folder; remove it or choose "
+                "another name"
+            )
+        if not parquet and os.path.isdir(output):
+            raise RefsError(f"{output}: is a folder; give the JSON output a file name")
     refs = hdf5_refs(src, inline_threshold=inline_threshold, unsupported=unsupported)
-    if output.endswith((".parq", ".parquet")):
+    if parquet:
         _write_parquet(refs["refs"], output, record_size)
     else:
         tmp = output + ".part"
-        with open(tmp, "w") as f:
-            json.dump(refs, f, separators=(",", ":"))
-        os.replace(tmp, output)
+        try:
+            with open(tmp, "w") as f:
+                json.dump(refs, f, separators=(",", ":"))
+            os.replace(tmp, output)
+        finally:
+            if os.path.exists(tmp):
+                os.remove(tmp)
     return len(refs["refs"])
 
 
@@ -199,7 +215,7 @@ def open_parquet_refs(folder: str | os.PathLike[str], **kwargs: Any) -> Any:
     ``kwargs`` go to :class:`fsspec.implementations.reference.ReferenceFileSystem`
     (e.g. ``remote_protocol``). Open it with zarr as
     ``zarr.open_group(FsspecStore(open_parquet_refs(folder, asynchronous=True), read_only=True),
-    zarr_format=2)`` (zarr cannot re-serialise a filesystem holding a parquet mapper, so
+    mode="r", zarr_format=2)`` (zarr cannot re-serialise a filesystem holding a parquet mapper, so
     ``fs.get_mapper()`` fails).
     """
     import fsspec

@@ -71,6 +71,14 @@ def test_info_reports_why_not_direct(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr
     (node,) = [n for n in json.loads(res.stdout) if n["path"] == "/so"]
     assert node["direct"] is False and "scaleoffset" in node["reason"]
+    # references and compounds with variable-length fields: refused by refs/b2h5 too
+    with h5py.File(p, "a") as f:
+        f.create_dataset("r", shape=(1,), dtype=h5py.ref_dtype)[0] = f["so"].ref
+        vl = np.dtype([("a", "i4"), ("s", h5py.string_dtype())])
+        f.create_dataset("c", shape=(2,), dtype=vl)
+    nodes = {n["path"]: n for n in json.loads(run("info", str(p), "--json").stdout)}
+    assert nodes["/r"]["direct"] is False and "references" in nodes["/r"]["reason"]
+    assert nodes["/c"]["direct"] is False and "variable-length" in nodes["/c"]["reason"]
 
 
 def test_convert_then_refs_roundtrip(sample: Path, tmp_path: Path) -> None:

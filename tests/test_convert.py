@@ -338,3 +338,52 @@ def test_netcdf4_stays_netcdf4(tmp_path: Path) -> None:
     xr.testing.assert_identical(a, b)
     c = xr.open_zarr(f"b2h5::{out}")
     xr.testing.assert_equal(a.load(), c.load())
+
+
+@requires_h5py
+@requires_hdf5plugin
+def test_variable_length_and_reference_datasets(tmp_path: Path) -> None:
+    """Variable-length data is copied by value (HDF5's object copy left a netCDF-4 string
+    variable's fill value behind: nothing could open the output); references are copied but
+    cannot be rewritten, and the report says so."""
+    netCDF4 = pytest.importorskip("netCDF4")
+    xr = pytest.importorskip("xarray")
+    import h5py
+
+    from b2store.convert import ConvertOptions, convert
+
+    src, out = tmp_path / "in.nc", tmp_path / "out.nc"
+    with netCDF4.Dataset(src, "w") as nc:
+        nc.createDimension("n", 3)
+        v = nc.createVariable("names", str, ("n",))
+        v[:] = np.array(["a", "bb", "ccc"], dtype=object)
+        nc.createVariable("t", "f4", ("n",))[:] = [1.0, 2.0, 3.0]
+    convert(src, out, options=ConvertOptions())
+    xr.testing.assert_identical(
+        xr.open_dataset(src, engine="h5netcdf").load(), xr.open_dataset(out, engine="h5netcdf")
+    )
+    src, out = tmp_path / "refs.h5", tmp_path / "refs_out.h5"
+    with h5py.File(src, "w") as f:
+        a = f.create_dataset("a", data=np.arange(10), chunks=(5,))
+        f.create_dataset("r", shape=(1,), dtype=h5py.ref_dtype)[0] = a.ref
+    report = convert(src, out, options=ConvertOptions())
+    (note,) = [d.note for d in report.datasets if d.path == "/r"]
+    assert "references are not rewritten" in note
+
+
+@requires_h5py
+@requires_hdf5plugin
+def test_rechunked_negative_zero_is_kept(tmp_path: Path) -> None:
+    """Chunks equal to the fill value are left unallocated: compared by bytes, so a chunk of
+    -0.0 under a 0.0 fill is written (was: read back as +0.0)."""
+    import h5py
+
+    from b2store.convert import ConvertOptions, convert
+
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    data = np.array([-0.0] * 8 + [1.0] * 8)
+    with h5py.File(src, "w") as f:
+        f.create_dataset("z", data=data, chunks=(8,), compression="gzip")
+    convert(src, out, options=ConvertOptions(chunks=(4,)))
+    with h5py.File(out) as f:
+        assert f["z"][()].tobytes() == data.tobytes()

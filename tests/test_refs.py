@@ -163,3 +163,27 @@ def test_sparse_zero_chunks(tmp_path: Path) -> None:
     chunk_keys = [k for k in refs if k.startswith("entry/data/data/") and "/." not in k]
     assert 0 < len(chunk_keys) < 96  # 32 of the 96 chunks are all zeros
     _check_equal(_open({"version": 1, "refs": refs}), p, ("entry/data/data",))
+
+
+@requires_h5py
+def test_outputs_that_would_destroy_data_are_refused(sample: Path, tmp_path: Path) -> None:
+    """The source itself (was: replaced by the JSON), a folder for JSON output (was: an errno
+    message and a stray .part file), a folder that is not a parquet reference folder (was:
+    deleted recursively)."""
+    from b2store.refs import write_refs
+
+    before = sample.read_bytes()
+    with pytest.raises(ValueError, match="overwrite the source"):
+        write_refs(sample, sample)
+    assert sample.read_bytes() == before
+    folder = tmp_path / "outdir"
+    folder.mkdir()
+    with pytest.raises(ValueError, match="is a folder"):
+        write_refs(sample, folder)
+    assert not list(tmp_path.glob("*.part"))
+    keep = tmp_path / "mine.parq"
+    keep.mkdir()
+    (keep / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not a parquet reference folder"):
+        write_refs(sample, keep)
+    assert (keep / "notes.txt").read_text() == "mine"

@@ -36,11 +36,11 @@ Contract
 * URLs are percent-decoded once; store paths (zarr's keys) never are.
 * Not cached by fsspec (``cachable = False``): each open gets its own instance, which remembers
   the dataset versions its metadata was made from, so a later open of a changed dataset cannot
-  re-target an earlier array. Picklable (fsspec re-instantiates from the constructor arguments;
-  the pickle also carries those versions, so a copy in a dask worker refuses chunks of a newer
-  version; HTTP sessions are created lazily in the event loop that uses them); safe for
-  concurrent use from zarr's event loop and dask threads. Read-only: writes raise
-  ``PermissionError``.
+  re-target an earlier array. Picklable (rebuilt from the constructor arguments plus those
+  versions, so a copy in a dask worker refuses chunks of a newer version; copies of one open share
+  one instance per process; HTTP sessions are created lazily in the event loop that uses
+  them); safe for concurrent use from zarr's event loop and dask threads. Read-only: writes
+  raise ``PermissionError``.
 """
 
 from __future__ import annotations
@@ -52,12 +52,14 @@ import logging
 import os
 import posixpath
 import re
+import threading
 import time
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
 from fsspec.asyn import AsyncFileSystem
+from fsspec.utils import tokenize
 
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
@@ -201,12 +203,8 @@ class Caterva2FileSystem(AsyncFileSystem):
         self._opened_versions: dict[str, str | None] = {}
 
     def __reduce__(self) -> tuple[Any, ...]:
-        make, args = super().__reduce__()[:2]
         versions = {path: ds.version for path, ds in self._datasets.items()}
-        return make, args, {"opened_versions": versions}
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        self._opened_versions.update(state.get("opened_versions", {}))
+        return _unpickle, (type(self), self.storage_args, self.storage_options, versions)
 
     def __repr__(self) -> str:
         auth = "anonymous"
@@ -691,6 +689,36 @@ class Caterva2FileSystem(AsyncFileSystem):
         else:
             self._datasets.pop(self._strip_protocol(path), None)
         super().invalidate_cache(path)
+
+
+#: Filesystems rebuilt from pickles in this process, by (class, arguments, opened versions): dask's
+#: processes scheduler unpickles the store with every task, and copies of one open must share one
+#: instance (HTTP session, read-ahead, dataset descriptions). Bounded; most recent last.
+_UNPICKLED: collections.OrderedDict[tuple[Any, ...], Caterva2FileSystem] = collections.OrderedDict()
+_UNPICKLED_MAX = 16
+_UNPICKLED_LOCK = threading.Lock()
+
+
+def _unpickle(
+    cls: type[Caterva2FileSystem],
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+    versions: dict[str, str | None],
+) -> Caterva2FileSystem:
+    """Rebuild a pickled filesystem that expects the dataset versions it was opened at."""
+    key = (cls, tokenize(args, kwargs), tuple(sorted(versions.items(), key=lambda kv: kv[0])))
+    with _UNPICKLED_LOCK:
+        fs = _UNPICKLED.get(key)
+        if fs is not None:
+            _UNPICKLED.move_to_end(key)
+            return fs
+    fs = cls(*args, **kwargs)
+    fs._opened_versions.update(versions)
+    with _UNPICKLED_LOCK:
+        fs = _UNPICKLED.setdefault(key, fs)
+        while len(_UNPICKLED) > _UNPICKLED_MAX:
+            _UNPICKLED.popitem(last=False)
+    return fs
 
 
 def _retrieve_exception(task: asyncio.Task[bytes]) -> None:

@@ -601,6 +601,10 @@ def encode_b2nd(
 class B2nd(Codec):
     """Blosc2 NDim codec (numcodecs id ``b2store_b2nd``); see the module docstring.
 
+    As numcodecs compressors do, ``encode`` keeps the buffer's bytes as they lie: a
+    Fortran-ordered array is stored as its C-ordered transpose (``decode`` returns that
+    transpose: the same bytes, which zarr v2 ``order="F"`` reads back in F order).
+
     Parameters
     ----------
     cname : str

@@ -195,6 +195,8 @@ class _Walker:
         self.nodes: dict[str, Node] = {}
         self.tables: dict[str, ChunkTable] = {}
         self.notes: list[str] = []
+        #: lengths of the netCDF dimensions (pure dimension scales, not served), by path
+        self.dimension_lengths: dict[str, int] = {}
 
     # -- policy -------------------------------------------------------------------------------
     def _unsupported(self, exc: UnsupportedHDF5FeatureError) -> None:
@@ -267,7 +269,9 @@ class _Walker:
                 where, "has a NULL dataspace (H5S_NULL, no elements); it has no Zarr equivalent"
             )
         if md.is_pure_dimension(ds):
-            return  # a netCDF dimension, not a variable
+            if len(ds.shape) == 1:  # a netCDF dimension, not a variable: its length names a size
+                self.dimension_lengths[path] = int(ds.shape[0])
+            return
         dcpl = ds.id.get_create_plist()
         if dcpl.get_external_count() > 0:
             raise self._error(
@@ -276,7 +280,10 @@ class _Walker:
                 "Read it with h5py.",
             )
         shape = tuple(int(s) for s in ds.shape)
-        dtype = ds.dtype
+        try:
+            dtype = ds.dtype
+        except TypeError as exc:  # h5py has no numpy type for it (H5T_TIME, ...)
+            raise self._error(where, f"has an HDF5 type numpy cannot represent ({exc})") from None
         attrs = md.node_attributes(ds, self.notes)
         dims, dim_lengths = md.dimensions(ds)
         node = _Node(
@@ -968,18 +975,21 @@ def build_index(
     walker.walk(f["/"], "", url, frozenset())
     nodes = walker.nodes
     tables = walker.tables
-    _reconcile_dimensions(nodes, walker.notes)
+    _reconcile_dimensions(nodes, walker.dimension_lengths, walker.notes)
     notes = tuple(walker.notes)
     meta = render_v3(nodes) if zarr_format == 3 else render_v2(nodes)
     return FileIndex(zarr_format=zarr_format, meta=meta, tables=tables, notes=notes)
 
 
-def _reconcile_dimensions(nodes: dict[str, Node], notes: list[str]) -> None:
+def _reconcile_dimensions(
+    nodes: dict[str, Node], dimension_lengths: dict[str, int], notes: list[str]
+) -> None:
     """Make equal dimension names mean equal sizes within each group (xarray refuses the whole
     group otherwise). HDF5 does not enforce it: a dimension scale may be shorter than a dataset
     attached to it, or a dataset may use a scale of another group whose name a local scale of
     another length also has. The size of a name is that of the group's 1-D array of the same
-    name, else its most common size; an axis of another size gets a phony name (with a note).
+    name, else of the group's own netCDF dimension of that name (``dimension_lengths``), else its
+    most common size; an axis of another size gets a phony name (with a note).
     """
     by_group: dict[str, list[str]] = {}
     for path, node in nodes.items():
@@ -999,6 +1009,8 @@ def _reconcile_dimensions(nodes: dict[str, Node], notes: list[str]) -> None:
             own = nodes.get(posixpath.join(group, name))
             if isinstance(own, ArrayMeta) and own.dimension_names == (name,):
                 size = own.shape[0]
+            elif posixpath.join(group, name) in dimension_lengths:
+                size = dimension_lengths[posixpath.join(group, name)]
             else:
                 size = max(counts, key=lambda n: (counts[n], -n))
             for p in paths:

@@ -179,18 +179,26 @@ def test_pickled_array_refuses_a_changed_or_deleted_dataset(
     cat2_server: Any, so: dict[str, Any]
 ) -> None:
     """A copy shipped to a dask worker reads the version the array was opened at, or fails
-    loudly (was: another shape's chunks, or zeros once the dataset was deleted)."""
-    path, target, a = _fresh_dataset(cat2_server, "pickled")
-    z = _open(cat2_server.host, path, so)
-    blob = pickle.dumps(z)
-    np.testing.assert_array_equal(pickle.loads(blob)[...], a)  # unchanged: reads fine
-    b = -np.arange(400, dtype="i4").reshape(10, 40) - 1
-    blosc2.asarray(b, chunks=(5, 5), blocks=(5, 5), urlpath=str(target), mode="w")
-    with pytest.raises(Caterva2HTTPError, match="since the array was opened"):
-        pickle.loads(blob)[...]
-    target.unlink()
-    with pytest.raises(Caterva2HTTPError, match=r"no dataset at .* deleted") as info:
-        pickle.loads(blob)[...]
-    assert not isinstance(info.value, FileNotFoundError)  # zarr would serve fill values
+    loudly (was: another shape's chunks, or zeros once the dataset was deleted). Copies of one
+    open share one instance per process (dask unpickles the store with every task)."""
+    opts = {**so, "version_check_interval": 0.0}
+    for what in ("changed", "deleted"):
+        path, target, a = _fresh_dataset(cat2_server, f"pickled-{what}")
+        blob = pickle.dumps(_open(cat2_server.host, path, opts))
+        first = pickle.loads(blob)
+        np.testing.assert_array_equal(first[...], a)  # unchanged: reads fine
+        assert pickle.loads(blob).store.fs is first.store.fs  # one instance per process
+        fresh = pickle.loads(pickle.dumps(_open(cat2_server.host, path, opts)))  # a new open
+        if what == "changed":
+            b = -np.arange(400, dtype="i4").reshape(10, 40) - 1
+            blosc2.asarray(b, chunks=(5, 5), blocks=(5, 5), urlpath=str(target), mode="w")
+            match = "changed on the server"
+        else:
+            target.unlink()
+            match = "vanished|no dataset at"
+        for copy in (pickle.loads(blob), fresh):
+            with pytest.raises(Caterva2HTTPError, match=match) as info:
+                copy[...]
+            assert not isinstance(info.value, FileNotFoundError)  # zarr would serve fill values
     err = pickle.loads(pickle.dumps(info.value))  # errors travel back from worker processes
     assert type(err) is type(info.value) and str(err) == str(info.value)

@@ -153,3 +153,24 @@ def test_char_variable_with_fill_value_opens_in_v3(tmp_path: Path) -> None:
     for zarr_format in (3, 2):
         got = xr.open_zarr(f"b2h5::{path}", storage_options={"zarr_format": zarr_format})
         np.testing.assert_array_equal(got["station"].values, expected)
+
+
+def test_types_numpy_cannot_represent_are_unsupported_not_fatal(tmp_path: Path) -> None:
+    """A PyTables Time64Col table (HDF5 H5T_TIME inside a compound): h5py has no numpy type for
+    it, and the TypeError broke the whole file even with ``unsupported="warn"``."""
+    tables = pytest.importorskip("tables")
+
+    class Row(tables.IsDescription):
+        t = tables.Time64Col()
+        v = tables.Int32Col()
+
+    path = tmp_path / "time.h5"
+    with tables.open_file(str(path), "w") as f:
+        tb = f.create_table("/", "tb", Row)
+        tb.append([(1.5, 1)])
+        f.create_array("/", "ok", np.arange(4))
+    with pytest.raises(UnsupportedHDF5FeatureError, match="numpy cannot represent"):
+        HDF5FileSystem(str(path), skip_instance_cache=True)
+    so = {"unsupported": "skip", "skip_instance_cache": True}
+    g = zarr.open_group(f"b2h5::{path}", mode="r", storage_options=so)
+    assert sorted(g.array_keys()) == ["ok"]
