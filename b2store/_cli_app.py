@@ -162,23 +162,26 @@ def convert(
     from b2store.convert import CodecChoice, ConvertOptions
     from b2store.convert import convert as run
 
-    choice = CodecChoice(
-        cname=cname,
-        clevel=clevel,
-        filters=tuple(f.strip() for f in filters.split(",") if f.strip()),
-        blocks=blocks,
-        itrunc_max_error=itrunc_max_error,
-        j2k_ratio=j2k_ratio,
-        j2k_psnr=j2k_psnr,
-    )
-    options = ConvertOptions(
-        codec=choice,
-        auto=auto,
-        tradeoff=tradeoff,
-        chunks=chunks,
-        contiguous=contiguous,
-        nthreads=threads,
-    )
+    try:  # option values are checked here: a bad one is a usage error (exit status 2)
+        choice = CodecChoice(
+            cname=cname,
+            clevel=clevel,
+            filters=tuple(f.strip() for f in filters.split(",") if f.strip()),
+            blocks=blocks,
+            itrunc_max_error=itrunc_max_error,
+            j2k_ratio=j2k_ratio,
+            j2k_psnr=j2k_psnr,
+        )
+        options = ConvertOptions(
+            codec=choice,
+            auto=auto,
+            tradeoff=tradeoff,
+            chunks=chunks,
+            contiguous=contiguous,
+            nthreads=threads,
+        )
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from None
     log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     with _sigterm_as_interrupt():  # so a killed run still removes its temporary file
         report = run(src, dst, options=options, progress=not quiet, log=log)
@@ -208,7 +211,7 @@ def convert(
     type=click.Path(dir_okay=True),
     help="refs.json, or a .parq folder for the parquet reference format.",
 )
-@click.option("--inline-threshold", default=500, show_default=True, type=int)
+@click.option("--inline-threshold", default=500, show_default=True, type=click.IntRange(min=0))
 @click.option(
     "--unsupported",
     type=click.Choice(["raise", "warn", "skip"]),

@@ -234,3 +234,21 @@ def test_convert_killed_leaves_no_file(tmp_path: Path, sig: str) -> None:
         pytest.skip("convert finished before the signal arrived")
     assert "Traceback" not in stderr
     assert list(out_dir.iterdir()) == []  # no OUT, no temporary file
+
+
+@requires_h5py
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["convert", "SAMPLE", "OUT", "--clevel", "10"],
+        ["convert", "SAMPLE", "OUT", "--threads", "0"],
+        ["convert", "SAMPLE", "OUT", "--filters", "foo"],
+        ["refs", "SAMPLE", "-o", "OUT", "--inline-threshold", "-5"],
+    ],
+)
+def test_bad_option_values_are_usage_errors(args: list[str], sample: Path, tmp_path: Path) -> None:
+    """docs/cli.md: exit status 2 for usage errors (was 1 for values checked after parsing)."""
+    subst = {"SAMPLE": str(sample), "OUT": str(tmp_path / "o.out")}
+    res = run(*[subst.get(a, a) for a in args])
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr
