@@ -423,11 +423,22 @@ def _all_fill(chunk: np.ndarray, fill: Any) -> bool:
     return bool((raw == np.frombuffer(f, np.uint8)).all())
 
 
-def _is_vlen(ds: Any) -> bool:
-    """A variable-length (string or sequence) dataset that is not references."""
+def _has_refs(dtype: np.dtype[Any]) -> bool:
+    """HDF5 references anywhere in ``dtype`` (also inside compound fields and array types)."""
     import h5py
 
-    if ds.shape is None or h5py.check_ref_dtype(ds.dtype) is not None:
+    if h5py.check_ref_dtype(dtype) is not None:
+        return True
+    if dtype.fields:
+        return any(_has_refs(f[0]) for f in dtype.fields.values())
+    return dtype.subdtype is not None and _has_refs(dtype.subdtype[0])
+
+
+def _is_vlen(ds: Any) -> bool:
+    """A variable-length (string or sequence) dataset without references."""
+    import h5py
+
+    if ds.shape is None or _has_refs(ds.dtype):
         return False
     return bool(ds.dtype.hasobject or h5py.check_vlen_dtype(ds.dtype) is not None)
 
@@ -443,8 +454,10 @@ def _copy_by_value(ds: Any, parent: Any, name: str) -> None:
             kw.update(compression=ds.compression, compression_opts=ds.compression_opts)
         kw.update(shuffle=bool(ds.shuffle), fletcher32=bool(ds.fletcher32))
     out = parent.create_dataset(name, shape=ds.shape, dtype=ds.dtype, **kw)
-    if ds.size:
-        out[()] = ds[()]
+    if ds.size:  # read_direct: h5py returns equal-length sequences as a 2-D array otherwise
+        buf = np.empty(ds.shape, dtype=ds.dtype)
+        ds.read_direct(buf)
+        out.write_direct(buf)
 
 
 def _convertible(ds: Any, options: ConvertOptions) -> str:
@@ -455,7 +468,7 @@ def _convertible(ds: Any, options: ConvertOptions) -> str:
         return "scalar or NULL dataspace"
     if ds.size == 0:
         return "empty"
-    if h5py.check_ref_dtype(ds.dtype) is not None:
+    if _has_refs(ds.dtype):
         return "reference dtype: its references are not rewritten and point nowhere in the output"
     if ds.dtype.hasobject or h5py.check_vlen_dtype(ds.dtype) is not None:
         return "variable-length dtype"

@@ -363,12 +363,22 @@ def test_variable_length_and_reference_datasets(tmp_path: Path) -> None:
         xr.open_dataset(src, engine="h5netcdf").load(), xr.open_dataset(out, engine="h5netcdf")
     )
     src, out = tmp_path / "refs.h5", tmp_path / "refs_out.h5"
+    vint = h5py.vlen_dtype(np.int32)
     with h5py.File(src, "w") as f:
         a = f.create_dataset("a", data=np.arange(10), chunks=(5,))
         f.create_dataset("r", shape=(1,), dtype=h5py.ref_dtype)[0] = a.ref
+        c = f.create_dataset("c", shape=(1,), dtype=np.dtype([("i", "i4"), ("r", h5py.ref_dtype)]))
+        c[0] = (1, a.ref)
+        v = f.create_dataset("v", shape=(2,), dtype=vint)  # equal lengths: read back as 2-D
+        v[0], v[1] = np.array([1, 2], "i4"), np.array([3, 4], "i4")
+        f.create_dataset("u", shape=(2,), dtype=vint)  # never written
     report = convert(src, out, options=ConvertOptions())
-    (note,) = [d.note for d in report.datasets if d.path == "/r"]
-    assert "references are not rewritten" in note
+    notes = {d.path: d.note for d in report.datasets}
+    assert "references are not rewritten" in notes["/r"]
+    assert "references are not rewritten" in notes["/c"]  # not copied by value (raw addresses)
+    with h5py.File(out) as f:
+        assert [list(x) for x in f["v"][()]] == [[1, 2], [3, 4]]
+        assert [len(x) for x in f["u"][()]] == [0, 0]
 
 
 @requires_h5py

@@ -37,10 +37,11 @@ Contract
 * Not cached by fsspec (``cachable = False``): each open gets its own instance, which remembers
   the dataset versions its metadata was made from, so a later open of a changed dataset cannot
   re-target an earlier array. Picklable (rebuilt from the constructor arguments plus those
-  versions, so a copy in a dask worker refuses chunks of a newer version; copies of one open share
-  one instance per process; HTTP sessions are created lazily in the event loop that uses
-  them); safe for concurrent use from zarr's event loop and dask threads. Read-only: writes
-  raise ``PermissionError``.
+  versions, so a copy in a dask worker refuses chunks of a newer version; copies with the same
+  arguments and versions share one instance per thread; HTTP sessions are created lazily in
+  the event loop that uses them); safe for concurrent use from zarr's event loop and dask
+  threads (one instance is not for several event loops at once). Read-only: writes raise
+  ``PermissionError``.
 """
 
 from __future__ import annotations
@@ -691,11 +692,12 @@ class Caterva2FileSystem(AsyncFileSystem):
         super().invalidate_cache(path)
 
 
-#: Filesystems rebuilt from pickles in this process, by (class, arguments, opened versions): dask's
-#: processes scheduler unpickles the store with every task, and copies of one open must share one
-#: instance (HTTP session, read-ahead, dataset descriptions). Bounded; most recent last.
+#: Filesystems rebuilt from pickles in this process, by (class, arguments, opened versions,
+#: thread): dask's processes scheduler unpickles the store with every task, and copies of one open
+#: in one thread share one instance (HTTP session, read-ahead, dataset descriptions). Bounded;
+#: most recent last.
 _UNPICKLED: collections.OrderedDict[tuple[Any, ...], Caterva2FileSystem] = collections.OrderedDict()
-_UNPICKLED_MAX = 16
+_UNPICKLED_MAX = 8
 _UNPICKLED_LOCK = threading.Lock()
 
 
@@ -706,7 +708,10 @@ def _unpickle(
     versions: dict[str, str | None],
 ) -> Caterva2FileSystem:
     """Rebuild a pickled filesystem that expects the dataset versions it was opened at."""
-    key = (cls, tokenize(args, kwargs), tuple(sorted(versions.items(), key=lambda kv: kv[0])))
+    # per thread as well: an instance's HTTP session belongs to one event loop at a time, and
+    # threads that drive their own loops (asyncio.run) must not share it
+    versions_key = tuple(sorted(versions.items(), key=lambda kv: kv[0]))
+    key = (cls, tokenize(args, kwargs), versions_key, threading.get_ident())
     with _UNPICKLED_LOCK:
         fs = _UNPICKLED.get(key)
         if fs is not None:

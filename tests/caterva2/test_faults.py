@@ -5,6 +5,7 @@ a dataset changed on the server while open, and the status → exception table."
 from __future__ import annotations
 
 import pickle
+import threading
 import uuid
 from pathlib import Path
 from typing import Any
@@ -187,7 +188,12 @@ def test_pickled_array_refuses_a_changed_or_deleted_dataset(
         blob = pickle.dumps(_open(cat2_server.host, path, opts))
         first = pickle.loads(blob)
         np.testing.assert_array_equal(first[...], a)  # unchanged: reads fine
-        assert pickle.loads(blob).store.fs is first.store.fs  # one instance per process
+        assert pickle.loads(blob).store.fs is first.store.fs  # one instance per thread
+        other: list[Any] = []
+        worker = threading.Thread(target=lambda b=blob, o=other: o.append(pickle.loads(b).store.fs))
+        worker.start()
+        worker.join()
+        assert other[0] is not first.store.fs  # threads may drive their own event loops
         fresh = pickle.loads(pickle.dumps(_open(cat2_server.host, path, opts)))  # a new open
         if what == "changed":
             b = -np.arange(400, dtype="i4").reshape(10, 40) - 1
