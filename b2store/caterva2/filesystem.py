@@ -294,11 +294,7 @@ class Caterva2FileSystem(AsyncFileSystem):
                     self.client.url("info", path), 404, self._changed[path]
                 ) from None
             if now.version != ds.version:
-                self._changed[path] = (
-                    f"dataset {path} changed on the server while open (version {ds.version} → "
-                    f"{now.version}); reopen it to read the new data"
-                )
-                raise Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
+                raise self._version_changed(path, ds.version, now.version, "while open")
             self._checked[path] = time.monotonic()
             return ds
         try:
@@ -314,12 +310,19 @@ class Caterva2FileSystem(AsyncFileSystem):
         ds = dataset_from_info(path, info, etag)
         opened = self._opened_versions.get(path, ds.version)
         if opened != ds.version:
-            self._changed[path] = (
-                f"dataset {path} changed on the server since the array was opened (version "
-                f"{opened} → {ds.version}); reopen it to read the new data"
-            )
-            raise Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
+            raise self._version_changed(path, opened, ds.version, "since the array was opened")
         return self._remember(ds)
+
+    def _version_changed(
+        self, path: str, old: str | None, new: str | None, when: str
+    ) -> Caterva2DataError:
+        """Record that ``path`` changed on the server; the error every further chunk read of it
+        raises until the store is reopened."""
+        self._changed[path] = (
+            f"dataset {path} changed on the server {when} (version {old} → {new}); reopen it to "
+            "read the new data"
+        )
+        return Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
 
     async def _list_tree(self, node: str) -> dict[str, str]:
         """Relative dataset paths below group ``node`` → their kind (``"dataset"``/``"group"``)."""
@@ -472,20 +475,14 @@ class Caterva2FileSystem(AsyncFileSystem):
     # -- chunks ------------------------------------------------------------------------------------
 
     @staticmethod
-    def _split_chunk_key(path: str) -> tuple[str, tuple[int, ...], int] | None:
-        """``(node, chunk coords, zarr format)`` of a chunk key, ``None`` for other paths.
+    def _chunk_key_readings(path: str) -> list[tuple[str, tuple[int, ...], int]]:
+        """Every ``(node, chunk coords, zarr format)`` reading of a chunk key, v3 first; empty
+        for other paths.
 
         Zarr v3 keys are ``<node>/c/i/j`` (``<node>/c`` for 0-d), v2 keys ``<node>/i.j``
-        (``<node>/0`` for 0-d: the caller maps it to ``()``). A path that reads both ways
-        (``grp/c/0``: v3 chunk 0 of ``grp``, or v2 chunk 0 of a dataset ``grp/c``) gives the v3
-        reading; :meth:`_chunk_key_readings` gives both.
+        (``<node>/0`` for 0-d: the caller maps it to ``()``). A path can read both ways:
+        ``grp/c/0`` is v3 chunk 0 of ``grp``, or v2 chunk 0 of a dataset ``grp/c``.
         """
-        readings = Caterva2FileSystem._chunk_key_readings(path)
-        return readings[0] if readings else None
-
-    @staticmethod
-    def _chunk_key_readings(path: str) -> list[tuple[str, tuple[int, ...], int]]:
-        """Every ``(node, chunk coords, zarr format)`` reading of a chunk key, v3 first."""
         out: list[tuple[str, tuple[int, ...], int]] = []
         parts = path.split("/")
         coords: list[int] = []
@@ -629,7 +626,7 @@ class Caterva2FileSystem(AsyncFileSystem):
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
         name = posixpath.basename(path)
-        if name == "zarr.json" or name in _V2_KEYS or self._split_chunk_key(path) is not None:
+        if name == "zarr.json" or name in _V2_KEYS or self._chunk_key_readings(path):
             try:
                 data = await self._read_key(path, probing=True)
                 return {"name": path, "size": len(data), "type": "file"}

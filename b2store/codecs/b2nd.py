@@ -60,7 +60,12 @@ from b2store.codecs._common import (
     parse_int_range,
     parse_optional_shape,
 )
-from b2store.codecs.itrunc import parse_truncation_config, plan_truncation, truncate
+from b2store.codecs.itrunc import (
+    TruncationPlan,
+    parse_truncation_config,
+    plan_truncation,
+    truncate,
+)
 from b2store.errors import CodecError
 
 __all__ = [
@@ -134,6 +139,17 @@ def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, 
     return out
 
 
+def _truncation_plan(spec: dict[str, Any], dtype: np.dtype) -> TruncationPlan:
+    """The truncation an ``itrunc``/``trunc_prec`` filter spec asks for, on *dtype*."""
+    return plan_truncation(
+        dtype,
+        max_abs_error=spec.get("max_abs_error"),
+        bits=spec.get("bits"),
+        max_rel_error=spec.get("max_rel_error"),
+        codec=CODEC_ID,
+    )
+
+
 def _blosc2_filters(filters: list[dict[str, Any]], dtype: np.dtype) -> tuple[list[int], list[int]]:
     """Map canonical filter specs to Blosc2 ``filters``/``filters_meta`` for *dtype*."""
     trunc: list[tuple[int, int]] = []
@@ -141,13 +157,7 @@ def _blosc2_filters(filters: list[dict[str, Any]], dtype: np.dtype) -> tuple[lis
     for spec in filters:
         fid = spec["id"]
         if fid in _TRUNC_IDS:
-            plan = plan_truncation(
-                dtype,
-                max_abs_error=spec.get("max_abs_error"),
-                bits=spec.get("bits"),
-                max_rel_error=spec.get("max_rel_error"),
-                codec=CODEC_ID,
-            )
+            plan = _truncation_plan(spec, dtype)
             if plan.kind == "float" and dtype.itemsize not in (4, 8) and plan.zeroed:
                 raise CodecError(
                     f"{CODEC_ID}: Blosc2's float truncation needs float32 or float64, not {dtype}."
@@ -555,14 +565,7 @@ def encode_b2nd(
         # data in numpy instead (same bound, same result)
         for f in specs:
             if f["id"] in _TRUNC_IDS:
-                plan = plan_truncation(
-                    arr.dtype,
-                    max_abs_error=f.get("max_abs_error"),
-                    bits=f.get("bits"),
-                    max_rel_error=f.get("max_rel_error"),
-                    codec=CODEC_ID,
-                )
-                arr = truncate(arr, plan)
+                arr = truncate(arr, _truncation_plan(f, arr.dtype))
         specs = [f for f in specs if f["id"] not in _TRUNC_IDS]
     filt, meta = _blosc2_filters(specs, arr.dtype)
     blk = tuple(blocks) if blocks is not None else default_blocks(arr.shape, arr.dtype)

@@ -198,18 +198,12 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
                 f"b2store.b2nd: blocks {list(self.blocks)} has {len(self.blocks)} dimensions, "
                 f"the array has {len(shape)}"
             )
-        from b2store.codecs.itrunc import plan_truncation
+        from b2store.codecs.b2nd import _blosc2_filters, normalize_filters
 
+        # the filters as encoding maps them for this dtype: a truncation filter the dtype cannot
+        # take is refused at creation, not on the first write
         native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
-        for f in _thaw_filters(self.filters):
-            if f["id"] in ("itrunc", "trunc_prec"):  # refuse at creation, not on the first write
-                plan_truncation(
-                    native,
-                    max_abs_error=f.get("max_abs_error"),
-                    bits=f.get("bits"),
-                    max_rel_error=f.get("max_rel_error"),
-                    codec="b2store.b2nd",
-                )
+        _blosc2_filters(normalize_filters(_thaw_filters(self.filters)), native)
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
         raise NotImplementedError

@@ -377,10 +377,7 @@ class _Walker:
                 raise self._error(where, f"is a virtual dataset with an array dtype ({dtype})")
             self._virtual(node)
         elif layout == h5py.h5d.COMPACT:
-            data = np.ascontiguousarray(ds[()], dtype=dtype)
-            chunks = tuple(max(1, s) for s in node.shape)
-            inline = {0: data.tobytes()} if data.size else {}
-            self._add(node, chunks, _plain_plan(dtype), inline=inline)
+            self._add_whole(node, np.ascontiguousarray(ds[()], dtype=dtype).tobytes())
         else:
             raise self._error(where, f"has an unknown storage layout ({layout})")
 
@@ -734,11 +731,7 @@ class _Walker:
                 pfill = np.asarray(fill).astype(packed).reshape(())[()]
             except (TypeError, ValueError):
                 pfill = None
-        chunks = tuple(max(1, s) for s in shape)
-        inline = {0: data.tobytes()} if size else {}
-        self._add(
-            replace(node, dtype=packed, fill=pfill), chunks, _plain_plan(packed), inline=inline
-        )
+        self._add_whole(replace(node, dtype=packed, fill=pfill), data.tobytes())
 
     def _converted(self, node: _Node, why: str) -> None:
         """A type whose stored bytes HDF5 converts on read (reduced precision or bit offset,
@@ -754,10 +747,7 @@ class _Walker:
                 f"at open only up to {CONVERTED_LIMIT} bytes",
                 "Read it with h5py.",
             )
-        data = np.ascontiguousarray(np.asarray(ds[()]), dtype=dtype) if size else None
-        chunks = tuple(max(1, s) for s in shape)
-        inline = {0: data.tobytes()} if data is not None else {}
-        self._add(node, chunks, _plain_plan(dtype), inline=inline)
+        self._add_whole(node, np.ascontiguousarray(np.asarray(ds[()]), dtype=dtype).tobytes())
 
     def _vlen_strings(self, node: _Node) -> None:
         ds, where, shape = node.ds, node.where, node.shape
@@ -779,13 +769,18 @@ class _Walker:
             ],
             dtype=object,
         ).reshape(shape)
-        chunks = tuple(max(1, s) for s in shape)
         dtype: np.dtype[Any] = np.dtypes.StringDType()
-        inline = {0: bytes(numcodecs.VLenUTF8().encode(values.ravel()))} if size else {}
+        data = bytes(numcodecs.VLenUTF8().encode(values.ravel())) if size else b""
         plan = _Plan(
             codecs=({"name": "vlen-utf8"},), v2_filters=({"id": "vlen-utf8"},), v2_compressor=None
         )
-        self._add(replace(node, dtype=dtype, fill=""), chunks, plan, inline=inline)
+        self._add_whole(replace(node, dtype=dtype, fill=""), data, plan)
+
+    def _add_whole(self, node: _Node, data: bytes, plan: _Plan | None = None) -> None:
+        """A dataset read at open, served as one inline chunk (``data`` empty: nothing stored)."""
+        chunks = tuple(max(1, s) for s in node.shape)
+        inline = {0: data} if data else {}
+        self._add(node, chunks, plan or _plain_plan(node.dtype), inline=inline)
 
 
 def _edges_hold_fill(ds: h5py.Dataset) -> bool:
