@@ -30,7 +30,7 @@ from b2store.hdf5.index import ChunkTable, FileIndex
 
 __all__ = ["FORMAT", "MemoryCache", "default_cache_dir", "load_sidecar", "save_sidecar"]
 
-FORMAT = "b2store-hdf5-index-4"
+FORMAT = "b2store-hdf5-index-5"
 
 
 class MemoryCache:

@@ -50,6 +50,35 @@ READAHEAD_BLOCKS = 16
 INLINE_READ = 2**20
 
 
+#: What zarr takes for "no such key" (and fills with the fill value).
+_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
+
+
+def _gone(url: str, exc: BaseException) -> OSError:
+    """The error for a target file that is missing at read time (not a missing-key error)."""
+    return OSError(
+        f"{url}: the HDF5 file cannot be read any more ({type(exc).__name__}: {exc}); it was "
+        "moved, deleted or replaced after b2h5 indexed it. Open it again."
+    )
+
+
+def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
+    """``data`` as bytes, after checking that it is no longer than the range ``start:end``.
+
+    A server that ignores ``Range`` headers (Python's ``http.server``) answers a ranged GET
+    with the whole file: taken as the range, it gave wrong chunk bytes silently.
+    """
+    data = bytes(data)
+    if len(data) > end - start:
+        raise OSError(
+            f"{url}: asked for bytes {start}-{end - 1} ({end - start} bytes), got {len(data)}: "
+            "the server ignores HTTP range requests, which b2h5 needs to read chunks. Serve the "
+            "file from a server that supports them, or download it first "
+            "(b2h5::simplecache::<url>)."
+        )
+    return data
+
+
 class HDF5FileSystem(AsyncFileSystem):
     """An HDF5 file as a read-only Zarr store (fsspec protocol ``b2h5``).
 
@@ -150,7 +179,16 @@ class HDF5FileSystem(AsyncFileSystem):
 
     def _identity(self, url: str) -> tuple[int | None, str | None]:
         """(size, modification stamp) of a target file; FileNotFoundError when it is missing."""
-        info = self.target_fs.info(url)
+        try:
+            info = self.target_fs.info(url)
+        except FileNotFoundError:
+            # fsspec's caching layers (blockcache::, filecache::) answer info() by listing the
+            # parent folder, which HTTP servers without directory pages refuse: ask the
+            # filesystem they wrap
+            inner = getattr(self.target_fs, "fs", None)
+            if not isinstance(inner, fsspec.AbstractFileSystem) or inner is self.target_fs:
+                raise
+            info = inner.info(url)
         for name in ("mtime", "ETag", "LastModified", "last_modified", "etag"):
             if info.get(name) is not None:
                 return info.get("size"), f"{name}={info[name]}"
@@ -220,13 +258,31 @@ class HDF5FileSystem(AsyncFileSystem):
         try:
             if self._is_local():
                 return h5py.File(url, "r"), None
-            fh = self.target_fs.open(url, "rb", block_size=2**20, cache_type="readahead")
+            try:
+                fh = self.target_fs.open(url, "rb", block_size=2**20, cache_type="readahead")
+            except TypeError:
+                # a caching layer (fsspec's blockcache::) sets its own cache type, and later
+                # reads of the file must use the block size it was first opened with: its own
+                fh = self.target_fs.open(url, "rb")
             return h5py.File(fh, "r"), fh
         except OSError as exc:
+            if self._head(url, 4) in (b"CDF\x01", b"CDF\x02", b"CDF\x05"):
+                raise OSError(
+                    f"{url} is a netCDF-3 (classic format) file, not HDF5: b2h5 reads "
+                    "netCDF-4/HDF5 files only. Open it with xarray.open_dataset, or convert it "
+                    "(nccopy -k netCDF-4)."
+                ) from exc
             raise OSError(
                 f"{url} is not a readable HDF5 file ({exc}); check that it is complete "
                 "(not truncated) and really HDF5"
             ) from exc
+
+    def _head(self, url: str, n: int) -> bytes:
+        """The first ``n`` bytes of a target file (b"" when they cannot be read)."""
+        try:
+            return bytes(self.target_fs.cat_file(url, start=0, end=n))[:n]
+        except Exception:  # only used to word an error message
+            return b""
 
     def _build(self) -> FileIndex:
         opened: list[Any] = []
@@ -342,11 +398,21 @@ class HDF5FileSystem(AsyncFileSystem):
         return self._finish(table, row, raw, path)
 
     def _read(self, url: str, start: int, size: int) -> bytes:
-        """``size`` bytes at ``start`` of the target file (one ``pread`` for local files)."""
+        """``size`` bytes at ``start`` of the target file (one ``pread`` for local files).
+
+        A target file that has gone since the index was built raises :class:`OSError`, never
+        :class:`FileNotFoundError`: zarr takes that for an unwritten chunk and fills it.
+        """
+        try:
+            return self._read_target(url, start, size)
+        except _MISSING as exc:
+            raise _gone(url, exc) from exc
+
+    def _read_target(self, url: str, start: int, size: int) -> bytes:
         if not self._local:
             if size <= READAHEAD_CHUNK:
                 return self._read_ahead(url, start, size)
-            return bytes(self.target_fs.cat_file(url, start=start, end=start + size))
+            return self._remote_range(url, start, start + size)
         key = (os.getpid(), url)
         fd = self._fds.get(key)
         if fd is None:
@@ -360,6 +426,10 @@ class HDF5FileSystem(AsyncFileSystem):
                 fh.seek(start)
                 return fh.read(size)
         return os.pread(fd, size, start)
+
+    def _remote_range(self, url: str, start: int, end: int) -> bytes:
+        """Bytes ``start:end`` of a remote target file (fewer at its end)."""
+        return _check_range(url, start, end, self.target_fs.cat_file(url, start=start, end=end))
 
     def _read_ahead(self, url: str, start: int, size: int) -> bytes:
         """Small remote chunks come from aligned READAHEAD_BLOCK blocks, fetched once each.
@@ -387,7 +457,7 @@ class HDF5FileSystem(AsyncFileSystem):
                 data = self._blocks.get(key)
             if data is None:
                 start = index * READAHEAD_BLOCK
-                data = bytes(self.target_fs.cat_file(url, start=start, end=start + READAHEAD_BLOCK))
+                data = self._remote_range(url, start, start + READAHEAD_BLOCK)
                 with self._fd_lock:
                     self._blocks[key] = data
                     while len(self._blocks) > READAHEAD_BLOCKS:
@@ -588,12 +658,23 @@ class HDF5FileSystem(AsyncFileSystem):
             urls = [g[0][1].url_of(g[0][2]) for g in groups]
             starts = [int(g[0][1].offsets[g[0][2]]) for g in groups]
             ends = [int(g[-1][1].offsets[g[-1][2]]) + int(g[-1][1].sizes[g[-1][2]]) for g in groups]
-            blobs = self.target_fs.cat_ranges(urls, starts, ends)
-            for g, s0, blob in zip(groups, starts, blobs, strict=True):
+            blobs = self.target_fs.cat_ranges(urls, starts, ends, on_error="return")
+            for g, url, s0, e0, blob in zip(groups, urls, starts, ends, blobs, strict=True):
+                whole: bytes | Exception
+                try:
+                    if isinstance(blob, _MISSING):
+                        raise _gone(url, blob) from blob
+                    if isinstance(blob, BaseException):
+                        raise blob
+                    whole = _check_range(url, s0, e0, blob)
+                except Exception as exc:  # every key of the range fails alike
+                    whole = exc
                 for p, table, row in g:
-                    a = int(table.offsets[row]) - s0
-                    piece = bytes(blob[a : a + int(table.sizes[row])])
                     try:
+                        if isinstance(whole, Exception):
+                            raise whole
+                        a = int(table.offsets[row]) - s0
+                        piece = whole[a : a + int(table.sizes[row])]
                         out[p] = self._finish(table, row, piece, self._strip_protocol(p))
                     except Exception as exc:
                         if on_error == "raise":
@@ -674,7 +755,17 @@ class HDF5FileSystem(AsyncFileSystem):
         raise FileNotFoundError(path)
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
-        """Children of a group, array or chunk directory (or the key itself)."""
+        """Children of a group, array or chunk directory (or the key itself).
+
+        Names are root-relative keys, with a leading ``/`` when ``path`` has one: zarr's
+        ``FsspecStore.list_dir`` (store path ``""``) lists ``"/<group>"`` and strips
+        ``"/<group>/"`` from each name; without the slash it took the full keys for the
+        children's names and found no member in any nested group (Zarr v2, unconsolidated).
+        """
+        raw = str(path)
+        for proto in ("b2h5://", "b2h5::"):
+            raw = raw.removeprefix(proto)
+        lead = "/" if raw.startswith("/") else ""
         path = self._strip_protocol(path)
         dirs = self._directories()
         names: list[str] = sorted(dirs.get(path, set()))
@@ -686,8 +777,8 @@ class HDF5FileSystem(AsyncFileSystem):
                 return []
             names = [self.info(path)["name"]]
         if not detail:
-            return names
-        return [self.info(n) for n in names]
+            return [lead + n for n in names]
+        return [{**self.info(n), "name": lead + n} for n in names]
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if "r" not in mode or any(c in mode for c in "wa+"):

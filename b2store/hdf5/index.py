@@ -197,6 +197,8 @@ class _Walker:
         self.notes: list[str] = []
         #: lengths of the netCDF dimensions (pure dimension scales, not served), by path
         self.dimension_lengths: dict[str, int] = {}
+        #: (name, length) of each dimension scale met, by object (see ``md.dimension_length``)
+        self.scale_lengths: dict[Any, tuple[str, int]] = {}
 
     # -- policy -------------------------------------------------------------------------------
     def _unsupported(self, exc: UnsupportedHDF5FeatureError) -> None:
@@ -255,8 +257,10 @@ class _Walker:
                     continue
                 self.walk(obj, child, child_url, ancestors)
             elif isinstance(obj, h5py.Dataset):
+                zname = _netcdf_variable_name(group, name)
+                zchild = f"{path}/{zname}" if path else zname
                 try:
-                    self.dataset(obj, child, child_url, f"{child_url}:/{child}")
+                    self.dataset(obj, zchild, child_url, f"{child_url}:/{child}")
                 except UnsupportedHDF5FeatureError as exc:
                     self._unsupported(exc)
             else:
@@ -270,7 +274,7 @@ class _Walker:
             )
         if md.is_pure_dimension(ds):
             if len(ds.shape) == 1:  # a netCDF dimension, not a variable: its length names a size
-                self.dimension_lengths[path] = int(ds.shape[0])
+                self.dimension_lengths[path] = md.dimension_length(ds, self.scale_lengths)
             return
         dcpl = ds.id.get_create_plist()
         if dcpl.get_external_count() > 0:
@@ -285,7 +289,7 @@ class _Walker:
         except TypeError as exc:  # h5py has no numpy type for it (H5T_TIME, ...)
             raise self._error(where, f"has an HDF5 type numpy cannot represent ({exc})") from None
         attrs = md.node_attributes(ds, self.notes)
-        dims, dim_lengths = md.dimensions(ds)
+        dims, dim_lengths = md.dimensions(ds, self.scale_lengths)
         node = _Node(
             ds=ds,
             path=path,
@@ -299,7 +303,7 @@ class _Walker:
         )
         string_info = h5py.check_string_dtype(dtype)
         if string_info is not None and string_info.length is None:
-            self._vlen_strings(node)
+            self._vlen_strings(node, dim_lengths)
             return
         if h5py.check_ref_dtype(dtype) is not None:
             kind = "region" if h5py.check_ref_dtype(dtype) is h5py.RegionReference else "object"
@@ -434,9 +438,16 @@ class _Walker:
                 # xarray decodes a v3 _FillValue attribute by the array's dtype and has no rule
                 # for fixed-length bytes (netCDF char data): it could not open the variable
                 attrs = {k: v for k, v in attrs.items() if k != "_FillValue"}
+            elif dtype.kind == "T":
+                attrs = _string_fill_as_missing_value(attrs)
             else:
                 fv = md.encode_fill_attribute(attrs["_FillValue"], dtype)
                 attrs = {**attrs, "_FillValue": fv}
+        if isinstance(attrs.get("_FillValue"), complex):
+            # JSON has no complex numbers: [real, imag] (xarray takes a v2 _FillValue from the
+            # array's fill_value, encoded by zarr)
+            c = attrs["_FillValue"]
+            attrs = {**attrs, "_FillValue": [c.real, c.imag]}
         meta = ArrayMeta(
             shape=shape,
             chunks=chunks,
@@ -749,8 +760,12 @@ class _Walker:
             )
         self._add_whole(node, np.ascontiguousarray(np.asarray(ds[()]), dtype=dtype).tobytes())
 
-    def _vlen_strings(self, node: _Node) -> None:
+    def _vlen_strings(self, node: _Node, lengths: tuple[int, ...]) -> None:
+        """Variable-length strings: decoded at open and inlined; a variable shorter than its
+        (unlimited) netCDF dimensions is padded with the fill value, as netCDF readers do."""
         ds, where, shape = node.ds, node.where, node.shape
+        if len(lengths) == len(shape) and lengths != shape:
+            shape = tuple(max(n, m) for n, m in zip(shape, lengths, strict=True))
         size = int(np.prod(shape, dtype=object))
         if size > VLEN_STRING_LIMIT:
             raise self._error(
@@ -761,7 +776,15 @@ class _Walker:
             )
         import numcodecs
 
-        values = np.asarray(ds.asstr(errors="surrogateescape")[()], dtype=object)
+        try:
+            raw = ds.asstr(errors="surrogateescape")[()]
+        except OSError as exc:
+            raw = self._vlen_strings_by_chunk(ds, where, exc)
+        values = np.asarray(raw, dtype=object)
+        if values.shape != shape:
+            padded = np.full(shape, _vlen_fill(ds), dtype=object)
+            padded[tuple(slice(0, n) for n in values.shape)] = values
+            values = padded
         values = np.array(
             [
                 v.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
@@ -774,13 +797,93 @@ class _Walker:
         plan = _Plan(
             codecs=({"name": "vlen-utf8"},), v2_filters=({"id": "vlen-utf8"},), v2_compressor=None
         )
-        self._add_whole(replace(node, dtype=dtype, fill=""), data, plan)
+        self._add_whole(replace(node, shape=shape, dtype=dtype, fill=""), data, plan)
+
+    def _vlen_strings_by_chunk(
+        self, ds: h5py.Dataset, where: str, exc: OSError
+    ) -> np.ndarray[Any, np.dtype[Any]]:
+        """Variable-length strings read one allocated chunk at a time, the rest the fill.
+
+        HDF5 2.0 cannot read the fill value of unwritten variable-length chunks from a file
+        opened read-only ("no write intent on file"), so a whole-dataset read of a partly
+        written netCDF string variable fails while each written chunk reads.
+        """
+        out = np.full(ds.shape, _vlen_fill(ds), dtype=object)
+        try:
+            if ds.chunks is None:
+                raise exc
+            infos: list[Any] = []
+            ds.id.chunk_iter(infos.append)
+            strings = ds.asstr(errors="surrogateescape")
+            for info in infos:
+                sel = tuple(
+                    slice(o, min(o + c, n))
+                    for o, c, n in zip(info.chunk_offset, ds.chunks, ds.shape, strict=True)
+                )
+                out[sel] = strings[sel]
+        except OSError as exc2:
+            raise self._error(
+                where, f"holds variable-length strings that HDF5 cannot read ({exc2})"
+            ) from exc2
+        return out
 
     def _add_whole(self, node: _Node, data: bytes, plan: _Plan | None = None) -> None:
         """A dataset read at open, served as one inline chunk (``data`` empty: nothing stored)."""
         chunks = tuple(max(1, s) for s in node.shape)
         inline = {0: data} if data else {}
         self._add(node, chunks, plan or _plain_plan(node.dtype), inline=inline)
+
+
+def _vlen_fill(ds: h5py.Dataset) -> str:
+    """The HDF5 fill value of a variable-length string dataset, as ``str``."""
+    fill = md.fill_value(ds)
+    if isinstance(fill, bytes | np.bytes_):
+        return bytes(fill).decode("utf-8", "surrogateescape")
+    return "" if fill is None else str(fill)
+
+
+def _string_fill_as_missing_value(attrs: dict[str, Any]) -> dict[str, Any]:
+    """A variable-length string variable's ``_FillValue`` attribute as ``missing_value`` (v3).
+
+    xarray (2026.9) cannot decode a Zarr v3 ``_FillValue`` attribute of a string array (it
+    refuses the whole group: "Failed to decode fill_value. Unsupported dtype StringDType()").
+    ``missing_value`` masks the same strings when xarray decodes CF (the netCDF ``_FillValue``
+    is masked, as h5netcdf does); only the raw attribute's name differs.
+    """
+    out = {k: v for k, v in attrs.items() if k != "_FillValue"}
+    fill = attrs["_FillValue"]
+    if "missing_value" not in out:
+        out["missing_value"] = fill
+        return out
+    known = out["missing_value"]
+    values = list(known) if isinstance(known, list) else [known]
+    if fill not in values:
+        out["missing_value"] = [*values, fill]
+    return out
+
+
+#: Prefix netCDF-C gives a variable named like a dimension it is not the coordinate of.
+NON_COORD_PREFIX = "_nc4_non_coord_"
+
+
+def _netcdf_variable_name(group: h5py.Group, name: str) -> str:
+    """The netCDF name of dataset ``name`` of ``group`` (the Zarr array's name).
+
+    netCDF-C stores a variable that has a dimension's name without being that dimension's
+    coordinate variable (``x(y)`` next to a dimension ``x``) as ``_nc4_non_coord_x``, beside the
+    pure dimension scale ``x``; netCDF readers call it ``x``, and so does the view (unless the
+    group has another node ``x`` that is served).
+    """
+    if not name.startswith(NON_COORD_PREFIX) or len(name) == len(NON_COORD_PREFIX):
+        return name
+    plain = name[len(NON_COORD_PREFIX) :]
+    try:
+        other = group.get(plain)
+    except (KeyError, OSError, ValueError):
+        return name
+    if other is None or (isinstance(other, h5py.Dataset) and md.is_pure_dimension(other)):
+        return plain
+    return name
 
 
 def _edges_hold_fill(ds: h5py.Dataset) -> bool:
@@ -1002,7 +1105,11 @@ def _reconcile_dimensions(
             if len(counts) < 2:
                 continue
             own = nodes.get(posixpath.join(group, name))
-            if isinstance(own, ArrayMeta) and own.dimension_names == (name,):
+            if (
+                isinstance(own, ArrayMeta)
+                and own.dimension_names
+                and own.dimension_names[0] == name
+            ):  # a coordinate variable (1-D, or netCDF's multi-dimensional ``station(station, n)``)
                 size = own.shape[0]
             elif posixpath.join(group, name) in dimension_lengths:
                 size = dimension_lengths[posixpath.join(group, name)]

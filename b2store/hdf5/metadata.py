@@ -6,8 +6,9 @@ for :class:`b2store._zarrmeta.ArrayMeta` / :class:`~b2store._zarrmeta.GroupMeta`
 
 * Attributes become JSON: bytes are decoded (UTF-8, undecodable bytes replaced), one-element arrays
   become scalars (as netCDF4 and h5netcdf present them), NumPy values become Python values.
-  Object and region references, empty attributes and types with no JSON form are skipped; each
-  skip is recorded as a note.
+  Object and region references, empty attributes and types with no JSON form (complex numbers,
+  except a ``_FillValue``, which the index encodes as xarray expects) are skipped; each skip is
+  recorded as a note. Zero-length numeric attributes read as ``[]``.
 * netCDF-internal attributes (``DIMENSION_LIST``, ``REFERENCE_LIST``, ``_Netcdf4Dimid``,
   ``_Netcdf4Coordinates``, ``_NCProperties``, ``_nc3_strict``, and ``CLASS``/``NAME`` on
   dimension scales) are hidden; CF attributes (``_FillValue``, ``scale_factor``, ``_Unsigned``,
@@ -31,6 +32,7 @@ import numpy as np
 __all__ = [
     "HIDDEN_ATTRIBUTES",
     "PURE_DIMENSION_PREFIX",
+    "dimension_length",
     "dimension_names",
     "dimensions",
     "encode_fill_attribute",
@@ -68,6 +70,8 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, h5py.Empty):
         if value.dtype is not None and np.dtype(value.dtype).kind in "SU":
             return ""  # PyTables writes empty strings (e.g. TITLE) as H5S_NULL attributes
+        if value.dtype is not None and np.dtype(value.dtype).kind in "biuf":
+            return []  # netCDF-C writes zero-length attributes so; netCDF readers give []
         raise TypeError("empty attribute (H5S_NULL)")
     if isinstance(value, h5py.Reference | h5py.RegionReference):
         raise TypeError("object reference")
@@ -123,7 +127,8 @@ def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
             continue
         try:
             value = _attr_value(obj.attrs[name])
-            json.dumps(value, allow_nan=True)
+            if not (name == "_FillValue" and isinstance(value, complex)):
+                json.dumps(value, allow_nan=True)  # a complex _FillValue is encoded by the index
         except (TypeError, ValueError, OSError, KeyError) as exc:
             notes.append(f"{obj.file.filename}:{obj.name}: attribute {name!r} skipped ({exc})")
             continue
@@ -176,11 +181,56 @@ def dimension_names(ds: h5py.Dataset) -> tuple[str, ...]:
     return dimensions(ds)[0]
 
 
-def dimensions(ds: h5py.Dataset) -> tuple[tuple[str, ...], tuple[int, ...]]:
+def dimension_length(scale: h5py.Dataset, cache: dict[Any, tuple[str, int]] | None = None) -> int:
+    """Length of the netCDF dimension a dimension scale stands for.
+
+    A fixed dimension's length is its scale's. An unlimited one (maxshape ``(None,)``) is as
+    long as the longest variable along it (netCDF-C leaves the scale of a pure unlimited
+    dimension at length 0 and grows only the variables), as netCDF4-python and h5netcdf compute
+    it from the scale's ``REFERENCE_LIST``. ``cache`` (see :func:`_scale_info`) saves
+    re-reading that list for each variable of a dimension.
+    """
+    return _scale_info(scale, cache)[1]
+
+
+def _scale_info(scale: h5py.Dataset, cache: dict[Any, tuple[str, int]] | None) -> tuple[str, int]:
+    """(base name, :func:`dimension_length`) of a dimension scale, cached by object identity.
+
+    A scale reached through a dataset's ``DIMENSION_LIST`` has no known path: HDF5 searches
+    the file for its name (milliseconds in a file of many objects), so one lookup per scale,
+    not one per variable, keeps opening a file of N variables O(N), not O(N^2).
+    """
+    key = scale.id
+    if cache is not None and key in cache:
+        return cache[key]
+    name = (scale.name or "").rsplit("/", 1)[-1]
+    n = int(scale.shape[0]) if scale.shape else 0
+    try:
+        if scale.maxshape is not None and scale.maxshape[:1] == (None,):
+            refs = scale.attrs.get("REFERENCE_LIST")
+            if refs is not None and refs.dtype.fields is not None and len(refs.dtype.fields) == 2:
+                ref_field, axis_field = list(refs.dtype.names or ())
+                f = scale.file
+                for item in np.asarray(refs).ravel():
+                    var = f[item[ref_field]]
+                    axis = int(item[axis_field])
+                    if isinstance(var, h5py.Dataset) and var.shape and axis < len(var.shape):
+                        n = max(n, int(var.shape[axis]))
+    except (OSError, KeyError, RuntimeError, ValueError, TypeError):
+        pass  # an unreadable reference list: the scale's own length
+    if cache is not None:
+        cache[key] = (name, n)
+    return name, n
+
+
+def dimensions(
+    ds: h5py.Dataset, cache: dict[Any, tuple[str, int]] | None = None
+) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Dimension names and lengths (see :func:`dimension_names`).
 
-    A netCDF dimension's length is the length of its scale; a variable along an unlimited
-    dimension may be shorter than that (netCDF readers pad it with the fill value).
+    A netCDF dimension's length is given by :func:`dimension_length`; a variable along an
+    unlimited dimension may be shorter than that (netCDF readers pad it with the fill value).
+    ``cache`` is handed to :func:`dimension_length`.
     """
     shape = tuple(int(n) for n in ds.shape)
     names = _phony(shape)
@@ -190,24 +240,74 @@ def dimensions(ds: h5py.Dataset) -> tuple[tuple[str, ...], tuple[int, ...]]:
     try:
         if h5py.h5ds.is_scale(ds.id):
             if len(shape) == 1:
-                return (ds.name.rsplit("/", 1)[-1],), shape
-            return tuple(names), shape
+                return (ds.name.rsplit("/", 1)[-1],), (max(shape[0], dimension_length(ds, cache)),)
+            # a netCDF multi-dimensional coordinate variable (``station(station, strlen)``
+            # char coordinates, ``lat(lat, lon)``): a scale whose axes netCDF-C records as
+            # dimension ids in ``_Netcdf4Coordinates``
+            found = _netcdf4_coordinate_dims(ds, shape, cache)
+            return found if found is not None else (tuple(names), shape)
         if "DIMENSION_LIST" not in ds.attrs:
             return tuple(names), shape
         for axis in range(len(shape)):
             scales = ds.dims[axis]
             if len(scales) == 0:
                 continue
-            scale = scales[0]
-            if scale.name is None or len(scale.shape or ()) != 1:
+            scale = scales[len(scales) - 1]  # several scales: the last, as netCDF-C reads it
+            if len(scale.shape or ()) < 1:
                 continue
-            names[axis] = scale.name.rsplit("/", 1)[-1]
-            lengths[axis] = max(shape[axis], int(scale.shape[0]))
+            name, length = _scale_info(scale, cache)
+            if not name:
+                continue
+            names[axis] = name
+            lengths[axis] = max(shape[axis], length)
     except (OSError, KeyError, RuntimeError, ValueError, TypeError):
         return tuple(_phony(shape)), shape
-    if len(set(names)) != len(names):  # a netCDF variable may not repeat a dimension for zarr
-        return tuple(_phony(shape)), shape
+    # a repeated name (netCDF ``cov(x, x)``) stays repeated, as netCDF readers present it
     return tuple(names), tuple(lengths)
+
+
+def _netcdf4_coordinate_dims(
+    ds: h5py.Dataset, shape: tuple[int, ...], cache: dict[Any, tuple[str, int]] | None = None
+) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
+    """Names and lengths of a multi-dimensional netCDF coordinate variable's dimensions.
+
+    ``_Netcdf4Coordinates`` lists the dimension ids of its axes; a dimension is the dimension
+    scale with that ``_Netcdf4Dimid`` in the variable's group or the nearest enclosing group
+    (an inner scale hides an outer one of the same name). None when an id does not resolve.
+    """
+    ids = ds.attrs.get("_Netcdf4Coordinates")
+    if ids is None:
+        return None
+    ids = np.asarray(ids).ravel()
+    if ids.size != len(shape) or ids.dtype.kind not in "iu":
+        return None
+    wanted = {int(i) for i in ids}
+    by_id: dict[int, tuple[str, int]] = {}
+    seen: set[str] = set()
+    group: h5py.Group | None = ds.parent
+    while group is not None and wanted - set(by_id):
+        for name in group:
+            if name in seen:
+                continue
+            seen.add(name)
+            link = group.get(name, getlink=True)
+            if not isinstance(link, h5py.HardLink | h5py.SoftLink):
+                continue
+            obj = group.get(name)
+            if not isinstance(obj, h5py.Dataset) or not _is_dimension_scale(obj):
+                continue
+            dimid = obj.attrs.get("_Netcdf4Dimid")
+            if dimid is None or obj.shape is None or len(obj.shape) < 1:
+                continue
+            dimid = int(np.asarray(dimid).ravel()[0])
+            if dimid in wanted and dimid not in by_id:
+                by_id[dimid] = (name, dimension_length(obj, cache))
+        group = None if group.name == "/" else group.parent
+    if wanted - set(by_id):
+        return None
+    names = tuple(by_id[int(i)][0] for i in ids)
+    lengths = tuple(max(n, by_id[int(i)][1]) for n, i in zip(shape, ids, strict=True))
+    return names, lengths
 
 
 def extend_dimension_names(dims: tuple[str, ...], extra: tuple[int, ...]) -> tuple[str, ...]:
