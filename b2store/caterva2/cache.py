@@ -13,6 +13,8 @@ Contract
 * :meth:`ChunkCache.set_version` is called whenever a dataset's info is (re)read: other versions of
   that dataset are dropped. The Caterva2 API exposes no per-chunk version, so a changed dataset
   loses all its cached chunks (see docs/caterva2.md).
+* A folder that cannot be created or written is not an error: reads go on without caching and
+  one warning is logged per cache.
 * Recency is the entry's mtime (touched on every hit); when the bytes under ``root`` exceed
   ``size_limit`` the least recently used entries go until the total is under 90 % of it. Every
   process keeps its own running total and rescans the folder before evicting, so the limit holds
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import os
 import shutil
 import struct
@@ -39,6 +42,8 @@ _HEADER = struct.Struct("<4sHxxII")  # magic, format, pad, length, crc32 → 16 
 _SUFFIX = ".c2c"
 _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600.0
+
+logger = logging.getLogger(__name__)
 
 
 def default_cache_dir() -> Path:
@@ -74,12 +79,22 @@ class ChunkCache:
                 f"Expected a positive integer number of bytes (or None) for cache_size_limit. "
                 f"Got {size_limit!r} instead."
             )
+        if not str(root).strip():
+            # Path("") is the working directory: entries would litter it
+            raise ValueError(
+                "Expected a folder for cache_storage. Got an empty string instead; pass None to "
+                "read without a cache."
+            )
         self.root = Path(root)
         self.size_limit = size_limit
-        self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._total: int | None = None
         self._known_versions: dict[str, str] = {}
+        self._write_failed = False
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            self._warn_unwritable(exc)
 
     def __reduce__(self) -> tuple[object, tuple[object, ...]]:
         return _rebuild, (str(self.root), self.size_limit)
@@ -104,14 +119,17 @@ class ChunkCache:
         if self._known_versions.get(ident) == version:
             return
         keep = _digest(version)
-        if ds.is_dir():
-            for child in ds.iterdir():
-                if child.name != keep and child.is_dir():
-                    freed = _dir_size(child)
-                    shutil.rmtree(child, ignore_errors=True)
-                    with self._lock:
-                        if self._total is not None:
-                            self._total = max(0, self._total - freed)
+        try:
+            children = list(ds.iterdir()) if ds.is_dir() else []
+        except OSError:  # an unreadable cache folder: nothing to drop
+            children = []
+        for child in children:
+            if child.name != keep and child.is_dir():
+                freed = _dir_size(child)
+                shutil.rmtree(child, ignore_errors=True)
+                with self._lock:
+                    if self._total is not None:
+                        self._total = max(0, self._total - freed)
         self._known_versions[ident] = version
 
     # -- entries -----------------------------------------------------------------------------------
@@ -138,17 +156,18 @@ class ChunkCache:
         if self.size_limit is not None and len(payload) + _HEADER.size > self.size_limit:
             return
         entry = self._entry(server, path, version, key)
-        entry.parent.mkdir(parents=True, exist_ok=True)
         tmp = entry.parent / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{key}"
         header = _HEADER.pack(_MAGIC, _FORMAT, len(payload), zlib.crc32(payload))
         try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as f:
                 f.write(header)
                 f.write(payload)
             os.replace(tmp, entry)
-        except OSError:
+        except OSError as exc:  # a cache that cannot be written must not fail the read
             with contextlib.suppress(OSError):
                 tmp.unlink()
+            self._warn_unwritable(exc)
             return
         with self._lock:
             if self._total is None:
@@ -158,6 +177,17 @@ class ChunkCache:
             over = self.size_limit is not None and self._total > self.size_limit
         if over:
             self.evict()
+
+    def _warn_unwritable(self, exc: OSError) -> None:
+        """Log once per cache that entries cannot be written (reads go on without caching)."""
+        if not self._write_failed:
+            self._write_failed = True
+            logger.warning(
+                "b2store: cannot write the Caterva2 chunk cache in %s (%s); reading without "
+                "caching. Pass a writable cache_storage folder, or cache_storage=None.",
+                self.root,
+                exc,
+            )
 
     # -- size and eviction -------------------------------------------------------------------------
 

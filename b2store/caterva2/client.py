@@ -276,6 +276,7 @@ class Caterva2Client:
         self._session = None
 
     async def _auth_cookie(self) -> str | None:
+        """The cookie value to send: the token, or one got by logging in ("" for none)."""
         if self._token is not None:
             return self._token.get()
         if self._password is None:
@@ -287,7 +288,11 @@ class Caterva2Client:
         return self._token.get()
 
     async def _login(self) -> str:
-        """Log in with the username/password, retrying connection failures and 5xx answers."""
+        """Log in with the username/password, retrying connection failures and 5xx answers.
+
+        Returns the ``c2subauth`` cookie value, or ``""`` when the server has no login route
+        (``login = false``: nothing needs credentials there).
+        """
         assert self._session is not None and self._password is not None
         url = f"{self.config.base_url}/auth/jwt/login"
         data = {"username": self._username or "", "password": self._password.get()}
@@ -315,6 +320,16 @@ class Caterva2Client:
             if cookie is not None and cookie.value:
                 return cookie.value
             raise Caterva2HTTPError(url, status, "login answered without a cookie")
+        if status == 404:
+            # no login route: a server with login = false, where every route is open. Not an
+            # error (CATERVA2_USERNAME/PASSWORD may be meant for another server); was a
+            # FileNotFoundError that zarr reported as "no array found"
+            logger.warning(
+                "b2store: %s has no login endpoint (a server with login = false?); reading "
+                "without credentials",
+                self.config.base_url,
+            )
+            return ""
         if status == 400:
             raise PermissionError(
                 f"Caterva2 login at {url} failed for user {self._username!r}: wrong username "

@@ -260,7 +260,23 @@ class Caterva2FileSystem(AsyncFileSystem):
     # -- datasets and metadata ---------------------------------------------------------------------
 
     async def _fetch_info(self, path: str) -> tuple[Any, str | None]:
-        return await self.client.get_json("info", path)
+        """``/api/info`` of ``path`` and the version (ETag) its data has.
+
+        An unfolded HDF5 proxy ``.b2nd`` serves the data of its source ``.h5`` file, which can be
+        replaced while the proxy file stays the same (same ETag): its version joins both ETags,
+        so the chunk cache and the open-time checks see the change.
+        """
+        info, etag = await self.client.get_json("info", path)
+        source = _proxy_source(path, info)
+        if source is not None:
+            for suffix in _HDF5_SUFFIXES:
+                try:
+                    _, source_etag = await self.client.get_json("info", source + suffix)
+                except FileNotFoundError:
+                    continue
+                etag = f"{etag or info.get('mtime')}+{source_etag}"
+                break
+        return info, etag
 
     def _remember(self, ds: Dataset) -> Dataset:
         """Take ``ds`` as the current description (metadata was just rendered from it)."""
@@ -325,13 +341,17 @@ class Caterva2FileSystem(AsyncFileSystem):
         return Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
 
     async def _list_tree(self, node: str) -> dict[str, str]:
-        """Relative dataset paths below group ``node`` → their kind (``"dataset"``/``"group"``)."""
+        """Relative dataset paths below group ``node`` → their kind (``"dataset"``/``"group"``).
+
+        Suffixes match as the server matches them, case included (``F.H5`` is a plain file).
+        Names with a backslash are left out (zarr would read it as ``/``).
+        """
         names = await self.client.get_json("list", node)
         listing = names[0]
         if not isinstance(listing, list):
             raise Caterva2HTTPError(self.client.url("list", node), 200, "listing is not a list")
-        inside_hdf5 = any(p.lower().endswith(_HDF5_SUFFIXES) for p in node.split("/")) or (
-            node.lower().endswith(_HDF5_SUFFIXES)
+        inside_hdf5 = any(p.endswith(_HDF5_SUFFIXES) for p in node.split("/")) or (
+            node.endswith(_HDF5_SUFFIXES)
         )
         out: dict[str, str] = {}
         nested: list[str] = []
@@ -339,13 +359,25 @@ class Caterva2FileSystem(AsyncFileSystem):
             rel = str(rel).strip("/")
             if not rel:
                 continue
-            if inside_hdf5:
-                out[rel] = "dataset"
-            elif rel.lower().endswith(_HDF5_SUFFIXES):
-                out[rel] = "group"
+            if inside_hdf5 or rel.endswith(_DATASET_SUFFIXES):
+                kind = "dataset"
+            elif rel.endswith(_HDF5_SUFFIXES):
+                kind = "group"
+            else:
+                continue  # a plain file
+            if "\\" in rel:
+                # zarr reads "\\" in a key as "/": the entry would break the whole group
+                # (KeyError ... not found in consolidated metadata), so leave it out
+                logger.warning(
+                    "b2store: leaving Caterva2 %s/%s out of its group: zarr cannot name members "
+                    "with a backslash; open it by its own URL",
+                    node,
+                    rel,
+                )
+                continue
+            out[rel] = kind
+            if kind == "group":
                 nested.append(rel)
-            elif rel.lower().endswith(_DATASET_SUFFIXES):
-                out[rel] = "dataset"
         subs = await asyncio.gather(
             *(self._list_tree(f"{node}/{rel}" if node else rel) for rel in nested)
         )
@@ -500,8 +532,12 @@ class Caterva2FileSystem(AsyncFileSystem):
     ) -> tuple[str, str, dict[str, str]]:
         """Cache key, URL and query of the server request for one chunk."""
         if ds.mode == SLICE:
-            region = ds.chunk_region(coords)
-            params = {"slice_": ",".join(f"{s.start}:{s.stop}" for s in region)} if region else {}
+            spans = [f"{s.start}:{s.stop}" for s in ds.chunk_region(coords)]
+            params: dict[str, str] = {}
+            if spans and ds.region_param == "indices":
+                params = {"indices": json.dumps(spans)}
+            elif spans:
+                params = {"slice_": ",".join(spans)}
             return "s" + "_".join(map(str, coords)), self.client.url("fetch", ds.path), params
         if number >= ds.nchunks:
             raise Caterva2HTTPError(
@@ -625,6 +661,14 @@ class Caterva2FileSystem(AsyncFileSystem):
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
+        try:
+            return await self._info_of(path)
+        except UnsupportedCaterva2DatasetError as exc:
+            # a plain file (or a dataset b2store cannot present) is no part of the Zarr view:
+            # fsspec's exists/isdir expect FileNotFoundError for that, not a crash
+            raise FileNotFoundError(f"{self.unstrip_protocol(path)}: {exc}") from None
+
+    async def _info_of(self, path: str) -> dict[str, Any]:
         name = posixpath.basename(path)
         if name == "zarr.json" or name in _V2_KEYS or self._chunk_key_readings(path):
             try:
@@ -674,11 +718,41 @@ class Caterva2FileSystem(AsyncFileSystem):
             entries += [{"name": f"{path}/{d}", "size": 0, "type": "directory"} for d in dirs]
         return entries
 
+    # -- writes: refused -----------------------------------------------------------------------
+    # fsspec's defaults would accept some of them silently (open(..., "wb") buffers and drops the
+    # bytes, touch/mkdir/makedirs/rmdir do nothing) or fail without a message (cp, put)
+
+    def _read_only(self, path: Any) -> PermissionError:
+        where = self.unstrip_protocol(self._strip_protocol(path))
+        return PermissionError(
+            f"{where}: the Caterva2 store is read-only; upload data with caterva2.Client instead"
+        )
+
     async def _pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
-        raise PermissionError(f"{self.unstrip_protocol(path)}: the Caterva2 store is read-only")
+        raise self._read_only(path)
 
     async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        raise PermissionError(f"{self.unstrip_protocol(path)}: the Caterva2 store is read-only")
+        raise self._read_only(path)
+
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        raise self._read_only(path2)
+
+    async def _put_file(self, lpath: str, rpath: str, **kwargs: Any) -> None:
+        raise self._read_only(rpath)
+
+    async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
+        raise self._read_only(path)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        raise self._read_only(path)
+
+    def rmdir(self, path: str) -> None:
+        raise self._read_only(path)
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if mode != "rb":
+            raise self._read_only(path)
+        return super()._open(path, mode, **kwargs)
 
     def invalidate_cache(self, path: str | None = None) -> None:
         """Forget the dataset descriptions held in memory (the disk cache keeps its checks)."""
@@ -721,6 +795,25 @@ def _unpickle(
         while len(_UNPICKLED) > _UNPICKLED_MAX:
             _UNPICKLED.popitem(last=False)
     return fs
+
+
+def _proxy_source(path: str, info: Any) -> str | None:
+    """The server path, without suffix, of the HDF5 file an unfolded proxy at ``path`` reads.
+
+    Caterva2 unfolds ``d/f.h5`` into ``d/f/<dataset path>.b2nd`` (vlmeta ``_ftype == "hdf5"``,
+    ``_dsetname``) and finds the file again by going up as many folders as the dataset path has
+    below the file's root; ``None`` for anything else.
+    """
+    if not isinstance(info, dict) or "shape" not in info:
+        return None
+    vlmeta = (info.get("schunk") or {}).get("vlmeta") or {}
+    if not isinstance(vlmeta, dict) or vlmeta.get("_ftype") != "hdf5":
+        return None
+    dsetname = str(vlmeta.get("_dsetname") or "").lstrip("/")
+    folder = posixpath.dirname(path)
+    for _ in range(dsetname.count("/")):
+        folder = posixpath.dirname(folder)
+    return folder if "/" in folder else None  # a root itself cannot be the file
 
 
 def _retrieve_exception(task: asyncio.Task[bytes]) -> None:

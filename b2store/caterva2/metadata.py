@@ -10,10 +10,13 @@ Contract
   re-encoded padded to the full chunk size by the filesystem. Mode :data:`CHUNK`.
 * Datasets whose chunk endpoint cannot be trusted — leaves inside HDF5 files (chunk → 400),
   unfolded HDF5 proxies (``vlmeta._ftype == "hdf5"``: chunk → *zeros* with status 200) — and
-  arrays in big-endian byte order (and 0-d arrays) are served decoded: raw little-endian C-order
-  bytes with the ``bytes`` codec. HDF5 leaves and proxies are read through
-  ``/api/fetch?slice_=`` (mode :data:`SLICE`, the slower path: the server re-compresses every
-  slice), the others through ``/api/chunk`` decoded in b2store (mode :data:`TRANSCODE`).
+  arrays with any big-endian part (structured fields too; Zarr v3 stores those little-endian)
+  or no dimensions are served decoded: raw little-endian C-order bytes with the ``bytes`` codec.
+  HDF5 leaves and proxies are read through ``/api/fetch?slice_=`` (mode :data:`SLICE`, the
+  slower path: the server re-compresses every slice), the others through ``/api/chunk``
+  decoded in b2store (mode :data:`TRANSCODE`). ``.b2nd`` arrays whose chunks cannot be decoded
+  without the array's metadata (ZFP and plugin codecs, NDCELL/NDMEAN filters) take the slice
+  path too.
 * ``version`` is the answer's ETag (else the ``mtime``): it keys the chunk cache.
 * Attributes come from the dataset's ``vlmeta`` minus Caterva2's internal keys; dimension names from
   ``vlmeta["dimension_names"]`` / ``vlmeta["_ARRAY_DIMENSIONS"]``, else ``<name>_dim<i>`` so
@@ -31,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from b2store._zarrmeta import ArrayMeta
+from b2store._zarrmeta import ArrayMeta, array_v2, array_v3
 from b2store.errors import B2StoreError
 
 __all__ = [
@@ -41,7 +44,10 @@ __all__ = [
     "Dataset",
     "UnsupportedCaterva2DatasetError",
     "dataset_from_info",
+    "is_big_endian",
     "is_group_info",
+    "little_endian",
+    "zarr_servable",
 ]
 
 CHUNK = "chunk"
@@ -81,6 +87,10 @@ class Dataset:
     version: str
     attributes: dict[str, Any] = field(default_factory=dict)
     dimension_names: tuple[str, ...] | None = None
+    #: how a region goes to ``/api/fetch`` on the slice path: ``slice_`` (the server slices the
+    #: stored array, keeping its cparams) or ``indices`` (it gathers the region and compresses it
+    #: with default cparams: needed where the stored codec fails on odd region shapes)
+    region_param: str = "slice_"
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -121,11 +131,13 @@ class Dataset:
             v2_compressor = {"id": "b2store_b2nd", "chunkshape": list(self.chunks), **blocks}
             dtype = self.dtype
         else:
-            dtype = self.dtype.newbyteorder("<") if self.dtype.byteorder == ">" else self.dtype
+            dtype = little_endian(self.dtype)
             codecs = ()  # ArrayMeta's default: the bytes codec (little endian); v2: no codec
         dims = self.dimension_names or tuple(f"{name}_dim{i}" for i in range(len(self.shape)))
         try:
-            return ArrayMeta(
+            if not zarr_servable(dtype):
+                raise TypeError(f"dtype {dtype} has no fixed-size Zarr equivalent")
+            meta = ArrayMeta(
                 shape=self.shape,
                 chunks=self.chunks,
                 dtype=dtype,
@@ -136,10 +148,42 @@ class Dataset:
                 attributes=self.attributes,
                 dimension_names=dims,
             )
+            # render both views now: a failure later, inside a directory's consolidated
+            # metadata, would take every other dataset of the directory down with it
+            array_v3(meta)
+            array_v2(meta)
+            return meta
         except (TypeError, ValueError) as exc:
             raise UnsupportedCaterva2DatasetError(
-                f"Caterva2 dataset {self.path} cannot be described as Zarr: {exc}"
+                f"Caterva2 dataset {self.path} (dtype {self.dtype}) cannot be described as Zarr: "
+                f"{exc}"
             ) from exc
+
+
+def zarr_servable(dtype: np.dtype[Any]) -> bool:
+    """Whether b2store can serve raw items of ``dtype`` as Zarr: fixed size, no Python objects,
+    no datetime without a unit."""
+    if dtype.hasobject or dtype.itemsize == 0:
+        return False
+    if dtype.fields:
+        return all(zarr_servable(field[0]) for field in dtype.fields.values())
+    if dtype.subdtype is not None:
+        return zarr_servable(dtype.subdtype[0])
+    return not (dtype.kind in "mM" and np.datetime_data(dtype)[0] == "generic")
+
+
+def is_big_endian(dtype: np.dtype[Any]) -> bool:
+    """Whether any part of ``dtype`` (structured fields and sub-arrays included) is big-endian."""
+    if dtype.fields:
+        return any(is_big_endian(field[0]) for field in dtype.fields.values())
+    if dtype.subdtype is not None:
+        return is_big_endian(dtype.subdtype[0])
+    return dtype.byteorder == ">"
+
+
+def little_endian(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """``dtype`` with every part little-endian (Zarr v3 stores structured fields that way)."""
+    return dtype.newbyteorder("<") if is_big_endian(dtype) else dtype
 
 
 def is_group_info(info: Any) -> bool:
@@ -212,6 +256,25 @@ def _slice_chunks(chunks: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     return tuple(out)
 
 
+#: Blosc2 codecs whose bare chunks cannot be decoded alone: ZFP (33-35) reads the shape from the
+#: array's b2nd metalayer, and later plugin codecs (J2K, Grok, ...) may not be installed here.
+_CONTEXT_CODEC_MIN = 33
+#: Blosc2 filters that read the array's metalayer at decode time (NDCELL, NDMEAN).
+_CONTEXT_FILTERS = frozenset({32, 33})
+
+
+def _needs_array_context(cparams: Any) -> bool:
+    """Whether chunks made with ``cparams`` (``/api/info`` ``schunk.cparams``) need the array's
+    metadata to decompress, so that ``/api/chunk`` bytes cannot be decoded on their own."""
+    if not isinstance(cparams, dict):
+        return False
+    codec = cparams.get("codec")
+    filters = cparams.get("filters")
+    return (isinstance(codec, int) and codec >= _CONTEXT_CODEC_MIN) or (
+        isinstance(filters, list) and any(f in _CONTEXT_FILTERS for f in filters)
+    )
+
+
 def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Dataset:
     """Describe the dataset at ``path`` from its ``/api/info`` answer and ETag.
 
@@ -222,7 +285,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
     """
     if not isinstance(info, dict):
         raise UnsupportedCaterva2DatasetError(f"Caterva2 /api/info of {path} is not an object")
-    in_hdf5 = any(part.lower().endswith((".h5", ".hdf5")) for part in path.split("/")[:-1])
+    in_hdf5 = any(part.endswith((".h5", ".hdf5")) for part in path.split("/")[:-1])
     version = etag or str(info.get("mtime") or "")
     if "shape" in info:  # NDArray (a .b2nd, or an HDF5 leaf)
         schunk = info.get("schunk") or {}
@@ -246,13 +309,20 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             )
         dtype = parse_dtype(str(info.get("dtype")), path)
         proxy = vlmeta.get("_ftype") == "hdf5"
+        region_param = "slice_"
         if in_hdf5 or proxy or info.get("accept_ranges", "bytes") is None:
             kind, mode = "hdf5", SLICE
+            zchunks = _slice_chunks(chunks, dtype.itemsize)
+        elif _needs_array_context(schunk.get("cparams")):
+            # a bare chunk of these cannot be decoded without the array's metalayer: the server
+            # decodes them; "indices", because its slice_ answer re-compresses the region with
+            # the stored codec, which fails (500) on edge regions (ZFP, NDCELL, NDMEAN)
+            kind, mode, region_param = "b2nd", SLICE, "indices"
             zchunks = _slice_chunks(chunks, dtype.itemsize)
         else:
             kind = "b2nd"
             # big-endian data and 0-d arrays are decoded here and served with the bytes codec
-            mode = TRANSCODE if dtype.byteorder == ">" or not shape else CHUNK
+            mode = TRANSCODE if is_big_endian(dtype) or not shape else CHUNK
             zchunks = chunks
         padded = [math.ceil(c / b) * b for c, b in zip(chunks, blocks, strict=True)]
         nchunks = math.prod(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
@@ -270,8 +340,17 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             version=version,
             attributes=_json_safe(vlmeta),
             dimension_names=_dim_names(vlmeta, len(shape)),
+            region_param=region_param,
         )
     if "chunkshape" in info and "nbytes" in info:  # SChunk (.b2frame)
+        if not path.endswith(".b2frame"):
+            # the server keeps any other file (.npy, .csv, .txt, .b2 ...) as a compressed byte
+            # stream and describes it like an SChunk: its bytes are not an array's data
+            raise UnsupportedCaterva2DatasetError(
+                f"Caterva2 {path} is a plain file, not a dataset: b2store serves .b2nd, "
+                ".b2frame and HDF5 datasets as arrays (directory listings skip other files); "
+                "download it with caterva2.Client(url).download(path) instead"
+            )
         vlmeta = info.get("vlmeta") or {}
         if not isinstance(vlmeta, dict):
             vlmeta = {}
@@ -284,7 +363,11 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
                 candidate = np.dtype(vlmeta["dtype"])
             except TypeError:
                 candidate = None
-            if candidate is not None and candidate.itemsize == typesize:
+            if (
+                candidate is not None
+                and candidate.itemsize == typesize
+                and zarr_servable(candidate)
+            ):
                 dtype = candidate
         if nbytes % dtype.itemsize or chunksize % dtype.itemsize:
             dtype = np.dtype("u1")
@@ -292,7 +375,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
         return Dataset(
             path=path,
             kind="b2frame",
-            mode=TRANSCODE if dtype.byteorder == ">" else CHUNK,
+            mode=TRANSCODE if is_big_endian(dtype) else CHUNK,
             shape=(nbytes // dtype.itemsize,),
             chunks=(max(chunksize // dtype.itemsize, 1),),
             blocks=(max(chunksize // dtype.itemsize, 1),),
