@@ -235,6 +235,14 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         from b2store.codecs.b2nd import encode_b2nd
 
         arr = chunk_array.as_numpy_array()
+        if arr.dtype.byteorder == ">":
+            # Zarr v3 metadata records no byte order for an array->bytes codec: a reopened
+            # array reads as little-endian, so big-endian bytes would come back swapped
+            raise CodecError(
+                f"b2store.b2nd: cannot store big-endian {arr.dtype} in Zarr v3 (a reopened "
+                f"array would read as {arr.dtype.newbyteorder('<')}): create the array with "
+                "the little-endian dtype instead"
+            )
         data = encode_b2nd(
             arr,
             cname=self.cname,

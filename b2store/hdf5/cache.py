@@ -20,6 +20,7 @@ import json
 import os
 import tempfile
 import threading
+import zipfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -165,5 +166,13 @@ def load_sidecar(folder: Path, key: str) -> FileIndex | None:
                 notes=tuple(header["notes"]),
                 sources=tuple((str(u), str(st)) for u, st in header["sources"]),
             )
-    except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
-        return None
+    except (
+        OSError,
+        ValueError,
+        KeyError,
+        TypeError,
+        EOFError,
+        zipfile.BadZipFile,
+        json.JSONDecodeError,
+    ):
+        return None  # damaged (truncated, bit flips) or foreign: rebuilt by the caller

@@ -189,7 +189,7 @@ class HDF5FileSystem(AsyncFileSystem):
             if not isinstance(inner, fsspec.AbstractFileSystem) or inner is self.target_fs:
                 raise
             info = inner.info(url)
-        for name in ("mtime", "ETag", "LastModified", "last_modified", "etag"):
+        for name in ("mtime", "ETag", "LastModified", "Last-Modified", "last_modified", "etag"):
             if info.get(name) is not None:
                 return info.get("size"), f"{name}={info[name]}"
         return info.get("size"), None
