@@ -7,8 +7,6 @@ must give the Dataset ``xr.open_dataset(f, engine="h5netcdf")`` gives, in both Z
 from __future__ import annotations
 
 import functools
-import os
-import re
 import threading
 import warnings
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
+from http_helpers import RangeHandler
 
 pytest.importorskip("h5netcdf")
 netCDF4 = pytest.importorskip("netCDF4")
@@ -158,32 +157,6 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-class _RangeNoListingHandler(_QuietHandler):
-    """Single-range GETs, no directory pages (404), like most static file hosts."""
-
-    def send_head(self):  # type: ignore[no-untyped-def]
-        path = self.translate_path(self.path)
-        if not os.path.isfile(path):
-            self.send_error(404)
-            return None
-        size = os.path.getsize(path)
-        m = re.fullmatch(r"bytes=(\d+)-(\d+)", self.headers.get("Range") or "")
-        start, end = (int(m[1]), min(int(m[2]), size - 1)) if m else (0, size - 1)
-        self.send_response(206 if m else 200)
-        if m:
-            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
-        self.send_header("Content-Length", str(end - start + 1))
-        self.send_header("Accept-Ranges", "bytes")
-        self.end_headers()
-        fh = open(path, "rb")  # noqa: SIM115 - closed by the base class after copyfile
-        fh.seek(start)
-        self._remaining = end - start + 1
-        return fh
-
-    def copyfile(self, source, outputfile):  # type: ignore[no-untyped-def]
-        outputfile.write(source.read(self._remaining))
-
-
 def _serve(folder: Path, handler: type[SimpleHTTPRequestHandler]) -> Iterator[str]:
     httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
@@ -232,7 +205,7 @@ def test_blockcache_over_http_without_directory_pages(http_folder: Path, tmp_pat
     answers info() by listing the parent folder), then a TypeError (it sets cache_type), then
     BlocksizeMismatchError (the file was first opened with another block size)."""
     pytest.importorskip("aiohttp")
-    for base in _serve(http_folder, _RangeNoListingHandler):
+    for base in _serve(http_folder, RangeHandler):
         root = zarr.open_group(
             f"b2h5::blockcache::{base}/mid.h5",
             mode="r",
