@@ -29,7 +29,7 @@ import functools
 import math
 import struct
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -72,7 +72,7 @@ _B2FLAG_USEDICT = 0x01
 _B2FLAG_VLBLOCKS = 0x08  # variable-length blocks (C-Blosc2 >= 2.15): not produced by b2nd
 
 _WHAT = "Blosc2"
-_CHUNK_HEAD = struct.Struct("<BBBBiii")
+_CHUNK_HEAD = struct.Struct("<BBBBiii6BBB6bBB")  # the whole 32-byte chunk header
 _FMETA = struct.Struct("<6b")
 _FRAME_SIZES = struct.Struct(">BiBQ")  # at 10: int32 marker, header_size, uint64 marker, frame_size
 _FRAME_FIELDS = struct.Struct(
@@ -120,9 +120,8 @@ def _err(msg: str, what: str) -> CodecError:
 # chunks
 
 
-@dataclass(frozen=True)
-class ChunkHeader:
-    """The 32-byte header of a Blosc2 chunk.
+class ChunkHeader(NamedTuple):
+    """The 32-byte header of a Blosc2 chunk (a named tuple: cheap to build on every decode).
 
     Attributes
     ----------
@@ -199,8 +198,17 @@ def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> Chu
         raise _err(
             f"truncated Blosc2 chunk: {n} bytes, a chunk header alone is {CHUNK_HEADER_SIZE}", what
         )
-    h = bytes(mv[:CHUNK_HEADER_SIZE])
-    (version, versionlz, flags, typesize, nbytes, blocksize, cbytes) = _CHUNK_HEAD.unpack_from(h)
+    (
+        version,
+        versionlz,
+        flags,
+        typesize,
+        nbytes,
+        blocksize,
+        cbytes,
+        *filters_and_meta,
+        blosc2_flags,
+    ) = _CHUNK_HEAD.unpack_from(mv)
     if not 2 <= version <= 6:
         raise _err(f"not a Blosc2 chunk (format version byte {version}, expected 2..6)", what)
     if flags & _FLAG_EXTENDED != _FLAG_EXTENDED:
@@ -211,21 +219,21 @@ def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> Chu
         raise _err(f"corrupt Blosc2 chunk header: {nbytes=}, {blocksize=}, {cbytes=}", what)
     if nbytes > 0 and blocksize == 0:
         raise _err(f"corrupt Blosc2 chunk header: {blocksize=} for {nbytes=}", what)
-    special = (h[31] >> 4) & 0x7
+    special = (blosc2_flags >> 4) & 0x7
     hdr = ChunkHeader(
-        version=version,
-        versionlz=versionlz,
-        flags=flags,
-        typesize=typesize,
-        nbytes=nbytes,
-        blocksize=blocksize,
-        cbytes=cbytes,
-        filters=tuple(h[16:22]),
-        udcodec=h[22],
-        codec_meta=h[23],
-        filters_meta=_FMETA.unpack_from(h, 24),
-        blosc2_flags=h[31],
-        special=special,
+        version,
+        versionlz,
+        flags,
+        typesize,
+        nbytes,
+        blocksize,
+        cbytes,
+        tuple(filters_and_meta[:6]),
+        filters_and_meta[6],
+        filters_and_meta[7],
+        tuple(filters_and_meta[8:14]),
+        blosc2_flags,
+        special,
     )
     if special > SPECIAL_UNINIT:
         raise _err(f"corrupt Blosc2 chunk header: unknown special kind {special}", what)
@@ -295,8 +303,27 @@ def validate_chunk(buf: Any, *, what: str = _WHAT, nbytes: int | None = None) ->
     if hdr.special == SPECIAL_NONE and not hdr.memcpyed and hdr.nbytes > 0:
         if hdr.blosc2_flags & _B2FLAG_VLBLOCKS:
             raise _err("Blosc2 chunks with variable-length blocks are not supported", what)
-        block_starts(buf, hdr, what=what)
+        _check_block_starts(as_bytes_view(buf), hdr, what)
     return hdr
+
+
+def _check_block_starts(mv: memoryview, hdr: ChunkHeader, what: str) -> None:
+    """:func:`block_starts`' checks without building the table (plain ints for few blocks)."""
+    nb = hdr.nblocks
+    if nb >= 64:
+        block_starts(mv, hdr, what=what)
+        return
+    end = CHUNK_HEADER_SIZE + 4 * nb
+    if len(mv) < end:
+        raise _err(f"truncated Blosc2 chunk: block-start table needs {end} bytes", what)
+    starts = struct.unpack_from(f"<{nb}i", mv, CHUNK_HEADER_SIZE)
+    lo, hi = min(starts), max(starts)
+    if lo < end or hi >= hdr.cbytes:
+        raise _err(
+            f"corrupt Blosc2 chunk: block starts outside [{end}, {hdr.cbytes}) "
+            f"(min {lo}, max {hi})",
+            what,
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -317,9 +344,8 @@ class B2ndMeta:
     dtype_str: str
 
 
-@dataclass(frozen=True)
-class FrameInfo:
-    """Fixed-position fields of a Blosc2 contiguous frame header.
+class FrameInfo(NamedTuple):
+    """Fixed-position fields of a Blosc2 contiguous frame header (a named tuple).
 
     Attributes
     ----------

@@ -18,6 +18,7 @@ from b2store.errors import CodecError
 
 __all__ = [
     "CNAMES",
+    "SPLITMODES",
     "as_bytes_view",
     "ensure_ndarray",
     "parse_bool",
@@ -29,6 +30,9 @@ __all__ = [
 
 #: Codec names accepted in ``cname`` and their Blosc2 codec ids.
 CNAMES: dict[str, int] = {"blosclz": 0, "lz4": 1, "lz4hc": 2, "zlib": 4, "zstd": 5}
+#: Blosc2 split modes (``blosc2.SplitMode``) by config name: whether each block is compressed
+#: as one stream or as one stream per byte of the item (after shuffle), as C-Blosc2 numbers them.
+SPLITMODES: dict[str, int] = {"always": 1, "never": 2, "auto": 3, "forward_compat": 4}
 
 
 def ensure_ndarray(buf: Any) -> np.ndarray:
@@ -85,6 +89,24 @@ def parse_cname(codec: str, value: Any) -> str:
     if v not in CNAMES:
         raise CodecError(
             f"{codec}: cname: Expected one of {sorted(CNAMES)}. Got {value!r} instead."
+        )
+    return v
+
+
+def parse_splitmode(codec: str, value: Any) -> str:
+    """Validate a Blosc2 split mode (``auto``, ``always``, ``never``, ``forward_compat``).
+
+    ``blosc2.SplitMode`` members are accepted too (``SplitMode.ALWAYS_SPLIT`` -> ``"always"``).
+    """
+    name = getattr(value, "name", value)  # a blosc2.SplitMode member
+    if isinstance(name, str) and name.upper().endswith("_SPLIT"):
+        name = name[: -len("_SPLIT")]
+    if not isinstance(name, str):
+        raise TypeError(f"{codec}: splitmode: Expected a string. Got {value!r} instead.")
+    v = name.lower()
+    if v not in SPLITMODES:
+        raise CodecError(
+            f"{codec}: splitmode: Expected one of {sorted(SPLITMODES)}. Got {value!r} instead."
         )
     return v
 

@@ -145,6 +145,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
     filters: tuple[Any, ...] = field(default=((("id", "shuffle"),),))  # frozen [{"id": "shuffle"}]
     blocks: tuple[int, ...] | None = None
     nthreads: int = 1
+    splitmode: str = "auto"
 
     def __init__(
         self,
@@ -154,31 +155,40 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         filters: Any = None,
         blocks: Any = None,
         nthreads: int = 1,
+        splitmode: str = "auto",
     ) -> None:
         from b2store.codecs.b2nd import B2nd
 
-        nc = B2nd(cname=cname, clevel=clevel, filters=filters, blocks=blocks, nthreads=nthreads)
+        nc = B2nd(
+            cname=cname,
+            clevel=clevel,
+            filters=filters,
+            blocks=blocks,
+            nthreads=nthreads,
+            splitmode=splitmode,
+        )
         object.__setattr__(self, "cname", nc.cname)
         object.__setattr__(self, "clevel", nc.clevel)
         object.__setattr__(self, "filters", _freeze(nc.filters))
         object.__setattr__(self, "blocks", tuple(nc.blocks) if nc.blocks is not None else None)
         object.__setattr__(self, "nthreads", nc.nthreads)
+        object.__setattr__(self, "splitmode", nc.splitmode)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         return cls(**_config_of(data, "b2store.b2nd"))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": "b2store.b2nd",
-            "configuration": {
-                "cname": self.cname,
-                "clevel": self.clevel,
-                "filters": _thaw_filters(self.filters),
-                "blocks": list(self.blocks) if self.blocks is not None else None,
-                "nthreads": self.nthreads,
-            },
+        config: dict[str, Any] = {
+            "cname": self.cname,
+            "clevel": self.clevel,
+            "filters": _thaw_filters(self.filters),
+            "blocks": list(self.blocks) if self.blocks is not None else None,
+            "nthreads": self.nthreads,
         }
+        if self.splitmode != "auto":  # the default is left out: older readers know no such key
+            config["splitmode"] = self.splitmode
+        return {"name": "b2store.b2nd", "configuration": config}
 
     @cached_property
     def _numcodec(self) -> B2nd:
@@ -190,6 +200,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             filters=_thaw_filters(self.filters),
             blocks=list(self.blocks) if self.blocks is not None else None,
             nthreads=self.nthreads,
+            splitmode=self.splitmode,
         )
 
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
@@ -250,6 +261,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             filters=_thaw_filters(self.filters),
             blocks=self.blocks,
             nthreads=self.nthreads,
+            splitmode=self.splitmode,
         )
         return chunk_spec.prototype.buffer.from_bytes(data)
 

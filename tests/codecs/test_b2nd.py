@@ -88,7 +88,7 @@ def test_config_and_repr() -> None:
         check_config(codec)
     check_repr(
         "B2nd(blocks=None, chunkshape=None, clevel=5, cname='zstd', filters=[{'id': 'shuffle'}], "
-        "nthreads=1)",
+        "nthreads=1, splitmode='auto')",
         {"B2nd": B2nd},
     )
     assert numcodecs.get_codec({"id": "b2store_b2nd"}) == B2nd()
@@ -438,3 +438,32 @@ def test_zero_d_arrays_stay_zero_d() -> None:
     assert dec.shape == () and dec == 7.5
     enc = B2nd(blocks=[]).encode(np.array(5, dtype="u2"))
     assert B2nd().decode(enc).reshape(()) == 5
+
+
+@pytest.mark.parametrize("mode", ["auto", "always", "never", "forward_compat"])
+@pytest.mark.parametrize("filters", [["shuffle"], ["bitshuffle"], []])
+def test_splitmode_round_trips_and_is_recorded(mode: str, filters: list[str]) -> None:
+    rng = np.random.default_rng(7)
+    arr = rng.poisson(300, size=(4, 64, 256)).astype("u2")
+    codec = B2nd(filters=filters, splitmode=mode)
+    enc = check_encode_decode(arr, codec)
+    check_config(codec)
+    mv = memoryview(bytes(enc))
+    chunk, _ = bf.frame_chunk(mv, bf.parse_frame(mv), 0)
+    assert chunk is not None
+    split = not bf.chunk_header(chunk).dont_split
+    expected = {"always": True, "never": False}.get(mode)
+    if expected is None:  # auto / forward_compat: C-Blosc2 splits shuffled data with zstd 5
+        expected = filters == ["shuffle"]
+    assert split == expected
+
+
+def test_splitmode_config() -> None:
+    assert "splitmode" not in B2nd().get_config()  # default configs stay as older versions wrote
+    assert B2nd(splitmode="ALWAYS").get_config()["splitmode"] == "always"
+    assert B2nd(splitmode=blosc2.SplitMode.NEVER_SPLIT).splitmode == "never"
+    assert numcodecs.get_codec({"id": "b2store_b2nd", "splitmode": "always"}).splitmode == "always"
+    with pytest.raises(ValueError, match="splitmode: Expected one of"):
+        B2nd(splitmode="sometimes")
+    with pytest.raises(TypeError, match="splitmode: Expected a string"):
+        B2nd(splitmode=1)  # type: ignore[arg-type]

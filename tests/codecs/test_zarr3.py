@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
+from pathlib import Path
 from typing import Any
 
 import blosc2
@@ -241,6 +242,26 @@ def test_itrunc_v3_and_config() -> None:
             serializer=B2ndCodec(),
             compressors=None,
         )
+
+
+def test_b2nd_codec_splitmode_in_v3_metadata(tmp_path: Path) -> None:
+    arr = RNG.poisson(200, size=(8, 64, 64)).astype("u2")
+    assert "splitmode" not in B2ndCodec().to_dict()["configuration"]
+    path = tmp_path / "split.zarr"
+    z = zarr.create_array(
+        str(path),
+        shape=arr.shape,
+        chunks=(4, 64, 64),
+        dtype=arr.dtype,
+        serializer=B2ndCodec(filters=["bitshuffle"], splitmode="always"),
+        compressors=None,
+    )
+    z[...] = arr
+    meta = json.loads((path / "zarr.json").read_text())
+    assert meta["codecs"][0]["configuration"]["splitmode"] == "always"
+    again = zarr.open_array(str(path), mode="r")
+    np.testing.assert_array_equal(again[...], arr)
+    assert again.serializer == B2ndCodec(filters=["bitshuffle"], splitmode="always")
 
 
 def test_b2nd_codec_dict_roundtrip() -> None:
