@@ -3,9 +3,10 @@
 Contract
 --------
 * Layout: ``<root>/<dataset-id>/<version-id>/<chunk>.c2c``; ``dataset-id`` hashes the server URL and
-  dataset path, ``version-id`` the dataset's server-side version (ETag or mtime). Each entry is a
-  16-byte header (magic ``B2C2``, format version, payload length, CRC-32 of the payload) and the
-  payload (the bytes as the server sent them, still compressed).
+  dataset path (the caller adds the reading user to the server part for ``@personal`` datasets),
+  ``version-id`` the dataset's server-side version (ETag or mtime, plus a layout digest). Each
+  entry is a 16-byte header (magic ``B2C2``, format version, payload length, CRC-32 of the
+  payload) and the payload (the bytes as the server sent them, still compressed).
 * Writes go to a unique temporary file in the same folder, are flushed, then ``os.replace``-d into
   place: readers see a complete entry or none. An entry whose header, length or CRC does not check
   is deleted and reported as a miss, so a torn or corrupted file is never served. Temporary files
@@ -18,7 +19,9 @@ Contract
 * Recency is the entry's mtime (touched on every hit); when the bytes under ``root`` exceed
   ``size_limit`` the least recently used entries go until the total is under 90 % of it. Every
   process keeps its own running total and rescans the folder before evicting, so the limit holds
-  approximately (within one writer's in-flight entries) across processes.
+  approximately (within one writer's in-flight entries) across processes. A chunk larger than
+  the limit is not stored (one warning per process and folder), but still counts as a write for
+  the trimming, so a folder filled under a larger limit shrinks at the next miss.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ _TMP_PREFIX = ".tmp-"
 _STALE_TMP_SECONDS = 3600.0
 
 logger = logging.getLogger(__name__)
+
+#: (folder, limit) pairs already warned about chunks larger than the limit
+_TOO_BIG_WARNED: set[tuple[str, int | None]] = set()
 
 
 def default_cache_dir() -> Path:
@@ -154,6 +160,8 @@ class ChunkCache:
     def put(self, server: str, path: str, version: str, key: str, payload: bytes) -> None:
         """Store ``payload`` atomically (write a temporary file, then rename it into place)."""
         if self.size_limit is not None and len(payload) + _HEADER.size > self.size_limit:
+            self._warn_too_big(len(payload))
+            self._account(0)  # still trim a folder filled under a larger limit
             return
         entry = self._entry(server, path, version, key)
         tmp = entry.parent / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{key}"
@@ -169,14 +177,31 @@ class ChunkCache:
                 tmp.unlink()
             self._warn_unwritable(exc)
             return
+        self._account(len(payload) + _HEADER.size)
+
+    def _account(self, added: int) -> None:
+        """Add ``added`` bytes to the running total (scanning the folder the first time) and
+        evict when the total is over the limit."""
         with self._lock:
             if self._total is None:
                 self._total = self.size()
             else:
-                self._total += len(payload) + _HEADER.size
+                self._total += added
             over = self.size_limit is not None and self._total > self.size_limit
         if over:
             self.evict()
+
+    def _warn_too_big(self, nbytes: int) -> None:
+        """Log once per process and folder that chunks larger than the limit are not cached."""
+        key = (str(self.root), self.size_limit)
+        if key not in _TOO_BIG_WARNED:
+            _TOO_BIG_WARNED.add(key)
+            logger.warning(
+                "b2store: a Caterva2 chunk of %d bytes is larger than cache_size_limit=%d; "
+                "such chunks are not cached. Raise cache_size_limit to cache them.",
+                nbytes,
+                self.size_limit,
+            )
 
     def _warn_unwritable(self, exc: OSError) -> None:
         """Log once per cache that entries cannot be written (reads go on without caching)."""

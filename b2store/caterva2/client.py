@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import base64
 import contextlib
+import hashlib
 import json
 import logging
 import os
@@ -34,12 +36,13 @@ from urllib.parse import quote
 
 import aiohttp
 
-from b2store.errors import Caterva2HTTPError
+from b2store.errors import B2StoreError, Caterva2HTTPError
 
 __all__ = [
     "STATUS_ERRORS",
     "Caterva2BadRequestError",
     "Caterva2Client",
+    "Caterva2MissingError",
     "ClientConfig",
     "Response",
     "error_for_status",
@@ -70,8 +73,12 @@ class Caterva2BadRequestError(Caterva2HTTPError, ValueError):
     """The server rejected a request as malformed (HTTP 400 or 422)."""
 
 
+class Caterva2MissingError(B2StoreError, FileNotFoundError):
+    """The server has no such dataset, directory or root (HTTP 404)."""
+
+
 def _not_found(url: str, status: int, detail: str) -> Exception:
-    return FileNotFoundError(f"Caterva2 has no {url} (HTTP {status}): {detail or 'Not Found'}")
+    return Caterva2MissingError(f"Caterva2 has no {url} (HTTP {status}): {detail or 'Not Found'}")
 
 
 def _forbidden(url: str, status: int, detail: str) -> Exception:
@@ -235,6 +242,22 @@ class Caterva2Client:
     @property
     def has_credentials(self) -> bool:
         return self._token is not None or self._password is not None
+
+    @property
+    def identity(self) -> str | None:
+        """Who reads: ``"sub:<user id>"`` from the ``sub`` claim of the cookie in use (the token
+        given, or the one the login returned), else ``"user:<name>"`` before the login, ``None``
+        when anonymous. Never the secret itself: a token that is no readable JWT gives a hash
+        of it."""
+        token = self._token.get() if self._token is not None else ""
+        subject = _jwt_subject(token) if token else None
+        if subject is not None:
+            return f"sub:{subject}"
+        if self._username is not None and self._password is not None:
+            return f"user:{self._username}"
+        if token:
+            return "token-sha256:" + hashlib.sha256(token.encode()).hexdigest()
+        return None
 
     # -- URLs ------------------------------------------------------------------------------------
 
@@ -403,6 +426,19 @@ class Caterva2Client:
             return json.loads(resp.body), resp.etag
         except ValueError as exc:
             raise Caterva2HTTPError(url, 200, f"answer is not JSON: {resp.body[:100]!r}") from exc
+
+
+def _jwt_subject(token: str) -> str | None:
+    """The ``sub`` claim of a JWT (unverified: it only names a cache folder), else ``None``."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return None
+    try:
+        payload = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except ValueError:  # bad base64, UTF-8 or JSON
+        return None
+    subject = payload.get("sub") if isinstance(payload, dict) else None
+    return str(subject) if subject else None
 
 
 class _Relogin(Exception):

@@ -5,6 +5,14 @@ Contract
 * URL ``caterva2://host:port/<root>/<path>`` (plain HTTP) or ``caterva2s://host[:port]/...``
   (HTTPS). Filesystem paths are ``<root>/<path>/<zarr key>`` with the host kept in the instance
   (``_get_kwargs_from_urls``), so one instance talks to one server.
+* Credentials in a URL (``caterva2://user:password@host/…``) move into the instance's
+  credentials; paths, reprs, dask names and b2store's messages never hold them. zarr and xarray
+  quote the URL string itself in their "not found" errors, so an instance opened from such a URL
+  raises :class:`Caterva2URLNotFoundError` (a ``LookupError``, which they pass through) when the
+  first node it is asked about does not exist.
+* ``exists`` answers chunk keys from the chunk grid (no fetch). Listings (``ls``, ``find``,
+  ``du``) hold metadata keys only: chunk sizes are unknown until a chunk is fetched, and datasets
+  may have millions of chunks.
 * A directory, an HDF5 file or an HDF5 group is a Zarr group whose ``zarr.json`` carries the
   consolidated metadata of everything below it (one ``/api/list`` per directory or HDF5 file, one
   ``/api/info`` per dataset), so ``xarray.open_zarr`` never lists. Children keep their server
@@ -26,7 +34,8 @@ Contract
   and the chunk cache drops entries of older versions. Chunk keys outside the grid are missing keys
   (``FileNotFoundError``); no request is sent for them. Server failures on a chunk inside the grid
   raise ``OSError`` subclasses, never ``FileNotFoundError``, so zarr cannot turn them into fill
-  values.
+  values. A failed chunk read re-checks the dataset's version, so a dataset rewritten while open
+  reports that rather than a bare server error.
 * Chunk bytes: see :mod:`b2store.caterva2.metadata` (which endpoint, which codec) and
   :mod:`b2store.caterva2.chunks` (checks). Fetched bytes go to the :class:`ChunkCache` as received.
 * A chunk key whose dataset is gone (deleted, renamed) raises ``Caterva2DataError`` (an
@@ -65,7 +74,7 @@ from fsspec.utils import tokenize
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
 from b2store.caterva2.chunks import Caterva2DataError, check_chunk, check_frame, to_zarr_chunk
-from b2store.caterva2.client import Caterva2Client, ClientConfig
+from b2store.caterva2.client import Caterva2Client, Caterva2MissingError, ClientConfig
 from b2store.caterva2.metadata import (
     CHUNK,
     SLICE,
@@ -74,9 +83,9 @@ from b2store.caterva2.metadata import (
     dataset_from_info,
     is_group_info,
 )
-from b2store.errors import Caterva2HTTPError
+from b2store.errors import B2StoreError, Caterva2HTTPError
 
-__all__ = ["Caterva2FileSystem", "Caterva2SFileSystem"]
+__all__ = ["Caterva2FileSystem", "Caterva2SFileSystem", "Caterva2URLNotFoundError"]
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +95,15 @@ DATASET_AS = ("auto", "array", "group")
 _DATASET_SUFFIXES = (".b2nd", ".b2frame")
 _HDF5_SUFFIXES = (".h5", ".hdf5")
 _UNSET = "default"
+
+
+class Caterva2URLNotFoundError(B2StoreError, LookupError):
+    """The node a URL holding credentials (``user:password@host``) names does not exist.
+
+    Raised instead of :class:`FileNotFoundError` by the first open of such a URL: zarr and xarray
+    turn a ``FileNotFoundError`` into their own "not found" errors, which quote the URL string,
+    password included. The message names the URL without credentials.
+    """
 
 
 class Caterva2FileSystem(AsyncFileSystem):
@@ -116,6 +134,9 @@ class Caterva2FileSystem(AsyncFileSystem):
     memory_cache_size
         Bytes of recently loaded chunks kept in memory (ranged reads of one chunk, as zarr's
         partial decoding makes, then cost one load).
+    url_credentials
+        Set by fsspec when the URL itself held credentials (see
+        :class:`Caterva2URLNotFoundError`); not meant to be passed by hand.
     dataset_as
         How a *dataset* URL is presented. ``"auto"`` (default): a Zarr v2 dual view, an array for
         ``zarr.open_array``/``dask.array.from_zarr`` and a group holding that array under the
@@ -155,6 +176,7 @@ class Caterva2FileSystem(AsyncFileSystem):
         version_check_interval: float = 10.0,
         readahead: int = 4,
         memory_cache_size: int = 128 * 2**20,
+        url_credentials: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -163,12 +185,21 @@ class Caterva2FileSystem(AsyncFileSystem):
             raise ValueError(
                 f"Caterva2 URLs need a server: {self.protocol}://host:port/@public/path"
             )
+        if any(c in host for c in "@/?# "):
+            # user info here would end up in every URL of every error message: refuse it
+            # without repeating it
+            raise ValueError(
+                f"Expected host as 'name[:port]' (a server of {self.protocol}:// URLs), without "
+                "user info, path or spaces; pass credentials as username/password or token"
+            )
         if dataset_as not in DATASET_AS:
             raise ValueError(
                 f"Expected dataset_as 'auto', 'array' or 'group'. Got {dataset_as!r} instead."
             )
         self.host = host
         self.dataset_as = dataset_as
+        self._url_credentials = bool(url_credentials)
+        self._served_metadata = False
         self.base_url = f"{self._scheme}://{host}"
         self._client_args = {"username": username, "password": password, "token": token}
         self._config = ClientConfig(
@@ -239,23 +270,62 @@ class Caterva2FileSystem(AsyncFileSystem):
                 break
         return path.strip("/")
 
-    @staticmethod
-    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
-        parts = urlsplit(path)
+    @classmethod
+    def _get_kwargs_from_urls(cls, path: str) -> dict[str, Any]:
+        """``host`` and the credentials of a URL ``<protocol>://[user:password@]host[:port]/…``.
+
+        The server part ends at the first ``/`` (as in :meth:`_strip_protocol`), so ``?``, ``#``
+        and ``@`` in a password work; a ``/`` must be written ``%2F``. Errors never repeat the
+        URL (it may hold a password).
+        """
+        rest = str(path).split("://", 1)[-1]
+        netloc, _, below = rest.partition("/")
+        userinfo, at, hostport = netloc.rpartition("@")
+        if "@" in f"/{below}".split("/@", 1)[0]:  # "user:a/b@host/@public": a "/" in a password
+            raise ValueError(
+                f"Expected {cls.protocol}://[user:password@]host[:port]/<root>/<path>; the "
+                "server part of the URL ends too early: write '/' in a user name or password "
+                "as %2F (or pass username/password in storage_options)"
+            )
+        if hostport.startswith("[") and "]" not in hostport:
+            # fsspec reads "::" as a chain of filesystems: "caterva2://[::1]:8000/…" reaches
+            # here as "caterva2://["
+            raise ValueError(
+                f"Expected {cls.protocol}://host[:port]/<root>/<path>; fsspec splits URLs at '::' "
+                "(chained filesystems), so an IPv6 address written with '::' cannot be part of "
+                f"the URL: write it in full ([0:0:0:0:0:0:0:1]) or open {cls.protocol}:///<root>/"
+                "<path> with storage_options={'host': '[::1]:8000'}"
+            )
+        try:
+            parts = urlsplit(f"//{hostport}")
+            port = parts.port
+        except ValueError:
+            raise ValueError(
+                f"Expected {cls.protocol}://[user:password@]host[:port]/<root>/<path>; the port "
+                "of the URL is not a number from 0 to 65535 (percent-encode '/' in a user name "
+                "or password)"
+            ) from None
         out: dict[str, Any] = {}
         if parts.hostname:
             host = parts.hostname
             if ":" in host:  # IPv6 literal
                 host = f"[{host}]"
-            out["host"] = f"{host}:{parts.port}" if parts.port else host
-        if parts.username:
-            out["username"] = unquote(parts.username)
-        if parts.password:
-            out["password"] = unquote(parts.password)
+            out["host"] = f"{host}:{port}" if port else host
+        if at:
+            username, colon, password = userinfo.partition(":")
+            if username:
+                out["username"] = unquote(username)
+            if colon:
+                out["password"] = unquote(password)
+            # zarr and xarray repeat the URL string in their "not found" errors: see _read_key
+            out["url_credentials"] = True
         return out
 
     def unstrip_protocol(self, name: str) -> str:
-        return f"{self.protocol}://{self.host}/{name.lstrip('/')}"
+        """The URL of path ``name``: ``%`` is written ``%25``, as a URL is percent-decoded once
+        (:meth:`_strip_protocol`), so the URL opens ``name`` again; other characters stay
+        readable."""
+        return f"{self.protocol}://{self.host}/{name.lstrip('/').replace('%', '%25')}"
 
     # -- datasets and metadata ---------------------------------------------------------------------
 
@@ -284,7 +354,7 @@ class Caterva2FileSystem(AsyncFileSystem):
         self._checked[ds.path] = time.monotonic()
         self._changed.pop(ds.path, None)
         if self.cache is not None:
-            self.cache.set_version(self.base_url, ds.path, ds.version)
+            self.cache.set_version(self._cache_server(ds.path), ds.path, ds.version)
         return ds
 
     async def _dataset(self, path: str) -> Dataset:
@@ -328,6 +398,14 @@ class Caterva2FileSystem(AsyncFileSystem):
         if opened != ds.version:
             raise self._version_changed(path, opened, ds.version, "since the array was opened")
         return self._remember(ds)
+
+    def _cache_server(self, path: str) -> str:
+        """The server part of ``path``'s chunk cache key: the base URL, plus who reads for
+        ``@personal`` datasets (two users' ``@personal/x.b2nd`` are different files; the cache
+        hashes the key, so no name or token shows in a folder name)."""
+        if path.split("/", 1)[0] != "@personal":
+            return self.base_url
+        return f"{self.base_url}\n{self.client.identity or 'anonymous'}"
 
     def _version_changed(
         self, path: str, old: str | None, new: str | None, when: str
@@ -552,23 +630,45 @@ class Caterva2FileSystem(AsyncFileSystem):
         """Checked server bytes of one chunk: from the disk cache, or fetched (and cached)."""
         key, url, params = self._request(ds, number, coords)
         raw = None
+        server = self._cache_server(ds.path)
         if self.cache is not None:
-            raw = await asyncio.to_thread(self.cache.get, self.base_url, ds.path, ds.version, key)
+            raw = await asyncio.to_thread(self.cache.get, server, ds.path, ds.version, key)
         fetched = raw is None
-        if raw is None:
-            try:
-                raw = (await self.client.get(url, params)).body
-            except FileNotFoundError as exc:  # the dataset vanished: not a missing chunk
-                raise Caterva2HTTPError(
-                    url, 404, f"dataset disappeared while reading: {exc}"
-                ) from None
-        if ds.mode == SLICE:
-            check_frame(url, ds, raw)
-        else:
-            check_chunk(url, ds, number, raw)
+        try:
+            if raw is None:
+                try:
+                    raw = (await self.client.get(url, params)).body
+                except FileNotFoundError as exc:  # the dataset vanished: not a missing chunk
+                    raise Caterva2HTTPError(
+                        url, 404, f"dataset disappeared while reading: {exc}"
+                    ) from None
+            if ds.mode == SLICE:
+                check_frame(url, ds, raw)
+            else:
+                check_chunk(url, ds, number, raw)
+        except Caterva2HTTPError as exc:
+            await self._explain_failure(ds, exc)
+            raise
         if fetched and self.cache is not None:
-            await asyncio.to_thread(self.cache.put, self.base_url, ds.path, ds.version, key, raw)
+            await asyncio.to_thread(self.cache.put, server, ds.path, ds.version, key, raw)
         return raw
+
+    async def _explain_failure(self, ds: Dataset, exc: Exception) -> None:
+        """After a failed chunk read, re-check the dataset's version: a dataset rewritten with
+        fewer chunks (the server answers 500) or another layout raises the "changed on the
+        server, reopen it" error instead of a bare server error. Returns if nothing changed."""
+        try:
+            info, etag = await self._fetch_info(ds.path)
+            now = dataset_from_info(ds.path, info, etag)
+        except (FileNotFoundError, UnsupportedCaterva2DatasetError) as gone:
+            self._changed[ds.path] = f"dataset {ds.path} vanished or changed on the server: {gone}"
+            raise Caterva2DataError(
+                self.client.url("info", ds.path), 404, self._changed[ds.path]
+            ) from exc
+        except OSError:
+            return  # the server is failing: the original error says so
+        if now.version != ds.version:
+            raise self._version_changed(ds.path, ds.version, now.version, "while open") from exc
 
     def _task(self, ds: Dataset, number: int, coords: tuple[int, ...]) -> asyncio.Task[bytes]:
         """The (shared) load of one chunk: concurrent and ranged reads of a chunk load it once.
@@ -632,10 +732,22 @@ class Caterva2FileSystem(AsyncFileSystem):
 
     async def _read_key(self, path: str, *, probing: bool = False) -> bytes:
         name = posixpath.basename(path)
-        if name == "zarr.json":
-            return await self._metadata(posixpath.dirname(path))
-        if name in _V2_KEYS:
-            return await self._metadata_v2(posixpath.dirname(path), name)
+        if name == "zarr.json" or name in _V2_KEYS:
+            try:
+                if name == "zarr.json":
+                    data = await self._metadata(posixpath.dirname(path))
+                else:
+                    data = await self._metadata_v2(posixpath.dirname(path), name)
+            except Caterva2MissingError:
+                if probing or not self._url_credentials or self._served_metadata:
+                    raise
+                raise Caterva2URLNotFoundError(
+                    f"{self.unstrip_protocol(posixpath.dirname(path))}: no such dataset or "
+                    "directory on the server (raised instead of FileNotFoundError because the "
+                    "URL holds credentials, which zarr would repeat in its own error)"
+                ) from None
+            self._served_metadata = True
+            return data
         readings = self._chunk_key_readings(path)
         if not readings:
             raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a Zarr key")
@@ -658,6 +770,26 @@ class Caterva2FileSystem(AsyncFileSystem):
             f"no dataset at {nodes} for chunk key {path}: deleted, renamed or turned into a "
             "directory on the server since the array was opened; reopen it",
         )
+
+    async def _exists(self, path: str, **kwargs: Any) -> bool:
+        """Whether ``path`` exists; a chunk key is answered from its dataset's chunk grid (every
+        chunk in the grid exists on the server), without fetching the chunk."""
+        path = self._strip_protocol(path)
+        name = posixpath.basename(path)
+        if name != "zarr.json" and name not in _V2_KEYS:
+            for node, coords, zarr_format in self._chunk_key_readings(path):
+                try:
+                    ds = await self._dataset(node)
+                except FileNotFoundError:
+                    continue  # not a chunk of this reading: e.g. ".../h.h5/c/0"
+                if zarr_format == 2 and not ds.shape and coords == (0,):
+                    coords = ()
+                return ds.in_grid(coords)
+        try:
+            await self._info(path)
+        except FileNotFoundError:
+            return False
+        return True
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         path = self._strip_protocol(path)
@@ -711,7 +843,7 @@ class Caterva2FileSystem(AsyncFileSystem):
                     dirs = [posixpath.basename(what.path)]
             else:
                 files = ["zarr.json"]
-                dirs = ["c"]
+                dirs = []  # chunk keys are not listed (see _exists), so neither is their "c"
                 if self.dataset_as == "group" and not alias:
                     dirs = [posixpath.basename(what.path)]
             entries = [{"name": f"{path}/{f}", "size": None, "type": "file"} for f in files]

@@ -17,7 +17,11 @@ Contract
   decoded in b2store (mode :data:`TRANSCODE`). ``.b2nd`` arrays whose chunks cannot be decoded
   without the array's metadata (ZFP and plugin codecs, NDCELL/NDMEAN filters) take the slice
   path too.
-* ``version`` is the answer's ETag (else the ``mtime``): it keys the chunk cache.
+* ``version`` is the answer's ETag (else the ``mtime``) plus a digest of the layout fields of the
+  answer (shape, chunks, blocks, dtype, compressed and uncompressed sizes, codec parameters): it
+  keys the chunk cache. The ETag moves with the file's size and mtime; the digest also catches a
+  file replaced by one of another layout with the same size and mtime (``cp -p``, ``rsync -t``,
+  two writes within one mtime tick).
 * Attributes come from the dataset's ``vlmeta`` minus Caterva2's internal keys; dimension names from
   ``vlmeta["dimension_names"]`` / ``vlmeta["_ARRAY_DIMENSIONS"]``, else ``<name>_dim<i>`` so
   datasets of one directory never clash in an xarray Dataset. The server's absolute ``urlpath``
@@ -27,6 +31,7 @@ Contract
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -99,12 +104,17 @@ class Dataset:
             math.ceil(s / c) if c else 0 for s, c in zip(self.shape, self.chunks, strict=True)
         )
 
+    def in_grid(self, coords: tuple[int, ...]) -> bool:
+        """Whether ``coords`` names a chunk of the grid ``ceil(shape / chunks)``."""
+        grid = self.grid
+        return len(coords) == len(grid) and all(
+            0 <= i < n for i, n in zip(coords, grid, strict=True)
+        )
+
     def chunk_number(self, coords: tuple[int, ...]) -> int:
         """C-order linear number of Zarr chunk ``coords``; ``FileNotFoundError`` off the grid."""
         grid = self.grid
-        if len(coords) != len(grid) or any(
-            not 0 <= i < n for i, n in zip(coords, grid, strict=True)
-        ):
+        if not self.in_grid(coords):
             raise FileNotFoundError(
                 f"chunk {coords} is outside the chunk grid {grid} of Caterva2 dataset {self.path}"
             )
@@ -275,6 +285,26 @@ def _needs_array_context(cparams: Any) -> bool:
     )
 
 
+#: ``/api/info`` fields that fix which bytes chunk N holds (``nthreads`` and ``cratio`` left out:
+#: they may vary with the server's machine or rounding, not with the file)
+_LAYOUT_KEYS = ("shape", "chunks", "blocks", "dtype", "cbytes", "nbytes", "chunkshape",
+                "chunksize", "nchunks")  # fmt: skip
+_LAYOUT_CPARAMS = ("codec", "codec_meta", "clevel", "filters", "filters_meta", "typesize",
+                   "blocksize", "splitmode", "use_dict")  # fmt: skip
+
+
+def _layout_digest(info: dict[str, Any]) -> str:
+    """A short digest of the layout fields of an ``/api/info`` answer (NDArray or SChunk)."""
+    nested = info.get("schunk")
+    schunk: dict[str, Any] = nested if isinstance(nested, dict) else info
+    fields: dict[str, Any] = {k: info.get(k, schunk.get(k)) for k in _LAYOUT_KEYS}
+    found = schunk.get("cparams")
+    cparams: dict[str, Any] = found if isinstance(found, dict) else {}
+    fields["cparams"] = {k: cparams.get(k) for k in _LAYOUT_CPARAMS}
+    text = json.dumps(fields, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Dataset:
     """Describe the dataset at ``path`` from its ``/api/info`` answer and ETag.
 
@@ -286,7 +316,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
     if not isinstance(info, dict):
         raise UnsupportedCaterva2DatasetError(f"Caterva2 /api/info of {path} is not an object")
     in_hdf5 = any(part.endswith((".h5", ".hdf5")) for part in path.split("/")[:-1])
-    version = etag or str(info.get("mtime") or "")
+    version = f"{etag or info.get('mtime') or ''}#{_layout_digest(info)}"
     if "shape" in info:  # NDArray (a .b2nd, or an HDF5 leaf)
         schunk = info.get("schunk") or {}
         vlmeta = schunk.get("vlmeta") or {}
