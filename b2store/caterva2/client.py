@@ -5,8 +5,9 @@ Contract
 * :class:`Caterva2Client` is the only place in b2store that knows Caterva2 URLs and auth. It speaks
   HTTP/1.1 through one pooled :class:`aiohttp.ClientSession` per event loop, keeps at most
   ``max_concurrency`` requests in flight, and retries connection resets, timeouts and 5xx answers
-  with exponential backoff (the server answers a bad chunk number with a 500 and then resets the
-  keep-alive connection, so a 5xx always closes the connection it came on).
+  with exponential backoff and jitter (tenacity's ``AsyncRetrying``; the server answers a bad
+  chunk number with a 500 and then resets the keep-alive connection, so a 5xx always closes the
+  connection it came on).
 * Errors follow one table (:data:`STATUS_ERRORS`): 404 → :class:`FileNotFoundError`, 401/403 →
   :class:`PermissionError`, 400/422 → :class:`Caterva2BadRequestError` (a ``ValueError``),
   anything else → :class:`~b2store.errors.Caterva2HTTPError` (an ``OSError``). Messages name the
@@ -28,13 +29,13 @@ import hashlib
 import json
 import logging
 import os
-import random
 import weakref
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import tenacity
 
 from b2store.errors import B2StoreError, Caterva2HTTPError
 
@@ -319,26 +320,20 @@ class Caterva2Client:
         assert self._session is not None and self._password is not None
         url = f"{self.config.base_url}/auth/jwt/login"
         data = {"username": self._username or "", "password": self._password.get()}
-        attempt = 0
-        while True:
-            try:
-                async with self._session.post(url, data=data) as resp:
-                    status, detail = resp.status, (await resp.text())[:300]
-                    cookie = resp.cookies.get(AUTH_COOKIE)
-                if status < 500:
-                    break
-                cause: Exception = Caterva2HTTPError(url, status, detail)
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                cause = exc
-            if attempt >= self.config.retries:
-                if isinstance(cause, Caterva2HTTPError):
-                    raise cause
-                raise ConnectionError(
-                    f"Caterva2 login at {url} failed after {attempt + 1} attempts: {cause!r}; "
-                    "check that the server is running and the URL is right"
-                ) from cause
-            attempt += 1
-            await asyncio.sleep(self._retry_delay(attempt - 1, url, cause))
+        try:
+            async for attempt in self._retrying(url):
+                with attempt:
+                    async with self._session.post(url, data=data) as resp:
+                        status, detail = resp.status, (await resp.text())[:300]
+                        cookie = resp.cookies.get(AUTH_COOKIE)
+                    if status >= 500:
+                        raise _Retryable(Caterva2HTTPError(url, status, detail))
+        except tenacity.RetryError as exc:
+            err, cause = self._gave_up(
+                exc, f"Caterva2 login at {url}", "check that the server is running and the URL "
+                "is right"
+            )  # fmt: skip
+            raise err from cause
         if status in (200, 204):
             if cookie is not None and cookie.value:
                 return cookie.value
@@ -360,11 +355,38 @@ class Caterva2Client:
             )
         raise error_for_status(url, status, detail)
 
-    def _retry_delay(self, attempt: int, shown: str, cause: BaseException) -> float:
-        """Exponential backoff with jitter before retry number ``attempt + 1``."""
-        delay = self.config.backoff * 2**attempt * (0.5 + random.random())
-        logger.debug("retrying %s in %.2f s after %r", shown, delay, cause)
-        return delay
+    def _retrying(self, shown: str) -> tenacity.AsyncRetrying:
+        """tenacity's retry loop for one request: ``retries`` more attempts after connection
+        failures, timeouts and 5xx answers, waiting ``backoff * 2**n`` seconds plus jitter."""
+
+        def log_retry(state: tenacity.RetryCallState) -> None:
+            cause = state.outcome.exception() if state.outcome is not None else None
+            if isinstance(cause, _Retryable):
+                cause = cause.error
+            delay = state.next_action.sleep if state.next_action is not None else 0.0
+            logger.debug("retrying %s in %.2f s after %r", shown, delay, cause)
+
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(self.config.retries + 1),
+            wait=tenacity.wait_exponential(multiplier=self.config.backoff, max=60)
+            + tenacity.wait_random(0, self.config.backoff),
+            retry=tenacity.retry_if_exception_type(_RETRYABLE),
+            before_sleep=log_retry,
+        )
+
+    def _gave_up(
+        self, exc: tenacity.RetryError, what: str, hint: str
+    ) -> tuple[Exception, BaseException | None]:
+        """The error to raise once every attempt failed, and its cause: the server's own error
+        for a 5xx, else a :class:`ConnectionError` saying how often and how long it was tried."""
+        cause = exc.last_attempt.exception()
+        if isinstance(cause, _Retryable):
+            return cause.error, None
+        kind = "timed out" if isinstance(cause, TimeoutError) else "failed"
+        return ConnectionError(
+            f"{what} {kind} after {exc.last_attempt.attempt_number} attempts (timeout "
+            f"{self.config.timeout} s): {cause!r}; {hint}"
+        ), cause
 
     # -- requests --------------------------------------------------------------------------------
 
@@ -375,48 +397,51 @@ class Caterva2Client:
         cookie = await self._auth_cookie()
         headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
         shown = url + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
-        attempt = 0
-        relogged = False
-        while True:
-            try:
-                async with (
-                    self._semaphore,
-                    session.get(url, params=params, headers=headers) as resp,
-                ):
-                    if resp.status == 200:
-                        body = await resp.read()
-                        return Response(
-                            body=body,
-                            etag=resp.headers.get("ETag"),
-                            content_type=resp.headers.get("Content-Type", ""),
+        try:
+            async for attempt in self._retrying(shown):
+                with attempt:
+                    try:
+                        return await self._get_once(session, url, params, headers, shown)
+                    except _Relogin:  # the session cookie expired (12 h JWT): log in again
+                        self._token = None
+                        cookie = await self._auth_cookie()
+                        headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
+                        return await self._get_once(
+                            session, url, params, headers, shown, relogin=False
                         )
-                    detail = await _detail(resp)
-                    if resp.status >= 500:
-                        resp.close()  # the server resets the connection after a 500: drop it
-                        raise _Retryable(Caterva2HTTPError(shown, resp.status, detail))
-                    if resp.status == 401 and self._password is not None and not relogged:
-                        raise _Relogin()  # the session cookie expired (12 h JWT): log in again
-                    raise error_for_status(shown, resp.status, detail)
-            except _Relogin:
-                relogged = True
-                self._token = None
-                cookie = await self._auth_cookie()
-                headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
-                continue
-            except (_Retryable, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError,
-                    TimeoutError) as exc:  # fmt: skip
-                cause = exc.error if isinstance(exc, _Retryable) else exc
-                if attempt >= self.config.retries:
-                    if isinstance(cause, Caterva2HTTPError):
-                        raise cause from None
-                    kind = "timed out" if isinstance(cause, TimeoutError) else "failed"
-                    raise ConnectionError(
-                        f"Caterva2 request {shown} {kind} after {attempt + 1} attempts "
-                        f"(timeout {self.config.timeout} s): {cause!r}"
-                    ) from cause
-                delay = self._retry_delay(attempt, shown, cause)
-                attempt += 1
-                await asyncio.sleep(delay)
+        except tenacity.RetryError as exc:
+            err, cause = self._gave_up(exc, f"Caterva2 request {shown}", "is the server up?")
+            raise err from cause
+        raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
+
+    async def _get_once(
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        params: dict[str, str] | None,
+        headers: dict[str, str],
+        shown: str,
+        *,
+        relogin: bool = True,
+    ) -> Response:
+        """One GET: the answer, or :class:`_Retryable` (5xx), :class:`_Relogin` (a refused
+        cookie that a new login may fix) or the error of :data:`STATUS_ERRORS`."""
+        assert self._semaphore is not None
+        async with self._semaphore, session.get(url, params=params, headers=headers) as resp:
+            if resp.status == 200:
+                body = await resp.read()
+                return Response(
+                    body=body,
+                    etag=resp.headers.get("ETag"),
+                    content_type=resp.headers.get("Content-Type", ""),
+                )
+            detail = await _detail(resp)
+            if resp.status >= 500:
+                resp.close()  # the server resets the connection after a 500: drop it
+                raise _Retryable(Caterva2HTTPError(shown, resp.status, detail))
+            if resp.status == 401 and relogin and self._password is not None:
+                raise _Relogin()
+            raise error_for_status(shown, resp.status, detail)
 
     async def get_json(self, verb: str, path: str = "") -> tuple[Any, str | None]:
         """``GET /api/<verb>/<path>`` decoded as JSON, with the answer's ETag."""
@@ -449,6 +474,10 @@ class _Retryable(Exception):
     def __init__(self, error: Exception) -> None:
         super().__init__(str(error))
         self.error = error
+
+
+#: what a new attempt may fix: a 5xx answer, a dropped connection, a broken body, a timeout
+_RETRYABLE = (_Retryable, aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
 async def _detail(resp: aiohttp.ClientResponse) -> str:
