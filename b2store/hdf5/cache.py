@@ -1,11 +1,13 @@
 """Index caches: in memory (per process) and as sidecar files keyed by the HDF5 file's identity.
 
 Contract: a cached :class:`~b2store.hdf5.index.FileIndex` is reused only when the key matches
-exactly: the file's URL, size and modification stamp (mtime, ETag or Last-Modified as the target
-filesystem reports it) plus every option that changes the view (Zarr format, unsupported policy,
-external links). A file whose target reports no modification stamp is never cached on disk. The
-index also records the stamps of the other files it was built from (virtual dataset sources,
-followed external links); the filesystem rebuilds it when one of those has changed.
+exactly: the file's URL, size and modification stamp (for a local file its mtime, inode and
+ctime, which a rewrite that restores the mtime still changes; else the mtime, ETag or
+Last-Modified the target filesystem reports) plus every option that changes the view (Zarr
+format, unsupported policy, external links). A file whose target reports no modification stamp
+is never cached (neither on disk nor in memory). The index also records the stamps of the other
+files it was built from (virtual dataset sources, followed external links); the filesystem
+rebuilds it when one of those has changed.
 
 Sidecar files are ``.npz`` archives written atomically (temp file + rename) and read with
 ``allow_pickle=False``: a damaged or foreign file is ignored and rebuilt, never trusted.
@@ -29,9 +31,17 @@ import numpy as np
 
 from b2store.hdf5.index import ChunkTable, FileIndex
 
-__all__ = ["FORMAT", "MemoryCache", "default_cache_dir", "load_sidecar", "save_sidecar"]
+__all__ = [
+    "FORMAT",
+    "MemoryCache",
+    "default_cache_dir",
+    "has_sidecar",
+    "load_sidecar",
+    "save_sidecar",
+]
 
-FORMAT = "b2store-hdf5-index-5"
+#: Sidecar format; 6: local files (and their sources) are also keyed by inode and ctime.
+FORMAT = "b2store-hdf5-index-6"
 
 
 class MemoryCache:
@@ -70,6 +80,11 @@ def default_cache_dir() -> Path:
 
 def _sidecar(folder: Path, key: str) -> Path:
     return folder / (hashlib.sha256(key.encode()).hexdigest()[:32] + ".npz")
+
+
+def has_sidecar(folder: Path, key: str) -> bool:
+    """Whether a sidecar file for ``key`` exists under ``folder`` (valid or not)."""
+    return _sidecar(folder, key).is_file()
 
 
 def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:

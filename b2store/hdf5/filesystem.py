@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import dataclasses
 import os
+import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -29,6 +30,7 @@ from typing import Any, Literal
 import fsspec
 import numpy as np
 from fsspec.asyn import AsyncFileSystem
+from fsspec.core import has_magic
 from fsspec.implementations.memory import MemoryFile
 
 from b2store.hdf5 import cache as _cache
@@ -49,6 +51,22 @@ READAHEAD_BLOCKS = 16
 #: Local chunks up to this size are read on the event loop (a pread), larger ones in a thread.
 INLINE_READ = 2**20
 
+
+#: Keys of a target's ``info()`` identifying a file's version, most trusted first. HTTP servers
+#: without ETag or Last-Modified may send Content-MD5 or Digest; ``CRC`` is a zip member's,
+#: ``created`` fsspec's memory filesystem's (a new one at each write).
+_STAMPS = (
+    "mtime",
+    "ETag",
+    "LastModified",
+    "Last-Modified",
+    "last_modified",
+    "etag",
+    "Content-MD5",
+    "Digest",
+    "CRC",
+    "created",
+)
 
 #: What zarr takes for "no such key" (and fills with the fill value).
 _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
@@ -79,6 +97,58 @@ def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
     return data
 
 
+@contextlib.contextmanager
+def _no_range_is_oserror(url: str) -> Any:
+    """Turn fsspec's ValueError for an HTTP server that ignores ``Range`` (raised when h5py
+    reads past the first block while indexing) into an ``OSError`` naming the file."""
+    try:
+        yield
+    except ValueError as exc:
+        if "support range requests" not in str(exc):
+            raise
+        raise OSError(
+            f"{url}: the server ignores HTTP range requests, so b2h5 cannot read the file's "
+            "metadata and chunks at their offsets; open it as b2h5::simplecache::<url> (a local "
+            "copy) or serve it with a server that supports Range"
+        ) from exc
+
+
+def _local_identity(path: str) -> tuple[int, str]:
+    """(size, stamp) of a local file: mtime, inode and ctime.
+
+    mtime alone misses a rewrite that restores it (``cp -p``, ``rsync -t``, ``os.utime``); such
+    a rewrite either makes a new inode (write + rename) or changes the ctime, which users
+    cannot set.
+    """
+    st = os.stat(path)
+    return st.st_size, f"mtime_ns={st.st_mtime_ns}|ino={st.st_ino}|ctime_ns={st.st_ctime_ns}"
+
+
+def _check_index_cache(value: Any) -> None:
+    """Reject ``index_cache`` values that are not None, ``"auto"`` or a folder.
+
+    ``""`` used to mean the current folder (sidecar files written wherever the process runs)
+    and ``True`` failed later with a bare TypeError.
+    """
+    if value is None or isinstance(value, os.PathLike):
+        return
+    if not isinstance(value, str):
+        raise TypeError(
+            f"Expected index_cache None, 'auto' or a folder path. Got {value!r} instead."
+        )
+    if not value.strip():
+        raise ValueError(
+            "Expected index_cache None (memory only), 'auto' or a folder path. Got an empty "
+            "string instead (use '.' for the current folder)."
+        )
+
+
+def _is_index(text: str) -> bool:
+    """Whether ``text`` is a chunk coordinate as zarr writes it (``int()`` also takes ``"01"``,
+    ``" 1"``, ``"+1"`` and ``"1_0"``)."""
+    return text.isascii() and text.isdigit() and str(int(text)) == text
+
+
 class HDF5FileSystem(AsyncFileSystem):
     """An HDF5 file as a read-only Zarr store (fsspec protocol ``b2h5``).
 
@@ -98,6 +168,10 @@ class HDF5FileSystem(AsyncFileSystem):
     index_cache
         None (memory only), ``"auto"`` (sidecar files under ``~/.cache/b2store/hdf5-index``) or
         a folder path for the sidecar files.
+    file_version
+        Set by pickling: the version (size, modification stamp) of the file the pickled
+        instance had indexed. Not used to open the file; it makes dask's tokens, which pickle
+        the store, differ between versions of a rewritten file.
 
     Notes
     -----
@@ -110,7 +184,8 @@ class HDF5FileSystem(AsyncFileSystem):
     root_marker = ""
     #: No fsspec instance cache: a cached instance would keep serving the index of a file that
     #: has since been rewritten. Each instance stats the file and reuses the process-wide index
-    #: cache (keyed by size and mtime), which costs well under a millisecond.
+    #: cache (keyed by size and mtime, plus inode and ctime for local files), which costs well
+    #: under a millisecond.
     cachable = False
 
     def __init__(
@@ -123,6 +198,7 @@ class HDF5FileSystem(AsyncFileSystem):
         unsupported: Literal["raise", "warn", "skip"] = "raise",
         follow_external_links: bool = False,
         index_cache: str | Path | None = None,
+        file_version: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -132,8 +208,13 @@ class HDF5FileSystem(AsyncFileSystem):
             raise ValueError(
                 f"Expected unsupported 'raise', 'warn' or 'skip'. Got {unsupported!r} instead."
             )
+        _check_index_cache(index_cache)
         if not isinstance(fo, str | Path) or not str(fo):
-            raise TypeError(f"Expected the HDF5 file's path or URL as fo. Got {fo!r} instead.")
+            raise TypeError(
+                f"Expected the HDF5 file's path or URL as fo. Got {fo!r} instead. In a URL the "
+                "file follows '::' ('b2h5::/data/f.h5', 'b2h5::http://host/f.h5'; a key inside "
+                "it goes before: 'b2h5://group/zarr.json::/data/f.h5'), not 'b2h5:///data/f.h5'."
+            )
         opts = dict(target_options or {})
         if target_protocol is not None:
             self.target_fs = fsspec.filesystem(target_protocol, **opts)
@@ -144,6 +225,7 @@ class HDF5FileSystem(AsyncFileSystem):
         self.unsupported = unsupported
         self.follow_external_links = follow_external_links
         self.index_cache = index_cache
+        self._version = self._stamp = ""
         self.index: FileIndex = self._load_index()
         self._dirs: dict[str, set[str]] | None = None
         self._local = self._is_local()
@@ -162,7 +244,9 @@ class HDF5FileSystem(AsyncFileSystem):
         """Pickle by constructor arguments, with a local file's path made absolute.
 
         dask workers may run in another working directory, where a relative ``fo`` would name
-        another file (or none).
+        another file (or none). ``file_version`` records the file's version: dask names arrays
+        by a hash of their pickled store, and two versions of a rewritten file must not share
+        names (a cluster would serve the data it holds for the old one).
         """
         fn, (cls, args, kwargs) = super().__reduce__()
         if self._local:
@@ -170,7 +254,11 @@ class HDF5FileSystem(AsyncFileSystem):
                 args = (self.url, *args[1:])
             else:
                 kwargs = {**kwargs, "fo": self.url}
-        return fn, (cls, args, kwargs)
+        return fn, (cls, args, {**kwargs, "file_version": self._version})
+
+    def __dask_tokenize__(self) -> Any:
+        """fsspec's token (constructor arguments) and the version of the file indexed."""
+        return (self._fs_token, self._version)
 
     def _is_local(self) -> bool:
         protocols = self.target_fs.protocol
@@ -179,6 +267,8 @@ class HDF5FileSystem(AsyncFileSystem):
 
     def _identity(self, url: str) -> tuple[int | None, str | None]:
         """(size, modification stamp) of a target file; FileNotFoundError when it is missing."""
+        if self._is_local():
+            return _local_identity(url)
         try:
             info = self.target_fs.info(url)
         except FileNotFoundError:
@@ -189,7 +279,7 @@ class HDF5FileSystem(AsyncFileSystem):
             if not isinstance(inner, fsspec.AbstractFileSystem) or inner is self.target_fs:
                 raise
             info = inner.info(url)
-        for name in ("mtime", "ETag", "LastModified", "Last-Modified", "last_modified", "etag"):
+        for name in _STAMPS:
             if info.get(name) is not None:
                 return info.get("size"), f"{name}={info[name]}"
         return info.get("size"), None
@@ -210,20 +300,44 @@ class HDF5FileSystem(AsyncFileSystem):
             size, stamp = self._identity(self.url)
         except FileNotFoundError:
             raise FileNotFoundError(f"HDF5 file not found: {self.url}") from None
+        self._stamp = f"|{stamp}|"
         protos = self.target_fs.protocol
         proto = protos if isinstance(protos, str) else protos[0]
-        key = "|".join(
-            [
-                proto,
-                self.url,
-                f"size={size}",
-                str(stamp),
-                f"zarr={self.zarr_format}",
-                f"unsupported={self.unsupported}",
-                f"ext={self.follow_external_links}",
-            ]
-        )
-        return key, stamp is not None
+        parts = [
+            proto,
+            self.url,
+            f"size={size}",
+            str(stamp),
+            f"zarr={self.zarr_format}",
+            f"unsupported={self.unsupported}",
+            f"ext={self.follow_external_links}",
+        ]
+        container, known = self._container()
+        if container:
+            parts.append(container)
+        return "|".join(parts), stamp is not None and known
+
+    def _container(self) -> tuple[str, bool]:
+        """(what the target's paths are relative to, whether that is identifiable).
+
+        An archive (``zip::``, ``tar::``) names a member by its path inside it and a ``dir::``
+        filesystem by its path below its root: members of the same name, size and stamp in
+        two archives (reproducible tar archives give every member mtime 0) must not share an
+        index. A local archive's own version is part of it; an archive given as a file object
+        cannot be identified, so its members are not cached.
+        """
+        opts = getattr(self.target_fs, "storage_options", None) or {}
+        where = {n: opts[n] for n in ("fo", "path") if n in opts}
+        if not where:
+            return "", True
+        if not all(isinstance(v, str) for v in where.values()):
+            return "", False
+        parts = [f"{n}={v}" for n, v in sorted(where.items())]
+        fo, inner = where.get("fo"), opts.get("target_protocol")
+        if isinstance(fo, str) and inner in (None, "file", "local") and "://" not in fo:
+            with contextlib.suppress(OSError):
+                parts.append(_local_identity(fo)[1])
+        return "in(" + "|".join(parts) + ")", True
 
     def _cache_dir(self) -> Path | None:
         if self.index_cache is None:
@@ -233,11 +347,21 @@ class HDF5FileSystem(AsyncFileSystem):
         return Path(self.index_cache)
 
     def _load_index(self) -> FileIndex:
+        """The file's index from the memory cache, the sidecar cache or built anew.
+
+        A file whose target reports no version stamp is indexed anew by each instance: its
+        size alone does not tell a rewritten file from the one indexed before.
+        """
         key, stable = self._cache_key()
-        idx = _MEMORY.get(key)
-        if idx is not None and self._sources_current(idx):
-            return idx
+        self._version = key
+        idx = _MEMORY.get(key) if stable else None
         folder = self._cache_dir() if stable else None
+        if idx is not None and self._sources_current(idx):
+            if folder is not None and not _cache.has_sidecar(folder, key):
+                # indexed earlier in this process without a sidecar folder: write it now, so
+                # that dask workers and later processes find it (docs/dask.md)
+                _cache.save_sidecar(folder, key, idx)
+            return idx
         idx = None
         if folder is not None:
             idx = _cache.load_sidecar(folder, key)
@@ -247,7 +371,8 @@ class HDF5FileSystem(AsyncFileSystem):
             idx = self._build()
             if folder is not None:
                 _cache.save_sidecar(folder, key, idx)
-        _MEMORY.put(key, idx)
+        if stable:
+            _MEMORY.put(key, idx)
         return idx
 
     def _open_h5(self, url: str) -> Any:
@@ -299,7 +424,7 @@ class HDF5FileSystem(AsyncFileSystem):
         f, fh = self._open_h5(self.url)
         opened.append((f, fh))
         try:
-            with _BUILD_LOCK:
+            with _BUILD_LOCK, _no_range_is_oserror(self.url):
                 idx = build_index(
                     f,
                     url=self.url,
@@ -359,6 +484,10 @@ class HDF5FileSystem(AsyncFileSystem):
 
     @staticmethod
     def _linear(table: ChunkTable, parts: list[str], path: str) -> int:
+        """Linear chunk index of a key's coordinates (only as zarr writes them: other spellings
+        are never listed, so they must not exist either)."""
+        if not all(_is_index(p) for p in parts):
+            raise FileNotFoundError(path)
         try:
             return table.linear(tuple(int(p) for p in parts))
         except ValueError:
@@ -419,13 +548,31 @@ class HDF5FileSystem(AsyncFileSystem):
             with self._fd_lock:
                 fd = self._fds.get(key)
                 if fd is None:
-                    fd = os.open(url, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                    fd = self._open_indexed(url)
                     self._fds[key] = fd
         if not hasattr(os, "pread"):  # Windows: no shared-offset-free read; open per call
             with open(url, "rb") as fh:
                 fh.seek(start)
                 return fh.read(size)
         return os.pread(fd, size, start)
+
+    def _open_indexed(self, url: str) -> int:
+        """A descriptor of local file ``url``, checked to be the file that was indexed.
+
+        Descriptors are opened at the first chunk read. A file replaced by another one in
+        the meantime (written elsewhere and renamed over it, as ``rsync`` and atomic writers
+        do) has its chunks elsewhere: reading it with this index gave wrong values silently.
+        """
+        fd = os.open(url, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+        stamp = self._stamp if url == self.url else dict(self.index.sources).get(url, "")
+        match = re.search(r"\|ino=(\d+)\|", stamp)
+        if match is not None and os.fstat(fd).st_ino != int(match[1]):
+            os.close(fd)
+            raise OSError(
+                f"{url}: the HDF5 file was replaced by another file after b2h5 indexed it, so "
+                "its chunks are not where the index says. Open it again."
+            )
+        return fd
 
     def _remote_range(self, url: str, start: int, end: int) -> bytes:
         """Bytes ``start:end`` of a remote target file (fewer at its end)."""
@@ -612,12 +759,17 @@ class HDF5FileSystem(AsyncFileSystem):
     def cat(
         self, path: str | list[str], recursive: bool = False, on_error: str = "raise", **kwargs: Any
     ) -> Any:
-        """Many keys at once: neighbouring chunk byte ranges are read with one ranged request."""
-        if isinstance(path, str) and not recursive and "*" not in path:
-            return self.cat_file(path)
-        paths = self.expand_path(path, recursive=recursive) if recursive else path
-        if isinstance(paths, str):
-            paths = [paths]
+        """Many keys at once: neighbouring chunk byte ranges are read with one ranged request.
+
+        As fsspec's: a glob pattern (``*``, ``?``, ``[``) or ``recursive`` expands ``path``
+        and gives a dict, as a list of keys does; one plain key gives its bytes. A key that
+        exists is taken literally even if it looks like a pattern (HDF5 names may hold ``[``).
+        """
+        single = isinstance(path, str) and not recursive
+        if single and (not has_magic(path) or self.exists(path)):
+            return self.cat_file(str(path))
+        expand = recursive or isinstance(path, str)
+        paths = self.expand_path(path, recursive=recursive) if expand else list(path)
         out: dict[str, Any] = {}
         reads: list[tuple[str, ChunkTable, int]] = []
         for p in paths:
@@ -681,8 +833,6 @@ class HDF5FileSystem(AsyncFileSystem):
                             raise
                         if on_error != "omit":
                             out[p] = exc
-        if isinstance(path, str) and not recursive and len(out) == 1:
-            return next(iter(out.values()))
         return out
 
     # -- listing ------------------------------------------------------------------------------
@@ -699,36 +849,43 @@ class HDF5FileSystem(AsyncFileSystem):
                 if self.zarr_format == 3 and table.grid:
                     dirs.setdefault(prefix, set()).add(base)
                     dirs.setdefault(base, set())
+                elif self.zarr_format == 3 and table.coords().shape[0]:
+                    dirs.setdefault(prefix, set()).add(base)  # a scalar's one chunk: a file
             self._dirs = dirs
         return self._dirs
 
     def _chunk_children(self, path: str) -> list[str] | None:
-        """Children of a directory inside an array's chunk area, or None if it is none."""
-        for prefix, table in self.index.tables.items():
-            if self.zarr_format == 2:
-                if path != prefix:
-                    continue
-                coords = table.coords()
-                if not table.grid:
-                    return [f"{prefix}/0".lstrip("/")] if coords.shape[0] else []
-                return [f"{prefix}/{'.'.join(map(str, c))}".lstrip("/") for c in coords.tolist()]
-            base = f"{prefix}/c" if prefix else "c"
-            if path != base and not path.startswith(base + "/"):
-                continue
-            if not table.grid:
+        """Children of a directory inside an array's chunk area, or None if it is none.
+
+        The array is looked up by name (not by scanning every table: ``find`` over a file
+        with thousands of datasets asks this for every directory).
+        """
+        tables = self.index.tables
+        if self.zarr_format == 2:
+            table = tables.get(path)
+            if table is None:
                 return None
             coords = table.coords()
-            done = [] if path == base else path[len(base) + 1 :].split("/")
-            try:
-                head = [int(x) for x in done]
-            except ValueError:
-                return None
-            if len(head) >= len(table.grid):
-                return None
-            sel = coords[np.all(coords[:, : len(head)] == head, axis=1)] if head else coords
-            nxt = sorted({int(c) for c in sel[:, len(head)]})
-            return [f"{path}/{c}" for c in nxt]
+            if not table.grid:
+                return [f"{path}/0".lstrip("/")] if coords.shape[0] else []
+            return [f"{path}/{'.'.join(map(str, c))}".lstrip("/") for c in coords.tolist()]
+        parts = path.split("/")
+        for i, part in enumerate(parts):
+            table = tables.get("/".join(parts[:i])) if part == "c" else None
+            if table is not None:
+                return self._grid_children(table, path, parts[i + 1 :])
         return None
+
+    @staticmethod
+    def _grid_children(table: ChunkTable, path: str, done: list[str]) -> list[str] | None:
+        """Next chunk-key components below ``path`` (``done``: the coordinates in it)."""
+        if not table.grid or not all(_is_index(x) for x in done) or len(done) >= len(table.grid):
+            return None
+        head = [int(x) for x in done]
+        coords = table.coords()
+        sel = coords[np.all(coords[:, : len(head)] == head, axis=1)] if head else coords
+        nxt = sorted({int(c) for c in sel[:, len(head)]})
+        return [f"{path}/{c}" for c in nxt]
 
     def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
         """Size and type of a metadata key, chunk key or directory."""
@@ -746,13 +903,22 @@ class HDF5FileSystem(AsyncFileSystem):
             raise
         row = table.find(lin)
         if row >= 0:
-            size = max(int(table.sizes[row]), table.pad_to) if not table.masked else None
-            return {"name": path, "size": size, "type": "file"}
+            return {"name": path, "size": self._served_size(table, row), "type": "file"}
         if lin in table.inline:
             return {"name": path, "size": len(table.inline[lin]), "type": "file"}
         if table.fill_chunk is not None:
             return {"name": path, "size": len(table.fill_chunk), "type": "file"}
         raise FileNotFoundError(path)
+
+    @staticmethod
+    def _served_size(table: ChunkTable, row: int) -> int:
+        """Length of what :meth:`cat_file` serves for a stored chunk (see :meth:`_finish`)."""
+        size = int(table.sizes[row])
+        if table.masked:
+            from b2store.codecs.hdf5_pipeline import MASK_HEADER_SIZE
+
+            return MASK_HEADER_SIZE + size
+        return max(size, table.pad_to)
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         """Children of a group, array or chunk directory (or the key itself).
@@ -785,6 +951,58 @@ class HDF5FileSystem(AsyncFileSystem):
             raise PermissionError(f"b2h5 is read-only: cannot open {path!r} with mode {mode!r}")
         return MemoryFile(None, path, self.cat_file(path))
 
+    async def _get_file(self, rpath: str, lpath: Any, **kwargs: Any) -> None:
+        """Copy one key to a local file (``fs.get``: a local copy is a plain Zarr store).
+
+        Directories become folders; a key that exists but reads as missing (an all-zero Blosc2
+        chunk) is not written, so zarr fills it as it would here.
+        """
+        if await self._isdir(rpath):
+            os.makedirs(lpath, exist_ok=True)
+            return
+        try:
+            data = await self._cat_file(rpath)
+        except FileNotFoundError:
+            if not await self._exists(rpath):
+                raise
+            return
+        if fsspec.utils.isfilelike(lpath):
+            lpath.write(data)
+            return
+        with open(lpath, "wb") as fh:
+            fh.write(data)
+
+    # -- read-only: clear errors instead of fsspec's bare NotImplementedError ----------------
+    def _read_only(self, what: str, path: Any) -> PermissionError:
+        """The error of every write operation (zarr ``mode="w"``/``"a"``, ``to_zarr``, rm)."""
+        return PermissionError(
+            f"b2h5 is read-only: cannot {what} {path!r} (in the Zarr view of {self.url}). "
+            "Copy the store elsewhere (fs.get, zarr.copy_store) to modify it."
+        )
+
+    async def _pipe_file(self, path: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        raise self._read_only("write", path)
+
+    async def _put_file(self, lpath: str, rpath: str, *args: Any, **kwargs: Any) -> None:
+        raise self._read_only("upload to", rpath)
+
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        raise self._read_only("copy to", path2)
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        raise self._read_only("remove", path)
+
+    async def _rm(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        raise self._read_only("remove", path)
+
+    async def _mkdir(self, path: str, *args: Any, **kwargs: Any) -> None:
+        raise self._read_only("create the directory", path)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        if exist_ok and await self._isdir(path):
+            return
+        raise self._read_only("create the directory", path)
+
     def ukey(self, path: str) -> str:
         """A key identifying ``path`` inside this file's current version."""
-        return fsspec.utils.tokenize(self.url, self.zarr_format, self._strip_protocol(path))
+        return fsspec.utils.tokenize(self._version, self._strip_protocol(path))

@@ -200,6 +200,19 @@ def test_server_ignoring_range_requests_raises(http_folder: Path) -> None:
         np.testing.assert_array_equal(cached["a"][...], np.arange(40_000, dtype="i4"))
 
 
+def test_server_ignoring_range_requests_at_open_raises(tmp_path: Path) -> None:
+    """When h5py must read past the first MiB to index the file, fsspec's own ValueError ("The
+    HTTP server doesn't appear to support range requests") reached the user without the file's
+    name or the workaround; it is the documented OSError now (found in the fifth session)."""
+    pytest.importorskip("aiohttp")
+    with h5py.File(tmp_path / "deep.h5", "w") as f:
+        f.create_dataset("pad", data=np.ones(2**21 // 8))  # 2 MiB before the chunk index
+        f.create_dataset("a", data=np.arange(40_000, dtype="i4"), chunks=(1000,))
+    for base in _serve(tmp_path, _QuietHandler):
+        with pytest.raises(OSError, match=r"deep\.h5: the server ignores HTTP range requests"):
+            fsspec.filesystem("b2h5", fo=f"{base}/deep.h5", skip_instance_cache=True)
+
+
 def test_blockcache_over_http_without_directory_pages(http_folder: Path, tmp_path: Path) -> None:
     """``b2h5::blockcache::http://...`` raised "HDF5 file not found" (fsspec's caching layer
     answers info() by listing the parent folder), then a TypeError (it sets cache_type), then

@@ -84,6 +84,21 @@ def test_auto_cache_folder(tmp_path: Path, monkeypatch) -> None:
     assert list((tmp_path / "c" / "hdf5-index").glob("*.npz"))
 
 
+def test_sidecar_written_when_the_index_is_already_in_memory(tmp_path: Path) -> None:
+    """A file first opened without a sidecar folder, then with one, in the same process: the
+    memory hit returned early and no sidecar was written, so dask workers re-scanned it."""
+    p = gen_hdf5_files.filters_file(tmp_path / "f.h5")
+    fsmod._MEMORY.clear()
+    first = HDF5FileSystem(str(p), skip_instance_cache=True)
+    folder = tmp_path / "cache"
+    again = HDF5FileSystem(str(p), index_cache=str(folder), skip_instance_cache=True)
+    assert again.index is first.index  # the memory hit
+    assert len(list(folder.glob("*.npz"))) == 1
+    fsmod._MEMORY.clear()
+    third = HDF5FileSystem(str(p), index_cache=str(folder), skip_instance_cache=True)
+    assert third.index.tables.keys() == first.index.tables.keys()
+
+
 def test_sidecar_keeps_virtual_dataset_sources(tmp_path: Path) -> None:
     p = gen_hdf5_files.vds_file(tmp_path / "vds.h5")
     folder = tmp_path / "cache"
