@@ -3,8 +3,8 @@
 Starts ``cat2-server`` on a free 127.0.0.1 port with its state in a temporary folder, publishes a
 small b2nd tomography stack in the ``@public`` root, then reads it twice with
 ``xr.open_zarr("caterva2://...")``: the first read downloads the chunks and stores them in a
-local cache folder, the second is served from the cache. Prints the two timings and the cache
-size, and checks the values against the array that was published.
+local cache folder, the second is served from the cache. Prints the two timings and the number
+of files in the cache, and checks the values against the array that was published.
 
 Run: ``python examples/caterva2_with_cache.py`` (prints a message and exits 0 when cat2-server is
 not installed: ``pip install 'caterva2[server]'``).
