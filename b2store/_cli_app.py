@@ -241,7 +241,7 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
     type=click.Choice(["small", "medium", "full"]),
     default="full",
     show_default=True,
-    help="small: ~6 MB (tests), medium: ~60 MB, full: ~300 MB.",
+    help="Uncompressed data: small 3 MB (tests), medium 38 MB, full 302 MB (58 MB on disk).",
 )
 @click.option("--cache-dir", type=click.Path(file_okay=False), help="Default: $B2STORE_CACHE.")
 @click.option("--workers", type=int, help="dask threads (default: dask's, one per core).")

@@ -269,13 +269,18 @@ def _codec_for(choice: CodecChoice, blocks: tuple[int, ...] | None, nthreads: in
     )
 
 
-def _prepare_j2k(choice: CodecChoice, path: str, dtype: np.dtype[Any], ndim: int) -> None:
-    """Check that JPEG 2000 applies to this dataset and that the plugin is installed."""
-    if dtype.kind not in "ui" or dtype.itemsize > 2 or ndim < 2:
-        raise ConvertError(
-            f"{path}: JPEG 2000 needs 2-D (or stacked 2-D) uint8/uint16/int16 data. "
-            f"Got {ndim}-D {dtype} instead; drop --j2k-ratio/--j2k-psnr."
-        )
+def _j2k_unsuitable(dtype: np.dtype[Any], chunks: tuple[int, ...]) -> str | None:
+    """Why lossy JPEG 2000 cannot code chunks of this shape and dtype, or ``None`` if it can
+    (unsigned 8/16-bit images of at least 16 x 16 pixels, 2-D or stacked)."""
+    if dtype.kind != "u" or dtype.itemsize > 2:
+        return f"{dtype} is not uint8/uint16 (lossy JPEG 2000 codes unsigned 8/16-bit images)"
+    if len(chunks) < 2 or min(chunks[-2:]) < 16:
+        return f"chunks {chunks} are not images of at least 16 x 16 pixels"
+    return None
+
+
+def _check_j2k_plugin(choice: CodecChoice, path: str) -> None:
+    """Check the JPEG 2000 settings and that the plugin is installed."""
     from b2store.codecs.grok import Grok
 
     try:  # the codec checks its settings and that blosc2-j2k (AGPL-3.0) is installed
@@ -674,7 +679,12 @@ def _convert_dataset(
         say(f"{path}: {ds.dtype} is not an integer type: stored lossless (itrunc not applied)")
         choice = replace(choice, itrunc_max_error=None)
     if choice.is_j2k:
-        _prepare_j2k(choice, path, ds.dtype, ds.ndim)
+        why = _j2k_unsuitable(ds.dtype, chunks)
+        if why is not None:
+            say(f"{path}: {why}: stored lossless with b2nd (JPEG 2000 not applied)")
+            choice = replace(choice, j2k_ratio=None, j2k_psnr=None)
+        else:
+            _check_j2k_plugin(choice, path)
     fill = ds.fillvalue
     origins = _chunk_origins(ds, chunks, rechunked)
 

@@ -65,9 +65,10 @@ class NodeInfo:
     filters : list of str
         Filter pipeline by name, in HDF5 (encode) order.
     nbytes, stored : int
-        Uncompressed and stored bytes.
+        Uncompressed and stored bytes (``stored`` is ``None`` when the store cannot tell: a
+        Caterva2 server lists no chunk keys).
     ratio : float or None
-        ``nbytes / stored`` (``None`` when nothing is stored).
+        ``nbytes / stored`` (``None`` when nothing is stored or the size is unknown).
     direct : bool
         Whether b2store reads the dataset from raw bytes without HDF5.
     reason : str
@@ -84,7 +85,7 @@ class NodeInfo:
     layout: str = ""
     filters: list[str] = field(default_factory=list)
     nbytes: int = 0
-    stored: int = 0
+    stored: int | None = 0
     ratio: float | None = None
     direct: bool = True
     reason: str = ""
@@ -298,7 +299,7 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
             continue
         shape = tuple(int(s) for s in obj.shape)
         nbytes = int(obj.nbytes)
-        stored = int(obj.nbytes_stored()) if hasattr(obj, "nbytes_stored") else 0
+        stored = _zarr_stored(obj)
         serializer = getattr(obj, "serializer", None)
         chain = (*obj.filters, *([serializer] if serializer is not None else []), *obj.compressors)
         codecs = [_codec_name(c) for c in chain if type(c).__name__ != "BytesCodec"]
@@ -317,6 +318,16 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
             )
         )
     return nodes
+
+
+def _zarr_stored(arr: Any) -> int | None:
+    """Stored bytes of a zarr array, or ``None`` when its store lists no chunk keys although the
+    array has chunks (a Caterva2 server: chunk sizes are unknown until fetched)."""
+    if not hasattr(arr, "nbytes_stored"):
+        return None
+    if arr.nchunks and not arr.nchunks_initialized:
+        return None  # metadata alone would give a ratio of hundreds
+    return int(arr.nbytes_stored())
 
 
 def _codec_name(codec: Any) -> str:
@@ -369,7 +380,7 @@ def render_text(nodes: list[NodeInfo]) -> str:
             parts.append(f"blocks={n.blocks}")
         filt = "+".join(n.filters) if n.filters else "none"
         parts.append(f"filters={filt}" + (f"({n.blosc2})" if n.blosc2 else ""))
-        parts.append(f"stored={_fmt_size(n.stored)}")
+        parts.append(f"stored={_fmt_size(n.stored)}" if n.stored is not None else "stored=?")
         if n.ratio is not None:
             parts.append(f"ratio={n.ratio:.2f}")
         verdict = "direct" if n.direct else f"NOT direct: {n.reason}"

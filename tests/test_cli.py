@@ -196,6 +196,10 @@ def test_info_caterva2_url(tmp_path: Path) -> None:
         (node,) = [n for n in json.loads(res.stdout) if n["kind"] == "dataset"]
         assert node["path"] == "/a.b2nd" and node["shape"] == [20, 300]
         assert node["chunks"] == [10, 300] and node["dtype"] == "uint16"
+        # chunk sizes are unknown until fetched: no made-up ratio from the metadata alone
+        assert node["stored"] is None and node["ratio"] is None
+        res = run("info", f"caterva2://{host}/@public/dir")
+        assert res.returncode == 0 and "stored=?" in res.stdout, res.stdout
         res = run("info", f"caterva2://{host}/@public/nope")
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
     finally:

@@ -183,6 +183,44 @@ def test_j2k_ratio(tmp_path: Path) -> None:
     assert data.nbytes / stored > 5
 
 
+@requires_j2k
+def test_j2k_skips_datasets_it_cannot_code(tmp_path: Path) -> None:
+    """A NeXus-like file holds angles (1-D floats) and signed images beside the projections:
+    JPEG 2000 codes the projections, the others are stored lossless (the run does not fail)."""
+    import h5py
+    import hdf5plugin
+
+    from b2store.codecs.grok import Grok
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    rng = np.random.default_rng(5)
+    y, x = np.mgrid[:64, :64]
+    img = (20000 + 5000 * np.sin(x / 9.0) * np.cos(y / 7.0)).astype("u2")
+    proj = np.stack([img + rng.integers(0, 40, img.shape).astype("u2") for _ in range(4)])
+    others = {
+        "angles": np.linspace(0, 180, 400, dtype="f8"),
+        "signed": rng.integers(-300, 300, (4, 64, 64)).astype("i2"),
+        "narrow": rng.integers(0, 4000, (64, 8)).astype("u2"),
+    }
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("proj", data=proj, chunks=(2, 64, 64), **hdf5plugin.Blosc2())
+        for name, arr in others.items():
+            f.create_dataset(name, data=arr, chunks=True, **hdf5plugin.Blosc2())
+    said: list[str] = []
+    convert(src, out, options=ConvertOptions(codec=CodecChoice(j2k_ratio=8.0)), log=said.append)
+    with h5py.File(out) as f:
+        for name, arr in others.items():
+            np.testing.assert_array_equal(f[name][()], arr)
+        _m, raw = f["proj"].id.read_direct_chunk((0, 0, 0))
+        got = Grok().decode(raw).view("u2").reshape(2, 64, 64)
+    assert 0 < np.abs(got.astype(np.int64) - proj[:2]).max() < 2000
+    skipped = [m for m in said if "JPEG 2000 not applied" in m]
+    assert len(skipped) == 3, said
+    assert any("int16 is not uint8/uint16" in m for m in skipped)
+    assert any("16 x 16" in m for m in skipped)
+
+
 def test_bad_options() -> None:
     from b2store.convert import CodecChoice, ConvertError, ConvertOptions
 
