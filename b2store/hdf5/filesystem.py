@@ -170,8 +170,9 @@ class HDF5FileSystem(AsyncFileSystem):
         a folder path for the sidecar files.
     file_version
         Set by pickling: the version (size, modification stamp) of the file the pickled
-        instance had indexed. Not used to open the file; it makes dask's tokens, which pickle
-        the store, differ between versions of a rewritten file.
+        instance had indexed. It makes dask's tokens, which pickle the store, differ between
+        versions of a rewritten file, and an unpickled copy that finds another version of the
+        file raises ``OSError`` instead of serving chunks the client's metadata does not match.
 
     Notes
     -----
@@ -227,6 +228,14 @@ class HDF5FileSystem(AsyncFileSystem):
         self.index_cache = index_cache
         self._version = self._stamp = ""
         self.index: FileIndex = self._load_index()
+        if file_version and file_version != self._version:
+            # an unpickled copy (a dask worker) found another version of the file than the
+            # client opened: its index would not match the client's zarr metadata
+            raise OSError(
+                f"{self.url} changed after it was opened: this copy of the b2h5 filesystem (as "
+                "dask ships to its workers) found another version of the file than the one the "
+                "arrays were opened from. Open the file again."
+            )
         self._dirs: dict[str, set[str]] | None = None
         self._local = self._is_local()
         self._fds: dict[tuple[int, str], int] = {}

@@ -368,6 +368,24 @@ def test_dask_names_follow_the_file_version(tmp_path: Path) -> None:
     assert new.compute(scheduler="sync").tolist() == [2] * 10
 
 
+def test_unpickled_copy_of_a_changed_file_raises(tmp_path: Path) -> None:
+    """A dask worker unpickles the store after the file was rewritten: it indexed the new file
+    while the client's zarr metadata (shapes, chunks) described the old one, silently."""
+    import pickle
+
+    path = tmp_path / "w.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(10, dtype="i4"), chunks=(5,))
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    blob = pickle.dumps(fs)
+    same = pickle.loads(blob)  # unchanged: fine
+    assert same.cat_file("x/c/1") == fs.cat_file("x/c/1")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(20, dtype="i4"), chunks=(4,))
+    with pytest.raises(OSError, match="changed after it was opened"):
+        pickle.loads(blob)
+
+
 def test_url_without_a_file_says_how_to_name_one() -> None:
     """``b2h5:///data/f.h5`` (a path in the store, no file after ``::``) said only "Got ''"."""
     import fsspec
