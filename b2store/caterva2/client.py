@@ -34,8 +34,13 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-import tenacity
+try:
+    import aiohttp
+    import tenacity
+except ImportError as exc:  # pragma: no cover - depends on the environment
+    raise ImportError(
+        f"b2store's caterva2:// filesystem needs {exc.name}: pip install 'b2store[caterva2]'"
+    ) from exc
 
 from b2store.errors import B2StoreError, Caterva2HTTPError
 
@@ -355,9 +360,9 @@ class Caterva2Client:
             )
         raise error_for_status(url, status, detail)
 
-    def _retrying(self, shown: str) -> tenacity.AsyncRetrying:
+    def _retrying(self, shown: str, retries: int | None = None) -> tenacity.AsyncRetrying:
         """tenacity's retry loop for one request: ``retries`` more attempts after connection
-        failures, timeouts and 5xx answers, waiting ``backoff * 2**n`` seconds plus jitter."""
+        failures, timeouts and 5xx answers, waiting ``backoff * 2**n`` seconds, +-50 % jitter."""
 
         def log_retry(state: tenacity.RetryCallState) -> None:
             cause = state.outcome.exception() if state.outcome is not None else None
@@ -367,9 +372,12 @@ class Caterva2Client:
             logger.debug("retrying %s in %.2f s after %r", shown, delay, cause)
 
         return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(self.config.retries + 1),
-            wait=tenacity.wait_exponential(multiplier=self.config.backoff, max=60)
-            + tenacity.wait_random(0, self.config.backoff),
+            stop=tenacity.stop_after_attempt(
+                (self.config.retries if retries is None else retries) + 1
+            ),
+            # backoff * 2**n * (0.5 + U(0, 1)): workers that failed together retry apart
+            wait=tenacity.wait_exponential(multiplier=self.config.backoff / 2, max=30)
+            + tenacity.wait_random_exponential(multiplier=self.config.backoff, max=30),
             retry=tenacity.retry_if_exception_type(_RETRYABLE),
             before_sleep=log_retry,
         )
@@ -390,19 +398,32 @@ class Caterva2Client:
 
     # -- requests --------------------------------------------------------------------------------
 
-    async def get(self, url: str, params: dict[str, str] | None = None) -> Response:
-        """GET ``url``, retrying transient failures; raise per :data:`STATUS_ERRORS` otherwise."""
+    async def get(
+        self, url: str, params: dict[str, str] | None = None, *, retries: int | None = None
+    ) -> Response:
+        """GET ``url``, retrying transient failures; raise per :data:`STATUS_ERRORS` otherwise.
+
+        ``retries`` overrides the configured number of retries for this request. A refused
+        session cookie (the 12 h JWT expired) triggers one new login per request.
+        """
         session = await self._get_session()
         assert self._semaphore is not None
         cookie = await self._auth_cookie()
         headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
         shown = url + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
+        relogged = False
         try:
-            async for attempt in self._retrying(shown):
+            async for attempt in self._retrying(shown, retries):
                 with attempt:
+                    expired = False
                     try:
-                        return await self._get_once(session, url, params, headers, shown)
-                    except _Relogin:  # the session cookie expired (12 h JWT): log in again
+                        return await self._get_once(
+                            session, url, params, headers, shown, relogin=not relogged
+                        )
+                    except _Relogin:
+                        expired = True  # log in again outside the handler (no chained context)
+                    if expired:
+                        relogged = True
                         self._token = None
                         cookie = await self._auth_cookie()
                         headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
@@ -443,10 +464,12 @@ class Caterva2Client:
                 raise _Relogin()
             raise error_for_status(shown, resp.status, detail)
 
-    async def get_json(self, verb: str, path: str = "") -> tuple[Any, str | None]:
+    async def get_json(
+        self, verb: str, path: str = "", *, retries: int | None = None
+    ) -> tuple[Any, str | None]:
         """``GET /api/<verb>/<path>`` decoded as JSON, with the answer's ETag."""
         url = self.url(verb, path)
-        resp = await self.get(url)
+        resp = await self.get(url, retries=retries)
         try:
             return json.loads(resp.body), resp.etag
         except ValueError as exc:

@@ -281,7 +281,9 @@ class Caterva2FileSystem(AsyncFileSystem):
         rest = str(path).split("://", 1)[-1]
         netloc, _, below = rest.partition("/")
         userinfo, at, hostport = netloc.rpartition("@")
-        if "@" in f"/{below}".split("/@", 1)[0]:  # "user:a/b@host/@public": a "/" in a password
+        first = below.split("/", 1)[0]
+        if "@" in f"/{below}".split("/@", 1)[0] or "@" in first[1:]:
+            # "user:a/b@host/@public" or "user:1234/@x@host/@public": a "/" in a password
             raise ValueError(
                 f"Expected {cls.protocol}://[user:password@]host[:port]/<root>/<path>; the "
                 "server part of the URL ends too early: write '/' in a user name or password "
@@ -329,19 +331,21 @@ class Caterva2FileSystem(AsyncFileSystem):
 
     # -- datasets and metadata ---------------------------------------------------------------------
 
-    async def _fetch_info(self, path: str) -> tuple[Any, str | None]:
+    async def _fetch_info(self, path: str, *, retries: int | None = None) -> tuple[Any, str | None]:
         """``/api/info`` of ``path`` and the version (ETag) its data has.
 
         An unfolded HDF5 proxy ``.b2nd`` serves the data of its source ``.h5`` file, which can be
         replaced while the proxy file stays the same (same ETag): its version joins both ETags,
         so the chunk cache and the open-time checks see the change.
         """
-        info, etag = await self.client.get_json("info", path)
+        info, etag = await self.client.get_json("info", path, retries=retries)
         source = _proxy_source(path, info)
         if source is not None:
             for suffix in _HDF5_SUFFIXES:
                 try:
-                    _, source_etag = await self.client.get_json("info", source + suffix)
+                    _, source_etag = await self.client.get_json(
+                        "info", source + suffix, retries=retries
+                    )
                 except FileNotFoundError:
                     continue
                 etag = f"{etag or info.get('mtime')}+{source_etag}"
@@ -656,17 +660,20 @@ class Caterva2FileSystem(AsyncFileSystem):
     async def _explain_failure(self, ds: Dataset, exc: Exception) -> None:
         """After a failed chunk read, re-check the dataset's version: a dataset rewritten with
         fewer chunks (the server answers 500) or another layout raises the "changed on the
-        server, reopen it" error instead of a bare server error. Returns if nothing changed."""
+        server, reopen it" error instead of a bare server error. Returns if nothing changed.
+
+        One attempt, no retries: on a server that keeps failing this adds one request per
+        failed chunk, not another round of retries."""
         try:
-            info, etag = await self._fetch_info(ds.path)
+            info, etag = await self._fetch_info(ds.path, retries=0)
             now = dataset_from_info(ds.path, info, etag)
         except (FileNotFoundError, UnsupportedCaterva2DatasetError) as gone:
             self._changed[ds.path] = f"dataset {ds.path} vanished or changed on the server: {gone}"
             raise Caterva2DataError(
                 self.client.url("info", ds.path), 404, self._changed[ds.path]
             ) from exc
-        except OSError:
-            return  # the server is failing: the original error says so
+        except (OSError, ValueError, KeyError, TypeError):
+            return  # the server is failing or answers oddly: the original error says so
         if now.version != ds.version:
             raise self._version_changed(ds.path, ds.version, now.version, "while open") from exc
 

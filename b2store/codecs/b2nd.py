@@ -182,8 +182,7 @@ def default_blocks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
     return tuple(int(b) for b in blocks)
 
 
-@functools.lru_cache(maxsize=1024)
-def block_order_is_c_order(chunks: tuple[int, ...], blocks: tuple[int, ...]) -> bool:
+def block_order_is_c_order(chunks: Any, blocks: Any) -> bool:
     """True when a padded, block-ordered chunk is already C-ordered (then no copy is needed).
 
     That holds when the blocks are 1 along every dimension before the last one they split (``m``),
@@ -191,6 +190,11 @@ def block_order_is_c_order(chunks: tuple[int, ...], blocks: tuple[int, ...]) -> 
     dimension before ``m`` (then the padding only trails), e.g. chunk (8, 512, 512) with blocks
     (1, 128, 512), which is blosc2's own choice for stacks of images.
     """
+    return _block_order_is_c_order(tuple(map(int, chunks)), tuple(map(int, blocks)))
+
+
+@functools.lru_cache(maxsize=1024)
+def _block_order_is_c_order(chunks: tuple[int, ...], blocks: tuple[int, ...]) -> bool:
     split = [i for i, (c, b) in enumerate(zip(chunks, blocks, strict=True)) if b != c]
     if not split:
         return True
@@ -649,6 +653,8 @@ class B2nd(Codec):
     """
 
     codec_id = CODEC_ID
+    #: default for instances pickled before the key existed (their ``__dict__`` lacks it)
+    splitmode = "auto"
 
     def __init__(
         self,

@@ -124,6 +124,24 @@ def test_expired_session_logs_in_again(
     assert fs.cat_file(f"{path}/c/0/0")
 
 
+def test_failed_new_login_after_an_expired_session_is_a_clean_error(
+    cat2_auth_server: Any, shared: Any, so: dict[str, Any]
+) -> None:
+    """The cookie expired and the new login fails: a PermissionError whose traceback does not
+    chain b2store's internal re-login signal (review, fifth session)."""
+    from b2store.caterva2.client import _Relogin, _Secret
+
+    path, _a = shared
+    fs = Caterva2FileSystem(host=cat2_auth_server.host, username=USER, password=PASSWORD, **so)
+    assert fs.cat_file(f"{path}/.zarray")
+    fs.client._token = _Secret("expired.jwt.value")
+    fs.client._password = _Secret("not-the-password-9")
+    with pytest.raises(PermissionError, match="wrong username or password") as info:
+        fs.cat_file(f"{path}/c/0/0")
+    assert not isinstance(info.value.__context__, _Relogin)
+    assert "not-the-password-9" not in str(info.value)
+
+
 def test_login_to_a_server_that_is_down_is_retried_then_loud(so: dict[str, Any]) -> None:
     import socket
 

@@ -68,6 +68,24 @@ def test_persistent_500_raises_naming_url(fault_proxy: Any, stack: Any, so: dict
     assert not isinstance(info.value, FileNotFoundError)  # zarr must not fill it in
 
 
+def test_persistent_500_rechecks_the_version_once(
+    fault_proxy: Any, stack: Any, so: dict[str, Any]
+) -> None:
+    """A failed chunk read re-checks the dataset's version with one /api/info request, not a
+    second round of retries (review, fifth session: 4 chunk + 4 info requests per chunk)."""
+    path, _a = stack
+    z = _open(fault_proxy.host, path, so, retries=2, readahead=0)
+    fault_proxy.requests.clear()
+    fault_proxy.plan = lambda n, p: "500"
+    with pytest.raises(Caterva2HTTPError):
+        z[0:1]
+    chunk_gets = [p for p in fault_proxy.requests if "/api/chunk" in p]
+    info_gets = [p for p in fault_proxy.requests if "/api/info" in p]
+    chunks = set(chunk_gets)
+    assert all(chunk_gets.count(c) <= 3 for c in chunks), fault_proxy.requests
+    assert 1 <= len(info_gets) <= len(chunks), fault_proxy.requests  # not 3 per failed chunk
+
+
 def test_slow_answer_past_timeout(fault_proxy: Any, stack: Any, so: dict[str, Any]) -> None:
     path, _a = stack
     fault_proxy.delay = 2.0

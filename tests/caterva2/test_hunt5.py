@@ -133,6 +133,17 @@ def test_url_with_unencoded_characters_in_the_password(
     assert "SECRETHEAD" not in text and "SECRETTAIL" not in text
 
 
+def test_url_with_a_digits_and_slash_password_is_refused(
+    cat2_auth_server: Any, so: dict[str, Any]
+) -> None:
+    """A password of digits followed by '/@' ("98765/@public") was read as the port: the
+    ConnectionError then showed it (review, fifth session)."""
+    url = f"caterva2://u%40e.org:98765/@public@{cat2_auth_server.host}/@shared/x.b2nd"
+    with pytest.raises(ValueError, match="ends too early") as info:
+        zarr.open_array(url, mode="r", storage_options=so)
+    assert "98765" not in _text(info.value)
+
+
 def test_url_with_percent_encoded_password(cat2_auth_server: Any, so: dict[str, Any]) -> None:
     """Percent-encoded user and password are decoded once; '#' and '@' need no encoding."""
     fs, path = fsspec.url_to_fs(f"caterva2://a%40b.c:p%2Fw#x@d@{cat2_auth_server.host}/@x/y", **so)
@@ -234,9 +245,9 @@ def test_exists_on_chunk_keys_fetches_no_chunk(cat2_server: Any, so: dict[str, A
     requests: list[str] = []
     real_get = fs.client.get
 
-    async def counting_get(url: str, params: Any = None) -> Any:
+    async def counting_get(url: str, params: Any = None, **kwargs: Any) -> Any:
         requests.append(url)
-        return await real_get(url, params)
+        return await real_get(url, params, **kwargs)
 
     fs.client.get = counting_get  # type: ignore[method-assign]
     for key in ("0.0", "1.1", "c/1/0", "a.b2nd/1.1", "a.b2nd/c/0/1"):
