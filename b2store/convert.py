@@ -57,6 +57,8 @@ __all__ = [
 CNAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
 #: Blosc2 filters accepted on the command line.
 FILTERS = ("none", "shuffle", "bitshuffle", "delta", "bytedelta")
+#: The highest rank a b2nd array (hence a converted dataset) can have; HDF5 allows 32.
+B2ND_MAX_DIM = 8
 
 
 class ConvertError(B2StoreError, ValueError):
@@ -391,34 +393,144 @@ def _copy_attrs(src: Any, dst: Any, skip: set[str]) -> list[str]:
     return failed
 
 
-def _copy_links(fin: Any, fout: Any, say: Callable[[str], None]) -> None:
-    """Recreate soft, external and extra hard links (``visit`` sees each object once)."""
+def _copy_named_type(fin: Any, obj: Any, fout: Any, name: str) -> None:
+    """Copy a committed (named) datatype, e.g. a netCDF-4 compound, enum or vlen user type:
+    netCDF-C finds a variable's type name among them (else it reads ``_AnonymousCompound1``)."""
+    parent = fout.require_group(obj.parent.name)
+    fin.copy(obj, parent, name=name.rsplit("/", 1)[-1])
+
+
+def _keep_attrs(src: Any, dst: Any, skip: set[str], say: Callable[[str], None]) -> None:
+    """:func:`_copy_attrs`, naming the attributes left out (none is dropped silently)."""
+    failed = _copy_attrs(src, dst, skip)
+    if failed:
+        say(
+            f"{src.name}: attributes {', '.join(failed)} not copied (HDF5 references point into "
+            "the input file, or the type cannot be written)"
+        )
+
+
+def _tracks_order(obj: Any) -> bool:
+    """Whether a group or dataset tracks the creation order of its links or attributes (netCDF-4
+    files do: netCDF-C lists variables, types and attributes in that order)."""
     import h5py
 
-    copied: dict[Any, str] = {}
+    plist = obj.id.get_create_plist()
+    flags = plist.get_attr_creation_order()
+    if isinstance(obj, h5py.Group):
+        flags |= plist.get_link_creation_order()
+    return bool(flags & h5py.h5p.CRT_ORDER_TRACKED)
 
-    def record(name: str) -> None:  # object -> the path it was copied to (visit order)
-        copied.setdefault(fin[name].id, "/" + name)
 
-    fin.visit(record)
-    links: list[str] = []
-    fin.visit_links(links.append)
-    for name in links:
-        if fout.get(name, getlink=True) is not None:
-            continue
-        link = fin.get(name, getlink=True)
-        if isinstance(link, h5py.SoftLink):
-            fout[name] = h5py.SoftLink(link.path)
-        elif isinstance(link, h5py.ExternalLink):
-            fout[name] = h5py.ExternalLink(link.filename, link.path)
-        else:
-            target = copied.get(fin[name].id, "")
-            if target and target in fout:
-                fout[name] = fout[target]
-            else:
-                say(f"/{name}: hard link to {target}, which was not copied; left out")
+def _walk(fin: Any) -> list[tuple[str, Any]]:
+    """Every link reached from the root, parents first, in each group's own order (creation order
+    where the group tracks it: ``visit`` would sort by name, and the output would list netCDF-4
+    variables alphabetically). Each item is ``(path without the leading "/", link)``: ``link``
+    is ``None`` for the first hard link to an object, the first path (``"/a/b"``) for a further
+    hard link to it, else the ``h5py.SoftLink`` or ``h5py.ExternalLink``."""
+    import h5py
+
+    seen: dict[Any, str] = {fin["/"].id: "/"}
+    out: list[tuple[str, Any]] = []
+
+    def visit_group(group: Any, prefix: str) -> None:
+        for key in group:  # h5py lists tracked groups in creation order
+            path, link = prefix + key, group.get(key, getlink=True)
+            if not isinstance(link, h5py.HardLink):
+                out.append((path, link))
                 continue
-        say(f"/{name}: link recreated")
+            obj = group.get(key)
+            if obj is None:
+                continue
+            if obj.id in seen:
+                out.append((path, seen[obj.id]))
+                continue
+            seen[obj.id] = "/" + path
+            out.append((path, None))
+            if isinstance(obj, h5py.Group):
+                visit_group(obj, path + "/")
+
+    visit_group(fin["/"], "")
+    return out
+
+
+def _relocator(src: str, dst: str) -> Callable[[str], str]:
+    """Map a file name that ``src`` refers to (external link, virtual dataset source) to the
+    name ``dst`` must use: relative names are resolved from the file's own folder, so they are
+    rewritten when ``dst`` lies in another folder ("." and absolute names are kept)."""
+    src_dir = os.path.dirname(os.path.abspath(src))
+    dst_dir = os.path.dirname(os.path.abspath(dst))
+
+    def moved(filename: str) -> str:
+        if filename == "." or os.path.isabs(filename) or src_dir == dst_dir:
+            return filename
+        return os.path.relpath(os.path.join(src_dir, filename), dst_dir)
+
+    return moved
+
+
+def _copy_virtual(ds: Any, parent: Any, name: str, moved: Callable[[str], str]) -> bool:
+    """Recreate a virtual dataset with the same mappings, its source file names rewritten by
+    ``moved`` (an object copy keeps relative names, which then miss their sources when the
+    output is in another folder, and HDF5 silently serves the fill value). False when HDF5
+    refuses the mappings (the caller then copies the dataset as it is)."""
+    try:
+        _create_virtual(ds, parent, name, moved)
+    except (ValueError, TypeError, RuntimeError, OSError):
+        return False
+    return True
+
+
+def _create_virtual(ds: Any, parent: Any, name: str, moved: Callable[[str], str]) -> None:
+    """The work of :func:`_copy_virtual`."""
+    import h5py
+
+    dcpl = ds.id.get_create_plist()
+    new = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+    new.set_fill_value(np.array(ds.fillvalue, dtype=ds.dtype))
+    for i in range(dcpl.get_virtual_count()):
+        vspace = dcpl.get_virtual_vspace(i)
+        new.set_virtual(
+            vspace,
+            moved(dcpl.get_virtual_filename(i)).encode(),
+            dcpl.get_virtual_dsetname(i).encode(),
+            _source_space(dcpl.get_virtual_srcspace(i), vspace),
+        )
+    h5py.h5d.create(parent.id, name.encode(), ds.id.get_type(), ds.id.get_space(), dcpl=new)
+
+
+def _source_space(src_space: Any, vspace: Any) -> Any:
+    """The source dataspace of a mapping, ready for ``set_virtual``: HDF5 gives a "whole source"
+    selection back as a scalar space, which no longer matches the mapped block's size."""
+    import h5py
+
+    if src_space.get_select_type() != h5py.h5s.SEL_ALL:
+        return src_space
+    lo, hi = vspace.get_select_bounds()
+    shape = tuple(int(b) - int(a) + 1 for a, b in zip(lo, hi, strict=True))
+    if int(np.prod(shape)) != vspace.get_select_npoints():
+        shape = (int(vspace.get_select_npoints()),)
+    return h5py.h5s.create_simple(shape)
+
+
+def _copy_link(
+    fout: Any, name: str, link: Any, say: Callable[[str], None], moved: Callable[[str], str]
+) -> None:
+    """Recreate a soft, external or further hard link (``link`` as :func:`_walk` gives it)."""
+    import h5py
+
+    if fout.get(name, getlink=True) is not None:
+        return
+    if isinstance(link, h5py.SoftLink):
+        fout[name] = h5py.SoftLink(link.path)
+    elif isinstance(link, h5py.ExternalLink):
+        fout[name] = h5py.ExternalLink(moved(link.filename), link.path)
+    elif link in fout:
+        fout[name] = fout[link]
+    else:
+        say(f"/{name}: hard link to {link}, which was not copied; left out")
+        return
+    say(f"/{name}: link recreated")
 
 
 def _all_fill(chunk: np.ndarray, fill: Any) -> bool:
@@ -458,7 +570,9 @@ def _copy_by_value(ds: Any, parent: Any, name: str) -> None:
         if ds.compression in ("gzip", "lzf"):
             kw.update(compression=ds.compression, compression_opts=ds.compression_opts)
         kw.update(shuffle=bool(ds.shuffle), fletcher32=bool(ds.fletcher32))
-    out = parent.create_dataset(name, shape=ds.shape, dtype=ds.dtype, **kw)
+    out = parent.create_dataset(
+        name, shape=ds.shape, dtype=ds.dtype, track_order=_tracks_order(ds), **kw
+    )
     if ds.size:  # read_direct: h5py returns equal-length sequences as a 2-D array otherwise
         buf = np.empty(ds.shape, dtype=ds.dtype)
         ds.read_direct(buf)
@@ -479,6 +593,8 @@ def _convertible(ds: Any, options: ConvertOptions) -> str:
         return "variable-length dtype"
     if ds.dtype.fields is not None or ds.dtype.kind not in "biufc" or ds.dtype.subdtype:
         return f"{ds.dtype} is not a numeric dtype"
+    if ds.ndim > B2ND_MAX_DIM:
+        return f"{ds.ndim} dimensions: b2nd arrays have at most {B2ND_MAX_DIM}"
     if ds.is_virtual:
         return "virtual dataset"
     dcpl = ds.id.get_create_plist()
@@ -580,19 +696,25 @@ def convert(
     try:
         with (
             h5py.File(src, "r") as fin,
-            h5py.File(tmp, "w") as fout,
+            h5py.File(tmp, "w", track_order=_tracks_order(fin["/"])) as fout,
             ThreadPoolExecutor(options.nthreads) as pool,
         ):
-            _copy_attrs(fin, fout, set())
-            names: list[str] = []
-            fin.visit(names.append)  # collect first; no writes inside h5py's traversal
+            _keep_attrs(fin, fout, set(), say)
+            walked = _walk(fin)  # collect first; no writes inside h5py's traversal
+            moved = _relocator(src, dst)
             scales: dict[str, str] = {}
             attachments: list[tuple[str, int, str]] = []
-            for name in names:
+            for name, link in walked:
+                if link is not None:  # links in place, so groups keep their order
+                    _copy_link(fout, name, link, say, moved)
+                    continue
                 obj = fin.get(name, getlink=False)
                 if isinstance(obj, h5py.Group):
-                    g = fout.require_group(name)
-                    _copy_attrs(obj, g, set())
+                    g = fout.get(name) or fout.create_group(name, track_order=_tracks_order(obj))
+                    _keep_attrs(obj, g, set(), say)
+                    continue
+                if isinstance(obj, h5py.Datatype):
+                    _copy_named_type(fin, obj, fout, name)
                     continue
                 if not isinstance(obj, h5py.Dataset):
                     continue
@@ -608,16 +730,14 @@ def convert(
                         )
                 why = _convertible(obj, options)
                 if why:
+                    parent, _, base = ("/" + name).rpartition("/")
                     if _is_vlen(obj):
-                        _copy_by_value(obj, fout[obj.parent.name], name.rsplit("/", 1)[-1])
+                        _copy_by_value(obj, fout[parent or "/"], base)
+                    elif obj.is_virtual and _copy_virtual(obj, fout[parent or "/"], base, moved):
+                        pass
                     else:
-                        fin.copy(
-                            obj,
-                            fout[obj.parent.name],
-                            name=name.rsplit("/", 1)[-1],
-                            without_attrs=True,
-                        )
-                    _copy_attrs(obj, fout[name], _skip_attrs(obj))
+                        fin.copy(obj, fout[parent or "/"], name=base, without_attrs=True)
+                    _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
                     reports.append(
                         DatasetReport(
                             path=obj.name,
@@ -631,14 +751,13 @@ def convert(
                 rep = _convert_dataset(
                     obj, fout, options, pool, hdf5plugin, progress, say, on_chunk
                 )
-                _copy_attrs(obj, fout[name], _skip_attrs(obj))
+                _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
                 reports.append(rep)
             for path, nm in scales.items():
                 fout[path].make_scale(nm)
             for path, axis, scale in attachments:
                 if scale in fout and path in fout:
                     fout[path].dims[axis].attach_scale(fout[scale])
-            _copy_links(fin, fout, say)
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
@@ -706,6 +825,7 @@ def _convert_dataset(
         chunks=chunks,
         maxshape=ds.maxshape if ds.chunks else None,
         fillvalue=fill,
+        track_order=_tracks_order(ds),
         **kwargs,
     )
     stored = 0

@@ -205,6 +205,8 @@ def _dataset_info(ds: Any) -> NodeInfo:
         direct, reason = False, "variable-length data is not chunk-addressable"
     else:
         direct, reason = _plan_verdict(ds, filters)
+    if direct and _is_netcdf_dimension(ds):
+        direct, reason = False, _NETCDF_DIMENSION
 
     blocks, b2desc = None, ""
     ids = [fid for fid, _ in filters]
@@ -226,6 +228,49 @@ def _dataset_info(ds: Any) -> NodeInfo:
         direct=direct,
         reason=reason,
     )
+
+
+def _is_netcdf_dimension(ds: Any) -> bool:
+    """A netCDF dimension that is not a netCDF variable (the ``b2h5`` view hides it)."""
+    try:
+        from b2store.hdf5.metadata import is_pure_dimension
+    except ImportError:
+        return False
+    return bool(is_pure_dimension(ds))
+
+
+_NETCDF_DIMENSION = (
+    "a netCDF dimension, not a variable: b2h5 shows no array for it (its length sizes the "
+    "dimension)"
+)
+_VDS_MAPPED = "virtual dataset mapped onto its sources' chunks"
+
+
+def _virtual_verdicts(path: str, nodes: list[NodeInfo]) -> list[NodeInfo]:
+    """Replace the verdict on each virtual dataset with the ``b2h5`` index's own: it maps a
+    virtual dataset whose sources line up with their chunks, and says why not otherwise."""
+    from dataclasses import replace
+
+    virtual = [i for i, n in enumerate(nodes) if n.layout == "virtual" and n.shape is not None]
+    if not virtual:
+        return nodes
+    try:
+        from b2store.hdf5.filesystem import HDF5FileSystem
+
+        index = HDF5FileSystem(fo=path, zarr_format=2, unsupported="skip").index
+    except Exception:  # no b2h5 view (not installed, unreadable sources): keep the table's verdict
+        return nodes
+    out = list(nodes)
+    for i in virtual:
+        key = nodes[i].path.lstrip("/")
+        if key in index.tables:
+            out[i] = replace(nodes[i], direct=True, reason=_VDS_MAPPED)
+            continue
+        why = next((n for n in index.notes if f":/{key}: " in n), "")
+        if why:
+            why = why.split(f":/{key}: ", 1)[1].split(". ", 1)[0]
+            out[i] = replace(nodes[i], reason=why)
+    return out
 
 
 def _first_chunk_info(ds: Any, position: int) -> tuple[tuple[int, ...] | None, str]:
@@ -281,7 +326,7 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
                 nodes.append(NodeInfo(path=obj.name, kind="group"))
             elif isinstance(obj, h5py.Dataset):
                 nodes.append(_dataset_info(obj))
-    return nodes
+    return _virtual_verdicts(path, nodes)
 
 
 def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) -> list[NodeInfo]:

@@ -98,13 +98,16 @@ def hdf5_refs(
     protocols = fs.target_fs.protocol
     protocols = (protocols,) if isinstance(protocols, str) else tuple(protocols)
     local = "file" in protocols or "local" in protocols
+
+    def file_url(table_url: str) -> str:
+        if url is not None and table_url == main_url:
+            return url
+        if local:
+            return os.path.abspath(table_url)
+        return str(fs.target_fs.unstrip_protocol(table_url))  # keep s3://, http://…
+
     for path, table in index.tables.items():
-        if url is not None and table.url == main_url:
-            file_url = url
-        elif local:
-            file_url = os.path.abspath(table.url)
-        else:  # keep the protocol (s3://, http://…) that the filesystem strips
-            file_url = fs.target_fs.unstrip_protocol(table.url)
+        urls = {u: file_url(u) for u in (table.url, *table.urls)}
         grid = table.grid
 
         def key_of(lin: int, path: str = path, grid: tuple[int, ...] = grid) -> str:
@@ -124,8 +127,8 @@ def hdf5_refs(
                     refs[key] = _encode(fs.cat_file(key))
                 except FileNotFoundError:
                     continue  # an all-zero Blosc2 chunk the filesystem serves as missing (fill 0)
-            else:
-                refs[key] = [file_url, int(table.offsets[row]), size]
+            else:  # a virtual dataset's rows lie in the files of its sources
+                refs[key] = [urls[table.url_of(row)], int(table.offsets[row]), size]
         for lin, data in table.inline.items():
             refs[key_of(int(lin))] = _encode(data)
         if table.fill_chunk is not None:
@@ -222,5 +225,29 @@ def open_parquet_refs(folder: str | os.PathLike[str], **kwargs: Any) -> Any:
     from fsspec.implementations.reference import LazyReferenceMapper
 
     mapper = LazyReferenceMapper(os.fspath(folder), engine="pyarrow")
+    mapper.setup()  # defines open_refs (fsspec does it on first use)
+    mapper.open_refs = _none_for_missing(mapper.open_refs)
     kwargs.setdefault("remote_protocol", "file")  # else fsspec iterates every reference
     return fsspec.filesystem("reference", fo=mapper, **kwargs)
+
+
+def _none_for_missing(open_refs: Any) -> Any:
+    """Wrap ``LazyReferenceMapper.open_refs`` so that a missing path reads as ``None``.
+
+    pandas 3 (string dtype) and categorical path columns give ``NaN`` for the unallocated chunks
+    of a record; fsspec only treats ``None`` as "no such chunk" and fails on ``NaN`` ("argument
+    of type 'float' is not iterable") instead of letting zarr use the fill value.
+    """
+    from functools import lru_cache
+
+    @lru_cache(maxsize=128)
+    def wrapped(field: str, record: int) -> Any:
+        refs = open_refs(field, record)
+        if refs and "path" in refs:
+            refs = dict(refs)
+            refs["path"] = np.array(
+                [p if isinstance(p, str) else None for p in refs["path"]], dtype=object
+            )
+        return refs
+
+    return wrapped
