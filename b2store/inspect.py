@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -333,6 +334,9 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
     """Describe a Zarr hierarchy behind an fsspec URL (``caterva2://…``, ``b2h5::…``, …)."""
     import zarr
 
+    b2h5 = url.split("::", 1)[0].split("://", 1)[0] == "b2h5"
+    if b2h5:  # list what b2h5 cannot present instead of failing on the first such dataset
+        storage_options = {"unsupported": "skip", **(storage_options or {})}
     try:
         group = zarr.open_group(url, mode="r", storage_options=storage_options or None)
     except (ValueError, ImportError) as exc:
@@ -362,7 +366,30 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
                 ratio=round(nbytes / stored, 3) if stored else None,
             )
         )
+    if b2h5:
+        nodes += _skipped_by_b2h5(getattr(group.store, "fs", None), nodes)
     return nodes
+
+
+def _skipped_by_b2h5(fs: Any, nodes: list[NodeInfo]) -> list[NodeInfo]:
+    """The datasets a ``b2h5`` view left out (its notes name them ``<file>:/<path>: why``), as
+    not-direct entries, so ``info b2h5::…`` shows them as ``info FILE`` does."""
+    prefix = f"{getattr(fs, 'url', '')}:/"
+    listed = {n.path for n in nodes}
+    out = []
+    for note in getattr(fs, "notes", ()):
+        if not note.startswith(prefix):
+            continue
+        path, _, why = note[len(prefix) :].partition(": ")
+        # the hint names the Python argument (unsupported='skip'), which the CLI has no use for
+        why = re.sub(r"\s*(?:Pass|,? or open it with) unsupported=.*$", "", why).rstrip(" .,")
+        why = why + "." if why else ""
+        if why and "/" + path not in listed:
+            listed.add("/" + path)
+            out.append(
+                NodeInfo(path="/" + path, kind="dataset", stored=None, direct=False, reason=why)
+            )
+    return out
 
 
 def _zarr_stored(arr: Any) -> int | None:
@@ -418,6 +445,9 @@ def render_text(nodes: list[NodeInfo]) -> str:
         name = n.path if n.path == "/" else n.path.rsplit("/", 1)[-1]
         if n.kind == "group":
             lines.append(f"{indent}{name}/" if n.path != "/" else "/")
+            continue
+        if n.shape is None and not n.direct:  # left out by a b2h5 view: only the reason
+            lines.append(f"{indent}{name}  [NOT direct: {n.reason}]")
             continue
         parts = [f"{n.shape}", n.dtype or "?"]
         parts.append(f"chunks={n.chunks}" if n.chunks else n.layout)

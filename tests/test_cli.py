@@ -81,6 +81,25 @@ def test_info_reports_why_not_direct(tmp_path: Path) -> None:
     assert nodes["/c"]["direct"] is False and "variable-length" in nodes["/c"]["reason"]
 
 
+def test_info_b2h5_url_lists_what_it_cannot_present(tmp_path: Path) -> None:
+    """``info b2h5::FILE`` failed as a whole on the first unsupported dataset (the CLI cannot
+    pass unsupported=); it now lists the others and says why that one is left out."""
+    import h5py
+
+    p = tmp_path / "mixed.h5"
+    with h5py.File(p, "w") as f:
+        f.create_dataset("ok", data=np.arange(100, dtype="i4"), chunks=(10,))
+        f.create_dataset("so", data=np.arange(100, dtype="i4"), chunks=(10,), scaleoffset=0)
+    res = run("info", f"b2h5::{p}", "--json")
+    assert res.returncode == 0, res.stderr
+    nodes = {n["path"]: n for n in json.loads(res.stdout)}
+    assert nodes["/ok"]["direct"] is True and nodes["/ok"]["shape"] == [100]
+    assert nodes["/so"]["direct"] is False and "scaleoffset" in nodes["/so"]["reason"]
+    assert "unsupported=" not in nodes["/so"]["reason"]
+    text = run("info", f"b2h5::{p}").stdout
+    assert "so  [NOT direct:" in text, text
+
+
 def test_convert_then_refs_roundtrip(sample: Path, tmp_path: Path) -> None:
     import h5py
     import hdf5plugin  # noqa: F401
