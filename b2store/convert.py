@@ -432,25 +432,28 @@ def _walk(fin: Any) -> list[tuple[str, Any]]:
 
     seen: dict[Any, str] = {fin["/"].id: "/"}
     out: list[tuple[str, Any]] = []
-
-    def visit_group(group: Any, prefix: str) -> None:
-        for key in group:  # h5py lists tracked groups in creation order
-            path, link = prefix + key, group.get(key, getlink=True)
-            if not isinstance(link, h5py.HardLink):
-                out.append((path, link))
-                continue
-            obj = group.get(key)
-            if obj is None:
-                continue
-            if obj.id in seen:
-                out.append((path, seen[obj.id]))
-                continue
-            seen[obj.id] = "/" + path
-            out.append((path, None))
-            if isinstance(obj, h5py.Group):
-                visit_group(obj, path + "/")
-
-    visit_group(fin["/"], "")
+    # an explicit stack, not recursion: files nest groups deeper than Python's recursion limit
+    stack: list[tuple[Any, str, Any]] = [(fin["/"], "", iter(fin["/"]))]
+    while stack:
+        group, prefix, keys = stack[-1]
+        key = next(keys, None)  # h5py lists tracked groups in creation order
+        if key is None:
+            stack.pop()
+            continue
+        path, link = prefix + key, group.get(key, getlink=True)
+        if not isinstance(link, h5py.HardLink):
+            out.append((path, link))
+            continue
+        obj = group.get(key)
+        if obj is None:
+            continue
+        if obj.id in seen:
+            out.append((path, seen[obj.id]))
+            continue
+        seen[obj.id] = "/" + path
+        out.append((path, None))
+        if isinstance(obj, h5py.Group):
+            stack.append((obj, path + "/", iter(list(obj))))
     return out
 
 
@@ -458,13 +461,19 @@ def _relocator(src: str, dst: str) -> Callable[[str], str]:
     """Map a file name that ``src`` refers to (external link, virtual dataset source) to the
     name ``dst`` must use: relative names are resolved from the file's own folder, so they are
     rewritten when ``dst`` lies in another folder ("." and absolute names are kept)."""
-    src_dir = os.path.dirname(os.path.abspath(src))
-    dst_dir = os.path.dirname(os.path.abspath(dst))
+    src_path = os.path.realpath(src)  # the OS resolves ".." through the real folders
+    src_dir = os.path.dirname(src_path)
+    dst_dir = os.path.dirname(os.path.realpath(dst))
 
     def moved(filename: str) -> str:
-        if filename == "." or os.path.isabs(filename) or src_dir == dst_dir:
+        if filename == "." or os.path.isabs(filename):
             return filename
-        return os.path.relpath(os.path.join(src_dir, filename), dst_dir)
+        target = os.path.realpath(os.path.join(src_dir, filename))
+        if target == src_path:
+            return "."  # the input naming itself (C tools write its base name): the output
+        if src_dir == dst_dir:
+            return filename
+        return os.path.relpath(target, dst_dir)
 
     return moved
 

@@ -294,3 +294,45 @@ def test_convert_to_another_folder_keeps_virtual_sources_and_external_links(
     with h5py.File(dst2) as f:
         assert f.get("ext", getlink=True).filename == "src.h5"
         assert [s.file_name for s in f["v"].virtual_sources()] == ["src.h5", "."]
+
+
+def test_convert_keeps_a_virtual_dataset_that_names_its_own_file(tmp_path: Path) -> None:
+    """A VDS whose source names the file itself by its base name (C tools write that) pointed
+    at the input after a convert into another folder: moving the input made it read the fill
+    value (review, fifth session). It now names the output itself (".")."""
+    import h5py
+
+    from b2store.convert import convert
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "out").mkdir()
+    src, dst = tmp_path / "in" / "self.h5", tmp_path / "out" / "self.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("own", data=np.arange(1000).reshape(1, 1000) + 7, chunks=(1, 100))
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_fill_value(np.array(-1, "i8"))
+        space = h5py.h5s.create_simple((1, 1000))
+        dcpl.set_virtual(space, b"self.h5", b"own", h5py.h5s.create_simple((1, 1000)))
+        h5py.h5d.create(f.id, b"v", h5py.h5t.NATIVE_INT64, space, dcpl=dcpl)
+    convert(src, dst, log=lambda s: None)
+    src.rename(tmp_path / "moved.h5")
+    with h5py.File(dst) as f:
+        assert f["v"].virtual_sources()[0].file_name == "."
+        np.testing.assert_array_equal(f["v"][0, :3], [7, 8, 9])
+
+
+def test_convert_walks_groups_nested_deeper_than_the_recursion_limit(tmp_path: Path) -> None:
+    """1,100 nested groups raised RecursionError once the walk recursed in Python."""
+    import h5py
+
+    from b2store.convert import convert
+
+    src, dst = tmp_path / "deep.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        g = f
+        for _ in range(1100):
+            g = g.create_group("g")
+        g["x"] = 1
+    convert(src, dst, log=lambda s: None)
+    with h5py.File(dst) as f:
+        assert f["/".join(["g"] * 1100) + "/x"][()] == 1

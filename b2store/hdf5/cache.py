@@ -87,8 +87,16 @@ def has_sidecar(folder: Path, key: str) -> bool:
     return _sidecar(folder, key).is_file()
 
 
+#: Folders a sidecar could not be written to in this process: not tried again (each attempt
+#: serialises the whole index first, on every open of a file already indexed in memory).
+_UNWRITABLE: set[Path] = set()
+
+
 def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
-    """Write ``index`` under ``folder`` for ``key`` (errors are ignored: the cache is optional)."""
+    """Write ``index`` under ``folder`` for ``key`` (errors are ignored: the cache is optional;
+    a folder that fails once is not tried again by this process)."""
+    if folder in _UNWRITABLE:
+        return
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     tables = []
     for i, t in enumerate(index.tables.values()):
@@ -133,6 +141,7 @@ def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
         os.replace(tmp, _sidecar(folder, key))
         tmp = None
     except OSError:
+        _UNWRITABLE.add(folder)
         return
     finally:
         if tmp is not None:  # never leave a half-written temporary file behind

@@ -170,9 +170,8 @@ class HDF5FileSystem(AsyncFileSystem):
         a folder path for the sidecar files.
     file_version
         Set by pickling: the version (size, modification stamp) of the file the pickled
-        instance had indexed. It makes dask's tokens, which pickle the store, differ between
-        versions of a rewritten file, and an unpickled copy that finds another version of the
-        file raises ``OSError`` instead of serving chunks the client's metadata does not match.
+        instance had indexed. Not used to open the file; it makes dask's tokens, which pickle
+        the store, differ between versions of a rewritten file.
 
     Notes
     -----
@@ -228,14 +227,6 @@ class HDF5FileSystem(AsyncFileSystem):
         self.index_cache = index_cache
         self._version = self._stamp = ""
         self.index: FileIndex = self._load_index()
-        if file_version and file_version != self._version:
-            # an unpickled copy (a dask worker) found another version of the file than the
-            # client opened: its index would not match the client's zarr metadata
-            raise OSError(
-                f"{self.url} changed after it was opened: this copy of the b2h5 filesystem (as "
-                "dask ships to its workers) found another version of the file than the one the "
-                "arrays were opened from. Open the file again."
-            )
         self._dirs: dict[str, set[str]] | None = None
         self._local = self._is_local()
         self._fds: dict[tuple[int, str], int] = {}
@@ -266,8 +257,18 @@ class HDF5FileSystem(AsyncFileSystem):
         return fn, (cls, args, {**kwargs, "file_version": self._version})
 
     def __dask_tokenize__(self) -> Any:
-        """fsspec's token (constructor arguments) and the version of the file indexed."""
-        return (self._fs_token, self._version)
+        """The file (target filesystem and URL), the view options and the version indexed; not
+        fsspec's token, which also holds ``file_version`` after unpickling (a pickle round trip
+        must keep the token)."""
+        return (
+            type(self).__name__,
+            self.target_fs._fs_token,
+            self.url,
+            self.zarr_format,
+            self.unsupported,
+            self.follow_external_links,
+            self._version,
+        )
 
     def _is_local(self) -> bool:
         protocols = self.target_fs.protocol
@@ -289,8 +290,10 @@ class HDF5FileSystem(AsyncFileSystem):
                 raise
             info = inner.info(url)
         for name in _STAMPS:
-            if info.get(name) is not None:
-                return info.get("size"), f"{name}={info[name]}"
+            value = info.get(name)
+            if value is None or (name == "mtime" and not value):
+                continue  # mtime 0: a reproducible archive's member, no version at all
+            return info.get("size"), f"{name}={value}"
         return info.get("size"), None
 
     def _source_stamp(self, url: str) -> str:

@@ -120,18 +120,15 @@ class ChunkTable:
         return i if i < self.lin.size and int(self.lin[i]) == lin else -1
 
     def coords(self) -> np.ndarray[Any, np.dtype[np.int64]]:
-        """Grid coordinates (n, ndim) of every chunk key served, in linear order.
+        """Grid coordinates (n, ndim) of every allocated or inline chunk, in linear order.
 
-        Those are the allocated and inline chunks, or every chunk of the grid when unallocated
-        ones are served as ``fill_chunk``: a copy made from the listing (``fs.get``) must hold
-        them too, or it reads the published fill value instead of HDF5's.
+        The fill chunks the v2 view serves for unallocated chunks are not listed: a sparse
+        dataset of 10**7 chunks would list them all (``ls``, ``du``), so a copy of the v2 view
+        (``fs.get``) reads its published fill value there (see docs/hdf5.md).
         """
-        if self.fill_chunk is not None:
-            allk = np.arange(self.nchunks, dtype=np.int64)
-        else:
-            allk = np.union1d(
-                self.lin, np.fromiter(self.inline, dtype=np.int64, count=len(self.inline))
-            )
+        allk = np.union1d(
+            self.lin, np.fromiter(self.inline, dtype=np.int64, count=len(self.inline))
+        )
         if not self.grid:
             return np.zeros((allk.size, 0), dtype=np.int64)
         return np.stack(np.unravel_index(allk, self.grid), axis=-1).astype(np.int64)
