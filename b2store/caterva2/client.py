@@ -61,18 +61,35 @@ AUTH_COOKIE = "c2subauth"
 _LIVE_SESSIONS: weakref.WeakSet[aiohttp.ClientSession] = weakref.WeakSet()
 
 
-def _drop_session(session: aiohttp.ClientSession) -> None:
-    """Close a session's sockets without awaiting (at exit, or when its owner goes away)."""
+def _drop_session(session: aiohttp.ClientSession, *, on_its_loop: bool = False) -> None:
+    """Close a session's sockets without awaiting (at exit, or when its owner goes away).
+
+    ``on_its_loop`` (at exit, from the main thread): close it on its own event loop when that
+    still runs in another thread (zarr's), so requests still in flight there see their
+    connection close and finish, instead of leaving exceptions in futures nobody retrieves
+    ("Future exception was never retrieved" printed at exit).
+    """
     connector = session.connector
-    if connector is not None and not connector.closed:
-        with contextlib.suppress(Exception):
-            connector._close()
+    if connector is None or connector.closed:
+        return
+    loop = getattr(session, "_loop", None)
+    if on_its_loop and loop is not None and loop.is_running() and not loop.is_closed():
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is not loop:  # never wait for a loop from its own thread
+            with contextlib.suppress(Exception):
+                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=2)
+                return
+    with contextlib.suppress(Exception):
+        connector._close()
 
 
 @atexit.register
 def _drop_all_sessions() -> None:
     for session in list(_LIVE_SESSIONS):
-        _drop_session(session)
+        _drop_session(session, on_its_loop=True)
 
 
 class Caterva2BadRequestError(Caterva2HTTPError, ValueError):
