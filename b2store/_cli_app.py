@@ -226,7 +226,7 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
     Open the result with fsspec.filesystem("reference", fo=OUTPUT) plus zarr (Zarr v2 metadata;
     codecs named b2store_*).
     """
-    from b2store.errors import UnsupportedHDF5FeatureError
+    from b2store.errors import UnsupportedHDF5FeatureError, without_api_hint
     from b2store.refs import write_refs
 
     try:
@@ -234,16 +234,11 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
     except UnsupportedHDF5FeatureError as exc:  # name the option, not the Python argument
         if os.environ.get("B2STORE_DEBUG"):
             raise
-        raise click.ClickException(_cli_hint(str(exc))) from None
+        raise click.ClickException(
+            f"{without_api_hint(str(exc))} Pass --unsupported skip (or warn) to export the rest "
+            "of the file."
+        ) from None
     click.echo(f"wrote {output}: {n} references")
-
-
-def _cli_hint(message: str) -> str:
-    """Rewrite the Python-API hint of an unsupported-dataset error as the ``refs`` option."""
-    return message.replace(
-        "Pass unsupported='skip' (or 'warn') to open the rest of the file.",
-        "Pass --unsupported skip (or warn) to export the rest of the file.",
-    )
 
 
 # ------------------------------------------------------------------------------------------ demo

@@ -7,6 +7,7 @@ b2store.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 
@@ -27,6 +28,17 @@ class UnsupportedHDF5FeatureError(B2StoreError, NotImplementedError):
     The message names the file, the dataset and the feature, and says what to do (for instance
     open the file with ``unsupported="skip"``).
     """
+
+
+#: The ways the hdf5 layer words its advice to open a file with ``unsupported="skip"``.
+_API_HINT = re.compile(r"[\s,.]*(?:Pass|(?:or )?[Oo]pen (?:it|the file) with) unsupported=.*$")
+
+
+def without_api_hint(message: str) -> str:
+    """``message`` without its closing advice to pass ``unsupported='skip'`` (a Python argument,
+    which command-line tools name otherwise), ending with one period."""
+    text = _API_HINT.sub("", message).rstrip(" .,")
+    return text + "." if text else ""
 
 
 class Caterva2HTTPError(B2StoreError, OSError):

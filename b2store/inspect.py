@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from b2store.codecs.hdf5_pipeline import FILTER_NAMES
-from b2store.errors import B2StoreError
+from b2store.errors import B2StoreError, without_api_hint
 
 __all__ = [
     "FILTER_NAMES",
@@ -381,9 +380,7 @@ def _skipped_by_b2h5(fs: Any, nodes: list[NodeInfo]) -> list[NodeInfo]:
         if not note.startswith(prefix):
             continue
         path, _, why = note[len(prefix) :].partition(": ")
-        # the hint names the Python argument (unsupported='skip'), which the CLI has no use for
-        why = re.sub(r"\s*(?:Pass|,? or open it with) unsupported=.*$", "", why).rstrip(" .,")
-        why = why + "." if why else ""
+        why = without_api_hint(why)
         if why and "/" + path not in listed:
             listed.add("/" + path)
             out.append(

@@ -81,16 +81,21 @@ def parse_bool(codec: str, name: str, value: Any) -> bool:
     return bool(value)
 
 
-def parse_cname(codec: str, value: Any) -> str:
-    """Validate a Blosc2 codec name (``zstd``, ``lz4``, ``lz4hc``, ``blosclz``, ``zlib``)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{codec}: cname: Expected a string. Got {value!r} instead.")
-    v = value.lower()
-    if v not in CNAMES:
+def _parse_choice(codec: str, key: str, name: Any, choices: Any, given: Any) -> str:
+    """``name`` lower-cased if it is one of ``choices``; messages show the value ``given``."""
+    if not isinstance(name, str):
+        raise TypeError(f"{codec}: {key}: Expected a string. Got {given!r} instead.")
+    v = name.lower()
+    if v not in choices:
         raise CodecError(
-            f"{codec}: cname: Expected one of {sorted(CNAMES)}. Got {value!r} instead."
+            f"{codec}: {key}: Expected one of {sorted(choices)}. Got {given!r} instead."
         )
     return v
+
+
+def parse_cname(codec: str, value: Any) -> str:
+    """Validate a Blosc2 codec name (``zstd``, ``lz4``, ``lz4hc``, ``blosclz``, ``zlib``)."""
+    return _parse_choice(codec, "cname", value, CNAMES, value)
 
 
 def parse_splitmode(codec: str, value: Any) -> str:
@@ -101,14 +106,7 @@ def parse_splitmode(codec: str, value: Any) -> str:
     name = getattr(value, "name", value)  # a blosc2.SplitMode member
     if isinstance(name, str) and name.upper().endswith("_SPLIT"):
         name = name[: -len("_SPLIT")]
-    if not isinstance(name, str):
-        raise TypeError(f"{codec}: splitmode: Expected a string. Got {value!r} instead.")
-    v = name.lower()
-    if v not in SPLITMODES:
-        raise CodecError(
-            f"{codec}: splitmode: Expected one of {sorted(SPLITMODES)}. Got {value!r} instead."
-        )
-    return v
+    return _parse_choice(codec, "splitmode", name, SPLITMODES, value)
 
 
 def parse_optional_shape(

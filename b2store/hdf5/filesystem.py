@@ -21,7 +21,6 @@ import asyncio
 import contextlib
 import dataclasses
 import os
-import re
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -80,6 +79,14 @@ def _gone(url: str, exc: BaseException) -> OSError:
     )
 
 
+#: What to say of a server that ignores HTTP ``Range`` (when reading chunks or indexing).
+_NO_RANGE = (
+    "the server ignores HTTP range requests, which b2h5 needs to read the file's metadata and "
+    "chunks at their offsets. Serve the file from a server that supports them, or download it "
+    "first (b2h5::simplecache::<url>)."
+)
+
+
 def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
     """``data`` as bytes, after checking that it is no longer than the range ``start:end``.
 
@@ -90,9 +97,7 @@ def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
     if len(data) > end - start:
         raise OSError(
             f"{url}: asked for bytes {start}-{end - 1} ({end - start} bytes), got {len(data)}: "
-            "the server ignores HTTP range requests, which b2h5 needs to read chunks. Serve the "
-            "file from a server that supports them, or download it first "
-            "(b2h5::simplecache::<url>)."
+            f"{_NO_RANGE}"
         )
     return data
 
@@ -106,11 +111,7 @@ def _no_range_is_oserror(url: str) -> Any:
     except ValueError as exc:
         if "support range requests" not in str(exc):
             raise
-        raise OSError(
-            f"{url}: the server ignores HTTP range requests, so b2h5 cannot read the file's "
-            "metadata and chunks at their offsets; open it as b2h5::simplecache::<url> (a local "
-            "copy) or serve it with a server that supports Range"
-        ) from exc
+        raise OSError(f"{url}: {_NO_RANGE}") from exc
 
 
 def _local_identity(path: str) -> tuple[int, str]:
@@ -122,6 +123,15 @@ def _local_identity(path: str) -> tuple[int, str]:
     """
     st = os.stat(path)
     return st.st_size, f"mtime_ns={st.st_mtime_ns}|ino={st.st_ino}|ctime_ns={st.st_ctime_ns}"
+
+
+def _stamp_field(stamp: str, name: str) -> str | None:
+    """Field ``name`` of a ``"a=1|b=2"`` stamp (as :func:`_local_identity` writes them)."""
+    for part in stamp.split("|"):
+        key, _, value = part.partition("=")
+        if key == name:
+            return value
+    return None
 
 
 def _check_index_cache(value: Any) -> None:
@@ -312,7 +322,7 @@ class HDF5FileSystem(AsyncFileSystem):
             size, stamp = self._identity(self.url)
         except FileNotFoundError:
             raise FileNotFoundError(f"HDF5 file not found: {self.url}") from None
-        self._stamp = f"|{stamp}|"
+        self._stamp = str(stamp)
         protos = self.target_fs.protocol
         proto = protos if isinstance(protos, str) else protos[0]
         parts = [
@@ -577,8 +587,8 @@ class HDF5FileSystem(AsyncFileSystem):
         """
         fd = os.open(url, os.O_RDONLY | getattr(os, "O_BINARY", 0))
         stamp = self._stamp if url == self.url else dict(self.index.sources).get(url, "")
-        match = re.search(r"\|ino=(\d+)\|", stamp)
-        if match is not None and os.fstat(fd).st_ino != int(match[1]):
+        ino = _stamp_field(stamp, "ino")
+        if ino is not None and os.fstat(fd).st_ino != int(ino):
             os.close(fd)
             raise OSError(
                 f"{url}: the HDF5 file was replaced by another file after b2h5 indexed it, so "
