@@ -68,9 +68,9 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
-from fsspec.asyn import AsyncFileSystem
 from fsspec.utils import tokenize
 
+from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
 from b2store.caterva2.chunks import Caterva2DataError, check_chunk, check_frame, to_zarr_chunk
@@ -106,7 +106,7 @@ class Caterva2URLNotFoundError(B2StoreError, LookupError):
     """
 
 
-class Caterva2FileSystem(AsyncFileSystem):
+class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
     """Read-only Zarr view of a Caterva2 server over plain HTTP (protocol ``caterva2``).
 
     Parameters
@@ -861,36 +861,17 @@ class Caterva2FileSystem(AsyncFileSystem):
     # fsspec's defaults would accept some of them silently (open(..., "wb") buffers and drops the
     # bytes, touch/mkdir/makedirs/rmdir do nothing) or fail without a message (cp, put)
 
-    def _read_only(self, path: Any) -> PermissionError:
+    def _read_only(self, what: str, path: Any) -> PermissionError:
+        """The error of every write operation (see :class:`ReadOnlyAsyncFileSystem`)."""
         where = self.unstrip_protocol(self._strip_protocol(path))
         return PermissionError(
-            f"{where}: the Caterva2 store is read-only; upload data with caterva2.Client instead"
+            f"{where}: the Caterva2 store is read-only (cannot {what} it); upload data with "
+            "caterva2.Client instead"
         )
-
-    async def _pipe_file(self, path: str, value: bytes, **kwargs: Any) -> None:
-        raise self._read_only(path)
-
-    async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        raise self._read_only(path)
-
-    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
-        raise self._read_only(path2)
-
-    async def _put_file(self, lpath: str, rpath: str, **kwargs: Any) -> None:
-        raise self._read_only(rpath)
-
-    async def _mkdir(self, path: str, create_parents: bool = True, **kwargs: Any) -> None:
-        raise self._read_only(path)
-
-    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
-        raise self._read_only(path)
-
-    def rmdir(self, path: str) -> None:
-        raise self._read_only(path)
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if mode != "rb":
-            raise self._read_only(path)
+            raise self._read_only(f"open with mode {mode!r}", path)
         return super()._open(path, mode, **kwargs)
 
     def invalidate_cache(self, path: str | None = None) -> None:

@@ -28,10 +28,10 @@ from typing import Any, Literal
 
 import fsspec
 import numpy as np
-from fsspec.asyn import AsyncFileSystem
 from fsspec.core import has_magic
 from fsspec.implementations.memory import MemoryFile
 
+from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store.hdf5 import cache as _cache
 from b2store.hdf5.index import ChunkTable, FileIndex, build_index, resolve_external
 
@@ -159,7 +159,7 @@ def _is_index(text: str) -> bool:
     return text.isascii() and text.isdigit() and str(int(text)) == text
 
 
-class HDF5FileSystem(AsyncFileSystem):
+class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     """An HDF5 file as a read-only Zarr store (fsspec protocol ``b2h5``).
 
     Parameters
@@ -994,36 +994,13 @@ class HDF5FileSystem(AsyncFileSystem):
         with open(lpath, "wb") as fh:
             fh.write(data)
 
-    # -- read-only: clear errors instead of fsspec's bare NotImplementedError ----------------
+    # -- read-only: the write operations come from ReadOnlyAsyncFileSystem ------------------
     def _read_only(self, what: str, path: Any) -> PermissionError:
         """The error of every write operation (zarr ``mode="w"``/``"a"``, ``to_zarr``, rm)."""
         return PermissionError(
             f"b2h5 is read-only: cannot {what} {path!r} (in the Zarr view of {self.url}). "
             "Copy the store elsewhere (fs.get, zarr.copy_store) to modify it."
         )
-
-    async def _pipe_file(self, path: str, value: Any, *args: Any, **kwargs: Any) -> None:
-        raise self._read_only("write", path)
-
-    async def _put_file(self, lpath: str, rpath: str, *args: Any, **kwargs: Any) -> None:
-        raise self._read_only("upload to", rpath)
-
-    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
-        raise self._read_only("copy to", path2)
-
-    async def _rm_file(self, path: str, **kwargs: Any) -> None:
-        raise self._read_only("remove", path)
-
-    async def _rm(self, path: Any, *args: Any, **kwargs: Any) -> None:
-        raise self._read_only("remove", path)
-
-    async def _mkdir(self, path: str, *args: Any, **kwargs: Any) -> None:
-        raise self._read_only("create the directory", path)
-
-    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
-        if exist_ok and await self._isdir(path):
-            return
-        raise self._read_only("create the directory", path)
 
     def ukey(self, path: str) -> str:
         """A key identifying ``path`` inside this file's current version."""

@@ -1,0 +1,49 @@
+"""A base for b2store's read-only fsspec filesystems: every write refused with ``PermissionError``.
+
+Contract: fsspec's defaults for the write operations raise a bare ``NotImplementedError`` (cp,
+put, pipe) or silently do nothing (mkdir, makedirs, rmdir). Subclasses say in
+:meth:`ReadOnlyAsyncFileSystem._read_only` what their store is and what to do instead; ``_open``
+stays theirs (reading is what they implement).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fsspec.asyn import AsyncFileSystem
+
+__all__ = ["ReadOnlyAsyncFileSystem"]
+
+
+class ReadOnlyAsyncFileSystem(AsyncFileSystem):
+    """An ``AsyncFileSystem`` whose write operations raise :meth:`_read_only`'s error."""
+
+    def _read_only(self, what: str, path: Any) -> PermissionError:
+        """The error for an attempt to ``what`` (e.g. "remove") ``path``."""
+        raise NotImplementedError  # pragma: no cover - every subclass says its own
+
+    async def _pipe_file(self, path: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        raise self._read_only("write", path)
+
+    async def _put_file(self, lpath: str, rpath: str, *args: Any, **kwargs: Any) -> None:
+        raise self._read_only("upload to", rpath)
+
+    async def _cp_file(self, path1: str, path2: str, **kwargs: Any) -> None:
+        raise self._read_only("copy to", path2)
+
+    async def _rm_file(self, path: str, **kwargs: Any) -> None:
+        raise self._read_only("remove", path)
+
+    async def _rm(self, path: Any, *args: Any, **kwargs: Any) -> None:
+        raise self._read_only("remove", path)
+
+    async def _mkdir(self, path: str, *args: Any, **kwargs: Any) -> None:
+        raise self._read_only("create the directory", path)
+
+    async def _makedirs(self, path: str, exist_ok: bool = False) -> None:
+        if exist_ok and await self._isdir(path):
+            return
+        raise self._read_only("create the directory", path)
+
+    def rmdir(self, path: str) -> None:
+        raise self._read_only("remove the directory", path)
