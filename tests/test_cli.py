@@ -275,3 +275,24 @@ def test_bad_option_values_are_usage_errors(args: list[str], sample: Path, tmp_p
     res = run(*[subst.get(a, a) for a in args])
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
+
+
+def test_refs_command_names_its_own_option_for_unsupported_datasets(tmp_path: Path) -> None:
+    """The error told command-line users to "pass unsupported='skip'", a Python argument."""
+    import subprocess
+    import sys
+
+    import h5py
+
+    src = tmp_path / "null.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("null", data=h5py.Empty("f4"))
+        f.create_dataset("d", data=np.arange(3))
+    res = subprocess.run(
+        [sys.executable, "-m", "b2store", "refs", str(src), "-o", str(tmp_path / "r.json")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert res.returncode == 1
+    assert "--unsupported skip" in res.stderr and "unsupported='skip'" not in res.stderr

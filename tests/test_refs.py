@@ -187,3 +187,57 @@ def test_outputs_that_would_destroy_data_are_refused(sample: Path, tmp_path: Pat
     with pytest.raises(ValueError, match="not a parquet reference folder"):
         write_refs(sample, keep)
     assert (keep / "notes.txt").read_text() == "mine"
+
+
+def _read_json_refs(refs: object, name: str) -> np.ndarray:
+    """Read ``name`` through fsspec's reference filesystem + zarr (Zarr v2)."""
+    return np.asarray(_open(refs)[name][...])  # type: ignore[index]
+
+
+def test_refs_of_a_virtual_dataset_point_into_its_source_files(tmp_path: Path) -> None:
+    """Chunks of a mapped virtual dataset were referenced into the virtual file itself (its
+    table's main URL), so every chunk above ``inline_threshold`` read garbage or failed."""
+    import h5py
+
+    from b2store.refs import hdf5_refs
+
+    rng = np.random.default_rng(5)
+    parts = [rng.random((32, 40)) for _ in range(2)]
+    with h5py.File(tmp_path / "src.h5", "w") as f:
+        f.create_dataset("d", data=parts[0], chunks=(16, 20), compression="gzip")
+    path = tmp_path / "vds.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("local", data=parts[1], chunks=(16, 20), compression="gzip")
+        layout = h5py.VirtualLayout(shape=(64, 40), dtype="f8")
+        layout[:32] = h5py.VirtualSource("src.h5", "d", shape=(32, 40))
+        layout[32:] = h5py.VirtualSource(".", "local", shape=(32, 40))
+        f.create_virtual_dataset("v", layout, fillvalue=0)
+    for threshold in (0, 500):
+        refs = hdf5_refs(path, inline_threshold=threshold)
+        assert refs["refs"]["v/0.0"][0] == str(tmp_path / "src.h5")
+        np.testing.assert_array_equal(_read_json_refs(refs, "v"), np.concatenate(parts))
+
+
+def test_parquet_refs_of_sparse_data_read_the_fill_value(tmp_path: Path) -> None:
+    """In a parquet record holding both file references and unallocated chunks, pandas gives
+    NaN (not None) for the missing paths, and fsspec failed on every unallocated chunk with
+    "argument of type 'float' is not iterable"."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import h5py
+    import zarr
+
+    from b2store.refs import open_parquet_refs, write_refs
+
+    src = tmp_path / "sparse.h5"
+    data = np.random.default_rng(1).integers(0, 2**30, (8, 400)).astype("i4")
+    with h5py.File(src, "w") as f:
+        d = f.create_dataset("s", shape=(8, 400), dtype="i4", chunks=(1, 400))
+        d[2] = data[2]  # 1600 bytes: referenced, not inlined
+        d[5] = data[5]
+        expected = d[()]
+    write_refs(src, tmp_path / "refs.parq")
+    fs = open_parquet_refs(tmp_path / "refs.parq", asynchronous=True)
+    store = zarr.storage.FsspecStore(fs, read_only=True)
+    got = zarr.open_group(store, mode="r", zarr_format=2)["s"][...]
+    np.testing.assert_array_equal(got, expected)

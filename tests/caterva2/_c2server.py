@@ -1,7 +1,8 @@
 """A ``cat2-server`` process for tests and benchmarks: start on a free 127.0.0.1 port, stop.
 
 Used by conftest.py (fixtures) and by tests that need a server of their own (e.g. one to stop
-mid-read). ``login=True`` creates one user with ``cat2-admin`` first.
+mid-read). ``login=True`` creates one user with ``cat2-admin`` first. :func:`public_folder` and
+:func:`shared_array` publish test datasets on a running server.
 """
 
 from __future__ import annotations
@@ -11,10 +12,13 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+import blosc2
 import httpx
+import numpy as np
 import pytest
 
 CAT2_SERVER = os.environ.get("CAT2_SERVER") or shutil.which("cat2-server")
@@ -94,3 +98,21 @@ def start_server(base: Path, *, login: bool = False) -> Server:
             server.stop()
             raise RuntimeError(f"cat2-server did not start in 60 s; see {log}")
         time.sleep(0.1)
+
+
+def public_folder(server: Server, prefix: str) -> tuple[Path, str]:
+    """A new folder in ``@public`` (``<prefix>-<random>``) and its ``caterva2://`` URL."""
+    rel = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    folder = server.public / rel
+    folder.mkdir()
+    return folder, f"caterva2://{server.host}/@public/{rel}"
+
+
+def shared_array(server: Server, prefix: str) -> tuple[str, np.ndarray]:
+    """A 2-D array in @shared of the login server (readable only when logged in)."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}.b2nd"
+    folder = server.state / "shared"
+    folder.mkdir(exist_ok=True)
+    a = np.arange(40 * 30, dtype="f4").reshape(40, 30)
+    blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / name), mode="w")
+    return f"@shared/{name}", a

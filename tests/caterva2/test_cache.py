@@ -1,8 +1,13 @@
 """The persistent chunk cache: atomic entries, corruption detection, LRU size limit, versions,
-sharing between processes, a writer killed by SIGKILL, and warm reads that send no chunk request."""
+sharing between processes, a writer killed by SIGKILL, and warm reads that send no chunk request;
+unusable or empty cache folders, a limit smaller than one chunk, and cache identities: two users'
+``@personal`` datasets never share entries, ``@shared`` ones do."""
 
 from __future__ import annotations
 
+import base64
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -15,9 +20,12 @@ from pathlib import Path
 from typing import Any
 
 import blosc2
+import fsspec
+import httpx
 import numpy as np
 import pytest
 import zarr
+from _c2server import CAT2_ADMIN, PASSWORD, SECRET, USER, public_folder, shared_array
 
 from b2store.caterva2.cache import ChunkCache
 
@@ -193,3 +201,158 @@ def test_changed_dataset_drops_stale_entries(
     np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], b)
     after = sorted(p.parent.name for p in Path(so["cache_storage"]).rglob("*.c2c"))
     assert len(set(before)) == len(set(after)) == 1 and set(before) != set(after)
+
+
+# -- cache folders and limits given by the user --------------------------------------------------
+
+
+def test_unusable_cache_folder_reads_without_caching(
+    cat2_server: Any, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cache folder that cannot be created or written logs one warning and the read goes on
+    uncached (was: FileExistsError/NotADirectoryError when opening, or an OSError such as
+    PermissionError from the first chunk read, which looks like the server refusing access)."""
+    folder, base = public_folder(cat2_server, "nocache")
+    a = np.arange(200, dtype="i4").reshape(20, 10)
+    blosc2.asarray(a, chunks=(5, 5), blocks=(5, 5), urlpath=str(folder / "a.b2nd"), mode="w")
+    afile = tmp_path / "afile"
+    afile.write_text("not a folder")
+    for storage in (afile, afile / "sub"):
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="b2store.caterva2.cache"):
+            z = zarr.open_array(f"{base}/a.b2nd", mode="r", storage_options={
+                "cache_storage": str(storage), "skip_instance_cache": True})  # fmt: skip
+            np.testing.assert_array_equal(z[...], a)
+        warnings = [
+            r for r in caplog.records if "cannot write the Caterva2 chunk cache" in r.message
+        ]
+        assert len(warnings) == 1, caplog.records
+    assert afile.read_text() == "not a folder"
+
+
+def test_empty_cache_storage_is_refused(cat2_server: Any) -> None:
+    """cache_storage='' meant the working directory (Path('')): chunk entries littered it."""
+    with pytest.raises(ValueError, match="pass None to read without a cache"):
+        fsspec.filesystem("caterva2", host=cat2_server.host, cache_storage="")
+
+
+def _folder_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in root.rglob("*.c2c"))
+
+
+def test_cache_limit_smaller_than_a_chunk(
+    cat2_server: Any, so: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A limit below one chunk: reads work, one warning says chunks are not cached, and a folder
+    filled under a larger limit is trimmed at the next miss (was: silent, and the folder stayed
+    over the limit for good because no entry was ever written)."""
+    rel = f"tiny-{uuid.uuid4().hex[:8]}"
+    (cat2_server.public / rel).mkdir()
+    for name in ("a.b2nd", "b.b2nd"):
+        blosc2.asarray(np.arange(400.0).reshape(20, 20), chunks=(10, 10),
+                       urlpath=str(cat2_server.public / rel / name), mode="w")  # fmt: skip
+    base = f"caterva2://{cat2_server.host}/@public/{rel}"
+    root = Path(so["cache_storage"])
+    zarr.open_array(f"{base}/a.b2nd", mode="r", storage_options=so)[...]
+    assert _folder_bytes(root) > 100
+    small = {**so, "cache_size_limit": 100}
+    with caplog.at_level(logging.WARNING, logger="b2store.caterva2.cache"):
+        for _ in range(2):
+            z = zarr.open_array(f"{base}/b.b2nd", mode="r", storage_options=small)
+            np.testing.assert_array_equal(z[...], np.arange(400.0).reshape(20, 20))
+    warnings = [r for r in caplog.records if "larger than cache_size_limit=100" in r.message]
+    assert len(warnings) == 1
+    assert _folder_bytes(root) <= 100
+
+
+# -- cache entries of several users --------------------------------------------------------------
+
+
+def _add_user(server: Any, email: str, password: str) -> str:
+    """Create a user on the running login server; return its token."""
+    if not CAT2_ADMIN:
+        pytest.skip("cat2-admin is not installed")
+    conf = server.state.parent / "caterva2-server.toml"
+    env = {**os.environ, "CATERVA2_SECRET": SECRET}
+    command = [CAT2_ADMIN, "--conf", str(conf), "--statedir", str(server.state), "adduser",
+               email, password]  # fmt: skip
+    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+    return _login(server, email, password)
+
+
+def _login(server: Any, email: str, password: str) -> str:
+    r = httpx.post(f"{server.url}/auth/jwt/login",
+                   data={"username": email, "password": password}, timeout=30)  # fmt: skip
+    assert r.status_code == 204
+    return str(r.cookies["c2subauth"])
+
+
+def _subject(token: str) -> str:
+    payload = token.split(".")[1]
+    return str(json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["sub"])
+
+
+def _personal(server: Any, token: str, name: str, a: np.ndarray, mtime_ns: int) -> Path:
+    """``@personal/<name>`` of the token's user, uncompressed (same size for same shapes)."""
+    folder = server.state / "personal" / _subject(token)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    blosc2.asarray(a, chunks=(5, 5), urlpath=str(path), mode="w", cparams={"clevel": 0})
+    os.utime(path, ns=(mtime_ns, mtime_ns))
+    return path
+
+
+@pytest.mark.parametrize("auth", ["password", "token"])
+def test_personal_datasets_of_two_users_share_no_cache_entries(
+    cat2_auth_server: Any, so: dict[str, Any], tmp_path: Path, auth: str
+) -> None:
+    """Two users' ``@personal/x.b2nd`` with the same size and mtime (the same ETag) in one cache
+    folder: each user reads their own data (was: the second user got the first one's chunks)."""
+    other, other_pw = f"other-{uuid.uuid4().hex[:8]}@example.com", "otherpw11"
+    tokens = {USER: _login(cat2_auth_server, USER, PASSWORD),
+              other: _add_user(cat2_auth_server, other, other_pw)}  # fmt: skip
+    name = f"x-{uuid.uuid4().hex[:6]}.b2nd"
+    mtime = 1_700_000_000_000_000_000
+    data = {USER: np.arange(100.0).reshape(10, 10), other: -np.arange(100.0).reshape(10, 10)}
+    files = [_personal(cat2_auth_server, tokens[u], name, a, mtime) for u, a in data.items()]
+    assert files[0].stat().st_size == files[1].stat().st_size
+    creds = {USER: {"username": USER, "password": PASSWORD},
+             other: {"username": other, "password": other_pw}}  # fmt: skip
+    url = f"caterva2://{cat2_auth_server.host}/@personal/{name}"
+    for user in (USER, other, USER):
+        opts = {**so, **(creds[user] if auth == "password" else {"token": tokens[user]})}
+        z = zarr.open_array(url, mode="r", storage_options=opts)
+        np.testing.assert_array_equal(z[...], data[user])
+    names = "".join(str(p) for p in Path(so["cache_storage"]).rglob("*"))
+    for secret in (PASSWORD, other_pw, tokens[USER], tokens[other], USER, other):
+        assert secret not in names
+
+
+def test_shared_datasets_share_cache_entries_across_users(
+    cat2_auth_server: Any, so: dict[str, Any]
+) -> None:
+    """``@shared`` data is the same file for everybody: a second user reads the first one's
+    cached chunks (a token user and a password user alike)."""
+    path, a = shared_array(cat2_auth_server, "sharedcache")
+    url = f"caterva2://{cat2_auth_server.host}/{path}"
+    opts = {**so, "username": USER, "password": PASSWORD}
+    np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=opts)[...], a)
+    entries = sorted(p.name for p in Path(so["cache_storage"]).rglob("*.c2c"))
+    assert len(entries) == 4
+    token = _login(cat2_auth_server, USER, PASSWORD)
+    fs = fsspec.filesystem("caterva2", host=cat2_auth_server.host, token=token, **so)
+    fs.cat_file(f"{path}/.zarray")
+    assert fs.cache.get(fs._cache_server(path), path, fs._datasets[path].version, "0")
+
+
+def test_personal_cache_follows_the_token_in_use(cat2_auth_server: Any, so: dict[str, Any]) -> None:
+    """A token is what the server reads with, so it names the cache identity even when a user
+    name is passed as well; a password login and a token of the same user share entries."""
+    token = _login(cat2_auth_server, USER, PASSWORD)
+    both = fsspec.filesystem("caterva2", host=cat2_auth_server.host, token=token,
+                             username="someone@else.org", password="x", **so)  # fmt: skip
+    assert both.client.identity == f"sub:{_subject(token)}"
+    login = fsspec.filesystem("caterva2", host=cat2_auth_server.host, username=USER,
+                              password=PASSWORD, **so)  # fmt: skip
+    login.ls("@personal")  # logs in
+    assert login.client.identity == both.client.identity

@@ -477,8 +477,8 @@ def test_splitmode_config() -> None:
 
 
 def test_reorder_takes_lists_and_arrays() -> None:
-    """The public helpers took lists before block_order_is_c_order was cached (review, 5th
-    session: an lru_cache made them raise "unhashable type: 'list'")."""
+    """The public helpers took lists before block_order_is_c_order was cached (an
+    lru_cache made them raise "unhashable type: 'list'")."""
     arr = np.arange(9 * 10 * 11, dtype="u2").reshape(9, 10, 11)
     for blocks in ([2, 3, 4], np.array([2, 3, 4])):
         blocked = to_block_order(arr, blocks)
@@ -494,3 +494,21 @@ def test_codec_pickled_before_splitmode_existed_encodes() -> None:
     again = pickle.loads(pickle.dumps(old))
     arr = np.arange(10.0)
     np.testing.assert_array_equal(again.decode(again.encode(arr)).view(arr.dtype), arr)
+
+
+@pytest.mark.parametrize("fill", [None, 0, 7])
+def test_b2nd_decode_of_memcpyed_chunk_is_writable(fill: int | None) -> None:
+    """clevel=0 (memcpyed) chunks decoded to a read-only array, unlike every other chunk.
+
+    numcodecs codecs return writable arrays; a caller that edits the decoded chunk in place
+    (as zarr-python 2's partial writes and many numcodecs users do) got ``ValueError:
+    assignment destination is read-only`` only for uncompressed chunks.
+    """
+    a = np.arange(1000, dtype="i4").reshape(10, 100)
+    if fill is not None:
+        a = np.full_like(a, fill)
+    codec = numcodecs.get_codec({"id": "b2store_b2nd", "clevel": 0})
+    out = codec.decode(codec.encode(a))
+    assert np.array_equal(np.asarray(out).reshape(a.shape), a)
+    assert out.flags.writeable
+    out[...] = 1  # in place, as numcodecs users do

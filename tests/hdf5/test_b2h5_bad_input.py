@@ -6,6 +6,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import fsspec
 import h5py
 import numpy as np
 import pytest
@@ -148,3 +149,20 @@ def test_blosc2_frame_with_a_zeroed_tail_raises(tmp_path: Path) -> None:
     np.testing.assert_array_equal(z[0:8, 0:8], data[0:8, 0:8])  # the intact chunk
     with pytest.raises(ValueError, match="Blosc2"):
         z[0:8, 8:16]
+
+
+def test_file_gone_after_open_is_an_error_not_fill(tmp_path: Path) -> None:
+    """The target file deleted (or an HTTP 404) after the index was built: the target's
+    FileNotFoundError reached zarr, which took every chunk for an unwritten one and returned
+    the fill value (zeros) without an error."""
+    path = tmp_path / "gone.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a", data=np.arange(1, 41, dtype="i4"), chunks=(10,))
+    root = zarr.open_group(f"b2h5::{path}", mode="r", storage_options={"skip_instance_cache": True})
+    mapper = fsspec.get_mapper(f"b2h5::{path}", skip_instance_cache=True)
+    path.unlink()
+    with pytest.raises(OSError, match="cannot be read any more") as info:
+        root["a"][...]
+    assert not isinstance(info.value, FileNotFoundError)
+    got = mapper.fs.cat(["a/c/0", "a/c/1"], on_error="return")
+    assert all(type(v) is OSError for v in got.values()), got

@@ -1,10 +1,14 @@
-"""b2h5 under parallel readers: many threads, pickling, dask, a distributed cluster of processes."""
+"""b2h5 under parallel readers: many threads, pickling (a relative path names the same file on
+a worker with another working directory), dask (array names follow the file version), a
+distributed cluster of processes."""
 
 from __future__ import annotations
 
+import os
 import pickle
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -69,3 +73,57 @@ def test_distributed_mean_over_tomography_stack(files) -> None:
         ds = xr.open_zarr(f"b2h5::{files['tomo.h5']}", group="entry/data")
         got = ds["data"].mean(dim=ds["data"].dims[0]).compute()
     np.testing.assert_allclose(got.values, want)
+
+
+def test_pickled_b2h5_filesystem_does_not_depend_on_the_working_directory(
+    tmp_path, monkeypatch
+) -> None:
+    """A relative ``fo`` must still name the same file on a worker with another cwd."""
+    import pickle
+
+    h5py = pytest.importorskip("h5py")
+    from b2store.hdf5.filesystem import HDF5FileSystem
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    with h5py.File(tmp_path / "a" / "f.h5", "w") as f:
+        f["x"] = np.arange(5)
+    monkeypatch.chdir(tmp_path / "a")
+    fs = HDF5FileSystem("f.h5", skip_instance_cache=True)
+    blob = pickle.dumps(fs)
+    monkeypatch.chdir(tmp_path / "b")
+    fs2 = pickle.loads(blob)
+    assert fs2.url == fs.url
+    assert fs2.cat_file("x/zarr.json") == fs.cat_file("x/zarr.json")
+
+
+def test_dask_names_follow_the_file_version(tmp_path: Path) -> None:
+    """dask names ``da.from_zarr`` arrays by a hash of the pickled store, and b2h5 pickled by
+    path and options only: a rewritten file got the old names, so a cluster holding the old
+    data (``persist``) served it for the new file, silently. Unchanged files keep their names.
+    """
+    import dask.array as da
+    from dask.base import tokenize
+
+    path = tmp_path / "v.h5"
+    url = f"b2h5::{path}"
+
+    def write(value: int) -> None:
+        tmp = tmp_path / "v.tmp"
+        with h5py.File(tmp, "w") as f:
+            f.create_dataset("x", data=np.full(10, value, dtype="i4"), chunks=(5,))
+        os.replace(tmp, path)  # same size and layout, new inode
+
+    write(1)
+    old = da.from_zarr(url, component="x")
+    assert da.from_zarr(url, component="x").name == old.name  # deterministic
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    assert tokenize(fs) == tokenize(HDF5FileSystem(str(path), skip_instance_cache=True))
+    assert tokenize(fs) == tokenize(pickle.loads(pickle.dumps(fs)))  # a round trip keeps it
+    write(2)
+    new = da.from_zarr(url, component="x")
+    assert new.name != old.name
+    fresh = HDF5FileSystem(str(path), skip_instance_cache=True)
+    assert tokenize(fs) != tokenize(fresh)
+    assert fs.ukey("x/c/0") != fresh.ukey("x/c/0")  # what fsspec's caching layers compare
+    assert new.compute(scheduler="sync").tolist() == [2] * 10

@@ -1,13 +1,26 @@
-"""The chunk index: compact tables, the in-memory cache and the sidecar cache files."""
+"""The chunk index: compact tables, the in-memory cache and the sidecar cache files.
+
+Cache keys: a file rewritten with the same size and its old mtime, replaced after open, served
+without a version stamp, or a member of an archive is indexed again, never read with stale
+chunk offsets; a damaged sidecar is rebuilt; a bad ``index_cache`` value is a clear error.
+"""
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
+import time
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import gen_hdf5_files
+import h5py
 import numpy as np
+import pytest
+import zarr
 from h5view_helpers import open_root
+from http_helpers import RangeHandler
 
 from b2store.hdf5 import cache
 from b2store.hdf5 import filesystem as fsmod
@@ -158,7 +171,7 @@ def test_changed_virtual_dataset_source_is_reindexed(tmp_path: Path) -> None:
 
 def test_unwritable_sidecar_folder_is_not_retried(tmp_path: Path, monkeypatch) -> None:
     """Each open of a file already in memory serialised the whole index again for a folder it
-    could not write (review, fifth session: 0.3 -> 12.5 ms per open with 1,000 datasets)."""
+    could not write (0.3 -> 12.5 ms per open with 1,000 datasets)."""
     p = gen_hdf5_files.filters_file(tmp_path / "f.h5")
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the cache folder should be")
@@ -180,3 +193,283 @@ def test_unwritable_sidecar_folder_is_not_retried(tmp_path: Path, monkeypatch) -
         HDF5FileSystem(str(p), index_cache=str(folder), skip_instance_cache=True)
     assert folder in cache._UNWRITABLE
     assert len(serialised) == 1  # the first attempt only
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "empty"])
+def test_damaged_sidecar_is_rebuilt(tmp_path: Path, damage: str) -> None:
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(100, dtype="i4"), chunks=(10,))
+    cache = tmp_path / "cache"
+    opts = {"index_cache": str(cache)}
+    z = zarr.open_array("b2h5::" + str(path), path="x", mode="r", storage_options=opts)
+    assert z[...].sum() == 4950
+    sidecars = [p for p in cache.rglob("*") if p.is_file()]
+    assert sidecars
+    for p in sidecars:
+        data = p.read_bytes()
+        if damage == "truncate":
+            p.write_bytes(data[: len(data) // 2])
+        elif damage == "flip":
+            b = bytearray(data)
+            b[len(b) // 2] ^= 0xFF
+            p.write_bytes(bytes(b))
+        else:
+            p.write_bytes(b"")
+    from b2store.hdf5 import filesystem as b2h5
+
+    b2h5._MEMORY.clear()
+    z = zarr.open_array("b2h5::" + str(path), path="x", mode="r", storage_options=opts)
+    assert z[...].sum() == 4950
+
+
+# -- cache keys: a file rewritten or replaced is indexed again -----------------------------------
+
+
+def _write_layout(path: Path, chunks: tuple[int, ...], order: str) -> None:
+    """Datasets ``a`` and ``b`` (known values) written in ``order`` with ``chunks``."""
+    with h5py.File(path, "w") as f:
+        for name in order:
+            sign = 1 if name == "a" else -1
+            f.create_dataset(name, data=np.arange(1000, dtype="i4") * sign, chunks=chunks)
+
+
+def _pad_to(path: Path, size: int) -> None:
+    """Grow ``path`` with zeros to ``size`` bytes (HDF5 ignores bytes past its end of file)."""
+    with open(path, "r+b") as fh:
+        fh.truncate(size)
+
+
+def _read(path: Path, **opts: object) -> dict[str, np.ndarray]:
+    """Both datasets through a fresh b2h5 filesystem instance."""
+    import zarr
+
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True, **opts)
+    root = zarr.open_group(fs.get_mapper(), mode="r")
+    return {name: root[name][...] for name in ("a", "b")}
+
+
+def _rewrite_keeping_stamps(path: Path, in_place: bool) -> None:
+    """Rewrite ``path`` with another chunk layout, same size and the old atime/mtime restored.
+
+    ``in_place`` rewrites the same inode (``cp -p`` onto an existing file); otherwise a new file
+    is renamed over it (``rsync -t``).
+    """
+    before = os.stat(path)
+    new = path.with_name(path.name + ".new")
+    _write_layout(new, (50,), "ba")
+    size = max(before.st_size, new.stat().st_size)
+    _pad_to(new, size)
+    if before.st_size < size:
+        pytest.skip("the rewritten file came out larger than the original")
+    if in_place:
+        path.write_bytes(new.read_bytes())
+        new.unlink()
+    else:
+        os.replace(new, path)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    while in_place and os.stat(path).st_ctime_ns == before.st_ctime_ns:  # coarse ctime clocks
+        time.sleep(0.01)
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = os.stat(path)
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+
+
+@pytest.mark.parametrize("in_place", [True, False], ids=["same-inode", "renamed"])
+@pytest.mark.parametrize("sidecar", [False, True], ids=["memory", "sidecar"])
+def test_rewrite_with_restored_mtime_is_reindexed(
+    tmp_path: Path, in_place: bool, sidecar: bool
+) -> None:
+    """A local file rewritten with another chunk layout, the same size and its old mtime
+    restored (``cp -p``, ``rsync -t``, ``os.utime``) was served with the old chunk offsets from
+    the memory cache and from the sidecar: wrong values, silently."""
+    path = tmp_path / "f.h5"
+    folder = tmp_path / "cache"
+    opts = {"index_cache": folder} if sidecar else {}
+    _write_layout(path, (100,), "ab")
+    fsmod._MEMORY.clear()
+    first = _read(path, **opts)
+    np.testing.assert_array_equal(first["a"], np.arange(1000, dtype="i4"))
+    _rewrite_keeping_stamps(path, in_place)
+    if sidecar:
+        fsmod._MEMORY.clear()  # a new process: only the sidecar remembers
+    got = _read(path, **opts)
+    with h5py.File(path, "r") as f:
+        assert f["a"].chunks == (50,)
+        for name in ("a", "b"):
+            assert got[name].dtype == f[name].dtype and got[name].shape == f[name].shape
+            np.testing.assert_array_equal(got[name], f[name][...])
+
+
+def test_file_replaced_before_the_first_chunk_read_raises(tmp_path: Path) -> None:
+    """Chunks are read through a descriptor opened at the first read: a file replaced by
+    another one after open (written elsewhere, renamed over it) was read with the old index,
+    giving another dataset's values silently. Now an OSError says to open it again."""
+    import dask.array as da
+
+    path = tmp_path / "f.h5"
+    _write_layout(path, (100,), "ab")
+    lazy = da.from_zarr(f"b2h5::{path}", component="a")
+    _write_layout(tmp_path / "new.h5", (100,), "ba")  # "b" now lies where "a" was
+    os.replace(tmp_path / "new.h5", path)
+    with pytest.raises(OSError, match=r"f\.h5: the HDF5 file was replaced.*Open it again"):
+        lazy.compute(scheduler="sync")
+    fresh = da.from_zarr(f"b2h5::{path}", component="a").compute(scheduler="sync")
+    np.testing.assert_array_equal(fresh, np.arange(1000, dtype="i4"))
+
+
+def test_unchanged_local_file_still_hits_the_caches(tmp_path: Path) -> None:
+    """The stricter key still finds the memory and sidecar entries of an unchanged file."""
+    path = tmp_path / "f.h5"
+    folder = tmp_path / "cache"
+    _write_layout(path, (100,), "ab")
+    fsmod._MEMORY.clear()
+    a = HDF5FileSystem(str(path), index_cache=folder, skip_instance_cache=True)
+    b = HDF5FileSystem(f"file://{path}", index_cache=folder, skip_instance_cache=True)
+    assert a.index is b.index
+    fsmod._MEMORY.clear()
+    c = HDF5FileSystem(str(path), index_cache=folder, skip_instance_cache=True)
+    assert c.index is not a.index and c.index.meta == a.index.meta
+    assert len(list(folder.glob("*.npz"))) == 1
+
+
+def _layout_bytes(chunks: tuple[int, ...], order: str, tmp_path: Path) -> bytes:
+    """The bytes of a :func:`_write_layout` file."""
+    path = tmp_path / f"layout-{order}.h5"
+    _write_layout(path, chunks, order)
+    return path.read_bytes()
+
+
+def test_memory_target_rewritten_with_same_size_is_reindexed(tmp_path: Path) -> None:
+    """fsspec's memory filesystem reports no mtime: its files were cached by size alone, so a
+    file written again with the same size (another chunk layout) served the old offsets."""
+    import fsspec
+    import zarr
+
+    old = _layout_bytes((100,), "ab", tmp_path)
+    new = _layout_bytes((50,), "ba", tmp_path)
+    new += bytes(max(len(old) - len(new), 0))
+    old += bytes(max(len(new) - len(old), 0))
+    mem = fsspec.filesystem("memory")
+    try:
+        for data in (old, new):
+            mem.pipe("/b2h5-same-size/f.h5", data)
+            root = zarr.open_group("b2h5::memory://b2h5-same-size/f.h5", mode="r")
+            with h5py.File(mem.open("/b2h5-same-size/f.h5", "rb"), "r") as f:
+                for name in ("a", "b"):
+                    assert root[name].chunks == f[name].chunks
+                    np.testing.assert_array_equal(root[name][...], f[name][...])
+    finally:
+        mem.rm("/b2h5-same-size", recursive=True)
+
+
+class _NoStampHandler(RangeHandler):
+    """A range-capable server that sends neither ETag nor Last-Modified."""
+
+    def send_header(self, keyword: str, value: str) -> None:
+        if keyword != "Last-Modified":
+            super().send_header(keyword, value)
+
+
+def test_target_without_version_stamp_is_not_cached(tmp_path: Path) -> None:
+    """A file whose server reports no version (no ETag, no Last-Modified) was cached in memory
+    by URL and size alone: rewritten with the same size, it was read with the old offsets."""
+    import zarr
+
+    httpd = ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(_NoStampHandler, directory=str(tmp_path))
+    )
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"b2h5::http://127.0.0.1:{httpd.server_address[1]}/f.h5"
+    try:
+        for chunks, order in (((100,), "ab"), ((50,), "ba")):
+            _write_layout(tmp_path / "f.h5", chunks, order)
+            root = zarr.open_group(url, mode="r")
+            with h5py.File(tmp_path / "f.h5", "r") as f:
+                for name in ("a", "b"):
+                    assert root[name].chunks == f[name].chunks
+                    np.testing.assert_array_equal(root[name][...], f[name][...])
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def test_same_member_of_two_archives_does_not_share_an_index(tmp_path: Path) -> None:
+    """Members of two tar archives with the same name, size and mtime (reproducible archives
+    set mtime 0) got the same cache key: the second archive was read with the first one's
+    chunk offsets and chunk shape."""
+    import io
+    import tarfile
+
+    import zarr
+
+    fsmod._MEMORY.clear()
+    members = [_layout_bytes((100,), "ab", tmp_path), _layout_bytes((50,), "ba", tmp_path)]
+    size = max(len(m) for m in members)
+    for i, data in enumerate(members):
+        data += bytes(size - len(data))
+        with tarfile.open(tmp_path / f"{i}.tar", "w") as tar:
+            info = tarfile.TarInfo("scan.h5")
+            info.size, info.mtime = len(data), 0
+            tar.addfile(info, io.BytesIO(data))
+        root = zarr.open_group(f"b2h5::tar://scan.h5::file://{tmp_path}/{i}.tar", mode="r")
+        with h5py.File(io.BytesIO(data), "r") as f:
+            for name in ("a", "b"):
+                assert root[name].chunks == f[name].chunks
+                np.testing.assert_array_equal(root[name][...], f[name][...])
+
+
+def test_member_of_an_archive_rewritten_in_memory_is_reindexed() -> None:
+    """A tar member has mtime 0 in reproducible archives: a same-size member with its chunks
+    in another order, in an archive rewritten in place, was read with the old offsets.
+    mtime 0 is no version: such members are re-indexed by each instance."""
+    import io
+    import tarfile
+
+    import fsspec
+    import zarr
+
+    def h5bytes(reverse: bool) -> bytes:
+        buf = io.BytesIO()
+        with h5py.File(buf, "w") as f:
+            d = f.create_dataset("x", shape=(100,), dtype="i4", chunks=(10,))
+            for i in range(9, -1, -1) if reverse else range(10):
+                d[i * 10 : (i + 1) * 10] = np.arange(i * 10, (i + 1) * 10)
+        return buf.getvalue()
+
+    def tar_of(data: bytes) -> bytes:
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w") as t:
+            info = tarfile.TarInfo("f.h5")
+            info.size, info.mtime = len(data), 0
+            t.addfile(info, io.BytesIO(data))
+        return buf.getvalue()
+
+    mem = fsspec.filesystem("memory")
+    first, second = h5bytes(False), h5bytes(True)
+    assert len(first) == len(second) and first != second
+    try:
+        for data in (first, second):
+            mem.pipe("/b2h5-rewritten-archive.tar", tar_of(data))
+            fs = fsspec.filesystem("b2h5", fo="tar://f.h5::memory://b2h5-rewritten-archive.tar")
+            group = zarr.open_group(fs.get_mapper(""), mode="r")
+            np.testing.assert_array_equal(group["x"][...], np.arange(100, dtype="i4"))
+    finally:
+        mem.rm("/b2h5-rewritten-archive.tar")
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [("", ValueError), ("  ", ValueError), (True, TypeError), (1, TypeError)]
+)
+def test_bad_index_cache_is_a_clear_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, value: object, error: type[Exception]
+) -> None:
+    """``index_cache=""`` wrote sidecar files into the current folder; ``True`` failed with a
+    bare "expected str, bytes or os.PathLike object" TypeError."""
+    path = tmp_path / "f.h5"
+    _write_layout(path, (100,), "ab")
+    monkeypatch.chdir(tmp_path)
+    fsmod._MEMORY.clear()
+    with pytest.raises(error, match="index_cache"):
+        HDF5FileSystem(str(path), index_cache=value, skip_instance_cache=True)  # type: ignore[arg-type]
+    assert not list(tmp_path.glob("*.npz"))

@@ -6,6 +6,12 @@ Known difference: JSON attributes carry no dtype, so a float32 ``scale_factor`` 
 Python float and xarray decodes packed variables to float64 instead of float32; the raw
 (``mask_and_scale=False``) datasets are identical and the decoded ones equal within float32
 rounding.
+
+Files written by netCDF-C (netCDF4-python) are checked in both Zarr views for what it stores its
+own way: char and multi-dimensional coordinate variables, ``_nc4_non_coord_`` variables, repeated
+dimensions, unlimited dimensions without a coordinate variable, string variables with fill values
+or unwritten chunks; also complex fill values (h5netcdf), nested groups opened without
+consolidated metadata, one name look-up per dimension scale, and netCDF-3 files named as such.
 """
 
 from __future__ import annotations
@@ -13,7 +19,9 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 
+import fsspec
 import h5py
 import numpy as np
 import pytest
@@ -22,7 +30,13 @@ import xarray as xr
 from b2store.hdf5.filesystem import HDF5FileSystem
 from b2store.hdf5.metadata import HIDDEN_ATTRIBUTES
 
+try:
+    import netCDF4
+except ImportError:  # only the tests of files written by netCDF-C need it
+    netCDF4 = None
+
 pytest.importorskip("h5netcdf")
+requires_netcdf4 = pytest.mark.skipif(netCDF4 is None, reason="needs netCDF4 (netCDF-C)")
 
 CORPUS_NC = [
     "goes16_cloud_top_height.nc",
@@ -31,10 +45,17 @@ CORPUS_NC = [
 ]
 
 
-def _open_both(path: Path, **kwargs: object) -> tuple[xr.Dataset, xr.Dataset]:
+def _open_both(
+    path: Path, storage_options: dict[str, Any] | None = None, **kwargs: object
+) -> tuple[xr.Dataset, xr.Dataset]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ours = xr.open_zarr(f"b2h5::{path}", chunks=None, **kwargs).load()  # type: ignore[arg-type]
+        ours = xr.open_zarr(
+            f"b2h5::{path}",
+            chunks=None,
+            storage_options=storage_options,
+            **kwargs,  # type: ignore[arg-type]
+        ).load()
         ref = xr.open_dataset(path, engine="h5netcdf", **kwargs).load()  # type: ignore[arg-type]
     return ours, ref
 
@@ -112,3 +133,252 @@ def test_dimension_names_of_unequal_sizes_get_phony_names(tmp_path: Path) -> Non
         g = xr.open_zarr(f"b2h5::{path}", group="g", storage_options=so)
         assert g.sizes["x"] == 7 and g["u"].dims == ("x",) and g["u_root"].dims == ("phony_dim_3",)
         np.testing.assert_array_equal(g["u_root"].values, np.arange(3.0))
+
+
+# -- files written by netCDF-C, in both Zarr views -----------------------------------------------
+
+
+RAW_AND_DECODED: list[dict[str, Any]] = [{}, {"decode_cf": False}, {"mask_and_scale": False}]
+
+
+def _open(path: Path, zarr_format: int, **kwargs: Any) -> tuple[xr.Dataset, xr.Dataset]:
+    """:func:`_open_both` through the ``zarr_format`` view of a fresh b2h5 instance."""
+    so = {"zarr_format": zarr_format, "skip_instance_cache": True}
+    return _open_both(path, storage_options=so, **kwargs)
+
+
+@requires_netcdf4
+@pytest.mark.parametrize("zarr_format", [3, 2])
+@pytest.mark.parametrize("kwargs", RAW_AND_DECODED)
+def test_char_and_multidimensional_coordinate_variables(
+    tmp_path: Path, zarr_format: int, kwargs: dict[str, Any]
+) -> None:
+    """netCDF-C stores ``station(station, strlen)`` (CF station names) and ``lat(lat, lon)`` as
+    multi-dimensional dimension scales, their axes named only by ``_Netcdf4Coordinates``: they
+    and every variable along ``station``/``lat`` got phony dimension names."""
+    path = tmp_path / "coords.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("station", 3)
+        ds.createDimension("strlen", 5)
+        ds.createDimension("time", None)
+        ds.createDimension("lat", 2)
+        ds.createDimension("lon", 3)
+        st = ds.createVariable("station", "S1", ("station", "strlen"))
+        st._Encoding = "ascii"
+        st[:] = netCDF4.stringtochar(np.array(["abc", "de", "fghij"], "S5"))
+        ds.createVariable("time", "f8", ("time",))[:] = [0, 1]
+        ds.createVariable("obs", "f4", ("time", "station"))[:] = np.ones((2, 3))
+        lat = ds.createVariable("lat", "f8", ("lat", "lon"))
+        lat[:] = np.arange(6.0).reshape(2, 3)
+        d = ds.createVariable("d", "i4", ("lat", "lon"))
+        d[:] = np.arange(6).reshape(2, 3)
+        d.coordinates = "lat"
+    ours, ref = _open(path, zarr_format, **kwargs)
+    xr.testing.assert_identical(ours, ref)
+    assert ours["obs"].dims == ("time", "station")
+
+
+@requires_netcdf4
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_non_coordinate_variable_named_like_a_dimension(tmp_path: Path, zarr_format: int) -> None:
+    """netCDF-C stores ``x(y)`` next to a dimension ``x`` as ``_nc4_non_coord_x``: it was served
+    under that name instead of ``x``."""
+    path = tmp_path / "noncoord.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 3)
+        ds.createDimension("y", 4)
+        ds.createVariable("x", "f4", ("y",))[:] = np.arange(4)
+        ds.createVariable("v", "i2", ("x",))[:] = [1, 2, 3]
+    for kwargs in RAW_AND_DECODED:
+        ours, ref = _open(path, zarr_format, **kwargs)
+        xr.testing.assert_identical(ours, ref)
+    assert "_nc4_non_coord_x" not in ours.variables
+    assert ours["x"].dims == ("y",)
+
+
+@requires_netcdf4
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_repeated_dimension_and_zero_length_attribute(tmp_path: Path, zarr_format: int) -> None:
+    """``cov(x, x)`` got two phony dimensions (netCDF readers and Zarr keep ``(x, x)``), and a
+    zero-length numeric attribute (an H5S_NULL attribute for netCDF-C) was dropped."""
+    path = tmp_path / "rep.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 3)
+        ds.createVariable("x", "f8", ("x",))[:] = [1, 2, 3]
+        cov = ds.createVariable("cov", "f4", ("x", "x"))
+        cov[:] = np.eye(3)
+        cov.empty = np.array([], "f4")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # xarray warns about duplicate dimension names
+        ours, ref = _open(path, zarr_format)
+    xr.testing.assert_identical(ours, ref)
+    assert ours["cov"].dims == ("x", "x")
+    assert list(ours["cov"].attrs["empty"]) == []
+
+
+@requires_netcdf4
+@pytest.mark.parametrize("zarr_format", [3, 2])
+@pytest.mark.parametrize("kwargs", RAW_AND_DECODED)
+def test_unlimited_dimension_without_coordinate_variable(
+    tmp_path: Path, zarr_format: int, kwargs: dict[str, Any]
+) -> None:
+    """netCDF-C leaves the scale of an unlimited dimension that has no coordinate variable at
+    length 0; the dimension is as long as its longest variable. Variables of unequal lengths
+    along it all got phony dimension names (instead of ``t``, the shorter ones padded)."""
+    path = tmp_path / "unlim.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("t", None)
+        ds.createVariable("a", "f4", ("t",), chunksizes=(4,))[:5] = np.arange(5) + 1
+        ds.createVariable("b", "f4", ("t",), chunksizes=(4,))[:7] = np.arange(7) + 1
+        g = ds.createGroup("g")
+        g.createVariable("w", "i4", ("t",))[:9] = np.arange(9)
+    ours, ref = _open(path, zarr_format, **kwargs)
+    xr.testing.assert_identical(ours, ref)
+    assert ours.sizes == {"t": 9}  # the child group's variable extends it too (netCDF rule)
+    ours, ref = _open(path, zarr_format, group="g", **kwargs)
+    xr.testing.assert_identical(ours, ref)
+
+
+@requires_netcdf4
+def test_string_variable_with_fill_value_opens_in_v3(tmp_path: Path) -> None:
+    """xarray could not open any group holding a variable-length string variable with a
+    ``_FillValue`` through the v3 view ("Failed to decode fill_value. Unsupported dtype
+    StringDType()"): the v3 view publishes it as ``missing_value``, which masks the same."""
+    path = tmp_path / "strfill.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 3)
+        s = ds.createVariable("s", str, ("x",), fill_value="NA")
+        s[0] = "a"
+        s[1] = "NA"
+        ds.createVariable("v", "f4", ("x",))[:] = 1
+    ours, ref = _open(path, 3)
+    xr.testing.assert_identical(ours, ref)
+    ours, ref = _open(path, 3, mask_and_scale=False)
+    assert ours["s"].values.tolist() == ref["s"].values.tolist() == ["a", "NA", "NA"]
+    assert ours["s"].attrs == {"missing_value": "NA"}
+    for kwargs in RAW_AND_DECODED:
+        ours, ref = _open(path, 2, **kwargs)
+        xr.testing.assert_identical(ours, ref)
+
+
+@requires_netcdf4
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_partly_written_string_variable_along_unlimited_dimension(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A netCDF string variable with unwritten chunks made the whole file fail to open (HDF5
+    2.0 cannot read variable-length fill values read-only: "no write intent on file", no
+    dataset named, not even with unsupported="skip"); one shorter than its unlimited dimension
+    got a phony dimension instead of being padded with the fill (netCDF4 pads it). h5netcdf
+    cannot read such a file; the netCDF4 engine is the reference."""
+    path = tmp_path / "strings.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("t", None)
+        ds.createDimension("x", 2)
+        ds.createVariable("t", "f8", ("t",))[:] = np.arange(5)
+        s = ds.createVariable("s", str, ("t",), fill_value="NA", chunksizes=(2,))
+        s[0] = "a"
+        s[3] = "d"
+        ds.createVariable("s1", str, ("t",), chunksizes=(2,))[0] = "x"
+        s2 = ds.createVariable("s2", str, ("t", "x"), chunksizes=(1, 2))
+        s2[0, 0] = "ü"
+        s2[2, 1] = "β"
+    for kwargs in RAW_AND_DECODED:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            so = {"zarr_format": zarr_format, "skip_instance_cache": True}
+            ours = xr.open_zarr(f"b2h5::{path}", chunks=None, storage_options=so, **kwargs)
+            ref = xr.open_dataset(path, engine="netcdf4", **kwargs).load()
+        ours = ours.load()
+        if zarr_format == 3 and kwargs:  # the v3 view names a string _FillValue missing_value
+            ours["s"].attrs = {"_FillValue": ours["s"].attrs.pop("missing_value")}
+        xr.testing.assert_identical(ours, ref)
+    assert ours["s"].dims == ours["s1"].dims == ("t",)
+    assert ours["s1"].values.tolist() == ["x", "", "", "", ""]
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+@pytest.mark.parametrize("kwargs", RAW_AND_DECODED)
+def test_complex_fill_value_attribute(
+    tmp_path: Path, zarr_format: int, kwargs: dict[str, Any]
+) -> None:
+    """A complex ``_FillValue`` (h5netcdf, invalid_netcdf) was dropped as "not JSON": xarray then
+    did not mask the fill (h5netcdf masks it) and the raw attribute was missing."""
+    import h5netcdf
+
+    path = tmp_path / "complex.nc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # h5netcdf warns about invalid netCDF features
+        with h5netcdf.File(path, "w", invalid_netcdf=True) as f:
+            f.dimensions = {"x": 6}
+            v = f.create_variable("c", ("x",), "c8", chunks=(2,), fillvalue=np.complex64(1 + 2j))
+            v[:2] = [0, 1j]
+    ours, ref = _open(path, zarr_format, **kwargs)
+    xr.testing.assert_identical(ours, ref)
+
+
+@requires_netcdf4
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_unconsolidated_open_finds_nested_groups(tmp_path: Path, zarr_format: int) -> None:
+    """zarr's FsspecStore lists ``"/child"`` (store path ``""``) and strips ``"/child/"`` from
+    each name: names without the leading slash became members such as ``child/.zattrs``, so
+    with ``consolidated=False`` the v2 view's nested groups had no arrays and no subgroups."""
+    path = tmp_path / "tree.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("x", 3)
+        ds.createVariable("x", "f8", ("x",))[:] = [1, 2, 3]
+        child = ds.createGroup("child")
+        child.createVariable("v", "f4", ("x",))[:] = 1
+        child.createGroup("grand").createVariable("w", "i2", ("x",))[:] = 2
+    so = {"zarr_format": zarr_format, "skip_instance_cache": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        listed = xr.open_datatree(
+            f"b2h5::{path}", engine="zarr", consolidated=False, storage_options=so
+        ).load()
+        consolidated = xr.open_datatree(f"b2h5::{path}", engine="zarr", storage_options=so).load()
+    xr.testing.assert_identical(listed, consolidated)
+    assert listed["child/grand/w"].values.tolist() == [2, 2, 2]
+
+
+@requires_netcdf4
+def test_scale_names_looked_up_once_per_scale(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each variable's dimension scales were named with h5py's ``.name``, which for an object
+    reached through a reference makes HDF5 search the file (milliseconds each, growing with the
+    file): opening a netCDF file of 1500 variables took 31 s (quadratic), now 2 s."""
+    from h5py._hl import base
+
+    path = tmp_path / "many.nc"
+    with netCDF4.Dataset(path, "w") as ds:
+        ds.createDimension("t", None)
+        ds.createDimension("x", 4)
+        ds.createVariable("x", "i4", ("x",))[:] = 1
+        for i in range(100):
+            ds.createVariable(f"v{i}", "f4", ("t", "x"))[:2] = 1
+    calls: list[str] = []
+    name = base.HLObject.name
+
+    def counting(self: Any) -> Any:
+        calls.append("")
+        return name.fget(self)  # type: ignore[attr-defined]
+
+    monkeypatch.setattr(base.HLObject, "name", property(counting))
+    from b2store.hdf5.filesystem import HDF5FileSystem
+
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    assert len(calls) < 10, len(calls)  # was 4 per variable
+    assert fs.index.meta["v99/zarr.json"]
+
+
+@requires_netcdf4
+def test_netcdf3_file_named_as_such(tmp_path: Path) -> None:
+    """A netCDF-3 file was reported as "not a readable HDF5 file ...; check that it is complete
+    (not truncated)": misleading for a complete file of another format."""
+    path = tmp_path / "classic.nc"
+    with netCDF4.Dataset(path, "w", format="NETCDF3_64BIT_OFFSET") as ds:
+        ds.createDimension("x", 2)
+        ds.createVariable("v", "f4", ("x",))[:] = 1
+    with pytest.raises(OSError, match="netCDF-3"):
+        fsspec.filesystem("b2h5", fo=str(path), skip_instance_cache=True)

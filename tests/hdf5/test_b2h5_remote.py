@@ -2,39 +2,52 @@
 
 The standard library's ``http.server`` ignores ``Range`` headers, so the handler below answers
 HEAD with the size and GET with ``206 Partial Content`` for one byte range, and counts GETs.
+A server that does ignore ``Range`` (``python -m http.server``) is a clear OSError, at open and at
+chunk reads, never wrong bytes; ``blockcache`` works over a host without directory pages.
 """
 
 from __future__ import annotations
 
+import functools
 import threading
 import warnings
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import fsspec
 import h5py
+import numpy as np
 import pytest
 import xarray as xr
+import zarr
 from h5view_helpers import assert_same, h5_values, open_root
 from http_helpers import GETS, RangeHandler
 
 pytest.importorskip("aiohttp")
 
 
-@pytest.fixture(scope="module")
-def server(files) -> Iterator[str]:
-    folder = Path(files["filters.h5"]).parent
+class _QuietHandler(SimpleHTTPRequestHandler):
+    """Python's static file server: ignores ``Range`` (answers 200 with the whole file)."""
 
-    def handler(*args, **kwargs):  # type: ignore[no-untyped-def]
-        return RangeHandler(*args, directory=str(folder), **kwargs)
+    def log_message(self, *args: object) -> None:
+        pass
 
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+
+def _serve(folder: Path, handler: type[SimpleHTTPRequestHandler]) -> Iterator[str]:
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def server(files) -> Iterator[str]:
+    yield from _serve(Path(files["filters.h5"]).parent, RangeHandler)
 
 
 @pytest.mark.parametrize("name", ["none", "gzip", "blosc2", "shuffle_blosc2", "lzf"])
@@ -82,3 +95,66 @@ def test_small_remote_chunks_are_read_ahead(server, files) -> None:
             assert_same(root[f"f/{name}"][...], h5_values(f[f"f/{name}"]), name)
     nchunks = sum(fs.index.tables[f"f/{n}"].lin.size for n in ("none", "gzip", "zstd", "lz4"))
     assert len(GETS) < nchunks / 10, (len(GETS), nchunks)
+
+
+# -- servers that ignore Range, caching layers ---------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def http_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An HDF5 file whose chunk index lies in its first MiB and its chunks beyond 512 KiB."""
+    folder = tmp_path_factory.mktemp("no-range-http")
+    with h5py.File(folder / "mid.h5", "w") as f:
+        f.create_dataset("pad", data=np.zeros(600_000 // 8))
+        f.create_dataset("a", data=np.arange(40_000, dtype="i4"), chunks=(10_000,))
+        f.create_dataset("c", data=np.arange(300_000, dtype="f8"))  # contiguous, 2.4 MB
+    return folder
+
+
+def test_server_ignoring_range_requests_raises(http_folder: Path) -> None:
+    """``python -m http.server`` answers a ranged GET with the whole file: small chunks read
+    through the read-ahead blocks came back as the file's first bytes (all zeros here, no
+    error), and big ones as a misleading "chunk is truncated: read 3164144 of 2400000"."""
+    pytest.importorskip("aiohttp")
+    for base in _serve(http_folder, _QuietHandler):
+        fs = fsspec.filesystem("b2h5", fo=f"{base}/mid.h5", skip_instance_cache=True)
+        root = zarr.open_group(fs.get_mapper(), mode="r")
+        for name in ("a", "c"):
+            with pytest.raises(OSError, match="ignores HTTP range requests"):
+                root[name][...]
+        with pytest.raises(OSError, match="ignores HTTP range requests"):
+            fs.cat(["a/c/0", "a/c/1"])
+        cached = zarr.open_group(
+            f"b2h5::simplecache::{base}/mid.h5",
+            mode="r",
+            storage_options={"simplecache": {"cache_storage": str(http_folder / "cache")}},
+        )
+        np.testing.assert_array_equal(cached["a"][...], np.arange(40_000, dtype="i4"))
+
+
+def test_server_ignoring_range_requests_at_open_raises(tmp_path: Path) -> None:
+    """When h5py must read past the first MiB to index the file, fsspec's own ValueError ("The
+    HTTP server doesn't appear to support range requests") reached the user without the file's
+    name or the workaround; it is the documented OSError now."""
+    pytest.importorskip("aiohttp")
+    with h5py.File(tmp_path / "deep.h5", "w") as f:
+        f.create_dataset("pad", data=np.ones(2**21 // 8))  # 2 MiB before the chunk index
+        f.create_dataset("a", data=np.arange(40_000, dtype="i4"), chunks=(1000,))
+    for base in _serve(tmp_path, _QuietHandler):
+        with pytest.raises(OSError, match=r"deep\.h5: the server ignores HTTP range requests"):
+            fsspec.filesystem("b2h5", fo=f"{base}/deep.h5", skip_instance_cache=True)
+
+
+def test_blockcache_over_http_without_directory_pages(http_folder: Path, tmp_path: Path) -> None:
+    """``b2h5::blockcache::http://...`` raised "HDF5 file not found" (fsspec's caching layer
+    answers info() by listing the parent folder), then a TypeError (it sets cache_type), then
+    BlocksizeMismatchError (the file was first opened with another block size)."""
+    pytest.importorskip("aiohttp")
+    for base in _serve(http_folder, RangeHandler):
+        root = zarr.open_group(
+            f"b2h5::blockcache::{base}/mid.h5",
+            mode="r",
+            storage_options={"blockcache": {"cache_storage": str(tmp_path / "blocks")}},
+        )
+        np.testing.assert_array_equal(root["a"][...], np.arange(40_000, dtype="i4"))
+        np.testing.assert_array_equal(root["c"][...], np.arange(300_000, dtype="f8"))

@@ -1,0 +1,116 @@
+"""The Caterva2 filesystem through fsspec's own API: every write refused, ``exists`` and ``ls``
+answered from the chunk grid without fetching chunks, URLs that ``unstrip_protocol`` builds open
+the same dataset again, IPv6 hosts."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import blosc2
+import fsspec
+import numpy as np
+import pytest
+import zarr
+from _c2server import public_folder
+
+
+def test_writes_are_refused_everywhere(cat2_server: Any, so: dict[str, Any]) -> None:
+    """Every fsspec write raises PermissionError (was: open(..., 'wb') and touch dropped the
+    bytes silently, mkdir/makedirs/rmdir did nothing, cp/put raised a bare NotImplementedError)."""
+    folder, base = public_folder(cat2_server, "ro")
+    blosc2.asarray(np.arange(3.0), urlpath=str(folder / "a.b2nd"), mode="w")
+    fs, path = fsspec.url_to_fs(base, **so)
+    attempts = {
+        "open wb": lambda: fs.open(f"{path}/x", "wb"),
+        "open ab": lambda: fs.open(f"{path}/x", "ab"),
+        "touch": lambda: fs.touch(f"{path}/x"),
+        "mkdir": lambda: fs.mkdir(f"{path}/d"),
+        "makedirs": lambda: fs.makedirs(f"{path}/d/e"),
+        "rmdir": lambda: fs.rmdir(path),
+        "cp": lambda: fs.cp(f"{path}/a.b2nd/.zarray", f"{path}/b.zarray"),
+        "put": lambda: fs.put(__file__, f"{path}/t.py"),
+        "mv": lambda: fs.mv(f"{path}/a.b2nd", f"{path}/b.b2nd"),
+        "pipe": lambda: fs.pipe(f"{path}/x", b"1"),
+        "rm": lambda: fs.rm(f"{path}/a.b2nd"),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(PermissionError, match="read-only"):
+            attempt()
+            pytest.fail(f"{what} did not raise")
+    assert fs.open(f"{path}/a.b2nd/.zarray").read().startswith(b"{")
+
+
+def test_exists_on_chunk_keys_fetches_no_chunk(cat2_server: Any, so: dict[str, Any]) -> None:
+    """``fs.exists(<chunk key>)`` answers from the chunk grid (was: it downloaded the chunk)."""
+    rel = f"exists-{uuid.uuid4().hex[:8]}"
+    (cat2_server.public / rel).mkdir()
+    blosc2.asarray(np.arange(100.0).reshape(10, 10), chunks=(5, 5),
+                   urlpath=str(cat2_server.public / rel / "a.b2nd"), mode="w")  # fmt: skip
+    fs = fsspec.filesystem("caterva2", host=cat2_server.host, **so)
+    base = f"@public/{rel}/a.b2nd"
+    requests: list[str] = []
+    real_get = fs.client.get
+
+    async def counting_get(url: str, params: Any = None, **kwargs: Any) -> Any:
+        requests.append(url)
+        return await real_get(url, params, **kwargs)
+
+    fs.client.get = counting_get  # type: ignore[method-assign]
+    for key in ("0.0", "1.1", "c/1/0", "a.b2nd/1.1", "a.b2nd/c/0/1"):
+        assert fs.exists(f"{base}/{key}"), key
+    for key in ("2.0", "0.0.0", "0", "c/0/2", "c/0"):
+        assert not fs.exists(f"{base}/{key}"), key
+    assert not fs.exists(f"@public/{rel}/nope.b2nd/0.0")
+    assert not [u for u in requests if "/api/chunk/" in u or "/api/fetch/" in u]
+    assert fs.exists(f"{base}/.zarray") and fs.exists(base)
+
+
+def test_listing_names_no_chunk_directory(cat2_server: Any, so: dict[str, Any]) -> None:
+    """``ls`` of a v3 dataset lists its ``zarr.json`` only (was: also a directory ``c`` that
+    ``isdir`` denied and ``ls`` could not open)."""
+    rel = f"lsc-{uuid.uuid4().hex[:8]}"
+    (cat2_server.public / rel).mkdir()
+    blosc2.asarray(np.arange(10.0), urlpath=str(cat2_server.public / rel / "a.b2nd"), mode="w")
+    fs = fsspec.filesystem("caterva2", host=cat2_server.host, dataset_as="array", **so)
+    listed = fs.ls(f"@public/{rel}/a.b2nd", detail=True)
+    assert [e["name"] for e in listed] == [f"@public/{rel}/a.b2nd/zarr.json"]
+    for entry in fs.find(f"@public/{rel}", withdirs=True, detail=True).values():
+        if entry["type"] == "directory":
+            fs.ls(entry["name"])
+
+
+def test_unstrip_protocol_round_trips_percent_names(cat2_server: Any, so: dict[str, Any]) -> None:
+    """The URL fsspec builds for a path (``fs.unstrip_protocol``, ``OpenFile.full_name``) opens
+    that path again, also for a name holding ``%`` (was: ``a%20b.b2nd`` came back as the URL of
+    ``a b.b2nd``, another dataset)."""
+    rel = f"pct-{uuid.uuid4().hex[:8]}"
+    (cat2_server.public / rel).mkdir()
+    for i, name in enumerate(["a%20b.b2nd", "a b.b2nd"]):
+        blosc2.asarray(np.full(3, i), urlpath=str(cat2_server.public / rel / name), mode="w")
+    fs = fsspec.filesystem("caterva2", host=cat2_server.host, **so)
+    for i, name in enumerate(["a%20b.b2nd", "a b.b2nd"]):
+        url = fs.unstrip_protocol(f"@public/{rel}/{name}")
+        assert fs._strip_protocol(url) == f"@public/{rel}/{name}"
+        np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], i)
+
+
+# -- URL forms -----------------------------------------------------------------------------------
+
+
+def test_ipv6_url_with_double_colon_is_a_clear_error(so: dict[str, Any]) -> None:
+    """fsspec splits URLs at '::' (chained filesystems): the error says so and what to do (was:
+    "Invalid IPv6 URL")."""
+    with pytest.raises(ValueError, match=r"splits URLs at '::'.*storage_options"):
+        zarr.open_array("caterva2://[::1]:8000/@public/a.b2nd", mode="r", storage_options=so)
+
+
+def test_ipv6_host_in_storage_options(cat2_server: Any, so: dict[str, Any]) -> None:
+    """The documented way round: ``caterva2:///<path>`` with ``host`` in storage_options."""
+    rel = f"v6-{uuid.uuid4().hex[:8]}"
+    (cat2_server.public / rel).mkdir()
+    blosc2.asarray(np.arange(5.0), urlpath=str(cat2_server.public / rel / "a.b2nd"), mode="w")
+    port = cat2_server.host.rsplit(":", 1)[1]
+    opts = {**so, "host": f"[::ffff:127.0.0.1]:{port}"}
+    z = zarr.open_array(f"caterva2:///@public/{rel}/a.b2nd", mode="r", storage_options=opts)
+    np.testing.assert_array_equal(z[...], np.arange(5.0))

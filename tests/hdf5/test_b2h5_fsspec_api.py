@@ -1,0 +1,143 @@
+"""b2h5 through fsspec's own API: ``info``/``find``/``du`` sizes equal the bytes served,
+``get`` copies a readable store, ``cat`` expands glob patterns, only canonical chunk keys exist,
+writes raise PermissionError, and a URL without a file says how to name one.
+
+Every value read through ``b2h5`` is compared with what h5py reads from the same file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from b2store.hdf5.filesystem import HDF5FileSystem
+
+
+def _masked_and_filled_file(path: Path) -> Path:
+    """``masked``: gzip chunks, every other one stored raw (filter mask 1); ``filled``: fill
+    value 9, one chunk written (the v2 view serves the others as encoded fill chunks)."""
+    import zlib
+
+    with h5py.File(path, "w", libver="latest") as f:
+        d = f.create_dataset("masked", shape=(8, 6), chunks=(4, 3), dtype="i4", compression="gzip")
+        full = np.arange(48, dtype="i4").reshape(8, 6)
+        for i in range(2):
+            for j in range(2):
+                block = full[4 * i : 4 * i + 4, 3 * j : 3 * j + 3].tobytes()
+                if (i + j) % 2:
+                    d.id.write_direct_chunk((4 * i, 3 * j), block, filter_mask=1)
+                else:
+                    d.id.write_direct_chunk((4 * i, 3 * j), zlib.compress(block), filter_mask=0)
+        f.create_dataset("filled", shape=(6, 6), chunks=(3, 3), dtype="i4", fillvalue=9)
+        f["filled"][0:3, 0:3] = 1
+        f["scalar"] = np.float32(2.5)
+        f["contiguous"] = np.arange(5, dtype="u2")
+    return path
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_listed_sizes_match_served_bytes(tmp_path: Path, zarr_format: int) -> None:
+    """A chunk of a dataset with filter-masked chunks had size None in info()/find(): du()
+    raised TypeError, and size() did not match len(cat_file())."""
+    path = _masked_and_filled_file(tmp_path / "m.h5")
+    fs = HDF5FileSystem(str(path), zarr_format=zarr_format, skip_instance_cache=True)
+    found = fs.find("", detail=True)
+    assert found and all(info["size"] == len(fs.cat_file(p)) for p, info in found.items())
+    assert fs.du("") == sum(info["size"] for info in found.values())
+    assert fs.du("masked") > 0
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_get_copies_a_readable_store(tmp_path: Path, zarr_format: int) -> None:
+    """``fs.get(..., recursive=True)`` raised a bare NotImplementedError, and the v3 view did
+    not list a scalar's chunk key ``<name>/c``, so a copy read zeros where h5py reads the scalar.
+    The v2 view's fill chunks for unallocated chunks are not listed (a sparse dataset of 10**7
+    chunks would list them all), so its copy reads zeros there."""
+    import zarr
+
+    path = _masked_and_filled_file(tmp_path / "m.h5")
+    fs = HDF5FileSystem(str(path), zarr_format=zarr_format, skip_instance_cache=True)
+    out = tmp_path / "copy"
+    fs.get("", f"{out}/", recursive=True)
+    root = zarr.open_group(str(out), mode="r", zarr_format=zarr_format)
+    with h5py.File(path, "r") as f:
+        names = ("masked", "filled", "scalar", "contiguous") if zarr_format == 3 else (
+            "masked", "scalar", "contiguous"
+        )  # fmt: skip
+        for name in names:
+            got, want = root[name][...], f[name][()]
+            assert got.dtype == want.dtype and got.shape == want.shape
+            np.testing.assert_array_equal(got, want)
+    chunk_keys = [k for k in fs.find("filled") if not k.rpartition("/")[2].startswith((".", "z"))]
+    assert len(chunk_keys) == 1  # allocated chunks only, in both views
+
+
+def test_cat_expands_glob_patterns_but_keeps_literal_keys(tmp_path: Path) -> None:
+    """``fs.cat("x/c/*")`` raised FileNotFoundError (the pattern was looked up as a key);
+    fsspec expands it and returns a dict. Keys whose HDF5 names hold ``[`` stay literal."""
+    path = tmp_path / "glob.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(10, dtype="i2"), chunks=(3,))
+        f.create_dataset("br[ack]", data=np.arange(4, dtype="i2"), chunks=(2,))
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    got = fs.cat("x/c/*")
+    assert sorted(got) == [f"x/c/{i}" for i in range(4)]
+    assert all(got[k] == fs.cat_file(k) for k in got)
+    assert list(fs.cat("x/c/[1]")) == ["x/c/1"]
+    assert fs.cat("br[ack]/c/1") == np.arange(2, 4, dtype="i2").tobytes()
+    assert fs.get_mapper()["br[ack]/zarr.json"] == fs.cat_file("br[ack]/zarr.json")
+
+
+@pytest.mark.parametrize(
+    ("zarr_format", "key", "aliases"),
+    [
+        (3, "masked/c/1/0", ["masked/c/01/0", "masked/c/+1/0", "masked/c/ 1/0", "masked/c/1/0 "]),
+        (2, "masked/1.0", ["masked/01.0", "masked/1.00", "masked/+1.0", "masked/1 .0"]),
+    ],
+)
+def test_only_canonical_chunk_keys_exist(
+    tmp_path: Path, zarr_format: int, key: str, aliases: list[str]
+) -> None:
+    """Chunk coordinates were parsed with ``int()``: ``01``, ``+1``, `` 1`` (and ``1_0`` for
+    chunk 10) were served as aliases of listed keys that ls()/find() never show."""
+    path = _masked_and_filled_file(tmp_path / "m.h5")
+    fs = HDF5FileSystem(str(path), zarr_format=zarr_format, skip_instance_cache=True)
+    assert fs.exists(key) and key in fs.find("masked")
+    for alias in aliases:
+        assert not fs.exists(alias)
+        with pytest.raises(FileNotFoundError):
+            fs.cat_file(alias)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda fs: fs.pipe_file("x/zarr.json", b"{}"),
+        lambda fs: fs.rm("zarr.json"),
+        lambda fs: fs.mkdir("new"),
+        lambda fs: fs.makedirs("new"),
+        lambda fs: fs.mv("zarr.json", "moved.json"),
+        lambda fs: fs.copy("zarr.json", "copy.json"),
+        lambda fs: fs.put_file(__file__, "up.py"),
+    ],
+    ids=["pipe", "rm", "mkdir", "makedirs", "mv", "copy", "put"],
+)
+def test_writes_raise_a_clear_permission_error(tmp_path: Path, call: object) -> None:
+    """Writes raised fsspec's bare NotImplementedError (mkdir silently did nothing)."""
+    path = _masked_and_filled_file(tmp_path / "m.h5")
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    with pytest.raises(PermissionError, match=r"b2h5 is read-only.*m\.h5"):
+        call(fs)  # type: ignore[operator]
+    fs.makedirs("masked", exist_ok=True)  # an existing directory: nothing to do
+    assert fs.ls("", detail=False) == ["contiguous", "filled", "masked", "scalar", "zarr.json"]
+
+
+def test_url_without_a_file_says_how_to_name_one() -> None:
+    """``b2h5:///data/f.h5`` (a path in the store, no file after ``::``) said only "Got ''"."""
+    import fsspec
+
+    with pytest.raises(TypeError, match=r"b2h5::/data/f\.h5"):
+        fsspec.core.url_to_fs("b2h5:///data/f.h5")

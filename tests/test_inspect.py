@@ -1,0 +1,63 @@
+"""``b2store.inspect``, behind ``b2store info``: its verdict on each dataset (direct or not, and
+why) agrees with what b2h5 and ``b2store refs`` present."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import requires_h5py, requires_hdf5plugin
+
+pytestmark = [requires_h5py, requires_hdf5plugin]
+
+
+def _vds_file(folder: Path) -> Path:
+    """A file with a virtual dataset that b2h5 maps (two aligned chunked sources in the file)."""
+    import h5py
+
+    path = folder / "vds.h5"
+    with h5py.File(path, "w") as f:
+        for i in range(2):
+            f.create_dataset(f"s{i}", data=np.full((4, 6), i, "i4"), chunks=(2, 3))
+        layout = h5py.VirtualLayout(shape=(8, 6), dtype="i4")
+        for i in range(2):
+            layout[4 * i : 4 * i + 4] = h5py.VirtualSource(".", f"s{i}", shape=(4, 6))
+        f.create_virtual_dataset("v", layout, fillvalue=0)
+        bad = h5py.VirtualLayout(shape=(7, 6), dtype="i4")
+        bad[3:7] = h5py.VirtualSource(".", "s0", shape=(4, 6))  # not on a chunk boundary
+        f.create_virtual_dataset("unaligned", bad, fillvalue=0)
+    return path
+
+
+def test_info_verdict_on_virtual_datasets_matches_b2h5(tmp_path: Path) -> None:
+    """``info`` said NOT direct for every virtual dataset, although b2h5 (and ``b2store refs``)
+    map those whose sources line up with their chunks."""
+    from b2store.inspect import inspect_path
+    from b2store.refs import hdf5_refs
+
+    path = _vds_file(tmp_path)
+    nodes = {n.path: n for n in inspect_path(str(path))}
+    refs = hdf5_refs(path, unsupported="skip")["refs"]
+    assert "v/.zarray" in refs and "unaligned/.zarray" not in refs
+    assert nodes["/v"].direct, nodes["/v"].reason
+    assert not nodes["/unaligned"].direct
+    assert "not aligned" in nodes["/unaligned"].reason
+
+
+def test_info_netcdf_dimension_is_not_shown(tmp_path: Path) -> None:
+    """A netCDF dimension without a variable is hidden by b2h5; ``info`` called it direct."""
+    h5netcdf = pytest.importorskip("h5netcdf")
+    from b2store.inspect import inspect_path
+    from b2store.refs import hdf5_refs
+
+    path = tmp_path / "dims.nc"
+    with h5netcdf.File(path, "w") as f:
+        f.dimensions = {"n": 3, "m": 2}
+        f.create_variable("v", ("n",), "f4", data=np.arange(3.0))
+    nodes = {n.path: n for n in inspect_path(str(path))}
+    refs = hdf5_refs(path)["refs"]
+    assert "m/.zarray" not in refs and "v/.zarray" in refs
+    assert nodes["/v"].direct
+    assert not nodes["/m"].direct and "netCDF dimension" in nodes["/m"].reason
