@@ -1,20 +1,26 @@
 """A ``cat2-server`` process for tests and benchmarks: start on a free 127.0.0.1 port, stop.
 
 Used by conftest.py (fixtures) and by tests that need a server of their own (e.g. one to stop
-mid-read). ``login=True`` creates one user with ``cat2-admin`` first. :func:`public_folder` and
-:func:`shared_array` publish test datasets on a running server.
+mid-read). ``login=True`` creates one user with ``cat2-admin`` first; :func:`login` returns a
+session token of a user. :func:`public_folder` and :func:`shared_array` publish test datasets on a
+running server. :class:`FaultProxy` with :func:`proxy_handler` is an HTTP proxy in front of one
+that injects faults and records the requests (the ``fault_proxy`` fixture, the TLS test).
 """
 
 from __future__ import annotations
 
+import http.server
 import os
 import shutil
 import socket
 import subprocess
+import threading
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import blosc2
 import httpx
@@ -100,8 +106,27 @@ def start_server(base: Path, *, login: bool = False) -> Server:
         time.sleep(0.1)
 
 
-def public_folder(server: Server, prefix: str) -> tuple[Path, str]:
-    """A new folder in ``@public`` (``<prefix>-<random>``) and its ``caterva2://`` URL."""
+def login(server: Server, email: str = USER, password: str = PASSWORD) -> str:
+    """Log ``email`` in on a ``login = true`` server; the session token (``c2subauth`` cookie)."""
+    r = httpx.post(f"{server.url}/auth/jwt/login",
+                   data={"username": email, "password": password}, timeout=30)  # fmt: skip
+    assert r.status_code == 204, r.text
+    return str(r.cookies["c2subauth"])
+
+
+class Publishes(Protocol):
+    """A :class:`Server`, or the fault proxy in front of one: its ``public`` folder and the
+    ``host`` to read it through."""
+
+    public: Path
+
+    @property
+    def host(self) -> str: ...
+
+
+def public_folder(server: Publishes, prefix: str) -> tuple[Path, str]:
+    """A new folder in ``@public`` (``<prefix>-<random>``) and its ``caterva2://`` URL through
+    ``server.host``; its store path is ``f"@public/{folder.name}"``."""
     rel = f"{prefix}-{uuid.uuid4().hex[:8]}"
     folder = server.public / rel
     folder.mkdir()
@@ -116,3 +141,78 @@ def shared_array(server: Server, prefix: str) -> tuple[str, np.ndarray]:
     a = np.arange(40 * 30, dtype="f4").reshape(40, 30)
     blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / name), mode="w")
     return f"@shared/{name}", a
+
+
+# -- fault-injecting proxy -------------------------------------------------------------------------
+
+
+@dataclass
+class FaultProxy:
+    """Forwards GETs to ``upstream``; ``plan(n, path)`` names a fault for request number n.
+
+    Faults: ``None`` (forward), ``"500"`` (500 then close the connection), ``"reset"`` (close
+    without answering), ``"slow"`` (sleep ``delay`` s, then forward), ``"truncate"`` (announce the
+    full length, send half the body, close).
+    """
+
+    upstream: str
+    public: Path = Path()
+    url: str = ""
+    delay: float = 3.0
+    plan: Callable[[int, str], str | None] = lambda n, path: None
+    requests: list[str] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def host(self) -> str:
+        return self.url.split("://", 1)[1]
+
+
+def proxy_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
+    """The request handler of ``proxy``: records each path in ``proxy.requests``, then answers as
+    ``proxy.plan`` says (a plan that names no fault makes a plain forwarder)."""
+    client = httpx.Client(timeout=30)
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            with proxy.lock:
+                n = len(proxy.requests)
+                proxy.requests.append(self.path)
+            fault = proxy.plan(n, self.path)
+            if fault == "reset":
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            if fault == "500":
+                body = b"Internal Server Error"
+                self.send_response(500)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+                self.close_connection = True
+                return
+            if fault == "slow":
+                time.sleep(proxy.delay)
+            r = client.get(proxy.upstream + self.path)
+            body = r.content
+            self.send_response(r.status_code)
+            for k in ("Content-Type", "ETag"):
+                if k in r.headers:
+                    self.send_header(k, r.headers[k])
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            if fault == "truncate":
+                self.wfile.write(body[: len(body) // 2])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            self.wfile.write(body)
+
+    return Handler

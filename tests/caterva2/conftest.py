@@ -3,28 +3,25 @@
 * ``cat2_server`` (session): ``login = false`` server on a free 127.0.0.1 port; files written into
   ``public`` are served as ``@public/<relpath>`` at once (the server re-reads its folder).
 * ``cat2_auth_server`` (session): ``login = true`` with one user created by ``cat2-admin``.
-* ``fault_proxy``: a threaded HTTP proxy in front of ``cat2_server`` that injects faults (500 plus
-  dropped connection, reset, slow answer, truncated body) following a per-test plan.
+* ``fault_proxy``: a threaded HTTP proxy (``_c2server.FaultProxy``) in front of ``cat2_server``
+  that injects faults (500 plus dropped connection, reset, slow answer, truncated body) following
+  a per-test plan.
 * ``so``: storage options with a per-test cache folder.
 """
 
 from __future__ import annotations
 
 import http.server
-import socket
 import sys
 import threading
-import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _c2server import Server, start_server
+from _c2server import FaultProxy, Server, proxy_handler, start_server
 
 
 @pytest.fixture(scope="session")
@@ -51,83 +48,10 @@ def so(tmp_path: Path) -> dict[str, Any]:
     return {"cache_storage": str(tmp_path / "cache"), "backoff": 0.01, "skip_instance_cache": True}
 
 
-# -- fault-injecting proxy -------------------------------------------------------------------------
-
-
-@dataclass
-class FaultProxy:
-    """Forwards GETs to ``upstream``; ``plan(n, path)`` names a fault for request number n.
-
-    Faults: ``None`` (forward), ``"500"`` (500 then close the connection), ``"reset"`` (close
-    without answering), ``"slow"`` (sleep ``delay`` s, then forward), ``"truncate"`` (announce the
-    full length, send half the body, close).
-    """
-
-    upstream: str
-    public: Path = Path()
-    url: str = ""
-    delay: float = 3.0
-    plan: Callable[[int, str], str | None] = lambda n, path: None
-    requests: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    @property
-    def host(self) -> str:
-        return self.url.split("://", 1)[1]
-
-
-def _handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
-    client = httpx.Client(timeout=30)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            with proxy.lock:
-                n = len(proxy.requests)
-                proxy.requests.append(self.path)
-            fault = proxy.plan(n, self.path)
-            if fault == "reset":
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            if fault == "500":
-                body = b"Internal Server Error"
-                self.send_response(500)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-                self.close_connection = True
-                return
-            if fault == "slow":
-                time.sleep(proxy.delay)
-            r = client.get(proxy.upstream + self.path)
-            body = r.content
-            self.send_response(r.status_code)
-            for k in ("Content-Type", "ETag"):
-                if k in r.headers:
-                    self.send_header(k, r.headers[k])
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            if fault == "truncate":
-                self.wfile.write(body[: len(body) // 2])
-                self.wfile.flush()
-                self.close_connection = True
-                self.connection.shutdown(socket.SHUT_RDWR)
-                return
-            self.wfile.write(body)
-
-    return Handler
-
-
 @pytest.fixture
 def fault_proxy(cat2_server: Server) -> Iterator[FaultProxy]:
     proxy = FaultProxy(upstream=cat2_server.url, public=cat2_server.public)
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _handler(proxy))
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), proxy_handler(proxy))
     httpd.daemon_threads = True
     proxy.url = f"http://127.0.0.1:{httpd.server_address[1]}"
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)

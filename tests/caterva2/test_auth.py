@@ -22,7 +22,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from _c2server import PASSWORD, USER, public_folder, shared_array
+from _c2server import PASSWORD, USER, login, public_folder, shared_array
 
 from b2store.caterva2.filesystem import Caterva2FileSystem, Caterva2URLNotFoundError
 
@@ -30,24 +30,25 @@ from b2store.caterva2.filesystem import Caterva2FileSystem, Caterva2URLNotFoundE
 @pytest.fixture(scope="module")
 def shared(cat2_auth_server: Any) -> tuple[str, np.ndarray]:
     """An array in @shared (readable only when logged in)."""
-    name = f"s-{uuid.uuid4().hex[:8]}.b2nd"
-    folder = cat2_auth_server.state / "shared"
-    folder.mkdir(exist_ok=True)
-    a = np.arange(50 * 20, dtype="i2").reshape(50, 20)
-    blosc2.asarray(a, chunks=(20, 20), blocks=(10, 10), urlpath=str(folder / name), mode="w")
-    return f"@shared/{name}", a
+    return shared_array(cat2_auth_server, "s")
 
 
 @pytest.fixture(scope="module")
 def token(cat2_auth_server: Any) -> str:
-    r = httpx.post(f"{cat2_auth_server.url}/auth/jwt/login",
-                   data={"username": USER, "password": PASSWORD}, timeout=30)  # fmt: skip
-    assert r.status_code == 204
-    return str(r.cookies["c2subauth"])
+    return login(cat2_auth_server)
 
 
 def _url(server: Any, path: str) -> str:
     return f"caterva2://{server.host}/{path}"
+
+
+def _unfold(server: Any, token: str, h5: Path) -> str:
+    """Unfold ``h5`` (a file under ``server.public``) into an HDF5 proxy folder beside it (which
+    needs a logged-in user); the proxy folder's store path."""
+    path = f"@public/{h5.relative_to(server.public).as_posix()}"
+    r = httpx.post(f"{server.url}/api/unfold/{path}", cookies={"c2subauth": token}, timeout=60)
+    assert r.status_code == 200, r.text
+    return path.removesuffix(".h5")
 
 
 def test_anonymous_is_refused(cat2_auth_server: Any, shared: Any, so: dict[str, Any]) -> None:
@@ -105,18 +106,15 @@ def test_unfolded_hdf5_proxy_reads_slices(
     cat2_auth_server: Any, token: str, so: dict[str, Any]
 ) -> None:
     """Proxies' chunk endpoint answers zeros with status 200: b2store must use the slice path."""
-    stem = f"u{uuid.uuid4().hex[:8]}"
+    folder, _base = public_folder(cat2_auth_server, "unfold")
     a = np.arange(60 * 40, dtype="f4").reshape(60, 40) + 1
-    with h5py.File(cat2_auth_server.public / f"{stem}.h5", "w") as f:
+    with h5py.File(folder / "u.h5", "w") as f:
         f.create_dataset("d", data=a, chunks=(20, 40))
         f["d"].attrs["units"] = "K"
-    r = httpx.post(f"{cat2_auth_server.url}/api/unfold/@public/{stem}.h5",
-                   cookies={"c2subauth": token}, timeout=60)  # fmt: skip
-    assert r.status_code == 200, r.text
-    chunk0 = httpx.get(f"{cat2_auth_server.url}/api/chunk/@public/{stem}/d.b2nd?nchunk=0").content
+    proxy = _unfold(cat2_auth_server, token, folder / "u.h5")
+    chunk0 = httpx.get(f"{cat2_auth_server.url}/api/chunk/{proxy}/d.b2nd?nchunk=0").content
     assert not np.frombuffer(blosc2.decompress2(chunk0), dtype="f4").any()  # the trap is real
-    z = zarr.open_array(_url(cat2_auth_server, f"@public/{stem}/d.b2nd"), mode="r",
-                        storage_options=so)  # fmt: skip
+    z = zarr.open_array(_url(cat2_auth_server, f"{proxy}/d.b2nd"), mode="r", storage_options=so)
     np.testing.assert_array_equal(z[...], a)
     assert z.metadata.zarr_format == 2 and z.metadata.compressor is None  # decoded bytes
 
@@ -192,17 +190,13 @@ def test_credentials_for_a_server_without_login(
 
 
 def test_unfolded_proxy_sees_its_hdf5_file_replaced(
-    cat2_auth_server: Any, so: dict[str, Any]
+    cat2_auth_server: Any, token: str, so: dict[str, Any]
 ) -> None:
     """An unfolded HDF5 proxy reads its source .h5 file, which can be replaced while the proxy
     file (and so its ETag) stays the same: the version now joins the source's ETag (was: the
     chunk cache kept serving the old file's values after a reopen)."""
-    import h5py
-    import httpx
-    from _c2server import PASSWORD, USER
-
-    stem = f"st{uuid.uuid4().hex[:8]}"
-    source = cat2_auth_server.public / f"{stem}.h5"
+    folder, _base = public_folder(cat2_auth_server, "replaced")
+    source = folder / "st.h5"
 
     def write(sign: int) -> None:
         with h5py.File(source, "w") as f:
@@ -212,12 +206,7 @@ def test_unfolded_proxy_sees_its_hdf5_file_replaced(
             f.create_group("g").create_dataset("z", data=sign * np.arange(6))
 
     write(1)
-    login = httpx.post(f"{cat2_auth_server.url}/auth/jwt/login",
-                       data={"username": USER, "password": PASSWORD}, timeout=30)  # fmt: skip
-    r = httpx.post(f"{cat2_auth_server.url}/api/unfold/@public/{stem}.h5",
-                   cookies={"c2subauth": login.cookies["c2subauth"]}, timeout=60)  # fmt: skip
-    assert r.status_code == 200, r.text
-    base = f"caterva2://{cat2_auth_server.host}/@public/{stem}"
+    base = _url(cat2_auth_server, _unfold(cat2_auth_server, token, source))
     for sign in (1, -1):
         if sign == -1:
             write(-1)

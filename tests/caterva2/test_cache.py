@@ -21,11 +21,10 @@ from typing import Any
 
 import blosc2
 import fsspec
-import httpx
 import numpy as np
 import pytest
 import zarr
-from _c2server import CAT2_ADMIN, PASSWORD, SECRET, USER, public_folder, shared_array
+from _c2server import CAT2_ADMIN, PASSWORD, SECRET, USER, login, public_folder, shared_array
 
 from b2store.caterva2.cache import ChunkCache
 
@@ -150,12 +149,19 @@ def test_writer_killed_mid_write(tmp_path: Path) -> None:
 
 @pytest.fixture
 def cached_dataset(cat2_server: Any) -> tuple[str, Path, np.ndarray]:
-    rel = f"cache-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
-    target = cat2_server.public / rel / "t.b2nd"
+    folder, _base = public_folder(cat2_server, "cache")
+    target = folder / "t.b2nd"
     a = np.random.default_rng(3).standard_normal((8, 30, 30)).astype("f4")
     blosc2.asarray(a, chunks=(2, 30, 30), blocks=(1, 15, 30), urlpath=str(target), mode="w")
-    return f"@public/{rel}/t.b2nd", target, a
+    return f"@public/{folder.name}/t.b2nd", target, a
+
+
+def _assert_read_from_the_cache(fault_proxy: Any, url: str, so: dict[str, Any], a: Any) -> None:
+    """With every chunk request failing, ``url`` still reads ``a``, and no chunk is asked for."""
+    fault_proxy.requests.clear()
+    fault_proxy.plan = lambda n, p: "500" if "/api/chunk" in p else None  # chunks unreachable
+    np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], a)
+    assert not any("/api/chunk" in p for p in fault_proxy.requests)
 
 
 def test_warm_read_sends_no_chunk_request(
@@ -165,10 +171,7 @@ def test_warm_read_sends_no_chunk_request(
     url = f"caterva2://{fault_proxy.host}/{path}"
     np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], a)
     assert sum("/api/chunk" in p for p in fault_proxy.requests) == 4
-    fault_proxy.requests.clear()
-    fault_proxy.plan = lambda n, p: "500" if "/api/chunk" in p else None  # chunks unreachable
-    np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], a)
-    assert not any("/api/chunk" in p for p in fault_proxy.requests)
+    _assert_read_from_the_cache(fault_proxy, url, so, a)
 
 
 def test_cache_shared_with_another_process(
@@ -182,10 +185,7 @@ def test_cache_shared_with_another_process(
         "zarr.open_array(sys.argv[1], mode='r', storage_options=opts)[...]\n"
     )
     subprocess.run([sys.executable, "-c", code, url, so["cache_storage"]], check=True, timeout=120)
-    fault_proxy.requests.clear()
-    fault_proxy.plan = lambda n, p: "500" if "/api/chunk" in p else None
-    np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], a)
-    assert not any("/api/chunk" in p for p in fault_proxy.requests)
+    _assert_read_from_the_cache(fault_proxy, url, so, a)
 
 
 def test_changed_dataset_drops_stale_entries(
@@ -246,12 +246,10 @@ def test_cache_limit_smaller_than_a_chunk(
     """A limit below one chunk: reads work, one warning says chunks are not cached, and a folder
     filled under a larger limit is trimmed at the next miss (was: silent, and the folder stayed
     over the limit for good because no entry was ever written)."""
-    rel = f"tiny-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
+    folder, base = public_folder(cat2_server, "tiny")
     for name in ("a.b2nd", "b.b2nd"):
         blosc2.asarray(np.arange(400.0).reshape(20, 20), chunks=(10, 10),
-                       urlpath=str(cat2_server.public / rel / name), mode="w")  # fmt: skip
-    base = f"caterva2://{cat2_server.host}/@public/{rel}"
+                       urlpath=str(folder / name), mode="w")  # fmt: skip
     root = Path(so["cache_storage"])
     zarr.open_array(f"{base}/a.b2nd", mode="r", storage_options=so)[...]
     assert _folder_bytes(root) > 100
@@ -277,14 +275,7 @@ def _add_user(server: Any, email: str, password: str) -> str:
     command = [CAT2_ADMIN, "--conf", str(conf), "--statedir", str(server.state), "adduser",
                email, password]  # fmt: skip
     subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
-    return _login(server, email, password)
-
-
-def _login(server: Any, email: str, password: str) -> str:
-    r = httpx.post(f"{server.url}/auth/jwt/login",
-                   data={"username": email, "password": password}, timeout=30)  # fmt: skip
-    assert r.status_code == 204
-    return str(r.cookies["c2subauth"])
+    return login(server, email, password)
 
 
 def _subject(token: str) -> str:
@@ -309,7 +300,7 @@ def test_personal_datasets_of_two_users_share_no_cache_entries(
     """Two users' ``@personal/x.b2nd`` with the same size and mtime (the same ETag) in one cache
     folder: each user reads their own data (was: the second user got the first one's chunks)."""
     other, other_pw = f"other-{uuid.uuid4().hex[:8]}@example.com", "otherpw11"
-    tokens = {USER: _login(cat2_auth_server, USER, PASSWORD),
+    tokens = {USER: login(cat2_auth_server),
               other: _add_user(cat2_auth_server, other, other_pw)}  # fmt: skip
     name = f"x-{uuid.uuid4().hex[:6]}.b2nd"
     mtime = 1_700_000_000_000_000_000
@@ -339,7 +330,7 @@ def test_shared_datasets_share_cache_entries_across_users(
     np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=opts)[...], a)
     entries = sorted(p.name for p in Path(so["cache_storage"]).rglob("*.c2c"))
     assert len(entries) == 4
-    token = _login(cat2_auth_server, USER, PASSWORD)
+    token = login(cat2_auth_server)
     fs = fsspec.filesystem("caterva2", host=cat2_auth_server.host, token=token, **so)
     fs.cat_file(f"{path}/.zarray")
     assert fs.cache.get(fs._cache_server(path), path, fs._datasets[path].version, "0")
@@ -348,11 +339,11 @@ def test_shared_datasets_share_cache_entries_across_users(
 def test_personal_cache_follows_the_token_in_use(cat2_auth_server: Any, so: dict[str, Any]) -> None:
     """A token is what the server reads with, so it names the cache identity even when a user
     name is passed as well; a password login and a token of the same user share entries."""
-    token = _login(cat2_auth_server, USER, PASSWORD)
+    token = login(cat2_auth_server)
     both = fsspec.filesystem("caterva2", host=cat2_auth_server.host, token=token,
                              username="someone@else.org", password="x", **so)  # fmt: skip
     assert both.client.identity == f"sub:{_subject(token)}"
-    login = fsspec.filesystem("caterva2", host=cat2_auth_server.host, username=USER,
-                              password=PASSWORD, **so)  # fmt: skip
-    login.ls("@personal")  # logs in
-    assert login.client.identity == both.client.identity
+    by_password = fsspec.filesystem("caterva2", host=cat2_auth_server.host, username=USER,
+                                    password=PASSWORD, **so)  # fmt: skip
+    by_password.ls("@personal")  # logs in
+    assert by_password.client.identity == both.client.identity

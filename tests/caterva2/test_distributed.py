@@ -3,7 +3,6 @@ filesystem pickles, workers rebuild their HTTP sessions and share the on-disk ch
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -11,18 +10,18 @@ import blosc2
 import numpy as np
 import pytest
 import xarray as xr
+from _c2server import public_folder
 
 distributed = pytest.importorskip("distributed")
 
 
 def test_dask_mean_on_local_cluster(cat2_server: Any, so: dict[str, Any]) -> None:
-    rel = f"tomo-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
+    folder, base = public_folder(cat2_server, "tomo")
     rng = np.random.default_rng(7)
     stack = rng.integers(800, 36000, size=(16, 64, 64), dtype="u2")
     blosc2.asarray(stack, chunks=(2, 64, 64), blocks=(1, 32, 64),
-                   urlpath=str(cat2_server.public / rel / "scan.b2nd"), mode="w")  # fmt: skip
-    url = f"caterva2://{cat2_server.host}/@public/{rel}/scan.b2nd"  # the dual view's group
+                   urlpath=str(folder / "scan.b2nd"), mode="w")  # fmt: skip
+    url = f"{base}/scan.b2nd"  # the dual view's group
     opts = {k: v for k, v in so.items() if k != "skip_instance_cache"}
     with (
         distributed.LocalCluster(

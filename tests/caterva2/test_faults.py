@@ -9,7 +9,6 @@ import os
 import pickle
 import subprocess
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 import zarr
-from _c2server import start_server
+from _c2server import public_folder, start_server
 from fsspec.asyn import sync
 
 from b2store.caterva2.client import Caterva2BadRequestError, error_for_status
@@ -28,12 +27,11 @@ from b2store.errors import Caterva2HTTPError
 
 @pytest.fixture(scope="module")
 def stack(cat2_server: Any) -> tuple[str, np.ndarray]:
-    rel = f"faults-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
+    folder, _base = public_folder(cat2_server, "faults")
     a = np.random.default_rng(1).integers(0, 4000, size=(6, 40, 40), dtype="u2")
     blosc2.asarray(a, chunks=(2, 20, 40), blocks=(1, 10, 40),
-                   urlpath=str(cat2_server.public / rel / "s.b2nd"), mode="w")  # fmt: skip
-    return f"@public/{rel}/s.b2nd", a
+                   urlpath=str(folder / "s.b2nd"), mode="w")  # fmt: skip
+    return f"@public/{folder.name}/s.b2nd", a
 
 
 def _open(host: str, path: str, so: dict[str, Any], **extra: Any) -> Any:
@@ -123,19 +121,18 @@ def test_server_stopped_mid_read(tmp_path: Path, so: dict[str, Any]) -> None:
 
 def test_dataset_changed_while_open(cat2_server: Any, so: dict[str, Any]) -> None:
     """A rewritten dataset (the old chunk numbers now mean other regions) → loud, then reopen."""
-    rel = f"changed-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
-    target = cat2_server.public / rel / "c.b2nd"
+    folder, _base = public_folder(cat2_server, "changed")
+    target = folder / "c.b2nd"
     a = np.arange(100 * 80, dtype="i4").reshape(100, 80)
     blosc2.asarray(a, chunks=(25, 40), blocks=(5, 40), urlpath=str(target), mode="w")
     opts = {**so, "version_check_interval": 0.0}
-    z = _open(cat2_server.host, f"@public/{rel}/c.b2nd", opts)
+    z = _open(cat2_server.host, f"@public/{folder.name}/c.b2nd", opts)
     np.testing.assert_array_equal(z[0:25], a[0:25])
     b = np.arange(100 * 120, dtype="i4").reshape(100, 120) * -1
     blosc2.asarray(b, chunks=(25, 40), blocks=(5, 40), urlpath=str(target), mode="w")
     with pytest.raises(Caterva2HTTPError, match="changed on the server"):
         z[25:50]
-    z2 = _open(cat2_server.host, f"@public/{rel}/c.b2nd", opts)
+    z2 = _open(cat2_server.host, f"@public/{folder.name}/c.b2nd", opts)
     np.testing.assert_array_equal(z2[...], b)
 
 
@@ -174,12 +171,11 @@ def test_missing_dataset_is_file_not_found(cat2_server: Any, so: dict[str, Any])
 
 
 def _fresh_dataset(cat2_server: Any, name: str) -> tuple[str, Path, np.ndarray]:
-    rel = f"{name}-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
-    target = cat2_server.public / rel / "x.b2nd"
+    folder, _base = public_folder(cat2_server, name)
+    target = folder / "x.b2nd"
     a = np.arange(20 * 20, dtype="i4").reshape(20, 20)
     blosc2.asarray(a, chunks=(5, 5), blocks=(5, 5), urlpath=str(target), mode="w")
-    return f"@public/{rel}/x.b2nd", target, a
+    return f"@public/{folder.name}/x.b2nd", target, a
 
 
 def test_reopen_does_not_retarget_an_open_array(cat2_server: Any, so: dict[str, Any]) -> None:
@@ -247,13 +243,12 @@ def test_replaced_with_same_size_and_mtime_is_seen(cat2_server: Any, so: dict[st
     """A dataset replaced by one of another shape with the same file size and mtime (``cp -p``,
     ``rsync -t``, two writes in one mtime tick: the same ETag): a new open reads the new data
     (was: the cached chunks of the old file, silently)."""
-    rel = f"samesize-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
-    path = cat2_server.public / rel / "r.b2nd"
+    folder, base = public_folder(cat2_server, "samesize")
+    path = folder / "r.b2nd"
     old = np.arange(400.0).reshape(20, 20)
     new = -np.arange(400.0).reshape(10, 40)
     _replace(path, old, (10, 10), keep_mtime=False)
-    url = f"caterva2://{cat2_server.host}/@public/{rel}/r.b2nd"
+    url = f"{base}/r.b2nd"
     np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], old)
     size = path.stat().st_size
     _replace(path, new, (10, 10), keep_mtime=True)
@@ -266,11 +261,10 @@ def test_rewritten_with_fewer_chunks_while_open_says_so(
 ) -> None:
     """An open array whose dataset was rewritten smaller reads a chunk the server no longer has:
     the error says the dataset changed and to reopen it (was: a bare "server error 500")."""
-    rel = f"fewer-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
-    path = cat2_server.public / rel / "r.b2nd"
+    folder, base = public_folder(cat2_server, "fewer")
+    path = folder / "r.b2nd"
     _replace(path, np.arange(400.0).reshape(20, 20), (10, 10), keep_mtime=False)
-    url = f"caterva2://{cat2_server.host}/@public/{rel}/r.b2nd"
+    url = f"{base}/r.b2nd"
     z = zarr.open_array(url, mode="r", storage_options={**so, "cache_storage": None})
     assert z[0, 0] == 0
     _replace(path, np.arange(100.0).reshape(10, 10), (10, 10), keep_mtime=False)
@@ -287,12 +281,11 @@ def test_failed_open_leaves_no_asyncio_noise_at_exit(cat2_server: Any, tmp_path:
     exception was never retrieved ... ServerDisconnectedError"."""
     import sys
 
-    rel = f"noise-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
-    (cat2_server.public / rel / "notes.txt").write_text("hello")
+    folder, base = public_folder(cat2_server, "noise")
+    (folder / "notes.txt").write_text("hello")
     code = (
         "import xarray as xr\n"
-        f"try: xr.open_zarr('caterva2://{cat2_server.host}/@public/{rel}/notes.txt')\n"
+        f"try: xr.open_zarr('{base}/notes.txt')\n"
         "except Exception as e: print(type(e).__name__)\n"
     )
     env = {**os.environ, "B2STORE_CACHE": str(tmp_path / "cache")}

@@ -4,7 +4,6 @@ the same dataset again, IPv6 hosts."""
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import blosc2
@@ -43,10 +42,10 @@ def test_writes_are_refused_everywhere(cat2_server: Any, so: dict[str, Any]) -> 
 
 def test_exists_on_chunk_keys_fetches_no_chunk(cat2_server: Any, so: dict[str, Any]) -> None:
     """``fs.exists(<chunk key>)`` answers from the chunk grid (was: it downloaded the chunk)."""
-    rel = f"exists-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
+    folder, _url = public_folder(cat2_server, "exists")
+    rel = folder.name
     blosc2.asarray(np.arange(100.0).reshape(10, 10), chunks=(5, 5),
-                   urlpath=str(cat2_server.public / rel / "a.b2nd"), mode="w")  # fmt: skip
+                   urlpath=str(folder / "a.b2nd"), mode="w")  # fmt: skip
     fs = fsspec.filesystem("caterva2", host=cat2_server.host, **so)
     base = f"@public/{rel}/a.b2nd"
     requests: list[str] = []
@@ -69,9 +68,9 @@ def test_exists_on_chunk_keys_fetches_no_chunk(cat2_server: Any, so: dict[str, A
 def test_listing_names_no_chunk_directory(cat2_server: Any, so: dict[str, Any]) -> None:
     """``ls`` of a v3 dataset lists its ``zarr.json`` only (was: also a directory ``c`` that
     ``isdir`` denied and ``ls`` could not open)."""
-    rel = f"lsc-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
-    blosc2.asarray(np.arange(10.0), urlpath=str(cat2_server.public / rel / "a.b2nd"), mode="w")
+    folder, _url = public_folder(cat2_server, "lsc")
+    rel = folder.name
+    blosc2.asarray(np.arange(10.0), urlpath=str(folder / "a.b2nd"), mode="w")
     fs = fsspec.filesystem("caterva2", host=cat2_server.host, dataset_as="array", **so)
     listed = fs.ls(f"@public/{rel}/a.b2nd", detail=True)
     assert [e["name"] for e in listed] == [f"@public/{rel}/a.b2nd/zarr.json"]
@@ -84,10 +83,10 @@ def test_unstrip_protocol_round_trips_percent_names(cat2_server: Any, so: dict[s
     """The URL fsspec builds for a path (``fs.unstrip_protocol``, ``OpenFile.full_name``) opens
     that path again, also for a name holding ``%`` (was: ``a%20b.b2nd`` came back as the URL of
     ``a b.b2nd``, another dataset)."""
-    rel = f"pct-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
+    folder, _url = public_folder(cat2_server, "pct")
+    rel = folder.name
     for i, name in enumerate(["a%20b.b2nd", "a b.b2nd"]):
-        blosc2.asarray(np.full(3, i), urlpath=str(cat2_server.public / rel / name), mode="w")
+        blosc2.asarray(np.full(3, i), urlpath=str(folder / name), mode="w")
     fs = fsspec.filesystem("caterva2", host=cat2_server.host, **so)
     for i, name in enumerate(["a%20b.b2nd", "a b.b2nd"]):
         url = fs.unstrip_protocol(f"@public/{rel}/{name}")
@@ -107,10 +106,9 @@ def test_ipv6_url_with_double_colon_is_a_clear_error(so: dict[str, Any]) -> None
 
 def test_ipv6_host_in_storage_options(cat2_server: Any, so: dict[str, Any]) -> None:
     """The documented way round: ``caterva2:///<path>`` with ``host`` in storage_options."""
-    rel = f"v6-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
-    blosc2.asarray(np.arange(5.0), urlpath=str(cat2_server.public / rel / "a.b2nd"), mode="w")
+    folder, _url = public_folder(cat2_server, "v6")
+    blosc2.asarray(np.arange(5.0), urlpath=str(folder / "a.b2nd"), mode="w")
     port = cat2_server.host.rsplit(":", 1)[1]
     opts = {**so, "host": f"[::ffff:127.0.0.1]:{port}"}
-    z = zarr.open_array(f"caterva2:///@public/{rel}/a.b2nd", mode="r", storage_options=opts)
+    z = zarr.open_array(f"caterva2:///@public/{folder.name}/a.b2nd", mode="r", storage_options=opts)
     np.testing.assert_array_equal(z[...], np.arange(5.0))

@@ -13,14 +13,13 @@ import ssl
 import subprocess
 import sys
 import threading
-import uuid
 from pathlib import Path
 from typing import Any
 
 import blosc2
-import httpx
 import numpy as np
 import pytest
+from _c2server import FaultProxy, proxy_handler, public_folder
 
 CLIENT = """
 import sys
@@ -35,29 +34,6 @@ print(int(d.astype("u8").sum().compute()), int(ds["scan.b2nd"].astype("u8").sum(
 """
 
 
-def _forwarder(upstream: str, seen: list[str]) -> type[http.server.BaseHTTPRequestHandler]:
-    client = httpx.Client(timeout=60)
-
-    class Handler(http.server.BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-        def do_GET(self) -> None:
-            seen.append(self.path)
-            r = client.get(upstream + self.path)
-            self.send_response(r.status_code)
-            for k in ("Content-Type", "ETag"):
-                if k in r.headers:
-                    self.send_header(k, r.headers[k])
-            self.send_header("Content-Length", str(len(r.content)))
-            self.end_headers()
-            self.wfile.write(r.content)
-
-    return Handler
-
-
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_caterva2s_over_tls(cat2_server: Any, tmp_path: Path) -> None:
     cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
@@ -67,13 +43,12 @@ def test_caterva2s_over_tls(cat2_server: Any, tmp_path: Path) -> None:
          "-keyout", str(key), "-out", str(cert)],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    rel = f"tls-{uuid.uuid4().hex[:8]}"
-    (cat2_server.public / rel).mkdir()
+    folder, _url = public_folder(cat2_server, "tls")
     a = np.arange(6 * 40 * 30, dtype="u2").reshape(6, 40, 30)
     blosc2.asarray(a, chunks=(2, 40, 30), blocks=(1, 20, 30),
-                   urlpath=str(cat2_server.public / rel / "scan.b2nd"), mode="w")  # fmt: skip
-    seen: list[str] = []
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _forwarder(cat2_server.url, seen))
+                   urlpath=str(folder / "scan.b2nd"), mode="w")  # fmt: skip
+    proxy = FaultProxy(upstream=cat2_server.url)  # a plain forwarder: no faults planned
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), proxy_handler(proxy))
     httpd.daemon_threads = True
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -81,7 +56,7 @@ def test_caterva2s_over_tls(cat2_server: Any, tmp_path: Path) -> None:
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
     try:
-        url = f"caterva2s://127.0.0.1:{httpd.server_address[1]}/@public/{rel}/scan.b2nd"
+        url = f"caterva2s://127.0.0.1:{httpd.server_address[1]}/@public/{folder.name}/scan.b2nd"
         env = {"SSL_CERT_FILE": str(cert), "B2STORE_CACHE": str(tmp_path / "cache"),
                "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}  # fmt: skip
         res = subprocess.run([sys.executable, "-c", CLIENT, url], env=env, capture_output=True,
@@ -89,7 +64,7 @@ def test_caterva2s_over_tls(cat2_server: Any, tmp_path: Path) -> None:
         assert res.returncode == 0, res.stderr[-2000:]
         total = int(a.astype("u8").sum())
         assert res.stdout.split() == [str(total), str(total)]
-        assert any("/api/chunk/" in p for p in seen)  # the data went through TLS
+        assert any("/api/chunk/" in p for p in proxy.requests)  # the data went through TLS
         # without the certificate the TLS handshake fails: an error, never data
         env.pop("SSL_CERT_FILE")
         res = subprocess.run([sys.executable, "-c", CLIENT, url], env=env, capture_output=True,

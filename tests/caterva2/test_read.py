@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import pickle
-import uuid
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,9 +50,7 @@ def _data(shape: tuple[int, ...], dtype: str, rng: np.random.Generator) -> Any:
 @pytest.fixture(scope="module")
 def published(cat2_server: Any) -> tuple[str, dict[str, np.ndarray]]:
     """A directory of .b2nd arrays (some chunks all zero), a .b2frame and an HDF5 file."""
-    rel = f"read-{uuid.uuid4().hex[:8]}"
-    folder = cat2_server.public / rel
-    folder.mkdir()
+    folder, _url = public_folder(cat2_server, "read")
     rng = np.random.default_rng(42)
     arrays: dict[str, np.ndarray] = {}
     for name, shape, chunks, blocks, dtype in CASES:
@@ -85,7 +82,7 @@ def published(cat2_server: Any) -> tuple[str, dict[str, np.ndarray]]:
     arrays["h.h5/grp/gz"] = h
     arrays["h.h5/b2"] = h.astype("<i2")
     arrays["h.h5/contig"] = np.arange(10, dtype="u2")
-    return f"@public/{rel}", arrays
+    return f"@public/{folder.name}", arrays
 
 
 def test_group_tree(cat2_server: Any, published: Any, so: dict[str, Any]) -> None:
@@ -293,13 +290,11 @@ def test_filesystem_pickles_and_lists(cat2_server: Any, published: Any, so: dict
 
 
 def test_readahead_on_sequential_reads_only(fault_proxy: Any, so: dict[str, Any]) -> None:
-    rel = f"ra-{uuid.uuid4().hex[:8]}"
-    public = Path(fault_proxy.public)
-    (public / rel).mkdir()
+    folder, _url = public_folder(fault_proxy, "ra")
     a = np.arange(16 * 10 * 10, dtype="i4").reshape(16, 10, 10)
     blosc2.asarray(a, chunks=(1, 10, 10), blocks=(1, 5, 10),
-                   urlpath=str(public / rel / "r.b2nd"), mode="w")  # fmt: skip
-    path = f"@public/{rel}/r.b2nd"
+                   urlpath=str(folder / "r.b2nd"), mode="w")  # fmt: skip
+    path = f"@public/{folder.name}/r.b2nd"
     fs = Caterva2FileSystem(host=fault_proxy.host, **{**so, "cache_storage": None})
     fs.cat_file(f"{path}/.zarray")
     chunks = lambda: [p for p in fault_proxy.requests if "/api/chunk" in p]  # noqa: E731
@@ -316,17 +311,14 @@ def test_readahead_on_sequential_reads_only(fault_proxy: Any, so: dict[str, Any]
 
 def test_sub_chunk_selection_loads_chunk_once(fault_proxy: Any, so: dict[str, Any]) -> None:
     """zarr's partial decoding asks for byte ranges of one chunk: one request, right values."""
-    rel = f"sub-{uuid.uuid4().hex[:8]}"
-    public = Path(fault_proxy.public)
-    (public / rel).mkdir()
+    folder, base = public_folder(fault_proxy, "sub")
     a = np.random.default_rng(5).integers(0, 60000, size=(4, 64, 96), dtype="u2")
     blosc2.asarray(a, chunks=(2, 64, 96), blocks=(1, 16, 96),
-                   urlpath=str(public / rel / "p.b2nd"), mode="w")  # fmt: skip
+                   urlpath=str(folder / "p.b2nd"), mode="w")  # fmt: skip
     for cache in (None, so["cache_storage"]):
         fault_proxy.requests.clear()
         opts = {**so, "cache_storage": cache, "dataset_as": "array"}  # v3: partial decoding
-        z = zarr.open_array(f"caterva2://{fault_proxy.host}/@public/{rel}/p.b2nd", mode="r",
-                            storage_options=opts)  # fmt: skip
+        z = zarr.open_array(f"{base}/p.b2nd", mode="r", storage_options=opts)
         np.testing.assert_array_equal(z[1, 3:40, 5:9], a[1, 3:40, 5:9])
         np.testing.assert_array_equal(z[3], a[3])
         assert sum("/api/chunk" in p for p in fault_proxy.requests) <= 2
@@ -378,9 +370,7 @@ def test_names_that_look_like_keys_or_escapes(cat2_server: Any, so: dict[str, An
     chunk key of dataset ``c``, not chunk 0 of the file group: was zeros)."""
     import h5py
 
-    rel = f"names-{uuid.uuid4().hex[:8]}"
-    folder = cat2_server.public / rel
-    folder.mkdir()
+    folder, base = public_folder(cat2_server, "names")
     a = np.arange(12.0).reshape(3, 4)
     nd = blosc2.asarray(a, chunks=(2, 2), blocks=(1, 2), urlpath=str(folder / "p%20q.b2nd"))
     nd.vlmeta["dtype"] = "a user attribute"  # only a .b2frame's "dtype" is b2store's convention
@@ -388,22 +378,19 @@ def test_names_that_look_like_keys_or_escapes(cat2_server: Any, so: dict[str, An
     with h5py.File(folder / "f.h5", "w") as f:
         f["c"] = v
         f.create_group("grp").create_group("c")["5"] = v
-    host = cat2_server.host
-    g = zarr.open_group(f"caterva2://{host}/@public/{rel}", mode="r", storage_options=so)
+    g = zarr.open_group(base, mode="r", storage_options=so)
     np.testing.assert_array_equal(g["p%20q.b2nd"][...], a)
     assert g["p%20q.b2nd"].attrs["dtype"] == "a user attribute"
-    url = f"caterva2://{host}/@public/{rel}/p%2520q.b2nd"  # the URL form of the same name
+    url = f"{base}/p%2520q.b2nd"  # the URL form of the same name
     np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], a)
     for leaf in ("c", "grp/c/5"):
-        url = f"caterva2://{host}/@public/{rel}/f.h5/{leaf}"
+        url = f"{base}/f.h5/{leaf}"
         np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], v)
 
 
 def test_b2frame_with_blocks_smaller_than_chunks(cat2_server: Any, so: dict[str, Any]) -> None:
     """Blosc2 splits MB-sized SChunk chunks into smaller blocks (was: every chunk refused)."""
-    rel = f"frames-{uuid.uuid4().hex[:8]}"
-    folder = cat2_server.public / rel
-    folder.mkdir()
+    folder, base = public_folder(cat2_server, "frames")
     raw = np.arange(1_000_000, dtype="<f8")  # 8 MB in 4 MiB chunks, the last one short
     sc = blosc2.SChunk(chunksize=4 * 2**20, data=raw.tobytes(), urlpath=str(folder / "big.b2frame"),
                        mode="w", cparams={"typesize": 8})  # fmt: skip
@@ -411,7 +398,6 @@ def test_b2frame_with_blocks_smaller_than_chunks(cat2_server: Any, so: dict[str,
     odd = np.arange(30, dtype="u1")  # chunks of 6 bytes with typesize 4: served as bytes
     blosc2.SChunk(chunksize=6, data=odd.tobytes(), urlpath=str(folder / "odd.b2frame"),
                   mode="w", cparams={"typesize": 4})  # fmt: skip
-    base = f"caterva2://{cat2_server.host}/@public/{rel}"
     z = zarr.open_array(f"{base}/big.b2frame", mode="r", storage_options=so)
     np.testing.assert_array_equal(z[...], raw)
     np.testing.assert_array_equal(z[524_000:525_000], raw[524_000:525_000])
@@ -424,15 +410,11 @@ def test_empty_arrays(cat2_server: Any, so: dict[str, Any]) -> None:
     refused, and skipped from its directory)."""
     import h5py
 
-    rel = f"empty-{uuid.uuid4().hex[:8]}"
-    folder = cat2_server.public / rel
-    folder.mkdir()
+    folder, base = public_folder(cat2_server, "empty")
     blosc2.zeros((0, 5), dtype="f4", urlpath=str(folder / "empty.b2nd"), mode="w")
     with h5py.File(folder / "f.h5", "w") as f:
         f.create_dataset("e", shape=(0,), dtype="i2")
-    g = zarr.open_group(
-        f"caterva2://{cat2_server.host}/@public/{rel}", mode="r", storage_options=so
-    )
+    g = zarr.open_group(base, mode="r", storage_options=so)
     assert g["empty.b2nd"].shape == (0, 5) and g["empty.b2nd"][...].shape == (0, 5)
     assert g["f.h5/e"][...].shape == (0,)
 

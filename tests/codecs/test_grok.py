@@ -480,7 +480,6 @@ def test_fortran_ordered_chunks_keep_their_bytes() -> None:
 
 def test_grok_decode_is_writable() -> None:
     """Like b2nd: numcodecs users may edit a decoded chunk in place."""
-    pytest.importorskip("blosc2_j2k")
     img = (np.arange(64 * 64, dtype="u2").reshape(64, 64) * 7) % 4096
     codec = numcodecs.get_codec({"id": "b2store_grok"})
     out = codec.decode(codec.encode(img))

@@ -111,14 +111,6 @@ def test_huge_dataset_opens_without_allocating(tmp_path: Path) -> None:
     assert int(ds["x"][n - 1]) == 7
 
 
-def test_read_only(files) -> None:
-    fs = HDF5FileSystem(str(files["filters.h5"]))
-    with pytest.raises(PermissionError):
-        fs.open("f/none/zarr.json", "wb")
-    with fs.open("f/none/zarr.json", "rb") as fh:
-        assert zarr.__name__ and b'"node_type": "array"' in fh.read()
-
-
 @pytest.mark.xfail(
     strict=True,
     reason="zarr (3.1.6 to 3.4.2) ceildiv uses float division: slices deep inside arrays above "

@@ -79,11 +79,6 @@ def test_pickled_b2h5_filesystem_does_not_depend_on_the_working_directory(
     tmp_path, monkeypatch
 ) -> None:
     """A relative ``fo`` must still name the same file on a worker with another cwd."""
-    import pickle
-
-    h5py = pytest.importorskip("h5py")
-    from b2store.hdf5.filesystem import HDF5FileSystem
-
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     with h5py.File(tmp_path / "a" / "f.h5", "w") as f:

@@ -113,26 +113,32 @@ def test_only_canonical_chunk_keys_exist(
 
 
 @pytest.mark.parametrize(
-    "call",
+    ("call", "names"),
     [
-        lambda fs: fs.pipe_file("x/zarr.json", b"{}"),
-        lambda fs: fs.rm("zarr.json"),
-        lambda fs: fs.mkdir("new"),
-        lambda fs: fs.makedirs("new"),
-        lambda fs: fs.mv("zarr.json", "moved.json"),
-        lambda fs: fs.copy("zarr.json", "copy.json"),
-        lambda fs: fs.put_file(__file__, "up.py"),
+        pytest.param(lambda fs: fs.pipe_file("x/zarr.json", b"{}"), r"m\.h5", id="pipe"),
+        pytest.param(lambda fs: fs.rm("zarr.json"), r"m\.h5", id="rm"),
+        pytest.param(lambda fs: fs.mkdir("new"), r"m\.h5", id="mkdir"),
+        pytest.param(lambda fs: fs.makedirs("new"), r"m\.h5", id="makedirs"),
+        pytest.param(lambda fs: fs.mv("zarr.json", "moved.json"), r"m\.h5", id="mv"),
+        pytest.param(lambda fs: fs.copy("zarr.json", "copy.json"), r"m\.h5", id="copy"),
+        pytest.param(lambda fs: fs.put_file(__file__, "up.py"), r"m\.h5", id="put"),
+        # open() names the key and the mode, not the file
+        pytest.param(
+            lambda fs: fs.open("masked/zarr.json", "wb"), r"masked/zarr\.json.*'wb'", id="open-wb"
+        ),
     ],
-    ids=["pipe", "rm", "mkdir", "makedirs", "mv", "copy", "put"],
 )
-def test_writes_raise_a_clear_permission_error(tmp_path: Path, call: object) -> None:
-    """Writes raised fsspec's bare NotImplementedError (mkdir silently did nothing)."""
+def test_writes_raise_a_clear_permission_error(tmp_path: Path, call: object, names: str) -> None:
+    """Writes raised fsspec's bare NotImplementedError (mkdir silently did nothing); after a
+    refusal the store still reads."""
     path = _masked_and_filled_file(tmp_path / "m.h5")
     fs = HDF5FileSystem(str(path), skip_instance_cache=True)
-    with pytest.raises(PermissionError, match=r"b2h5 is read-only.*m\.h5"):
+    with pytest.raises(PermissionError, match=rf"b2h5 is read-only.*{names}"):
         call(fs)  # type: ignore[operator]
     fs.makedirs("masked", exist_ok=True)  # an existing directory: nothing to do
     assert fs.ls("", detail=False) == ["contiguous", "filled", "masked", "scalar", "zarr.json"]
+    with fs.open("masked/zarr.json", "rb") as fh:
+        assert b'"node_type": "array"' in fh.read()
 
 
 def test_url_without_a_file_says_how_to_name_one() -> None:

@@ -115,7 +115,6 @@ def test_server_ignoring_range_requests_raises(http_folder: Path) -> None:
     """``python -m http.server`` answers a ranged GET with the whole file: small chunks read
     through the read-ahead blocks came back as the file's first bytes (all zeros here, no
     error), and big ones as a misleading "chunk is truncated: read 3164144 of 2400000"."""
-    pytest.importorskip("aiohttp")
     for base in _serve(http_folder, _QuietHandler):
         fs = fsspec.filesystem("b2h5", fo=f"{base}/mid.h5", skip_instance_cache=True)
         root = zarr.open_group(fs.get_mapper(), mode="r")
@@ -136,7 +135,6 @@ def test_server_ignoring_range_requests_at_open_raises(tmp_path: Path) -> None:
     """When h5py must read past the first MiB to index the file, fsspec's own ValueError ("The
     HTTP server doesn't appear to support range requests") reached the user without the file's
     name or the workaround; it is the documented OSError now."""
-    pytest.importorskip("aiohttp")
     with h5py.File(tmp_path / "deep.h5", "w") as f:
         f.create_dataset("pad", data=np.ones(2**21 // 8))  # 2 MiB before the chunk index
         f.create_dataset("a", data=np.arange(40_000, dtype="i4"), chunks=(1000,))
@@ -149,7 +147,6 @@ def test_blockcache_over_http_without_directory_pages(http_folder: Path, tmp_pat
     """``b2h5::blockcache::http://...`` raised "HDF5 file not found" (fsspec's caching layer
     answers info() by listing the parent folder), then a TypeError (it sets cache_type), then
     BlocksizeMismatchError (the file was first opened with another block size)."""
-    pytest.importorskip("aiohttp")
     for base in _serve(http_folder, RangeHandler):
         root = zarr.open_group(
             f"b2h5::blockcache::{base}/mid.h5",
