@@ -7,11 +7,13 @@ local cache folder, the second is served from the cache. Prints the two timings 
 of files in the cache, and checks the values against the array that was published.
 
 Run: ``python examples/caterva2_with_cache.py`` (prints a message and exits 0 when cat2-server is
-not installed: ``pip install 'caterva2[server]'``).
+not installed: ``pip install 'caterva2[server]'``; ``CAT2_SERVER`` may name one in another
+environment). The server is stopped and its temporary folder removed at the end.
 """
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -32,7 +34,7 @@ def free_port() -> int:
 
 
 def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
-    exe = shutil.which("cat2-server")
+    exe = os.environ.get("CAT2_SERVER") or shutil.which("cat2-server")
     if exe is None:
         print("cat2-server not found: pip install 'caterva2[server]' -- skipping this example")
         sys.exit(0)
@@ -41,18 +43,21 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     conf = base / "caterva2-server.toml"
     conf.write_text("[server]\nlogin = false\nregister = false\n")
     port = free_port()
-    log = open(base / "server.log", "wb")  # noqa: SIM115  (closed with the process)
-    proc = subprocess.Popen(
-        [exe, "--conf", str(conf), "--statedir", str(state), "--listen", f"127.0.0.1:{port}"],
-        cwd=base,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    env = {k: v for k, v in os.environ.items() if k != "CATERVA2_SECRET"}
+    with open(base / "server.log", "wb") as log:  # the child keeps its own descriptor
+        proc = subprocess.Popen(
+            [exe, "--conf", str(conf), "--statedir", str(state), "--listen", f"127.0.0.1:{port}"],
+            cwd=base,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            raise RuntimeError(f"cat2-server exited; see {base / 'server.log'}")
+            log = (base / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"cat2-server exited with {proc.returncode}:\n{log}")
         try:
             with urllib.request.urlopen(f"{url}/api/roots", timeout=0.5) as r:
                 if r.status == 200:
@@ -61,14 +66,19 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
             pass
         if time.monotonic() > deadline:
             proc.terminate()
+            proc.wait(timeout=10)
             raise RuntimeError("cat2-server did not start within 60 s")
         time.sleep(0.2)
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="b2store-example-") as tmp:
+        run(Path(tmp))
+
+
+def run(base: Path) -> None:
     import xarray as xr
 
-    base = Path(tempfile.mkdtemp())
     proc, host, public = start_server(base)
     try:
         rng = np.random.default_rng(0)

@@ -27,7 +27,11 @@ DATASET = "entry/data/data"
 
 
 def main() -> None:
-    path = Path(tempfile.mkdtemp()) / "tomo.h5"
+    with tempfile.TemporaryDirectory(prefix="b2store-example-") as tmp:
+        run(Path(tmp) / "tomo.h5")
+
+
+def run(path: Path) -> None:
     write_tomography(path, SIZES["small"], progress=False)
 
     # how many chunks are all zero, and so never decompressed?

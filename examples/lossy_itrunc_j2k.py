@@ -32,7 +32,11 @@ def psnr16(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
-    folder = Path(tempfile.mkdtemp())
+    with tempfile.TemporaryDirectory(prefix="b2store-example-") as tmp:
+        run(Path(tmp))
+
+
+def run(folder: Path) -> None:
     src = folder / "tomo.h5"
     write_tomography(src, SIZES["small"], progress=False)
     with h5py.File(src) as f:

@@ -44,10 +44,15 @@ def write_example(path: Path) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1:
-        path = Path(sys.argv[1])
-    else:
-        path = Path(tempfile.mkdtemp()) / "example.h5"
+        show(Path(sys.argv[1]))
+        return
+    with tempfile.TemporaryDirectory(prefix="b2store-example-") as tmp:
+        path = Path(tmp) / "example.h5"
         write_example(path)
+        show(path)
+
+
+def show(path: Path) -> None:
     ds = xr.open_zarr(f"b2h5::{path}")
     print(ds)
     mean = ds["temperature"].mean(dim=("y", "x")).compute()
