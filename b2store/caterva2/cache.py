@@ -91,7 +91,9 @@ class ChunkCache:
                 "Expected a folder for cache_storage. Got an empty string instead; pass None to "
                 "read without a cache."
             )
-        self.root = Path(root)
+        # absolute, with ~ expanded: a pickled copy in a dask worker started in another folder
+        # must use the same folder, and "~/cache" must not create a folder named "~"
+        self.root = Path(root).expanduser().absolute()
         self.size_limit = size_limit
         self._lock = threading.Lock()
         self._total: int | None = None

@@ -236,7 +236,10 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
 
     def __reduce__(self) -> tuple[Any, ...]:
         versions = {path: ds.version for path, ds in self._datasets.items()}
-        return _unpickle, (type(self), self.storage_args, self.storage_options, versions)
+        options = dict(self.storage_options)
+        if self.cache is not None and options.get("cache_storage") is not None:
+            options["cache_storage"] = str(self.cache.root)  # absolute: workers run elsewhere
+        return _unpickle, (type(self), self.storage_args, options, versions)
 
     def __repr__(self) -> str:
         auth = "anonymous"

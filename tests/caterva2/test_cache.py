@@ -123,6 +123,31 @@ WRITER = textwrap.dedent(
 )
 
 
+def test_cache_folder_is_absolute_and_survives_a_pickle_into_another_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative folder means the opener's folder, also in a dask worker started elsewhere;
+    ``~`` is the home folder, not a folder named "~"."""
+    import pickle
+
+    (tmp_path / "opener").mkdir()
+    (tmp_path / "worker").mkdir()
+    monkeypatch.chdir(tmp_path / "opener")
+    fs = fsspec.filesystem(
+        "caterva2", host="127.0.0.1:9", cache_storage="rel", skip_instance_cache=True
+    )
+    blob = pickle.dumps(fs)
+    monkeypatch.chdir(tmp_path / "worker")
+    assert pickle.loads(blob).cache.root == tmp_path / "opener" / "rel"
+    assert not (tmp_path / "worker" / "rel").exists()
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    fs = fsspec.filesystem(
+        "caterva2", host="127.0.0.1:9", cache_storage="~/c2", skip_instance_cache=True
+    )
+    assert fs.cache.root == tmp_path / "home" / "c2"
+    assert not (tmp_path / "worker" / "~").exists()
+
+
 def test_writer_killed_mid_write(tmp_path: Path) -> None:
     """SIGKILL a process while it writes 8 MB entries: every entry is whole or absent."""
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(tmp_path)], stdout=subprocess.PIPE)
