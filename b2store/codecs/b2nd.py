@@ -139,6 +139,13 @@ def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, 
             )
     if len(out) > 6:
         raise CodecError(f"{codec}: Blosc2 allows at most 6 filters. Got {len(out)}.")
+    ntrunc = sum(f["id"] in _TRUNC_IDS for f in out)
+    if ntrunc > 1:
+        # two would both run: the coarser one silently breaks the bound the other states
+        raise CodecError(
+            f"{codec}: filters: Expected at most one truncation filter (itrunc or trunc_prec; "
+            f"one filter may set both max_abs_error and max_rel_error). Got {ntrunc} instead."
+        )
     return out
 
 
@@ -418,11 +425,16 @@ def _bare_blocks(
         return blocks or shape  # nothing to reorder, or the byte-count check will refuse it
     items = hdr.blocksize // dtype.itemsize
     if blocks is not None:
-        if hdr.blocksize != math.prod(blocks) * dtype.itemsize and hdr.nblocks > 1:
-            raise CodecError(
-                f"{what}: chunk blocks hold {items} items of {dtype}, but blocks {list(blocks)} "
-                f"hold {math.prod(blocks)}: pass the array's real block shape"
-            )
+        if hdr.blocksize != math.prod(blocks) * dtype.itemsize:
+            if hdr.nblocks > 1:
+                raise CodecError(
+                    f"{what}: chunk blocks hold {items} items of {dtype}, but blocks "
+                    f"{list(blocks)} hold {math.prod(blocks)}: pass the array's real block shape"
+                )
+            if hdr.nbytes == math.prod(shape) * dtype.itemsize:
+                # one block holding the whole chunk (e.g. plain compress2): C order, whatever
+                # *blocks* says; reordering it by *blocks* would scramble the values
+                return shape
         return blocks
     # blocks unknown: accept only layouts where block order is C order (blocks span the
     # trailing dimensions), which is also the case of one block covering the chunk
@@ -718,6 +730,8 @@ class B2nd(Codec):
                     -(-c // b) * b
                     for c, b in zip(self.chunkshape, self.blocks or self.chunkshape, strict=True)
                 )
+                if hdr.nblocks <= 1 and n and hdr.nbytes % n:
+                    n = math.prod(self.chunkshape)  # one unpadded block: the chunk in C order
                 if n == 0 or hdr.nbytes % n:
                     raise CodecError(
                         f"{CODEC_ID}: bare chunk of {hdr.nbytes} bytes does not fit chunkshape "

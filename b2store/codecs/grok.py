@@ -178,6 +178,35 @@ class Grok(Codec):
         return self.ratio is None and self.psnr is None
 
     # ------------------------------------------------------------------ encode
+    def check_layout(self, dtype: Any, shape: tuple[int, ...]) -> None:
+        """Raise :class:`CodecError` unless chunks of *dtype* and *shape* can be encoded.
+
+        Checks the dtype (uint8/uint16, int8/int16 lossless only, not big-endian) and that a
+        chunk holds 2-D images (``ndim >= 2``); the Zarr v3 codec calls it when an array is
+        created, so a bad array is refused before its metadata is written.
+        """
+        dt = np.dtype(dtype)
+        if dt.byteorder == ">":
+            raise CodecError(
+                f"b2store_grok: cannot encode big-endian dtype {dt}: the decoded chunk is "
+                "little-endian. Store the array as little-endian ('<u2')."
+            )
+        if dt not in _ENCODABLE:
+            raise CodecError(
+                f"b2store_grok: cannot encode dtype {dt}: JPEG 2000 in Blosc2 reads back only "
+                "uint8, uint16, int8 and int16 images. Use b2store_b2nd for other dtypes."
+            )
+        if dt.kind == "i" and not self.lossless:
+            raise CodecError(
+                f"b2store_grok: lossy coding of signed dtype {dt} is not supported (the plugin "
+                "codes it as unsigned, so values around 0 wrap). Use lossless, or shift the data "
+                "to unsigned."
+            )
+        if len(shape) < 2:
+            raise CodecError(
+                f"b2store_grok: a chunk must hold 2-D images (..., H, W); got shape={tuple(shape)}."
+            )
+
     def _check_chunk(self, buf: Any) -> np.ndarray:
         if not isinstance(buf, np.ndarray):
             raise CodecError(
@@ -185,26 +214,7 @@ class Grok(Codec):
                 f"{type(buf).__name__} (flat bytes carry no image shape)."
             )
         arr = buf
-        if arr.dtype.byteorder == ">":
-            raise CodecError(
-                f"b2store_grok: cannot encode big-endian {arr.dtype=}: the decoded chunk is "
-                "little-endian. Store the array as little-endian ('<u2')."
-            )
-        if arr.dtype not in _ENCODABLE:
-            raise CodecError(
-                f"b2store_grok: cannot encode {arr.dtype=}: JPEG 2000 in Blosc2 reads back only "
-                "uint8, uint16, int8 and int16 images. Use b2store_b2nd for other dtypes."
-            )
-        if arr.dtype.kind == "i" and not self.lossless:
-            raise CodecError(
-                f"b2store_grok: lossy coding of signed {arr.dtype=} is not supported (the plugin "
-                "codes it as unsigned, so values around 0 wrap). Use lossless, or shift the data "
-                "to unsigned."
-            )
-        if arr.ndim < 2:
-            raise CodecError(
-                f"b2store_grok: a chunk must hold 2-D images (..., H, W); got {arr.shape=}."
-            )
+        self.check_layout(arr.dtype, arr.shape)
         if arr.flags.f_contiguous and not arr.flags.c_contiguous:
             # a numcodecs compressor keeps the buffer's bytes as they lie (zarr v2 order="F"
             # reads them back in F order): code the C-ordered transpose
@@ -326,10 +336,21 @@ class Grok(Codec):
         result = np.frombuffer(bytearray(flat) if isinstance(flat, bytes) else flat, dtype=dtype)
         result = result.reshape(shape)
         if out is not None:
-            out_arr = np.asarray(out)
-            if out_arr.nbytes != result.nbytes:
-                raise CodecError(f"b2store_grok: {out_arr.nbytes=} does not match {result.nbytes=}")
-            out_arr.reshape(-1).view(np.uint8)[:] = result.reshape(-1).view(np.uint8)
+            # numcodecs semantics: the decoded bytes, in out's memory order (an F-ordered out
+            # holds the F-ordered chunk encode stored as its C-ordered transpose)
+            from numcodecs.compat import ensure_ndarray_like
+
+            out_arr = ensure_ndarray_like(out)
+            if out_arr.nbytes != result.nbytes or not (
+                out_arr.flags.c_contiguous or out_arr.flags.f_contiguous
+            ):
+                raise CodecError(
+                    f"b2store_grok: expected out to be a contiguous buffer of {result.nbytes} "
+                    f"bytes, got {out_arr.nbytes} bytes (shape {out_arr.shape}) instead"
+                )
+            np.copyto(
+                out_arr.reshape(-1, order="A").view(np.uint8), result.reshape(-1).view(np.uint8)
+            )
             return out
         return result
 

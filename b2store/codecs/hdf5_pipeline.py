@@ -593,26 +593,46 @@ _DECODERS: dict[int, tuple[Decoder, Encoder]] = {
 }
 
 
+def _config_int(key: str, value: Any) -> int:
+    """An integer config value (numpy integers too); strings, floats and bools are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | np.integer):
+        raise TypeError(f"{CODEC_ID}: {key}: Expected an integer. Got {value!r} instead.")
+    return int(value)
+
+
+def _config_ints(key: str, value: Any) -> list[int]:
+    """A list of integer config values."""
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(f"{CODEC_ID}: {key}: Expected a list of integers. Got {value!r} instead.")
+    return [_config_int(f"{key}[{i}]", v) for i, v in enumerate(value)]
+
+
 def _parse_filters(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     if isinstance(filters, str | bytes) or not isinstance(filters, Sequence):
-        raise TypeError(f"Expected a list of filter dicts. Got {type(filters).__name__} instead.")
+        raise TypeError(
+            f"{CODEC_ID}: filters: Expected a list of filter dicts. "
+            f"Got {type(filters).__name__} instead."
+        )
     if not 0 < len(filters) <= _MAX_FILTERS:
         raise ValueError(
-            f"Expected an integer from the inclusive range (1, {_MAX_FILTERS}) of filters. "
-            f"Got {len(filters)} instead."
+            f"{CODEC_ID}: filters: Expected an integer from the inclusive range "
+            f"(1, {_MAX_FILTERS}) of filters. Got {len(filters)} instead."
         )
     out = []
-    for f in filters:
+    for i, f in enumerate(filters):
         if not isinstance(f, Mapping) or "id" not in f:
-            raise TypeError(f"Expected a dict with keys id, name, cd_values. Got {f!r} instead.")
-        fid = int(f["id"])
+            raise TypeError(
+                f"{CODEC_ID}: filters[{i}]: Expected a dict with keys id, name, cd_values. "
+                f"Got {f!r} instead."
+            )
+        fid = _config_int(f"filters[{i}].id", f["id"])
         name = str(f.get("name") or FILTER_NAMES.get(fid, f"filter {fid}"))
         if fid not in SUPPORTED_FILTERS:
             raise CodecError(
                 f"{CODEC_ID}: HDF5 filter {fid} ({name}) is not supported; supported ids are "
                 f"{sorted(SUPPORTED_FILTERS)}."
             )
-        cd = [int(v) for v in f.get("cd_values", ())]
+        cd = _config_ints(f"filters[{i}].cd_values", f.get("cd_values", ()))
         if fid == 32008:
             _bitshuffle_params(cd, 1)
         out.append({"id": fid, "name": name, "cd_values": cd})
@@ -656,21 +676,33 @@ class HDF5Pipeline(Codec):
             try:
                 dt = np.dtype(dtype)
             except TypeError as e:
-                raise ValueError(f"Expected a numpy dtype string. Got {dtype!r} instead.") from e
+                raise ValueError(
+                    f"{CODEC_ID}: dtype: Expected a numpy dtype string. Got {dtype!r} instead."
+                ) from e
+            if dt.hasobject:
+                raise ValueError(
+                    f"{CODEC_ID}: dtype: Expected a fixed-size dtype (HDF5 chunks hold no Python "
+                    f"objects). Got {dtype!r} instead."
+                )
             self.dtype: str | None = dt.str  # '|V<n>' for compound types: bytes are what matter
             self._itemsize = dt.itemsize
         else:
             self.dtype = None
             self._itemsize = 1
         if chunkshape is not None:
-            shape = [int(s) for s in chunkshape]
+            shape = _config_ints("chunkshape", chunkshape)
             if any(s < 0 for s in shape):
-                raise ValueError(f"Expected non-negative chunk sizes. Got {shape} instead.")
+                raise ValueError(
+                    f"{CODEC_ID}: chunkshape: Expected non-negative chunk sizes. Got {shape} "
+                    "instead."
+                )
             self.chunkshape: list[int] | None = shape
         else:
             self.chunkshape = None
         if not isinstance(masked, bool):
-            raise TypeError(f"Expected a bool for masked. Got {type(masked).__name__} instead.")
+            raise TypeError(
+                f"{CODEC_ID}: masked: Expected a bool. Got {type(masked).__name__} instead."
+            )
         self.masked = masked
         self._nbytes = (
             self._itemsize * math.prod(self.chunkshape)
@@ -775,6 +807,13 @@ class HDF5Pipeline(Codec):
                 if not self.masked:
                     raise
                 mask |= 1 << i  # what HDF5 does when an optional filter fails on a chunk
+            except CodecError:
+                raise
+            except Exception as e:  # the library's own error, e.g. an out-of-range level
+                raise CodecError(
+                    f"{CODEC_ID}: cannot encode HDF5 {f['name']} data with cd_values "
+                    f"{f['cd_values']}: {type(e).__name__}: {e}"
+                ) from e
         return frame_chunk(data, mask) if self.masked else data
 
     def encode(self, buf: Any) -> bytes:

@@ -11,7 +11,7 @@ dataclass that runs it off the event loop.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,8 @@ from typing import TYPE_CHECKING, Any
 from zarr.abc.codec import BytesBytesCodec
 from zarr.core.common import parse_named_configuration
 
-from b2store.codecs.hdf5_pipeline import HDF5Pipeline
+from b2store.codecs.hdf5_pipeline import HDF5Pipeline, _config_ints
+from b2store.codecs.hdf5_pipeline import _parse_filters as parse_hdf5_filters
 
 if TYPE_CHECKING:
     from typing import Self
@@ -35,15 +36,17 @@ _Filter = tuple[int, str, tuple[int, ...]]
 
 
 def _parse_filters(filters: Sequence[Any]) -> tuple[_Filter, ...]:
-    out = []
-    for f in filters:
-        if isinstance(f, Mapping):
-            out.append((int(f["id"]), str(f.get("name", "")), tuple(f.get("cd_values", ()))))
-        elif isinstance(f, Sequence) and len(f) == 3:
-            out.append((int(f[0]), str(f[1]), tuple(int(v) for v in f[2])))
-        else:
-            raise TypeError(f"Expected a dict with keys id, name, cd_values. Got {f!r} instead.")
-    return tuple(out)
+    """Filters as hashable ``(id, name, cd_values)`` tuples, checked as the numcodecs codec does
+    (errors name the codec and the key); ``(id, name, cd_values)`` sequences are accepted too."""
+    specs: Any = filters
+    if isinstance(filters, Sequence) and not isinstance(filters, str | bytes):
+        specs = [
+            {"id": f[0], "name": f[1], "cd_values": f[2]}
+            if isinstance(f, Sequence) and not isinstance(f, str | bytes) and len(f) == 3
+            else f
+            for f in filters
+        ]
+    return tuple((f["id"], f["name"], tuple(f["cd_values"])) for f in parse_hdf5_filters(specs))
 
 
 @lru_cache(maxsize=64)
@@ -79,7 +82,7 @@ class HDF5PipelineCodec(BytesBytesCodec):
     ) -> None:
         object.__setattr__(self, "filters", _parse_filters(filters))
         object.__setattr__(self, "dtype", dtype)
-        shape = tuple(int(c) for c in chunkshape) if chunkshape is not None else None
+        shape = tuple(_config_ints("chunkshape", chunkshape)) if chunkshape is not None else None
         object.__setattr__(self, "chunkshape", shape)
         object.__setattr__(self, "masked", masked)
         self._codec  # noqa: B018 - validate the configuration now, not at the first read

@@ -112,8 +112,23 @@ def _config_of(data: dict[str, Any] | Any, name: str) -> dict[str, Any]:
     return dict(cfg or {})
 
 
+def _big_endian_message(dtype: np.dtype) -> str:
+    """Zarr v3 metadata records no byte order for an array->bytes codec: a reopened array would
+    read as little-endian, so big-endian bytes would come back swapped."""
+    return (
+        f"b2store.b2nd: cannot store big-endian {dtype} in Zarr v3 (a reopened array would "
+        f"read as {dtype.newbyteorder('<')}): create the array with the little-endian dtype "
+        "instead"
+    )
+
+
 def _as_chunk(arr: np.ndarray, spec: ArraySpec, what: str) -> np.ndarray:
-    """View/reshape a decoded array to the chunk spec's dtype and shape, or raise."""
+    """View/reshape a decoded array to the chunk spec's dtype and shape, or raise.
+
+    Only flat results (plain Blosc2 frames, bare chunks, the ``(1,)`` frame of a 0-d chunk) are
+    reshaped; an n-D frame of another shape (a chunk of another array) is refused, never
+    cropped or reshaped into wrong values.
+    """
     dtype = spec.dtype.to_native_dtype()
     shape = tuple(spec.shape)
     if arr.dtype != dtype:
@@ -122,9 +137,7 @@ def _as_chunk(arr: np.ndarray, spec: ArraySpec, what: str) -> np.ndarray:
         arr = np.ascontiguousarray(arr).view(dtype)
     if arr.shape == shape:
         return arr
-    if arr.ndim == len(shape) and all(a >= s for a, s in zip(arr.shape, shape, strict=True)):
-        return arr[tuple(slice(0, s) for s in shape)]
-    if arr.size == math.prod(shape):
+    if arr.ndim <= 1 and arr.size == math.prod(shape):
         return arr.reshape(shape)
     raise CodecError(
         f"{what}: decoded chunk shape {arr.shape} does not match the array's chunk shape {shape}"
@@ -215,6 +228,9 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         # take is refused at creation, not on the first write
         native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
         _blosc2_filters(normalize_filters(_thaw_filters(self.filters)), native)
+        if native.byteorder == ">":
+            # refused at creation, before zarr.json is written (writes refuse it too, below)
+            raise CodecError(_big_endian_message(native))
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
         raise NotImplementedError
@@ -246,14 +262,8 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         from b2store.codecs.b2nd import encode_b2nd
 
         arr = chunk_array.as_numpy_array()
-        if arr.dtype.byteorder == ">":
-            # Zarr v3 metadata records no byte order for an array->bytes codec: a reopened
-            # array reads as little-endian, so big-endian bytes would come back swapped
-            raise CodecError(
-                f"b2store.b2nd: cannot store big-endian {arr.dtype} in Zarr v3 (a reopened "
-                f"array would read as {arr.dtype.newbyteorder('<')}): create the array with "
-                "the little-endian dtype instead"
-            )
+        if arr.dtype.byteorder == ">":  # validate refuses it at creation; a chunk may still be
+            raise CodecError(_big_endian_message(arr.dtype))
         data = encode_b2nd(
             arr,
             cname=self.cname,
@@ -411,8 +421,9 @@ class _PartialPlan:
             info = bf.parse_frame(head, what=what, complete=False)
             if info.b2nd is None or info.nchunks != 1 or info.cbytes == 0:
                 return None
-            if info.b2nd.chunks != shape or info.typesize != dtype.itemsize:
-                return None
+            meta = info.b2nd
+            if meta.chunks != shape or meta.shape != shape or info.typesize != dtype.itemsize:
+                return None  # not this chunk's layout: the whole-chunk decode says why
             base, chunks, blk = info.header_size, info.b2nd.chunks, info.b2nd.blocks
         else:
             base, chunks, blk = 0, shape, blocks or shape
@@ -778,3 +789,9 @@ class GrokCodec(_NumcodecsArrayBytes):
 
         grok: Codec = Grok(**config)
         return grok
+
+    def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
+        # refuse dtypes and ranks the plugin cannot read back when the array is created, not
+        # on its first write (after zarr.json was written)
+        native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
+        self._numcodec.check_layout(native, tuple(shape))

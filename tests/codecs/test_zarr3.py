@@ -497,13 +497,13 @@ def test_truncation_filter_checked_at_creation_and_0d_blocks() -> None:
 
 
 def test_v3_b2nd_refuses_big_endian_instead_of_swapping_on_reopen(tmp_path: Path) -> None:
-    z = zarr.create_array(
-        store=str(tmp_path / "a.zarr"),
-        shape=(3,),
-        chunks=(3,),
-        dtype=">i4",
-        serializer={"name": "b2store.b2nd", "configuration": {}},
-        compressors=None,
-    )
     with pytest.raises(CodecError, match="big-endian"):
-        z[...] = np.array([1, 2, 3], dtype=">i4")
+        zarr.create_array(
+            store=str(tmp_path / "a.zarr"),
+            shape=(3,),
+            chunks=(3,),
+            dtype=">i4",
+            serializer={"name": "b2store.b2nd", "configuration": {}},
+            compressors=None,
+        )
+    assert not (tmp_path / "a.zarr" / "zarr.json").exists()  # refused before anything is written
