@@ -16,6 +16,6 @@ def cache_home() -> Path:
     """``$B2STORE_CACHE``, else ``$XDG_CACHE_HOME/b2store``, else ``~/.cache/b2store``."""
     env = os.environ.get("B2STORE_CACHE")
     if env:
-        return Path(env)
+        return Path(env).expanduser()  # "~/cache" is not a folder named "~"
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "b2store"

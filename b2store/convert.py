@@ -682,6 +682,8 @@ def convert(
     import h5py
     import hdf5plugin
 
+    from b2store.hdf5.index import open_local_file
+
     options = options or ConvertOptions()
     src, dst = os.fspath(src), os.fspath(dst)
     if not os.path.isfile(src):
@@ -704,7 +706,7 @@ def convert(
     reports: list[DatasetReport] = []
     try:
         with (
-            h5py.File(src, "r") as fin,
+            open_local_file(src) as fin,  # also while an SWMR writer appends
             h5py.File(tmp, "w", track_order=_tracks_order(fin["/"])) as fout,
             ThreadPoolExecutor(options.nthreads) as pool,
         ):

@@ -316,7 +316,9 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
     if not h5py.is_hdf5(path):
         raise InspectError(f"{path} is not an HDF5 file (no HDF5 signature)")
     nodes: list[NodeInfo] = []
-    with h5py.File(path, "r") as f:
+    from b2store.hdf5.index import open_local_file
+
+    with open_local_file(path) as f:  # also while an SWMR writer appends
         nodes.append(NodeInfo(path="/", kind="group"))
         names: list[str] = []
         f.visit(names.append)  # collect first: no other I/O inside h5py's traversal

@@ -61,3 +61,29 @@ def test_info_netcdf_dimension_is_not_shown(tmp_path: Path) -> None:
     assert "m/.zarray" not in refs and "v/.zarray" in refs
     assert nodes["/v"].direct
     assert not nodes["/m"].direct and "netCDF dimension" in nodes["/m"].reason
+
+
+def test_info_and_convert_read_a_file_left_marked_open_by_an_swmr_writer(tmp_path: Path) -> None:
+    """A copy taken while an SWMR writer held the file (or a file whose writer died) is marked
+    "open for write"; h5py opens it only with ``swmr=True``."""
+    import shutil
+
+    import h5py
+
+    from b2store.convert import convert
+    from b2store.inspect import inspect_hdf5
+
+    live, copy = tmp_path / "live.h5", tmp_path / "copy.h5"
+    with h5py.File(live, "w", libver="latest") as f:
+        f.create_dataset(
+            "x", data=np.arange(60.0).reshape(6, 10), chunks=(4, 10), maxshape=(None, 10)
+        )
+        f.swmr_mode = True
+        f.flush()
+        shutil.copy(live, copy)
+    with pytest.raises(OSError, match="already open for write"):
+        h5py.File(copy, "r")
+    assert [n.path for n in inspect_hdf5(copy)] == ["/", "/x"]
+    convert(copy, tmp_path / "out.h5")
+    with h5py.File(tmp_path / "out.h5", "r") as f:
+        np.testing.assert_array_equal(f["x"][...], np.arange(60.0).reshape(6, 10))

@@ -40,8 +40,9 @@ __all__ = [
     "save_sidecar",
 ]
 
-#: Sidecar format; 6: local files (and their sources) are also keyed by inode and ctime.
-FORMAT = "b2store-hdf5-index-6"
+#: Sidecar format; 6: local files (and their sources) are also keyed by inode and ctime; 7:
+#: compound attributes always skipped, a _FillValue outside an integer dtype never the fill.
+FORMAT = "b2store-hdf5-index-7"
 
 
 class MemoryCache:

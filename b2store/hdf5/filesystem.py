@@ -33,7 +33,13 @@ from fsspec.implementations.memory import MemoryFile
 
 from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store.hdf5 import cache as _cache
-from b2store.hdf5.index import ChunkTable, FileIndex, build_index, resolve_external
+from b2store.hdf5.index import (
+    ChunkTable,
+    FileIndex,
+    build_index,
+    open_local_file,
+    resolve_external,
+)
 
 __all__ = ["HDF5FileSystem"]
 
@@ -321,7 +327,14 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         try:
             size, stamp = self._identity(self.url)
         except FileNotFoundError:
-            raise FileNotFoundError(f"HDF5 file not found: {self.url}") from None
+            hint = ""
+            if has_magic(self.url):  # xr.open_mfdataset("b2h5::/data/*.h5", engine="zarr")
+                hint = (
+                    " (b2h5 presents one HDF5 file, it does not expand patterns: list the "
+                    "files first, e.g. xr.open_mfdataset([f'b2h5::{p}' for p in "
+                    "sorted(glob.glob(pattern))], engine='zarr'))"
+                )
+            raise FileNotFoundError(f"HDF5 file not found: {self.url}{hint}") from None
         self._stamp = str(stamp)
         protos = self.target_fs.protocol
         proto = protos if isinstance(protos, str) else protos[0]
@@ -366,7 +379,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             return None
         if self.index_cache == "auto":
             return _cache.default_cache_dir()
-        return Path(self.index_cache)
+        return Path(self.index_cache).expanduser()  # "~/..." made a folder named "~"
 
     def _load_index(self) -> FileIndex:
         """The file's index from the memory cache, the sidecar cache or built anew.
@@ -404,7 +417,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             import hdf5plugin  # noqa: F401  (filters h5py may need for compact/vlen reads)
         try:
             if self._is_local():
-                return h5py.File(url, "r"), None
+                return open_local_file(url), None
             try:
                 fh = self.target_fs.open(url, "rb", block_size=2**20, cache_type="readahead")
             except TypeError:
@@ -412,12 +425,22 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 # reads of the file must use the block size it was first opened with: its own
                 fh = self.target_fs.open(url, "rb")
             return h5py.File(fh, "r"), fh
+        except FileNotFoundError as exc:
+            # an external link or a virtual dataset's source naming a missing file (the main
+            # file's existence is checked first): not "truncated or not HDF5"
+            raise FileNotFoundError(f"HDF5 file not found: {url}") from exc
         except OSError as exc:
             if self._head(url, 4) in (b"CDF\x01", b"CDF\x02", b"CDF\x05"):
                 raise OSError(
                     f"{url} is a netCDF-3 (classic format) file, not HDF5: b2h5 reads "
                     "netCDF-4/HDF5 files only. Open it with xarray.open_dataset, or convert it "
                     "(nccopy -k netCDF-4)."
+                ) from exc
+            if "unable to lock file" in str(exc):
+                raise OSError(
+                    f"{url} is open for writing in another process ({exc}); read it once the "
+                    "writer has closed it, or have the writer use SWMR mode (h5py: "
+                    "libver='latest', f.swmr_mode = True) to read it while it writes"
                 ) from exc
             raise OSError(
                 f"{url} is not a readable HDF5 file ({exc}); check that it is complete "
@@ -970,7 +993,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if "r" not in mode or any(c in mode for c in "wa+"):
-            raise PermissionError(f"b2h5 is read-only: cannot open {path!r} with mode {mode!r}")
+            raise self._read_only(f"open (mode {mode!r})", path)
         return MemoryFile(None, path, self.cat_file(path))
 
     async def _get_file(self, rpath: str, lpath: Any, **kwargs: Any) -> None:

@@ -42,7 +42,27 @@ __all__ = [
     "ChunkTable",
     "FileIndex",
     "build_index",
+    "open_local_file",
 ]
+
+
+def open_local_file(path: str) -> h5py.File:
+    """A local HDF5 file opened read-only with h5py, also while an SWMR writer appends to it.
+
+    A file that an SWMR writer holds open (or left so: a writer that died, or a copy of a file
+    taken during acquisition) is marked "open for write" in its superblock; HDF5 opens it for
+    reading in SWMR mode only.
+    """
+    try:
+        return h5py.File(path, "r")
+    except OSError as exc:
+        if "already open for write" not in str(exc):
+            raise
+        try:
+            return h5py.File(path, "r", swmr=True)
+        except OSError:
+            raise exc from None
+
 
 Unsupported = Literal["raise", "warn", "skip"]
 
@@ -432,8 +452,8 @@ class _Walker:
             rows = (e, e.astype(np.uint64), e.astype(np.uint64), e.astype(np.uint32))
         lin, offsets, sizes, masks = rows
         v2_fill = attrs.get("_FillValue") if "_FillValue" in attrs else None
-        if isinstance(v2_fill, list):
-            v2_fill = None
+        if isinstance(v2_fill, list) or not _is_value_of(v2_fill, dtype):
+            v2_fill = None  # the _FillValue attribute (kept) still masks as in netCDF readers
         fill_chunk = None
         total = int(np.prod(grid, dtype=object))
         if self.zarr_format == 2 and lin.size + len(inline or {}) < total:
@@ -443,7 +463,7 @@ class _Walker:
                 # xarray decodes a v3 _FillValue attribute by the array's dtype and has no rule
                 # for fixed-length bytes (netCDF char data): it could not open the variable
                 attrs = {k: v for k, v in attrs.items() if k != "_FillValue"}
-            elif dtype.kind == "T":
+            elif dtype.kind == "T" or not _is_v3_fill(attrs["_FillValue"], dtype):
                 attrs = _string_fill_as_missing_value(attrs)
             else:
                 fv = md.encode_fill_attribute(attrs["_FillValue"], dtype)
@@ -853,7 +873,8 @@ def _string_fill_as_missing_value(attrs: dict[str, Any]) -> dict[str, Any]:
     xarray (2026.9) cannot decode a Zarr v3 ``_FillValue`` attribute of a string array (it
     refuses the whole group: "Failed to decode fill_value. Unsupported dtype StringDType()").
     ``missing_value`` masks the same strings when xarray decodes CF (the netCDF ``_FillValue``
-    is masked, as h5netcdf does); only the raw attribute's name differs.
+    is masked, as h5netcdf does); only the raw attribute's name differs. The same holds for an
+    integer variable's fill that is no value of its dtype, which xarray would truncate.
     """
     out = {k: v for k, v in attrs.items() if k != "_FillValue"}
     fill = attrs["_FillValue"]
@@ -1029,7 +1050,42 @@ def _is_zero(fill: Any, dtype: np.dtype[Any]) -> bool:
         return True
     try:
         return np.full((), fill, dtype=dtype).tobytes() == bytes(dtype.itemsize)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
+        return False
+
+
+def _is_v3_fill(value: Any, dtype: np.dtype[Any]) -> bool:
+    """Whether xarray can take ``value`` as a numeric variable's v3 ``_FillValue`` attribute.
+
+    It cannot decode several values (``[1.0, 2.0]``) or a string on numbers: the whole group
+    failed to open (TypeError: Failed to decode fill_value); and it truncates an integer
+    variable's fill that is no value of its dtype (``int(1.5)`` masked the real 1s). Such
+    fills are published as ``missing_value``, which masks what h5netcdf masks.
+    """
+    if dtype.kind not in "biufc":
+        return True
+    if isinstance(value, list | str | bytes):
+        return False
+    return dtype.kind not in "biu" or _is_value_of(value, dtype)
+
+
+def _is_value_of(value: Any, dtype: np.dtype[Any]) -> bool:
+    """Whether ``value`` is exactly a value of a bool, integer or float ``dtype`` (others: True).
+
+    A ``_FillValue`` attribute that is not (an int8 -1 on uint8 data, 1.5 on int16 data, a
+    float64 -9999.9 on float32 data) cannot be the v2 ``fill_value``: zarr refused it
+    (OverflowError: the file did not open) or rounded it, masking values h5netcdf keeps.
+    """
+    if value is None or dtype.kind not in "biuf":
+        return True
+    if isinstance(value, str | bytes):
+        return False
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            cast = np.asarray(value).astype(dtype).item()
+        return bool(cast == value or (cast != cast and value != value))  # NaN: itself
+    except (TypeError, ValueError, OverflowError):
         return False
 
 

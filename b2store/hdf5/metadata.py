@@ -78,7 +78,11 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, bytes | np.bytes_):
         return bytes(value).decode("utf-8", errors="replace")
     if isinstance(value, np.ndarray):
-        if value.dtype.kind == "O" or value.dtype.fields is not None:
+        if value.dtype.fields is not None:
+            # as a 0-d compound attribute (np.void): a one-element array used to become a
+            # nameless list of its field values, longer ones failed to reshape
+            raise TypeError(f"opaque or compound attribute of dtype {value.dtype}")
+        if value.dtype.kind == "O":
             if h5py.check_ref_dtype(value.dtype) is not None:
                 raise TypeError("array of object references")
             items = [_attr_value(v) for v in value.ravel().tolist()]

@@ -122,10 +122,7 @@ def test_only_canonical_chunk_keys_exist(
         pytest.param(lambda fs: fs.mv("zarr.json", "moved.json"), r"m\.h5", id="mv"),
         pytest.param(lambda fs: fs.copy("zarr.json", "copy.json"), r"m\.h5", id="copy"),
         pytest.param(lambda fs: fs.put_file(__file__, "up.py"), r"m\.h5", id="put"),
-        # open() names the key and the mode, not the file
-        pytest.param(
-            lambda fs: fs.open("masked/zarr.json", "wb"), r"masked/zarr\.json.*'wb'", id="open-wb"
-        ),
+        pytest.param(lambda fs: fs.open("masked/zarr.json", "wb"), r"'wb'.*m\.h5", id="open-wb"),
     ],
 )
 def test_writes_raise_a_clear_permission_error(tmp_path: Path, call: object, names: str) -> None:
