@@ -33,6 +33,7 @@ __all__ = [
     "check_encode_decode",
     "check_repr",
     "compare",
+    "requires_blosc2_j2k",
     "requires_dask",
     "requires_hdf5plugin",
     "requires_xarray",
@@ -51,6 +52,9 @@ requires_hdf5plugin = pytest.mark.skipif(
 )
 requires_xarray = pytest.mark.skipif(not _has("xarray"), reason="needs xarray")
 requires_dask = pytest.mark.skipif(not _has("dask"), reason="needs dask")
+requires_blosc2_j2k = pytest.mark.skipif(
+    not _has("blosc2_j2k"), reason="needs blosc2-j2k: pip install b2store[jpeg2000]"
+)
 
 
 def _as_array(buf: Any) -> np.ndarray:

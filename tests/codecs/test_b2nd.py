@@ -124,6 +124,39 @@ def test_invalid_config(kwargs: dict[str, object], exc: type, text: str) -> None
     assert text in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [
+        [{"id": "itrunc", "max_abs_error": 1}, {"id": "itrunc", "max_abs_error": 1000}],
+        [{"id": "itrunc", "bits": 2}, "bitshuffle", {"id": "trunc_prec", "max_rel_error": 0.01}],
+    ],
+)
+def test_two_truncation_filters_are_refused(filters: list[object]) -> None:
+    """Both ran, so the coarser one silently broke the other's stated bound (``max_abs_error``
+    1 and 1000 together gave errors up to 511); the numcodecs and Zarr v3 codecs refuse them."""
+    from b2store.codecs.zarr3 import B2ndCodec
+
+    with pytest.raises(CodecError, match=r"b2store_b2nd: filters: .*at most one truncation"):
+        numcodecs.get_codec({"id": "b2store_b2nd", "filters": filters})
+    with pytest.raises(CodecError, match="at most one truncation"):
+        B2ndCodec(filters=filters)
+
+
+def test_one_truncation_filter_keeps_abs_and_rel_bounds_for_mixed_datasets() -> None:
+    codec = numcodecs.get_codec(
+        {
+            "id": "b2store_b2nd",
+            "filters": [{"id": "itrunc", "max_abs_error": 7, "max_rel_error": 1e-3}, "shuffle"],
+        }
+    )
+    ints = (np.arange(4000, dtype="u2") * 37).reshape(40, 100)
+    got = np.asarray(codec.decode(codec.encode(ints)))
+    assert np.abs(got.astype(int) - ints.astype(int)).max() <= 7
+    floats = np.linspace(1, 1000, 4000, dtype="f4").reshape(40, 100)
+    gotf = np.asarray(codec.decode(codec.encode(floats)))
+    assert (np.abs(gotf - floats) / floats).max() <= 1e-3
+
+
 def test_encode_refuses_what_it_cannot_do() -> None:
     with pytest.raises(CodecError, match="b2store_b2nd"):
         B2nd(blocks=[4]).encode(np.zeros((4, 4), "u2"))
@@ -220,6 +253,34 @@ def test_bare_chunks_in_block_order(shape, chunks, blocks) -> None:  # type: ign
         decode_b2nd(
             bytes(nd.schunk.get_chunk(0)), dtype="f8", chunkshape=chunks, blocks=(1,) * len(chunks)
         )
+
+
+@pytest.mark.parametrize(
+    ("chunks", "blocks", "dtype"),
+    [((4, 4), (2, 2), "u2"), ((64, 64), (16, 16), "u2"), ((6, 6), (4, 4), "u2"),
+     ((3, 10, 12), (1, 4, 4), "f4")],
+)  # fmt: skip
+def test_bare_chunk_of_one_block_decodes_in_c_order_whatever_blocks_says(
+    chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: str
+) -> None:
+    """``blosc2.compress2`` of a C-ordered chunk (one block covering the chunk) was reordered by
+    the configured ``blocks`` and came back scrambled (``[[0, 1, 4, 5], [2, 3, 6, 7], ...]``)."""
+    x = np.arange(np.prod(chunks)).astype(dtype).reshape(chunks)
+    chunk = blosc2.compress2(x, typesize=x.itemsize, blocksize=x.nbytes)
+    got = decode_b2nd(chunk, dtype=dtype, chunkshape=chunks, blocks=blocks)
+    np.testing.assert_array_equal(got, x)
+    codec = numcodecs.get_codec(
+        {"id": "b2store_b2nd", "chunkshape": list(chunks), "blocks": list(blocks)}
+    )
+    np.testing.assert_array_equal(codec.decode(chunk).view(dtype).reshape(chunks), x)
+
+
+def test_bare_chunk_split_into_blocks_is_still_reordered() -> None:
+    x = np.arange(64 * 64, dtype="u2").reshape(64, 64)
+    nd = blosc2.asarray(x, chunks=(64, 64), blocks=(16, 16))
+    chunk = bytes(nd.schunk.get_chunk(0))
+    got = decode_b2nd(chunk, dtype="u2", chunkshape=(64, 64), blocks=(16, 16))
+    np.testing.assert_array_equal(got, x)
 
 
 def test_special_chunks_and_frames() -> None:

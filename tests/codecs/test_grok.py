@@ -478,6 +478,42 @@ def test_fortran_ordered_chunks_keep_their_bytes() -> None:
     assert dec.tobytes() == img.tobytes(order="A")
 
 
+SMALL_U1 = (np.add.outer(np.arange(32), np.arange(40) * 3) % 250).astype("u1")
+
+
+def test_decode_fills_a_fortran_ordered_out() -> None:
+    """numcodecs callers (zarr-python 2 ``order="F"``) decode into an F-ordered chunk: the
+    decoder wrote into a flattened copy and returned ``out`` untouched (all zeros)."""
+    codec = numcodecs.get_codec({"id": "b2store_grok"})
+    enc = codec.encode(np.asfortranarray(SMALL_U1))  # stored as the C-ordered transpose
+    out = np.zeros(SMALL_U1.shape, SMALL_U1.dtype, order="F")
+    assert codec.decode(enc, out=out) is out
+    np.testing.assert_array_equal(out, SMALL_U1)
+    # the same bytes as numcodecs' own codecs give
+    zstd = numcodecs.Zstd()
+    ref = np.zeros(SMALL_U1.shape, SMALL_U1.dtype, order="F")
+    zstd.decode(zstd.encode(np.asfortranarray(SMALL_U1)), out=ref)
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_decode_fills_a_c_ordered_or_bytearray_out() -> None:
+    codec = numcodecs.get_codec({"id": "b2store_grok"})
+    enc = codec.encode(SMALL_U1.astype("u2") * 200)
+    out = np.zeros(SMALL_U1.shape, "u2")
+    codec.decode(enc, out=out)
+    np.testing.assert_array_equal(out, SMALL_U1.astype("u2") * 200)
+    raw = bytearray(SMALL_U1.nbytes)
+    codec.decode(codec.encode(SMALL_U1), out=raw)
+    assert bytes(raw) == SMALL_U1.tobytes()
+
+
+def test_decode_refuses_a_non_contiguous_out() -> None:
+    codec = numcodecs.get_codec({"id": "b2store_grok"})
+    enc = codec.encode(SMALL_U1.astype("u2"))
+    with pytest.raises(CodecError, match="b2store_grok: expected out to be a contiguous"):
+        codec.decode(enc, out=np.zeros((32, 80), "u2")[:, ::2])
+
+
 def test_grok_decode_is_writable() -> None:
     """Like b2nd: numcodecs users may edit a decoded chunk in place."""
     img = (np.arange(64 * 64, dtype="u2").reshape(64, 64) * 7) % 4096

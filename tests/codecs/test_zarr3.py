@@ -3,7 +3,6 @@ xarray and dask. Real zarr stores; the byte-counting store only records what zar
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 from pathlib import Path
@@ -19,11 +18,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from zarr.abc.store import RangeByteRequest
 
-from b2store.codecs.b2nd import B2nd
+from b2store.codecs.b2nd import B2nd, encode_b2nd
 from b2store.codecs.itrunc import ITrunc
 from b2store.codecs.zarr3 import B2ndCodec, GrokCodec, ITruncCodec
 from b2store.errors import CodecError
 
+requires_blosc2_j2k = common.requires_blosc2_j2k
 requires_dask = common.requires_dask
 requires_hdf5plugin = common.requires_hdf5plugin
 requires_xarray = common.requires_xarray
@@ -31,6 +31,7 @@ requires_xarray = common.requires_xarray
 DTYPES = ["u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8", "bool"]
 CASES = [((10,), (4,)), ((13, 17), (5, 6)), ((7, 8, 9), (3, 8, 4)), ((4, 5, 6, 7), (2, 3, 6, 4))]
 RNG = np.random.default_rng(11)
+_PROTO = zarr.core.buffer.default_buffer_prototype()
 
 
 def make(dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -184,6 +185,27 @@ def test_caterva2_style_bare_chunks() -> None:
     assert meta["codecs"][0]["configuration"]["blocks"] == [8, 16]
 
 
+def _array_with_chunk(
+    shape: tuple[int, ...], chunks: tuple[int, ...], dtype: str, blob: bytes, **codec: Any
+) -> Any:
+    """A v3 ``b2store.b2nd`` array whose first chunk is *blob*, stored as it is."""
+    store = zarr.storage.MemoryStore()
+    z = v3_array(store, np.empty(shape, dtype), chunks, **codec)
+    key = "c/" + "/".join("0" * len(chunks)) if chunks else "c"
+    zarr.core.sync.sync(store.set(key, _PROTO.buffer.from_bytes(blob)))
+    return z
+
+
+def test_v3_bare_one_block_chunk_decodes_in_c_order() -> None:
+    """A bare ``blosc2.compress2`` chunk in one block is the chunk in C order whatever the
+    codec's ``blocks`` says (was: reordered by them, scrambled), in whole and partial reads."""
+    x = np.arange(64 * 64, dtype="u2").reshape(64, 64)
+    chunk = blosc2.compress2(x, typesize=2, blocksize=x.nbytes)
+    z = _array_with_chunk((64, 64), (64, 64), "u2", chunk, blocks=(16, 16))
+    np.testing.assert_array_equal(z[...], x)
+    np.testing.assert_array_equal(z[5:9, 20:40], x[5:9, 20:40])
+
+
 @requires_hdf5plugin
 def test_hdf5plugin_frames_in_v3(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import h5py
@@ -214,6 +236,50 @@ def test_hdf5plugin_frames_in_v3(tmp_path) -> None:  # type: ignore[no-untyped-d
     zr = zarr.open_array(store, mode="r")
     np.testing.assert_array_equal(zr[...], arr)
     np.testing.assert_array_equal(zr[5:44, 3:69], arr[5:44, 3:69])
+
+
+@pytest.mark.parametrize("frame_shape", [(5, 3), (4, 4), (2, 6), (4, 3, 1)])
+@pytest.mark.parametrize("blocks", [None, (2, 2)])
+def test_v3_b2nd_refuses_a_frame_of_another_chunk_shape(
+    frame_shape: tuple[int, ...], blocks: tuple[int, int] | None
+) -> None:
+    """A frame copied from another array (other chunking, a wrong kerchunk reference) was
+    cropped or reshaped into the chunk silently; whole-chunk and partial reads must raise."""
+    n = int(np.prod(frame_shape))
+    frame = encode_b2nd(np.arange(1000, 1000 + n, dtype="u2").reshape(frame_shape))
+    z = _array_with_chunk((8, 6), (4, 3), "u2", frame, blocks=blocks)
+    with pytest.raises(CodecError, match=r"b2store\.b2nd.*chunk shape"):
+        z[0:4, 0:3]
+    with pytest.raises(CodecError, match=r"b2store\.b2nd.*chunk shape"):
+        z[1:3, 1:2]
+
+
+def test_v3_b2nd_partial_read_refuses_an_underfilled_frame() -> None:
+    # a python-blosc2 array (100, 100) in one (128, 128) chunk: large enough for the
+    # partial-decode path, whose plan used to accept it and return the padding
+    data = np.random.default_rng(0).random((100, 100)).astype("f4")
+    frame = bytes(blosc2.asarray(data, chunks=(128, 128), blocks=(16, 16)).to_cframe())
+    z = _array_with_chunk((256, 256), (128, 128), "f4", frame)
+    with pytest.raises(CodecError, match="does not match the array's chunk shape"):
+        z[0:128, 0:128]
+    with pytest.raises(CodecError, match="does not match the array's chunk shape"):
+        z[10:20, 10:20]
+    with pytest.raises(CodecError, match="does not match the array's chunk shape"):
+        z[110:120, 110:120]
+
+
+def test_v3_b2nd_still_reshapes_flat_frames_and_0d_chunks() -> None:
+    plain = blosc2.SChunk(chunksize=24, data=np.arange(12, dtype="u2") + 7, cparams={"typesize": 2})
+    z = _array_with_chunk((8, 6), (4, 3), "u2", bytes(plain.to_cframe()))
+    np.testing.assert_array_equal(z[0:4, 0:3], np.arange(7, 19, dtype="u2").reshape(4, 3))
+    np.testing.assert_array_equal(z[1:3, 1:2], [[11], [14]])
+
+    zero_d = zarr.create_array(store={}, shape=(), dtype="f8", serializer=B2ndCodec())
+    zero_d[...] = 3.25
+    assert zero_d[()] == 3.25
+    # python-blosc2's own 0-d frame (shape ()) too
+    z = _array_with_chunk((), (), "f8", bytes(blosc2.asarray(np.array(5.5)).to_cframe()))
+    assert z[()] == 5.5
 
 
 def test_itrunc_v3_and_config() -> None:
@@ -342,11 +408,7 @@ def test_xarray_and_dask() -> None:
         assert int(d.sum().compute()) == int(arr.astype(np.int64).sum())
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("blosc2_j2k") is None
-    or importlib.util.find_spec("b2store.codecs.grok") is None,
-    reason="needs b2store.codecs.grok and blosc2-j2k",
-)
+@requires_blosc2_j2k
 def test_grok_codec_v3() -> None:
     img = RNG.integers(0, 4000, (2, 64, 64)).astype("u2")
     z = zarr.create_array(
@@ -430,9 +492,6 @@ def test_v2_roundtrip(dtype: str, case: tuple[tuple[int, ...], tuple[int, ...]])
     assert meta["compressor"]["id"] == "b2store_b2nd"
 
 
-_PROTO = zarr.core.buffer.default_buffer_prototype()
-
-
 def test_partial_decode_with_a_long_block_table() -> None:
     """1024 blocks: the block-start table (4 KiB) runs past the first ranged read."""
     rng = np.random.default_rng(0)
@@ -507,3 +566,54 @@ def test_v3_b2nd_refuses_big_endian_instead_of_swapping_on_reopen(tmp_path: Path
             compressors=None,
         )
     assert not (tmp_path / "a.zarr" / "zarr.json").exists()  # refused before anything is written
+
+
+@requires_blosc2_j2k
+@pytest.mark.parametrize(
+    ("dtype", "shape", "serializer", "match"),
+    [
+        ("f4", (32, 32), {"name": "b2store.grok"}, "uint8, uint16, int8 and int16"),
+        ("u4", (32, 32), {"name": "b2store.grok"}, "uint8, uint16, int8 and int16"),
+        ("bool", (32, 32), {"name": "b2store.grok"}, "uint8, uint16, int8 and int16"),
+        (">u2", (32, 32), {"name": "b2store.grok"}, "big-endian"),
+        ("u2", (32,), {"name": "b2store.grok"}, "2-D images"),
+        ("i2", (32, 32), {"name": "b2store.grok", "configuration": {"ratio": 5}}, "signed"),
+    ],
+)
+def test_v3_grok_refuses_unwritable_arrays_before_writing_zarr_json(
+    dtype: str, shape: tuple[int, ...], serializer: dict[str, Any], match: str
+) -> None:
+    """Refused only on the first write, after ``zarr.json``: an array nobody could fill."""
+    store: dict[str, Any] = {}
+    with pytest.raises(CodecError, match=match):
+        zarr.create_array(
+            store=store,
+            shape=shape,
+            chunks=tuple(16 for _ in shape),
+            dtype=dtype,
+            serializer=serializer,
+            compressors=None,
+        )
+    assert not store  # no zarr.json left behind
+
+
+@pytest.mark.parametrize(
+    ("dtype", "codec"),
+    [
+        ("<u2", B2ndCodec),
+        ("f8", B2ndCodec),
+        pytest.param("u2", GrokCodec, marks=requires_blosc2_j2k),
+        pytest.param("i2", GrokCodec, marks=requires_blosc2_j2k),
+    ],
+)
+def test_v3_writable_b2nd_and_grok_arrays_are_created_and_reopened(
+    dtype: str, codec: type[B2ndCodec | GrokCodec]
+) -> None:
+    store: dict[str, Any] = {}
+    z = zarr.create_array(
+        store=store, shape=(40, 37), chunks=(32, 32), dtype=dtype, serializer=codec(),
+        compressors=None,
+    )  # fmt: skip
+    data = (np.arange(40 * 37).reshape(40, 37) % 200).astype(dtype)
+    z[...] = data
+    np.testing.assert_array_equal(zarr.open_array(store=store)[...], data)
