@@ -117,11 +117,13 @@ def hdf5_refs(
             name = ".".join(str(int(c)) for c in coords)
             return f"{path}/{name}" if path else name
 
-        transformed = table.masked or table.pad_to > 0
         for row in range(table.lin.size):
             lin = int(table.lin[row])
             key = key_of(lin)
             size = int(table.sizes[row])
+            # b2h5 transforms these bytes before decoding: a chunk framed with its filter mask,
+            # or a short edge chunk of contiguous data zero-padded (full ones are references)
+            transformed = table.masked or size < table.pad_to
             if transformed or size < inline_threshold:
                 try:
                     refs[key] = _encode(fs.cat_file(key))

@@ -241,3 +241,22 @@ def test_parquet_refs_of_sparse_data_read_the_fill_value(tmp_path: Path) -> None
     store = zarr.storage.FsspecStore(fs, read_only=True)
     got = zarr.open_group(store, mode="r", zarr_format=2)["s"][...]
     np.testing.assert_array_equal(got, expected)
+
+
+def test_contiguous_data_is_referenced_not_inlined(tmp_path: Path) -> None:
+    """Full virtual chunks of a contiguous dataset are [url, offset, size] references; only the
+    short edge chunk (zero-padded by b2h5) is inlined. Every chunk used to be inlined: the
+    references of a 1 GB dataset held 1.3 GB of base64."""
+    import h5py
+
+    from b2store.refs import hdf5_refs
+
+    path = tmp_path / "contiguous.h5"
+    data = np.arange(3_000_000, dtype="f8")  # 24 MB: five full 4 MiB chunks and a short one
+    with h5py.File(path, "w") as f:
+        f["x"] = data
+    refs = hdf5_refs(path)
+    chunks = {k: v for k, v in refs["refs"].items() if k.startswith("x/") and k[2:].isdigit()}
+    assert [k for k, v in chunks.items() if not isinstance(v, list)] == [f"x/{len(chunks) - 1}"]
+    assert sum(len(json.dumps(v)) for v in chunks.values()) < data.nbytes // 4
+    np.testing.assert_array_equal(_open(refs)["x"][...], data)  # type: ignore[index]
