@@ -2,7 +2,8 @@
 
 Cache keys: a file rewritten with the same size and its old mtime, replaced after open, served
 without a version stamp, or a member of an archive is indexed again, never read with stale
-chunk offsets; a damaged sidecar is rebuilt; a bad ``index_cache`` value is a clear error.
+chunk offsets; a damaged sidecar is rebuilt; a bad ``index_cache`` value is a clear error;
+``~`` in ``index_cache`` or ``B2STORE_CACHE`` is the user's home folder.
 """
 
 from __future__ import annotations
@@ -82,6 +83,43 @@ def test_auto_cache_folder(tmp_path: Path, monkeypatch) -> None:
     fsmod._MEMORY.clear()
     HDF5FileSystem(str(p), index_cache="auto", skip_instance_cache=True)
     assert list((tmp_path / "c" / "hdf5-index").glob("*.npz"))
+
+
+def _home_and_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Path, Path]:
+    """``HOME`` set to ``tmp_path/home``, the working folder ``tmp_path/work``, and a file."""
+    home, work = tmp_path / "home", tmp_path / "work"
+    home.mkdir()
+    work.mkdir()
+    path = tmp_path / "f.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(10), chunks=(4,))
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    return home, work, path
+
+
+def test_index_cache_expands_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``index_cache="~/..."`` is a folder in the user's home, as paths in options usually are;
+    it created a folder literally named ``~`` in the current working directory."""
+    home, work, path = _home_and_work(tmp_path, monkeypatch)
+    fs = HDF5FileSystem(str(path), index_cache="~/b2h5-index")
+    assert fs.cat_file("x/zarr.json")
+    assert list((home / "b2h5-index").glob("*.npz"))
+    assert not (work / "~").exists()
+
+
+def test_b2store_cache_expands_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``B2STORE_CACHE="~/..."`` (``index_cache="auto"``) is a folder in the user's home too."""
+    home, work, path = _home_and_work(tmp_path, monkeypatch)
+    monkeypatch.setenv("B2STORE_CACHE", "~/b2store-cache")
+    fs = HDF5FileSystem(str(path), index_cache="auto", skip_instance_cache=True)
+    assert fs.cat_file("x/zarr.json")
+    assert list((home / "b2store-cache").rglob("*.npz"))
+    assert not (work / "~").exists()
 
 
 def test_sidecar_written_when_the_index_is_already_in_memory(tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ rounding.
 Files written by netCDF-C (netCDF4-python) are checked in both Zarr views for what it stores its
 own way: char and multi-dimensional coordinate variables, ``_nc4_non_coord_`` variables, repeated
 dimensions, unlimited dimensions without a coordinate variable, string variables with fill values
-or unwritten chunks; also complex fill values (h5netcdf), nested groups opened without
-consolidated metadata, one name look-up per dimension scale, and netCDF-3 files named as such.
+or unwritten chunks; also complex fill values (h5netcdf), ``_FillValue`` attributes that are no
+value of their variable's dtype, nested groups opened without consolidated metadata,
+``open_mfdataset`` over a list of URLs (a glob pattern is refused), one name look-up per
+dimension scale, and netCDF-3 files named as such.
 """
 
 from __future__ import annotations
@@ -317,6 +319,39 @@ def test_complex_fill_value_attribute(
     xr.testing.assert_identical(ours, ref)
 
 
+def test_fill_value_attribute_outside_the_dtype_reads_like_h5netcdf(tmp_path: Path) -> None:
+    """A ``_FillValue`` attribute that is not a value of its variable's dtype (an int8 -1 on
+    uint8 data, 1.5 on int16 data, a float64 -9999.9 on float32 data): the Zarr v2 view could
+    not make it the ``fill_value`` and the whole file failed to open (``OverflowError: Python
+    integer -1 out of bounds for uint8``) or rounded it to float32 and masked a value h5netcdf
+    keeps; the v3 view masked the real 1s of the int16 data (xarray truncates a v3
+    ``_FillValue`` to int), and it could not open a group holding a float variable with several
+    fill values or a string one (xarray: "TypeError: Failed to decode fill_value"). Both views
+    now read like h5netcdf, the attribute masking as it does there."""
+    path = tmp_path / "fills.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("u1", data=np.array([1, 255, 3], "u1")).attrs["_FillValue"] = np.int8(-1)
+        f.create_dataset("i2", data=np.array([1, 2, 3], "i2")).attrs["_FillValue"] = 1.5
+        d = f.create_dataset("u2", shape=(6,), chunks=(2,), dtype="u2", fillvalue=7)
+        d[:2] = [1, 2]
+        d.attrs["_FillValue"] = np.int32(70000)
+        f4 = f.create_dataset("f4", data=np.array([1, -9999.9, 3], "f4"))
+        f4.attrs["_FillValue"] = np.float64(-9999.9)
+        f.create_dataset("two", data=np.array([1.0, 2.0, 3.0])).attrs["_FillValue"] = [1.0, 2.0]
+        f.create_dataset("txt", data=np.array([1.0, 2.0, 3.0])).attrs["_FillValue"] = "2.0"
+    for kw in ({}, {"mask_and_scale": False}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ref = xr.open_dataset(path, engine="h5netcdf", phony_dims="access", **kw).load()
+            for zarr_format in (2, 3):
+                so = {"zarr_format": zarr_format}
+                got = xr.open_zarr(f"b2h5::{path}", storage_options=so, **kw).load()
+                for name in ("u1", "i2", "u2", "f4", "two", "txt"):
+                    assert got[name].dtype == ref[name].dtype, (name, kw, zarr_format)
+                    np.testing.assert_array_equal(got[name].values, ref[name].values)
+        assert ref["f4"].values[1] == np.float32(-9999.9)  # h5netcdf does not mask it
+
+
 @requires_netcdf4
 @pytest.mark.parametrize("zarr_format", [3, 2])
 def test_unconsolidated_open_finds_nested_groups(tmp_path: Path, zarr_format: int) -> None:
@@ -339,6 +374,38 @@ def test_unconsolidated_open_finds_nested_groups(tmp_path: Path, zarr_format: in
         consolidated = xr.open_datatree(f"b2h5::{path}", engine="zarr", storage_options=so).load()
     xr.testing.assert_identical(listed, consolidated)
     assert listed["child/grand/w"].values.tolist() == [2, 2, 2]
+
+
+def _write_time_series(path: Path, start: int, n: int) -> None:
+    """A netCDF-C file holding days ``start`` to ``start + n`` of ``time`` and ``v(time, x)``."""
+    with netCDF4.Dataset(path, "w") as nc:
+        nc.createDimension("time", None)
+        nc.createDimension("x", 3)
+        t = nc.createVariable("time", "f8", ("time",))
+        t.units = "days since 2000-01-01"
+        t[:] = np.arange(start, start + n)
+        v = nc.createVariable("v", "f4", ("time", "x"), zlib=True)
+        v[:] = np.arange(start * 3, (start + n) * 3, dtype="f4").reshape(n, 3)
+
+
+@requires_netcdf4
+def test_open_mfdataset_reads_a_list_and_refuses_glob_patterns(tmp_path: Path) -> None:
+    """``xr.open_mfdataset`` over a list of b2h5 URLs reads like h5netcdf; a glob pattern in a
+    ``b2h5::`` URL (which xarray hands to fsspec, building one b2h5 view of the pattern) is a
+    ``FileNotFoundError`` that says to expand the pattern first (it only said "not found")."""
+    pytest.importorskip("dask")  # open_mfdataset
+    _write_time_series(tmp_path / "a.nc", 0, 4)
+    _write_time_series(tmp_path / "b.nc", 4, 2)
+    files = [tmp_path / "a.nc", tmp_path / "b.nc"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = xr.open_mfdataset(files, engine="h5netcdf").load()
+        got = xr.open_mfdataset(
+            [f"b2h5::{p}" for p in files], engine="zarr", combine="by_coords", parallel=True
+        ).load()
+        xr.testing.assert_identical(ref, got)
+        with pytest.raises(FileNotFoundError, match="does not expand patterns"):
+            xr.open_mfdataset(f"b2h5::{tmp_path}/*.nc", engine="zarr")
 
 
 @requires_netcdf4

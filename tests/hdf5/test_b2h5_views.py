@@ -86,6 +86,28 @@ def test_attributes_and_groups(files) -> None:
     assert root["f/none"].attrs["units"] == "counts"
 
 
+def test_compound_attributes_are_skipped_with_a_note(tmp_path) -> None:
+    """Compound attributes are skipped with a note, whatever their shape (docs/hdf5.md): a
+    one-element compound array attribute became a nameless list of its field values
+    (``[1, 2.0]``), and a longer one was skipped with a reshape error as its reason."""
+    rec = np.dtype([("a", "i4"), ("b", "f8")])
+    path = tmp_path / "compound_attrs.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("d", data=np.arange(3.0))
+        d.attrs["scalar"] = np.array((1, 2.0), dtype=rec)
+        d.attrs["one"] = np.array([(1, 2.0)], dtype=rec)
+        d.attrs["two"] = np.array([(1, 2.0), (3, 4.0)], dtype=rec)
+        d.attrs["kept"] = np.array([1, 2], "i4")
+    for zarr_format in (2, 3):
+        fs = HDF5FileSystem(str(path), zarr_format=zarr_format)
+        attrs = dict(open_root(fs)["d"].attrs)
+        assert attrs.get("kept") == [1, 2]
+        for name in ("scalar", "one", "two"):
+            assert name not in attrs
+            (note,) = [n for n in fs.notes if f"attribute {name!r}" in n]
+            assert "compound" in note
+
+
 def test_v3_metadata_is_consolidated_with_dimension_names(files) -> None:
     fs = HDF5FileSystem(str(files["layouts.h5"]))
     doc = json.loads(fs.cat_file("zarr.json"))
