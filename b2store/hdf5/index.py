@@ -66,7 +66,7 @@ def open_local_file(path: str) -> h5py.File:
 
 Unsupported = Literal["raise", "warn", "skip"]
 
-#: Target size of the virtual chunks that split a contiguous dataset along dimension 0.
+#: Target size of the virtual chunks that split a contiguous dataset (see ``_contiguous``).
 CONTIGUOUS_CHUNK_BYTES = 4 * 2**20
 #: Largest vlen-string dataset (elements) decoded at open and inlined.
 VLEN_STRING_LIMIT = 1_000_000
@@ -582,17 +582,31 @@ class _Walker:
         self._add(node, chunks, plan, rows=rows)
 
     def _contiguous(self, node: _Node) -> None:
+        """Serve contiguous data as virtual chunks of about ``CONTIGUOUS_CHUNK_BYTES``.
+
+        A virtual chunk must be one byte range of the file, so its shape is ``(1, ..., 1, k,
+        *shape[d + 1:])``: split along the first axis ``d`` whose trailing block fits the target
+        (a (1, 5_000_000) float32 row is five 4 MiB chunks, not one of 20 MB).
+        """
         ds, where, shape, dtype = node.ds, node.where, node.shape, node.dtype
         offset = ds.id.get_offset()
         nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
         if not shape:
             chunks: tuple[int, ...] = ()
-            rows_per = 1
-            row_bytes = nbytes
+            step_bytes, k, outer, steps = nbytes, 1, 1, 1
         else:
-            row_bytes = int(np.prod(shape[1:], dtype=object)) * dtype.itemsize
-            rows_per = max(1, min(shape[0], CONTIGUOUS_CHUNK_BYTES // max(1, row_bytes)))
-            chunks = (rows_per, *(max(1, s) for s in shape[1:]))
+            d = 0
+            while (
+                d < len(shape) - 1
+                and int(np.prod(shape[d + 1 :], dtype=object)) * dtype.itemsize
+                > CONTIGUOUS_CHUNK_BYTES
+            ):
+                d += 1
+            step_bytes = int(np.prod(shape[d + 1 :], dtype=object)) * dtype.itemsize
+            k = max(1, min(shape[d], CONTIGUOUS_CHUNK_BYTES // max(1, step_bytes)))
+            chunks = (*(1,) * d, k, *(max(1, s) for s in shape[d + 1 :]))
+            outer = int(np.prod(shape[:d], dtype=object))  # chunks of one along axes < d
+            steps = shape[d]
         if offset is None or nbytes == 0:
             self._add(node, chunks if shape else (), _plain_plan(dtype))
             return
@@ -603,13 +617,18 @@ class _Walker:
                 f"is contiguous with {storage} bytes stored for {nbytes} "
                 "bytes of data (damaged file?)",
             )
-        n = -(-shape[0] // rows_per) if shape else 1
-        starts = np.arange(n, dtype=np.uint64) * np.uint64(rows_per * row_bytes)
-        sizes = np.minimum(np.uint64(nbytes) - starts, np.uint64(rows_per * row_bytes))
+        per_outer = -(-steps // k) if shape else 1
+        j = np.arange(per_outer, dtype=np.uint64)
+        sizes_one = np.minimum(np.uint64(steps) - j * np.uint64(k), np.uint64(k)) * np.uint64(
+            step_bytes
+        )
+        o = np.arange(outer, dtype=np.uint64)[:, None]
+        starts = o * np.uint64(steps * step_bytes) + j[None, :] * np.uint64(k * step_bytes)
+        n = outer * per_outer
         rows = (
             np.arange(n, dtype=np.int64),
-            starts + np.uint64(offset),
-            sizes.astype(np.uint64),
+            starts.reshape(-1) + np.uint64(offset),
+            np.broadcast_to(sizes_one, (outer, per_outer)).reshape(-1).astype(np.uint64),
             np.zeros(n, dtype=np.uint32),
         )
         self._add(
@@ -617,7 +636,7 @@ class _Walker:
             chunks,
             _plain_plan(dtype),
             rows=rows,
-            pad_to=rows_per * row_bytes if shape else 0,
+            pad_to=k * step_bytes if shape else 0,
         )
 
     def _virtual(self, node: _Node) -> None:

@@ -218,3 +218,36 @@ def test_big_endian_compound(tmp_path) -> None:
         HDF5FileSystem(str(p))  # zarr 3.1.6 would read it little-endian: refuse, loudly
     got = open_root(HDF5FileSystem(str(p), zarr_format=2))["rec"][...]
     assert got.tolist() == rec.tolist()
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2], ids=["v3", "v2"])
+def test_contiguous_data_splits_along_the_first_axis_whose_block_fits(tmp_path, zarr_format):
+    """Contiguous datasets are served as ~4 MiB virtual chunks of one byte range each: a long
+    single row is split along its own axis (it used to be one chunk of the whole row)."""
+    import zarr
+
+    from b2store.hdf5.index import CONTIGUOUS_CHUNK_BYTES
+
+    path = tmp_path / "contiguous.h5"
+    cases = {
+        "row": (np.arange(5_000_000, dtype="f4").reshape(1, -1), (1, 1_048_576)),
+        "planes": ((np.arange(2 * 3000 * 900) % 7000).astype("i2").reshape(2, 3000, 900), None),
+        "deep": ((np.arange(5 * 2 * 1_100_000) % 251).astype("u1").reshape(5, 2, -1), None),
+        "scalar": (np.float64(2.5), ()),
+        "empty": (np.zeros((3, 0, 5), "i4"), None),
+    }
+    with h5py.File(path, "w") as f:
+        for name, (data, _) in cases.items():
+            f[name] = data
+    fs = HDF5FileSystem(fo=str(path), zarr_format=zarr_format, skip_instance_cache=True)
+    group = zarr.open_group(fs.get_mapper(), mode="r", zarr_format=zarr_format)
+    for name, (data, chunks) in cases.items():
+        a = group[name]
+        np.testing.assert_array_equal(a[...], data, err_msg=name)
+        if chunks is not None:
+            assert a.chunks == chunks, name
+        if a.ndim:
+            assert np.prod(a.chunks) * a.dtype.itemsize <= max(
+                CONTIGUOUS_CHUNK_BYTES, a.shape[-1] * a.dtype.itemsize
+            ), name
+    assert group["planes"].chunks == (1, 2330, 900)
