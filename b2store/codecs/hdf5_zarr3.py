@@ -11,16 +11,19 @@ dataclass that runs it off the event loop.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from zarr.abc.codec import BytesBytesCodec
 from zarr.core.common import parse_named_configuration
 
 from b2store.codecs.hdf5_pipeline import HDF5Pipeline, _config_ints
 from b2store.codecs.hdf5_pipeline import _parse_filters as parse_hdf5_filters
+from b2store.errors import CodecError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -116,6 +119,28 @@ class HDF5PipelineCodec(BytesBytesCodec):
             chunkshape=self.chunkshape,
             masked=self.masked,
         )
+
+    def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
+        """Refuse an array whose chunks are not the HDF5 chunks this pipeline was made for.
+
+        The codec copies one HDF5 dataset's filters for its chunk shape: data read through b2h5,
+        rechunked and written with the encoding it came with (``ds.chunk(...).to_zarr(...)``)
+        would fail at the first write with a byte count. Said at creation, with what to do.
+        """
+        grid_chunks = getattr(chunk_grid, "chunk_shape", None)
+        if self.chunkshape is None or grid_chunks is None:
+            return
+        native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
+        mine = math.prod(self.chunkshape) * np.dtype(self.dtype or native).itemsize
+        theirs = math.prod(grid_chunks) * native.itemsize
+        if mine != theirs:
+            raise CodecError(
+                f"{NAME}: configured for HDF5 chunks of shape {list(self.chunkshape)}, the array's "
+                f"chunks are {list(grid_chunks)}. This codec reproduces an HDF5 dataset's filter "
+                "pipeline for its own chunk shape: to write data read through b2h5 with other "
+                "chunks, drop the encoding it came with (xarray: ds.drop_encoding()) or choose "
+                "the codecs yourself."
+            )
 
     def _codec_for(self, chunk_spec: ArraySpec) -> HDF5Pipeline:
         if self.chunkshape is not None or self.dtype is None:

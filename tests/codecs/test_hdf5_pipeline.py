@@ -388,6 +388,26 @@ def test_zarr3_codec_roundtrip() -> None:
     np.testing.assert_array_equal(zarr.open_array(store, mode="r")[...], np.vstack([x, x + 1]))
 
 
+def test_zarr3_codec_refuses_chunks_other_than_its_hdf5_chunks_at_creation() -> None:
+    """Data read through b2h5 and rechunked keeps its b2store.hdf5 encoding in xarray: creating
+    the array says what to do instead of failing at the first write with a byte count."""
+    zarr = pytest.importorskip("zarr")
+    from b2store.codecs.hdf5_zarr3 import HDF5PipelineCodec
+
+    codec = HDF5PipelineCodec(**{**CFG, "masked": False})  # chunkshape (4, 5)
+    kw: dict[str, Any] = {
+        "shape": (8, 5),
+        "dtype": "<f4",
+        "serializer": {"name": "bytes", "configuration": {"endian": "little"}},
+        "compressors": [codec],
+    }
+    store = zarr.storage.MemoryStore()
+    with pytest.raises(CodecError, match=r"HDF5 chunks of shape \[4, 5\].*drop_encoding"):
+        zarr.create_array(store, chunks=(3, 5), **kw)
+    assert not store._store_dict  # nothing written
+    zarr.create_array(store, chunks=(4, 5), **kw)  # its own chunks
+
+
 @pytest.mark.parametrize(
     "name", ["bitshuffle_lz4", "bitshuffle_zstd", "bitshuffle_none_nelems16", "lz4", "lzf"]
 )
