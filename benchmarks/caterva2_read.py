@@ -40,17 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 
 def _stack(n: int, h: int, w: int) -> Any:
-    try:
-        from benchmarks._synthetic import iter_tomo_chunks
-    except ImportError:  # the shared generator is optional: inline noise + gradient
-        rng = np.random.default_rng(0)
-
-        def iter_tomo_chunks(n: int, h: int, w: int, chunk_angles: int = 16) -> Any:
-            base = np.add.outer(np.arange(h), np.arange(w)).astype("f4") * 10 + 1000
-            for s in range(0, n, chunk_angles):
-                e = min(s + chunk_angles, n)
-                noise = rng.normal(0, 40, size=(e - s, h, w))
-                yield slice(s, e), (base + noise).clip(0, 65535).astype("u2")
+    from benchmarks._synthetic import iter_tomo_chunks
 
     return iter_tomo_chunks(n, h, w, chunk_angles=16)
 
@@ -139,6 +129,7 @@ def timed(
     fn: Callable[[], Any],
     repeat: int,
     setup: Callable[[], None] | None = None,
+    *,
     expected: Any = None,
 ) -> float:
     """Best of ``repeat`` runs; with ``expected``, every run's result must equal it (a reader
@@ -248,34 +239,36 @@ def main(argv: list[str] | None = None) -> int:
 
         # every timed read is compared with the array written above
         rows: list[tuple[str, float, int]] = []
-        r, full, some = args.repeat, {"expected": expected}, {"expected": planes_expected}
-        if client is not None:
-            rows.append(("caterva2.Client.fetch, full", timed(
-                lambda: client.fetch("@public/tomo/scan.b2nd"), r, **full), nbytes))  # fmt: skip
-        rows.append(("blosc2.C2Array[...], full", timed(lambda: c2[...], r, **full), nbytes))
-        rows.append(("b2store xarray+dask, full, no cache",
-                     timed(xr_full(nocache), r, **full), nbytes))  # fmt: skip
-        cold = timed(xr_full(cached), r, setup=clear, **full)
-        rows.append(("b2store xarray+dask, full, cold cache", cold, nbytes))
-        warm = timed(xr_full(cached), r, **full)
-        rows.append(("b2store xarray+dask, full, warm cache", warm, nbytes))
         pbytes = args.planes * args.height * args.width * 2
+
+        def add(name: str, fn: Callable[[], Any], full: bool, **kw: Any) -> float:
+            want, size = (expected, nbytes) if full else (planes_expected, pbytes)
+            seconds = timed(fn, args.repeat, expected=want, **kw)
+            rows.append((name, seconds, size))
+            return seconds
+
         if client is not None:
-            rows.append((f"caterva2.Client.fetch, {args.planes} planes", timed(
+            add("caterva2.Client.fetch, full", lambda: client.fetch("@public/tomo/scan.b2nd"), True)
+        add("blosc2.C2Array[...], full", lambda: c2[...], True)
+        add("b2store xarray+dask, full, no cache", xr_full(nocache), True)
+        cold = add("b2store xarray+dask, full, cold cache", xr_full(cached), True, setup=clear)
+        warm = add("b2store xarray+dask, full, warm cache", xr_full(cached), True)
+        if client is not None:
+            add(
+                f"caterva2.Client.fetch, {args.planes} planes",
                 lambda: [client.fetch("@public/tomo/scan.b2nd", slice_=(i,)) for i in planes],
-                r, **some), pbytes))  # fmt: skip
-        rows.append((f"blosc2.C2Array[i], {args.planes} planes", timed(
-            lambda: [c2[i] for i in planes], r, **some), pbytes))  # fmt: skip
-        rows.append((f"b2store xarray, {args.planes} planes, cold cache",
-                     timed(xr_planes(cached), r, setup=clear, **some), pbytes))  # fmt: skip
-        rows.append((f"b2store xarray, {args.planes} planes, warm cache",
-                     timed(xr_planes(cached), r, **some), pbytes))  # fmt: skip
+                False,
+            )
+        add(f"blosc2.C2Array[i], {args.planes} planes", lambda: [c2[i] for i in planes], False)
+        add(f"b2store xarray, {args.planes} planes, cold cache", xr_planes(cached), False,
+            setup=clear)  # fmt: skip
+        add(f"b2store xarray, {args.planes} planes, warm cache", xr_planes(cached), False)
         link = (
             f"{args.link_mbps} MB/s + {args.link_latency_ms} ms" if args.link_mbps else "loopback"
         )
         print(f"\nstack {shape} uint16 = {nbytes / 1e6:.0f} MB, stored {cbytes / 1e6:.0f} MB "
               f"(ratio {nbytes / cbytes:.2f}); chunks {chunks}, blocks {blocks}; "
-              f"best of {r}; link: {link}; python {sys.version.split()[0]}, "
+              f"best of {args.repeat}; link: {link}; python {sys.version.split()[0]}, "
               f"{os.cpu_count()} CPUs\n")  # fmt: skip
         print("| measurement | seconds | MB/s (decompressed) |")
         print("|---|---|---|")

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # python3 benchmarks/codecs.py
+if not __package__:  # run as a script (python3 benchmarks/codecs.py), not imported
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from benchmarks._synthetic import tomo_stack
 

@@ -499,20 +499,22 @@ def bench_stack(
             plane_fns["b2h5py"] = lambda s=sel: read_b2h5py(path, s)
         plane_fns["b2store"] = lambda s=sel: read_b2store_zarr(path, s)
         plane_fns["b2store xarray"] = lambda s=sel: read_b2store_xarray_plane(path, s)
+        b2h5py_ok = has_b2h5py
         for name, fn in list(plane_fns.items())[1:]:
-            if not check(f"{name} plane {label}", fn(), ref[sel]):
-                raise AssertionError(f"{name} read plane {label} wrong but its full read right")
+            if not check(f"{name} plane {label}", fn(), ref[sel]):  # b2store's abort
+                del plane_fns[name]  # another tool's wrong plane is reported and left out
+                b2h5py_ok = False
         pt = interleaved(plane_fns, repeat)
         results[f"plane {label}, {cname}"] = {k: v.best for k, v in pt.items()}
         cells = [f"{v.best * 1e3:.1f} / {v.median * 1e3:.1f}" for v in pt.values()]
         z = pt["b2store"]
-        vs_b2h5py = "skipped"
-        if has_b2h5py:
+        vs_b2h5py = "skipped" if not has_b2h5py else "wrong values"
+        if b2h5py_ok:
             vs_b2h5py = (
                 f"{pt['b2h5py'].best / z.best:.2f}x (median {pt['b2h5py'].median / z.median:.2f}x)"
             )
         else:
-            cells.insert(1, "skipped")
+            cells.insert(1, vs_b2h5py)
         lines.append(
             f"| {label} | {' | '.join(cells)} | {pt['h5py'].best / z.best:.2f}x | {vs_b2h5py} |"
         )

@@ -56,8 +56,8 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            log = (base / "server.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"cat2-server exited with {proc.returncode}:\n{log}")
+            tail = (base / "server.log").read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"cat2-server exited with {proc.returncode}:\n{tail}")
         try:
             with urllib.request.urlopen(f"{url}/api/roots", timeout=0.5) as r:
                 if r.status == 200:

@@ -237,8 +237,13 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
     def __reduce__(self) -> tuple[Any, ...]:
         versions = {path: ds.version for path, ds in self._datasets.items()}
         options = dict(self.storage_options)
-        if self.cache is not None and options.get("cache_storage") is not None:
-            options["cache_storage"] = str(self.cache.root)  # absolute: workers run elsewhere
+        folder = options.get("cache_storage")
+        if isinstance(folder, str | os.PathLike) and folder != _UNSET:
+            path = os.fspath(folder)
+            if not path.startswith("~") and not os.path.isabs(path):
+                # the opener's folder, also in a worker started elsewhere; "~" and "default"
+                # stay as given: they name each worker's own home or $B2STORE_CACHE
+                options["cache_storage"] = os.path.abspath(path)
         return _unpickle, (type(self), self.storage_args, options, versions)
 
     def __repr__(self) -> str:

@@ -139,14 +139,19 @@ def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, 
             )
     if len(out) > 6:
         raise CodecError(f"{codec}: Blosc2 allows at most 6 filters. Got {len(out)}.")
-    ntrunc = sum(f["id"] in _TRUNC_IDS for f in out)
+    return out
+
+
+def _check_one_truncation(specs: list[dict[str, Any]], codec: str = CODEC_ID) -> None:
+    """Refuse to *encode* with two truncation filters: both would run and the coarser one
+    silently breaks the bound the other states. Checked when encoding only: configs are also
+    parsed when arrays written by older versions are opened, which must keep working."""
+    ntrunc = sum(f["id"] in _TRUNC_IDS for f in specs)
     if ntrunc > 1:
-        # two would both run: the coarser one silently breaks the bound the other states
         raise CodecError(
             f"{codec}: filters: Expected at most one truncation filter (itrunc or trunc_prec; "
             f"one filter may set both max_abs_error and max_rel_error). Got {ntrunc} instead."
         )
-    return out
 
 
 def _truncation_plan(spec: dict[str, Any], dtype: np.dtype) -> TruncationPlan:
@@ -588,6 +593,7 @@ def encode_b2nd(
     if arr.ndim > 8:
         raise CodecError(f"{CODEC_ID}: b2nd supports at most 8 dimensions, got {arr.ndim}")
     specs = normalize_filters(filters)
+    _check_one_truncation(specs)
     if arr.dtype.byteorder == ">" and any(f["id"] in _TRUNC_IDS for f in specs):
         # Blosc2's INT_TRUNC/TRUNC_PREC act on native (little-endian) words: truncate big-endian
         # data in numpy instead (same bound, same result)
@@ -730,8 +736,8 @@ class B2nd(Codec):
                     -(-c // b) * b
                     for c, b in zip(self.chunkshape, self.blocks or self.chunkshape, strict=True)
                 )
-                if hdr.nblocks <= 1 and n and hdr.nbytes % n:
-                    n = math.prod(self.chunkshape)  # one unpadded block: the chunk in C order
+                if hdr.nblocks <= 1 and hdr.blocksize >= hdr.nbytes:
+                    n = math.prod(self.chunkshape)  # one block holds the chunk: C order, unpadded
                 if n == 0 or hdr.nbytes % n:
                     raise CodecError(
                         f"{CODEC_ID}: bare chunk of {hdr.nbytes} bytes does not fit chunkshape "

@@ -219,14 +219,18 @@ class Grok(Codec):
             # a numcodecs compressor keeps the buffer's bytes as they lie (zarr v2 order="F"
             # reads them back in F order): code the C-ordered transpose
             arr = arr.T
-        h, w = arr.shape[-2:]
+        self.check_image_size(*arr.shape[-2:])
+        return np.ascontiguousarray(arr)
+
+    @staticmethod
+    def check_image_size(h: int, w: int) -> None:
+        """Raise :class:`CodecError` for images JPEG 2000 (Grok) cannot code."""
         if min(h, w) < MIN_IMAGE_SIDE:
             raise CodecError(
                 f"b2store_grok: images of {h} x {w} pixels are too small for JPEG 2000 (Grok "
                 f"needs at least {MIN_IMAGE_SIDE} x {MIN_IMAGE_SIDE}); use larger chunks along "
                 "the last two axes or b2store_b2nd."
             )
-        return np.ascontiguousarray(arr)
 
     def _j2k_params(self) -> dict[str, Any]:
         if self.ratio is not None:

@@ -795,3 +795,6 @@ class GrokCodec(_NumcodecsArrayBytes):
         # on its first write (after zarr.json was written)
         native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
         self._numcodec.check_layout(native, tuple(shape))
+        chunks = getattr(chunk_grid, "chunk_shape", None)
+        if chunks is not None and len(chunks) >= 2:
+            self._numcodec.check_image_size(*chunks[-2:])

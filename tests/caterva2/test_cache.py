@@ -146,6 +146,18 @@ def test_cache_folder_is_absolute_and_survives_a_pickle_into_another_folder(
     )
     assert fs.cache.root == tmp_path / "home" / "c2"
     assert not (tmp_path / "worker" / "~").exists()
+    # "~" and "default" name each worker's own home and $B2STORE_CACHE, not the opener's
+    blob = pickle.dumps(fs)
+    monkeypatch.setenv("B2STORE_CACHE", str(tmp_path / "opener-cache"))
+    default = pickle.dumps(
+        fsspec.filesystem(
+            "caterva2", host="127.0.0.1:9", cache_storage="default", skip_instance_cache=True
+        )
+    )
+    monkeypatch.setenv("HOME", str(tmp_path / "worker-home"))
+    monkeypatch.setenv("B2STORE_CACHE", str(tmp_path / "worker-cache"))
+    assert pickle.loads(blob).cache.root == tmp_path / "worker-home" / "c2"
+    assert pickle.loads(default).cache.root == tmp_path / "worker-cache" / "caterva2"
 
 
 def test_writer_killed_mid_write(tmp_path: Path) -> None:

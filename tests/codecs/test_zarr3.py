@@ -597,6 +597,21 @@ def test_v3_grok_refuses_unwritable_arrays_before_writing_zarr_json(
     assert not store  # no zarr.json left behind
 
 
+@requires_blosc2_j2k
+def test_v3_grok_refuses_images_too_small_for_jpeg2000_at_creation() -> None:
+    store: dict[str, Any] = {}
+    with pytest.raises(CodecError, match="too small for JPEG 2000"):
+        zarr.create_array(
+            store=store,
+            shape=(4, 64, 64),
+            chunks=(1, 8, 64),
+            dtype="u2",
+            serializer={"name": "b2store.grok"},
+            compressors=None,
+        )
+    assert not store
+
+
 @pytest.mark.parametrize(
     ("dtype", "codec"),
     [
