@@ -642,17 +642,18 @@ def frame_special(buf: Any, *, what: str = _WHAT) -> int:
     Returns
     -------
     int
-        0 none, 1 zero, 2 NaN, 3 value, 4 uninitialised.
+        0 none, 1 zero, 2 NaN, 3 value, 4 uninitialised. A frame of several chunks is 0 (none):
+        it is decoded chunk by chunk.
 
     Raises
     ------
     CodecError
-        Not a frame, not exactly one chunk, or corrupt.
+        Not a frame, or corrupt.
     """
     mv = as_bytes_view(buf)
     info = parse_frame(mv, what=what, complete=False)
     if info.nchunks != 1:
-        raise _err(f"frame_special needs a one-chunk frame, this one has {info.nchunks}", what)
+        return SPECIAL_NONE
     hs = info.header_size
     if info.cbytes > 0:
         hdr = chunk_header(mv[hs : hs + CHUNK_HEADER_SIZE], what=what, check_size=False)

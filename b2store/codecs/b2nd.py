@@ -511,10 +511,6 @@ def decode_b2nd(
     dt = np.dtype(dtype) if dtype is not None else None
     if bf.is_frame(mv):
         info = bf.parse_frame(mv, what=what)
-        if info.nchunks != 1:
-            raise CodecError(
-                f"{what}: expected a one-chunk Blosc2 frame, this one holds {info.nchunks} chunks"
-            )
         meta = info.b2nd
         if dt is None:
             if meta is not None:
@@ -526,6 +522,8 @@ def decode_b2nd(
                 f"{what}: frame typesize {info.typesize} does not match itemsize "
                 f"{dt.itemsize} of {dt}"
             )
+        if info.nchunks != 1:
+            return _decode_frame_chunks(mv, info, dt, nthreads, what)
         chunk, special = bf.frame_chunk(mv, info, 0, what=what)
         # b2nd chunks are padded to whole blocks; a plain frame's only chunk may be short
         nbytes = info.chunksize if meta is not None else info.nbytes
@@ -564,6 +562,72 @@ def decode_b2nd(
     with SCRATCH.borrow(hdr.nbytes) as buf:
         flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf)
         return c_contiguous(_reorder_copy(flat, shape, blk, dt))
+
+
+#: Largest frame of several chunks decoded as one Zarr/HDF5 chunk (HDF5 chunks stay below 4 GiB).
+_MAX_FRAME_BYTES = 2**32
+
+
+def _decode_frame_chunks(
+    mv: memoryview, info: bf.FrameInfo, dt: np.dtype, nthreads: int, what: str
+) -> np.ndarray:
+    """A frame of several chunks (a whole python-blosc2 array, or a chunk an HDF5 writer stored
+    as a multi-chunk frame, which hdf5plugin reads): every inner chunk decoded into place.
+
+    b2nd frames give an array of the frame's shape, plain frames a flat array of its items. Every
+    chunk's header is checked against the frame's sizes before any output is allocated.
+    """
+    meta, n, size = info.b2nd, info.nchunks, info.chunksize
+    if size <= 0 or size % dt.itemsize or n * size > _MAX_FRAME_BYTES:
+        if n == 0 and info.nbytes == 0:
+            return np.empty(meta.shape if meta is not None else (0,), dtype=dt)
+        raise CodecError(
+            f"{what}: a Blosc2 frame of {n} chunks of {size} bytes is corrupt, or larger than "
+            f"one Zarr/HDF5 chunk can be ({_MAX_FRAME_BYTES} bytes): read it with python-blosc2"
+        )
+    if meta is None:  # plain SChunk: chunks of chunksize bytes, the last one may be short
+        if info.nbytes % dt.itemsize or n != -(-info.nbytes // size):
+            raise CodecError(
+                f"{what}: corrupt Blosc2 frame: {n} chunks of {size} bytes for {info.nbytes} "
+                f"bytes of {dt}"
+            )
+        sizes = [size] * (n - 1) + [info.nbytes - size * (n - 1)]
+        shape: tuple[int, ...] = (info.nbytes // dt.itemsize,)
+    else:
+        grid = tuple(-(-s // c) for s, c in zip(meta.shape, meta.chunks, strict=True))
+        padded = math.prod(-(-c // b) * b for c, b in zip(meta.chunks, meta.blocks, strict=True))
+        if math.prod(grid) != n or padded * dt.itemsize != size:
+            raise CodecError(
+                f"{what}: corrupt b2nd frame: {n} chunks of {size} bytes for shape "
+                f"{list(meta.shape)} in chunks {list(meta.chunks)}"
+            )
+        sizes = [size] * n
+        shape = meta.shape
+    chunks = []
+    for i, nbytes in enumerate(sizes):
+        chunk, special = bf.frame_chunk(mv, info, i, what=what)
+        if chunk is not None and bf.chunk_header(chunk, what=what).nbytes != nbytes:
+            raise CodecError(f"{what}: corrupt Blosc2 frame: chunk {i} is not {nbytes} bytes")
+        chunks.append((chunk, special, nbytes))
+    out = np.empty(shape, dtype=dt)
+    flat_out = out.reshape(-1)
+    for i, (chunk, special, nbytes) in enumerate(chunks):
+        if chunk is None:
+            flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
+        else:
+            flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+        if meta is None:
+            start = i * (size // dt.itemsize)
+            flat_out[start : start + flat.size] = flat
+            continue
+        idx = np.unravel_index(i, grid)
+        part = reorder(flat, meta.chunks, meta.blocks, dt)
+        sel = tuple(
+            slice(int(j) * c, min((int(j) + 1) * c, s))
+            for j, c, s in zip(idx, meta.chunks, meta.shape, strict=True)
+        )
+        out[sel] = part[tuple(slice(0, x.stop - x.start) for x in sel)]
+    return out
 
 
 def encode_b2nd(

@@ -336,14 +336,45 @@ def test_special_chunks_and_frames() -> None:
     assert bf.frame_special(enc) == bf.SPECIAL_NONE
 
 
-def test_multichunk_frames_are_refused() -> None:
-    nd = blosc2.asarray(np.arange(100), chunks=(50,), blocks=(10,))
-    info = bf.parse_frame(nd.to_cframe())
-    assert info.nchunks == 2 and len(bf.chunk_offsets(nd.to_cframe(), info)) == 2
-    with pytest.raises(CodecError, match="one-chunk"):
-        decode_b2nd(nd.to_cframe())
-    with pytest.raises(CodecError, match="one-chunk frame"):
-        bf.frame_special(nd.to_cframe())
+@pytest.mark.parametrize(
+    ("shape", "chunks", "blocks", "dtype"),
+    [((100,), (50,), (10,), "i8"), ((10, 13), (4, 5), (2, 3), "u2"),
+     ((7, 9, 11), (3, 4, 11), (1, 4, 11), "f4"), ((0, 5), (2, 5), (1, 5), "u1")],
+)  # fmt: skip
+def test_multichunk_frames_decode_every_chunk_into_place(
+    shape: tuple[int, ...], chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: str
+) -> None:
+    """A frame of several chunks (a whole python-blosc2 array; an HDF5 chunk a writer stored
+    that way, which hdf5plugin reads) decodes like ``blosc2.ndarray_from_cframe(...)[...]``,
+    edge chunks and all-zero chunks included; it used to be refused."""
+    x = (np.arange(np.prod(shape)) % 251).astype(dtype).reshape(shape)
+    if x.size:
+        x[: chunks[0]] = 0  # an all-zero first row of chunks: special chunks in the frame
+    frame = bytes(blosc2.asarray(x, chunks=chunks, blocks=blocks).to_cframe())
+    info = bf.parse_frame(frame)
+    assert info.nchunks == int(np.prod([-(-s // c) for s, c in zip(shape, chunks)]))
+    np.testing.assert_array_equal(decode_b2nd(frame, dtype=dtype), x)
+    np.testing.assert_array_equal(blosc2.ndarray_from_cframe(frame)[...], x)
+    assert bf.frame_special(frame) == bf.SPECIAL_NONE or info.nchunks == 1
+
+
+def test_plain_multichunk_frames_decode_flat() -> None:
+    x = np.arange(1000, dtype="f8")
+    sc = blosc2.SChunk(chunksize=240 * 8, data=x, cparams={"typesize": 8})  # short last chunk
+    frame = bytes(sc.to_cframe())
+    assert bf.parse_frame(frame).nchunks == 5
+    np.testing.assert_array_equal(decode_b2nd(frame, dtype="f8"), x)
+
+
+def test_corrupt_multichunk_frames_are_refused() -> None:
+    x = np.arange(100, dtype="i4")
+    frame = bytearray(blosc2.asarray(x, chunks=(50,), blocks=(10,)).to_cframe())
+    info = bf.parse_frame(bytes(frame))
+    frame[info.header_size + 20 : info.header_size + 40] = bytes(20)  # damage the first chunk
+    with pytest.raises(CodecError):
+        decode_b2nd(bytes(frame), dtype="i4")
+    with pytest.raises(CodecError):
+        decode_b2nd(bytes(frame[: len(frame) // 2]), dtype="i4")  # truncated
 
 
 def test_dtype_mismatch_is_loud() -> None:

@@ -142,3 +142,29 @@ def test_cat_ranges_matches_cat_file(stack: tuple[Path, np.ndarray]) -> None:
         fs.cat_ranges(keys, starts, ends, on_error="raise")
     with pytest.raises(ValueError, match="as many starts and ends"):
         fs.cat_ranges(keys, [0], [1])
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2], ids=["v3", "v2"])
+def test_chunks_stored_as_multichunk_frames_read_like_h5py(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """An HDF5 chunk a writer stored as a Blosc2 frame of several inner chunks (hdf5plugin reads
+    those) reads like h5py; it used to fail with "frame_special needs a one-chunk frame"."""
+    import blosc2
+
+    path = tmp_path / "multichunk.h5"
+    data = (np.arange(8 * 12, dtype="u2") * 7).reshape(8, 12)
+    data[:2] = 0  # an all-zero inner chunk
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("x", shape=(8, 12), chunks=(4, 12), dtype="u2", **hdf5plugin.Blosc2())
+        for row in (0, 4):
+            part = np.ascontiguousarray(data[row : row + 4])
+            frame = blosc2.asarray(part, chunks=(2, 6), blocks=(1, 6)).to_cframe()
+            d.id.write_direct_chunk((row, 0), bytes(frame))
+    with h5py.File(path, "r") as f:
+        np.testing.assert_array_equal(f["x"][...], data)  # hdf5plugin reads them
+    a = zarr.open_array(
+        f"b2h5::{path}", path="x", mode="r", storage_options={"zarr_format": zarr_format}
+    )
+    np.testing.assert_array_equal(a[...], data)
+    np.testing.assert_array_equal(a[1:7, 3:9], data[1:7, 3:9])  # partial reads decode it whole
