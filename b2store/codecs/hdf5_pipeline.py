@@ -49,6 +49,8 @@ __all__ = [
     "HDF5Pipeline",
     "frame_chunk",
     "needs_imagecodecs",
+    "parse_config_ints",
+    "parse_filter_specs",
     "unframe_chunk",
 ]
 
@@ -600,14 +602,15 @@ def _config_int(key: str, value: Any) -> int:
     return int(value)
 
 
-def _config_ints(key: str, value: Any) -> list[int]:
-    """A list of integer config values."""
+def parse_config_ints(key: str, value: Any) -> list[int]:
+    """A list of integer config values (``chunkshape``, ``cd_values``), checked."""
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
         raise TypeError(f"{CODEC_ID}: {key}: Expected a list of integers. Got {value!r} instead.")
     return [_config_int(f"{key}[{i}]", v) for i, v in enumerate(value)]
 
 
-def _parse_filters(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+def parse_filter_specs(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """HDF5 filter specs ``{id, name, cd_values}`` in encode order, checked and normalised."""
     if isinstance(filters, str | bytes) or not isinstance(filters, Sequence):
         raise TypeError(
             f"{CODEC_ID}: filters: Expected a list of filter dicts. "
@@ -632,7 +635,7 @@ def _parse_filters(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]
                 f"{CODEC_ID}: HDF5 filter {fid} ({name}) is not supported; supported ids are "
                 f"{sorted(SUPPORTED_FILTERS)}."
             )
-        cd = _config_ints(f"filters[{i}].cd_values", f.get("cd_values", ()))
+        cd = parse_config_ints(f"filters[{i}].cd_values", f.get("cd_values", ()))
         if fid == 32008:
             _bitshuffle_params(cd, 1)
         out.append({"id": fid, "name": name, "cd_values": cd})
@@ -671,7 +674,7 @@ class HDF5Pipeline(Codec):
         chunkshape: Sequence[int] | None = None,
         masked: bool = False,
     ) -> None:
-        self.filters = _parse_filters(filters)
+        self.filters = parse_filter_specs(filters)
         if dtype is not None:
             try:
                 dt = np.dtype(dtype)
@@ -690,7 +693,7 @@ class HDF5Pipeline(Codec):
             self.dtype = None
             self._itemsize = 1
         if chunkshape is not None:
-            shape = _config_ints("chunkshape", chunkshape)
+            shape = parse_config_ints("chunkshape", chunkshape)
             if any(s < 0 for s in shape):
                 raise ValueError(
                     f"{CODEC_ID}: chunkshape: Expected non-negative chunk sizes. Got {shape} "

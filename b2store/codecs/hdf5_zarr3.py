@@ -21,8 +21,7 @@ import numpy as np
 from zarr.abc.codec import BytesBytesCodec
 from zarr.core.common import parse_named_configuration
 
-from b2store.codecs.hdf5_pipeline import HDF5Pipeline, _config_ints
-from b2store.codecs.hdf5_pipeline import _parse_filters as parse_hdf5_filters
+from b2store.codecs.hdf5_pipeline import HDF5Pipeline, parse_config_ints, parse_filter_specs
 from b2store.errors import CodecError
 
 if TYPE_CHECKING:
@@ -49,7 +48,7 @@ def _parse_filters(filters: Sequence[Any]) -> tuple[_Filter, ...]:
             else f
             for f in filters
         ]
-    return tuple((f["id"], f["name"], tuple(f["cd_values"])) for f in parse_hdf5_filters(specs))
+    return tuple((f["id"], f["name"], tuple(f["cd_values"])) for f in parse_filter_specs(specs))
 
 
 @lru_cache(maxsize=64)
@@ -85,7 +84,9 @@ class HDF5PipelineCodec(BytesBytesCodec):
     ) -> None:
         object.__setattr__(self, "filters", _parse_filters(filters))
         object.__setattr__(self, "dtype", dtype)
-        shape = tuple(_config_ints("chunkshape", chunkshape)) if chunkshape is not None else None
+        shape = (
+            tuple(parse_config_ints("chunkshape", chunkshape)) if chunkshape is not None else None
+        )
         object.__setattr__(self, "chunkshape", shape)
         object.__setattr__(self, "masked", masked)
         self._codec  # noqa: B018 - validate the configuration now, not at the first read
