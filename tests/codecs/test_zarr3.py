@@ -394,6 +394,7 @@ def _dataset_stores(arr: np.ndarray) -> list[Any]:
 
 @requires_xarray
 @requires_dask
+@pytest.mark.filterwarnings("ignore:Consolidated metadata is currently not part:UserWarning")
 def test_xarray_and_dask() -> None:
     import dask.array as da
     import xarray as xr
