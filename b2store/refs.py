@@ -39,13 +39,15 @@ class RefsError(B2StoreError, ValueError):
     """The input cannot be exported (not HDF5, bad options)."""
 
 
+#: Bytes stored as plain JSON text: printable ASCII and whitespace. Anything else (zeros, say:
+#: JSON escapes them as \u0000, six bytes each) is base64.
+_TEXT_BYTES = bytes(range(32, 127)) + b"\t\n\r"
+
+
 def _encode(data: bytes) -> str:
-    try:
-        text = data.decode("ascii")
-    except UnicodeDecodeError:
+    if data.translate(None, _TEXT_BYTES) or data.startswith(b"base64:"):
         return "base64:" + base64.b64encode(data).decode("ascii")
-    # plain ASCII is stored as is unless it could be mistaken for an encoded value
-    return text if not text.startswith("base64:") else "base64:" + base64.b64encode(data).decode()
+    return data.decode("ascii")  # metadata JSON, short text
 
 
 def hdf5_refs(

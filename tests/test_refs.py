@@ -253,10 +253,18 @@ def test_contiguous_data_is_referenced_not_inlined(tmp_path: Path) -> None:
 
     path = tmp_path / "contiguous.h5"
     data = np.arange(3_000_000, dtype="f8")  # 24 MB: five full 4 MiB chunks and a short one
+    rows = np.arange(3 * 1_048_577, dtype="f4").reshape(3, -1)  # rows a little over 4 MiB
     with h5py.File(path, "w") as f:
         f["x"] = data
+        f["rows"] = rows
+        f["zeros"] = np.zeros(50, "u2")  # inlined: small
     refs = hdf5_refs(path)
+    assert refs["refs"]["zeros/0"].startswith("base64:")  # not 100 JSON escapes of 6 bytes
     chunks = {k: v for k, v in refs["refs"].items() if k.startswith("x/") and k[2:].isdigit()}
     assert [k for k, v in chunks.items() if not isinstance(v, list)] == [f"x/{len(chunks) - 1}"]
+    # the inlined edge chunk is base64 (its zero padding as JSON text took 6 bytes per byte)
     assert sum(len(json.dumps(v)) for v in chunks.values()) < data.nbytes // 4
-    np.testing.assert_array_equal(_open(refs)["x"][...], data)  # type: ignore[index]
+    assert all(isinstance(v, list) for k, v in refs["refs"].items() if k.startswith("rows/0"))
+    group = _open(refs)
+    np.testing.assert_array_equal(group["x"][...], data)  # type: ignore[index]
+    np.testing.assert_array_equal(group["rows"][...], rows)  # type: ignore[index]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -49,6 +50,7 @@ __all__ = [
     "chunk_header",
     "chunk_offsets",
     "frame_chunk",
+    "frame_chunks",
     "frame_special",
     "is_frame",
     "parse_b2nd_meta",
@@ -582,11 +584,11 @@ def chunk_offsets(buf: Any, info: FrameInfo, *, what: str = _WHAT) -> list[int]:
         except Exception as exc:
             raise _err(f"corrupt Blosc2 frame offsets index ({exc})", what) from exc
         offs = np.frombuffer(raw, dtype="<i8")
-    out = [int(x) for x in offs]
-    for o in out:
-        if o >= info.cbytes or (o >= 0 and o + CHUNK_HEADER_SIZE > info.cbytes):
-            raise _err(f"corrupt Blosc2 frame: chunk offset {o} outside {info.cbytes=}", what)
-    return out
+    bad = (offs >= info.cbytes) | ((offs >= 0) & (offs + CHUNK_HEADER_SIZE > info.cbytes))
+    if bad.any():
+        o = int(offs[int(np.argmax(bad))])
+        raise _err(f"corrupt Blosc2 frame: chunk offset {o} outside {info.cbytes=}", what)
+    return [int(x) for x in offs]
 
 
 def frame_chunk(
@@ -622,13 +624,28 @@ def frame_chunk(
     offsets = chunk_offsets(mv, info, what=what)
     if not 0 <= index < len(offsets):
         raise _err(f"chunk index {index} out of range for a frame of {len(offsets)} chunks", what)
-    off = offsets[index]
+    return _chunk_at(mv, info, offsets[index], what)
+
+
+def frame_chunks(
+    buf: Any, info: FrameInfo, *, what: str = _WHAT
+) -> Iterator[tuple[memoryview | None, int]]:
+    """Every chunk of a complete frame, in order, as :func:`frame_chunk` returns it (the offsets
+    index is read once)."""
+    mv = as_bytes_view(buf)
+    for off in chunk_offsets(mv, info, what=what):
+        yield _chunk_at(mv, info, off, what)
+
+
+def _chunk_at(
+    mv: memoryview, info: FrameInfo, off: int, what: str
+) -> tuple[memoryview | None, int]:
     if off < 0:
         kind = (off >> 56) & 0x7
         if kind not in (SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_UNINIT):
             raise _err(f"corrupt Blosc2 frame: special offset kind {kind}", what)
         return None, kind
-    start = hs + off
+    start = info.header_size + off
     hdr = chunk_header(mv[start : info.header_size + info.cbytes], what=what)
     return mv[start : start + hdr.cbytes], hdr.special
 

@@ -564,26 +564,30 @@ def decode_b2nd(
         return c_contiguous(_reorder_copy(flat, shape, blk, dt))
 
 
-#: Largest frame of several chunks decoded as one Zarr/HDF5 chunk (HDF5 chunks stay below 4 GiB).
+#: Largest frame of several chunks decoded as one Zarr/HDF5 chunk (HDF5 chunks stay below 4 GiB),
+#: and most chunks in it (python-blosc2 reads larger ones).
 _MAX_FRAME_BYTES = 2**32
+_MAX_FRAME_CHUNKS = 2**20
 
 
 def _decode_frame_chunks(
     mv: memoryview, info: bf.FrameInfo, dt: np.dtype, nthreads: int, what: str
 ) -> np.ndarray:
     """A frame of several chunks (a whole python-blosc2 array, or a chunk an HDF5 writer stored
-    as a multi-chunk frame, which hdf5plugin reads): every inner chunk decoded into place.
+    as a b2nd frame of several chunks, which hdf5plugin reads): every inner chunk decoded into
+    place. b2nd frames give an array of the frame's shape, plain frames a flat array of items.
 
-    b2nd frames give an array of the frame's shape, plain frames a flat array of its items. Every
-    chunk's header is checked against the frame's sizes before any output is allocated.
+    The frame's sizes are checked against each other, and every chunk's header against them,
+    before the output is allocated; the offsets index is read once.
     """
     meta, n, size = info.b2nd, info.nchunks, info.chunksize
-    if size <= 0 or size % dt.itemsize or n * size > _MAX_FRAME_BYTES:
-        if n == 0 and info.nbytes == 0:
-            return np.empty(meta.shape if meta is not None else (0,), dtype=dt)
+    if n == 0 and info.nbytes == 0:
+        return np.empty(meta.shape if meta is not None else (0,), dtype=dt)
+    if size <= 0 or size % dt.itemsize or n * size > _MAX_FRAME_BYTES or n > _MAX_FRAME_CHUNKS:
         raise CodecError(
             f"{what}: a Blosc2 frame of {n} chunks of {size} bytes is corrupt, or larger than "
-            f"one Zarr/HDF5 chunk can be ({_MAX_FRAME_BYTES} bytes): read it with python-blosc2"
+            f"one Zarr/HDF5 chunk can be ({_MAX_FRAME_BYTES} bytes, {_MAX_FRAME_CHUNKS} chunks): "
+            "read it with python-blosc2"
         )
     if meta is None:  # plain SChunk: chunks of chunksize bytes, the last one may be short
         if info.nbytes % dt.itemsize or n != -(-info.nbytes // size):
@@ -591,8 +595,9 @@ def _decode_frame_chunks(
                 f"{what}: corrupt Blosc2 frame: {n} chunks of {size} bytes for {info.nbytes} "
                 f"bytes of {dt}"
             )
-        sizes = [size] * (n - 1) + [info.nbytes - size * (n - 1)]
         shape: tuple[int, ...] = (info.nbytes // dt.itemsize,)
+        grid: tuple[int, ...] = (n,)
+        last = info.nbytes - size * (n - 1)
     else:
         grid = tuple(-(-s // c) for s, c in zip(meta.shape, meta.chunks, strict=True))
         padded = math.prod(-(-c // b) * b for c, b in zip(meta.chunks, meta.blocks, strict=True))
@@ -601,24 +606,23 @@ def _decode_frame_chunks(
                 f"{what}: corrupt b2nd frame: {n} chunks of {size} bytes for shape "
                 f"{list(meta.shape)} in chunks {list(meta.chunks)}"
             )
-        sizes = [size] * n
-        shape = meta.shape
-    chunks = []
-    for i, nbytes in enumerate(sizes):
-        chunk, special = bf.frame_chunk(mv, info, i, what=what)
+        shape, last = meta.shape, size
+    chunks = list(bf.frame_chunks(mv, info, what=what))  # offsets and chunk headers checked
+    for i, (chunk, _) in enumerate(chunks):
+        nbytes = last if i == n - 1 else size
         if chunk is not None and bf.chunk_header(chunk, what=what).nbytes != nbytes:
             raise CodecError(f"{what}: corrupt Blosc2 frame: chunk {i} is not {nbytes} bytes")
-        chunks.append((chunk, special, nbytes))
     out = np.empty(shape, dtype=dt)
     flat_out = out.reshape(-1)
-    for i, (chunk, special, nbytes) in enumerate(chunks):
+    step = size // dt.itemsize
+    for i, (chunk, special) in enumerate(chunks):
+        nbytes = last if i == n - 1 else size
         if chunk is None:
             flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
         else:
             flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
         if meta is None:
-            start = i * (size // dt.itemsize)
-            flat_out[start : start + flat.size] = flat
+            flat_out[i * step : i * step + flat.size] = flat
             continue
         idx = np.unravel_index(i, grid)
         part = reorder(flat, meta.chunks, meta.blocks, dt)

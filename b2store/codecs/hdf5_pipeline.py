@@ -541,8 +541,11 @@ def _dec_blosc2(cd: Sequence[int], data: memoryview, expected: int | None, items
         raise _fail("blosc2", "not a Blosc2 contiguous frame (bad magic)")
     info = bf.parse_frame(data, what=what)
     if info.nchunks != 1:
-        raise _fail("blosc2", f"the frame holds {info.nchunks} chunks, HDF5 writes exactly 1")
-    if info.b2nd is not None:
+        # a writer's frame of several chunks (hdf5plugin reads b2nd ones; of a plain one it
+        # returns the first chunk only): decoded chunk by chunk into place
+        itemsize = max(info.typesize, 1)
+        out = decode_b2nd(data, dtype=np.dtype(f"V{itemsize}"), what=what).tobytes()
+    elif info.b2nd is not None:
         out = np.ascontiguousarray(decode_b2nd(data, what=what)).tobytes()
     else:
         # plain frame: its size need not be a multiple of the typesize (after fletcher32)

@@ -42,8 +42,9 @@ __all__ = [
 
 #: Sidecar format; 6: local files (and their sources) are also keyed by inode and ctime; 7:
 #: compound attributes always skipped, a _FillValue outside an integer dtype never the fill; 8:
-#: contiguous data split along the first axis whose trailing block fits (not always axis 0).
-FORMAT = "b2store-hdf5-index-8"
+#: contiguous data split along the first axis whose trailing block fits (not always axis 0); 9:
+#: rows of several-row contiguous data split evenly or kept whole (no short chunk per row).
+FORMAT = "b2store-hdf5-index-9"
 
 
 class MemoryCache:

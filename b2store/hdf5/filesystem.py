@@ -442,6 +442,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                     "writer has closed it, or have the writer use SWMR mode (h5py: "
                     "libver='latest', f.swmr_mode = True) to read it while it writes"
                 ) from exc
+            if "marked open for writing" in str(exc):
+                raise  # open_local_file's advice
             raise OSError(
                 f"{url} is not a readable HDF5 file ({exc}); check that it is complete "
                 "(not truncated) and really HDF5"

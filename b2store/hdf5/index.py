@@ -61,7 +61,11 @@ def open_local_file(path: str) -> h5py.File:
         try:
             return h5py.File(path, "r", swmr=True)
         except OSError:
-            raise exc from None
+            raise OSError(
+                f"{path} is marked open for writing by a writer that did not close it (it "
+                f"crashed, or still runs without SWMR): {exc}. If no process writes it any "
+                "more, clear the mark on a copy (h5clear -s copy.h5) and open the copy."
+            ) from exc
 
 
 Unsupported = Literal["raise", "warn", "skip"]
@@ -604,8 +608,22 @@ class _Walker:
                 d += 1
             step_bytes = int(np.prod(shape[d + 1 :], dtype=object)) * dtype.itemsize
             k = max(1, min(shape[d], CONTIGUOUS_CHUNK_BYTES // max(1, step_bytes)))
-            chunks = (*(1,) * d, k, *(max(1, s) for s in shape[d + 1 :]))
             outer = int(np.prod(shape[:d], dtype=object))  # chunks of one along axes < d
+            if d > 0 and outer > 1 and shape[d] % k:
+                # each of the outer rows would end in a short, zero-padded chunk: split
+                # evenly, else keep whole rows up to 16x the target size (as along axis 0)
+                pieces = -(-shape[d] // k)
+                even = next(
+                    (shape[d] // m for m in range(pieces, 4 * pieces + 1) if shape[d] % m == 0),
+                    None,
+                )
+                if even is not None:
+                    k = even
+                elif shape[d] * step_bytes <= 16 * CONTIGUOUS_CHUNK_BYTES:
+                    d, k = d - 1, 1
+                    step_bytes *= shape[d + 1]
+                    outer //= shape[d]
+            chunks = (*(1,) * d, k, *(max(1, s) for s in shape[d + 1 :]))
             steps = shape[d]
         if offset is None or nbytes == 0:
             self._add(node, chunks if shape else (), _plain_plan(dtype))

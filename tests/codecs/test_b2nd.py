@@ -352,7 +352,7 @@ def test_multichunk_frames_decode_every_chunk_into_place(
         x[: chunks[0]] = 0  # an all-zero first row of chunks: special chunks in the frame
     frame = bytes(blosc2.asarray(x, chunks=chunks, blocks=blocks).to_cframe())
     info = bf.parse_frame(frame)
-    assert info.nchunks == int(np.prod([-(-s // c) for s, c in zip(shape, chunks)]))
+    assert info.nchunks == int(np.prod([-(-s // c) for s, c in zip(shape, chunks, strict=True)]))
     np.testing.assert_array_equal(decode_b2nd(frame, dtype=dtype), x)
     np.testing.assert_array_equal(blosc2.ndarray_from_cframe(frame)[...], x)
     assert bf.frame_special(frame) == bf.SPECIAL_NONE or info.nchunks == 1
@@ -364,6 +364,21 @@ def test_plain_multichunk_frames_decode_flat() -> None:
     frame = bytes(sc.to_cframe())
     assert bf.parse_frame(frame).nchunks == 5
     np.testing.assert_array_equal(decode_b2nd(frame, dtype="f8"), x)
+
+
+def test_multichunk_frame_with_lying_sizes_is_refused_before_allocating() -> None:
+    """A 300-byte frame whose header claims 2**32 one-byte chunks raised MemoryError (it built a
+    list of 2**32 sizes); and the offsets index is read once, not once per chunk (a frame of
+    16,000 chunks took 55 s)."""
+    x = np.arange(100, dtype="u1")
+    frame = bytearray(blosc2.SChunk(chunksize=100, data=x, cparams={"typesize": 1}).to_cframe())
+    fields = list(bf._FRAME_FIELDS.unpack_from(bytes(frame[:100]), 29))
+    fields[1], fields[9] = 2**32, 1  # nbytes, chunksize
+    bf._FRAME_FIELDS.pack_into(frame, 29, *fields)
+    with pytest.raises(CodecError, match="corrupt, or larger than one Zarr/HDF5 chunk"):
+        decode_b2nd(bytes(frame), dtype="u1")
+    many = bytes(blosc2.asarray(np.arange(5000, dtype="u2"), chunks=(1,), blocks=(1,)).to_cframe())
+    np.testing.assert_array_equal(decode_b2nd(many, dtype="u2"), np.arange(5000, dtype="u2"))
 
 
 def test_corrupt_multichunk_frames_are_refused() -> None:

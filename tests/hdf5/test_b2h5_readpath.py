@@ -144,21 +144,23 @@ def test_cat_ranges_matches_cat_file(stack: tuple[Path, np.ndarray]) -> None:
         fs.cat_ranges(keys, [0], [1])
 
 
+@pytest.mark.parametrize("dtype", ["<u2", ">u2"])  # >u2 goes through b2store.hdf5 in v3
 @pytest.mark.parametrize("zarr_format", [3, 2], ids=["v3", "v2"])
 def test_chunks_stored_as_multichunk_frames_read_like_h5py(
-    tmp_path: Path, zarr_format: int
+    tmp_path: Path, zarr_format: int, dtype: str
 ) -> None:
-    """An HDF5 chunk a writer stored as a Blosc2 frame of several inner chunks (hdf5plugin reads
-    those) reads like h5py; it used to fail with "frame_special needs a one-chunk frame"."""
+    """An HDF5 chunk a writer stored as a b2nd frame of several inner chunks (hdf5plugin reads
+    those) reads like h5py; it used to fail with "frame_special needs a one-chunk frame", and
+    through the b2store.hdf5 pipeline with "the frame holds 2 chunks"."""
     import blosc2
 
     path = tmp_path / "multichunk.h5"
     data = (np.arange(8 * 12, dtype="u2") * 7).reshape(8, 12)
     data[:2] = 0  # an all-zero inner chunk
     with h5py.File(path, "w") as f:
-        d = f.create_dataset("x", shape=(8, 12), chunks=(4, 12), dtype="u2", **hdf5plugin.Blosc2())
+        d = f.create_dataset("x", shape=(8, 12), chunks=(4, 12), dtype=dtype, **hdf5plugin.Blosc2())
         for row in (0, 4):
-            part = np.ascontiguousarray(data[row : row + 4])
+            part = np.ascontiguousarray(data[row : row + 4].astype(dtype)).view("V2")
             frame = blosc2.asarray(part, chunks=(2, 6), blocks=(1, 6)).to_cframe()
             d.id.write_direct_chunk((row, 0), bytes(frame))
     with h5py.File(path, "r") as f:

@@ -80,3 +80,21 @@ def test_file_locked_by_a_plain_writer_says_so(tmp_path: Path) -> None:
             zarr.open_array(f"b2h5::{path}", path="x", mode="r")
     finally:
         _release(proc)
+
+
+def test_file_left_marked_open_by_a_crashed_plain_writer_says_how_to_clear_it(
+    tmp_path: Path,
+) -> None:
+    """A latest-format file whose (non-SWMR) writer died without closing it keeps its "open for
+    write" mark: the message says so and names h5clear, not "check that it is complete"."""
+    path = tmp_path / "crashed.h5"
+    script = (
+        "import os, sys, h5py, numpy as np\n"
+        "f = h5py.File(sys.argv[1], 'w', libver='latest')\n"
+        "f.create_dataset('x', data=np.arange(10.0), chunks=(5,))\n"
+        "f.flush()\n"
+        "os._exit(0)\n"
+    )
+    subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=60)
+    with pytest.raises(OSError, match=r"did not close it.*h5clear"):
+        zarr.open_array(f"b2h5::{path}", path="x", mode="r")
