@@ -252,11 +252,10 @@ class Caterva2Client:
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._login_lock: asyncio.Lock | None = None
-
-    def __del__(self) -> None:
-        session = getattr(self, "_session", None)
-        if session is not None:
-            _drop_session(session)
+        #: closes the session when this client is collected: a weakref callback runs before
+        #: any ``__del__`` of a collected cycle, so aiohttp never finds its session still open
+        #: ("Unclosed client session" when its own ``__del__`` ran before ours)
+        self._closer: weakref.finalize | None = None
 
     def __repr__(self) -> str:
         auth = "token" if self._token else ("password" if self._password else "anonymous")
@@ -295,8 +294,8 @@ class Caterva2Client:
     async def _get_session(self) -> aiohttp.ClientSession:
         loop = asyncio.get_running_loop()
         if self._session is None or self._loop is not loop or self._session.closed:
-            if self._session is not None:
-                _drop_session(self._session)
+            if self._closer is not None:
+                self._closer()  # the previous session (another loop, or closed)
             connector = aiohttp.TCPConnector(
                 limit=self.config.max_concurrency, ttl_dns_cache=300, enable_cleanup_closed=True
             )
@@ -310,6 +309,8 @@ class Caterva2Client:
                 read_bufsize=2**20,  # chunks are MBs: 64 KiB reads halved the throughput
             )
             _LIVE_SESSIONS.add(self._session)
+            self._closer = weakref.finalize(self, _drop_session, self._session)
+            self._closer.atexit = False  # at exit, _drop_all_sessions closes it on its loop
             self._loop = loop
             self._semaphore = asyncio.Semaphore(self.config.max_concurrency)
             self._login_lock = asyncio.Lock()
@@ -319,6 +320,8 @@ class Caterva2Client:
         """Close the pooled connections of the current session (a later call opens new ones)."""
         if self._session is not None and not self._session.closed:
             await self._session.close()
+        if self._closer is not None:
+            self._closer.detach()
         self._session = None
 
     async def _auth_cookie(self) -> str | None:

@@ -126,7 +126,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         HTTP behaviour, see :class:`~b2store.caterva2.client.ClientConfig`.
     version_check_interval
         Seconds after which a chunk read re-checks the dataset's version on the server (a
-        changed dataset then raises instead of mixing old metadata with new chunks).
+        changed dataset then raises instead of mixing old metadata with new chunks). ``0``
+        checks before and after every chunk request, so no read mixes two versions.
     readahead
         Chunks fetched ahead when a dataset's chunks are requested in order (a dask task asks for
         one chunk at a time, so few dask threads would otherwise mean few requests in flight);
@@ -229,6 +230,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         self._loads: collections.OrderedDict[tuple[str, str, int], asyncio.Task[bytes]] = (
             collections.OrderedDict()
         )
+        self._loads_bytes = 0  # bytes of the finished loads in _loads
         self._aliases: dict[str, str] = {}
         #: versions of the datasets whose metadata the pickling instance had served (see
         #: ``__reduce__``): a copy in a dask worker refuses chunks of a newer version
@@ -661,6 +663,14 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         except Caterva2HTTPError as exc:
             await self._explain_failure(ds, exc)
             raise
+        if fetched and self.version_check_interval <= 0:
+            # the version was checked before this request; the file may have been replaced
+            # between that check and the chunk request: check again, so that bytes of a newer
+            # version neither mix into this array nor go into the cache under the old version
+            info, etag = await self._fetch_info(ds.path)
+            now = dataset_from_info(ds.path, info, etag)
+            if now.version != ds.version:
+                raise self._version_changed(ds.path, ds.version, now.version, "while open")
         if fetched and self.cache is not None:
             await asyncio.to_thread(self.cache.put, server, ds.path, ds.version, key, raw)
         return raw
@@ -700,17 +710,33 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 return task
         task = loop.create_task(self._load(ds, number, coords))
         task.add_done_callback(_retrieve_exception)
+        self._forget_load(key)
         self._loads[key] = task
-        self._trim_loads()
+        task.add_done_callback(lambda done: self._loaded(key, done))
         return task
 
+    def _loaded(self, key: tuple[str, str, int], task: asyncio.Task[bytes]) -> None:
+        """Count a finished load's bytes and trim the loads kept in memory to the limit.
+
+        A running total, not a pass over every load: a read of 10^5 small chunks would
+        otherwise cost 10^5 passes over up to 10^5 loads."""
+        if self._loads.get(key) is task and _succeeded(task):
+            self._loads_bytes += len(task.result())
+            self._trim_loads()
+
+    def _forget_load(self, key: tuple[str, str, int]) -> None:
+        task = self._loads.pop(key, None)
+        if task is not None and _succeeded(task):
+            self._loads_bytes -= len(task.result())
+
     def _trim_loads(self) -> None:
-        total = 0
-        for key, task in reversed(list(self._loads.items())):
-            if task.done() and not task.cancelled() and task.exception() is None:
-                total += len(task.result())
-                if total > self.memory_cache_size:
-                    del self._loads[key]
+        """Drop finished loads, least recently used first, until within ``memory_cache_size``
+        (loads still running stay: readers wait for them)."""
+        while self._loads_bytes > self.memory_cache_size:
+            oldest = next((k for k, t in self._loads.items() if t.done()), None)
+            if oldest is None:
+                return
+            self._forget_load(oldest)
 
     def _start_readahead(self, ds: Dataset, number: int) -> None:
         """Prefetch the next chunks when this dataset's chunks are being read in order."""
@@ -942,6 +968,11 @@ def _proxy_source(path: str, info: Any) -> str | None:
     for _ in range(dsetname.count("/")):
         folder = posixpath.dirname(folder)
     return folder if "/" in folder else None  # a root itself cannot be the file
+
+
+def _succeeded(task: asyncio.Task[bytes]) -> bool:
+    """Whether ``task`` finished with a result."""
+    return task.done() and not task.cancelled() and task.exception() is None
 
 
 def _retrieve_exception(task: asyncio.Task[bytes]) -> None:

@@ -387,6 +387,14 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
         typesize = int((info.get("cparams") or {}).get("typesize") or 1)
         chunksize = int(info["chunksize"])
         nbytes = int(info["nbytes"])
+        if chunksize <= 0 < nbytes:
+            # Blosc2 reports chunksize 0 when the chunks differ in size (appended one by one):
+            # Zarr needs one chunk length, and chunk N's offset cannot be told from the info
+            raise UnsupportedCaterva2DatasetError(
+                f"Caterva2 dataset {path} is an SChunk whose chunks differ in size (chunksize "
+                f"{chunksize}); b2store serves SChunks of one chunk size only: rewrite it with "
+                "a fixed chunksize (blosc2.SChunk(chunksize=...))"
+            )
         dtype = np.dtype("u1")
         if isinstance(vlmeta.get("dtype"), str):
             try:

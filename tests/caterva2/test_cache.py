@@ -6,6 +6,7 @@ unusable or empty cache folders, a limit smaller than one chunk, and cache ident
 from __future__ import annotations
 
 import base64
+import collections
 import json
 import logging
 import os
@@ -298,6 +299,41 @@ def test_cache_limit_smaller_than_a_chunk(
     warnings = [r for r in caplog.records if "larger than cache_size_limit=100" in r.message]
     assert len(warnings) == 1
     assert _folder_bytes(root) <= 100
+
+
+class _CountingLoads(collections.OrderedDict):  # type: ignore[type-arg]
+    """The filesystem's in-memory loads, counting the entries its bookkeeping walks over."""
+
+    walked = 0
+
+    def items(self) -> Any:
+        for item in super().items():
+            type(self).walked += 1
+            yield item
+
+
+def test_memory_cache_bookkeeping_is_not_quadratic(cat2_server: Any, so: dict[str, Any]) -> None:
+    """Each new chunk load walked over every load held in memory to trim them (was: a read of
+    20 000 one-element chunks from a warm disk cache took 396 s instead of 9 s; 10^5 chunks
+    did not finish). Now a running total: no walk while under memory_cache_size, and over it
+    the finished loads in memory stay within the limit, least recently used out first."""
+    folder, base = public_folder(cat2_server, "manychunks")
+    a = np.arange(600, dtype="i4")
+    blosc2.asarray(a, chunks=(1,), blocks=(1,), urlpath=str(folder / "m.b2nd"), mode="w")
+    for limit in (2**30, 4000):
+        z = zarr.open_array(
+            f"{base}/m.b2nd", mode="r", storage_options={**so, "memory_cache_size": limit}
+        )
+        fs = z.store.fs
+        fs._loads = _CountingLoads(fs._loads)
+        _CountingLoads.walked = 0
+        np.testing.assert_array_equal(z[...], a)
+        done = [t.result() for t in fs._loads.values() if t.done() and not t.exception()]
+        assert sum(map(len, done)) == fs._loads_bytes <= limit
+        if limit == 2**30:
+            assert len(done) == 600 and _CountingLoads.walked == 0
+        else:
+            assert 0 < len(done) < 600 and _CountingLoads.walked < 50 * 600
 
 
 # -- cache entries of several users --------------------------------------------------------------

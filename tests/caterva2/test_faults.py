@@ -294,3 +294,34 @@ def test_failed_open_leaves_no_asyncio_noise_at_exit(cat2_server: Any, tmp_path:
                              env=env, timeout=120)  # fmt: skip
         assert res.stdout.strip() == "UnsupportedCaterva2DatasetError", res.stderr
         assert "never retrieved" not in res.stderr, res.stderr
+
+
+def test_dataset_replaced_between_check_and_chunk_request(
+    fault_proxy: Any, so: dict[str, Any]
+) -> None:
+    """With version_check_interval=0 the version was checked before each chunk request only: a
+    file replaced between that check and the request gave an array mixing two versions (seen
+    with readers in threads while a writer replaced the dataset), and the new chunk went into
+    the cache under the old version. Now the version is checked again after the request."""
+    folder, base = public_folder(fault_proxy, "replaced")
+    path = folder / "d.b2nd"
+    old = np.arange(400, dtype="i4").reshape(20, 20)
+    blosc2.asarray(old, chunks=(10, 10), blocks=(5, 5), urlpath=str(path), mode="w")
+    opts = {**so, "version_check_interval": 0, "readahead": 0, "retries": 0}
+    z = zarr.open_array(f"{base}/d.b2nd", mode="r", storage_options=opts)
+    replaced = threading.Event()
+
+    def plan(n: int, request: str) -> None:
+        if "/api/chunk" in request and not replaced.is_set():
+            tmp = folder / "new.tmp"
+            blosc2.asarray(old + 1000, chunks=(10, 10), blocks=(5, 5), urlpath=str(tmp), mode="w")
+            os.replace(tmp, path)  # the new file, after b2store checked the version
+            replaced.set()
+        return None
+
+    fault_proxy.plan = plan
+    with pytest.raises(Caterva2HTTPError, match="changed on the server while open"):
+        z[:10, :10]
+    assert replaced.is_set()
+    z = zarr.open_array(f"{base}/d.b2nd", mode="r", storage_options=opts)  # reopened: new data
+    np.testing.assert_array_equal(z[...], old + 1000)

@@ -112,3 +112,29 @@ def test_ipv6_host_in_storage_options(cat2_server: Any, so: dict[str, Any]) -> N
     opts = {**so, "host": f"[::ffff:127.0.0.1]:{port}"}
     z = zarr.open_array(f"caterva2:///@public/{folder.name}/a.b2nd", mode="r", storage_options=opts)
     np.testing.assert_array_equal(z[...], np.arange(5.0))
+
+
+def test_dropped_filesystem_in_a_reference_cycle_closes_its_session(
+    cat2_server: Any, so: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Filesystems are dropped without close(): the client's session is closed by a weakref
+    callback, which runs before any ``__del__`` of a collected cycle, so aiohttp never finds it
+    still open ("Unclosed client session" showed up in long test runs when aiohttp's own
+    finalizer happened to run first)."""
+    import gc
+    import sys
+
+    folder, _ = public_folder(cat2_server, "cycle")
+    blosc2.asarray(np.arange(10.0), urlpath=str(folder / "a.b2nd"), mode="w")
+    unraisable: list[str] = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: unraisable.append(repr(u.exc_value)))
+    sessions = []
+    for _ in range(3):
+        fs = fsspec.filesystem("caterva2", host=cat2_server.host, **so)
+        assert fs.ls(f"@public/{folder.name}", detail=False)
+        sessions.append(fs.client._session.connector)
+        fs.client._cycle = fs.client  # collected by the cycle collector, not by refcounting
+        del fs
+        gc.collect()
+    assert all(c is None or c.closed for c in sessions)
+    assert not [u for u in unraisable if "Unclosed" in u], unraisable

@@ -502,6 +502,21 @@ def test_codecs_that_need_the_array_metadata(
         np.testing.assert_array_equal(z[30:, 40:], want[30:, 40:])
 
 
+def test_b2frame_with_chunks_of_several_sizes(cat2_server: Any, so: dict[str, Any]) -> None:
+    """An SChunk whose chunks were appended with different sizes (the server reports chunksize
+    0) opened as 250 one-byte chunks, and reading failed with "chunk 0 ... decompresses to 100
+    bytes, the dataset info promises 0; the dataset may have changed on the server". Now opening
+    it says what it is; its directory skips it."""
+    folder, base = public_folder(cat2_server, "uneven")
+    sc = blosc2.SChunk(chunksize=100, urlpath=str(folder / "u.b2frame"), mode="w")
+    for n in (100, 50, 100):
+        sc.append_data(bytes(range(n)))
+    blosc2.asarray(np.arange(3.0), urlpath=str(folder / "ok.b2nd"), mode="w")
+    with pytest.raises(UnsupportedCaterva2DatasetError, match=r"u\.b2frame is an SChunk whose"):
+        zarr.open_array(f"{base}/u.b2frame", mode="r", storage_options=so)
+    assert list(zarr.open_group(base, mode="r", storage_options=so).array_keys()) == ["ok.b2nd"]
+
+
 def test_plain_files_are_a_clear_error(cat2_server: Any, so: dict[str, Any]) -> None:
     """Files the server keeps as compressed bytes (.npy, .csv, .txt) are not arrays: opening one
     is a clear error naming it and exists() is False, as the directory listing skips them (was:
