@@ -230,7 +230,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         self._loads: collections.OrderedDict[tuple[str, str, int], asyncio.Task[bytes]] = (
             collections.OrderedDict()
         )
-        self._loads_bytes = 0  # bytes of the finished loads in _loads
+        self._loads_bytes = 0  # bytes of the counted (finished) loads in _loads
+        self._load_sizes: dict[tuple[str, str, int], int] = {}  # what each load counted
         self._aliases: dict[str, str] = {}
         #: versions of the datasets whose metadata the pickling instance had served (see
         #: ``__reduce__``): a copy in a dask worker refuses chunks of a newer version
@@ -385,16 +386,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         if ds is not None:
             if time.monotonic() - self._checked.get(path, 0.0) <= self.version_check_interval:
                 return ds
-            try:
-                info, etag = await self._fetch_info(path)
-                now = dataset_from_info(path, info, etag)
-            except (FileNotFoundError, UnsupportedCaterva2DatasetError) as exc:
-                self._changed[path] = f"dataset {path} vanished or changed on the server: {exc}"
-                raise Caterva2DataError(
-                    self.client.url("info", path), 404, self._changed[path]
-                ) from None
-            if now.version != ds.version:
-                raise self._version_changed(path, ds.version, now.version, "while open")
+            await self._recheck(ds)
             self._checked[path] = time.monotonic()
             return ds
         try:
@@ -412,6 +404,21 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         if opened != ds.version:
             raise self._version_changed(path, opened, ds.version, "since the array was opened")
         return self._remember(ds)
+
+    async def _recheck(self, ds: Dataset) -> None:
+        """Raise :class:`Caterva2DataError` unless ``ds`` is still the server's version (a
+        vanished dataset too: a ``FileNotFoundError`` would reach zarr as a missing chunk and
+        read as fill values)."""
+        path = ds.path
+        try:
+            info, etag = await self._fetch_info(path)
+            now = dataset_from_info(path, info, etag)
+        except (FileNotFoundError, UnsupportedCaterva2DatasetError) as exc:
+            self._changed[path] = f"dataset {path} vanished or changed on the server: {exc}"
+            url = self.client.url("info", path)
+            raise Caterva2DataError(url, 404, self._changed[path]) from None
+        if now.version != ds.version:
+            raise self._version_changed(path, ds.version, now.version, "while open")
 
     def _cache_server(self, path: str) -> str:
         """The server part of ``path``'s chunk cache key: the base URL, plus who reads for
@@ -667,10 +674,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             # the version was checked before this request; the file may have been replaced
             # between that check and the chunk request: check again, so that bytes of a newer
             # version neither mix into this array nor go into the cache under the old version
-            info, etag = await self._fetch_info(ds.path)
-            now = dataset_from_info(ds.path, info, etag)
-            if now.version != ds.version:
-                raise self._version_changed(ds.path, ds.version, now.version, "while open")
+            await self._recheck(ds)
         if fetched and self.cache is not None:
             await asyncio.to_thread(self.cache.put, server, ds.path, ds.version, key, raw)
         return raw
@@ -721,19 +725,22 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         A running total, not a pass over every load: a read of 10^5 small chunks would
         otherwise cost 10^5 passes over up to 10^5 loads."""
         if self._loads.get(key) is task and _succeeded(task):
-            self._loads_bytes += len(task.result())
+            n = len(task.result())
+            self._load_sizes[key] = n
+            self._loads_bytes += n
             self._trim_loads()
 
     def _forget_load(self, key: tuple[str, str, int]) -> None:
-        task = self._loads.pop(key, None)
-        if task is not None and _succeeded(task):
-            self._loads_bytes -= len(task.result())
+        # subtract exactly what the load counted: a load can finish (done()) before its
+        # callback counted it, and another callback's trim may drop it in between
+        self._loads.pop(key, None)
+        self._loads_bytes -= self._load_sizes.pop(key, 0)
 
     def _trim_loads(self) -> None:
         """Drop finished loads, least recently used first, until within ``memory_cache_size``
         (loads still running stay: readers wait for them)."""
         while self._loads_bytes > self.memory_cache_size:
-            oldest = next((k for k, t in self._loads.items() if t.done()), None)
+            oldest = next((k for k in self._loads if k in self._load_sizes), None)
             if oldest is None:
                 return
             self._forget_load(oldest)

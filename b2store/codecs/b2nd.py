@@ -581,7 +581,7 @@ def _decode_frame_chunks(
     before the output is allocated; the offsets index is read once.
     """
     meta, n, size = info.b2nd, info.nchunks, info.chunksize
-    if n == 0 and info.nbytes == 0:
+    if n == 0 and info.nbytes == 0 and (meta is None or math.prod(meta.shape) == 0):
         return np.empty(meta.shape if meta is not None else (0,), dtype=dt)
     if size <= 0 or size % dt.itemsize or n * size > _MAX_FRAME_BYTES or n > _MAX_FRAME_CHUNKS:
         raise CodecError(

@@ -336,6 +336,27 @@ def test_memory_cache_bookkeeping_is_not_quadratic(cat2_server: Any, so: dict[st
             assert 0 < len(done) < 600 and _CountingLoads.walked < 50 * 600
 
 
+def test_memory_cache_total_stays_exact_with_a_tiny_limit(
+    cat2_server: Any, so: dict[str, Any]
+) -> None:
+    """Loads finishing in the same event-loop pass: one load's trim dropped another before it was
+    counted and subtracted bytes never added, so the total went negative and the loads held grew
+    past the limit with every read."""
+    folder, base = public_folder(cat2_server, "tinylimit")
+    a = np.random.default_rng(0).integers(0, 2**31, 60 * 16384, dtype="i4")
+    blosc2.asarray(a, chunks=(16384,), blocks=(16384,), urlpath=str(folder / "m.b2nd"),
+                   mode="w", cparams={"clevel": 0})  # fmt: skip
+    for limit in (0, 70_000):
+        z = zarr.open_array(
+            f"{base}/m.b2nd", mode="r", storage_options={**so, "memory_cache_size": limit}
+        )
+        fs = z.store.fs
+        for _ in range(4):
+            np.testing.assert_array_equal(z[...], a)
+            done = [t.result() for t in fs._loads.values() if t.done() and not t.exception()]
+            assert 0 <= fs._loads_bytes == sum(map(len, done)) <= limit
+
+
 # -- cache entries of several users --------------------------------------------------------------
 
 

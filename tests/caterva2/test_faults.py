@@ -325,3 +325,28 @@ def test_dataset_replaced_between_check_and_chunk_request(
     assert replaced.is_set()
     z = zarr.open_array(f"{base}/d.b2nd", mode="r", storage_options=opts)  # reopened: new data
     np.testing.assert_array_equal(z[...], old + 1000)
+
+
+def test_dataset_deleted_between_chunk_request_and_recheck_is_an_error_not_fill(
+    fault_proxy: Any, so: dict[str, Any]
+) -> None:
+    """The re-check after a fetched chunk let the server's 404 reach zarr as FileNotFoundError,
+    which zarr reads as a missing chunk: fill values instead of the data, no error."""
+    folder, base = public_folder(fault_proxy, "vanish")
+    path = folder / "d.b2nd"
+    data = np.arange(1, 401, dtype="i4").reshape(20, 20)
+    blosc2.asarray(data, chunks=(10, 10), blocks=(5, 5), urlpath=str(path), mode="w")
+    opts = {**so, "version_check_interval": 0, "readahead": 0, "retries": 0}
+    z = zarr.open_array(f"{base}/d.b2nd", mode="r", storage_options=opts)
+    served = threading.Event()
+
+    def plan(n: int, request: str) -> None:
+        if "/api/chunk" in request:
+            served.set()
+        elif "/api/info" in request and served.is_set() and path.exists():
+            path.unlink()  # deleted right after the chunk was served
+        return None
+
+    fault_proxy.plan = plan
+    with pytest.raises(Caterva2HTTPError, match="vanished or changed on the server"):
+        z[:10, :10]

@@ -390,6 +390,12 @@ def test_corrupt_multichunk_frames_are_refused() -> None:
         decode_b2nd(bytes(frame), dtype="i4")
     with pytest.raises(CodecError):
         decode_b2nd(bytes(frame[: len(frame) // 2]), dtype="i4")  # truncated
+    # a frame of 0 chunks and 0 bytes whose b2nd shape says 1000 items: was uninitialised memory
+    empty = bytearray(blosc2.zeros((0,), dtype="f4", chunks=(4,), blocks=(4,)).to_cframe())
+    at = bytes(empty).find(b"\xd3" + bytes(8), 80)  # the msgpack int64 shape entry
+    empty[at + 1 : at + 9] = (1000).to_bytes(8, "big")
+    with pytest.raises(CodecError, match="0 chunks"):
+        decode_b2nd(bytes(empty))
 
 
 def test_dtype_mismatch_is_loud() -> None:
