@@ -98,14 +98,19 @@ def _no_leftovers(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
 
+def _run_example(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str) -> None:
+    """Run ``examples/<name>`` as a script with ``tmp_path`` as the temporary folder."""
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    script = ROOT / "examples" / name
+    monkeypatch.setattr(sys, "argv", [str(script)])
+    runpy.run_path(str(script), run_name="__main__")
+
+
 @pytest.mark.skipif(not (has("h5py") and has("hdf5plugin") and has("xarray")), reason="needs hdf5")
 def test_example_removes_its_temporary_files(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    script = ROOT / "examples" / "open_hdf5_with_xarray.py"
-    monkeypatch.setattr(sys, "argv", [str(script)])
-    runpy.run_path(str(script), run_name="__main__")
+    _run_example(monkeypatch, tmp_path, "open_hdf5_with_xarray.py")
     assert "OK" in capsys.readouterr().out
     assert _no_leftovers(tmp_path) == []
 
@@ -120,10 +125,7 @@ def _cat2_server() -> str | None:
 def test_caterva2_example_stops_its_server_and_removes_its_state(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
-    script = ROOT / "examples" / "caterva2_with_cache.py"
-    monkeypatch.setattr(sys, "argv", [str(script)])
-    runpy.run_path(str(script), run_name="__main__")
+    _run_example(monkeypatch, tmp_path, "caterva2_with_cache.py")
     assert "values identical to the published array: OK" in capsys.readouterr().out
     assert _no_leftovers(tmp_path) == []
 

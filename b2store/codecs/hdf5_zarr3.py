@@ -131,7 +131,7 @@ class HDF5PipelineCodec(BytesBytesCodec):
         grid_chunks = getattr(chunk_grid, "chunk_shape", None)
         if self.chunkshape is None or grid_chunks is None:
             return
-        native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
+        native = dtype.to_native_dtype()  # zarr >= 3.1 passes a ZDType
         mine = math.prod(self.chunkshape) * np.dtype(self.dtype or native).itemsize
         theirs = math.prod(grid_chunks) * native.itemsize
         if mine != theirs:

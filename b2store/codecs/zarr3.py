@@ -226,7 +226,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
 
         # the filters as encoding maps them for this dtype: a truncation filter the dtype cannot
         # take is refused at creation, not on the first write
-        native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
+        native = dtype.to_native_dtype()  # zarr >= 3.1 passes a ZDType
         _blosc2_filters(normalize_filters(_thaw_filters(self.filters)), native)
         if native.byteorder == ">":
             # refused at creation, before zarr.json is written (writes refuse it too, below)
@@ -793,7 +793,7 @@ class GrokCodec(_NumcodecsArrayBytes):
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
         # refuse dtypes and ranks the plugin cannot read back when the array is created, not
         # on its first write (after zarr.json was written)
-        native = dtype.to_native_dtype() if hasattr(dtype, "to_native_dtype") else np.dtype(dtype)
+        native = dtype.to_native_dtype()  # zarr >= 3.1 passes a ZDType
         self._numcodec.check_layout(native, tuple(shape))
         chunks = getattr(chunk_grid, "chunk_shape", None)
         if chunks is not None and len(chunks) >= 2:

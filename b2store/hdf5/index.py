@@ -599,14 +599,14 @@ class _Walker:
             chunks: tuple[int, ...] = ()
             step_bytes, k, outer, steps = nbytes, 1, 1, 1
         else:
-            d = 0
-            while (
-                d < len(shape) - 1
-                and int(np.prod(shape[d + 1 :], dtype=object)) * dtype.itemsize
-                > CONTIGUOUS_CHUNK_BYTES
-            ):
-                d += 1
-            step_bytes = int(np.prod(shape[d + 1 :], dtype=object)) * dtype.itemsize
+            # bytes of one step along each axis (the block of all the axes after it)
+            trailing = [
+                int(np.prod(shape[i + 1 :], dtype=object)) * dtype.itemsize
+                for i in range(len(shape))
+            ]
+            last = len(shape) - 1
+            d = next(i for i, b in enumerate(trailing) if b <= CONTIGUOUS_CHUNK_BYTES or i == last)
+            step_bytes = trailing[d]
             k = max(1, min(shape[d], CONTIGUOUS_CHUNK_BYTES // max(1, step_bytes)))
             outer = int(np.prod(shape[:d], dtype=object))  # chunks of one along axes < d
             if d > 0 and outer > 1 and shape[d] % k:
@@ -619,9 +619,9 @@ class _Walker:
                 )
                 if even is not None:
                     k = even
-                elif shape[d] * step_bytes <= 16 * CONTIGUOUS_CHUNK_BYTES:
+                elif trailing[d - 1] <= 16 * CONTIGUOUS_CHUNK_BYTES:
                     d, k = d - 1, 1
-                    step_bytes *= shape[d + 1]
+                    step_bytes = trailing[d]
                     outer //= shape[d]
             chunks = (*(1,) * d, k, *(max(1, s) for s in shape[d + 1 :]))
             steps = shape[d]
