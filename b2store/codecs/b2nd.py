@@ -34,8 +34,10 @@ Blosc2-internal threads per call), ``chunkshape`` (decode-only, for bare chunks)
 ``"bits"``, see :mod:`b2store.codecs.itrunc`); ``"trunc_prec"`` is an alias of ``"itrunc"``.
 A bare string ``"shuffle"`` is accepted and normalised to ``{"id": "shuffle"}``. Truncation
 filters always run first (before shuffle), whatever their position in the list. At most 6
-filters. Example: ``{"id": "b2store_b2nd", "filters": [{"id": "itrunc", "max_abs_error": 15},
-{"id": "bitshuffle"}]}`` is the "itrunc + bitshuffle + zstd" recipe.
+filters in a config, and at most 2 besides a truncation filter when encoding: C-Blosc2 gets
+pipelines of 3 or more filters wrong (see :func:`encoding_pipeline`). Example:
+``{"id": "b2store_b2nd", "filters": [{"id": "itrunc", "max_abs_error": 15}, {"id": "bitshuffle"}]}``
+is the "itrunc + bitshuffle + zstd" recipe.
 """
 
 from __future__ import annotations
@@ -76,6 +78,7 @@ __all__ = [
     "decode_b2nd",
     "default_blocks",
     "encode_b2nd",
+    "encoding_pipeline",
     "normalize_filters",
     "reorder",
     "to_block_order",
@@ -95,6 +98,8 @@ _NDIM_FILTERS = {32: "NDCELL", 33: "NDMEAN"}
 _BUILTIN_CODECS = {0, 1, 2, 3, 4, 5, 32, 33, 34, 35}
 _PLUGIN_CODECS = {37: ("blosc2_grok", "blosc2_j2k"), 39: ("blosc2_j2k",), 40: ("blosc2_htj2k",)}
 _UDCODEC_FORMAT = 6
+#: Most filters b2store lets C-Blosc2 run when encoding (see :func:`encoding_pipeline`).
+_MAX_BLOSC2_FILTERS = 2
 #: Largest chunk C-Blosc2 compresses (BLOSC2_MAX_BUFFERSIZE: INT32_MAX - BLOSC2_MAX_OVERHEAD).
 _MAX_CHUNK_BYTES = 2**31 - 1 - 32
 
@@ -184,6 +189,37 @@ def _blosc2_filters(filters: list[dict[str, Any]], dtype: np.dtype) -> tuple[lis
             rest.append((_SIMPLE_FILTERS[fid], 0))
     pipeline = trunc + rest
     return [f for f, _ in pipeline], [m for _, m in pipeline]
+
+
+def encoding_pipeline(
+    specs: list[dict[str, Any]], dtype: np.dtype
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Split canonical filter specs into the truncations to run in numpy before encoding and
+    the specs C-Blosc2 runs, or raise :class:`CodecError` for a pipeline Blosc2 gets wrong.
+
+    Truncation runs in numpy (same bound, same values) when Blosc2 cannot run it right: on
+    big-endian data (its INT_TRUNC/TRUNC_PREC act on little-endian words), and when it would be
+    a third filter. C-Blosc2's compressor (python-blosc2 4.x) writes wrong data with three or
+    more filters in its pipeline, and overwrites the buffer being compressed with the third
+    filter's output: every combination of shuffle, bitshuffle, delta and bytedelta tried did.
+    """
+    trunc = [f for f in specs if f["id"] in _TRUNC_IDS]
+    rest = [f for f in specs if f["id"] not in _TRUNC_IDS]
+    if trunc and (
+        dtype.byteorder == ">" or len(_blosc2_filters(specs, dtype)[0]) > _MAX_BLOSC2_FILTERS
+    ):
+        specs, in_numpy = rest, trunc
+    else:
+        in_numpy = []
+    if len(_blosc2_filters(specs, dtype)[0]) > _MAX_BLOSC2_FILTERS:
+        raise CodecError(
+            f"{CODEC_ID}: filters: Expected at most {_MAX_BLOSC2_FILTERS} filters besides a "
+            f"truncation filter (C-Blosc2 {blosc2.blosclib_version.split()[0]} writes wrong "
+            "data, and overwrites the array being encoded, with 3 or more filters in its "
+            "pipeline). "
+            f"Got {[f['id'] for f in rest]} instead."
+        )
+    return in_numpy, specs
 
 
 def default_blocks(shape: tuple[int, ...], dtype: np.dtype) -> tuple[int, ...]:
@@ -662,13 +698,9 @@ def encode_b2nd(
         raise CodecError(f"{CODEC_ID}: b2nd supports at most 8 dimensions, got {arr.ndim}")
     specs = normalize_filters(filters)
     _check_one_truncation(specs)
-    if arr.dtype.byteorder == ">" and any(f["id"] in _TRUNC_IDS for f in specs):
-        # Blosc2's INT_TRUNC/TRUNC_PREC act on native (little-endian) words: truncate big-endian
-        # data in numpy instead (same bound, same result)
-        for f in specs:
-            if f["id"] in _TRUNC_IDS:
-                arr = truncate(arr, _truncation_plan(f, arr.dtype))
-        specs = [f for f in specs if f["id"] not in _TRUNC_IDS]
+    in_numpy, specs = encoding_pipeline(specs, arr.dtype)
+    for f in in_numpy:  # a new array: the caller's is never modified
+        arr = truncate(arr, _truncation_plan(f, arr.dtype))
     filt, meta = _blosc2_filters(specs, arr.dtype)
     blk = tuple(blocks) if blocks is not None else default_blocks(arr.shape, arr.dtype)
     if len(blk) != arr.ndim:

@@ -222,12 +222,13 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
                 f"b2store.b2nd: blocks {list(self.blocks)} has {len(self.blocks)} dimensions, "
                 f"the array has {len(shape)}"
             )
-        from b2store.codecs.b2nd import _blosc2_filters, normalize_filters
+        from b2store.codecs.b2nd import _blosc2_filters, encoding_pipeline, normalize_filters
 
         # the filters as encoding maps them for this dtype: a truncation filter the dtype cannot
-        # take is refused at creation, not on the first write
+        # take, or a pipeline C-Blosc2 gets wrong, is refused at creation, not on the first write
         native = dtype.to_native_dtype()  # zarr >= 3.1 passes a ZDType
-        _blosc2_filters(normalize_filters(_thaw_filters(self.filters)), native)
+        _in_numpy, specs = encoding_pipeline(normalize_filters(_thaw_filters(self.filters)), native)
+        _blosc2_filters(specs, native)
         if native.byteorder == ">":
             # refused at creation, before zarr.json is written (writes refuse it too, below)
             raise CodecError(_big_endian_message(native))

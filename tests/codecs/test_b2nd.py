@@ -189,6 +189,65 @@ def test_one_truncation_filter_keeps_abs_and_rel_bounds_for_mixed_datasets() -> 
     assert (np.abs(gotf - floats) / floats).max() <= 1e-3
 
 
+@pytest.mark.parametrize(
+    "filters",
+    [
+        ["shuffle", "bitshuffle", "delta"],
+        ["delta", "shuffle", "bytedelta"],
+        ["shuffle", "shuffle", "shuffle"],
+        ["bitshuffle", "bytedelta", "delta", "shuffle"],
+    ],
+)
+def test_three_blosc2_filters_are_refused_before_they_corrupt_anything(
+    filters: list[str], tmp_path: Path
+) -> None:
+    """C-Blosc2 3.3 (python-blosc2 4.x) compresses pipelines of 3 or more filters wrongly and
+    writes the third filter's output over the array being compressed: encoding with
+    ``["delta", "shuffle", "bytedelta"]`` gave errors up to 63,893 on uint16 data and changed
+    the caller's array. Encoding refuses them, and a Zarr v3 array refuses them at creation."""
+    import zarr
+
+    data = np.random.default_rng(3).integers(0, 60000, (64, 64), dtype="u2")
+    before = data.copy()
+    codec = numcodecs.get_codec({"id": "b2store_b2nd", "filters": filters})
+    with pytest.raises(CodecError, match=r"b2store_b2nd: filters: Expected at most 2 filters"):
+        codec.encode(data)
+    np.testing.assert_array_equal(data, before)
+    with pytest.raises(CodecError, match="at most 2 filters"):
+        zarr.create_array(
+            str(tmp_path / "a.zarr"),
+            shape=data.shape,
+            chunks=(32, 64),
+            dtype="u2",
+            serializer={"name": "b2store.b2nd", "configuration": {"filters": filters}},
+            compressors=None,
+        )
+
+
+@pytest.mark.parametrize("dtype", ["u2", "i4", "f4", "f8"])
+def test_truncation_with_two_more_filters_runs_in_numpy(dtype: str) -> None:
+    """``itrunc + shuffle + bytedelta`` would be 3 Blosc2 filters (see the test above): the
+    truncation runs in numpy instead, with the same bound and values, and the caller's array
+    is left as it was (Blosc2 truncated it in place)."""
+    from b2store.codecs.itrunc import plan_truncation, truncate
+
+    rng = np.random.default_rng(4)
+    data = (rng.standard_normal((48, 40)) * 1000).astype(dtype)
+    if data.dtype.kind == "u":
+        data = rng.integers(0, 60000, (48, 40)).astype(dtype)
+    before = data.copy()
+    spec = {"id": "itrunc", "bits": 3}
+    codec = numcodecs.get_codec({"id": "b2store_b2nd", "filters": [spec, "shuffle", "bytedelta"]})
+    got = np.frombuffer(codec.decode(codec.encode(data)), dtype).reshape(data.shape)
+    np.testing.assert_array_equal(data, before)
+    np.testing.assert_array_equal(got, truncate(before, plan_truncation(data.dtype, bits=3)))
+    # the same values as Blosc2's own INT_TRUNC/TRUNC_PREC with one other filter
+    two = numcodecs.get_codec({"id": "b2store_b2nd", "filters": [spec, "shuffle"]})
+    np.testing.assert_array_equal(
+        got, np.frombuffer(two.decode(two.encode(data)), dtype).reshape(data.shape)
+    )
+
+
 def test_encode_refuses_what_it_cannot_do() -> None:
     with pytest.raises(CodecError, match="b2store_b2nd"):
         B2nd(blocks=[4]).encode(np.zeros((4, 4), "u2"))
