@@ -75,6 +75,7 @@ from b2store.errors import CodecError
 
 __all__ = [
     "B2nd",
+    "NeedsArrayContext",
     "decode_b2nd",
     "default_blocks",
     "encode_b2nd",
@@ -94,6 +95,9 @@ _TRUNC_IDS = ("itrunc", "trunc_prec")
 _KNOWN_FILTERS = {0, 1, 2, 3, 4, 35, 36}
 #: python-blosc2's n-dimensional filters: decompress2 alone cannot undo them.
 _NDIM_FILTERS = {32: "NDCELL", 33: "NDMEAN"}
+#: Built-in codecs that read the array's b2nd metadata (block shape) when decompressing: a bare
+#: ``decompress2`` fails on them, an NDArray holding the chunk decodes them.
+_NDIM_CODECS = {33: "ZFP_ACC", 34: "ZFP_PREC", 35: "ZFP_RATE"}
 #: Built-in codec ids, and plugin codec ids with the Python package that loads their library.
 _BUILTIN_CODECS = {0, 1, 2, 3, 4, 5, 32, 33, 34, 35}
 _PLUGIN_CODECS = {37: ("blosc2_grok", "blosc2_j2k"), 39: ("blosc2_j2k",), 40: ("blosc2_htj2k",)}
@@ -318,9 +322,32 @@ def _reorder_copy(
     return arr.copy() if np.may_share_memory(arr, flat) else arr
 
 
+class NeedsArrayContext(CodecError):
+    """A chunk whose codec (ZFP) or filters (NDCELL, NDMEAN) read the array's b2nd metadata
+    when decompressing: :func:`decode_b2nd` decodes it inside a python-blosc2 NDArray when it
+    knows the chunk and block shapes, and raises this otherwise."""
+
+
+def needs_array_context(hdr: bf.ChunkHeader) -> bool:
+    """Whether C-Blosc2 needs the array's b2nd metadata to decompress this chunk."""
+    ndim_codec = (hdr.flags >> 5 == _UDCODEC_FORMAT or hdr.udcodec >= 32) and (
+        hdr.udcodec in _NDIM_CODECS
+    )
+    return ndim_codec or any(f in _NDIM_FILTERS for f in hdr.filters)
+
+
 def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
-    """Refuse chunks whose codec/filters C-Blosc2 could only handle by loading a plugin."""
+    """Refuse chunks whose codec/filters C-Blosc2 could only handle by loading a plugin, or
+    only inside an NDArray (:class:`NeedsArrayContext`)."""
     fmt = hdr.flags >> 5
+    if needs_array_context(hdr):
+        used = [_NDIM_CODECS[hdr.udcodec]] if hdr.udcodec in _NDIM_CODECS else []
+        used += [_NDIM_FILTERS[f] for f in hdr.filters if f in _NDIM_FILTERS]
+        raise NeedsArrayContext(
+            f"{what}: the chunk uses Blosc2's n-dimensional {' and '.join(used)}, which needs "
+            "the array's chunk and block shapes at decode time: decode it as a b2nd frame, or "
+            "pass chunkshape and blocks for a bare chunk (or read it with python-blosc2)"
+        )
     if fmt == _UDCODEC_FORMAT or hdr.udcodec >= 32:
         cid = hdr.udcodec
         if cid in _PLUGIN_CODECS:
@@ -339,13 +366,6 @@ def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
                 )
         elif cid not in _BUILTIN_CODECS and fmt == _UDCODEC_FORMAT:
             raise CodecError(f"{what}: unknown Blosc2 codec id {cid} in the chunk header")
-    nd = [f for f in hdr.filters if f in _NDIM_FILTERS]
-    if nd:
-        raise CodecError(
-            f"{what}: the chunk uses python-blosc2's n-dimensional filter "
-            f"{_NDIM_FILTERS[nd[0]]} (Blosc2 filter {nd[0]}), which needs the array's metadata "
-            "at decode time: read it with python-blosc2 (blosc2.open), or re-encode without it"
-        )
     bad = [f for f in hdr.filters if f not in _KNOWN_FILTERS]
     if bad:
         raise CodecError(f"{what}: unknown Blosc2 filter ids {bad} in the chunk header")
@@ -558,25 +578,12 @@ def decode_b2nd(
                 f"{what}: frame typesize {info.typesize} does not match itemsize "
                 f"{dt.itemsize} of {dt}"
             )
-        if info.nchunks != 1:
-            return _decode_frame_chunks(mv, info, dt, nthreads, what)
-        chunk, special = bf.frame_chunk(mv, info, 0, what=what)
-        # b2nd chunks are padded to whole blocks; a plain frame's only chunk may be short
-        nbytes = info.chunksize if meta is not None else info.nbytes
-        if chunk is None:
-            flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
-        elif meta is not None and not block_order_is_c_order(meta.chunks, meta.blocks):
-            with SCRATCH.borrow(nbytes) as buf:
-                flat = decompress_chunk(
-                    chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf
-                )
-                arr = _reorder_copy(flat, meta.chunks, meta.blocks, dt)
-            return _trim_to_shape(arr, meta, what)
-        else:
-            flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
-        if meta is None:
-            return flat[: info.nbytes // dt.itemsize]
-        return _trim_to_shape(reorder(flat, meta.chunks, meta.blocks, dt), meta, what)
+        try:
+            return _decode_frame(mv, info, dt, nthreads, what)
+        except NeedsArrayContext:
+            if meta is None:
+                raise
+            return _decode_in_ndarray(mv, None, meta.shape, meta.chunks, meta.blocks, dt, what)
     # (c) bare chunk
     if dt is None:
         raise CodecError(f"{what}: decoding a bare Blosc2 chunk needs the dtype")
@@ -592,12 +599,71 @@ def decode_b2nd(
         raise CodecError(f"{what}: blocks {list(blk)} exceed the chunk shape {list(shape)}")
     padded = math.prod(-(-c // b) * b for c, b in zip(shape, blk, strict=True))
     nbytes = padded * dt.itemsize
+    if hdr.special == bf.SPECIAL_NONE and needs_array_context(hdr):
+        bf.validate_chunk(mv, what=what, nbytes=nbytes)
+        return _decode_in_ndarray(None, mv[: hdr.cbytes], shape, shape, blk, dt, what)
     if block_order_is_c_order(shape, blk) or hdr.special != bf.SPECIAL_NONE:
         flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
         return c_contiguous(reorder(flat, shape, blk, dt))
     with SCRATCH.borrow(hdr.nbytes) as buf:
         flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf)
         return c_contiguous(_reorder_copy(flat, shape, blk, dt))
+
+
+def _decode_frame(
+    mv: memoryview, info: bf.FrameInfo, dt: np.dtype, nthreads: int, what: str
+) -> np.ndarray:
+    """The array a parsed frame holds (see :func:`decode_b2nd`)."""
+    meta = info.b2nd
+    if info.nchunks != 1:
+        return _decode_frame_chunks(mv, info, dt, nthreads, what)
+    chunk, special = bf.frame_chunk(mv, info, 0, what=what)
+    # b2nd chunks are padded to whole blocks; a plain frame's only chunk may be short
+    nbytes = info.chunksize if meta is not None else info.nbytes
+    if chunk is None:
+        flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
+    elif meta is not None and not block_order_is_c_order(meta.chunks, meta.blocks):
+        with SCRATCH.borrow(nbytes) as buf:
+            flat = decompress_chunk(
+                chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf
+            )
+            arr = _reorder_copy(flat, meta.chunks, meta.blocks, dt)
+        return _trim_to_shape(arr, meta, what)
+    else:
+        flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+    if meta is None:
+        return flat[: info.nbytes // dt.itemsize]
+    return _trim_to_shape(reorder(flat, meta.chunks, meta.blocks, dt), meta, what)
+
+
+def _decode_in_ndarray(
+    frame: memoryview | None,
+    chunk: memoryview | None,
+    shape: tuple[int, ...],
+    chunks: tuple[int, ...],
+    blocks: tuple[int, ...],
+    dt: np.dtype,
+    what: str,
+) -> np.ndarray:
+    """Decode a b2nd *frame*, or one bare *chunk* of shape *chunks*, whose codec or filters
+    need the array's metadata, inside a python-blosc2 NDArray (which holds the GIL). Both were
+    validated by the caller; the result is checked against *shape* and *dt* before use."""
+    native = dt if dt.kind in "biufcmM" and not dt.fields else np.dtype(f"V{dt.itemsize}")
+    try:
+        if frame is not None:
+            nd = blosc2.ndarray_from_cframe(bytes(frame))
+        else:
+            assert chunk is not None
+            nd = blosc2.uninit(chunks, dtype=native, chunks=chunks, blocks=blocks)
+            nd.schunk.update_chunk(0, bytes(chunk))
+        arr = np.asarray(nd[...])
+    except Exception as exc:  # C-Blosc2 reports corrupt streams as RuntimeError/ValueError
+        raise CodecError(f"{what}: corrupt Blosc2 chunk ({exc})") from exc
+    if arr.shape != tuple(shape) or arr.dtype.itemsize != dt.itemsize:
+        raise CodecError(
+            f"{what}: decoded {arr.shape} {arr.dtype}, expected {tuple(shape)} {dt}: corrupt frame"
+        )
+    return c_contiguous(arr.view(dt))
 
 
 #: Largest frame of several chunks decoded as one Zarr/HDF5 chunk (HDF5 chunks stay below 4 GiB),

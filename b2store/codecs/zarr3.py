@@ -438,6 +438,10 @@ class _PartialPlan:
             return None
         if _DELTA in hdr.filters:  # every block is a delta against block 0: decode the chunk
             return None
+        from b2store.codecs.b2nd import needs_array_context
+
+        if needs_array_context(hdr):  # ZFP, NDCELL, NDMEAN: decoded whole, inside an NDArray
+            return None
         return cls(base, hdr, tuple(chunks), tuple(blk), dtype)
 
     @staticmethod

@@ -374,6 +374,82 @@ def test_bare_chunk_split_into_blocks_is_still_reordered() -> None:
     np.testing.assert_array_equal(got, x)
 
 
+_NDIM_CPARAMS = {
+    "zfp_acc": {
+        "codec": blosc2.Codec.ZFP_ACC,
+        "codec_meta": 3,
+        "filters": [blosc2.Filter.NOFILTER],
+    },
+    "zfp_prec": {
+        "codec": blosc2.Codec.ZFP_PREC,
+        "codec_meta": 20,
+        "filters": [blosc2.Filter.NOFILTER],
+    },
+    "zfp_rate": {
+        "codec": blosc2.Codec.ZFP_RATE,
+        "codec_meta": 50,
+        "filters": [blosc2.Filter.NOFILTER],
+    },
+    "ndcell": {"filters": [blosc2.Filter.NDCELL], "filters_meta": [4]},
+    "ndmean": {"filters": [blosc2.Filter.NDMEAN], "filters_meta": [4]},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(_NDIM_CPARAMS))
+@pytest.mark.parametrize("chunks", [(40, 50), (16, 32)])
+def test_ndim_codecs_and_filters_decode_like_blosc2(kind: str, chunks: tuple[int, int]) -> None:
+    """ZFP (Blosc2 codecs 33-35) and the NDCELL/NDMEAN filters read the array's b2nd metadata
+    when decompressing: ``decompress2`` alone fails on them, and b2store called valid ZFP
+    arrays "corrupt Blosc2 chunk". Frames and bare chunks with known shapes now decode inside
+    an NDArray; a bare chunk without them is a clear NeedsArrayContext (a ValueError)."""
+    from b2store.codecs.b2nd import NeedsArrayContext
+
+    data = (np.random.default_rng(5).standard_normal((40, 50)) * 100).astype("f8")
+    arr = blosc2.asarray(data, chunks=chunks, blocks=(8, 8), cparams=_NDIM_CPARAMS[kind])
+    want = arr[...]  # ZFP is lossy: the reference is python-blosc2's own decoding
+    got = decode_b2nd(arr.to_cframe(), dtype="f8")
+    np.testing.assert_array_equal(got, want)
+    bare = arr.schunk.get_chunk(0)
+    first = decode_b2nd(bare, dtype="f8", chunkshape=chunks, blocks=(8, 8))
+    np.testing.assert_array_equal(first[: chunks[0], : chunks[1]], want[: chunks[0], : chunks[1]])
+    if bf.chunk_header(bare).memcpyed:
+        return  # stored uncompressed, filters not applied: decodes without the shapes
+    with pytest.raises(NeedsArrayContext, match="chunk and block shapes") as info:
+        decode_b2nd(bare, dtype="f8")
+    assert isinstance(info.value, ValueError)
+
+
+def test_ndim_codec_chunks_read_through_zarr_v3_partial_reads(tmp_path: Path) -> None:
+    """A partial read of a ZFP chunk decodes the whole chunk (its blocks cannot be
+    decompressed one by one), through the b2store.b2nd Zarr v3 codec."""
+    import zarr
+
+    data = (np.random.default_rng(6).standard_normal((64, 64)) * 10).astype("f4")
+    z = zarr.create_array(
+        str(tmp_path / "z.zarr"),
+        shape=data.shape,
+        chunks=(32, 64),
+        dtype="f4",
+        serializer={"name": "b2store.b2nd", "configuration": {"blocks": [8, 16]}},
+        compressors=None,
+    )
+    want = np.empty_like(data)
+    for i in range(2):
+        part = blosc2.asarray(
+            data[32 * i : 32 * (i + 1)],
+            chunks=(32, 64),
+            blocks=(8, 16),
+            cparams=_NDIM_CPARAMS["zfp_rate"],
+        )
+        want[32 * i : 32 * (i + 1)] = part[...]
+        (tmp_path / "z.zarr" / "c" / str(i)).mkdir(parents=True, exist_ok=True)
+        (tmp_path / "z.zarr" / "c" / str(i) / "0").write_bytes(part.to_cframe())
+    z = zarr.open_array(str(tmp_path / "z.zarr"), mode="r")
+    np.testing.assert_array_equal(z[...], want)
+    np.testing.assert_array_equal(z[5:9, 3:20], want[5:9, 3:20])
+    np.testing.assert_array_equal(z[:, 7], want[:, 7])
+
+
 def test_special_chunks_and_frames() -> None:
     z = bytes(blosc2.zeros((30, 40), dtype="u2", chunks=(30, 40), blocks=(10, 10)).to_cframe())
     assert bf.frame_special(z) == bf.SPECIAL_ZERO
