@@ -524,6 +524,10 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
         raise _err("truncated Blosc2 frame header", what)
     if b2nd is not None and chunksize > 0:
         padded = math.prod(-(-c // b) * b for c, b in zip(b2nd.chunks, b2nd.blocks, strict=True))
+        if typesize == 1 and padded and chunksize % padded == 0 and chunksize // padded > 255:
+            # items over Blosc2's 255-byte typesize (S300, big structured dtypes) are recorded
+            # with typesize 1 by python-blosc2 and hdf5plugin: the b2nd shapes give the real one
+            typesize = chunksize // padded
         if padded * typesize != chunksize:
             raise _err(
                 f"inconsistent b2nd frame: chunks {b2nd.chunks} / blocks {b2nd.blocks} x "

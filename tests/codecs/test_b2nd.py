@@ -450,6 +450,37 @@ def test_ndim_codec_chunks_read_through_zarr_v3_partial_reads(tmp_path: Path) ->
     np.testing.assert_array_equal(z[:, 7], want[:, 7])
 
 
+@pytest.mark.parametrize("dtype", ["S300", "V256", "f8,(40,)f8", "u1,(40,)f8"])
+@pytest.mark.parametrize(("chunks", "blocks"), [((5, 6), (2, 3)), ((3, 4), (2, 2))])
+def test_items_over_255_bytes_decode(
+    dtype: str, chunks: tuple[int, int], blocks: tuple[int, int]
+) -> None:
+    """Blosc2 records items over its 255-byte typesize with typesize 1 (python-blosc2 and
+    hdf5plugin both do): such b2nd frames were refused as "inconsistent b2nd frame"."""
+    dt = np.dtype(dtype)
+    raw = np.random.default_rng(7).integers(0, 255, dt.itemsize * 30, dtype=np.uint8)
+    data = np.frombuffer(raw.tobytes(), dt).reshape(5, 6)
+    frame = blosc2.asarray(data, chunks=chunks, blocks=blocks).to_cframe()
+    assert decode_b2nd(frame).tobytes() == data.tobytes()
+    got = decode_b2nd(frame, dtype=dt)
+    assert got.dtype == dt and got.shape == data.shape
+    assert got.tobytes() == data.tobytes()
+
+
+def test_hdf5plugin_chunk_of_300_byte_strings_decodes(tmp_path: Path) -> None:
+    """hdf5plugin writes a Blosc2 chunk of S300 items it cannot read back itself (its filter
+    fails); the bytes are a valid b2nd frame with typesize 1, which b2store decodes."""
+    import h5py
+    import hdf5plugin
+
+    data = np.array([b"%03d" % i * 100 for i in range(40)], "S300").reshape(8, 5)
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f.create_dataset("s", data=data, chunks=(4, 5), **hdf5plugin.Blosc2())
+    with h5py.File(tmp_path / "s.h5") as f:
+        _mask, chunk = f["s"].id.read_direct_chunk((4, 0))
+    np.testing.assert_array_equal(decode_b2nd(chunk, dtype="S300"), data[4:])
+
+
 def test_special_chunks_and_frames() -> None:
     z = bytes(blosc2.zeros((30, 40), dtype="u2", chunks=(30, 40), blocks=(10, 10)).to_cframe())
     assert bf.frame_special(z) == bf.SPECIAL_ZERO
