@@ -6,6 +6,11 @@ Contract
   ``id``, ``name``, ``cd_values``), the HDF5 ``dtype`` and the full HDF5 ``chunkshape``. Decoding
   applies the filters in reverse order; the output is the C-ordered bytes of the *full* chunk
   (HDF5 stores edge chunks full-size, like Zarr), checked against ``itemsize * prod(chunkshape)``.
+* ``nullterm`` (optional): ``[offset, size]`` byte ranges of each item holding fixed-length
+  HDF5 strings stored NUL-terminated (``H5T_STR_NULLTERM``, C's default). HDF5 (so h5py) ends such
+  a string at its first NUL when reading; after decoding, every byte after a range's first NUL is
+  zeroed the same way (C writers leave junk after the terminator). With ``nullterm`` the filter
+  list may be empty. Encoding leaves those bytes as they are.
 * ``masked=True``: every encoded chunk starts with an 8-byte header, ``b"B2H5"`` + little-endian
   uint32 filter mask (:func:`frame_chunk`); filter *i* is skipped when bit *i* is set, exactly as
   HDF5 does for chunks whose optional filter failed or gave no gain. ``masked=False``: the chunk is
@@ -51,6 +56,7 @@ __all__ = [
     "needs_imagecodecs",
     "parse_config_ints",
     "parse_filter_specs",
+    "parse_nullterm",
     "unframe_chunk",
 ]
 
@@ -645,6 +651,41 @@ def parse_filter_specs(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, A
     return out
 
 
+def parse_nullterm(value: Any, itemsize: int | None) -> list[list[int]]:
+    """``nullterm`` ranges ``[[offset, size], ...]``, checked against the item size."""
+    if value is None:
+        return []
+    if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
+        raise TypeError(
+            f"{CODEC_ID}: nullterm: Expected a list of [offset, size] pairs. Got {value!r} instead."
+        )
+    out = []
+    for i, pair in enumerate(value):
+        ints = parse_config_ints(f"nullterm[{i}]", pair)
+        if len(ints) != 2 or ints[0] < 0 or ints[1] < 1:
+            raise ValueError(
+                f"{CODEC_ID}: nullterm[{i}]: Expected [offset >= 0, size >= 1]. Got {pair!r} "
+                "instead."
+            )
+        if itemsize is not None and ints[0] + ints[1] > itemsize:
+            raise ValueError(
+                f"{CODEC_ID}: nullterm[{i}]: the range {ints} ends beyond the {itemsize}-byte item."
+            )
+        out.append(ints)
+    return out
+
+
+def _end_at_nul(data: Any, itemsize: int, ranges: Sequence[Sequence[int]]) -> bytes:
+    """Zero every byte after the first NUL of each range of each item (HDF5's NULLTERM read)."""
+    arr = np.frombuffer(data, np.uint8).copy()
+    if itemsize and arr.size % itemsize == 0:
+        items = arr.reshape(-1, itemsize)
+        for off, size in ranges:
+            sub = items[:, off : off + size]
+            sub[np.logical_or.accumulate(sub == 0, axis=1)] = 0
+    return arr.tobytes()
+
+
 class HDF5Pipeline(Codec):
     """Decode raw HDF5 chunks with the dataset's whole filter pipeline (``b2store_hdf5``).
 
@@ -661,6 +702,9 @@ class HDF5Pipeline(Codec):
         The full HDF5 chunk shape.
     masked
         Whether each chunk starts with the :func:`frame_chunk` header carrying its filter mask.
+    nullterm
+        ``[offset, size]`` byte ranges of each item holding NUL-terminated fixed-length strings,
+        ended at their first NUL after decoding as HDF5 does (needs ``dtype``).
 
     See Also
     --------
@@ -676,8 +720,14 @@ class HDF5Pipeline(Codec):
         dtype: str | None = None,
         chunkshape: Sequence[int] | None = None,
         masked: bool = False,
+        nullterm: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        self.filters = parse_filter_specs(filters)
+        if nullterm and dtype is None:
+            raise ValueError(f"{CODEC_ID}: nullterm needs the dtype (the item size).")
+        no_filters = (
+            isinstance(filters, Sequence) and not isinstance(filters, str | bytes) and not filters
+        )
+        self.filters = [] if nullterm and no_filters else parse_filter_specs(filters)
         if dtype is not None:
             try:
                 dt = np.dtype(dtype)
@@ -710,6 +760,7 @@ class HDF5Pipeline(Codec):
                 f"{CODEC_ID}: masked: Expected a bool. Got {type(masked).__name__} instead."
             )
         self.masked = masked
+        self.nullterm = parse_nullterm(nullterm, self._itemsize if dtype is not None else None)
         self._nbytes = (
             self._itemsize * math.prod(self.chunkshape)
             if self.chunkshape is not None and dtype is not None
@@ -719,13 +770,16 @@ class HDF5Pipeline(Codec):
             _imagecodecs(", ".join(f["name"] for f in self.filters if needs_imagecodecs(f["id"])))
 
     def get_config(self) -> dict[str, Any]:
-        return {
+        config: dict[str, Any] = {
             "id": self.codec_id,
             "filters": [dict(f, cd_values=list(f["cd_values"])) for f in self.filters],
             "dtype": self.dtype,
             "chunkshape": self.chunkshape,
             "masked": self.masked,
         }
+        if self.nullterm:
+            config["nullterm"] = [list(r) for r in self.nullterm]
+        return config
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> HDF5Pipeline:
@@ -736,7 +790,8 @@ class HDF5Pipeline(Codec):
         names = ", ".join(f["name"] for f in self.filters)
         return (
             f"{type(self).__name__}(filters=[{names}], dtype={self.dtype!r}, "
-            f"chunkshape={self.chunkshape}, masked={self.masked})"
+            f"chunkshape={self.chunkshape}, masked={self.masked}"
+            + (f", nullterm={self.nullterm})" if self.nullterm else ")")
         )
 
     def _sizes(self, mask: int) -> list[int | None]:
@@ -777,6 +832,8 @@ class HDF5Pipeline(Codec):
                 f"{CODEC_ID}: the decoded chunk has {len(out)} bytes, expected {self._nbytes} for "
                 f"{self.chunkshape=} and {self.dtype=}; the filter list or the chunk is wrong."
             )
+        if self.nullterm:
+            return _end_at_nul(out, self._itemsize, self.nullterm)
         if isinstance(out, memoryview) and out.obj is data.obj:
             return bytes(out)  # never hand out a view of the caller's buffer
         return out if isinstance(out, bytes) else memoryview(out).cast("B")

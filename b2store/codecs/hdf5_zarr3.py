@@ -21,7 +21,12 @@ import numpy as np
 from zarr.abc.codec import BytesBytesCodec
 from zarr.core.common import parse_named_configuration
 
-from b2store.codecs.hdf5_pipeline import HDF5Pipeline, parse_config_ints, parse_filter_specs
+from b2store.codecs.hdf5_pipeline import (
+    HDF5Pipeline,
+    parse_config_ints,
+    parse_filter_specs,
+    parse_nullterm,
+)
 from b2store.errors import CodecError
 
 if TYPE_CHECKING:
@@ -37,9 +42,13 @@ NAME = "b2store.hdf5"
 _Filter = tuple[int, str, tuple[int, ...]]
 
 
-def _parse_filters(filters: Sequence[Any]) -> tuple[_Filter, ...]:
+def _parse_filters(filters: Sequence[Any], empty_ok: bool = False) -> tuple[_Filter, ...]:
     """Filters as hashable ``(id, name, cd_values)`` tuples, checked as the numcodecs codec does
-    (errors name the codec and the key); ``(id, name, cd_values)`` sequences are accepted too."""
+    (errors name the codec and the key); ``(id, name, cd_values)`` sequences are accepted too.
+    ``empty_ok``: no filters is fine (a ``nullterm`` codec)."""
+    sequence = isinstance(filters, Sequence) and not isinstance(filters, str | bytes)
+    if empty_ok and sequence and len(filters) == 0:
+        return ()
     specs: Any = filters
     if isinstance(filters, Sequence) and not isinstance(filters, str | bytes):
         specs = [
@@ -51,15 +60,23 @@ def _parse_filters(filters: Sequence[Any]) -> tuple[_Filter, ...]:
     return tuple((f["id"], f["name"], tuple(f["cd_values"])) for f in parse_filter_specs(specs))
 
 
+_Ranges = tuple[tuple[int, ...], ...]
+
+
 @lru_cache(maxsize=64)
 def _pipeline(
-    filters: tuple[_Filter, ...], dtype: str, chunkshape: tuple[int, ...], masked: bool
+    filters: tuple[_Filter, ...],
+    dtype: str,
+    chunkshape: tuple[int, ...],
+    masked: bool,
+    nullterm: _Ranges = (),
 ) -> HDF5Pipeline:
     return HDF5Pipeline(
         filters=[{"id": i, "name": n, "cd_values": list(cd)} for i, n, cd in filters],
         dtype=dtype,
         chunkshape=chunkshape,
         masked=masked,
+        nullterm=[list(r) for r in nullterm] or None,
     )
 
 
@@ -73,6 +90,7 @@ class HDF5PipelineCodec(BytesBytesCodec):
     dtype: str | None
     chunkshape: tuple[int, ...] | None
     masked: bool
+    nullterm: _Ranges
 
     def __init__(
         self,
@@ -81,8 +99,11 @@ class HDF5PipelineCodec(BytesBytesCodec):
         dtype: str | None = None,
         chunkshape: Sequence[int] | None = None,
         masked: bool = False,
+        nullterm: Sequence[Sequence[int]] | None = None,
     ) -> None:
-        object.__setattr__(self, "filters", _parse_filters(filters))
+        ranges = tuple(tuple(r) for r in parse_nullterm(nullterm, None))
+        object.__setattr__(self, "nullterm", ranges)
+        object.__setattr__(self, "filters", _parse_filters(filters, empty_ok=bool(ranges)))
         object.__setattr__(self, "dtype", dtype)
         shape = (
             tuple(parse_config_ints("chunkshape", chunkshape)) if chunkshape is not None else None
@@ -100,6 +121,7 @@ class HDF5PipelineCodec(BytesBytesCodec):
             dtype=array_spec.dtype.to_native_dtype().str,
             chunkshape=self.chunkshape,
             masked=self.masked,
+            nullterm=self.nullterm,
         )
 
     @classmethod
@@ -119,6 +141,7 @@ class HDF5PipelineCodec(BytesBytesCodec):
             dtype=self.dtype,
             chunkshape=self.chunkshape,
             masked=self.masked,
+            nullterm=[list(r) for r in self.nullterm] or None,
         )
 
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
@@ -146,7 +169,8 @@ class HDF5PipelineCodec(BytesBytesCodec):
     def _codec_for(self, chunk_spec: ArraySpec) -> HDF5Pipeline:
         if self.chunkshape is not None or self.dtype is None:
             return self._codec
-        return _pipeline(self.filters, self.dtype, tuple(chunk_spec.shape), self.masked)
+        shape = tuple(chunk_spec.shape)
+        return _pipeline(self.filters, self.dtype, shape, self.masked, self.nullterm)
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
         raw = self._codec_for(chunk_spec).decode_bytes(chunk_bytes.as_numpy_array())

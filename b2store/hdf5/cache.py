@@ -43,8 +43,11 @@ __all__ = [
 #: Sidecar format; 6: local files (and their sources) are also keyed by inode and ctime; 7:
 #: compound attributes always skipped, a _FillValue outside an integer dtype never the fill; 8:
 #: contiguous data split along the first axis whose trailing block fits (not always axis 0); 9:
-#: rows of several-row contiguous data split evenly or kept whole (no short chunk per row).
-FORMAT = "b2store-hdf5-index-9"
+#: rows of several-row contiguous data split evenly or kept whole (no short chunk per row); 10:
+#: datasets with fill time "never" fill with zeros (what h5py reads), not their fill value;
+#: NUL-terminated fixed-length strings decode through b2store_hdf5 with ``nullterm``; external
+#: links and VDS sources of http(s)/s3/... files resolve (indexes without them are stale).
+FORMAT = "b2store-hdf5-index-10"
 
 
 class MemoryCache:

@@ -37,8 +37,8 @@ from b2store.hdf5.index import (
     ChunkTable,
     FileIndex,
     build_index,
+    external_candidates,
     open_local_file,
-    resolve_external,
 )
 
 __all__ = ["HDF5FileSystem"]
@@ -462,11 +462,18 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         externals: set[str] = set()
 
         def open_external(base: str, filename: str) -> tuple[Any, str]:
-            target = resolve_external(base, filename)
-            externals.add(target)
-            f, fh = self._open_h5(target)
-            opened.append((f, fh))
-            return f, target
+            candidates = external_candidates(base, filename)
+            for i, target in enumerate(candidates):
+                externals.add(target)  # also when missing: the index is rebuilt once it appears
+                try:
+                    f, fh = self._open_h5(target)
+                except FileNotFoundError:
+                    if i + 1 < len(candidates):
+                        continue
+                    raise
+                opened.append((f, fh))
+                return f, target
+            raise AssertionError("unreachable")
 
         f, fh = self._open_h5(self.url)
         opened.append((f, fh))

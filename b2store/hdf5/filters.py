@@ -259,6 +259,7 @@ def plan_codecs(
     *,
     masks: Iterable[int],
     where: str,
+    nullterm: Sequence[Sequence[int]] = (),
 ) -> CodecPlan:
     """Choose the Zarr codecs that decode a dataset's raw HDF5 chunks.
 
@@ -274,6 +275,10 @@ def plan_codecs(
         The set of filter masks of the dataset's allocated chunks (empty when none is allocated).
     where
         ``"file.h5:/path/to/ds"``, used in error messages.
+    nullterm
+        ``(offset, size)`` byte ranges of each item holding NUL-terminated fixed-length strings
+        (``H5T_STR_NULLTERM``), which HDF5 ends at their first NUL on read: such datasets always
+        go through the ``b2store_hdf5`` codec (also without filters), which does the same.
 
     Returns
     -------
@@ -305,7 +310,7 @@ def plan_codecs(
     for f in pipeline:
         _check_supported(f, where)
 
-    if not pipeline:
+    if not pipeline and not nullterm:
         return CodecPlan(
             codecs=(bytes_codec(dtype),),
             v2_filters=None,
@@ -319,8 +324,10 @@ def plan_codecs(
         "chunkshape": [int(c) for c in chunks],
         "masked": masked,
     }
+    if nullterm:
+        config["nullterm"] = [[int(o), int(n)] for o, n in nullterm]
     hdf5_codecs = (bytes_codec(dtype), {"name": "b2store.hdf5", "configuration": config})
-    if not masked and [f.id for f in pipeline] == [BLOSC2]:
+    if not masked and not nullterm and [f.id for f in pipeline] == [BLOSC2]:
         # A v3 data type has no byte order and b2store.b2nd (array->bytes) takes the native one,
         # so big-endian data goes through `bytes(endian="big")` + b2store.hdf5 in v3.
         big = dtype.byteorder == ">"
@@ -331,7 +338,7 @@ def plan_codecs(
             masked=False,
             blosc2=True,
         )
-    if not masked and _all_builtin(pipeline, dtype):
+    if not masked and not nullterm and _all_builtin(pipeline, dtype):
         cfgs = [c for c in (_numcodecs_builtin(f, dtype) for f in pipeline) if c is not None]
         return CodecPlan(
             codecs=hdf5_codecs,
@@ -341,7 +348,9 @@ def plan_codecs(
             blosc2=False,
         )
     ids = [f.id for f in pipeline]
-    zero_preserving = not masked and ids[-1] == BLOSC2 and all(i == SHUFFLE for i in ids[:-1])
+    zero_preserving = (
+        not masked and bool(ids) and ids[-1] == BLOSC2 and all(i == SHUFFLE for i in ids[:-1])
+    )
     return CodecPlan(
         codecs=hdf5_codecs,
         v2_filters=None,

@@ -182,8 +182,47 @@ class _Plan:
     blosc2: bool = False
 
 
-def _plain_plan(dtype: np.dtype[Any]) -> _Plan:
+def _plain_plan(
+    dtype: np.dtype[Any], chunks: tuple[int, ...] = (), node: _Node | None = None
+) -> Any:
+    """Raw bytes as stored; NUL-terminated strings (``node.nullterm``) through ``b2store_hdf5``."""
+    if node is not None and node.nullterm:
+        from b2store.hdf5 import filters
+
+        return filters.plan_codecs(
+            (), dtype, chunks, masks=(), where=node.where, nullterm=node.nullterm
+        )
     return _Plan(codecs=(bytes_codec(dtype),), v2_filters=None, v2_compressor=None)
+
+
+def _nullterm(tid: Any) -> tuple[tuple[int, int], ...]:
+    """Byte ranges of an item that hold fixed-length strings stored NUL-terminated.
+
+    ``H5T_STR_NULLTERM`` is C's default (``H5T_C_S1``, PyTables, netCDF char): HDF5, so h5py,
+    ends such a string at its first NUL on read, while the stored bytes after it may hold
+    anything (C buffers reused without clearing). Served raw, ``b"ab\\0junk"`` instead of h5py's
+    ``b"ab"``: the codec ends them the same way. Strings of one byte cannot differ.
+    """
+
+    def nullterm(t: Any) -> bool:
+        return (
+            isinstance(t, h5py.h5t.TypeStringID)
+            and not t.is_variable_str()
+            and t.get_strpad() == h5py.h5t.STR_NULLTERM
+            and t.get_size() > 1
+        )
+
+    if isinstance(tid, h5py.h5t.TypeArrayID):
+        tid = tid.get_super()  # array dtypes become trailing dimensions of the element type
+    if nullterm(tid):
+        return ((0, int(tid.get_size())),)
+    if isinstance(tid, h5py.h5t.TypeCompoundID):
+        return tuple(
+            (int(tid.get_member_offset(i)), int(tid.get_member_type(i).get_size()))
+            for i in range(tid.get_nmembers())
+            if nullterm(tid.get_member_type(i))
+        )
+    return ()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -204,6 +243,8 @@ class _Node:
     fill: Any
     attrs: dict[str, Any]
     dims: tuple[str, ...]
+    #: byte ranges of each item holding NUL-terminated fixed-length strings (see _nullterm)
+    nullterm: tuple[tuple[int, int], ...] = ()
 
 
 class _Walker:
@@ -401,6 +442,7 @@ class _Walker:
         layout = dcpl.get_layout()
         if dim_lengths[: len(ds.shape)] != shape[: len(ds.shape)]:
             node = self._pad_to_dimensions(node, dim_lengths, layout)
+        node = replace(node, nullterm=_nullterm(ds.id.get_type()))
         if layout == h5py.h5d.CHUNKED:
             self._chunked(node, dcpl, extra)
         elif layout == h5py.h5d.CONTIGUOUS:
@@ -575,13 +617,18 @@ class _Walker:
             e = np.zeros(0, dtype=np.int64)
             rows = (e, e.astype(np.uint64), e.astype(np.uint64), e.astype(np.uint32))
         if dcpl.get_nfilters() == 0:
-            plan: Any = _plain_plan(dtype)
+            plan: Any = _plain_plan(dtype, chunks, node)
         else:
             from b2store.hdf5 import filters
 
             pipeline = filters.read_pipeline(dcpl)
             plan = filters.plan_codecs(
-                pipeline, dtype, chunks, masks={int(m) for m in np.unique(rows[3])}, where=where
+                pipeline,
+                dtype,
+                chunks,
+                masks={int(m) for m in np.unique(rows[3])},
+                where=where,
+                nullterm=node.nullterm,
             )
         self._add(node, chunks, plan, rows=rows)
 
@@ -628,6 +675,7 @@ class _Walker:
         if offset is None or nbytes == 0:
             self._add(node, chunks if shape else (), _plain_plan(dtype))
             return
+        plan = _plain_plan(dtype, chunks, node)
         storage = ds.id.get_storage_size()
         if storage < nbytes:
             raise self._error(
@@ -649,13 +697,7 @@ class _Walker:
             np.broadcast_to(sizes_one, (outer, per_outer)).reshape(-1).astype(np.uint64),
             np.zeros(n, dtype=np.uint32),
         )
-        self._add(
-            node,
-            chunks,
-            _plain_plan(dtype),
-            rows=rows,
-            pad_to=k * step_bytes if shape else 0,
-        )
+        self._add(node, chunks, plan, rows=rows, pad_to=k * step_bytes if shape else 0)
 
     def _virtual(self, node: _Node) -> None:
         """Map a virtual dataset onto the chunks of its sources, where that is exact.
@@ -678,6 +720,7 @@ class _Walker:
 
         chunks: tuple[int, ...] | None = None
         pipeline: Any = None
+        nullterm: tuple[tuple[int, int], ...] | None = None
         rows: list[tuple[np.ndarray[Any, Any], ...]] = []
         urls: list[str] = []
         for m in ds.virtual_sources():
@@ -713,6 +756,13 @@ class _Walker:
                 src_dcpl = sdcpl
             elif tuple(src.chunks) != chunks or src_pipe != pipeline:
                 raise fail("sources differ in chunk shape or filters")
+            # HDF5 reads a source's strings by the source's type (its padding decides)
+            src_nullterm = _nullterm(src.id.get_type())
+            if nullterm is not None and src_nullterm != nullterm:
+                raise fail("sources differ in string padding")
+            nullterm = src_nullterm
+            if _stored_layout_issue(src.id.get_type(), dtype) is not None:
+                raise fail(f"source {m.file_name}:{m.dset_name} stores a type HDF5 converts")
             for axis, (st, b, c, n) in enumerate(zip(start, block, chunks, shape, strict=True)):
                 if st % c or (b % c and st + b != n):
                     raise fail(f"a block is not aligned with the chunks along axis {axis}")
@@ -759,7 +809,8 @@ class _Walker:
             lin = np.zeros(0, dtype=np.int64)
             offsets = sizes = np.zeros(0, dtype=np.uint64)
             masks, url_index = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint16)
-        plan: Any = _plain_plan(dtype)
+        node = replace(node, nullterm=nullterm or ())
+        plan: Any = _plain_plan(dtype, chunks, node)
         if pipeline:
             from b2store.hdf5 import filters
 
@@ -769,6 +820,7 @@ class _Walker:
                 chunks,
                 masks={int(m) for m in np.unique(masks)},
                 where=where,
+                nullterm=node.nullterm,
             )
         self._add(
             replace(node, url=urls[0] if urls else url),
@@ -1229,7 +1281,35 @@ def _reconcile_dimensions(
 
 
 def resolve_external(base_url: str, filename: str) -> str:
-    """Target path of an external link's file, relative to the linking file's folder."""
+    """Target path of an external link's file, relative to the linking file's folder.
+
+    A URL keeps its ``scheme://host`` (normalising the whole string made ``http://h/a.h5``
+    link to ``http:/h/...``, which no filesystem finds); an http(s) URL's query and fragment
+    belong to the linking file and are dropped.
+    """
     if filename.startswith("/") or "://" in filename:
         return filename
-    return posixpath.normpath(posixpath.join(posixpath.dirname(base_url), filename))
+    if "://" not in base_url:
+        return posixpath.normpath(posixpath.join(posixpath.dirname(base_url), filename))
+    scheme, rest = base_url.split("://", 1)
+    host, _, path = rest.partition("/")
+    if scheme.lower() in ("http", "https"):
+        path = path.split("#", 1)[0].split("?", 1)[0]
+    target = posixpath.normpath(posixpath.join(posixpath.dirname("/" + path), filename))
+    return f"{scheme}://{host}{target}"
+
+
+def external_candidates(base_url: str, filename: str) -> list[str]:
+    """Where HDF5 looks for an external link's (or a VDS source's) file, in order.
+
+    A relative name is taken relative to the linking file's folder. An absolute one that does
+    not exist is then looked for by its base name in that folder: HDF5 does so (NeXus masters
+    written with the beamline's absolute paths still read after copying the files together).
+    The current directory and ``HDF5_EXT_PREFIX`` are not searched.
+    """
+    first = resolve_external(base_url, filename)
+    if "://" in filename or not filename.startswith("/"):
+        return [first]
+    base_name = filename.rstrip("/").rsplit("/", 1)[-1]
+    beside = resolve_external(base_url, base_name) if base_name else first
+    return [first] if beside == first else [first, beside]

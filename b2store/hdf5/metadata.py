@@ -355,7 +355,27 @@ def encode_fill_attribute(value: Any, dtype: np.dtype[Any]) -> Any:
 
 
 def fill_value(ds: h5py.Dataset) -> Any:
-    """The HDF5 fill value of a dataset (the dtype's zero when none was defined)."""
+    """What h5py reads where a dataset was never written: its HDF5 fill value.
+
+    The dtype's zero when none was defined, and also when the fill time is
+    ``H5D_FILL_TIME_NEVER``: HDF5 then skips unallocated chunks (and never-written contiguous
+    data) on read and leaves the caller's buffer as it was, which h5py allocates zeroed, so
+    h5py (and h5netcdf, xarray's engine) read zeros there, not the recorded fill value.
+    """
+    try:
+        dcpl = ds.id.get_create_plist()
+        # (a virtual dataset's unmapped elements get its fill value whatever the fill time)
+        never = dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER and dcpl.get_layout() in (
+            h5py.h5d.CHUNKED,
+            h5py.h5d.CONTIGUOUS,
+        )
+    except (AttributeError, OSError, RuntimeError, TypeError, ValueError):
+        never = False
+    if never:
+        if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":
+            return b""
+        zero = np.zeros((), ds.dtype)
+        return zero[()] if zero.dtype.kind != "O" else None
     try:
         value = ds.fillvalue
     except (OSError, TypeError, ValueError):

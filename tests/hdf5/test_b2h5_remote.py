@@ -155,3 +155,37 @@ def test_blockcache_over_http_without_directory_pages(http_folder: Path, tmp_pat
         )
         np.testing.assert_array_equal(root["a"][...], np.arange(40_000, dtype="i4"))
         np.testing.assert_array_equal(root["c"][...], np.arange(300_000, dtype="f8"))
+
+
+def test_external_links_and_virtual_sources_over_http(tmp_path: Path) -> None:
+    """Link targets and VDS sources resolve next to the linking file on the same server: the
+    whole URL was normalised, ``http://host/sub/t.h5`` became ``http:/host/sub/t.h5`` (never
+    found, so followed links and virtual datasets were missing over http)."""
+    (tmp_path / "sub").mkdir()
+    with h5py.File(tmp_path / "sub" / "target.h5", "w") as f:
+        f["data"] = np.arange(6, dtype="i2")
+        f.create_dataset("chunked", data=np.arange(20.0).reshape(4, 5), chunks=(2, 5))
+    with h5py.File(tmp_path / "master.h5", "w") as f:
+        f["ext"] = h5py.ExternalLink("sub/target.h5", "/data")
+        layout = h5py.VirtualLayout(shape=(8, 5), dtype="f8")
+        for i in range(2):
+            layout[4 * i : 4 * i + 4] = h5py.VirtualSource("sub/target.h5", "chunked", (4, 5))
+        f.create_virtual_dataset("vds", layout)
+    with h5py.File(tmp_path / "master.h5") as f:
+        expected = {name: f[name][()] for name in ("ext", "vds")}
+    for base in _serve(tmp_path, RangeHandler):
+        for zarr_format in (3, 2):
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fs = fsspec.filesystem(
+                    "b2h5",
+                    fo=f"{base}/master.h5?token=abc",
+                    zarr_format=zarr_format,
+                    follow_external_links=True,
+                    index_cache=str(tmp_path / "cache"),
+                    skip_instance_cache=True,
+                )
+                root = open_root(fs)
+                for name, want in expected.items():
+                    assert_same(root[name][...], want, f"{name} v{zarr_format}")
+            assert not fs.notes

@@ -174,3 +174,146 @@ def test_types_numpy_cannot_represent_are_unsupported_not_fatal(tmp_path: Path) 
     so = {"unsupported": "skip", "skip_instance_cache": True}
     g = zarr.open_group(f"b2h5::{path}", mode="r", storage_options=so)
     assert sorted(g.array_keys()) == ["ok"]
+
+
+@FORMATS
+def test_fill_time_never_reads_zeros_like_h5py(tmp_path: Path, zarr_format: int) -> None:
+    """With ``H5D_FILL_TIME_NEVER`` HDF5 skips unwritten chunks (and never-written contiguous
+    data) on read and h5py returns its zeroed buffer there, not the recorded fill value: the
+    view served the fill (7 where h5py and h5netcdf read 0: silently wrong values)."""
+    hdf5plugin = pytest.importorskip("hdf5plugin")
+    path = tmp_path / "never.h5"
+    cmp = np.dtype([("a", "<i4"), ("b", "<f4")])
+    with h5py.File(path, "w") as f:
+        for name, shape, dtype, fill, chunks, blosc2 in [
+            ("chunked", (6, 5), "f8", 2.5, (2, 3), False),
+            ("contiguous", (5,), "i2", 7, None, False),
+            ("compound", (5,), cmp, (3, 1.5), (2,), False),
+            ("blosc2", (6, 5), "f4", 9, (2, 3), True),
+        ]:
+            plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            if chunks:
+                plist.set_chunk(chunks)
+            if blosc2:
+                plist.set_filter(32026, h5py.h5z.FLAG_OPTIONAL, hdf5plugin.Blosc2().filter_options)
+            plist.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+            plist.set_fill_value(np.array(fill, dtype))
+            tid = h5py.h5t.py_create(np.dtype(dtype))
+            sid = h5py.h5s.create_simple(shape)
+            h5py.h5d.create(f.id, name.encode(), tid, sid, dcpl=plist)
+        f["chunked"][0, 0] = 1.0
+        f["compound"][0] = (1, 1.0)
+        f["blosc2"][0:2, 0:3] = 0.0
+        f["blosc2"][3, 4] = 5.0
+        # a virtual dataset's unmapped elements are its fill value, whatever its fill time
+        f.create_dataset("source", data=np.arange(4, dtype="i4"), chunks=(2,))
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_fill_value(np.array(9, "i4"))
+        plist.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        vspace = h5py.h5s.create_simple((8,))
+        vspace.select_hyperslab((0,), (1,), block=(4,))
+        plist.set_virtual(vspace, b".", b"source", h5py.h5s.create_simple((4,)))
+        vds_space = h5py.h5s.create_simple((8,))
+        h5py.h5d.create(f.id, b"virtual", h5py.h5t.STD_I32LE, vds_space, dcpl=plist)
+    with h5py.File(path) as f:
+        expected = {name: f[name][()] for name in f}
+    assert not expected["chunked"][1:].any() and not expected["contiguous"].any()
+    assert (expected["virtual"][4:] == 9).all()
+    ds = xr.open_zarr(f"b2h5::{path}", chunks=None, storage_options={"zarr_format": zarr_format})
+    for name, want in expected.items():
+        got = _array(path, name, zarr_format)[...]
+        assert got.tobytes() == want.tobytes(), name
+        if not want.dtype.fields:
+            np.testing.assert_array_equal(ds[name].values, want, err_msg=name)
+
+
+def _nullterm_file(path: Path) -> None:
+    """NUL-terminated fixed strings (C's H5T_C_S1 default) with junk after the NUL, in every
+    layout and codec route: raw contiguous, chunked + gzip, Blosc2, shuffle + Blosc2, compound
+    field, array dtype, a virtual dataset over such sources."""
+    s5 = h5py.h5t.C_S1.copy()
+    s5.set_size(5)  # H5T_STR_NULLTERM
+    words = np.array([b"a\x00xyz", b"abcde", b"", b"q\x00\x00r", b"ok", b"z\x00z"], "S5")
+    cmp_t = h5py.h5t.create(h5py.h5t.COMPOUND, 9)
+    cmp_t.insert(b"i", 0, h5py.h5t.STD_I32LE)
+    cmp_t.insert(b"s", 4, s5)
+    rec = np.zeros(6, [("i", "<i4"), ("s", "S5")])
+    rec["i"], rec["s"] = np.arange(6), words
+    arr_t = h5py.h5t.array_create(s5, (2,))
+    blosc2 = (0, 0, 0, 0, 5, 1, 0)
+    with h5py.File(path, "w") as f:
+        for name, tid, data, steps in [
+            ("contiguous", s5, words, ()),
+            ("gzip", s5, words, ("gzip",)),
+            ("blosc2", s5, words, ("blosc2",)),
+            ("shuffle_blosc2", s5, words, ("shuffle", "blosc2")),
+            ("compound", cmp_t, rec, ("gzip",)),
+            ("compound_contiguous", cmp_t, rec, ()),
+            ("array", arr_t, words.reshape(3, 2), ()),
+        ]:
+            plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            if steps:
+                plist.set_chunk((4,))
+            for step in steps:
+                if step == "gzip":
+                    plist.set_deflate(4)
+                elif step == "shuffle":
+                    plist.set_shuffle()
+                else:
+                    plist.set_filter(32026, h5py.h5z.FLAG_OPTIONAL, blosc2)
+            sid = h5py.h5s.create_simple((len(data),))
+            h5py.h5d.create(f.id, name.encode(), tid, sid, dcpl=plist).write(
+                h5py.h5s.ALL, h5py.h5s.ALL, data, mtype=tid
+            )
+        layout = h5py.VirtualLayout(shape=(12,), dtype="S5")
+        for i in range(2):
+            plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+            plist.set_chunk((3,))
+            sid = h5py.h5s.create_simple((6,))
+            h5py.h5d.create(f.id, f"src{i}".encode(), s5, sid, dcpl=plist).write(
+                h5py.h5s.ALL, h5py.h5s.ALL, words, mtype=s5
+            )
+            layout[i * 6 : (i + 1) * 6] = h5py.VirtualSource(".", f"src{i}", shape=(6,))
+        f.create_virtual_dataset("virtual", layout)
+
+
+@FORMATS
+def test_nul_terminated_strings_end_at_the_first_nul(tmp_path: Path, zarr_format: int) -> None:
+    """HDF5 (h5py, h5netcdf) ends an H5T_STR_NULLTERM string at its first NUL; the raw bytes
+    were served as they are, so b"a\\0xyz" read as b"a\\x00xyz" where h5py reads b"a"."""
+    pytest.importorskip("hdf5plugin")
+    path = tmp_path / "nullterm.h5"
+    _nullterm_file(path)
+    with h5py.File(path) as f:
+        expected = {name: f[name][()] for name in f}
+    assert expected["contiguous"][0] == b"a" and expected["compound"]["s"][3] == b"q"
+    for name, want in expected.items():
+        got = _array(path, name, zarr_format)[...]
+        assert got.tobytes() == np.ascontiguousarray(want).tobytes(), name
+    ds = xr.open_zarr(f"b2h5::{path}", chunks=None, storage_options={"zarr_format": zarr_format})
+    for name in ("contiguous", "gzip", "blosc2", "virtual"):
+        np.testing.assert_array_equal(ds[name].values, expected[name], err_msg=name)
+
+
+def test_nullterm_codec_config() -> None:
+    """The ``nullterm`` key of b2store_hdf5 / b2store.hdf5: round trip, no filters, checks."""
+    from b2store.codecs.hdf5_pipeline import HDF5Pipeline
+    from b2store.codecs.hdf5_zarr3 import HDF5PipelineCodec
+    from b2store.errors import CodecError
+
+    codec = HDF5Pipeline(filters=[], dtype="|S4", chunkshape=[3], nullterm=[[0, 4]])
+    raw = b"a\x00bcxyz\x00\x00\x00\x00\x01"
+    np.testing.assert_array_equal(codec.decode(raw), np.array([b"a", b"xyz", b""], "S4"))
+    assert HDF5Pipeline.from_config(codec.get_config()) == codec
+    assert "nullterm" not in HDF5Pipeline(filters=[{"id": 1, "cd_values": [4]}]).get_config()
+    v3 = HDF5PipelineCodec.from_dict(
+        {"name": "b2store.hdf5", "configuration": {k: v for k, v in codec.get_config().items()
+                                                   if k != "id"}}
+    )  # fmt: skip
+    assert v3.to_dict()["configuration"]["nullterm"] == [[0, 4]]
+    with pytest.raises(ValueError, match="nullterm"):
+        HDF5Pipeline(filters=[], dtype="|S4", nullterm=[[2, 4]])
+    with pytest.raises(ValueError, match="filters"):
+        HDF5Pipeline(filters=[], dtype="|S4")
+    with pytest.raises((ValueError, CodecError), match="nullterm needs the dtype"):
+        HDF5Pipeline(filters=[], nullterm=[[0, 4]])

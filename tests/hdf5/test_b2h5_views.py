@@ -163,6 +163,40 @@ def test_external_links(files) -> None:
     np.testing.assert_array_equal(root["ext"][...], np.arange(4, dtype="u1"))
 
 
+def test_absolute_link_paths_fall_back_to_the_linking_folder(tmp_path, monkeypatch) -> None:
+    """HDF5 looks for an absolute external-link (or VDS source) file that does not exist by its
+    base name beside the linking file: a NeXus master written with the beamline's absolute paths
+    reads in h5py after copying the files together, while b2h5 noted "does not resolve"."""
+    with h5py.File(tmp_path / "target.h5", "w") as f:
+        f["d"] = np.arange(3, dtype="i2")
+        f.create_dataset("s", data=np.arange(8.0).reshape(2, 4), chunks=(1, 4))
+    with h5py.File(tmp_path / "master.h5", "w") as f:
+        f["abs"] = h5py.ExternalLink("/beamline/2024/scan/target.h5", "/d")
+        f["missing"] = h5py.ExternalLink("/beamline/2024/scan/other.h5", "/d")
+        layout = h5py.VirtualLayout(shape=(4, 4), dtype="f8")
+        for i in range(2):
+            source = h5py.VirtualSource("/beamline/2024/scan/target.h5", "s", shape=(2, 4))
+            layout[2 * i : 2 * i + 2] = source
+        f.create_virtual_dataset("vds", layout, fillvalue=-1)
+    monkeypatch.chdir("/")
+    with h5py.File(tmp_path / "master.h5") as f:
+        expected = {"abs": f["abs"][()], "vds": f["vds"][()]}
+    for zarr_format in (3, 2):
+        fs = HDF5FileSystem(
+            str(tmp_path / "master.h5"),
+            zarr_format=zarr_format,
+            follow_external_links=True,
+            skip_instance_cache=True,
+        )
+        root = open_root(fs)
+        for name, want in expected.items():
+            assert_same(root[name][...], want, name)
+        assert [n for n in fs.notes if "does not resolve" in n] == [
+            f"{tmp_path / 'master.h5'}:/missing: external link /beamline/2024/scan/other.h5:/d "
+            f"does not resolve (HDF5 file not found: {tmp_path / 'other.h5'})"
+        ]
+
+
 def test_unsupported_policies(files) -> None:
     path = str(files["unsupported.h5"])
     with pytest.raises(UnsupportedHDF5FeatureError) as err:
