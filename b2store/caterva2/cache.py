@@ -168,17 +168,26 @@ class ChunkCache:
         entry = self._entry(server, path, version, key)
         tmp = entry.parent / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{key}"
         header = _HEADER.pack(_MAGIC, _FORMAT, len(payload), zlib.crc32(payload))
-        try:
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            with open(tmp, "wb") as f:
-                f.write(header)
-                f.write(payload)
-            os.replace(tmp, entry)
-        except OSError as exc:  # a cache that cannot be written must not fail the read
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            self._warn_unwritable(exc)
-            return
+        for attempt in (1, 2):
+            try:
+                entry.parent.mkdir(parents=True, exist_ok=True)
+                with open(tmp, "wb") as f:
+                    f.write(header)
+                    f.write(payload)
+                os.replace(tmp, entry)
+                break
+            except OSError as exc:  # a cache that cannot be written must not fail the read
+                with contextlib.suppress(OSError):
+                    tmp.unlink()
+                if isinstance(exc, FileNotFoundError):
+                    # another process dropped this dataset's folder (a new version, eviction)
+                    # between mkdir and the rename: try once more, then skip this entry quietly
+                    # (the once-per-cache warning is kept for folders that cannot be written)
+                    if attempt == 1:
+                        continue
+                    return
+                self._warn_unwritable(exc)
+                return
         self._account(len(payload) + _HEADER.size)
 
     def _account(self, added: int) -> None:

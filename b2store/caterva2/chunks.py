@@ -27,7 +27,7 @@ import numpy as np
 from b2store.caterva2.metadata import CHUNK, SLICE, TRANSCODE, Dataset, little_endian
 from b2store.errors import Caterva2HTTPError
 
-__all__ = ["Caterva2DataError", "check_chunk", "check_frame", "to_zarr_chunk"]
+__all__ = ["Caterva2DataError", "check_chunk", "check_frame", "passes_through", "to_zarr_chunk"]
 
 blosc2.set_releasegil(True)
 
@@ -35,7 +35,13 @@ _FRAME_MAGIC = b"\xa8b2frame\x00"
 
 
 class Caterva2DataError(Caterva2HTTPError):
-    """A 200 answer whose bytes are not what the dataset's info promises."""
+    """Data of a dataset that cannot be trusted: a 200 answer whose bytes are not what the
+    dataset's info promises, or a dataset changed or deleted on the server while open."""
+
+    def __init__(self, url: str, status: int, detail: str = "") -> None:
+        super().__init__(url, status, detail)
+        # not "Caterva2 server error 200": the server did not fail, its data does not fit
+        self.args = (f"Caterva2 data error for {url} (HTTP {status}): {detail}",)
 
 
 def expected_nbytes(ds: Dataset, nchunk: int) -> int:
@@ -92,8 +98,36 @@ def _reorder(flat: bytes, chunks: tuple[int, ...], blocks: tuple[int, ...], dtyp
     return a[tuple(slice(0, c) for c in chunks)]
 
 
+#: Blosc2's special-value kind "every item is NaN" (bits 4-6 of header byte 31; the chunk is
+#: the 32-byte header alone)
+_SPECIAL_NAN = 2
+
+
+def _nan_special(raw: bytes) -> bool:
+    """Whether ``raw`` is a Blosc2 chunk stored as the special value "all NaN"."""
+    return len(raw) == 32 and (raw[31] >> 4) & 0x7 == _SPECIAL_NAN
+
+
+def passes_through(ds: Dataset, nchunk: int, raw: bytes) -> bool:
+    """Whether checked server bytes ``raw`` are the Zarr chunk as they are (mode CHUNK, and
+    neither the short last chunk of a ``.b2frame`` nor an "all NaN" special chunk, which the
+    v2 view's codec cannot expand: it knows the item size, not that the items are floats)."""
+    return (
+        ds.mode == CHUNK
+        and not (ds.kind == "b2frame" and nchunk == ds.nchunks - 1)
+        and not _nan_special(raw)
+    )
+
+
 def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes) -> bytes:
     """The value of the Zarr chunk key ``coords`` from checked server bytes ``raw``."""
+    if ds.mode == CHUNK and _nan_special(raw):
+        # expanded here (Blosc2 writes NaNs of the chunk's typesize) and stored plainly
+        data = bytes(blosc2.decompress2(raw))
+        want = ds.chunks[0] * ds.dtype.itemsize if ds.kind == "b2frame" else len(data)
+        if len(data) < want:  # the short last chunk of a .b2frame: pad like below
+            data += bytes(want - len(data))
+        return bytes(blosc2.compress2(data, typesize=ds.typesize, clevel=1))
     if ds.mode == CHUNK:
         if ds.kind == "b2frame" and nchunk == ds.nchunks - 1:
             want = ds.chunks[0] * ds.dtype.itemsize
@@ -121,6 +155,21 @@ def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes)
                 f"{tuple(got.shape)}, expected {shape}",
             )
         out = np.zeros(ds.chunks, dtype=little_endian(ds.dtype))
-        out[tuple(slice(0, n) for n in shape)] = got
+        target = out[tuple(slice(0, n) for n in shape)]
+        if out.dtype.names and got.dtype.names and got.dtype != out.dtype:
+            # copy field by field: the server's frame may spell a padded compound type's gaps
+            # as fields ("f1": V6), which numpy will not cast between structured dtypes
+            missing = [name for name in out.dtype.names if name not in got.dtype.names]
+            if missing:
+                raise Caterva2DataError(
+                    ds.path,
+                    200,
+                    f"slice {coords} of Caterva2 dataset {ds.path} came back without the "
+                    f"fields {missing} (dtype {got.dtype}, expected {ds.dtype})",
+                )
+            for name in out.dtype.names:
+                target[name] = got[name]
+        else:
+            target[...] = got
         return out.tobytes()
     raise AssertionError(ds.mode)

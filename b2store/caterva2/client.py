@@ -238,6 +238,10 @@ class Caterva2Client:
         username = username or os.environ.get("CATERVA2_USERNAME") or None
         password = password or os.environ.get("CATERVA2_PASSWORD") or None
         token = token or os.environ.get("CATERVA2_TOKEN") or None
+        if (username is None) != (password is None) and token is not None:
+            # a token reads on its own: half a login (e.g. CATERVA2_USERNAME exported for
+            # cat2-client) beside it is not an error, just unused
+            username = password = None
         if (username is None) != (password is None):
             raise ValueError(
                 "Caterva2 login needs both a username and a password (storage_options "
@@ -245,13 +249,27 @@ class Caterva2Client:
             )
         self._username = username
         self._password = _Secret(password) if password is not None else None
-        if token is not None and token.startswith(f"{AUTH_COOKIE}="):
-            token = token[len(AUTH_COOKIE) + 1 :]
+        if token is not None:
+            token = token.strip()  # read from a file: a trailing newline broke every request
+            if token.startswith(f"{AUTH_COOKIE}="):
+                token = token[len(AUTH_COOKIE) + 1 :]
+            if any(ord(c) < 0x20 or ord(c) == 0x7F for c in token):
+                # aiohttp refuses such a header with "Potential header injection attack"
+                raise ValueError(
+                    "Expected a Caterva2 token (the c2subauth cookie value) of printable "
+                    "characters; the token given (storage_options token= or CATERVA2_TOKEN) "
+                    "holds control characters"
+                )
         self._token = _Secret(token) if token else None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._login_lock: asyncio.Lock | None = None
+        #: why the server refused the username/password: requests waiting for the login raise
+        #: it too instead of each trying the same credentials again (a wrong password was sent
+        #: once per concurrent request, and the ones still waiting at exit printed "Event loop
+        #: is closed" tracebacks)
+        self._login_refused: str | None = None
         #: closes the session when this client is collected: a weakref callback runs before
         #: any ``__del__`` of a collected cycle, so aiohttp never finds its session still open
         #: ("Unclosed client session" when its own ``__del__`` ran before ours)
@@ -333,7 +351,13 @@ class Caterva2Client:
         assert self._login_lock is not None
         async with self._login_lock:
             if self._token is None:
-                self._token = _Secret(await self._login())
+                if self._login_refused is not None:
+                    raise PermissionError(self._login_refused)
+                try:
+                    self._token = _Secret(await self._login())
+                except PermissionError as exc:
+                    self._login_refused = str(exc)
+                    raise
         return self._token.get()
 
     async def _login(self) -> str:
@@ -348,9 +372,12 @@ class Caterva2Client:
         try:
             async for attempt in self._retrying(url):
                 with attempt:
-                    async with self._session.post(url, data=data) as resp:
+                    # no redirects: aiohttp re-sends the form, password included, to wherever
+                    # a 307/308 points, also to another host
+                    async with self._session.post(url, data=data, allow_redirects=False) as resp:
                         status, detail = resp.status, (await resp.text())[:300]
                         cookie = resp.cookies.get(AUTH_COOKIE)
+                        location = resp.headers.get("Location", "")
                     if status >= 500:
                         raise _Retryable(Caterva2HTTPError(url, status, detail))
         except tenacity.RetryError as exc:
@@ -359,6 +386,10 @@ class Caterva2Client:
                 "is right"
             )  # fmt: skip
             raise err from cause
+        except aiohttp.ClientResponseError as exc:
+            raise self._not_http(f"Caterva2 login at {url}", exc) from None
+        if 300 <= status < 400:
+            raise _redirected(url, status, location, "the password")
         if status in (200, 204):
             if cookie is not None and cookie.value:
                 return cookie.value
@@ -416,6 +447,16 @@ class Caterva2Client:
             f"{self.config.timeout} s): {cause!r}; {hint}"
         ), cause
 
+    def _not_http(self, what: str, exc: aiohttp.ClientResponseError) -> ConnectionError:
+        """The error of an answer aiohttp could not take as HTTP (a port of another service)
+        or a redirect it would not follow (too many, or to a non-HTTP URL). Not chained: the
+        aiohttp error holds the request's headers, session cookie included."""
+        reason = str(exc.message or type(exc).__name__).splitlines()[0].strip()
+        return ConnectionError(
+            f"{what} got no usable HTTP answer ({type(exc).__name__}: {reason}); is "
+            f"{self.config.base_url} a Caterva2 server (host, port, and caterva2s:// for HTTPS)?"
+        )
+
     # -- requests --------------------------------------------------------------------------------
 
     async def get(
@@ -444,7 +485,10 @@ class Caterva2Client:
                         expired = True  # log in again outside the handler (no chained context)
                     if expired:
                         relogged = True
-                        self._token = None
+                        if self._token is not None and self._token.get() == cookie:
+                            # only the cookie this request sent: another request refused at
+                            # the same time may have logged in again already
+                            self._token = None
                         cookie = await self._auth_cookie()
                         headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
                         return await self._get_once(
@@ -453,6 +497,8 @@ class Caterva2Client:
         except tenacity.RetryError as exc:
             err, cause = self._gave_up(exc, f"Caterva2 request {shown}", "is the server up?")
             raise err from cause
+        except aiohttp.ClientResponseError as exc:
+            raise self._not_http(f"Caterva2 request {shown}", exc) from None
         raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
     async def _get_once(
@@ -468,7 +514,13 @@ class Caterva2Client:
         """One GET: the answer, or :class:`_Retryable` (5xx), :class:`_Relogin` (a refused
         cookie that a new login may fix) or the error of :data:`STATUS_ERRORS`."""
         assert self._semaphore is not None
-        async with self._semaphore, session.get(url, params=params, headers=headers) as resp:
+        # with a session cookie, no redirects: aiohttp < 3.14 sends the Cookie header on to
+        # whatever host a redirect names
+        follow = not headers
+        async with (
+            self._semaphore,
+            session.get(url, params=params, headers=headers, allow_redirects=follow) as resp,
+        ):
             if resp.status == 200:
                 body = await resp.read()
                 return Response(
@@ -482,6 +534,17 @@ class Caterva2Client:
                 raise _Retryable(Caterva2HTTPError(shown, resp.status, detail))
             if resp.status == 401 and relogin and self._password is not None:
                 raise _Relogin()
+            if 300 <= resp.status < 400 and not follow:
+                raise _redirected(shown, resp.status, resp.headers.get("Location", ""), "the "
+                                  "session cookie")  # fmt: skip
+            if resp.status == 401 and self._token is not None and self._password is None:
+                # the token given was refused: the generic advice to pass one would mislead
+                raise PermissionError(
+                    f"Caterva2 refused {shown} (HTTP 401: {detail or 'Unauthorized'}) with the "
+                    "token given (storage_options token= or CATERVA2_TOKEN): it expired (a "
+                    "login's token lives 12 h), was revoked, or is from another server. Pass a "
+                    "new token, or username/password to log in as needed."
+                )
             raise error_for_status(shown, resp.status, detail)
 
     async def get_json(
@@ -494,6 +557,17 @@ class Caterva2Client:
             return json.loads(resp.body), resp.etag
         except ValueError as exc:
             raise Caterva2HTTPError(url, 200, f"answer is not JSON: {resp.body[:100]!r}") from exc
+
+
+def _redirected(url: str, status: int, location: str, what: str) -> Caterva2HTTPError:
+    """The error of a redirect b2store does not follow because it would carry ``what``."""
+    return Caterva2HTTPError(
+        url,
+        status,
+        f"the server redirects to {location or '(no Location)'}; b2store does not follow "
+        f"redirects that would carry {what} there: open the server it redirects to directly "
+        "(caterva2s:// for HTTPS)",
+    )
 
 
 def _jwt_subject(token: str) -> str | None:

@@ -73,10 +73,15 @@ from fsspec.utils import tokenize
 from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
-from b2store.caterva2.chunks import Caterva2DataError, check_chunk, check_frame, to_zarr_chunk
+from b2store.caterva2.chunks import (
+    Caterva2DataError,
+    check_chunk,
+    check_frame,
+    passes_through,
+    to_zarr_chunk,
+)
 from b2store.caterva2.client import Caterva2Client, Caterva2MissingError, ClientConfig
 from b2store.caterva2.metadata import (
-    CHUNK,
     SLICE,
     Dataset,
     UnsupportedCaterva2DatasetError,
@@ -534,6 +539,13 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         try:
             info, etag = await self._fetch_info(node)
         except FileNotFoundError:
+            if "/" not in node and node.startswith("@"):
+                # a root the server lists but has no folder for yet answers info with 404: a
+                # user's @personal before their first upload is an empty group, not missing
+                roots, _ = await self.client.get_json("roots")
+                if isinstance(roots, dict) and node in roots:
+                    return [GroupMeta()], False
+                raise
             parent, name = posixpath.split(node)
             if alias or not name or posixpath.basename(parent) != name:
                 raise
@@ -637,7 +649,11 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 params = {"indices": json.dumps(spans)}
             elif spans:
                 params = {"slice_": ",".join(spans)}
-            return "s" + "_".join(map(str, coords)), self.client.url("fetch", ds.path), params
+            # the Zarr chunk shape is b2store's choice, not the server's: it joins the key, so a
+            # cache shared with another b2store (another shape for the same coordinates) can
+            # never serve another region
+            key = "s" + "_".join(map(str, coords)) + "-" + "x".join(map(str, ds.chunks))
+            return key, self.client.url("fetch", ds.path), params
         if number >= ds.nchunks:
             raise Caterva2HTTPError(
                 self.client.url("chunk", ds.path),
@@ -763,7 +779,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         task = self._task(ds, number, coords)
         self._start_readahead(ds, number)
         raw = await asyncio.shield(task)
-        if ds.mode == CHUNK and not (ds.kind == "b2frame" and number == ds.nchunks - 1):
+        if passes_through(ds, number, raw):
             return raw
         return await asyncio.to_thread(to_zarr_chunk, ds, number, coords, raw)
 

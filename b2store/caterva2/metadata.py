@@ -205,7 +205,7 @@ def parse_dtype(text: str, path: str) -> np.dtype[Any]:
     """``str(numpy.dtype)`` as the server writes it → dtype (structured ones via literal_eval)."""
     try:
         return np.dtype(text)
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: "{'names': [...], 'offsets': ...}" (padded)
         pass
     try:
         return np.dtype(ast.literal_eval(text))
@@ -213,6 +213,14 @@ def parse_dtype(text: str, path: str) -> np.dtype[Any]:
         raise UnsupportedCaterva2DatasetError(
             f"Caterva2 dataset {path} has a dtype b2store cannot parse: {text!r}"
         ) from exc
+
+
+def _packed(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """A structured ``dtype`` without padding between or after its fields (others as given)."""
+    if not dtype.names:
+        return dtype
+    packed = np.dtype([(name, dtype.fields[name][0]) for name in dtype.names])  # type: ignore[index]
+    return packed if packed.itemsize != dtype.itemsize else dtype
 
 
 def _json_safe(attrs: dict[str, Any], internal: frozenset[str] = _INTERNAL_KEYS) -> dict[str, Any]:
@@ -342,6 +350,10 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
         region_param = "slice_"
         if in_hdf5 or proxy or info.get("accept_ranges", "bytes") is None:
             kind, mode = "hdf5", SLICE
+            # b2store writes these chunks itself, field by field: a padded compound type
+            # (offsets, itemsize, as C structs and aligned numpy dtypes make) goes packed, which
+            # Zarr can describe
+            dtype = _packed(dtype)
             zchunks = _slice_chunks(chunks, dtype.itemsize)
         elif _needs_array_context(schunk.get("cparams")):
             # a bare chunk of these cannot be decoded without the array's metalayer: the server
@@ -351,6 +363,12 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             zchunks = _slice_chunks(chunks, dtype.itemsize)
         else:
             kind = "b2nd"
+            if _packed(dtype) != dtype:
+                # the chunks hold the gaps, which Zarr's structured dtypes cannot describe
+                raise UnsupportedCaterva2DatasetError(
+                    f"Caterva2 dataset {path} has a structured dtype with gaps between its "
+                    f"fields ({dtype}), which Zarr cannot describe"
+                )
             # big-endian data and 0-d arrays are decoded here and served with the bytes codec
             mode = TRANSCODE if is_big_endian(dtype) or not shape else CHUNK
             zchunks = chunks
@@ -397,14 +415,15 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             )
         dtype = np.dtype("u1")
         if isinstance(vlmeta.get("dtype"), str):
-            try:
-                candidate = np.dtype(vlmeta["dtype"])
-            except TypeError:
+            try:  # as str(dtype) writes it: "float64", "<M8[s]", "[('a', '<i4'), ...]"
+                candidate: np.dtype[Any] | None = parse_dtype(vlmeta["dtype"], path)
+            except UnsupportedCaterva2DatasetError:
                 candidate = None
             if (
                 candidate is not None
                 and candidate.itemsize == typesize
                 and zarr_servable(candidate)
+                and _packed(candidate) == candidate  # gaps: Zarr cannot describe them
             ):
                 dtype = candidate
         if nbytes % dtype.itemsize or chunksize % dtype.itemsize:
@@ -424,6 +443,15 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             version=version,
             attributes=_json_safe(vlmeta, _INTERNAL_KEYS | {"dtype"}),
             dimension_names=_dim_names(vlmeta, 1),
+        )
+    if isinstance(info.get("error"), str):
+        # the server could not open the file itself: {"mtime": ..., "error": "Unrecognized
+        # format"} for a damaged, truncated or half-written file, or "Lazy expression with
+        # missing operands"
+        raise UnsupportedCaterva2DatasetError(
+            f"Caterva2 cannot read {path}: the server answers {info['error']!r} (a damaged, "
+            "truncated or partly written file, or a lazy expression whose operands are "
+            "missing); check or re-upload the file on the server"
         )
     raise UnsupportedCaterva2DatasetError(
         f"Caterva2 dataset {path} is neither an NDArray nor an SChunk (keys {sorted(info)}); "

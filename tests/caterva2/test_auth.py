@@ -5,8 +5,11 @@ and unfolded HDF5 proxies (which need a logged-in user to create)."""
 
 from __future__ import annotations
 
+import http.server
 import logging
 import pickle
+import socket
+import threading
 import traceback
 import uuid
 from pathlib import Path
@@ -102,6 +105,21 @@ def test_username_without_password_is_refused(cat2_auth_server: Any, so: dict[st
         Caterva2FileSystem(host=cat2_auth_server.host, username=USER, **so)
 
 
+def test_token_beside_half_a_login_in_the_environment(
+    cat2_auth_server: Any, shared: Any, so: dict[str, Any], token: str, monkeypatch: Any
+) -> None:
+    """A token with CATERVA2_USERNAME (or CATERVA2_PASSWORD) alone in the environment, as left
+    for other tools: ValueError "needs both a username and a password", though the token
+    needs neither."""
+    path, a = shared
+    for name in ("CATERVA2_USERNAME", "CATERVA2_PASSWORD"):
+        monkeypatch.setenv(name, "someone@example.com")
+        z = zarr.open_array(_url(cat2_auth_server, path), mode="r",
+                            storage_options={**so, "token": token})  # fmt: skip
+        np.testing.assert_array_equal(z[...], a)
+        monkeypatch.delenv(name)
+
+
 def test_unfolded_hdf5_proxy_reads_slices(
     cat2_auth_server: Any, token: str, so: dict[str, Any]
 ) -> None:
@@ -161,6 +179,240 @@ def test_login_to_a_server_that_is_down_is_retried_then_loud(so: dict[str, Any])
     with pytest.raises(ConnectionError, match=r"login .* failed after 3 attempts") as info:
         fs.cat_file("@public/x.b2nd/zarr.json")
     assert secret not in str(info.value)
+
+
+def test_token_read_from_a_file_with_its_newline(
+    cat2_auth_server: Any, shared: Any, so: dict[str, Any], token: str
+) -> None:
+    """A token read with open(...).read() ends with a newline: every request failed with
+    aiohttp's "ValueError: Forbidden control character detected in headers. Potential header
+    injection attack". Surrounding whitespace is dropped; control characters inside refused."""
+    path, a = shared
+    z = zarr.open_array(_url(cat2_auth_server, path), mode="r",
+                        storage_options={**so, "token": f" {token}\n"})  # fmt: skip
+    np.testing.assert_array_equal(z[...], a)
+    with pytest.raises(ValueError, match="holds control characters") as info:
+        Caterva2FileSystem(host=cat2_auth_server.host, token=f"{token[:10]}\r\n{token[10:]}", **so)
+    assert token[10:] not in str(info.value)
+
+
+def test_refused_login_is_tried_once_for_concurrent_requests(
+    cat2_auth_server: Any, shared: Any, so: dict[str, Any]
+) -> None:
+    """zarr asks for several keys at once: each request waiting for the login tried the wrong
+    password again (one failed login per request; those still waiting when the process ended
+    printed "Exception ignored ... RuntimeError: Event loop is closed"). Now the refusal is
+    remembered and every waiting request raises it at once."""
+    import asyncio
+
+    from fsspec.asyn import sync
+
+    path, _a = shared
+    secret = "wrong-pw-17"
+    fs = Caterva2FileSystem(host=cat2_auth_server.host, username=USER, password=secret, **so)
+    real_login = fs.client._login
+    logins = []
+
+    async def counted_login() -> str:
+        logins.append(1)
+        return await real_login()
+
+    fs.client._login = counted_login  # type: ignore[method-assign]
+
+    async def three_keys() -> list[Any]:
+        keys = (".zarray", ".zattrs", ".zgroup")
+        reads = (fs._cat_file(f"{path}/{k}") for k in keys)
+        return await asyncio.gather(*reads, return_exceptions=True)
+
+    results = sync(fs.loop, three_keys)
+    assert all(isinstance(r, PermissionError) for r in results), results
+    assert len(logins) == 1
+    with pytest.raises(PermissionError, match="wrong username or password") as info:
+        fs.cat_file(f"{path}/.zarray")  # later reads too, without another login
+    assert len(logins) == 1 and secret not in str(info.value)
+
+
+def test_expired_session_of_concurrent_requests_logs_in_once(
+    cat2_auth_server: Any, shared: Any, so: dict[str, Any]
+) -> None:
+    """Requests queued with the same expired cookie (more than max_concurrency in flight) each
+    dropped the session and logged in again, also the one an earlier request had just got: one
+    login per request."""
+    import asyncio
+
+    from fsspec.asyn import sync
+
+    from b2store.caterva2.client import _Secret
+
+    path, a = shared
+    fs = Caterva2FileSystem(host=cat2_auth_server.host, username=USER, password=PASSWORD,
+                            max_concurrency=1, readahead=0, **so)  # fmt: skip
+    assert fs.cat_file(f"{path}/.zarray")
+    fs.client._token = _Secret("expired.jwt.value")
+    real_login = fs.client._login
+    logins = []
+
+    async def counted_login() -> str:
+        logins.append(1)
+        return await real_login()
+
+    fs.client._login = counted_login  # type: ignore[method-assign]
+
+    async def four_chunks() -> list[bytes]:
+        return await asyncio.gather(*(fs._cat_file(f"{path}/c/{i}/{j}") for i in (0, 1)
+                                      for j in (0, 1)))  # fmt: skip
+
+    chunks = sync(fs.loop, four_chunks)
+    assert len(chunks) == 4 and len(logins) == 1
+    np.testing.assert_array_equal(
+        zarr.open_array(_url(cat2_auth_server, path), mode="r",
+                        storage_options={**so, "username": USER, "password": PASSWORD})[...],
+        a,
+    )  # fmt: skip
+
+
+def test_refused_token_says_the_token_was_refused(
+    cat2_auth_server: Any, shared: Any, so: dict[str, Any]
+) -> None:
+    """An expired or foreign token: the error said "pass username/password or token", as if
+    none had been given."""
+    path, _a = shared
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJub2JvZHkifQ.bm90LXNpZ25lZA"
+    with pytest.raises(PermissionError, match=r"with the token given.*expired") as info:
+        zarr.open_array(_url(cat2_auth_server, path), mode="r",
+                        storage_options={**so, "token": token})  # fmt: skip
+    assert token not in _text(info.value)
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    """Records every request (headers and body) sent to it; answers 404."""
+
+    seen: list[str] = []
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def _record(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length).decode("latin-1") if length else ""
+        type(self).seen.append(f"{self.command} {self.path}\n{self.headers}\n{body}")
+        self.send_response(404)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _record
+
+
+def _serve(handler: type[http.server.BaseHTTPRequestHandler]) -> http.server.HTTPServer:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    return httpd
+
+
+def test_redirects_never_carry_credentials(
+    cat2_server: Any, so: dict[str, Any], token: str
+) -> None:
+    """A server that redirects (a reverse proxy sending http to https, or to another host):
+    aiohttp re-sent the login form, password included, to the host a 307 names, and aiohttp
+    < 3.14 the session cookie as well. Now a redirect that would carry credentials is an error
+    naming the target; anonymous requests still follow redirects."""
+    _Recorder.seen = []
+    recorder = _serve(_Recorder)
+    target = f"http://127.0.0.1:{recorder.server_address[1]}"
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def _redirect(self) -> None:
+            location = (cat2_server.url if self.path.startswith("/api/") else target) + self.path
+            self.send_response(307)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_GET = do_POST = _redirect
+
+    redirector = _serve(Redirect)
+    try:
+        host = f"127.0.0.1:{redirector.server_address[1]}"
+        folder, _base = public_folder(cat2_server, "redirect")
+        a = np.arange(12.0).reshape(3, 4)
+        blosc2.asarray(a, chunks=(2, 2), urlpath=str(folder / "a.b2nd"), mode="w")
+        url = f"caterva2://{host}/@public/{folder.name}/a.b2nd"
+        z = zarr.open_array(url, mode="r", storage_options=so)  # anonymous: followed
+        np.testing.assert_array_equal(z[...], a)
+        secret = "pw-for-nobody-else-3"
+        for creds in ({"username": USER, "password": secret}, {"token": token}):
+            with pytest.raises(OSError, match=r"redirects to http://127\.0\.0\.1") as info:
+                zarr.open_array(url, mode="r", storage_options={**so, **creds})
+            assert secret not in _text(info.value) and token not in _text(info.value)
+        assert not any(secret in r or token in r for r in _Recorder.seen), _Recorder.seen
+    finally:
+        for httpd in (recorder, redirector):
+            httpd.shutdown()
+            httpd.server_close()
+
+
+def test_a_port_that_does_not_speak_http(so: dict[str, Any]) -> None:
+    """A host:port of another service (here one that answers an SSH banner): aiohttp's
+    ClientResponseError ("400, message='Bad status line'"), no builtin exception, reached the
+    caller; now a ConnectionError that asks whether the URL names a Caterva2 server."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+
+    def banner() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(65536)
+                conn.sendall(b"SSH-2.0-OpenSSH_9.6\r\n")
+
+    threading.Thread(target=banner, daemon=True).start()
+    host = f"127.0.0.1:{listener.getsockname()[1]}"
+    try:
+        for creds in ({}, {"username": USER, "password": "pw-9"}):
+            with pytest.raises(ConnectionError, match=r"no usable HTTP answer.*Caterva2 server"):
+                zarr.open_array(f"caterva2://{host}/@public/x.b2nd", mode="r",
+                                storage_options={**so, **creds})  # fmt: skip
+    finally:
+        listener.close()
+
+
+def test_personal_root_of_a_user_without_files_is_an_empty_group(
+    cat2_auth_server: Any, so: dict[str, Any]
+) -> None:
+    """A user who never uploaded has no personal folder: /api/roots lists @personal but its
+    /api/info is 404, so opening it raised GroupNotFoundError ("No group found") and the
+    server's root group left it out. Now an empty group; a missing dataset in it is still
+    missing."""
+    import os
+    import subprocess
+
+    from _c2server import CAT2_ADMIN, SECRET
+
+    if not CAT2_ADMIN:
+        pytest.skip("cat2-admin is not installed")
+    email, password = f"new-{uuid.uuid4().hex[:8]}@example.com", "newpw1234"
+    conf = cat2_auth_server.state.parent / "caterva2-server.toml"
+    subprocess.run([CAT2_ADMIN, "--conf", str(conf), "--statedir", str(cat2_auth_server.state),
+                    "adduser", email, password], env={**os.environ, "CATERVA2_SECRET": SECRET},
+                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    opts = {**so, "username": email, "password": password}
+    url = _url(cat2_auth_server, "@personal")
+    assert list(zarr.open_group(url, mode="r", storage_options=opts).members()) == []
+    assert not xr.open_zarr(url, storage_options=opts).data_vars
+    top = zarr.open_group(_url(cat2_auth_server, ""), mode="r", storage_options=opts)
+    assert "@personal" in dict(top.members())
+    with pytest.raises(FileNotFoundError):
+        zarr.open_array(f"{url}/x.b2nd", mode="r", storage_options=opts)
+    with pytest.raises(FileNotFoundError):
+        zarr.open_group(_url(cat2_auth_server, "@nope"), mode="r", storage_options=opts)
 
 
 # -- credentials a server without login does not need --------------------------------------------

@@ -50,6 +50,32 @@ def test_roundtrip_and_versions(tmp_path: Path) -> None:
     assert not list(tmp_path.rglob("*.c2c"))
 
 
+def test_folder_dropped_by_another_process_during_a_write_is_no_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Another process dropping a dataset's folder (a new version) between this one's mkdir
+    and its write raised FileNotFoundError, which logged the once-per-cache "cannot write the
+    Caterva2 chunk cache" warning (misleading, and it hid later real failures). The write is
+    tried once more; here the first mkdir is lost as if the folder was removed right after."""
+    cache = ChunkCache(root=tmp_path, size_limit=None)
+    real_mkdir = Path.mkdir
+    calls = []
+
+    def racy_mkdir(self: Path, *args: Any, **kwargs: Any) -> None:
+        calls.append(self)
+        if len(calls) > 1:
+            real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", racy_mkdir)
+    with caplog.at_level(logging.WARNING, logger="b2store"):
+        cache.put(SERVER, "@public/a.b2nd", "v1", "0", b"abc")
+    monkeypatch.undo()
+    assert len(calls) >= 2  # (mkdir(parents=True) also calls itself for the parents)
+    assert "cannot write" not in caplog.text
+    assert cache.get(SERVER, "@public/a.b2nd", "v1", "0") == b"abc"
+    assert not cache._write_failed
+
+
 @pytest.mark.parametrize("damage", ["truncate", "flip", "empty", "garbage"])
 def test_damaged_entry_is_a_miss(tmp_path: Path, damage: str) -> None:
     cache = ChunkCache(root=tmp_path, size_limit=None)
@@ -239,6 +265,28 @@ def test_changed_dataset_drops_stale_entries(
     np.testing.assert_array_equal(zarr.open_array(url, mode="r", storage_options=so)[...], b)
     after = sorted(p.parent.name for p in Path(so["cache_storage"]).rglob("*.c2c"))
     assert len(set(before)) == len(set(after)) == 1 and set(before) != set(after)
+
+
+def test_slice_entries_name_their_chunk_shape(
+    cat2_server: Any, so: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HDF5 leaves are cut into Zarr chunks of b2store's choosing (SLICE_CHUNK_BYTES), but the
+    cache key held only the chunk coordinates: a cache shared with a b2store that cuts
+    differently served rows 30:40 for rows 90:100 (same shape, same key "s3_0")."""
+    import h5py
+
+    from b2store.caterva2 import metadata
+
+    folder, base = public_folder(cat2_server, "slicekey")
+    a = np.arange(400.0).reshape(100, 4)
+    with h5py.File(folder / "f.h5", "w") as f:
+        f.create_dataset("x", data=a)  # contiguous: one server chunk, cut by b2store
+    for limit in (320, 960):  # 10 rows, then 30 rows per Zarr chunk
+        monkeypatch.setattr(metadata, "SLICE_CHUNK_BYTES", limit)
+        z = zarr.open_array(f"{base}/f.h5/x", mode="r", storage_options=so)
+        assert z.chunks == (limit // 32, 4)
+        np.testing.assert_array_equal(z[90:], a[90:])  # chunk (3, 0) both times
+        np.testing.assert_array_equal(z[...], a)
 
 
 # -- cache folders and limits given by the user --------------------------------------------------

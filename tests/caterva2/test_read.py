@@ -535,6 +535,119 @@ def test_plain_files_are_a_clear_error(cat2_server: Any, so: dict[str, Any]) -> 
     assert list(zarr.open_group(base, mode="r", storage_options=so).array_keys()) == ["ok.b2nd"]
 
 
+def test_file_the_server_cannot_open_names_the_server_error(
+    cat2_server: Any, so: dict[str, Any]
+) -> None:
+    """A truncated or half-written .b2nd/.b2frame: the server answers /api/info with 200
+    {"error": "Unrecognized format"}; the error said the dataset "is neither an NDArray nor an
+    SChunk (keys ['error', 'mtime'])" and that b2store serves .b2nd files, which it is."""
+    folder, base = public_folder(cat2_server, "damaged")
+    blosc2.asarray(np.arange(1000.0), urlpath=str(folder / "whole.b2nd"), mode="w")
+    raw = (folder / "whole.b2nd").read_bytes()
+    (folder / "cut.b2nd").write_bytes(raw[:200])
+    (folder / "cut.b2frame").write_bytes(raw[:100])
+    for name in ("cut.b2nd", "cut.b2frame"):
+        with pytest.raises(UnsupportedCaterva2DatasetError,
+                           match=rf"{name}: the server answers 'Unrecognized format'"):  # fmt: skip
+            zarr.open_array(f"{base}/{name}", mode="r", storage_options=so)
+    assert list(zarr.open_group(base, mode="r", storage_options=so).array_keys()) == ["whole.b2nd"]
+
+
+def test_b2frame_with_a_structured_dtype_in_vlmeta(cat2_server: Any, so: dict[str, Any]) -> None:
+    """vlmeta["dtype"] written as str(dtype) of a structured dtype ("[('a', '<i4'), ...]", as
+    the server itself writes .b2nd dtypes) was not parsed: the .b2frame read as raw bytes."""
+    folder, base = public_folder(cat2_server, "structframe")
+    st = np.zeros(23, dtype=[("a", "<i4"), ("b", "<f8")])
+    st["a"] = np.arange(23) - 5
+    st["b"] = np.arange(23) * 0.25
+    target = str(folder / "s.b2frame")
+    sc = blosc2.SChunk(chunksize=st.itemsize * 5, data=st.tobytes(), urlpath=target, mode="w",
+                       cparams={"typesize": st.itemsize})  # fmt: skip
+    sc.vlmeta["dtype"] = str(st.dtype)
+    for dataset_as in ("auto", "array"):
+        z = zarr.open_array(
+            f"{base}/s.b2frame", mode="r", storage_options={**so, "dataset_as": dataset_as}
+        )
+        assert z.dtype == st.dtype and z.shape == st.shape
+        np.testing.assert_array_equal(z[...], st)
+    ds = xr.open_zarr(f"{base}/s.b2frame", storage_options=so)
+    np.testing.assert_array_equal(ds["s.b2frame"].values, st)
+
+
+def test_data_errors_are_not_worded_as_server_failures(
+    cat2_server: Any, so: dict[str, Any]
+) -> None:
+    """A dataset changed while open said "Caterva2 server error 200 for …": the server did not
+    fail, the data no longer fits the open array."""
+    import os
+
+    from b2store.caterva2.chunks import Caterva2DataError
+
+    folder, base = public_folder(cat2_server, "dataerr")
+    path = folder / "a.b2nd"
+    blosc2.asarray(np.arange(20.0), chunks=(10,), urlpath=str(path), mode="w")
+    z = zarr.open_array(f"{base}/a.b2nd", mode="r",
+                        storage_options={**so, "version_check_interval": 0})  # fmt: skip
+    blosc2.asarray(-np.arange(30.0), chunks=(10,), urlpath=f"{path}.tmp", mode="w")
+    os.replace(f"{path}.tmp", path)
+    with pytest.raises(Caterva2DataError) as info:
+        z[...]
+    text = str(info.value)
+    assert text.startswith("Caterva2 data error for ") and "server error" not in text
+    assert "changed on the server while open" in text and "reopen it" in text
+
+
+def test_hdf5_compound_with_padding(cat2_server: Any, so: dict[str, Any]) -> None:
+    """A compound HDF5 type with gaps (offsets/itemsize, as C structs and aligned numpy dtypes
+    make) is described by the server as "{'names': ..., 'offsets': ..., 'itemsize': 24}":
+    np.dtype() raised a bare ValueError that took the whole file's group down with it. Now
+    served packed (the fields, without the gaps)."""
+    import h5py
+
+    folder, base = public_folder(cat2_server, "padded")
+    dt = np.dtype({"names": ["a", "b"], "formats": ["<i2", ">f8"], "offsets": [0, 8],
+                   "itemsize": 24})  # fmt: skip
+    a = np.zeros(13, dt)
+    a["a"] = np.arange(13) - 3
+    a["b"] = np.arange(13) * 0.5
+    with h5py.File(folder / "p.h5", "w") as f:
+        f.create_dataset("chunked", data=a, chunks=(4,))
+        f.create_dataset("contiguous", data=a)
+        f.create_dataset("plain", data=np.arange(5.0))
+    for key in ("chunked", "contiguous"):
+        for dataset_as in ("auto", "array"):
+            z = zarr.open_array(
+                f"{base}/p.h5/{key}", mode="r", storage_options={**so, "dataset_as": dataset_as}
+            )
+            assert z.dtype.names == ("a", "b")
+            got = z[...]
+            for field in ("a", "b"):
+                np.testing.assert_array_equal(got[field], a[field], err_msg=f"{key} {field}")
+    ds = xr.open_zarr(f"{base}/p.h5", storage_options=so)
+    assert sorted(ds.data_vars) == ["chunked", "contiguous", "plain"]
+    np.testing.assert_array_equal(ds["chunked"].values["b"], a["b"])
+
+
+def test_b2frame_of_all_nan_special_chunks(cat2_server: Any, so: dict[str, Any]) -> None:
+    """SChunk.fill_special(n, NAN) stores chunks as the special value "all NaN" (a bare header):
+    the dataset URL's v2 view (zarr.open_array, xarray) failed with "CodecError: NaN special
+    chunk for non-float dtype |V4", as its codec knows the item size only."""
+    folder, base = public_folder(cat2_server, "nanframe")
+    sc = blosc2.SChunk(chunksize=400, urlpath=str(folder / "n.b2frame"), mode="w",
+                       cparams={"typesize": 4})  # fmt: skip
+    sc.fill_special(250, blosc2.SpecialValue.NAN)  # chunks of 100, 100 and 50 floats
+    sc.vlmeta["dtype"] = "float32"
+    del sc
+    want = np.full(250, np.nan, dtype="f4")
+    for dataset_as in ("auto", "array"):
+        z = zarr.open_array(
+            f"{base}/n.b2frame", mode="r", storage_options={**so, "dataset_as": dataset_as}
+        )
+        np.testing.assert_array_equal(z[...], want)
+    ds = xr.open_zarr(f"{base}/n.b2frame", storage_options=so)
+    np.testing.assert_array_equal(ds["n.b2frame"].values, want)
+
+
 @pytest.fixture(scope="module")
 def own_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server of this module's own, for datasets that directory groups skip (they would
