@@ -14,9 +14,10 @@ Contract
   or no dimensions are served decoded: raw little-endian C-order bytes with the ``bytes`` codec.
   HDF5 leaves and proxies are read through ``/api/fetch?slice_=`` (mode :data:`SLICE`, the
   slower path: the server re-compresses every slice), the others through ``/api/chunk``
-  decoded in b2store (mode :data:`TRANSCODE`). ``.b2nd`` arrays whose chunks cannot be decoded
-  without the array's metadata (ZFP and plugin codecs, NDCELL/NDMEAN filters) take the slice
-  path too.
+  decoded in b2store (mode :data:`TRANSCODE`). ``.b2nd`` arrays compressed with a plugin codec
+  (J2K, Grok, ...) take the slice path too; ZFP and NDCELL/NDMEAN chunks, which need the
+  array's chunk and block shapes to decompress, come from ``/api/chunk`` and are decoded by
+  ``b2store.b2nd`` inside a python-blosc2 NDArray.
 * ``version`` is the answer's ETag (else the ``mtime``) plus a digest of the layout fields of the
   answer (shape, chunks, blocks, dtype, compressed and uncompressed sizes, codec parameters): it
   keys the chunk cache. The ETag moves with the file's size and mtime; the digest also catches a
@@ -274,23 +275,19 @@ def _slice_chunks(chunks: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
     return tuple(out)
 
 
-#: Blosc2 codecs whose bare chunks cannot be decoded alone: ZFP (33-35) reads the shape from the
-#: array's b2nd metalayer, and later plugin codecs (J2K, Grok, ...) may not be installed here.
-_CONTEXT_CODEC_MIN = 33
-#: Blosc2 filters that read the array's metalayer at decode time (NDCELL, NDMEAN).
-_CONTEXT_FILTERS = frozenset({32, 33})
+#: Blosc2 plugin codecs (OpenHTJ2K, Grok, J2K, ...), whose libraries may not be installed here.
+#: (ZFP, 33-35, and the NDCELL/NDMEAN filters read the array's b2nd metalayer to decompress: the
+#: b2store.b2nd codec decodes their bare chunks inside an NDArray from the chunk and block shapes.)
+_PLUGIN_CODEC_MIN = 36
 
 
-def _needs_array_context(cparams: Any) -> bool:
-    """Whether chunks made with ``cparams`` (``/api/info`` ``schunk.cparams``) need the array's
-    metadata to decompress, so that ``/api/chunk`` bytes cannot be decoded on their own."""
+def _server_decodes(cparams: Any) -> bool:
+    """Whether chunks made with ``cparams`` (``/api/info`` ``schunk.cparams``) are read through
+    the server's decoder: plugin codecs, whose ``/api/chunk`` bytes need a plugin here."""
     if not isinstance(cparams, dict):
         return False
     codec = cparams.get("codec")
-    filters = cparams.get("filters")
-    return (isinstance(codec, int) and codec >= _CONTEXT_CODEC_MIN) or (
-        isinstance(filters, list) and any(f in _CONTEXT_FILTERS for f in filters)
-    )
+    return isinstance(codec, int) and codec >= _PLUGIN_CODEC_MIN
 
 
 #: ``/api/info`` fields that fix which bytes chunk N holds (``nthreads`` and ``cratio`` left out:
@@ -355,10 +352,9 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             # Zarr can describe
             dtype = _packed(dtype)
             zchunks = _slice_chunks(chunks, dtype.itemsize)
-        elif _needs_array_context(schunk.get("cparams")):
-            # a bare chunk of these cannot be decoded without the array's metalayer: the server
-            # decodes them; "indices", because its slice_ answer re-compresses the region with
-            # the stored codec, which fails (500) on edge regions (ZFP, NDCELL, NDMEAN)
+        elif _server_decodes(schunk.get("cparams")):
+            # plugin codecs: the server decodes them; "indices", because its slice_ answer
+            # re-compresses the region with the stored codec, which fails (500) on edge regions
             kind, mode, region_param = "b2nd", SLICE, "indices"
             zchunks = _slice_chunks(chunks, dtype.itemsize)
         else:

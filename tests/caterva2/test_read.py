@@ -485,10 +485,14 @@ def test_structured_dtype_with_big_endian_fields(cat2_server: Any, so: dict[str,
 def test_codecs_that_need_the_array_metadata(
     cat2_server: Any, so: dict[str, Any], cparams: dict[str, Any]
 ) -> None:
-    """ZFP codecs and the NDCELL/NDMEAN filters read the array's metalayer to decompress, so a
-    bare /api/chunk chunk cannot be decoded alone: such arrays are read through the server,
-    with `indices` (its slice_ answer re-compresses with the same codec and fails with 500 on
-    edge regions). Was: 'corrupt Blosc2 chunk' (ZFP) or an error for every read."""
+    """ZFP codecs and the NDCELL/NDMEAN filters read the array's metalayer to decompress. Was:
+    'corrupt Blosc2 chunk' (ZFP) or an error for every read; then read through the server's
+    slower slice path; now their /api/chunk bytes are decoded by b2store.b2nd inside an
+    NDArray from the chunk and block shapes (the dataset is in chunk mode)."""
+    import asyncio
+
+    from b2store.caterva2.metadata import CHUNK
+
     folder, base = public_folder(cat2_server, "ctxcodec")
     a = np.random.default_rng(0).standard_normal((33, 47)).astype("f4")
     arr = blosc2.asarray(a, chunks=(16, 16), blocks=(8, 8), cparams=cparams,
@@ -500,6 +504,10 @@ def test_codecs_that_need_the_array_metadata(
         )
         np.testing.assert_array_equal(z[...], want)
         np.testing.assert_array_equal(z[30:, 40:], want[30:, 40:])
+    fs = fsspec.filesystem("caterva2", host=cat2_server.host, **so)
+    path = base.split(cat2_server.host, 1)[1].strip("/") + "/a.b2nd"
+    ds = asyncio.run_coroutine_threadsafe(fs._dataset(path), fs.loop).result()
+    assert ds.mode == CHUNK
 
 
 def test_b2frame_with_chunks_of_several_sizes(cat2_server: Any, so: dict[str, Any]) -> None:
