@@ -13,7 +13,9 @@ Contract
   chunk is re-encoded padded), transcoded chunks become little-endian C-order bytes, slices
   become little-endian C-order bytes padded to the full chunk shape.
 * Decoding uses ``blosc2.decompress2``, which releases the GIL once
-  ``blosc2.set_releasegil(True)`` has been called (process-wide; done on import here).
+  ``blosc2.set_releasegil(True)`` has been called (process-wide; done on import here), on one
+  thread per call: C-Blosc2 3.3 decodes chunks holding DELTA twice wrongly on several threads
+  (:func:`b2store.codecs.b2nd.threads_safe`), and dask runs many such calls at once anyway.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes)
     """The value of the Zarr chunk key ``coords`` from checked server bytes ``raw``."""
     if ds.mode == CHUNK and _nan_special(raw):
         # expanded here (Blosc2 writes NaNs of the chunk's typesize) and stored plainly
-        data = bytes(blosc2.decompress2(raw))
+        data = bytes(blosc2.decompress2(raw, nthreads=1))
         want = ds.chunks[0] * ds.dtype.itemsize if ds.kind == "b2frame" else len(data)
         if len(data) < want:  # the short last chunk of a .b2frame: pad like below
             data += bytes(want - len(data))
@@ -131,13 +133,13 @@ def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes)
     if ds.mode == CHUNK:
         if ds.kind == "b2frame" and nchunk == ds.nchunks - 1:
             want = ds.chunks[0] * ds.dtype.itemsize
-            data = blosc2.decompress2(raw)
+            data = blosc2.decompress2(raw, nthreads=1)
             if len(data) < want:
                 padded = bytes(data) + bytes(want - len(data))
                 return bytes(blosc2.compress2(padded, typesize=ds.typesize, clevel=1))
         return raw
     if ds.mode == TRANSCODE:
-        flat = blosc2.decompress2(raw)
+        flat = blosc2.decompress2(raw, nthreads=1)
         want = math.prod(ds.chunks) * ds.dtype.itemsize
         if ds.kind == "b2frame" and len(flat) < want:  # the short last chunk of a .b2frame
             flat = bytes(flat) + bytes(want - len(flat))
@@ -146,7 +148,7 @@ def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes)
     if ds.mode == SLICE:
         region = ds.chunk_region(coords)
         shape = tuple(s.stop - s.start for s in region)
-        got = blosc2.ndarray_from_cframe(raw)[...]
+        got = np.asarray(blosc2.ndarray_from_cframe(raw)[...])
         if tuple(got.shape) != shape:
             raise Caterva2DataError(
                 ds.path,
@@ -155,7 +157,7 @@ def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes)
                 f"{tuple(got.shape)}, expected {shape}",
             )
         out = np.zeros(ds.chunks, dtype=little_endian(ds.dtype))
-        target = out[tuple(slice(0, n) for n in shape)]
+        target = out[tuple(slice(0, n) for n in shape)] if shape else out  # 0-d: out[()] copies
         if out.dtype.names and got.dtype.names and got.dtype != out.dtype:
             # copy field by field: the server's frame may spell a padded compound type's gaps
             # as fields ("f1": V6), which numpy will not cast between structured dtypes

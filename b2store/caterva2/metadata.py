@@ -281,6 +281,17 @@ def _slice_chunks(chunks: tuple[int, ...], itemsize: int) -> tuple[int, ...]:
 _PLUGIN_CODEC_MIN = 36
 
 
+def _needs_shapes(cparams: Any) -> bool:
+    """Whether chunks made with ``cparams`` need the array's chunk and block shapes to
+    decompress (ZFP codecs 33-35, NDCELL/NDMEAN filters 32/33)."""
+    if not isinstance(cparams, dict):
+        return False
+    codec, filters = cparams.get("codec"), cparams.get("filters")
+    return (isinstance(codec, int) and 33 <= codec <= 35) or (
+        isinstance(filters, list) and any(f in (32, 33) for f in filters)
+    )
+
+
 def _server_decodes(cparams: Any) -> bool:
     """Whether chunks made with ``cparams`` (``/api/info`` ``schunk.cparams``) are read through
     the server's decoder: plugin codecs, whose ``/api/chunk`` bytes need a plugin here."""
@@ -368,6 +379,11 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             # big-endian data and 0-d arrays are decoded here and served with the bytes codec
             mode = TRANSCODE if is_big_endian(dtype) or not shape else CHUNK
             zchunks = chunks
+            if mode == TRANSCODE and _needs_shapes(schunk.get("cparams")):
+                # transcoding decodes with decompress2 alone: ZFP/NDCELL/NDMEAN chunks need
+                # the array's shapes, so the server decodes these rare ones
+                mode, region_param = SLICE, "indices"
+                zchunks = _slice_chunks(chunks, dtype.itemsize)
         padded = [math.ceil(c / b) * b for c, b in zip(chunks, blocks, strict=True)]
         nchunks = math.prod(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))
         return Dataset(

@@ -18,6 +18,9 @@ Contract
   :func:`decode_b2nd` is the reusable entry point; ``B2nd.decode`` wraps it.
 * Decoding validates every header (:mod:`b2store.codecs._blosc2frame`) before the C decoder sees
   the bytes, then calls ``blosc2.decompress2`` on the raw chunk and reorders blocks in numpy.
+  Chunks using ZFP, NDCELL or NDMEAN are decoded one by one inside a one-chunk python-blosc2
+  NDArray built from the checked shapes (never from the frame's own header); chunks holding
+  DELTA twice are decoded on one thread (C-Blosc2 gets them wrong on several).
   Importing this module calls ``blosc2.set_releasegil(True)``, which is **process-global**: it
   lets ``decompress2``/``compress2`` release the GIL so dask/zarr threads decode in parallel.
 * Blosc2 frames carry no checksum: a flipped payload bit may decode to other values without
@@ -34,8 +37,8 @@ Blosc2-internal threads per call), ``chunkshape`` (decode-only, for bare chunks)
 ``"bits"``, see :mod:`b2store.codecs.itrunc`); ``"trunc_prec"`` is an alias of ``"itrunc"``.
 A bare string ``"shuffle"`` is accepted and normalised to ``{"id": "shuffle"}``. Truncation
 filters always run first (before shuffle), whatever their position in the list. At most 6
-filters in a config, and at most 2 besides a truncation filter when encoding: C-Blosc2 gets
-pipelines of 3 or more filters wrong (see :func:`encoding_pipeline`). Example:
+filters in a config, and at most 2 besides a truncation filter, delta at most once, when
+encoding: C-Blosc2 gets other pipelines wrong (see :func:`encoding_pipeline`). Example:
 ``{"id": "b2store_b2nd", "filters": [{"id": "itrunc", "max_abs_error": 15}, {"id": "bitshuffle"}]}``
 is the "itrunc + bitshuffle + zstd" recipe.
 """
@@ -82,6 +85,7 @@ __all__ = [
     "encoding_pipeline",
     "normalize_filters",
     "reorder",
+    "threads_safe",
     "to_block_order",
 ]
 
@@ -90,6 +94,7 @@ CODEC_ID = "b2store_b2nd"
 blosc2.set_releasegil(True)  # process-global: decompress2/compress2 release the GIL
 
 _SIMPLE_FILTERS = {"shuffle": 1, "bitshuffle": 2, "delta": 3, "bytedelta": 35}
+_DELTA_FILTER = 3
 _TRUNC_IDS = ("itrunc", "trunc_prec")
 #: Filter ids C-Blosc2 decodes without loading a plugin library.
 _KNOWN_FILTERS = {0, 1, 2, 3, 4, 35, 36}
@@ -106,6 +111,8 @@ _UDCODEC_FORMAT = 6
 _MAX_BLOSC2_FILTERS = 2
 #: Largest chunk C-Blosc2 compresses (BLOSC2_MAX_BUFFERSIZE: INT32_MAX - BLOSC2_MAX_OVERHEAD).
 _MAX_CHUNK_BYTES = 2**31 - 1 - 32
+#: Largest typesize Blosc2 records; writers record larger items with typesize 1.
+_MAX_TYPESIZE = 255
 
 
 def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, Any]]:
@@ -215,6 +222,12 @@ def encoding_pipeline(
         specs, in_numpy = rest, trunc
     else:
         in_numpy = []
+    if sum(f["id"] == "delta" for f in specs) > 1:
+        raise CodecError(
+            f"{CODEC_ID}: filters: Expected at most one delta filter (C-Blosc2 "
+            f"{blosc2.blosclib_version.split()[0]} decodes two deltas wrongly on several "
+            f"threads, as python-blosc2 reads by default). Got {[f['id'] for f in specs]} instead."
+        )
     if len(_blosc2_filters(specs, dtype)[0]) > _MAX_BLOSC2_FILTERS:
         raise CodecError(
             f"{CODEC_ID}: filters: Expected at most {_MAX_BLOSC2_FILTERS} filters besides a "
@@ -334,6 +347,17 @@ def needs_array_context(hdr: bf.ChunkHeader) -> bool:
         hdr.udcodec in _NDIM_CODECS
     )
     return ndim_codec or any(f in _NDIM_FILTERS for f in hdr.filters)
+
+
+def threads_safe(filters: tuple[int, ...]) -> bool:
+    """Whether C-Blosc2 decompresses a chunk with this filter pipeline right on several threads.
+
+    C-Blosc2 3.3 (python-blosc2 4.x) decodes a pipeline holding DELTA twice wrongly with 2 or
+    more threads (one thread is right; every other pipeline of up to 3 of shuffle, bitshuffle,
+    delta and bytedelta tried decodes the same on 1 and 2 threads): such chunks are decoded on
+    one thread. python-blosc2's own reader uses every core by default and gets them wrong.
+    """
+    return list(filters).count(_DELTA_FILTER) <= 1
 
 
 def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
@@ -463,6 +487,8 @@ def decompress_chunk(
     out = into.view(dtype) if into is not None else np.empty(nitems, dtype=dtype)
     if nitems == 0:
         return out
+    if nthreads > 1 and not threads_safe(hdr.filters):
+        nthreads = 1
     src = mv[: hdr.cbytes]
     try:
         n = blosc2.decompress2(src, dst=out.view(np.uint8), nthreads=nthreads)
@@ -573,17 +599,15 @@ def decode_b2nd(
                 dt = _frame_dtype(meta.dtype_str, info.typesize)
             else:
                 dt = np.dtype(f"V{info.typesize}")
-        if dt.itemsize != info.typesize:
+        # items over Blosc2's 255-byte typesize are recorded with typesize 1; parse_frame
+        # corrects that from the b2nd shapes, a plain frame (hdf5plugin, 1-D) has none
+        big_items = meta is None and info.typesize == 1 and dt.itemsize > _MAX_TYPESIZE
+        if dt.itemsize != info.typesize and not big_items:
             raise CodecError(
                 f"{what}: frame typesize {info.typesize} does not match itemsize "
                 f"{dt.itemsize} of {dt}"
             )
-        try:
-            return _decode_frame(mv, info, dt, nthreads, what)
-        except NeedsArrayContext:
-            if meta is None:
-                raise
-            return _decode_in_ndarray(mv, None, meta.shape, meta.chunks, meta.blocks, dt, what)
+        return _decode_frame(mv, info, dt, nthreads, what)
     # (c) bare chunk
     if dt is None:
         raise CodecError(f"{what}: decoding a bare Blosc2 chunk needs the dtype")
@@ -601,7 +625,7 @@ def decode_b2nd(
     nbytes = padded * dt.itemsize
     if hdr.special == bf.SPECIAL_NONE and needs_array_context(hdr):
         bf.validate_chunk(mv, what=what, nbytes=nbytes)
-        return _decode_in_ndarray(None, mv[: hdr.cbytes], shape, shape, blk, dt, what)
+        return _decode_in_ndarray(mv[: hdr.cbytes], hdr, shape, blk, dt, what)
     if block_order_is_c_order(shape, blk) or hdr.special != bf.SPECIAL_NONE:
         flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
         return c_contiguous(reorder(flat, shape, blk, dt))
@@ -622,6 +646,15 @@ def _decode_frame(
     nbytes = info.chunksize if meta is not None else info.nbytes
     if chunk is None:
         flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
+    elif meta is not None and needs_array_context(bf.chunk_header(chunk, what=what)):
+        if any(s > c for s, c in zip(meta.shape, meta.chunks, strict=True)):
+            raise CodecError(
+                f"{what}: corrupt b2nd frame: one chunk {list(meta.chunks)} for shape "
+                f"{list(meta.shape)}"
+            )
+        hdr = bf.validate_chunk(chunk, what=what, nbytes=nbytes)
+        arr = _decode_in_ndarray(chunk, hdr, meta.chunks, meta.blocks, dt, what)
+        return _trim_to_shape(arr, meta, what)
     elif meta is not None and not block_order_is_c_order(meta.chunks, meta.blocks):
         with SCRATCH.borrow(nbytes) as buf:
             flat = decompress_chunk(
@@ -637,31 +670,36 @@ def _decode_frame(
 
 
 def _decode_in_ndarray(
-    frame: memoryview | None,
-    chunk: memoryview | None,
-    shape: tuple[int, ...],
+    chunk: memoryview,
+    hdr: bf.ChunkHeader,
     chunks: tuple[int, ...],
     blocks: tuple[int, ...],
     dt: np.dtype,
     what: str,
 ) -> np.ndarray:
-    """Decode a b2nd *frame*, or one bare *chunk* of shape *chunks*, whose codec or filters
-    need the array's metadata, inside a python-blosc2 NDArray (which holds the GIL). Both were
-    validated by the caller; the result is checked against *shape* and *dt* before use."""
+    """Decode one validated chunk of shape *chunks* whose codec or filters need the array's
+    metadata (ZFP, NDCELL, NDMEAN) inside a one-chunk python-blosc2 NDArray built from the
+    shapes and *dt* (never from a frame's own header and trailer: C-Blosc2 sees only the
+    validated chunk). The NDArray holds the GIL. Returns a C-ordered *chunks* array."""
+    if hdr.typesize != dt.itemsize and not (hdr.typesize == 1 and dt.itemsize > _MAX_TYPESIZE):
+        # these codecs decode by item size (ZFP: 4 = float32, 8 = float64): another dtype
+        # would give other values, not the same bytes
+        raise CodecError(
+            f"{what}: the chunk's items are {hdr.typesize} bytes, not the {dt.itemsize} of "
+            f"{dt}: its codec/filters decode by item size, so pass the array's real dtype"
+        )
     native = dt if dt.kind in "biufcmM" and not dt.fields else np.dtype(f"V{dt.itemsize}")
     try:
-        if frame is not None:
-            nd = blosc2.ndarray_from_cframe(bytes(frame))
-        else:
-            assert chunk is not None
-            nd = blosc2.uninit(chunks, dtype=native, chunks=chunks, blocks=blocks)
-            nd.schunk.update_chunk(0, bytes(chunk))
+        nd = blosc2.uninit(chunks, dtype=native, chunks=chunks, blocks=blocks)
+        nd.schunk.update_chunk(0, bytes(chunk))
+        if not threads_safe(hdr.filters):  # python-blosc2 decodes on every core by default
+            nd.schunk.dparams = blosc2.DParams(nthreads=1)
         arr = np.asarray(nd[...])
     except Exception as exc:  # C-Blosc2 reports corrupt streams as RuntimeError/ValueError
         raise CodecError(f"{what}: corrupt Blosc2 chunk ({exc})") from exc
-    if arr.shape != tuple(shape) or arr.dtype.itemsize != dt.itemsize:
-        raise CodecError(
-            f"{what}: decoded {arr.shape} {arr.dtype}, expected {tuple(shape)} {dt}: corrupt frame"
+    if arr.shape != tuple(chunks) or arr.dtype.itemsize != dt.itemsize:
+        raise CodecError(  # pragma: no cover - python-blosc2 returns the NDArray's shape
+            f"{what}: decoded {arr.shape} {arr.dtype}, expected {tuple(chunks)} {dt}"
         )
     return c_contiguous(arr.view(dt))
 
@@ -719,15 +757,25 @@ def _decode_frame_chunks(
     step = size // dt.itemsize
     for i, (chunk, special) in enumerate(chunks):
         nbytes = last if i == n - 1 else size
+        in_ndarray = (
+            meta is not None
+            and chunk is not None
+            and needs_array_context(bf.chunk_header(chunk, what=what))
+        )
         if chunk is None:
             flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
+        elif in_ndarray:
+            assert meta is not None
+            hdr = bf.validate_chunk(chunk, what=what, nbytes=nbytes)
+            part = _decode_in_ndarray(chunk, hdr, meta.chunks, meta.blocks, dt, what)
         else:
             flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
         if meta is None:
             flat_out[i * step : i * step + flat.size] = flat
             continue
         idx = np.unravel_index(i, grid)
-        part = reorder(flat, meta.chunks, meta.blocks, dt)
+        if not in_ndarray:
+            part = reorder(flat, meta.chunks, meta.blocks, dt)
         sel = tuple(
             slice(int(j) * c, min((int(j) + 1) * c, s))
             for j, c, s in zip(idx, meta.chunks, meta.shape, strict=True)
@@ -799,6 +847,42 @@ def encode_b2nd(
         raise CodecError(
             f"{CODEC_ID}: Blosc2 could not encode {arr.shape} {arr.dtype}: {exc}"
         ) from exc
+
+
+def _bare_item_dtype(
+    hdr: bf.ChunkHeader, chunkshape: list[int], blocks: list[int] | None
+) -> np.dtype:
+    """``V<itemsize>`` for a bare chunk decoded without a dtype (numcodecs ``decode``).
+
+    The chunk header's typesize is the item size when the chunk's byte count agrees with it
+    (padding included); otherwise (items over 255 bytes are recorded as typesize 1) the item
+    size is the byte count over the chunk's item count. Guessing from the byte count first
+    read a padded chunk of 5-byte items, (10,) in blocks of 3 (60 bytes), as 10 items of 6.
+    """
+
+    def fits(size: int) -> bool:
+        if size < 1 or hdr.nbytes % size:
+            return False
+        if blocks is not None:
+            padded = math.prod(-(-c // b) * b for c, b in zip(chunkshape, blocks, strict=True))
+            return padded * size == hdr.nbytes
+        if hdr.nblocks <= 1 or not chunkshape:
+            return math.prod(chunkshape) * size == hdr.nbytes
+        # several blocks of unknown shape: decode_b2nd infers them from the item size (a
+        # C-ordered slab of whole trailing rows) or says to set blocks
+        return hdr.blocksize % size == 0
+
+    if fits(hdr.typesize):
+        return np.dtype(f"V{hdr.typesize}")
+    n = math.prod(-(-c // b) * b for c, b in zip(chunkshape, blocks or chunkshape, strict=True))
+    if hdr.nblocks <= 1 and hdr.blocksize >= hdr.nbytes:
+        n = math.prod(chunkshape)  # one block holds the chunk: C order, unpadded
+    if n == 0 or hdr.nbytes % n:
+        raise CodecError(
+            f"{CODEC_ID}: bare chunk of {hdr.nbytes} bytes does not fit chunkshape "
+            f"{chunkshape} / blocks {blocks}"
+        )
+    return np.dtype(f"V{hdr.nbytes // n}")
 
 
 class B2nd(Codec):
@@ -896,20 +980,9 @@ class B2nd(Codec):
         if not bf.is_frame(as_bytes_view(buf)):
             dtype = np.dtype("u1")
             if self.chunkshape is not None:
-                # the byte count alone cannot tell the dtype: decode block-ordered bytes as u1
-                hdr = bf.chunk_header(buf, what=CODEC_ID)
-                n = math.prod(
-                    -(-c // b) * b
-                    for c, b in zip(self.chunkshape, self.blocks or self.chunkshape, strict=True)
+                dtype = _bare_item_dtype(
+                    bf.chunk_header(buf, what=CODEC_ID), self.chunkshape, self.blocks
                 )
-                if hdr.nblocks <= 1 and hdr.blocksize >= hdr.nbytes:
-                    n = math.prod(self.chunkshape)  # one block holds the chunk: C order, unpadded
-                if n == 0 or hdr.nbytes % n:
-                    raise CodecError(
-                        f"{CODEC_ID}: bare chunk of {hdr.nbytes} bytes does not fit chunkshape "
-                        f"{self.chunkshape} / blocks {self.blocks}"
-                    )
-                dtype = np.dtype(f"V{hdr.nbytes // n}")
         arr = decode_b2nd(
             buf,
             dtype=dtype,

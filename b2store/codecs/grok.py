@@ -325,8 +325,13 @@ class Grok(Codec):
             raise CodecError(f"b2store_grok: corrupt b2nd frame ({exc})") from exc
         nbytes = math.prod(shape) * dtype.itemsize
         _check_chunk_header(chunk, nbytes, codec, shape[-2:], dtype.itemsize)
+        from b2store.codecs.b2nd import threads_safe
+
+        # a fallback chunk (plain Blosc2) of another writer may use filters C-Blosc2 decodes
+        # wrongly on several threads (DELTA twice, 3 or more filters)
+        nthreads = self.nthreads if threads_safe(tuple(chunk[16:22])) else 1
         try:
-            flat = blosc2.decompress2(chunk, nthreads=self.nthreads)
+            flat = blosc2.decompress2(chunk, nthreads=nthreads)
         except Exception as exc:
             raise CodecError(
                 f"b2store_grok: could not decode the chunk (codec {codec}): {exc}"
@@ -410,7 +415,9 @@ def _inspect_frame(data: bytes) -> tuple[tuple[int, ...], np.dtype[Any], int]:
     if not ok:
         raise CodecError(
             f"b2store_grok: not a chunk of 2-D images: {nchunks=}, {shape=}, {chunks=}, "
-            f"{blocks=}, dtype {dtype_str!r}"
+            f"{blocks=}, dtype {dtype_str!r}; b2store_grok reads one-chunk frames of uint8/16 or "
+            "int8/16 whose blocks are whole (H, W) images: decode other Blosc2 frames (tiles, "
+            "colour images, several chunks) with b2store_b2nd"
         )
     return shape, dtype, codec
 

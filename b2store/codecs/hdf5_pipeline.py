@@ -319,6 +319,15 @@ def _dec_blosc(cd: Sequence[int], data: memoryview, expected: int | None, itemsi
         raise _fail("blosc", f"header says {cbytes} compressed bytes, the chunk has {len(data)}")
     if expected is not None and nbytes != expected:
         raise _fail("blosc", f"header says {nbytes} decoded bytes, expected {expected}")
+    fmt = data[2] >> 5  # the inner compressor's format (bits 5..7 of the flags)
+    if not data[2] & 0x02 and fmt not in _BLOSC_FORMATS:
+        name = {2: "snappy"}.get(fmt, f"unknown format {fmt}")
+        raise _fail(
+            "blosc",
+            f"the chunk was compressed with Blosc's {name} codec, which numcodecs' Blosc (built "
+            f"without it) cannot decode; supported: {', '.join(_BLOSC_FORMATS.values())}. "
+            "Read it with h5py + hdf5plugin, or rewrite it with another cname",
+        )
     try:
         return bytes(numcodecs.Blosc().decode(data))
     except RuntimeError as e:
@@ -326,6 +335,8 @@ def _dec_blosc(cd: Sequence[int], data: memoryview, expected: int | None, itemsi
 
 
 _BLOSC_CNAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 4: "zlib", 5: "zstd"}
+#: Blosc1 compressor formats (chunk flags bits 5..7) numcodecs' Blosc decodes: not snappy (2).
+_BLOSC_FORMATS = {0: "blosclz", 1: "lz4/lz4hc", 3: "zlib", 4: "zstd"}
 
 
 def _enc_blosc(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:

@@ -29,6 +29,7 @@ import itertools
 import math
 import os
 import threading
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -225,10 +226,21 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         from b2store.codecs.b2nd import _blosc2_filters, encoding_pipeline, normalize_filters
 
         # the filters as encoding maps them for this dtype: a truncation filter the dtype cannot
-        # take, or a pipeline C-Blosc2 gets wrong, is refused at creation, not on the first write
+        # take is refused at creation, not on the first write
         native = dtype.to_native_dtype()  # zarr >= 3.1 passes a ZDType
-        _in_numpy, specs = encoding_pipeline(normalize_filters(_thaw_filters(self.filters)), native)
+        specs = normalize_filters(_thaw_filters(self.filters))
         _blosc2_filters(specs, native)
+        try:
+            encoding_pipeline(specs, native)
+        except CodecError as exc:
+            # a pipeline C-Blosc2 gets wrong (3+ filters, two deltas): zarr validates on every
+            # open too, and arrays written before b2store refused these (or by others) must
+            # still read, so this warns; writes raise (encode_b2nd runs the same check)
+            warnings.warn(
+                f"b2store.b2nd: {exc} Reading this array works; writing to it raises.",
+                RuntimeWarning,
+                stacklevel=2,
+            )
         if native.byteorder == ">":
             # refused at creation, before zarr.json is written (writes refuse it too, below)
             raise CodecError(_big_endian_message(native))

@@ -510,6 +510,44 @@ def test_codecs_that_need_the_array_metadata(
     assert ds.mode == CHUNK
 
 
+def test_transcoded_arrays_with_codecs_that_need_the_shapes(
+    cat2_server: Any, so: dict[str, Any]
+) -> None:
+    """Big-endian and 0-d arrays are transcoded with decompress2 alone, which cannot decode
+    ZFP/NDCELL chunks: those few go through the server's slice path and read as python-blosc2
+    reads them."""
+    folder, base = public_folder(cat2_server, "ctxtrans")
+    a = np.random.default_rng(1).standard_normal((20, 21)).astype(">f4")
+    big = blosc2.asarray(a, chunks=(16, 16), blocks=(8, 8), urlpath=str(folder / "be.b2nd"),
+                         mode="w", cparams={"codec": blosc2.Codec.ZSTD, "filters_meta": [4],
+                                            "filters": [blosc2.Filter.NDCELL]})  # fmt: skip
+    zero_d = blosc2.asarray(np.float32(3.5), urlpath=str(folder / "s.b2nd"), mode="w",
+                            cparams={"codec": blosc2.Codec.ZSTD, "filters_meta": [4],
+                                     "filters": [blosc2.Filter.NDCELL]})  # fmt: skip
+    z = zarr.open_array(f"{base}/be.b2nd", mode="r", storage_options=so)
+    np.testing.assert_array_equal(z[...], big[...])
+    z0 = zarr.open_array(f"{base}/s.b2nd", mode="r", storage_options=so)
+    assert z0[()] == zero_d[()]
+
+
+def test_transcoded_chunks_with_two_deltas_decode_on_one_thread(
+    cat2_server: Any, so: dict[str, Any]
+) -> None:
+    """C-Blosc2 3.3 decodes chunks holding DELTA twice wrongly on several threads; transcoded
+    chunks (any big-endian part) were decoded with decompress2's default thread count."""
+    folder, base = public_folder(cat2_server, "twodelta")
+    a = np.zeros((256, 256), dtype=[("a", ">u2"), ("b", "<u2")])
+    a["a"] = (np.arange(256 * 256) * 7 % 65536).reshape(256, 256)
+    a["b"] = (np.arange(256 * 256) * 3 % 65536).reshape(256, 256)
+    blosc2.asarray(a, chunks=(256, 256), blocks=(8, 256), urlpath=str(folder / "d.b2nd"),
+                   mode="w", cparams={"filters": [blosc2.Filter.DELTA, blosc2.Filter.DELTA],
+                                      "filters_meta": [0, 0]})  # fmt: skip
+    z = zarr.open_array(f"{base}/d.b2nd", mode="r", storage_options=so)
+    got = z[...]
+    np.testing.assert_array_equal(got["a"], a["a"])
+    np.testing.assert_array_equal(got["b"], a["b"])
+
+
 def test_b2frame_with_chunks_of_several_sizes(cat2_server: Any, so: dict[str, Any]) -> None:
     """An SChunk whose chunks were appended with different sizes (the server reports chunksize
     0) opened as 250 one-byte chunks, and reading failed with "chunk 0 ... decompresses to 100

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import math
 from pathlib import Path
+from typing import Any
 
 import blosc2
 import codec_checks as common  # tests/codecs is on sys.path (see codec_checks)
@@ -204,7 +206,11 @@ def test_three_blosc2_filters_are_refused_before_they_corrupt_anything(
     """C-Blosc2 3.3 (python-blosc2 4.x) compresses pipelines of 3 or more filters wrongly and
     writes the third filter's output over the array being compressed: encoding with
     ``["delta", "shuffle", "bytedelta"]`` gave errors up to 63,893 on uint16 data and changed
-    the caller's array. Encoding refuses them, and a Zarr v3 array refuses them at creation."""
+    the caller's array. Encoding refuses them; a Zarr v3 array warns at creation and refuses
+    writes. It still opens and reads (zarr validates codecs on every open: refusing there
+    made arrays written before this check, or by others, unreadable)."""
+    import json
+
     import zarr
 
     data = np.random.default_rng(3).integers(0, 60000, (64, 64), dtype="u2")
@@ -213,8 +219,8 @@ def test_three_blosc2_filters_are_refused_before_they_corrupt_anything(
     with pytest.raises(CodecError, match=r"b2store_b2nd: filters: Expected at most 2 filters"):
         codec.encode(data)
     np.testing.assert_array_equal(data, before)
-    with pytest.raises(CodecError, match="at most 2 filters"):
-        zarr.create_array(
+    with pytest.warns(RuntimeWarning, match="at most 2 filters.*writing to it raises"):
+        z = zarr.create_array(
             str(tmp_path / "a.zarr"),
             shape=data.shape,
             chunks=(32, 64),
@@ -222,6 +228,27 @@ def test_three_blosc2_filters_are_refused_before_they_corrupt_anything(
             serializer={"name": "b2store.b2nd", "configuration": {"filters": filters}},
             compressors=None,
         )
+    with pytest.raises(CodecError, match="at most 2 filters"):
+        z[...] = data
+    np.testing.assert_array_equal(data, before)
+    # an array written with a good pipeline whose config names the refused one (as written by
+    # an older b2store) opens and reads
+    z = zarr.create_array(
+        str(tmp_path / "old.zarr"),
+        shape=data.shape,
+        chunks=(32, 64),
+        dtype="u2",
+        serializer={"name": "b2store.b2nd", "configuration": {"filters": ["shuffle"]}},
+        compressors=None,
+    )
+    z[...] = data
+    meta_path = tmp_path / "old.zarr" / "zarr.json"
+    meta = json.loads(meta_path.read_text())
+    meta["codecs"][0]["configuration"]["filters"] = [{"id": f} for f in filters]
+    meta_path.write_text(json.dumps(meta))
+    with pytest.warns(RuntimeWarning, match="Reading this array works"):
+        got = zarr.open_array(str(tmp_path / "old.zarr"), mode="r")[...]
+    np.testing.assert_array_equal(got, data)
 
 
 @pytest.mark.parametrize("dtype", ["u2", "i4", "f4", "f8"])
@@ -246,6 +273,66 @@ def test_truncation_with_two_more_filters_runs_in_numpy(dtype: str) -> None:
     np.testing.assert_array_equal(
         got, np.frombuffer(two.decode(two.encode(data)), dtype).reshape(data.shape)
     )
+
+
+@pytest.mark.parametrize("dtype", ["u2", "f8"])
+def test_two_delta_filters_decode_on_one_thread(dtype: str, tmp_path: Path) -> None:
+    """C-Blosc2 3.3 decodes chunks whose pipeline holds DELTA twice wrongly on 2 or more
+    threads (python-blosc2 itself, which reads on every core by default, too). b2store read
+    such chunks wrongly whenever it used threads: ``nthreads=2``, or a lone large read through
+    Zarr v3 (max error 2105 on this uint16 image), silently. They now decode on one thread."""
+    import os
+
+    import zarr
+
+    x = np.cumsum(np.random.default_rng(11).integers(0, 5, (512, 1024)), axis=1).astype(dtype)
+    delta = blosc2.Filter.DELTA
+    cparams = {"filters": [delta, delta], "filters_meta": [0, 0], "nthreads": 1}
+    arr = blosc2.asarray(x, chunks=x.shape, blocks=(16, 1024), cparams=cparams)
+    frame = bytes(arr.to_cframe())
+    one = blosc2.ndarray_from_cframe(frame)
+    one.schunk.dparams = blosc2.DParams(nthreads=1)
+    np.testing.assert_array_equal(one[...], x)  # right on one thread (on two it is not)
+    np.testing.assert_array_equal(decode_b2nd(frame, nthreads=2), x)
+    chunk = bytes(arr.schunk.get_chunk(0))
+    got = decode_b2nd(chunk, dtype=dtype, chunkshape=x.shape, blocks=(16, 1024), nthreads=2)
+    np.testing.assert_array_equal(got, x)
+    codec = numcodecs.get_codec({"id": "b2store_b2nd", "nthreads": 2})
+    np.testing.assert_array_equal(np.asarray(codec.decode(frame)), x)
+    path = tmp_path / "dd.zarr"
+    zarr.create_array(
+        str(path),
+        shape=x.shape,
+        chunks=x.shape,
+        dtype=dtype,
+        serializer={"name": "b2store.b2nd", "configuration": {"blocks": [16, 1024]}},
+        compressors=None,
+    )
+    os.makedirs(path / "c" / "0")
+    (path / "c" / "0" / "0").write_bytes(frame)
+    np.testing.assert_array_equal(zarr.open_array(str(path), mode="r")[...], x)
+
+
+def test_two_delta_filters_are_refused_when_encoding(tmp_path: Path) -> None:
+    """b2store wrote ``["delta", "delta"]`` chunks that python-blosc2 reads back wrongly by
+    default (see the test above): encoding refuses them; a v3 array warns at creation and
+    refuses writes."""
+    import zarr
+
+    x = np.arange(4096, dtype="u2").reshape(64, 64)
+    with pytest.raises(CodecError, match="at most one delta filter"):
+        numcodecs.get_codec({"id": "b2store_b2nd", "filters": ["delta", "delta"]}).encode(x)
+    with pytest.warns(RuntimeWarning, match="at most one delta filter"):
+        z = zarr.create_array(
+            str(tmp_path / "a.zarr"),
+            shape=x.shape,
+            chunks=x.shape,
+            dtype="u2",
+            serializer={"name": "b2store.b2nd", "configuration": {"filters": ["delta", "delta"]}},
+            compressors=None,
+        )
+    with pytest.raises(CodecError, match="at most one delta filter"):
+        z[...] = x
 
 
 def test_encode_refuses_what_it_cannot_do() -> None:
@@ -417,6 +504,97 @@ def test_ndim_codecs_and_filters_decode_like_blosc2(kind: str, chunks: tuple[int
     with pytest.raises(NeedsArrayContext, match="chunk and block shapes") as info:
         decode_b2nd(bare, dtype="f8")
     assert isinstance(info.value, ValueError)
+
+
+def test_ndim_codec_frame_whose_shape_outgrows_its_chunk_is_refused_before_decoding() -> None:
+    """A 301-byte one-chunk ZFP frame whose b2nd shape said 10**8 items (its chunk holds 10)
+    reached python-blosc2's NDArray, which allocated the 400 MB output before failing with
+    'corrupt Blosc2 chunk (Error while getting the buffer)'. Such chunks are now decoded one by
+    one inside an NDArray built from the checked shapes, never from the frame itself."""
+    arr = blosc2.asarray(
+        np.arange(10, dtype="f4"), chunks=(10,), blocks=(4,), cparams=_NDIM_CPARAMS["zfp_rate"]
+    )
+    frame = bytearray(arr.to_cframe())
+    pos = frame.find((10).to_bytes(8, "big"))  # the shape, an int64 in the b2nd metalayer
+    frame[pos : pos + 8] = (10**8).to_bytes(8, "big")
+    with pytest.raises(CodecError, match=r"corrupt b2nd frame: one chunk \[10\] for shape"):
+        decode_b2nd(bytes(frame))
+
+
+def test_ndim_codec_chunks_mixed_with_special_chunks_in_one_frame() -> None:
+    """ZFP chunks next to all-zero (special) chunks and short edge chunks in one frame."""
+    data = np.zeros((45, 30), dtype="f4")
+    data[20:] = np.random.default_rng(8).standard_normal((25, 30))
+    arr = blosc2.asarray(data, chunks=(20, 16), blocks=(8, 8), cparams=_NDIM_CPARAMS["zfp_prec"])
+    kinds = {bf.chunk_header(arr.schunk.get_chunk(i)).special for i in range(arr.schunk.nchunks)}
+    assert kinds == {bf.SPECIAL_NONE, bf.SPECIAL_ZERO}
+    np.testing.assert_array_equal(decode_b2nd(arr.to_cframe()), arr[...])
+    np.testing.assert_array_equal(decode_b2nd(arr.to_cframe(), dtype="f4"), arr[...])
+
+
+@pytest.mark.parametrize(("stored", "asked"), [("f8", "f4"), ("f4", "f8"), ("f4", "u2")])
+def test_ndim_codec_bare_chunk_read_with_another_item_size_is_refused(
+    stored: str, asked: str
+) -> None:
+    """ZFP decodes by item size (4 = float32, 8 = float64): a bare float64 ZFP chunk read as
+    float32 with a chunk shape of the same byte count returned other numbers, silently (for
+    other codecs the decoded bytes are the same whatever the dtype)."""
+    arr = blosc2.asarray(
+        np.random.default_rng(9).standard_normal((32, 32)).astype(stored),
+        chunks=(32, 32),
+        blocks=(8, 8),
+        cparams=_NDIM_CPARAMS["zfp_rate"],
+    )
+    ratio = np.dtype(stored).itemsize / np.dtype(asked).itemsize
+    shape, blocks = (32, int(32 * ratio)), (8, int(8 * ratio))
+    with pytest.raises(CodecError, match=r"items are \d bytes, not the \d of"):
+        decode_b2nd(arr.schunk.get_chunk(0), dtype=asked, chunkshape=shape, blocks=blocks)
+
+
+@requires_hdf5plugin
+def test_plain_frame_of_items_over_255_bytes_decodes(tmp_path: Path) -> None:
+    """hdf5plugin stores 1-D chunks as plain Blosc2 frames; items over Blosc2's 255-byte
+    typesize are recorded with typesize 1 there, and such frames were refused ('frame
+    typesize 1 does not match itemsize 300'), so b2h5 could not read a 1-D S300 dataset."""
+    import h5py
+    import hdf5plugin
+
+    data = np.array([bytes([65 + i % 26]) * (100 + i) for i in range(50)], dtype="S300")
+    path = tmp_path / "s300.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a", data=data, chunks=(20,), **hdf5plugin.Blosc2(cname="zstd"))
+    with h5py.File(path) as f:
+        raw = f["a"].id.read_direct_chunk((20,))[1]
+        np.testing.assert_array_equal(f["a"][...], data)
+    info = bf.parse_frame(raw)
+    assert info.b2nd is None and info.typesize == 1
+    np.testing.assert_array_equal(decode_b2nd(raw, dtype="S300"), data[20:40])
+    with pytest.raises(CodecError, match="typesize 1 does not match itemsize 4"):
+        decode_b2nd(raw, dtype="S4")  # only items Blosc2 cannot record are taken on trust
+
+
+@pytest.mark.parametrize(
+    ("dtype", "shape", "blocks"),
+    [
+        ([("a", "u1"), ("b", "<f4")], (10,), (3,)),  # 5-byte items: 60 bytes read as 10 x V6
+        ("c16", (10,), (3,)),
+        ("S3", (7, 9), (2, 9)),
+    ],
+)
+def test_bare_padded_chunk_decoded_without_dtype_keeps_the_item_size(
+    dtype: Any, shape: tuple[int, ...], blocks: tuple[int, ...]
+) -> None:
+    """``B2nd(chunkshape=...)`` without ``blocks`` guessed the item size as the chunk's byte
+    count over the item count, which is wrong for padded chunks: a (10,) chunk of 5-byte items
+    in blocks of 3 holds 60 bytes and came back as 10 items of 6 bytes (garbage, no error).
+    The chunk header's typesize is used when the byte count agrees with it."""
+    dt = np.dtype(dtype)
+    raw = np.random.default_rng(10).integers(0, 255, math.prod(shape) * dt.itemsize, "u1")
+    data = np.frombuffer(raw.tobytes(), dt).reshape(shape)
+    arr = blosc2.asarray(data, chunks=shape, blocks=blocks)
+    got = B2nd(chunkshape=list(shape)).decode(bytes(arr.schunk.get_chunk(0)))
+    assert got.dtype.itemsize == dt.itemsize and got.shape == shape
+    assert got.tobytes() == data.tobytes()
 
 
 def test_ndim_codec_chunks_read_through_zarr_v3_partial_reads(tmp_path: Path) -> None:

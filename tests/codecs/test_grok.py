@@ -521,3 +521,30 @@ def test_grok_decode_is_writable() -> None:
     out = codec.decode(codec.encode(img))
     assert np.array_equal(out, img)
     assert out.flags.writeable
+
+
+def test_jpeg2000_frames_of_other_layouts_point_to_b2store_b2nd() -> None:
+    """blosc2-j2k also writes 2-D tiles (blocks smaller than the image) and frames of several
+    chunks; b2store_grok refuses them and now says that b2store_b2nd decodes them (it does,
+    like python-blosc2)."""
+    from b2store.codecs import grok
+    from b2store.codecs.b2nd import decode_b2nd
+
+    j2k = grok._load_j2k()  # registers the plugin once per process
+    cparams = {
+        "codec": blosc2.Codec.J2K,
+        "filters": [],
+        "splitmode": blosc2.SplitMode.NEVER_SPLIT,
+        "nthreads": 1,
+    }
+    for data, chunks, blocks in [
+        (IMG[:128, :128], (128, 128), (64, 64)),
+        (STACK, (2, 64, 64), (1, 64, 64)),
+    ]:
+        with grok._lock:  # the plugin's parameters are process-global
+            j2k.set_params_defaults()  # lossless
+            arr = blosc2.asarray(data, chunks=chunks, blocks=blocks, cparams=cparams)
+        frame = bytes(arr.to_cframe())
+        with pytest.raises(CodecError, match=r"not a chunk of 2-D images.*with b2store_b2nd"):
+            numcodecs.get_codec({"id": "b2store_grok"}).decode(frame)
+        np.testing.assert_array_equal(decode_b2nd(frame), arr[...])

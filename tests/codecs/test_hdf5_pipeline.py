@@ -256,6 +256,21 @@ def test_encode_with_cd_values_the_filter_library_refuses_is_a_value_error(
         codec.encode(np.arange(100, dtype="<u2"))
 
 
+def test_blosc_snappy_chunks_are_refused_with_what_to_do(tmp_path: Path) -> None:
+    """hdf5plugin's Blosc writes snappy chunks, which numcodecs' Blosc (built without snappy)
+    cannot decode: the error was a bare 'error during blosc decompression: -5'."""
+    path = tmp_path / "snappy.h5"
+    data = np.cumsum(np.arange(4000) % 3).astype("<u2").reshape(40, 100)
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("a", data=data, chunks=(40, 100), **hdf5plugin.Blosc(cname="snappy"))
+        mask, raw = d.id.read_direct_chunk((0, 0))
+        np.testing.assert_array_equal(d[...], data)  # hdf5plugin reads it
+        codec = HDF5Pipeline(filters=filters_of(d), dtype="<u2", chunkshape=(40, 100))
+    assert mask == 0 and raw[2] >> 5 == 2  # stored compressed, with Blosc's snappy format
+    with pytest.raises(CodecError, match="Blosc's snappy codec, which numcodecs' Blosc"):
+        codec.decode(raw)
+
+
 def test_frame_chunk() -> None:
     framed = frame_chunk(b"abc", 5)
     assert framed == b"B2H5\x05\x00\x00\x00abc"
