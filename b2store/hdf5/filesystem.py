@@ -9,10 +9,16 @@ Contract
   answered from the index. A chunk key reads the chunk's raw bytes from the target with
   ``cat_file(url, start, end)``; unallocated chunks raise :class:`FileNotFoundError` (zarr fills
   them), and so do Blosc2 chunks that are special ZERO frames when the fill value is 0.
-* ``cat`` of many keys coalesces neighbouring byte ranges into one ``cat_ranges`` call.
-* Pickling carries the constructor arguments (fsspec's default); a worker rebuilds the index or
-  finds it in its memory cache or in the sidecar cache (``index_cache``). The index is immutable,
-  so one instance is safe to share between threads.
+* ``cat`` of many keys coalesces neighbouring byte ranges into one ranged read each.
+* Pickling carries the constructor arguments (fsspec's default) and the version of the file
+  indexed. An unpickled copy (a dask worker's) indexes the file at its first use (rebuilt, or
+  from the memory or sidecar cache, ``index_cache``), not at unpickling (distributed's
+  scheduler unpickles every graph), and refuses to read a file replaced since the original
+  indexed it: the copy serves the original's zarr metadata. The index is immutable, so one
+  instance is safe to share between threads.
+* Local files are read through a process-wide pool of at most 128 idle descriptors and remote
+  ones through a process-wide LRU of read-ahead blocks: many open stores (``open_mfdataset``)
+  do not run out of descriptors or hold memory per store.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import itertools
 import os
 import threading
 from collections import OrderedDict
@@ -52,7 +59,9 @@ MAX_BLOCK = 64 * 2**20
 #: Remote chunks up to this size are served from cached READAHEAD_BLOCK-byte aligned blocks.
 READAHEAD_CHUNK = 64 * 1024
 READAHEAD_BLOCK = 512 * 1024
-READAHEAD_BLOCKS = 16
+#: Blocks kept by all filesystems of a process together (each kept 16 of its own: 8 MiB per
+#: file, 8 GiB for an ``open_mfdataset`` of a thousand remote files).
+READAHEAD_BLOCKS = 64
 #: Local chunks up to this size are read on the event loop (a pread), larger ones in a thread.
 INLINE_READ = 2**20
 
@@ -82,6 +91,15 @@ def _gone(url: str, exc: BaseException) -> OSError:
     return OSError(
         f"{url}: the HDF5 file cannot be read any more ({type(exc).__name__}: {exc}); it was "
         "moved, deleted or replaced after b2h5 indexed it. Open it again."
+    )
+
+
+def _replaced(url: str) -> OSError:
+    """The error for a target file replaced by another one (or, remote, changed) since it
+    was indexed."""
+    return OSError(
+        f"{url}: the HDF5 file was replaced by another file after b2h5 indexed it, so its "
+        "chunks are not where the index says. Open it again."
     )
 
 
@@ -165,6 +183,125 @@ def _is_index(text: str) -> bool:
     return text.isascii() and text.isdigit() and str(int(text)) == text
 
 
+class _DescriptorPool:
+    """Read-only descriptors of local files, shared by every filesystem of the process.
+
+    Each filesystem used to keep its own descriptor until it was garbage-collected, so
+    ``xr.open_mfdataset`` over a few hundred files (one store each) ran out of descriptors
+    (``OSError: [Errno 24] Too many open files``; macOS allows 256 by default). At most
+    ``maxsize`` idle descriptors stay open (least recently used closed first); one in use by
+    a read is never closed. Keyed by path and the inode the index was built from, so a
+    descriptor never serves another version of a replaced file.
+    """
+
+    def __init__(self, maxsize: int = 128) -> None:
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._open: OrderedDict[tuple[str, int | None], list[int]] = OrderedDict()  # [fd, users]
+
+    def acquire(self, url: str, ino: int | None, opener: Any) -> int:
+        """A descriptor of ``url`` (opened by ``opener(url)`` if none is open); pair with
+        :meth:`release`."""
+        key = (url, ino)
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is not None:
+                entry[1] += 1
+                self._open.move_to_end(key)
+                return entry[0]
+        fd = opener(url)
+        with self._lock:
+            entry = self._open.get(key)
+            if entry is None:
+                self._open[key] = [fd, 1]
+                self._trim()
+                return fd
+            entry[1] += 1
+        os.close(fd)  # another thread opened it meanwhile
+        return entry[0]
+
+    def release(self, url: str, ino: int | None) -> None:
+        with self._lock:
+            entry = self._open.get((url, ino))
+            if entry is not None:
+                entry[1] -= 1
+            self._trim()
+
+    def _trim(self) -> None:
+        excess = len(self._open) - self.maxsize
+        if excess <= 0:
+            return
+        for key in [k for k, (_, users) in self._open.items() if not users][:excess]:
+            with contextlib.suppress(OSError):
+                os.close(self._open.pop(key)[0])
+
+    def clear(self) -> None:
+        """Close every idle descriptor."""
+        with self._lock:
+            for key in [k for k, (_, users) in self._open.items() if not users]:
+                with contextlib.suppress(OSError):
+                    os.close(self._open.pop(key)[0])
+
+    def _after_fork(self) -> None:
+        # the child has copies of the parent's descriptors and maybe a lock held by a thread
+        # that does not exist here: start afresh
+        self._lock = threading.Lock()
+        for fd, _ in self._open.values():
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self._open = OrderedDict()
+
+
+class _BlockCache:
+    """Read-ahead blocks of remote files: one LRU for the whole process, at most ``maxsize``
+    blocks; concurrent readers of one block wait for a single fetch."""
+
+    def __init__(self, maxsize: int) -> None:
+        self.maxsize = maxsize
+        self._lock = threading.Lock()
+        self._data: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
+        self._fetching: dict[tuple[str, str, int], threading.Lock] = {}
+
+    def get(self, key: tuple[str, str, int], fetch: Any) -> bytes:
+        with self._lock:
+            data = self._data.get(key)
+            if data is not None:
+                self._data.move_to_end(key)
+                return data
+            lock = self._fetching.setdefault(key, threading.Lock())
+        with lock:
+            with self._lock:
+                data = self._data.get(key)
+            if data is not None:
+                return data
+            try:
+                data = fetch()
+                with self._lock:
+                    self._data[key] = data
+                    while len(self._data) > self.maxsize:
+                        self._data.popitem(last=False)
+            finally:
+                with self._lock:
+                    self._fetching.pop(key, None)
+        return data
+
+    def nbytes(self) -> int:
+        with self._lock:
+            return sum(len(b) for b in self._data.values())
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        self._fetching = {}
+
+
+_FDS = _DescriptorPool()
+_BLOCKS = _BlockCache(READAHEAD_BLOCKS)
+_INSTANCES = itertools.count()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_FDS._after_fork)
+    os.register_at_fork(after_in_child=_BLOCKS._after_fork)
+
+
 class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     """An HDF5 file as a read-only Zarr store (fsspec protocol ``b2h5``).
 
@@ -242,27 +379,59 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         self.follow_external_links = follow_external_links
         self.index_cache = index_cache
         self._version = self._stamp = ""
-        self.index: FileIndex = self._load_index()
         self._dirs: dict[str, set[str]] | None = None
         self._local = self._is_local()
-        self._fds: dict[tuple[int, str], int] = {}
-        self._fd_lock = threading.Lock()
-        self._blocks: OrderedDict[tuple[str, int], bytes] = OrderedDict()
-        self._block_locks: dict[tuple[str, int], threading.Lock] = {}
-
-    def __del__(self) -> None:
-        for fd in getattr(self, "_fds", {}).values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
+        self._load_lock = threading.Lock()
+        self._replaced = False
+        # set by unpickling: the version of the file the original instance indexed
+        self._origin = file_version
+        self._index: FileIndex | None = None
+        if file_version is None:
+            self._index = self._load_index()
+        # else an unpickled copy: the file is indexed at its first use. dask's distributed
+        # scheduler unpickles every task graph, and indexed every file in it (an
+        # open_mfdataset over thousands of files) only to pickle it again for the workers;
+        # a file deleted in the meantime failed the whole graph with a misleading "Error
+        # during deserialization of the task graph" instead of a clear error at read time
+        if not hasattr(self, "_scope"):  # set by _load_index for a file with a known version
+            self._scope = f"instance-{next(_INSTANCES)}"
 
     # -- index --------------------------------------------------------------------------------
+    @property
+    def index(self) -> FileIndex:
+        """The file's index (an unpickled copy builds or loads it at its first use)."""
+        idx = self._index
+        if idx is None:
+            with self._load_lock:
+                if self._index is None:
+                    self._index = self._load_origin()
+                idx = self._index
+        return idx
+
+    def _load_origin(self) -> FileIndex:
+        """The index of an unpickled copy, checked to be of the file the original indexed.
+
+        The copy serves a zarr array whose metadata (shape, dtype, codecs) is the original's:
+        a file deleted since raises an OSError (a FileNotFoundError would read as missing
+        chunks, filled with the fill value), and a local file replaced by another one raises
+        at the first chunk read, as in the original (see :meth:`_is_replaced`).
+        """
+        try:
+            idx = self._load_index()
+        except FileNotFoundError as exc:
+            raise _gone(self.url, exc) from exc
+        self._replaced = self._is_replaced(self._origin)
+        return idx
+
     def __reduce__(self) -> Any:
         """Pickle by constructor arguments, with a local file's path made absolute.
 
         dask workers may run in another working directory, where a relative ``fo`` would name
         another file (or none). ``file_version`` records the file's version: dask names arrays
         by a hash of their pickled store, and two versions of a rewritten file must not share
-        names (a cluster would serve the data it holds for the old one).
+        names (a cluster would serve the data it holds for the old one). A relative
+        ``index_cache`` folder is made absolute too (workers would write and look for sidecar
+        files in their own working directories).
         """
         fn, (cls, args, kwargs) = super().__reduce__()
         if self._local:
@@ -270,7 +439,10 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 args = (self.url, *args[1:])
             else:
                 kwargs = {**kwargs, "fo": self.url}
-        return fn, (cls, args, {**kwargs, "file_version": self._version})
+        folder = self._cache_dir()
+        if folder is not None and self.index_cache != "auto":
+            kwargs = {**kwargs, "index_cache": str(folder.absolute())}
+        return fn, (cls, args, {**kwargs, "file_version": self._origin or self._version})
 
     def __dask_tokenize__(self) -> Any:
         """The file (target filesystem and URL), the view options and the version indexed; not
@@ -283,7 +455,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             self.zarr_format,
             self.unsupported,
             self.follow_external_links,
-            self._version,
+            self._origin or self._version,
         )
 
     def _is_local(self) -> bool:
@@ -389,6 +561,9 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         """
         key, stable = self._cache_key()
         self._version = key
+        # read-ahead blocks are shared by the instances that see the same version of the file;
+        # a file without a version stamp keeps them to this instance
+        self._scope = key if stable else f"instance-{next(_INSTANCES)}"
         idx = _MEMORY.get(key) if stable else None
         folder = self._cache_dir() if stable else None
         if idx is not None and self._sources_current(idx):
@@ -496,7 +671,10 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             for f2, fh2 in opened:
                 f2.close()
                 if fh2 is not None:
-                    fh2.close()
+                    # fsspec's blockcache:: over a local file closes it, then fails setting
+                    # LocalFileOpener's read-only ``closed``: the open failed after indexing
+                    with contextlib.suppress(AttributeError):
+                        fh2.close()
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -586,6 +764,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         A target file that has gone since the index was built raises :class:`OSError`, never
         :class:`FileNotFoundError`: zarr takes that for an unwritten chunk and fills it.
         """
+        if self._replaced and url == self.url:
+            raise _replaced(url)
         try:
             return self._read_target(url, start, size)
         except _MISSING as exc:
@@ -596,36 +776,64 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             if size <= READAHEAD_CHUNK:
                 return self._read_ahead(url, start, size)
             return self._remote_range(url, start, start + size)
-        key = (os.getpid(), url)
-        fd = self._fds.get(key)
-        if fd is None:
-            with self._fd_lock:
-                fd = self._fds.get(key)
-                if fd is None:
-                    fd = self._open_indexed(url)
-                    self._fds[key] = fd
-        if not hasattr(os, "pread"):  # Windows: no shared-offset-free read; open per call
-            with open(url, "rb") as fh:
-                fh.seek(start)
-                return fh.read(size)
-        return os.pread(fd, size, start)
+        ino = self._indexed_inode(url)
+        fd = _FDS.acquire(url, ino, lambda u: self._open_indexed(u, ino))
+        try:
+            if not hasattr(os, "pread"):  # Windows: no shared-offset-free read; open per call
+                with open(url, "rb") as fh:
+                    fh.seek(start)
+                    return fh.read(size)
+            return os.pread(fd, size, start)
+        finally:
+            _FDS.release(url, ino)
 
-    def _open_indexed(self, url: str) -> int:
+    def _indexed_inode(self, url: str) -> int | None:
+        """The inode local file ``url`` had when it was indexed (None when unknown)."""
+        inodes: dict[str, int | None] = self.__dict__.setdefault("_inodes", {})
+        if url in inodes:  # parsed once per file: this runs for every chunk read
+            return inodes[url]
+        stamp = self._stamp if url == self.url else dict(self.index.sources).get(url, "")
+        ino = _stamp_field(stamp, "ino")
+        inodes[url] = None if ino is None else int(ino)
+        return inodes[url]
+
+    def _is_replaced(self, version: str | None) -> bool:
+        """Whether the file a pickled instance indexed (its ``file_version``) has been replaced
+        by another one at its path (a dask worker's copy then indexed the other file, and
+        read it for a zarr array whose shape, dtype and codecs are the old file's).
+
+        Local files: another inode with the same size and mtime is taken for a copy of the
+        same file (a worker node's staged copy, ``rsync -t``); SWMR appends keep the inode.
+        Remote files: any change of size or version stamp (ETag, Last-Modified).
+        """
+        if not version:
+            return False
+        if not self._local:  # size and ETag / Last-Modified (a remote file has no inode)
+            return version != self._version
+        head = f"{self.url}|"
+        if head not in version:
+            return False
+        then = version.split(head, 1)[1]
+        ino = _stamp_field(then, "ino")
+        if ino is None or ino == _stamp_field(self._stamp, "ino"):
+            return False
+        now = self._version.split(head, 1)[-1]
+        return any(_stamp_field(then, f) != _stamp_field(now, f) for f in ("size", "mtime_ns"))
+
+    @staticmethod
+    def _open_indexed(url: str, ino: int | None) -> int:
         """A descriptor of local file ``url``, checked to be the file that was indexed.
 
         Descriptors are opened at the first chunk read. A file replaced by another one in
         the meantime (written elsewhere and renamed over it, as ``rsync`` and atomic writers
         do) has its chunks elsewhere: reading it with this index gave wrong values silently.
+        So did a dask worker's copy of the filesystem, which indexes the file anew, for a
+        zarr array whose metadata (shape, dtype, codecs) was read from the old file.
         """
         fd = os.open(url, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-        stamp = self._stamp if url == self.url else dict(self.index.sources).get(url, "")
-        ino = _stamp_field(stamp, "ino")
-        if ino is not None and os.fstat(fd).st_ino != int(ino):
+        if ino is not None and os.fstat(fd).st_ino != ino:
             os.close(fd)
-            raise OSError(
-                f"{url}: the HDF5 file was replaced by another file after b2h5 indexed it, so "
-                "its chunks are not where the index says. Open it again."
-            )
+            raise _replaced(url)
         return fd
 
     def _remote_range(self, url: str, start: int, end: int) -> bytes:
@@ -646,25 +854,11 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         return blob[a : a + size]
 
     def _block(self, url: str, index: int) -> bytes:
-        key = (url, index)
-        with self._fd_lock:
-            data = self._blocks.get(key)
-            if data is not None:
-                self._blocks.move_to_end(key)
-                return data
-            lock = self._block_locks.setdefault(key, threading.Lock())
-        with lock:
-            with self._fd_lock:
-                data = self._blocks.get(key)
-            if data is None:
-                start = index * READAHEAD_BLOCK
-                data = self._remote_range(url, start, start + READAHEAD_BLOCK)
-                with self._fd_lock:
-                    self._blocks[key] = data
-                    while len(self._blocks) > READAHEAD_BLOCKS:
-                        self._blocks.popitem(last=False)
-                    self._block_locks.pop(key, None)
-        return data
+        start = index * READAHEAD_BLOCK
+        return _BLOCKS.get(
+            (self._scope, url, index),
+            lambda: self._remote_range(url, start, start + READAHEAD_BLOCK),
+        )
 
     def _chunk_range(self, path: str, start: int | None, end: int | None) -> bytes:
         """``chunk[start:end]`` of a chunk key, reading only that byte range when possible.
@@ -723,9 +917,17 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             return data
         return data[start:end]
 
+    async def _indexed(self) -> FileIndex:
+        """:attr:`index`, built (by an unpickled copy) in a thread: not on the event loop,
+        zarr's single I/O thread, where it stalled every other store's reads meanwhile."""
+        if self._index is not None:
+            return self._index
+        return await asyncio.to_thread(lambda: self.index)
+
     async def _cat_file(
         self, path: str, start: int | None = None, end: int | None = None, **kwargs: Any
     ) -> bytes:
+        await self._indexed()
         sp = self._strip_protocol(path)
         if sp in self.index.meta:
             return self.cat_file(sp, start, end)
@@ -754,6 +956,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
         Local files: one ``pread`` per range, on the event loop when small, else in one thread.
         """
+        await self._indexed()
         n = len(paths)
         starts_l = starts if isinstance(starts, list) else [starts] * n
         ends_l = ends if isinstance(ends, list) else [ends] * n
@@ -793,12 +996,15 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         return await asyncio.to_thread(run)
 
     async def _info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        await self._indexed()
         return self.info(path, **kwargs)
 
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
+        await self._indexed()
         return self.ls(path, detail=detail, **kwargs)
 
     async def _exists(self, path: str, **kwargs: Any) -> bool:
+        await self._indexed()
         try:
             self.info(path)
         except FileNotFoundError:
@@ -864,7 +1070,28 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             urls = [g[0][1].url_of(g[0][2]) for g in groups]
             starts = [int(g[0][1].offsets[g[0][2]]) for g in groups]
             ends = [int(g[-1][1].offsets[g[-1][2]]) + int(g[-1][1].sizes[g[-1][2]]) for g in groups]
-            blobs = self.target_fs.cat_ranges(urls, starts, ends, on_error="return")
+            blobs: list[Any] = []
+            if self._local:
+                # through the descriptors checked to be of the indexed file (a path names the
+                # file that replaced it): one pread per range
+                for url, s0, e0 in zip(urls, starts, ends, strict=True):
+                    try:
+                        blobs.append(self._read(url, s0, e0 - s0))
+                    except Exception as exc:
+                        blobs.append(exc)
+            elif self._replaced and self.url in urls:
+                blobs = [_replaced(u) if u == self.url else None for u in urls]
+                rest = [i for i, b in enumerate(blobs) if b is None]
+                got = self.target_fs.cat_ranges(
+                    [urls[i] for i in rest],
+                    [starts[i] for i in rest],
+                    [ends[i] for i in rest],
+                    on_error="return",
+                )
+                for i, b in zip(rest, got, strict=True):
+                    blobs[i] = b
+            else:
+                blobs = self.target_fs.cat_ranges(urls, starts, ends, on_error="return")
             for g, url, s0, e0, blob in zip(groups, urls, starts, ends, blobs, strict=True):
                 whole: bytes | Exception
                 try:
@@ -1036,4 +1263,5 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
     def ukey(self, path: str) -> str:
         """A key identifying ``path`` inside this file's current version."""
+        self.index  # noqa: B018  (an unpickled copy learns the version when it indexes the file)
         return fsspec.utils.tokenize(self._version, self._strip_protocol(path))

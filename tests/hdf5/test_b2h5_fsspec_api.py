@@ -144,3 +144,56 @@ def test_url_without_a_file_says_how_to_name_one() -> None:
 
     with pytest.raises(TypeError, match=r"b2h5::/data/f\.h5"):
         fsspec.core.url_to_fs("b2h5:///data/f.h5")
+
+
+def test_blockcache_over_a_local_file(tmp_path: Path) -> None:
+    """``b2h5::blockcache::file://`` (a stand-in for a remote file in tests and examples) failed
+    at open with ``AttributeError: property 'closed' of 'LocalFileOpener' object has no
+    setter``: fsspec's blockcache closes the file, then sets that read-only attribute."""
+    import pickle
+
+    import zarr
+
+    path = tmp_path / "b.h5"
+    want = np.arange(60, dtype="f4").reshape(6, 10)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=want, chunks=(2, 5), compression="gzip")
+    fs = HDF5FileSystem(
+        f"blockcache::file://{path}",
+        target_options={"cache_storage": str(tmp_path / "blocks")},
+    )
+    arr = zarr.open_array(fs.get_mapper("x"), mode="r")
+    np.testing.assert_array_equal(arr[...], want)
+    copy = pickle.loads(pickle.dumps(arr))
+    np.testing.assert_array_equal(copy[...], want)
+
+
+def test_cat_of_a_replaced_file_raises(tmp_path: Path) -> None:
+    """``fs.cat([...])`` (and fsspec's mapper ``getitems``) read a local file by its path, so
+    after the file was replaced by another one they served the other file's bytes at the old
+    offsets, silently, where ``cat_file`` raised. Both now read the indexed file or raise."""
+    import os
+
+    path = tmp_path / "r.h5"
+
+    def write(value: int, target: Path) -> None:
+        with h5py.File(target, "w") as f:
+            f.create_dataset("x", data=np.full((4, 8), value, dtype="i4"), chunks=(1, 8))
+
+    write(1, path)
+    write(1, tmp_path / "read.h5")
+    keys = [f"x/c/{i}/0" for i in range(4)]
+    fs = HDF5FileSystem(str(path))
+    read_before = HDF5FileSystem(str(tmp_path / "read.h5"))
+    assert np.frombuffer(read_before.cat_file(keys[0]), dtype="i4")[0] == 1
+    for target in (path, tmp_path / "read.h5"):
+        write(2, tmp_path / "new.h5")
+        os.replace(tmp_path / "new.h5", target)
+    with pytest.raises(OSError, match="replaced by another file"):
+        fs.cat(keys)
+    with pytest.raises(OSError, match="replaced by another file"):
+        fs.get_mapper().getitems(keys)
+    assert all(isinstance(v, OSError) for v in fs.cat(keys, on_error="return").values())
+    # a filesystem that had its file open goes on reading the file it indexed
+    got = read_before.cat(keys)
+    assert [np.frombuffer(v, dtype="i4")[0] for v in got.values()] == [1] * 4

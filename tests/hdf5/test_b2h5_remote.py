@@ -189,3 +189,72 @@ def test_external_links_and_virtual_sources_over_http(tmp_path: Path) -> None:
                 for name, want in expected.items():
                     assert_same(root[name][...], want, f"{name} v{zarr_format}")
             assert not fs.notes
+
+
+def test_read_ahead_blocks_are_bounded_per_process(tmp_path: Path, monkeypatch) -> None:
+    """Each filesystem kept its own 16 read-ahead blocks (8 MiB) for as long as it lived: an
+    ``open_mfdataset`` of a thousand remote files with small chunks could hold 8 GiB. The
+    blocks are one LRU for the process now; filesystems on the same file version share it."""
+    import gc
+    import tracemalloc
+
+    from b2store.hdf5 import filesystem
+
+    limit = 4
+    monkeypatch.setattr(filesystem, "READAHEAD_BLOCKS", limit)
+    if hasattr(filesystem, "_BLOCKS"):
+        monkeypatch.setattr(filesystem._BLOCKS, "maxsize", limit)
+    want = []
+    for i in range(6):
+        with h5py.File(tmp_path / f"s{i}.h5", "w") as f:  # 1.6 MB: 4 blocks of 16 KB chunks
+            want.append(np.random.default_rng(i).random((2000, 100)))
+            f.create_dataset("x", data=want[-1], chunks=(20, 100))
+    gen = _serve(tmp_path, RangeHandler)
+    base = next(gen)
+    try:
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.get_traced_memory()[0]
+        systems = [
+            fsspec.filesystem("b2h5", fo=f"{base}/s{i}.h5", skip_instance_cache=True)
+            for i in range(6)
+        ]
+        for fs, w in zip(systems, want, strict=True):
+            np.testing.assert_array_equal(open_root(fs)["x"][...], w)
+        again = fsspec.filesystem("b2h5", fo=f"{base}/s5.h5", skip_instance_cache=True)
+        np.testing.assert_array_equal(open_root(again)["x"][...], want[5])
+        gc.collect()
+        held = tracemalloc.get_traced_memory()[0] - before
+        tracemalloc.stop()
+        assert held < (limit + 2) * filesystem.READAHEAD_BLOCK, held
+    finally:
+        gen.close()
+
+
+def test_unpickled_copy_of_a_changed_remote_file_raises(tmp_path: Path) -> None:
+    """A dask worker's copy of the filesystem indexed the remote file anew and read the new
+    file's chunks for the zarr metadata of the old one (wrong values or a codec error)."""
+    import os
+    import pickle
+
+    import dask.array as da
+
+    def write(value: int, n: int, target: Path) -> None:
+        with h5py.File(target, "w") as f:
+            f.create_dataset("x", data=np.full((n, 8), value, dtype="i4"), chunks=(1, 8))
+
+    write(1, 4, tmp_path / "r.h5")
+    gen = _serve(tmp_path, RangeHandler)
+    base = next(gen)
+    try:
+        arr = da.from_zarr(f"b2h5::{base}/r.h5", component="x")
+        blob = pickle.dumps(arr)
+        assert pickle.loads(blob).compute(scheduler="sync").tolist() == [[1] * 8] * 4
+        write(2, 6, tmp_path / "new.h5")  # another size: the HTTP version changes
+        os.replace(tmp_path / "new.h5", tmp_path / "r.h5")
+        with pytest.raises(OSError, match="replaced"):
+            pickle.loads(blob).compute(scheduler="sync")
+        fresh = da.from_zarr(f"b2h5::{base}/r.h5", component="x")
+        assert fresh.compute(scheduler="sync").tolist() == [[2] * 8] * 6
+    finally:
+        gen.close()
