@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import threading
+import warnings
 from collections.abc import Callable, Iterator
 from functools import wraps
 from pathlib import Path
@@ -63,6 +64,15 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _stderr_is_tty() -> bool:
+    """Whether progress bars may be drawn: a bar redrawn with carriage returns is noise in a log
+    file or a pipe (the per-dataset lines still go there)."""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):  # replaced or closed stderr
+        return False
 
 
 def _int_tuple(ctx: Any, param: Any, value: str | None) -> tuple[int, ...] | None:
@@ -134,7 +144,13 @@ def info(path_or_url: str, as_json: bool) -> None:
     type=float,
     help="For --auto: 1 = best ratio, 0 = fastest.",
 )
-@click.option("--threads", default=os.cpu_count() or 1, show_default=True, type=int)
+@click.option(
+    "--threads",
+    default=os.cpu_count() or 1,
+    show_default=True,
+    type=int,
+    help="Blosc2 compression threads, and the size of the read/decode pool.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar or per-dataset lines.")
 @_one_line_errors
 def convert(
@@ -184,7 +200,7 @@ def convert(
         raise click.UsageError(str(exc)) from None
     log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     with _sigterm_as_interrupt():  # so a killed run still removes its temporary file
-        report = run(src, dst, options=options, progress=not quiet, log=log)
+        report = run(src, dst, options=options, progress=not quiet and _stderr_is_tty(), log=log)
     nb = sum(d.nbytes for d in report.datasets if d.action == "converted")
     st = sum(d.stored for d in report.datasets if d.action == "converted")
     ratio = f"{nb / st:.2f}" if st else "-"
@@ -211,7 +227,13 @@ def convert(
     type=click.Path(dir_okay=True),
     help="refs.json, or a .parq folder for the parquet reference format.",
 )
-@click.option("--inline-threshold", default=500, show_default=True, type=click.IntRange(min=0))
+@click.option(
+    "--inline-threshold",
+    default=500,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Chunks smaller than this many bytes are stored in the references themselves.",
+)
 @click.option(
     "--unsupported",
     type=click.Choice(["raise", "warn", "skip"]),
@@ -230,7 +252,9 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
     from b2store.refs import write_refs
 
     try:
-        n = write_refs(src, output, inline_threshold=inline_threshold, unsupported=unsupported)
+        with _sigterm_as_interrupt(), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            n = write_refs(src, output, inline_threshold=inline_threshold, unsupported=unsupported)
     except UnsupportedHDF5FeatureError as exc:  # name the option, not the Python argument
         if os.environ.get("B2STORE_DEBUG"):
             raise
@@ -238,6 +262,9 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
             f"{without_api_hint(str(exc))} Pass --unsupported skip (or warn) to export the rest "
             "of the file."
         ) from None
+    for w in caught:  # one line each, without Python's source line or the API's hint
+        text = without_api_hint(str(w.message)).strip().splitlines()
+        click.echo(f"Warning: {text[0] if text else w.category.__name__}", err=True)
     click.echo(f"wrote {output}: {n} references")
 
 
@@ -252,14 +279,29 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
     show_default=True,
     help="Uncompressed data: small 3 MB (tests), medium 38 MB, full 302 MB (58 MB on disk).",
 )
-@click.option("--cache-dir", type=click.Path(file_okay=False), help="Default: $B2STORE_CACHE.")
-@click.option("--workers", type=int, help="dask threads (default: dask's, one per core).")
+@click.option(
+    "--cache-dir",
+    type=click.Path(file_okay=False),
+    help="Default: $B2STORE_CACHE, else $XDG_CACHE_HOME/b2store (~/.cache/b2store).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    help="dask threads (default: dask's, one per core).",
+)
 @_one_line_errors
 def demo(size: str, cache_dir: str | None, workers: int | None) -> None:
     """Write a synthetic tomography file, read it through b2store and h5py, compare."""
     from b2store.demo import run_demo
 
-    result = run_demo(size=size, cache_dir=cache_dir, workers=workers, echo=click.echo)
+    with _sigterm_as_interrupt():  # so a killed run still removes its temporary file
+        result = run_demo(
+            size=size,
+            cache_dir=cache_dir,
+            workers=workers,
+            echo=click.echo,
+            progress=_stderr_is_tty(),
+        )
     if not result.matches:
         raise click.ClickException("b2store and h5py disagree: this is a bug, please report it")
 

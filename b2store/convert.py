@@ -27,6 +27,8 @@ uint16 or int16 only; one 2-D image per block).
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import tempfile
 import time
@@ -43,6 +45,7 @@ from b2store.errors import B2StoreError
 __all__ = [
     "CNAMES",
     "FILTERS",
+    "MAX_FILTERS",
     "CodecChoice",
     "ConvertError",
     "ConvertOptions",
@@ -59,6 +62,9 @@ CNAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
 FILTERS = ("none", "shuffle", "bitshuffle", "delta", "bytedelta")
 #: The highest rank a b2nd array (hence a converted dataset) can have; HDF5 allows 32.
 B2ND_MAX_DIM = 8
+#: Most Blosc2 filters in one chunk's pipeline besides itrunc (the ``b2store_b2nd`` encoder's
+#: limit: C-Blosc2 writes wrong data with three or more).
+MAX_FILTERS = 2
 
 
 class ConvertError(B2StoreError, ValueError):
@@ -117,8 +123,13 @@ class CodecChoice:
                 raise ConvertError(
                     f"Expected filters from {', '.join(FILTERS)}. Got {f!r} instead."
                 )
-        if len(self.filters) > 5:
-            raise ConvertError(f"Expected at most 5 filters. Got {len(self.filters)} instead.")
+        active = [f for f in self.filters if f != "none"]
+        if len(active) > MAX_FILTERS:
+            raise ConvertError(
+                f"Expected at most {MAX_FILTERS} filters (besides itrunc): C-Blosc2 writes wrong "
+                f"data with 3 or more in its pipeline. Got {len(active)} ({', '.join(active)}) "
+                "instead."
+            )
         if self.blocks is not None:
             for b in self.blocks:
                 _check_int_range("a block dimension", b, 1, 2**31 - 1)
@@ -381,10 +392,10 @@ def _copy_attrs(src: Any, dst: Any, skip: set[str]) -> list[str]:
             if aid.dtype.kind == "O" and h5py.check_ref_dtype(aid.dtype) is not None:
                 failed.append(name)  # object references point into the source file
                 continue
-            if isinstance(value, h5py.Empty):
-                dst.attrs[name] = value
-            else:
-                dst.attrs.create(name, value, dtype=aid.dtype)
+            tid = aid.get_type()  # the file type: string padding and character set included
+            if tid.committed():  # a named type lives in the source file: an anonymous copy
+                tid = tid.copy()
+            dst.attrs.create(name, value, dtype=h5py.Datatype(tid))
         except Exception:
             try:
                 dst.attrs[name] = src.attrs[name]
@@ -698,6 +709,7 @@ def convert(
 
     say = log or (lambda _msg: None)
     blosc2.set_releasegil(True)
+    ensure_blosc2_writable()
     t_start = time.perf_counter()
     fd, tmp = tempfile.mkstemp(
         dir=dst_dir, prefix="." + os.path.basename(dst) + ".", suffix=".part"
@@ -706,7 +718,7 @@ def convert(
     reports: list[DatasetReport] = []
     try:
         with (
-            open_local_file(src) as fin,  # also while an SWMR writer appends
+            _open_input(src, open_local_file) as fin,  # also while an SWMR writer appends
             h5py.File(tmp, "w", track_order=_tracks_order(fin["/"])) as fout,
             ThreadPoolExecutor(options.nthreads) as pool,
         ):
@@ -747,7 +759,10 @@ def convert(
                     elif obj.is_virtual and _copy_virtual(obj, fout[parent or "/"], base, moved):
                         pass
                     else:
-                        fin.copy(obj, fout[parent or "/"], name=base, without_attrs=True)
+                        try:
+                            fin.copy(obj, fout[parent or "/"], name=base, without_attrs=True)
+                        except Exception as exc:
+                            raise _naming(exc, obj.name) from exc
                     _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
                     reports.append(
                         DatasetReport(
@@ -759,9 +774,12 @@ def convert(
                     )
                     say(f"{obj.name}: copied ({why})")
                     continue
-                rep = _convert_dataset(
-                    obj, fout, options, pool, hdf5plugin, progress, say, on_chunk
-                )
+                try:
+                    rep = _convert_dataset(
+                        obj, fout, options, pool, hdf5plugin, progress, say, on_chunk
+                    )
+                except Exception as exc:  # a corrupt chunk, a full disk: say which dataset
+                    raise _naming(exc, obj.name) from exc
                 _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
                 reports.append(rep)
             for path, nm in scales.items():
@@ -773,13 +791,103 @@ def convert(
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
         os.replace(tmp, dst)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        code = _out_of_space(exc)
+        if code is not None:
+            raise OSError(
+                code,
+                f"{os.strerror(code)} while writing {dst} (in {dst_dir}). The partial output "
+                "was removed: free some space or write to another folder",
+            ) from exc
         raise
     return ConvertReport(
         src=src, dst=dst, datasets=tuple(reports), seconds=time.perf_counter() - t_start
     )
+
+
+@functools.cache
+def ensure_blosc2_writable() -> None:
+    """Make sure h5py can create Blosc2 datasets, re-registering hdf5plugin's own filter if not.
+
+    With ``HDF5_PLUGIN_PATH`` set to ``hdf5plugin.PLUGIN_PATH`` (what netCDF-C needs to read the
+    output), HDF5 loads the filter from that folder and hdf5plugin leaves it be; that copy reads
+    chunks but fails to create a dataset ("error during user callback"). A Blosc2 filter that
+    works, from wherever it came, is kept.
+    """
+    import h5py
+    import hdf5plugin
+
+    def probe() -> None:
+        with h5py.File(
+            f"b2store-probe-{os.getpid()}", "w", driver="core", backing_store=False
+        ) as f:
+            f.create_dataset("p", shape=(1,), dtype="u1", chunks=(1,), **hdf5plugin.Blosc2())
+
+    try:
+        probe()
+    except Exception:
+        hdf5plugin.register("blosc2", force=True)
+        probe()  # still failing: let h5py's own error out
+
+
+def _open_input(src: str, opener: Callable[[str], Any]) -> Any:
+    """``opener(src)``, with an error naming ``src`` when HDF5 cannot open it (truncated,
+    damaged)."""
+    try:
+        return opener(src)
+    except OSError as exc:
+        if src in str(exc):
+            raise
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        msg = (
+            f"{src} is not a readable HDF5 file ({first}); check that it is complete (not "
+            "truncated) and really HDF5"
+        )
+        raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
+
+
+def _naming(exc: Exception, path: str) -> Exception:
+    """``exc`` with ``path`` (the dataset being written) in front of its message, of the same
+    type where it can be rebuilt from a message (an ``OSError`` keeps its errno)."""
+    msg = str(exc)
+    if msg.startswith(path):
+        return exc
+    msg = f"{path}: {msg or type(exc).__name__}"
+    if isinstance(exc, OSError) and exc.errno is not None:  # "[Errno N]" comes back in front
+        text = f"{path}: {exc.strerror or type(exc).__name__}"
+        if exc.filename is not None:
+            text += f": {exc.filename!r}"
+        return OSError(exc.errno, text)  # Python picks the subclass of the errno again
+    try:
+        new = type(exc)(msg)
+    except Exception:
+        return ConvertError(msg)
+    return new if str(new) == msg else ConvertError(msg)
+
+
+#: errno values of a write that failed for want of room: full disk, file size limit, quota.
+_NO_ROOM = tuple(
+    getattr(errno, name) for name in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, name)
+)
+
+
+def _out_of_space(exc: BaseException) -> int | None:
+    """The errno of :data:`_NO_ROOM` that ``exc`` (or an exception it was raised from) reports,
+    else None. h5py raises ``RuntimeError`` for some failed writes, with ``errno = 28`` only in
+    its message."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, OSError) and cur.errno is not None and cur.errno in _NO_ROOM:
+            return int(cur.errno)
+        for code in _NO_ROOM:
+            if f"errno = {code}," in str(cur):
+                return code
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 def _convert_dataset(

@@ -12,6 +12,7 @@ checks that the two agree, and prints a small timing table. The generator lives 
 
 from __future__ import annotations
 
+import io
 import os
 import time
 from collections.abc import Callable
@@ -71,7 +72,7 @@ def cache_dir(override: str | os.PathLike[str] | None = None) -> Path:
     ``$XDG_CACHE_HOME/b2store`` is used when ``XDG_CACHE_HOME`` is set.
     """
     if override:
-        return Path(override)
+        return Path(override).expanduser()  # `--cache-dir=~/x`: the shell leaves "~" alone
     from b2store._paths import cache_home
 
     return cache_home()
@@ -130,9 +131,12 @@ def write_tomography(
     import h5py
     import hdf5plugin
 
+    from b2store.convert import ensure_blosc2_writable
+
     path = Path(path)
     if not force and path.exists() and _is_valid(path, size, seed):
         return False
+    ensure_blosc2_writable()
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
     na, ny, nx = size.shape
@@ -142,8 +146,12 @@ def write_tomography(
         from tqdm.auto import tqdm
 
         bar = tqdm(total=size.nbytes, unit="B", unit_scale=True, desc=f"writing {path.name}")
+    # built in memory, then written with Python's own I/O: HDF5 handles a failed write badly
+    # (after "No space left on device" the close fails too, and the library crashes the
+    # interpreter when it retries at exit); the file is small (58 MB for "full")
+    image = io.BytesIO()
     try:
-        with h5py.File(tmp, "w") as f:
+        with h5py.File(image, "w") as f:
             f.attrs["b2store_demo_version"] = GENERATOR_VERSION
             f.attrs["seed"] = seed
             g = f.create_group("entry/data")
@@ -163,6 +171,21 @@ def write_tomography(
                 if bar is not None:
                     bar.update((a1 - a0) * ny * nx * 2)
             f.attrs["complete"] = True
+        try:
+            with open(tmp, "wb") as out:
+                out.write(image.getbuffer())
+        except OSError as exc:
+            from b2store.convert import _out_of_space
+
+            code = _out_of_space(exc)
+            if code is None:
+                raise
+            raise OSError(
+                code,
+                f"{os.strerror(code)} while writing the demo file {path} "
+                f"({image.getbuffer().nbytes / 1e6:.1f} MB): free some space, or choose another "
+                "folder with --cache-dir or $B2STORE_CACHE",
+            ) from exc
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

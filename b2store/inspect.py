@@ -316,9 +316,10 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
     if not h5py.is_hdf5(path):
         raise InspectError(f"{path} is not an HDF5 file (no HDF5 signature)")
     nodes: list[NodeInfo] = []
+    from b2store.convert import _open_input
     from b2store.hdf5.index import open_local_file
 
-    with open_local_file(path) as f:  # also while an SWMR writer appends
+    with _open_input(path, open_local_file) as f:  # also while an SWMR writer appends
         nodes.append(NodeInfo(path="/", kind="group"))
         names: list[str] = []
         f.visit(names.append)  # collect first: no other I/O inside h5py's traversal
@@ -398,7 +399,27 @@ def _zarr_stored(arr: Any) -> int | None:
         return None
     if arr.nchunks and not arr.nchunks_initialized:
         return None  # metadata alone would give a ratio of hundreds
-    return int(arr.nbytes_stored())
+    return max(int(arr.nbytes_stored()) - _metadata_bytes(arr), 0)
+
+
+def _metadata_bytes(arr: Any) -> int:
+    """Bytes of the array's own metadata documents, which zarr's ``nbytes_stored`` counts with its
+    chunks (a 300-byte dataset of the ``b2h5`` view showed as 854 bytes stored)."""
+    from zarr.core.sync import sync
+
+    store_path = getattr(arr, "store_path", None)
+    if store_path is None:
+        return 0
+    names = ("zarr.json",) if arr.metadata.zarr_format == 3 else (".zarray", ".zattrs")
+    prefix = f"{store_path.path}/" if store_path.path else ""
+    total = 0
+    for name in names:
+        try:
+            size = sync(store_path.store.getsize(prefix + name))
+        except (FileNotFoundError, KeyError, NotImplementedError):
+            continue
+        total += int(size or 0)
+    return total
 
 
 def _codec_name(codec: Any) -> str:
@@ -415,10 +436,18 @@ def _codec_name(codec: Any) -> str:
     return str(cid) if cid else type(codec).__name__
 
 
+def _url_names_hdf5(url: str) -> bool:
+    """Whether the path of ``url`` ends like an HDF5 file name; its query and fragment do not
+    count (a presigned ``https://…/scan.h5?X-Amz-Signature=…`` is an HDF5 file too)."""
+    from urllib.parse import urlsplit
+
+    return urlsplit(url).path.lower().endswith(_HDF5_SUFFIXES)
+
+
 def inspect_path(path_or_url: str) -> list[NodeInfo]:
     """Describe a local HDF5 file or, for URLs with a protocol, a Zarr hierarchy."""
     if "::" in path_or_url or ("://" in path_or_url and not path_or_url.startswith("file://")):
-        if "::" not in path_or_url and path_or_url.lower().endswith(_HDF5_SUFFIXES):
+        if "::" not in path_or_url and _url_names_hdf5(path_or_url):
             path_or_url = "b2h5::" + path_or_url  # a remote HDF5 file: through the b2h5 view
         return inspect_zarr_url(path_or_url)
     if path_or_url.startswith("file://"):

@@ -26,6 +26,8 @@ from __future__ import annotations
 import base64
 import json
 import os
+import shutil
+import tempfile
 from typing import Any
 
 import numpy as np
@@ -165,7 +167,7 @@ def write_refs(
         local_src = os.fspath(src)
         if os.path.exists(local_src) and os.path.samefile(local_src, output):
             raise RefsError(f"{output}: the output would overwrite the source; choose another name")
-        if parquet and not os.path.exists(os.path.join(output, ".zmetadata")):
+        if parquet and not _is_parquet_refs(output):
             raise RefsError(
                 f"{output}: exists and is not a parquet reference folder; remove it or choose "
                 "another name"
@@ -173,23 +175,54 @@ def write_refs(
         if not parquet and os.path.isdir(output):
             raise RefsError(f"{output}: is a folder; give the JSON output a file name")
     refs = hdf5_refs(src, inline_threshold=inline_threshold, unsupported=unsupported)
-    if parquet:
-        _write_parquet(refs["refs"], output, record_size)
-    else:
-        tmp = output + ".part"
-        try:
-            with open(tmp, "w") as f:
-                json.dump(refs, f, separators=(",", ":"))
-            os.replace(tmp, output)
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    try:
+        if parquet:
+            _write_parquet(refs["refs"], output, record_size)
+        else:
+            fd, tmp = tempfile.mkstemp(
+                dir=out_dir, prefix="." + os.path.basename(output) + ".", suffix=".part"
+            )
+            try:
+                with os.fdopen(fd, "w") as f:
+                    json.dump(refs, f, separators=(",", ":"))
+                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
+                os.replace(tmp, output)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+    except OSError as exc:
+        from b2store.convert import _out_of_space
+
+        code = _out_of_space(exc)
+        if code is None:
+            raise
+        raise OSError(
+            code,
+            f"{os.strerror(code)} while writing {output} (in {out_dir}): free some space or "
+            "write to another folder",
+        ) from exc
     return len(refs["refs"])
+
+
+def _is_parquet_refs(folder: str) -> bool:
+    """Whether ``folder`` holds fsspec parquet references (its ``.zmetadata`` names a
+    ``record_size``), not, say, a consolidated Zarr store that replacing it would destroy."""
+    try:
+        with open(os.path.join(folder, ".zmetadata"), "rb") as f:
+            meta = json.loads(f.read())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and "record_size" in meta
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
     import fsspec
-    from fsspec.implementations.reference import LazyReferenceMapper
 
     try:
         import pandas  # noqa: F401
@@ -198,10 +231,49 @@ def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
         raise B2StoreError(
             "parquet references need pandas and pyarrow: pip install pandas pyarrow"
         ) from exc
+    from fsspec.implementations.reference import LazyReferenceMapper
+
+    meta = {k for k in refs if k.rsplit("/", 1)[-1].startswith(".")}
+    clash = sorted(
+        k.rsplit("/", 1)[0] for k in refs if k not in meta and LazyReferenceMapper._is_meta(k)
+    )
+    if clash:  # fsspec would parse their chunks as JSON ("Expected object or value")
+        raise RefsError(
+            f"{clash[0]}: fsspec's parquet reference layout takes every path with a part starting "
+            "'.z' for Zarr metadata, so this dataset's chunks cannot be stored in it; write JSON "
+            "references (an output name not ending in .parq) instead"
+        )
     fs = fsspec.filesystem("file")
-    if fs.exists(output):
-        fs.rm(output, recursive=True)
-    out = LazyReferenceMapper.create(root=output, fs=fs, record_size=record_size, engine="pyarrow")
+    # written into a temporary folder beside ``output`` and moved into place when complete: an
+    # interrupted run (Ctrl-C, a full disk) neither destroys an earlier output nor leaves a
+    # folder whose empty .zmetadata reads as "no group found"
+    parent = os.path.dirname(os.path.abspath(output))
+    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(output) + ".", suffix=".part")
+    try:
+        _fill_parquet(fs, tmp, refs, record_size)
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
+        old = None
+        if os.path.exists(output):  # a parquet reference folder (write_refs checked)
+            old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(output) + ".old.")
+            os.replace(output, os.path.join(old, "refs"))
+        try:
+            os.replace(tmp, output)
+        except BaseException:
+            if old is not None:
+                os.replace(os.path.join(old, "refs"), output)
+            raise
+        finally:
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fill_parquet(fs: Any, root: str, refs: dict[str, Any], record_size: int) -> None:
+    from fsspec.implementations.reference import LazyReferenceMapper
+
+    out = LazyReferenceMapper.create(root=root, fs=fs, record_size=record_size, engine="pyarrow")
     meta_keys = {k for k in refs if k.rsplit("/", 1)[-1].startswith(".")}
     for k in sorted(meta_keys):
         if not k.endswith(".zmetadata"):  # the mapper writes its own consolidated root key

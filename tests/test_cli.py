@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tests._cli_files import write_sample
-from tests.conftest import requires_h5py, requires_hdf5plugin
+from tests.conftest import has, requires_h5py, requires_hdf5plugin
 
 click = pytest.importorskip("click")
 
@@ -267,6 +267,10 @@ def test_convert_killed_leaves_no_file(tmp_path: Path, sig: str) -> None:
         ["convert", "SAMPLE", "OUT", "--threads", "0"],
         ["convert", "SAMPLE", "OUT", "--filters", "foo"],
         ["refs", "SAMPLE", "-o", "OUT", "--inline-threshold", "-5"],
+        # the b2nd encoder refused 3 filters at the first dataset (exit 1, after work began)
+        ["convert", "SAMPLE", "OUT", "--filters", "shuffle,delta,bytedelta"],
+        ["demo", "--size", "small", "--workers", "0", "--cache-dir", "OUT"],  # taken as default
+        ["demo", "--size", "small", "--workers", "-1", "--cache-dir", "OUT"],  # failed late
     ],
 )
 def test_bad_option_values_are_usage_errors(args: list[str], sample: Path, tmp_path: Path) -> None:
@@ -275,6 +279,7 @@ def test_bad_option_values_are_usage_errors(args: list[str], sample: Path, tmp_p
     res = run(*[subst.get(a, a) for a in args])
     assert res.returncode == 2, res.stderr
     assert "Traceback" not in res.stderr
+    assert not (tmp_path / "o.out").exists()
 
 
 def test_refs_command_names_its_own_option_for_unsupported_datasets(tmp_path: Path) -> None:
@@ -296,3 +301,169 @@ def test_refs_command_names_its_own_option_for_unsupported_datasets(tmp_path: Pa
     )
     assert res.returncode == 1
     assert "--unsupported skip" in res.stderr and "unsupported='skip'" not in res.stderr
+
+
+def test_no_progress_bars_when_stderr_is_not_a_terminal(sample: Path, tmp_path: Path) -> None:
+    """tqdm bars (carriage returns, "chunk/s") went into logs and pipes; the per-dataset lines
+    are what belongs there."""
+    res = run("convert", str(sample), str(tmp_path / "o.h5"))
+    assert res.returncode == 0, res.stderr
+    assert "/entry/data/data: converted" in res.stderr
+    assert "\r" not in res.stderr and "chunk/s" not in res.stderr and "%|" not in res.stderr
+
+
+def test_refs_warnings_are_one_line_each(tmp_path: Path) -> None:
+    """--unsupported warn printed Python warnings: the source file and line of b2store's index,
+    and advice to pass the Python argument unsupported='skip'."""
+    import h5py
+
+    src = tmp_path / "null.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("null", data=h5py.Empty("f4"))
+        f.create_dataset("d", data=np.arange(3))
+    res = run("refs", str(src), "-o", str(tmp_path / "r.json"), "--unsupported", "warn")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Warning: ") and "/null" in lines[0], lines
+    assert "UserWarning" not in res.stderr and "unsupported=" not in res.stderr
+
+
+def test_unreadable_input_is_named(tmp_path: Path, sample: Path) -> None:
+    """A truncated HDF5 file gave "Error: Unable to synchronously open file (truncated file: …)"
+    from info and convert, naming no file."""
+    cut = tmp_path / "cut.h5"
+    cut.write_bytes(sample.read_bytes()[:5000])
+    for args in (["info", str(cut)], ["convert", str(cut), str(tmp_path / "o.h5")]):
+        res = run(*args)
+        assert res.returncode == 1, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and str(cut) in lines[0] and "not a readable HDF5" in lines[0]
+    assert not (tmp_path / "o.h5").exists()
+
+
+def test_convert_names_the_dataset_of_a_corrupt_chunk(tmp_path: Path) -> None:
+    """A chunk HDF5 cannot decode stopped convert with "Can't synchronously read data (filter
+    returned failure during read)", naming no dataset."""
+    import h5py
+    import hdf5plugin
+
+    src = tmp_path / "bad.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("ok", data=np.arange(100.0), chunks=(10,))
+        f.create_dataset(
+            "grp/bad", data=np.random.default_rng(0).random((40, 40)), chunks=(8, 8),
+            **hdf5plugin.Blosc2(),
+        )  # fmt: skip
+        offset = f["grp/bad"].id.get_chunk_info(3).byte_offset
+    raw = bytearray(src.read_bytes())
+    raw[offset + 40 : offset + 80] = b"\xff" * 40
+    src.write_bytes(bytes(raw))
+    res = run("convert", str(src), str(tmp_path / "o.h5"), "-q")
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: /grp/bad: "), lines
+    assert not (tmp_path / "o.h5").exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.h5"]
+
+
+def _file_size_limit(limit: int) -> None:
+    """In the child: writes past ``limit`` bytes fail (EFBIG) instead of killing the process."""
+    import resource
+    import signal
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_demo_on_a_failing_disk_is_an_error_not_a_crash(tmp_path: Path) -> None:
+    """When HDF5's writes failed (disk full), its close failed too and the library crashed the
+    interpreter at exit (segmentation fault, exit status 139, tracebacks from h5py's dealloc)."""
+    import os
+
+    pytest.importorskip("xarray")
+    res = subprocess.run(
+        [sys.executable, "-m", "b2store", "demo", "--size", "small", "--cache-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=os.environ.copy(),
+        timeout=300,
+        preexec_fn=lambda: _file_size_limit(100_000),
+    )
+    assert res.returncode == 1, (res.returncode, res.stderr[-2000:])
+    assert "Traceback" not in res.stderr and "Exception ignored" not in res.stderr
+    assert res.stderr.strip().splitlines()[-1].startswith("Error: ")
+    assert list(tmp_path.iterdir()) == []  # neither the file nor its temporary
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_FSIZE is POSIX")
+def test_out_of_room_names_the_output(tmp_path: Path) -> None:
+    """A write refused for want of room (full disk, quota, file size limit) gave "Error:
+    RuntimeError: Can't decrement id ref count (…)" or "[Errno 27] File too large", naming
+    neither the output nor what to do."""
+    import os
+
+    import h5py
+
+    src = tmp_path / "src" / "big.h5"
+    src.parent.mkdir()
+    with h5py.File(src, "w") as f:
+        data = np.random.default_rng(0).random((200, 1000))
+        f.create_dataset("x", data=data, chunks=(50, 1000))
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [
+        ["convert", str(src), str(out / "o.h5"), "-q"],
+        ["refs", str(src), "-o", str(out / "o.json"), "--inline-threshold", "100000000"],
+        ["refs", str(src), "-o", str(out / "o.parq"), "--inline-threshold", "100000000"],
+    ]
+    if not has("pandas") or not has("pyarrow"):
+        cases.pop()
+    for args in cases:
+        res = subprocess.run(
+            [sys.executable, "-m", "b2store", *args],
+            capture_output=True,
+            text=True,
+            env=os.environ.copy(),
+            timeout=300,
+            preexec_fn=lambda: _file_size_limit(200_000),
+        )
+        assert res.returncode == 1, res.stderr
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and "File too large while writing" in lines[0], lines
+        assert f"while writing {out}/o." in lines[0], lines
+        assert list(out.iterdir()) == []  # no partial output, no temporary
+
+
+def test_convert_and_demo_with_hdf5_plugin_path_set(sample: Path, tmp_path: Path) -> None:
+    """docs/cli.md has netCDF-C users set HDF5_PLUGIN_PATH=hdf5plugin.PLUGIN_PATH. HDF5 then
+    loaded the Blosc2 filter from there (hdf5plugin leaves a filter it finds registered alone),
+    and that copy fails to create datasets: every convert and demo stopped with "Unable to
+    synchronously create dataset (error during user callback)"."""
+    import h5py
+    import hdf5plugin
+
+    env = {"HDF5_PLUGIN_PATH": hdf5plugin.PLUGIN_PATH}
+    out = tmp_path / "o.h5"
+    res = run("convert", str(sample), str(out), "-q", env=env)
+    assert res.returncode == 0, res.stderr
+    with h5py.File(sample) as f, h5py.File(out) as g:
+        np.testing.assert_array_equal(g["entry/data/data"][()], f["entry/data/data"][()])
+        assert g["entry/data/data"].id.get_create_plist().get_filter(0)[0] == 32026  # Blosc2
+    pytest.importorskip("xarray")
+    res = run("demo", "--size", "small", "--cache-dir", str(tmp_path / "cache"), env=env)
+    assert res.returncode == 0, res.stderr
+    assert "agree" in res.stdout
+
+
+def test_demo_cache_dir_expands_the_home_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`b2store demo --cache-dir=~/cache` (no shell expansion after "=") wrote into a folder
+    named "~" in the working directory; $B2STORE_CACHE was expanded, the option was not."""
+    from b2store.demo import cache_dir
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    assert cache_dir("~/cache") == tmp_path / "cache"
+    monkeypatch.setenv("B2STORE_CACHE", "~/env")
+    assert cache_dir() == tmp_path / "env"

@@ -640,3 +640,38 @@ def test_convert_walks_groups_nested_deeper_than_the_recursion_limit(tmp_path: P
     convert(src, dst, log=lambda s: None)
     with h5py.File(dst) as f:
         assert f["/".join(["g"] * 1100) + "/x"][()] == 1
+
+
+def test_attributes_keep_their_string_padding_and_character_set(tmp_path: Path) -> None:
+    """Fixed-length string attributes were rewritten from their numpy dtype: netCDF-C's and
+    NeXus writers' NULLTERM strings came out NULLPAD (every global attribute of a netCDF-4
+    file changed type), although docs/cli.md promises attributes "with their HDF5 types"."""
+    import h5py
+
+    from b2store.convert import convert
+
+    src = tmp_path / "s.h5"
+    with h5py.File(src, "w") as f:
+        d = f.create_dataset("d", data=np.arange(10.0), chunks=(5,))
+        for obj in (f, d):
+            for name, cset, text in (
+                (b"ascii_nullterm", h5py.h5t.CSET_ASCII, b"hello"),
+                (b"utf8_nullterm", h5py.h5t.CSET_UTF8, "h\u00e9llo".encode()),
+            ):
+                tid = h5py.h5t.C_S1.copy()
+                tid.set_size(len(text) + 1)
+                tid.set_strpad(h5py.h5t.STR_NULLTERM)
+                tid.set_cset(cset)
+                attr = h5py.h5a.create(obj.id, name, tid, h5py.h5s.create(h5py.h5s.SCALAR))
+                attr.write(np.array(text, dtype=f"S{len(text) + 1}"), mtype=tid)
+            obj.attrs["nullpad"] = np.bytes_(b"abc")
+            obj.attrs["num"] = np.float32(1.5)
+    out = tmp_path / "o.h5"
+    convert(src, out)
+    with h5py.File(src) as f, h5py.File(out) as g:
+        for path in ("/", "/d"):
+            for name in f[path].attrs:
+                a, b = f[path].attrs.get_id(name), g[path].attrs.get_id(name)
+                assert a.get_type() == b.get_type(), (path, name)
+                assert f[path].attrs[name] == g[path].attrs[name]
+        assert g["d"].attrs.get_id("ascii_nullterm").get_type().get_strpad() == 0  # NULLTERM

@@ -87,3 +87,49 @@ def test_info_and_convert_read_a_file_left_marked_open_by_an_swmr_writer(tmp_pat
     convert(copy, tmp_path / "out.h5")
     with h5py.File(tmp_path / "out.h5", "r") as f:
         np.testing.assert_array_equal(f["x"][...], np.arange(60.0).reshape(6, 10))
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_info_of_a_url_counts_chunk_bytes_only(tmp_path: Path, zarr_format: int) -> None:
+    """zarr's nbytes_stored counts the array's metadata document too: a 300-byte dataset seen
+    through b2h5 showed 854 bytes stored (ratio 0.35) where ``info FILE`` said 327."""
+    import h5py
+    import hdf5plugin
+
+    from b2store.inspect import inspect_hdf5, inspect_zarr_url
+
+    path = tmp_path / "s.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("z", data=np.arange(300, dtype="u1"), chunks=(100,), **hdf5plugin.Zstd())
+        f.create_dataset("g/raw", data=np.arange(50, dtype="i4"), chunks=(10,))
+    on_disk = {n.path: n.stored for n in inspect_hdf5(path) if n.kind == "dataset"}
+    url = f"b2h5::{path}"
+    viewed = {
+        n.path: n.stored
+        for n in inspect_zarr_url(url, {"zarr_format": zarr_format})
+        if n.kind == "dataset"
+    }
+    assert viewed == on_disk
+
+
+def test_info_of_an_hdf5_url_with_a_query(tmp_path: Path) -> None:
+    """A remote HDF5 file was recognised by its URL ending in .h5, so a presigned URL
+    (``…/scan.h5?X-Amz-Signature=…``) was opened as a Zarr group and failed ("No group found",
+    or a UTF-8 error when the server answered "scan.h5?…/zarr.json" with the HDF5 file)."""
+    import fsspec
+    import h5py
+
+    from b2store.inspect import inspect_path
+
+    path = tmp_path / "q.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("d", data=np.arange(12, dtype="i4"), chunks=(4,))
+    mem = fsspec.filesystem("memory")
+    key = "/b2store-info-query/q.h5?signature=abc"  # the memory filesystem keeps "?…" in names
+    mem.pipe(key, path.read_bytes())
+    try:
+        nodes = inspect_path("memory:/" + key)
+    finally:
+        mem.rm("/b2store-info-query", recursive=True)
+    (node,) = [n for n in nodes if n.kind == "dataset"]
+    assert node.path == "/d" and node.shape == (12,) and node.direct

@@ -268,3 +268,87 @@ def test_contiguous_data_is_referenced_not_inlined(tmp_path: Path) -> None:
     group = _open(refs)
     np.testing.assert_array_equal(group["x"][...], data)  # type: ignore[index]
     np.testing.assert_array_equal(group["rows"][...], rows)  # type: ignore[index]
+
+
+def test_interrupted_parquet_write_keeps_the_previous_output(
+    sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parquet folder was deleted first and then filled in place: Ctrl-C (or a full disk)
+    destroyed the earlier references and left a folder zarr read as "No group found"."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import os
+
+    import zarr
+    from fsspec.implementations.reference import LazyReferenceMapper
+    from zarr.storage import FsspecStore
+
+    from b2store.refs import open_parquet_refs, write_refs
+
+    out = tmp_path / "refs.parq"
+    write_refs(sample, out, record_size=3)
+    setitem = LazyReferenceMapper.__setitem__
+    calls = []
+
+    def interrupted(self: LazyReferenceMapper, key: str, value: object) -> None:
+        calls.append(key)
+        if len(calls) == 20:
+            raise KeyboardInterrupt
+        setitem(self, key, value)
+
+    monkeypatch.setattr(LazyReferenceMapper, "__setitem__", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        write_refs(sample, out, record_size=3)
+    monkeypatch.undo()
+    assert sorted(os.listdir(tmp_path)) == ["refs.parq", "sample.h5"]  # no temporary left
+    fs = open_parquet_refs(out, asynchronous=True)
+    g = zarr.open_group(FsspecStore(fs, read_only=True), mode="r", zarr_format=2)
+    _check_equal(g, sample)  # the earlier, complete references
+    write_refs(sample, out, record_size=3)  # and a later run replaces them
+    fs = open_parquet_refs(out, asynchronous=True)
+    _check_equal(zarr.open_group(FsspecStore(fs, read_only=True), mode="r", zarr_format=2), sample)
+
+
+def test_parquet_refs_refuse_a_path_fsspec_takes_for_metadata(tmp_path: Path) -> None:
+    """fsspec's parquet mapper treats any key with a part starting ".z" as Zarr metadata and
+    parsed the chunk bytes of a dataset named so as JSON: "Expected object or value"."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import h5py
+
+    from b2store.refs import RefsError, write_refs
+
+    src = tmp_path / "z.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("ok", data=np.arange(4), chunks=(2,))
+        f.create_dataset("g/.zscore", data=np.arange(4.0), chunks=(2,))
+    with pytest.raises(RefsError, match=r"g/\.zscore: .*write JSON references"):
+        write_refs(src, tmp_path / "r.parq")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["z.h5"]
+    write_refs(src, tmp_path / "r.json")  # JSON holds it
+    g = _open(str(tmp_path / "r.json"))
+    np.testing.assert_array_equal(g["g/.zscore"][...], np.arange(4.0))  # type: ignore[index]
+
+
+def test_parquet_output_never_replaces_a_zarr_store(sample: Path, tmp_path: Path) -> None:
+    """Any folder with a .zmetadata passed for a parquet reference folder and was deleted: a
+    consolidated Zarr v2 store named ``*.parq`` was destroyed by ``b2store refs -o``."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    import zarr
+
+    from b2store.refs import RefsError, write_refs
+
+    store = tmp_path / "data.parq"
+    store.mkdir()
+    group = zarr.open_group(zarr.storage.LocalStore(store), mode="w", zarr_format=2)
+    group.create_array("a", shape=(4,), dtype="i4")[:] = np.arange(4)
+    zarr.consolidate_metadata(zarr.storage.LocalStore(store), zarr_format=2)
+    assert (store / ".zmetadata").is_file()
+    with pytest.raises(RefsError, match="not a parquet reference folder"):
+        write_refs(sample, store)
+    kept = zarr.open_group(zarr.storage.LocalStore(store), mode="r", zarr_format=2)
+    np.testing.assert_array_equal(kept["a"][:], np.arange(4))
+    refs = tmp_path / "refs.parq"
+    write_refs(sample, refs)
+    write_refs(sample, refs)  # an earlier parquet reference folder is replaced
