@@ -53,6 +53,7 @@ __all__ = [
     "DatasetReport",
     "convert",
     "encode_chunk",
+    "out_of_room",
     "tune",
 ]
 
@@ -794,13 +795,13 @@ def convert(
     except BaseException as exc:
         if os.path.exists(tmp):
             os.unlink(tmp)
-        code = _out_of_space(exc)
-        if code is not None:
-            raise OSError(
-                code,
-                f"{os.strerror(code)} while writing {dst} (in {dst_dir}). The partial output "
-                "was removed: free some space or write to another folder",
-            ) from exc
+        room = out_of_room(
+            exc,
+            f"{dst} (in {dst_dir}). The partial output was removed",
+            "free some space or write to another folder",
+        )
+        if room is not None:
+            raise room from exc
         raise
     return ConvertReport(
         src=src, dst=dst, datasets=tuple(reports), seconds=time.perf_counter() - t_start
@@ -871,6 +872,16 @@ def _naming(exc: Exception, path: str) -> Exception:
 _NO_ROOM = tuple(
     getattr(errno, name) for name in ("ENOSPC", "EFBIG", "EDQUOT") if hasattr(errno, name)
 )
+
+
+def out_of_room(exc: BaseException, writing: str, advice: str) -> OSError | None:
+    """The error to raise instead of ``exc`` when it reports a write that failed for want of
+    room (full disk, file size limit, quota): ``"<strerror> while writing <writing>: <advice>"``
+    with that errno; None for other errors."""
+    code = _out_of_space(exc)
+    if code is None:
+        return None
+    return OSError(code, f"{os.strerror(code)} while writing {writing}: {advice}")
 
 
 def _out_of_space(exc: BaseException) -> int | None:

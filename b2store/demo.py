@@ -175,17 +175,16 @@ def write_tomography(
             with open(tmp, "wb") as out:
                 out.write(image.getbuffer())
         except OSError as exc:
-            from b2store.convert import _out_of_space
+            from b2store.convert import out_of_room
 
-            code = _out_of_space(exc)
-            if code is None:
+            room = out_of_room(
+                exc,
+                f"the demo file {path} ({image.getbuffer().nbytes / 1e6:.1f} MB)",
+                "free some space, or choose another folder with --cache-dir or $B2STORE_CACHE",
+            )
+            if room is None:
                 raise
-            raise OSError(
-                code,
-                f"{os.strerror(code)} while writing the demo file {path} "
-                f"({image.getbuffer().nbytes / 1e6:.1f} MB): free some space, or choose another "
-                "folder with --cache-dir or $B2STORE_CACHE",
-            ) from exc
+            raise room from exc
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -191,16 +191,14 @@ def write_refs(
                 if os.path.exists(tmp):
                     os.remove(tmp)
     except OSError as exc:
-        from b2store.convert import _out_of_space
+        from b2store.convert import out_of_room
 
-        code = _out_of_space(exc)
-        if code is None:
+        room = out_of_room(
+            exc, f"{output} (in {out_dir})", "free some space or write to another folder"
+        )
+        if room is None:
             raise
-        raise OSError(
-            code,
-            f"{os.strerror(code)} while writing {output} (in {out_dir}): free some space or "
-            "write to another folder",
-        ) from exc
+        raise room from exc
     return len(refs["refs"])
 
 

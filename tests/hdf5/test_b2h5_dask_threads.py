@@ -249,7 +249,7 @@ def test_distributed_worker_processes_refuse_a_replaced_file(tmp_path: Path) -> 
         os.remove(path)
         # a worker may still hold the copy that found the file replaced (fsspec's instance
         # cache): either clear error will do, never values
-        with pytest.raises(OSError, match="cannot be read any more|replaced by another file"):
+        with pytest.raises(OSError, match=r"cannot be read any more|replaced by another file"):
             ds["x"].sum().compute()
 
 
