@@ -688,12 +688,24 @@ def parse_nullterm(value: Any, itemsize: int | None) -> list[list[int]]:
 
 def _end_at_nul(data: Any, itemsize: int, ranges: Sequence[Sequence[int]]) -> bytes:
     """Zero every byte after the first NUL of each range of each item (HDF5's NULLTERM read)."""
-    arr = np.frombuffer(data, np.uint8).copy()
-    if itemsize and arr.size % itemsize == 0:
-        items = arr.reshape(-1, itemsize)
-        for off, size in ranges:
-            sub = items[:, off : off + size]
-            sub[np.logical_or.accumulate(sub == 0, axis=1)] = 0
+    view = np.frombuffer(data, np.uint8)
+    if not itemsize or view.size % itemsize:
+        return bytes(view)
+    items = view.reshape(-1, itemsize)
+    dirty = []
+    for off, size in ranges:
+        zero = items[:, off : off + size] == 0
+        # rows with a non-NUL byte after a NUL (usually none: writers pad with NULs)
+        rows = np.flatnonzero((zero[:, :-1] & ~zero[:, 1:]).any(axis=1))
+        if rows.size:
+            dirty.append((off, size, rows, zero[rows]))
+    if not dirty:
+        return bytes(view)
+    arr = items.copy()
+    for off, size, rows, zero in dirty:
+        sub = arr[rows, off : off + size]
+        sub[np.logical_or.accumulate(zero, axis=1)] = 0
+        arr[rows, off : off + size] = sub
     return arr.tobytes()
 
 

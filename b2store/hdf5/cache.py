@@ -46,8 +46,10 @@ __all__ = [
 #: rows of several-row contiguous data split evenly or kept whole (no short chunk per row); 10:
 #: datasets with fill time "never" fill with zeros (what h5py reads), not their fill value;
 #: NUL-terminated fixed-length strings decode through b2store_hdf5 with ``nullterm``; external
-#: links and VDS sources of http(s)/s3/... files resolve (indexes without them are stale).
-FORMAT = "b2store-hdf5-index-10"
+#: links and VDS sources of http(s)/s3/... files resolve (indexes without them are stale); 11:
+#: v2 views serve fill chunks where zarr's null fill_value does not read as zeros (zarr 3.1
+#: fills structured dtypes with b"0" in bytes fields).
+FORMAT = "b2store-hdf5-index-11"
 
 
 class MemoryCache:

@@ -213,6 +213,11 @@ class _DescriptorPool:
         with self._lock:
             entry = self._open.get(key)
             if entry is None:
+                # an idle descriptor of another file once at this path (replaced since) would
+                # keep that file's disk space until 128 other files pushed it out
+                for k in [k for k, (_, users) in self._open.items() if k[0] == url and not users]:
+                    with contextlib.suppress(OSError):
+                        os.close(self._open.pop(k)[0])
                 self._open[key] = [fd, 1]
                 self._trim()
                 return fd
@@ -447,10 +452,15 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     def __dask_tokenize__(self) -> Any:
         """The file (target filesystem and URL), the view options and the version indexed; not
         fsspec's token, which also holds ``file_version`` after unpickling (a pickle round trip
-        must keep the token)."""
+        must keep the token). The target filesystem counts by its class and options: fsspec's
+        ``_fs_token`` also hashes the creating thread and process, so a store built in zarr's I/O
+        thread, a worker's copy or another process had another token (another dask name)."""
+        target = self.target_fs
         return (
             type(self).__name__,
-            self.target_fs._fs_token,
+            f"{type(target).__module__}.{type(target).__qualname__}",
+            target.storage_args,
+            target.storage_options,
             self.url,
             self.zarr_format,
             self.unsupported,

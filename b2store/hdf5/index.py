@@ -22,6 +22,7 @@ dataset and feature, or (``unsupported="warn" | "skip"``) drop the dataset.
 
 from __future__ import annotations
 
+import functools
 import posixpath
 import warnings
 from collections.abc import Callable
@@ -537,7 +538,13 @@ class _Walker:
         zero_skip = (
             plan.blosc2
             and _is_zero(fill, dtype)
-            and (self.zarr_format == 3 or _is_zero(v2_fill, dtype))
+            and (
+                self.zarr_format == 3
+                or (
+                    _is_zero(v2_fill, dtype)
+                    and (v2_fill is not None or _null_fill_reads_zeros(dtype))
+                )
+            )
         )
         self.tables[path] = ChunkTable(
             path=path,
@@ -571,18 +578,30 @@ class _Walker:
         if fill is None:
             return None
         want = np.full(chunks, fill, dtype=dtype)
-        got = np.full(chunks, v2_fill if v2_fill is not None else np.zeros((), dtype)[()], dtype)
-        if want.tobytes() == got.tobytes():
+        if v2_fill is not None:
+            got: Any = np.full(chunks, v2_fill, dtype)
+        else:
+            got = np.zeros(chunks, dtype) if _null_fill_reads_zeros(dtype) else None
+        if got is not None and want.tobytes() == got.tobytes():
             return None
         import numcodecs
 
-        try:
-            buf: Any = want
+        def encode(buf: Any) -> bytes:
             for cfg in plan.v2_filters or ():
                 buf = numcodecs.get_codec(dict(cfg)).encode(buf)
             if plan.v2_compressor is not None:
                 buf = numcodecs.get_codec(dict(plan.v2_compressor)).encode(buf)
             return bytes(np.asarray(buf).tobytes() if isinstance(buf, np.ndarray) else bytes(buf))
+
+        try:
+            try:
+                return encode(want)
+            except Exception:
+                if dtype.fields is None or plan.v2_filters:
+                    raise
+                # b2store_b2nd encodes numbers only: a structured chunk goes as its bytes
+                # (zarr views the decoded bytes as the array's dtype)
+                return encode(want.view(np.uint8).reshape(*chunks, dtype.itemsize))
         except Exception as exc:
             raise self._error(
                 where,
@@ -1132,6 +1151,24 @@ def _stored_layout_issue(tid: Any, dtype: np.dtype[Any]) -> str | None:
                 f"exponent bias {tid.get_ebias()})"
             )
     return None
+
+
+@functools.lru_cache(maxsize=256)
+def _null_fill_reads_zeros(dtype: np.dtype[Any]) -> bool:
+    """Whether zarr fills the missing chunks of a v2 array whose ``fill_value`` is null with
+    zeros (b2h5's v2 view publishes null unless a ``_FillValue`` attribute says otherwise).
+
+    zarr takes the dtype's default scalar, which is not always zero: zarr 3.1 casts 0 into a
+    structured dtype, giving ``b"0"`` in its bytes fields (and an error with void fields), and
+    datetimes default to NaT. Such datasets get their fill chunks served instead.
+    """
+    try:
+        from zarr.core.dtype import get_data_type_from_native_dtype
+
+        scalar = get_data_type_from_native_dtype(dtype).default_scalar()
+        return bool(np.asarray(scalar, dtype=dtype).tobytes() == bytes(dtype.itemsize))
+    except Exception:
+        return False
 
 
 def _is_zero(fill: Any, dtype: np.dtype[Any]) -> bool:

@@ -211,6 +211,8 @@ def test_descriptors_stay_bounded_over_many_open_files(tmp_path: Path) -> None:
         paths.append(tmp_path / f"f{i}.h5")
         with h5py.File(paths[-1], "w") as f:
             f.create_dataset("x", data=np.full(4, i, dtype="i4"), chunks=(2,))
+    # fsspec's event loop and its thread open descriptors of their own at the first read
+    HDF5FileSystem(str(paths[0]), skip_instance_cache=True).cat_file("x/c/0")
     if pool is not None:
         pool.clear()
     before = len(os.listdir("/proc/self/fd"))
@@ -295,3 +297,67 @@ def test_unpickled_copy_indexes_off_zarrs_event_loop(tmp_path: Path, monkeypatch
     assert threads == []  # not at unpickling
     assert copy[...].tolist() == [[7] * 8] * 4
     assert len(threads) == 1 and threads[0] != "zarr_io", threads
+
+
+def test_dask_token_does_not_depend_on_the_creating_thread_or_process(tmp_path: Path) -> None:
+    """fsspec's ``_fs_token`` hashes the thread and process that created a filesystem: the
+    token of a store zarr built in its I/O thread differed from its pickled copy's (and from
+    any other process's), so dask named the same unchanged file differently."""
+    import subprocess
+    import sys
+
+    from dask.base import tokenize
+
+    path = tmp_path / "t.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(10), chunks=(5,))
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    with ThreadPoolExecutor(1) as ex:
+        other = ex.submit(lambda: HDF5FileSystem(str(path), skip_instance_cache=True)).result()
+    assert tokenize(other) == tokenize(fs)
+    assert tokenize(pickle.loads(pickle.dumps(other))) == tokenize(fs)
+    code = (
+        "import sys; from dask.base import tokenize; "
+        "from b2store.hdf5.filesystem import HDF5FileSystem; "
+        "print(tokenize(HDF5FileSystem(sys.argv[1], skip_instance_cache=True)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == tokenize(fs)
+
+
+def test_pooled_descriptor_of_a_replaced_file_is_closed(tmp_path: Path) -> None:
+    """The process-wide pool kept an idle descriptor of a file replaced at its path (written
+    elsewhere and renamed over it) until 128 other files pushed it out: the old file's disk
+    space stayed in use long after its stores were gone. Opening the new file closes it; a
+    store still holding the old index then raises a clear OSError, as documented."""
+    from b2store.hdf5.filesystem import _FDS
+
+    path = tmp_path / "r.h5"
+
+    def write(value: int) -> None:
+        with h5py.File(tmp_path / "r.tmp", "w") as f:
+            f.create_dataset("x", data=np.full(4, value, dtype="i4"), chunks=(2,))
+        os.replace(tmp_path / "r.tmp", path)
+
+    write(1)
+    old = HDF5FileSystem(str(path), skip_instance_cache=True)
+    assert np.frombuffer(old.cat_file("x/c/0"), dtype="i4").tolist() == [1, 1]
+    old_ino = os.stat(path).st_ino
+    write(2)
+    new = HDF5FileSystem(str(path), skip_instance_cache=True)
+    assert np.frombuffer(new.cat_file("x/c/0"), dtype="i4").tolist() == [2, 2]
+    held = [os.fstat(int(fd)).st_ino for fd in os.listdir("/proc/self/fd") if _is_fd(fd)]
+    assert old_ino not in held
+    assert [k for k in _FDS._open if k[0] == str(path)] == [(str(path), os.stat(path).st_ino)]
+    with pytest.raises(OSError, match="replaced"):
+        old.cat_file("x/c/1")
+
+
+def _is_fd(name: str) -> bool:
+    try:
+        os.fstat(int(name))
+    except OSError:
+        return False
+    return True

@@ -317,3 +317,41 @@ def test_nullterm_codec_config() -> None:
         HDF5Pipeline(filters=[], dtype="|S4")
     with pytest.raises((ValueError, CodecError), match="nullterm needs the dtype"):
         HDF5Pipeline(filters=[], nullterm=[[0, 4]])
+
+
+@FORMATS
+def test_unwritten_chunks_of_compounds_with_string_fields_read_like_h5py(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """The v2 view publishes a null fill_value and took it for zeros; zarr 3.1 fills a null
+    structured fill with the dtype's default scalar, 0 cast into each field: ``b"0"`` in bytes
+    fields where h5py reads ``b""`` (silently wrong), an error with void fields. Such chunks
+    are served as fill chunks (a zero fill, also with fill time "never", and a set one)."""
+    path = tmp_path / "cmp.h5"
+    cmp = np.dtype([("a", "<i4"), ("s", "S3"), ("b", "<f8")])
+    with h5py.File(path, "w") as f:
+        f.create_dataset("zero", shape=(6,), dtype=cmp, chunks=(2,))[0] = (1, b"ab", 1.5)
+        fill = np.array((5, b"x", 2.5), cmp)
+        f.create_dataset("set", shape=(6,), dtype=cmp, chunks=(2,), fillvalue=fill)
+        f["set"][0] = (1, b"ab", 1.5)
+        plist = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        plist.set_chunk((2,))
+        plist.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        plist.set_fill_value(fill)
+        sid = h5py.h5s.create_simple((6,))
+        h5py.h5d.create(f.id, b"never", h5py.h5t.py_create(cmp), sid, dcpl=plist)
+        f["never"][0] = (1, b"ab", 1.5)
+        # Blosc2: all-zero chunks are special frames (served as missing keys when zarr fills
+        # zeros) and b2store_b2nd encodes the v2 fill chunk of a compound as its bytes
+        hdf5plugin = pytest.importorskip("hdf5plugin")
+        b2 = f.create_dataset(
+            "blosc2", shape=(8, 4), dtype=cmp, chunks=(2, 3), **hdf5plugin.Blosc2()
+        )
+        b2[0:2, 0:3] = np.zeros((2, 3), cmp)
+        b2[2, 2] = (1, b"ab", 1.5)
+    with h5py.File(path) as f:
+        expected = {name: f[name][()] for name in f}
+    assert expected["zero"][5]["s"] == b"" and expected["never"][5]["s"] == b""
+    for name, want in expected.items():
+        got = _array(path, name, zarr_format)[...]
+        assert got.tobytes() == want.tobytes(), name
