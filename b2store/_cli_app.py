@@ -7,6 +7,7 @@ failed); never a traceback. Heavy imports (h5py, xarray, dask) happen inside the
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import json
 import os
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Callable, Iterator
 from functools import wraps
@@ -49,21 +51,48 @@ def _one_line_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+def _resend_sigterm() -> None:
+    time.sleep(0.05)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class _Terminated(KeyboardInterrupt):
+    """The KeyboardInterrupt that :func:`_sigterm_as_interrupt` raises for SIGTERM."""
+
+
 @contextlib.contextmanager
 def _sigterm_as_interrupt() -> Iterator[None]:
-    """Turn SIGTERM into KeyboardInterrupt while the block runs (main thread only)."""
+    """Turn SIGTERM into KeyboardInterrupt while the block runs (main thread only).
+
+    Python runs the handler wherever the main thread is, also inside a weakref callback or a
+    ``__del__`` (h5py frees objects all the time), where it ignores exceptions: the interrupt
+    was printed as "Exception ignored in ..." and the run went on to the end (exit 0). Such a
+    swallowed interrupt reaches ``sys.unraisablehook``, which has SIGTERM sent again.
+    """
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise KeyboardInterrupt
+        raise _Terminated
 
+    def unraisable(info: Any) -> None:
+        if isinstance(info.exc_value, _Terminated):
+            # signal again a moment later from another thread, once this hook and the callback
+            # have returned (raise_signal, or waiting for a thread to start, would run the
+            # handler inside this hook, ignored once more)
+            _thread.start_new_thread(_resend_sigterm, ())
+            return
+        previous_hook(info)
+
+    previous_hook = sys.unraisablehook
     previous = signal.signal(signal.SIGTERM, handler)
+    sys.unraisablehook = unraisable
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = previous_hook
 
 
 def _stderr_is_tty() -> bool:

@@ -396,6 +396,8 @@ def _copy_attrs(src: Any, dst: Any, skip: set[str]) -> list[str]:
             tid = aid.get_type()  # the file type: string padding and character set included
             if tid.committed():  # a named type lives in the source file: an anonymous copy
                 tid = tid.copy()
+            if not isinstance(value, h5py.Empty) and _copy_attr_bytes(aid, tid, dst, name):
+                continue
             dst.attrs.create(name, value, dtype=h5py.Datatype(tid))
         except Exception:
             try:
@@ -403,6 +405,27 @@ def _copy_attrs(src: Any, dst: Any, skip: set[str]) -> list[str]:
             except Exception:
                 failed.append(name)
     return failed
+
+
+def _copy_attr_bytes(aid: Any, tid: Any, dst: Any, name: str) -> bool:
+    """Copy attribute ``aid`` to ``dst`` byte for byte in its file type ``tid`` (no conversion);
+    False for types whose items hold pointers (variable-length data, references).
+
+    Converting through numpy changes values: netCDF-C writes NULLTERM strings with no room for
+    the NUL ("units" in 5 bytes), which HDF5 cuts to make room for one when it converts numpy's
+    NULLPAD bytes to that type ('level' came out 'leve', '0' came out '')."""
+    import h5py
+
+    if aid.dtype.hasobject or aid.dtype.itemsize != tid.get_size():
+        return False
+    space = aid.get_space()
+    raw = np.empty(aid.shape or (), dtype=f"V{tid.get_size()}")
+    aid.read(raw, mtype=tid)
+    key = name.encode()
+    if h5py.h5a.exists(dst.id, key):
+        h5py.h5a.delete(dst.id, key)
+    h5py.h5a.create(dst.id, key, tid, space).write(raw, mtype=tid)
+    return True
 
 
 def _copy_named_type(fin: Any, obj: Any, fout: Any, name: str) -> None:
@@ -816,9 +839,19 @@ def ensure_blosc2_writable() -> None:
     output), HDF5 loads the filter from that folder and hdf5plugin leaves it be; that copy reads
     chunks but fails to create a dataset ("error during user callback"). A Blosc2 filter that
     works, from wherever it came, is kept.
+
+    The other filters HDF5 loads from hdf5plugin's own folder fail too (ZFP reads: "filter
+    returned failure during read", so convert could not read its input): when
+    ``HDF5_PLUGIN_PATH`` names that folder, all of hdf5plugin's filters are registered again
+    from hdf5plugin itself (the same libraries, set up to call this process's HDF5).
     """
     import h5py
     import hdf5plugin
+
+    own = os.path.realpath(hdf5plugin.PLUGIN_PATH)
+    paths = os.environ.get("HDF5_PLUGIN_PATH", "").split(os.pathsep)
+    if any(p and os.path.realpath(p) == own for p in paths):
+        hdf5plugin.register(force=True)
 
     def probe() -> None:
         with h5py.File(
@@ -901,6 +934,39 @@ def _out_of_space(exc: BaseException) -> int | None:
     return None
 
 
+#: attributes whose values mark missing data (CF, netCDF): readers compare items to them exactly
+_MARKER_ATTRS = ("_FillValue", "missing_value")
+
+
+def _marker_itrunc_changes(ds: Any, max_abs_error: int) -> str | None:
+    """The missing-data marker of integer dataset ``ds`` (its ``_FillValue``/``missing_value``
+    attribute, else a non-zero HDF5 fill value) that truncating to ``max_abs_error`` would change,
+    described; None if truncation keeps every marker.
+
+    A changed marker turns missing items into data, silently: netCDF-C's default int16 fill
+    -1 came out -4 with --itrunc-max-error 3, a value CF readers show instead of masking it."""
+    from b2store.codecs.itrunc import plan_truncation, truncate
+
+    plan = plan_truncation(ds.dtype, max_abs_error=max_abs_error)
+    found: list[tuple[str, Any]] = []
+    for name in _MARKER_ATTRS:
+        if name in ds.attrs:
+            try:
+                found.append((f"{name} attribute", ds.attrs[name]))
+            except Exception:  # an attribute h5py cannot read: nothing to compare
+                continue
+    if not found and ds.fillvalue is not None:
+        found.append(("HDF5 fill value", ds.fillvalue))
+    for what, value in found:
+        try:
+            marks = np.asarray(value).astype(ds.dtype, casting="unsafe").ravel()
+        except (TypeError, ValueError):
+            continue
+        if not np.array_equal(truncate(marks, plan), marks):
+            return f"{what} {marks.tolist() if marks.size > 1 else marks[0].item()}"
+    return None
+
+
 def _convert_dataset(
     ds: Any,
     fout: Any,
@@ -927,6 +993,11 @@ def _convert_dataset(
     if choice.itrunc_max_error is not None and ds.dtype.kind not in "ui":
         say(f"{path}: {ds.dtype} is not an integer type: stored lossless (itrunc not applied)")
         choice = replace(choice, itrunc_max_error=None)
+    if choice.itrunc_max_error is not None:
+        marker = _marker_itrunc_changes(ds, choice.itrunc_max_error)
+        if marker is not None:
+            say(f"{path}: itrunc would change its {marker}: stored lossless (itrunc not applied)")
+            choice = replace(choice, itrunc_max_error=None)
     if choice.is_j2k:
         why = _j2k_unsuitable(ds.dtype, chunks)
         if why is not None:

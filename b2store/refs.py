@@ -159,6 +159,14 @@ def write_refs(
     Returns the number of references written.
     """
     output = os.fspath(output)
+    trimmed = output.rstrip("/" + os.sep)
+    if trimmed and trimmed != output:  # "refs.parq/": the shell's completion of a folder
+        if not trimmed.endswith((".parq", ".parquet")):
+            raise RefsError(
+                f"{output}: names a folder; give the JSON output a file name (or a folder name "
+                "ending in .parq for parquet references)"
+            )
+        output = trimmed
     out_dir = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"{out_dir}: the output folder does not exist")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -454,6 +455,55 @@ def test_convert_and_demo_with_hdf5_plugin_path_set(sample: Path, tmp_path: Path
     res = run("demo", "--size", "small", "--cache-dir", str(tmp_path / "cache"), env=env)
     assert res.returncode == 0, res.stderr
     assert "agree" in res.stdout
+
+
+def test_convert_reads_other_hdf5plugin_filters_with_hdf5_plugin_path_set(
+    corpus: Path, tmp_path: Path
+) -> None:
+    """With HDF5_PLUGIN_PATH=hdf5plugin.PLUGIN_PATH, HDF5 loads every filter hdf5plugin ships
+    from that folder, and those copies fail where hdf5plugin's own work (not only Blosc2's
+    dataset creation): the H5Z-ZFP 0.2 file of the corpus stopped the convert with
+    "/compressed: Can't synchronously read data (filter returned failure during read)". Now
+    hdf5plugin's filters are registered from hdf5plugin when the variable names its folder."""
+    import h5py
+    import hdf5plugin
+
+    src, out = corpus / "hdf5plugin_zfp_be.h5", tmp_path / "o.h5"
+    with h5py.File(src) as f:
+        want = f["compressed"][()]  # what hdf5plugin's own ZFP reads
+    res = run("convert", str(src), str(out), "-q", env={"HDF5_PLUGIN_PATH": hdf5plugin.PLUGIN_PATH})
+    assert res.returncode == 0, res.stderr
+    with h5py.File(out) as g:
+        np.testing.assert_array_equal(g["compressed"][()], want)
+
+
+def test_sigterm_inside_a_weakref_callback_still_interrupts() -> None:
+    """SIGTERM became a KeyboardInterrupt raised wherever the main thread was; inside a weakref
+    callback (h5py frees objects all the time) Python ignores it ("Exception ignored in ..."),
+    and a demo run terminated while writing went on to the end and exited 0. A swallowed
+    interrupt is now delivered again."""
+    import signal
+    import weakref
+
+    from b2store._cli_app import _sigterm_as_interrupt
+
+    class Thing:
+        pass
+
+    def callback(_ref: object) -> None:
+        signal.raise_signal(signal.SIGTERM)  # the handler runs in here: its raise is ignored
+        sum(range(100))
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with pytest.raises(KeyboardInterrupt), _sigterm_as_interrupt():
+        thing = Thing()
+        ref = weakref.ref(thing, callback)
+        del thing
+        deadline = time.monotonic() + 10  # signalled again within 50 ms
+        while time.monotonic() < deadline:
+            time.sleep(0.01)
+    assert ref() is None
+    assert signal.getsignal(signal.SIGTERM) == previous
 
 
 def test_demo_cache_dir_expands_the_home_folder(

@@ -117,6 +117,36 @@ def test_itrunc_bound(tmp_path: Path, max_error: int) -> None:
         assert err.max() > 0  # really lossy
 
 
+def test_itrunc_keeps_missing_data_markers(tmp_path: Path) -> None:
+    """Truncation changed the values that mark missing data: netCDF-C's int16 _FillValue -1
+    came out -4 with itrunc_max_error=3, so CF readers showed the missing items as data
+    (silently). A dataset whose _FillValue/missing_value (else non-zero HDF5 fill value) the
+    truncation would change is stored lossless, and the log says why; markers it keeps (0,
+    -32768) leave the dataset lossy."""
+    import h5py
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    rng = np.random.default_rng(2)
+    data = rng.integers(-3000, 3000, (40, 50), dtype="i2")
+    data[:10] = -1
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("fill_attr", data=data, chunks=(20, 50)).attrs["_FillValue"] = np.int16(-1)
+        f.create_dataset("missing", data=data, chunks=(20, 50)).attrs["missing_value"] = [-1, 7]
+        f.create_dataset("h5fill", data=data, chunks=(20, 50), fillvalue=-1)
+        f.create_dataset("kept", data=data, chunks=(20, 50)).attrs["_FillValue"] = np.int16(-32768)
+    lines: list[str] = []
+    options = ConvertOptions(codec=CodecChoice(itrunc_max_error=3))
+    convert(src, out, options=options, log=lines.append)
+    with h5py.File(out) as f:
+        for name in ("fill_attr", "missing", "h5fill"):
+            np.testing.assert_array_equal(f[name][()], data, err_msg=name)
+            assert any(line.startswith(f"/{name}: itrunc would change") for line in lines), lines
+        err = np.abs(f["kept"][()].astype(np.int64) - data)
+        assert 0 < err.max() <= 3
+
+
 def test_interrupted_run_leaves_no_file(sample: Path, tmp_path: Path) -> None:
     from b2store.convert import convert
 
@@ -675,3 +705,43 @@ def test_attributes_keep_their_string_padding_and_character_set(tmp_path: Path) 
                 assert a.get_type() == b.get_type(), (path, name)
                 assert f[path].attrs[name] == g[path].attrs[name]
         assert g["d"].attrs.get_id("ascii_nullterm").get_type().get_strpad() == 0  # NULLTERM
+
+
+def test_attributes_of_nullterm_strings_without_room_for_the_nul_keep_every_character(
+    tmp_path: Path,
+) -> None:
+    """netCDF-C writes NULLTERM string attributes with no room for the NUL ('level' in 5
+    bytes). Converting the value from numpy's NULLPAD bytes to that type made HDF5 cut the last
+    character to make room for one: 'level' came out 'leve' and valid_min '0' came out '' in
+    every netCDF-4 file (silently). Attributes of fixed-size types are now copied byte for byte."""
+    import h5py
+
+    from b2store.convert import convert
+
+    src = tmp_path / "nc.h5"
+    with h5py.File(src, "w") as f:
+        d = f.create_dataset("d", data=np.arange(10.0), chunks=(5,))
+        for obj in (f, d):
+            for name, texts in ((b"units", [b"level"]), (b"one", [b"0"]), (b"arr", [b"ab", b"cd"])):
+                tid = h5py.h5t.C_S1.copy()
+                tid.set_size(len(texts[0]))
+                tid.set_strpad(h5py.h5t.STR_NULLTERM)
+                shape = () if len(texts) == 1 else (len(texts),)
+                space = h5py.h5s.create_simple(shape) if shape else h5py.h5s.create(h5py.h5s.SCALAR)
+                value = np.array(texts if shape else texts[0], dtype=f"S{len(texts[0])}")
+                h5py.h5a.create(obj.id, name, tid, space).write(value, mtype=tid)
+            cmp = np.dtype([("s", "S3"), ("x", ">i4")])
+            obj.attrs.create("cmp", np.array([(b"xyz", 7)], dtype=cmp))
+            obj.attrs["empty"] = h5py.Empty("f4")
+    out = tmp_path / "o.h5"
+    convert(src, out, log=lambda s: None)
+    with h5py.File(src) as f, h5py.File(out) as g:
+        for path in ("/", "/d"):
+            assert g[path].attrs["units"] == b"level"
+            assert g[path].attrs["one"] == b"0"
+            assert list(g[path].attrs["arr"]) == [b"ab", b"cd"]
+            assert g[path].attrs["cmp"].tolist() == [(b"xyz", 7)]
+            assert isinstance(g[path].attrs["empty"], h5py.Empty)
+            for name in f[path].attrs:
+                want_type = f[path].attrs.get_id(name).get_type()
+                assert g[path].attrs.get_id(name).get_type() == want_type, (path, name)

@@ -189,6 +189,24 @@ def test_outputs_that_would_destroy_data_are_refused(sample: Path, tmp_path: Pat
     assert (keep / "notes.txt").read_text() == "mine"
 
 
+@requires_h5py
+def test_output_names_ending_in_a_slash(sample: Path, tmp_path: Path) -> None:
+    """``-o refs.parq/`` (a shell's completion of a folder) was taken for a JSON file name and
+    failed with "[Errno 20] Not a directory: '.../..x1y2.part' -> 'refs.parq/'". Now it names
+    the parquet folder; a JSON name ending in a slash says to give a file name."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    from b2store.refs import write_refs
+
+    out = tmp_path / "refs.parq"
+    for _ in range(2):  # a new folder, then replacing it
+        assert write_refs(sample, f"{out}/") > 0
+        assert (out / ".zmetadata").is_file()
+    with pytest.raises(ValueError, match="give the JSON output a file name"):
+        write_refs(sample, f"{tmp_path / 'refs.json'}/")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["refs.parq", "sample.h5"]
+
+
 def _read_json_refs(refs: object, name: str) -> np.ndarray:
     """Read ``name`` through fsspec's reference filesystem + zarr (Zarr v2)."""
     return np.asarray(_open(refs)[name][...])  # type: ignore[index]

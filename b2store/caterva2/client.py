@@ -386,7 +386,7 @@ class Caterva2Client:
                 "is right"
             )  # fmt: skip
             raise err from cause
-        except aiohttp.ClientResponseError as exc:
+        except _NOT_HTTP as exc:
             raise self._not_http(f"Caterva2 login at {url}", exc) from None
         if 300 <= status < 400:
             raise _redirected(url, status, location, "the password")
@@ -447,11 +447,13 @@ class Caterva2Client:
             f"{self.config.timeout} s): {cause!r}; {hint}"
         ), cause
 
-    def _not_http(self, what: str, exc: aiohttp.ClientResponseError) -> ConnectionError:
+    def _not_http(self, what: str, exc: aiohttp.ClientError) -> ConnectionError:
         """The error of an answer aiohttp could not take as HTTP (a port of another service)
         or a redirect it would not follow (too many, or to a non-HTTP URL). Not chained: the
         aiohttp error holds the request's headers, session cookie included."""
-        reason = str(exc.message or type(exc).__name__).splitlines()[0].strip()
+        # a redirect error's str() is its target URL (and why), a response error's holds more
+        text = exc.message if isinstance(exc, aiohttp.ClientResponseError) else str(exc)
+        reason = str(text or type(exc).__name__).splitlines()[0].strip()
         return ConnectionError(
             f"{what} got no usable HTTP answer ({type(exc).__name__}: {reason}); is "
             f"{self.config.base_url} a Caterva2 server (host, port, and caterva2s:// for HTTPS)?"
@@ -497,7 +499,7 @@ class Caterva2Client:
         except tenacity.RetryError as exc:
             err, cause = self._gave_up(exc, f"Caterva2 request {shown}", "is the server up?")
             raise err from cause
-        except aiohttp.ClientResponseError as exc:
+        except _NOT_HTTP as exc:
             raise self._not_http(f"Caterva2 request {shown}", exc) from None
         raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover
 
@@ -557,6 +559,16 @@ class Caterva2Client:
             return json.loads(resp.body), resp.etag
         except ValueError as exc:
             raise Caterva2HTTPError(url, 200, f"answer is not JSON: {resp.body[:100]!r}") from exc
+
+
+#: aiohttp errors of an answer that is no usable HTTP: not HTTP at all, too many redirects, a
+#: redirect to an invalid or non-HTTP URL (``Location: ftp://...`` came out as aiohttp's bare
+#: ``NonHttpUrlRedirectClientError`` with the URL alone for a message; ``RedirectClientError``,
+#: their base, is in aiohttp >= 3.10)
+_NOT_HTTP: tuple[type[aiohttp.ClientError], ...] = (
+    aiohttp.ClientResponseError,
+    *((aiohttp.RedirectClientError,) if hasattr(aiohttp, "RedirectClientError") else ()),
+)
 
 
 def _redirected(url: str, status: int, location: str, what: str) -> Caterva2HTTPError:

@@ -384,6 +384,33 @@ def test_a_port_that_does_not_speak_http(so: dict[str, Any]) -> None:
         listener.close()
 
 
+@pytest.mark.parametrize("location", ["ftp://example.com/x.b2nd", "http://[::1"])
+def test_a_redirect_to_a_non_http_url(so: dict[str, Any], location: str) -> None:
+    """An anonymous request follows redirects; one to a non-HTTP or invalid URL raised
+    aiohttp's bare NonHttpUrlRedirectClientError / InvalidUrlRedirectClientError (no builtin
+    exception, the target URL alone for a message). Now the ConnectionError of other answers
+    that are no usable HTTP."""
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", location)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    redirector = _serve(Redirect)
+    try:
+        host = f"127.0.0.1:{redirector.server_address[1]}"
+        with pytest.raises(ConnectionError, match=r"no usable HTTP answer.*Redirect"):
+            zarr.open_array(f"caterva2://{host}/@public/x.b2nd", mode="r", storage_options=so)
+    finally:
+        redirector.shutdown()
+        redirector.server_close()
+
+
 def test_personal_root_of_a_user_without_files_is_an_empty_group(
     cat2_auth_server: Any, so: dict[str, Any]
 ) -> None:
