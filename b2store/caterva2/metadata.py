@@ -283,12 +283,15 @@ _PLUGIN_CODEC_MIN = 36
 
 def _needs_shapes(cparams: Any) -> bool:
     """Whether chunks made with ``cparams`` need the array's chunk and block shapes to
-    decompress (ZFP codecs 33-35, NDCELL/NDMEAN filters 32/33)."""
+    decompress (ZFP codecs 33-35, NDCELL/NDMEAN filters 32/33: the ids the b2nd codec's
+    decoder routes through an NDArray)."""
+    from b2store.codecs.b2nd import _NDIM_CODECS, _NDIM_FILTERS
+
     if not isinstance(cparams, dict):
         return False
     codec, filters = cparams.get("codec"), cparams.get("filters")
-    return (isinstance(codec, int) and 33 <= codec <= 35) or (
-        isinstance(filters, list) and any(f in (32, 33) for f in filters)
+    return (isinstance(codec, int) and codec in _NDIM_CODECS) or (
+        isinstance(filters, list) and any(f in _NDIM_FILTERS for f in filters)
     )
 
 

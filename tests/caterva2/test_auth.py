@@ -196,6 +196,19 @@ def test_token_read_from_a_file_with_its_newline(
     assert token[10:] not in str(info.value)
 
 
+def _count_logins(fs: Caterva2FileSystem) -> list[int]:
+    """A list that grows by one at each login the filesystem's client makes."""
+    real_login = fs.client._login
+    logins: list[int] = []
+
+    async def counted_login() -> str:
+        logins.append(1)
+        return await real_login()
+
+    fs.client._login = counted_login  # type: ignore[method-assign]
+    return logins
+
+
 def test_refused_login_is_tried_once_for_concurrent_requests(
     cat2_auth_server: Any, shared: Any, so: dict[str, Any]
 ) -> None:
@@ -210,14 +223,7 @@ def test_refused_login_is_tried_once_for_concurrent_requests(
     path, _a = shared
     secret = "wrong-pw-17"
     fs = Caterva2FileSystem(host=cat2_auth_server.host, username=USER, password=secret, **so)
-    real_login = fs.client._login
-    logins = []
-
-    async def counted_login() -> str:
-        logins.append(1)
-        return await real_login()
-
-    fs.client._login = counted_login  # type: ignore[method-assign]
+    logins = _count_logins(fs)
 
     async def three_keys() -> list[Any]:
         keys = (".zarray", ".zattrs", ".zgroup")
@@ -249,14 +255,7 @@ def test_expired_session_of_concurrent_requests_logs_in_once(
                             max_concurrency=1, readahead=0, **so)  # fmt: skip
     assert fs.cat_file(f"{path}/.zarray")
     fs.client._token = _Secret("expired.jwt.value")
-    real_login = fs.client._login
-    logins = []
-
-    async def counted_login() -> str:
-        logins.append(1)
-        return await real_login()
-
-    fs.client._login = counted_login  # type: ignore[method-assign]
+    logins = _count_logins(fs)
 
     async def four_chunks() -> list[bytes]:
         return await asyncio.gather(*(fs._cat_file(f"{path}/c/{i}/{j}") for i in (0, 1)

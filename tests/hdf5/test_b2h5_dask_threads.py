@@ -4,11 +4,14 @@ distributed cluster of processes."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
 import warnings
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -55,13 +58,9 @@ def test_dask_from_zarr_threads(files) -> None:
         np.testing.assert_allclose(arr.mean(axis=0).compute(), want.mean(axis=0))
 
 
-@pytest.mark.slow
-def test_distributed_mean_over_tomography_stack(files) -> None:
-    distributed = pytest.importorskip("distributed")
-    import xarray as xr
-
-    with h5py.File(files["tomo.h5"]) as f:
-        want = f["entry/data/data"][()].mean(axis=0)
+@contextlib.contextmanager
+def _process_cluster(distributed: Any) -> Iterator[None]:
+    """A client of a 2-worker LocalCluster of processes, its warnings silenced."""
     with (
         warnings.catch_warnings(),
         distributed.LocalCluster(
@@ -70,6 +69,17 @@ def test_distributed_mean_over_tomography_stack(files) -> None:
         distributed.Client(cluster),
     ):
         warnings.simplefilter("ignore")
+        yield
+
+
+@pytest.mark.slow
+def test_distributed_mean_over_tomography_stack(files) -> None:
+    distributed = pytest.importorskip("distributed")
+    import xarray as xr
+
+    with h5py.File(files["tomo.h5"]) as f:
+        want = f["entry/data/data"][()].mean(axis=0)
+    with _process_cluster(distributed):
         ds = xr.open_zarr(f"b2h5::{files['tomo.h5']}", group="entry/data")
         got = ds["data"].mean(dim=ds["data"].dims[0]).compute()
     np.testing.assert_allclose(got.values, want)
@@ -235,14 +245,7 @@ def test_distributed_worker_processes_refuse_a_replaced_file(tmp_path: Path) -> 
 
     path = tmp_path / "w.h5"
     _write_stack(path, 1)
-    with (
-        warnings.catch_warnings(),
-        distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
-        ) as cluster,
-        distributed.Client(cluster),
-    ):
-        warnings.simplefilter("ignore")
+    with _process_cluster(distributed):
         ds = xr.open_zarr(f"b2h5::{path}")
         assert int(ds["x"].sum().compute()) == 32
         _write_stack(path, 2, dtype="i2", compression=None)
