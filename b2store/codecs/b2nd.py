@@ -652,9 +652,7 @@ def _decode_frame(
                 f"{what}: corrupt b2nd frame: one chunk {list(meta.chunks)} for shape "
                 f"{list(meta.shape)}"
             )
-        hdr = bf.validate_chunk(chunk, what=what, nbytes=nbytes)
-        arr = _decode_in_ndarray(chunk, hdr, meta.chunks, meta.blocks, dt, what)
-        return _trim_to_shape(arr, meta, what)
+        return _trim_to_shape(_ndarray_chunk(chunk, meta, nbytes, dt, what), meta, what)
     elif meta is not None and not block_order_is_c_order(meta.chunks, meta.blocks):
         with SCRATCH.borrow(nbytes) as buf:
             flat = decompress_chunk(
@@ -667,6 +665,15 @@ def _decode_frame(
     if meta is None:
         return flat[: info.nbytes // dt.itemsize]
     return _trim_to_shape(reorder(flat, meta.chunks, meta.blocks, dt), meta, what)
+
+
+def _ndarray_chunk(
+    chunk: memoryview, meta: bf.B2ndMeta, nbytes: int, dt: np.dtype, what: str
+) -> np.ndarray:
+    """A frame's chunk whose codec or filters need the array's shapes: validated against
+    *nbytes*, then decoded in an NDArray (:func:`_decode_in_ndarray`), shaped like a chunk."""
+    hdr = bf.validate_chunk(chunk, what=what, nbytes=nbytes)
+    return _decode_in_ndarray(chunk, hdr, meta.chunks, meta.blocks, dt, what)
 
 
 def _decode_in_ndarray(
@@ -757,24 +764,18 @@ def _decode_frame_chunks(
     step = size // dt.itemsize
     for i, (chunk, special) in enumerate(chunks):
         nbytes = last if i == n - 1 else size
-        in_ndarray = (
-            meta is not None
-            and chunk is not None
-            and needs_array_context(bf.chunk_header(chunk, what=what))
-        )
+        part = None
         if chunk is None:
             flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
-        elif in_ndarray:
-            assert meta is not None
-            hdr = bf.validate_chunk(chunk, what=what, nbytes=nbytes)
-            part = _decode_in_ndarray(chunk, hdr, meta.chunks, meta.blocks, dt, what)
+        elif meta is not None and needs_array_context(bf.chunk_header(chunk, what=what)):
+            part = _ndarray_chunk(chunk, meta, nbytes, dt, what)
         else:
             flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
         if meta is None:
             flat_out[i * step : i * step + flat.size] = flat
             continue
         idx = np.unravel_index(i, grid)
-        if not in_ndarray:
+        if part is None:
             part = reorder(flat, meta.chunks, meta.blocks, dt)
         sel = tuple(
             slice(int(j) * c, min((int(j) + 1) * c, s))
