@@ -388,6 +388,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         self._local = self._is_local()
         self._load_lock = threading.Lock()
         self._replaced = False
+        #: inode of each local file read, from the index's stamps (parsed once per file)
+        self._inodes: dict[str, int | None] = {}
         # set by unpickling: the version of the file the original instance indexed
         self._origin = file_version
         self._index: FileIndex | None = None
@@ -799,7 +801,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
     def _indexed_inode(self, url: str) -> int | None:
         """The inode local file ``url`` had when it was indexed (None when unknown)."""
-        inodes: dict[str, int | None] = self.__dict__.setdefault("_inodes", {})
+        inodes = self._inodes
         if url in inodes:  # parsed once per file: this runs for every chunk read
             return inodes[url]
         stamp = self._stamp if url == self.url else dict(self.index.sources).get(url, "")
