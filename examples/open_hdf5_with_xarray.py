@@ -5,7 +5,8 @@ filter, with dimension scales as coordinates), opens it through b2store's ``b2h5
 the chunks are read at their file offsets and decoded by b2store's codecs, not by the HDF5 filter
 pipeline — and checks the values against h5py.
 
-Run: ``python examples/open_hdf5_with_xarray.py [FILE.h5]`` (without FILE, a temporary file).
+Run: ``python examples/open_hdf5_with_xarray.py [FILE.h5]``: the file is written to FILE.h5 (and
+kept; an existing FILE.h5 is opened, never overwritten) or, without FILE, to a temporary folder.
 """
 
 from __future__ import annotations
@@ -44,7 +45,10 @@ def write_example(path: Path) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1:
-        show(Path(sys.argv[1]))
+        path = Path(sys.argv[1])
+        if not path.exists():
+            write_example(path)
+        show(path)
         return
     with tempfile.TemporaryDirectory(prefix="b2store-example-") as tmp:
         path = Path(tmp) / "example.h5"
@@ -54,6 +58,8 @@ def main() -> None:
 
 def show(path: Path) -> None:
     ds = xr.open_zarr(f"b2h5::{path}")
+    if "temperature" not in ds:
+        sys.exit(f"{path} is not this example's file (no 'temperature' variable): name a new file")
     print(ds)
     mean = ds["temperature"].mean(dim=("y", "x")).compute()
     print("spatial mean per time step:", np.round(mean.values, 3))
