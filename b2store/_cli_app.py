@@ -107,8 +107,8 @@ def _stderr_is_tty() -> bool:
 def _int_tuple(ctx: Any, param: Any, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
-    try:
-        out = tuple(int(x) for x in value.replace("x", ",").split(",") if x.strip())
+    try:  # every field counts: "4,,64" or "1,x" is a typo, never a shorter shape
+        out = tuple(int(x) for x in value.replace("x", ",").split(","))
     except ValueError:
         raise click.BadParameter(
             f"Expected comma-separated integers like 1,256,256. Got {value!r} instead."

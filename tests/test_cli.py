@@ -272,6 +272,10 @@ def test_convert_killed_leaves_no_file(tmp_path: Path, sig: str) -> None:
         ["convert", "SAMPLE", "OUT", "--filters", "shuffle,delta,bytedelta"],
         ["demo", "--size", "small", "--workers", "0", "--cache-dir", "OUT"],  # taken as default
         ["demo", "--size", "small", "--workers", "-1", "--cache-dir", "OUT"],  # failed late
+        # empty fields were dropped: "4,,64" rechunked the 2-D datasets, "1,x" became (1,)
+        ["convert", "SAMPLE", "OUT", "--chunks", "4,,64"],
+        ["convert", "SAMPLE", "OUT", "--blocks", "1,x"],
+        ["convert", "SAMPLE", "OUT", "--blocks", "1,2,"],
     ],
 )
 def test_bad_option_values_are_usage_errors(args: list[str], sample: Path, tmp_path: Path) -> None:
