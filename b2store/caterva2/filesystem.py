@@ -13,10 +13,16 @@ Contract
 * ``exists`` answers chunk keys from the chunk grid (no fetch). Listings (``ls``, ``find``,
   ``du``) hold metadata keys only: chunk sizes are unknown until a chunk is fetched, and datasets
   may have millions of chunks.
-* A directory, an HDF5 file or an HDF5 group is a Zarr group whose ``zarr.json`` carries the
-  consolidated metadata of everything below it (one ``/api/list`` per directory or HDF5 file, one
-  ``/api/info`` per dataset), so ``xarray.open_zarr`` never lists. Children keep their server
-  names (``scan.b2nd``, ``h.h5/grp/data``).
+* A directory, an HDF5 file or group, or a ``.b2z`` TreeStore/DictStore (and a group inside one)
+  is a Zarr group whose ``zarr.json`` carries the consolidated metadata of everything below it
+  (one ``/api/list`` per directory or container file, one ``/api/info`` per dataset), so
+  ``xarray.open_zarr`` never lists. Children keep their server names (``scan.b2nd``,
+  ``h.h5/grp/data``, ``t.b2z/a/b``). A container file the server does not browse (a CTable
+  ``.b2z``, a damaged ``.h5``) and keys of a flat DictStore below another key's array are left
+  out of their groups with a warning; their own URLs still open (or say why not).
+* ``open`` of a directory or dataset path raises ``IsADirectoryError``; ``get`` copies keys
+  and refuses trees and glob patterns (listings hold no chunk keys, so the copy would lack the
+  data).
 * A dataset (``.b2nd``, ``.b2frame``, HDF5 leaf) URL, with ``dataset_as="auto"`` (default), is a
   Zarr **v2 dual view** and has no ``zarr.json``: ``.zarray`` + ``.zattrs`` make it an array
   (chunk keys ``i.j`` at its path) for ``zarr.open_array``/``dask.array.from_zarr``, and
@@ -64,11 +70,12 @@ import posixpath
 import re
 import threading
 import time
+from glob import has_magic
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
-from fsspec.utils import tokenize
+from fsspec.utils import isfilelike, tokenize
 
 from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
@@ -99,6 +106,9 @@ _V2_CHUNK_KEY = re.compile(r"\d+(?:\.\d+)*")
 DATASET_AS = ("auto", "array", "group")
 _DATASET_SUFFIXES = (".b2nd", ".b2frame")
 _HDF5_SUFFIXES = (".h5", ".hdf5")
+#: files the server browses as groups of datasets: HDF5 files and Blosc2 TreeStore/DictStore
+#: ``.b2z`` containers (a ``.b2z`` may also hold a CTable, which is no group: see _list_tree)
+_CONTAINER_SUFFIXES = (*_HDF5_SUFFIXES, ".b2z")
 _UNSET = "default"
 
 
@@ -341,9 +351,13 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
 
     def unstrip_protocol(self, name: str) -> str:
         """The URL of path ``name``: ``%`` is written ``%25``, as a URL is percent-decoded once
-        (:meth:`_strip_protocol`), so the URL opens ``name`` again; other characters stay
-        readable."""
-        return f"{self.protocol}://{self.host}/{name.lstrip('/').replace('%', '%25')}"
+        (:meth:`_strip_protocol`), so the URL opens ``name`` again; so is ``:`` in a name
+        holding ``::``, where fsspec would split the URL into a chain of filesystems; other
+        characters stay readable."""
+        path = name.lstrip("/").replace("%", "%25")
+        if "::" in path:
+            path = path.replace(":", "%3A")
+        return f"{self.protocol}://{self.host}/{path}"
 
     # -- datasets and metadata ---------------------------------------------------------------------
 
@@ -448,24 +462,24 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         """Relative dataset paths below group ``node`` → their kind (``"dataset"``/``"group"``).
 
         Suffixes match as the server matches them, case included (``F.H5`` is a plain file).
-        Names with a backslash are left out (zarr would read it as ``/``).
+        Everything listed inside a container (an HDF5 file, a ``.b2z`` TreeStore/DictStore) is
+        a dataset, whatever its name. Names with a backslash are left out (zarr would read it
+        as ``/``).
         """
         names = await self.client.get_json("list", node)
         listing = names[0]
         if not isinstance(listing, list):
             raise Caterva2HTTPError(self.client.url("list", node), 200, "listing is not a list")
-        inside_hdf5 = any(p.endswith(_HDF5_SUFFIXES) for p in node.split("/")) or (
-            node.endswith(_HDF5_SUFFIXES)
-        )
+        inside_container = any(p.endswith(_CONTAINER_SUFFIXES) for p in node.split("/"))
         out: dict[str, str] = {}
         nested: list[str] = []
         for rel in listing:
             rel = str(rel).strip("/")
             if not rel:
                 continue
-            if inside_hdf5 or rel.endswith(_DATASET_SUFFIXES):
+            if inside_container or rel.endswith(_DATASET_SUFFIXES):
                 kind = "dataset"
-            elif rel.endswith(_HDF5_SUFFIXES):
+            elif rel.endswith(_CONTAINER_SUFFIXES):
                 kind = "group"
             else:
                 continue  # a plain file
@@ -485,10 +499,41 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         subs = await asyncio.gather(
             *(self._list_tree(f"{node}/{rel}" if node else rel) for rel in nested)
         )
+        # the server lists a file it does not browse as itself: a .b2z holding a CTable, a
+        # damaged HDF5 file; /api/info tells those from a container holding one dataset named
+        # after the file
+        lone = [
+            rel
+            for rel, sub in zip(nested, subs, strict=True)
+            if list(sub) == [posixpath.basename(rel)]
+        ]
+        groups = await asyncio.gather(
+            *(self._is_group(f"{node}/{rel}" if node else rel) for rel in lone)
+        )
+        not_browsed = {rel for rel, group in zip(lone, groups, strict=True) if not group}
         for rel, sub in zip(nested, subs, strict=True):
+            full = f"{node}/{rel}" if node else rel
+            if rel in not_browsed:
+                # what it is, its own URL says
+                logger.warning(
+                    "b2store: leaving Caterva2 %s out of its group: the server does not browse "
+                    "it as a container (a CTable .b2z, a damaged file?); open it by its own URL "
+                    "to see why",
+                    full,
+                )
+                del out[rel]
+                continue
             for child, kind in sub.items():
                 out[f"{rel}/{child}"] = kind
         return out
+
+    async def _is_group(self, path: str) -> bool:
+        """Whether ``/api/info`` of ``path`` describes a group (directory or container)."""
+        try:
+            info, _ = await self.client.get_json("info", path)
+        except (FileNotFoundError, Caterva2HTTPError):
+            return False
+        return is_group_info(info)
 
     async def _group_nodes(self, node: str) -> dict[str, Node]:
         tree = await self._list_tree(node)
@@ -521,6 +566,26 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         for rel, meta in await asyncio.gather(*(one(r) for r in rels)):
             if meta is not None:
                 nodes[rel] = meta
+        # a flat .b2z DictStore may hold keys "/a" and "/a/b": Zarr has no members below an
+        # array (a KeyError took the whole group down), so those below one are left out
+        arrays = {rel for rel, meta in nodes.items() if not isinstance(meta, GroupMeta)}
+        for rel in list(nodes):
+            parts = rel.split("/")
+            below = next(
+                (a for i in range(1, len(parts)) if (a := "/".join(parts[:i])) in arrays), None
+            )
+            if below is not None:
+                del nodes[rel]
+                if rel in arrays:
+                    logger.warning(
+                        "b2store: leaving Caterva2 %s/%s out of its group: it lies below the "
+                        "dataset %s/%s, and Zarr has no members below an array; open it by its "
+                        "own URL",
+                        node,
+                        rel,
+                        node,
+                        below,
+                    )
         return nodes
 
     async def _node(self, node: str) -> tuple[list[Node] | Dataset, bool]:
@@ -883,7 +948,14 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         # zarr's FsspecStore.list_dir strips "<store path>/<prefix>/" from the names: at the
         # server root (store path "") it asks for "/<root>", so answer in that form
         lead = "/" if str(path).startswith("/") and not str(path).startswith("//") else ""
-        entries = await self._ls_entries(self._strip_protocol(path))
+        stripped = self._strip_protocol(path)
+        try:
+            entries = await self._ls_entries(stripped)
+        except UnsupportedCaterva2DatasetError as exc:
+            # as in _info: a file b2store cannot present is no part of the Zarr view, and
+            # fsspec's walk/find/glob/du skip FileNotFoundError (one damaged file in a
+            # directory made all of them fail)
+            raise FileNotFoundError(f"{self.unstrip_protocol(stripped)}: {exc}") from None
         if lead:
             entries = [{**e, "name": lead + e["name"]} for e in entries]
         return entries if detail else [e["name"] for e in entries]
@@ -929,7 +1001,48 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if mode != "rb":
             raise self._read_only(f"open with mode {mode!r}", path)
+        if kwargs.get("size") is None:
+            info = self.info(path)
+            if info["type"] == "directory":
+                # fsspec's file would read b"" (size 0): a directory is no key
+                raise IsADirectoryError(
+                    f"{self.unstrip_protocol(self._strip_protocol(path))} is a Zarr group or a "
+                    "dataset's view, not a key: open one of its keys (zarr.json, .zarray, ...), "
+                    "or the URL with zarr or xarray"
+                )
+            kwargs["size"] = info["size"]
         return super()._open(path, mode, **kwargs)
+
+    async def _get_file(self, rpath: str, lpath: Any, **kwargs: Any) -> None:
+        """Copy one key to a local file (``fs.get`` of keys; see :meth:`_get`)."""
+        if await self._isdir(rpath):
+            os.makedirs(lpath, exist_ok=True)
+            return
+        data = await self._cat_file(rpath)
+        if isfilelike(lpath):
+            lpath.write(data)
+            return
+        with open(lpath, "wb") as fh:
+            fh.write(data)
+
+    async def _get(self, rpath: Any, lpath: Any, recursive: bool = False, **kwargs: Any) -> Any:
+        """``fs.get`` of keys named one by one; refuses copies of trees and glob patterns
+        (a key whose name holds ``*?[`` copies with lists: ``fs.get([key], [local])``).
+
+        Listings hold no chunk keys (datasets may have millions), so a copy made by walking a
+        tree would hold the metadata without the chunks: zarr would read fill values from it.
+        """
+        sources = rpath if isinstance(rpath, list) else [rpath]
+        expands = not (isinstance(rpath, list) and isinstance(lpath, list))  # else used as given
+        if recursive or (expands and any(has_magic(str(p)) for p in sources)):
+            where = self.unstrip_protocol(self._strip_protocol(str(sources[0])))
+            raise NotImplementedError(
+                f"{where}: b2store cannot copy a tree of the Caterva2 store with fs.get (its "
+                "listings hold no chunk keys, so the copy would lack the data); read the arrays "
+                "with zarr or xarray and write them out (xr.open_zarr(url).to_zarr(path)), or "
+                "download the files with caterva2.Client(url).download(path)"
+            )
+        return await super()._get(rpath, lpath, recursive=False, **kwargs)
 
     def invalidate_cache(self, path: str | None = None) -> None:
         """Forget the dataset descriptions held in memory (the disk cache keeps its checks)."""

@@ -8,6 +8,10 @@ Contract
 * A ``.b2frame`` (1-D SChunk) is a 1-D array of its bytes (``uint8``), or of ``vlmeta["dtype"]``
   when that names a dtype whose itemsize equals the SChunk typesize; the last, short chunk is
   re-encoded padded to the full chunk size by the filesystem. Mode :data:`CHUNK`.
+* Leaves of a ``.b2z`` TreeStore/DictStore are served like ``.b2nd`` (NDArray leaves) and
+  ``.b2frame`` (SChunk leaves) files, through ``/api/chunk`` (their ``/api/info`` says
+  ``accept_ranges: null`` only because they have no file of their own). A CTable ``.b2z`` is
+  no array: :class:`UnsupportedCaterva2DatasetError`.
 * Datasets whose chunk endpoint cannot be trusted — leaves inside HDF5 files (chunk → 400),
   unfolded HDF5 proxies (``vlmeta._ftype == "hdf5"``: chunk → *zeros* with status 200) — and
   arrays with any big-endian part (structured fields too; Zarr v3 stores those little-endian)
@@ -335,6 +339,9 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
     if not isinstance(info, dict):
         raise UnsupportedCaterva2DatasetError(f"Caterva2 /api/info of {path} is not an object")
     in_hdf5 = any(part.endswith((".h5", ".hdf5")) for part in path.split("/")[:-1])
+    # a leaf of a .b2z TreeStore/DictStore is a Blosc2 array whose /api/chunk answer is its
+    # stored chunk (the server says accept_ranges null only because it has no file of its own)
+    in_b2z = any(part.endswith(".b2z") for part in path.split("/")[:-1])
     version = f"{etag or info.get('mtime') or ''}#{_layout_digest(info)}"
     if "shape" in info:  # NDArray (a .b2nd, or an HDF5 leaf)
         schunk = info.get("schunk") or {}
@@ -359,7 +366,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
         dtype = parse_dtype(str(info.get("dtype")), path)
         proxy = vlmeta.get("_ftype") == "hdf5"
         region_param = "slice_"
-        if in_hdf5 or proxy or info.get("accept_ranges", "bytes") is None:
+        if in_hdf5 or proxy or (info.get("accept_ranges", "bytes") is None and not in_b2z):
             kind, mode = "hdf5", SLICE
             # b2store writes these chunks itself, field by field: a padded compound type
             # (offsets, itemsize, as C structs and aligned numpy dtypes make) goes packed, which
@@ -406,13 +413,13 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             region_param=region_param,
         )
     if "chunkshape" in info and "nbytes" in info:  # SChunk (.b2frame)
-        if not path.endswith(".b2frame"):
+        if not (path.endswith(".b2frame") or in_b2z):  # a .b2z holds Blosc2 objects only
             # the server keeps any other file (.npy, .csv, .txt, .b2 ...) as a compressed byte
             # stream and describes it like an SChunk: its bytes are not an array's data
             raise UnsupportedCaterva2DatasetError(
                 f"Caterva2 {path} is a plain file, not a dataset: b2store serves .b2nd, "
-                ".b2frame and HDF5 datasets as arrays (directory listings skip other files); "
-                "download it with caterva2.Client(url).download(path) instead"
+                ".b2frame, HDF5 and .b2z datasets as arrays (directory listings skip other "
+                "files); download it with caterva2.Client(url).download(path) instead"
             )
         vlmeta = info.get("vlmeta") or {}
         if not isinstance(vlmeta, dict):
@@ -459,6 +466,12 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             attributes=_json_safe(vlmeta, _INTERNAL_KEYS | {"dtype"}),
             dimension_names=_dim_names(vlmeta, 1),
         )
+    if info.get("kind") == "ctable":
+        raise UnsupportedCaterva2DatasetError(
+            f"Caterva2 {path} is a CTable (a table of columns {info.get('columns')}), not an "
+            "array: b2store serves .b2nd, .b2frame, HDF5 datasets and the arrays of .b2z "
+            "TreeStores/DictStores; read the table with blosc2 or caterva2.Client instead"
+        )
     if isinstance(info.get("error"), str):
         # the server could not open the file itself: {"mtime": ..., "error": "Unrecognized
         # format"} for a damaged, truncated or half-written file, or "Lazy expression with
@@ -468,7 +481,14 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             "truncated or partly written file, or a lazy expression whose operands are "
             "missing); check or re-upload the file on the server"
         )
+    if path.endswith((".h5", ".hdf5", ".b2z")):
+        # the server's answer for a file it cannot open as a container: {"mtime", "size"}
+        raise UnsupportedCaterva2DatasetError(
+            f"Caterva2 cannot open {path} as a container (an HDF5 file, a .b2z TreeStore or "
+            f"DictStore): the server describes it as a plain file (keys {sorted(info)}); it is "
+            "damaged or not of the format its suffix names"
+        )
     raise UnsupportedCaterva2DatasetError(
         f"Caterva2 dataset {path} is neither an NDArray nor an SChunk (keys {sorted(info)}); "
-        "b2store serves .b2nd, .b2frame and HDF5 datasets"
+        "b2store serves .b2nd, .b2frame, HDF5 and .b2z datasets"
     )

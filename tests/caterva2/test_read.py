@@ -755,3 +755,74 @@ def test_odd_names_in_a_directory(cat2_server: Any, so: dict[str, Any]) -> None:
     assert sorted(g.array_keys()) == sorted(names[:-1]) and list(g.group_keys()) == []
     z = zarr.open_array(f"{base}/back%5Cslash.b2nd", mode="r", storage_options=so)
     assert z[...].tolist() == [5] * 3
+
+
+def _ctable(path: Path) -> None:
+    """A two-column CTable saved as ``path`` (a .b2z the server serves as a table)."""
+    from dataclasses import dataclass
+
+    @dataclass
+    class Row:
+        x: int = blosc2.field(blosc2.int64())
+        y: float = blosc2.field(blosc2.float64())
+
+    table = blosc2.CTable(Row, urlpath=str(path), mode="w")
+    table.extend([(i, i / 2) for i in range(10)])
+    table.close()
+
+
+def test_b2z_containers_are_groups_of_their_arrays(cat2_server: Any, so: dict[str, Any]) -> None:
+    """The server browses .b2z TreeStores and DictStores as groups of arrays (``d.b2z/g/x``).
+    Was: a directory listing left them out and a .b2z URL opened as an empty group (silently
+    no data). Their leaves (NDArrays, SChunks) are read through /api/chunk (the server says
+    accept_ranges null for them only because they have no file of their own). A flat
+    DictStore key below another key's array is left out of the group (was: KeyError for the
+    whole group). A CTable .b2z and a damaged .h5 are no groups: left out of their directory
+    (the .h5 was an empty group), and their own URLs say what they are (was: "neither an
+    NDArray nor an SChunk ... b2store serves HDF5 datasets")."""
+    folder, base = public_folder(cat2_server, "b2z")
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((37, 41)).astype("f4")
+    store = blosc2.DictStore(str(folder / "d s%.b2z"), mode="w", threshold=0)
+    store["/big"] = blosc2.asarray(a, chunks=(16, 20), blocks=(8, 10))
+    store["/g/h/be"] = blosc2.asarray(np.arange(50, dtype=">i4"), chunks=(20,), blocks=(10,))
+    store["/small"] = np.arange(7, dtype="i2")  # below the threshold: embedded
+    store["/frame"] = blosc2.SChunk(chunksize=16, data=bytes(range(40)))  # last chunk short
+    store["/clash"] = np.arange(3)  # a DictStore is flat: a key may lie below another one
+    store["/clash/below"] = np.arange(4)  # left out of the group (was: KeyError for all)
+    store.close()
+    tree = blosc2.TreeStore(str(folder / "t.b2z"), mode="w")
+    tree["/a/b"] = blosc2.asarray(a, chunks=(16, 20), blocks=(8, 10))
+    tree.close()
+    _ctable(folder / "table.b2z")
+    (folder / "bad.h5").write_bytes(b"not HDF5" * 10)
+    expected = {
+        "d s%.b2z/big": a,
+        "d s%.b2z/g/h/be": np.arange(50, dtype=">i4"),
+        "d s%.b2z/small": np.arange(7, dtype="i2"),
+        "d s%.b2z/frame": np.arange(40, dtype="u1"),  # was: "a plain file"
+        "d s%.b2z/clash": np.arange(3),
+        "t.b2z/a/b": a,
+    }
+    g = zarr.open_group(base, mode="r", storage_options=so)
+    assert list(g.array_keys()) == [] and sorted(g.group_keys()) == ["d s%.b2z", "t.b2z"]
+    for key, values in expected.items():
+        np.testing.assert_array_equal(g[key][...], values)
+    fs, path = fsspec.url_to_fs(base, **so)
+    for key, values in expected.items():
+        url = fs.unstrip_protocol(f"{path}/{key}")
+        z = zarr.open_array(url, mode="r", storage_options=so)
+        np.testing.assert_array_equal(z[...], values)
+    assert "d s%.b2z/clash/below" not in dict(g.members(max_depth=None))
+    below = zarr.open_array(f"{base}/d%20s%25.b2z/clash/below", mode="r", storage_options=so)
+    np.testing.assert_array_equal(below[...], np.arange(4))
+    # the stored chunks, not the slice path (which re-compresses every request)
+    codecs = [type(c).__name__ for c in g["t.b2z/a/b"].metadata.codecs]  # type: ignore[union-attr]
+    assert "B2ndCodec" in codecs, codecs
+    ds = xr.open_zarr(f"{base}/d%20s%25.b2z", storage_options=so)
+    assert sorted(ds.data_vars) == ["big", "clash", "frame", "small"]
+    np.testing.assert_array_equal(ds["big"].values, a)
+    with pytest.raises(UnsupportedCaterva2DatasetError, match=r"table\.b2z is a CTable"):
+        zarr.open_group(f"{base}/table.b2z", mode="r", storage_options=so)
+    with pytest.raises(UnsupportedCaterva2DatasetError, match=r"cannot open .*bad\.h5 as a cont"):
+        zarr.open_group(f"{base}/bad.h5", mode="r", storage_options=so)
