@@ -8,7 +8,7 @@ inclusive range (0, 9). Got 17 instead."``. Nothing here imports blosc2 at modul
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -20,6 +20,9 @@ __all__ = [
     "CNAMES",
     "SPLITMODES",
     "as_bytes_view",
+    "check_config_keys",
+    "codec_from_config",
+    "config_keys",
     "ensure_ndarray",
     "parse_bool",
     "parse_cname",
@@ -33,6 +36,47 @@ CNAMES: dict[str, int] = {"blosclz": 0, "lz4": 1, "lz4hc": 2, "zlib": 4, "zstd":
 #: Blosc2 split modes (``blosc2.SplitMode``) by config name: whether each block is compressed
 #: as one stream or as one stream per byte of the item (after shuffle), as C-Blosc2 numbers them.
 SPLITMODES: dict[str, int] = {"always": 1, "never": 2, "auto": 3, "forward_compat": 4}
+
+
+def check_config_keys(codec: str, config: Mapping[str, Any], allowed: Iterable[str]) -> None:
+    """Refuse configuration keys a codec does not know, naming them and the known ones.
+
+    Raises
+    ------
+    TypeError
+        If *config* has a key outside *allowed* (a misspelt key would otherwise be a bare
+        ``__init__() got an unexpected keyword argument``, naming no codec).
+    """
+    known = sorted(allowed)
+    unknown = sorted(str(k) for k in config if k not in known)
+    if unknown:
+        raise TypeError(
+            f"{codec}: configuration: Expected keys among {known}. Got unknown key(s) "
+            f"{unknown} instead."
+        )
+
+
+_CONFIG_KEYS: dict[type, frozenset[str]] = {}
+
+
+def config_keys(cls: type) -> frozenset[str]:
+    """The configuration keys of a codec class: its ``__init__``'s keyword-only parameters."""
+    keys = _CONFIG_KEYS.get(cls)
+    if keys is None:
+        import inspect
+
+        params = inspect.signature(cls).parameters.values()
+        keys = frozenset(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        _CONFIG_KEYS[cls] = keys
+    return keys
+
+
+def codec_from_config(cls: Any, codec: str, config: Mapping[str, Any]) -> Any:
+    """``cls(**config)`` for numcodecs' ``from_config``: ``"id"`` dropped, unknown keys refused
+    by :func:`check_config_keys`."""
+    cfg = {k: v for k, v in config.items() if k != "id"}
+    check_config_keys(codec, cfg, config_keys(cls))
+    return cls(**cfg)
 
 
 def ensure_ndarray(buf: Any) -> np.ndarray:

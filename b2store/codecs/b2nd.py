@@ -4,6 +4,8 @@ Contract
 --------
 * **Encode** an n-D array to a one-chunk b2nd cframe (``chunks`` = the array shape, ``blocks`` =
   the configured block shape or blosc2's own guess), readable by ``blosc2.ndarray_from_cframe``.
+  Any fixed-size dtype: numbers, datetimes, fixed-length bytes and strings, structured records
+  (items over 255 bytes too); Python objects and variable-length strings are refused.
 * **Decode** every form users meet:
 
   (a) b2nd cframes, including hdf5plugin's / b2h5py's whose header dtype is ``'|V<n>'`` (the
@@ -63,6 +65,7 @@ from b2store.codecs._common import (
     CNAMES,
     SPLITMODES,
     as_bytes_view,
+    codec_from_config,
     parse_cname,
     parse_int_range,
     parse_optional_shape,
@@ -797,8 +800,13 @@ def encode_b2nd(
 ) -> bytes:
     """Encode *arr* as a one-chunk b2nd cframe (config as for :class:`B2nd`)."""
     arr = c_contiguous(np.asarray(arr))
-    if arr.dtype.kind not in "biufcmM" or arr.dtype.hasobject:
-        raise CodecError(f"{CODEC_ID}: cannot encode dtype {arr.dtype}; expected numeric data")
+    if arr.dtype.hasobject or arr.dtype.kind not in "biufcmMSUV":
+        # fixed-size items only: numbers, datetimes, fixed-length bytes/str, structured, void
+        raise CodecError(
+            f"{CODEC_ID}: cannot encode dtype {arr.dtype}; expected fixed-size items (numbers, "
+            "fixed-length bytes or strings, structured records), not Python objects or "
+            "variable-length strings"
+        )
     if arr.ndim == 0:
         arr = arr.reshape(1)
         blocks = None if blocks is not None and len(blocks) == 0 else blocks
@@ -947,6 +955,12 @@ class B2nd(Codec):
         if self.blocks is not None and self.chunkshape is not None:
             parse_optional_shape(CODEC_ID, "blocks", self.blocks, ndim=len(self.chunkshape))
         self.splitmode = parse_splitmode(CODEC_ID, splitmode)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> B2nd:
+        """Build from a numcodecs config; unknown keys raise a ``TypeError`` naming them."""
+        codec: B2nd = codec_from_config(cls, CODEC_ID, config)
+        return codec
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

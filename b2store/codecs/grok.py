@@ -45,6 +45,7 @@ import blosc2
 import numpy as np
 from numcodecs.abc import Codec
 
+from b2store.codecs._common import codec_from_config
 from b2store.errors import CodecError
 
 __all__ = ["MIN_IMAGE_SIDE", "Grok"]
@@ -150,7 +151,7 @@ class Grok(Codec):
 
     See Also
     --------
-    b2store.codecs.b2nd.B2nd : lossless/near-lossless Blosc2 codec for any numeric dtype.
+    b2store.codecs.b2nd.B2nd : lossless/near-lossless Blosc2 codec for any fixed-size dtype.
 
     Notes
     -----
@@ -171,6 +172,12 @@ class Grok(Codec):
             )
         self.nthreads = _parse_nthreads(nthreads)
         _load_j2k()
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Grok:
+        """Build from a numcodecs config; unknown keys raise a ``TypeError`` naming them."""
+        codec: Grok = codec_from_config(cls, CODEC_ID, config)
+        return codec
 
     @property
     def lossless(self) -> bool:

@@ -43,6 +43,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
+from b2store.codecs._common import codec_from_config
 from b2store.errors import CodecError
 
 __all__ = [
@@ -806,8 +807,9 @@ class HDF5Pipeline(Codec):
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> HDF5Pipeline:
-        cfg = {k: v for k, v in config.items() if k != "id"}
-        return cls(**cfg)
+        """Build from a numcodecs config; unknown keys raise a ``TypeError`` naming them."""
+        codec: HDF5Pipeline = codec_from_config(cls, CODEC_ID, config)
+        return codec
 
     def __repr__(self) -> str:
         names = ", ".join(f["name"] for f in self.filters)

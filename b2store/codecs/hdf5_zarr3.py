@@ -21,6 +21,7 @@ import numpy as np
 from zarr.abc.codec import BytesBytesCodec
 from zarr.core.common import parse_named_configuration
 
+from b2store.codecs._common import check_config_keys, config_keys
 from b2store.codecs.hdf5_pipeline import (
     HDF5Pipeline,
     parse_config_ints,
@@ -127,6 +128,7 @@ class HDF5PipelineCodec(BytesBytesCodec):
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
         _, cfg = parse_named_configuration(data, NAME)
+        check_config_keys(NAME, cfg, config_keys(cls))
         return cls(**cfg)  # type: ignore[arg-type]
 
     def to_dict(self) -> dict[str, Any]:

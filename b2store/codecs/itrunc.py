@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from numcodecs.abc import Codec
 
-from b2store.codecs._common import parse_int_range, parse_positive_float
+from b2store.codecs._common import codec_from_config, parse_int_range, parse_positive_float
 from b2store.errors import CodecError
 
 __all__ = ["ITrunc", "TruncationPlan", "plan_truncation", "truncate"]
@@ -194,6 +194,12 @@ class ITrunc(Codec):
         self.max_abs_error, self.bits, self.max_rel_error = parse_truncation_config(
             CODEC_ID, max_abs_error=max_abs_error, bits=bits, max_rel_error=max_rel_error
         )
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> ITrunc:
+        """Build from a numcodecs config; unknown keys raise a ``TypeError`` naming them."""
+        codec: ITrunc = codec_from_config(cls, CODEC_ID, config)
+        return codec
 
     def plan(self, dtype: Any) -> TruncationPlan:
         """The truncation applied to arrays of *dtype*."""

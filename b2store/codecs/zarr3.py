@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import copy
 import itertools
 import math
 import os
@@ -41,6 +42,7 @@ from zarr.abc.store import RangeByteRequest
 from zarr.core.common import parse_named_configuration
 
 from b2store.codecs import _blosc2frame as bf
+from b2store.codecs._common import check_config_keys, config_keys
 from b2store.errors import CodecError
 
 if TYPE_CHECKING:
@@ -108,9 +110,77 @@ def _thaw_filters(filters: tuple[Any, ...]) -> list[dict[str, Any]]:
     return [dict(f) for f in filters]
 
 
-def _config_of(data: dict[str, Any] | Any, name: str) -> dict[str, Any]:
+def _config_of(data: dict[str, Any] | Any, name: str, cls: type) -> dict[str, Any]:
+    """The configuration of a ``{"name": ..., "configuration": {...}}`` dict, its keys checked
+    against those of class *cls* (a numcodecs ``"id"`` or a misspelt key names the codec, not
+    ``__init__``)."""
     _, cfg = parse_named_configuration(data, name, require_configuration=False)
-    return dict(cfg or {})
+    config = dict(cfg or {})
+    if "id" in config:
+        raise TypeError(
+            f"{name}: configuration: Expected the numcodecs config without its 'id' key. "
+            f"Got {config!r} instead."
+        )
+    check_config_keys(name, config, config_keys(cls))
+    return config
+
+
+#: numpy kinds of fixed-size items: Blosc2 stores them (numbers, datetimes, bytes, str, records)
+_FIXED_SIZE_KINDS = "biufcmMSUV"
+
+
+def _is_big_endian(dtype: np.dtype) -> bool:
+    """Whether *dtype*, or any field of a structured *dtype*, stores big-endian items."""
+    try:
+        return bool(dtype != dtype.newbyteorder("<"))
+    except TypeError:  # dtypes without a byte order (numpy's StringDType)
+        return False
+
+
+def _refuse_variable_size(dtype: np.dtype, name: str) -> None:
+    """Refuse dtypes whose items are not fixed-size bytes (Python objects, numpy StringDType)."""
+    if dtype.hasobject or dtype.kind not in _FIXED_SIZE_KINDS:
+        raise CodecError(
+            f"{name}: cannot store {dtype}, whose items are not fixed-size: use a fixed-length "
+            "dtype ('<U20', 'S20') with this codec, or zarr's own codecs for variable-length "
+            "strings"
+        )
+
+
+#: Attribute in which an evolved codec keeps the dtype of the chunks it gets (see _evolved).
+_CHUNK_DTYPE = "_b2store_chunk_dtype"
+
+
+def _evolved(codec: Any, array_spec: ArraySpec) -> Any:
+    """*codec*, or a copy of it, remembering the dtype of the chunks it gets.
+
+    zarr >= 3.2 evolves each codec with the spec the codecs before it leave (an array -> array
+    codec such as a scale-offset may change the dtype: float32 in, uint16 out), but then also
+    validates every codec with the array's own dtype. ``validate`` checks the remembered dtype,
+    so a JPEG 2000 serializer after a float -> uint16 filter is not refused. Equality, hashing
+    and ``to_dict`` ignore the attribute.
+    """
+    native = array_spec.dtype.to_native_dtype()
+    if codec.__dict__.get(_CHUNK_DTYPE) == native:
+        return codec
+    new = copy.copy(codec)
+    object.__setattr__(new, _CHUNK_DTYPE, native)
+    return new
+
+
+def _chunk_dtype(codec: Any, dtype: Any) -> np.dtype:
+    """The dtype ``validate`` checks: the one the codec was evolved with, else the one given."""
+    seen = codec.__dict__.get(_CHUNK_DTYPE)
+    return seen if seen is not None else dtype.to_native_dtype()  # zarr >= 3.1: a ZDType
+
+
+def _variable_size_message(name: str) -> str:
+    """Why a compressing codec has no encoded size (zarr < 3.2 asks when it is given as a
+    sharding index codec, and showed a bare NotImplementedError)."""
+    return (
+        f"{name}: compressed chunks have no fixed size, so this codec cannot encode a sharding "
+        "index (keep the default index_codecs)"
+    )
 
 
 def _big_endian_message(dtype: np.dtype) -> str:
@@ -190,7 +260,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        return cls(**_config_of(data, "b2store.b2nd"))
+        return cls(**_config_of(data, "b2store.b2nd", cls))
 
     def to_dict(self) -> dict[str, Any]:
         config: dict[str, Any] = {
@@ -217,21 +287,37 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             splitmode=self.splitmode,
         )
 
-    def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
-        if self.blocks is not None and len(self.blocks) != len(shape):
+    def _refuse_unwritable(self, ndim: int, native: np.dtype) -> None:
+        """Raise for arrays no chunk of which could be written (before zarr.json is)."""
+        _refuse_variable_size(native, "b2store.b2nd")
+        if self.blocks is not None and len(self.blocks) != ndim:
             raise CodecError(
                 f"b2store.b2nd: blocks {list(self.blocks)} has {len(self.blocks)} dimensions, "
-                f"the array has {len(shape)}"
+                f"the array has {ndim}"
             )
-        from b2store.codecs.b2nd import _blosc2_filters, encoding_pipeline, normalize_filters
+        from b2store.codecs.b2nd import _blosc2_filters, normalize_filters
 
         # the filters as encoding maps them for this dtype: a truncation filter the dtype cannot
         # take is refused at creation, not on the first write
-        native = dtype.to_native_dtype()  # zarr >= 3.1 passes a ZDType
-        specs = normalize_filters(_thaw_filters(self.filters))
-        _blosc2_filters(specs, native)
+        _blosc2_filters(normalize_filters(_thaw_filters(self.filters)), native)
+        if _is_big_endian(native):
+            # refused at creation, before zarr.json is written (writes refuse it too, below)
+            raise CodecError(_big_endian_message(native))
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        # zarr < 3.2 never validates the codecs inside a shard, but evolves them when the
+        # array's metadata is made: refuse unwritable arrays here too, before zarr.json exists
+        self._refuse_unwritable(len(array_spec.shape), array_spec.dtype.to_native_dtype())
+        evolved: Self = _evolved(self, array_spec)
+        return evolved
+
+    def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
+        native = _chunk_dtype(self, dtype)
+        self._refuse_unwritable(len(shape), native)
+        from b2store.codecs.b2nd import encoding_pipeline, normalize_filters
+
         try:
-            encoding_pipeline(specs, native)
+            encoding_pipeline(normalize_filters(_thaw_filters(self.filters)), native)
         except CodecError as exc:
             # a pipeline C-Blosc2 gets wrong (3+ filters, two deltas): zarr validates on every
             # open too, and arrays written before b2store refused these (or by others) must
@@ -241,12 +327,9 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
                 RuntimeWarning,
                 stacklevel=2,
             )
-        if native.byteorder == ">":
-            # refused at creation, before zarr.json is written (writes refuse it too, below)
-            raise CodecError(_big_endian_message(native))
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
-        raise NotImplementedError
+        raise NotImplementedError(_variable_size_message(self.to_dict()["name"]))
 
     # -- whole chunks
     def _decode_array(self, buf: Any, spec: ArraySpec) -> np.ndarray:
@@ -275,7 +358,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         from b2store.codecs.b2nd import encode_b2nd
 
         arr = chunk_array.as_numpy_array()
-        if arr.dtype.byteorder == ">":  # validate refuses it at creation; a chunk may still be
+        if _is_big_endian(arr.dtype):  # validate refuses it at creation; a chunk may still be
             raise CodecError(_big_endian_message(arr.dtype))
         data = encode_b2nd(
             arr,
@@ -685,7 +768,7 @@ class ITruncCodec(ArrayArrayCodec):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        return cls(**_config_of(data, "b2store.itrunc"))
+        return cls(**_config_of(data, "b2store.itrunc", cls))
 
     def to_dict(self) -> dict[str, Any]:
         cfg = {
@@ -708,7 +791,13 @@ class ITruncCodec(ArrayArrayCodec):
         )
 
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
-        self._numcodec.plan(dtype.to_native_dtype())  # raises for unsupported dtypes
+        self._numcodec.plan(_chunk_dtype(self, dtype))  # raises for unsupported dtypes
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        # zarr < 3.2 validates no codec inside a shard, but evolves them at creation
+        self._numcodec.plan(array_spec.dtype.to_native_dtype())
+        evolved: Self = _evolved(self, array_spec)
+        return evolved
 
     def resolve_metadata(self, chunk_spec: ArraySpec) -> ArraySpec:
         return chunk_spec
@@ -755,7 +844,7 @@ class _NumcodecsArrayBytes(ArrayBytesCodec):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        return cls(**_config_of(data, cls.codec_name))
+        return cls(**_config_of(data, cls.codec_name, cls._numcodec_class()))
 
     def to_dict(self) -> dict[str, Any]:
         cfg = self._numcodec.get_config()
@@ -765,12 +854,17 @@ class _NumcodecsArrayBytes(ArrayBytesCodec):
     def _make_numcodec(self, config: dict[str, Any]) -> Codec:
         raise NotImplementedError
 
+    @classmethod
+    def _numcodec_class(cls) -> type:
+        """The numcodecs class whose keyword arguments are this codec's configuration keys."""
+        raise NotImplementedError
+
     @cached_property
     def _numcodec(self) -> Codec:
         return self._make_numcodec({k: _thaw(v) for k, v in self.config})
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
-        raise NotImplementedError
+        raise NotImplementedError(_variable_size_message(self.to_dict()["name"]))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         arr = np.asarray(self._numcodec.decode(chunk_bytes.to_bytes()))
@@ -807,11 +901,37 @@ class GrokCodec(_NumcodecsArrayBytes):
         grok: Codec = Grok(**config)
         return grok
 
+    @classmethod
+    def _numcodec_class(cls) -> type:
+        from b2store.codecs.grok import Grok
+
+        return Grok
+
+    def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
+        # zarr < 3.2 validates no codec inside a shard, but evolves them when the array's
+        # metadata is made: refuse dtypes and ranks here too (the image size is checked by
+        # validate only: a top-level codec gets the array's shape here, not the chunk's)
+        self._numcodec.check_layout(array_spec.dtype.to_native_dtype(), tuple(array_spec.shape))
+        evolved: Self = _evolved(self, array_spec)
+        return evolved
+
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
         # refuse dtypes and ranks the plugin cannot read back when the array is created, not
         # on its first write (after zarr.json was written)
-        native = dtype.to_native_dtype()  # zarr >= 3.1 passes a ZDType
-        self._numcodec.check_layout(native, tuple(shape))
-        chunks = getattr(chunk_grid, "chunk_shape", None)
+        self._numcodec.check_layout(_chunk_dtype(self, dtype), tuple(shape))
+        chunks = _smallest_chunk(chunk_grid)
         if chunks is not None and len(chunks) >= 2:
             self._numcodec.check_image_size(*chunks[-2:])
+
+
+def _smallest_chunk(chunk_grid: Any) -> tuple[int, ...] | None:
+    """The smallest chunk size along each dimension of a regular grid (``chunk_shape``) or of
+    a rectilinear one (zarr >= 3.2: ``chunk_shapes``, an int or a tuple of sizes per
+    dimension); ``None`` for grids of other kinds."""
+    regular = getattr(chunk_grid, "chunk_shape", None)
+    if regular is not None:
+        return tuple(int(c) for c in regular)
+    shapes = getattr(chunk_grid, "chunk_shapes", None)
+    if shapes is None:
+        return None
+    return tuple(int(min(c)) if isinstance(c, tuple | list) else int(c) for c in shapes)

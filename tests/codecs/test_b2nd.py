@@ -340,10 +340,54 @@ def test_encode_refuses_what_it_cannot_do() -> None:
         B2nd(blocks=[4]).encode(np.zeros((4, 4), "u2"))
     with pytest.raises(CodecError, match="empty"):
         B2nd().encode(np.zeros((0, 4), "u2"))
-    with pytest.raises(CodecError, match="numeric"):
-        B2nd().encode(np.array(["a", "b"], dtype="U1"))
+    with pytest.raises(CodecError, match="not Python objects"):
+        B2nd().encode(np.array(["a", None], dtype=object))
     with pytest.raises(CodecError, match="float32 or float64"):
         B2nd(filters=[{"id": "itrunc", "max_rel_error": 0.01}]).encode(np.ones(8, "f2"))
+
+
+@pytest.mark.parametrize(
+    "dtype", ["S7", "<U5", "S300", "V13", [("a", "<i2"), ("b", "S3")], [("a", ">i2"), ("b", "<f4")]]
+)
+@pytest.mark.parametrize("blocks", [None, [2, 3]])
+def test_fixed_size_bytes_strings_and_records_round_trip(dtype: Any, blocks: Any) -> None:
+    """Refused as "not numeric" before, although Blosc2 stores any fixed item size (items of
+    more than 255 bytes included) and the decoder already read such frames."""
+    dt = np.dtype(dtype)
+    raw = np.random.default_rng(5).integers(0, 256, 7 * 9 * dt.itemsize).astype("u1")
+    arr = np.frombuffer(raw.tobytes(), dt).reshape(7, 9)
+    if dt.kind == "U":
+        arr = np.array([f"é{i}" for i in range(63)], dt).reshape(7, 9)
+    enc = B2nd(blocks=blocks).encode(arr)
+    assert B2nd().decode(enc).tobytes() == arr.tobytes()
+    assert blosc2.ndarray_from_cframe(enc)[...].tobytes() == arr.tobytes()
+    out = np.empty_like(arr)
+    B2nd().decode(enc, out=out)
+    assert out.tobytes() == arr.tobytes()
+
+
+@pytest.mark.parametrize(
+    ("config", "known"),
+    [
+        ({"id": "b2store_b2nd", "clevl": 3}, "'blocks', 'chunkshape', 'clevel'"),
+        ({"id": "b2store_itrunc", "bits": 1, "max_error": 3}, "'bits', 'max_abs_error'"),
+        ({"id": "b2store_hdf5", "filters": [], "dtpye": "u2"}, "'chunkshape', 'dtype'"),
+        pytest.param(
+            {"id": "b2store_grok", "quality": 3}, "'nthreads', 'psnr', 'ratio'",
+            marks=common.requires_blosc2_j2k,
+        ),
+    ],
+)  # fmt: skip
+def test_unknown_config_keys_are_named(config: dict[str, Any], known: str) -> None:
+    """A misspelt key was a bare ``__init__() got an unexpected keyword argument``."""
+    bad = sorted(set(config) - {"id", "bits", "filters"})
+    with pytest.raises(TypeError, match=config["id"]) as info:
+        numcodecs.get_codec(dict(config))
+    assert f"Expected keys among [{known}" in str(info.value)
+    assert f"Got unknown key(s) {bad} instead" in str(info.value)
+    # from_config drops the id and takes the same path
+    with pytest.raises(TypeError, match="unknown key"):
+        numcodecs.registry.codec_registry[config["id"]].from_config(dict(config))
 
 
 def test_golden_fixtures() -> None:

@@ -634,3 +634,152 @@ def test_v3_writable_b2nd_and_grok_arrays_are_created_and_reopened(
     data = (np.arange(40 * 37).reshape(40, 37) % 200).astype(dtype)
     z[...] = data
     np.testing.assert_array_equal(zarr.open_array(store=store)[...], data)
+
+
+FIXED_SIZE_DTYPES: list[Any] = ["S7", "<U5", "S300", [("a", "<i2"), ("b", "S3")]]
+
+
+def _fixed_size_sample(dtype: Any, shape: tuple[int, ...]) -> np.ndarray:
+    dt = np.dtype(dtype)
+    n = int(np.prod(shape))
+    if dt.kind == "U":
+        return np.array([f"é{i % 997}ab" for i in range(n)], dt).reshape(shape)
+    raw = np.random.default_rng(7).integers(0, 256, n * dt.itemsize).astype("u1")
+    return np.frombuffer(raw.tobytes(), dt).reshape(shape).copy()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # zarr: "no Zarr V3 specification" (unstable)
+@pytest.mark.parametrize("dtype", FIXED_SIZE_DTYPES)
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_fixed_size_bytes_strings_and_records_round_trip(dtype: Any, zarr_format: int) -> None:
+    """Such arrays were created (zarr.json written) and then refused at the first write, as
+    "not numeric", although Blosc2 stores any fixed item size."""
+    data = _fixed_size_sample(dtype, (23, 31))
+    codecs: dict[str, Any] = (
+        {"serializer": B2ndCodec(blocks=(4, 8))}
+        if zarr_format == 3
+        else {"compressors": B2nd(blocks=[4, 8])}
+    )
+    store = zarr.storage.MemoryStore()
+    z = zarr.create_array(
+        store, shape=data.shape, chunks=(23, 31), dtype=data.dtype, zarr_format=zarr_format,
+        fill_value=None, **({"compressors": None} | codecs),
+    )  # fmt: skip
+    z[...] = data
+    z = zarr.open_array(store, mode="r")
+    assert z[...].tobytes() == data.tobytes()
+    for sel in [(slice(3, 9), slice(5, 30)), (22, slice(None)), (slice(1, 20, 7), 4)]:
+        assert np.asarray(z[sel]).tobytes() == data[sel].tobytes()  # partial decoding (v3)
+    assert z.oindex[[0, 22], [30, 2]].tobytes() == data[np.ix_([0, 22], [30, 2])].tobytes()
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+@pytest.mark.parametrize("dtype", [[("a", ">i2"), ("b", "<f4")], [("a", "<i2"), ("s", ">U2")]])
+def test_v3_b2nd_refuses_big_endian_record_fields_at_creation(dtype: Any) -> None:
+    """A record's byte order is per field (``dtype.byteorder`` is ``'|'``, which the check
+    looked at): zarr.json records none, so a reopened array reads such a field swapped."""
+    store: dict[str, Any] = {}
+    with pytest.raises(CodecError, match="big-endian"):
+        zarr.create_array(
+            store, shape=(4,), chunks=(2,), dtype=dtype, serializer=B2ndCodec(), compressors=None
+        )
+    assert not store
+
+
+@pytest.mark.parametrize(
+    ("data", "match"),
+    [
+        ({"name": "b2store.b2nd", "configuration": {"clevl": 3}}, r"unknown key\(s\) \['clevl'\]"),
+        ({"name": "b2store.b2nd", "configuration": {"chunkshape": [2]}}, "'blocks', 'clevel'"),
+        ({"name": "b2store.b2nd", "configuration": {"id": "b2store_b2nd"}}, "without its 'id'"),
+        ({"name": "b2store.itrunc", "configuration": {"bits": 1, "bitz": 1}}, r"\['bitz'\]"),
+        pytest.param(
+            {"name": "b2store.grok", "configuration": {"quality": 3}},
+            r"\['nthreads', 'psnr', 'ratio'\]",
+            marks=requires_blosc2_j2k,
+        ),
+    ],
+)  # fmt: skip
+def test_v3_unknown_configuration_keys_are_named(data: dict[str, Any], match: str) -> None:
+    """A misspelt key was a bare ``__init__() got an unexpected keyword argument``."""
+    from zarr.registry import get_codec_class
+
+    with pytest.raises(TypeError, match=match) as info:
+        get_codec_class(data["name"]).from_dict(data)
+    assert str(info.value).startswith(data["name"] + ": configuration: Expected")
+
+
+@requires_blosc2_j2k
+@pytest.mark.skipif(
+    zarr.config.get("array.rectilinear_chunks", None) is None,
+    reason="rectilinear chunk grids need zarr >= 3.2",
+)
+def test_v3_grok_checks_every_chunk_of_a_rectilinear_grid_at_creation() -> None:
+    """The image-size check read ``chunk_grid.chunk_shape``, which a rectilinear grid lacks:
+    a 10-row chunk was found only at the first write."""
+    store: dict[str, Any] = {}
+    with zarr.config.set({"array.rectilinear_chunks": True}):
+        with pytest.raises(CodecError, match="too small for JPEG 2000"):
+            zarr.create_array(
+                store, shape=(37, 53), chunks=[[10, 20, 7], [20, 33]], dtype="u2",
+                serializer=GrokCodec(), compressors=None,
+            )  # fmt: skip
+        assert not store
+        z = zarr.create_array(
+            store, shape=(37, 53), chunks=[[17, 20], [20, 33]], dtype="u2",
+            serializer=GrokCodec(), compressors=None,
+        )  # fmt: skip
+        data = (np.arange(37 * 53).reshape(37, 53) % 300).astype("u2")
+        z[...] = data
+        np.testing.assert_array_equal(
+            zarr.open_array(store, mode="r")[5:33, 19:22], data[5:33, 19:22]
+        )
+
+
+@pytest.mark.parametrize("dtype", [str, "str"])
+def test_v3_b2nd_refuses_variable_length_strings_at_creation(dtype: Any) -> None:
+    """zarr's ``dtype=str`` (numpy StringDType) was created, then refused at the first write
+    (and a check of its byte order raised numpy's own TypeError)."""
+    store: dict[str, Any] = {}
+    with pytest.raises(CodecError, match="not fixed-size"):
+        zarr.create_array(
+            store, shape=(4,), chunks=(2,), dtype=dtype, serializer=B2ndCodec(), compressors=None
+        )
+    assert not store
+
+
+_ZARR_VERSION = tuple(int(x) for x in zarr.__version__.split(".")[:2])
+
+
+@pytest.mark.skipif(
+    _ZARR_VERSION < (3, 4),
+    reason="zarr < 3.4 checks every codec against the array's dtype (no dtype threading)",
+)
+@pytest.mark.parametrize(
+    ("serializer", "filters", "max_err"),
+    [
+        pytest.param(GrokCodec(), [], 0, marks=requires_blosc2_j2k),
+        (B2ndCodec(filters=[{"id": "itrunc", "max_abs_error": 3}]), [], 3),
+        (B2ndCodec(), [ITruncCodec(max_abs_error=3)], 3),
+    ],
+)
+@pytest.mark.parametrize("shards", [None, (64, 64)])
+def test_v3_codecs_check_the_dtype_a_dtype_changing_filter_hands_them(
+    serializer: Any, filters: list[Any], max_err: int, shards: Any
+) -> None:
+    """zarr evolves each codec with the dtype the codecs before it leave, but validates every
+    codec with the array's dtype: float32 -> uint16 (numcodecs' AsType) then JPEG 2000, or an
+    integer truncation bound, was refused ("cannot encode dtype float32")."""
+    from zarr.codecs.numcodecs import AsType
+
+    data = (np.add.outer(np.arange(64.0), np.arange(64.0)) * 100).astype("f4")
+    store = zarr.storage.MemoryStore()
+    z = zarr.create_array(
+        store, shape=data.shape, chunks=(32, 32), shards=shards, dtype="f4",
+        filters=[AsType(encode_dtype="u2", decode_dtype="f4"), *filters],
+        serializer=serializer, compressors=None,
+    )  # fmt: skip
+    z[...] = data
+    err = data - zarr.open_array(store, mode="r")[...]
+    assert err.min() >= 0
+    assert err.max() <= max_err
