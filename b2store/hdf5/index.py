@@ -22,6 +22,7 @@ dataset and feature, or (``unsupported="warn" | "skip"``) drop the dataset.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import posixpath
 import warnings
@@ -246,6 +247,9 @@ class _Node:
     dims: tuple[str, ...]
     #: byte ranges of each item holding NUL-terminated fixed-length strings (see _nullterm)
     nullterm: tuple[tuple[int, int], ...] = ()
+    #: axes along which a variable shorter than its netCDF dimension is padded although its
+    #: stored edge chunk does not end at its extent (see ``_Walker._straddling``)
+    straddle: tuple[int, ...] = ()
 
 
 class _Walker:
@@ -384,10 +388,17 @@ class _Walker:
                 "Read it with h5py and dereference the targets there.",
             )
         if dtype.kind == "O" or dtype.hasobject:
+            base = h5py.check_vlen_dtype(dtype)
+            what = (
+                f"holds variable-length sequences of {np.dtype(base)} (a netCDF VLEN type, "
+                "ragged arrays), which"
+                if base is not None
+                else f"has a dtype with variable-length or reference members ({dtype}), which"
+            )
             raise self._error(
                 where,
-                f"has a variable-length or reference dtype ({dtype}) that "
-                "Zarr cannot read from raw chunks",
+                f"{what} Zarr cannot read from raw chunks (they point into HDF5's heap)",
+                "Read it with h5py or netCDF4.",
             )
         extra: tuple[int, ...] = ()
         if dtype.subdtype is not None:
@@ -402,7 +413,12 @@ class _Walker:
         if dtype.fields and any(
             f[0].subdtype is not None or f[0].fields for f in dtype.fields.values()
         ):
-            raise self._error(where, f"has a nested compound dtype ({dtype})")
+            raise self._error(
+                where,
+                f"has a compound dtype with array or compound fields ({dtype}); Zarr's "
+                "structured data types hold scalar fields only",
+                "Read it with h5py or netCDF4.",
+            )
         if self.zarr_format == 3 and dtype.fields:
             native = "<" if np.little_endian else ">"
             orders = {
@@ -430,10 +446,10 @@ class _Walker:
         fill = md.fill_value(ds)
         node = replace(node, shape=shape, dtype=dtype, fill=fill, dims=dims)
         if dtype.fields and _packed(dtype) != dtype:
-            self._padded_compound(node)  # read with h5py: converts any stored type too
+            self._padded_compound(node, dim_lengths)  # read with h5py: converts any type
             return
         if converted is not None:
-            self._converted(node, converted)
+            self._converted(node, converted, dim_lengths)
             return
         if extra:
             flat = np.asarray(fill, dtype=dtype).ravel()
@@ -460,24 +476,83 @@ class _Walker:
     def _pad_to_dimensions(self, node: _Node, lengths: tuple[int, ...], layout: int) -> _Node:
         """Grow a variable shorter than its (unlimited) netCDF dimension, as netCDF readers do.
 
-        The added region has no chunks, so it reads as the fill value. Only possible when the
-        variable's stored edge chunk ends exactly at its extent; otherwise the dimension is
+        The added region has no chunks, so it reads as the fill value. When the variable's
+        stored edge chunk does not end exactly at its extent and HDF5 did not fill it first
+        (netCDF ``NC_NOFILL``, ``fill_value=False``), the bytes past the extent are whatever
+        the writer left: those edge chunks are read at open and served with the fill there
+        (``_straddling``, up to ``CONVERTED_LIMIT`` bytes). Otherwise the dimension is
         renamed ``<name>_<size>`` (noted) so that names still imply sizes.
         """
         ds, where, dims = node.ds, node.where, node.dims
         new_shape, new_dims = list(node.shape), list(dims)
+        straddle: list[int] = []
         for axis, (n, length) in enumerate(zip(ds.shape, lengths, strict=False)):
             if length <= n:
                 continue
             if layout == h5py.h5d.CHUNKED and (n % ds.chunks[axis] == 0 or _edges_hold_fill(ds)):
                 new_shape[axis] = length
+            elif layout == h5py.h5d.CHUNKED and self._straddling_bytes(ds, axis) <= CONVERTED_LIMIT:
+                new_shape[axis] = length
+                straddle.append(axis)
             else:
                 new_dims[axis] = f"{dims[axis]}_{n}"
                 self.notes.append(
                     f"{where}: {n} long along netCDF dimension {dims[axis]!r} of length {length};"
                     f" presented along dimension {new_dims[axis]!r} instead"
                 )
-        return replace(node, shape=tuple(new_shape), dims=tuple(new_dims))
+        return replace(node, shape=tuple(new_shape), dims=tuple(new_dims), straddle=tuple(straddle))
+
+    @staticmethod
+    def _straddling_bytes(ds: h5py.Dataset, axis: int) -> int:
+        """Bytes of the chunks of ``ds`` that hold its last index along ``axis``."""
+        chunks = tuple(int(c) for c in ds.chunks)
+        count = 1
+        for a, (n, c) in enumerate(zip(ds.shape, chunks, strict=True)):
+            if a != axis:
+                count *= -(-int(n) // c)
+        return count * int(np.prod(chunks, dtype=object)) * ds.dtype.itemsize
+
+    def _straddling(
+        self, node: _Node, chunks: tuple[int, ...], lin: np.ndarray[Any, Any]
+    ) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        """Which allocated chunks (linear indices ``lin``) hold the last stored index of the
+        variable along one of the axes ``node.straddle``: served as stored, they show the
+        bytes past its extent (garbage under ``NC_NOFILL``) where netCDF readers pad with the
+        fill value, so they are read at open instead (``_padded_chunks``)."""
+        take = np.zeros(lin.size, dtype=bool)
+        if not node.straddle or not lin.size:
+            return take
+        grid = tuple(-(-s // c) for s, c in zip(node.shape, chunks, strict=True))
+        coords = np.stack(np.unravel_index(lin, grid), axis=-1)
+        for axis in node.straddle:
+            take |= coords[:, axis] == int(node.ds.shape[axis]) // chunks[axis]
+        return take
+
+    def _padded_chunks(
+        self, node: _Node, chunks: tuple[int, ...], lin: np.ndarray[Any, Any]
+    ) -> dict[int, bytes]:
+        """The chunks ``lin`` read with h5py, the part past the stored extent the fill value."""
+        ds, shape = node.ds, node.shape
+        grid = tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
+        out: dict[int, bytes] = {}
+        for k in lin.tolist():
+            coords = np.unravel_index(int(k), grid)
+            box = tuple(
+                slice(int(c) * n, min(int(c) * n + n, int(m)))
+                for c, n, m in zip(coords, chunks, ds.shape, strict=False)
+            )
+            try:
+                data = np.asarray(ds[box])
+            except (OSError, RuntimeError, ValueError) as exc:
+                raise self._error(
+                    node.where,
+                    f"is shorter than its netCDF dimension and HDF5 could not read its edge "
+                    f"chunk {tuple(int(c) for c in coords)} ({exc})",
+                ) from exc
+            chunk = np.full(chunks, 0 if node.fill is None else node.fill, dtype=node.dtype)
+            chunk[tuple(slice(0, m) for m in data.shape)] = data
+            out[int(k)] = np.ascontiguousarray(chunk).tobytes()
+        return out
 
     def _add(
         self,
@@ -635,7 +710,13 @@ class _Walker:
         else:
             e = np.zeros(0, dtype=np.int64)
             rows = (e, e.astype(np.uint64), e.astype(np.uint64), e.astype(np.uint32))
-        if dcpl.get_nfilters() == 0:
+        take = self._straddling(node, chunks, rows[0])
+        padded_lin = rows[0][take]
+        rows = tuple(r[~take] for r in rows)
+        nfilters = dcpl.get_nfilters()
+        # padded edge chunks are served raw: every filter skipped (a filter mask of all ones)
+        skip_all = (1 << nfilters) - 1
+        if nfilters == 0:
             plan: Any = _plain_plan(dtype, chunks, node)
         else:
             from b2store.hdf5 import filters
@@ -645,11 +726,17 @@ class _Walker:
                 pipeline,
                 dtype,
                 chunks,
-                masks={int(m) for m in np.unique(rows[3])},
+                masks={int(m) for m in np.unique(rows[3])}
+                | ({skip_all} if padded_lin.size else set()),
                 where=where,
                 nullterm=node.nullterm,
             )
-        self._add(node, chunks, plan, rows=rows)
+        inline = self._padded_chunks(node, chunks, padded_lin)
+        if plan.masked:
+            from b2store.hdf5.filters import frame_chunk
+
+            inline = {k: frame_chunk(raw, skip_all) for k, raw in inline.items()}
+        self._add(node, chunks, plan, rows=rows, inline=inline)
 
     def _contiguous(self, node: _Node) -> None:
         """Serve contiguous data as virtual chunks of about ``CONTIGUOUS_CHUNK_BYTES``.
@@ -850,7 +937,7 @@ class _Walker:
             url_index=url_index if len(urls) > 1 else None,
         )
 
-    def _padded_compound(self, node: _Node) -> None:
+    def _padded_compound(self, node: _Node, lengths: tuple[int, ...]) -> None:
         """A compound type with gaps between fields (C struct alignment, e.g. netCDF4 compounds).
 
         Zarr's structured data types are packed (no field offsets), so the raw records cannot be
@@ -875,9 +962,10 @@ class _Walker:
                 pfill = np.asarray(fill).astype(packed).reshape(())[()]
             except (TypeError, ValueError):
                 pfill = None
-        self._add_whole(replace(node, dtype=packed, fill=pfill), data.tobytes())
+        node = replace(node, dtype=packed, fill=pfill)
+        self._add_whole(*_grow_to_dimensions(node, data, lengths))
 
-    def _converted(self, node: _Node, why: str) -> None:
+    def _converted(self, node: _Node, why: str, lengths: tuple[int, ...]) -> None:
         """A type whose stored bytes HDF5 converts on read (reduced precision or bit offset,
         non-IEEE floats, space-padded strings): the raw chunks cannot be served as they are.
         Small datasets are read with h5py at open (HDF5 converts them) and inlined; larger ones
@@ -891,7 +979,8 @@ class _Walker:
                 f"at open only up to {CONVERTED_LIMIT} bytes",
                 "Read it with h5py.",
             )
-        self._add_whole(node, np.ascontiguousarray(np.asarray(ds[()]), dtype=dtype).tobytes())
+        data = np.ascontiguousarray(np.asarray(ds[()]), dtype=dtype)
+        self._add_whole(*_grow_to_dimensions(node, data, lengths))
 
     def _vlen_strings(self, node: _Node, lengths: tuple[int, ...]) -> None:
         """Variable-length strings: decoded at open and inlined; a variable shorter than its
@@ -965,6 +1054,29 @@ class _Walker:
         chunks = tuple(max(1, s) for s in node.shape)
         inline = {0: data} if data else {}
         self._add(node, chunks, plan or _plain_plan(node.dtype), inline=inline)
+
+
+def _grow_to_dimensions(
+    node: _Node, data: np.ndarray[Any, Any], lengths: tuple[int, ...]
+) -> tuple[_Node, bytes]:
+    """``node`` and ``data`` (read at open) grown to its netCDF dimensions' ``lengths``.
+
+    A variable shorter than its unlimited dimension reads padded with the fill value in netCDF
+    readers; its data read at open is padded so (it gets a phony dimension otherwise).
+    """
+    nd = len(node.ds.shape)
+    shape = tuple(int(n) for n in data.shape)
+    want = tuple(max(n, int(m)) for n, m in zip(shape[:nd], lengths[:nd], strict=False))
+    want += shape[len(want) :]
+    if want == shape:
+        return node, data.tobytes()
+    out = np.zeros(want, dtype=data.dtype)
+    if node.fill is not None:
+        # a fill that does not cast stays zeros, as h5py reads an undefined fill
+        with contextlib.suppress(TypeError, ValueError):
+            out[...] = node.fill
+    out[tuple(slice(0, n) for n in shape)] = data
+    return replace(node, shape=want), out.tobytes()
 
 
 def _vlen_fill(ds: h5py.Dataset) -> str:

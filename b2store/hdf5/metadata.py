@@ -85,7 +85,7 @@ def _attr_value(value: Any) -> Any:
         if value.dtype.kind == "O":
             if h5py.check_ref_dtype(value.dtype) is not None:
                 raise TypeError("array of object references")
-            items = [_attr_value(v) for v in value.ravel().tolist()]
+            items = [_vlen_item(v) for v in value.ravel().tolist()]
             out: Any = items[0] if value.size == 1 else np.array(items, dtype=object)
             if isinstance(out, np.ndarray):
                 out = out.reshape(value.shape).tolist()
@@ -107,6 +107,18 @@ def _attr_value(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _vlen_item(value: Any) -> Any:
+    """One element of an object-dtype attribute: a variable-length sequence stays a list.
+
+    (Collapsing one-element arrays to scalars is for whole attributes, as netCDF readers do: a
+    vlen attribute ``[[0, 1, 2], [0]]`` read as ``[[0, 1, 2], 0]``.)
+    """
+    out = _attr_value(value)
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and not isinstance(out, list):
+        return [out]
+    return out
 
 
 def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:

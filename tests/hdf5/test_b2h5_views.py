@@ -108,6 +108,23 @@ def test_compound_attributes_are_skipped_with_a_note(tmp_path) -> None:
             assert "compound" in note
 
 
+def test_variable_length_sequence_attributes_keep_one_element_sequences(tmp_path) -> None:
+    """A variable-length (netCDF VLEN) attribute ``[[0, 1, 2], [0]]`` read as ``[[0, 1, 2], 0]``:
+    the one-element collapse meant for whole attributes was applied to each sequence."""
+    path = tmp_path / "vlen_attrs.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("d", data=np.arange(3.0))
+        seqs = np.array([np.arange(3, dtype="i4"), np.arange(1, dtype="i4")], dtype=object)
+        d.attrs.create("seqs", seqs, dtype=h5py.vlen_dtype("i4"))
+        d.attrs.create("one_seq", seqs[:1], dtype=h5py.vlen_dtype("i4"))
+        d.attrs["strings"] = np.array(["a", "bc"], dtype=h5py.string_dtype())
+    for zarr_format in (2, 3):
+        attrs = dict(open_root(HDF5FileSystem(str(path), zarr_format=zarr_format))["d"].attrs)
+        assert attrs["seqs"] == [[0, 1, 2], [0]]
+        assert attrs["one_seq"] == [0, 1, 2]  # a one-element attribute is its element
+        assert attrs["strings"] == ["a", "bc"]
+
+
 def test_v3_metadata_is_consolidated_with_dimension_names(files) -> None:
     fs = HDF5FileSystem(str(files["layouts.h5"]))
     doc = json.loads(fs.cat_file("zarr.json"))
