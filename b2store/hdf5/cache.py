@@ -49,7 +49,7 @@ __all__ = [
 #: links and VDS sources of http(s)/s3/... files resolve (indexes without them are stale); 11:
 #: v2 views serve fill chunks where zarr's null fill_value does not read as zeros (zarr 3.1
 #: fills structured dtypes with b"0" in bytes fields).
-FORMAT = "b2store-hdf5-index-12"
+FORMAT = "b2store-hdf5-index-13"
 
 
 class MemoryCache:

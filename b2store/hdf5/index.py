@@ -40,6 +40,7 @@ from b2store.hdf5 import metadata as md
 __all__ = [
     "CONTIGUOUS_CHUNK_BYTES",
     "PADDED_COMPOUND_LIMIT",
+    "STRADDLE_LIMIT",
     "VLEN_STRING_LIMIT",
     "ChunkTable",
     "FileIndex",
@@ -81,6 +82,11 @@ PADDED_COMPOUND_LIMIT = 64 * 2**20
 #: Largest dataset (bytes) of a type HDF5 converts on read (see ``_stored_layout_issue``) that is
 #: read with h5py at open and inlined.
 CONVERTED_LIMIT = 64 * 2**20
+#: Most bytes of straddling edge chunks (variables shorter than their netCDF dimension, not
+#: pre-filled: see ``_Walker._straddling``) read at open and inlined, for a whole file: each
+#: such variable would hold up to ``CONVERTED_LIMIT`` in memory (and in sidecars and refs), and
+#: a file being written holds many short variables at once.
+STRADDLE_LIMIT = 64 * 2**20
 
 _HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
 
@@ -274,6 +280,8 @@ class _Walker:
         self.dimension_lengths: dict[str, int] = {}
         #: (name, length) of each dimension scale met, by object (see ``md.dimension_length``)
         self.scale_lengths: dict[Any, tuple[str, int]] = {}
+        #: bytes of straddling edge chunks still allowed to be read at open (STRADDLE_LIMIT)
+        self.straddle_left = STRADDLE_LIMIT
 
     # -- policy -------------------------------------------------------------------------------
     def _unsupported(self, exc: UnsupportedHDF5FeatureError) -> None:
@@ -480,26 +488,56 @@ class _Walker:
         stored edge chunk does not end exactly at its extent and HDF5 did not fill it first
         (netCDF ``NC_NOFILL``, ``fill_value=False``), the bytes past the extent are whatever
         the writer left: those edge chunks are read at open and served with the fill there
-        (``_straddling``, up to ``CONVERTED_LIMIT`` bytes). Otherwise the dimension is
+        (``_straddling``, up to ``STRADDLE_LIMIT`` bytes per file). Otherwise the dimension is
         renamed ``<name>_<size>`` (noted) so that names still imply sizes.
         """
         ds, where, dims = node.ds, node.where, node.dims
         new_shape, new_dims = list(node.shape), list(dims)
         straddle: list[int] = []
+        spent = 0
         for axis, (n, length) in enumerate(zip(ds.shape, lengths, strict=False)):
             if length <= n:
                 continue
+            need = self._straddling_bytes(ds, axis) if layout == h5py.h5d.CHUNKED else 0
             if layout == h5py.h5d.CHUNKED and (n % ds.chunks[axis] == 0 or _edges_hold_fill(ds)):
                 new_shape[axis] = length
-            elif layout == h5py.h5d.CHUNKED and self._straddling_bytes(ds, axis) <= CONVERTED_LIMIT:
+            elif layout == h5py.h5d.CHUNKED and need <= min(CONVERTED_LIMIT, self.straddle_left):
                 new_shape[axis] = length
                 straddle.append(axis)
+                self.straddle_left -= need
+                spent += need
             else:
                 new_dims[axis] = f"{dims[axis]}_{n}"
                 self.notes.append(
                     f"{where}: {n} long along netCDF dimension {dims[axis]!r} of length {length};"
                     f" presented along dimension {new_dims[axis]!r} instead"
                 )
+        pad = md.padding_fill(ds)
+        if tuple(new_shape) != node.shape and not _is_same_fill(node.fill, pad, node.dtype):
+            # fill time "never" with a recorded fill (h5py files; netCDF-C's NC_NOFILL records
+            # none): netCDF readers pad with that fill, h5py reads the never-written chunks
+            # inside the extent as zeros. One Zarr fill_value serves both only when every chunk
+            # inside the extent is stored; else the dimensions are renamed as above.
+            if _all_chunks_stored(ds) and len(node.shape) == len(ds.shape):
+                return replace(
+                    node,
+                    shape=tuple(new_shape),
+                    dims=tuple(new_dims),
+                    straddle=tuple(straddle),
+                    fill=pad,
+                )
+            for axis, (n, length) in enumerate(zip(ds.shape, lengths, strict=False)):
+                if new_shape[axis] != node.shape[axis]:
+                    new_shape[axis] = node.shape[axis]
+                    new_dims[axis] = f"{dims[axis]}_{n}"
+                    self.notes.append(
+                        f"{where}: {n} long along netCDF dimension {dims[axis]!r} of length "
+                        f"{length}, with never-written chunks and a fill value ({pad}) that "
+                        f"h5py does not read there; presented along dimension "
+                        f"{new_dims[axis]!r} instead"
+                    )
+            straddle = []
+            self.straddle_left += spent  # not read after all
         return replace(node, shape=tuple(new_shape), dims=tuple(new_dims), straddle=tuple(straddle))
 
     @staticmethod
@@ -963,7 +1001,7 @@ class _Walker:
             except (TypeError, ValueError):
                 pfill = None
         node = replace(node, dtype=packed, fill=pfill)
-        self._add_whole(*_grow_to_dimensions(node, data, lengths))
+        self._add_whole(*self._grow_to_dimensions(node, data, lengths, PADDED_COMPOUND_LIMIT))
 
     def _converted(self, node: _Node, why: str, lengths: tuple[int, ...]) -> None:
         """A type whose stored bytes HDF5 converts on read (reduced precision or bit offset,
@@ -980,7 +1018,49 @@ class _Walker:
                 "Read it with h5py.",
             )
         data = np.ascontiguousarray(np.asarray(ds[()]), dtype=dtype)
-        self._add_whole(*_grow_to_dimensions(node, data, lengths))
+        self._add_whole(*self._grow_to_dimensions(node, data, lengths, CONVERTED_LIMIT))
+
+    def _grow_to_dimensions(
+        self, node: _Node, data: np.ndarray[Any, Any], lengths: tuple[int, ...], limit: int
+    ) -> tuple[_Node, bytes]:
+        """``node`` and ``data`` (read at open) grown to its netCDF dimensions' ``lengths``.
+
+        A variable shorter than its unlimited dimension reads padded with the fill value in
+        netCDF readers; its data read at open is padded so, up to ``limit`` bytes (a few values
+        along a dimension of millions would be inlined as one huge chunk). Beyond that, the
+        axes it would be padded along are renamed ``<name>_<size>`` (noted), as in
+        :meth:`_pad_to_dimensions`.
+        """
+        nd = len(node.ds.shape)
+        shape = tuple(int(n) for n in data.shape)
+        want = tuple(max(n, int(m)) for n, m in zip(shape[:nd], lengths[:nd], strict=False))
+        want += shape[len(want) :]
+        if want == shape:
+            return node, data.tobytes()
+        nbytes = int(np.prod(want, dtype=object)) * data.dtype.itemsize
+        if nbytes > limit:
+            dims = list(node.dims)
+            for axis in range(nd):
+                if want[axis] != shape[axis] and axis < len(dims):
+                    dims[axis] = f"{node.dims[axis]}_{shape[axis]}"
+                    self.notes.append(
+                        f"{node.where}: {shape[axis]} long along netCDF dimension "
+                        f"{node.dims[axis]!r} of length {want[axis]}; presented along dimension "
+                        f"{dims[axis]!r} instead (padded, the data read at open would take "
+                        f"{nbytes} bytes, over {limit})"
+                    )
+            return replace(node, dims=tuple(dims)), data.tobytes()
+        out = np.zeros(want, dtype=data.dtype)
+        # netCDF readers pad with the recorded fill, also under fill time "never"
+        for pad in (md.padding_fill(node.ds), node.fill):
+            if pad is None:
+                continue
+            # a fill that does not cast stays zeros, as h5py reads an undefined fill
+            with contextlib.suppress(TypeError, ValueError):
+                out[...] = np.asarray(pad).astype(data.dtype)
+                break
+        out[tuple(slice(0, n) for n in shape)] = data
+        return replace(node, shape=want), out.tobytes()
 
     def _vlen_strings(self, node: _Node, lengths: tuple[int, ...]) -> None:
         """Variable-length strings: decoded at open and inlined; a variable shorter than its
@@ -1056,29 +1136,6 @@ class _Walker:
         self._add(node, chunks, plan or _plain_plan(node.dtype), inline=inline)
 
 
-def _grow_to_dimensions(
-    node: _Node, data: np.ndarray[Any, Any], lengths: tuple[int, ...]
-) -> tuple[_Node, bytes]:
-    """``node`` and ``data`` (read at open) grown to its netCDF dimensions' ``lengths``.
-
-    A variable shorter than its unlimited dimension reads padded with the fill value in netCDF
-    readers; its data read at open is padded so (it gets a phony dimension otherwise).
-    """
-    nd = len(node.ds.shape)
-    shape = tuple(int(n) for n in data.shape)
-    want = tuple(max(n, int(m)) for n, m in zip(shape[:nd], lengths[:nd], strict=False))
-    want += shape[len(want) :]
-    if want == shape:
-        return node, data.tobytes()
-    out = np.zeros(want, dtype=data.dtype)
-    if node.fill is not None:
-        # a fill that does not cast stays zeros, as h5py reads an undefined fill
-        with contextlib.suppress(TypeError, ValueError):
-            out[...] = node.fill
-    out[tuple(slice(0, n) for n in shape)] = data
-    return replace(node, shape=want), out.tobytes()
-
-
 def _vlen_fill(ds: h5py.Dataset) -> str:
     """The HDF5 fill value of a variable-length string dataset, as ``str``."""
     fill = md.fill_value(ds)
@@ -1145,6 +1202,17 @@ def _edges_hold_fill(ds: h5py.Dataset) -> bool:
             and dcpl.get_fill_time() in (h5py.h5d.FILL_TIME_ALLOC, h5py.h5d.FILL_TIME_IFSET)
         )
     except (AttributeError, RuntimeError, ValueError):
+        return False
+
+
+def _all_chunks_stored(ds: h5py.Dataset) -> bool:
+    """Whether every chunk inside the extent of chunked dataset ``ds`` is allocated."""
+    try:
+        total = 1
+        for n, c in zip(ds.shape, ds.chunks, strict=True):
+            total *= -(-int(n) // int(c))
+        return bool(ds.id.get_num_chunks() >= total)
+    except (AttributeError, OSError, RuntimeError, TypeError, ValueError):
         return False
 
 

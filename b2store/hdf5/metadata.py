@@ -40,6 +40,7 @@ __all__ = [
     "fill_value",
     "is_pure_dimension",
     "node_attributes",
+    "padding_fill",
 ]
 
 #: Attributes that describe netCDF/HDF5 structure, not data: never shown.
@@ -363,6 +364,21 @@ def encode_fill_attribute(value: Any, dtype: np.dtype[Any]) -> Any:
             return bool(value)
     except (TypeError, ValueError, struct.error):
         return value
+    return value
+
+
+def padding_fill(ds: h5py.Dataset) -> Any:
+    """What netCDF readers show past the extent of a variable shorter than its (unlimited)
+    dimension: its recorded HDF5 fill value whatever the fill time (netCDF-C pads with the
+    variable's fill value, h5netcdf with ``ds.fillvalue``). Unlike :func:`fill_value`, a fill
+    recorded with fill time ``H5D_FILL_TIME_NEVER`` counts: only the never-written chunks
+    *inside* the extent read as zeros then. ``None`` when h5py cannot tell."""
+    try:
+        value = ds.fillvalue
+    except (OSError, TypeError, ValueError):
+        return None
+    if isinstance(value, np.ndarray) and value.size == 1:  # compound fills come back as 0-d
+        value = value.reshape(())[()]
     return value
 
 

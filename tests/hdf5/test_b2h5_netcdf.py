@@ -571,3 +571,142 @@ def test_variables_read_at_open_are_padded_along_their_unlimited_dimension(
     assert ours["rec"].dims == ours["i12"].dims == ("t",)
     assert ours["rec"].values.tolist() == ref["rec"].values.tolist()
     assert ours["i12"].values.tolist() == [-5, 7, 2047, 0]  # h5py's fill (0): no _FillValue
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_short_variable_with_fill_time_never_is_padded_with_its_recorded_fill(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """A variable shorter than its unlimited dimension, with fill time "never" and a recorded
+    fill value (-9: an h5py file; netCDF-C's NC_NOFILL records none), reads padded with -9 in
+    h5netcdf and netCDF4 (so xarray masks it as NaN). b2store padded it with zeros (its Zarr
+    fill_value is what h5py reads in never-written chunks, 0), straddling edge chunk or not:
+    silently wrong numbers. It now pads with the recorded fill when every chunk inside the
+    extent is stored; with a never-written chunk there (h5py reads zeros, netCDF readers pad
+    with -9) the variable keeps a dimension of its own (``t_6``) instead."""
+    path = tmp_path / "never.nc"
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("t", shape=(0,), maxshape=(None,), dtype="f4", chunks=(4,))
+        t.make_scale("This is a netCDF dimension but not a netCDF variable.         0")
+        kw: dict[str, Any] = {"maxshape": (None,), "dtype": "f4", "fill_time": "never"}
+        for name, chunks, filters in (
+            ("aligned", (2,), {}),
+            ("straddle", (3,), {}),
+            ("straddle_gz", (3,), {"compression": "gzip"}),
+        ):
+            d = f.create_dataset(name, shape=(6,), chunks=chunks, fillvalue=-9, **kw, **filters)
+            d[:] = np.arange(6) + 100
+            d.resize((4,))  # the straddling edge chunk keeps 104, 105 past the extent
+            d.attrs["_FillValue"] = np.float32(-9)
+            d.dims[0].attach_scale(t)
+        holes = f.create_dataset("holes", shape=(6,), chunks=(2,), fillvalue=-9, **kw)
+        holes[:2] = 1  # chunks 1 and 2 never written: h5py reads zeros there
+        holes.dims[0].attach_scale(t)
+        tid = h5py.h5t.STD_I16LE.copy()  # a 12-bit type, read at open (converted by HDF5)
+        tid.set_precision(12)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((2,))
+        dcpl.set_fill_time(h5py.h5d.FILL_TIME_NEVER)
+        dcpl.set_fill_value(np.array(-3, "i2"))
+        sid = h5py.h5s.create_simple((3,), (h5py.h5s.UNLIMITED,))
+        i12 = h5py.Dataset(h5py.h5d.create(f.id, b"i12", tid, sid, dcpl=dcpl))
+        i12[...] = np.array([-5, 7, 2047], "i2")
+        i12.dims[0].attach_scale(t)
+        f.create_dataset("long", maxshape=(None,), chunks=(4,), data=np.arange(9, dtype="i2"))
+        f["long"].dims[0].attach_scale(t)
+    so = {"zarr_format": zarr_format, "skip_instance_cache": True}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = xr.open_dataset(path, engine="h5netcdf", mask_and_scale=False).load()
+        ours = xr.open_zarr(
+            f"b2h5::{path}", storage_options=so, chunks=None, mask_and_scale=False
+        ).load()
+        masked = xr.open_zarr(f"b2h5::{path}", storage_options=so, chunks=None).load()
+    for name in ("aligned", "straddle", "straddle_gz"):
+        assert ours[name].dims == ("t",)
+        assert ours[name].values.tolist() == ref[name].values.tolist()
+        assert ours[name].values.tolist() == [100, 101, 102, 103] + [-9] * 5  # was: 0s
+        assert np.isnan(masked[name].values[4:]).all()
+    assert ours["i12"].values.tolist() == ref["i12"].values.tolist() == [-5, 7, 2047] + [-3] * 6
+    assert ours["holes"].dims == ("t_6",)
+    assert ours["holes"].values.tolist() == [1, 1, 0, 0, 0, 0]  # as h5py reads it
+
+
+def test_straddling_edge_chunks_read_at_open_are_bounded_per_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Straddling edge chunks (short variables without fill) are read at open and held in
+    memory, sidecars and refs. The limit was per variable (64 MiB), so a file being written,
+    with many short variables at once, held 64 MiB times their number (50 variables with 1 MiB
+    edge chunks: 50 MiB inline, ~270 MB peak with a sidecar). The limit now holds for the
+    whole file: past it, variables keep a dimension of their own (noted), as one variable over
+    the limit did."""
+    from b2store.hdf5 import index
+
+    path = tmp_path / "many.nc"
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("t", shape=(0,), maxshape=(None,), dtype="f4", chunks=(4,))
+        t.make_scale("This is a netCDF dimension but not a netCDF variable.         0")
+        for i in range(3):
+            d = f.create_dataset(
+                f"v{i}", shape=(8,), maxshape=(None,), dtype="f4", chunks=(4,), fill_time="never"
+            )
+            d[:] = np.arange(8) + 10 * i
+            d.resize((6,))  # edge chunk [4, 8) straddles: 16 bytes each
+            d.dims[0].attach_scale(t)
+        f.create_dataset("long", maxshape=(None,), chunks=(4,), data=np.arange(9, dtype="i2"))
+        f["long"].dims[0].attach_scale(t)
+    monkeypatch.setattr(index, "STRADDLE_LIMIT", 40, raising=False)  # room for two of them
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = xr.open_zarr(fs.get_mapper(), chunks=None).load()
+    dims = sorted(ours[f"v{i}"].dims for i in range(3))
+    assert dims == [("t",), ("t",), ("t_6",)]  # was: all three padded along t
+    for i in range(3):
+        values = ours[f"v{i}"].values.tolist()
+        assert values[:6] == [float(v) for v in range(10 * i, 10 * i + 6)]
+        assert values[6:] in ([], [0.0] * 3)
+    assert any("'t_6'" in note for note in fs.notes)
+
+
+def test_variables_read_at_open_are_padded_only_up_to_their_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Variables read at open (types HDF5 converts, compounds with padding) shorter than their
+    unlimited dimension were padded whatever the padded size: the limits checked the stored
+    size only, so 3 12-bit values along a dimension of 100 000 000 (a 1 MB file) became one
+    inlined chunk of 200 MB (400 MB peak at open; a longer dimension ran out of memory).
+    Padded beyond their limit, they now keep a dimension of their own (``t_3``, noted), as
+    chunked variables whose edge chunks are over the limit do."""
+    from b2store.hdf5 import index
+
+    path = tmp_path / "short.nc"
+    aligned = np.dtype({"names": ["a", "b"], "formats": ["i1", "<f8"], "offsets": [0, 8],
+                        "itemsize": 16})  # fmt: skip
+    with h5py.File(path, "w") as f:
+        t = f.create_dataset("t", shape=(0,), maxshape=(None,), dtype="f4", chunks=(4,))
+        t.make_scale("This is a netCDF dimension but not a netCDF variable.         0")
+        tid = h5py.h5t.STD_I16LE.copy()
+        tid.set_precision(12)
+        dcpl = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
+        dcpl.set_chunk((2,))
+        sid = h5py.h5s.create_simple((3,), (h5py.h5s.UNLIMITED,))
+        i12 = h5py.Dataset(h5py.h5d.create(f.id, b"i12", tid, sid, dcpl=dcpl))
+        i12[...] = np.array([-5, 7, 2047], "i2")
+        rec = f.create_dataset("rec", shape=(3,), maxshape=(None,), chunks=(2,), dtype=aligned)
+        rec["a"] = [1, 2, 3]
+        for d in (i12, rec):
+            d.dims[0].attach_scale(t)
+        f.create_dataset("long", maxshape=(None,), chunks=(4,), data=np.arange(9, dtype="i2"))
+        f["long"].dims[0].attach_scale(t)
+    monkeypatch.setattr(index, "CONVERTED_LIMIT", 16)  # 9 padded 12-bit values: 18 bytes
+    monkeypatch.setattr(index, "PADDED_COMPOUND_LIMIT", 64)  # 9 packed records: 81 bytes
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ours = xr.open_zarr(fs.get_mapper(), chunks=None).load()
+    assert ours["i12"].dims == ours["rec"].dims == ("t_3",)  # was: ("t",), padded to 9
+    assert ours["i12"].values.tolist() == [-5, 7, 2047]
+    assert ours["rec"].values["a"].tolist() == [1, 2, 3]
+    assert sum("'t_3'" in note for note in fs.notes) == 2
