@@ -26,10 +26,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import gc
 import itertools
 import os
+import re
 import threading
+import urllib.parse
 from collections import OrderedDict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -52,6 +56,38 @@ __all__ = ["HDF5FileSystem"]
 
 _MEMORY = _cache.MemoryCache()
 _BUILD_LOCK = threading.Lock()
+_GC_LOCK = threading.Lock()
+_gc_pauses = 0  # builds running with the cyclic garbage collector paused (see _gc_paused)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while an index is built (nested across threads).
+
+    h5py holds its global lock while it reads a remote file through a Python file object, and
+    such a read waits for fsspec's event-loop thread. A garbage collection that runs on that
+    thread (or any other the read waits for) and frees an h5py object in a reference cycle,
+    the process's or the user's, needs h5py's lock: the read never returns (a deadlock seen in
+    the tests). Reference counting still frees everything else; collection resumes after.
+    """
+    global _gc_pauses
+    with _GC_LOCK:
+        if _gc_pauses == 0 and not gc.isenabled():
+            paused = False  # the application keeps it off: leave it so
+        else:
+            paused = True
+            _gc_pauses += 1
+            gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            with _GC_LOCK:
+                _gc_pauses -= 1
+                if _gc_pauses == 0:
+                    gc.enable()
+
+
 #: Largest gap (bytes) between two chunks merged into one ranged read by :meth:`cat`.
 MAX_GAP = 64 * 1024
 #: Largest merged ranged read.
@@ -94,6 +130,83 @@ def _gone(url: str, exc: BaseException) -> OSError:
     )
 
 
+#: Top-level modules of the HTTP/cloud clients under fsspec's remote filesystems: their errors
+#: are failures to reach the file (aiohttp's are not even OSErrors), not properties of it.
+_TRANSPORT_MODULES = frozenset(
+    {"aiohttp", "requests", "urllib3", "httpx", "httpcore", "botocore", "aiobotocore"}
+)
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """``exc`` and the exceptions it was raised from or while handling."""
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def _http_status(exc: BaseException) -> tuple[int | None, BaseException]:
+    """The HTTP status of an error or of one it came from, and that error (fsspec's HTTP
+    filesystem turns every failed HEAD/GET of ``info()`` into a bare FileNotFoundError raised
+    from it)."""
+    for e in _chain(exc):
+        status = getattr(e, "status", None)
+        response = getattr(e, "response", None)
+        if status is None and isinstance(response, dict):  # botocore's ClientError
+            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        elif status is None:
+            status = getattr(response, "status_code", None)  # requests, httpx
+        if isinstance(status, int) and 100 <= status < 600:
+            return status, e
+    return None, exc
+
+
+class AccessRefusedError(PermissionError):
+    """The target's server refused access (the message names the file and what to do)."""
+
+
+class TransferError(OSError):
+    """A transfer from the target failed (the message names the file and what to do)."""
+
+
+def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError | None:
+    """The error to raise for a failure of the target's transport (``None``: not one).
+
+    A 403 (an expired presigned URL), a 500 or a cut connection said "HDF5 file not found" at
+    open, and at chunk reads raised the HTTP client's own exceptions (aiohttp's have no builtin
+    base and, for a dropped body, no URL). A 404/410 stays a missing file.
+    """
+    if local or isinstance(exc, AccessRefusedError | TransferError):
+        return None  # no transport; or already says so, naming the file that failed
+    status, cause = _http_status(exc)
+    if status is None and isinstance(exc, PermissionError):
+        status = 403  # s3fs, gcsfs, ...: their own PermissionError
+    if status in (404, 410):
+        return None
+    if status in (401, 403):
+        return AccessRefusedError(
+            f"{url}: the server refused access to the HDF5 file (HTTP {status}). Give "
+            "credentials in the target's options (xr.open_zarr('b2h5::<url>', "
+            "storage_options={'http': {'headers': {'Authorization': ...}}}), or "
+            "fsspec.filesystem('b2h5', fo=<url>, target_options={...})); for a signed URL "
+            "(S3 presigned, SAS token) make a new one: it may have expired."
+        )
+    if status is not None and status >= 400:
+        return TransferError(
+            f"{url}: the server answered HTTP {status} when reading the HDF5 file ({cause}). "
+            "Check the URL and the server, then try again."
+        )
+    for e in _chain(exc):
+        if type(e).__module__.split(".")[0] in _TRANSPORT_MODULES:
+            return TransferError(
+                f"{url}: reading the HDF5 file failed: the connection failed or was cut "
+                f"({type(e).__name__}: {e}). Check the network and the server, then try again."
+            )
+    return None
+
+
 def _replaced(url: str) -> OSError:
     """The error for a target file replaced by another one (or, remote, changed) since it
     was indexed."""
@@ -126,16 +239,81 @@ def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
     return data
 
 
+class NotRandomAccessError(OSError):
+    """A target file that can only be streamed (raised as is, not reworded)."""
+
+
+class _CheckedFile:
+    """A remote target file as h5py reads it at open: a short read raises, and every failed
+    read is recorded in ``failures``.
+
+    h5py fills what a read did not return with zeros, and fsspec's HTTP file returns what the
+    server sent: a body cut short without the client noticing (no ``Content-Length``) gave
+    zeros for the values read at open (types HDF5 converts, variable-length strings),
+    silently. The indexer takes some OSErrors for a property of the file (a link that does
+    not resolve becomes a note), so :meth:`HDF5FileSystem._build` raises what was recorded.
+    """
+
+    def __init__(self, fh: Any, url: str, failures: list[BaseException]) -> None:
+        self._fh = fh
+        self._url = url
+        self._failures = failures
+        size = getattr(fh, "size", None)
+        if not isinstance(size, int):  # a local file (simplecache::): its length
+            here = fh.tell()
+            size = fh.seek(0, 2)
+            fh.seek(here)
+        self._size = int(size)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._fh, name)
+
+    def read(self, n: int = -1) -> bytes:
+        pos = self._fh.tell()
+        try:
+            data = self._fh.read(n)
+            self._check(pos, n, len(data))
+        except Exception as exc:
+            self._failures.append(exc)
+            raise
+        return data
+
+    def readinto(self, buf: Any) -> int:
+        pos = self._fh.tell()
+        try:
+            got = self._fh.readinto(buf)
+            self._check(pos, memoryview(buf).nbytes, got)
+        except Exception as exc:
+            self._failures.append(exc)
+            raise
+        return int(got)
+
+    def _check(self, pos: int, asked: int, got: int) -> None:
+        size = self._size
+        want = size - pos if asked is None or asked < 0 else min(asked, size - pos)
+        if got < want:
+            raise TransferError(
+                f"{self._url}: read {got} of {want} bytes at offset {pos} while indexing the "
+                "HDF5 file: the connection was cut. Try again."
+            )
+
+
 @contextlib.contextmanager
-def _no_range_is_oserror(url: str) -> Any:
+def _no_range_is_oserror(url: str, local: bool) -> Any:
     """Turn fsspec's ValueError for an HTTP server that ignores ``Range`` (raised when h5py
-    reads past the first block while indexing) into an ``OSError`` naming the file."""
+    reads past the first block while indexing) into an ``OSError`` naming the file, and so the
+    transport's errors (:func:`_target_error`)."""
     try:
         yield
     except ValueError as exc:
         if "support range requests" not in str(exc):
             raise
         raise OSError(f"{url}: {_NO_RANGE}") from exc
+    except Exception as exc:
+        err = _target_error(url, exc, local)
+        if err is None:
+            raise
+        raise err from exc
 
 
 def _local_identity(path: str) -> tuple[int, str]:
@@ -147,6 +325,26 @@ def _local_identity(path: str) -> tuple[int, str]:
     """
     st = os.stat(path)
     return st.st_size, f"mtime_ns={st.st_mtime_ns}|ino={st.st_ino}|ctime_ns={st.st_ctime_ns}"
+
+
+def _rfc8089_path(path: str) -> str:
+    """The local file a ``file:`` URL names, read as RFC 8089 does, when fsspec's literal
+    reading of it (``path``) does not exist.
+
+    ``Path.as_uri()`` percent-encodes spaces and non-ASCII names and ``file://localhost/``
+    names the local host; fsspec kept ``%20`` and made ``localhost/...`` a path relative to the
+    working directory ("HDF5 file not found"). A file whose name really holds ``%20`` is
+    still found first.
+    """
+    if os.path.exists(path):
+        return path
+    cand = path
+    host = os.path.join(os.getcwd(), "localhost") + "/"
+    if os.sep == "/" and cand.startswith(host):
+        cand = "/" + cand[len(host) :]
+    if "%" in cand:
+        cand = urllib.parse.unquote(cand)
+    return cand if cand != path and os.path.exists(cand) else path
 
 
 def _stamp_field(stamp: str, name: str) -> str | None:
@@ -384,8 +582,12 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         self.follow_external_links = follow_external_links
         self.index_cache = index_cache
         self._version = self._stamp = ""
+        #: the size of the file indexed, as its target reported it (None when it did not)
+        self._size: int | None = None
         self._dirs: dict[str, set[str]] | None = None
         self._local = self._is_local()
+        if self._local:
+            self.url = _rfc8089_path(self.url)
         self._load_lock = threading.Lock()
         self._replaced = False
         #: inode of each local file read, from the index's stamps (parsed once per file)
@@ -510,7 +712,12 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     def _cache_key(self) -> tuple[str, bool]:
         try:
             size, stamp = self._identity(self.url)
-        except FileNotFoundError:
+        except Exception as exc:
+            err = _target_error(self.url, exc, self._local)
+            if err is not None:
+                raise err from exc
+            if not isinstance(exc, FileNotFoundError):
+                raise
             hint = ""
             if has_magic(self.url):  # xr.open_mfdataset("b2h5::/data/*.h5", engine="zarr")
                 hint = (
@@ -520,6 +727,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 )
             raise FileNotFoundError(f"HDF5 file not found: {self.url}{hint}") from None
         self._stamp = str(stamp)
+        self._size = size if isinstance(size, int) else None
         protos = self.target_fs.protocol
         proto = protos if isinstance(protos, str) else protos[0]
         parts = [
@@ -590,14 +798,17 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             if idx is not None and not self._sources_current(idx):
                 idx = None  # a virtual dataset's source or a linked file changed: rebuild
         if idx is None:
-            idx = self._build()
+            with _gc_paused():
+                idx = self._build()
             if folder is not None:
                 _cache.save_sidecar(folder, key, idx)
         if stable:
             _MEMORY.put(key, idx)
         return idx
 
-    def _open_h5(self, url: str) -> Any:
+    def _open_h5(self, url: str, failures: list[BaseException] | None = None) -> Any:
+        """(h5py file, target file object or None) of ``url``; a remote file's failed reads
+        are recorded in ``failures`` (see :class:`_CheckedFile`)."""
         import h5py
 
         with contextlib.suppress(ImportError):
@@ -611,12 +822,40 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 # a caching layer (fsspec's blockcache::) sets its own cache type, and later
                 # reads of the file must use the block size it was first opened with: its own
                 fh = self.target_fs.open(url, "rb")
-            return h5py.File(fh, "r"), fh
+            if getattr(fh, "size", 0) is None:
+                # fsspec streams a file whose server reports no size or refuses ranges; h5py
+                # failed with a bare "ValueError: Cannot seek streaming HTTP file"
+                with contextlib.suppress(Exception):
+                    fh.close()
+                raise NotRandomAccessError(
+                    f"{url}: the server reports no size for the file (no Content-Length) or "
+                    "refuses range requests (Accept-Ranges: none), so the HDF5 file cannot be "
+                    "read at its offsets (a block_size of 0 in the target's options does this "
+                    "too). Download it first: b2h5::simplecache::<url>."
+                )
+            if failures is not None:
+                fh = _CheckedFile(fh, url, failures)
+            try:
+                return h5py.File(fh, "r"), fh
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    fh.close()
+                raise
+        except NotRandomAccessError:
+            raise
         except FileNotFoundError as exc:
+            err = _target_error(url, exc, self._is_local())
+            if err is not None:
+                raise err from exc
             # an external link or a virtual dataset's source naming a missing file (the main
             # file's existence is checked first): not "truncated or not HDF5"
             raise FileNotFoundError(f"HDF5 file not found: {url}") from exc
+        except (AccessRefusedError, TransferError):
+            raise  # a failed read of the file (_CheckedFile), not a file that is no HDF5
         except OSError as exc:
+            err = _target_error(url, exc, self._is_local())
+            if err is not None:
+                raise err from exc
             if self._head(url, 4) in (b"CDF\x01", b"CDF\x02", b"CDF\x05"):
                 raise OSError(
                     f"{url} is a netCDF-3 (classic format) file, not HDF5: b2h5 reads "
@@ -631,10 +870,27 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 ) from exc
             if "marked open for writing" in str(exc):
                 raise  # open_local_file's advice
+            if (
+                "multi driver" in str(exc)
+                or "family" in str(exc)
+                or ("truncated file" in str(exc) and re.search(r"\d\.[^/]*$", url))
+            ):
+                parts = (
+                    "and not one member of an HDF5 file split over several files (h5py's "
+                    "driver='family', 'split' or 'multi'): b2h5 cannot read those; join the "
+                    "members into one file first (h5repart for families, or copy with h5py)"
+                )
+            else:
+                parts = "and really HDF5"
             raise OSError(
                 f"{url} is not a readable HDF5 file ({exc}); check that it is complete "
-                "(not truncated) and really HDF5"
+                f"(not truncated) {parts}"
             ) from exc
+        except Exception as exc:
+            err = _target_error(url, exc, self._is_local())
+            if err is None:
+                raise
+            raise err from exc
 
     def _head(self, url: str, n: int) -> bytes:
         """The first ``n`` bytes of a target file (b"" when they cannot be read)."""
@@ -645,7 +901,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
     def _build(self) -> FileIndex:
         opened: list[Any] = []
-
+        failures: list[BaseException] = []  # failed reads of remote files (_CheckedFile)
         externals: set[str] = set()
 
         def open_external(base: str, filename: str) -> tuple[Any, str]:
@@ -653,33 +909,49 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             for i, target in enumerate(candidates):
                 externals.add(target)  # also when missing: the index is rebuilt once it appears
                 try:
-                    f, fh = self._open_h5(target)
-                except FileNotFoundError:
+                    f, fh = self._open_h5(target, failures)
+                except (FileNotFoundError, AccessRefusedError) as exc:
+                    # S3 answers 403 for a missing key to those who may not list the bucket
                     if i + 1 < len(candidates):
                         continue
+                    if not isinstance(exc, FileNotFoundError):
+                        failures.append(exc)
+                    raise
+                except (TransferError, NotRandomAccessError) as exc:
+                    # a failed transfer is no missing file: the indexer would take it for a
+                    # link that does not resolve
+                    failures.append(exc)
                     raise
                 opened.append((f, fh))
                 return f, target
             raise AssertionError("unreachable")
 
-        f, fh = self._open_h5(self.url)
-        opened.append((f, fh))
         try:
-            with _BUILD_LOCK, _no_range_is_oserror(self.url):
-                idx = build_index(
-                    f,
-                    url=self.url,
-                    zarr_format=self.zarr_format,
-                    unsupported=self.unsupported,
-                    follow_external_links=self.follow_external_links,
-                    open_external=open_external,
-                )
+            f, fh = self._open_h5(self.url, failures)
+            opened.append((f, fh))
+            with _BUILD_LOCK, _no_range_is_oserror(self.url, self._local):
+                try:
+                    idx = build_index(
+                        f,
+                        url=self.url,
+                        zarr_format=self.zarr_format,
+                        unsupported=self.unsupported,
+                        follow_external_links=self.follow_external_links,
+                        open_external=open_external,
+                    )
+                except Exception as exc:
+                    if not failures or exc is failures[0]:
+                        raise
+                    raise failures[0] from exc
+                if failures:  # a failed read the indexer took for a property of the file
+                    raise failures[0]
             others = {t.url for t in idx.tables.values()} | externals
             others.update(u for t in idx.tables.values() for u in t.urls)
             others.discard(self.url)
             stamps = tuple(sorted((u, self._source_stamp(u)) for u in others))
             return dataclasses.replace(idx, sources=stamps)
         finally:
+            failures.clear()  # each holds a traceback of this frame: no cycle for the GC
             for f2, fh2 in opened:
                 f2.close()
                 if fh2 is not None:
@@ -782,6 +1054,11 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             return self._read_target(url, start, size)
         except _MISSING as exc:
             raise _gone(url, exc) from exc
+        except Exception as exc:
+            err = _target_error(url, exc, self._is_local())
+            if err is None:
+                raise
+            raise err from exc
 
     def _read_target(self, url: str, start: int, size: int) -> bytes:
         if not self._local:
@@ -850,7 +1127,34 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
     def _remote_range(self, url: str, start: int, end: int) -> bytes:
         """Bytes ``start:end`` of a remote target file (fewer at its end)."""
-        return _check_range(url, start, end, self.target_fs.cat_file(url, start=start, end=end))
+        data = self.target_fs.cat_file(url, start=start, end=end)
+        return self._check_short(url, start, end, _check_range(url, start, end, data))
+
+    def _file_size(self, url: str) -> int | None:
+        """The size target file ``url`` had when it was indexed (None when unknown)."""
+        if url == self.url:
+            return self._size
+        size = _stamp_field(dict(self.index.sources).get(url, ""), "size")
+        return int(size) if size is not None and size.isdigit() else None
+
+    def _check_short(self, url: str, start: int, end: int, data: bytes) -> bytes:
+        """``data``, after checking that a ranged read gave every byte the file has there.
+
+        A body cut short without the client noticing (no ``Content-Length``: chunked or
+        close-delimited answers, proxies) gave a short read-ahead block, which was cached:
+        every chunk in its missing part then failed as "truncated (is the HDF5 file
+        complete?)" until the block left the cache, also once the network was fine again.
+        """
+        size = self._file_size(url)
+        want = end - start if size is None else min(end, size) - start
+        if size is not None and len(data) < want:
+            raise TransferError(
+                f"{url}: asked for bytes {start}-{start + want - 1} ({want} bytes), got "
+                f"{len(data)}: the connection was cut, or the file is shorter than the "
+                f"{size} bytes it had when b2h5 indexed it. Try again; if the file changed, "
+                "open it again."
+            )
+        return data
 
     def _read_ahead(self, url: str, start: int, size: int) -> bytes:
         """Small remote chunks come from aligned READAHEAD_BLOCK blocks, fetched once each.
@@ -1110,8 +1414,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                     if isinstance(blob, _MISSING):
                         raise _gone(url, blob) from blob
                     if isinstance(blob, BaseException):
-                        raise blob
-                    whole = _check_range(url, s0, e0, blob)
+                        raise _target_error(url, blob, self._local) or blob
+                    whole = self._check_short(url, s0, e0, _check_range(url, s0, e0, blob))
                 except Exception as exc:  # every key of the range fails alike
                     whole = exc
                 for p, table, row in g:

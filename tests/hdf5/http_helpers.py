@@ -3,12 +3,16 @@
 The standard library's ``http.server`` ignores ``Range`` headers; :class:`RangeHandler` answers
 GET with ``206 Partial Content`` for one byte range, 404 for anything but a file (no directory
 pages, like most static hosts), and records every GET path in :data:`GETS`.
+:class:`FaultyHandler` subclasses misbehave as real servers do (error statuses, dropped
+connections, no ``Content-Length``, redirects).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import socket
 from http.server import SimpleHTTPRequestHandler
 
 GETS: list[str] = []
@@ -58,3 +62,57 @@ class RangeHandler(SimpleHTTPRequestHandler):
     def do_GET(self) -> None:
         GETS.append(self.path)
         super().do_GET()
+
+
+class FaultyHandler(RangeHandler):
+    """:class:`RangeHandler` with a fault switched by the class attribute :attr:`fault`
+    (make a subclass per test: ``type("H", (FaultyHandler,), {"fault": None})``).
+
+    * ``"401"``, ``"403"``, ``"500"``...: every request answers that status;
+    * ``"drop"``: GET bodies stop halfway and the connection is closed;
+    * ``"cut"``: the same without ``Content-Length`` in GET answers, so the client cannot
+      tell (HEAD still gives the size);
+    * ``"nolength"``: no ``Content-Length`` (close-delimited bodies, as chunked servers);
+    * ``"noranges"``: ``Accept-Ranges: none`` (fsspec then streams the file);
+    * ``"redirect-301"`` (302, 307, 308): ``/r/<path>`` redirects to ``/<path>``.
+    """
+
+    fault: str | None = None
+
+    def send_head(self):  # type: ignore[no-untyped-def]
+        fault = type(self).fault or ""
+        if fault.isdigit():
+            self.send_error(int(fault))
+            return None
+        if fault.startswith("redirect-") and self.path.startswith("/r/"):
+            self.send_response(int(fault.partition("-")[2]))
+            self.send_header("Location", self.path[2:])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return None
+        return super().send_head()
+
+    def send_header(self, keyword: str, value: str) -> None:
+        fault = type(self).fault
+        cut = fault == "cut" and self.command == "GET"
+        if (fault == "nolength" or cut) and keyword == "Content-Length":
+            self.close_connection = True
+            return
+        if fault == "noranges" and keyword == "Accept-Ranges":
+            value = "none"
+        super().send_header(keyword, value)
+
+    def copyfile(self, source, outputfile):  # type: ignore[no-untyped-def]
+        if type(self).fault not in ("drop", "cut"):
+            return super().copyfile(source, outputfile)
+        data = source.read(self._remaining)
+        outputfile.write(data[: len(data) // 2])
+        outputfile.flush()
+        self.close_connection = True
+        with contextlib.suppress(OSError):
+            self.connection.shutdown(socket.SHUT_RDWR)
+        return None
+
+    def handle(self) -> None:
+        with contextlib.suppress(OSError):  # the client hung up on a cut body
+            super().handle()

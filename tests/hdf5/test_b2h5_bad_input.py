@@ -50,6 +50,18 @@ def test_not_hdf5(tmp_path: Path) -> None:
         HDF5FileSystem(str(p))
 
 
+def test_members_of_multi_file_hdf5_say_so(tmp_path: Path) -> None:
+    """A member of a family or split HDF5 file was "truncated"/"not HDF5" with no way out."""
+    data = np.arange(40000.0)
+    with h5py.File(tmp_path / "fam%d.h5", "w", driver="family", memb_size=64 * 1024) as f:
+        f["d"] = data
+    with h5py.File(tmp_path / "sp", "w", driver="split") as f:
+        f["d"] = data
+    for member in ("fam0.h5", "sp-m.h5"):
+        with pytest.raises(OSError, match=r"split over several files .*join the members"):
+            HDF5FileSystem(fo=str(tmp_path / member), skip_instance_cache=True)
+
+
 def test_wrong_paths_are_file_not_found(files) -> None:
     fs = HDF5FileSystem(str(files["filters.h5"]))
     for key in ("nope/zarr.json", "f/none/c/9/9/9", "f/none/c/0/0", "f/none/c/a/b/c", "f/x"):

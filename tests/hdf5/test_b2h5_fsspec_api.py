@@ -197,3 +197,39 @@ def test_cat_of_a_replaced_file_raises(tmp_path: Path) -> None:
     # a filesystem that had its file open goes on reading the file it indexed
     got = read_before.cat(keys)
     assert [np.frombuffer(v, dtype="i4")[0] for v in got.values()] == [1] * 4
+
+
+def test_file_urls_as_rfc_8089_writes_them(tmp_path: Path) -> None:
+    """``Path.as_uri()`` percent-encodes spaces and non-ASCII names and ``file://localhost/``
+    names the local host: fsspec took both literally ("HDF5 file not found:
+    .../a%20dir/f%20%C3%A9.h5", ".../localhost/tmp/..."). A name that really holds ``%20``
+    stays literal."""
+    import pickle
+
+    import fsspec
+    import zarr
+
+    want = np.arange(12, dtype="i2").reshape(3, 4)
+    (tmp_path / "a dir").mkdir()
+    path = tmp_path / "a dir" / "f é.h5"
+    literal = tmp_path / "lit%20eral.h5"
+    for p in (path, literal):
+        with h5py.File(p, "w") as f:
+            f.create_dataset("x", data=want, chunks=(2, 2))
+    urls = [
+        path.as_uri(),
+        "file://localhost" + path.as_uri()[len("file://") :],
+        f"file://localhost{path}",
+        f"file://{literal}",
+    ]
+    for url in urls:
+        for fs in (
+            HDF5FileSystem(url, skip_instance_cache=True),
+            HDF5FileSystem(url, target_protocol="file", skip_instance_cache=True),
+            fsspec.core.url_to_fs(f"b2h5::{url}")[0],
+        ):
+            arr = zarr.open_array(fs.get_mapper("x"), mode="r")
+            np.testing.assert_array_equal(arr[...], want)
+            np.testing.assert_array_equal(pickle.loads(pickle.dumps(arr))[...], want)
+    with pytest.raises(FileNotFoundError, match="HDF5 file not found"):
+        HDF5FileSystem(f"file://{tmp_path}/a%20dir/nope.h5", skip_instance_cache=True)
