@@ -9,19 +9,21 @@ is never cached (neither on disk nor in memory). The index also records the stam
 files it was built from (virtual dataset sources, followed external links); the filesystem
 rebuilds it when one of those has changed.
 
-Sidecar files are ``.npz`` archives written atomically (temp file + rename) and read with
-``allow_pickle=False``: a damaged or foreign file is ignored and rebuilt, never trusted.
+Sidecar files are ``.npz`` (zip) archives written atomically (temp file + rename): a JSON
+header, ``.npy`` arrays read without pickle and the inlined chunks as raw bytes. Every member is
+read to its end, where zipfile checks its CRC-32: a damaged, foreign or older file is ignored and
+rebuilt, never trusted.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 import threading
+import time
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -48,8 +50,9 @@ __all__ = [
 #: NUL-terminated fixed-length strings decode through b2store_hdf5 with ``nullterm``; external
 #: links and VDS sources of http(s)/s3/... files resolve (indexes without them are stale); 11:
 #: v2 views serve fill chunks where zarr's null fill_value does not read as zeros (zarr 3.1
-#: fills structured dtypes with b"0" in bytes fields).
-FORMAT = "b2store-hdf5-index-13"
+#: fills structured dtypes with b"0" in bytes fields); 14: inlined chunks stored as binary
+#: (``inline.bin``) instead of base64 in the JSON header, every member read to its end.
+FORMAT = "b2store-hdf5-index-14"
 
 
 class MemoryCache:
@@ -100,54 +103,107 @@ def has_sidecar(folder: Path, key: str) -> bool:
 _UNWRITABLE: set[Path] = set()
 
 
+def _nbytes(value: bytes) -> int:
+    return memoryview(value).nbytes
+
+
+def _create_temp(folder: Path) -> tuple[int, str]:
+    """A new temporary file in ``folder`` with the permissions of any new file (the umask's).
+
+    ``tempfile.mkstemp`` creates it with mode 0600, which the rename kept: other users of a
+    shared cache folder could not read the sidecar and re-indexed the file on every open.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(100):
+        tmp = str(folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
+        with contextlib.suppress(FileExistsError):
+            return os.open(tmp, flags, 0o666), tmp
+    raise FileExistsError(f"{folder}: no free temporary file name for a sidecar")
+
+
+#: Name prefix of sidecar temporary files: only these are ever removed (a user's index_cache
+#: folder may hold other programs' files).
+_TEMP_PREFIX = "b2store-sidecar-"
+#: A temporary file older than this was left by a writer that died (killed dask worker): removed.
+_STALE_TEMP_SECONDS = 3600.0
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Remove the temporary files of writers killed before their rename (each as large as a
+    sidecar: they piled up in the cache folder forever)."""
+    limit = time.time() - _STALE_TEMP_SECONDS
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.name.startswith(_TEMP_PREFIX) and entry.name.endswith(".tmp"):
+                with contextlib.suppress(OSError):
+                    if entry.stat().st_mtime < limit:
+                        os.unlink(entry.path)
+
+
 def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
     """Write ``index`` under ``folder`` for ``key`` (errors are ignored: the cache is optional;
-    a folder that fails once is not tried again by this process)."""
+    a folder that fails once is not tried again by this process).
+
+    The archive holds ``header.json`` (everything but the bulk data), one ``.npy`` member per
+    chunk-table array and ``inline.bin``: the inlined chunks and fill chunks of every table,
+    back to back, written and read as they are (no text encoding, no copy of the whole).
+    """
     if folder in _UNWRITABLE:
         return
     arrays: dict[str, np.ndarray[Any, Any]] = {}
     tables = []
+    blob: list[tuple[int, int, bytes]] = []  # (table, linear index or -1 for the fill, bytes)
     for i, t in enumerate(index.tables.values()):
         for name in ("lin", "offsets", "sizes", "masks"):
             arrays[f"t{i}_{name}"] = getattr(t, name)
         if t.url_index is not None:
             arrays[f"t{i}_url_index"] = t.url_index
+        blob += [(i, int(k), v) for k, v in t.inline.items()]
+        if t.fill_chunk is not None:
+            blob.append((i, -1, t.fill_chunk))
         tables.append(
             {
                 "path": t.path,
                 "url": t.url,
                 "urls": list(t.urls),
-                "shape": list(t.shape),
-                "chunks": list(t.chunks),
-                "grid": list(t.grid),
-                "inline": {str(k): base64.b64encode(v).decode() for k, v in t.inline.items()},
-                "fill_chunk": None
-                if t.fill_chunk is None
-                else base64.b64encode(t.fill_chunk).decode(),
-                "pad_to": t.pad_to,
-                "masked": t.masked,
-                "zero_skip": t.zero_skip,
+                "shape": [int(n) for n in t.shape],
+                "chunks": [int(n) for n in t.chunks],
+                "grid": [int(n) for n in t.grid],
+                "rows": int(t.lin.size),
+                "url_index": t.url_index is not None,
+                "pad_to": int(t.pad_to),
+                "masked": bool(t.masked),
+                "zero_skip": bool(t.zero_skip),
             }
         )
+    # the largest first: each is then read in one piece, without copying (see _read_inline)
+    blob.sort(key=lambda e: -_nbytes(e[2]))
     header = {
         "format": FORMAT,
         "key": key,
         "zarr_format": index.zarr_format,
         "meta": {k: v.decode() for k, v in index.meta.items()},
         "tables": tables,
+        "inline": [[i, k, _nbytes(v)] for i, k, v in blob],
         "notes": list(index.notes),
         "sources": [list(s) for s in index.sources],
     }
-    arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
     tmp = None
     # A sidecar is an optimisation: failing to write one (disk full, read-only) is not an error.
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
-        with os.fdopen(fd, "wb") as fh:
-            np.savez(fh, **arrays)  # type: ignore[arg-type]
+        fd, tmp = _create_temp(folder)
+        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr("header.json", json.dumps(header))
+            for name, arr in arrays.items():
+                with zf.open(name + ".npy", "w", force_zip64=True) as out:
+                    np.lib.format.write_array(out, np.ascontiguousarray(arr), allow_pickle=False)
+            with zf.open("inline.bin", "w", force_zip64=True) as out:
+                for _, _, value in blob:
+                    out.write(memoryview(value).cast("B"))
         os.replace(tmp, _sidecar(folder, key))
         tmp = None
+        _remove_stale_temps(folder)
     except OSError:
         _UNWRITABLE.add(folder)
         return
@@ -157,38 +213,99 @@ def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
                 os.unlink(tmp)
 
 
+class _Damaged(ValueError):
+    """A sidecar that is not what this version wrote: read as a miss."""
+
+
+def _read_array(zf: zipfile.ZipFile, name: str, rows: int, dtype: str) -> np.ndarray[Any, Any]:
+    """Member ``name`` (a 1-d integer ``.npy`` of ``rows`` items) as ``dtype``.
+
+    The shape in the ``.npy`` header is checked before reading, and the member is read to its
+    end, where zipfile checks its CRC-32: a flipped bit in the shape read the array short, and
+    a short read skipped the CRC check.
+    """
+    with zf.open(name + ".npy") as fp:
+        version = np.lib.format.read_magic(fp)
+        if version == (1, 0):
+            shape, fortran, stored = np.lib.format.read_array_header_1_0(fp)
+        elif version == (2, 0):
+            shape, fortran, stored = np.lib.format.read_array_header_2_0(fp)
+        else:
+            raise _Damaged(name)
+        if shape != (rows,) or stored.kind not in "iu" or fortran:
+            raise _Damaged(name)
+        nbytes = rows * stored.itemsize
+        data = fp.read(nbytes)
+        if len(data) != nbytes or fp.read(1):
+            raise _Damaged(name)
+    return np.frombuffer(data, dtype=stored).astype(dtype)
+
+
+def _read_inline(
+    zf: zipfile.ZipFile, entries: list[list[int]], ntables: int
+) -> list[tuple[dict[int, bytes], bytes | None]]:
+    """The inlined chunks and fill chunk of each table, from ``inline.bin``.
+
+    Each entry is read as one ``bytes`` of its own (peak memory: the entry, not the whole
+    member); the member is read to its end, so its CRC-32 is checked.
+    """
+    out: list[tuple[dict[int, bytes], bytes | None]] = [({}, None) for _ in range(ntables)]
+    with zf.open("inline.bin") as fp:
+        for i, k, size in entries:
+            i, k, size = int(i), int(k), int(size)
+            if not 0 <= i < ntables or k < -1 or size < 0:
+                raise _Damaged("inline.bin")
+            value = fp.read(size)
+            if len(value) != size:
+                raise _Damaged("inline.bin")
+            if k == -1:
+                out[i] = (out[i][0], value)
+            else:
+                out[i][0][k] = value
+        if fp.read(1):
+            raise _Damaged("inline.bin")
+    return out
+
+
 def load_sidecar(folder: Path, key: str) -> FileIndex | None:
-    """The index stored for ``key``, or None when absent, stale or unreadable."""
+    """The index stored for ``key``, or None when absent, stale or unreadable.
+
+    Any failure to read it is a miss (the caller rebuilds the index): besides OSError and
+    ValueError, zipfile raises NotImplementedError, RuntimeError or struct.error for flipped
+    bits in its headers, which crashed the open.
+    """
     path = _sidecar(folder, key)
     if not path.is_file():
         return None
     try:
-        with np.load(path, allow_pickle=False) as z:
-            header = json.loads(z["header"].tobytes().decode())
+        with zipfile.ZipFile(path) as zf:
+            with zf.open("header.json") as fp:
+                header = json.loads(fp.read())  # read to the end: CRC-checked
             if header.get("format") != FORMAT or header.get("key") != key:
                 return None
+            specs = header["tables"]
+            inline = _read_inline(zf, header["inline"], len(specs))
             tables = {}
-            for i, t in enumerate(header["tables"]):
+            for i, t in enumerate(specs):
+                rows = int(t["rows"])
                 tables[t["path"]] = ChunkTable(
                     path=t["path"],
                     url=t["url"],
-                    shape=tuple(t["shape"]),
-                    chunks=tuple(t["chunks"]),
-                    grid=tuple(t["grid"]),
-                    lin=z[f"t{i}_lin"].astype(np.int64),
-                    offsets=z[f"t{i}_offsets"].astype(np.uint64),
-                    sizes=z[f"t{i}_sizes"].astype(np.uint64),
-                    masks=z[f"t{i}_masks"].astype(np.uint32),
-                    inline={int(k): base64.b64decode(v) for k, v in t["inline"].items()},
-                    fill_chunk=None
-                    if t["fill_chunk"] is None
-                    else base64.b64decode(t["fill_chunk"]),
+                    shape=tuple(int(n) for n in t["shape"]),
+                    chunks=tuple(int(n) for n in t["chunks"]),
+                    grid=tuple(int(n) for n in t["grid"]),
+                    lin=_read_array(zf, f"t{i}_lin", rows, "int64"),
+                    offsets=_read_array(zf, f"t{i}_offsets", rows, "uint64"),
+                    sizes=_read_array(zf, f"t{i}_sizes", rows, "uint64"),
+                    masks=_read_array(zf, f"t{i}_masks", rows, "uint32"),
+                    inline=inline[i][0],
+                    fill_chunk=inline[i][1],
                     pad_to=int(t["pad_to"]),
                     masked=bool(t["masked"]),
                     zero_skip=bool(t["zero_skip"]),
                     urls=tuple(t["urls"]),
-                    url_index=z[f"t{i}_url_index"].astype(np.uint16)
-                    if f"t{i}_url_index" in z.files
+                    url_index=_read_array(zf, f"t{i}_url_index", rows, "uint16")
+                    if t["url_index"]
                     else None,
                 )
             return FileIndex(
@@ -198,13 +315,5 @@ def load_sidecar(folder: Path, key: str) -> FileIndex | None:
                 notes=tuple(header["notes"]),
                 sources=tuple((str(u), str(st)) for u, st in header["sources"]),
             )
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        TypeError,
-        EOFError,
-        zipfile.BadZipFile,
-        json.JSONDecodeError,
-    ):
-        return None  # damaged (truncated, bit flips) or foreign: rebuilt by the caller
+    except Exception:  # damaged, truncated or foreign: rebuilt by the caller
+        return None
