@@ -8,15 +8,35 @@ stays theirs (reading is what they implement).
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
-from fsspec.asyn import AsyncFileSystem
+from fsspec.asyn import AsyncFileSystem, get_loop
 
 __all__ = ["ReadOnlyAsyncFileSystem"]
 
 
 class ReadOnlyAsyncFileSystem(AsyncFileSystem):
-    """An ``AsyncFileSystem`` whose write operations raise :meth:`_read_only`'s error."""
+    """An ``AsyncFileSystem`` whose write operations raise :meth:`_read_only`'s error.
+
+    Usable in a forked child (``multiprocessing``'s "fork", ``os.fork``): fsspec's event-loop
+    thread does not exist there, and fsspec refused any synchronous call of an instance made
+    in the parent ("RuntimeError: This class is not fork-safe"), although the child gets a loop
+    of its own. An instance on fsspec's shared loop moves to the child's; one given its own
+    ``loop`` keeps fsspec's refusal.
+    """
+
+    def __init__(self, *args: Any, loop: Any = None, **kwargs: Any) -> None:
+        super().__init__(*args, loop=loop, **kwargs)
+        self._shared_loop = loop is None
+
+    @property
+    def loop(self) -> Any:
+        pid: int = self._pid  # type: ignore[has-type]
+        if pid != os.getpid() and self._shared_loop and not self.asynchronous:
+            self._loop = get_loop()  # the forked child's own fsspec loop thread
+            self._pid = os.getpid()
+        return super().loop
 
     def _read_only(self, what: str, path: Any) -> PermissionError:
         """The error for an attempt to ``what`` (e.g. "remove") ``path``."""

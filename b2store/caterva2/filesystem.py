@@ -63,6 +63,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import json
 import logging
 import os
@@ -70,6 +71,7 @@ import posixpath
 import re
 import threading
 import time
+import weakref
 from glob import has_magic
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -235,6 +237,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             if cache_storage is None
             else ChunkCache(root=cache_storage, size_limit=cache_size_limit)
         )
+        if self.cache is not None:
+            _WITH_CACHE[id(self)] = self
         self.version_check_interval = float(version_check_interval)
         self._datasets: dict[str, Dataset] = {}
         self._checked: dict[str, float] = {}
@@ -1051,6 +1055,31 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         else:
             self._datasets.pop(self._strip_protocol(path), None)
         super().invalidate_cache(path)
+
+
+#: Filesystems with a chunk cache, for :func:`_after_fork`.
+_WITH_CACHE: weakref.WeakValueDictionary[int, Caterva2FileSystem] = weakref.WeakValueDictionary()
+
+
+def _after_fork() -> None:
+    """Give the filesystems a forked child inherits chunk caches of their own (and
+    :data:`_UNPICKLED_LOCK` afresh).
+
+    A cache's lock may have been held at the fork by a thread that does not exist in the child
+    (the first write to a cache scans its whole folder holding it): the child's first read of
+    a new chunk of an array opened before the fork waited for ever.
+    """
+    global _UNPICKLED_LOCK
+    _UNPICKLED_LOCK = threading.Lock()  # the same
+    for fs in list(_WITH_CACHE.values()):
+        cache = fs.cache
+        if cache is not None:
+            with contextlib.suppress(Exception):
+                fs.cache = ChunkCache(root=cache.root, size_limit=cache.size_limit)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 #: Filesystems rebuilt from pickles in this process, by (class, arguments, opened versions,

@@ -29,9 +29,9 @@ import dataclasses
 import gc
 import itertools
 import os
-import re
 import threading
 import urllib.parse
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,8 +181,8 @@ def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError 
     if local or isinstance(exc, AccessRefusedError | TransferError):
         return None  # no transport; or already says so, naming the file that failed
     status, cause = _http_status(exc)
-    if status is None and isinstance(exc, PermissionError):
-        status = 403  # s3fs, gcsfs, ...: their own PermissionError
+    if status is None and isinstance(exc, PermissionError) and exc.filename is None:
+        status = 403  # s3fs, gcsfs, ...: their own PermissionError (the OS's names its file)
     if status in (404, 410):
         return None
     if status in (401, 403):
@@ -199,6 +199,17 @@ def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError 
             "Check the URL and the server, then try again."
         )
     for e in _chain(exc):
+        if isinstance(e, TimeoutError):
+            # fsspec's HTTP filesystem waits up to aiohttp's default 5 minutes; its answer was
+            # a bare TimeoutError() naming nothing, and at open "not a readable HDF5 file"
+            what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
+            return TransferError(
+                f"{url}: reading the HDF5 file timed out ({what}). Check the network and the "
+                "server, then try again. The wait is the target's option (for HTTP: "
+                "target_options={'client_kwargs': {'timeout': aiohttp.ClientTimeout(total=...)}})."
+            )
+        if isinstance(e, ValueError):
+            continue  # aiohttp's InvalidURL: a path that is no URL (a candidate), no transfer
         if type(e).__module__.split(".")[0] in _TRANSPORT_MODULES:
             return TransferError(
                 f"{url}: reading the HDF5 file failed: the connection failed or was cut "
@@ -239,6 +250,24 @@ def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
     return data
 
 
+_HANDLE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
+_HANDLE_GUARD = threading.Lock()
+
+
+def _shared_handle(fs: Any) -> contextlib.AbstractContextManager[Any]:
+    """A lock for a target filesystem whose open files share one file object, else a no-op.
+
+    fsspec's tar:: opens every member on the archive's one file object, and each read seeks it
+    then reads: reads in several threads (zarr's) got each other's bytes, silently.
+    """
+    from fsspec.implementations.tar import TarFileSystem
+
+    if not isinstance(fs, TarFileSystem):
+        return contextlib.nullcontext()
+    with _HANDLE_GUARD:
+        return _HANDLE_LOCKS.setdefault(fs, threading.Lock())
+
+
 class NotRandomAccessError(OSError):
     """A target file that can only be streamed (raised as is, not reworded)."""
 
@@ -254,8 +283,9 @@ class _CheckedFile:
     not resolve becomes a note), so :meth:`HDF5FileSystem._build` raises what was recorded.
     """
 
-    def __init__(self, fh: Any, url: str, failures: list[BaseException]) -> None:
+    def __init__(self, fh: Any, url: str, failures: list[BaseException], lock: Any = None) -> None:
         self._fh = fh
+        self._lock = lock or contextlib.nullcontext()
         self._url = url
         self._failures = failures
         size = getattr(fh, "size", None)
@@ -271,7 +301,8 @@ class _CheckedFile:
     def read(self, n: int = -1) -> bytes:
         pos = self._fh.tell()
         try:
-            data = self._fh.read(n)
+            with self._lock:
+                data = self._fh.read(n)
             self._check(pos, n, len(data))
         except Exception as exc:
             self._failures.append(exc)
@@ -281,7 +312,8 @@ class _CheckedFile:
     def readinto(self, buf: Any) -> int:
         pos = self._fh.tell()
         try:
-            got = self._fh.readinto(buf)
+            with self._lock:
+                got = self._fh.readinto(buf)
             self._check(pos, memoryview(buf).nbytes, got)
         except Exception as exc:
             self._failures.append(exc)
@@ -342,7 +374,7 @@ def _rfc8089_path(path: str) -> str:
     host = os.path.join(os.getcwd(), "localhost") + "/"
     if os.sep == "/" and cand.startswith(host):
         cand = "/" + cand[len(host) :]
-    if "%" in cand:
+    if "%" in cand and "%2f" not in cand.lower():  # no "/" inside a name: no such file
         cand = urllib.parse.unquote(cand)
     return cand if cand != path and os.path.exists(cand) else path
 
@@ -497,12 +529,28 @@ class _BlockCache:
         self._fetching = {}
 
 
+def _after_fork() -> None:
+    """Start the forked child's build locks and garbage-collector pause afresh.
+
+    A fork while another thread of the parent built an index copied its held locks (the child's
+    first index build waited for ever for a thread that does not exist there) and its paused
+    collector (off for the child's whole life).
+    """
+    global _BUILD_LOCK, _GC_LOCK, _gc_pauses
+    _BUILD_LOCK = threading.Lock()
+    _GC_LOCK = threading.Lock()
+    if _gc_pauses:
+        _gc_pauses = 0
+        gc.enable()
+
+
 _FDS = _DescriptorPool()
 _BLOCKS = _BlockCache(READAHEAD_BLOCKS)
 _INSTANCES = itertools.count()
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_FDS._after_fork)
     os.register_at_fork(after_in_child=_BLOCKS._after_fork)
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class HDF5FileSystem(ReadOnlyAsyncFileSystem):
@@ -572,11 +620,12 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 "it goes before: 'b2h5://group/zarr.json::/data/f.h5'), not 'b2h5:///data/f.h5'."
             )
         opts = dict(target_options or {})
+        self._target_pid = os.getpid()
         if target_protocol is not None:
-            self.target_fs = fsspec.filesystem(target_protocol, **opts)
-            self.url: str = self.target_fs._strip_protocol(str(fo))
+            self._target = fsspec.filesystem(target_protocol, **opts)
+            self.url: str = self._target._strip_protocol(str(fo))
         else:
-            self.target_fs, self.url = fsspec.core.url_to_fs(str(fo), **opts)
+            self._target, self.url = fsspec.core.url_to_fs(str(fo), **opts)
         self.zarr_format = zarr_format
         self.unsupported = unsupported
         self.follow_external_links = follow_external_links
@@ -586,7 +635,9 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         self._size: int | None = None
         self._dirs: dict[str, set[str]] | None = None
         self._local = self._is_local()
-        if self._local:
+        if self._local and (target_protocol is not None or str(fo).startswith("file:")):
+            # a file: URL (fsspec strips "file://" of a chained b2h5::file://... before b2h5
+            # sees it); a plain path is a file name, "%20" and all
             self.url = _rfc8089_path(self.url)
         self._load_lock = threading.Lock()
         self._replaced = False
@@ -605,12 +656,37 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         if not hasattr(self, "_scope"):  # set by _load_index for a file with a known version
             self._scope = f"instance-{next(_INSTANCES)}"
 
+    @property
+    def target_fs(self) -> fsspec.AbstractFileSystem:
+        """The filesystem holding the file (made anew in a forked child).
+
+        A forked child (``multiprocessing``'s "fork", ``os.fork``) cannot use the parent's
+        HTTP/S3 filesystem: its session and event loop belong to threads that do not exist
+        there (fsspec raised "RuntimeError: This class is not fork-safe" at the first chunk
+        read of an array opened before the fork). The child makes its own from the same
+        arguments, as unpickling does.
+        """
+        if self._target_pid != os.getpid():
+            self._after_fork()
+        return self._target
+
+    def _after_fork(self) -> None:
+        """Make this instance usable in a forked child: its own target filesystem and a fresh
+        index lock (held at the fork by a thread that does not exist in the child)."""
+        target = self._target
+        with contextlib.suppress(Exception):  # else fsspec's own error at the first use
+            target = type(target)(*target.storage_args, **target.storage_options)
+        self._load_lock = threading.Lock()
+        self._target, self._target_pid = target, os.getpid()
+
     # -- index --------------------------------------------------------------------------------
     @property
     def index(self) -> FileIndex:
         """The file's index (an unpickled copy builds or loads it at its first use)."""
         idx = self._index
         if idx is None:
+            if self._target_pid != os.getpid():
+                self._after_fork()
             with self._load_lock:
                 if self._index is None:
                     self._index = self._load_origin()
@@ -683,10 +759,10 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             return _local_identity(url)
         try:
             info = self.target_fs.info(url)
-        except FileNotFoundError:
+        except Exception:
             # fsspec's caching layers (blockcache::, filecache::) answer info() by listing the
-            # parent folder, which HTTP servers without directory pages refuse: ask the
-            # filesystem they wrap
+            # parent folder, which HTTP servers without directory pages refuse (404, or 403 as
+            # nginx, Apache and S3 websites answer): ask the filesystem they wrap
             inner = getattr(self.target_fs, "fs", None)
             if not isinstance(inner, fsspec.AbstractFileSystem) or inner is self.target_fs:
                 raise
@@ -834,7 +910,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                     "too). Download it first: b2h5::simplecache::<url>."
                 )
             if failures is not None:
-                fh = _CheckedFile(fh, url, failures)
+                fh = _CheckedFile(fh, url, failures, _shared_handle(self.target_fs))
             try:
                 return h5py.File(fh, "r"), fh
             except BaseException:
@@ -854,8 +930,18 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             raise  # a failed read of the file (_CheckedFile), not a file that is no HDF5
         except OSError as exc:
             err = _target_error(url, exc, self._is_local())
+            if err is None and failures:
+                # h5py's own OSError at open drops the failed read (a timeout said "not a
+                # readable HDF5 file (); check that it is complete")
+                first = failures[0]
+                if isinstance(first, AccessRefusedError | TransferError):
+                    err = first
+                else:
+                    err = _target_error(url, first, self._is_local())
             if err is not None:
                 raise err from exc
+            if isinstance(exc, PermissionError):
+                raise  # the OS's "Permission denied", naming the file: not truncated, not "no HDF5"
             if self._head(url, 4) in (b"CDF\x01", b"CDF\x02", b"CDF\x05"):
                 raise OSError(
                     f"{url} is a netCDF-3 (classic format) file, not HDF5: b2h5 reads "
@@ -870,10 +956,13 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 ) from exc
             if "marked open for writing" in str(exc):
                 raise  # open_local_file's advice
+            head = self._head(url, 4096)
             if (
                 "multi driver" in str(exc)
                 or "family" in str(exc)
-                or ("truncated file" in str(exc) and re.search(r"\d\.[^/]*$", url))
+                # the driver-info block of a family's first member or a split file's metadata
+                or b"NCSAfami" in head
+                or b"NCSAmult" in head
             ):
                 parts = (
                     "and not one member of an HDF5 file split over several files (h5py's "
@@ -895,7 +984,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     def _head(self, url: str, n: int) -> bytes:
         """The first ``n`` bytes of a target file (b"" when they cannot be read)."""
         try:
-            return bytes(self.target_fs.cat_file(url, start=0, end=n))[:n]
+            with _shared_handle(self.target_fs):
+                return bytes(self.target_fs.cat_file(url, start=0, end=n))[:n]
         except Exception:  # only used to word an error message
             return b""
 
@@ -1127,7 +1217,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
     def _remote_range(self, url: str, start: int, end: int) -> bytes:
         """Bytes ``start:end`` of a remote target file (fewer at its end)."""
-        data = self.target_fs.cat_file(url, start=start, end=end)
+        with _shared_handle(self.target_fs):
+            data = self.target_fs.cat_file(url, start=start, end=end)
         return self._check_short(url, start, end, _check_range(url, start, end, data))
 
     def _file_size(self, url: str) -> int | None:
@@ -1398,16 +1489,18 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             elif self._replaced and self.url in urls:
                 blobs = [_replaced(u) if u == self.url else None for u in urls]
                 rest = [i for i, b in enumerate(blobs) if b is None]
-                got = self.target_fs.cat_ranges(
-                    [urls[i] for i in rest],
-                    [starts[i] for i in rest],
-                    [ends[i] for i in rest],
-                    on_error="return",
-                )
+                with _shared_handle(self.target_fs):
+                    got = self.target_fs.cat_ranges(
+                        [urls[i] for i in rest],
+                        [starts[i] for i in rest],
+                        [ends[i] for i in rest],
+                        on_error="return",
+                    )
                 for i, b in zip(rest, got, strict=True):
                     blobs[i] = b
             else:
-                blobs = self.target_fs.cat_ranges(urls, starts, ends, on_error="return")
+                with _shared_handle(self.target_fs):
+                    blobs = self.target_fs.cat_ranges(urls, starts, ends, on_error="return")
             for g, url, s0, e0, blob in zip(groups, urls, starts, ends, blobs, strict=True):
                 whole: bytes | Exception
                 try:

@@ -233,3 +233,85 @@ def test_file_urls_as_rfc_8089_writes_them(tmp_path: Path) -> None:
             np.testing.assert_array_equal(pickle.loads(pickle.dumps(arr))[...], want)
     with pytest.raises(FileNotFoundError, match="HDF5 file not found"):
         HDF5FileSystem(f"file://{tmp_path}/a%20dir/nope.h5", skip_instance_cache=True)
+
+
+@pytest.mark.parametrize("suffix", ["tar", "tar.gz"])
+def test_tar_member_read_by_many_threads_matches_h5py(tmp_path: Path, suffix: str) -> None:
+    """fsspec's tar:: files of one archive share its file object (each read seeks it, then
+    reads): zarr reading big chunks in several threads got other chunks' bytes, so arrays came
+    back wrong with no error (2 of 5 reads of a plain .tar, most of a .tar.gz) or failed with
+    tarfile's "unexpected end of data"."""
+    import tarfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarr
+
+    want = np.arange(16 * 70_001, dtype="f4")
+    with h5py.File(tmp_path / "m.h5", "w") as f:
+        f.create_dataset("big", data=want, chunks=(70_001,))  # 280 KB chunks: ranged reads
+    archive = tmp_path / f"m.{suffix}"
+    with tarfile.open(archive, "w:gz" if suffix == "tar.gz" else "w") as t:
+        t.add(tmp_path / "m.h5", "m.h5")
+    arr = zarr.open_array(f"b2h5::tar://m.h5::{archive}", path="big", mode="r")
+    with ThreadPoolExecutor(4) as pool:
+        for got in pool.map(lambda _: arr[...], range(8)):
+            np.testing.assert_array_equal(got, want)
+
+
+_PERMISSION_PROBE = r"""
+import sys
+import fsspec
+url = sys.argv[1]
+try:
+    fsspec.url_to_fs(url)
+except Exception as exc:
+    print(type(exc).__name__, isinstance(exc, PermissionError), "HTTP" in str(exc), str(exc)[:300])
+else:
+    print("opened")
+"""
+
+
+@pytest.mark.parametrize("layer", ["", "simplecache::"])
+def test_unreadable_local_file_is_a_permission_error_not_http(tmp_path: Path, layer: str) -> None:
+    """A local file the user may not read: through a caching layer (simplecache::, so no
+    "local" target) the OS's PermissionError became "the server refused access to the HDF5 file
+    (HTTP 403)... credentials... expired"; read directly it became "not a readable HDF5 file
+    ... check that it is complete (not truncated) and really HDF5"."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    path = tmp_path / "locked.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(3)
+    path.chmod(0)
+    cmd = [sys.executable, "-c", _PERMISSION_PROBE, f"b2h5::{layer}{path}"]
+    if os.access(path, os.R_OK):  # root: drop the capabilities that bypass file permissions
+        if shutil.which("setpriv") is None:
+            pytest.skip("root without setpriv: cannot make a file unreadable")
+        caps = "-dac_override,-dac_read_search"
+        cmd = ["setpriv", f"--bounding-set={caps}", f"--inh-caps={caps}", *cmd]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if "Operation not permitted" in res.stderr:
+        pytest.skip("cannot drop capabilities here")
+    assert res.stdout.startswith("PermissionError True False"), res.stdout + res.stderr[-2000:]
+
+
+def test_plain_paths_are_not_read_as_file_urls(tmp_path: Path, monkeypatch) -> None:
+    """The RFC 8089 reading of ``file:`` URLs (``%20``, ``file://localhost/``) was applied to
+    plain paths too: a missing ``a%20b.h5`` opened the file ``a b.h5``, a missing relative
+    ``localhost/<abs path>`` opened ``/<abs path>``, and ``%2F`` in a URL (a "/" inside a name,
+    which no POSIX file has) opened a file one folder down."""
+    (tmp_path / "a").mkdir()
+    for name in ("a b.h5", "a/b.h5"):
+        with h5py.File(tmp_path / name, "w") as f:
+            f["x"] = np.arange(3)
+    monkeypatch.chdir(tmp_path)
+    for fo in (
+        f"{tmp_path}/a%20b.h5",
+        f"localhost{tmp_path}/a b.h5",
+        f"file://{tmp_path}/a%2Fb.h5",
+    ):
+        with pytest.raises(FileNotFoundError, match="HDF5 file not found"):
+            HDF5FileSystem(fo, skip_instance_cache=True)

@@ -465,3 +465,52 @@ def test_index_build_of_a_remote_file_survives_garbage_collection_elsewhere(
         timeout=60,
     )
     assert res.returncode == 0 and "done" in res.stdout, res.stderr[-2000:]
+
+
+# -- review of the target hunt (faeaa43) ---------------------------------------------------------
+
+
+class _NoDirectoryPages(RangeHandler):
+    """nginx without ``autoindex``, Apache with ``-Indexes``, S3 websites: 403 for folders."""
+
+    def send_head(self):  # type: ignore[no-untyped-def]
+        import os
+
+        if os.path.isdir(self.translate_path(self.path)):
+            self.send_error(403)
+            return None
+        return super().send_head()
+
+
+@pytest.mark.parametrize("layer", ["blockcache", "filecache"])
+def test_caching_layer_over_http_refusing_directory_pages(
+    http_folder: Path, tmp_path: Path, layer: str
+) -> None:
+    """fsspec's blockcache::/filecache:: answer info() by listing the parent folder; a server
+    that refuses folder listings with 403 (the usual answer of static hosts) made every file
+    "the server refused access to the HDF5 file (HTTP 403)... credentials... expired", though
+    the file itself reads fine. A missing file stays "HDF5 file not found"."""
+    opts = {layer: {"cache_storage": str(tmp_path / "c")}}
+    for base in _serve(http_folder, _NoDirectoryPages):
+        root = zarr.open_group(f"b2h5::{layer}::{base}/mid.h5", mode="r", storage_options=opts)
+        np.testing.assert_array_equal(root["a"][...], np.arange(40_000, dtype="i4"))
+        with pytest.raises(FileNotFoundError, match=r"HDF5 file not found: .*/nope\.h5"):
+            fsspec.url_to_fs(f"b2h5::{layer}::{base}/nope.h5", **opts)
+
+
+def test_absolute_external_link_found_beside_its_master_over_http(tmp_path: Path) -> None:
+    """An external link naming an absolute path (NeXus masters written with the beamline's
+    paths) is looked for beside the master, as HDF5 does. Over HTTP the first candidate is that
+    bare path, which aiohttp refuses as an invalid URL: the error was taken for a cut
+    connection ("reading the HDF5 file failed: the connection failed or was cut
+    (InvalidUrlClientError...)") and the master could not be opened at all."""
+    (tmp_path / "sub").mkdir()
+    with h5py.File(tmp_path / "sub" / "target.h5", "w") as f:
+        f["data"] = np.arange(6, dtype="i2")
+    with h5py.File(tmp_path / "sub" / "master.h5", "w") as f:
+        f["abs"] = h5py.ExternalLink("/beamline/raw/run7/target.h5", "/data")
+    for base in _serve(tmp_path, RangeHandler):
+        fs = fsspec.filesystem(
+            "b2h5", fo=f"{base}/sub/master.h5", follow_external_links=True, skip_instance_cache=True
+        )
+        np.testing.assert_array_equal(open_root(fs)["abs"][...], np.arange(6, dtype="i2"))

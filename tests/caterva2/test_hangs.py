@@ -1,0 +1,161 @@
+"""caterva2:// must never hang: forked children of a process that used it, and servers that
+accept a connection and then stall or trickle bytes for ever. Each case runs in a subprocess
+with a timeout, so a regression fails instead of hanging the suite."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import blosc2
+import numpy as np
+import pytest
+from _c2server import public_folder
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX only")
+
+
+def _run(script: str, *args: str, timeout: float = 30) -> str:
+    res = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    return res.stdout
+
+
+_CHILD_READS = """
+import multiprocessing as mp, sys
+import fsspec, zarr
+host, path, cache = sys.argv[1:4]
+so = {"cache_storage": cache, "skip_instance_cache": True}
+a = zarr.open_array(f"caterva2://{host}/{path}", mode="r", storage_options=so)
+fs = fsspec.filesystem("caterva2", host=host, **so)
+assert a[0, 0] == 0 and fs.cat(path + "/.zarray")
+
+def child(q):
+    try:
+        q.put((a[35, :2].tolist(), fs.ls(path.rsplit("/", 1)[0], detail=False),
+               len(fs.cat(path + "/.zarray"))))
+    except BaseException as exc:
+        q.put(repr(exc))
+
+ctx = mp.get_context("fork")
+q = ctx.Queue()
+p = ctx.Process(target=child, args=(q,))
+p.start()
+print(q.get(timeout=20))
+p.join(5)
+"""
+
+
+def test_filesystem_used_before_a_fork_reads_in_the_child(cat2_server: Any, tmp_path: Path) -> None:
+    """A Caterva2FileSystem used before a fork raised "RuntimeError: This class is not
+    fork-safe" at its first synchronous call in the child (ls, cat, open...): the parent's fsspec
+    event-loop thread does not exist there. It moves to the child's own loop."""
+    folder, _ = public_folder(cat2_server, "forked")
+    a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
+    blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
+    path = f"@public/{folder.name}/a.b2nd"
+    out = _run(_CHILD_READS, cat2_server.host, path, str(tmp_path / "cache"))
+    assert out.startswith("([1050.0, 1051.0], ['@public/"), out
+    assert "a.b2nd']" in out, out
+
+
+_STALLING = """
+import socket, sys, threading, time
+import zarr
+mode = sys.argv[1]
+
+def handle(conn):
+    try:
+        conn.recv(65536)
+        if mode == "headers":  # headers and the start of the body, then nothing
+            conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\n"
+                         b"Content-Length: 1000\\r\\n\\r\\n{")
+        elif mode == "trickle":  # a byte every 0.1 s, for ever
+            conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Type: application/json\\r\\n"
+                         b"Transfer-Encoding: chunked\\r\\n\\r\\n")
+            while True:
+                conn.sendall(b"1\\r\\n \\r\\n")
+                time.sleep(0.1)
+        time.sleep(60)
+    except OSError:
+        pass
+
+srv = socket.socket()
+srv.bind(("127.0.0.1", 0))
+srv.listen(16)
+def accept():
+    while True:
+        threading.Thread(target=handle, args=(srv.accept()[0],), daemon=True).start()
+threading.Thread(target=accept, daemon=True).start()
+host = f"127.0.0.1:{srv.getsockname()[1]}"
+so = {"cache_storage": sys.argv[2], "timeout": 1, "connect_timeout": 1, "retries": 1,
+      "backoff": 0.01}
+t = time.monotonic()
+try:
+    zarr.open_array(f"caterva2://{host}/@public/d/a.b2nd", mode="r", storage_options=so)
+except ConnectionError as exc:
+    print(round(time.monotonic() - t), str(exc))
+"""
+
+
+@pytest.mark.parametrize("mode", ["silent", "headers", "trickle"])
+def test_stalling_servers_end_within_the_timeout(mode: str, tmp_path: Path) -> None:
+    """A server that accepts and never answers, one that stalls after the headers and one that
+    trickles a byte at a time: each request ends after ``timeout`` (per attempt) with a
+    ConnectionError naming the URL."""
+    out = _run(_STALLING, mode, str(tmp_path / "cache"), timeout=20)
+    seconds, _, message = out.partition(" ")
+    assert int(seconds) <= 4, out
+    assert "/api/info/@public/d/a.b2nd timed out after 2 attempts" in message, out
+
+
+_FORK_DURING_CACHE_SCAN = """
+import os, sys, threading, time
+import zarr
+from b2store.caterva2.cache import ChunkCache
+host, path, cache = sys.argv[1:4]
+scanning = threading.Event()
+size = ChunkCache.size
+
+def slow_size(self):  # the scan of a large cache folder (seconds for 100k entries)
+    scanning.set()
+    time.sleep(2)
+    return size(self)
+
+ChunkCache.size = slow_size
+a = zarr.open_array(f"caterva2://{host}/{path}", mode="r",
+                    storage_options={"cache_storage": cache, "skip_instance_cache": True})
+threading.Thread(target=lambda: a[:20, :15], daemon=True).start()  # first write: the scan
+assert scanning.wait(20)
+pid = os.fork()
+if pid == 0:
+    ok = a[35, 20] == 35 * 30 + 20  # a chunk not cached yet: written to the cache
+    os._exit(0 if ok else 3)
+for _ in range(150):
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("child", os.waitstatus_to_exitcode(status))
+        break
+    time.sleep(0.05)
+else:
+    os.kill(pid, 9)
+    os.waitpid(pid, 0)
+    print("child hung")
+os._exit(0)
+"""
+
+
+def test_fork_while_another_thread_scans_the_chunk_cache(cat2_server: Any, tmp_path: Path) -> None:
+    """A fork while another thread held a chunk cache's lock (its first write scans the whole
+    cache folder holding it): the child's first read of a new chunk of an array opened before
+    the fork hung for ever. The child's filesystems get caches of their own."""
+    folder, _ = public_folder(cat2_server, "forkscan")
+    a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
+    blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
+    path = f"@public/{folder.name}/a.b2nd"
+    out = _run(_FORK_DURING_CACHE_SCAN, cat2_server.host, path, str(tmp_path / "cache"))
+    assert out.strip() == "child 0", out
