@@ -81,6 +81,7 @@ from fsspec.utils import isfilelike, tokenize
 
 from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
+from b2store.caterva2 import client as _client_module
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
 from b2store.caterva2.chunks import (
     Caterva2DataError,
@@ -1071,6 +1072,17 @@ def _after_fork() -> None:
     """
     global _UNPICKLED_LOCK
     _UNPICKLED_LOCK = threading.Lock()  # the same
+    # The parent's HTTP sessions are not the child's: their sockets and the registrations of
+    # its event loop's epoll set are shared with the parent, and closing them here (the child's
+    # first request replaces the session of another loop; collecting it closes it too)
+    # unregistered the parent's sockets: its next request waited for its timeout. Marked
+    # closed, they are dropped without touching them.
+    for session in list(_client_module._LIVE_SESSIONS):
+        with contextlib.suppress(Exception):
+            connector = session.connector
+            if connector is not None:
+                connector._closed = True
+    _client_module._LIVE_SESSIONS.clear()
     for fs in list(_WITH_CACHE.values()):
         cache = fs.cache
         if cache is not None:

@@ -107,17 +107,19 @@ def _nbytes(value: bytes) -> int:
     return memoryview(value).nbytes
 
 
-def _create_temp(folder: Path) -> tuple[int, str]:
-    """A new temporary file in ``folder`` with the permissions of any new file (the umask's).
+def _create_temp(folder: Path, shared: bool) -> tuple[int, str]:
+    """A new temporary file in ``folder``: readable by others as the umask allows when
+    ``shared``, else by its owner only (mode 0600).
 
-    ``tempfile.mkstemp`` creates it with mode 0600, which the rename kept: other users of a
-    shared cache folder could not read the sidecar and re-indexed the file on every open.
+    A sidecar holds a file's metadata and inlined data: it is shared only when the source file
+    is readable by everyone; then other users of a shared cache folder (dask workers running as
+    another user) read it instead of re-indexing the file at every open.
     """
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     for _ in range(100):
         tmp = str(folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
         with contextlib.suppress(FileExistsError):
-            return os.open(tmp, flags, 0o666), tmp
+            return os.open(tmp, flags, 0o666 if shared else 0o600), tmp
     raise FileExistsError(f"{folder}: no free temporary file name for a sidecar")
 
 
@@ -140,7 +142,7 @@ def _remove_stale_temps(folder: Path) -> None:
                         os.unlink(entry.path)
 
 
-def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
+def save_sidecar(folder: Path, key: str, index: FileIndex, *, shared: bool = False) -> None:
     """Write ``index`` under ``folder`` for ``key`` (errors are ignored: the cache is optional;
     a folder that fails once is not tried again by this process).
 
@@ -192,7 +194,7 @@ def save_sidecar(folder: Path, key: str, index: FileIndex) -> None:
     # A sidecar is an optimisation: failing to write one (disk full, read-only) is not an error.
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temp(folder)
+        fd, tmp = _create_temp(folder, shared)
         with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
             zf.writestr("header.json", json.dumps(header))
             for name, arr in arrays.items():

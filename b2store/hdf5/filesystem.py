@@ -208,8 +208,10 @@ def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError 
                 "server, then try again. The wait is the target's option (for HTTP: "
                 "target_options={'client_kwargs': {'timeout': aiohttp.ClientTimeout(total=...)}})."
             )
-        if isinstance(e, ValueError):
-            continue  # aiohttp's InvalidURL: a path that is no URL (a candidate), no transfer
+        if isinstance(e, ValueError) and not isinstance(e, OSError):
+            # aiohttp's InvalidURL: a path that is no URL (a candidate), no transfer (its
+            # certificate failure is a ValueError too, and an OSError: "file not found")
+            continue
         if type(e).__module__.split(".")[0] in _TRANSPORT_MODULES:
             return TransferError(
                 f"{url}: reading the HDF5 file failed: the connection failed or was cut "
@@ -262,10 +264,15 @@ def _shared_handle(fs: Any) -> contextlib.AbstractContextManager[Any]:
     """
     from fsspec.implementations.tar import TarFileSystem
 
-    if not isinstance(fs, TarFileSystem):
-        return contextlib.nullcontext()
-    with _HANDLE_GUARD:
-        return _HANDLE_LOCKS.setdefault(fs, threading.Lock())
+    for _ in range(8):  # also under caching layers (simplecache::tar://: concurrent downloads)
+        if isinstance(fs, TarFileSystem):
+            with _HANDLE_GUARD:
+                return _HANDLE_LOCKS.setdefault(fs, threading.Lock())
+        inner = getattr(fs, "fs", None)
+        if not isinstance(inner, fsspec.AbstractFileSystem) or inner is fs:
+            break
+        fs = inner
+    return contextlib.nullcontext()
 
 
 class NotRandomAccessError(OSError):
@@ -536,8 +543,9 @@ def _after_fork() -> None:
     first index build waited for ever for a thread that does not exist there) and its paused
     collector (off for the child's whole life).
     """
-    global _BUILD_LOCK, _GC_LOCK, _gc_pauses
+    global _BUILD_LOCK, _GC_LOCK, _HANDLE_GUARD, _gc_pauses
     _BUILD_LOCK = threading.Lock()
+    _HANDLE_GUARD = threading.Lock()
     _GC_LOCK = threading.Lock()
     if _gc_pauses:
         _gc_pauses = 0
@@ -866,7 +874,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             if folder is not None and not _cache.has_sidecar(folder, key):
                 # indexed earlier in this process without a sidecar folder: write it now, so
                 # that dask workers and later processes find it (docs/dask.md)
-                _cache.save_sidecar(folder, key, idx)
+                _cache.save_sidecar(folder, key, idx, shared=self._world_readable())
             return idx
         idx = None
         if folder is not None:
@@ -877,10 +885,20 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             with _gc_paused():
                 idx = self._build()
             if folder is not None:
-                _cache.save_sidecar(folder, key, idx)
+                _cache.save_sidecar(folder, key, idx, shared=self._world_readable())
         if stable:
             _MEMORY.put(key, idx)
         return idx
+
+    def _world_readable(self) -> bool:
+        """Whether every user may read the indexed file (local files and the files they link
+        to or map): only then is its sidecar readable by others (see ``save_sidecar``)."""
+        if not self._local:
+            return False  # a remote file may need credentials
+        try:
+            return bool(os.stat(self.url).st_mode & 0o004)
+        except OSError:
+            return False
 
     def _open_h5(self, url: str, failures: list[BaseException] | None = None) -> Any:
         """(h5py file, target file object or None) of ``url``; a remote file's failed reads
@@ -892,12 +910,14 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         try:
             if self._is_local():
                 return open_local_file(url), None
-            try:
-                fh = self.target_fs.open(url, "rb", block_size=2**20, cache_type="readahead")
-            except TypeError:
-                # a caching layer (fsspec's blockcache::) sets its own cache type, and later
-                # reads of the file must use the block size it was first opened with: its own
-                fh = self.target_fs.open(url, "rb")
+            with _shared_handle(self.target_fs):  # simplecache::tar:// downloads at open
+                try:
+                    fh = self.target_fs.open(url, "rb", block_size=2**20, cache_type="readahead")
+                except TypeError:
+                    # a caching layer (fsspec's blockcache::) sets its own cache type, and
+                    # later reads of the file must use the block size it was first opened
+                    # with: its own
+                    fh = self.target_fs.open(url, "rb")
             if getattr(fh, "size", 0) is None:
                 # fsspec streams a file whose server reports no size or refuses ranges; h5py
                 # failed with a bare "ValueError: Cannot seek streaming HTTP file"

@@ -159,3 +159,35 @@ def test_fork_while_another_thread_scans_the_chunk_cache(cat2_server: Any, tmp_p
     path = f"@public/{folder.name}/a.b2nd"
     out = _run(_FORK_DURING_CACHE_SCAN, cat2_server.host, path, str(tmp_path / "cache"))
     assert out.strip() == "child 0", out
+
+
+_PARENT_READS_AFTER = """
+import multiprocessing as mp, sys, time
+import fsspec, numpy as np
+host, path = sys.argv[1:3]
+fs = fsspec.filesystem("caterva2", host=host, cache_storage=None, timeout=5, retries=0)
+assert len(fs.cat(path + "/0.0")) > 0  # a pooled keep-alive connection in the parent
+
+def child():
+    fs.cat(path + "/1.0")
+
+ctx = mp.get_context("fork")
+p = ctx.Process(target=child)
+p.start()
+p.join(20)
+assert p.exitcode == 0, p.exitcode
+t = time.monotonic()
+for k in ("0.1", "1.1", "0.0"):
+    assert len(fs.cat(path + "/" + k)) > 0
+print("parent", round(time.monotonic() - t))
+"""
+
+
+def test_parent_reads_after_a_child_used_the_filesystem(cat2_server: Any, tmp_path: Path) -> None:
+    """A child that reads through a filesystem used before the fork must leave the parent's
+    connections (sockets and event-loop registrations shared by the fork) alone."""
+    folder, _ = public_folder(cat2_server, "forked2")
+    a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
+    blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
+    out = _run(_PARENT_READS_AFTER, cat2_server.host, f"@public/{folder.name}/a.b2nd")
+    assert out.strip() == "parent 0", out

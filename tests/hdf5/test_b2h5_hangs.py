@@ -181,3 +181,134 @@ def test_timeouts_of_a_stalled_server_name_the_file(tmp_path: Path) -> None:
     finally:
         srv.shutdown()
         srv.server_close()
+
+
+def _self_signed(tmp_path: Path) -> tuple[str, str]:
+    """A certificate and key for 127.0.0.1 that no client trusts."""
+    import datetime
+
+    x509 = pytest.importorskip("cryptography.x509")
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(x509.oid.NameOID.COMMON_NAME, "127.0.0.1")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return str(cert_file), str(key_file)
+
+
+def test_untrusted_certificate_is_a_transfer_error_not_a_missing_file(tmp_path: Path) -> None:
+    """aiohttp's certificate failure is a ValueError (and an OSError): skipped like InvalidURL
+    (a path that is no URL), an HTTPS server with an untrusted certificate said "HDF5 file not
+    found". It is a failed connection, naming the file and the certificate error."""
+    import functools
+    import http.server
+    import ssl
+    import threading
+
+    import fsspec
+
+    sys.path.insert(0, HELPERS)
+    from http_helpers import RangeHandler
+
+    from b2store.hdf5.filesystem import TransferError
+
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        f["d"] = np.arange(3)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(*_self_signed(tmp_path))
+    srv = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(RangeHandler, directory=str(tmp_path))
+    )
+    srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    url = f"https://127.0.0.1:{srv.server_port}/s.h5"
+    try:
+        with pytest.raises(TransferError, match=r"s\.h5: .*CERTIFICATE_VERIFY_FAILED"):
+            fsspec.filesystem("b2h5", fo=url)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+
+
+def test_threads_reading_a_cached_tar_member_get_their_own_bytes(tmp_path: Path) -> None:
+    """simplecache::tar://: zarr's threads read (and download) the member through the
+    archive's one file object, each seeking it then reading: without the tar lock (it was
+    only taken for a bare tar:: target) they got each other's bytes or none."""
+    import tarfile
+    from concurrent.futures import ThreadPoolExecutor
+
+    import zarr
+
+    data = np.arange(4_000_000.0).reshape(400, 10_000)
+    with h5py.File(tmp_path / "g.h5", "w") as f:
+        f.create_dataset("data", data=data, chunks=(10, 10_000))
+    with tarfile.open(tmp_path / "g.tar", "w") as t:
+        t.add(tmp_path / "g.h5", arcname="g.h5")
+    for n in range(2):  # the second open (another cache folder) failed
+        a = zarr.open_array(
+            f"b2h5::simplecache::tar://g.h5::{tmp_path}/g.tar",
+            path="data",
+            mode="r",
+            storage_options={"simplecache": {"cache_storage": str(tmp_path / f"cache{n}")}},
+        )
+
+        def same(i: int, a: zarr.Array = a) -> bool:
+            return bool(np.array_equal(a[i * 10 : (i + 1) * 10], data[i * 10 : (i + 1) * 10]))
+
+        with ThreadPoolExecutor(8) as ex:
+            assert all(ex.map(same, range(40)))
+
+
+_PARENT_READS_AFTER = (
+    _SERVER
+    + """
+import multiprocessing as mp, time
+import aiohttp, fsspec
+opts = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=5)}}
+fs = fsspec.filesystem("b2h5", fo=f"{BASE}/f.h5", target_options=opts)
+assert len(fs.cat("data/c/0/0")) == 320000  # a pooled keep-alive connection in the parent
+
+def child():
+    assert len(fs.cat("data/c/1/0")) == 320000
+
+ctx = mp.get_context("fork")
+p = ctx.Process(target=child)
+p.start()
+p.join(20)
+assert p.exitcode == 0, p.exitcode
+t = time.monotonic()
+for k in ("2/0", "3/0", "0/0"):
+    assert len(fs.cat("data/c/" + k)) == 320000
+print("parent", round(time.monotonic() - t))
+"""
+)
+
+
+def test_parent_reads_after_a_child_read_a_remote_file(tmp_path: Path) -> None:
+    """A child that reads through a filesystem opened over HTTP before the fork must leave the
+    parent's connections (sockets and event-loop registrations shared by the fork) alone."""
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("data", data=np.arange(160_000.0).reshape(400, 400), chunks=(100, 400))
+    out = _run(_PARENT_READS_AFTER, str(tmp_path), HELPERS)
+    assert out.strip() == "parent 0", out

@@ -758,20 +758,25 @@ def test_full_sidecar_folder_leaves_no_partial_file(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
-def test_sidecar_has_the_permissions_of_a_new_file(tmp_path: Path) -> None:
+def test_sidecar_is_readable_by_those_who_may_read_the_file(tmp_path: Path) -> None:
     """Sidecars kept the 0600 mode of their temporary file: in a cache folder shared by several
     users (or dask workers running as another user) the others could not read them and
-    re-indexed the file at every open."""
-    p = gen_hdf5_files.filters_file(tmp_path / "f.h5")
+    re-indexed the file at every open. A sidecar holds the file's metadata and inlined data, so
+    it is readable by others only when the file is."""
     folder = tmp_path / "cache"
     old = os.umask(0o022)
     try:
-        fsmod._MEMORY.clear()
-        HDF5FileSystem(str(p), index_cache=str(folder), skip_instance_cache=True)
+        for mode, want in ((0o644, 0o644), (0o640, 0o600), (0o600, 0o600)):
+            p = gen_hdf5_files.filters_file(tmp_path / f"f{mode:o}.h5")
+            os.chmod(p, mode)
+            fsmod._MEMORY.clear()
+            HDF5FileSystem(str(p), index_cache=str(folder), skip_instance_cache=True)
+            made = {s.stat().st_mode & 0o777 for s in folder.glob("*.npz")}
+            assert want in made, (oct(mode), [oct(m) for m in made])
+            for s in folder.glob("*.npz"):
+                s.unlink()
     finally:
         os.umask(old)
-    (sidecar,) = folder.glob("*.npz")
-    assert sidecar.stat().st_mode & 0o777 == 0o644
 
 
 def test_temporary_files_of_killed_writers_are_removed(tmp_path: Path) -> None:
