@@ -404,10 +404,4 @@ def fill_value(ds: h5py.Dataset) -> Any:
             return b""
         zero = np.zeros((), ds.dtype)
         return zero[()] if zero.dtype.kind != "O" else None
-    try:
-        value = ds.fillvalue
-    except (OSError, TypeError, ValueError):
-        return None
-    if isinstance(value, np.ndarray) and value.size == 1:  # compound fills come back as 0-d
-        value = value.reshape(())[()]
-    return value
+    return padding_fill(ds)  # the recorded fill
