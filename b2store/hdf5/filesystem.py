@@ -264,15 +264,22 @@ def _shared_handle(fs: Any) -> contextlib.AbstractContextManager[Any]:
     """
     from fsspec.implementations.tar import TarFileSystem
 
+    layer: Any = fs
     for _ in range(8):  # also under caching layers (simplecache::tar://: concurrent downloads)
-        if isinstance(fs, TarFileSystem):
+        if isinstance(layer, TarFileSystem):
             with _HANDLE_GUARD:
-                return _HANDLE_LOCKS.setdefault(fs, threading.Lock())
-        inner = getattr(fs, "fs", None)
-        if not isinstance(inner, fsspec.AbstractFileSystem) or inner is fs:
+                return _HANDLE_LOCKS.setdefault(layer, threading.Lock())
+        layer = _wrapped(layer)
+        if layer is None:
             break
-        fs = inner
     return contextlib.nullcontext()
+
+
+def _wrapped(fs: Any) -> fsspec.AbstractFileSystem | None:
+    """The filesystem a caching layer (simplecache::, blockcache::, filecache::) wraps, or
+    None when ``fs`` wraps none."""
+    inner = getattr(fs, "fs", None)
+    return inner if isinstance(inner, fsspec.AbstractFileSystem) and inner is not fs else None
 
 
 class NotRandomAccessError(OSError):
@@ -649,8 +656,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             self.url = _rfc8089_path(self.url)
         self._load_lock = threading.Lock()
         self._replaced = False
-        #: inode of each local file read, from the index's stamps (parsed once per file)
-        self._inodes: dict[str, int | None] = {}
+        #: fields of the indexed files' stamps, by (file, field) (see _indexed_field)
+        self._stamp_fields: dict[tuple[str, str], int | None] = {}
         # set by unpickling: the version of the file the original instance indexed
         self._origin = file_version
         self._index: FileIndex | None = None
@@ -771,8 +778,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             # fsspec's caching layers (blockcache::, filecache::) answer info() by listing the
             # parent folder, which HTTP servers without directory pages refuse (404, or 403 as
             # nginx, Apache and S3 websites answer): ask the filesystem they wrap
-            inner = getattr(self.target_fs, "fs", None)
-            if not isinstance(inner, fsspec.AbstractFileSystem) or inner is self.target_fs:
+            inner = _wrapped(self.target_fs)
+            if inner is None:
                 raise
             info = inner.info(url)
         for name in _STAMPS:
@@ -1186,15 +1193,20 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         finally:
             _FDS.release(url, ino)
 
+    def _indexed_field(self, url: str, name: str) -> int | None:
+        """Integer field ``name`` (``ino``, ``size``) of the stamp target file ``url`` had when
+        it was indexed (None when unknown); parsed once per file and field: this runs for
+        every chunk read."""
+        fields = self._stamp_fields
+        if (url, name) not in fields:
+            stamp = self._stamp if url == self.url else dict(self.index.sources).get(url, "")
+            value = _stamp_field(stamp, name)
+            fields[url, name] = int(value) if value is not None and value.isdigit() else None
+        return fields[url, name]
+
     def _indexed_inode(self, url: str) -> int | None:
         """The inode local file ``url`` had when it was indexed (None when unknown)."""
-        inodes = self._inodes
-        if url in inodes:  # parsed once per file: this runs for every chunk read
-            return inodes[url]
-        stamp = self._stamp if url == self.url else dict(self.index.sources).get(url, "")
-        ino = _stamp_field(stamp, "ino")
-        inodes[url] = None if ino is None else int(ino)
-        return inodes[url]
+        return self._indexed_field(url, "ino")
 
     def _is_replaced(self, version: str | None) -> bool:
         """Whether the file a pickled instance indexed (its ``file_version``) has been replaced
@@ -1243,10 +1255,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
     def _file_size(self, url: str) -> int | None:
         """The size target file ``url`` had when it was indexed (None when unknown)."""
-        if url == self.url:
-            return self._size
-        size = _stamp_field(dict(self.index.sources).get(url, ""), "size")
-        return int(size) if size is not None and size.isdigit() else None
+        return self._size if url == self.url else self._indexed_field(url, "size")
 
     def _check_short(self, url: str, start: int, end: int, data: bytes) -> bytes:
         """``data``, after checking that a ranged read gave every byte the file has there.
