@@ -699,22 +699,13 @@ class _Walker:
             return None
         import numcodecs
 
-        def encode(buf: Any) -> bytes:
+        try:
+            buf: Any = want
             for cfg in plan.v2_filters or ():
                 buf = numcodecs.get_codec(dict(cfg)).encode(buf)
             if plan.v2_compressor is not None:
                 buf = numcodecs.get_codec(dict(plan.v2_compressor)).encode(buf)
             return bytes(np.asarray(buf).tobytes() if isinstance(buf, np.ndarray) else bytes(buf))
-
-        try:
-            try:
-                return encode(want)
-            except Exception:
-                if dtype.fields is None or plan.v2_filters:
-                    raise
-                # b2store_b2nd encodes numbers only: a structured chunk goes as its bytes
-                # (zarr views the decoded bytes as the array's dtype)
-                return encode(want.view(np.uint8).reshape(*chunks, dtype.itemsize))
         except Exception as exc:
             raise self._error(
                 where,
