@@ -92,6 +92,9 @@ from b2store.caterva2.chunks import (
 )
 from b2store.caterva2.client import Caterva2Client, Caterva2MissingError, ClientConfig
 from b2store.caterva2.metadata import (
+    _CONTAINER_SUFFIXES,
+    _DATASET_SUFFIXES,
+    _HDF5_SUFFIXES,
     SLICE,
     Dataset,
     UnsupportedCaterva2DatasetError,
@@ -107,11 +110,6 @@ logger = logging.getLogger(__name__)
 _V2_KEYS = frozenset({".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 _V2_CHUNK_KEY = re.compile(r"\d+(?:\.\d+)*")
 DATASET_AS = ("auto", "array", "group")
-_DATASET_SUFFIXES = (".b2nd", ".b2frame")
-_HDF5_SUFFIXES = (".h5", ".hdf5")
-#: files the server browses as groups of datasets: HDF5 files and Blosc2 TreeStore/DictStore
-#: ``.b2z`` containers (a ``.b2z`` may also hold a CTable, which is no group: see _list_tree)
-_CONTAINER_SUFFIXES = (*_HDF5_SUFFIXES, ".b2z")
 _UNSET = "default"
 
 
