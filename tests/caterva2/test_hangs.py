@@ -4,7 +4,6 @@ with a timeout, so a regression fails instead of hanging the suite."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -14,15 +13,9 @@ import numpy as np
 import pytest
 from _c2server import public_folder
 
+from tests._fork_scripts import WAIT_FOR_CHILD, run_script
+
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX only")
-
-
-def _run(script: str, *args: str, timeout: float = 30) -> str:
-    res = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res.stdout
 
 
 _CHILD_READS = """
@@ -58,7 +51,7 @@ def test_filesystem_used_before_a_fork_reads_in_the_child(cat2_server: Any, tmp_
     a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
     blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
     path = f"@public/{folder.name}/a.b2nd"
-    out = _run(_CHILD_READS, cat2_server.host, path, str(tmp_path / "cache"))
+    out = run_script(_CHILD_READS, cat2_server.host, path, str(tmp_path / "cache"))
     assert out.startswith("([1050.0, 1051.0], ['@public/"), out
     assert "a.b2nd']" in out, out
 
@@ -107,13 +100,14 @@ def test_stalling_servers_end_within_the_timeout(mode: str, tmp_path: Path) -> N
     """A server that accepts and never answers, one that stalls after the headers and one that
     trickles a byte at a time: each request ends after ``timeout`` (per attempt) with a
     ConnectionError naming the URL."""
-    out = _run(_STALLING, mode, str(tmp_path / "cache"), timeout=20)
+    out = run_script(_STALLING, mode, str(tmp_path / "cache"), timeout=20)
     seconds, _, message = out.partition(" ")
     assert int(seconds) <= 4, out
     assert "/api/info/@public/d/a.b2nd timed out after 2 attempts" in message, out
 
 
-_FORK_DURING_CACHE_SCAN = """
+_FORK_DURING_CACHE_SCAN = (
+    """
 import os, sys, threading, time
 import zarr
 from b2store.caterva2.cache import ChunkCache
@@ -135,18 +129,9 @@ pid = os.fork()
 if pid == 0:
     ok = a[35, 20] == 35 * 30 + 20  # a chunk not cached yet: written to the cache
     os._exit(0 if ok else 3)
-for _ in range(150):
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print("child", os.waitstatus_to_exitcode(status))
-        break
-    time.sleep(0.05)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print("child hung")
-os._exit(0)
 """
+    + WAIT_FOR_CHILD
+)
 
 
 def test_fork_while_another_thread_scans_the_chunk_cache(cat2_server: Any, tmp_path: Path) -> None:
@@ -157,7 +142,7 @@ def test_fork_while_another_thread_scans_the_chunk_cache(cat2_server: Any, tmp_p
     a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
     blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
     path = f"@public/{folder.name}/a.b2nd"
-    out = _run(_FORK_DURING_CACHE_SCAN, cat2_server.host, path, str(tmp_path / "cache"))
+    out = run_script(_FORK_DURING_CACHE_SCAN, cat2_server.host, path, str(tmp_path / "cache"))
     assert out.strip() == "child 0", out
 
 
@@ -189,5 +174,5 @@ def test_parent_reads_after_a_child_used_the_filesystem(cat2_server: Any, tmp_pa
     folder, _ = public_folder(cat2_server, "forked2")
     a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
     blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
-    out = _run(_PARENT_READS_AFTER, cat2_server.host, f"@public/{folder.name}/a.b2nd")
+    out = run_script(_PARENT_READS_AFTER, cat2_server.host, f"@public/{folder.name}/a.b2nd")
     assert out.strip() == "parent 0", out

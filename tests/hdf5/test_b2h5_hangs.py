@@ -4,13 +4,14 @@ timeout, so a regression fails instead of hanging the suite."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
+
+from tests._fork_scripts import WAIT_FOR_CHILD, run_script
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX only")
 
@@ -58,14 +59,6 @@ p.join(5)
 )
 
 
-def _run(script: str, *args: str, timeout: float = 30) -> str:
-    res = subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=timeout
-    )
-    assert res.returncode == 0, res.stderr[-3000:]
-    return res.stdout
-
-
 def test_array_of_a_remote_file_reads_in_a_forked_child(tmp_path: Path) -> None:
     """An array (and a filesystem) opened over HTTP before a fork raised "RuntimeError: This
     class is not fork-safe" in the child: the parent's HTTP filesystem and event loop cannot be
@@ -73,7 +66,7 @@ def test_array_of_a_remote_file_reads_in_a_forked_child(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "f.h5", "w") as f:
         # chunks larger than READAHEAD_CHUNK: read from the server, not from cached blocks
         f.create_dataset("data", data=np.arange(160_000.0).reshape(400, 400), chunks=(100, 400))
-    out = _run(_CHILD_READS, str(tmp_path), HELPERS)
+    out = run_script(_CHILD_READS, str(tmp_path), HELPERS)
     assert out.strip() == "([140000.0, 140001.0, 140002.0], 320000)", out
 
 
@@ -99,18 +92,8 @@ if pid == 0:
         os._exit(0 if ok else 3)
     except BaseException:
         os._exit(4)
-for _ in range(150):
-    done, status = os.waitpid(pid, os.WNOHANG)
-    if done:
-        print("child", os.waitstatus_to_exitcode(status))
-        break
-    time.sleep(0.05)
-else:
-    os.kill(pid, 9)
-    os.waitpid(pid, 0)
-    print("child hung")
-os._exit(0)
 """
+    + WAIT_FOR_CHILD
 )
 
 
@@ -124,7 +107,7 @@ def test_fork_while_another_thread_builds_an_index(tmp_path: Path) -> None:
     for name in ("small.h5", "other.h5"):
         with h5py.File(tmp_path / name, "w") as f:
             f["d"] = np.arange(3)
-    out = _run(_FORK_DURING_BUILD, str(tmp_path), HELPERS, "0.3")
+    out = run_script(_FORK_DURING_BUILD, str(tmp_path), HELPERS, "0.3")
     assert out.strip() == "child 0", out
 
 
@@ -310,5 +293,5 @@ def test_parent_reads_after_a_child_read_a_remote_file(tmp_path: Path) -> None:
     parent's connections (sockets and event-loop registrations shared by the fork) alone."""
     with h5py.File(tmp_path / "f.h5", "w") as f:
         f.create_dataset("data", data=np.arange(160_000.0).reshape(400, 400), chunks=(100, 400))
-    out = _run(_PARENT_READS_AFTER, str(tmp_path), HELPERS)
+    out = run_script(_PARENT_READS_AFTER, str(tmp_path), HELPERS)
     assert out.strip() == "parent 0", out
