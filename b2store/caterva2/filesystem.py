@@ -147,7 +147,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
     readahead
         Chunks fetched ahead when a dataset's chunks are requested in order (a dask task asks for
         one chunk at a time, so few dask threads would otherwise mean few requests in flight);
-        0 disables it. Random access triggers no readahead.
+        0 disables it. Random access triggers no readahead. Without a disk cache it fetches
+        no more chunks than ``memory_cache_size`` keeps.
     memory_cache_size
         Bytes of recently loaded chunks kept in memory (ranged reads of one chunk, as zarr's
         partial decoding makes, then cost one load).
@@ -835,9 +836,15 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         sequential = (number - 1) in recent or (number - 2) in recent
         if number not in recent:
             recent.append(number)
-        if not sequential or ds.mode == SLICE or self.readahead <= 0:
+        ahead = self.readahead
+        if self.cache is None:
+            # without a disk cache a prefetched chunk lives in memory only: prefetch no more
+            # than memory_cache_size keeps (counted decompressed, so never too many), else
+            # the chunk is dropped before it is read and fetched a second time
+            ahead = min(ahead, self.memory_cache_size // max(ds.chunk_nbytes, 1))
+        if not sequential or ds.mode == SLICE or ahead <= 0:
             return
-        for m in range(number + 1, min(number + 1 + self.readahead, ds.nchunks)):
+        for m in range(number + 1, min(number + 1 + ahead, ds.nchunks)):
             if (ds.path, ds.version, m) not in self._loads:
                 coords = tuple(int(c) for c in np.unravel_index(m, ds.grid))
                 self._task(ds, m, coords)

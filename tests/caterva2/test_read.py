@@ -309,6 +309,29 @@ def test_readahead_on_sequential_reads_only(fault_proxy: Any, so: dict[str, Any]
     assert len(numbers) <= 16 + 2
 
 
+@pytest.mark.parametrize("memory", [0, 3 * 400])
+def test_readahead_without_disk_cache_fits_memory(
+    fault_proxy: Any, so: dict[str, Any], memory: int
+) -> None:
+    """Without a disk cache, readahead prefetches only what the memory cache keeps: with
+    memory_cache_size=0 every prefetched chunk was dropped before it was read and fetched
+    again (two requests per chunk)."""
+    folder, _url = public_folder(fault_proxy, "ra0")
+    a = np.arange(16 * 10 * 10, dtype="i4").reshape(16, 10, 10)
+    blosc2.asarray(a, chunks=(1, 10, 10), blocks=(1, 5, 10),
+                   urlpath=str(folder / "r.b2nd"), mode="w")  # fmt: skip
+    path = f"@public/{folder.name}/r.b2nd"
+    opts = {**so, "cache_storage": None, "memory_cache_size": memory, "readahead": 8}
+    fs = Caterva2FileSystem(host=fault_proxy.host, **opts)
+    fs.cat_file(f"{path}/.zarray")
+    fault_proxy.requests.clear()
+    for i in range(16):
+        got = np.frombuffer(blosc2.decompress2(fs.cat_file(f"{path}/c/{i}/0/0")), dtype="i4")
+        assert got.reshape(10, 10).tolist() == a[i].tolist()
+    numbers = [int(p.rsplit("nchunk=", 1)[1]) for p in fault_proxy.requests if "/api/chunk" in p]
+    assert sorted(numbers) == list(range(16))
+
+
 def test_sub_chunk_selection_loads_chunk_once(fault_proxy: Any, so: dict[str, Any]) -> None:
     """zarr's partial decoding asks for byte ranges of one chunk: one request, right values."""
     folder, base = public_folder(fault_proxy, "sub")
