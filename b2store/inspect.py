@@ -4,18 +4,16 @@ Contract: :func:`inspect_path` walks an HDF5 file once with h5py (never through 
 global lock never meets zarr's event loop) and returns one :class:`NodeInfo` per group and dataset,
 with the shape, dtype, chunks, Blosc2 block shape (read from the first allocated chunk's frame,
 validated before blosc2 sees it), the filter pipeline by name, the stored size and ratio, and
-whether b2store reads the dataset directly or why not. A URL with a protocol other than ``file`` (``caterva2://``,
-``b2h5::…``) is opened as a Zarr group through fsspec instead, when the protocol is available.
-
-The "reads directly" verdict comes from :func:`b2store.hdf5.filters.plan_codecs` when that module is
-installed, else from the table :data:`SUPPORTED_FILTERS` here.
+whether b2store reads the dataset directly or why not (the verdict of
+:func:`b2store.hdf5.filters.plan_codecs`). A URL with a protocol other than ``file``
+(``caterva2://``, ``b2h5::…``) is opened as a Zarr group through fsspec instead, when the protocol
+is available.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import struct
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -26,20 +24,16 @@ from b2store.errors import B2StoreError, without_api_hint
 
 __all__ = [
     "FILTER_NAMES",
-    "SUPPORTED_FILTERS",
     "InspectError",
     "NodeInfo",
     "inspect_path",
-    "parse_frame_blocks",
     "render_text",
     "to_json",
 ]
 
 
-#: Filters b2store decodes from raw chunk bytes (the HDF5 issue's list).
-SUPPORTED_FILTERS = frozenset({1, 2, 3, 4, 307, 32000, 32001, 32004, 32008, 32015, 32026})
-
-_FRAME_MAGIC = b"b2frame\x00"
+#: Codec id of a frame whose chunks use a plugin (user-defined) codec.
+_UDCODEC_FORMAT = 6
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nc", ".nc4", ".nxs", ".cxi")
 
 
@@ -91,74 +85,57 @@ class NodeInfo:
     reason: str = ""
 
 
-def parse_frame_blocks(raw: bytes) -> tuple[int, ...] | None:
-    """Block shape of a one-chunk Blosc2 b2nd frame, or ``None`` if it is a plain super-chunk.
-
-    The bytes are checked (magic, header size, frame size) before python-blosc2 parses them.
-
-    Raises
-    ------
-    InspectError
-        If ``raw`` is not a Blosc2 frame.
-    """
-    return _frame_info(raw)[0]
-
-
 def _frame_info(raw: bytes) -> tuple[tuple[int, ...] | None, str]:
-    """(b2nd block shape or None, ``codec-clevel+filters``) of a checked Blosc2 frame."""
-    if len(raw) < 32 or raw[2:10] != _FRAME_MAGIC:
+    """(b2nd block shape or None, ``codec-clevel+filters``) of a Blosc2 frame, read by b2store's
+    own frame parser (:mod:`b2store.codecs._blosc2frame`): no C parser sees the file's bytes."""
+    import blosc2
+
+    from b2store.codecs import _blosc2frame as bf
+
+    if not bf.is_frame(raw):
         raise InspectError(
             f"Expected a Blosc2 frame (magic b'b2frame'). Got {len(raw)} bytes starting "
             f"{bytes(raw[:10])!r} instead."
         )
-    (header_size,) = struct.unpack(">i", raw[11:15])
-    (frame_size,) = struct.unpack(">Q", raw[16:24])
-    if not 0 < header_size <= len(raw) or frame_size != len(raw):
-        raise InspectError(
-            f"Expected a Blosc2 frame of {len(raw)} bytes. Got a header saying "
-            f"frame_size={frame_size}, header_size={header_size} instead (truncated or corrupt)."
-        )
-    import blosc2
-
-    sc = blosc2.schunk_from_cframe(bytes(raw), copy=True)
-    cp = sc.cparams
-    filters = [
-        getattr(f, "name", str(f)).lower() for f in cp.filters if getattr(f, "value", f) != 0
-    ]
-    codec = getattr(cp.codec, "name", str(cp.codec)).lower()
-    desc = f"{codec}-{cp.clevel}" + "".join(f"+{f}" for f in filters)
-    if "b2nd" not in sc.meta:
-        return None, desc
-    arr = blosc2.ndarray_from_cframe(bytes(raw), copy=True)
-    return tuple(int(b) for b in arr.blocks), desc
-
-
-def _plan_verdict(ds: Any, filters: list[tuple[int, tuple[int, ...]]]) -> tuple[bool, str]:
-    """Ask the HDF5 filter planner (``b2store.hdf5.filters``) when present; else our table."""
-    import importlib
-
     try:
-        h5filters: Any = importlib.import_module("b2store.hdf5.filters")
-        plan = h5filters.plan_codecs
-        pipeline = h5filters.read_pipeline(ds.id.get_create_plist())
-    except (ImportError, AttributeError):
-        plan = None
-    if plan is not None:
-        masks: set[int] = set()
-        if ds.chunks is not None and pipeline:
-            ds.id.chunk_iter(lambda info: masks.add(int(info.filter_mask)))
-        chunks = tuple(ds.chunks) if ds.chunks else tuple(ds.shape)
-        try:
-            plan(pipeline, ds.dtype, chunks, masks=masks, where=ds.name)
-        except NotImplementedError as exc:
-            return False, str(exc).splitlines()[0]
-        except Exception as exc:  # the planner's own validation: report, do not crash `info`
-            return False, f"{type(exc).__name__}: {exc}".splitlines()[0]
-        return True, ""
-    for fid, _cd in filters:
-        if fid not in SUPPORTED_FILTERS:
-            name = FILTER_NAMES.get(fid, "unknown")
-            return False, f"filter {fid} ({name}) has no raw-bytes decoder in b2store"
+        info = bf.parse_frame(raw, what="Blosc2 frame")
+    except ValueError as exc:
+        raise InspectError(f"Expected a sound Blosc2 frame. Got {exc} instead.") from exc
+    codec = info.codec
+    if codec == _UDCODEC_FORMAT and info.nchunks:  # a plugin: its id is in the chunk header
+        chunk, _special = bf.frame_chunk(raw, info, 0, what="Blosc2 frame")
+        if chunk is not None:
+            codec = bf.chunk_header(chunk, what="Blosc2 frame").udcodec
+    desc = f"{_enum_name(blosc2.Codec, codec)}-{info.clevel}" + "".join(
+        f"+{_enum_name(blosc2.Filter, f)}" for f in info.filters if f != 0
+    )
+    return (info.b2nd.blocks if info.b2nd is not None else None), desc
+
+
+def _enum_name(enum: Any, value: int) -> str:
+    """``zstd`` for ``blosc2.Codec`` 5; ``codec<n>``/``filter<n>`` for ids blosc2 does not name."""
+    try:
+        return str(enum(value).name).lower()
+    except ValueError:
+        return f"{enum.__name__.lower()}{value}"
+
+
+def _plan_verdict(ds: Any) -> tuple[bool, str]:
+    """Whether b2store reads ``ds`` directly, by the HDF5 filter planner
+    (:func:`b2store.hdf5.filters.plan_codecs`), and if not, its first line of why."""
+    from b2store.hdf5.filters import plan_codecs, read_pipeline
+
+    pipeline = read_pipeline(ds.id.get_create_plist())
+    masks: set[int] = set()
+    if ds.chunks is not None and pipeline:
+        ds.id.chunk_iter(lambda info: masks.add(int(info.filter_mask)))
+    chunks = tuple(ds.chunks) if ds.chunks else tuple(ds.shape)
+    try:
+        plan_codecs(pipeline, ds.dtype, chunks, masks=masks, where=ds.name)
+    except NotImplementedError as exc:
+        return False, str(exc).splitlines()[0]
+    except Exception as exc:  # the planner's own validation: report, do not crash `info`
+        return False, f"{type(exc).__name__}: {exc}".splitlines()[0]
     return True, ""
 
 
@@ -204,7 +181,7 @@ def _dataset_info(ds: Any) -> NodeInfo:
     elif h5py.check_vlen_dtype(dtype) is not None or dtype.hasobject:
         direct, reason = False, "variable-length data is not chunk-addressable"
     else:
-        direct, reason = _plan_verdict(ds, filters)
+        direct, reason = _plan_verdict(ds)
     if direct and _is_netcdf_dimension(ds):
         direct, reason = False, _NETCDF_DIMENSION
 

@@ -133,3 +133,38 @@ def test_info_of_an_hdf5_url_with_a_query(tmp_path: Path) -> None:
         mem.rm("/b2store-info-query", recursive=True)
     (node,) = [n for n in nodes if n.kind == "dataset"]
     assert node.path == "/d" and node.shape == (12,) and node.direct
+
+
+def test_info_describes_blosc2_chunks_without_python_blosc2_parsing_them(tmp_path: Path) -> None:
+    """Blocks and codec come from b2store's own frame parser (python-blosc2's C frame parser
+    never sees the file's bytes): zstd/lz4 with filters as blosc2 names them, a plugin codec
+    (JPEG 2000) by its plugin id, and a damaged first chunk leaves the fields empty."""
+    import h5py
+    import hdf5plugin
+    import numcodecs
+
+    from b2store.inspect import inspect_path
+
+    path = tmp_path / "b.h5"
+    data = np.arange(20 * 30 * 40, dtype="u2").reshape(20, 30, 40)
+    with h5py.File(path, "w") as f:
+        f.create_dataset("zstd", data=data, chunks=(10, 30, 40),
+                         **hdf5plugin.Blosc2(cname="zstd", clevel=3,
+                                             filters=hdf5plugin.Blosc2.BITSHUFFLE))  # fmt: skip
+        f.create_dataset("lz4_1d", data=data.ravel(), chunks=(6000,),
+                         **hdf5plugin.Blosc2(cname="lz4", clevel=5))  # fmt: skip
+        j2k = f.create_dataset("j2k", shape=(2, 64, 64), dtype="u2", chunks=(2, 64, 64),
+                               **hdf5plugin.Blosc2())  # fmt: skip
+        image = np.random.default_rng(0).integers(0, 4000, (2, 64, 64), dtype="u2")
+        j2k.id.write_direct_chunk((0, 0, 0), numcodecs.get_codec({"id": "b2store_grok"}).encode(image))
+        bad = f.create_dataset("bad", shape=(10, 30, 40), dtype="u2", chunks=(10, 30, 40),
+                               **hdf5plugin.Blosc2())  # fmt: skip
+        frame = bytearray(f["zstd"].id.read_direct_chunk((0, 0, 0))[1])
+        frame[24:64] = b"\xff" * 40  # a frame header python-blosc2 would have to trust
+        bad.id.write_direct_chunk((0, 0, 0), bytes(frame))
+    nodes = {n.path: n for n in inspect_path(str(path))}
+    assert nodes["/zstd"].blosc2 == "zstd-3+bitshuffle"
+    assert nodes["/zstd"].blocks is not None and len(nodes["/zstd"].blocks) == 3
+    assert nodes["/lz4_1d"].blosc2.startswith("lz4-5")
+    assert nodes["/j2k"].blosc2.startswith("j2k-") and nodes["/j2k"].blocks == (1, 64, 64)
+    assert nodes["/bad"].blosc2 == "" and nodes["/bad"].blocks is None
