@@ -156,7 +156,8 @@ def test_info_describes_blosc2_chunks_without_python_blosc2_parsing_them(tmp_pat
         j2k = f.create_dataset("j2k", shape=(2, 64, 64), dtype="u2", chunks=(2, 64, 64),
                                **hdf5plugin.Blosc2())  # fmt: skip
         image = np.random.default_rng(0).integers(0, 4000, (2, 64, 64), dtype="u2")
-        j2k.id.write_direct_chunk((0, 0, 0), numcodecs.get_codec({"id": "b2store_grok"}).encode(image))
+        grok = numcodecs.get_codec({"id": "b2store_grok"})
+        j2k.id.write_direct_chunk((0, 0, 0), grok.encode(image))
         bad = f.create_dataset("bad", shape=(10, 30, 40), dtype="u2", chunks=(10, 30, 40),
                                **hdf5plugin.Blosc2())  # fmt: skip
         frame = bytearray(f["zstd"].id.read_direct_chunk((0, 0, 0))[1])

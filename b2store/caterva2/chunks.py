@@ -12,26 +12,35 @@ Contract
   mode (see :mod:`b2store.caterva2.metadata`): bare chunks pass through (a short last ``.b2frame``
   chunk is re-encoded padded), transcoded chunks become little-endian C-order bytes, slices
   become little-endian C-order bytes padded to the full chunk shape.
-* Decoding uses ``blosc2.decompress2``, which releases the GIL once
-  ``blosc2.set_releasegil(True)`` has been called (process-wide; done on import here), on one
-  thread per call: C-Blosc2 3.3 decodes chunks holding DELTA twice wrongly on several threads
-  (:func:`b2store.codecs.b2nd.threads_safe`), and dask runs many such calls at once anyway.
+* Decoding goes through :mod:`b2store.codecs.b2nd`'s validating decoders (chunk headers, block
+  offsets and codecs checked before C-Blosc2 sees server bytes; slices' frames parsed by
+  b2store, never by python-blosc2's C frame parser), one thread per call (C-Blosc2 3.3 decodes
+  chunks holding DELTA twice wrongly on several threads, and dask runs many calls at once
+  anyway); they release the GIL (``blosc2.set_releasegil(True)``, set when b2nd is imported).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import blosc2
 import numpy as np
 
-from b2store.caterva2.metadata import CHUNK, SLICE, TRANSCODE, Dataset, little_endian
-from b2store.errors import Caterva2HTTPError
+from b2store.caterva2.metadata import (
+    CHUNK,
+    SLICE,
+    TRANSCODE,
+    Dataset,
+    UnsupportedCaterva2DatasetError,
+    little_endian,
+    parse_dtype,
+)
+from b2store.codecs import _blosc2frame as bf
+from b2store.codecs.b2nd import decode_b2nd, decompress_chunk, reorder
+from b2store.errors import Caterva2HTTPError, CodecError
 
 __all__ = ["Caterva2DataError", "check_chunk", "check_frame", "passes_through", "to_zarr_chunk"]
 
-blosc2.set_releasegil(True)
 
 _FRAME_MAGIC = b"\xa8b2frame\x00"
 
@@ -88,16 +97,31 @@ def check_frame(url: str, ds: Dataset, raw: bytes) -> None:
         )
 
 
-def _reorder(flat: bytes, chunks: tuple[int, ...], blocks: tuple[int, ...], dtype: Any) -> Any:
-    """Block-ordered chunk buffer → C-order array of shape ``chunks``."""
-    nd = len(chunks)
-    if nd == 0:
-        return np.frombuffer(flat, dtype=dtype)[:1].reshape(())
-    grid = [math.ceil(c / b) for c, b in zip(chunks, blocks, strict=True)]
-    a = np.frombuffer(flat, dtype=dtype).reshape(*grid, *blocks)
-    a = a.transpose([x for i in range(nd) for x in (i, nd + i)])
-    a = a.reshape([g * b for g, b in zip(grid, blocks, strict=True)])
-    return a[tuple(slice(0, c) for c in chunks)]
+def _decompress(ds: Dataset, nchunk: int, raw: bytes) -> bytes:
+    """The decompressed bytes of checked server chunk ``raw``, through b2store's validating
+    decoder (:func:`b2store.codecs.b2nd.decompress_chunk`: block offsets and codecs are checked
+    before C-Blosc2 sees the bytes; special chunks are made in numpy)."""
+    where = f"chunk {nchunk} of Caterva2 dataset {ds.path}"
+    try:
+        flat = decompress_chunk(raw, dtype=ds.dtype, nbytes=expected_nbytes(ds, nchunk), what=where)
+    except CodecError as exc:
+        raise Caterva2DataError(ds.path, 200, str(exc)) from exc
+    return flat.view(np.uint8).tobytes()
+
+
+def _decode_slice(ds: Dataset, coords: tuple[int, ...], raw: bytes) -> np.ndarray:
+    """The array of a checked ``/api/fetch?slice_=`` frame, in the dtype the frame records
+    (a padded compound may spell its gaps as fields), decoded by b2store's validating frame
+    decoder (never python-blosc2's C frame parser on server bytes)."""
+    where = f"slice {coords} of Caterva2 dataset {ds.path}"
+    try:
+        info = bf.parse_frame(raw, what=where)
+        if info.b2nd is None:
+            raise CodecError(f"{where}: a Blosc2 frame without the b2nd metalayer")
+        dtype = parse_dtype(info.b2nd.dtype_str, ds.path)
+        return decode_b2nd(raw, dtype=dtype, what=where)
+    except (CodecError, UnsupportedCaterva2DatasetError) as exc:
+        raise Caterva2DataError(ds.path, 200, str(exc)) from exc
 
 
 #: Blosc2's special-value kind "every item is NaN" (bits 4-6 of header byte 31; the chunk is
@@ -125,7 +149,7 @@ def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes)
     """The value of the Zarr chunk key ``coords`` from checked server bytes ``raw``."""
     if ds.mode == CHUNK and _nan_special(raw):
         # expanded here (Blosc2 writes NaNs of the chunk's typesize) and stored plainly
-        data = bytes(blosc2.decompress2(raw, nthreads=1))
+        data = _decompress(ds, nchunk, raw)
         want = ds.chunks[0] * ds.dtype.itemsize if ds.kind == "b2frame" else len(data)
         if len(data) < want:  # the short last chunk of a .b2frame: pad like below
             data += bytes(want - len(data))
@@ -133,22 +157,22 @@ def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes)
     if ds.mode == CHUNK:
         if ds.kind == "b2frame" and nchunk == ds.nchunks - 1:
             want = ds.chunks[0] * ds.dtype.itemsize
-            data = blosc2.decompress2(raw, nthreads=1)
+            data = _decompress(ds, nchunk, raw)
             if len(data) < want:
-                padded = bytes(data) + bytes(want - len(data))
+                padded = data + bytes(want - len(data))
                 return bytes(blosc2.compress2(padded, typesize=ds.typesize, clevel=1))
         return raw
     if ds.mode == TRANSCODE:
-        flat = blosc2.decompress2(raw, nthreads=1)
+        flat = _decompress(ds, nchunk, raw)
         want = math.prod(ds.chunks) * ds.dtype.itemsize
         if ds.kind == "b2frame" and len(flat) < want:  # the short last chunk of a .b2frame
-            flat = bytes(flat) + bytes(want - len(flat))
-        arr = _reorder(flat, ds.chunks, ds.blocks, ds.dtype)
+            flat += bytes(want - len(flat))
+        arr = reorder(flat, ds.chunks, ds.blocks, ds.dtype)
         return np.ascontiguousarray(arr, dtype=little_endian(ds.dtype)).tobytes()
     if ds.mode == SLICE:
         region = ds.chunk_region(coords)
         shape = tuple(s.stop - s.start for s in region)
-        got = np.asarray(blosc2.ndarray_from_cframe(raw)[...])
+        got = _decode_slice(ds, coords, raw)
         if tuple(got.shape) != shape:
             raise Caterva2DataError(
                 ds.path,

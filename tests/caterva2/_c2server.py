@@ -152,7 +152,8 @@ class FaultProxy:
 
     Faults: ``None`` (forward), ``"500"`` (500 then close the connection), ``"reset"`` (close
     without answering), ``"slow"`` (sleep ``delay`` s, then forward), ``"truncate"`` (announce the
-    full length, send half the body, close).
+    full length, send half the body, close), ``"garble"`` (forward with bytes 32..95 of the body
+    inverted: a 200 answer of the right length whose content is damaged).
     """
 
     upstream: str
@@ -201,6 +202,8 @@ def proxy_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]
                 time.sleep(proxy.delay)
             r = client.get(proxy.upstream + self.path)
             body = r.content
+            if fault == "garble":
+                body = body[:32] + bytes(b ^ 0xFF for b in body[32:96]) + body[96:]
             self.send_response(r.status_code)
             for k in ("Content-Type", "ETag"):
                 if k in r.headers:

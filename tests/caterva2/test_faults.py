@@ -350,3 +350,34 @@ def test_dataset_deleted_between_chunk_request_and_recheck_is_an_error_not_fill(
     fault_proxy.plan = plan
     with pytest.raises(Caterva2HTTPError, match="vanished or changed on the server"):
         z[:10, :10]
+
+
+@pytest.mark.parametrize("kind", ["hdf5-slice", "big-endian", "b2nd"])
+def test_damaged_answer_is_an_error_not_data(
+    fault_proxy: Any, so: dict[str, Any], kind: str
+) -> None:
+    """A 200 answer of the right length with damaged bytes (chunk offsets, frame header) raises
+    an error naming the dataset on every decoding path: slices of HDF5 datasets (their frames
+    were handed to python-blosc2's C frame parser), transcoded big-endian chunks, plain chunks.
+    Never other values, never a crash."""
+    import h5py
+
+    folder, _base = public_folder(fault_proxy, "garble")
+    a = np.random.default_rng(3).integers(0, 4000, size=(4, 64, 64), dtype="u2")
+    if kind == "hdf5-slice":
+        with h5py.File(folder / "g.h5", "w") as f:
+            f.create_dataset("d", data=a, chunks=(2, 64, 64))
+        path = f"@public/{folder.name}/g.h5/d"
+        fetch = "/api/fetch"
+    else:
+        data = a.astype(">u2") if kind == "big-endian" else a
+        blosc2.asarray(data, chunks=(2, 64, 64), blocks=(1, 16, 64),
+                       urlpath=str(folder / "g.b2nd"), mode="w")  # fmt: skip
+        path = f"@public/{folder.name}/g.b2nd"
+        fetch = "/api/chunk"
+    fault_proxy.plan = lambda n, p: "garble" if fetch in p else None
+    z = _open(fault_proxy.host, path, so, cache_storage=None, retries=0, dataset_as="array")
+    with pytest.raises((OSError, ValueError)) as err:
+        z[...]
+    assert path.rsplit("/", 1)[0] in str(err.value) or "b2store" in str(err.value)
+    assert any(fetch in p for p in fault_proxy.requests)
