@@ -14,6 +14,9 @@ Contract
 * :meth:`ChunkCache.set_version` is called whenever a dataset's info is (re)read: other versions of
   that dataset are dropped. The Caterva2 API exposes no per-chunk version, so a changed dataset
   loses all its cached chunks (see docs/caterva2.md).
+* An entry read with credentials (``private=True``) is created readable by its owner only
+  (mode 0600), whatever the umask: data a login protects does not become readable by other
+  users of the machine through the cache. Anonymous reads follow the umask.
 * A folder that cannot be created or written is not an error: reads go on without caching and
   one warning is logged per cache.
 * Recency is the entry's mtime (touched on every hit); when the bytes under ``root`` exceed
@@ -159,8 +162,18 @@ class ChunkCache:
             os.utime(entry)  # recency for LRU
         return payload
 
-    def put(self, server: str, path: str, version: str, key: str, payload: bytes) -> None:
-        """Store ``payload`` atomically (write a temporary file, then rename it into place)."""
+    def put(
+        self,
+        server: str,
+        path: str,
+        version: str,
+        key: str,
+        payload: bytes,
+        *,
+        private: bool = False,
+    ) -> None:
+        """Store ``payload`` atomically (write a temporary file, then rename it into place);
+        ``private``: readable by the owner only (data read with credentials)."""
         if self.size_limit is not None and len(payload) + _HEADER.size > self.size_limit:
             self._warn_too_big(len(payload))
             self._account(0)  # still trim a folder filled under a larger limit
@@ -171,7 +184,11 @@ class ChunkCache:
         for attempt in (1, 2):
             try:
                 entry.parent.mkdir(parents=True, exist_ok=True)
-                with open(tmp, "wb") as f:
+                mode = 0o600 if private else 0o666  # the umask applies to both
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+                with os.fdopen(fd, "wb") as f:
+                    if private and hasattr(os, "fchmod"):
+                        os.fchmod(f.fileno(), 0o600)  # a file left by a killed writer reused
                     f.write(header)
                     f.write(payload)
                 os.replace(tmp, entry)

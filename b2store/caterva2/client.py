@@ -281,6 +281,7 @@ class Caterva2Client:
 
     @property
     def has_credentials(self) -> bool:
+        """Whether requests carry credentials (a token, or a login by username/password)."""
         return self._token is not None or self._password is not None
 
     @property

@@ -761,7 +761,15 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             # version neither mix into this array nor go into the cache under the old version
             await self._recheck(ds)
         if fetched and self.cache is not None:
-            await asyncio.to_thread(self.cache.put, server, ds.path, ds.version, key, raw)
+            await asyncio.to_thread(
+                self.cache.put,
+                server,
+                ds.path,
+                ds.version,
+                key,
+                raw,
+                private=self.client.has_credentials,
+            )
         return raw
 
     async def _explain_failure(self, ds: Dataset, exc: Exception) -> None:

@@ -89,6 +89,33 @@ def test_token_and_env(
     assert fs.cat_file(f"{path}/c/0/0")
 
 
+def test_cache_entries_of_credentialed_reads_are_private(
+    cat2_auth_server: Any, cat2_server: Any, shared: Any, so: dict[str, Any], tmp_path: Path
+) -> None:
+    """Chunks read with credentials are cached readable by their owner only (0600) whatever
+    the umask: they were world-readable under the usual umask 022, so other users of the
+    machine could read data a login protects. Anonymous reads follow the umask."""
+    import os
+    import stat
+
+    path, a = shared
+    old = os.umask(0o022)
+    try:
+        opts = {**so, "username": USER, "password": PASSWORD}
+        z = zarr.open_array(_url(cat2_auth_server, path), mode="r", storage_options=opts)
+        np.testing.assert_array_equal(z[...], a)
+        entries = [e for e in Path(so["cache_storage"]).rglob("*.c2c")]
+        assert entries and {stat.S_IMODE(e.stat().st_mode) for e in entries} == {0o600}
+        folder, url = public_folder(cat2_server, "anon")
+        blosc2.asarray(np.arange(10), urlpath=str(folder / "p.b2nd"), mode="w")
+        anon = {**so, "cache_storage": str(tmp_path / "anon")}
+        assert zarr.open_array(f"{url}/p.b2nd", mode="r", storage_options=anon)[3] == 3
+        entries = list((tmp_path / "anon").rglob("*.c2c"))
+        assert entries and {stat.S_IMODE(e.stat().st_mode) for e in entries} == {0o644}
+    finally:
+        os.umask(old)
+
+
 def test_wrong_password_is_permission_error(
     cat2_auth_server: Any, shared: Any, so: dict[str, Any]
 ) -> None:
