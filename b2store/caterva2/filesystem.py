@@ -122,6 +122,19 @@ class Caterva2URLNotFoundError(B2StoreError, LookupError):
     """
 
 
+def _non_negative(name: str, value: Any, *, integer: bool = False) -> float:
+    """A storage option that must be a number >= 0 (an integer if *integer*; a float may be
+    ``inf``), or a ValueError naming the option."""
+    kinds: tuple[type, ...] = (
+        (int, np.integer) if integer else (int, float, np.integer, np.floating)
+    )
+    valid = not isinstance(value, bool) and isinstance(value, kinds)  # no narrowing below
+    if not valid or not float(value) >= 0:
+        what = "an integer" if integer else "a number"
+        raise ValueError(f"Expected {what} >= 0 for {name}. Got {value!r} instead.")
+    return int(value) if integer else float(value)
+
+
 class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
     """Read-only Zarr view of a Caterva2 server over plain HTTP (protocol ``caterva2``).
 
@@ -239,13 +252,17 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         )
         if self.cache is not None:
             _WITH_CACHE[id(self)] = self
-        self.version_check_interval = float(version_check_interval)
+        self.version_check_interval = _non_negative(
+            "version_check_interval", version_check_interval
+        )
         self._datasets: dict[str, Dataset] = {}
         self._checked: dict[str, float] = {}
         self._changed: dict[str, str] = {}
-        self.readahead = int(readahead)
+        self.readahead = int(_non_negative("readahead", readahead, integer=True))
         self._recent: dict[str, collections.deque[int]] = {}
-        self.memory_cache_size = int(memory_cache_size)
+        self.memory_cache_size = int(
+            _non_negative("memory_cache_size", memory_cache_size, integer=True)
+        )
         self._loads: collections.OrderedDict[tuple[str, str, int], asyncio.Task[bytes]] = (
             collections.OrderedDict()
         )

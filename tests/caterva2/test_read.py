@@ -849,3 +849,20 @@ def test_b2z_containers_are_groups_of_their_arrays(cat2_server: Any, so: dict[st
         zarr.open_group(f"{base}/table.b2z", mode="r", storage_options=so)
     with pytest.raises(UnsupportedCaterva2DatasetError, match=r"cannot open .*bad\.h5 as a cont"):
         zarr.open_group(f"{base}/bad.h5", mode="r", storage_options=so)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("readahead", -1), ("readahead", "4"), ("readahead", 2.5), ("memory_cache_size", -1),
+     ("version_check_interval", float("nan")), ("version_check_interval", -0.5)],
+)  # fmt: skip
+def test_numeric_options_are_validated(option: str, value: Any) -> None:
+    """Negative or non-numeric readahead/memory_cache_size/version_check_interval were taken
+    as given (a negative memory size trimmed every load; "4" failed deep inside with int()'s
+    message): a ValueError naming the option. No server is contacted."""
+    with pytest.raises(ValueError, match=f"Expected an? (integer|number) >= 0 for {option}"):
+        Caterva2FileSystem(host="127.0.0.1:1", cache_storage=None, skip_instance_cache=True,
+                           **{option: value})  # fmt: skip
+    fs = Caterva2FileSystem(host="127.0.0.1:1", cache_storage=None, skip_instance_cache=True,
+                            version_check_interval=float("inf"), readahead=0)  # fmt: skip
+    assert fs.version_check_interval == float("inf") and fs.readahead == 0
