@@ -8,6 +8,7 @@ inclusive range (0, 9). Got 17 instead."``. Nothing here imports blosc2 at modul
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ __all__ = [
     "codec_from_config",
     "config_keys",
     "ensure_ndarray",
+    "enum_name",
     "parse_bool",
     "parse_cname",
     "parse_int_range",
@@ -111,7 +113,9 @@ def parse_positive_float(codec: str, name: str, value: Any, *, allow_zero: bool 
     """Validate a finite float ``>= 0`` (``> 0`` if not *allow_zero*)."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise TypeError(f"{codec}: {name}: Expected a number. Got {value!r} instead.")
-    v = float(value)
+    # a float16/float32 number as its shortest decimal (np.float32(1e-3) -> 0.001, not
+    # 0.0010000000474974513): the value the user wrote, stored so in the JSON config
+    v = float(str(value)) if isinstance(value, np.floating) and value.itemsize < 8 else float(value)
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise CodecError(f"{codec}: {name}: Expected a finite number {bound}. Got {v} instead.")
@@ -137,9 +141,17 @@ def _parse_choice(codec: str, key: str, name: Any, choices: Any, given: Any) -> 
     return v
 
 
+def enum_name(value: Any) -> Any:
+    """The member name of an :class:`enum.Enum` member (``blosc2.Codec.ZSTD`` -> ``"ZSTD"``);
+    any other value unchanged. blosc2's ``Codec``, ``Filter`` and ``SplitMode`` are plain enums,
+    so a member is never mistaken for an integer."""
+    return value.name if isinstance(value, enum.Enum) else value
+
+
 def parse_cname(codec: str, value: Any) -> str:
-    """Validate a Blosc2 codec name (``zstd``, ``lz4``, ``lz4hc``, ``blosclz``, ``zlib``)."""
-    return _parse_choice(codec, "cname", value, CNAMES, value)
+    """Validate a Blosc2 codec name (``zstd``, ``lz4``, ``lz4hc``, ``blosclz``, ``zlib``), in
+    any case; a ``blosc2.Codec`` member (``blosc2.Codec.ZSTD``) is accepted too."""
+    return _parse_choice(codec, "cname", enum_name(value), CNAMES, value)
 
 
 def parse_splitmode(codec: str, value: Any) -> str:
@@ -147,7 +159,7 @@ def parse_splitmode(codec: str, value: Any) -> str:
 
     ``blosc2.SplitMode`` members are accepted too (``SplitMode.ALWAYS_SPLIT`` -> ``"always"``).
     """
-    name = getattr(value, "name", value)  # a blosc2.SplitMode member
+    name = enum_name(value)  # a blosc2.SplitMode member
     if isinstance(name, str) and name.upper().endswith("_SPLIT"):
         name = name[: -len("_SPLIT")]
     return _parse_choice(codec, "splitmode", name, SPLITMODES, value)

@@ -37,7 +37,13 @@ Blosc2-internal threads per call), ``chunkshape`` (decode-only, for bare chunks)
 ``{"id": "shuffle"}``, ``{"id": "bitshuffle"}``, ``{"id": "bytedelta"}``, ``{"id": "delta"}``,
 ``{"id": "itrunc", "max_abs_error": 15}`` (or ``"bits"``; floats: ``"max_rel_error"`` or
 ``"bits"``, see :mod:`b2store.codecs.itrunc`); ``"trunc_prec"`` is an alias of ``"itrunc"``.
-A bare string ``"shuffle"`` is accepted and normalised to ``{"id": "shuffle"}``. Truncation
+A bare string ``"shuffle"`` is accepted and normalised to ``{"id": "shuffle"}``. Spellings of
+neighbouring libraries are normalised: ``cname`` and filter ids in any case, ``blosc2.Codec`` /
+``blosc2.Filter`` / ``blosc2.SplitMode`` members (stored by name), ``"INT_TRUNC"`` (stored as
+``"itrunc"``), ``"NOFILTER"``/``"NOSHUFFLE"`` (an empty slot, dropped), numpy scalars (stored as
+JSON numbers). Integers as codec or filter ids, ``NDCELL``/``NDMEAN`` and unknown names are
+refused. A truncation filter may set ``keep`` (marker values stored exactly; it then runs in
+numpy), and on float16 it runs in numpy (Blosc2's TRUNC_PREC takes float32/float64). Truncation
 filters always run first (before shuffle), whatever their position in the list. At most 6
 filters in a config, and at most 2 besides a truncation filter, delta at most once, when
 encoding: C-Blosc2 gets other pipelines wrong (see :func:`encoding_pipeline`). Example:
@@ -66,6 +72,7 @@ from b2store.codecs._common import (
     SPLITMODES,
     as_bytes_view,
     codec_from_config,
+    enum_name,
     parse_cname,
     parse_int_range,
     parse_optional_shape,
@@ -73,6 +80,8 @@ from b2store.codecs._common import (
 )
 from b2store.codecs.itrunc import (
     TruncationPlan,
+    keep_values,
+    parse_keep,
     parse_truncation_config,
     plan_truncation,
     truncate,
@@ -82,6 +91,7 @@ from b2store.errors import CodecError
 __all__ = [
     "B2nd",
     "NeedsArrayContext",
+    "check_truncation_dtype",
     "decode_b2nd",
     "default_blocks",
     "encode_b2nd",
@@ -99,6 +109,12 @@ blosc2.set_releasegil(True)  # process-global: decompress2/compress2 release the
 _SIMPLE_FILTERS = {"shuffle": 1, "bitshuffle": 2, "delta": 3, "bytedelta": 35}
 _DELTA_FILTER = 3
 _TRUNC_IDS = ("itrunc", "trunc_prec")
+#: blosc2.Filter names accepted as filter ids: INT_TRUNC is stored as "itrunc" (older b2store
+#: versions read that id); TRUNC_PREC is an id of its own.
+_FILTER_ALIASES = {"int_trunc": "itrunc"}
+#: "no filter" names (blosc2.Filter.NOFILTER, hdf5plugin's Blosc2.NOFILTER / Blosc.NOSHUFFLE):
+#: an empty slot, left out of the normalised list.
+_NO_FILTER = ("nofilter", "noshuffle")
 #: Filter ids C-Blosc2 decodes without loading a plugin library.
 _KNOWN_FILTERS = {0, 1, 2, 3, 4, 35, 36}
 #: python-blosc2's n-dimensional filters: decompress2 alone cannot undo them.
@@ -125,36 +141,51 @@ def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, 
     if isinstance(filters, str | bytes | dict) or not isinstance(filters, list | tuple):
         raise TypeError(f"{codec}: filters: Expected a list of filter specs. Got {filters!r}.")
     out: list[dict[str, Any]] = []
-    for spec in filters:
+    for given in filters:
+        spec = enum_name(given)  # a blosc2.Filter member: its name
         if isinstance(spec, str):
             spec = {"id": spec}
+        if isinstance(spec, dict) and "id" in spec:
+            spec = {**spec, "id": enum_name(spec["id"])}
         if not isinstance(spec, dict) or not isinstance(spec.get("id"), str):
             raise TypeError(
-                f"{codec}: filters: Expected a filter spec like {{'id': 'shuffle'}}. Got {spec!r}."
+                f"{codec}: filters: Expected a filter spec like {{'id': 'shuffle'}}. Got "
+                f"{given!r} instead."
             )
-        fid = spec["id"].lower()
+        fid = _FILTER_ALIASES.get(spec["id"].lower(), spec["id"].lower())
         params = {k: v for k, v in spec.items() if k != "id"}
+        if fid in _NO_FILTER:  # blosc2's NOFILTER, hdf5plugin's NOSHUFFLE: an empty slot
+            if params:
+                raise CodecError(f"{codec}: filter {fid!r} takes no parameters. Got {params}.")
+            continue
         if fid in _SIMPLE_FILTERS:
             if params:
                 raise CodecError(f"{codec}: filter {fid!r} takes no parameters. Got {params}.")
             out.append({"id": fid})
         elif fid in _TRUNC_IDS:
-            unknown = set(params) - {"max_abs_error", "bits", "max_rel_error"}
+            unknown = set(params) - {"max_abs_error", "bits", "max_rel_error", "keep"}
             if unknown:
                 raise CodecError(
                     f"{codec}: filter {fid!r}: unknown keys {sorted(unknown)}; expected "
-                    "max_abs_error, bits or max_rel_error."
+                    "max_abs_error, bits, max_rel_error or keep."
                 )
+            keep = parse_keep(f"{codec}: filter {fid!r}", params.pop("keep", None))
             mae, bits, mre = parse_truncation_config(f"{codec}: filter {fid!r}", **params)
             norm: dict[str, Any] = {"id": fid}
-            for key, val in (("max_abs_error", mae), ("bits", bits), ("max_rel_error", mre)):
+            for key, val in (
+                ("max_abs_error", mae),
+                ("bits", bits),
+                ("max_rel_error", mre),
+                ("keep", keep),
+            ):
                 if val is not None:
                     norm[key] = val
             out.append(norm)
         else:
             raise CodecError(
-                f"{codec}: unknown filter {spec['id']!r}; expected one of "
-                f"{sorted([*_SIMPLE_FILTERS, *_TRUNC_IDS])}."
+                f"{codec}: filters: unknown filter. Expected one of "
+                f"{sorted([*_SIMPLE_FILTERS, *_TRUNC_IDS, *_FILTER_ALIASES, *_NO_FILTER])} "
+                f"(any case, or a blosc2.Filter member). Got {spec['id']!r} instead."
             )
     if len(out) > 6:
         raise CodecError(f"{codec}: Blosc2 allows at most 6 filters. Got {len(out)}.")
@@ -182,6 +213,15 @@ def _truncation_plan(spec: dict[str, Any], dtype: np.dtype) -> TruncationPlan:
         max_rel_error=spec.get("max_rel_error"),
         codec=CODEC_ID,
     )
+
+
+def check_truncation_dtype(specs: list[dict[str, Any]], dtype: np.dtype) -> None:
+    """Raise :class:`CodecError` if a truncation filter in canonical *specs* cannot apply to
+    *dtype* (booleans, strings; ``max_rel_error`` alone on integers, ...)."""
+    for spec in specs:
+        if spec["id"] in _TRUNC_IDS:
+            _truncation_plan(spec, dtype)
+            keep_values(dtype, spec.get("keep"), codec=CODEC_ID)
 
 
 def _blosc2_filters(filters: list[dict[str, Any]], dtype: np.dtype) -> tuple[list[int], list[int]]:
@@ -212,15 +252,21 @@ def encoding_pipeline(
     the specs C-Blosc2 runs, or raise :class:`CodecError` for a pipeline Blosc2 gets wrong.
 
     Truncation runs in numpy (same bound, same values) when Blosc2 cannot run it right: on
-    big-endian data (its INT_TRUNC/TRUNC_PREC act on little-endian words), and when it would be
-    a third filter. C-Blosc2's compressor (python-blosc2 4.x) writes wrong data with three or
-    more filters in its pipeline, and overwrites the buffer being compressed with the third
-    filter's output: every combination of shuffle, bitshuffle, delta and bytedelta tried did.
+    big-endian data (its INT_TRUNC/TRUNC_PREC act on little-endian words), on float16 (its
+    TRUNC_PREC takes float32/float64 only), with ``keep`` (marker values stored exactly), and
+    when it would be a third filter. C-Blosc2's compressor (python-blosc2 4.x) writes wrong
+    data with three or more filters in its pipeline, and overwrites the buffer being compressed
+    with the third filter's output: every combination of shuffle, bitshuffle, delta and
+    bytedelta tried did.
     """
     trunc = [f for f in specs if f["id"] in _TRUNC_IDS]
     rest = [f for f in specs if f["id"] not in _TRUNC_IDS]
+    check_truncation_dtype(trunc, dtype)
     if trunc and (
-        dtype.byteorder == ">" or len(_blosc2_filters(specs, dtype)[0]) > _MAX_BLOSC2_FILTERS
+        dtype.byteorder == ">"
+        or (dtype.kind == "f" and dtype.itemsize not in (4, 8))  # TRUNC_PREC: f4/f8 only
+        or any(f.get("keep") for f in trunc)  # markers kept exactly: Blosc2 cannot
+        or len(_blosc2_filters(specs, dtype)[0]) > _MAX_BLOSC2_FILTERS
     ):
         specs, in_numpy = rest, trunc
     else:
@@ -823,7 +869,8 @@ def encode_b2nd(
     _check_one_truncation(specs)
     in_numpy, specs = encoding_pipeline(specs, arr.dtype)
     for f in in_numpy:  # a new array: the caller's is never modified
-        arr = truncate(arr, _truncation_plan(f, arr.dtype))
+        keep = keep_values(arr.dtype, f.get("keep"), codec=CODEC_ID)
+        arr = truncate(arr, _truncation_plan(f, arr.dtype), keep)
     filt, meta = _blosc2_filters(specs, arr.dtype)
     blk = tuple(blocks) if blocks is not None else default_blocks(arr.shape, arr.dtype)
     if len(blk) != arr.ndim:

@@ -24,9 +24,20 @@ Config (JSON)
     inf and quiet NaN are kept; subnormals get an absolute error below ``2**-m`` times the
     smallest normal). A signalling NaN whose payload lies only in the zeroed bits becomes inf.
 
+``keep`` : list of numbers, optional
+    Marker values stored exactly, such as a CF ``_FillValue``/``missing_value``: an item equal to
+    one is never truncated, and an item that truncation would turn into one keeps its exact
+    value (error 0, within the bound). Without it, truncation moves a marker at the top of a
+    range (``65535`` in uint16, netCDF's int16 fill ``-32767``) to another value, which readers
+    then show as data, and turns small values into a marker at the bottom (``_FillValue=0``),
+    which readers then mask. Each value must be representable in the data's dtype. Left out of
+    the config when unset (older b2store versions read such configs).
+
 Set ``max_abs_error`` or ``bits`` for integer data and ``max_rel_error`` or ``bits`` for float
 data; ``max_abs_error`` and ``max_rel_error`` may both be set so one config serves mixed
 datasets. Booleans and other dtypes are refused with a :class:`~b2store.errors.CodecError`.
+Numbers may be numpy scalars (``np.int64(7)``, ``np.float32(1e-3)``); they are stored as plain
+JSON numbers (a float32 as its shortest decimal, ``0.001``).
 """
 
 from __future__ import annotations
@@ -39,7 +50,7 @@ from numcodecs.abc import Codec
 from b2store.codecs._common import codec_from_config, parse_int_range, parse_positive_float
 from b2store.errors import CodecError
 
-__all__ = ["ITrunc", "TruncationPlan", "plan_truncation", "truncate"]
+__all__ = ["ITrunc", "TruncationPlan", "keep_values", "parse_keep", "plan_truncation", "truncate"]
 
 CODEC_ID = "b2store_itrunc"
 _MANTISSA_BITS = {2: 10, 4: 23, 8: 52}
@@ -78,7 +89,7 @@ def parse_truncation_config(
     bits: Any = None,
     max_rel_error: Any = None,
 ) -> tuple[int | None, int | None, float | None]:
-    """Validate the truncation keys (dtype-independent part)."""
+    """Validate the truncation keys (dtype-independent part; ``keep``: :func:`parse_keep`)."""
     if max_abs_error is not None:
         max_abs_error = parse_int_range(codec, "max_abs_error", max_abs_error, 0, 2**64 - 1)
     if bits is not None:
@@ -93,6 +104,57 @@ def parse_truncation_config(
             "zero)."
         )
     return max_abs_error, bits, max_rel_error
+
+
+#: Most marker values ``keep`` takes (each costs a pass over the chunk).
+_MAX_KEEP = 16
+
+
+def parse_keep(codec: str, keep: Any) -> list[int | float] | None:
+    """Validate ``keep``: None, or a list of numbers, returned sorted and without duplicates as
+    plain ints (integral values) and floats (JSON numbers; NaN and inf are kept anyway)."""
+    if keep is None:
+        return None
+    if isinstance(keep, str | bytes) or not isinstance(keep, list | tuple | np.ndarray):
+        raise TypeError(f"{codec}: keep: Expected a list of numbers. Got {keep!r} instead.")
+    out: set[int | float] = set()
+    for v in keep:
+        if isinstance(v, bool | np.bool_) or not isinstance(
+            v, int | float | np.integer | np.floating
+        ):
+            raise TypeError(f"{codec}: keep: Expected a list of numbers. Got {v!r} instead.")
+        if isinstance(v, int | np.integer):
+            out.add(int(v))
+            continue
+        f = float(str(v)) if isinstance(v, np.floating) and v.itemsize < 8 else float(v)
+        if not np.isfinite(f):
+            raise CodecError(
+                f"{codec}: keep: Expected finite numbers (truncation keeps NaN and inf). "
+                f"Got {v!r} instead."
+            )
+        out.add(int(f) if f.is_integer() and abs(f) < 2**63 else f)
+    if len(out) > _MAX_KEEP:
+        raise CodecError(
+            f"{codec}: keep: Expected at most {_MAX_KEEP} values. Got {len(out)} instead."
+        )
+    return sorted(out)
+
+
+def keep_values(dtype: Any, keep: list[int | float] | None, codec: str = CODEC_ID) -> np.ndarray:
+    """``keep`` as an array of *dtype*, or raise :class:`CodecError` for a value the dtype
+    cannot hold (out of range, or fractional for integers): it could never match an item."""
+    dt = np.dtype(dtype)
+    vals = [] if keep is None else keep
+    for v in vals:
+        if dt.kind in "iu":
+            info = np.iinfo(dt)
+            ok = float(v).is_integer() and info.min <= v <= info.max
+        else:
+            with np.errstate(over="ignore"):
+                ok = bool(np.isfinite(np.asarray(v).astype(dt)))
+        if not ok:
+            raise CodecError(f"{codec}: keep: Expected values {dt} can hold. Got {v!r} instead.")
+    return np.array([int(v) if dt.kind in "iu" else v for v in vals]).astype(dt)
 
 
 def plan_truncation(
@@ -152,8 +214,12 @@ def plan_truncation(
     )
 
 
-def truncate(arr: np.ndarray, plan: TruncationPlan) -> np.ndarray:
-    """Zero the low bits of *arr* as planned (a new array; same dtype, shape and byte order)."""
+def truncate(arr: np.ndarray, plan: TruncationPlan, keep: Any = None) -> np.ndarray:
+    """Zero the low bits of *arr* as planned (a new array; same dtype, shape and byte order).
+
+    Items equal to a value of *keep* (an array of *arr*'s dtype, see :func:`keep_values`), and
+    items that truncation would turn into one, keep their exact values.
+    """
     if plan.zeroed == 0:
         return np.array(arr, copy=True)
     dt = arr.dtype
@@ -162,6 +228,10 @@ def truncate(arr: np.ndarray, plan: TruncationPlan) -> np.ndarray:
     out = np.array(arr, copy=True, order="K")  # keeps 0-d arrays and the memory order
     bitsview = out.view(udt)
     bitsview &= mask
+    if keep is not None and len(keep):
+        marks = np.asarray(keep, dtype=dt)
+        exact = np.isin(arr, marks) | np.isin(out, marks)
+        np.copyto(out, arr, where=exact)
     return out
 
 
@@ -176,6 +246,8 @@ class ITrunc(Codec):
         Low bits to zero (integer bits, or float mantissa bits).
     max_rel_error : float, optional
         Float data: maximum relative error.
+    keep : list of numbers, optional
+        Marker values (a CF ``_FillValue``) stored exactly; see the module docstring.
 
     See Also
     --------
@@ -183,6 +255,8 @@ class ITrunc(Codec):
     """
 
     codec_id = CODEC_ID
+    #: default for instances pickled before the key existed (their ``__dict__`` lacks it)
+    keep: list[int | float] | None = None
 
     def __init__(
         self,
@@ -190,10 +264,12 @@ class ITrunc(Codec):
         max_abs_error: int | None = None,
         bits: int | None = None,
         max_rel_error: float | None = None,
+        keep: list[int | float] | None = None,
     ) -> None:
         self.max_abs_error, self.bits, self.max_rel_error = parse_truncation_config(
             CODEC_ID, max_abs_error=max_abs_error, bits=bits, max_rel_error=max_rel_error
         )
+        self.keep = parse_keep(CODEC_ID, keep)
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> ITrunc:
@@ -201,14 +277,28 @@ class ITrunc(Codec):
         codec: ITrunc = codec_from_config(cls, CODEC_ID, config)
         return codec
 
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        if config.get("keep") is None:
+            config.pop("keep", None)  # unset: configs stay as older versions wrote them
+        return config
+
+    def __repr__(self) -> str:
+        # numcodecs' repr, without ``keep`` when unset (as in get_config)
+        config = self.get_config()
+        args = ", ".join(f"{k}={config[k]!r}" for k in sorted(config) if k != "id")
+        return f"{type(self).__name__}({args})"
+
     def plan(self, dtype: Any) -> TruncationPlan:
-        """The truncation applied to arrays of *dtype*."""
-        return plan_truncation(
+        """The truncation applied to arrays of *dtype* (``keep`` checked against it too)."""
+        plan = plan_truncation(
             dtype,
             max_abs_error=self.max_abs_error,
             bits=self.bits,
             max_rel_error=self.max_rel_error,
         )
+        keep_values(dtype, self.keep)
+        return plan
 
     def encode(self, buf: Any) -> np.ndarray:
         if not isinstance(buf, np.ndarray):
@@ -216,7 +306,8 @@ class ITrunc(Codec):
                 f"{CODEC_ID}: encode needs a typed numpy array (got {type(buf).__name__}); "
                 "the dtype decides how bits are truncated."
             )
-        return truncate(buf, self.plan(buf.dtype))
+        plan = self.plan(buf.dtype)
+        return truncate(buf, plan, keep_values(buf.dtype, self.keep))
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         if out is not None:

@@ -107,7 +107,13 @@ def _freeze(value: Any) -> Any:
 
 
 def _thaw_filters(filters: tuple[Any, ...]) -> list[dict[str, Any]]:
-    return [dict(f) for f in filters]
+    """Frozen filter specs -> dicts with ``"id"`` first, as ``B2nd.get_config`` writes them."""
+    out = []
+    for f in filters:
+        d = dict(f)
+        d = {k: _thaw(v) for k, v in d.items()}  # keep: a list again
+        out.append({"id": d.pop("id"), **d} if "id" in d else d)
+    return out
 
 
 def _config_of(data: dict[str, Any] | Any, name: str, cls: type) -> dict[str, Any]:
@@ -266,7 +272,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         config: dict[str, Any] = {
             "cname": self.cname,
             "clevel": self.clevel,
-            "filters": _thaw_filters(self.filters),
+            "filters": [dict(f) for f in self._numcodec.filters],  # in B2nd's key order
             "blocks": list(self.blocks) if self.blocks is not None else None,
             "nthreads": self.nthreads,
         }
@@ -295,11 +301,11 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
                 f"b2store.b2nd: blocks {list(self.blocks)} has {len(self.blocks)} dimensions, "
                 f"the array has {ndim}"
             )
-        from b2store.codecs.b2nd import _blosc2_filters, normalize_filters
+        from b2store.codecs.b2nd import check_truncation_dtype, normalize_filters
 
-        # the filters as encoding maps them for this dtype: a truncation filter the dtype cannot
-        # take is refused at creation, not on the first write
-        _blosc2_filters(normalize_filters(_thaw_filters(self.filters)), native)
+        # a truncation filter the dtype cannot take is refused at creation, not on the first
+        # write
+        check_truncation_dtype(normalize_filters(_thaw_filters(self.filters)), native)
         if _is_big_endian(native):
             # refused at creation, before zarr.json is written (writes refuse it too, below)
             raise CodecError(_big_endian_message(native))
@@ -751,6 +757,7 @@ class ITruncCodec(ArrayArrayCodec):
     max_abs_error: int | None = None
     bits: int | None = None
     max_rel_error: float | None = None
+    keep: tuple[int | float, ...] | None = None
 
     def __init__(
         self,
@@ -758,13 +765,15 @@ class ITruncCodec(ArrayArrayCodec):
         max_abs_error: int | None = None,
         bits: int | None = None,
         max_rel_error: float | None = None,
+        keep: Any = None,
     ) -> None:
         from b2store.codecs.itrunc import ITrunc
 
-        nc = ITrunc(max_abs_error=max_abs_error, bits=bits, max_rel_error=max_rel_error)
+        nc = ITrunc(max_abs_error=max_abs_error, bits=bits, max_rel_error=max_rel_error, keep=keep)
         object.__setattr__(self, "max_abs_error", nc.max_abs_error)
         object.__setattr__(self, "bits", nc.bits)
         object.__setattr__(self, "max_rel_error", nc.max_rel_error)
+        object.__setattr__(self, "keep", tuple(nc.keep) if nc.keep is not None else None)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
@@ -777,6 +786,7 @@ class ITruncCodec(ArrayArrayCodec):
                 ("max_abs_error", self.max_abs_error),
                 ("bits", self.bits),
                 ("max_rel_error", self.max_rel_error),
+                ("keep", list(self.keep) if self.keep is not None else None),
             )
             if v is not None
         }
@@ -787,7 +797,10 @@ class ITruncCodec(ArrayArrayCodec):
         from b2store.codecs.itrunc import ITrunc
 
         return ITrunc(
-            max_abs_error=self.max_abs_error, bits=self.bits, max_rel_error=self.max_rel_error
+            max_abs_error=self.max_abs_error,
+            bits=self.bits,
+            max_rel_error=self.max_rel_error,
+            keep=list(self.keep) if self.keep is not None else None,
         )
 
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
