@@ -92,9 +92,9 @@ from b2store.caterva2.chunks import (
 )
 from b2store.caterva2.client import Caterva2Client, Caterva2MissingError, ClientConfig
 from b2store.caterva2.metadata import (
-    _CONTAINER_SUFFIXES,
-    _DATASET_SUFFIXES,
-    _HDF5_SUFFIXES,
+    CONTAINER_SUFFIXES,
+    DATASET_SUFFIXES,
+    HDF5_SUFFIXES,
     SLICE,
     Dataset,
     UnsupportedCaterva2DatasetError,
@@ -392,7 +392,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         info, etag = await self.client.get_json("info", path, retries=retries)
         source = _proxy_source(path, info)
         if source is not None:
-            for suffix in _HDF5_SUFFIXES:
+            for suffix in HDF5_SUFFIXES:
                 try:
                     _, source_etag = await self.client.get_json(
                         "info", source + suffix, retries=retries
@@ -491,16 +491,16 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         listing = names[0]
         if not isinstance(listing, list):
             raise Caterva2HTTPError(self.client.url("list", node), 200, "listing is not a list")
-        inside_container = any(p.endswith(_CONTAINER_SUFFIXES) for p in node.split("/"))
+        inside_container = any(p.endswith(CONTAINER_SUFFIXES) for p in node.split("/"))
         out: dict[str, str] = {}
         nested: list[str] = []
         for rel in listing:
             rel = str(rel).strip("/")
             if not rel:
                 continue
-            if inside_container or rel.endswith(_DATASET_SUFFIXES):
+            if inside_container or rel.endswith(DATASET_SUFFIXES):
                 kind = "dataset"
-            elif rel.endswith(_CONTAINER_SUFFIXES):
+            elif rel.endswith(CONTAINER_SUFFIXES):
                 kind = "group"
             else:
                 continue  # a plain file

@@ -49,6 +49,9 @@ from b2store.errors import B2StoreError
 
 __all__ = [
     "CHUNK",
+    "CONTAINER_SUFFIXES",
+    "DATASET_SUFFIXES",
+    "HDF5_SUFFIXES",
     "SLICE",
     "TRANSCODE",
     "Dataset",
@@ -57,6 +60,7 @@ __all__ = [
     "is_big_endian",
     "is_group_info",
     "little_endian",
+    "parse_dtype",
     "zarr_servable",
 ]
 
@@ -64,11 +68,11 @@ CHUNK = "chunk"
 TRANSCODE = "transcode"
 SLICE = "slice"
 
-_DATASET_SUFFIXES = (".b2nd", ".b2frame")
-_HDF5_SUFFIXES = (".h5", ".hdf5")
+DATASET_SUFFIXES = (".b2nd", ".b2frame")
+HDF5_SUFFIXES = (".h5", ".hdf5")
 #: files the server browses as groups of datasets: HDF5 files and Blosc2 TreeStore/DictStore
 #: ``.b2z`` containers (a ``.b2z`` may also hold a CTable, which is no group)
-_CONTAINER_SUFFIXES = (*_HDF5_SUFFIXES, ".b2z")
+CONTAINER_SUFFIXES = (*HDF5_SUFFIXES, ".b2z")
 
 #: vlmeta keys that are Caterva2/b2store internals, not user attributes.
 _INTERNAL_KEYS = frozenset({"_ftype", "_dsetname", "dimension_names", "_ARRAY_DIMENSIONS"})
@@ -344,7 +348,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
     """
     if not isinstance(info, dict):
         raise UnsupportedCaterva2DatasetError(f"Caterva2 /api/info of {path} is not an object")
-    in_hdf5 = any(part.endswith(_HDF5_SUFFIXES) for part in path.split("/")[:-1])
+    in_hdf5 = any(part.endswith(HDF5_SUFFIXES) for part in path.split("/")[:-1])
     # a leaf of a .b2z TreeStore/DictStore is a Blosc2 array whose /api/chunk answer is its
     # stored chunk (the server says accept_ranges null only because it has no file of its own)
     in_b2z = any(part.endswith(".b2z") for part in path.split("/")[:-1])
@@ -487,7 +491,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             "truncated or partly written file, or a lazy expression whose operands are "
             "missing); check or re-upload the file on the server"
         )
-    if path.endswith(_CONTAINER_SUFFIXES):
+    if path.endswith(CONTAINER_SUFFIXES):
         # the server's answer for a file it cannot open as a container: {"mtime", "size"}
         raise UnsupportedCaterva2DatasetError(
             f"Caterva2 cannot open {path} as a container (an HDF5 file, a .b2z TreeStore or "
