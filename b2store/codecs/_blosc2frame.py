@@ -7,7 +7,8 @@ only after the index chunk's header was validated). Every function takes any buf
 (``bytes``, ``memoryview``, ``numpy`` array) and raises :class:`~b2store.errors.CodecError` (a
 ``ValueError``) with a message saying what is wrong when the bytes are not what they claim to be.
 
-Layouts (C-Blosc2 3.x, also read by 2.x; see ``notes/blosc2-codecs.md`` §2):
+Layouts (C-Blosc2 3.x, also read by 2.x; C-Blosc2's ``README_CFRAME_FORMAT.rst`` and
+``README_CHUNK_FORMAT.rst`` describe them):
 
 * **Frame header** (msgpack, big-endian): magic ``b"b2frame\\0"`` at bytes 2..9, ``header_size``
   int32 at 11, ``frame_size`` uint64 at 16, ``nbytes`` int64 at 30, chunks-section ``cbytes``
@@ -70,7 +71,6 @@ SPECIAL_UNINIT = 4
 _FLAG_MEMCPYED = 0x02
 _FLAG_DONT_SPLIT = 0x10
 _FLAG_EXTENDED = 0x05  # BLOSC_DOSHUFFLE | BLOSC_DOBITSHUFFLE both set = extended (Blosc2) header
-_B2FLAG_USEDICT = 0x01
 _B2FLAG_VLBLOCKS = 0x08  # variable-length blocks (C-Blosc2 >= 2.15): not produced by b2nd
 
 _WHAT = "Blosc2"
@@ -101,7 +101,7 @@ def as_bytes_view(buf: Any) -> memoryview:
         return memoryview(buf)
     if isinstance(buf, np.ndarray):
         arr = np.ascontiguousarray(buf)
-        return memoryview(arr.reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+        return arr.reshape(-1).view(np.uint8).data
     try:
         mv = memoryview(buf)
     except TypeError as exc:
@@ -111,7 +111,7 @@ def as_bytes_view(buf: Any) -> memoryview:
         ) from exc
     if mv.c_contiguous and mv.format in ("B", "b", "c") and mv.ndim == 1:
         return mv.cast("B") if mv.format != "B" else mv
-    return memoryview(np.ascontiguousarray(np.asarray(mv)).reshape(-1).view(np.uint8))  # type: ignore[arg-type]
+    return np.ascontiguousarray(np.asarray(mv)).reshape(-1).view(np.uint8).data
 
 
 def _err(msg: str, what: str) -> CodecError:

@@ -24,13 +24,13 @@ __all__ = [
     "check_config_keys",
     "codec_from_config",
     "config_keys",
-    "ensure_ndarray",
     "enum_name",
     "parse_bool",
     "parse_cname",
     "parse_int_range",
     "parse_optional_shape",
     "parse_positive_float",
+    "parse_splitmode",
 ]
 
 #: Codec names accepted in ``cname`` and their Blosc2 codec ids.
@@ -79,13 +79,6 @@ def codec_from_config(cls: Any, codec: str, config: Mapping[str, Any]) -> Any:
     cfg = {k: v for k, v in config.items() if k != "id"}
     check_config_keys(codec, cfg, config_keys(cls))
     return cls(**cfg)
-
-
-def ensure_ndarray(buf: Any) -> np.ndarray:
-    """Return *buf* as a numpy array without copying when possible (numcodecs semantics)."""
-    if isinstance(buf, np.ndarray):
-        return buf
-    return np.frombuffer(as_bytes_view(buf), dtype=np.uint8)
 
 
 def parse_int_range(codec: str, name: str, value: Any, lo: int, hi: int) -> int:

@@ -33,7 +33,9 @@ Config (JSON)
 -------------
 ``cname`` (``"zstd"``), ``clevel`` (5, 0..9), ``filters`` (default ``[{"id": "shuffle"}]``),
 ``blocks`` (``None`` = blosc2's guess from the chunk shape and typesize), ``nthreads`` (1,
-Blosc2-internal threads per call), ``chunkshape`` (decode-only, for bare chunks). Filter specs:
+Blosc2-internal threads per call), ``splitmode`` (``"auto"``, ``"always"``, ``"never"`` or
+``"forward_compat"``; encode-only, left out of the config when ``"auto"``), ``chunkshape``
+(decode-only, for bare chunks). Filter specs:
 ``{"id": "shuffle"}``, ``{"id": "bitshuffle"}``, ``{"id": "bytedelta"}``, ``{"id": "delta"}``,
 ``{"id": "itrunc", "max_abs_error": 15}`` (or ``"bits"``; floats: ``"max_rel_error"`` or
 ``"bits"``, see :mod:`b2store.codecs.itrunc`); ``"trunc_prec"`` is an alias of ``"itrunc"``.
@@ -91,11 +93,14 @@ from b2store.errors import CodecError
 __all__ = [
     "B2nd",
     "NeedsArrayContext",
+    "c_contiguous",
     "check_truncation_dtype",
     "decode_b2nd",
+    "decompress_chunk",
     "default_blocks",
     "encode_b2nd",
     "encoding_pipeline",
+    "needs_array_context",
     "normalize_filters",
     "reorder",
     "threads_safe",
@@ -139,7 +144,9 @@ def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, 
     if filters is None:
         return [{"id": "shuffle"}]
     if isinstance(filters, str | bytes | dict) or not isinstance(filters, list | tuple):
-        raise TypeError(f"{codec}: filters: Expected a list of filter specs. Got {filters!r}.")
+        raise TypeError(
+            f"{codec}: filters: Expected a list of filter specs. Got {filters!r} instead."
+        )
     out: list[dict[str, Any]] = []
     for given in filters:
         spec = enum_name(given)  # a blosc2.Filter member: its name
@@ -154,20 +161,22 @@ def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, 
             )
         fid = _FILTER_ALIASES.get(spec["id"].lower(), spec["id"].lower())
         params = {k: v for k, v in spec.items() if k != "id"}
+        if params and (fid in _NO_FILTER or fid in _SIMPLE_FILTERS):
+            raise CodecError(
+                f"{codec}: filter {fid!r} takes no parameters: Expected {{'id': {fid!r}}}. "
+                f"Got {given!r} instead."
+            )
         if fid in _NO_FILTER:  # blosc2's NOFILTER, hdf5plugin's NOSHUFFLE: an empty slot
-            if params:
-                raise CodecError(f"{codec}: filter {fid!r} takes no parameters. Got {params}.")
             continue
         if fid in _SIMPLE_FILTERS:
-            if params:
-                raise CodecError(f"{codec}: filter {fid!r} takes no parameters. Got {params}.")
             out.append({"id": fid})
         elif fid in _TRUNC_IDS:
-            unknown = set(params) - {"max_abs_error", "bits", "max_rel_error", "keep"}
+            known = ["bits", "keep", "max_abs_error", "max_rel_error"]
+            unknown = sorted(set(params) - set(known))
             if unknown:
                 raise CodecError(
-                    f"{codec}: filter {fid!r}: unknown keys {sorted(unknown)}; expected "
-                    "max_abs_error, bits, max_rel_error or keep."
+                    f"{codec}: filter {fid!r}: Expected keys among {known}. Got unknown key(s) "
+                    f"{unknown} instead."
                 )
             keep = parse_keep(f"{codec}: filter {fid!r}", params.pop("keep", None))
             mae, bits, mre = parse_truncation_config(f"{codec}: filter {fid!r}", **params)
@@ -188,7 +197,10 @@ def normalize_filters(filters: Any, *, codec: str = CODEC_ID) -> list[dict[str, 
                 f"(any case, or a blosc2.Filter member). Got {spec['id']!r} instead."
             )
     if len(out) > 6:
-        raise CodecError(f"{codec}: Blosc2 allows at most 6 filters. Got {len(out)}.")
+        raise CodecError(
+            f"{codec}: filters: Expected at most 6 filters (Blosc2's filter slots). Got "
+            f"{len(out)} instead."
+        )
     return out
 
 

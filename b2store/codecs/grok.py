@@ -45,7 +45,8 @@ import blosc2
 import numpy as np
 from numcodecs.abc import Codec
 
-from b2store.codecs._common import codec_from_config
+from b2store.codecs import _blosc2frame as bf
+from b2store.codecs._common import codec_from_config, parse_int_range, parse_positive_float
 from b2store.errors import CodecError
 
 __all__ = ["MIN_IMAGE_SIDE", "Grok"]
@@ -56,15 +57,19 @@ MIN_IMAGE_SIDE = 16
 _J2K_CODEC = 39  # blosc2-j2k
 _GROK_CODEC = 37  # blosc2-grok
 _ENCODABLE = (np.dtype("u1"), np.dtype("u2"), np.dtype("i1"), np.dtype("i2"))
-_FRAME_MAGIC = b"b2frame\x00"
-_MIN_FRAME = 64
 
 _lock = threading.Lock()  # guards the plugin's global parameters and plugin loading
 _loaded: dict[str, Any] = {}
 
 
 def _load_j2k() -> Any:
-    """Import and register blosc2-j2k once (C-Blosc2 loads plugin codecs lazily, notes §6.4)."""
+    """Import and register blosc2-j2k once.
+
+    C-Blosc2 loads plugin codecs lazily: it opens the plugin library if the process has
+    loaded it already, else it asks whatever ``python`` is first on PATH where the plugin
+    package lives. Importing the package first makes the lookup work whichever interpreter
+    runs this.
+    """
     mod = _loaded.get("j2k")
     if mod is not None:
         return mod
@@ -100,33 +105,16 @@ def _load_grok() -> Any:
 
 
 def _parse_target(name: str, value: Any, low: float, high: float) -> float | None:
+    """``None`` or a finite number in ``(low, high]`` (:func:`parse_positive_float` rules)."""
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
-        raise TypeError(
-            f"b2store_grok: expected a number or None for {name}. Got {type(value).__name__} "
-            "instead."
-        )
-    v = float(value)
-    if not (math.isfinite(v) and low < v <= high):
-        raise ValueError(
-            f"b2store_grok: expected a number from the range ({low:g}, {high:g}] for {name}. "
-            f"Got {value!r} instead."
+    v = parse_positive_float(CODEC_ID, name, value)
+    if not low < v <= high:
+        raise CodecError(
+            f"{CODEC_ID}: {name}: Expected a number from the range ({low:g}, {high:g}]. "
+            f"Got {v:g} instead."
         )
     return v
-
-
-def _parse_nthreads(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(
-            f"b2store_grok: expected an integer for nthreads. Got {type(value).__name__} instead."
-        )
-    if not 1 <= int(value) <= 256:
-        raise ValueError(
-            "b2store_grok: expected an integer from the inclusive range (1, 256) for nthreads. "
-            f"Got {value} instead."
-        )
-    return int(value)
 
 
 class Grok(Codec):
@@ -145,7 +133,8 @@ class Grok(Codec):
     Raises
     ------
     ValueError
-        If blosc2-j2k is not installed, or a setting is out of range (both set, ...).
+        If blosc2-j2k is not installed; :class:`~b2store.errors.CodecError` (a ``ValueError``)
+        if a setting is out of range (both set, ...).
     TypeError
         If a setting has the wrong type.
 
@@ -167,10 +156,11 @@ class Grok(Codec):
         self.ratio = _parse_target("ratio", ratio, 1.0, 10000.0)
         self.psnr = _parse_target("psnr", psnr, 0.0, 200.0)
         if self.ratio is not None and self.psnr is not None:
-            raise ValueError(
-                f"b2store_grok: set at most one of ratio and psnr. Got {ratio=} and {psnr=}."
+            raise CodecError(
+                f"{CODEC_ID}: ratio, psnr: Expected at most one of ratio and psnr. Got "
+                f"ratio={self.ratio:g} and psnr={self.psnr:g} instead."
             )
-        self.nthreads = _parse_nthreads(nthreads)
+        self.nthreads = parse_int_range(CODEC_ID, "nthreads", nthreads, 1, 256)
         _load_j2k()
 
     @classmethod
@@ -331,12 +321,12 @@ class Grok(Codec):
         except Exception as exc:
             raise CodecError(f"b2store_grok: corrupt b2nd frame ({exc})") from exc
         nbytes = math.prod(shape) * dtype.itemsize
-        _check_chunk_header(chunk, nbytes, codec, shape[-2:], dtype.itemsize)
+        hdr = _check_chunk_header(chunk, nbytes, codec, shape[-2:], dtype.itemsize)
         from b2store.codecs.b2nd import threads_safe
 
         # a fallback chunk (plain Blosc2) of another writer may use filters C-Blosc2 decodes
         # wrongly on several threads (DELTA twice, 3 or more filters)
-        nthreads = self.nthreads if threads_safe(tuple(chunk[16:22])) else 1
+        nthreads = self.nthreads if threads_safe(hdr.filters) else 1
         try:
             flat = blosc2.decompress2(chunk, nthreads=nthreads)
         except Exception as exc:
@@ -384,17 +374,16 @@ def _as_bytes(buf: Any) -> bytes:
 
 def _inspect_frame(data: bytes) -> tuple[tuple[int, ...], np.dtype[Any], int]:
     """Validate the frame header and b2nd metalayer; return (shape, dtype, codec id)."""
-    if len(data) < _MIN_FRAME or data[2:10] != _FRAME_MAGIC:
+    if not bf.is_frame(data):
         raise CodecError(
-            f"b2store_grok: not a Blosc2 frame ({len(data)} bytes; an encoded chunk starts with "
-            "the b2frame magic and is at least 64 bytes)"
+            f"{CODEC_ID}: not a Blosc2 frame ({len(data)} bytes; an encoded chunk starts with "
+            "the b2frame magic)"
         )
-    header_size = struct.unpack(">i", data[11:15])[0]
-    frame_size = struct.unpack(">Q", data[16:24])[0]
-    if frame_size != len(data) or not _MIN_FRAME <= header_size < len(data):
+    info = bf.parse_frame(data, what=CODEC_ID)  # sizes, msgpack markers, b2nd metalayer
+    if info.frame_size != len(data):
         raise CodecError(
-            f"b2store_grok: truncated or corrupt frame: header says {frame_size} bytes "
-            f"(header {header_size}), got {len(data)}"
+            f"{CODEC_ID}: corrupt frame: header says {info.frame_size} bytes "
+            f"(header {info.header_size}), got {len(data)}"
         )
     try:
         arr = blosc2.ndarray_from_cframe(data, copy=False)
@@ -431,41 +420,40 @@ def _inspect_frame(data: bytes) -> tuple[tuple[int, ...], np.dtype[Any], int]:
 
 def _check_chunk_header(
     chunk: bytes, nbytes: int, frame_codec: int, image: tuple[int, ...], itemsize: int
-) -> None:
+) -> bf.ChunkHeader:
     """Check the 32-byte Blosc2 chunk header against the metalayer before decompressing."""
-    if len(chunk) < 32:
-        raise CodecError(f"b2store_grok: truncated chunk ({len(chunk)} bytes)")
-    c_nbytes, _, c_cbytes = struct.unpack("<iii", chunk[4:16])
-    if c_nbytes != nbytes or c_cbytes != len(chunk):
+    hdr = bf.chunk_header(chunk, what=CODEC_ID)
+    if hdr.nbytes != nbytes or hdr.cbytes != len(chunk):
         raise CodecError(
-            f"b2store_grok: chunk header says {c_nbytes} bytes ({c_cbytes} compressed), "
+            f"{CODEC_ID}: chunk header says {hdr.nbytes} bytes ({hdr.cbytes} compressed), "
             f"metalayer expects {nbytes} ({len(chunk)} present)"
         )
-    flags = chunk[2]
-    special = (chunk[31] >> 4) & 0x7
-    if special or flags & 0x02:  # special-value or memcpy'd chunk: plain Blosc2, no plugin
-        return
-    if flags >> 5 == 6:  # user-defined codec: id in byte 22
-        codec = chunk[22]
+    if hdr.special or hdr.memcpyed:  # special-value or memcpy'd chunk: plain Blosc2, no plugin
+        return hdr
+    if hdr.flags >> 5 == 6:  # user-defined codec: id in byte 22
+        codec = hdr.udcodec
         if codec not in (_J2K_CODEC, _GROK_CODEC) or codec != frame_codec:
             raise CodecError(
-                f"b2store_grok: chunk uses Blosc2 codec {codec} (frame says {frame_codec}); "
+                f"{CODEC_ID}: chunk uses Blosc2 codec {codec} (frame says {frame_codec}); "
                 "expected JPEG 2000 (37 or 39)"
             )
         if codec == _GROK_CODEC:
             _load_grok()
-        _check_block_streams(chunk, image, itemsize=itemsize)
+        _check_block_streams(chunk, hdr, image, itemsize=itemsize)
+    return hdr
 
 
-def _check_block_streams(chunk: bytes, image: tuple[int, ...], *, itemsize: int) -> None:
+def _check_block_streams(
+    chunk: bytes, hdr: bf.ChunkHeader, image: tuple[int, ...], *, itemsize: int
+) -> None:
     """Walk the block offsets and each block's JPEG 2000 headers (Grok crashes on bad headers)."""
-    nbytes, blocksize, cbytes = struct.unpack("<iii", chunk[4:16])
+    nbytes, blocksize, cbytes = hdr.nbytes, hdr.blocksize, hdr.cbytes
     if blocksize <= 0 or nbytes % blocksize:
         raise CodecError(f"b2store_grok: corrupt chunk header ({nbytes=}, {blocksize=})")
     nblocks = nbytes // blocksize
     if 32 + 4 * nblocks > cbytes:
         raise CodecError(f"b2store_grok: truncated chunk ({nblocks} block offsets, {cbytes=})")
-    if not chunk[2] & 0x10:
+    if not hdr.dont_split:
         raise CodecError("b2store_grok: JPEG 2000 chunk without the no-split flag")
     # Block streams may be stored out of order (nthreads > 1): never infer ends from neighbours.
     starts = struct.unpack(f"<{nblocks}i", chunk[32 : 32 + 4 * nblocks])

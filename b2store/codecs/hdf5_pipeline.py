@@ -12,9 +12,9 @@ Contract
   zeroed the same way (C writers leave junk after the terminator). With ``nullterm`` the filter
   list may be empty. Encoding leaves those bytes as they are.
 * ``masked=True``: every encoded chunk starts with an 8-byte header, ``b"B2H5"`` + little-endian
-  uint32 filter mask (:func:`frame_chunk`); filter *i* is skipped when bit *i* is set, exactly as
-  HDF5 does for chunks whose optional filter failed or gave no gain. ``masked=False``: the chunk is
-  the raw HDF5 chunk and no filter is skipped.
+  uint32 filter mask (:func:`add_mask_header`); filter *i* is skipped when bit *i* is set,
+  exactly as HDF5 does for chunks whose optional filter failed or gave no gain.
+  ``masked=False``: the chunk is the raw HDF5 chunk and no filter is skipped.
 * Supported filters: deflate (1), shuffle (2), fletcher32 (3), szip (4), bzip2 (307), LZF (32000),
   Blosc (32001), HDF5-LZ4 (32004), bitshuffle (32008; no compression, LZ4 or zstd), Zstd (32015),
   Blosc2 (32026, b2nd or plain cframes). szip, LZF, LZ4 and bitshuffle need the optional
@@ -43,21 +43,43 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
-from b2store.codecs._common import codec_from_config
+from b2store.codecs._blosc2frame import is_frame
+from b2store.codecs._common import (
+    CNAMES,
+    codec_from_config,
+    parse_bool,
+    parse_int_range,
+)
 from b2store.errors import CodecError
 
 __all__ = [
+    "BITSHUFFLE",
+    "BLOSC",
+    "BLOSC2",
+    "BZIP2",
     "CODEC_ID",
+    "DEFLATE",
     "FILTER_NAMES",
+    "FLETCHER32",
+    "LZ4",
+    "LZF",
     "MASK_HEADER_SIZE",
     "MASK_MAGIC",
+    "NBIT",
+    "SCALEOFFSET",
+    "SHUFFLE",
     "SUPPORTED_FILTERS",
+    "SZIP",
+    "ZFP",
+    "ZSTD",
     "HDF5Pipeline",
+    "add_mask_header",
     "frame_chunk",
     "needs_imagecodecs",
     "parse_config_ints",
     "parse_filter_specs",
     "parse_nullterm",
+    "split_mask_header",
     "unframe_chunk",
 ]
 
@@ -67,35 +89,55 @@ CODEC_ID = "b2store_hdf5"
 MASK_MAGIC = b"B2H5"
 MASK_HEADER_SIZE = 8
 
+# HDF5 filter ids: the built-in filters, then the registered plugin ids (The HDF Group's
+# "Registered Filter Plugins" list).
+DEFLATE, SHUFFLE, FLETCHER32, SZIP, NBIT, SCALEOFFSET = 1, 2, 3, 4, 5, 6
+BZIP2, LZF, BLOSC, LZ4, BITSHUFFLE, ZFP, ZSTD, BLOSC2 = (
+    307,
+    32000,
+    32001,
+    32004,
+    32008,
+    32013,
+    32015,
+    32026,
+)
+_SZ, _SZ3 = 32017, 32024
+
 #: Names of the HDF5 filter ids b2store knows about (supported or not).
 FILTER_NAMES: dict[int, str] = {
-    1: "deflate",
-    2: "shuffle",
-    3: "fletcher32",
-    4: "szip",
-    5: "nbit",
-    6: "scaleoffset",
-    307: "bzip2",
-    32000: "lzf",
-    32001: "blosc",
-    32004: "lz4",
-    32008: "bitshuffle",
-    32013: "zfp",
-    32015: "zstd",
-    32017: "sz",
-    32024: "sz3",
-    32026: "blosc2",
+    DEFLATE: "deflate",
+    SHUFFLE: "shuffle",
+    FLETCHER32: "fletcher32",
+    SZIP: "szip",
+    NBIT: "nbit",
+    SCALEOFFSET: "scaleoffset",
+    BZIP2: "bzip2",
+    LZF: "lzf",
+    BLOSC: "blosc",
+    LZ4: "lz4",
+    BITSHUFFLE: "bitshuffle",
+    ZFP: "zfp",
+    ZSTD: "zstd",
+    _SZ: "sz",
+    _SZ3: "sz3",
+    BLOSC2: "blosc2",
 }
 
 #: Filter ids this codec decodes.
-SUPPORTED_FILTERS = frozenset({1, 2, 3, 4, 307, 32000, 32001, 32004, 32008, 32015, 32026})
-_NEEDS_IMAGECODECS = frozenset({4, 32000, 32004, 32008})
+SUPPORTED_FILTERS = frozenset(
+    {DEFLATE, SHUFFLE, FLETCHER32, SZIP, BZIP2, LZF, BLOSC, LZ4, BITSHUFFLE, ZSTD, BLOSC2}
+)
+_NEEDS_IMAGECODECS = frozenset({SZIP, LZF, LZ4, BITSHUFFLE})
 #: Filters that change nothing but the byte order inside the buffer (size-preserving).
-_SIZE_PRESERVING = frozenset({2})
+_SIZE_PRESERVING = frozenset({SHUFFLE})
 _BITSHUFFLE_COMPRESSORS = {0: "none", 2: "lz4", 3: "zstd"}
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-_B2FRAME_MAGIC = b"b2frame\x00"
 _MAX_FILTERS = 32
+#: Largest HDF5 filter id (``H5Z_filter_t`` ids are 0..65535) and ``cd_values`` entry (C
+#: ``unsigned int``); HDF5 chunk dimensions are 32-bit too.
+_MAX_FILTER_ID = 65535
+_MAX_UINT32 = 2**32 - 1
 
 
 def needs_imagecodecs(filter_id: int) -> bool:
@@ -103,8 +145,11 @@ def needs_imagecodecs(filter_id: int) -> bool:
     return filter_id in _NEEDS_IMAGECODECS
 
 
-def frame_chunk(raw: bytes | bytearray | memoryview, mask: int) -> bytes:
+def add_mask_header(raw: bytes | bytearray | memoryview, mask: int) -> bytes:
     """Prefix a raw HDF5 chunk with its filter mask, for a codec configured ``masked=True``.
+
+    Not to be confused with :func:`b2store.codecs._blosc2frame.frame_chunk`, which extracts a
+    chunk from a Blosc2 frame; the old name :func:`frame_chunk` is kept as an alias.
 
     Parameters
     ----------
@@ -120,15 +165,16 @@ def frame_chunk(raw: bytes | bytearray | memoryview, mask: int) -> bytes:
     """
     if isinstance(mask, bool) or not isinstance(mask, int | np.integer):
         raise TypeError(f"Expected an integer filter mask. Got {type(mask).__name__} instead.")
-    if not 0 <= int(mask) < 2**32:
-        raise ValueError(
-            f"Expected an integer from the inclusive range (0, 4294967295). Got {mask}."
-        )
-    return MASK_MAGIC + struct.pack("<I", int(mask)) + bytes(raw)
+    m = parse_int_range(CODEC_ID, "filter mask", mask, 0, _MAX_UINT32)
+    return MASK_MAGIC + struct.pack("<I", m) + bytes(raw)
 
 
-def unframe_chunk(buf: bytes | memoryview, nfilters: int) -> tuple[int, memoryview]:
-    """Split a masked chunk into ``(mask, payload)``; the inverse of :func:`frame_chunk`.
+#: The former name of :func:`add_mask_header` (``b2store.hdf5.filters`` re-exports it).
+frame_chunk = add_mask_header
+
+
+def split_mask_header(buf: bytes | memoryview, nfilters: int) -> tuple[int, memoryview]:
+    """Split a masked chunk into ``(mask, payload)``; the inverse of :func:`add_mask_header`.
 
     Raises
     ------
@@ -140,7 +186,7 @@ def unframe_chunk(buf: bytes | memoryview, nfilters: int) -> tuple[int, memoryvi
         raise CodecError(
             f"{CODEC_ID}: a masked chunk must start with {MASK_MAGIC!r} + uint32 filter mask; got "
             f"{bytes(view[:8])!r} ({len(view)} bytes). Serve chunks of masked datasets through "
-            "b2store.hdf5.filters.frame_chunk()."
+            "b2store.codecs.hdf5_pipeline.add_mask_header() (b2store.hdf5.filters.frame_chunk)."
         )
     (mask,) = struct.unpack("<I", view[4:8])
     if mask >> nfilters:
@@ -149,6 +195,10 @@ def unframe_chunk(buf: bytes | memoryview, nfilters: int) -> tuple[int, memoryvi
             "pipeline; the chunk header is corrupt."
         )
     return mask, view[MASK_HEADER_SIZE:]
+
+
+#: The former name of :func:`split_mask_header`.
+unframe_chunk = split_mask_header
 
 
 def _imagecodecs(fname: str) -> Any:
@@ -335,7 +385,7 @@ def _dec_blosc(cd: Sequence[int], data: memoryview, expected: int | None, itemsi
         raise _fail("blosc", str(e)) from None
 
 
-_BLOSC_CNAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 4: "zlib", 5: "zstd"}
+_BLOSC_CNAMES = {code: name for name, code in CNAMES.items()}
 #: Blosc1 compressor formats (chunk flags bits 5..7) numcodecs' Blosc decodes: not snappy (2).
 _BLOSC_FORMATS = {0: "blosclz", 1: "lz4/lz4hc", 3: "zlib", 4: "zstd"}
 
@@ -555,8 +605,8 @@ def _dec_blosc2(cd: Sequence[int], data: memoryview, expected: int | None, items
     from b2store.codecs.b2nd import decode_b2nd, decompress_chunk
 
     what = f"{CODEC_ID} (HDF5 blosc2)"
-    if len(data) < 32 or data[0] != 0x9E or bytes(data[2:10]) != _B2FRAME_MAGIC:
-        raise _fail("blosc2", "not a Blosc2 contiguous frame (bad magic)")
+    if not is_frame(data):
+        raise _fail("blosc2", "not a Blosc2 contiguous frame (no b'b2frame' magic at bytes 2..9)")
     info = bf.parse_frame(data, what=what)
     if info.nchunks != 1:
         # a writer's frame of several chunks (hdf5plugin reads b2nd ones; of a plain one it
@@ -602,32 +652,28 @@ def _enc_blosc2(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
 
 
 _DECODERS: dict[int, tuple[Decoder, Encoder]] = {
-    1: (_dec_deflate, _enc_deflate),
-    2: (_dec_shuffle, _enc_shuffle),
-    3: (_dec_fletcher32, _enc_fletcher32),
-    4: (_dec_szip, _enc_szip),
-    307: (_dec_bzip2, _enc_bzip2),
-    32000: (_dec_lzf, _enc_lzf),
-    32001: (_dec_blosc, _enc_blosc),
-    32004: (_dec_lz4, _enc_lz4),
-    32008: (_dec_bitshuffle, _enc_bitshuffle),
-    32015: (_dec_zstd, _enc_zstd),
-    32026: (_dec_blosc2, _enc_blosc2),
+    DEFLATE: (_dec_deflate, _enc_deflate),
+    SHUFFLE: (_dec_shuffle, _enc_shuffle),
+    FLETCHER32: (_dec_fletcher32, _enc_fletcher32),
+    SZIP: (_dec_szip, _enc_szip),
+    BZIP2: (_dec_bzip2, _enc_bzip2),
+    LZF: (_dec_lzf, _enc_lzf),
+    BLOSC: (_dec_blosc, _enc_blosc),
+    LZ4: (_dec_lz4, _enc_lz4),
+    BITSHUFFLE: (_dec_bitshuffle, _enc_bitshuffle),
+    ZSTD: (_dec_zstd, _enc_zstd),
+    BLOSC2: (_dec_blosc2, _enc_blosc2),
 }
 
 
-def _config_int(key: str, value: Any) -> int:
-    """An integer config value (numpy integers too); strings, floats and bools are refused."""
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise TypeError(f"{CODEC_ID}: {key}: Expected an integer. Got {value!r} instead.")
-    return int(value)
-
-
-def parse_config_ints(key: str, value: Any) -> list[int]:
-    """A list of integer config values (``chunkshape``, ``cd_values``), checked."""
+def parse_config_ints(key: str, value: Any, lo: int = 0, hi: int = _MAX_UINT32) -> list[int]:
+    """A list of integers from the inclusive range ``[lo, hi]`` (``chunkshape``,
+    ``cd_values``: HDF5 stores both as 32-bit unsigned integers), checked with
+    :func:`~b2store.codecs._common.parse_int_range` (numpy integers are accepted; strings,
+    floats and bools are refused)."""
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
         raise TypeError(f"{CODEC_ID}: {key}: Expected a list of integers. Got {value!r} instead.")
-    return [_config_int(f"{key}[{i}]", v) for i, v in enumerate(value)]
+    return [parse_int_range(CODEC_ID, f"{key}[{i}]", v, lo, hi) for i, v in enumerate(value)]
 
 
 def parse_filter_specs(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -638,7 +684,7 @@ def parse_filter_specs(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, A
             f"Got {type(filters).__name__} instead."
         )
     if not 0 < len(filters) <= _MAX_FILTERS:
-        raise ValueError(
+        raise CodecError(
             f"{CODEC_ID}: filters: Expected an integer from the inclusive range "
             f"(1, {_MAX_FILTERS}) of filters. Got {len(filters)} instead."
         )
@@ -649,7 +695,7 @@ def parse_filter_specs(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, A
                 f"{CODEC_ID}: filters[{i}]: Expected a dict with keys id, name, cd_values. "
                 f"Got {f!r} instead."
             )
-        fid = _config_int(f"filters[{i}].id", f["id"])
+        fid = parse_int_range(CODEC_ID, f"filters[{i}].id", f["id"], 0, _MAX_FILTER_ID)
         name = str(f.get("name") or FILTER_NAMES.get(fid, f"filter {fid}"))
         if fid not in SUPPORTED_FILTERS:
             raise CodecError(
@@ -657,7 +703,7 @@ def parse_filter_specs(filters: Sequence[Mapping[str, Any]]) -> list[dict[str, A
                 f"{sorted(SUPPORTED_FILTERS)}."
             )
         cd = parse_config_ints(f"filters[{i}].cd_values", f.get("cd_values", ()))
-        if fid == 32008:
+        if fid == BITSHUFFLE:
             _bitshuffle_params(cd, 1)
         out.append({"id": fid, "name": name, "cd_values": cd})
     return out
@@ -674,14 +720,15 @@ def parse_nullterm(value: Any, itemsize: int | None) -> list[list[int]]:
     out = []
     for i, pair in enumerate(value):
         ints = parse_config_ints(f"nullterm[{i}]", pair)
-        if len(ints) != 2 or ints[0] < 0 or ints[1] < 1:
-            raise ValueError(
+        if len(ints) != 2 or ints[1] < 1:
+            raise CodecError(
                 f"{CODEC_ID}: nullterm[{i}]: Expected [offset >= 0, size >= 1]. Got {pair!r} "
                 "instead."
             )
         if itemsize is not None and ints[0] + ints[1] > itemsize:
-            raise ValueError(
-                f"{CODEC_ID}: nullterm[{i}]: the range {ints} ends beyond the {itemsize}-byte item."
+            raise CodecError(
+                f"{CODEC_ID}: nullterm[{i}]: Expected a byte range inside the {itemsize}-byte "
+                f"item. Got {ints}, which ends at byte {ints[0] + ints[1]}, instead."
             )
         out.append(ints)
     return out
@@ -725,7 +772,8 @@ class HDF5Pipeline(Codec):
     chunkshape
         The full HDF5 chunk shape.
     masked
-        Whether each chunk starts with the :func:`frame_chunk` header carrying its filter mask.
+        Whether each chunk starts with the :func:`add_mask_header` header carrying its filter
+        mask.
     nullterm
         ``[offset, size]`` byte ranges of each item holding NUL-terminated fixed-length strings,
         ended at their first NUL after decoding as HDF5 does (needs ``dtype``).
@@ -747,7 +795,10 @@ class HDF5Pipeline(Codec):
         nullterm: Sequence[Sequence[int]] | None = None,
     ) -> None:
         if nullterm and dtype is None:
-            raise ValueError(f"{CODEC_ID}: nullterm needs the dtype (the item size).")
+            raise CodecError(
+                f"{CODEC_ID}: nullterm needs the dtype (the item size): Expected a numpy dtype "
+                "string. Got dtype=None instead."
+            )
         no_filters = (
             isinstance(filters, Sequence) and not isinstance(filters, str | bytes) and not filters
         )
@@ -756,11 +807,11 @@ class HDF5Pipeline(Codec):
             try:
                 dt = np.dtype(dtype)
             except TypeError as e:
-                raise ValueError(
+                raise CodecError(
                     f"{CODEC_ID}: dtype: Expected a numpy dtype string. Got {dtype!r} instead."
                 ) from e
             if dt.hasobject:
-                raise ValueError(
+                raise CodecError(
                     f"{CODEC_ID}: dtype: Expected a fixed-size dtype (HDF5 chunks hold no Python "
                     f"objects). Got {dtype!r} instead."
                 )
@@ -770,20 +821,10 @@ class HDF5Pipeline(Codec):
             self.dtype = None
             self._itemsize = 1
         if chunkshape is not None:
-            shape = parse_config_ints("chunkshape", chunkshape)
-            if any(s < 0 for s in shape):
-                raise ValueError(
-                    f"{CODEC_ID}: chunkshape: Expected non-negative chunk sizes. Got {shape} "
-                    "instead."
-                )
-            self.chunkshape: list[int] | None = shape
+            self.chunkshape: list[int] | None = parse_config_ints("chunkshape", chunkshape)
         else:
             self.chunkshape = None
-        if not isinstance(masked, bool):
-            raise TypeError(
-                f"{CODEC_ID}: masked: Expected a bool. Got {type(masked).__name__} instead."
-            )
-        self.masked = masked
+        self.masked = parse_bool(CODEC_ID, "masked", masked)
         self.nullterm = parse_nullterm(nullterm, self._itemsize if dtype is not None else None)
         self._nbytes = (
             self._itemsize * math.prod(self.chunkshape)
@@ -827,7 +868,7 @@ class HDF5Pipeline(Codec):
             sizes.append(size)
             if mask >> i & 1:
                 continue
-            if f["id"] == 3 and size is not None:
+            if f["id"] == FLETCHER32 and size is not None:
                 size += 4
             elif f["id"] not in _SIZE_PRESERVING:
                 size = None
@@ -838,7 +879,7 @@ class HDF5Pipeline(Codec):
         data = memoryview(ensure_contiguous_ndarray(buf)).cast("B")
         mask = 0
         if self.masked:
-            mask, data = unframe_chunk(data, len(self.filters))
+            mask, data = split_mask_header(data, len(self.filters))
         sizes = self._sizes(mask)
         out: Any = data
         for i in reversed(range(len(self.filters))):
@@ -902,7 +943,7 @@ class HDF5Pipeline(Codec):
                     f"{CODEC_ID}: cannot encode HDF5 {f['name']} data with cd_values "
                     f"{f['cd_values']}: {type(e).__name__}: {e}"
                 ) from e
-        return frame_chunk(data, mask) if self.masked else data
+        return add_mask_header(data, mask) if self.masked else data
 
     def encode(self, buf: Any) -> bytes:
         return self.encode_bytes(buf)

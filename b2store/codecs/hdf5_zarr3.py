@@ -1,8 +1,9 @@
 """Zarr v3 ``b2store.hdf5`` codec: the HDF5 filter pipeline as a bytes-to-bytes codec.
 
 Contract: the configuration is the one of :class:`b2store.codecs.hdf5_pipeline.HDF5Pipeline`
-(``filters`` in HDF5 encode order, ``dtype``, ``chunkshape``, ``masked``); decoding turns a raw
-(or :func:`~b2store.codecs.hdf5_pipeline.frame_chunk`-framed) HDF5 chunk into the C-ordered bytes
+(``filters`` in HDF5 encode order, ``dtype``, ``chunkshape``, ``masked``, ``nullterm``) without
+its ``"id"``; decoding turns a raw (or, with ``masked``,
+:func:`~b2store.codecs.hdf5_pipeline.add_mask_header`-prefixed) HDF5 chunk into the C-ordered bytes
 of the full chunk, which the array's ``bytes`` codec (placed before it, with the HDF5 byte order)
 turns into the array. All the work is done by the numcodecs codec; this class is a thin frozen
 dataclass that runs it off the event loop.
@@ -19,15 +20,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from zarr.abc.codec import BytesBytesCodec
-from zarr.core.common import parse_named_configuration
 
-from b2store.codecs._common import check_config_keys, config_keys
 from b2store.codecs.hdf5_pipeline import (
     HDF5Pipeline,
     parse_config_ints,
     parse_filter_specs,
     parse_nullterm,
 )
+from b2store.codecs.zarr3 import _config_of, _variable_size_message
 from b2store.errors import CodecError
 
 if TYPE_CHECKING:
@@ -127,9 +127,9 @@ class HDF5PipelineCodec(BytesBytesCodec):
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
-        _, cfg = parse_named_configuration(data, NAME)
-        check_config_keys(NAME, cfg, config_keys(cls))
-        return cls(**cfg)  # type: ignore[arg-type]
+        """Build from ``{"name": "b2store.hdf5", "configuration": {...}}``; a numcodecs ``"id"``
+        or an unknown key raises a ``TypeError`` naming the codec."""
+        return cls(**_config_of(data, NAME, cls, require_configuration=True))
 
     def to_dict(self) -> dict[str, Any]:
         cfg = self._codec.get_config()
@@ -189,4 +189,4 @@ class HDF5PipelineCodec(BytesBytesCodec):
         return await asyncio.to_thread(self._encode_sync, chunk_bytes, chunk_spec)
 
     def compute_encoded_size(self, _input_byte_length: int, _chunk_spec: ArraySpec) -> int:
-        raise NotImplementedError
+        raise NotImplementedError(_variable_size_message(NAME))

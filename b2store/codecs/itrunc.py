@@ -50,7 +50,15 @@ from numcodecs.abc import Codec
 from b2store.codecs._common import codec_from_config, parse_int_range, parse_positive_float
 from b2store.errors import CodecError
 
-__all__ = ["ITrunc", "TruncationPlan", "keep_values", "parse_keep", "plan_truncation", "truncate"]
+__all__ = [
+    "ITrunc",
+    "TruncationPlan",
+    "keep_values",
+    "parse_keep",
+    "parse_truncation_config",
+    "plan_truncation",
+    "truncate",
+]
 
 CODEC_ID = "b2store_itrunc"
 _MANTISSA_BITS = {2: 10, 4: 23, 8: 52}

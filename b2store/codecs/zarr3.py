@@ -8,6 +8,8 @@ Zarr v3 name        kind                backed by
 ``b2store.b2nd``    array -> bytes      :mod:`b2store.codecs.b2nd` (+ partial decoding)
 ``b2store.itrunc``  array -> array      :mod:`b2store.codecs.itrunc`
 ``b2store.grok``    array -> bytes      :class:`b2store.codecs.grok.Grok` (imported lazily)
+``b2store.hdf5``    bytes -> bytes      :class:`b2store.codecs.hdf5_zarr3.HDF5PipelineCodec`
+                                        (its own module; the HDF5 filter pipeline)
 ==================  ==================  ===================================================
 
 The configuration is the numcodecs config without ``"id"``; ``{"name": "b2store.b2nd"}`` alone
@@ -116,11 +118,14 @@ def _thaw_filters(filters: tuple[Any, ...]) -> list[dict[str, Any]]:
     return out
 
 
-def _config_of(data: dict[str, Any] | Any, name: str, cls: type) -> dict[str, Any]:
+def _config_of(
+    data: dict[str, Any] | Any, name: str, cls: type, *, require_configuration: bool = False
+) -> dict[str, Any]:
     """The configuration of a ``{"name": ..., "configuration": {...}}`` dict, its keys checked
     against those of class *cls* (a numcodecs ``"id"`` or a misspelt key names the codec, not
-    ``__init__``)."""
-    _, cfg = parse_named_configuration(data, name, require_configuration=False)
+    ``__init__``). *require_configuration*: a missing ``"configuration"`` is zarr's
+    ``ValueError`` (codecs with a required setting), not an empty one."""
+    _, cfg = parse_named_configuration(data, name, require_configuration=require_configuration)
     config = dict(cfg or {})
     if "id" in config:
         raise TypeError(
@@ -298,8 +303,8 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         _refuse_variable_size(native, "b2store.b2nd")
         if self.blocks is not None and len(self.blocks) != ndim:
             raise CodecError(
-                f"b2store.b2nd: blocks {list(self.blocks)} has {len(self.blocks)} dimensions, "
-                f"the array has {ndim}"
+                f"b2store.b2nd: blocks: Expected {ndim} dimensions, as many as the array. Got "
+                f"{list(self.blocks)}, which has {len(self.blocks)}, instead."
             )
         from b2store.codecs.b2nd import check_truncation_dtype, normalize_filters
 

@@ -13,6 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import blosc2
+import codec_checks as common  # tests/codecs is on sys.path (see codec_checks)
 import numcodecs
 import numpy as np
 import pytest
@@ -372,6 +373,28 @@ def test_golden_fixture_decodes(codec_idx: int, array_idx: int) -> None:
     else:
         np.testing.assert_array_equal(dec, np.load(d / f"decoded.{array_idx:02d}.npy"))
         assert psnr16(dec, original) > 55
+
+
+def test_golden_fixtures_pass_the_shared_check() -> None:
+    """The shared numcodecs fixture check (``decoded.NN.npy`` for the lossy codecs)."""
+    if HAS_GROK:
+        assert common.check_backwards_compatibility("b2store_grok") == 8
+    else:  # codec.02/03 were written by blosc2-grok (codec 37): check the others only
+        pytest.skip("decoding Blosc2 codec 37 needs blosc2-grok")
+
+
+@pytest.mark.parametrize(
+    "arr",
+    [IMG, STACK, (IMG >> 8).astype(np.uint8), (IMG >> 4).astype(np.int16)],
+    ids=lambda a: f"{a.dtype.str}-{'x'.join(map(str, a.shape))}",
+)
+def test_shared_numcodecs_checks(arr: np.ndarray) -> None:
+    """Lossless round trip through bytes, bytearray and ``out=`` (codec_checks), and configs
+    that rebuild equal codecs through the registry."""
+    common.check_encode_decode(arr, Grok())
+    common.check_encode_decode(arr, Grok(nthreads=2))
+    for codec in (Grok(), Grok(ratio=8, nthreads=2), Grok(psnr=70.5)):
+        common.check_config(codec)
 
 
 @pytest.mark.parametrize("codec_idx", [0, 1])
