@@ -8,6 +8,7 @@ failed); never a traceback. Heavy imports (h5py, xarray, dask) happen inside the
 from __future__ import annotations
 
 import _thread
+import ast
 import contextlib
 import json
 import os
@@ -25,6 +26,8 @@ from typing import Any, TypeVar
 import click
 
 from b2store import __version__
+from b2store.codecs._common import CNAMES
+from b2store.demo import SIZES as DEMO_SIZES
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -151,7 +154,13 @@ def info(path_or_url: str, as_json: bool) -> None:
 @app.command()
 @click.argument("src", type=click.Path(dir_okay=False))
 @click.argument("dst", type=click.Path(dir_okay=False))
-@click.option("--cname", default="zstd", show_default=True, help="blosclz, lz4, lz4hc, zlib, zstd")
+@click.option(
+    "--cname",
+    type=click.Choice(list(CNAMES), case_sensitive=False),
+    default="zstd",
+    show_default=True,
+    help="Blosc2 codec.",
+)
 @click.option("--clevel", default=5, show_default=True, type=int, help="0-9")
 @click.option(
     "--filters",
@@ -303,10 +312,12 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
 @app.command()
 @click.option(
     "--size",
-    type=click.Choice(["small", "medium", "full"]),
+    type=click.Choice(list(DEMO_SIZES)),
     default="full",
     show_default=True,
-    help="Uncompressed data: small 3 MB (tests), medium 38 MB, full 302 MB (58 MB on disk).",
+    help="Uncompressed uint16 data: "
+    + ", ".join(f"{name} {size.nbytes / 1e6:.0f} MB" for name, size in DEMO_SIZES.items())
+    + ".",
 )
 @click.option(
     "--cache-dir",
@@ -338,12 +349,40 @@ def demo(size: str, cache_dir: str | None, workers: int | None) -> None:
 # ----------------------------------------------------------------------------------------- bench
 
 
+def _declared_options(script: Path) -> set[str]:
+    """The long options a script's command line declares: the string arguments starting with
+    ``--`` of its ``add_argument(...)`` (argparse) and ``option(...)`` (click) calls, read from
+    its syntax tree, so comments, docstrings and help texts do not count. Empty for a script
+    Python cannot parse (running it then reports the error)."""
+    try:
+        tree = ast.parse(script.read_bytes(), filename=str(script))
+    except (SyntaxError, ValueError, OSError):
+        return set()
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call):
+            continue
+        func = node.func
+        name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+        if name in ("add_argument", "option"):
+            found.update(
+                arg.value
+                for arg in node.args
+                if isinstance(arg, ast.Constant)
+                and isinstance(arg.value, str)
+                and arg.value.startswith("--")
+            )
+    return found
+
+
 def _size_args(script: Path, size: str) -> list[str]:
-    """How a benchmark script takes its size: ``--size small|full``, or a ``--small`` flag."""
-    text = script.read_text(errors="replace")
-    if '"--size"' in text or "'--size'" in text:
+    """How a benchmark script takes its size: ``--size SIZE`` if it declares ``--size``, else
+    ``--small`` (for size small) if it declares that flag, else nothing: every script also
+    gets ``B2STORE_BENCH_SIZE``."""
+    options = _declared_options(script)
+    if "--size" in options:
         return ["--size", size]
-    if ('"--small"' in text or "'--small'" in text) and size == "small":
+    if "--small" in options and size == "small":
         return ["--small"]
     return []
 

@@ -20,9 +20,16 @@ h5py + hdf5plugin reads the output; so does b2store's ``b2h5`` filesystem.
   (:func:`tune`): the score is ``(size/min_size)**t * (time/min_time)**(1-t)`` over a grid of
   candidates compressing a few real chunks, ``t`` being the ratio/speed trade-off (1 = best ratio).
 
-Lossy options: ``itrunc_max_error`` (integers: zero the low bits with Blosc2's INT_TRUNC filter so
-that ``0 <= x - y <= max_error``) and ``j2k_ratio``/``j2k_psnr`` (JPEG 2000 via blosc2-j2k, uint8,
-uint16 or int16 only; one 2-D image per block).
+Lossy options:
+
+* ``itrunc_max_error`` (integers): zero the low bits with the ``b2store_b2nd`` codec's itrunc
+  filter (Blosc2's INT_TRUNC), so that ``0 <= x - y <= max_error``. A dataset's missing-data
+  markers (its ``_FillValue`` and ``missing_value`` attributes, else a non-zero HDF5 fill value)
+  go to the filter's ``keep`` key: items equal to a marker, or that truncation would turn into
+  one, keep their values. More markers than ``keep`` takes (16): that dataset stays lossless.
+* ``j2k_ratio``/``j2k_psnr``: lossy JPEG 2000 via blosc2-j2k (``b2store_grok``), one 2-D image
+  per block, for the datasets that codec can code (little-endian uint8 or uint16 images of at
+  least :data:`~b2store.codecs.grok.MIN_IMAGE_SIDE` pixels a side); the others stay lossless.
 """
 
 from __future__ import annotations
@@ -40,6 +47,10 @@ from typing import Any
 
 import numpy as np
 
+from b2store.codecs._common import CNAMES as _BLOSC2_CNAMES
+from b2store.codecs._common import parse_int_range
+from b2store.codecs.b2nd import _MAX_BLOSC2_FILTERS
+from b2store.codecs.itrunc import parse_keep
 from b2store.errors import B2StoreError
 
 __all__ = [
@@ -57,15 +68,18 @@ __all__ = [
     "tune",
 ]
 
-#: Codec names accepted on the command line (those hdf5plugin's Blosc2 filter decodes).
-CNAMES = ("blosclz", "lz4", "lz4hc", "zlib", "zstd")
+#: Codec names accepted on the command line: the ``b2store_b2nd`` codec's (those hdf5plugin's
+#: Blosc2 filter decodes).
+CNAMES: tuple[str, ...] = tuple(_BLOSC2_CNAMES)
 #: Blosc2 filters accepted on the command line.
 FILTERS = ("none", "shuffle", "bitshuffle", "delta", "bytedelta")
-#: The highest rank a b2nd array (hence a converted dataset) can have; HDF5 allows 32.
+#: The highest rank a converted dataset can have: the ``b2store_b2nd`` encoder refuses more
+#: dimensions (HDF5 allows 32). b2store.codecs.b2nd has no named constant for it yet; a test
+#: checks that the two agree.
 B2ND_MAX_DIM = 8
 #: Most Blosc2 filters in one chunk's pipeline besides itrunc (the ``b2store_b2nd`` encoder's
 #: limit: C-Blosc2 writes wrong data with three or more).
-MAX_FILTERS = 2
+MAX_FILTERS = _MAX_BLOSC2_FILTERS
 
 
 class ConvertError(B2StoreError, ValueError):
@@ -73,14 +87,12 @@ class ConvertError(B2StoreError, ValueError):
 
 
 def _check_int_range(name: str, value: int, lo: int, hi: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer):
-        raise ConvertError(f"{name}: Expected an integer. Got {value!r} instead.")
-    if not lo <= int(value) <= hi:
-        raise ConvertError(
-            f"{name}: Expected an integer from the inclusive range ({lo}, {hi}). "
-            f"Got {value} instead."
-        )
-    return int(value)
+    """:func:`b2store.codecs._common.parse_int_range`, raising :class:`ConvertError` (a wrong
+    type too) with the option's name in front: ``clevel: Expected an integer from ...``."""
+    try:
+        return parse_int_range("convert", name, value, lo, hi)
+    except (TypeError, ValueError) as exc:
+        raise ConvertError(str(exc).removeprefix("convert: ")) from None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -100,6 +112,10 @@ class CodecChoice:
     itrunc_max_error : int, optional
         Integer data only: maximum absolute error of the INT_TRUNC filter (rounded down to
         ``2**k - 1``).
+    itrunc_keep : tuple of numbers, optional
+        With ``itrunc_max_error``: values stored exactly (the truncation's ``keep`` key, at most
+        16). :func:`convert` adds each dataset's missing-data markers to them and leaves out
+        the values a dataset's dtype cannot hold.
     j2k_ratio, j2k_psnr : float, optional
         JPEG 2000 (blosc2-j2k) target compression ratio or PSNR in dB (16-bit full scale);
         mutually exclusive, and exclusive with ``itrunc_max_error``.
@@ -110,6 +126,7 @@ class CodecChoice:
     filters: tuple[str, ...] = ("shuffle",)
     blocks: tuple[int, ...] | None = None
     itrunc_max_error: int | None = None
+    itrunc_keep: tuple[int | float, ...] | None = None
     j2k_ratio: float | None = None
     j2k_psnr: float | None = None
 
@@ -136,6 +153,14 @@ class CodecChoice:
                 _check_int_range("a block dimension", b, 1, 2**31 - 1)
         if self.itrunc_max_error is not None:
             _check_int_range("itrunc_max_error", self.itrunc_max_error, 1, 2**62)
+        if self.itrunc_keep is not None:
+            if self.itrunc_max_error is None:
+                raise ConvertError("itrunc_keep applies to itrunc_max_error: set that too.")
+            try:
+                keep = parse_keep("convert", self.itrunc_keep)
+            except (TypeError, ValueError) as exc:
+                raise ConvertError(str(exc).replace("convert: keep:", "itrunc_keep:")) from None
+            object.__setattr__(self, "itrunc_keep", tuple(keep or ()))
         lossy = [
             x is not None for x in (self.itrunc_max_error, self.j2k_ratio, self.j2k_psnr)
         ].count(True)
@@ -167,7 +192,8 @@ class CodecChoice:
         filt = "+".join(f for f in self.filters if f != "none") or "nofilter"
         out = f"{self.cname}-{self.clevel}+{filt}"
         if self.itrunc_max_error is not None:
-            out = f"itrunc(max_error={self.itrunc_max_error})+" + out
+            keep = f", keep={list(self.itrunc_keep)}" if self.itrunc_keep else ""
+            out = f"itrunc(max_error={self.itrunc_max_error}{keep})+" + out
         return out
 
 
@@ -272,7 +298,10 @@ def _codec_for(choice: CodecChoice, blocks: tuple[int, ...] | None, nthreads: in
 
     filters: list[dict[str, Any]] = []
     if choice.itrunc_max_error is not None:
-        filters.append({"id": "itrunc", "max_abs_error": choice.itrunc_max_error})
+        trunc: dict[str, Any] = {"id": "itrunc", "max_abs_error": choice.itrunc_max_error}
+        if choice.itrunc_keep:
+            trunc["keep"] = list(choice.itrunc_keep)
+        filters.append(trunc)
     filters += [{"id": f} for f in choice.filters if f != "none"]
     return B2nd(
         cname=choice.cname,
@@ -283,24 +312,33 @@ def _codec_for(choice: CodecChoice, blocks: tuple[int, ...] | None, nthreads: in
     )
 
 
-def _j2k_unsuitable(dtype: np.dtype[Any], chunks: tuple[int, ...]) -> str | None:
-    """Why lossy JPEG 2000 cannot code chunks of this shape and dtype, or ``None`` if it can
-    (unsigned 8/16-bit images of at least 16 x 16 pixels, 2-D or stacked)."""
-    if dtype.kind != "u" or dtype.itemsize > 2:
-        return f"{dtype} is not uint8/uint16 (lossy JPEG 2000 codes unsigned 8/16-bit images)"
-    if len(chunks) < 2 or min(chunks[-2:]) < 16:
-        return f"chunks {chunks} are not images of at least 16 x 16 pixels"
+def _j2k_unsuitable(
+    choice: CodecChoice, dtype: np.dtype[Any], chunks: tuple[int, ...]
+) -> str | None:
+    """Why the ``b2store_grok`` codec cannot code chunks of this shape and dtype with the lossy
+    settings of ``choice`` (its own checks: little-endian uint8/uint16 images of at least
+    :data:`~b2store.codecs.grok.MIN_IMAGE_SIDE` pixels a side, 2-D or stacked), or ``None`` if
+    it can."""
+    from b2store.codecs.grok import Grok
+
+    codec = _grok_for(choice)
+    try:
+        codec.check_layout(dtype, chunks)
+        Grok.check_image_size(*chunks[-2:])
+    except ValueError as exc:  # CodecError
+        return str(exc).removeprefix("b2store_grok: ")
     return None
 
 
-def _check_j2k_plugin(choice: CodecChoice, path: str) -> None:
-    """Check the JPEG 2000 settings and that the plugin is installed."""
+def _grok_for(choice: CodecChoice, path: str = "") -> Any:
+    """The ``b2store_grok`` codec for ``choice``: it checks the settings and that blosc2-j2k
+    (AGPL-3.0) is installed."""
     from b2store.codecs.grok import Grok
 
-    try:  # the codec checks its settings and that blosc2-j2k (AGPL-3.0) is installed
-        Grok(ratio=choice.j2k_ratio, psnr=choice.j2k_psnr)
+    try:
+        return Grok(ratio=choice.j2k_ratio, psnr=choice.j2k_psnr)
     except ValueError as exc:
-        raise ConvertError(f"{path}: {exc}") from exc
+        raise ConvertError(f"{path}: {exc}" if path else str(exc)) from exc
 
 
 # ---------------------------------------------------------------------------------------- tune
@@ -336,7 +374,7 @@ def tune(
 ) -> TuneResult:
     """Pick the candidate minimising ``(size/min)**t * (time/min)**(1-t)`` on sample chunks.
 
-    ``base`` contributes its block shape and itrunc setting to every candidate.
+    ``base`` contributes its block shape and itrunc settings to every candidate.
     """
     if not samples:
         raise ConvertError("tune() needs at least one sample chunk")
@@ -344,7 +382,12 @@ def tune(
     rows = []
     for cand in grid:
         if base is not None:
-            cand = replace(cand, blocks=base.blocks, itrunc_max_error=base.itrunc_max_error)
+            cand = replace(
+                cand,
+                blocks=base.blocks,
+                itrunc_max_error=base.itrunc_max_error,
+                itrunc_keep=base.itrunc_keep,
+            )
         t0 = time.perf_counter()
         size = sum(len(encode_chunk(s, cand)) for s in samples)
         rows.append((cand, size, max(time.perf_counter() - t0, 1e-9)))
@@ -938,33 +981,103 @@ def _out_of_space(exc: BaseException) -> int | None:
 _MARKER_ATTRS = ("_FillValue", "missing_value")
 
 
-def _marker_itrunc_changes(ds: Any, max_abs_error: int) -> str | None:
-    """The missing-data marker of integer dataset ``ds`` (its ``_FillValue``/``missing_value``
-    attribute, else a non-zero HDF5 fill value) that truncating to ``max_abs_error`` would change,
-    described; None if truncation keeps every marker.
+@dataclass(frozen=True)
+class _Markers:
+    """The values :func:`convert` keeps exact when truncating an integer dataset."""
 
-    A changed marker turns missing items into data, silently: netCDF-C's default int16 fill
-    -1 came out -4 with --itrunc-max-error 3, a value CF readers show instead of masking it."""
-    from b2store.codecs.itrunc import plan_truncation, truncate
+    keep: tuple[int, ...]  # in the dataset's dtype (as Python ints)
+    kept: tuple[str, ...]  # "_FillValue attribute -1", ...
+    skipped: tuple[str, ...]  # markers no item can equal: "missing_value attribute 70000"
+    lossless: str | None  # why ``keep`` cannot keep them (then the dataset is stored lossless)
 
-    plan = plan_truncation(ds.dtype, max_abs_error=max_abs_error)
+
+def _marker_values(ds: Any) -> list[tuple[str, Any]]:
+    """``(what, value)`` for each missing-data marker of ``ds``: every value of its
+    ``_FillValue`` and ``missing_value`` attributes, and its HDF5 fill value when it has no
+    ``_FillValue`` attribute and that fill value is not 0 (netCDF-C writes its default fill,
+    int16 -32767, as the HDF5 fill value, and netCDF4-python masks it without an attribute)."""
     found: list[tuple[str, Any]] = []
+    has_fill_attr = False
     for name in _MARKER_ATTRS:
-        if name in ds.attrs:
-            try:
-                found.append((f"{name} attribute", ds.attrs[name]))
-            except Exception:  # an attribute h5py cannot read: nothing to compare
-                continue
-    if not found and ds.fillvalue is not None:
-        found.append(("HDF5 fill value", ds.fillvalue))
-    for what, value in found:
-        try:
-            marks = np.asarray(value).astype(ds.dtype, casting="unsafe").ravel()
-        except (TypeError, ValueError):
+        if name not in ds.attrs:
             continue
-        if not np.array_equal(truncate(marks, plan), marks):
-            return f"{what} {marks.tolist() if marks.size > 1 else marks[0].item()}"
-    return None
+        try:
+            value = ds.attrs[name]
+        except Exception:  # an attribute h5py cannot read: nothing to compare
+            continue
+        has_fill_attr |= name == "_FillValue"
+        found.extend((f"{name} attribute", v) for v in np.asarray(value).ravel().tolist())
+    fill = ds.fillvalue
+    if not has_fill_attr and fill is not None and np.asarray(fill).item() != 0:
+        found.append(("HDF5 fill value", np.asarray(fill).item()))
+    return found
+
+
+def _twin_dtype(ds: Any) -> np.dtype[Any] | None:
+    """The dtype netCDF's ``_Unsigned`` attribute says the items really have (int16 items with
+    ``_Unsigned="true"`` are uint16 values), or None."""
+    flag = ds.attrs.get("_Unsigned") if "_Unsigned" in ds.attrs else None
+    if isinstance(flag, np.ndarray):
+        flag = flag.ravel()[0] if flag.size == 1 else None
+    if isinstance(flag, bytes | np.bytes_):
+        flag = flag.decode(errors="replace")
+    if not isinstance(flag, str):
+        return None
+    kind = {"true": "u", "false": "i"}.get(flag.strip().lower())
+    if kind is None or kind == ds.dtype.kind:
+        return None
+    return np.dtype(f"{ds.dtype.byteorder}{kind}{ds.dtype.itemsize}")
+
+
+def _missing_markers(ds: Any, extra: tuple[int | float, ...] | None = None) -> _Markers:
+    """The missing-data markers of integer dataset ``ds`` (:func:`_marker_values`, plus
+    ``extra``) as values of its dtype, for the truncation's ``keep`` key.
+
+    Truncating without them turns missing items into data, silently: a marker at the top of a
+    range moves (netCDF-C's int16 fill -1 became -4 with --itrunc-max-error 3, uint16 65535
+    became 65532), and values just above a marker fall onto it (1..3 became a _FillValue of 0).
+    A marker the dtype cannot hold (fractional, NaN, out of range, a string) cannot equal any
+    item and is left out; with ``_Unsigned`` the values of the unsigned (signed) twin count.
+    """
+    from b2store.codecs.itrunc import keep_values
+
+    dtype = np.dtype(ds.dtype)
+    twin = _twin_dtype(ds)
+    found = _marker_values(ds) + [("itrunc_keep value", v) for v in extra or ()]
+    keep: dict[int, str] = {}
+    skipped: list[str] = []
+    for what, value in found:
+        label = f"{what} {value!r}"
+        item: int | None = None
+        try:
+            as_keep = parse_keep("convert", [value])  # numbers only; integral floats as ints
+            if as_keep is not None and isinstance(as_keep[0], int):
+                try:
+                    item = int(keep_values(dtype, as_keep)[0])
+                except ValueError:  # out of range: perhaps a value of the _Unsigned twin
+                    if twin is not None:
+                        item = int(keep_values(twin, as_keep).view(dtype)[0])
+        except (TypeError, ValueError):
+            item = None
+        if item is None:
+            skipped.append(label)
+        elif item not in keep:
+            keep[item] = f"{what} {item}"
+    values = sorted(keep)
+    lossless = None
+    try:
+        parse_keep("convert", values)  # the codec's own limit on the number of values
+    except ValueError as exc:
+        lossless = (
+            f"{len(values)} missing-data markers, more than the truncation keeps exactly "
+            f"({str(exc).removeprefix('convert: keep: ')})"
+        )
+    return _Markers(
+        keep=tuple(values),
+        kept=tuple(keep[v] for v in values),
+        skipped=tuple(skipped),
+        lossless=lossless,
+    )
 
 
 def _convert_dataset(
@@ -992,19 +1105,30 @@ def _convert_dataset(
         choice = replace(choice, blocks=None)
     if choice.itrunc_max_error is not None and ds.dtype.kind not in "ui":
         say(f"{path}: {ds.dtype} is not an integer type: stored lossless (itrunc not applied)")
-        choice = replace(choice, itrunc_max_error=None)
+        choice = replace(choice, itrunc_max_error=None, itrunc_keep=None)
     if choice.itrunc_max_error is not None:
-        marker = _marker_itrunc_changes(ds, choice.itrunc_max_error)
-        if marker is not None:
-            say(f"{path}: itrunc would change its {marker}: stored lossless (itrunc not applied)")
-            choice = replace(choice, itrunc_max_error=None)
+        markers = _missing_markers(ds, choice.itrunc_keep)
+        if markers.skipped:
+            say(
+                f"{path}: {', '.join(markers.skipped)}: not a value of {ds.dtype}, so no item can "
+                "equal it (not kept)"
+            )
+        if markers.lossless is not None:
+            say(f"{path}: {markers.lossless}: stored lossless (itrunc not applied)")
+            choice = replace(choice, itrunc_max_error=None, itrunc_keep=None)
+        else:
+            choice = replace(choice, itrunc_keep=markers.keep or None)
+            if markers.keep:
+                say(
+                    f"{path}: itrunc stores the missing-data markers exactly: "
+                    f"{', '.join(markers.kept)}"
+                )
     if choice.is_j2k:
-        why = _j2k_unsuitable(ds.dtype, chunks)
+        _grok_for(choice, path)  # the settings and the plugin, named with the dataset
+        why = _j2k_unsuitable(choice, ds.dtype, chunks)
         if why is not None:
             say(f"{path}: {why}: stored lossless with b2nd (JPEG 2000 not applied)")
             choice = replace(choice, j2k_ratio=None, j2k_psnr=None)
-        else:
-            _check_j2k_plugin(choice, path)
     fill = ds.fillvalue
     origins = _chunk_origins(ds, chunks, rechunked)
 
@@ -1017,7 +1141,7 @@ def _convert_dataset(
             f"tradeoff {options.tradeoff})"
         )
 
-    cname = choice.cname if choice.cname in ("blosclz", "lz4", "lz4hc", "zlib", "zstd") else "zstd"
+    cname = choice.cname if choice.cname in CNAMES else "zstd"
     kwargs: dict[str, Any] = dict(hdf5plugin.Blosc2(cname=cname, clevel=choice.clevel))
     dset = fout.create_dataset(
         path,

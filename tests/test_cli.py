@@ -132,7 +132,8 @@ def test_convert_auto_reports_choice(sample: Path, tmp_path: Path) -> None:
         (["info", "/no/such/file.h5"], "no such file"),
         (["convert", "/no/such/in.h5", "/tmp/x.h5"], "no such file"),
         (["convert", "SAMPLE", "OUT", "--clevel", "17"], "(0, 9)"),
-        (["convert", "SAMPLE", "OUT", "--cname", "snappy"], "codec name"),
+        (["convert", "SAMPLE", "OUT", "--cname", "snappy"], "'snappy' is not one of 'blosclz'"),
+        (["convert", "SAMPLE", "OUT", "--clevel", "x"], "'x' is not a valid integer"),
         (["convert", "SAMPLE", "OUT", "--blocks", "a,b"], "integers"),
         (["convert", "SAMPLE", "OUT", "--tradeoff", "2"], "tradeoff"),
         (["convert", "SAMPLE", "OUT", "--j2k-ratio", "4", "--j2k-psnr", "70"], "at most one"),
@@ -140,7 +141,7 @@ def test_convert_auto_reports_choice(sample: Path, tmp_path: Path) -> None:
         (["info", "NOTHDF5"], "not an HDF5 file"),
         (["refs", "NOTHDF5", "-o", "OUT"], "not an HDF5 file"),
         (["refs", "SAMPLE"], "Missing option"),
-        (["demo", "--size", "huge"], "huge"),
+        (["demo", "--size", "huge"], "'huge' is not one of 'small', 'medium', 'full'"),
         (["nosuchcommand"], "No such command"),
     ],
 )
@@ -185,12 +186,63 @@ def test_demo_small(tmp_path: Path) -> None:
 
 
 def test_bench_bad_name(tmp_path: Path) -> None:
-    (tmp_path / "one.py").write_text("import sys; print('ran', sys.argv[1:])  # '--size'\n")
+    (tmp_path / "one.py").write_text("import sys; print('ran', sys.argv[1:])\n")
     res = run("bench", "--dir", str(tmp_path), "--only", "two")
     assert res.returncode == 1 and "no benchmark named two" in res.stderr
     res = run("bench", "--dir", str(tmp_path), "--size", "small")
     assert res.returncode == 0, res.stderr
-    assert "ran ['--size', 'small']" in res.stdout
+    assert "ran []" in res.stdout
+
+
+def test_bench_passes_the_size_a_script_declares(tmp_path: Path) -> None:
+    """A script gets ``--size SIZE`` if its parser declares ``--size``, ``--small`` if it
+    declares that flag (for size small), else nothing; all get ``B2STORE_BENCH_SIZE``. Only
+    real option declarations count: ``--size`` in a comment, a docstring or a help text used
+    to get it passed to a script that then failed on the unknown option."""
+    report = "print('ran', sys.argv[1:], os.environ['B2STORE_BENCH_SIZE'])"
+    (tmp_path / "a_sized.py").write_text(
+        "import argparse, os, sys\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('--size', choices=['small', 'full'])\n"
+        f"p.parse_args()\n{report}\n"
+    )
+    (tmp_path / "b_flag.py").write_text(
+        "import argparse, os, sys\n"
+        "p = argparse.ArgumentParser()\n"
+        "p.add_argument('--repeat', type=int)\n"
+        "p.add_argument('-s', '--small', action='store_true', help='like --size small')\n"
+        f"p.parse_args()\n{report}\n"
+    )
+    (tmp_path / "c_plain.py").write_text(
+        '"""Run with --size small (docstring)."""\n'
+        "import argparse, os, sys  # '--size'\n"
+        "p = argparse.ArgumentParser(description='no --size here')\n"
+        f"p.parse_args()\n{report}\n"
+    )
+    res = run("bench", "--dir", str(tmp_path), "--size", "small")
+    assert res.returncode == 0, res.stderr
+    assert "ran ['--size', 'small'] small" in res.stdout
+    assert "ran ['--small'] small" in res.stdout
+    assert "ran [] small" in res.stdout
+    res = run("bench", "--dir", str(tmp_path), "--size", "full")
+    assert res.returncode == 0, res.stderr
+    assert "ran ['--size', 'full'] full" in res.stdout
+    assert res.stdout.count("ran [] full") == 2  # the flag script runs at its own size
+
+
+def test_cli_choices_come_from_the_library() -> None:
+    """--cname lists the b2nd codec's names (any case), demo --size the demo's sizes."""
+    from b2store._cli_app import convert, demo
+    from b2store.codecs._common import CNAMES
+    from b2store.demo import SIZES
+
+    opts = {o.name: o for o in convert.params}
+    assert list(opts["cname"].type.choices) == list(CNAMES)  # type: ignore[attr-defined]
+    assert opts["cname"].type.convert("ZSTD", None, None) == "zstd"
+    sizes = {o.name: o for o in demo.params}["size"]
+    assert list(sizes.type.choices) == list(SIZES)  # type: ignore[attr-defined]
+    for name, size in SIZES.items():
+        assert f"{name} {size.nbytes / 1e6:.0f} MB" in (sizes.help or "")
 
 
 def test_info_caterva2_url(tmp_path: Path) -> None:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests._cli_files import write_sample
-from tests.conftest import has, requires_h5py, requires_hdf5plugin, requires_j2k
+from tests.conftest import has, requires_h5py, requires_hdf5plugin, requires_j2k, requires_xarray
 
 pytestmark = [requires_h5py, requires_hdf5plugin]
 
@@ -117,34 +117,162 @@ def test_itrunc_bound(tmp_path: Path, max_error: int) -> None:
         assert err.max() > 0  # really lossy
 
 
+def _assert_truncated_keeping(got: np.ndarray, data: np.ndarray, marks: list[int], n: int) -> None:
+    """``got`` is ``data`` truncated within ``n`` (``0 <= x - y <= n``, in the unsigned view of the
+    words too), its markers exact, and no other item turned into a marker."""
+    at = np.isin(data, marks)
+    np.testing.assert_array_equal(got[at], data[at])
+    np.testing.assert_array_equal(np.isin(got, marks), at)  # no value fell onto a marker
+    for a, b in ((data, got), (data.view(f"u{data.itemsize}"), got.view(f"u{got.itemsize}"))):
+        err = a.astype(np.int64) - b.astype(np.int64)
+        assert err.min() >= 0 and err.max() <= n
+    assert (got != data).any()  # really lossy
+
+
 def test_itrunc_keeps_missing_data_markers(tmp_path: Path) -> None:
-    """Truncation changed the values that mark missing data: netCDF-C's int16 _FillValue -1
-    came out -4 with itrunc_max_error=3, so CF readers showed the missing items as data
-    (silently). A dataset whose _FillValue/missing_value (else non-zero HDF5 fill value) the
-    truncation would change is stored lossless, and the log says why; markers it keeps (0,
-    -32768) leave the dataset lossy."""
+    """Truncation changed the values that mark missing data (netCDF-C's int16 _FillValue -1 came
+    out -4 with itrunc_max_error=3, so CF readers showed missing items as data), and turned
+    values just above a marker into it (1..3 became a _FillValue of 0, read as missing). The
+    markers (_FillValue/missing_value attributes, else a non-zero HDF5 fill value) are kept
+    exact with the codec's ``keep`` key; the rest of the dataset is truncated within the bound."""
     import h5py
 
     from b2store.convert import CodecChoice, ConvertOptions, convert
 
     rng = np.random.default_rng(2)
-    data = rng.integers(-3000, 3000, (40, 50), dtype="i2")
-    data[:10] = -1
+    i2 = rng.integers(-3000, 3000, (40, 50), dtype="i2")
+    i2[:10] = -1
+    i2[10:12] = rng.integers(-4, 8, (2, 50))  # values that truncate onto -4, 0, 4 (and 7 -> 4)
+    i2[12, :4] = [-32768, -32767, -32766, -32765]
+    u2 = rng.integers(0, 65536, (40, 50), dtype="u2")
+    u2[:5], u2[5] = 0, np.arange(50) % 8  # _FillValue 0 and the values that truncate onto it
+    u2[6], u2[7] = 65535, 65535 - np.arange(50) % 8
     src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    cases = {  # name: (data, attributes, HDF5 fill value, markers)
+        "fill_attr": (i2, {"_FillValue": np.int16(-1)}, None, [-1]),
+        "missing": (i2, {"missing_value": [-1, 7]}, None, [-1, 7]),
+        "both": (i2, {"_FillValue": np.int16(-1), "missing_value": np.int16(4)}, -1, [-1, 4]),
+        "h5fill": (i2, {}, -1, [-1]),
+        "lowest": (i2, {"_FillValue": np.int16(-32768)}, None, [-32768]),
+        "u2_top": (u2, {"_FillValue": np.uint16(65535)}, 65535, [65535]),
+        "u2_zero": (u2, {"_FillValue": np.uint16(0)}, None, [0]),
+        "float_attr": (u2, {"missing_value": np.float32(65535.0)}, None, [65535]),
+    }
     with h5py.File(src, "w") as f:
-        f.create_dataset("fill_attr", data=data, chunks=(20, 50)).attrs["_FillValue"] = np.int16(-1)
-        f.create_dataset("missing", data=data, chunks=(20, 50)).attrs["missing_value"] = [-1, 7]
-        f.create_dataset("h5fill", data=data, chunks=(20, 50), fillvalue=-1)
-        f.create_dataset("kept", data=data, chunks=(20, 50)).attrs["_FillValue"] = np.int16(-32768)
+        for name, (data, attrs, fill, _) in cases.items():
+            f.create_dataset(name, data=data, chunks=(20, 50), fillvalue=fill)
+            f[name].attrs.update(attrs)
     lines: list[str] = []
     options = ConvertOptions(codec=CodecChoice(itrunc_max_error=3))
-    convert(src, out, options=options, log=lines.append)
+    rep = convert(src, out, options=options, log=lines.append)
+    codecs = {d.path: d.codec for d in rep.datasets}
     with h5py.File(out) as f:
-        for name in ("fill_attr", "missing", "h5fill"):
-            np.testing.assert_array_equal(f[name][()], data, err_msg=name)
-            assert any(line.startswith(f"/{name}: itrunc would change") for line in lines), lines
-        err = np.abs(f["kept"][()].astype(np.int64) - data)
-        assert 0 < err.max() <= 3
+        for name, (data, _, _, marks) in cases.items():
+            _assert_truncated_keeping(f[name][()], data, marks, 3)
+            assert codecs[f"/{name}"].startswith(f"itrunc(max_error=3, keep={marks})"), codecs
+            assert any(f"/{name}: itrunc stores the missing-data markers" in m for m in lines)
+    assert not any("stored lossless" in m for m in lines), lines
+
+
+def test_itrunc_markers_keep_cannot_help(tmp_path: Path) -> None:
+    """Markers no item can equal (out of range, fractional, NaN, text) are left out with a
+    message; an ``_Unsigned`` dataset's markers count in the unsigned twin dtype; more markers
+    than ``keep`` takes (16) leave the dataset lossless, with a message."""
+    import h5py
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    rng = np.random.default_rng(4)
+    i2 = rng.integers(-3000, 3000, (40, 50), dtype="i2")
+    i2[:4] = -1
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        d = f.create_dataset("odd", data=i2, chunks=(20, 50))
+        d.attrs["_FillValue"] = np.int16(-1)
+        d.attrs["missing_value"] = [70000.0, -999.5, np.nan]
+        d.attrs.create("valid_min", 0)
+        d = f.create_dataset("text", data=i2, chunks=(20, 50))
+        d.attrs["missing_value"] = "n/a"
+        d = f.create_dataset("unsigned", data=i2, chunks=(20, 50))
+        d.attrs["_Unsigned"] = "true"
+        d.attrs["_FillValue"] = np.uint16(65535)  # the int16 item -1
+        d = f.create_dataset("many", data=i2, chunks=(20, 50))
+        d.attrs["missing_value"] = np.arange(-1, 16, dtype="i2")  # 17 markers
+    lines: list[str] = []
+    convert(
+        src, out, options=ConvertOptions(codec=CodecChoice(itrunc_max_error=3)), log=lines.append
+    )
+    with h5py.File(out) as f:
+        _assert_truncated_keeping(f["odd"][()], i2, [-1], 3)
+        _assert_truncated_keeping(f["unsigned"][()], i2, [-1], 3)
+        assert (f["text"][()] != i2).any()
+        np.testing.assert_array_equal(f["many"][()], i2)
+    said = "\n".join(lines)
+    assert (
+        "/odd: missing_value attribute 70000.0, missing_value attribute -999.5, missing_value "
+        "attribute nan: not a value of int16" in said
+    ), said
+    assert "/text: missing_value attribute 'n/a': not a value of int16" in said, said
+    assert (
+        "/unsigned: itrunc stores the missing-data markers exactly: _FillValue attribute -1" in said
+    )
+    assert "/many: 17 missing-data markers, more than the truncation keeps exactly" in said, said
+    assert (
+        "/many: 17 missing-data markers" in said and "stored lossless (itrunc not applied)" in said
+    )
+
+
+def test_itrunc_keep_option_and_auto(tmp_path: Path) -> None:
+    """``CodecChoice(itrunc_keep=...)`` adds values to every dataset's markers (leaving out those
+    a dtype cannot hold), and ``--auto`` tunes with them."""
+    import h5py
+
+    from b2store.convert import CodecChoice, ConvertError, ConvertOptions, convert
+
+    with pytest.raises(ConvertError, match="itrunc_keep applies to itrunc_max_error"):
+        CodecChoice(itrunc_keep=(1,))
+    with pytest.raises(ConvertError, match=r"itrunc_keep: Expected at most 16 values. Got 17"):
+        CodecChoice(itrunc_max_error=3, itrunc_keep=tuple(range(17)))
+    with pytest.raises(ConvertError, match="itrunc_keep: Expected a list of numbers"):
+        CodecChoice(itrunc_max_error=3, itrunc_keep=("x",))  # type: ignore[arg-type]
+    rng = np.random.default_rng(6)
+    u1 = rng.integers(0, 256, (64, 64), dtype="u1")
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("a", data=u1, chunks=(32, 64)).attrs["_FillValue"] = np.uint8(255)
+    lines: list[str] = []
+    choice = CodecChoice(itrunc_max_error=7, itrunc_keep=(128, 1000))
+    rep = convert(src, out, options=ConvertOptions(codec=choice, auto=True), log=lines.append)
+    assert rep.datasets[0].codec.startswith("itrunc(max_error=7, keep=[128, 255])+"), rep
+    assert any("itrunc_keep value 1000: not a value of uint8" in m for m in lines), lines
+    with h5py.File(out) as f:
+        _assert_truncated_keeping(f["a"][()], u1, [128, 255], 7)
+
+
+@requires_xarray
+def test_itrunc_corpus_goes16_markers(corpus: Path, tmp_path: Path) -> None:
+    """GOES-16 cloud-top height (int16, ``_Unsigned``, ``_FillValue=-1`` on 57,432 items, scale
+    0.305): truncated within the bound, and xarray masks exactly the items it masked before."""
+    import h5py
+    import xarray as xr
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    src, out = corpus / "goes16_cloud_top_height.nc", tmp_path / "out.nc"
+    convert(src, out, options=ConvertOptions(codec=CodecChoice(itrunc_max_error=3)))
+    with h5py.File(src) as a, h5py.File(out) as b:
+        data, got = a["HT"][()], b["HT"][()]
+    assert (data == -1).sum() == 57432
+    _assert_truncated_keeping(got, data, [-1], 3)
+    with (
+        xr.open_dataset(src, engine="h5netcdf") as x0,
+        xr.open_dataset(out, engine="h5netcdf") as x1,
+    ):
+        v0, v1 = x0["HT"].values, x1["HT"].values
+        scale = float(x0["HT"].encoding["scale_factor"])
+    np.testing.assert_array_equal(np.isnan(v1), np.isnan(v0))
+    assert np.isnan(v0).sum() == 57432
+    assert np.nanmax(np.abs(v1 - v0)) <= 3 * scale * (1 + 1e-3)  # float32 rounding
 
 
 def test_interrupted_run_leaves_no_file(sample: Path, tmp_path: Path) -> None:
@@ -221,7 +349,9 @@ def test_j2k_ratio(tmp_path: Path) -> None:
 @requires_j2k
 def test_j2k_skips_datasets_it_cannot_code(tmp_path: Path) -> None:
     """A NeXus-like file holds angles (1-D floats) and signed images beside the projections:
-    JPEG 2000 codes the projections, the others are stored lossless (the run does not fail)."""
+    JPEG 2000 codes the projections, the others are stored lossless (the run does not fail).
+    The b2store_grok codec's own checks decide, so big-endian uint16 images (which it refuses
+    to encode: the run failed on them) are stored lossless too, each with the codec's reason."""
     import h5py
     import hdf5plugin
 
@@ -236,6 +366,7 @@ def test_j2k_skips_datasets_it_cannot_code(tmp_path: Path) -> None:
         "angles": np.linspace(0, 180, 400, dtype="f8"),
         "signed": rng.integers(-300, 300, (4, 64, 64)).astype("i2"),
         "narrow": rng.integers(0, 4000, (64, 8)).astype("u2"),
+        "big_endian": proj.astype(">u2"),
     }
     src, out = tmp_path / "in.h5", tmp_path / "out.h5"
     with h5py.File(src, "w") as f:
@@ -251,9 +382,13 @@ def test_j2k_skips_datasets_it_cannot_code(tmp_path: Path) -> None:
         got = Grok().decode(raw).view("u2").reshape(2, 64, 64)
     assert 0 < np.abs(got.astype(np.int64) - proj[:2]).max() < 2000
     skipped = [m for m in said if "JPEG 2000 not applied" in m]
-    assert len(skipped) == 3, said
-    assert any("int16 is not uint8/uint16" in m for m in skipped)
-    assert any("16 x 16" in m for m in skipped)
+    assert len(skipped) == 4, said
+    reasons = {m.split(":")[0]: m for m in skipped}
+    assert "float64" in reasons["/angles"]
+    assert "signed dtype int16" in reasons["/signed"]
+    assert "64 x 8" in reasons["/narrow"] and "16 x 16" in reasons["/narrow"]
+    assert "big-endian" in reasons["/big_endian"]
+    assert not any(m.startswith("/proj:") for m in skipped)
 
 
 def test_bad_options() -> None:
@@ -269,6 +404,40 @@ def test_bad_options() -> None:
         ConvertOptions(tradeoff=1.5)
     with pytest.raises(ValueError):
         CodecChoice(filters=("zigzag",))
+
+
+def test_option_checks_reuse_the_codecs(tmp_path: Path) -> None:
+    """The option checks are the codecs' own: integers through parse_int_range (a wrong type is
+    a ConvertError too), codec names, the filter limit and the rank limit of b2store_b2nd."""
+    from b2store import convert as conv
+    from b2store.codecs import b2nd
+    from b2store.codecs._common import CNAMES
+    from b2store.convert import (
+        B2ND_MAX_DIM,
+        MAX_FILTERS,
+        CodecChoice,
+        ConvertError,
+        ConvertOptions,
+    )
+    from b2store.errors import CodecError
+
+    assert list(conv.CNAMES) == list(CNAMES)
+    assert MAX_FILTERS == b2nd._MAX_BLOSC2_FILTERS
+    for cname in CNAMES:
+        assert CodecChoice(cname=cname).cname == cname
+    with pytest.raises(ConvertError, match=r"^clevel: Expected an integer\. Got '5' instead\.$"):
+        CodecChoice(clevel="5")  # type: ignore[arg-type]
+    with pytest.raises(ConvertError, match=r"^clevel: Expected an integer\. Got True instead"):
+        CodecChoice(clevel=True)
+    with pytest.raises(ConvertError, match=r"^nthreads: .*range \(1, 256\)\. Got 0 instead\.$"):
+        ConvertOptions(nthreads=0)
+    with pytest.raises(ConvertError, match="Expected at most 2 filters"):
+        CodecChoice(filters=("shuffle", "delta", "bytedelta"))
+    # the rank b2store_b2nd encodes: convert copies datasets of more dimensions as they are
+    codec = b2nd.B2nd()
+    codec.encode(np.zeros((1,) * B2ND_MAX_DIM, dtype="u1"))
+    with pytest.raises(CodecError, match="dimensions"):
+        codec.encode(np.zeros((1,) * (B2ND_MAX_DIM + 1), dtype="u1"))
 
 
 def test_same_file_refused(sample: Path) -> None:
