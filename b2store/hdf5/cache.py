@@ -51,8 +51,10 @@ __all__ = [
 #: links and VDS sources of http(s)/s3/... files resolve (indexes without them are stale); 11:
 #: v2 views serve fill chunks where zarr's null fill_value does not read as zeros (zarr 3.1
 #: fills structured dtypes with b"0" in bytes fields); 14: inlined chunks stored as binary
-#: (``inline.bin``) instead of base64 in the JSON header, every member read to its end.
-FORMAT = "b2store-hdf5-index-14"
+#: (``inline.bin``) instead of base64 in the JSON header, every member read to its end; 15:
+#: variable-length string attributes and attribute names that are no UTF-8 read with U+FFFD
+#: (not lone surrogates, nor a ``"b'...'"`` key).
+FORMAT = "b2store-hdf5-index-15"
 
 
 class MemoryCache:

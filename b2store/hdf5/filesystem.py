@@ -29,6 +29,7 @@ import dataclasses
 import gc
 import itertools
 import os
+import stat
 import threading
 import urllib.parse
 import weakref
@@ -421,6 +422,85 @@ def _check_index_cache(value: Any) -> None:
         )
 
 
+def _check_index_cache_folder(value: Any) -> None:
+    """An existing file given as ``index_cache`` (``index_cache="index.npz"``) cached nothing,
+    silently (sidecar writes are best effort: a folder that cannot be made or written, such as
+    a read-only shared one, is skipped)."""
+    if value is None or value == "auto":
+        return
+    folder = Path(value).expanduser()
+    if folder.exists() and not folder.is_dir():
+        raise NotADirectoryError(
+            f"Expected index_cache None, 'auto' or a folder path. Got {str(value)!r}, which "
+            "is a file: give a folder for the sidecar index files."
+        )
+
+
+#: the options fsspec itself gives every filesystem (AbstractFileSystem, AsyncFileSystem, its
+#: DirCache, the instance cache); zarr passes ``asynchronous=True``
+_FSSPEC_OPTIONS = frozenset(
+    {
+        "asynchronous",
+        "loop",
+        "batch_size",
+        "skip_instance_cache",
+        "use_listings_cache",
+        "listings_expiry_time",
+        "max_paths",
+    }
+)
+
+
+def _check_options(kwargs: dict[str, Any], fo: Any) -> None:
+    """Refuse options b2h5 does not know. fsspec hands a chained URL's options that are not
+    under a protocol name to its first filesystem, b2h5: the target's options given that way
+    (``storage_options={"anon": True}`` for ``b2h5::s3://...``) or a misspelt option
+    (``zarr_fromat``) were ignored silently (the v3 view, no credentials)."""
+    from fsspec.registry import known_implementations, registry
+
+    # options under the name of a protocol that is not in this URL's chain (one
+    # storage_options for local and remote files) are fsspec's to route, not b2h5's
+    protocols = set(known_implementations) | set(registry)
+    unknown = sorted(
+        k
+        for k in kwargs
+        if k not in _FSSPEC_OPTIONS and not (k in protocols and isinstance(kwargs[k], dict))
+    )
+    if not unknown:
+        return
+    url = str(fo)
+    proto = url.split("://", 1)[0] if "://" in url else "file"
+    raise TypeError(
+        f"b2h5 got unknown option(s) {', '.join(map(repr, unknown))} for {url!r}. b2h5 takes "
+        "zarr_format, unsupported, follow_external_links, index_cache, target_protocol and "
+        "target_options; options of the filesystem holding the file go under its protocol "
+        f"name (storage_options={{{proto!r}: {{...}}}} with a 'b2h5::{proto}://...' URL) or in "
+        f"target_options (fsspec.filesystem('b2h5', fo=..., target_options={{...}}))."
+    )
+
+
+def _check_regular_file(url: str) -> None:
+    """Refuse a local path that is no file: a folder said "not a readable HDF5 file ...;
+    check that it is complete (not truncated)", and a named pipe (FIFO) hung the open
+    forever, waiting for a writer."""
+    try:
+        mode = os.stat(url).st_mode
+    except OSError:
+        return  # the open says what is wrong
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(
+            f"{url} is a folder, not an HDF5 file: name the file inside it "
+            "('b2h5::<folder>/<file>.h5'); a Zarr store folder opens without b2h5 "
+            "(xr.open_zarr('<folder>'))"
+        )
+    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise OSError(
+            f"{url} is {kind}, not an HDF5 file: b2h5 reads chunks at their offsets, "
+            "so it needs a file it can seek in (write the stream to a file first)"
+        )
+
+
 def _is_index(text: str) -> bool:
     """Whether ``text`` is a chunk coordinate as zarr writes it (``int()`` also takes ``"01"``,
     ``" 1"``, ``"+1"`` and ``"1_0"``)."""
@@ -620,7 +700,13 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         file_version: str | None = None,
         **kwargs: Any,
     ) -> None:
+        _check_options(kwargs, fo)
         super().__init__(**kwargs)
+        if not isinstance(follow_external_links, bool | np.bool_):
+            raise TypeError(
+                "Expected follow_external_links True or False. Got "
+                f"{follow_external_links!r} instead."
+            )
         if zarr_format not in (2, 3):
             raise ValueError(f"Expected zarr_format 2 or 3. Got {zarr_format!r} instead.")
         if unsupported not in ("raise", "warn", "skip"):
@@ -628,6 +714,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 f"Expected unsupported 'raise', 'warn' or 'skip'. Got {unsupported!r} instead."
             )
         _check_index_cache(index_cache)
+        _check_index_cache_folder(index_cache)
         if not isinstance(fo, str | Path) or not str(fo):
             raise TypeError(
                 f"Expected the HDF5 file's path or URL as fo. Got {fo!r} instead. In a URL the "
@@ -810,13 +897,18 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             if not isinstance(exc, FileNotFoundError):
                 raise
             hint = ""
-            if has_magic(self.url):  # xr.open_mfdataset("b2h5::/data/*.h5", engine="zarr")
+            pattern = self.url
+            if pattern.startswith(("http://", "https://")):
+                pattern = urllib.parse.urlsplit(pattern).path  # "?" starts the query there
+            if has_magic(pattern):  # xr.open_mfdataset("b2h5::/data/*.h5", engine="zarr")
                 hint = (
                     " (b2h5 presents one HDF5 file, it does not expand patterns: list the "
                     "files first, e.g. xr.open_mfdataset([f'b2h5::{p}' for p in "
                     "sorted(glob.glob(pattern))], engine='zarr'))"
                 )
             raise FileNotFoundError(f"HDF5 file not found: {self.url}{hint}") from None
+        if self._local:
+            _check_regular_file(self.url)
         self._stamp = str(stamp)
         self._size = size if isinstance(size, int) else None
         protos = self.target_fs.protocol
@@ -914,6 +1006,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
         with contextlib.suppress(ImportError):
             import hdf5plugin  # noqa: F401  (filters h5py may need for compact/vlen reads)
+        if self._is_local():
+            _check_regular_file(url)  # also of external links and VDS sources
         try:
             if self._is_local():
                 return open_local_file(url), None
@@ -1087,12 +1181,10 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     def _strip_protocol(cls, path: str | list[str]) -> Any:
         if isinstance(path, list):
             return [cls._strip_protocol(p) for p in path]
-        path = str(path)
-        if path.startswith("b2h5://"):
-            path = path[len("b2h5://") :]
-        elif path.startswith("b2h5::"):
-            path = path[len("b2h5::") :]
-        return path.strip("/")
+        # only the ``b2h5://`` URL form carries the protocol: fsspec splits ``::`` chains before
+        # a key reaches the filesystem, and an HDF5 name may start with "b2h5::" (stripping it
+        # read another node's keys: missing chunks, filled silently)
+        return str(path).removeprefix("b2h5://").strip("/")
 
     def _locate(self, path: str) -> tuple[ChunkTable, int]:
         """(table, linear chunk index) of a chunk key; FileNotFoundError when not a chunk key."""
@@ -1647,9 +1739,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         ``"/<group>/"`` from each name; without the slash it took the full keys for the
         children's names and found no member in any nested group (Zarr v2, unconsolidated).
         """
-        raw = str(path)
-        for proto in ("b2h5://", "b2h5::"):
-            raw = raw.removeprefix(proto)
+        raw = str(path).removeprefix("b2h5://")
         lead = "/" if raw.startswith("/") else ""
         path = self._strip_protocol(path)
         dirs = self._directories()
@@ -1668,7 +1758,22 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
         if "r" not in mode or any(c in mode for c in "wa+"):
             raise self._read_only(f"open (mode {mode!r})", path)
-        return MemoryFile(None, path, self.cat_file(path))
+        try:
+            data = self.cat_file(path)
+        except FileNotFoundError:
+            # fsspec.open("b2h5::f.h5") opens the store's root: the bare FileNotFoundError('')
+            # named nothing (zarr reads keys through cat_file, whose misses stay cheap)
+            key = self._strip_protocol(path)
+            if self.isdir(key):
+                raise IsADirectoryError(
+                    f"{key or '/'!r} is a group or array of the Zarr view of {self.url}, not "
+                    "a key: open the file with zarr or xarray (xr.open_zarr('b2h5::<file>')), "
+                    "or read a key under it ('zarr.json')"
+                ) from None
+            if self.exists(key):
+                raise  # listed but read as missing (an all-zero Blosc2 chunk): zarr fills it
+            raise FileNotFoundError(f"No key {key!r} in the Zarr view of {self.url}") from None
+        return MemoryFile(None, path, data)
 
     async def _get_file(self, rpath: str, lpath: Any, **kwargs: Any) -> None:
         """Copy one key to a local file (``fs.get``: a local copy is a plain Zarr store).
@@ -1694,9 +1799,21 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     # -- read-only: the write operations come from ReadOnlyAsyncFileSystem ------------------
     def _read_only(self, what: str, path: Any) -> PermissionError:
         """The error of every write operation (zarr ``mode="w"``/``"a"``, ``to_zarr``, rm)."""
+        key = self._strip_protocol(str(path))
+        node, _, name = key.rpartition("/")
+        hint = ""
+        if name in ("zarr.json", ".zarray", ".zgroup", ".zattrs") and key not in self.index.meta:
+            # zarr.open(url, path=...) without mode= is mode "a": a node missing from the file
+            # (a misspelt path) is created, and only this error told the user, about a write
+            hint = (
+                f" There is no node {node or '/'!r} in the file: zarr.open, open_array and "
+                "open_group without mode= create missing nodes (their default mode is 'a'); "
+                "pass mode='r' to read."
+            )
         return PermissionError(
             f"b2h5 is read-only: cannot {what} {path!r} (in the Zarr view of {self.url}). "
-            "Copy the store elsewhere (fs.get, zarr.copy_store) to modify it."
+            "Copy it elsewhere to modify it: fs.get('', 'copy.zarr', recursive=True), or "
+            f"ds.to_zarr('copy.zarr') of the xarray dataset (zarr 3 has no copy_store).{hint}"
         )
 
     def ukey(self, path: str) -> str:

@@ -88,6 +88,11 @@ CONVERTED_LIMIT = 64 * 2**20
 #: a file being written holds many short variables at once.
 STRADDLE_LIMIT = 64 * 2**20
 
+#: Nodes presented again under further links (HDF5 hard or soft links) to groups already
+#: presented, beyond as many as the file has distinct nodes: groups linked twice at each of
+#: 20 levels are a million paths, whose walk at open never ended
+ALIAS_NODE_LIMIT = 10_000
+
 _HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
 
 
@@ -282,6 +287,12 @@ class _Walker:
         self.scale_lengths: dict[Any, tuple[str, int]] = {}
         #: bytes of straddling edge chunks still allowed to be read at open (STRADDLE_LIMIT)
         self.straddle_left = STRADDLE_LIMIT
+        #: groups walked, and the nodes met first / again under a link to a walked group
+        #: (ALIAS_NODE_LIMIT); alias_depth > 0 while walking such a link
+        self.walked: dict[tuple[Any, int] | None, str] = {}
+        self.unique_nodes = 0
+        self.alias_nodes = 0
+        self.alias_depth = 0
 
     # -- policy -------------------------------------------------------------------------------
     def _unsupported(self, exc: UnsupportedHDF5FeatureError) -> None:
@@ -301,6 +312,18 @@ class _Walker:
         self.nodes[path] = GroupMeta(attributes=md.node_attributes(group, self.notes))
         ancestors = ancestors | {group.id}
         for name in group:
+            if isinstance(name, bytes):
+                # h5py gives a name that is no UTF-8 as bytes (it crashed the walk with a
+                # bare TypeError): Zarr keys are text, and a replaced name could collide
+                shown = name.decode("utf-8", errors="replace")
+                self._unsupported(
+                    self._error(
+                        f"{url}:/{path + '/' if path else ''}{shown}",
+                        f"has a name ({name!r}) that is not UTF-8 text, as Zarr keys must be",
+                        "Rename it (h5py: f.move(old_name_bytes, new_name)).",
+                    )
+                )
+                continue
             child = f"{path}/{name}" if path else name
             where = f"{url}:/{child}"
             if name in (".", "..") or "\\" in name:
@@ -334,11 +357,32 @@ class _Walker:
                 except (KeyError, OSError) as exc:
                     self.notes.append(f"{where}: link does not resolve ({exc})")
                     continue
-            if isinstance(obj, h5py.Group):
-                if obj.id in ancestors:
-                    self.notes.append(f"{where}: link back to an enclosing group not followed")
+            if isinstance(obj, h5py.Group) and obj.id in ancestors:
+                self.notes.append(f"{where}: link back to an enclosing group not followed")
+                continue
+            # (file, object) key, not the ObjectID: that would keep every group open
+            gkey = (obj.id.fileno, hash(obj.id)) if isinstance(obj, h5py.Group) else None
+            first = self.walked.get(gkey) if gkey is not None else None
+            if self.alias_depth or first is not None:
+                if self.alias_nodes >= ALIAS_NODE_LIMIT + self.unique_nodes:
+                    self.notes.append(
+                        f"{where}: not presented: the file's links present its groups under "
+                        f"more than {ALIAS_NODE_LIMIT} further paths"
+                        + (f" (this group is presented as {first})" if first else "")
+                    )
                     continue
-                self.walk(obj, child, child_url, ancestors)
+                self.alias_nodes += 1
+            else:
+                self.unique_nodes += 1
+            if isinstance(obj, h5py.Group):
+                if first is None and not self.alias_depth:
+                    self.walked[gkey] = f"/{child}"
+                alias = first is not None
+                self.alias_depth += alias
+                try:
+                    self.walk(obj, child, child_url, ancestors)
+                finally:
+                    self.alias_depth -= alias
             elif isinstance(obj, h5py.Dataset):
                 zname = _netcdf_variable_name(group, name)
                 zchild = f"{path}/{zname}" if path else zname

@@ -78,6 +78,15 @@ def _attr_value(value: Any) -> Any:
         raise TypeError("object reference")
     if isinstance(value, bytes | np.bytes_):
         return bytes(value).decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        # h5py decodes variable-length strings with "surrogateescape": bytes that are no UTF-8
+        # became lone surrogates, which no UTF-8 writer (netCDF, other JSON readers) accepts;
+        # replace them as for fixed-length strings
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "surrogateescape").decode("utf-8", errors="replace")
+        return value
     if isinstance(value, np.ndarray):
         if value.dtype.fields is not None:
             # as a 0-d compound attribute (np.void): a one-element array used to become a
@@ -149,6 +158,16 @@ def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
         except (TypeError, ValueError, OSError, KeyError) as exc:
             notes.append(f"{obj.file.filename}:{obj.name}: attribute {name!r} skipped ({exc})")
             continue
+        if isinstance(name, bytes):
+            # h5py gives a name that is no UTF-8 as bytes: it became the key "b'...'"
+            key = name.decode("utf-8", errors="replace")
+            if key in out or key in obj.attrs:
+                notes.append(
+                    f"{obj.file.filename}:{obj.name}: attribute {name!r} skipped (its name is "
+                    f"no UTF-8 and reads as {key!r}, the name of another attribute)"
+                )
+                continue
+            name = key
         out[name] = value
     return out
 

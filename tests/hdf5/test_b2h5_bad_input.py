@@ -191,3 +191,58 @@ def test_file_gone_after_open_is_an_error_not_fill(tmp_path: Path) -> None:
     assert not isinstance(info.value, FileNotFoundError)
     got = mapper.fs.cat(["a/c/0", "a/c/1"], on_error="return")
     assert all(type(v) is OSError for v in got.values()), got
+
+
+def test_unknown_options_are_refused_with_where_they_go(tmp_path: Path) -> None:
+    """fsspec gives a chained URL's options that are not under a protocol name to b2h5, which
+    ignored them: a misspelt ``zarr_fromat`` opened the v3 view, and a target's option
+    (``headers`` for ``b2h5::http://...``, ``anon`` for s3) was dropped silently; a string
+    ``follow_external_links="no"`` followed the links."""
+    path = tmp_path / "o.h5"
+    with h5py.File(path, "w") as f:
+        f["x"] = np.arange(3)
+    with pytest.raises(TypeError, match=r"unknown option\(s\) 'zarr_fromat'.*zarr_format"):
+        xr.open_zarr(f"b2h5::{path}", storage_options={"zarr_fromat": 2})
+    with pytest.raises(TypeError, match=r"'headers'.*storage_options=\{'http': \{\.\.\.\}\}"):
+        fsspec.core.url_to_fs("b2h5::http://127.0.0.1:9/f.h5", headers={"X": "1"})
+    with pytest.raises(TypeError, match="follow_external_links True or False"):
+        HDF5FileSystem(str(path), follow_external_links="no")
+    # fsspec's own options (zarr passes asynchronous=True) and a pickle round trip still work
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True, use_listings_cache=False)
+    import pickle
+
+    assert pickle.loads(pickle.dumps(fs)).cat("x/c/0")
+    ds = xr.open_zarr(f"b2h5::{path}", storage_options={"zarr_format": 2, "http": {}})
+    assert ds["x"].values.tolist() == [0, 1, 2]
+
+
+def test_a_folder_is_called_a_folder(tmp_path: Path) -> None:
+    """A folder (a Zarr store, a data folder) said "not a readable HDF5 file ([Errno 21] ...);
+    check that it is complete (not truncated)", sending users looking for a damaged file."""
+    (tmp_path / "store.zarr").mkdir()
+    for url in (f"b2h5::{tmp_path}/store.zarr", f"b2h5::{tmp_path.as_uri()}/store.zarr/"):
+        with pytest.raises(IsADirectoryError, match=r"store\.zarr is a folder, not an HDF5 file"):
+            xr.open_zarr(url)
+
+
+def test_names_that_are_no_utf8(tmp_path: Path) -> None:
+    """h5py gives node and attribute names that are no UTF-8 as bytes: a dataset or group so
+    named crashed the index with a bare ``TypeError: a bytes-like object is required``, and an
+    attribute so named became the key ``"b'...'"``."""
+    path = tmp_path / "names.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset(b"bad\xffname", data=np.arange(3))
+        f.create_group(b"grp\xfe").create_dataset("x", data=np.arange(2))
+        f.create_dataset("good", data=np.arange(4))
+        f["good"].attrs.create(b"attr\xff", 1)
+    with pytest.raises(UnsupportedHDF5FeatureError, match=r"names\.h5:/.*not UTF-8 text"):
+        HDF5FileSystem(str(path), skip_instance_cache=True)
+    for zarr_format in (3, 2):
+        fs = HDF5FileSystem(
+            str(path), zarr_format=zarr_format, unsupported="skip", skip_instance_cache=True
+        )
+        assert sum("not UTF-8 text" in n for n in fs.notes) == 2, fs.notes
+        root = open_root(fs)
+        assert list(root.keys()) == ["good"]
+        assert root["good"][:].tolist() == [0, 1, 2, 3]
+        assert root["good"].attrs["attr\ufffd"] == 1

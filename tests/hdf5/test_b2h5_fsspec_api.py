@@ -315,3 +315,67 @@ def test_plain_paths_are_not_read_as_file_urls(tmp_path: Path, monkeypatch) -> N
     ):
         with pytest.raises(FileNotFoundError, match="HDF5 file not found"):
             HDF5FileSystem(fo, skip_instance_cache=True)
+
+
+@pytest.mark.parametrize("zarr_format", [3, 2])
+def test_node_named_like_the_protocol_reads_its_own_chunks(
+    tmp_path: Path, zarr_format: int
+) -> None:
+    """Every key starting with ``b2h5::`` lost that prefix (taken for the protocol): a dataset
+    named ``b2h5::x`` read the chunks of ``x``, or zarr's fill value when there is none,
+    silently, and the unconsolidated listing left it out. fsspec splits ``::`` chains before any key
+    reaches the filesystem, so only ``b2h5://`` is a protocol prefix."""
+    import xarray as xr
+
+    path = tmp_path / "p.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("b2h5::x", data=np.arange(6, dtype="i4") + 1, chunks=(2,))
+        f.create_dataset("x", data=np.arange(6, dtype="i4") + 100, chunks=(2,))
+        f.create_dataset("b2h5::y", data=np.arange(6, dtype="i4") + 7, chunks=(3,))
+    so = {"zarr_format": zarr_format}
+    for consolidated in (True, False):
+        ds = xr.open_zarr(f"b2h5::{path}", storage_options=so, consolidated=consolidated)
+        with h5py.File(path) as f:
+            for name in f:
+                np.testing.assert_array_equal(ds[name].values, f[name][()])
+    fs = HDF5FileSystem(str(path), zarr_format=zarr_format, skip_instance_cache=True)
+    assert "b2h5::x" in fs.ls("", detail=False)
+    assert fs.cat("b2h5://zarr.json" if zarr_format == 3 else "b2h5://.zgroup").startswith(b"{")
+
+
+def test_open_without_mode_of_a_missing_node_says_so(tmp_path: Path) -> None:
+    """``zarr.open(url, path="entry/dta")`` (a misspelt path, no ``mode=``: zarr's default mode
+    "a" creates it) said only "b2h5 is read-only: cannot write 'entry/dta/zarr.json'", about a
+    write the user never asked for."""
+    import zarr
+
+    path = _masked_and_filled_file(tmp_path / "m.h5")
+    with pytest.raises(PermissionError, match=r"no node 'mased' in the file.*mode='r'"):
+        zarr.open(f"b2h5::{path}", path="mased")
+    assert zarr.open(f"b2h5::{path}", path="masked").shape == (8, 6)  # an existing node opens
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    with pytest.raises(PermissionError) as info:
+        fs.pipe_file("masked/zarr.json", b"{}")  # a write over an existing node: no such hint
+    assert "no node" not in str(info.value)
+    # what the message advises works (zarr 3's zarr.copy_store, advised before, raises
+    # NotImplementedError)
+    assert "zarr.copy_store" not in str(info.value) and "fs.get('', 'copy.zarr'" in str(info.value)
+    fs.get("", str(tmp_path / "copy.zarr"), recursive=True)
+    assert zarr.open_array(str(tmp_path / "copy.zarr"), path="masked", mode="r").shape == (8, 6)
+
+
+def test_open_of_a_group_or_missing_key_names_the_file(tmp_path: Path) -> None:
+    """``fsspec.open("b2h5::f.h5").open()`` (the store's root) and ``fs.open`` of a missing
+    key raised a bare ``FileNotFoundError('')`` / ``FileNotFoundError('x')``."""
+    import fsspec
+
+    path = _masked_and_filled_file(tmp_path / "m.h5")
+    with pytest.raises(IsADirectoryError, match=r"'/' is a group or array .*m\.h5"):
+        fsspec.open(f"b2h5::{path}").open()
+    fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    with pytest.raises(IsADirectoryError, match=r"'masked' is a group or array"):
+        fs.open("masked")
+    with pytest.raises(FileNotFoundError, match=r"No key 'masked/nope' in the Zarr view of .*m"):
+        fs.open("masked/nope")
+    with fs.open("masked/zarr.json") as fh:
+        assert fh.read().startswith(b"{")

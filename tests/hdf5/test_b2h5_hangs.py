@@ -295,3 +295,65 @@ def test_parent_reads_after_a_child_read_a_remote_file(tmp_path: Path) -> None:
         f.create_dataset("data", data=np.arange(160_000.0).reshape(400, 400), chunks=(100, 400))
     out = run_script(_PARENT_READS_AFTER, str(tmp_path), HELPERS)
     assert out.strip() == "parent 0", out
+
+
+_OPEN_FIFOS = """
+import os, sys, h5py, numpy as np
+from b2store.hdf5.filesystem import HDF5FileSystem
+d = sys.argv[1]
+os.mkfifo(f"{d}/pipe.h5")
+with h5py.File(f"{d}/main.h5", "w") as f:
+    f["here"] = np.arange(3)
+    f["ext"] = h5py.ExternalLink("pipe.h5", "/data")
+try:
+    HDF5FileSystem(f"{d}/pipe.h5", skip_instance_cache=True)
+except OSError as exc:
+    print(type(exc).__name__, exc)
+fs = HDF5FileSystem(f"{d}/main.h5", follow_external_links=True, skip_instance_cache=True)
+print("note", [n for n in fs.notes if "pipe.h5" in n])
+"""
+
+
+def test_a_named_pipe_is_refused_not_waited_on(tmp_path: Path) -> None:
+    """A named pipe (FIFO) given as the file, or named by an external link, hung the open
+    forever (opening a FIFO for reading waits for a writer)."""
+    out = run_script(_OPEN_FIFOS, str(tmp_path), timeout=60)
+    assert "OSError" in out and "pipe.h5 is a named pipe (FIFO), not an HDF5 file" in out, out
+    assert "note ['" in out and "named pipe" in out.split("note", 1)[1], out
+
+
+_LINKED_TWICE = """
+import sys, time, h5py, numpy as np
+import b2store.hdf5.index as index
+from b2store.hdf5.filesystem import HDF5FileSystem
+index.ALIAS_NODE_LIMIT = 100  # 10 000 in use: a few seconds of walking
+path = sys.argv[1] + "/dag.h5"
+with h5py.File(path, "w") as f:
+    f.create_dataset("g20/x", data=np.arange(3))
+    for i in range(19, -1, -1):
+        f[f"g{i}/a"] = f[f"g{i + 1}"]
+        f[f"g{i}/b"] = f[f"g{i + 1}"]
+    f.create_dataset("g0/plain", data=np.arange(4))
+    f["g0/link_to_plain"] = h5py.SoftLink("/g0/plain")
+    f["alias_of_g19"] = h5py.SoftLink("/g19")  # first in the root: g19 and g20 as seen here
+t = time.monotonic()
+fs = HDF5FileSystem(path, skip_instance_cache=True)
+meta = fs.index.meta
+print("seconds", time.monotonic() - t)
+print("paths", len([k for k in meta if k.endswith("zarr.json")]))
+print("x", np.frombuffer(fs.cat("alias_of_g19/a/x/c/0"), "<i8").tolist() == [0, 1, 2])
+print("plain", "g0/plain/zarr.json" in meta, "g0/link_to_plain/zarr.json" in meta)
+print("notes", sum("further paths" in n for n in fs.notes))
+"""
+
+
+def test_groups_linked_many_times_do_not_walk_forever(tmp_path: Path) -> None:
+    """Groups hard-linked twice at each of 20 levels are a million paths: the walk at open
+    never ended. Paths under further links to presented groups are now bounded (with a note
+    for each link not followed); the file's own nodes and a few aliases still read."""
+    out = run_script(_LINKED_TWICE, str(tmp_path), timeout=60)
+    lines = dict(line.split(" ", 1) for line in out.splitlines())
+    assert float(lines["seconds"]) < 20, out
+    assert int(lines["paths"]) < 400, out
+    assert lines["x"] == "True" and lines["plain"] == "True True", out
+    assert int(lines["notes"]) > 0, out

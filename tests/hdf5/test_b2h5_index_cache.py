@@ -528,6 +528,21 @@ def test_bad_index_cache_is_a_clear_error(
     assert not list(tmp_path.glob("*.npz"))
 
 
+def test_a_file_as_index_cache_is_a_clear_error(tmp_path: Path) -> None:
+    """An existing file given as the cache folder cached nothing, silently; a folder still to
+    be made is made (one that cannot be made is skipped: see the test above)."""
+    path = tmp_path / "f.h5"
+    _write_layout(path, (100,), "ab")
+    (tmp_path / "afile").write_text("x")
+    for value in (tmp_path / "afile", str(tmp_path / "afile")):
+        fsmod._MEMORY.clear()
+        with pytest.raises(NotADirectoryError, match=r"index_cache.*afile', which is a file"):
+            HDF5FileSystem(str(path), index_cache=value, skip_instance_cache=True)
+    fsmod._MEMORY.clear()
+    HDF5FileSystem(str(path), index_cache=tmp_path / "new" / "cache", skip_instance_cache=True)
+    assert list((tmp_path / "new" / "cache").glob("*.npz"))
+
+
 # -- the sidecar format: binary inlined chunks, integrity, concurrency ------------------------
 
 

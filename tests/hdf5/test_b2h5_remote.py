@@ -514,3 +514,17 @@ def test_absolute_external_link_found_beside_its_master_over_http(tmp_path: Path
             "b2h5", fo=f"{base}/sub/master.h5", follow_external_links=True, skip_instance_cache=True
         )
         np.testing.assert_array_equal(open_root(fs)["abs"][...], np.arange(6, dtype="i2"))
+
+
+def test_missing_signed_url_is_not_called_a_pattern(http_folder: Path) -> None:
+    """A missing file at a URL with a query string (an expired or mistyped signed URL) said
+    "b2h5 ... does not expand patterns: list the files first": the query's "?" was taken for a
+    glob character. A "*" in the URL's path still gets that hint."""
+    for base in _serve(http_folder, _QuietHandler):
+        with pytest.raises(FileNotFoundError) as info:
+            fsspec.filesystem(
+                "b2h5", fo=f"{base}/gone.h5?X-Amz-Signature=ab", skip_instance_cache=True
+            )
+        assert "gone.h5" in str(info.value) and "pattern" not in str(info.value)
+        with pytest.raises(FileNotFoundError, match="does not expand patterns"):
+            fsspec.filesystem("b2h5", fo=f"{base}/g*.h5", skip_instance_cache=True)

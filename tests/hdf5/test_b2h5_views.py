@@ -125,6 +125,26 @@ def test_variable_length_sequence_attributes_keep_one_element_sequences(tmp_path
         assert attrs["strings"] == ["a", "bc"]
 
 
+def test_variable_length_string_attributes_that_are_no_utf8_are_replaced(tmp_path) -> None:
+    """h5py decodes variable-length string attributes with "surrogateescape": a byte that is no
+    UTF-8 (an ASCII-tagged attribute written by a C program) became a lone surrogate in the
+    metadata, which UTF-8 writers refuse (``ds.to_netcdf``: UnicodeEncodeError). It reads as
+    U+FFFD, as in fixed-length string attributes."""
+    path = tmp_path / "bad_utf8.h5"
+    ascii_vlen = h5py.string_dtype("ascii")
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("d", data=np.arange(3.0))
+        d.attrs.create("one", b"\xffraw", dtype=ascii_vlen)
+        d.attrs.create("many", np.array([b"\xfe", b"ok"], dtype=object), dtype=ascii_vlen)
+        d.attrs["fixed"] = np.bytes_(b"\xffraw")
+    for zarr_format in (2, 3):
+        fs = HDF5FileSystem(str(path), zarr_format=zarr_format, skip_instance_cache=True)
+        attrs = dict(open_root(fs)["d"].attrs)
+        json.dumps(attrs, ensure_ascii=False).encode("utf-8")  # no lone surrogate
+        assert attrs["one"] == attrs["fixed"] == "\ufffdraw"
+        assert attrs["many"] == ["\ufffd", "ok"]
+
+
 def test_v3_metadata_is_consolidated_with_dimension_names(files) -> None:
     fs = HDF5FileSystem(str(files["layouts.h5"]))
     doc = json.loads(fs.cat_file("zarr.json"))
