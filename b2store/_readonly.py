@@ -3,7 +3,8 @@
 Contract: fsspec's defaults for the write operations raise a bare ``NotImplementedError`` (cp,
 put, pipe) or silently do nothing (mkdir, makedirs, rmdir). Subclasses say in
 :meth:`ReadOnlyAsyncFileSystem._read_only` what their store is and what to do instead; ``_open``
-stays theirs (reading is what they implement).
+stays theirs (reading is what they implement). ``fs.get`` copies keys to local files through
+their ``_cat_file``, ``_isdir`` and ``_exists``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import os
 from typing import Any
 
 from fsspec.asyn import AsyncFileSystem, get_loop
+from fsspec.utils import isfilelike
 
 __all__ = ["ReadOnlyAsyncFileSystem"]
 
@@ -37,6 +39,27 @@ class ReadOnlyAsyncFileSystem(AsyncFileSystem):
             self._loop = get_loop()  # the forked child's own fsspec loop thread
             self._pid = os.getpid()
         return super().loop
+
+    async def _get_file(self, rpath: str, lpath: Any, **kwargs: Any) -> None:
+        """Copy one key to a local file (``fs.get``: a local copy is a plain Zarr store).
+
+        Directories become folders; a key that exists but reads as missing (an all-zero Blosc2
+        chunk) is not written, so zarr fills it as it would here.
+        """
+        if await self._isdir(rpath):
+            os.makedirs(lpath, exist_ok=True)
+            return
+        try:
+            data = await self._cat_file(rpath)
+        except FileNotFoundError:
+            if not await self._exists(rpath):
+                raise
+            return
+        if isfilelike(lpath):
+            lpath.write(data)
+            return
+        with open(lpath, "wb") as fh:
+            fh.write(data)
 
     def _read_only(self, what: str, path: Any) -> PermissionError:
         """The error for an attempt to ``what`` (e.g. "remove") ``path``."""

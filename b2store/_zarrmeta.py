@@ -25,6 +25,8 @@ __all__ = [
     "ArrayMeta",
     "GroupMeta",
     "bytes_codec",
+    "is_big_endian",
+    "packed_dtype",
     "render_v2",
     "render_v3",
 ]
@@ -72,17 +74,40 @@ class GroupMeta:
 Node = ArrayMeta | GroupMeta
 
 
+def is_big_endian(dtype: np.dtype[Any]) -> bool:
+    """Whether any part of ``dtype`` (structured fields and sub-arrays included) stores
+    big-endian items (native ones on a big-endian machine too)."""
+    if dtype.fields:
+        return any(is_big_endian(field[0]) for field in dtype.fields.values())
+    if dtype.subdtype is not None:
+        return is_big_endian(dtype.subdtype[0])
+    return dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian)
+
+
+def _has_byte_order(dtype: np.dtype[Any]) -> bool:
+    """Whether any part of ``dtype`` has items of several bytes in a byte order."""
+    if dtype.fields:
+        return any(_has_byte_order(field[0]) for field in dtype.fields.values())
+    if dtype.subdtype is not None:
+        return _has_byte_order(dtype.subdtype[0])
+    return dtype.itemsize > 1 and dtype.byteorder != "|"
+
+
+def packed_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """A structured ``dtype`` with its fields in offset order and no padding bytes (others as
+    given): the only layout Zarr's structured data types describe (they have no offsets)."""
+    if not dtype.names:
+        return dtype
+    fields: dict[str, Any] = dict(dtype.fields or {})
+    names = sorted(dtype.names, key=lambda n: fields[n][1])
+    return np.dtype([(n, fields[n][0]) for n in names])
+
+
 def bytes_codec(dtype: np.dtype[Any]) -> JSON:
     """The v3 ``bytes`` codec for ``dtype`` (endianness only where it matters)."""
-    if dtype.fields is not None:
-        multi = [f[0] for f in dtype.fields.values() if f[0].itemsize > 1 and f[0].byteorder != "|"]
-        if not multi:
-            return {"name": "bytes"}
-        dtype = multi[0]
-    if dtype.itemsize <= 1 or dtype.byteorder == "|":
+    if not _has_byte_order(dtype):
         return {"name": "bytes"}
-    big = dtype.byteorder == ">" or (dtype.byteorder == "=" and np.little_endian is False)
-    endian = "big" if big else "little"
+    endian = "big" if is_big_endian(dtype) else "little"
     return {"name": "bytes", "configuration": {"endian": endian}}
 
 

@@ -1,14 +1,34 @@
 """Exceptions raised by b2store.
 
-Every error subclasses :class:`B2StoreError` *and* the builtin a caller would naturally catch
-(zarr's pattern), so ``except ValueError`` or ``except FileNotFoundError`` works without importing
-b2store.
+Every exception class b2store defines subclasses :class:`B2StoreError` *and* the builtin a caller
+would naturally catch (zarr's pattern), so ``except ValueError`` or ``except FileNotFoundError``
+works without importing b2store. The classes shared by several modules live here; a few that
+belong to one backend live in its module (``Caterva2MissingError`` in
+:mod:`b2store.caterva2.client`, ``UnsupportedCaterva2DatasetError`` in
+:mod:`b2store.caterva2.metadata`, ...) and follow the same rule.
+
+Some failures are raised as the builtin alone, with a message naming the file and what to do:
+the b2h5 filesystem raises a plain ``OSError`` for an HDF5 file deleted, moved or replaced
+after it was indexed, and for a server that ignores HTTP range requests; a plain
+``FileNotFoundError`` for a missing key (zarr reads it as a missing chunk) and a plain
+``PermissionError`` for writes to a read-only store.
 """
 
 from __future__ import annotations
 
 import re
 from typing import Any
+
+__all__ = [
+    "AccessRefusedError",
+    "B2StoreError",
+    "Caterva2HTTPError",
+    "CodecError",
+    "NotRandomAccessError",
+    "TransferError",
+    "UnsupportedHDF5FeatureError",
+    "without_api_hint",
+]
 
 
 class B2StoreError(Exception):
@@ -56,3 +76,18 @@ class Caterva2HTTPError(B2StoreError, OSError):
     def __reduce__(self) -> tuple[Any, ...]:
         # picklable with its own arguments (dask ships errors from worker processes)
         return (type(self), (self.url, self.status, self.detail))
+
+
+class AccessRefusedError(B2StoreError, PermissionError):
+    """A remote file's server refused access (HTTP 401/403): the message names the file and
+    what to do (credentials in the target's options, a new signed URL)."""
+
+
+class TransferError(B2StoreError, OSError):
+    """A transfer of a remote file failed (timeout, cut connection, HTTP error status): the
+    message names the file and what to do."""
+
+
+class NotRandomAccessError(B2StoreError, OSError):
+    """A remote file that can only be streamed (no size, no range requests), which HDF5 cannot
+    read at its offsets: the message names the file and says to download it first."""

@@ -11,7 +11,15 @@ import zarr
 from zarr.core.buffer import default_buffer_prototype
 from zarr.storage import MemoryStore
 
-from b2store._zarrmeta import ArrayMeta, GroupMeta, bytes_codec, render_v2, render_v3
+from b2store._zarrmeta import (
+    ArrayMeta,
+    GroupMeta,
+    bytes_codec,
+    is_big_endian,
+    packed_dtype,
+    render_v2,
+    render_v3,
+)
 
 NODES = {
     "": GroupMeta(attributes={"title": "t", "nan": float("nan"), "arr": np.arange(2)}),
@@ -84,6 +92,33 @@ def test_bytes_codec_endianness() -> None:
     assert bytes_codec(np.dtype(">f8")) == {"name": "bytes", "configuration": {"endian": "big"}}
     assert bytes_codec(np.dtype("<u2"))["configuration"]["endian"] == "little"
     assert bytes_codec(np.dtype("u1")) == {"name": "bytes"}
+    mixed = np.dtype([("s", "S3"), ("a", "<i2"), ("b", ">f4")])  # any big-endian part counts
+    assert bytes_codec(mixed)["configuration"]["endian"] == "big"
+    assert bytes_codec(np.dtype([("s", "S3"), ("u", "u1")])) == {"name": "bytes"}
+
+
+def test_is_big_endian_looks_into_fields_and_subarrays() -> None:
+    """One test for caterva2 (transcoding), the hdf5 index (v3 refusal) and bytes_codec."""
+    assert is_big_endian(np.dtype(">f8"))
+    assert not is_big_endian(np.dtype("<f8")) and not is_big_endian(np.dtype("u1"))
+    assert is_big_endian(np.dtype([("a", "<i4"), ("b", ">i2")]))
+    assert is_big_endian(np.dtype([("a", [("x", ">u2")])]))
+    assert is_big_endian(np.dtype((">i4", (2,))))
+    assert not is_big_endian(np.dtype([("a", "<i4"), ("s", "S4")]))
+    assert is_big_endian(np.dtype("=f8")) is (not np.little_endian)
+
+
+def test_packed_dtype() -> None:
+    """Zarr's structured types list fields back to back: padding and offset order removed."""
+    padded = np.dtype({"names": ["a", "b"], "formats": ["u1", "<f8"], "offsets": [0, 8]})
+    assert padded.itemsize == 16
+    assert packed_dtype(padded) == np.dtype([("a", "u1"), ("b", "<f8")])
+    shuffled = np.dtype({"names": ["b", "a"], "formats": ["<i4", "<i2"], "offsets": [2, 0]})
+    assert packed_dtype(shuffled) == np.dtype([("a", "<i2"), ("b", "<i4")])
+    assert packed_dtype(shuffled) != shuffled  # same size, other layout: not Zarr-describable
+    plain = np.dtype([("a", "<i2"), ("b", "<i4")])
+    assert packed_dtype(plain) == plain
+    assert packed_dtype(np.dtype(">f4")) == np.dtype(">f4")
 
 
 def test_mismatched_chunks_is_a_clear_error() -> None:

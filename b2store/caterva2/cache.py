@@ -7,10 +7,11 @@ Contract
   ``version-id`` the dataset's server-side version (ETag or mtime, plus a layout digest). Each
   entry is a 16-byte header (magic ``B2C2``, format version, payload length, CRC-32 of the
   payload) and the payload (the bytes as the server sent them, still compressed).
-* Writes go to a unique temporary file in the same folder, are flushed, then ``os.replace``-d into
-  place: readers see a complete entry or none. An entry whose header, length or CRC does not check
-  is deleted and reported as a miss, so a torn or corrupted file is never served. Temporary files
-  left by killed writers are removed by :meth:`ChunkCache.evict` after an hour.
+* Writes go to a unique temporary file in the same folder, then are ``os.replace``-d into place
+  (:func:`b2store._atomic.atomic_write`): readers see a complete entry or none. An entry whose
+  header, length or CRC does not check is deleted and reported as a miss, so a torn or corrupted
+  file is never served. Temporary files left by killed writers are removed by
+  :meth:`ChunkCache.evict` after an hour.
 * :meth:`ChunkCache.set_version` is called whenever a dataset's info is (re)read: other versions of
   that dataset are dropped. The Caterva2 API exposes no per-chunk version, so a changed dataset
   loses all its cached chunks (see docs/caterva2.md).
@@ -40,6 +41,8 @@ import time
 import zlib
 from pathlib import Path
 
+from b2store._atomic import atomic_write, is_stale_temp
+
 __all__ = ["ChunkCache", "default_cache_dir"]
 
 _MAGIC = b"B2C2"
@@ -47,7 +50,6 @@ _FORMAT = 1
 _HEADER = struct.Struct("<4sHxxII")  # magic, format, pad, length, crc32 → 16 bytes
 _SUFFIX = ".c2c"
 _TMP_PREFIX = ".tmp-"
-_STALE_TMP_SECONDS = 3600.0
 
 logger = logging.getLogger(__name__)
 
@@ -179,23 +181,15 @@ class ChunkCache:
             self._account(0)  # still trim a folder filled under a larger limit
             return
         entry = self._entry(server, path, version, key)
-        tmp = entry.parent / f"{_TMP_PREFIX}{os.getpid()}-{threading.get_ident()}-{key}"
         header = _HEADER.pack(_MAGIC, _FORMAT, len(payload), zlib.crc32(payload))
         for attempt in (1, 2):
             try:
                 entry.parent.mkdir(parents=True, exist_ok=True)
-                mode = 0o600 if private else 0o666  # the umask applies to both
-                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-                with os.fdopen(fd, "wb") as f:
-                    if private and hasattr(os, "fchmod"):
-                        os.fchmod(f.fileno(), 0o600)  # a file left by a killed writer reused
+                with atomic_write(entry, prefix=_TMP_PREFIX, private=private) as f:
                     f.write(header)
                     f.write(payload)
-                os.replace(tmp, entry)
                 break
             except OSError as exc:  # a cache that cannot be written must not fail the read
-                with contextlib.suppress(OSError):
-                    tmp.unlink()
                 if isinstance(exc, FileNotFoundError):
                     # another process dropped this dataset's folder (a new version, eviction)
                     # between mkdir and the rename: try once more, then skip this entry quietly
@@ -260,7 +254,7 @@ class ChunkCache:
                 except OSError:
                     continue
                 if name.startswith(_TMP_PREFIX):
-                    if now - st.st_mtime > _STALE_TMP_SECONDS:
+                    if is_stale_temp(name, st.st_mtime, _TMP_PREFIX, now):
                         with contextlib.suppress(OSError):
                             os.unlink(full)
                     continue

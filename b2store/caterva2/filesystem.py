@@ -77,7 +77,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
-from fsspec.utils import isfilelike, tokenize
+from fsspec.utils import tokenize
 
 from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
@@ -1047,18 +1047,6 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 )
             kwargs["size"] = info["size"]
         return super()._open(path, mode, **kwargs)
-
-    async def _get_file(self, rpath: str, lpath: Any, **kwargs: Any) -> None:
-        """Copy one key to a local file (``fs.get`` of keys; see :meth:`_get`)."""
-        if await self._isdir(rpath):
-            os.makedirs(lpath, exist_ok=True)
-            return
-        data = await self._cat_file(rpath)
-        if isfilelike(lpath):
-            lpath.write(data)
-            return
-        with open(lpath, "wb") as fh:
-            fh.write(data)
 
     async def _get(self, rpath: Any, lpath: Any, recursive: bool = False, **kwargs: Any) -> Any:
         """``fs.get`` of keys named one by one; refuses copies of trees and glob patterns

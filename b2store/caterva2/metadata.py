@@ -44,7 +44,7 @@ from typing import Any
 
 import numpy as np
 
-from b2store._zarrmeta import ArrayMeta, array_v2, array_v3
+from b2store._zarrmeta import ArrayMeta, array_v2, array_v3, is_big_endian, packed_dtype
 from b2store.errors import B2StoreError
 
 __all__ = [
@@ -197,15 +197,6 @@ def zarr_servable(dtype: np.dtype[Any]) -> bool:
     return not (dtype.kind in "mM" and np.datetime_data(dtype)[0] == "generic")
 
 
-def is_big_endian(dtype: np.dtype[Any]) -> bool:
-    """Whether any part of ``dtype`` (structured fields and sub-arrays included) is big-endian."""
-    if dtype.fields:
-        return any(is_big_endian(field[0]) for field in dtype.fields.values())
-    if dtype.subdtype is not None:
-        return is_big_endian(dtype.subdtype[0])
-    return dtype.byteorder == ">"
-
-
 def little_endian(dtype: np.dtype[Any]) -> np.dtype[Any]:
     """``dtype`` with every part little-endian (Zarr v3 stores structured fields that way)."""
     return dtype.newbyteorder("<") if is_big_endian(dtype) else dtype
@@ -228,14 +219,6 @@ def parse_dtype(text: str, path: str) -> np.dtype[Any]:
         raise UnsupportedCaterva2DatasetError(
             f"Caterva2 dataset {path} has a dtype b2store cannot parse: {text!r}"
         ) from exc
-
-
-def _packed(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """A structured ``dtype`` without padding between or after its fields (others as given)."""
-    if not dtype.names:
-        return dtype
-    packed = np.dtype([(name, dtype.fields[name][0]) for name in dtype.names])  # type: ignore[index]
-    return packed if packed.itemsize != dtype.itemsize else dtype
 
 
 def _json_safe(attrs: dict[str, Any], internal: frozenset[str] = _INTERNAL_KEYS) -> dict[str, Any]:
@@ -381,7 +364,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             # b2store writes these chunks itself, field by field: a padded compound type
             # (offsets, itemsize, as C structs and aligned numpy dtypes make) goes packed, which
             # Zarr can describe
-            dtype = _packed(dtype)
+            dtype = packed_dtype(dtype)
             zchunks = _slice_chunks(chunks, dtype.itemsize)
         elif _server_decodes(schunk.get("cparams")):
             # plugin codecs: the server decodes them; "indices", because its slice_ answer
@@ -390,11 +373,12 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             zchunks = _slice_chunks(chunks, dtype.itemsize)
         else:
             kind = "b2nd"
-            if _packed(dtype) != dtype:
-                # the chunks hold the gaps, which Zarr's structured dtypes cannot describe
+            if packed_dtype(dtype) != dtype:
+                # the chunks hold the gaps (or fields out of offset order), which Zarr's
+                # structured dtypes cannot describe: they list fields back to back
                 raise UnsupportedCaterva2DatasetError(
                     f"Caterva2 dataset {path} has a structured dtype with gaps between its "
-                    f"fields ({dtype}), which Zarr cannot describe"
+                    f"fields or fields out of offset order ({dtype}), which Zarr cannot describe"
                 )
             # big-endian data and 0-d arrays are decoded here and served with the bytes codec
             mode = TRANSCODE if is_big_endian(dtype) or not shape else CHUNK
@@ -455,7 +439,7 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
                 candidate is not None
                 and candidate.itemsize == typesize
                 and zarr_servable(candidate)
-                and _packed(candidate) == candidate  # gaps: Zarr cannot describe them
+                and packed_dtype(candidate) == candidate  # gaps: Zarr cannot describe them
             ):
                 dtype = candidate
         if nbytes % dtype.itemsize or chunksize % dtype.itemsize:

@@ -17,13 +17,9 @@ rebuilt, never trusted.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import secrets
 import threading
-import time
 import zipfile
 from collections import OrderedDict
 from pathlib import Path
@@ -31,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from b2store._atomic import atomic_write, remove_stale_temps
 from b2store.hdf5.index import ChunkTable, FileIndex
 
 __all__ = [
@@ -109,39 +106,9 @@ def _nbytes(value: bytes) -> int:
     return memoryview(value).nbytes
 
 
-def _create_temp(folder: Path, shared: bool) -> tuple[int, str]:
-    """A new temporary file in ``folder``: readable by others as the umask allows when
-    ``shared``, else by its owner only (mode 0600).
-
-    A sidecar holds a file's metadata and inlined data: it is shared only when the source file
-    is readable by everyone; then other users of a shared cache folder (dask workers running as
-    another user) read it instead of re-indexing the file at every open.
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = str(folder / f"{_TEMP_PREFIX}{secrets.token_hex(8)}.tmp")
-        with contextlib.suppress(FileExistsError):
-            return os.open(tmp, flags, 0o666 if shared else 0o600), tmp
-    raise FileExistsError(f"{folder}: no free temporary file name for a sidecar")
-
-
 #: Name prefix of sidecar temporary files: only these are ever removed (a user's index_cache
 #: folder may hold other programs' files).
 _TEMP_PREFIX = "b2store-sidecar-"
-#: A temporary file older than this was left by a writer that died (killed dask worker): removed.
-_STALE_TEMP_SECONDS = 3600.0
-
-
-def _remove_stale_temps(folder: Path) -> None:
-    """Remove the temporary files of writers killed before their rename (each as large as a
-    sidecar: they piled up in the cache folder forever)."""
-    limit = time.time() - _STALE_TEMP_SECONDS
-    with os.scandir(folder) as entries:
-        for entry in entries:
-            if entry.name.startswith(_TEMP_PREFIX) and entry.name.endswith(".tmp"):
-                with contextlib.suppress(OSError):
-                    if entry.stat().st_mtime < limit:
-                        os.unlink(entry.path)
 
 
 def save_sidecar(folder: Path, key: str, index: FileIndex, *, shared: bool = False) -> None:
@@ -192,12 +159,18 @@ def save_sidecar(folder: Path, key: str, index: FileIndex, *, shared: bool = Fal
         "notes": list(index.notes),
         "sources": [list(s) for s in index.sources],
     }
-    tmp = None
     # A sidecar is an optimisation: failing to write one (disk full, read-only) is not an error.
+    # It holds a file's metadata and inlined data: it is readable by others (as the umask
+    # allows) only when the source file is readable by everyone (``shared``); then other users
+    # of a shared cache folder (dask workers running as another user) read it instead of
+    # re-indexing the file at every open. A half-written temporary file is never left behind.
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        fd, tmp = _create_temp(folder, shared)
-        with os.fdopen(fd, "wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+        target = _sidecar(folder, key)
+        with (
+            atomic_write(target, prefix=_TEMP_PREFIX, private=not shared) as fh,
+            zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf,
+        ):
             zf.writestr("header.json", json.dumps(header))
             for name, arr in arrays.items():
                 with zf.open(name + ".npy", "w", force_zip64=True) as out:
@@ -205,16 +178,10 @@ def save_sidecar(folder: Path, key: str, index: FileIndex, *, shared: bool = Fal
             with zf.open("inline.bin", "w", force_zip64=True) as out:
                 for _, _, value in blob:
                     out.write(memoryview(value).cast("B"))
-        os.replace(tmp, _sidecar(folder, key))
-        tmp = None
-        _remove_stale_temps(folder)
+        remove_stale_temps(folder, _TEMP_PREFIX)
     except OSError:
         _UNWRITABLE.add(folder)
         return
-    finally:
-        if tmp is not None:  # never leave a half-written temporary file behind
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
 
 
 class _Damaged(ValueError):

@@ -44,6 +44,7 @@ from fsspec.core import has_magic
 from fsspec.implementations.memory import MemoryFile
 
 from b2store._readonly import ReadOnlyAsyncFileSystem
+from b2store.errors import AccessRefusedError, NotRandomAccessError, TransferError
 from b2store.hdf5 import cache as _cache
 from b2store.hdf5.index import (
     ChunkTable,
@@ -53,7 +54,8 @@ from b2store.hdf5.index import (
     open_local_file,
 )
 
-__all__ = ["HDF5FileSystem"]
+#: The error classes are b2store.errors' (also importable from here, where they were first).
+__all__ = ["AccessRefusedError", "HDF5FileSystem", "NotRandomAccessError", "TransferError"]
 
 _MEMORY = _cache.MemoryCache()
 _BUILD_LOCK = threading.Lock()
@@ -162,14 +164,6 @@ def _http_status(exc: BaseException) -> tuple[int | None, BaseException]:
         if isinstance(status, int) and 100 <= status < 600:
             return status, e
     return None, exc
-
-
-class AccessRefusedError(PermissionError):
-    """The target's server refused access (the message names the file and what to do)."""
-
-
-class TransferError(OSError):
-    """A transfer from the target failed (the message names the file and what to do)."""
 
 
 def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError | None:
@@ -281,10 +275,6 @@ def _wrapped(fs: Any) -> fsspec.AbstractFileSystem | None:
     None when ``fs`` wraps none."""
     inner = getattr(fs, "fs", None)
     return inner if isinstance(inner, fsspec.AbstractFileSystem) and inner is not fs else None
-
-
-class NotRandomAccessError(OSError):
-    """A target file that can only be streamed (raised as is, not reworded)."""
 
 
 class _CheckedFile:
@@ -776,7 +766,10 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         """Make this instance usable in a forked child: its own target filesystem and a fresh
         index lock (held at the fork by a thread that does not exist in the child)."""
         target = self._target
-        with contextlib.suppress(Exception):  # else fsspec's own error at the first use
+        # Any error: the constructor is the target filesystem's (aiohttp, botocore, gcsfs...
+        # raise their own types). The parent's instance is kept: local and memory filesystems
+        # work in the child, the others raise fsspec's own error at their first use there.
+        with contextlib.suppress(Exception):
             target = type(target)(*target.storage_args, **target.storage_options)
         self._load_lock = threading.Lock()
         self._target, self._target_pid = target, os.getpid()
@@ -1483,6 +1476,9 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         """Several byte ranges of keys in one call (zarr's ``get_partial_values``).
 
         Local files: one ``pread`` per range, on the event loop when small, else in one thread.
+        ``max_gap`` is in fsspec's signature and not used: ranges are not merged, each is read
+        by itself (small remote ones through the read-ahead block cache, which serves ranges
+        near each other from one request).
         """
         await self._indexed()
         n = len(paths)
@@ -1774,27 +1770,6 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 raise  # listed but read as missing (an all-zero Blosc2 chunk): zarr fills it
             raise FileNotFoundError(f"No key {key!r} in the Zarr view of {self.url}") from None
         return MemoryFile(None, path, data)
-
-    async def _get_file(self, rpath: str, lpath: Any, **kwargs: Any) -> None:
-        """Copy one key to a local file (``fs.get``: a local copy is a plain Zarr store).
-
-        Directories become folders; a key that exists but reads as missing (an all-zero Blosc2
-        chunk) is not written, so zarr fills it as it would here.
-        """
-        if await self._isdir(rpath):
-            os.makedirs(lpath, exist_ok=True)
-            return
-        try:
-            data = await self._cat_file(rpath)
-        except FileNotFoundError:
-            if not await self._exists(rpath):
-                raise
-            return
-        if fsspec.utils.isfilelike(lpath):
-            lpath.write(data)
-            return
-        with open(lpath, "wb") as fh:
-            fh.write(data)
 
     # -- read-only: the write operations come from ReadOnlyAsyncFileSystem ------------------
     def _read_only(self, what: str, path: Any) -> PermissionError:

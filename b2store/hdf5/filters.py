@@ -40,9 +40,20 @@ import numpy as np
 
 from b2store._zarrmeta import bytes_codec
 from b2store.codecs.hdf5_pipeline import (
+    _BITSHUFFLE_COMPRESSORS,
+    _BLOSC_CNAMES,
+    BITSHUFFLE,
+    BLOSC,
+    BLOSC2,
+    BZIP2,
     CODEC_ID,
+    DEFLATE,
     FILTER_NAMES,
+    FLETCHER32,
+    SHUFFLE,
     SUPPORTED_FILTERS,
+    SZIP,
+    ZSTD,
     frame_chunk,
     needs_imagecodecs,
 )
@@ -57,17 +68,6 @@ __all__ = [
     "read_pipeline",
 ]
 
-DEFLATE, SHUFFLE, FLETCHER32, SZIP, NBIT, SCALEOFFSET = 1, 2, 3, 4, 5, 6
-BZIP2, LZF, BLOSC, LZ4, BITSHUFFLE, ZFP, ZSTD, BLOSC2 = (
-    307,
-    32000,
-    32001,
-    32004,
-    32008,
-    32013,
-    32015,
-    32026,
-)
 #: HDF5 ``flags`` bit of an optional filter (may fail on a chunk; the chunk's mask records it).
 FLAG_OPTIONAL = 1
 
@@ -75,8 +75,6 @@ _ADVICE = (
     "convert the file with `b2store convert` (or h5repack it to supported filters), "
     "or open it with unsupported='skip'"
 )
-_BITSHUFFLE_COMPRESSORS = {0: "none", 2: "lz4", 3: "zstd"}
-_BLOSC_CNAMES = {0: "blosclz", 1: "lz4", 2: "lz4hc", 3: "snappy", 4: "zlib", 5: "zstd"}
 
 
 @dataclass(frozen=True)
@@ -226,9 +224,14 @@ def _numcodecs_builtin(f: HDF5Filter, dtype: np.dtype[Any]) -> dict[str, Any] | 
     if f.id == BZIP2:
         return {"id": "bz2", "level": cd[0] if cd and 1 <= cd[0] <= 9 else 9}
     if f.id == BLOSC:
+        cname = _BLOSC_CNAMES.get(cd[6] if len(cd) > 6 else 0)
+        if cname is None:
+            # snappy (3), which numcodecs' Blosc cannot decode, or no known compressor: the
+            # b2store_hdf5 codec decodes the others and says what to do for these
+            return None
         return {
             "id": "blosc",
-            "cname": _BLOSC_CNAMES.get(cd[6] if len(cd) > 6 else 0, "blosclz"),
+            "cname": cname,
             "clevel": cd[4] if len(cd) > 4 else 5,
             "shuffle": cd[5] if len(cd) > 5 else 1,
             "blocksize": 0,

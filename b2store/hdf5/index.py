@@ -33,7 +33,16 @@ from typing import Any, Literal
 import h5py
 import numpy as np
 
-from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, bytes_codec, render_v2, render_v3
+from b2store._zarrmeta import (
+    ArrayMeta,
+    GroupMeta,
+    Node,
+    bytes_codec,
+    is_big_endian,
+    packed_dtype,
+    render_v2,
+    render_v3,
+)
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5 import metadata as md
 
@@ -384,7 +393,7 @@ class _Walker:
                 finally:
                     self.alias_depth -= alias
             elif isinstance(obj, h5py.Dataset):
-                zname = _netcdf_variable_name(group, name)
+                zname = md.netcdf_variable_name(group, name)
                 zchild = f"{path}/{zname}" if path else zname
                 try:
                     self.dataset(obj, zchild, child_url, f"{child_url}:/{child}")
@@ -471,21 +480,14 @@ class _Walker:
                 "structured data types hold scalar fields only",
                 "Read it with h5py or netCDF4.",
             )
-        if self.zarr_format == 3 and dtype.fields:
-            native = "<" if np.little_endian else ">"
-            orders = {
-                native if f[0].byteorder == "=" else f[0].byteorder
-                for f in dtype.fields.values()
-                if f[0].itemsize > 1
-            }
-            if orders - {"|", "<"}:
-                # zarr 3.1.6 ignores the bytes codec's endian for structured dtypes
-                raise self._error(
-                    where,
-                    f"has a compound dtype with big-endian fields ({dtype}); zarr 3.1 reads "
-                    "structured Zarr v3 data as little-endian",
-                    "Use zarr_format=2.",
-                )
+        if self.zarr_format == 3 and dtype.fields and is_big_endian(dtype):
+            # zarr 3.1.6 ignores the bytes codec's endian for structured dtypes
+            raise self._error(
+                where,
+                f"has a compound dtype with big-endian fields ({dtype}); zarr 3.1 reads "
+                "structured Zarr v3 data as little-endian",
+                "Use zarr_format=2.",
+            )
         dtype = _plain_dtype(dtype)
         if _no_zarr_float(dtype):
             raise self._error(
@@ -497,7 +499,7 @@ class _Walker:
         converted = _stored_layout_issue(ds.id.get_type(), dtype)
         fill = md.fill_value(ds)
         node = replace(node, shape=shape, dtype=dtype, fill=fill, dims=dims)
-        if dtype.fields and _packed(dtype) != dtype:
+        if dtype.fields and packed_dtype(dtype) != dtype:
             self._padded_compound(node, dim_lengths)  # read with h5py: converts any type
             return
         if converted is not None:
@@ -1017,7 +1019,7 @@ class _Walker:
         served: small datasets are read with h5py at open, repacked and inlined; larger ones raise.
         """
         ds, where, shape, dtype, fill = node.ds, node.where, node.shape, node.dtype, node.fill
-        packed = _packed(dtype)
+        packed = packed_dtype(dtype)
         size = int(np.prod(shape, dtype=object))
         if size * packed.itemsize > PADDED_COMPOUND_LIMIT:
             raise self._error(
@@ -1200,30 +1202,6 @@ def _string_fill_as_missing_value(attrs: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-#: Prefix netCDF-C gives a variable named like a dimension it is not the coordinate of.
-NON_COORD_PREFIX = "_nc4_non_coord_"
-
-
-def _netcdf_variable_name(group: h5py.Group, name: str) -> str:
-    """The netCDF name of dataset ``name`` of ``group`` (the Zarr array's name).
-
-    netCDF-C stores a variable that has a dimension's name without being that dimension's
-    coordinate variable (``x(y)`` next to a dimension ``x``) as ``_nc4_non_coord_x``, beside the
-    pure dimension scale ``x``; netCDF readers call it ``x``, and so does the view (unless the
-    group has another node ``x`` that is served).
-    """
-    if not name.startswith(NON_COORD_PREFIX) or len(name) == len(NON_COORD_PREFIX):
-        return name
-    plain = name[len(NON_COORD_PREFIX) :]
-    try:
-        other = group.get(plain)
-    except (KeyError, OSError, ValueError):
-        return name
-    if other is None or (isinstance(other, h5py.Dataset) and md.is_pure_dimension(other)):
-        return plain
-    return name
-
-
 def _edges_hold_fill(ds: h5py.Dataset) -> bool:
     """True when HDF5 initialised every chunk with a user-defined fill before writing data.
 
@@ -1259,12 +1237,6 @@ def _is_same_fill(a: Any, b: Any, dtype: np.dtype[Any]) -> bool:
         )
     except (TypeError, ValueError):
         return False
-
-
-def _packed(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """A structured ``dtype`` with its fields in offset order and no padding bytes."""
-    names = sorted(dtype.names or (), key=lambda n: dtype.fields[n][1])  # type: ignore[index]
-    return np.dtype([(n, dtype.fields[n][0]) for n in names])  # type: ignore[index]
 
 
 def _plain_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -1382,7 +1354,9 @@ def _null_fill_reads_zeros(dtype: np.dtype[Any]) -> bool:
 
         scalar = get_data_type_from_native_dtype(dtype).default_scalar()
         return bool(np.asarray(scalar, dtype=dtype).tobytes() == bytes(dtype.itemsize))
-    except Exception:
+    except (TypeError, ValueError, OverflowError):
+        # no Zarr data type for ``dtype`` (ValueError), or a default zarr cannot cast into it
+        # (TypeError for void fields in zarr 3.1): serving the fill chunks is always right
         return False
 
 

@@ -17,6 +17,8 @@ for :class:`b2store._zarrmeta.ArrayMeta` / :class:`~b2store._zarrmeta.GroupMeta`
 * Dimension names: attached dimension scales give netCDF's names; axes without a scale get
   ``phony_dim_<size>`` (``phony_dim_<size>_<k>`` for the k-th repeat inside one dataset), so equal
   names always imply equal sizes and ``xarray.open_datatree`` can align a whole file.
+* Names: a variable netCDF-C stored as ``_nc4_non_coord_<name>`` (named like a dimension it is
+  not the coordinate of) is served as ``<name>``, as netCDF readers call it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ import numpy as np
 
 __all__ = [
     "HIDDEN_ATTRIBUTES",
+    "NON_COORD_PREFIX",
     "PURE_DIMENSION_PREFIX",
     "dimension_length",
     "dimension_names",
@@ -39,6 +42,7 @@ __all__ = [
     "extend_dimension_names",
     "fill_value",
     "is_pure_dimension",
+    "netcdf_variable_name",
     "node_attributes",
     "padding_fill",
 ]
@@ -64,6 +68,9 @@ _SCALE_ATTRIBUTES = frozenset({"CLASS", "NAME"})
 
 #: ``NAME`` of a dimension scale that is a netCDF dimension but not a netCDF variable.
 PURE_DIMENSION_PREFIX = "This is a netCDF dimension but not a netCDF variable"
+
+#: Prefix netCDF-C gives a variable named like a dimension it is not the coordinate of.
+NON_COORD_PREFIX = "_nc4_non_coord_"
 
 
 def _attr_value(value: Any) -> Any:
@@ -196,6 +203,26 @@ def is_pure_dimension(ds: h5py.Dataset) -> bool:
     if isinstance(name, bytes | np.bytes_):
         name = bytes(name).decode("utf-8", errors="replace")
     return isinstance(name, str) and name.startswith(PURE_DIMENSION_PREFIX)
+
+
+def netcdf_variable_name(group: h5py.Group, name: str) -> str:
+    """The netCDF name of dataset ``name`` of ``group`` (the Zarr array's name).
+
+    netCDF-C stores a variable that has a dimension's name without being that dimension's
+    coordinate variable (``x(y)`` next to a dimension ``x``) as ``_nc4_non_coord_x``, beside the
+    pure dimension scale ``x``; netCDF readers call it ``x``, and so does the view (unless the
+    group has another node ``x`` that is served).
+    """
+    if not name.startswith(NON_COORD_PREFIX) or len(name) == len(NON_COORD_PREFIX):
+        return name
+    plain = name[len(NON_COORD_PREFIX) :]
+    try:
+        other = group.get(plain)
+    except (KeyError, OSError, ValueError):
+        return name
+    if other is None or (isinstance(other, h5py.Dataset) and is_pure_dimension(other)):
+        return plain
+    return name
 
 
 def _phony(sizes: tuple[int, ...]) -> list[str]:

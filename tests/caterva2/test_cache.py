@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import signal
+import stat
 import subprocess
 import sys
 import textwrap
@@ -27,6 +28,7 @@ import pytest
 import zarr
 from _c2server import CAT2_ADMIN, PASSWORD, SECRET, USER, login, public_folder, shared_array
 
+from b2store._atomic import atomic_write, remove_stale_temps
 from b2store.caterva2.cache import ChunkCache
 
 SERVER = "http://127.0.0.1:1"
@@ -185,6 +187,53 @@ def test_cache_folder_is_absolute_and_survives_a_pickle_into_another_folder(
     monkeypatch.setenv("B2STORE_CACHE", str(tmp_path / "worker-cache"))
     assert pickle.loads(blob).cache.root == tmp_path / "worker-home" / "c2"
     assert pickle.loads(default).cache.root == tmp_path / "worker-cache" / "caterva2"
+
+
+def test_entry_modes_and_stale_temporary_files(tmp_path: Path) -> None:
+    """Entries read with credentials are 0600 whatever the umask, others follow it; evict()
+    removes the temporary files of writers killed over an hour ago (old and new names), and
+    nothing else."""
+    old = os.umask(0o022)
+    try:
+        cache = ChunkCache(root=tmp_path, size_limit=None)
+        cache.put(SERVER, "p", "v", "open", b"x" * 10)
+        cache.put(SERVER, "p", "v", "private", b"y" * 10, private=True)
+    finally:
+        os.umask(old)
+    modes = {e.stem: stat.S_IMODE(e.stat().st_mode) for e in tmp_path.rglob("*.c2c")}
+    assert modes == {"open": 0o644, "private": 0o600}
+    folder = next(tmp_path.rglob("*.c2c")).parent
+    assert [p.name for p in folder.iterdir() if not p.name.endswith(".c2c")] == []
+    hour_ago = time.time() - 3700
+    stale = [folder / ".tmp-0a1b2c3d.tmp", folder / ".tmp-123-456-0.0"]  # new and old names
+    fresh, other = folder / ".tmp-fresh.tmp", folder / "notes.txt"
+    for f in (*stale, fresh, other):
+        f.write_bytes(b"partial")
+    for f in (*stale, other):
+        os.utime(f, (hour_ago, hour_ago))
+    cache.evict()
+    assert not any(f.exists() for f in stale) and fresh.exists() and other.exists()
+    assert cache.get(SERVER, "p", "v", "open") == b"x" * 10
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:
+    """A write that fails midway leaves the old file and no temporary file."""
+    target = tmp_path / "entry"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError), atomic_write(target, prefix="t-", private=True) as fh:
+        fh.write(b"new, half")
+        raise RuntimeError("disk full, say")
+    assert target.read_bytes() == b"old" and sorted(tmp_path.iterdir()) == [target]
+    with atomic_write(target, prefix="t-", private=True) as fh:
+        fh.write(b"new")
+    assert target.read_bytes() == b"new" and sorted(tmp_path.iterdir()) == [target]
+    leftover = tmp_path / "t-dead.tmp"
+    leftover.write_bytes(b"")
+    remove_stale_temps(tmp_path, "t-")  # young: kept (its writer may still be running)
+    assert leftover.exists()
+    os.utime(leftover, (time.time() - 3700,) * 2)
+    remove_stale_temps(tmp_path, "t-")
+    assert not leftover.exists() and target.exists()
 
 
 def test_writer_killed_mid_write(tmp_path: Path) -> None:

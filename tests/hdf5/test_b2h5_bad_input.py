@@ -246,3 +246,22 @@ def test_names_that_are_no_utf8(tmp_path: Path) -> None:
         assert list(root.keys()) == ["good"]
         assert root["good"][:].tolist() == [0, 1, 2, 3]
         assert root["good"].attrs["attr\ufffd"] == 1
+
+
+def test_b2h5_error_classes_are_b2store_errors() -> None:
+    """The transfer errors of b2h5 are b2store errors and their builtins, importable from
+    b2store.errors (and from b2store.hdf5.filesystem, where they were first)."""
+    from b2store import errors
+    from b2store.hdf5 import filesystem
+
+    for name, builtin in (
+        ("AccessRefusedError", PermissionError),
+        ("TransferError", OSError),
+        ("NotRandomAccessError", OSError),
+    ):
+        cls = getattr(errors, name)
+        assert name in errors.__all__ and getattr(filesystem, name) is cls
+        assert issubclass(cls, errors.B2StoreError) and issubclass(cls, builtin)
+    for name in errors.__all__:
+        obj = getattr(errors, name)
+        assert not isinstance(obj, type) or issubclass(obj, errors.B2StoreError)

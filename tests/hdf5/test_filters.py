@@ -371,6 +371,19 @@ def test_bad_bitshuffle_compressor_is_unsupported() -> None:
         plan_codecs((f,), np.dtype("<f4"), (4,), masks={0}, where="a.h5:/b")
 
 
+def test_blosc_v2_compressor_names() -> None:
+    """The v2 view names numcodecs' Blosc with the cname the HDF5 filter recorded; snappy
+    (which numcodecs' Blosc cannot decode) goes through b2store_hdf5, which says what to do."""
+    cd = (2, 2, 4, 4000, 5, 1)
+    for code, cname in ((0, "blosclz"), (1, "lz4"), (2, "lz4hc"), (4, "zlib"), (5, "zstd")):
+        f = HDF5Filter(id=32001, name="blosc", flags=0, cd_values=(*cd, code))
+        plan = plan_codecs((f,), np.dtype("<f4"), (1000,), masks={0}, where="a.h5:/b")
+        assert plan.v2_filters is not None and plan.v2_filters[0]["cname"] == cname
+    snappy = HDF5Filter(id=32001, name="blosc", flags=0, cd_values=(*cd, 3))
+    plan = plan_codecs((snappy,), np.dtype("<f4"), (1000,), masks={0}, where="a.h5:/b")
+    assert plan.v2_filters is None and plan.v2_compressor["id"] == "b2store_hdf5"
+
+
 def test_mask_beyond_pipeline_is_loud() -> None:
     f = HDF5Filter(id=1, name="deflate", flags=1, cd_values=(4,))
     with pytest.raises(UnsupportedHDF5FeatureError, match="beyond"):
