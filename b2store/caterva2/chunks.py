@@ -103,7 +103,14 @@ def _decompress(ds: Dataset, nchunk: int, raw: bytes) -> bytes:
     before C-Blosc2 sees the bytes; special chunks are made in numpy)."""
     where = f"chunk {nchunk} of Caterva2 dataset {ds.path}"
     try:
-        flat = decompress_chunk(raw, dtype=ds.dtype, nbytes=expected_nbytes(ds, nchunk), what=where)
+        dtype = ds.dtype
+        hdr = bf.chunk_header(raw, what=where)
+        if hdr.special != bf.SPECIAL_NONE and hdr.typesize not in (0, dtype.itemsize):
+            # a special chunk of wider items than the served dtype (a .b2frame without a dtype
+            # is served as uint8): make its values in the chunk's own item type
+            nan = hdr.special == bf.SPECIAL_NAN and hdr.typesize in (2, 4, 8)
+            dtype = np.dtype(f"f{hdr.typesize}" if nan else f"V{hdr.typesize}")
+        flat = decompress_chunk(raw, dtype=dtype, nbytes=expected_nbytes(ds, nchunk), what=where)
     except CodecError as exc:
         raise Caterva2DataError(ds.path, 200, str(exc)) from exc
     return flat.view(np.uint8).tobytes()
@@ -124,31 +131,36 @@ def _decode_slice(ds: Dataset, coords: tuple[int, ...], raw: bytes) -> np.ndarra
         raise Caterva2DataError(ds.path, 200, str(exc)) from exc
 
 
-#: Blosc2's special-value kind "every item is NaN" (bits 4-6 of header byte 31; the chunk is
-#: the 32-byte header alone)
-_SPECIAL_NAN = 2
-
-
-def _nan_special(raw: bytes) -> bool:
-    """Whether ``raw`` is a Blosc2 chunk stored as the special value "all NaN"."""
-    return len(raw) == 32 and (raw[31] >> 4) & 0x7 == _SPECIAL_NAN
+def _special_to_expand(ds: Dataset, raw: bytes) -> bool:
+    """Whether checked server chunk ``raw`` is a special chunk the Zarr codec cannot expand
+    itself: "all NaN" (the v2 view's codec knows the item size, not that the items are floats),
+    or any special value of items wider than the served dtype (a ``.b2frame`` without a dtype
+    in its vlmeta is served as uint8 bytes)."""
+    if len(raw) < 32 or not (raw[31] >> 4) & 0x7:  # bits 4-6 of byte 31: not special
+        return False
+    try:
+        hdr = bf.chunk_header(raw, what=ds.path)
+    except CodecError:
+        return False  # the codec reports it, naming the chunk
+    return hdr.special == bf.SPECIAL_NAN or hdr.typesize not in (0, ds.dtype.itemsize)
 
 
 def passes_through(ds: Dataset, nchunk: int, raw: bytes) -> bool:
     """Whether checked server bytes ``raw`` are the Zarr chunk as they are (mode CHUNK, and
-    neither the short last chunk of a ``.b2frame`` nor an "all NaN" special chunk, which the
-    v2 view's codec cannot expand: it knows the item size, not that the items are floats)."""
+    neither the short last chunk of a ``.b2frame`` nor a special chunk the codec cannot expand,
+    see :func:`_special_to_expand`)."""
     return (
         ds.mode == CHUNK
         and not (ds.kind == "b2frame" and nchunk == ds.nchunks - 1)
-        and not _nan_special(raw)
+        and not _special_to_expand(ds, raw)
     )
 
 
 def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes) -> bytes:
     """The value of the Zarr chunk key ``coords`` from checked server bytes ``raw``."""
-    if ds.mode == CHUNK and _nan_special(raw):
-        # expanded here (Blosc2 writes NaNs of the chunk's typesize) and stored plainly
+    if ds.mode == CHUNK and _special_to_expand(ds, raw):
+        # expanded here (Blosc2 writes the special values in the chunk's typesize) and stored
+        # plainly
         data = _decompress(ds, nchunk, raw)
         want = ds.chunks[0] * ds.dtype.itemsize if ds.kind == "b2frame" else len(data)
         if len(data) < want:  # the short last chunk of a .b2frame: pad like below

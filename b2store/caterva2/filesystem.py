@@ -123,12 +123,13 @@ class Caterva2URLNotFoundError(B2StoreError, LookupError):
 
 
 def _non_negative(name: str, value: Any, *, integer: bool = False) -> float:
-    """A storage option that must be a number >= 0 (an integer if *integer*; a float may be
-    ``inf``), or a ValueError naming the option."""
-    kinds: tuple[type, ...] = (
-        (int, np.integer) if integer else (int, float, np.integer, np.floating)
-    )
-    valid = not isinstance(value, bool) and isinstance(value, kinds)  # no narrowing below
+    """A storage option that must be a number >= 0 (a whole number if *integer*: ``64e6``
+    is taken as ``64000000``; otherwise ``inf`` is allowed), or a ValueError naming it."""
+    valid = not isinstance(value, bool) and isinstance(
+        value, int | float | np.integer | np.floating
+    )  # a separate flag: no type narrowing of value below
+    if valid and integer and not float(value).is_integer():
+        valid = False  # 2.5 chunks, nan, inf
     if not valid or not float(value) >= 0:
         what = "an integer" if integer else "a number"
         raise ValueError(f"Expected {what} >= 0 for {name}. Got {value!r} instead.")

@@ -854,6 +854,7 @@ def test_b2z_containers_are_groups_of_their_arrays(cat2_server: Any, so: dict[st
 @pytest.mark.parametrize(
     ("option", "value"),
     [("readahead", -1), ("readahead", "4"), ("readahead", 2.5), ("memory_cache_size", -1),
+     ("memory_cache_size", float("inf")),
      ("version_check_interval", float("nan")), ("version_check_interval", -0.5)],
 )  # fmt: skip
 def test_numeric_options_are_validated(option: str, value: Any) -> None:
@@ -864,5 +865,26 @@ def test_numeric_options_are_validated(option: str, value: Any) -> None:
         Caterva2FileSystem(host="127.0.0.1:1", cache_storage=None, skip_instance_cache=True,
                            **{option: value})  # fmt: skip
     fs = Caterva2FileSystem(host="127.0.0.1:1", cache_storage=None, skip_instance_cache=True,
-                            version_check_interval=float("inf"), readahead=0)  # fmt: skip
+                            version_check_interval=float("inf"), readahead=0,
+                            memory_cache_size=64e6)  # fmt: skip
     assert fs.version_check_interval == float("inf") and fs.readahead == 0
+    assert fs.memory_cache_size == 64_000_000 and isinstance(fs.memory_cache_size, int)
+
+
+def test_special_chunks_of_a_b2frame_served_as_bytes(cat2_server: Any, so: dict[str, Any]) -> None:
+    """A .b2frame without a dtype in its vlmeta is served as uint8 bytes; its special chunks of
+    wider items (all-NaN float64, a repeated 4-byte value) failed: "NaN special chunk for
+    non-float dtype uint8" / "typesize 4 != itemsize of uint8". Their bytes are read now."""
+    folder, url = public_folder(cat2_server, "spb")
+    nan = blosc2.SChunk(chunksize=800, urlpath=str(folder / "nan.b2frame"), mode="w",
+                        cparams=blosc2.CParams(typesize=8))  # fmt: skip
+    nan.fill_special(250, blosc2.SpecialValue.NAN)
+    value = blosc2.SChunk(chunksize=400, urlpath=str(folder / "val.b2frame"), mode="w",
+                          cparams=blosc2.CParams(typesize=4))  # fmt: skip
+    value.fill_special(250, blosc2.SpecialValue.VALUE, value=np.int32(-7))
+    opts = {**so, "cache_storage": None}
+    got = zarr.open_array(f"{url}/nan.b2frame", mode="r", storage_options=opts)
+    assert got.dtype == np.uint8 and got.shape == (2000,)
+    assert np.isnan(np.asarray(got[...]).view("f8")).all()
+    got = zarr.open_array(f"{url}/val.b2frame", mode="r", storage_options=opts)
+    assert (np.asarray(got[...]).view("<i4") == -7).all()
