@@ -26,10 +26,16 @@ Lossy options:
   filter (Blosc2's INT_TRUNC), so that ``0 <= x - y <= max_error``. A dataset's missing-data
   markers (its ``_FillValue`` and ``missing_value`` attributes, else a non-zero HDF5 fill value)
   go to the filter's ``keep`` key: items equal to a marker, or that truncation would turn into
-  one, keep their values. More markers than ``keep`` takes (16): that dataset stays lossless.
+  one, keep their values. So does the bin of each CF valid-range bound (``valid_min``,
+  ``valid_max``, ``valid_range``), so no item crosses it. More values than ``keep`` takes (16):
+  that dataset stays lossless.
 * ``j2k_ratio``/``j2k_psnr``: lossy JPEG 2000 via blosc2-j2k (``b2store_grok``), one 2-D image
   per block, for the datasets that codec can code (little-endian uint8 or uint16 images of at
-  least :data:`~b2store.codecs.grok.MIN_IMAGE_SIDE` pixels a side); the others stay lossless.
+  least :data:`~b2store.codecs.grok.MIN_IMAGE_SIDE` pixels a side) and have no missing-data
+  markers or valid range inside the dtype's range; the others stay lossless.
+* Neither touches values that are meanings, not measurements (:func:`_exact_reason`):
+  dimension scales, coordinates, bounds, counts and indices other variables name, CF flags,
+  enumerated types and categorical CF standard names are stored lossless, with a message.
 """
 
 from __future__ import annotations
@@ -791,6 +797,7 @@ def convert(
         ):
             _keep_attrs(fin, fout, set(), say)
             walked = _walk(fin)  # collect first; no writes inside h5py's traversal
+            referenced = _referenced_exact(fin, walked) if _lossy(options.codec) else {}
             moved = _relocator(src, dst)
             scales: dict[str, str] = {}
             attachments: list[tuple[str, int, str]] = []
@@ -843,7 +850,19 @@ def convert(
                     continue
                 try:
                     rep = _convert_dataset(
-                        obj, fout, options, pool, hdf5plugin, progress, say, on_chunk
+                        obj,
+                        fout,
+                        options,
+                        pool,
+                        hdf5plugin,
+                        progress,
+                        say,
+                        on_chunk,
+                        exact=(
+                            _exact_reason(obj, referenced.get("/" + name))
+                            if _lossy(options.codec)
+                            else None
+                        ),
                     )
                 except Exception as exc:  # a corrupt chunk, a full disk: say which dataset
                     raise _naming(exc, obj.name) from exc
@@ -1029,7 +1048,70 @@ def _twin_dtype(ds: Any) -> np.dtype[Any] | None:
     return np.dtype(f"{ds.dtype.byteorder}{kind}{ds.dtype.itemsize}")
 
 
-def _missing_markers(ds: Any, extra: tuple[int | float, ...] | None = None) -> _Markers:
+def _as_item(dtype: np.dtype[Any], twin: np.dtype[Any] | None, value: Any) -> int | None:
+    """``value`` as an item of integer ``dtype`` (as a Python int), or of its ``_Unsigned``
+    twin viewed as ``dtype``; None when neither can hold it (fractional, NaN, out of range, not
+    a number)."""
+    from b2store.codecs.itrunc import keep_values
+
+    try:
+        as_keep = parse_keep("convert", [value])  # numbers only; integral floats as ints
+        if as_keep is None or not isinstance(as_keep[0], int):
+            return None
+        try:
+            return int(keep_values(dtype, as_keep)[0])
+        except ValueError:  # out of range: perhaps a value of the _Unsigned twin
+            if twin is not None:
+                return int(keep_values(twin, as_keep).view(dtype)[0])
+    except (TypeError, ValueError):
+        pass
+    return None
+
+
+def _valid_bounds(ds: Any) -> list[tuple[str, int, str]]:
+    """``(what, item, side)`` for each bound of the CF valid range of integer dataset ``ds``
+    (``valid_min``, ``valid_max``, ``valid_range``; side ``"min"`` or ``"max"``) that lies inside
+    its dtype's range (one at the dtype's end cannot be crossed), as an item of the dtype (or of
+    its ``_Unsigned`` twin viewed as the dtype). A fractional bound is rounded inwards, as
+    readers compare items with it."""
+    import math
+
+    dtype = np.dtype(ds.dtype)
+    twin = _twin_dtype(ds)
+    found: list[tuple[str, Any, str]] = []
+    for name in ("valid_min", "valid_max", "valid_range"):
+        if name not in ds.attrs:
+            continue
+        try:
+            values = np.asarray(ds.attrs[name]).ravel().tolist()
+        except Exception:  # an attribute h5py cannot read: nothing to compare
+            continue
+        if name == "valid_range":
+            if len(values) == 2:
+                found += [
+                    (f"{name} minimum", values[0], "min"),
+                    (f"{name} maximum", values[1], "max"),
+                ]
+        elif len(values) == 1:
+            found.append((name, values[0], name.removeprefix("valid_")))
+    out: list[tuple[str, int, str]] = []
+    for what, value, side in found:
+        if isinstance(value, float) and math.isfinite(value) and not value.is_integer():
+            value = math.ceil(value) if side == "min" else math.floor(value)
+        item = _as_item(dtype, twin, value)
+        if item is None:
+            continue
+        dom = twin if twin is not None else dtype  # readers compare in the twin's values
+        info = np.iinfo(dom)
+        there = int(np.array(item, dtype=dtype).view(dom))
+        if (side == "min" and there > info.min) or (side == "max" and there < info.max):
+            out.append((f"{what} {value!r}", item, side))
+    return out
+
+
+def _missing_markers(
+    ds: Any, extra: tuple[int | float, ...] | None = None, max_error: int | None = None
+) -> _Markers:
     """The missing-data markers of integer dataset ``ds`` (:func:`_marker_values`, plus
     ``extra``) as values of its dtype, for the truncation's ``keep`` key.
 
@@ -1038,39 +1120,45 @@ def _missing_markers(ds: Any, extra: tuple[int | float, ...] | None = None) -> _
     became 65532), and values just above a marker fall onto it (1..3 became a _FillValue of 0).
     A marker the dtype cannot hold (fractional, NaN, out of range, a string) cannot equal any
     item and is left out; with ``_Unsigned`` the values of the unsigned (signed) twin count.
+
+    With ``max_error`` (the truncation's), the bounds of a CF valid range
+    (:func:`_valid_bounds`) are kept too: truncation floors each item to the bottom of its bin
+    of ``2**k`` values, so the items of a bound's bin could cross it (valid_min 5, k 2: 6 and 7
+    became 4, then masked; valid_max 5: 6 and 7, invalid, became 4). The bottom of that bin
+    goes to ``keep``, so its items keep their exact values.
     """
-    from b2store.codecs.itrunc import keep_values
+    from b2store.codecs.itrunc import plan_truncation
 
     dtype = np.dtype(ds.dtype)
     twin = _twin_dtype(ds)
     found = _marker_values(ds) + [("itrunc_keep value", v) for v in extra or ()]
     keep: dict[int, str] = {}
     skipped: list[str] = []
+    bins = 0
     for what, value in found:
-        label = f"{what} {value!r}"
-        item: int | None = None
-        try:
-            as_keep = parse_keep("convert", [value])  # numbers only; integral floats as ints
-            if as_keep is not None and isinstance(as_keep[0], int):
-                try:
-                    item = int(keep_values(dtype, as_keep)[0])
-                except ValueError:  # out of range: perhaps a value of the _Unsigned twin
-                    if twin is not None:
-                        item = int(keep_values(twin, as_keep).view(dtype)[0])
-        except (TypeError, ValueError):
-            item = None
+        item = _as_item(dtype, twin, value)
         if item is None:
-            skipped.append(label)
+            skipped.append(f"{what} {value!r}")
         elif item not in keep:
             keep[item] = f"{what} {item}"
+    if max_error is not None:
+        k = plan_truncation(dtype, max_abs_error=max_error).zeroed
+        udt = np.dtype(f"{dtype.byteorder if dtype.byteorder in '<>' else '='}u{dtype.itemsize}")
+        mask = ~((1 << k) - 1) & ((1 << 8 * dtype.itemsize) - 1)
+        for what, item, _side in _valid_bounds(ds) if k else ():
+            bits = np.array(item, dtype=dtype).view(udt) & np.array(mask).astype(udt)
+            low = int(bits.view(dtype))
+            if low not in keep:
+                keep[low] = f"{what} (its truncation bin, from {low}, exact)"
+                bins += 1
     values = sorted(keep)
     lossless = None
     try:
         parse_keep("convert", values)  # the codec's own limit on the number of values
     except ValueError as exc:
         lossless = (
-            f"{len(values)} missing-data markers, more than the truncation keeps exactly "
-            f"({str(exc).removeprefix('convert: keep: ')})"
+            f"{len(values)} missing-data markers{' and valid-range bins' if bins else ''}, more "
+            f"than the truncation keeps exactly ({str(exc).removeprefix('convert: keep: ')})"
         )
     return _Markers(
         keep=tuple(values),
@@ -1078,6 +1166,162 @@ def _missing_markers(ds: Any, extra: tuple[int | float, ...] | None = None) -> _
         skipped=tuple(skipped),
         lossless=lossless,
     )
+
+
+def _j2k_markers(ds: Any) -> str | None:
+    """Why lossy JPEG 2000 cannot code ``ds`` without changing which items are missing: it has
+    missing-data markers (:func:`_marker_values`) its dtype can hold, or a CF valid range
+    inside its dtype's range (JPEG 2000 moves any value, onto a marker or across a bound, and
+    keeps none exact). None if it has neither."""
+    if np.dtype(ds.dtype).kind not in "ui":
+        return None
+    marks = _missing_markers(ds)
+    names = list(marks.kept) + [what for what, _, _ in _valid_bounds(ds)]
+    if not names:
+        return None
+    return (
+        f"{', '.join(names)}: JPEG 2000 can move real values onto missing-data markers or "
+        "across the valid range and keeps no value exact"
+    )
+
+
+def _lossy(choice: CodecChoice) -> str:
+    """The lossy part of ``choice`` (``"itrunc"``, ``"JPEG 2000"``), or ``""``."""
+    if choice.itrunc_max_error is not None:
+        return "itrunc"
+    return "JPEG 2000" if choice.is_j2k else ""
+
+
+#: CF standard names (any word of the attribute: modifiers follow the name) whose values are
+#: categories: a lossy codec would turn one category into another
+_CATEGORICAL_NAMES = frozenset(
+    {"area_type", "land_cover", "land_cover_lccs", "realization", "region", "soil_type"}
+)
+#: attributes naming variables that hold coordinates, cell bounds, counts or indices (CF
+#: coordinates/bounds/climatology, geometry node_count/part_node_count/interior_ring, UGRID
+#: *_coordinates and *_connectivity): stored lossless, whichever variable names them
+_NAMING_ATTRS = frozenset(
+    {
+        "coordinates",
+        "bounds",
+        "climatology",
+        "node_count",
+        "part_node_count",
+        "interior_ring",
+        "node_coordinates",
+        "edge_coordinates",
+        "face_coordinates",
+        "volume_coordinates",
+    }
+)
+#: attributes that make the variable holding them counts, indices or identifiers (CF ragged
+#: arrays' sample_dimension/instance_dimension, compression by gathering, cf_role ids)
+_SELF_ATTRS = ("sample_dimension", "instance_dimension", "compress", "cf_role")
+#: CF flag attributes: the values are flags or bit masks, never quantities
+_FLAG_ATTRS = ("flag_values", "flag_masks", "flag_meanings")
+
+
+def _attr_text(obj: Any, name: str) -> str | None:
+    """A text attribute of ``obj`` as ``str`` (bytes decoded, a one-item array unwrapped; a
+    list of strings joined with spaces), or None."""
+    try:
+        value = obj.attrs[name]
+    except Exception:
+        return None
+    items = np.asarray(value).ravel().tolist() if not isinstance(value, str | bytes) else [value]
+    words = [v.decode(errors="replace") if isinstance(v, bytes) else v for v in items]
+    if not words or not all(isinstance(w, str) for w in words):
+        return None
+    return " ".join(words)
+
+
+def _resolve(fin: Any, group: str, name: str) -> str | None:
+    """The path of the dataset a CF attribute names from a variable of ``group``: an absolute
+    path, a path relative to the group, or a bare name found in the group or, as netCDF-4 and
+    CF search, in the nearest ancestor group holding it. None if no dataset has that name."""
+    import h5py
+
+    if name.startswith("/"):
+        cands = [name]
+    elif "/" in name:
+        cands = [f"{group.rstrip('/')}/{name}"]
+    else:
+        parts = [p for p in group.split("/") if p]
+        cands = ["/" + "/".join([*parts[:i], name]) for i in range(len(parts), -1, -1)]
+    for c in cands:
+        try:
+            obj = fin.get(c, getlink=False)
+        except Exception:
+            continue
+        if isinstance(obj, h5py.Dataset):
+            return str(c)
+    return None
+
+
+def _referenced_exact(fin: Any, walked: list[tuple[str, Any]]) -> dict[str, str]:
+    """``{dataset path: why}`` for the datasets other datasets name as coordinates, dimension
+    scales, cell bounds, counts or indices (their ``DIMENSION_LIST``, :data:`_NAMING_ATTRS`,
+    attributes ending in ``_connectivity``): lossy options store them lossless. A coordinate
+    truncated gets repeated values (xarray: a non-unique index) and no longer matches its
+    bounds; a truncated index points at other items."""
+    import h5py
+
+    out: dict[str, str] = {}
+    for name, link in walked:
+        if link is not None:
+            continue
+        try:
+            obj = fin.get(name, getlink=False)
+        except Exception:
+            continue
+        if not isinstance(obj, h5py.Dataset):
+            continue
+        path = "/" + name
+        if "DIMENSION_LIST" in obj.attrs and obj.ndim:
+            try:
+                for axis in range(obj.ndim):
+                    for sc in obj.dims[axis].values():
+                        if sc.name and sc.name != path:
+                            out.setdefault(sc.name, f"dimension scale of {path}")
+            except Exception:  # references h5py cannot follow: nothing attached
+                pass
+        group = path.rpartition("/")[0] or "/"
+        try:
+            names = [a for a in obj.attrs if a in _NAMING_ATTRS or a.endswith("_connectivity")]
+        except Exception:  # attribute names h5py cannot decode: none of these
+            names = []
+        for attr in names:
+            text = _attr_text(obj, attr)
+            for word in (text or "").split():
+                target = _resolve(fin, group, word)
+                if target is not None and target != path:
+                    out.setdefault(target, f"named by the {attr} attribute of {path}")
+    return out
+
+
+def _exact_reason(ds: Any, referenced: str | None) -> str | None:
+    """Why a lossy option must not touch ``ds`` (it would change what the values mean, not
+    just their precision), or None: a dimension scale (coordinate variable), a variable other
+    variables name as coordinates/bounds/counts/indices (``referenced``, from
+    :func:`_referenced_exact`), an enumerated type, a CF flag variable, a CF count, index or
+    identifier variable, or a categorical CF standard name."""
+    import h5py
+
+    if h5py.h5ds.is_scale(ds.id):
+        return "dimension scale (a coordinate variable)"
+    if referenced is not None:
+        return referenced
+    if h5py.check_enum_dtype(ds.dtype) is not None:
+        return "enumerated type (categories)"
+    for attr in (*_FLAG_ATTRS, *_SELF_ATTRS):
+        if attr in ds.attrs:
+            kind = "flag" if attr in _FLAG_ATTRS else "count, index or identifier"
+            return f"CF {kind} variable ({attr} attribute)"
+    words = (_attr_text(ds, "standard_name") or "").split()
+    for w in words:
+        if w.endswith("flag") or w.endswith("_binary_mask") or w in _CATEGORICAL_NAMES:
+            return f"categorical CF standard_name {' '.join(words)!r}"
+    return None
 
 
 def _convert_dataset(
@@ -1089,6 +1333,7 @@ def _convert_dataset(
     progress: bool,
     say: Callable[[str], None],
     on_chunk: Callable[[str, int], None] | None,
+    exact: str | None = None,
 ) -> DatasetReport:
     path = ds.name
     src_chunks = tuple(int(c) for c in ds.chunks) if ds.chunks else None
@@ -1106,8 +1351,12 @@ def _convert_dataset(
     if choice.itrunc_max_error is not None and ds.dtype.kind not in "ui":
         say(f"{path}: {ds.dtype} is not an integer type: stored lossless (itrunc not applied)")
         choice = replace(choice, itrunc_max_error=None, itrunc_keep=None)
+    if exact is not None and _lossy(choice):
+        say(f"{path}: {exact}: stored lossless ({_lossy(choice)} not applied)")
+        choice = replace(choice, itrunc_max_error=None, itrunc_keep=None)
+        choice = replace(choice, j2k_ratio=None, j2k_psnr=None)
     if choice.itrunc_max_error is not None:
-        markers = _missing_markers(ds, choice.itrunc_keep)
+        markers = _missing_markers(ds, choice.itrunc_keep, choice.itrunc_max_error)
         if markers.skipped:
             say(
                 f"{path}: {', '.join(markers.skipped)}: not a value of {ds.dtype}, so no item can "
@@ -1125,7 +1374,7 @@ def _convert_dataset(
                 )
     if choice.is_j2k:
         _grok_for(choice, path)  # the settings and the plugin, named with the dataset
-        why = _j2k_unsuitable(choice, ds.dtype, chunks)
+        why = _j2k_unsuitable(choice, ds.dtype, chunks) or _j2k_markers(ds)
         if why is not None:
             say(f"{path}: {why}: stored lossless with b2nd (JPEG 2000 not applied)")
             choice = replace(choice, j2k_ratio=None, j2k_psnr=None)

@@ -275,6 +275,229 @@ def test_itrunc_corpus_goes16_markers(corpus: Path, tmp_path: Path) -> None:
     assert np.nanmax(np.abs(v1 - v0)) <= 3 * scale * (1 + 1e-3)  # float32 rounding
 
 
+@pytest.mark.parametrize("auto", [False, True])
+def test_itrunc_leaves_coordinates_flags_and_categories_exact(tmp_path: Path, auto: bool) -> None:
+    """Truncation changes what a value means, not just its precision, for dimension scales and
+    coordinates (repeated values: a non-unique xarray index), CF flags (an "invalid" flag read
+    as "good"), counts, indices and categories: such datasets are stored lossless, with a line
+    naming why, with and without --auto; the plain data beside them is still truncated."""
+    import h5py
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    rng = np.random.default_rng(11)
+    data = rng.integers(0, 3000, (40, 60), dtype="i2")
+    cat = rng.integers(0, 7, (40, 60), dtype="u1")
+    exact: dict[str, np.ndarray] = {
+        "x": (np.arange(60) * 7 - 200).astype("i2"),  # contiguous: needs --contiguous
+        "y": np.arange(40, dtype="i4") * 3,
+        "x_bnds": np.stack([np.arange(60), np.arange(60) + 1], 1).astype("i4") * 7,
+        "lat2d": rng.integers(-9000, 9000, (40, 60), dtype="i2"),
+        "flags": cat,
+        "masks": cat,
+        "meanings": cat,
+        "land": (cat > 3).astype("u1"),
+        "region": cat,
+        "status": cat,
+        "rowsize": rng.integers(0, 50, 60, dtype="i4"),
+        "g/conn": rng.integers(0, 1000, (60, 3), dtype="i4"),
+        "g/ens": np.arange(60, dtype="i4"),
+    }
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        for name, arr in exact.items():
+            chunks = None if name == "x" else tuple(max(1, s // 2) for s in arr.shape)
+            f.create_dataset(name, data=arr, chunks=chunks)
+        f.create_dataset("enum", data=cat, chunks=(20, 30), dtype=h5py.enum_dtype({"a": 0}, "u1"))
+        exact["enum"] = cat
+        f["x"].make_scale("x")
+        f["y"].make_scale("y")
+        f["x"].attrs["bounds"] = "x_bnds"
+        for name in ("data", "g/data"):
+            d = f.create_dataset(name, data=data, chunks=(20, 30))
+            d.dims[0].attach_scale(f["y"])
+            d.dims[1].attach_scale(f["x"])
+            d.attrs["coordinates"] = "lat2d"  # g/data: found in the parent group, as CF says
+        f["flags"].attrs["flag_values"] = np.arange(7, dtype="u1")
+        f["masks"].attrs["flag_masks"] = np.array([1, 2, 4], dtype="u1")
+        f["meanings"].attrs["flag_meanings"] = "a b c d e f g"
+        f["land"].attrs["standard_name"] = "land_binary_mask"
+        f["region"].attrs["standard_name"] = "region"
+        f["status"].attrs["standard_name"] = "air_temperature status_flag"
+        f["rowsize"].attrs["sample_dimension"] = "obs"
+        f["g"].create_dataset("mesh", data=0).attrs["face_node_connectivity"] = "conn"
+        f["g/ens"].attrs["standard_name"] = "realization"
+    lines: list[str] = []
+    options = ConvertOptions(
+        codec=CodecChoice(itrunc_max_error=3), auto=auto, contiguous=True, nthreads=2
+    )
+    rep = convert(src, out, options=options, log=lines.append)
+    actions = {d.path: (d.action, d.codec) for d in rep.datasets}
+    with h5py.File(out) as f:
+        for name, arr in exact.items():
+            np.testing.assert_array_equal(f[name][()], arr, err_msg=name)
+            assert actions["/" + name][0] == "converted" and "itrunc" not in actions["/" + name][1]
+        for name in ("data", "g/data"):
+            err = data.astype(int) - f[name][()]
+            assert err.min() == 0 and err.max() == 3  # the data itself is truncated
+            assert [s.name for s in f[name].dims[1].values()] == ["/x"]
+    said = "\n".join(lines)
+    for name, why in {
+        "x": "dimension scale (a coordinate variable)",
+        "y": "dimension scale (a coordinate variable)",
+        "x_bnds": "named by the bounds attribute of /x",
+        "lat2d": "named by the coordinates attribute of /data",
+        "flags": "CF flag variable (flag_values attribute)",
+        "masks": "CF flag variable (flag_masks attribute)",
+        "meanings": "CF flag variable (flag_meanings attribute)",
+        "land": "categorical CF standard_name 'land_binary_mask'",
+        "region": "categorical CF standard_name 'region'",
+        "status": "categorical CF standard_name 'air_temperature status_flag'",
+        "rowsize": "CF count, index or identifier variable (sample_dimension attribute)",
+        "g/conn": "named by the face_node_connectivity attribute of /g/mesh",
+        "g/ens": "categorical CF standard_name 'realization'",
+        "enum": "enumerated type (categories)",
+    }.items():
+        assert f"/{name}: {why}: stored lossless (itrunc not applied)" in said, (name, said)
+
+
+def test_itrunc_keeps_items_on_their_side_of_the_valid_range(tmp_path: Path) -> None:
+    """Truncation floors items to the bottom of their bin of ``2**k`` values: valid_min 5 with
+    k 2 turned 5..7 into 4 (then masked by CF readers), and an invalid 1002 (valid_max 1001)
+    into a valid 1000. The bin of each bound inside the dtype's range goes to ``keep``, so no
+    item crosses a bound; a fractional bound is rounded inwards; a bound at the end of the
+    dtype (``_Unsigned`` counted) needs nothing."""
+    import h5py
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    rng = np.random.default_rng(12)
+    i2 = rng.integers(-20, 1100, (40, 50), dtype="i2")
+    i2[0, :30] = np.arange(-10, 20)
+    i2[1, :30] = np.arange(990, 1020)
+    u = rng.integers(0, 65536, (40, 50), dtype="u2").view("i2")  # _Unsigned int16 words
+    u[0, :20] = np.arange(65516, 65536).astype("u2").view("i2")
+    cases = {  # name: (data, attributes, valid (lo, hi) in the compared values, keep)
+        "minmax": (
+            i2,
+            {"valid_min": np.int16(5), "valid_max": np.int16(1001)},
+            (5, 1001),
+            [0, 4, 1000],
+        ),
+        "range": (i2, {"valid_range": np.array([5, 1001], "i2")}, (5, 1001), [4, 1000]),
+        "fraction": (i2, {"valid_min": 4.5, "valid_max": 1001.7}, (5, 1001), [4, 1000]),
+        "unsigned": (
+            u,
+            {
+                "_Unsigned": "true",
+                "_FillValue": np.int16(-1),
+                "valid_range": np.array([0, -6], "i2"),
+            },
+            (0, 65530),
+            [-8, -1],
+        ),
+    }
+    cases["minmax"][1]["_FillValue"] = np.int16(0)
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        for name, (arr, attrs, _, _) in cases.items():
+            f.create_dataset(name, data=arr, chunks=(20, 50)).attrs.update(attrs)
+    lines: list[str] = []
+    rep = convert(
+        src, out, options=ConvertOptions(codec=CodecChoice(itrunc_max_error=3)), log=lines.append
+    )
+    codecs = {d.path: d.codec for d in rep.datasets}
+    with h5py.File(out) as f:
+        for name, (arr, attrs, (lo, hi), keep) in cases.items():
+            got = f[name][()]
+            a, b = arr.astype(int), got.astype(int)
+            if "_Unsigned" in attrs:
+                a, b = arr.view("u2").astype(int), got.view("u2").astype(int)
+            assert codecs[f"/{name}"].startswith(f"itrunc(max_error=3, keep={keep})"), codecs
+            np.testing.assert_array_equal((b >= lo) & (b <= hi), (a >= lo) & (a <= hi), name)
+            assert (a - b).min() >= 0 and (a - b).max() <= 3 and (a != b).any()
+    said = "\n".join(lines)
+    assert (
+        "/range: itrunc stores the missing-data markers exactly: valid_range minimum 5 (its "
+        "truncation bin, from 4, exact)" in said
+    ), said
+
+
+@requires_xarray
+def test_itrunc_corpus_goes16_flags_and_coordinates(corpus: Path, tmp_path: Path) -> None:
+    """GOES-16 cloud-top height with --itrunc-max-error 3 --contiguous: the DQF flags (0..6) and
+    the x/y dimension scales were truncated (335 pixels "invalid_due_to_LZA..." (2) read "good"
+    (0); x had 125 distinct values of 500). They stay exact; HT keeps its valid range."""
+    import xarray as xr
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    src, out = corpus / "goes16_cloud_top_height.nc", tmp_path / "out.nc"
+    opts = ConvertOptions(codec=CodecChoice(itrunc_max_error=3), contiguous=True, nthreads=2)
+    rep = convert(src, out, options=opts)
+    codecs = {d.path: d.codec for d in rep.datasets}
+    assert codecs["/HT"].startswith("itrunc(max_error=3, keep=[-8, -1])"), codecs
+    assert not any("itrunc" in codecs[p] for p in ("/DQF", "/x", "/y")), codecs
+    with (
+        xr.open_dataset(src, engine="h5netcdf") as x0,
+        xr.open_dataset(out, engine="h5netcdf") as x1,
+    ):
+        for name in ("DQF", "x", "y"):
+            np.testing.assert_array_equal(x1[name].values, x0[name].values)
+        assert x1.indexes["x"].is_unique and x1.indexes["y"].is_unique
+        dqf = x1["DQF"].values
+        assert dict(zip(*np.unique(dqf[~np.isnan(dqf)], return_counts=True), strict=True)) == {
+            0: 92568,
+            2: 335,
+            4: 57095,
+            6: 2,
+        }
+
+
+@requires_j2k
+def test_j2k_leaves_datasets_with_missing_data_markers_lossless(tmp_path: Path) -> None:
+    """JPEG 2000 keeps no value exact: with a _FillValue of 0 it turned real values into the
+    marker (read as missing), and moved values across a valid range. Such datasets are stored
+    lossless with a message; an image without markers is still coded."""
+    import h5py
+
+    from b2store.convert import CodecChoice, ConvertOptions, convert
+
+    rng = np.random.default_rng(13)
+    y, x = np.mgrid[:64, :64]
+    img = (200 + 150 * np.sin(x / 9.0) * np.cos(y / 7.0)).astype("u2")
+    img = np.stack([img + rng.integers(0, 40, img.shape).astype("u2") for _ in range(2)])
+    img[:, :8] = 0
+    attrs = {
+        "plain": {},
+        "fill0": {"_FillValue": np.uint16(0)},
+        "valid": {"valid_range": np.array([1, 4000], "u2")},
+        "full_range": {"valid_range": np.array([0, 65535], "u2")},
+        "flags": {"flag_values": np.array([0, 1], "u2")},
+    }
+    src, out = tmp_path / "in.h5", tmp_path / "out.h5"
+    with h5py.File(src, "w") as f:
+        for name, a in attrs.items():
+            f.create_dataset(name, data=img, chunks=(1, 64, 64)).attrs.update(a)
+    said: list[str] = []
+    rep = convert(
+        src, out, options=ConvertOptions(codec=CodecChoice(j2k_ratio=8.0)), log=said.append
+    )
+    codecs = {d.path: d.codec for d in rep.datasets}
+    with h5py.File(out) as f:
+        for name in ("fill0", "valid", "flags"):
+            np.testing.assert_array_equal(f[name][()], img, name)
+            assert not codecs[f"/{name}"].startswith("j2k"), codecs
+    assert codecs["/plain"].startswith("j2k") and codecs["/full_range"].startswith("j2k")
+    text = "\n".join(said)
+    assert "/fill0: _FillValue attribute 0: JPEG 2000 can move real values onto" in text, text
+    assert "/valid: valid_range minimum 1, valid_range maximum 4000: JPEG 2000" in text, text
+    assert (
+        "/flags: CF flag variable (flag_values attribute): stored lossless (JPEG 2000 not applied)"
+        in text
+    )
+
+
 def test_interrupted_run_leaves_no_file(sample: Path, tmp_path: Path) -> None:
     from b2store.convert import convert
 

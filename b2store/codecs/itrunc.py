@@ -31,7 +31,8 @@ Config (JSON)
     range (``65535`` in uint16, netCDF's int16 fill ``-32767``) to another value, which readers
     then show as data, and turns small values into a marker at the bottom (``_FillValue=0``),
     which readers then mask. Each value must be representable in the data's dtype. Left out of
-    the config when unset (older b2store versions read such configs).
+    the config when unset or empty (``keep=[]`` is ``keep=None``; older b2store versions read
+    such configs).
 
 Set ``max_abs_error`` or ``bits`` for integer data and ``max_rel_error`` or ``bits`` for float
 data; ``max_abs_error`` and ``max_rel_error`` may both be set so one config serves mixed
@@ -120,11 +121,14 @@ _MAX_KEEP = 16
 
 def parse_keep(codec: str, keep: Any) -> list[int | float] | None:
     """Validate ``keep``: None, or a list of numbers, returned sorted and without duplicates as
-    plain ints (integral values) and floats (JSON numbers; NaN and inf are kept anyway)."""
+    plain ints (integral values) and floats (JSON numbers; NaN and inf are kept anyway). An empty
+    list is the same as None (unset: left out of configs)."""
     if keep is None:
         return None
     if isinstance(keep, str | bytes) or not isinstance(keep, list | tuple | np.ndarray):
         raise TypeError(f"{codec}: keep: Expected a list of numbers. Got {keep!r} instead.")
+    if len(keep) == 0:
+        return None
     out: set[int | float] = set()
     for v in keep:
         if isinstance(v, bool | np.bool_) or not isinstance(

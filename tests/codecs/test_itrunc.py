@@ -200,3 +200,32 @@ def test_encode_keeps_shape_and_memory_order() -> None:
     f = np.asfortranarray(np.arange(48, dtype="u2").reshape(6, 8) * 4)
     enc = ITrunc(bits=2).encode(f)
     assert enc.flags.f_contiguous and enc.tobytes(order="A") == f.tobytes(order="A")
+
+
+def test_empty_keep_is_unset() -> None:
+    """``keep=[]`` means no markers: the same codec as ``keep=None``, and the key is left out of
+    every config (numcodecs, the b2nd filter spec, the Zarr v3 codecs), so such configs stay
+    readable by versions without the key."""
+    from b2store.codecs.zarr3 import B2ndCodec, ITruncCodec
+
+    for empty in ([], (), np.array([], dtype="i4")):
+        c = ITrunc(max_abs_error=3, keep=empty)  # type: ignore[arg-type]
+        assert c.keep is None
+        assert "keep" not in c.get_config()
+        assert c == ITrunc(max_abs_error=3)
+        assert "keep" not in repr(c)
+        spec = B2nd(filters=[{"id": "itrunc", "max_abs_error": 3, "keep": empty}]).get_config()
+        assert spec["filters"] == [{"id": "itrunc", "max_abs_error": 3}]
+        v3 = ITruncCodec(max_abs_error=3, keep=empty)
+        assert v3.keep is None and v3.to_dict() == ITruncCodec(max_abs_error=3).to_dict()
+        b3 = B2ndCodec.from_dict(
+            {
+                "name": "b2store.b2nd",
+                "configuration": {"filters": [{"id": "itrunc", "max_abs_error": 3, "keep": empty}]},
+            }
+        )
+        assert "keep" not in str(b3.to_dict())
+    a = np.arange(100, dtype="u2")
+    np.testing.assert_array_equal(
+        ITrunc(max_abs_error=3, keep=[]).encode(a), ITrunc(max_abs_error=3).encode(a)
+    )
