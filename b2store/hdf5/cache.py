@@ -50,8 +50,9 @@ __all__ = [
 #: fills structured dtypes with b"0" in bytes fields); 14: inlined chunks stored as binary
 #: (``inline.bin``) instead of base64 in the JSON header, every member read to its end; 15:
 #: variable-length string attributes and attribute names that are no UTF-8 read with U+FFFD
-#: (not lone surrogates, nor a ``"b'...'"`` key).
-FORMAT = "b2store-hdf5-index-15"
+#: (not lone surrogates, nor a ``"b'...'"`` key); 16: groups reached again through hard links
+#: are presented whole or not at all (15's bound could cut one).
+FORMAT = "b2store-hdf5-index-16"
 
 
 class MemoryCache:

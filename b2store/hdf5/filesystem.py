@@ -32,6 +32,7 @@ import os
 import stat
 import threading
 import urllib.parse
+import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -47,6 +48,7 @@ from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store.errors import AccessRefusedError, NotRandomAccessError, TransferError
 from b2store.hdf5 import cache as _cache
 from b2store.hdf5.index import (
+    ALIAS_CAP_NOTE,
     ChunkTable,
     FileIndex,
     build_index,
@@ -166,6 +168,16 @@ def _http_status(exc: BaseException) -> tuple[int | None, BaseException]:
     return None, exc
 
 
+def _options_hint(url: str) -> str:
+    """``storage_options={...}`` giving the target of ``url`` its options: under the URL's
+    own scheme, the only key fsspec routes to it (``"http"`` is ignored for an https URL)."""
+    if "://" not in url:
+        return "storage_options={<the URL's scheme, as written>: {...}}"
+    scheme = url.split("://", 1)[0]
+    opts = "{'headers': {'Authorization': ...}}" if scheme in ("http", "https") else "{...}"
+    return f"storage_options={{{scheme!r}: {opts}}}"
+
+
 def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError | None:
     """The error to raise for a failure of the target's transport (``None``: not one).
 
@@ -184,7 +196,7 @@ def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError 
         return AccessRefusedError(
             f"{url}: the server refused access to the HDF5 file (HTTP {status}). Give "
             "credentials in the target's options (xr.open_zarr('b2h5::<url>', "
-            "storage_options={'http': {'headers': {'Authorization': ...}}}), or "
+            f"{_options_hint(url)}), or "
             "fsspec.filesystem('b2h5', fo=<url>, target_options={...})); for a signed URL "
             "(S3 presigned, SAS token) make a new one: it may have expired."
         )
@@ -441,16 +453,77 @@ _FSSPEC_OPTIONS = frozenset(
 )
 
 
-def _check_options(kwargs: dict[str, Any], fo: Any) -> None:
+def _implementation(protocol: str) -> str | None:
+    """The dotted class name of an fsspec protocol's filesystem (``None``: unknown)."""
+    from fsspec.registry import known_implementations, registry
+
+    if protocol in known_implementations:  # as written there: s3 and s3a both "s3fs.S3..."
+        return str(known_implementations[protocol]["class"])
+    cls = registry.get(protocol)
+    return None if cls is None else f"{cls.__module__}.{cls.__qualname__}"
+
+
+def _target_protocols(
+    fo: Any, target_protocol: str | None, target_options: dict[str, Any] | None
+) -> list[str]:
+    """The protocols of the filesystems under b2h5, as fsspec routes options to them: the
+    schemes of a chained URL as written (``https``, ``s3a``; a plain path is ``file``)."""
+    from fsspec.core import split_protocol
+
+    if target_protocol is None:
+        return [split_protocol(bit)[0] or "file" for bit in str(fo).split("::")]
+    out = [target_protocol]
+    opts = target_options
+    while isinstance(opts, dict) and isinstance(opts.get("target_protocol"), str):
+        out.append(opts["target_protocol"])  # simplecache::https://...
+        opts = opts.get("target_options")
+    return out
+
+
+def _check_options(
+    kwargs: dict[str, Any],
+    fo: Any,
+    target_protocol: str | None = None,
+    target_options: dict[str, Any] | None = None,
+) -> None:
     """Refuse options b2h5 does not know. fsspec hands a chained URL's options that are not
     under a protocol name to its first filesystem, b2h5: the target's options given that way
     (``storage_options={"anon": True}`` for ``b2h5::s3://...``) or a misspelt option
-    (``zarr_fromat``) were ignored silently (the v3 view, no credentials)."""
+    (``zarr_fromat``) were ignored silently (the v3 view, no credentials). So were options
+    under another name of the target's protocol (``"http"`` for a ``b2h5::https://`` URL, or
+    ``"s3"`` for ``s3a://``): fsspec routes only those under the URL's own scheme."""
     from fsspec.registry import known_implementations, registry
 
+    url = str(fo)
+    chain = _target_protocols(fo, target_protocol, target_options)
+    scheme = chain[0]
+    if "://" not in url and scheme != "file":
+        url = f"{scheme}://{url}"
+    by_impl = {_implementation(p): p for p in reversed(chain)}
+    by_impl.pop(None, None)
     # options under the name of a protocol that is not in this URL's chain (one
     # storage_options for local and remote files) are fsspec's to route, not b2h5's
     protocols = set(known_implementations) | set(registry)
+    for k in sorted(kwargs):
+        if k in _FSSPEC_OPTIONS or k not in protocols or not isinstance(kwargs[k], dict):
+            continue
+        routed = by_impl.get(_implementation(k))
+        if routed is None:
+            continue
+        if routed != k:
+            raise TypeError(
+                f"b2h5 got options under {k!r} for {url!r}, but fsspec gives the filesystem "
+                f"holding the file only the options under its URL's own scheme, {routed!r} "
+                f"(the same filesystem as {k!r}): they would be ignored. Give them as "
+                f"storage_options={{{routed!r}: {{...}}}}."
+            )
+        raise TypeError(
+            f"b2h5 got options under {k!r} for {url!r}, which fsspec did not route to the "
+            "filesystem holding the file (no chained URL): they would be ignored. Give them "
+            f"as target_options (fsspec.filesystem('b2h5', fo=..., target_options={{...}})) "
+            f"or use a chained URL ('b2h5::{routed}://...' with "
+            f"storage_options={{{routed!r}: {{...}}}})."
+        )
     unknown = sorted(
         k
         for k in kwargs
@@ -458,14 +531,12 @@ def _check_options(kwargs: dict[str, Any], fo: Any) -> None:
     )
     if not unknown:
         return
-    url = str(fo)
-    proto = url.split("://", 1)[0] if "://" in url else "file"
     raise TypeError(
         f"b2h5 got unknown option(s) {', '.join(map(repr, unknown))} for {url!r}. b2h5 takes "
         "zarr_format, unsupported, follow_external_links, index_cache, target_protocol and "
         "target_options; options of the filesystem holding the file go under its protocol "
-        f"name (storage_options={{{proto!r}: {{...}}}} with a 'b2h5::{proto}://...' URL) or in "
-        f"target_options (fsspec.filesystem('b2h5', fo=..., target_options={{...}}))."
+        f"name (storage_options={{{scheme!r}: {{...}}}} with a 'b2h5::{scheme}://...' URL) or "
+        f"in target_options (fsspec.filesystem('b2h5', fo=..., target_options={{...}}))."
     )
 
 
@@ -690,7 +761,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         file_version: str | None = None,
         **kwargs: Any,
     ) -> None:
-        _check_options(kwargs, fo)
+        _check_options(kwargs, fo, target_protocol, target_options)
         super().__init__(**kwargs)
         if not isinstance(follow_external_links, bool | np.bool_):
             raise TypeError(
@@ -740,6 +811,11 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         self._index: FileIndex | None = None
         if file_version is None:
             self._index = self._load_index()
+            for note in self._index.notes:
+                if ALIAS_CAP_NOTE in note:
+                    # at each open, also of an index from a cache: a group left out
+                    # (reached through too many links) is no silent gap
+                    warnings.warn(note, UserWarning, stacklevel=3)
         # else an unpickled copy: the file is indexed at its first use. dask's distributed
         # scheduler unpickles every task graph, and indexed every file in it (an
         # open_mfdataset over thousands of files) only to pickle it again for the workers;

@@ -97,10 +97,14 @@ CONVERTED_LIMIT = 64 * 2**20
 #: a file being written holds many short variables at once.
 STRADDLE_LIMIT = 64 * 2**20
 
-#: Nodes presented again under further links (HDF5 hard or soft links) to groups already
-#: presented, beyond as many as the file has distinct nodes: groups linked twice at each of
-#: 20 levels are a million paths, whose walk at open never ended
+#: Paths presented again under further links (HDF5 hard or soft links) to groups already
+#: presented: at most ALIAS_NODE_LIMIT, or ALIAS_FACTOR times the file's distinct nodes if
+#: more. Groups linked twice at each of 20 levels are a million paths, whose walk at open
+#: never ended. Each such link is followed whole or not at all (see ``_Walker.walk_aliases``).
 ALIAS_NODE_LIMIT = 10_000
+ALIAS_FACTOR = 8
+#: In the note (and the warning at each open) saying that links were left out by that bound
+ALIAS_CAP_NOTE = "link(s) to groups presented at other paths were not followed"
 
 _HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
 
@@ -296,12 +300,16 @@ class _Walker:
         self.scale_lengths: dict[Any, tuple[str, int]] = {}
         #: bytes of straddling edge chunks still allowed to be read at open (STRADDLE_LIMIT)
         self.straddle_left = STRADDLE_LIMIT
-        #: groups walked, and the nodes met first / again under a link to a walked group
-        #: (ALIAS_NODE_LIMIT); alias_depth > 0 while walking such a link
+        #: groups walked (their first path), the file's distinct nodes, and the links to
+        #: walked groups met meanwhile, walked once the file's size is known (walk_aliases);
+        #: alias_depth > 0 while walking such a link
         self.walked: dict[tuple[Any, int] | None, str] = {}
         self.unique_nodes = 0
-        self.alias_nodes = 0
+        self.deferred: list[tuple[h5py.Group, str, str, frozenset[Any], str, str]] = []
         self.alias_depth = 0
+        #: paths under each group walked again, where they do not depend on its enclosing
+        #: groups (see ``_paths_under``)
+        self.sizes: dict[tuple[Any, int], int] = {}
 
     # -- policy -------------------------------------------------------------------------------
     def _unsupported(self, exc: UnsupportedHDF5FeatureError) -> None:
@@ -372,26 +380,17 @@ class _Walker:
             # (file, object) key, not the ObjectID: that would keep every group open
             gkey = (obj.id.fileno, hash(obj.id)) if isinstance(obj, h5py.Group) else None
             first = self.walked.get(gkey) if gkey is not None else None
-            if self.alias_depth or first is not None:
-                if self.alias_nodes >= ALIAS_NODE_LIMIT + self.unique_nodes:
-                    self.notes.append(
-                        f"{where}: not presented: the file's links present its groups under "
-                        f"more than {ALIAS_NODE_LIMIT} further paths"
-                        + (f" (this group is presented as {first})" if first else "")
-                    )
-                    continue
-                self.alias_nodes += 1
-            else:
+            if first is not None and not self.alias_depth:
+                # a group presented already, reached again: presented whole or not at all,
+                # once the file's own nodes are known (walk_aliases)
+                self.deferred.append((obj, child, child_url, ancestors, first, where))
+                continue
+            if not self.alias_depth:
                 self.unique_nodes += 1
             if isinstance(obj, h5py.Group):
-                if first is None and not self.alias_depth:
+                if not self.alias_depth:
                     self.walked[gkey] = f"/{child}"
-                alias = first is not None
-                self.alias_depth += alias
-                try:
-                    self.walk(obj, child, child_url, ancestors)
-                finally:
-                    self.alias_depth -= alias
+                self.walk(obj, child, child_url, ancestors)
             elif isinstance(obj, h5py.Dataset):
                 zname = md.netcdf_variable_name(group, name)
                 zchild = f"{path}/{zname}" if path else zname
@@ -401,6 +400,101 @@ class _Walker:
                     self._unsupported(exc)
             else:
                 self.notes.append(f"{where}: {type(obj).__name__} skipped (not a group/dataset)")
+
+    def walk_aliases(self) -> str | None:
+        """Walk the links to groups presented already (deferred by :meth:`walk`), each whole
+        or not at all, within ALIAS_NODE_LIMIT / ALIAS_FACTOR further paths. A group shown
+        partly under a link (the first of its 4000 datasets only) read as the whole group.
+
+        Returns the note saying how many links were not followed (``None``: all were).
+        """
+        budget = max(ALIAS_NODE_LIMIT, ALIAS_FACTOR * self.unique_nodes)
+        left, skipped = budget, 0
+        for obj, child, url, ancestors, first, where in self.deferred:
+            need = 1 + self._paths_under(obj, url, left - 1)
+            if need > left:
+                skipped += 1
+                self.notes.append(
+                    f"{where}: not presented: this link to the group presented as {first} "
+                    f"would add more paths than the {left} left of the {budget} further paths "
+                    "b2store presents under such links"
+                )
+                continue
+            left -= need
+            self.alias_depth += 1
+            try:
+                self.walk(obj, child, url, ancestors)
+            finally:
+                self.alias_depth -= 1
+        self.deferred.clear()
+        if not skipped:
+            return None
+        note = (
+            f"{self.url}: {skipped} {ALIAS_CAP_NOTE}: the file's links present its groups "
+            f"under more paths than b2store presents (at most {budget} further paths: "
+            f"{ALIAS_NODE_LIMIT}, or {ALIAS_FACTOR} per distinct node of the file; each linked "
+            "group is shown whole or not at all). Read those groups at the paths where they "
+            "are presented (the filesystem's notes, fs.notes, name each link left out and "
+            "that path), or read the file with h5py."
+        )
+        self.notes.append(note)
+        return note
+
+    def _resolve(self, group: h5py.Group, name: Any, url: str) -> tuple[Any, str] | None:
+        """(object, url of its file) of a member as :meth:`walk` resolves it, or ``None``
+        when the walk leaves it out whatever the path (bad name, dangling link)."""
+        if isinstance(name, bytes) or name in (".", "..") or "\\" in name:
+            return None
+        link = group.get(name, getlink=True)
+        try:
+            if isinstance(link, h5py.ExternalLink):
+                if not self.follow or self.open_external is None:
+                    return None
+                ext, child_url = self.open_external(url, link.filename)
+                return ext[link.path], child_url
+            return group[name], url
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def _paths_under(self, group: h5py.Group, url: str, limit: int) -> int:
+        """How many paths walking ``group`` again presents under it, or a number above
+        ``limit`` (counting stops there). An upper bound: a walk leaves out the links back to
+        its enclosing groups. Counts of groups whose walk never met such a link do not depend
+        on where they are, and are kept (groups linked twice at each of 20 levels: 40 counts).
+        """
+        chain: set[tuple[Any, int]] = set()
+
+        def count(g: h5py.Group, url: str, limit: int) -> tuple[int, bool]:
+            key = (g.id.fileno, hash(g.id))
+            if key in self.sizes:
+                return self.sizes[key], True
+            chain.add(key)
+            n, kept = 0, True
+            try:
+                for name in g:
+                    if n > limit:
+                        return n, False
+                    found = self._resolve(g, name, url)
+                    if found is None:
+                        continue
+                    obj, child_url = found
+                    if isinstance(obj, h5py.Dataset):
+                        n += 1
+                    elif isinstance(obj, h5py.Group):
+                        sub = (obj.id.fileno, hash(obj.id))
+                        if sub in chain:  # a link back to an enclosing group: not followed
+                            kept = False
+                            continue
+                        m, sub_kept = count(obj, child_url, limit - n - 1)
+                        n += 1 + m
+                        kept = kept and sub_kept
+            finally:
+                chain.discard(key)
+            if kept:
+                self.sizes[key] = n
+            return n, kept
+
+        return count(group, url, limit)[0]
 
     # -- datasets -----------------------------------------------------------------------------
     def dataset(self, ds: h5py.Dataset, path: str, url: str, where: str) -> None:
@@ -1447,6 +1541,7 @@ def build_index(
         open_external=open_external,
     )
     walker.walk(f["/"], "", url, frozenset())
+    walker.walk_aliases()
     nodes = walker.nodes
     tables = walker.tables
     _reconcile_dimensions(nodes, walker.dimension_lengths, walker.notes)

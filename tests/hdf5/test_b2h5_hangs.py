@@ -357,3 +357,75 @@ def test_groups_linked_many_times_do_not_walk_forever(tmp_path: Path) -> None:
     assert int(lines["paths"]) < 400, out
     assert lines["x"] == "True" and lines["plain"] == "True True", out
     assert int(lines["notes"]) > 0, out
+
+
+def _linked_views(path: Path, views: int, datasets: int = 40) -> None:
+    """A group of ``datasets`` datasets hard-linked at ``views`` more paths (as NeXus writers
+    do for NXdata), and a small group linked once more after them."""
+    with h5py.File(path, "w") as f:
+        g = f.create_group("raw")
+        for i in range(datasets):
+            g.create_dataset(f"d{i:04d}", data=np.full(3, i, "i2"))
+        for k in range(views):
+            f[f"view{k:02d}"] = g
+        f.create_dataset("small/x", data=np.arange(3))
+        f["zsmall"] = f["small"]
+
+
+def test_a_group_linked_at_several_paths_is_shown_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound on paths under links to groups presented already cut a group in the middle:
+    4000 datasets hard-linked at 4 more paths showed all 4000 arrays under three of them and
+    1997 under the fourth, with no warning (here 40 datasets, the bound scaled down alike).
+    The bound now grows with the file (ALIAS_FACTOR paths per distinct node)."""
+    import warnings
+
+    import zarr
+
+    import b2store.hdf5.index as index
+    from b2store.hdf5.filesystem import HDF5FileSystem
+
+    monkeypatch.setattr(index, "ALIAS_NODE_LIMIT", 100)
+    path = tmp_path / "views.h5"
+    _linked_views(path, views=4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fs = HDF5FileSystem(str(path), skip_instance_cache=True)
+    assert not [n for n in fs.notes if "not presented" in n or "not followed" in n], fs.notes
+    root = zarr.open_group(fs.get_mapper(), mode="r")
+    for name in ("raw", "view00", "view01", "view02", "view03"):
+        assert len(list(root[name].array_keys())) == 40, name
+        assert root[f"{name}/d0039"][:].tolist() == [39, 39, 39]
+    assert root["zsmall/x"][:].tolist() == [0, 1, 2]
+
+
+def test_links_beyond_the_bound_leave_whole_groups_out_with_one_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once links present more further paths than the bound, each further link to a group is
+    left out whole (never a part of the group), with a note naming where the group is shown
+    and ONE UserWarning, at each open (also of an index from the cache), saying how many links
+    were not followed and what to do."""
+    import zarr
+
+    import b2store.hdf5.index as index
+
+    monkeypatch.setattr(index, "ALIAS_NODE_LIMIT", 100)
+    monkeypatch.setattr(index, "ALIAS_FACTOR", 2)  # 43 distinct nodes: 100 further paths
+    path = tmp_path / "many_views.h5"
+    _linked_views(path, views=40)
+    for _ in range(2):  # built, then from the process's index cache
+        with pytest.warns(UserWarning) as record:
+            root = zarr.open_group(f"b2h5::{path}", mode="r")
+        messages = [str(w.message) for w in record]
+        assert len(messages) == 1, messages
+        assert messages[0].startswith(f"{path}: 38 link(s) to groups presented at other paths")
+        assert "at most 100 further paths" in messages[0] and "h5py" in messages[0]
+        fs = root.store.fs
+        shown = {name: len(list(root[name].array_keys())) for name in root.group_keys()}
+        # two views of 41 paths fit in 100; the small group's 2-path link still does
+        assert shown == {"raw": 40, "small": 1, "view00": 40, "view01": 40, "zsmall": 1}, shown
+        left_out = [n for n in fs.notes if "not presented" in n]
+        assert len(left_out) == 38 and f"{path}:/view39: not presented" in left_out[-1]
+        assert "the group presented as /raw" in left_out[-1]

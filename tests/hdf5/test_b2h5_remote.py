@@ -297,6 +297,8 @@ def test_http_error_statuses_and_dropped_connections_are_clear(http_folder: Path
                 with pytest.raises(exc, match=match) as info:
                     fsspec.filesystem("b2h5", fo=url, skip_instance_cache=True)
                 assert "mid.h5" in str(info.value)
+                if fault == "403":  # the key fsspec routes: the URL's own scheme
+                    assert "storage_options={'http': {'headers'" in str(info.value)
                 assert not isinstance(info.value, FileNotFoundError)
         handler.fault = "drop"
         with pytest.raises(OSError, match=r"mid\.h5.*connection"):
@@ -528,3 +530,39 @@ def test_missing_signed_url_is_not_called_a_pattern(http_folder: Path) -> None:
         assert "gone.h5" in str(info.value) and "pattern" not in str(info.value)
         with pytest.raises(FileNotFoundError, match="does not expand patterns"):
             fsspec.filesystem("b2h5", fo=f"{base}/g*.h5", skip_instance_cache=True)
+
+
+def test_options_under_another_name_of_the_target_protocol_are_refused(
+    http_folder: Path,
+) -> None:
+    """fsspec gives the filesystem holding the file only the options under the URL's own
+    scheme: ``{"https": {"headers": ...}}`` for ``b2h5::http://...`` (or ``"http"`` for https,
+    ``"s3"`` for s3a://, ``"gcs"`` for gs://) went to b2h5, which let them through: no headers
+    were sent, and no error. They are a TypeError naming the key to use; options under
+    unrelated protocols (one storage_options for local and remote files) still pass."""
+    seen: list[str | None] = []
+
+    class Recording(RangeHandler):
+        def send_head(self):  # type: ignore[no-untyped-def]
+            seen.append(self.headers.get("X-Test"))
+            return super().send_head()
+
+    for base in _serve(http_folder, Recording):
+        url = f"b2h5::{base}/mid.h5"
+        headers = {"headers": {"X-Test": "yes"}}
+        for chained in (url, f"b2h5::simplecache::{base}/mid.h5"):
+            with pytest.raises(TypeError, match=r"under 'https'.*storage_options=\{'http'"):
+                xr.open_zarr(chained, storage_options={"https": headers})
+        with pytest.raises(TypeError, match=r"under 'http'.*target_options"):
+            fsspec.filesystem("b2h5", fo=f"{base}/mid.h5", http=headers)  # no chain: no routing
+        assert seen == []  # refused before any request
+        opts = {"http": headers, "s3": {"anon": True}, "gcs": {}, "file": {}}
+        ds = xr.open_zarr(url, storage_options=opts)
+        assert ds["a"][:3].values.tolist() == [0, 1, 2]
+        assert seen and set(seen) == {"yes"}, seen
+    # the other spellings of one filesystem, for a local file and without s3fs/gcsfs imported
+    from b2store.hdf5.filesystem import HDF5FileSystem
+
+    for proto, key in (("s3a", "s3"), ("s3", "s3a"), ("gs", "gcs"), ("file", "local")):
+        with pytest.raises(TypeError, match=rf"under '{key}'.*storage_options=\{{'{proto}'"):
+            HDF5FileSystem("bucket/f.h5", target_protocol=proto, **{key: {"anon": True}})
