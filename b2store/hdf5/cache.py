@@ -51,7 +51,8 @@ __all__ = [
 #: (``inline.bin``) instead of base64 in the JSON header, every member read to its end; 15:
 #: variable-length string attributes and attribute names that are no UTF-8 read with U+FFFD
 #: (not lone surrogates, nor a ``"b'...'"`` key); 16: groups reached again through hard links
-#: are presented whole or not at all (15's bound could cut one).
+#: are presented whole or not at all (15's bound could cut one); compounds with fields out of
+#: offset order repacked by field name (were cast by position).
 FORMAT = "b2store-hdf5-index-16"
 
 

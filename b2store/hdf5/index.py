@@ -276,6 +276,16 @@ class _Node:
     straddle: tuple[int, ...] = ()
 
 
+def _repack(values: np.ndarray, packed: np.dtype[Any]) -> np.ndarray:
+    """``values`` (records) as C-contiguous records of ``packed``, copied field by field: numpy
+    casts structured types by field position, so ``astype`` put the values of a field stored
+    first in the file under the name of the field whose offset comes first."""
+    out = np.empty(values.shape, dtype=packed)
+    for name in packed.names or ():
+        out[name] = values[name]
+    return out
+
+
 class _Walker:
     def __init__(
         self,
@@ -1124,11 +1134,11 @@ class _Walker:
                 "datasets are repacked at open only when small)",
                 "Read it with h5py, or rewrite it with a packed compound type.",
             )
-        data = np.ascontiguousarray(np.asarray(ds[()]).astype(packed))
+        data = _repack(np.asarray(ds[()]), packed)
         pfill = None
         if fill is not None:
             try:
-                pfill = np.asarray(fill).astype(packed).reshape(())[()]
+                pfill = _repack(np.asarray(fill), packed).reshape(())[()]
             except (TypeError, ValueError):
                 pfill = None
         node = replace(node, dtype=packed, fill=pfill)

@@ -355,3 +355,27 @@ def test_unwritten_chunks_of_compounds_with_string_fields_read_like_h5py(
     for name, want in expected.items():
         got = _array(path, name, zarr_format)[...]
         assert got.tobytes() == want.tobytes(), name
+
+
+@pytest.mark.parametrize("zarr_format", [2, 3])
+def test_compound_with_fields_out_of_offset_order(tmp_path: Path, zarr_format: int) -> None:
+    """Members stored out of offset order (b at byte 2, a at byte 0) are repacked in offset
+    order; numpy's astype casts records by field position, so b's values were served under the
+    name a (and a's under b), silently, chunked and contiguous, fill value too."""
+    dt = np.dtype({"names": ["b", "a"], "formats": ["<i4", "<i2"], "offsets": [2, 0]})
+    arr = np.zeros(20, dt)
+    arr["a"], arr["b"] = np.arange(20), np.arange(20) * 1000
+    fill = np.array((-5, -7), dtype=dt)  # b=-5, a=-7
+    path = tmp_path / "shuffled.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("c", data=arr, chunks=(7,), compression="gzip")
+        f.create_dataset("k", data=arr)
+        f.create_dataset("sparse", shape=(20,), dtype=dt, chunks=(5,), fillvalue=fill)
+        f["sparse"][:5] = arr[:5]
+    with h5py.File(path) as f:
+        want = {name: f[name][()] for name in ("c", "k", "sparse")}
+    opts = {"zarr_format": zarr_format}
+    for name, expected in want.items():
+        got = zarr.open_array(f"b2h5::{path}", path=name, mode="r", storage_options=opts)[...]
+        for field in ("a", "b"):
+            np.testing.assert_array_equal(got[field], expected[field], err_msg=f"{name}.{field}")
