@@ -82,10 +82,27 @@ def _load_j2k() -> Any:
                     "b2store_grok needs blosc2-j2k: pip install 'b2store[jpeg2000]'"
                 ) from exc
             mod.register_codec()
-            mod.configure(backend="grok")
+            try:
+                mod.configure(backend="grok")
+            except RuntimeError as exc:
+                # the process used J2K through python-blosc2 before (blosc2.open of a J2K
+                # array): the runtime is configured already, with its default backend
+                if "already in use" not in str(exc) or _j2k_backends(mod) != ["grok"]:
+                    raise CodecError(
+                        f"b2store_grok: blosc2-j2k could not be set to its grok backend ({exc})"
+                        "; create the codec before reading JPEG 2000 data with python-blosc2"
+                    ) from exc
             blosc2.set_releasegil(True)
             _loaded["j2k"] = mod
     return _loaded["j2k"]
+
+
+def _j2k_backends(mod: Any) -> list[str]:
+    """The JPEG 2000 backends blosc2-j2k ships (``["grok"]``), or ``[]`` if it cannot say."""
+    try:
+        return list(mod.available_backends().get("j2k", []))
+    except Exception:  # an older or newer blosc2-j2k: unknown
+        return []
 
 
 def _load_grok() -> Any:

@@ -571,3 +571,25 @@ def test_jpeg2000_frames_of_other_layouts_point_to_b2store_b2nd() -> None:
         with pytest.raises(CodecError, match=r"not a chunk of 2-D images.*with b2store_b2nd"):
             numcodecs.get_codec({"id": "b2store_grok"}).decode(frame)
         np.testing.assert_array_equal(decode_b2nd(frame), arr[...])
+
+
+def test_codec_works_after_python_blosc2_used_j2k_first(tmp_path: Path) -> None:
+    """Reading a J2K array with python-blosc2 before creating the codec left blosc2-j2k's
+    runtime configured, and the codec's own configure(backend="grok") raised a bare
+    RuntimeError ("runtime is already in use"): the codec could not be created in that
+    process. It now goes on with the runtime's backend (grok, the only one shipped)."""
+    res = run_py(f"""
+        import numpy as np, blosc2, blosc2_j2k, numcodecs
+        img = (np.add.outer(np.arange(64), np.arange(48)) * 300).astype("u2")
+        p = {str(tmp_path / "j.b2nd")!r}
+        blosc2.asarray(img, chunks=img.shape, blocks=img.shape, urlpath=p, mode="w",
+                       cparams={{"codec": blosc2.Codec.J2K, "filters": [],
+                                "splitmode": blosc2.SplitMode.NEVER_SPLIT}})
+        assert np.array_equal(blosc2.open(p)[:], img)
+        import b2store.codecs
+        codec = numcodecs.get_codec({{"id": "b2store_grok"}})
+        stack = np.stack([img, img[::-1]])
+        assert np.array_equal(codec.decode(codec.encode(stack)), stack)
+        print("ok")
+    """)
+    assert res.returncode == 0 and "ok" in res.stdout, res.stdout + res.stderr
