@@ -11,7 +11,8 @@ Contract
   (:func:`b2store._atomic.atomic_write`): readers see a complete entry or none. An entry whose
   header, length or CRC does not check is deleted and reported as a miss, so a torn or corrupted
   file is never served. Temporary files left by killed writers are removed by
-  :meth:`ChunkCache.evict` after an hour.
+  :meth:`ChunkCache.evict` after an hour (it runs at the first write of each cache object, and
+  whenever the folder is over its limit).
 * :meth:`ChunkCache.set_version` is called whenever a dataset's info is (re)read: other versions of
   that dataset are dropped. The Caterva2 API exposes no per-chunk version, so a changed dataset
   loses all its cached chunks (see docs/caterva2.md).
@@ -202,15 +203,16 @@ class ChunkCache:
         self._account(len(payload) + _HEADER.size)
 
     def _account(self, added: int) -> None:
-        """Add ``added`` bytes to the running total (scanning the folder the first time) and
-        evict when the total is over the limit."""
+        """Add ``added`` bytes to the running total and evict when it is over the limit. The
+        first write of a cache object scans the folder with :meth:`evict` (the total, and the
+        stale temporary files of killed writers, which would otherwise be removed only once
+        the folder is over its limit)."""
         with self._lock:
-            if self._total is None:
-                self._total = self.size()
-            else:
-                self._total += added
-            over = self.size_limit is not None and self._total > self.size_limit
-        if over:
+            first = self._total is None
+            if not first:
+                self._total = (self._total or 0) + added
+            over = self.size_limit is not None and (self._total or 0) > self.size_limit
+        if first or over:
             self.evict()
 
     def _warn_too_big(self, nbytes: int) -> None:
