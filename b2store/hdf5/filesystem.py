@@ -45,7 +45,12 @@ from fsspec.core import has_magic
 from fsspec.implementations.memory import MemoryFile
 
 from b2store._readonly import ReadOnlyAsyncFileSystem
-from b2store.errors import AccessRefusedError, NotRandomAccessError, TransferError
+from b2store.errors import (
+    AccessRefusedError,
+    NotRandomAccessError,
+    TransferError,
+    UnsupportedHDF5FeatureError,
+)
 from b2store.hdf5 import cache as _cache
 from b2store.hdf5.index import (
     ALIAS_CAP_NOTE,
@@ -105,6 +110,9 @@ READAHEAD_BLOCK = 512 * 1024
 READAHEAD_BLOCKS = 64
 #: Local chunks up to this size are read on the event loop (a pread), larger ones in a thread.
 INLINE_READ = 2**20
+#: Most chunk keys the v2 view lists for a dataset whose unallocated chunks it serves as fill
+#: chunks (listing them all takes memory and time per key; beyond this listing raises).
+MAX_LISTED_FILL_KEYS = 10**7
 
 
 #: Keys of a target's ``info()`` identifying a file's version, most trusted first. HTTP servers
@@ -1603,6 +1611,15 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         await self._indexed()
         return self.ls(path, detail=detail, **kwargs)
 
+    async def _du(
+        self, path: str, total: bool = True, maxdepth: int | None = None, **kwargs: Any
+    ) -> Any:
+        """As fsspec's, with the sizes ``find(detail=True)`` lists (not an info() per key)."""
+        kwargs.pop("detail", None)
+        found = await self._find(path, maxdepth=maxdepth, detail=True, **kwargs)
+        sizes = {self._strip_protocol(n): info["size"] for n, info in found.items()}
+        return sum(sizes.values()) if total else sizes
+
     async def _exists(self, path: str, **kwargs: Any) -> bool:
         await self._indexed()
         try:
@@ -1748,16 +1765,63 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             table = tables.get(path)
             if table is None:
                 return None
-            coords = table.coords()
-            if not table.grid:
-                return [f"{path}/0".lstrip("/")] if coords.shape[0] else []
-            return [f"{path}/{'.'.join(map(str, c))}".lstrip("/") for c in coords.tolist()]
+            return self._v2_chunk_keys(table, path)
         parts = path.split("/")
         for i, part in enumerate(parts):
             table = tables.get("/".join(parts[:i])) if part == "c" else None
             if table is not None:
                 return self._grid_children(table, path, parts[i + 1 :])
         return None
+
+    def _v2_chunk_lins(self, table: ChunkTable, path: str) -> np.ndarray[Any, Any]:
+        """Linear indices of the chunk keys a v2 array lists: its allocated and inline chunks
+        and, where the view serves fill chunks for the unallocated ones (HDF5 fill value not
+        zero, no ``_FillValue``), every chunk of the grid, so that a copy (``fs.get``) reads
+        what the view reads. Arrays without fill chunks list what they did."""
+        if table.fill_chunk is None:
+            return np.union1d(
+                table.lin, np.fromiter(table.inline, dtype=np.int64, count=len(table.inline))
+            )
+        if table.nchunks > MAX_LISTED_FILL_KEYS:
+            raise UnsupportedHDF5FeatureError(
+                f"{self.url}: dataset {'/' + path!r} has {table.nchunks} chunks, too many to "
+                "list in the Zarr v2 view, which serves a fill chunk for each unallocated one "
+                "(its HDF5 fill value is not zero and it has no _FillValue): list or copy the "
+                "Zarr v3 view (zarr_format=3, fill_value = the HDF5 fill), which lists the "
+                "allocated chunks only"
+            )
+        return np.arange(table.nchunks, dtype=np.int64)
+
+    def _v2_chunk_keys(self, table: ChunkTable, path: str) -> list[str]:
+        """The chunk keys of a v2 array (see :meth:`_v2_chunk_lins`), in linear order."""
+        lins = self._v2_chunk_lins(table, path)
+        base = f"{path}/" if path else ""
+        if not table.grid:
+            return [f"{base}0"] if lins.size else []
+        form = base + ".".join(["{}"] * len(table.grid))
+        if lins.size == table.nchunks:  # every chunk: the grid in C order, without numpy
+            return [form.format(*c) for c in itertools.product(*map(range, table.grid))]
+        coords = np.stack(np.unravel_index(lins, table.grid), axis=-1)
+        return [form.format(*c) for c in coords.tolist()]
+
+    def _v2_chunk_sizes(self, table: ChunkTable, path: str) -> list[int]:
+        """What :meth:`info` says of each key of :meth:`_v2_chunk_keys` (without a call per key)."""
+        lins = self._v2_chunk_lins(table, path)
+        fill = len(table.fill_chunk) if table.fill_chunk is not None else 0
+        sizes = np.full(lins.size, fill, dtype=np.int64)
+        if table.lin.size:
+            served = table.sizes.astype(np.int64)
+            if table.masked:
+                from b2store.codecs.hdf5_pipeline import MASK_HEADER_SIZE
+
+                served = served + MASK_HEADER_SIZE
+            else:
+                served = np.maximum(served, table.pad_to)
+            sizes[np.searchsorted(lins, table.lin)] = served
+        for lin, data in table.inline.items():
+            if table.find(int(lin)) < 0:  # as info(): an allocated chunk's row wins
+                sizes[int(np.searchsorted(lins, int(lin)))] = len(data)
+        return [int(x) for x in sizes.tolist()]
 
     @staticmethod
     def _grid_children(table: ChunkTable, path: str, done: list[str]) -> list[str] | None:
@@ -1816,6 +1880,19 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         path = self._strip_protocol(path)
         dirs = self._directories()
         names: list[str] = sorted(dirs.get(path, set()))
+        table = self.index.tables.get(path) if self.zarr_format == 2 else None
+        if table is not None:
+            # a v2 array: its metadata keys, then its chunk keys (which may be millions: listed
+            # and sized from the chunk table with numpy, without a call of info() per key)
+            keys = self._v2_chunk_keys(table, path)
+            if not detail:
+                return [lead + n for n in names + keys]
+            entries = [{**self.info(n), "name": lead + n} for n in names]
+            sizes = self._v2_chunk_sizes(table, path)
+            return entries + [
+                {"name": lead + k, "size": n, "type": "file"}
+                for k, n in zip(keys, sizes, strict=True)
+            ]
         chunk_kids = self._chunk_children(path)
         if chunk_kids:
             names = sorted(set(names) | set(chunk_kids))

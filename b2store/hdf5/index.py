@@ -172,9 +172,9 @@ class ChunkTable:
     def coords(self) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Grid coordinates (n, ndim) of every allocated or inline chunk, in linear order.
 
-        The fill chunks the v2 view serves for unallocated chunks are not listed: a sparse
-        dataset of 10**7 chunks would list them all (``ls``, ``du``), so a copy of the v2 view
-        (``fs.get``) reads its published fill value there (see docs/hdf5.md).
+        The fill chunks the v2 view serves for unallocated chunks are not among them; the
+        filesystem lists those keys itself (from the grid), so that a copy of the v2 view
+        (``fs.get``) reads what the view reads (see docs/hdf5.md).
         """
         allk = np.union1d(
             self.lin, np.fromiter(self.inline, dtype=np.int64, count=len(self.inline))

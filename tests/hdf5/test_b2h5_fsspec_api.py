@@ -54,8 +54,8 @@ def test_listed_sizes_match_served_bytes(tmp_path: Path, zarr_format: int) -> No
 def test_get_copies_a_readable_store(tmp_path: Path, zarr_format: int) -> None:
     """``fs.get(..., recursive=True)`` raised a bare NotImplementedError, and the v3 view did
     not list a scalar's chunk key ``<name>/c``, so a copy read zeros where h5py reads the scalar.
-    The v2 view's fill chunks for unallocated chunks are not listed (a sparse dataset of 10**7
-    chunks would list them all), so its copy reads zeros there."""
+    The v2 view lists the fill chunks it serves for unallocated chunks (fill value 9, not the
+    published null): its copy read zeros there."""
     import zarr
 
     path = _masked_and_filled_file(tmp_path / "m.h5")
@@ -64,15 +64,65 @@ def test_get_copies_a_readable_store(tmp_path: Path, zarr_format: int) -> None:
     fs.get("", f"{out}/", recursive=True)
     root = zarr.open_group(str(out), mode="r", zarr_format=zarr_format)
     with h5py.File(path, "r") as f:
-        names = ("masked", "filled", "scalar", "contiguous") if zarr_format == 3 else (
-            "masked", "scalar", "contiguous"
-        )  # fmt: skip
-        for name in names:
+        for name in ("masked", "filled", "scalar", "contiguous"):
             got, want = root[name][...], f[name][()]
             assert got.dtype == want.dtype and got.shape == want.shape
             np.testing.assert_array_equal(got, want)
     chunk_keys = [k for k in fs.find("filled") if not k.rpartition("/")[2].startswith((".", "z"))]
-    assert len(chunk_keys) == 1  # allocated chunks only, in both views
+    # v3: allocated chunks only (fill_value 9); v2: every chunk, 3 of them fill chunks
+    assert len(chunk_keys) == (1 if zarr_format == 3 else 4)
+
+
+def _fill_file(path: Path) -> Path:
+    """Datasets whose v2 view (``fill_value`` null) serves fill chunks: non-zero fill values with
+    unallocated chunks, never-written ones; and a sparse fill-0 one (nothing to serve)."""
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset("sevens", shape=(10,), chunks=(5,), dtype="i4", fillvalue=7)
+        d[:5] = np.arange(5)
+        d = f.create_dataset("nans", shape=(5, 7), chunks=(2, 3), dtype="f4", fillvalue=np.nan,
+                              compression="gzip")  # fmt: skip
+        d[2:4, 3:6] = 1.5
+        f.create_dataset("never", shape=(4, 6), chunks=(2, 2), dtype="i2", fillvalue=-9)
+        f.create_dataset("never0d", shape=(), dtype="i4", fillvalue=-2147483647)
+        f.create_dataset("zeros", shape=(100,), chunks=(10,), dtype="u1")[20:30] = 3
+    return path
+
+
+def test_v2_copy_reads_the_fill_chunks_it_serves(tmp_path: Path) -> None:
+    """``fs.get`` of the v2 view copied only the listed keys, and the fill chunks served for
+    unallocated chunks of datasets with a non-zero fill value were not listed: the copy read 0
+    (its ``fill_value`` is null) where h5py reads 7, NaN, -9 or -2147483647."""
+    import xarray as xr
+    import zarr
+
+    from b2store.refs import hdf5_refs
+
+    path = _fill_file(tmp_path / "fill.h5")
+    fs = HDF5FileSystem(str(path), zarr_format=2, skip_instance_cache=True)
+    out = tmp_path / "copy.zarr"
+    fs.get("", str(out), recursive=True)
+    root = zarr.open_group(str(out), mode="r", zarr_format=2)
+    ds = xr.open_zarr(str(out), zarr_format=2, consolidated=False)
+    with h5py.File(path, "r") as f:
+        for name in ("sevens", "nans", "never", "never0d", "zeros"):
+            want = f[name][()]
+            for got in (root[name][...], ds[name].values):
+                assert got.dtype == want.dtype and got.shape == want.shape, name
+                np.testing.assert_array_equal(got, want, err_msg=name)
+    chunks = {
+        k: v for k, v in fs.find("", detail=True).items() if k.rpartition("/")[2][0] not in ".z"
+    }
+    per = {n: sorted(k.rpartition("/")[2] for k in chunks if k.startswith(n + "/")) for n in
+           ("sevens", "nans", "never", "never0d", "zeros")}  # fmt: skip
+    assert per["sevens"] == ["0", "1"] and per["never0d"] == ["0"] and len(per["nans"]) == 9
+    assert len(per["never"]) == 6 and per["zeros"] == ["2"]  # fill 0: allocated chunks only
+    assert all(info["size"] == len(fs.cat_file(k)) for k, info in chunks.items())
+    assert fs.du("") == sum(i["size"] for i in fs.find("", detail=True).values())
+    assert fs.ls("never", detail=False)[:2] == ["never/.zarray", "never/.zattrs"]
+    # the references (built from the chunk tables) hold the same keys, as before
+    assert {k for k in hdf5_refs(path)["refs"] if k.rpartition("/")[2][0] not in ".z"} == set(
+        chunks
+    )
 
 
 def test_cat_expands_glob_patterns_but_keeps_literal_keys(tmp_path: Path) -> None:
@@ -379,3 +429,23 @@ def test_open_of_a_group_or_missing_key_names_the_file(tmp_path: Path) -> None:
         fs.open("masked/nope")
     with fs.open("masked/zarr.json") as fh:
         assert fh.read().startswith(b"{")
+
+
+def test_v2_listing_too_many_fill_chunks_says_what_to_do(tmp_path: Path, monkeypatch) -> None:
+    """A v2 array serving more fill chunks than can be listed raises (naming the file, the
+    dataset and the v3 view) instead of listing its allocated chunks only or running out of
+    memory; the v3 view lists it."""
+    from b2store.errors import UnsupportedHDF5FeatureError
+    from b2store.hdf5 import filesystem
+
+    path = _fill_file(tmp_path / "fill.h5")
+    monkeypatch.setattr(filesystem, "MAX_LISTED_FILL_KEYS", 8)
+    fs = HDF5FileSystem(str(path), zarr_format=2, skip_instance_cache=True)
+    assert fs.ls("sevens", detail=False) == [
+        f"sevens/{k}" for k in (".zarray", ".zattrs", "0", "1")
+    ]
+    with pytest.raises(NotImplementedError, match=r"fill.h5: dataset '/nans'.*zarr_format=3") as e:
+        fs.find("")
+    assert isinstance(e.value, UnsupportedHDF5FeatureError)
+    v3 = HDF5FileSystem(str(path), zarr_format=3, skip_instance_cache=True)
+    assert "nans/c/1/1" in v3.find("nans")
