@@ -35,7 +35,11 @@ Lossy options:
   markers or valid range inside the dtype's range; the others stay lossless.
 * Neither touches values that are meanings, not measurements (:func:`_exact_reason`):
   dimension scales, coordinates, bounds, counts and indices other variables name, CF flags,
-  enumerated types and categorical CF standard names are stored lossless, with a message.
+  enumerated types and categorical CF standard names are stored lossless, with a message. So
+  are NeXus-style categorical fields by name (:data:`_CATEGORICAL_FIELDS`: ``image_key``,
+  masks, flags, ``scan_finished``), datasets smaller than :data:`TINY_ITEMS` items (or one
+  ``--blocks`` block), and integer datasets of at most :data:`FEW_VALUES` distinct values that
+  the option would merge or move (:func:`_few_values_reason`): most likely categories.
 """
 
 from __future__ import annotations
@@ -1324,6 +1328,93 @@ def _exact_reason(ds: Any, referenced: str | None) -> str | None:
     return None
 
 
+#: NeXus (and similar) integer fields whose values are categories, flags or bit masks, by
+#: dataset name: ``image_key`` (NXdetector/NXtomo: 0 projection, 1 flat, 2 dark, 3 invalid),
+#: ``pixel_mask``/``detector_mask`` and other ``*_mask`` (NXdetector bit masks), ``*_flag(s)``,
+#: ``*_key`` and status scalars such as Diamond's ``scan_finished``
+_CATEGORICAL_FIELDS = frozenset({"image_key", "mask", "flag", "flags", "scan_finished"})
+_CATEGORICAL_SUFFIXES = ("_key", "_mask", "_flag", "_flags", "_finished")
+#: datasets with fewer items than this (or than one ``--blocks`` block) are stored lossless
+#: under lossy options: nothing to gain from truncation, everything to lose
+TINY_ITEMS = 4096
+#: integer datasets with at most this many distinct values, which a lossy option would merge
+#: or move, are stored lossless (:func:`_few_values_reason`)
+FEW_VALUES = 16
+#: up to this many items, the distinct values are counted exactly; above, in a sample of chunks
+_FEW_VALUES_EXACT = 4_000_000
+_FEW_VALUES_SAMPLE = 16
+
+
+def _name_reason(ds: Any) -> str | None:
+    """Why ``ds``'s name says its values are categories (:data:`_CATEGORICAL_FIELDS`), or
+    None."""
+    leaf = str(ds.name).rpartition("/")[2].lower()
+    if leaf in _CATEGORICAL_FIELDS or leaf.endswith(_CATEGORICAL_SUFFIXES):
+        return f"categorical field by name ({leaf!r}: keys, masks, flags or status)"
+    return None
+
+
+def _tiny_reason(ds: Any, choice: CodecChoice) -> str | None:
+    """Why ``ds`` is too small for a lossy option (fewer than :data:`TINY_ITEMS` items, or than
+    one block of ``choice.blocks``), or None."""
+    limit = TINY_ITEMS
+    if choice.blocks is not None:
+        limit = max(limit, int(np.prod(choice.blocks)))
+    if int(ds.size) < limit:
+        return f"{int(ds.size)} items, fewer than {limit} (nothing to gain)"
+    return None
+
+
+def _distinct_values(ds: Any, chunks: tuple[int, ...]) -> tuple[np.ndarray, bool] | None:
+    """The distinct values of integer dataset ``ds`` read in ``chunks`` (all of them up to
+    :data:`_FEW_VALUES_EXACT` items, else :data:`_FEW_VALUES_SAMPLE` chunks spread over the
+    dataset) and whether that was a sample; None once more than :data:`FEW_VALUES` show up."""
+    import itertools
+
+    grid = [range(0, s, c) for s, c in zip(ds.shape, chunks, strict=True)]
+    origins = list(itertools.product(*grid)) if ds.ndim else [()]
+    sampled = int(ds.size) > _FEW_VALUES_EXACT and len(origins) > _FEW_VALUES_SAMPLE
+    if sampled:
+        step = len(origins) / _FEW_VALUES_SAMPLE
+        origins = [origins[int(i * step)] for i in range(_FEW_VALUES_SAMPLE)]
+    seen = np.empty(0, dtype=ds.dtype)
+    for origin in origins:
+        sel = tuple(slice(o, o + c) for o, c in zip(origin, chunks, strict=True))
+        seen = np.union1d(seen, np.unique(ds[sel] if sel else ds[()]))
+        if seen.size > FEW_VALUES:
+            return None
+    return seen, sampled
+
+
+def _few_values_reason(ds: Any, choice: CodecChoice, chunks: tuple[int, ...]) -> str | None:
+    """Why ``ds`` looks categorical to the lossy option of ``choice``: an integer dataset with
+    at most :data:`FEW_VALUES` distinct values (exactly, or in a sample of chunks) that the
+    truncation would merge (two values truncating to one, ``keep`` considered), or that JPEG
+    2000, which keeps no value exact, would code. None otherwise."""
+    from b2store.codecs.itrunc import keep_values, plan_truncation, truncate
+
+    if np.dtype(ds.dtype).kind not in "ui" or not _lossy(choice):
+        return None
+    found = _distinct_values(ds, chunks)
+    if found is None:
+        return None
+    values, sampled = found
+    where = "in a sample of its chunks" if sampled else "in all"
+    listed = ", ".join(str(v) for v in values.tolist())
+    if choice.is_j2k:
+        return f"only {values.size} distinct values {where} ({listed}): most likely categories"
+    if choice.itrunc_max_error is None:
+        return None
+    plan = plan_truncation(values.dtype, max_abs_error=choice.itrunc_max_error)
+    keep = keep_values(values.dtype, list(choice.itrunc_keep)) if choice.itrunc_keep else None
+    if np.unique(truncate(values, plan, keep)).size < values.size:
+        return (
+            f"only {values.size} distinct values {where} ({listed}), which truncation would "
+            "merge: most likely categories"
+        )
+    return None
+
+
 def _convert_dataset(
     ds: Any,
     fout: Any,
@@ -1355,8 +1446,23 @@ def _convert_dataset(
         say(f"{path}: {exact}: stored lossless ({_lossy(choice)} not applied)")
         choice = replace(choice, itrunc_max_error=None, itrunc_keep=None)
         choice = replace(choice, j2k_ratio=None, j2k_psnr=None)
+    if exact is None and _lossy(choice):  # by name, by size, then by its values
+        exact = _name_reason(ds) or _tiny_reason(ds, choice)
+        if exact is not None:
+            say(f"{path}: {exact}: stored lossless ({_lossy(choice)} not applied)")
+            choice = replace(choice, itrunc_max_error=None, itrunc_keep=None)
+            choice = replace(choice, j2k_ratio=None, j2k_psnr=None)
     if choice.itrunc_max_error is not None:
         markers = _missing_markers(ds, choice.itrunc_keep, choice.itrunc_max_error)
+        few = (
+            None
+            if markers.lossless is not None
+            else _few_values_reason(ds, replace(choice, itrunc_keep=markers.keep or None), chunks)
+        )
+        if few is not None:
+            say(f"{path}: {few}: stored lossless (itrunc not applied)")
+            choice = replace(choice, itrunc_max_error=None, itrunc_keep=None)
+            markers = _Markers(keep=(), kept=(), skipped=(), lossless=None)
         if markers.skipped:
             say(
                 f"{path}: {', '.join(markers.skipped)}: not a value of {ds.dtype}, so no item can "
@@ -1374,7 +1480,11 @@ def _convert_dataset(
                 )
     if choice.is_j2k:
         _grok_for(choice, path)  # the settings and the plugin, named with the dataset
-        why = _j2k_unsuitable(choice, ds.dtype, chunks) or _j2k_markers(ds)
+        why = (
+            _j2k_unsuitable(choice, ds.dtype, chunks)
+            or _j2k_markers(ds)
+            or _few_values_reason(ds, choice, chunks)
+        )
         if why is not None:
             say(f"{path}: {why}: stored lossless with b2nd (JPEG 2000 not applied)")
             choice = replace(choice, j2k_ratio=None, j2k_psnr=None)
