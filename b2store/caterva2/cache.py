@@ -209,9 +209,11 @@ class ChunkCache:
         the folder is over its limit)."""
         with self._lock:
             first = self._total is None
-            if not first:
-                self._total = (self._total or 0) + added
-            over = self.size_limit is not None and (self._total or 0) > self.size_limit
+            # the first write starts the total at 0 so that other threads' first writes do not
+            # scan too; the scan (outside the lock: a fork meanwhile must not inherit it held)
+            # then sets the real total
+            self._total = (self._total or 0) + (0 if first else added)
+            over = self.size_limit is not None and self._total > self.size_limit
         if first or over:
             self.evict()
 

@@ -113,14 +113,14 @@ import zarr
 from b2store.caterva2.cache import ChunkCache
 host, path, cache = sys.argv[1:4]
 scanning = threading.Event()
-size = ChunkCache.size
+evict = ChunkCache.evict
 
-def slow_size(self):  # the scan of a large cache folder (seconds for 100k entries)
+def slow_evict(self):  # the first write's scan of a large cache folder (seconds for 100k entries)
     scanning.set()
     time.sleep(2)
-    return size(self)
+    return evict(self)
 
-ChunkCache.size = slow_size
+ChunkCache.evict = slow_evict
 a = zarr.open_array(f"caterva2://{host}/{path}", mode="r",
                     storage_options={"cache_storage": cache, "skip_instance_cache": True})
 threading.Thread(target=lambda: a[:20, :15], daemon=True).start()  # first write: the scan
@@ -135,8 +135,8 @@ if pid == 0:
 
 
 def test_fork_while_another_thread_scans_the_chunk_cache(cat2_server: Any, tmp_path: Path) -> None:
-    """A fork while another thread held a chunk cache's lock (its first write scans the whole
-    cache folder holding it): the child's first read of a new chunk of an array opened before
+    """A fork while another thread scanned a chunk cache folder (its first write; the scan held
+    the cache's lock before): the child's first read of a new chunk of an array opened before
     the fork hung for ever. The child's filesystems get caches of their own."""
     folder, _ = public_folder(cat2_server, "forkscan")
     a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
