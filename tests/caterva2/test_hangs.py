@@ -13,13 +13,19 @@ import numpy as np
 import pytest
 from _c2server import public_folder
 
-from tests._fork_scripts import WAIT_FOR_CHILD, run_script
+from tests._fork_scripts import (
+    PARENT_AFTER_FORKED_CHILD,
+    READ_IN_FORKED_CHILD,
+    WAIT_FOR_CHILD,
+    run_script,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX only")
 
 
-_CHILD_READS = """
-import multiprocessing as mp, sys
+_CHILD_READS = (
+    """
+import sys
 import fsspec, zarr
 host, path, cache = sys.argv[1:4]
 so = {"cache_storage": cache, "skip_instance_cache": True}
@@ -27,20 +33,12 @@ a = zarr.open_array(f"caterva2://{host}/{path}", mode="r", storage_options=so)
 fs = fsspec.filesystem("caterva2", host=host, **so)
 assert a[0, 0] == 0 and fs.cat(path + "/.zarray")
 
-def child(q):
-    try:
-        q.put((a[35, :2].tolist(), fs.ls(path.rsplit("/", 1)[0], detail=False),
-               len(fs.cat(path + "/.zarray"))))
-    except BaseException as exc:
-        q.put(repr(exc))
-
-ctx = mp.get_context("fork")
-q = ctx.Queue()
-p = ctx.Process(target=child, args=(q,))
-p.start()
-print(q.get(timeout=20))
-p.join(5)
+def work():
+    return (a[35, :2].tolist(), fs.ls(path.rsplit("/", 1)[0], detail=False),
+            len(fs.cat(path + "/.zarray")))
 """
+    + READ_IN_FORKED_CHILD
+)
 
 
 def test_filesystem_used_before_a_fork_reads_in_the_child(cat2_server: Any, tmp_path: Path) -> None:
@@ -146,8 +144,9 @@ def test_fork_while_another_thread_scans_the_chunk_cache(cat2_server: Any, tmp_p
     assert out.strip() == "child 0", out
 
 
-_PARENT_READS_AFTER = """
-import multiprocessing as mp, sys, time
+_PARENT_READS_AFTER = (
+    """
+import sys
 import fsspec, numpy as np
 host, path = sys.argv[1:3]
 fs = fsspec.filesystem("caterva2", host=host, cache_storage=None, timeout=5, retries=0)
@@ -156,16 +155,12 @@ assert len(fs.cat(path + "/0.0")) > 0  # a pooled keep-alive connection in the p
 def child():
     fs.cat(path + "/1.0")
 
-ctx = mp.get_context("fork")
-p = ctx.Process(target=child)
-p.start()
-p.join(20)
-assert p.exitcode == 0, p.exitcode
-t = time.monotonic()
-for k in ("0.1", "1.1", "0.0"):
-    assert len(fs.cat(path + "/" + k)) > 0
-print("parent", round(time.monotonic() - t))
+def parent():
+    for k in ("0.1", "1.1", "0.0"):
+        assert len(fs.cat(path + "/" + k)) > 0
 """
+    + PARENT_AFTER_FORKED_CHILD
+)
 
 
 def test_parent_reads_after_a_child_used_the_filesystem(cat2_server: Any, tmp_path: Path) -> None:

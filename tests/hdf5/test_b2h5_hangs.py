@@ -11,7 +11,12 @@ import h5py
 import numpy as np
 import pytest
 
-from tests._fork_scripts import WAIT_FOR_CHILD, run_script
+from tests._fork_scripts import (
+    PARENT_AFTER_FORKED_CHILD,
+    READ_IN_FORKED_CHILD,
+    WAIT_FOR_CHILD,
+    run_script,
+)
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="fork is POSIX only")
 
@@ -37,25 +42,15 @@ BASE = f"http://127.0.0.1:{srv.server_port}"
 _CHILD_READS = (
     _SERVER
     + """
-import multiprocessing as mp, os
 import fsspec, zarr
 a = zarr.open_array(f"b2h5::{BASE}/f.h5", path="data", mode="r")
 fs = fsspec.filesystem("b2h5", fo=f"{BASE}/f.h5")
 assert a[2, 3] == 803.0 and fs.cat("data/zarr.json")
 
-def child(q):
-    try:
-        q.put((a[350, :3].tolist(), len(fs.cat("data/c/2/0"))))
-    except BaseException as exc:
-        q.put(repr(exc))
-
-ctx = mp.get_context("fork")
-q = ctx.Queue()
-p = ctx.Process(target=child, args=(q,))
-p.start()
-print(q.get(timeout=20))
-p.join(5)
+def work():
+    return (a[350, :3].tolist(), len(fs.cat("data/c/2/0")))
 """
+    + READ_IN_FORKED_CHILD
 )
 
 
@@ -266,7 +261,6 @@ def test_threads_reading_a_cached_tar_member_get_their_own_bytes(tmp_path: Path)
 _PARENT_READS_AFTER = (
     _SERVER
     + """
-import multiprocessing as mp, time
 import aiohttp, fsspec
 opts = {"client_kwargs": {"timeout": aiohttp.ClientTimeout(total=5)}}
 fs = fsspec.filesystem("b2h5", fo=f"{BASE}/f.h5", target_options=opts)
@@ -275,16 +269,11 @@ assert len(fs.cat("data/c/0/0")) == 320000  # a pooled keep-alive connection in 
 def child():
     assert len(fs.cat("data/c/1/0")) == 320000
 
-ctx = mp.get_context("fork")
-p = ctx.Process(target=child)
-p.start()
-p.join(20)
-assert p.exitcode == 0, p.exitcode
-t = time.monotonic()
-for k in ("2/0", "3/0", "0/0"):
-    assert len(fs.cat("data/c/" + k)) == 320000
-print("parent", round(time.monotonic() - t))
+def parent():
+    for k in ("2/0", "3/0", "0/0"):
+        assert len(fs.cat("data/c/" + k)) == 320000
 """
+    + PARENT_AFTER_FORKED_CHILD
 )
 
 
