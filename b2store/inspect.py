@@ -32,8 +32,6 @@ __all__ = [
 ]
 
 
-#: Codec id of a frame whose chunks use a plugin (user-defined) codec.
-_UDCODEC_FORMAT = 6
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nc", ".nc4", ".nxs", ".cxi")
 
 
@@ -102,7 +100,7 @@ def _frame_info(raw: bytes) -> tuple[tuple[int, ...] | None, str]:
     except ValueError as exc:
         raise InspectError(f"Expected a sound Blosc2 frame. Got {exc} instead.") from exc
     codec = info.codec
-    if codec == _UDCODEC_FORMAT and info.nchunks:  # a plugin: its id is in the chunk header
+    if codec == bf.UDCODEC_FORMAT and info.nchunks:  # a plugin: its id is in the chunk header
         chunk, _special = bf.frame_chunk(raw, info, 0, what="Blosc2 frame")
         if chunk is not None:
             codec = bf.chunk_header(chunk, what="Blosc2 frame").udcodec

@@ -44,6 +44,7 @@ __all__ = [
     "SPECIAL_UNINIT",
     "SPECIAL_VALUE",
     "SPECIAL_ZERO",
+    "UDCODEC_FORMAT",
     "B2ndMeta",
     "ChunkHeader",
     "FrameInfo",
@@ -67,6 +68,10 @@ SPECIAL_ZERO = 1
 SPECIAL_NAN = 2
 SPECIAL_VALUE = 3
 SPECIAL_UNINIT = 4
+
+#: Codec (format) id a frame header and a chunk's flags record for a plugin (user-defined)
+#: codec; the chunk header's ``udcodec`` byte holds the plugin's own id.
+UDCODEC_FORMAT = 6
 
 _FLAG_MEMCPYED = 0x02
 _FLAG_DONT_SPLIT = 0x10

@@ -130,7 +130,6 @@ _NDIM_CODECS = {33: "ZFP_ACC", 34: "ZFP_PREC", 35: "ZFP_RATE"}
 #: Built-in codec ids, and plugin codec ids with the Python package that loads their library.
 _BUILTIN_CODECS = {0, 1, 2, 3, 4, 5, 32, 33, 34, 35}
 _PLUGIN_CODECS = {37: ("blosc2_grok", "blosc2_j2k"), 39: ("blosc2_j2k",), 40: ("blosc2_htj2k",)}
-_UDCODEC_FORMAT = 6
 #: Most filters b2store lets C-Blosc2 run when encoding (see :func:`encoding_pipeline`).
 _MAX_BLOSC2_FILTERS = 2
 #: Largest chunk C-Blosc2 compresses (BLOSC2_MAX_BUFFERSIZE: INT32_MAX - BLOSC2_MAX_OVERHEAD).
@@ -404,7 +403,7 @@ class NeedsArrayContext(CodecError):
 
 def needs_array_context(hdr: bf.ChunkHeader) -> bool:
     """Whether C-Blosc2 needs the array's b2nd metadata to decompress this chunk."""
-    ndim_codec = (hdr.flags >> 5 == _UDCODEC_FORMAT or hdr.udcodec >= 32) and (
+    ndim_codec = (hdr.flags >> 5 == bf.UDCODEC_FORMAT or hdr.udcodec >= 32) and (
         hdr.udcodec in _NDIM_CODECS
     )
     return ndim_codec or any(f in _NDIM_FILTERS for f in hdr.filters)
@@ -433,7 +432,7 @@ def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
             "the array's chunk and block shapes at decode time: decode it as a b2nd frame, or "
             "pass chunkshape and blocks for a bare chunk (or read it with python-blosc2)"
         )
-    if fmt == _UDCODEC_FORMAT or hdr.udcodec >= 32:
+    if fmt == bf.UDCODEC_FORMAT or hdr.udcodec >= 32:
         cid = hdr.udcodec
         if cid in _PLUGIN_CODECS:
             import importlib
@@ -449,7 +448,7 @@ def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
                     f"{what}: the chunk uses Blosc2 plugin codec {cid}; install "
                     f"{' or '.join(_PLUGIN_CODECS[cid])} to decode it"
                 )
-        elif cid not in _BUILTIN_CODECS and fmt == _UDCODEC_FORMAT:
+        elif cid not in _BUILTIN_CODECS and fmt == bf.UDCODEC_FORMAT:
             raise CodecError(f"{what}: unknown Blosc2 codec id {cid} in the chunk header")
     bad = [f for f in hdr.filters if f not in _KNOWN_FILTERS]
     if bad:
