@@ -212,7 +212,7 @@ class ChunkCache:
             # the first write starts the total at 0 so that other threads' first writes do not
             # scan too; the scan (outside the lock: a fork meanwhile must not inherit it held)
             # then sets the real total
-            self._total = (self._total or 0) + (0 if first else added)
+            self._total = 0 if self._total is None else self._total + added
             over = self.size_limit is not None and self._total > self.size_limit
         if first or over:
             self.evict()

@@ -419,25 +419,22 @@ def _check_index_cache(value: Any) -> None:
     ``""`` used to mean the current folder (sidecar files written wherever the process runs)
     and ``True`` failed later with a bare TypeError.
     """
-    if value is None or isinstance(value, os.PathLike):
+    if value is None:
         return
-    if not isinstance(value, str):
+    if not isinstance(value, str | os.PathLike):
         raise TypeError(
             f"Expected index_cache None, 'auto' or a folder path. Got {value!r} instead."
         )
-    if not value.strip():
+    if isinstance(value, str) and not value.strip():
         raise ValueError(
             "Expected index_cache None (memory only), 'auto' or a folder path. Got an empty "
             "string instead (use '.' for the current folder)."
         )
-
-
-def _check_index_cache_folder(value: Any) -> None:
-    """An existing file given as ``index_cache`` (``index_cache="index.npz"``) cached nothing,
-    silently (sidecar writes are best effort: a folder that cannot be made or written, such as
-    a read-only shared one, is skipped)."""
-    if value is None or value == "auto":
+    if value == "auto":
         return
+    # an existing file (index_cache="index.npz") cached nothing, silently: sidecar writes are
+    # best effort (a folder that cannot be made or written, such as a read-only shared one,
+    # is skipped)
     folder = Path(value).expanduser()
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(
@@ -783,7 +780,6 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 f"Expected unsupported 'raise', 'warn' or 'skip'. Got {unsupported!r} instead."
             )
         _check_index_cache(index_cache)
-        _check_index_cache_folder(index_cache)
         if not isinstance(fo, str | Path) or not str(fo):
             raise TypeError(
                 f"Expected the HDF5 file's path or URL as fo. Got {fo!r} instead. In a URL the "
@@ -1083,10 +1079,11 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
         with contextlib.suppress(ImportError):
             import hdf5plugin  # noqa: F401  (filters h5py may need for compact/vlen reads)
-        if self._is_local():
+        local = self._is_local()
+        if local:
             _check_regular_file(url)  # also of external links and VDS sources
         try:
-            if self._is_local():
+            if local:
                 return open_local_file(url), None
             with _shared_handle(self.target_fs):  # simplecache::tar:// downloads at open
                 try:
@@ -1760,12 +1757,9 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         The array is looked up by name (not by scanning every table: ``find`` over a file
         with thousands of datasets asks this for every directory).
         """
-        tables = self.index.tables
         if self.zarr_format == 2:
-            table = tables.get(path)
-            if table is None:
-                return None
-            return self._v2_chunk_keys(table, path)
+            return None  # a v2 array's chunk keys sit beside its .zarray (ls lists them)
+        tables = self.index.tables
         parts = path.split("/")
         for i, part in enumerate(parts):
             table = tables.get("/".join(parts[:i])) if part == "c" else None
@@ -1792,9 +1786,9 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             )
         return np.arange(table.nchunks, dtype=np.int64)
 
-    def _v2_chunk_keys(self, table: ChunkTable, path: str) -> list[str]:
-        """The chunk keys of a v2 array (see :meth:`_v2_chunk_lins`), in linear order."""
-        lins = self._v2_chunk_lins(table, path)
+    @staticmethod
+    def _v2_chunk_keys(table: ChunkTable, path: str, lins: np.ndarray[Any, Any]) -> list[str]:
+        """The chunk keys of a v2 array at linear indices ``lins`` (:meth:`_v2_chunk_lins`)."""
         base = f"{path}/" if path else ""
         if not table.grid:
             return [f"{base}0"] if lins.size else []
@@ -1804,19 +1798,14 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         coords = np.stack(np.unravel_index(lins, table.grid), axis=-1)
         return [form.format(*c) for c in coords.tolist()]
 
-    def _v2_chunk_sizes(self, table: ChunkTable, path: str) -> list[int]:
-        """What :meth:`info` says of each key of :meth:`_v2_chunk_keys` (without a call per key)."""
-        lins = self._v2_chunk_lins(table, path)
+    @classmethod
+    def _v2_chunk_sizes(cls, table: ChunkTable, lins: np.ndarray[Any, Any]) -> list[int]:
+        """What :meth:`info` says of the chunk keys at linear indices ``lins`` (without a call
+        per key)."""
         fill = len(table.fill_chunk) if table.fill_chunk is not None else 0
         sizes = np.full(lins.size, fill, dtype=np.int64)
         if table.lin.size:
-            served = table.sizes.astype(np.int64)
-            if table.masked:
-                from b2store.codecs.hdf5_pipeline import MASK_HEADER_SIZE
-
-                served = served + MASK_HEADER_SIZE
-            else:
-                served = np.maximum(served, table.pad_to)
+            served = cls._served_sizes(table, table.sizes.astype(np.int64))
             sizes[np.searchsorted(lins, table.lin)] = served
         for lin, data in table.inline.items():
             if table.find(int(lin)) < 0:  # as info(): an allocated chunk's row wins
@@ -1857,15 +1846,20 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             return {"name": path, "size": len(table.fill_chunk), "type": "file"}
         raise FileNotFoundError(path)
 
-    @staticmethod
-    def _served_size(table: ChunkTable, row: int) -> int:
+    @classmethod
+    def _served_size(cls, table: ChunkTable, row: int) -> int:
         """Length of what :meth:`cat_file` serves for a stored chunk (see :meth:`_finish`)."""
-        size = int(table.sizes[row])
+        return int(cls._served_sizes(table, int(table.sizes[row])))
+
+    @staticmethod
+    def _served_sizes(table: ChunkTable, sizes: Any) -> Any:
+        """:meth:`_served_size` of stored sizes ``sizes`` (an int or an int64 array): masked
+        chunks carry the mask header, others are padded to ``pad_to``."""
         if table.masked:
             from b2store.codecs.hdf5_pipeline import MASK_HEADER_SIZE
 
-            return MASK_HEADER_SIZE + size
-        return max(size, table.pad_to)
+            return sizes + MASK_HEADER_SIZE
+        return np.maximum(sizes, table.pad_to)
 
     def ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
         """Children of a group, array or chunk directory (or the key itself).
@@ -1884,11 +1878,12 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         if table is not None:
             # a v2 array: its metadata keys, then its chunk keys (which may be millions: listed
             # and sized from the chunk table with numpy, without a call of info() per key)
-            keys = self._v2_chunk_keys(table, path)
+            lins = self._v2_chunk_lins(table, path)
+            keys = self._v2_chunk_keys(table, path, lins)
             if not detail:
                 return [lead + n for n in names + keys]
             entries = [{**self.info(n), "name": lead + n} for n in names]
-            sizes = self._v2_chunk_sizes(table, path)
+            sizes = self._v2_chunk_sizes(table, lins)
             return entries + [
                 {"name": lead + k, "size": n, "type": "file"}
                 for k, n in zip(keys, sizes, strict=True)

@@ -411,12 +411,12 @@ class _Walker:
             else:
                 self.notes.append(f"{where}: {type(obj).__name__} skipped (not a group/dataset)")
 
-    def walk_aliases(self) -> str | None:
+    def walk_aliases(self) -> None:
         """Walk the links to groups presented already (deferred by :meth:`walk`), each whole
         or not at all, within ALIAS_NODE_LIMIT / ALIAS_FACTOR further paths. A group shown
         partly under a link (the first of its 4000 datasets only) read as the whole group.
-
-        Returns the note saying how many links were not followed (``None``: all were).
+        Links left out get a note each and one summary note (ALIAS_CAP_NOTE, which the
+        filesystem turns into a warning at each open).
         """
         budget = max(ALIAS_NODE_LIMIT, ALIAS_FACTOR * self.unique_nodes)
         left, skipped = budget, 0
@@ -438,8 +438,8 @@ class _Walker:
                 self.alias_depth -= 1
         self.deferred.clear()
         if not skipped:
-            return None
-        note = (
+            return
+        self.notes.append(
             f"{self.url}: {skipped} {ALIAS_CAP_NOTE}: the file's links present its groups "
             f"under more paths than b2store presents (at most {budget} further paths: "
             f"{ALIAS_NODE_LIMIT}, or {ALIAS_FACTOR} per distinct node of the file; each linked "
@@ -447,8 +447,6 @@ class _Walker:
             "are presented (the filesystem's notes, fs.notes, name each link left out and "
             "that path), or read the file with h5py."
         )
-        self.notes.append(note)
-        return note
 
     def _resolve(self, group: h5py.Group, name: Any, url: str) -> tuple[Any, str] | None:
         """(object, url of its file) of a member as :meth:`walk` resolves it, or ``None``
