@@ -58,9 +58,7 @@ from typing import Any
 import numpy as np
 
 from b2store.codecs._common import CNAMES as _BLOSC2_CNAMES
-from b2store.codecs._common import parse_int_range
-from b2store.codecs.b2nd import _MAX_BLOSC2_FILTERS
-from b2store.codecs.itrunc import parse_keep
+from b2store.codecs._common import MAX_B2ND_DIMS, MAX_BLOSC2_FILTERS, parse_int_range
 from b2store.errors import B2StoreError
 
 __all__ = [
@@ -84,12 +82,11 @@ CNAMES: tuple[str, ...] = tuple(_BLOSC2_CNAMES)
 #: Blosc2 filters accepted on the command line.
 FILTERS = ("none", "shuffle", "bitshuffle", "delta", "bytedelta")
 #: The highest rank a converted dataset can have: the ``b2store_b2nd`` encoder refuses more
-#: dimensions (HDF5 allows 32). b2store.codecs.b2nd has no named constant for it yet; a test
-#: checks that the two agree.
-B2ND_MAX_DIM = 8
+#: dimensions (HDF5 allows 32).
+B2ND_MAX_DIM = MAX_B2ND_DIMS
 #: Most Blosc2 filters in one chunk's pipeline besides itrunc (the ``b2store_b2nd`` encoder's
 #: limit: C-Blosc2 writes wrong data with three or more).
-MAX_FILTERS = _MAX_BLOSC2_FILTERS
+MAX_FILTERS = MAX_BLOSC2_FILTERS
 
 
 class ConvertError(B2StoreError, ValueError):
@@ -166,6 +163,8 @@ class CodecChoice:
         if self.itrunc_keep is not None:
             if self.itrunc_max_error is None:
                 raise ConvertError("itrunc_keep applies to itrunc_max_error: set that too.")
+            from b2store.codecs.itrunc import parse_keep  # numcodecs: loaded only when used
+
             try:
                 keep = parse_keep("convert", self.itrunc_keep)
             except (TypeError, ValueError) as exc:
@@ -1056,7 +1055,7 @@ def _as_item(dtype: np.dtype[Any], twin: np.dtype[Any] | None, value: Any) -> in
     """``value`` as an item of integer ``dtype`` (as a Python int), or of its ``_Unsigned``
     twin viewed as ``dtype``; None when neither can hold it (fractional, NaN, out of range, not
     a number)."""
-    from b2store.codecs.itrunc import keep_values
+    from b2store.codecs.itrunc import keep_values, parse_keep
 
     try:
         as_keep = parse_keep("convert", [value])  # numbers only; integral floats as ints
@@ -1131,7 +1130,7 @@ def _missing_markers(
     became 4, then masked; valid_max 5: 6 and 7, invalid, became 4). The bottom of that bin
     goes to ``keep``, so its items keep their exact values.
     """
-    from b2store.codecs.itrunc import plan_truncation
+    from b2store.codecs.itrunc import parse_keep, plan_truncation, truncate
 
     dtype = np.dtype(ds.dtype)
     twin = _twin_dtype(ds)
@@ -1146,12 +1145,9 @@ def _missing_markers(
         elif item not in keep:
             keep[item] = f"{what} {item}"
     if max_error is not None:
-        k = plan_truncation(dtype, max_abs_error=max_error).zeroed
-        udt = np.dtype(f"{dtype.byteorder if dtype.byteorder in '<>' else '='}u{dtype.itemsize}")
-        mask = ~((1 << k) - 1) & ((1 << 8 * dtype.itemsize) - 1)
-        for what, item, _side in _valid_bounds(ds) if k else ():
-            bits = np.array(item, dtype=dtype).view(udt) & np.array(mask).astype(udt)
-            low = int(bits.view(dtype))
+        plan = plan_truncation(dtype, max_abs_error=max_error)
+        for what, item, _side in _valid_bounds(ds) if plan.zeroed else ():
+            low = int(truncate(np.array(item, dtype=dtype), plan))
             if low not in keep:
                 keep[low] = f"{what} (its truncation bin, from {low}, exact)"
                 bins += 1

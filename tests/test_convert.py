@@ -855,7 +855,7 @@ def test_option_checks_reuse_the_codecs(tmp_path: Path) -> None:
     from b2store.errors import CodecError
 
     assert list(conv.CNAMES) == list(CNAMES)
-    assert MAX_FILTERS == b2nd._MAX_BLOSC2_FILTERS
+    assert MAX_FILTERS == b2nd.MAX_BLOSC2_FILTERS
     for cname in CNAMES:
         assert CodecChoice(cname=cname).cname == cname
     with pytest.raises(ConvertError, match=r"^clevel: Expected an integer\. Got '5' instead\.$"):

@@ -19,6 +19,8 @@ from b2store.errors import CodecError
 
 __all__ = [
     "CNAMES",
+    "MAX_B2ND_DIMS",
+    "MAX_BLOSC2_FILTERS",
     "SPLITMODES",
     "as_bytes_view",
     "check_config_keys",
@@ -38,6 +40,11 @@ CNAMES: dict[str, int] = {"blosclz": 0, "lz4": 1, "lz4hc": 2, "zlib": 4, "zstd":
 #: Blosc2 split modes (``blosc2.SplitMode``) by config name: whether each block is compressed
 #: as one stream or as one stream per byte of the item (after shuffle), as C-Blosc2 numbers them.
 SPLITMODES: dict[str, int] = {"always": 1, "never": 2, "auto": 3, "forward_compat": 4}
+#: Most filters b2store lets C-Blosc2 run when encoding (see
+#: :func:`b2store.codecs.b2nd.encoding_pipeline`: C-Blosc2 writes wrong data with three or more).
+MAX_BLOSC2_FILTERS = 2
+#: Most dimensions the ``b2store_b2nd`` encoder writes (HDF5 allows 32).
+MAX_B2ND_DIMS = 8
 
 
 def check_config_keys(codec: str, config: Mapping[str, Any], allowed: Iterable[str]) -> None:

@@ -71,6 +71,8 @@ from numcodecs.abc import Codec
 from b2store.codecs import _blosc2frame as bf
 from b2store.codecs._common import (
     CNAMES,
+    MAX_B2ND_DIMS,
+    MAX_BLOSC2_FILTERS,
     SPLITMODES,
     as_bytes_view,
     codec_from_config,
@@ -130,8 +132,6 @@ _NDIM_CODECS = {33: "ZFP_ACC", 34: "ZFP_PREC", 35: "ZFP_RATE"}
 #: Built-in codec ids, and plugin codec ids with the Python package that loads their library.
 _BUILTIN_CODECS = {0, 1, 2, 3, 4, 5, 32, 33, 34, 35}
 _PLUGIN_CODECS = {37: ("blosc2_grok", "blosc2_j2k"), 39: ("blosc2_j2k",), 40: ("blosc2_htj2k",)}
-#: Most filters b2store lets C-Blosc2 run when encoding (see :func:`encoding_pipeline`).
-_MAX_BLOSC2_FILTERS = 2
 #: Largest chunk C-Blosc2 compresses (BLOSC2_MAX_BUFFERSIZE: INT32_MAX - BLOSC2_MAX_OVERHEAD).
 _MAX_CHUNK_BYTES = 2**31 - 1 - 32
 #: Largest typesize Blosc2 records; writers record larger items with typesize 1.
@@ -277,7 +277,7 @@ def encoding_pipeline(
         dtype.byteorder == ">"
         or (dtype.kind == "f" and dtype.itemsize not in (4, 8))  # TRUNC_PREC: f4/f8 only
         or any(f.get("keep") for f in trunc)  # markers kept exactly: Blosc2 cannot
-        or len(_blosc2_filters(specs, dtype)[0]) > _MAX_BLOSC2_FILTERS
+        or len(_blosc2_filters(specs, dtype)[0]) > MAX_BLOSC2_FILTERS
     ):
         specs, in_numpy = rest, trunc
     else:
@@ -288,9 +288,9 @@ def encoding_pipeline(
             f"{blosc2.blosclib_version.split()[0]} decodes two deltas wrongly on several "
             f"threads, as python-blosc2 reads by default). Got {[f['id'] for f in specs]} instead."
         )
-    if len(_blosc2_filters(specs, dtype)[0]) > _MAX_BLOSC2_FILTERS:
+    if len(_blosc2_filters(specs, dtype)[0]) > MAX_BLOSC2_FILTERS:
         raise CodecError(
-            f"{CODEC_ID}: filters: Expected at most {_MAX_BLOSC2_FILTERS} filters besides a "
+            f"{CODEC_ID}: filters: Expected at most {MAX_BLOSC2_FILTERS} filters besides a "
             f"truncation filter (C-Blosc2 {blosc2.blosclib_version.split()[0]} writes wrong "
             "data, and overwrites the array being encoded, with 3 or more filters in its "
             "pipeline). "
@@ -874,8 +874,10 @@ def encode_b2nd(
             f"{CODEC_ID}: a chunk of {arr.nbytes} bytes ({arr.shape} {arr.dtype}) exceeds "
             f"Blosc2's limit of {_MAX_CHUNK_BYTES} bytes per chunk: use smaller chunks"
         )
-    if arr.ndim > 8:
-        raise CodecError(f"{CODEC_ID}: b2nd supports at most 8 dimensions, got {arr.ndim}")
+    if arr.ndim > MAX_B2ND_DIMS:
+        raise CodecError(
+            f"{CODEC_ID}: b2nd supports at most {MAX_B2ND_DIMS} dimensions, got {arr.ndim}"
+        )
     specs = normalize_filters(filters)
     _check_one_truncation(specs)
     in_numpy, specs = encoding_pipeline(specs, arr.dtype)

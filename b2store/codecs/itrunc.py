@@ -303,14 +303,17 @@ class ITrunc(Codec):
 
     def plan(self, dtype: Any) -> TruncationPlan:
         """The truncation applied to arrays of *dtype* (``keep`` checked against it too)."""
+        return self._plan_and_keep(dtype)[0]
+
+    def _plan_and_keep(self, dtype: Any) -> tuple[TruncationPlan, np.ndarray]:
+        """:meth:`plan` and ``keep`` as an array of *dtype* (:func:`keep_values`)."""
         plan = plan_truncation(
             dtype,
             max_abs_error=self.max_abs_error,
             bits=self.bits,
             max_rel_error=self.max_rel_error,
         )
-        keep_values(dtype, self.keep)
-        return plan
+        return plan, keep_values(dtype, self.keep)
 
     def encode(self, buf: Any) -> np.ndarray:
         if not isinstance(buf, np.ndarray):
@@ -318,8 +321,8 @@ class ITrunc(Codec):
                 f"{CODEC_ID}: encode needs a typed numpy array (got {type(buf).__name__}); "
                 "the dtype decides how bits are truncated."
             )
-        plan = self.plan(buf.dtype)
-        return truncate(buf, plan, keep_values(buf.dtype, self.keep))
+        plan, keep = self._plan_and_keep(buf.dtype)
+        return truncate(buf, plan, keep)
 
     def decode(self, buf: Any, out: Any = None) -> Any:
         if out is not None:
