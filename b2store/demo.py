@@ -175,7 +175,7 @@ def write_tomography(
             with open(tmp, "wb") as out:
                 out.write(image.getbuffer())
         except OSError as exc:
-            from b2store.convert import out_of_room
+            from b2store._diskspace import out_of_room
 
             room = out_of_room(
                 exc,

@@ -291,10 +291,10 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
     if not h5py.is_hdf5(path):
         raise InspectError(f"{path} is not an HDF5 file (no HDF5 signature)")
     nodes: list[NodeInfo] = []
-    from b2store.convert import _open_input
+    from b2store.convert._hdf5 import open_input
     from b2store.hdf5.index import open_local_file
 
-    with _open_input(path, open_local_file) as f:  # also while an SWMR writer appends
+    with open_input(path, open_local_file) as f:  # also while an SWMR writer appends
         nodes.append(NodeInfo(path="/", kind="group"))
         names: list[str] = []
         f.visit(names.append)  # collect first: no other I/O inside h5py's traversal

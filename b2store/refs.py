@@ -199,7 +199,7 @@ def write_refs(
                 if os.path.exists(tmp):
                     os.remove(tmp)
     except OSError as exc:
-        from b2store.convert import out_of_room
+        from b2store._diskspace import out_of_room
 
         room = out_of_room(
             exc, f"{output} (in {out_dir})", "free some space or write to another folder"

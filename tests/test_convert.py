@@ -572,7 +572,7 @@ def test_itrunc_leaves_few_valued_integer_data_exact(
     (0, 8, 16, 24 with max error 3) and many-valued data are still truncated."""
     import h5py
 
-    import b2store.convert as conv
+    import b2store.convert._exact as exact_rules
     from b2store.convert import CodecChoice, ConvertOptions, convert
 
     rng = np.random.default_rng(23)
@@ -583,7 +583,7 @@ def test_itrunc_leaves_few_valued_integer_data_exact(
     data = (1500 + 1000 * np.sin(xx / 9.0) * np.cos(yy / 7.0)).astype("i2")
     data += rng.integers(0, 16, data.shape, dtype="i2")
     large = rng.choice(np.array([10, 11, 40], "u2"), (200, 100))
-    monkeypatch.setattr(conv, "_FEW_VALUES_EXACT", 10_000)  # 'large' is counted in a sample
+    monkeypatch.setattr(exact_rules, "_FEW_VALUES_EXACT", 10_000)  # 'large' is counted in a sample
     src, out = tmp_path / "in.h5", tmp_path / "out.h5"
     with h5py.File(src, "w") as f:
         for name, arr in (("classes", classes), ("steps", steps), ("signed", signed)):
@@ -844,7 +844,7 @@ def test_option_checks_reuse_the_codecs(tmp_path: Path) -> None:
     a ConvertError too), codec names, the filter limit and the rank limit of b2store_b2nd."""
     from b2store import convert as conv
     from b2store.codecs import b2nd
-    from b2store.codecs._common import CNAMES
+    from b2store.codecs._common import CNAMES, MAX_BLOSC2_FILTERS
     from b2store.convert import (
         B2ND_MAX_DIM,
         MAX_FILTERS,
@@ -855,7 +855,7 @@ def test_option_checks_reuse_the_codecs(tmp_path: Path) -> None:
     from b2store.errors import CodecError
 
     assert list(conv.CNAMES) == list(CNAMES)
-    assert MAX_FILTERS == b2nd.MAX_BLOSC2_FILTERS
+    assert MAX_FILTERS == MAX_BLOSC2_FILTERS
     for cname in CNAMES:
         assert CodecChoice(cname=cname).cname == cname
     with pytest.raises(ConvertError, match=r"^clevel: Expected an integer\. Got '5' instead\.$"):
