@@ -15,7 +15,22 @@ from typing import Any
 from fsspec.asyn import AsyncFileSystem, get_loop
 from fsspec.utils import isfilelike
 
-__all__ = ["ReadOnlyAsyncFileSystem"]
+__all__ = ["FSSPEC_OPTIONS", "ReadOnlyAsyncFileSystem"]
+
+#: The options fsspec itself gives every filesystem (AbstractFileSystem, AsyncFileSystem, its
+#: DirCache, the instance cache); zarr passes ``asynchronous=True``. Any other option b2store's
+#: filesystems do not name is refused with a ``TypeError`` (a misspelt one would be ignored).
+FSSPEC_OPTIONS = frozenset(
+    {
+        "asynchronous",
+        "loop",
+        "batch_size",
+        "skip_instance_cache",
+        "use_listings_cache",
+        "listings_expiry_time",
+        "max_paths",
+    }
+)
 
 
 class ReadOnlyAsyncFileSystem(AsyncFileSystem):

@@ -252,10 +252,9 @@ def _first_chunk_info(ds: Any, position: int) -> tuple[tuple[int, ...] | None, s
     """Blocks and codec of the first allocated chunk (Blosc2 filter at ``position``)."""
     first: list[Any] = []
 
-    def cb(info: Any) -> bool | None:
-        if not first:
-            first.append(info)
-        return None
+    def cb(info: Any) -> bool:
+        first.append(info)
+        return True  # h5py's chunk_iter stops at a callback's first value that is not None
 
     try:
         ds.id.chunk_iter(cb)

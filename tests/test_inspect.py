@@ -169,3 +169,39 @@ def test_info_describes_blosc2_chunks_without_python_blosc2_parsing_them(tmp_pat
     assert nodes["/lz4_1d"].blosc2.startswith("lz4-5")
     assert nodes["/j2k"].blosc2.startswith("j2k-") and nodes["/j2k"].blocks == (1, 64, 64)
     assert nodes["/bad"].blosc2 == "" and nodes["/bad"].blocks is None
+
+
+def test_info_reports_the_first_chunk_of_a_dataset_with_many_chunks(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``info`` reads the first allocated chunk's frame (it stops h5py's chunk iteration there
+    instead of visiting all of them): still the first one, not a later chunk's. Its frame
+    differs from the 4999 others (lz4-9 among zstd-1), and chunks before it are unallocated."""
+    import json
+
+    import h5py
+    import hdf5plugin
+
+    from b2store.cli import main
+
+    path = tmp_path / "many.h5"
+    data = np.arange(5000 * 8, dtype="i4")
+    with h5py.File(path, "w") as f:
+        f.create_dataset("zstd", data=data, chunks=(8,),
+                         **hdf5plugin.Blosc2(cname="zstd", clevel=1))  # fmt: skip
+        f.create_dataset("lz4", data=data[:8], chunks=(8,),
+                         **hdf5plugin.Blosc2(cname="lz4", clevel=9))  # fmt: skip
+        many = f.create_dataset("many", shape=(5002 * 8,), dtype="i4", chunks=(8,),
+                                **hdf5plugin.Blosc2(cname="zstd", clevel=1))  # fmt: skip
+        lz4 = f["lz4"].id.read_direct_chunk((0,))[1]
+        many.id.write_direct_chunk((16,), lz4)  # chunks 0 and 1 stay unallocated
+        for i in range(1, 5000):
+            mask, raw = f["zstd"].id.read_direct_chunk((8 * i,))
+            many.id.write_direct_chunk((8 * i + 16,), raw, mask)
+        assert many.id.get_num_chunks() == 5000
+    assert main(["info", str(path), "--json"]) == 0
+    nodes = {n["path"]: n for n in json.loads(capsys.readouterr().out)}
+    assert nodes["/zstd"]["blosc2"].startswith("zstd-1")
+    assert nodes["/lz4"]["blosc2"].startswith("lz4-9")
+    assert nodes["/many"]["blosc2"] == nodes["/lz4"]["blosc2"]
+    assert nodes["/many"]["blocks"] == nodes["/lz4"]["blocks"]

@@ -19,6 +19,12 @@ Contract
 * Local files are read through a process-wide pool of at most 128 idle descriptors and remote
   ones through a process-wide LRU of read-ahead blocks: many open stores (``open_mfdataset``)
   do not run out of descriptors or hold memory per store.
+
+This module holds the class (index loading and file versions, chunk serving, ``cat``
+coalescing, listing); its process-wide helpers are private siblings: ``_options`` (argument
+and target-path checks), ``_target_errors`` (what a failing target raises), ``_io_pools``
+(descriptor pool, read-ahead block cache, shared-handle locks) and ``_build_guards`` (the
+index build lock and garbage-collector pause).
 """
 
 from __future__ import annotations
@@ -26,16 +32,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import gc
 import itertools
 import os
-import stat
 import threading
 import urllib.parse
 import warnings
-import weakref
-from collections import OrderedDict
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -51,13 +52,31 @@ from b2store.errors import (
     TransferError,
     UnsupportedHDF5FeatureError,
 )
+from b2store.hdf5 import _build_guards
 from b2store.hdf5 import cache as _cache
+from b2store.hdf5._external import external_candidates
+from b2store.hdf5._io_pools import _BLOCKS, _FDS, _shared_handle, _wrapped
+from b2store.hdf5._io_pools import READAHEAD_BLOCKS as READAHEAD_BLOCKS
+from b2store.hdf5._options import (
+    _check_index_cache,
+    _check_options,
+    _check_regular_file,
+    _rfc8089_path,
+)
+from b2store.hdf5._target_errors import (
+    _MISSING,
+    _check_range,
+    _CheckedFile,
+    _gone,
+    _no_range_is_oserror,
+    _replaced,
+    _target_error,
+)
 from b2store.hdf5.index import (
     ALIAS_CAP_NOTE,
     ChunkTable,
     FileIndex,
     build_index,
-    external_candidates,
     open_local_file,
 )
 
@@ -65,37 +84,7 @@ from b2store.hdf5.index import (
 __all__ = ["AccessRefusedError", "HDF5FileSystem", "NotRandomAccessError", "TransferError"]
 
 _MEMORY = _cache.MemoryCache()
-_BUILD_LOCK = threading.Lock()
-_GC_LOCK = threading.Lock()
-_gc_pauses = 0  # builds running with the cyclic garbage collector paused (see _gc_paused)
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """Pause Python's cyclic garbage collector while an index is built (nested across threads).
-
-    h5py holds its global lock while it reads a remote file through a Python file object, and
-    such a read waits for fsspec's event-loop thread. A garbage collection that runs on that
-    thread (or any other the read waits for) and frees an h5py object in a reference cycle,
-    the process's or the user's, needs h5py's lock: the read never returns (a deadlock seen in
-    the tests). Reference counting still frees everything else; collection resumes after.
-    """
-    global _gc_pauses
-    with _GC_LOCK:
-        if _gc_pauses == 0 and not gc.isenabled():
-            paused = False  # the application keeps it off: leave it so
-        else:
-            paused = True
-            _gc_pauses += 1
-            gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            with _GC_LOCK:
-                _gc_pauses -= 1
-                if _gc_pauses == 0:
-                    gc.enable()
+_INSTANCES = itertools.count()
 
 
 #: Largest gap (bytes) between two chunks merged into one ranged read by :meth:`cat`.
@@ -105,9 +94,7 @@ MAX_BLOCK = 64 * 2**20
 #: Remote chunks up to this size are served from cached READAHEAD_BLOCK-byte aligned blocks.
 READAHEAD_CHUNK = 64 * 1024
 READAHEAD_BLOCK = 512 * 1024
-#: Blocks kept by all filesystems of a process together (each kept 16 of its own: 8 MiB per
-#: file, 8 GiB for an ``open_mfdataset`` of a thousand remote files).
-READAHEAD_BLOCKS = 64
+# READAHEAD_BLOCKS, the size of the process-wide block cache, is _io_pools' (imported above)
 #: Local chunks up to this size are read on the event loop (a pread), larger ones in a thread.
 INLINE_READ = 2**20
 #: Most chunk keys the v2 view lists for a dataset whose unallocated chunks it serves as fill
@@ -131,247 +118,6 @@ _STAMPS = (
     "created",
 )
 
-#: What zarr takes for "no such key" (and fills with the fill value).
-_MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
-
-
-def _gone(url: str, exc: BaseException) -> OSError:
-    """The error for a target file that is missing at read time (not a missing-key error)."""
-    return OSError(
-        f"{url}: the HDF5 file cannot be read any more ({type(exc).__name__}: {exc}); it was "
-        "moved, deleted or replaced after b2h5 indexed it. Open it again."
-    )
-
-
-#: Top-level modules of the HTTP/cloud clients under fsspec's remote filesystems: their errors
-#: are failures to reach the file (aiohttp's are not even OSErrors), not properties of it.
-_TRANSPORT_MODULES = frozenset(
-    {"aiohttp", "requests", "urllib3", "httpx", "httpcore", "botocore", "aiobotocore"}
-)
-
-
-def _chain(exc: BaseException) -> Iterator[BaseException]:
-    """``exc`` and the exceptions it was raised from or while handling."""
-    seen: set[int] = set()
-    cur: BaseException | None = exc
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        yield cur
-        cur = cur.__cause__ or cur.__context__
-
-
-def _http_status(exc: BaseException) -> tuple[int | None, BaseException]:
-    """The HTTP status of an error or of one it came from, and that error (fsspec's HTTP
-    filesystem turns every failed HEAD/GET of ``info()`` into a bare FileNotFoundError raised
-    from it)."""
-    for e in _chain(exc):
-        status = getattr(e, "status", None)
-        response = getattr(e, "response", None)
-        if status is None and isinstance(response, dict):  # botocore's ClientError
-            status = response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        elif status is None:
-            status = getattr(response, "status_code", None)  # requests, httpx
-        if isinstance(status, int) and 100 <= status < 600:
-            return status, e
-    return None, exc
-
-
-def _options_hint(url: str) -> str:
-    """``storage_options={...}`` giving the target of ``url`` its options: under the URL's
-    own scheme, the only key fsspec routes to it (``"http"`` is ignored for an https URL)."""
-    if "://" not in url:
-        return "storage_options={<the URL's scheme, as written>: {...}}"
-    scheme = url.split("://", 1)[0]
-    opts = "{'headers': {'Authorization': ...}}" if scheme in ("http", "https") else "{...}"
-    return f"storage_options={{{scheme!r}: {opts}}}"
-
-
-def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError | None:
-    """The error to raise for a failure of the target's transport (``None``: not one).
-
-    A 403 (an expired presigned URL), a 500 or a cut connection said "HDF5 file not found" at
-    open, and at chunk reads raised the HTTP client's own exceptions (aiohttp's have no builtin
-    base and, for a dropped body, no URL). A 404/410 stays a missing file.
-    """
-    if local or isinstance(exc, AccessRefusedError | TransferError):
-        return None  # no transport; or already says so, naming the file that failed
-    status, cause = _http_status(exc)
-    if status is None and isinstance(exc, PermissionError) and exc.filename is None:
-        status = 403  # s3fs, gcsfs, ...: their own PermissionError (the OS's names its file)
-    if status in (404, 410):
-        return None
-    if status in (401, 403):
-        return AccessRefusedError(
-            f"{url}: the server refused access to the HDF5 file (HTTP {status}). Give "
-            "credentials in the target's options (xr.open_zarr('b2h5::<url>', "
-            f"{_options_hint(url)}), or "
-            "fsspec.filesystem('b2h5', fo=<url>, target_options={...})); for a signed URL "
-            "(S3 presigned, SAS token) make a new one: it may have expired."
-        )
-    if status is not None and status >= 400:
-        return TransferError(
-            f"{url}: the server answered HTTP {status} when reading the HDF5 file ({cause}). "
-            "Check the URL and the server, then try again."
-        )
-    for e in _chain(exc):
-        if isinstance(e, TimeoutError):
-            # fsspec's HTTP filesystem waits up to aiohttp's default 5 minutes; its answer was
-            # a bare TimeoutError() naming nothing, and at open "not a readable HDF5 file"
-            what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
-            return TransferError(
-                f"{url}: reading the HDF5 file timed out ({what}). Check the network and the "
-                "server, then try again. The wait is the target's option (for HTTP: "
-                "target_options={'client_kwargs': {'timeout': aiohttp.ClientTimeout(total=...)}})."
-            )
-        if isinstance(e, ValueError) and not isinstance(e, OSError):
-            # aiohttp's InvalidURL: a path that is no URL (a candidate), no transfer (its
-            # certificate failure is a ValueError too, and an OSError: "file not found")
-            continue
-        if type(e).__module__.split(".")[0] in _TRANSPORT_MODULES:
-            return TransferError(
-                f"{url}: reading the HDF5 file failed: the connection failed or was cut "
-                f"({type(e).__name__}: {e}). Check the network and the server, then try again."
-            )
-    return None
-
-
-def _replaced(url: str) -> OSError:
-    """The error for a target file replaced by another one (or, remote, changed) since it
-    was indexed."""
-    return OSError(
-        f"{url}: the HDF5 file was replaced by another file after b2h5 indexed it, so its "
-        "chunks are not where the index says. Open it again."
-    )
-
-
-#: What to say of a server that ignores HTTP ``Range`` (when reading chunks or indexing).
-_NO_RANGE = (
-    "the server ignores HTTP range requests, which b2h5 needs to read the file's metadata and "
-    "chunks at their offsets. Serve the file from a server that supports them, or download it "
-    "first (b2h5::simplecache::<url>)."
-)
-
-
-def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
-    """``data`` as bytes, after checking that it is no longer than the range ``start:end``.
-
-    A server that ignores ``Range`` headers (Python's ``http.server``) answers a ranged GET
-    with the whole file: taken as the range, it gave wrong chunk bytes silently.
-    """
-    data = bytes(data)
-    if len(data) > end - start:
-        raise OSError(
-            f"{url}: asked for bytes {start}-{end - 1} ({end - start} bytes), got {len(data)}: "
-            f"{_NO_RANGE}"
-        )
-    return data
-
-
-_HANDLE_LOCKS: weakref.WeakKeyDictionary[Any, threading.Lock] = weakref.WeakKeyDictionary()
-_HANDLE_GUARD = threading.Lock()
-
-
-def _shared_handle(fs: Any) -> contextlib.AbstractContextManager[Any]:
-    """A lock for a target filesystem whose open files share one file object, else a no-op.
-
-    fsspec's tar:: opens every member on the archive's one file object, and each read seeks it
-    then reads: reads in several threads (zarr's) got each other's bytes, silently.
-    """
-    from fsspec.implementations.tar import TarFileSystem
-
-    layer: Any = fs
-    for _ in range(8):  # also under caching layers (simplecache::tar://: concurrent downloads)
-        if isinstance(layer, TarFileSystem):
-            with _HANDLE_GUARD:
-                return _HANDLE_LOCKS.setdefault(layer, threading.Lock())
-        layer = _wrapped(layer)
-        if layer is None:
-            break
-    return contextlib.nullcontext()
-
-
-def _wrapped(fs: Any) -> fsspec.AbstractFileSystem | None:
-    """The filesystem a caching layer (simplecache::, blockcache::, filecache::) wraps, or
-    None when ``fs`` wraps none."""
-    inner = getattr(fs, "fs", None)
-    return inner if isinstance(inner, fsspec.AbstractFileSystem) and inner is not fs else None
-
-
-class _CheckedFile:
-    """A remote target file as h5py reads it at open: a short read raises, and every failed
-    read is recorded in ``failures``.
-
-    h5py fills what a read did not return with zeros, and fsspec's HTTP file returns what the
-    server sent: a body cut short without the client noticing (no ``Content-Length``) gave
-    zeros for the values read at open (types HDF5 converts, variable-length strings),
-    silently. The indexer takes some OSErrors for a property of the file (a link that does
-    not resolve becomes a note), so :meth:`HDF5FileSystem._build` raises what was recorded.
-    """
-
-    def __init__(self, fh: Any, url: str, failures: list[BaseException], lock: Any = None) -> None:
-        self._fh = fh
-        self._lock = lock or contextlib.nullcontext()
-        self._url = url
-        self._failures = failures
-        size = getattr(fh, "size", None)
-        if not isinstance(size, int):  # a local file (simplecache::): its length
-            here = fh.tell()
-            size = fh.seek(0, 2)
-            fh.seek(here)
-        self._size = int(size)
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._fh, name)
-
-    def read(self, n: int = -1) -> bytes:
-        pos = self._fh.tell()
-        try:
-            with self._lock:
-                data = self._fh.read(n)
-            self._check(pos, n, len(data))
-        except Exception as exc:
-            self._failures.append(exc)
-            raise
-        return data
-
-    def readinto(self, buf: Any) -> int:
-        pos = self._fh.tell()
-        try:
-            with self._lock:
-                got = self._fh.readinto(buf)
-            self._check(pos, memoryview(buf).nbytes, got)
-        except Exception as exc:
-            self._failures.append(exc)
-            raise
-        return int(got)
-
-    def _check(self, pos: int, asked: int, got: int) -> None:
-        size = self._size
-        want = size - pos if asked is None or asked < 0 else min(asked, size - pos)
-        if got < want:
-            raise TransferError(
-                f"{self._url}: read {got} of {want} bytes at offset {pos} while indexing the "
-                "HDF5 file: the connection was cut. Try again."
-            )
-
-
-@contextlib.contextmanager
-def _no_range_is_oserror(url: str, local: bool) -> Any:
-    """Turn fsspec's ValueError for an HTTP server that ignores ``Range`` (raised when h5py
-    reads past the first block while indexing) into an ``OSError`` naming the file, and so the
-    transport's errors (:func:`_target_error`)."""
-    try:
-        yield
-    except ValueError as exc:
-        if "support range requests" not in str(exc):
-            raise
-        raise OSError(f"{url}: {_NO_RANGE}") from exc
-    except Exception as exc:
-        err = _target_error(url, exc, local)
-        if err is None:
-            raise
-        raise err from exc
-
 
 def _local_identity(path: str) -> tuple[int, str]:
     """(size, stamp) of a local file: mtime, inode and ctime.
@@ -384,26 +130,6 @@ def _local_identity(path: str) -> tuple[int, str]:
     return st.st_size, f"mtime_ns={st.st_mtime_ns}|ino={st.st_ino}|ctime_ns={st.st_ctime_ns}"
 
 
-def _rfc8089_path(path: str) -> str:
-    """The local file a ``file:`` URL names, read as RFC 8089 does, when fsspec's literal
-    reading of it (``path``) does not exist.
-
-    ``Path.as_uri()`` percent-encodes spaces and non-ASCII names and ``file://localhost/``
-    names the local host; fsspec kept ``%20`` and made ``localhost/...`` a path relative to the
-    working directory ("HDF5 file not found"). A file whose name really holds ``%20`` is
-    still found first.
-    """
-    if os.path.exists(path):
-        return path
-    cand = path
-    host = os.path.join(os.getcwd(), "localhost") + "/"
-    if os.sep == "/" and cand.startswith(host):
-        cand = "/" + cand[len(host) :]
-    if "%" in cand and "%2f" not in cand.lower():  # no "/" inside a name: no such file
-        cand = urllib.parse.unquote(cand)
-    return cand if cand != path and os.path.exists(cand) else path
-
-
 def _stamp_field(stamp: str, name: str) -> str | None:
     """Field ``name`` of a ``"a=1|b=2"`` stamp (as :func:`_local_identity` writes them)."""
     for part in stamp.split("|"):
@@ -413,305 +139,10 @@ def _stamp_field(stamp: str, name: str) -> str | None:
     return None
 
 
-def _check_index_cache(value: Any) -> None:
-    """Reject ``index_cache`` values that are not None, ``"auto"`` or a folder.
-
-    ``""`` used to mean the current folder (sidecar files written wherever the process runs)
-    and ``True`` failed later with a bare TypeError.
-    """
-    if value is None:
-        return
-    if not isinstance(value, str | os.PathLike):
-        raise TypeError(
-            f"Expected index_cache None, 'auto' or a folder path. Got {value!r} instead."
-        )
-    if isinstance(value, str) and not value.strip():
-        raise ValueError(
-            "Expected index_cache None (memory only), 'auto' or a folder path. Got an empty "
-            "string instead (use '.' for the current folder)."
-        )
-    if value == "auto":
-        return
-    # an existing file (index_cache="index.npz") cached nothing, silently: sidecar writes are
-    # best effort (a folder that cannot be made or written, such as a read-only shared one,
-    # is skipped)
-    folder = Path(value).expanduser()
-    if folder.exists() and not folder.is_dir():
-        raise NotADirectoryError(
-            f"Expected index_cache None, 'auto' or a folder path. Got {str(value)!r}, which "
-            "is a file: give a folder for the sidecar index files."
-        )
-
-
-#: the options fsspec itself gives every filesystem (AbstractFileSystem, AsyncFileSystem, its
-#: DirCache, the instance cache); zarr passes ``asynchronous=True``
-_FSSPEC_OPTIONS = frozenset(
-    {
-        "asynchronous",
-        "loop",
-        "batch_size",
-        "skip_instance_cache",
-        "use_listings_cache",
-        "listings_expiry_time",
-        "max_paths",
-    }
-)
-
-
-def _implementation(protocol: str) -> str | None:
-    """The dotted class name of an fsspec protocol's filesystem (``None``: unknown)."""
-    from fsspec.registry import known_implementations, registry
-
-    if protocol in known_implementations:  # as written there: s3 and s3a both "s3fs.S3..."
-        return str(known_implementations[protocol]["class"])
-    cls = registry.get(protocol)
-    return None if cls is None else f"{cls.__module__}.{cls.__qualname__}"
-
-
-def _target_protocols(
-    fo: Any, target_protocol: str | None, target_options: dict[str, Any] | None
-) -> list[str]:
-    """The protocols of the filesystems under b2h5, as fsspec routes options to them: the
-    schemes of a chained URL as written (``https``, ``s3a``; a plain path is ``file``)."""
-    from fsspec.core import split_protocol
-
-    if target_protocol is None:
-        return [split_protocol(bit)[0] or "file" for bit in str(fo).split("::")]
-    out = [target_protocol]
-    opts = target_options
-    while isinstance(opts, dict) and isinstance(opts.get("target_protocol"), str):
-        out.append(opts["target_protocol"])  # simplecache::https://...
-        opts = opts.get("target_options")
-    return out
-
-
-def _check_options(
-    kwargs: dict[str, Any],
-    fo: Any,
-    target_protocol: str | None = None,
-    target_options: dict[str, Any] | None = None,
-) -> None:
-    """Refuse options b2h5 does not know. fsspec hands a chained URL's options that are not
-    under a protocol name to its first filesystem, b2h5: the target's options given that way
-    (``storage_options={"anon": True}`` for ``b2h5::s3://...``) or a misspelt option
-    (``zarr_fromat``) were ignored silently (the v3 view, no credentials). So were options
-    under another name of the target's protocol (``"http"`` for a ``b2h5::https://`` URL, or
-    ``"s3"`` for ``s3a://``): fsspec routes only those under the URL's own scheme."""
-    from fsspec.registry import known_implementations, registry
-
-    url = str(fo)
-    chain = _target_protocols(fo, target_protocol, target_options)
-    scheme = chain[0]
-    if "://" not in url and scheme != "file":
-        url = f"{scheme}://{url}"
-    by_impl = {_implementation(p): p for p in reversed(chain)}
-    by_impl.pop(None, None)
-    # options under the name of a protocol that is not in this URL's chain (one
-    # storage_options for local and remote files) are fsspec's to route, not b2h5's
-    protocols = set(known_implementations) | set(registry)
-    for k in sorted(kwargs):
-        if k in _FSSPEC_OPTIONS or k not in protocols or not isinstance(kwargs[k], dict):
-            continue
-        routed = by_impl.get(_implementation(k))
-        if routed is None:
-            continue
-        if routed != k:
-            raise TypeError(
-                f"b2h5 got options under {k!r} for {url!r}, but fsspec gives the filesystem "
-                f"holding the file only the options under its URL's own scheme, {routed!r} "
-                f"(the same filesystem as {k!r}): they would be ignored. Give them as "
-                f"storage_options={{{routed!r}: {{...}}}}."
-            )
-        raise TypeError(
-            f"b2h5 got options under {k!r} for {url!r}, which fsspec did not route to the "
-            "filesystem holding the file (no chained URL): they would be ignored. Give them "
-            f"as target_options (fsspec.filesystem('b2h5', fo=..., target_options={{...}})) "
-            f"or use a chained URL ('b2h5::{routed}://...' with "
-            f"storage_options={{{routed!r}: {{...}}}})."
-        )
-    unknown = sorted(
-        k
-        for k in kwargs
-        if k not in _FSSPEC_OPTIONS and not (k in protocols and isinstance(kwargs[k], dict))
-    )
-    if not unknown:
-        return
-    raise TypeError(
-        f"b2h5 got unknown option(s) {', '.join(map(repr, unknown))} for {url!r}. b2h5 takes "
-        "zarr_format, unsupported, follow_external_links, index_cache, target_protocol and "
-        "target_options; options of the filesystem holding the file go under its protocol "
-        f"name (storage_options={{{scheme!r}: {{...}}}} with a 'b2h5::{scheme}://...' URL) or "
-        f"in target_options (fsspec.filesystem('b2h5', fo=..., target_options={{...}}))."
-    )
-
-
-def _check_regular_file(url: str) -> None:
-    """Refuse a local path that is no file: a folder said "not a readable HDF5 file ...;
-    check that it is complete (not truncated)", and a named pipe (FIFO) hung the open
-    forever, waiting for a writer."""
-    try:
-        mode = os.stat(url).st_mode
-    except OSError:
-        return  # the open says what is wrong
-    if stat.S_ISDIR(mode):
-        raise IsADirectoryError(
-            f"{url} is a folder, not an HDF5 file: name the file inside it "
-            "('b2h5::<folder>/<file>.h5'); a Zarr store folder opens without b2h5 "
-            "(xr.open_zarr('<folder>'))"
-        )
-    if not (stat.S_ISREG(mode) or stat.S_ISBLK(mode)):
-        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(mode) else "not a regular file"
-        raise OSError(
-            f"{url} is {kind}, not an HDF5 file: b2h5 reads chunks at their offsets, "
-            "so it needs a file it can seek in (write the stream to a file first)"
-        )
-
-
 def _is_index(text: str) -> bool:
     """Whether ``text`` is a chunk coordinate as zarr writes it (``int()`` also takes ``"01"``,
     ``" 1"``, ``"+1"`` and ``"1_0"``)."""
     return text.isascii() and text.isdigit() and str(int(text)) == text
-
-
-class _DescriptorPool:
-    """Read-only descriptors of local files, shared by every filesystem of the process.
-
-    Each filesystem used to keep its own descriptor until it was garbage-collected, so
-    ``xr.open_mfdataset`` over a few hundred files (one store each) ran out of descriptors
-    (``OSError: [Errno 24] Too many open files``; macOS allows 256 by default). At most
-    ``maxsize`` idle descriptors stay open (least recently used closed first); one in use by
-    a read is never closed. Keyed by path and the inode the index was built from, so a
-    descriptor never serves another version of a replaced file.
-    """
-
-    def __init__(self, maxsize: int = 128) -> None:
-        self.maxsize = maxsize
-        self._lock = threading.Lock()
-        self._open: OrderedDict[tuple[str, int | None], list[int]] = OrderedDict()  # [fd, users]
-
-    def acquire(self, url: str, ino: int | None, opener: Any) -> int:
-        """A descriptor of ``url`` (opened by ``opener(url)`` if none is open); pair with
-        :meth:`release`."""
-        key = (url, ino)
-        with self._lock:
-            entry = self._open.get(key)
-            if entry is not None:
-                entry[1] += 1
-                self._open.move_to_end(key)
-                return entry[0]
-        fd = opener(url)
-        with self._lock:
-            entry = self._open.get(key)
-            if entry is None:
-                # an idle descriptor of another file once at this path (replaced since) would
-                # keep that file's disk space until 128 other files pushed it out
-                for k in [k for k, (_, users) in self._open.items() if k[0] == url and not users]:
-                    with contextlib.suppress(OSError):
-                        os.close(self._open.pop(k)[0])
-                self._open[key] = [fd, 1]
-                self._trim()
-                return fd
-            entry[1] += 1
-        os.close(fd)  # another thread opened it meanwhile
-        return entry[0]
-
-    def release(self, url: str, ino: int | None) -> None:
-        with self._lock:
-            entry = self._open.get((url, ino))
-            if entry is not None:
-                entry[1] -= 1
-            self._trim()
-
-    def _trim(self) -> None:
-        excess = len(self._open) - self.maxsize
-        if excess <= 0:
-            return
-        for key in [k for k, (_, users) in self._open.items() if not users][:excess]:
-            with contextlib.suppress(OSError):
-                os.close(self._open.pop(key)[0])
-
-    def clear(self) -> None:
-        """Close every idle descriptor."""
-        with self._lock:
-            for key in [k for k, (_, users) in self._open.items() if not users]:
-                with contextlib.suppress(OSError):
-                    os.close(self._open.pop(key)[0])
-
-    def _after_fork(self) -> None:
-        # the child has copies of the parent's descriptors and maybe a lock held by a thread
-        # that does not exist here: start afresh
-        self._lock = threading.Lock()
-        for fd, _ in self._open.values():
-            with contextlib.suppress(OSError):
-                os.close(fd)
-        self._open = OrderedDict()
-
-
-class _BlockCache:
-    """Read-ahead blocks of remote files: one LRU for the whole process, at most ``maxsize``
-    blocks; concurrent readers of one block wait for a single fetch."""
-
-    def __init__(self, maxsize: int) -> None:
-        self.maxsize = maxsize
-        self._lock = threading.Lock()
-        self._data: OrderedDict[tuple[str, str, int], bytes] = OrderedDict()
-        self._fetching: dict[tuple[str, str, int], threading.Lock] = {}
-
-    def get(self, key: tuple[str, str, int], fetch: Any) -> bytes:
-        with self._lock:
-            data = self._data.get(key)
-            if data is not None:
-                self._data.move_to_end(key)
-                return data
-            lock = self._fetching.setdefault(key, threading.Lock())
-        with lock:
-            with self._lock:
-                data = self._data.get(key)
-            if data is not None:
-                return data
-            try:
-                data = fetch()
-                with self._lock:
-                    self._data[key] = data
-                    while len(self._data) > self.maxsize:
-                        self._data.popitem(last=False)
-            finally:
-                with self._lock:
-                    self._fetching.pop(key, None)
-        return data
-
-    def nbytes(self) -> int:
-        with self._lock:
-            return sum(len(b) for b in self._data.values())
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()
-        self._fetching = {}
-
-
-def _after_fork() -> None:
-    """Start the forked child's build locks and garbage-collector pause afresh.
-
-    A fork while another thread of the parent built an index copied its held locks (the child's
-    first index build waited for ever for a thread that does not exist there) and its paused
-    collector (off for the child's whole life).
-    """
-    global _BUILD_LOCK, _GC_LOCK, _HANDLE_GUARD, _gc_pauses
-    _BUILD_LOCK = threading.Lock()
-    _HANDLE_GUARD = threading.Lock()
-    _GC_LOCK = threading.Lock()
-    if _gc_pauses:
-        _gc_pauses = 0
-        gc.enable()
-
-
-_FDS = _DescriptorPool()
-_BLOCKS = _BlockCache(READAHEAD_BLOCKS)
-_INSTANCES = itertools.count()
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_FDS._after_fork)
-    os.register_at_fork(after_in_child=_BLOCKS._after_fork)
-    os.register_at_fork(after_in_child=_after_fork)
 
 
 class HDF5FileSystem(ReadOnlyAsyncFileSystem):
@@ -1054,7 +485,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             if idx is not None and not self._sources_current(idx):
                 idx = None  # a virtual dataset's source or a linked file changed: rebuild
         if idx is None:
-            with _gc_paused():
+            with _build_guards._gc_paused():
                 idx = self._build()
             if folder is not None:
                 _cache.save_sidecar(folder, key, idx, shared=self._world_readable())
@@ -1214,7 +645,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         try:
             f, fh = self._open_h5(self.url, failures)
             opened.append((f, fh))
-            with _BUILD_LOCK, _no_range_is_oserror(self.url, self._local):
+            with _build_guards._BUILD_LOCK, _no_range_is_oserror(self.url, self._local):
                 try:
                     idx = build_index(
                         f,

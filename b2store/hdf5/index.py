@@ -18,15 +18,19 @@ and compact (about 28 bytes per chunk).
 
 Features b2store cannot present raise :class:`UnsupportedHDF5FeatureError` naming the file,
 dataset and feature, or (``unsupported="warn" | "skip"``) drop the dataset.
+
+This module holds the walk (groups, links and hard-link aliases, one builder per storage
+layout) and the index classes, which stay here: sidecars and pickles name them by this module.
+Its parts of one concern each are private siblings: ``_dtypes`` (which stored types can be
+served raw, and as what dtype), ``_fills`` (fill values as HDF5, netCDF readers, zarr and
+xarray read them), ``_virtual`` (virtual datasets onto their sources' chunks), ``_dimensions``
+(one size per netCDF dimension name in a group) and ``_external`` (where linked files are).
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-import posixpath
 import warnings
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -45,6 +49,28 @@ from b2store._zarrmeta import (
 )
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5 import metadata as md
+from b2store.hdf5._dimensions import reconcile_dimensions
+from b2store.hdf5._dtypes import (
+    matches_file_type,
+    no_zarr_float,
+    nullterm_ranges,
+    plain_dtype,
+    repack,
+    stored_layout_issue,
+)
+from b2store.hdf5._external import OpenExternal
+from b2store.hdf5._fills import (
+    all_chunks_stored,
+    edges_hold_fill,
+    is_same_fill,
+    is_v3_fill,
+    is_value_of,
+    is_zero,
+    null_fill_reads_zeros,
+    string_fill_as_missing_value,
+    vlen_fill,
+)
+from b2store.hdf5._virtual import map_virtual
 
 __all__ = [
     "CONTIGUOUS_CHUNK_BYTES",
@@ -88,8 +114,8 @@ CONTIGUOUS_CHUNK_BYTES = 4 * 2**20
 VLEN_STRING_LIMIT = 1_000_000
 #: Largest compound dataset with padding between fields (bytes, repacked) decoded at open.
 PADDED_COMPOUND_LIMIT = 64 * 2**20
-#: Largest dataset (bytes) of a type HDF5 converts on read (see ``_stored_layout_issue``) that is
-#: read with h5py at open and inlined.
+#: Largest dataset (bytes) of a type HDF5 converts on read (see
+#: ``_dtypes.stored_layout_issue``) that is read with h5py at open and inlined.
 CONVERTED_LIMIT = 64 * 2**20
 #: Most bytes of straddling edge chunks (variables shorter than their netCDF dimension, not
 #: pre-filled: see ``_Walker._straddling``) read at open and inlined, for a whole file: each
@@ -221,36 +247,6 @@ def _plain_plan(
     return _Plan(codecs=(bytes_codec(dtype),), v2_filters=None, v2_compressor=None)
 
 
-def _nullterm(tid: Any) -> tuple[tuple[int, int], ...]:
-    """Byte ranges of an item that hold fixed-length strings stored NUL-terminated.
-
-    ``H5T_STR_NULLTERM`` is C's default (``H5T_C_S1``, PyTables, netCDF char): HDF5, so h5py,
-    ends such a string at its first NUL on read, while the stored bytes after it may hold
-    anything (C buffers reused without clearing). Served raw, ``b"ab\\0junk"`` instead of h5py's
-    ``b"ab"``: the codec ends them the same way. Strings of one byte cannot differ.
-    """
-
-    def nullterm(t: Any) -> bool:
-        return (
-            isinstance(t, h5py.h5t.TypeStringID)
-            and not t.is_variable_str()
-            and t.get_strpad() == h5py.h5t.STR_NULLTERM
-            and t.get_size() > 1
-        )
-
-    if isinstance(tid, h5py.h5t.TypeArrayID):
-        tid = tid.get_super()  # array dtypes become trailing dimensions of the element type
-    if nullterm(tid):
-        return ((0, int(tid.get_size())),)
-    if isinstance(tid, h5py.h5t.TypeCompoundID):
-        return tuple(
-            (int(tid.get_member_offset(i)), int(tid.get_member_type(i).get_size()))
-            for i in range(tid.get_nmembers())
-            if nullterm(tid.get_member_type(i))
-        )
-    return ()
-
-
 @dataclass(frozen=True, kw_only=True)
 class _Node:
     """One dataset on its way to a Zarr array: what the per-layout builders share.
@@ -269,21 +265,18 @@ class _Node:
     fill: Any
     attrs: dict[str, Any]
     dims: tuple[str, ...]
-    #: byte ranges of each item holding NUL-terminated fixed-length strings (see _nullterm)
+    #: byte ranges of each item holding NUL-terminated fixed-length strings (see
+    #: ``_dtypes.nullterm_ranges``)
     nullterm: tuple[tuple[int, int], ...] = ()
     #: axes along which a variable shorter than its netCDF dimension is padded although its
     #: stored edge chunk does not end at its extent (see ``_Walker._straddling``)
     straddle: tuple[int, ...] = ()
 
 
-def _repack(values: np.ndarray, packed: np.dtype[Any]) -> np.ndarray:
-    """``values`` (records) as C-contiguous records of ``packed``, copied field by field: numpy
-    casts structured types by field position, so ``astype`` put the values of a field stored
-    first in the file under the name of the field whose offset comes first."""
-    out = np.empty(values.shape, dtype=packed)
-    for name in packed.names or ():
-        out[name] = values[name]
-    return out
+def _addressable(name: str) -> bool:
+    """Whether Zarr can address a member named ``name`` (zarr normalises ``.``, ``..`` and
+    backslashes in keys)."""
+    return name not in (".", "..") and "\\" not in name
 
 
 class _Walker:
@@ -294,7 +287,7 @@ class _Walker:
         zarr_format: int,
         unsupported: Unsupported,
         follow_external_links: bool,
-        open_external: Callable[[str, str], tuple[h5py.File, str]] | None,
+        open_external: OpenExternal | None,
     ) -> None:
         self.url = url
         self.zarr_format = zarr_format
@@ -353,37 +346,18 @@ class _Walker:
                 continue
             child = f"{path}/{name}" if path else name
             where = f"{url}:/{child}"
-            if name in (".", "..") or "\\" in name:
+            if not _addressable(name):
                 # zarr normalises such keys (".." climbs, "\\" becomes "/"): the node would
                 # break every listing of this group
                 self._unsupported(
                     self._error(where, f"has a name ({name!r}) that Zarr cannot address")
                 )
                 continue
-            link = group.get(name, getlink=True)
-            child_url = url
-            if isinstance(link, h5py.ExternalLink):
-                if not self.follow or self.open_external is None:
-                    self.notes.append(
-                        f"{where}: external link to {link.filename}:{link.path} not followed "
-                        "(pass follow_external_links=True)"
-                    )
-                    continue
-                try:
-                    ext, child_url = self.open_external(url, link.filename)
-                    obj = ext[link.path]
-                except (OSError, KeyError, ValueError) as exc:
-                    self.notes.append(
-                        f"{where}: external link {link.filename}:{link.path} "
-                        f"does not resolve ({exc})"
-                    )
-                    continue
-            else:
-                try:
-                    obj = group[name]
-                except (KeyError, OSError) as exc:
-                    self.notes.append(f"{where}: link does not resolve ({exc})")
-                    continue
+            found = self._member(group, name, url)
+            if isinstance(found, str):
+                self.notes.append(f"{where}: {found}")
+                continue
+            obj, child_url = found
             if isinstance(obj, h5py.Group) and obj.id in ancestors:
                 self.notes.append(f"{where}: link back to an enclosing group not followed")
                 continue
@@ -448,21 +422,27 @@ class _Walker:
             "that path), or read the file with h5py."
         )
 
-    def _resolve(self, group: h5py.Group, name: Any, url: str) -> tuple[Any, str] | None:
-        """(object, url of its file) of a member as :meth:`walk` resolves it, or ``None``
-        when the walk leaves it out whatever the path (bad name, dangling link)."""
-        if isinstance(name, bytes) or name in (".", "..") or "\\" in name:
-            return None
+    def _member(self, group: h5py.Group, name: str, url: str) -> tuple[Any, str] | str:
+        """(object, url of its file) of member ``name`` of ``group`` (in file ``url``), or
+        why the walk leaves it out whatever its path (a note): an external link not to be
+        followed, or a link that does not resolve. :meth:`walk` and :meth:`_paths_under`
+        resolve members through it, so that they present and count the same nodes."""
         link = group.get(name, getlink=True)
-        try:
-            if isinstance(link, h5py.ExternalLink):
-                if not self.follow or self.open_external is None:
-                    return None
+        if isinstance(link, h5py.ExternalLink):
+            if not self.follow or self.open_external is None:
+                return (
+                    f"external link to {link.filename}:{link.path} not followed "
+                    "(pass follow_external_links=True)"
+                )
+            try:
                 ext, child_url = self.open_external(url, link.filename)
                 return ext[link.path], child_url
+            except (OSError, KeyError, ValueError) as exc:
+                return f"external link {link.filename}:{link.path} does not resolve ({exc})"
+        try:
             return group[name], url
-        except (OSError, KeyError, ValueError):
-            return None
+        except (KeyError, OSError) as exc:
+            return f"link does not resolve ({exc})"
 
     def _paths_under(self, group: h5py.Group, url: str, limit: int) -> int:
         """How many paths walking ``group`` again presents under it, or a number above
@@ -482,8 +462,10 @@ class _Walker:
                 for name in g:
                     if n > limit:
                         return n, False
-                    found = self._resolve(g, name, url)
-                    if found is None:
+                    if isinstance(name, bytes) or not _addressable(name):
+                        continue
+                    found = self._member(g, name, url)
+                    if isinstance(found, str):
                         continue
                     obj, child_url = found
                     if isinstance(obj, h5py.Dataset):
@@ -590,15 +572,15 @@ class _Walker:
                 "structured Zarr v3 data as little-endian",
                 "Use zarr_format=2.",
             )
-        dtype = _plain_dtype(dtype)
-        if _no_zarr_float(dtype):
+        dtype = plain_dtype(dtype)
+        if no_zarr_float(dtype):
             raise self._error(
                 where, f"has a {dtype} (long double) type, for which Zarr has no data type",
                 "Read it with h5py.",
             )  # fmt: skip
-        if dtype.fields and not _matches_file_type(ds, dtype):
+        if dtype.fields and not matches_file_type(ds, dtype):
             raise self._error(where, f"has a compound dtype whose file layout differs from {dtype}")
-        converted = _stored_layout_issue(ds.id.get_type(), dtype)
+        converted = stored_layout_issue(ds.id.get_type(), dtype)
         fill = md.fill_value(ds)
         node = replace(node, shape=shape, dtype=dtype, fill=fill, dims=dims)
         if dtype.fields and packed_dtype(dtype) != dtype:
@@ -615,7 +597,7 @@ class _Walker:
         layout = dcpl.get_layout()
         if dim_lengths[: len(ds.shape)] != shape[: len(ds.shape)]:
             node = self._pad_to_dimensions(node, dim_lengths, layout)
-        node = replace(node, nullterm=_nullterm(ds.id.get_type()))
+        node = replace(node, nullterm=nullterm_ranges(ds.id.get_type()))
         if layout == h5py.h5d.CHUNKED:
             self._chunked(node, dcpl, extra)
         elif layout == h5py.h5d.CONTIGUOUS:
@@ -647,7 +629,7 @@ class _Walker:
             if length <= n:
                 continue
             need = self._straddling_bytes(ds, axis) if layout == h5py.h5d.CHUNKED else 0
-            if layout == h5py.h5d.CHUNKED and (n % ds.chunks[axis] == 0 or _edges_hold_fill(ds)):
+            if layout == h5py.h5d.CHUNKED and (n % ds.chunks[axis] == 0 or edges_hold_fill(ds)):
                 new_shape[axis] = length
             elif layout == h5py.h5d.CHUNKED and need <= min(CONVERTED_LIMIT, self.straddle_left):
                 new_shape[axis] = length
@@ -661,12 +643,12 @@ class _Walker:
                     f" presented along dimension {new_dims[axis]!r} instead"
                 )
         pad = md.padding_fill(ds)
-        if tuple(new_shape) != node.shape and not _is_same_fill(node.fill, pad, node.dtype):
+        if tuple(new_shape) != node.shape and not is_same_fill(node.fill, pad, node.dtype):
             # fill time "never" with a recorded fill (h5py files; netCDF-C's NC_NOFILL records
             # none): netCDF readers pad with that fill, h5py reads the never-written chunks
             # inside the extent as zeros. One Zarr fill_value serves both only when every chunk
             # inside the extent is stored; else the dimensions are renamed as above.
-            if _all_chunks_stored(ds) and len(node.shape) == len(ds.shape):
+            if all_chunks_stored(ds) and len(node.shape) == len(ds.shape):
                 return replace(
                     node,
                     shape=tuple(new_shape),
@@ -760,7 +742,7 @@ class _Walker:
             rows = (e, e.astype(np.uint64), e.astype(np.uint64), e.astype(np.uint32))
         lin, offsets, sizes, masks = rows
         v2_fill = attrs.get("_FillValue") if "_FillValue" in attrs else None
-        if isinstance(v2_fill, list) or not _is_value_of(v2_fill, dtype):
+        if isinstance(v2_fill, list) or not is_value_of(v2_fill, dtype):
             v2_fill = None  # the _FillValue attribute (kept) still masks as in netCDF readers
         fill_chunk = None
         total = int(np.prod(grid, dtype=object))
@@ -771,8 +753,8 @@ class _Walker:
                 # xarray decodes a v3 _FillValue attribute by the array's dtype and has no rule
                 # for fixed-length bytes (netCDF char data): it could not open the variable
                 attrs = {k: v for k, v in attrs.items() if k != "_FillValue"}
-            elif dtype.kind == "T" or not _is_v3_fill(attrs["_FillValue"], dtype):
-                attrs = _string_fill_as_missing_value(attrs)
+            elif dtype.kind == "T" or not is_v3_fill(attrs["_FillValue"], dtype):
+                attrs = string_fill_as_missing_value(attrs)
             else:
                 fv = md.encode_fill_attribute(attrs["_FillValue"], dtype)
                 attrs = {**attrs, "_FillValue": fv}
@@ -798,12 +780,12 @@ class _Walker:
         # zeros: the HDF5 fill in v3, the published fill_value (_FillValue, else 0) in v2
         zero_skip = (
             plan.blosc2
-            and _is_zero(fill, dtype)
+            and is_zero(fill, dtype)
             and (
                 self.zarr_format == 3
                 or (
-                    _is_zero(v2_fill, dtype)
-                    and (v2_fill is not None or _null_fill_reads_zeros(dtype))
+                    is_zero(v2_fill, dtype)
+                    and (v2_fill is not None or null_fill_reads_zeros(dtype))
                 )
             )
         )
@@ -842,7 +824,7 @@ class _Walker:
         if v2_fill is not None:
             got: Any = np.full(chunks, v2_fill, dtype)
         else:
-            got = np.zeros(chunks, dtype) if _null_fill_reads_zeros(dtype) else None
+            got = np.zeros(chunks, dtype) if null_fill_reads_zeros(dtype) else None
         if got is not None and want.tobytes() == got.tobytes():
             return None
         import numcodecs
@@ -983,135 +965,48 @@ class _Walker:
         self._add(node, chunks, plan, rows=rows, pad_to=k * step_bytes if shape else 0)
 
     def _virtual(self, node: _Node) -> None:
-        """Map a virtual dataset onto the chunks of its sources, where that is exact.
-
-        "Plain" means: every mapping puts a whole chunked source dataset (same dtype, chunk
-        shape, filters and fill value for all sources) into one block of the virtual dataset
-        that starts on a chunk boundary, and a source's partial edge chunks only lie on the
-        virtual dataset's own edge. Anything else raises the unsupported error.
+        """A virtual dataset served from the chunks of its sources, where that is exact (see
+        :func:`b2store.hdf5._virtual.map_virtual`); anything else raises the unsupported error.
         """
-        ds, url, where, shape = node.ds, node.url, node.where, node.shape
-        dtype, fill = node.dtype, node.fill
 
         def fail(why: str) -> UnsupportedHDF5FeatureError:
             return self._error(
-                where,
+                node.where,
                 f"is a virtual dataset (H5D_VIRTUAL) that b2store cannot map onto its sources "
                 f"({why})",
                 "Open the source files instead.",
             )
 
-        chunks: tuple[int, ...] | None = None
-        pipeline: Any = None
-        nullterm: tuple[tuple[int, int], ...] | None = None
-        rows: list[tuple[np.ndarray[Any, Any], ...]] = []
-        urls: list[str] = []
-        for m in ds.virtual_sources():
-            vsel = m.vspace
-            if vsel.get_select_type() != h5py.h5s.SEL_HYPERSLABS or not vsel.is_regular_hyperslab():
-                raise fail("a mapping is not one regular block")
-            start, _stride, count, block = vsel.get_regular_hyperslab()
-            if any(c != 1 for c in count):
-                raise fail("a mapping repeats a block")
-            if m.src_space.get_select_type() != h5py.h5s.SEL_ALL and not (
-                m.src_space.get_select_type() == h5py.h5s.SEL_HYPERSLABS
-                and m.src_space.get_select_npoints() == m.src_space.get_simple_extent_npoints()
-            ):
-                raise fail(f"source {m.file_name}:{m.dset_name} is used in part")
-            try:
-                if m.file_name == ".":
-                    src_file, src_url = ds.file, url
-                elif self.open_external is None:
-                    raise fail("no opener for source files")
-                else:
-                    src_file, src_url = self.open_external(url, m.file_name)
-                src = src_file[m.dset_name]
-            except (OSError, KeyError, ValueError) as exc:
-                raise fail(f"source {m.file_name}:{m.dset_name} does not resolve: {exc}") from exc
-            if not isinstance(src, h5py.Dataset) or src.chunks is None or src.is_virtual:
-                raise fail(f"source {m.file_name}:{m.dset_name} is not a chunked dataset")
-            if _plain_dtype(src.dtype) != dtype or tuple(src.shape) != tuple(block):
-                raise fail(f"source {m.file_name}:{m.dset_name} differs in dtype or shape")
-            sdcpl = src.id.get_create_plist()
-            src_pipe = [sdcpl.get_filter(i)[:3] for i in range(sdcpl.get_nfilters())]
-            if chunks is None:
-                chunks, pipeline = tuple(src.chunks), src_pipe
-                src_dcpl = sdcpl
-            elif tuple(src.chunks) != chunks or src_pipe != pipeline:
-                raise fail("sources differ in chunk shape or filters")
-            # HDF5 reads a source's strings by the source's type (its padding decides)
-            src_nullterm = _nullterm(src.id.get_type())
-            if nullterm is not None and src_nullterm != nullterm:
-                raise fail("sources differ in string padding")
-            nullterm = src_nullterm
-            if _stored_layout_issue(src.id.get_type(), dtype) is not None:
-                raise fail(f"source {m.file_name}:{m.dset_name} stores a type HDF5 converts")
-            for axis, (st, b, c, n) in enumerate(zip(start, block, chunks, shape, strict=True)):
-                if st % c or (b % c and st + b != n):
-                    raise fail(f"a block is not aligned with the chunks along axis {axis}")
-            infos: list[Any] = []
-            src.id.chunk_iter(infos.append)
-            src_grid = np.prod([-(-n // c) for n, c in zip(src.shape, chunks, strict=True)])
-            if len(infos) < src_grid and not _is_same_fill(md.fill_value(src), fill, dtype):
-                raise fail(
-                    f"source {m.file_name}:{m.dset_name} has unwritten chunks and "
-                    "another fill value"
-                )
-            if not infos:
-                continue
-            k = len(infos)
-            coff = np.array([i.chunk_offset for i in infos], dtype=np.int64).reshape(k, -1)
-            cidx = (coff + np.array(start, dtype=np.int64)) // np.array(chunks, dtype=np.int64)
-            if src_url not in urls:
-                urls.append(src_url)
-            rows.append(
-                (
-                    cidx,
-                    np.array([i.byte_offset for i in infos], dtype=np.uint64),
-                    np.array([i.size for i in infos], dtype=np.uint64),
-                    np.array([i.filter_mask for i in infos], dtype=np.uint32),
-                    np.full(k, urls.index(src_url), dtype=np.uint16),
-                )
-            )
-        if chunks is None:
-            raise fail("no sources")
-        grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
-        if rows:
-            cidx = np.concatenate([r[0] for r in rows])
-            lin = np.zeros(cidx.shape[0], dtype=np.int64)
-            for axis, g in enumerate(grid):
-                lin = lin * g + cidx[:, axis]
-            order = np.argsort(lin, kind="stable")
-            lin = lin[order]
-            if np.any(np.diff(lin) == 0):
-                raise fail("sources overlap")
-            offsets, sizes, masks, url_index = (
-                np.concatenate([r[i] for r in rows])[order] for i in (1, 2, 3, 4)
-            )
-        else:
-            lin = np.zeros(0, dtype=np.int64)
-            offsets = sizes = np.zeros(0, dtype=np.uint64)
-            masks, url_index = np.zeros(0, dtype=np.uint32), np.zeros(0, dtype=np.uint16)
-        node = replace(node, nullterm=nullterm or ())
+        found = map_virtual(
+            node.ds,
+            url=node.url,
+            shape=node.shape,
+            dtype=node.dtype,
+            fill=node.fill,
+            open_external=self.open_external,
+            fail=fail,
+        )
+        chunks, dtype = found.chunks, node.dtype
+        node = replace(node, nullterm=found.nullterm)
         plan: Any = _plain_plan(dtype, chunks, node)
-        if pipeline:
+        if found.dcpl is not None:
             from b2store.hdf5 import filters
 
             plan = filters.plan_codecs(
-                filters.read_pipeline(src_dcpl),
+                filters.read_pipeline(found.dcpl),
                 dtype,
                 chunks,
-                masks={int(m) for m in np.unique(masks)},
-                where=where,
+                masks={int(m) for m in np.unique(found.rows[3])},
+                where=node.where,
                 nullterm=node.nullterm,
             )
         self._add(
-            replace(node, url=urls[0] if urls else url),
+            replace(node, url=found.urls[0] if found.urls else node.url),
             chunks,
             plan,
-            rows=(lin, offsets, sizes, masks),
-            urls=tuple(urls),
-            url_index=url_index if len(urls) > 1 else None,
+            rows=found.rows,
+            urls=found.urls,
+            url_index=found.url_index if len(found.urls) > 1 else None,
         )
 
     def _padded_compound(self, node: _Node, lengths: tuple[int, ...]) -> None:
@@ -1132,11 +1027,11 @@ class _Walker:
                 "datasets are repacked at open only when small)",
                 "Read it with h5py, or rewrite it with a packed compound type.",
             )
-        data = _repack(np.asarray(ds[()]), packed)
+        data = repack(np.asarray(ds[()]), packed)
         pfill = None
         if fill is not None:
             try:
-                pfill = _repack(np.asarray(fill), packed).reshape(())[()]
+                pfill = repack(np.asarray(fill), packed).reshape(())[()]
             except (TypeError, ValueError):
                 pfill = None
         node = replace(node, dtype=packed, fill=pfill)
@@ -1223,7 +1118,7 @@ class _Walker:
             raw = self._vlen_strings_by_chunk(ds, where, exc)
         values = np.asarray(raw, dtype=object)
         if values.shape != shape:
-            padded = np.full(shape, _vlen_fill(ds), dtype=object)
+            padded = np.full(shape, vlen_fill(ds), dtype=object)
             padded[tuple(slice(0, n) for n in values.shape)] = values
             values = padded
         values = np.array(
@@ -1249,7 +1144,7 @@ class _Walker:
         opened read-only ("no write intent on file"), so a whole-dataset read of a partly
         written netCDF string variable fails while each written chunk reads.
         """
-        out = np.full(ds.shape, _vlen_fill(ds), dtype=object)
+        out = np.full(ds.shape, vlen_fill(ds), dtype=object)
         try:
             if ds.chunks is None:
                 raise exc
@@ -1275,237 +1170,6 @@ class _Walker:
         self._add(node, chunks, plan or _plain_plan(node.dtype), inline=inline)
 
 
-def _vlen_fill(ds: h5py.Dataset) -> str:
-    """The HDF5 fill value of a variable-length string dataset, as ``str``."""
-    fill = md.fill_value(ds)
-    if isinstance(fill, bytes | np.bytes_):
-        return bytes(fill).decode("utf-8", "surrogateescape")
-    return "" if fill is None else str(fill)
-
-
-def _string_fill_as_missing_value(attrs: dict[str, Any]) -> dict[str, Any]:
-    """A variable-length string variable's ``_FillValue`` attribute as ``missing_value`` (v3).
-
-    xarray (2026.9) cannot decode a Zarr v3 ``_FillValue`` attribute of a string array (it
-    refuses the whole group: "Failed to decode fill_value. Unsupported dtype StringDType()").
-    ``missing_value`` masks the same strings when xarray decodes CF (the netCDF ``_FillValue``
-    is masked, as h5netcdf does); only the raw attribute's name differs. The same holds for an
-    integer variable's fill that is no value of its dtype, which xarray would truncate.
-    """
-    out = {k: v for k, v in attrs.items() if k != "_FillValue"}
-    fill = attrs["_FillValue"]
-    if "missing_value" not in out:
-        out["missing_value"] = fill
-        return out
-    known = out["missing_value"]
-    values = list(known) if isinstance(known, list) else [known]
-    if fill not in values:
-        out["missing_value"] = [*values, fill]
-    return out
-
-
-def _edges_hold_fill(ds: h5py.Dataset) -> bool:
-    """True when HDF5 initialised every chunk with a user-defined fill before writing data.
-
-    HDF5 then also refills the part of an edge chunk beyond a shrunk extent, so the bytes
-    of an edge chunk outside the dataset's extent are the fill value.
-    """
-    try:
-        dcpl = ds.id.get_create_plist()
-        return bool(
-            dcpl.fill_value_defined() == h5py.h5d.FILL_VALUE_USER_DEFINED
-            and dcpl.get_fill_time() in (h5py.h5d.FILL_TIME_ALLOC, h5py.h5d.FILL_TIME_IFSET)
-        )
-    except (AttributeError, RuntimeError, ValueError):
-        return False
-
-
-def _all_chunks_stored(ds: h5py.Dataset) -> bool:
-    """Whether every chunk inside the extent of chunked dataset ``ds`` is allocated."""
-    try:
-        total = 1
-        for n, c in zip(ds.shape, ds.chunks, strict=True):
-            total *= -(-int(n) // int(c))
-        return bool(ds.id.get_num_chunks() >= total)
-    except (AttributeError, OSError, RuntimeError, TypeError, ValueError):
-        return False
-
-
-def _is_same_fill(a: Any, b: Any, dtype: np.dtype[Any]) -> bool:
-    try:
-        return bool(
-            np.full((), 0 if a is None else a, dtype).tobytes()
-            == np.full((), 0 if b is None else b, dtype).tobytes()
-        )
-    except (TypeError, ValueError):
-        return False
-
-
-def _plain_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
-    """``dtype`` without h5py's metadata (string encodings, enum maps), same memory layout."""
-    if dtype.fields:
-        names = list(dtype.names or ())
-        return np.dtype(
-            {
-                "names": names,
-                "formats": [_plain_dtype(dtype.fields[n][0]) for n in names],
-                "offsets": [dtype.fields[n][1] for n in names],
-                "itemsize": dtype.itemsize,
-            }
-        )
-    if dtype.subdtype is not None:
-        return np.dtype((_plain_dtype(dtype.subdtype[0]), dtype.subdtype[1]))
-    return np.dtype(dtype.str)
-
-
-def _matches_file_type(ds: h5py.Dataset, dtype: np.dtype[Any]) -> bool:
-    """True when the compound type stored in the file has exactly ``dtype``'s byte layout."""
-    tid = ds.id.get_type()
-    if not isinstance(tid, h5py.h5t.TypeCompoundID) or tid.get_size() != dtype.itemsize:
-        return False
-    names = list(dtype.names or ())
-    if tid.get_nmembers() != len(names):
-        return False
-    for i, name in enumerate(names):
-        if tid.get_member_offset(i) != dtype.fields[name][1]:  # type: ignore[index]
-            return False
-        mt = tid.get_member_type(i)
-        if mt.get_size() != dtype.fields[name][0].itemsize:  # type: ignore[index]
-            return False
-        if isinstance(mt, h5py.h5t.TypeAtomicID) and not isinstance(mt, h5py.h5t.TypeStringID):
-            order = ">" if mt.get_order() == h5py.h5t.ORDER_BE else "<"
-            sub = dtype.fields[name][0]  # type: ignore[index]
-            if sub.itemsize > 1 and sub.byteorder not in ("|", "=") and sub.byteorder != order:
-                return False
-            if sub.itemsize > 1 and sub.byteorder == "=" and order == ">":
-                return False
-    return True
-
-
-#: IEEE 754 bit fields (sign pos, exponent pos, exponent bits, mantissa pos, mantissa bits) and
-#: exponent bias of the float sizes numpy has.
-_IEEE = {
-    2: ((15, 10, 5, 0, 10), 15),
-    4: ((31, 23, 8, 0, 23), 127),
-    8: ((63, 52, 11, 0, 52), 1023),
-}
-
-
-def _no_zarr_float(dtype: np.dtype[Any]) -> bool:
-    """True for long doubles (numpy float96/128, complex192/256), anywhere in ``dtype``."""
-    if dtype.fields:
-        return any(_no_zarr_float(f[0]) for f in dtype.fields.values())
-    if dtype.subdtype is not None:
-        return _no_zarr_float(dtype.subdtype[0])
-    return (dtype.kind == "f" and dtype.itemsize > 8) or (dtype.kind == "c" and dtype.itemsize > 16)
-
-
-def _stored_layout_issue(tid: Any, dtype: np.dtype[Any]) -> str | None:
-    """Why the bytes HDF5 stores for file type ``tid`` are not ``dtype``'s bytes, or None.
-
-    HDF5 converts on read what numpy cannot hold as is: integers with fewer significant bits
-    than their size or a bit offset (H5Tset_precision / H5Tset_offset, e.g. 12-bit detector
-    data), floats that are not IEEE in their size (h5py reads them as float64), and fixed-length
-    strings padded with spaces (H5T_STR_SPACEPAD, Fortran's default).
-    """
-    base = dtype.subdtype[0] if dtype.subdtype is not None else dtype
-    if isinstance(tid, h5py.h5t.TypeCompoundID):
-        names = list(base.names or ())
-        if len(names) != tid.get_nmembers():
-            return None  # refused by _matches_file_type
-        for i, name in enumerate(names):
-            why = _stored_layout_issue(tid.get_member_type(i), base.fields[name][0])  # type: ignore[index]
-            if why is not None:
-                return f"field {name!r}: {why}"
-        return None
-    if isinstance(tid, h5py.h5t.TypeArrayID | h5py.h5t.TypeEnumID):
-        return _stored_layout_issue(tid.get_super(), base)
-    if isinstance(tid, h5py.h5t.TypeStringID):
-        if not tid.is_variable_str() and tid.get_strpad() == h5py.h5t.STR_SPACEPAD:
-            return "fixed-length strings padded with spaces (H5T_STR_SPACEPAD)"
-        return None
-    if isinstance(tid, h5py.h5t.TypeIntegerID | h5py.h5t.TypeFloatID):
-        kind = "integer" if isinstance(tid, h5py.h5t.TypeIntegerID) else "float"
-        size = tid.get_size()
-        if size != base.itemsize:
-            return f"a {size}-byte {kind} type that h5py reads as {base}"
-        if tid.get_precision() != 8 * size or tid.get_offset() != 0:
-            return (
-                f"a {kind} type of {tid.get_precision()} significant bits at bit offset "
-                f"{tid.get_offset()} in {size} bytes"
-            )
-        if kind == "float" and (tid.get_fields(), tid.get_ebias()) != _IEEE.get(size):
-            return (
-                f"a non-IEEE {8 * size}-bit float layout (bit fields {tid.get_fields()}, "
-                f"exponent bias {tid.get_ebias()})"
-            )
-    return None
-
-
-@functools.lru_cache(maxsize=256)
-def _null_fill_reads_zeros(dtype: np.dtype[Any]) -> bool:
-    """Whether zarr fills the missing chunks of a v2 array whose ``fill_value`` is null with
-    zeros (b2h5's v2 view publishes null unless a ``_FillValue`` attribute says otherwise).
-
-    zarr takes the dtype's default scalar, which is not always zero: zarr 3.1 casts 0 into a
-    structured dtype, giving ``b"0"`` in its bytes fields (and an error with void fields), and
-    datetimes default to NaT. Such datasets get their fill chunks served instead.
-    """
-    try:
-        from zarr.core.dtype import get_data_type_from_native_dtype
-
-        scalar = get_data_type_from_native_dtype(dtype).default_scalar()
-        return bool(np.asarray(scalar, dtype=dtype).tobytes() == bytes(dtype.itemsize))
-    except (TypeError, ValueError, OverflowError):
-        # no Zarr data type for ``dtype`` (ValueError), or a default zarr cannot cast into it
-        # (TypeError for void fields in zarr 3.1): serving the fill chunks is always right
-        return False
-
-
-def _is_zero(fill: Any, dtype: np.dtype[Any]) -> bool:
-    if fill is None:
-        return True
-    try:
-        return np.full((), fill, dtype=dtype).tobytes() == bytes(dtype.itemsize)
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
-def _is_v3_fill(value: Any, dtype: np.dtype[Any]) -> bool:
-    """Whether xarray can take ``value`` as a numeric variable's v3 ``_FillValue`` attribute.
-
-    It cannot decode several values (``[1.0, 2.0]``) or a string on numbers: the whole group
-    failed to open (TypeError: Failed to decode fill_value); and it truncates an integer
-    variable's fill that is no value of its dtype (``int(1.5)`` masked the real 1s). Such
-    fills are published as ``missing_value``, which masks what h5netcdf masks.
-    """
-    if dtype.kind not in "biufc":
-        return True
-    if isinstance(value, list | str | bytes):
-        return False
-    return dtype.kind not in "biu" or _is_value_of(value, dtype)
-
-
-def _is_value_of(value: Any, dtype: np.dtype[Any]) -> bool:
-    """Whether ``value`` is exactly a value of a bool, integer or float ``dtype`` (others: True).
-
-    A ``_FillValue`` attribute that is not (an int8 -1 on uint8 data, 1.5 on int16 data, a
-    float64 -9999.9 on float32 data) cannot be the v2 ``fill_value``: zarr refused it
-    (OverflowError: the file did not open) or rounded it, masking values h5netcdf keeps.
-    """
-    if value is None or dtype.kind not in "biuf":
-        return True
-    if isinstance(value, str | bytes):
-        return False
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            cast = np.asarray(value).astype(dtype).item()
-        return bool(cast == value or (cast != cast and value != value))  # NaN: itself
-    except (TypeError, ValueError, OverflowError):
-        return False
-
-
 def build_index(
     f: h5py.File,
     *,
@@ -1513,7 +1177,7 @@ def build_index(
     zarr_format: int = 3,
     unsupported: Unsupported = "raise",
     follow_external_links: bool = False,
-    open_external: Callable[[str, str], tuple[h5py.File, str]] | None = None,
+    open_external: OpenExternal | None = None,
 ) -> FileIndex:
     """Index an open HDF5 file as a Zarr hierarchy.
 
@@ -1552,93 +1216,7 @@ def build_index(
     walker.walk_aliases()
     nodes = walker.nodes
     tables = walker.tables
-    _reconcile_dimensions(nodes, walker.dimension_lengths, walker.notes)
+    reconcile_dimensions(nodes, walker.dimension_lengths, walker.notes)
     notes = tuple(walker.notes)
     meta = render_v3(nodes) if zarr_format == 3 else render_v2(nodes)
     return FileIndex(zarr_format=zarr_format, meta=meta, tables=tables, notes=notes)
-
-
-def _reconcile_dimensions(
-    nodes: dict[str, Node], dimension_lengths: dict[str, int], notes: list[str]
-) -> None:
-    """Make equal dimension names mean equal sizes within each group (xarray refuses the whole
-    group otherwise). HDF5 does not enforce it: a dimension scale may be shorter than a dataset
-    attached to it, or a dataset may use a scale of another group whose name a local scale of
-    another length also has. The size of a name is that of the group's 1-D array of the same
-    name, else of the group's own netCDF dimension of that name (``dimension_lengths``), else its
-    most common size; an axis of another size gets a phony name (with a note).
-    """
-    by_group: dict[str, list[str]] = {}
-    for path, node in nodes.items():
-        if isinstance(node, ArrayMeta) and node.dimension_names:
-            by_group.setdefault(posixpath.dirname(path), []).append(path)
-    for group, paths in by_group.items():
-        sizes: dict[str, dict[int, int]] = {}
-        for p in paths:
-            meta = nodes[p]
-            assert isinstance(meta, ArrayMeta) and meta.dimension_names is not None
-            for name, n in zip(meta.dimension_names, meta.shape, strict=True):
-                counts = sizes.setdefault(name, {})
-                counts[n] = counts.get(n, 0) + 1
-        for name, counts in sizes.items():
-            if len(counts) < 2:
-                continue
-            own = nodes.get(posixpath.join(group, name))
-            if (
-                isinstance(own, ArrayMeta)
-                and own.dimension_names
-                and own.dimension_names[0] == name
-            ):  # a coordinate variable (1-D, or netCDF's multi-dimensional ``station(station, n)``)
-                size = own.shape[0]
-            elif posixpath.join(group, name) in dimension_lengths:
-                size = dimension_lengths[posixpath.join(group, name)]
-            else:
-                size = max(counts, key=lambda n: (counts[n], -n))
-            for p in paths:
-                meta = nodes[p]
-                assert isinstance(meta, ArrayMeta) and meta.dimension_names is not None
-                dims = list(meta.dimension_names)
-                for axis, n in enumerate(meta.shape):
-                    if dims[axis] == name and n != size:
-                        others = dims[:axis] + dims[axis + 1 :]
-                        dims[axis] = md.extend_dimension_names(tuple(others), (n,))[-1]
-                        notes.append(
-                            f"/{p}: dimension {name!r} has length {n} here but {size} elsewhere "
-                            f"in its group; axis {axis} is served as {dims[axis]!r}"
-                        )
-                nodes[p] = replace(meta, dimension_names=tuple(dims))
-
-
-def resolve_external(base_url: str, filename: str) -> str:
-    """Target path of an external link's file, relative to the linking file's folder.
-
-    A URL keeps its ``scheme://host`` (normalising the whole string made ``http://h/a.h5``
-    link to ``http:/h/...``, which no filesystem finds); an http(s) URL's query and fragment
-    belong to the linking file and are dropped.
-    """
-    if filename.startswith("/") or "://" in filename:
-        return filename
-    if "://" not in base_url:
-        return posixpath.normpath(posixpath.join(posixpath.dirname(base_url), filename))
-    scheme, rest = base_url.split("://", 1)
-    host, _, path = rest.partition("/")
-    if scheme.lower() in ("http", "https"):
-        path = path.split("#", 1)[0].split("?", 1)[0]
-    target = posixpath.normpath(posixpath.join(posixpath.dirname("/" + path), filename))
-    return f"{scheme}://{host}{target}"
-
-
-def external_candidates(base_url: str, filename: str) -> list[str]:
-    """Where HDF5 looks for an external link's (or a VDS source's) file, in order.
-
-    A relative name is taken relative to the linking file's folder. An absolute one that does
-    not exist is then looked for by its base name in that folder: HDF5 does so (NeXus masters
-    written with the beamline's absolute paths still read after copying the files together).
-    The current directory and ``HDF5_EXT_PREFIX`` are not searched.
-    """
-    first = resolve_external(base_url, filename)
-    if "://" in filename or not filename.startswith("/"):
-        return [first]
-    base_name = filename.rstrip("/").rsplit("/", 1)[-1]
-    beside = resolve_external(base_url, base_name) if base_name else first
-    return [first] if beside == first else [first, beside]

@@ -211,9 +211,9 @@ def test_descriptors_stay_bounded_over_many_open_files(tmp_path: Path) -> None:
     """Each filesystem kept a descriptor of its file until it was garbage-collected, so
     ``xr.open_mfdataset`` over a few hundred files ran out of them (``OSError: [Errno 24] Too
     many open files``; macOS allows 256). Descriptors are now pooled process-wide."""
-    from b2store.hdf5 import filesystem
+    from b2store.hdf5 import _io_pools
 
-    pool = getattr(filesystem, "_FDS", None)
+    pool = getattr(_io_pools, "_FDS", None)
     limit = 128 if pool is None else pool.maxsize
     n = limit + 40
     paths = []
@@ -335,7 +335,7 @@ def test_pooled_descriptor_of_a_replaced_file_is_closed(tmp_path: Path) -> None:
     elsewhere and renamed over it) until 128 other files pushed it out: the old file's disk
     space stayed in use long after its stores were gone. Opening the new file closes it; a
     store still holding the old index then raises a clear OSError, as documented."""
-    from b2store.hdf5.filesystem import _FDS
+    from b2store.hdf5._io_pools import _FDS
 
     path = tmp_path / "r.h5"
 

@@ -70,13 +70,13 @@ _FORK_DURING_BUILD = (
     + """
 import gc, os, threading, time
 import fsspec
-import b2store.hdf5.filesystem as b2fs
+import b2store.hdf5._build_guards as guards
 fsspec.filesystem("b2h5", fo=sys.argv[1] + "/small.h5")  # imports done (a fork mid-import hangs)
 threading.Thread(
     target=fsspec.filesystem, args=("b2h5",), kwargs={"fo": BASE + "/big.h5"}, daemon=True
 ).start()
 deadline = time.monotonic() + 20
-while not b2fs._BUILD_LOCK.locked():  # the index build of big.h5 holds it
+while not guards._BUILD_LOCK.locked():  # the index build of big.h5 holds it
     assert time.monotonic() < deadline, "the build never started"
     time.sleep(0.001)
 pid = os.fork()

@@ -198,12 +198,12 @@ def test_read_ahead_blocks_are_bounded_per_process(tmp_path: Path, monkeypatch) 
     import gc
     import tracemalloc
 
-    from b2store.hdf5 import filesystem
+    from b2store.hdf5 import _io_pools, filesystem
 
     limit = 4
-    monkeypatch.setattr(filesystem, "READAHEAD_BLOCKS", limit)
-    if hasattr(filesystem, "_BLOCKS"):
-        monkeypatch.setattr(filesystem._BLOCKS, "maxsize", limit)
+    monkeypatch.setattr(_io_pools, "READAHEAD_BLOCKS", limit)
+    if hasattr(_io_pools, "_BLOCKS"):
+        monkeypatch.setattr(_io_pools._BLOCKS, "maxsize", limit)
     want = []
     for i in range(6):
         with h5py.File(tmp_path / f"s{i}.h5", "w") as f:  # 1.6 MB: 4 blocks of 16 KB chunks
@@ -273,7 +273,7 @@ def test_http_error_statuses_and_dropped_connections_are_clear(http_folder: Path
     cut mid-body, raised aiohttp's own exceptions (no builtin base, no file name for a dropped
     body). Now: PermissionError for 401/403, OSError naming the URL otherwise, FileNotFoundError
     only for a file that is not there."""
-    from b2store.hdf5 import filesystem
+    from b2store.hdf5 import _io_pools
 
     handler = _faulty()
     for base in _serve(http_folder, handler):
@@ -287,7 +287,7 @@ def test_http_error_statuses_and_dropped_connections_are_clear(http_folder: Path
             ("drop", OSError, r"connection"),
         ]:
             handler.fault = fault
-            filesystem._BLOCKS._data.clear()
+            _io_pools._BLOCKS._data.clear()
             for what in ("a", "c", "cat"):  # read-ahead blocks, a big ranged read, cat()
                 with pytest.raises(exc, match=match) as info:
                     fs.cat(["a/c/0"]) if what == "cat" else root[what][...]
