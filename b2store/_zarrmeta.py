@@ -14,6 +14,7 @@ from __future__ import annotations
 import bisect
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -74,23 +75,30 @@ class GroupMeta:
 Node = ArrayMeta | GroupMeta
 
 
+def _scalar_dtypes(dtype: np.dtype[Any]) -> Iterator[np.dtype[Any]]:
+    """The scalar dtypes ``dtype`` is built of: itself, or the items of its structured fields
+    and sub-arrays, at any depth."""
+    if dtype.fields:
+        for field_info in dtype.fields.values():
+            yield from _scalar_dtypes(field_info[0])
+    elif dtype.subdtype is not None:
+        yield from _scalar_dtypes(dtype.subdtype[0])
+    else:
+        yield dtype
+
+
 def is_big_endian(dtype: np.dtype[Any]) -> bool:
     """Whether any part of ``dtype`` (structured fields and sub-arrays included) stores
     big-endian items (native ones on a big-endian machine too)."""
-    if dtype.fields:
-        return any(is_big_endian(field[0]) for field in dtype.fields.values())
-    if dtype.subdtype is not None:
-        return is_big_endian(dtype.subdtype[0])
-    return dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian)
+    return any(
+        d.byteorder == ">" or (d.byteorder == "=" and not np.little_endian)
+        for d in _scalar_dtypes(dtype)
+    )
 
 
 def _has_byte_order(dtype: np.dtype[Any]) -> bool:
     """Whether any part of ``dtype`` has items of several bytes in a byte order."""
-    if dtype.fields:
-        return any(_has_byte_order(field[0]) for field in dtype.fields.values())
-    if dtype.subdtype is not None:
-        return _has_byte_order(dtype.subdtype[0])
-    return dtype.itemsize > 1 and dtype.byteorder != "|"
+    return any(d.itemsize > 1 and d.byteorder != "|" for d in _scalar_dtypes(dtype))
 
 
 def packed_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:

@@ -108,6 +108,18 @@ def test_is_big_endian_looks_into_fields_and_subarrays() -> None:
     assert is_big_endian(np.dtype("=f8")) is (not np.little_endian)
 
 
+def test_byte_order_checks_agree_on_nested_dtypes() -> None:
+    """is_big_endian and bytes_codec walk the same fields and sub-arrays, at any depth."""
+    nested = np.dtype([("a", "u1"), ("b", [("c", ("S2", (3,))), ("d", (">u2", (2,)))])])
+    assert is_big_endian(nested)
+    assert bytes_codec(nested) == {"name": "bytes", "configuration": {"endian": "big"}}
+    little = np.dtype([("a", "u1"), ("b", [("c", ("S2", (3,))), ("d", ("<u2", (2,)))])])
+    assert not is_big_endian(little)
+    assert bytes_codec(little) == {"name": "bytes", "configuration": {"endian": "little"}}
+    single_bytes = np.dtype([("a", "u1"), ("b", [("c", ("S2", (3,))), ("d", ("i1", (2,)))])])
+    assert not is_big_endian(single_bytes) and bytes_codec(single_bytes) == {"name": "bytes"}
+
+
 def test_packed_dtype() -> None:
     """Zarr's structured types list fields back to back: padding and offset order removed."""
     padded = np.dtype({"names": ["a", "b"], "formats": ["u1", "<f8"], "offsets": [0, 8]})

@@ -282,7 +282,7 @@ def _needs_shapes(cparams: Any) -> bool:
     """Whether chunks made with ``cparams`` need the array's chunk and block shapes to
     decompress (ZFP codecs 33-35, NDCELL/NDMEAN filters 32/33: the ids the b2nd codec's
     decoder routes through an NDArray)."""
-    from b2store.codecs.b2nd import _NDIM_CODECS, _NDIM_FILTERS
+    from b2store.codecs._b2nd_chunk import _NDIM_CODECS, _NDIM_FILTERS
 
     if not isinstance(cparams, dict):
         return False

@@ -13,8 +13,9 @@ Layouts (C-Blosc2 3.x, also read by 2.x; C-Blosc2's ``README_CFRAME_FORMAT.rst``
 * **Frame header** (msgpack, big-endian): magic ``b"b2frame\\0"`` at bytes 2..9, ``header_size``
   int32 at 11, ``frame_size`` uint64 at 16, ``nbytes`` int64 at 30, chunks-section ``cbytes``
   int64 at 39, ``typesize`` int32 at 48, ``blocksize`` int32 at 53, ``chunksize`` int32 at 58,
-  codec byte at 27 (codec id low nibble, clevel high nibble), filters at 71..76, filters_meta at
-  79..84, then the metalayers (the ``b2nd`` one gives shape, chunks, blocks and dtype).
+  codec byte at 27 (codec id low nibble, clevel high nibble), filters at 71..76, the plugin
+  codec's id at 77 (when the low nibble is 6), filters_meta at 79..84, then the metalayers
+  (the ``b2nd`` one gives shape, chunks, blocks and dtype).
 * The chunks follow at ``header_size``; the **offsets index** (a Blosc2 chunk of int64 offsets,
   relative to ``header_size``; negative offsets are frame-level special chunks whose kind is in
   bits 56..58) sits at ``header_size + cbytes``.
@@ -39,6 +40,7 @@ from b2store.errors import CodecError
 
 __all__ = [
     "CHUNK_HEADER_SIZE",
+    "FILTER_DELTA",
     "SPECIAL_NAN",
     "SPECIAL_NONE",
     "SPECIAL_UNINIT",
@@ -69,6 +71,9 @@ SPECIAL_NAN = 2
 SPECIAL_VALUE = 3
 SPECIAL_UNINIT = 4
 
+#: Blosc2's DELTA filter id: every block is stored relative to the chunk's first block.
+FILTER_DELTA = 3
+
 #: Codec (format) id a frame header and a chunk's flags record for a plugin (user-defined)
 #: codec; the chunk header's ``udcodec`` byte holds the plugin's own id.
 UDCODEC_FORMAT = 6
@@ -81,6 +86,7 @@ _B2FLAG_VLBLOCKS = 0x08  # variable-length blocks (C-Blosc2 >= 2.15): not produc
 _WHAT = "Blosc2"
 _CHUNK_HEAD = struct.Struct("<BBBBiii6BBB6bBB")  # the whole 32-byte chunk header
 _FMETA = struct.Struct("<6b")
+_FRAME_UDCODEC = 77  # the plugin codec's id, when the codec byte says UDCODEC_FORMAT
 _FRAME_SIZES = struct.Struct(">BiBQ")  # at 10: int32 marker, header_size, uint64 marker, frame_size
 _FRAME_FIELDS = struct.Struct(
     ">BqBqBiBiBi"
@@ -365,11 +371,15 @@ class FrameInfo(NamedTuple):
     typesize, blocksize, chunksize : int
         As recorded by the writer (blocksize 0 = automatic).
     codec, clevel : int
-        Codec id and compression level.
+        Codec (format) id and compression level; the codec is :data:`UDCODEC_FORMAT` for
+        plugin (user-defined) codecs, whose own id is ``udcodec``.
     filters, filters_meta : tuple of int
         The frame-level filter pipeline (6 slots).
     b2nd : B2ndMeta or None
         The n-D metalayer, absent in plain frames (hdf5plugin, 1-D data).
+    udcodec : int
+        The plugin codec's id (header byte 77), meaningful when ``codec`` is
+        :data:`UDCODEC_FORMAT`.
     """
 
     header_size: int
@@ -385,6 +395,13 @@ class FrameInfo(NamedTuple):
     filters: tuple[int, ...]
     filters_meta: tuple[int, ...]
     b2nd: B2ndMeta | None
+    udcodec: int = 0
+
+    @property
+    def codec_id(self) -> int:
+        """The codec id as C-Blosc2 reports it (``schunk.cparams.codec``): the plugin's own id
+        (``udcodec``) for user-defined codecs, else ``codec``."""
+        return self.udcodec if self.codec == UDCODEC_FORMAT else self.codec
 
 
 def is_frame(buf: Any) -> bool:
@@ -553,6 +570,7 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
         filters=tuple(head[71:77]),
         filters_meta=_FMETA.unpack_from(head, 79),
         b2nd=b2nd,
+        udcodec=head[_FRAME_UDCODEC],
     )
 
 

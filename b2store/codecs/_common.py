@@ -18,6 +18,7 @@ from b2store.codecs._blosc2frame import as_bytes_view
 from b2store.errors import CodecError
 
 __all__ = [
+    "B2ND_ID",
     "CNAMES",
     "MAX_B2ND_DIMS",
     "MAX_BLOSC2_FILTERS",
@@ -35,6 +36,8 @@ __all__ = [
     "parse_splitmode",
 ]
 
+#: The numcodecs id of the b2nd codec (:mod:`b2store.codecs.b2nd`), which prefixes its messages.
+B2ND_ID = "b2store_b2nd"
 #: Codec names accepted in ``cname`` and their Blosc2 codec ids.
 CNAMES: dict[str, int] = {"blosclz": 0, "lz4": 1, "lz4hc": 2, "zlib": 4, "zstd": 5}
 #: Blosc2 split modes (``blosc2.SplitMode``) by config name: whether each block is compressed

@@ -39,7 +39,7 @@ import math
 import struct
 import threading
 import warnings
-from typing import Any
+from typing import Any, NamedTuple
 
 import blosc2
 import numpy as np
@@ -47,6 +47,7 @@ from numcodecs.abc import Codec
 
 from b2store.codecs import _blosc2frame as bf
 from b2store.codecs._common import codec_from_config, parse_int_range, parse_positive_float
+from b2store.codecs.b2nd import decompress_chunk
 from b2store.errors import CodecError
 
 __all__ = ["MIN_IMAGE_SIDE", "Grok"]
@@ -57,6 +58,9 @@ MIN_IMAGE_SIDE = 16
 _J2K_CODEC = 39  # blosc2-j2k
 _GROK_CODEC = 37  # blosc2-grok
 _ENCODABLE = (np.dtype("u1"), np.dtype("u2"), np.dtype("i1"), np.dtype("i2"))
+
+#: Encoded bytes, or a view of them (codestreams are checked in place, not copied).
+_Bytes = bytes | memoryview
 
 _lock = threading.Lock()  # guards the plugin's global parameters and plugin loading
 _loaded: dict[str, Any] = {}
@@ -218,14 +222,15 @@ class Grok(Codec):
             )
         if len(shape) < 2:
             raise CodecError(
-                f"b2store_grok: a chunk must hold 2-D images (..., H, W); got shape={tuple(shape)}."
+                f"b2store_grok: Expected a chunk of 2-D images (..., H, W). Got "
+                f"shape={tuple(shape)} instead."
             )
 
     def _check_chunk(self, buf: Any) -> np.ndarray:
         if not isinstance(buf, np.ndarray):
             raise CodecError(
-                "b2store_grok: encode needs an n-D numpy array of images (..., H, W); got "
-                f"{type(buf).__name__} (flat bytes carry no image shape)."
+                "b2store_grok: encode: Expected an n-D numpy array of images (..., H, W). Got "
+                f"{type(buf).__name__} instead (flat bytes carry no image shape)."
             )
         arr = buf
         self.check_layout(arr.dtype, arr.shape)
@@ -326,38 +331,35 @@ class Grok(Codec):
         CodecError
             If the bytes are not a valid one-chunk b2nd cframe of images.
         """
-        data = _as_bytes(buf)
-        shape, dtype, codec = _inspect_frame(data)
-        if codec == _GROK_CODEC:
+        frame = _inspect_frame(_as_bytes_view(buf))
+        if frame.codec == _GROK_CODEC:
             _load_grok()
         else:
             _load_j2k()
-        try:
-            arr = blosc2.ndarray_from_cframe(data, copy=False)
-            chunk = arr.schunk.get_chunk(0)
-        except Exception as exc:
-            raise CodecError(f"b2store_grok: corrupt b2nd frame ({exc})") from exc
-        nbytes = math.prod(shape) * dtype.itemsize
-        hdr = _check_chunk_header(chunk, nbytes, codec, shape[-2:], dtype.itemsize)
-        from b2store.codecs.b2nd import threads_safe
-
-        # a fallback chunk (plain Blosc2) of another writer may use filters C-Blosc2 decodes
-        # wrongly on several threads (DELTA twice, 3 or more filters)
-        nthreads = self.nthreads if threads_safe(hdr.filters) else 1
-        try:
-            flat = blosc2.decompress2(chunk, nthreads=nthreads)
-        except Exception as exc:
-            raise CodecError(
-                f"b2store_grok: could not decode the chunk (codec {codec}): {exc}"
-            ) from exc
-        if flat is None or len(flat) != nbytes:
-            raise CodecError(
-                f"b2store_grok: decoded {0 if flat is None else len(flat)} bytes, expected {nbytes}"
+        nbytes = math.prod(frame.shape) * frame.dtype.itemsize
+        if frame.chunk is None:  # a frame-level special chunk (blosc2.zeros): no bytes stored
+            if frame.special not in (bf.SPECIAL_ZERO, bf.SPECIAL_UNINIT):
+                raise CodecError(
+                    f"{CODEC_ID}: the frame's chunk is a special NaN chunk, but its dtype "
+                    f"{frame.dtype} has no NaN"
+                )
+            flat = np.zeros(nbytes // frame.dtype.itemsize, dtype=frame.dtype)
+        else:
+            _check_chunk_header(
+                frame.chunk, nbytes, frame.codec, frame.shape[-2:], frame.dtype.itemsize
             )
-        # Blocks are (1, ..., 1, H, W) == the trailing dims, so block order is C order.
-        # frombuffer over a bytearray: writable, like every numcodecs codec's output (no copy).
-        result = np.frombuffer(bytearray(flat) if isinstance(flat, bytes) else flat, dtype=dtype)
-        result = result.reshape(shape)
+            # GIL released; a fallback chunk (plain Blosc2) of another writer whose filters
+            # C-Blosc2 gets wrong on several threads (DELTA twice) is decoded on one thread
+            flat = decompress_chunk(
+                frame.chunk,
+                dtype=frame.dtype,
+                nbytes=nbytes,
+                nthreads=self.nthreads,
+                what=CODEC_ID,
+            )
+        # Blocks are (1, ..., 1, H, W) == the trailing dims, so block order is C order; the
+        # decoded array is fresh, writable memory, like every numcodecs codec's output.
+        result = flat.reshape(frame.shape)
         if out is not None:
             # numcodecs semantics: the decoded bytes, in out's memory order (an F-ordered out
             # holds the F-ordered chunk encode stored as its C-ordered transpose)
@@ -368,8 +370,8 @@ class Grok(Codec):
                 out_arr.flags.c_contiguous or out_arr.flags.f_contiguous
             ):
                 raise CodecError(
-                    f"b2store_grok: expected out to be a contiguous buffer of {result.nbytes} "
-                    f"bytes, got {out_arr.nbytes} bytes (shape {out_arr.shape}) instead"
+                    f"b2store_grok: Expected out to be a contiguous buffer of {result.nbytes} "
+                    f"bytes. Got {out_arr.nbytes} bytes (shape {out_arr.shape}) instead."
                 )
             np.copyto(
                 out_arr.reshape(-1, order="A").view(np.uint8), result.reshape(-1).view(np.uint8)
@@ -378,19 +380,28 @@ class Grok(Codec):
         return result
 
 
-def _as_bytes(buf: Any) -> bytes:
-    if isinstance(buf, bytes):
-        return buf
+def _as_bytes_view(buf: Any) -> memoryview:
     try:
-        return memoryview(buf).cast("B").tobytes()
+        return bf.as_bytes_view(buf)
     except TypeError as exc:
         raise CodecError(
-            f"b2store_grok: expected a bytes-like encoded chunk, got {type(buf).__name__}"
+            f"{CODEC_ID}: Expected a bytes-like encoded chunk. Got {type(buf).__name__} instead."
         ) from exc
 
 
-def _inspect_frame(data: bytes) -> tuple[tuple[int, ...], np.dtype[Any], int]:
-    """Validate the frame header and b2nd metalayer; return (shape, dtype, codec id)."""
+class _ImageFrame(NamedTuple):
+    """What :meth:`Grok.decode` needs from a validated frame."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype[Any]
+    codec: int  # Blosc2 codec id (37 grok, 39 J2K, or a built-in one for the fallback)
+    chunk: memoryview | None  # the raw chunk; None for a frame-level special chunk
+    special: int  # the chunk's special kind (bf.SPECIAL_*)
+
+
+def _inspect_frame(data: memoryview) -> _ImageFrame:
+    """Validate the frame header, b2nd metalayer and offsets index in pure Python (the frame
+    is parsed once; no C parser sees it) and locate the one chunk."""
     if not bf.is_frame(data):
         raise CodecError(
             f"{CODEC_ID}: not a Blosc2 frame ({len(data)} bytes; an encoded chunk starts with "
@@ -402,41 +413,48 @@ def _inspect_frame(data: bytes) -> tuple[tuple[int, ...], np.dtype[Any], int]:
             f"{CODEC_ID}: corrupt frame: header says {info.frame_size} bytes "
             f"(header {info.header_size}), got {len(data)}"
         )
+    meta = info.b2nd
+    if meta is None:
+        raise CodecError(
+            f"{CODEC_ID}: not a b2nd frame (no b2nd metalayer, as in a plain Blosc2 frame of "
+            "1-D data); b2store_grok reads one-chunk b2nd frames of 2-D images: decode other "
+            "Blosc2 frames with b2store_b2nd"
+        )
+    nchunks, shape, chunks, blocks, dtype_str = (
+        info.nchunks,
+        meta.shape,
+        meta.chunks,
+        meta.blocks,
+        meta.dtype_str,
+    )
+    ndim = len(shape)
     try:
-        arr = blosc2.ndarray_from_cframe(data, copy=False)
-        meta = arr.schunk.meta["b2nd"]
-        nchunks = arr.schunk.nchunks
-        codec = int(arr.schunk.cparams.codec.value)
-    except Exception as exc:
-        raise CodecError(f"b2store_grok: corrupt b2nd frame ({exc})") from exc
-    try:
-        _, ndim, shape, chunks, blocks, _, dtype_str = meta
-        shape = tuple(int(s) for s in shape)
         dtype = np.dtype(dtype_str)
-    except Exception as exc:
-        raise CodecError(f"b2store_grok: corrupt b2nd metalayer {meta!r}") from exc
+    except Exception as exc:  # numpy raises TypeError/ValueError/SyntaxError on garbage
+        raise CodecError(f"{CODEC_ID}: corrupt b2nd metalayer dtype {dtype_str!r}") from exc
     if dtype.kind == "V" and dtype.itemsize in (1, 2):
         dtype = np.dtype(f"u{dtype.itemsize}")
     ok = (
         nchunks == 1
-        and ndim == len(shape) >= 2
-        and tuple(chunks) == shape
-        and tuple(blocks) == (1,) * (ndim - 2) + shape[-2:]
+        and ndim >= 2
+        and chunks == shape
+        and blocks == (1,) * (ndim - 2) + shape[-2:]
         and dtype.kind in "ui"
         and dtype.itemsize in (1, 2)
     )
     if not ok:
         raise CodecError(
-            f"b2store_grok: not a chunk of 2-D images: {nchunks=}, {shape=}, {chunks=}, "
+            f"{CODEC_ID}: not a chunk of 2-D images: {nchunks=}, {shape=}, {chunks=}, "
             f"{blocks=}, dtype {dtype_str!r}; b2store_grok reads one-chunk frames of uint8/16 or "
             "int8/16 whose blocks are whole (H, W) images: decode other Blosc2 frames (tiles, "
             "colour images, several chunks) with b2store_b2nd"
         )
-    return shape, dtype, codec
+    chunk, special = bf.frame_chunk(data, info, 0, what=CODEC_ID)  # offsets index checked
+    return _ImageFrame(shape, dtype, info.codec_id, chunk, special)
 
 
 def _check_chunk_header(
-    chunk: bytes, nbytes: int, frame_codec: int, image: tuple[int, ...], itemsize: int
+    chunk: memoryview, nbytes: int, frame_codec: int, image: tuple[int, ...], itemsize: int
 ) -> bf.ChunkHeader:
     """Check the 32-byte Blosc2 chunk header against the metalayer before decompressing."""
     hdr = bf.chunk_header(chunk, what=CODEC_ID)
@@ -461,7 +479,7 @@ def _check_chunk_header(
 
 
 def _check_block_streams(
-    chunk: bytes, hdr: bf.ChunkHeader, image: tuple[int, ...], *, itemsize: int
+    chunk: memoryview, hdr: bf.ChunkHeader, image: tuple[int, ...], *, itemsize: int
 ) -> None:
     """Walk the block offsets and each block's JPEG 2000 headers (Grok crashes on bad headers)."""
     nbytes, blocksize, cbytes = hdr.nbytes, hdr.blocksize, hdr.cbytes
@@ -492,14 +510,14 @@ def _check_block_streams(
             raise CodecError(f"b2store_grok: block {i}: {exc}") from None
 
 
-def _check_jpeg2000(stream: bytes, image: tuple[int, ...], itemsize: int) -> None:
+def _check_jpeg2000(stream: _Bytes, image: tuple[int, ...], itemsize: int) -> None:
     """Validate a JP2 file or raw J2K codestream header against the expected image."""
     if stream[:4] == b"\x00\x00\x00\x0c" and stream[4:8] == b"jP  ":
         stream = _jp2_codestream(stream)
     _check_codestream(stream, image, itemsize)
 
 
-def _jp2_codestream(data: bytes) -> bytes:
+def _jp2_codestream(data: _Bytes) -> _Bytes:
     pos = 0
     while pos + 8 <= len(data):
         length, box = struct.unpack(">I4s", data[pos : pos + 8])
@@ -519,7 +537,7 @@ def _jp2_codestream(data: bytes) -> bytes:
     raise CodecError("JP2 file without a codestream box")
 
 
-def _check_codestream(cs: bytes, image: tuple[int, ...], itemsize: int) -> None:
+def _check_codestream(cs: _Bytes, image: tuple[int, ...], itemsize: int) -> None:
     if len(cs) < 2 + 2 + 41 or cs[:4] != b"\xff\x4f\xff\x51":
         raise CodecError("JPEG 2000 codestream does not start with SOC + SIZ")
     lsiz = struct.unpack(">H", cs[4:6])[0]
@@ -572,7 +590,7 @@ def _check_codestream(cs: bytes, image: tuple[int, ...], itemsize: int) -> None:
         raise CodecError("JPEG 2000 codestream does not end with EOC after its tile-parts")
 
 
-def _cod_ok(cod: bytes) -> bool:
+def _cod_ok(cod: _Bytes) -> bool:
     """Check the COD parameters the decoder sizes buffers with (levels, code-blocks, layers)."""
     layers = struct.unpack(">H", cod[2:4])[0]
     levels, xcb, ycb = cod[5], cod[6] & 0x0F, cod[7] & 0x0F

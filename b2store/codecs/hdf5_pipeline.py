@@ -476,7 +476,7 @@ def _enc_lz4(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
 
 def _bitshuffle_params(cd: Sequence[int], itemsize: int) -> tuple[int, int, int]:
     if len(cd) < 5:
-        raise _fail("bitshuffle", f"expected at least 5 cd_values, got {tuple(cd)}")
+        raise _fail("bitshuffle", f"Expected at least 5 cd_values. Got {tuple(cd)} instead.")
     elemsize = cd[2] if cd[2] > 0 else itemsize
     comp = cd[4]
     if comp not in _BITSHUFFLE_COMPRESSORS:
@@ -578,7 +578,7 @@ def _enc_bitshuffle(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
 def _dec_szip(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
     ic = _imagecodecs("szip")
     if len(cd) < 4:
-        raise _fail("szip", f"expected 4 cd_values, got {tuple(cd)}")
+        raise _fail("szip", f"Expected at least 4 cd_values. Got {tuple(cd)} instead.")
     if len(data) < 4:
         raise _fail("szip", f"{len(data)} bytes is shorter than the 4-byte size header")
     (size,) = struct.unpack("<I", data[:4])
@@ -922,8 +922,8 @@ class HDF5Pipeline(Codec):
         data = bytes(memoryview(ensure_contiguous_ndarray(buf)).cast("B"))
         if self._nbytes is not None and len(data) != self._nbytes:
             raise CodecError(
-                f"{CODEC_ID}: got {len(data)} bytes to encode, expected {self._nbytes} for "
-                f"{self.chunkshape=} and {self.dtype=}."
+                f"{CODEC_ID}: Expected {self._nbytes} bytes to encode for {self.chunkshape=} "
+                f"and {self.dtype=}. Got {len(data)} instead."
             )
         if mask and not self.masked:
             raise CodecError(f"{CODEC_ID}: a non-zero mask needs a codec configured masked=True")

@@ -21,13 +21,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.abc.codec import BytesBytesCodec
 
+from b2store.codecs._zarr3_common import config_of, variable_size_message
 from b2store.codecs.hdf5_pipeline import (
     HDF5Pipeline,
     parse_config_ints,
     parse_filter_specs,
     parse_nullterm,
 )
-from b2store.codecs.zarr3 import _config_of, _variable_size_message
 from b2store.errors import CodecError
 
 if TYPE_CHECKING:
@@ -129,7 +129,7 @@ class HDF5PipelineCodec(BytesBytesCodec):
     def from_dict(cls, data: dict[str, Any]) -> Self:
         """Build from ``{"name": "b2store.hdf5", "configuration": {...}}``; a numcodecs ``"id"``
         or an unknown key raises a ``TypeError`` naming the codec."""
-        return cls(**_config_of(data, NAME, cls, require_configuration=True))
+        return cls(**config_of(data, NAME, cls, require_configuration=True))
 
     def to_dict(self) -> dict[str, Any]:
         cfg = self._codec.get_config()
@@ -189,4 +189,4 @@ class HDF5PipelineCodec(BytesBytesCodec):
         return await asyncio.to_thread(self._encode_sync, chunk_bytes, chunk_spec)
 
     def compute_encoded_size(self, _input_byte_length: int, _chunk_spec: ArraySpec) -> int:
-        raise NotImplementedError(_variable_size_message(NAME))
+        raise NotImplementedError(variable_size_message(NAME))

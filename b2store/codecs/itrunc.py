@@ -318,8 +318,8 @@ class ITrunc(Codec):
     def encode(self, buf: Any) -> np.ndarray:
         if not isinstance(buf, np.ndarray):
             raise CodecError(
-                f"{CODEC_ID}: encode needs a typed numpy array (got {type(buf).__name__}); "
-                "the dtype decides how bits are truncated."
+                f"{CODEC_ID}: encode: Expected a typed numpy array. Got {type(buf).__name__} "
+                "instead (the dtype decides how bits are truncated)."
             )
         plan, keep = self._plan_and_keep(buf.dtype)
         return truncate(buf, plan, keep)

@@ -912,7 +912,7 @@ def test_frame_special_reads_a_prefix_only() -> None:
 @pytest.mark.parametrize("ndim", [1, 2, 3, 4])
 def test_reorder_without_copy_matches_the_transpose_recipe(ndim: int) -> None:
     """The no-copy shortcut of ``reorder`` is taken only where block order really is C order."""
-    from b2store.codecs.b2nd import block_order_is_c_order
+    from b2store.codecs._b2nd_blocks import block_order_is_c_order
 
     rng = np.random.default_rng(ndim)
     shortcut = 0
@@ -968,7 +968,7 @@ def test_decode_into_out_is_a_byte_copy() -> None:
     buf = bytearray(4000)
     B2nd().decode(enc, out=buf)
     assert bytes(buf) == arr.tobytes()
-    with pytest.raises(CodecError, match="expected out to be a contiguous buffer of 4000 bytes"):
+    with pytest.raises(CodecError, match="Expected out to be a contiguous buffer of 4000 bytes"):
         B2nd().decode(enc, out=np.empty(1001, dtype="f4"))
 
 

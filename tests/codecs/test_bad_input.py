@@ -134,7 +134,7 @@ for name, data, kw in seeds:
 from zarr.core.array_spec import ArrayConfig, ArraySpec
 from zarr.core.buffer import default_buffer_prototype
 from zarr.core.dtype import parse_dtype
-from b2store.codecs.zarr3 import _PartialPlan
+from b2store.codecs._b2nd_partial import _PartialPlan
 
 big = (np.add.outer(np.arange(128), np.arange(128)) * 9).astype("u2")
 big += rng.integers(0, 50, big.shape).astype("u2")

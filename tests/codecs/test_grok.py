@@ -293,6 +293,38 @@ def test_bad_bytes_raise_codec_error(blob: bytes) -> None:
         Grok().decode(blob)
 
 
+def test_frame_codec_id_is_read_from_the_header_as_python_blosc2_reads_it() -> None:
+    """decode takes the codec id (37 grok, 39 J2K) from b2store's own frame parse: it agrees with
+    python-blosc2's on every golden fixture."""
+    from b2store.codecs import _blosc2frame as bf
+
+    for path in sorted(FIXTURE.glob("codec.*/encoded.*.dat")):
+        blob = path.read_bytes()
+        arr = blosc2.ndarray_from_cframe(blob, copy=False)
+        assert bf.parse_frame(blob).codec_id == int(arr.schunk.cparams.codec.value), path
+
+
+def test_decode_frames_without_a_stored_chunk_and_plain_frames() -> None:
+    """A frame whose chunk is a frame-level special offset (blosc2.zeros, uninit) decodes to
+    zeros; a plain (non-b2nd) frame is refused with a pointer to b2store_b2nd."""
+    kw = {"dtype": "u2", "chunks": (2, 64, 64), "blocks": (1, 64, 64)}
+    for make in (blosc2.zeros, blosc2.uninit):
+        frame = bytes(make((2, 64, 64), **kw).to_cframe())
+        out = Grok().decode(frame)
+        assert out.shape == (2, 64, 64) and out.dtype == np.uint16 and not out.any()
+        assert out.flags.writeable
+    plain = bytes(blosc2.SChunk(chunksize=8192, data=np.arange(4096, dtype="u2")).to_cframe())
+    with pytest.raises(CodecError, match=r"b2store_grok: not a b2nd frame.*b2store_b2nd"):
+        Grok().decode(plain)
+
+
+def test_decode_takes_any_buffer_without_changing_values() -> None:
+    blob = _good()
+    ref = Grok().decode(blob)
+    for buf in (bytearray(blob), memoryview(blob), np.frombuffer(blob, dtype=np.uint8)):
+        np.testing.assert_array_equal(Grok().decode(buf), ref)
+
+
 def test_decode_rejects_non_bytes() -> None:
     with pytest.raises(CodecError, match="b2store_grok"):
         Grok().decode(12345)
@@ -533,7 +565,7 @@ def test_decode_fills_a_c_ordered_or_bytearray_out() -> None:
 def test_decode_refuses_a_non_contiguous_out() -> None:
     codec = numcodecs.get_codec({"id": "b2store_grok"})
     enc = codec.encode(SMALL_U1.astype("u2"))
-    with pytest.raises(CodecError, match="b2store_grok: expected out to be a contiguous"):
+    with pytest.raises(CodecError, match="b2store_grok: Expected out to be a contiguous"):
         codec.decode(enc, out=np.zeros((32, 80), "u2")[:, ::2])
 
 

@@ -442,6 +442,46 @@ _PARTIAL_ARR = (np.add.outer(np.arange(37), np.arange(45)) * 13 % 5000).astype("
 _PARTIAL_STORES: dict[tuple[int, int], Any] = {}
 
 
+#: zarr.json configurations written by GrokCodec before its settings became typed fields (from
+#: to_dict, with key order): they must still be written byte for byte and read back the same.
+_GROK_V3_CONFIGS = [
+    ({}, '{"ratio": null, "psnr": null, "nthreads": 1}'),
+    ({"ratio": 10}, '{"ratio": 10.0, "psnr": null, "nthreads": 1}'),
+    ({"psnr": 70}, '{"ratio": null, "psnr": 70.0, "nthreads": 1}'),
+    ({"ratio": np.float32(8.5)}, '{"ratio": 8.5, "psnr": null, "nthreads": 1}'),
+    ({"psnr": 70.5, "nthreads": 4}, '{"ratio": null, "psnr": 70.5, "nthreads": 4}'),
+    ({"ratio": 12.25, "nthreads": np.int64(3)}, '{"ratio": 12.25, "psnr": null, "nthreads": 3}'),
+]
+
+
+@requires_blosc2_j2k
+@pytest.mark.parametrize(("kwargs", "stored"), _GROK_V3_CONFIGS)
+def test_grok_codec_v3_config_unchanged(kwargs: dict[str, Any], stored: str) -> None:
+    c = GrokCodec(**kwargs)
+    d = c.to_dict()
+    assert d["name"] == "b2store.grok"
+    assert json.dumps(d["configuration"]) == stored
+    old = GrokCodec.from_dict({"name": "b2store.grok", "configuration": json.loads(stored)})
+    assert old == c and hash(old) == hash(c) and json.dumps(old.to_dict()) == json.dumps(d)
+    # typed, frozen, keyword-only settings, normalised as the numcodecs codec stores them
+    assert (c.ratio, c.psnr, c.nthreads) == tuple(json.loads(stored).values())
+    with pytest.raises(AttributeError):
+        c.ratio = 3.0  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        GrokCodec(10)  # type: ignore[misc]
+
+
+@requires_blosc2_j2k
+def test_grok_codec_v3_reads_configs_as_before() -> None:
+    assert GrokCodec.from_dict({"name": "b2store.grok"}) == GrokCodec()
+    with pytest.raises(TypeError, match=r"b2store.grok: configuration: Expected keys among "):
+        GrokCodec.from_dict({"name": "b2store.grok", "configuration": {"rate": 3}})
+    with pytest.raises(TypeError, match="without its 'id' key"):
+        GrokCodec.from_dict({"name": "b2store.grok", "configuration": {"id": "b2store_grok"}})
+    with pytest.raises(CodecError, match="at most one of ratio and psnr"):
+        GrokCodec.from_dict({"name": "b2store.grok", "configuration": {"ratio": 10, "psnr": 20}})
+
+
 def _partial_array(blocks: tuple[int, int]) -> Any:
     if blocks not in _PARTIAL_STORES:
         z = v3_array(zarr.storage.MemoryStore(), _PARTIAL_ARR, (20, 24), blocks=blocks)
@@ -517,7 +557,7 @@ def test_block_ranges_with_blocks_stored_out_of_order() -> None:
     from zarr.core.dtype import parse_dtype
 
     from b2store.codecs import _blosc2frame as bf
-    from b2store.codecs.zarr3 import _PartialPlan
+    from b2store.codecs._b2nd_partial import _PartialPlan
 
     arr = make("u2", (64, 64))
     frame = B2nd(blocks=[16, 64]).encode(arr)

@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 import zarr
 
-from b2store.codecs import zarr3
+from b2store.codecs import _b2nd_threads
 
 
 def v3_array(store: Any, arr: np.ndarray, chunks: tuple[int, ...], **codec: Any) -> Any:
@@ -76,12 +76,12 @@ def test_orthogonal_selections(arrays: tuple[np.ndarray, Any]) -> None:
 
 
 def test_lone_large_decode_uses_all_cores() -> None:
-    big = zarr3._SOLO_MIN_BYTES
-    with zarr3._decode_threads(1, big) as n:
-        assert n == zarr3._SOLO_THREADS
-    with zarr3._decode_threads(1, big - 1) as n:
+    big = _b2nd_threads._SOLO_MIN_BYTES
+    with _b2nd_threads._decode_threads(1, big) as n:
+        assert n == _b2nd_threads._SOLO_THREADS
+    with _b2nd_threads._decode_threads(1, big - 1) as n:
         assert n == 1  # small: threads do not pay
-    with zarr3._decode_threads(3, big) as n:
+    with _b2nd_threads._decode_threads(3, big) as n:
         assert n == 3  # an explicit setting wins
 
 
@@ -90,7 +90,7 @@ def test_concurrent_decodes_use_one_thread_each() -> None:
     release = threading.Event()
 
     def hold() -> None:
-        with zarr3._decode_threads(1, 10**9):
+        with _b2nd_threads._decode_threads(1, 10**9):
             inside.set()
             release.wait(10)
 
@@ -98,9 +98,9 @@ def test_concurrent_decodes_use_one_thread_each() -> None:
     t.start()
     try:
         assert inside.wait(10)
-        with zarr3._decode_threads(1, 10**9) as n:
+        with _b2nd_threads._decode_threads(1, 10**9) as n:
             assert n == 1
     finally:
         release.set()
         t.join()
-    assert zarr3._inflight == 0
+    assert _b2nd_threads._inflight == 0

@@ -1,0 +1,48 @@
+"""How many Blosc2 threads one ``b2store.b2nd`` decode (Zarr v3) uses.
+
+Contract: :func:`_decode_threads` is a context manager around one decode that yields the thread
+count to pass to Blosc2: the configured *nthreads*, except that with the default ``nthreads=1`` a
+decode of at least ``_SOLO_MIN_BYTES`` that no other ``b2store.b2nd`` decode in the process
+overlaps uses ``_SOLO_THREADS`` (every core, at most 8). Concurrent decodes (dask, zarr's
+batches) keep one thread each, so cores are not oversubscribed. Thread-safe; no blosc2 import.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from collections.abc import Iterator
+
+__all__: list[str] = []
+
+#: Decodes of b2store.b2nd chunks running now in this process (all codec instances).
+_inflight = 0
+_inflight_lock = threading.Lock()
+#: A decode running alone with the default nthreads=1 uses this many Blosc2 threads...
+_SOLO_THREADS = min(
+    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8
+)
+#: ...when it decompresses at least this many bytes (smaller ones do not repay the threads).
+_SOLO_MIN_BYTES = 2**20
+
+
+@contextlib.contextmanager
+def _decode_threads(nthreads: int, nbytes: int) -> Iterator[int]:
+    """Blosc2 threads for one decode: *nthreads*, or all cores when it runs alone.
+
+    With the default ``nthreads=1`` a large decode that no other b2store.b2nd decode overlaps
+    (a single-chunk read, the last chunk of a dask graph) uses up to ``_SOLO_THREADS`` threads;
+    concurrent decodes (dask, zarr's batches) keep one thread each, so cores are not
+    oversubscribed.
+    """
+    global _inflight
+    with _inflight_lock:
+        _inflight += 1
+        alone = _inflight == 1
+    try:
+        solo = nthreads == 1 and alone and nbytes >= _SOLO_MIN_BYTES
+        yield _SOLO_THREADS if solo else nthreads
+    finally:
+        with _inflight_lock:
+            _inflight -= 1

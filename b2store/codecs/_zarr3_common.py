@@ -1,0 +1,46 @@
+"""Helpers shared by the Zarr v3 codec modules (:mod:`~b2store.codecs.zarr3`,
+:mod:`~b2store.codecs.hdf5_zarr3`).
+
+Contract: :func:`config_of` returns the configuration of a ``{"name", "configuration"}`` dict
+with its keys checked against the codec's, raising ``TypeError`` naming the codec for a numcodecs
+``"id"`` or an unknown key; :func:`variable_size_message` is the text of the
+``NotImplementedError`` a compressing codec raises when asked for its encoded size. No blosc2
+import.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from zarr.core.common import parse_named_configuration
+
+from b2store.codecs._common import check_config_keys, config_keys
+
+__all__ = ["config_of", "variable_size_message"]
+
+
+def config_of(
+    data: dict[str, Any] | Any, name: str, cls: type, *, require_configuration: bool = False
+) -> dict[str, Any]:
+    """The configuration of a ``{"name": ..., "configuration": {...}}`` dict, its keys checked
+    against those of class *cls* (a numcodecs ``"id"`` or a misspelt key names the codec, not
+    ``__init__``). *require_configuration*: a missing ``"configuration"`` is zarr's
+    ``ValueError`` (codecs with a required setting), not an empty one."""
+    _, cfg = parse_named_configuration(data, name, require_configuration=require_configuration)
+    config = dict(cfg or {})
+    if "id" in config:
+        raise TypeError(
+            f"{name}: configuration: Expected the numcodecs config without its 'id' key. "
+            f"Got {config!r} instead."
+        )
+    check_config_keys(name, config, config_keys(cls))
+    return config
+
+
+def variable_size_message(name: str) -> str:
+    """Why a compressing codec has no encoded size (zarr < 3.2 asks when it is given as a
+    sharding index codec, and showed a bare NotImplementedError)."""
+    return (
+        f"{name}: compressed chunks have no fixed size, so this codec cannot encode a sharding "
+        "index (keep the default index_codecs)"
+    )
