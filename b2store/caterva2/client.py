@@ -235,9 +235,13 @@ class Caterva2Client:
         token: str | None = None,
     ) -> None:
         self.config = config
+        # CATERVA2_TOKEN is a default, not an override: beside a username or password passed
+        # here it went first, so the reads were another user's (their @personal datasets,
+        # cached under the identity of the user passed)
+        login_given = bool(username or password)
         username = username or os.environ.get("CATERVA2_USERNAME") or None
         password = password or os.environ.get("CATERVA2_PASSWORD") or None
-        token = token or os.environ.get("CATERVA2_TOKEN") or None
+        token = token or (None if login_given else os.environ.get("CATERVA2_TOKEN")) or None
         if (username is None) != (password is None) and token is not None:
             # a token reads on its own: half a login (e.g. CATERVA2_USERNAME exported for
             # cat2-client) beside it is not an error, just unused

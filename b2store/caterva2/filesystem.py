@@ -79,7 +79,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from fsspec.utils import tokenize
 
-from b2store._readonly import ReadOnlyAsyncFileSystem
+from b2store._readonly import FSSPEC_OPTIONS, ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
 from b2store.caterva2 import client as _client_module
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
@@ -110,6 +110,25 @@ logger = logging.getLogger(__name__)
 _V2_KEYS = frozenset({".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 _V2_CHUNK_KEY = re.compile(r"\d+(?:\.\d+)*")
 DATASET_AS = ("auto", "array", "group")
+#: The storage options of :class:`Caterva2FileSystem` (its keyword arguments, less the one fsspec
+#: sets from a URL with credentials, ``url_credentials``).
+_OPTIONS = (
+    "host",
+    "username",
+    "password",
+    "token",
+    "cache_storage",
+    "cache_size_limit",
+    "timeout",
+    "connect_timeout",
+    "retries",
+    "backoff",
+    "max_concurrency",
+    "dataset_as",
+    "version_check_interval",
+    "readahead",
+    "memory_cache_size",
+)
 _UNSET = "default"
 
 
@@ -211,6 +230,14 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         url_credentials: bool = False,
         **kwargs: Any,
     ) -> None:
+        unknown = sorted(set(kwargs) - FSSPEC_OPTIONS)
+        if unknown:
+            # a misspelt option (cache_sise=...) would be ignored, silently
+            raise TypeError(
+                f"{self.protocol}:// got unknown option(s) {', '.join(map(repr, unknown))}. "
+                f"It takes {', '.join(_OPTIONS)} (and fsspec's own: "
+                f"{', '.join(sorted(FSSPEC_OPTIONS))})."
+            )
         super().__init__(**kwargs)
         host = host or os.environ.get("CATERVA2_HOST")
         if not host:
@@ -288,7 +315,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
 
     def __repr__(self) -> str:
         auth = "anonymous"
-        if self._client_args["token"] or os.environ.get("CATERVA2_TOKEN"):
+        login_given = self._client_args["username"] or self._client_args["password"]
+        if self._client_args["token"] or (os.environ.get("CATERVA2_TOKEN") and not login_given):
             auth = "token"
         elif self._client_args["password"] or os.environ.get("CATERVA2_PASSWORD"):
             auth = "password"

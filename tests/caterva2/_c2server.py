@@ -1,9 +1,10 @@
 """A ``cat2-server`` process for tests and benchmarks: start on a free 127.0.0.1 port, stop.
 
 Used by conftest.py (fixtures) and by tests that need a server of their own (e.g. one to stop
-mid-read). ``login=True`` creates one user with ``cat2-admin`` first; :func:`login` returns a
-session token of a user. :func:`public_folder` and :func:`shared_array` publish test datasets on a
-running server. :class:`FaultProxy` with :func:`proxy_handler` is an HTTP proxy in front of one
+mid-read). ``login=True`` creates one user with ``cat2-admin`` first; :func:`add_user` adds
+another to a running server, :func:`login` returns a session token of a user.
+:func:`public_folder` and :func:`shared_array` publish test datasets on a running server.
+:class:`FaultProxy` with :func:`proxy_handler` is an HTTP proxy in front of one
 that injects faults and records the requests (the ``fault_proxy`` fixture, the TLS test).
 """
 
@@ -32,6 +33,8 @@ CAT2_ADMIN = os.environ.get("CAT2_ADMIN") or shutil.which("cat2-admin")
 USER = "user@example.com"
 PASSWORD = "foobar11"
 SECRET = "b2store-test-secret"
+START_TIMEOUT = 120  # seconds for a cat2-server to answer its first request
+ADMIN_TIMEOUT = 300  # seconds for one cat2-admin command
 
 
 def _free_port() -> int:
@@ -66,44 +69,84 @@ def start_server(base: Path, *, login: bool = False) -> Server:
     """Start ``cat2-server`` with its state in ``base`` and wait for its first answer."""
     if not CAT2_SERVER:
         pytest.skip("cat2-server is not installed: pip install caterva2[server]")
-    state = base / "state"
-    public = state / "public"
+    public = base / "state" / "public"
     public.mkdir(parents=True, exist_ok=True)
     conf = base / "caterva2-server.toml"
     conf.write_text(f"[server]\nlogin = {'true' if login else 'false'}\nregister = false\n")
     env = {k: v for k, v in os.environ.items() if k != "CATERVA2_SECRET"}
     if login:
         env["CATERVA2_SECRET"] = SECRET
-        if not CAT2_ADMIN:
-            pytest.skip("cat2-admin is not installed")
-        subprocess.run(
-            [CAT2_ADMIN, "--conf", str(conf), "--statedir", str(state), "adduser", USER, PASSWORD,
-             "--superuser"],
-            cwd=base, env=env, check=True, capture_output=True, timeout=120,
-        )  # fmt: skip
+        _admin(base, "adduser", USER, PASSWORD, "--superuser")
+    for _attempt in range(3):
+        server = _launch(base, conf, env)
+        if server is not None:
+            return server
+    raise RuntimeError(f"cat2-server found no free port in 3 attempts; see {base}/server.log")
+
+
+def _launch(base: Path, conf: Path, env: dict[str, str]) -> Server | None:
+    """Start the server on a free port; ``None`` when another process took the port first
+    (``_free_port`` closes its probe socket before the server binds: a parallel test session
+    may bind it in between, and then answer the readiness probe in our server's stead)."""
+    state = base / "state"
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
     log = base / "server.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [CAT2_SERVER, "--conf", str(conf), "--statedir", str(state),
+            [CAT2_SERVER or "cat2-server", "--conf", str(conf), "--statedir", str(state),
              "--listen", f"127.0.0.1:{port}"],
             cwd=base, stdout=out, stderr=subprocess.STDOUT, env=env,
         )  # fmt: skip
-    server = Server(url=url, public=public, state=state, proc=proc, log=log)
-    deadline = time.monotonic() + 60
+    server = Server(url=url, public=state / "public", state=state, proc=proc, log=log)
+    # ~2 s on an idle machine, 10 s and more on a loaded 2-core one (imports dominate)
+    deadline = time.monotonic() + START_TIMEOUT
     while True:
         if proc.poll() is not None:
+            if "address already in use" in log.read_text(errors="replace").lower():
+                return None
             raise RuntimeError(f"cat2-server exited {proc.returncode}; see {log}")
         try:
-            if httpx.get(f"{url}/api/roots", timeout=0.5).status_code == 200:
+            if _answers_as(url, state):
                 return server
-        except httpx.TransportError:
+        except (httpx.TransportError, ValueError):
             pass
         if time.monotonic() > deadline:
             server.stop()
-            raise RuntimeError(f"cat2-server did not start in 60 s; see {log}")
+            raise RuntimeError(f"cat2-server did not start in {START_TIMEOUT} s; see {log}")
         time.sleep(0.1)
+
+
+def _answers_as(url: str, state: Path) -> bool:
+    """Whether the server at ``url`` is up and is the one with ``state``: its peer id is the
+    one it wrote there at start (another process on the port has another one). A server
+    without ``/api/peer`` (older caterva2) is taken at its word once ``/api/roots`` answers."""
+    r = httpx.get(f"{url}/api/peer", timeout=2)
+    if r.status_code == 404:
+        return httpx.get(f"{url}/api/roots", timeout=2).status_code == 200
+    idfile = state / "peer_id"
+    ours = idfile.read_text().strip() if idfile.exists() else ""
+    return r.status_code == 200 and bool(ours) and r.json().get("peer_id") == ours
+
+
+def _admin(base: Path, *args: str) -> None:
+    """Run ``cat2-admin <args>`` on the server state in ``base``; a failure names its output."""
+    if not CAT2_ADMIN:
+        pytest.skip("cat2-admin is not installed")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CATERVA2_")}
+    env["CATERVA2_SECRET"] = SECRET
+    command = [CAT2_ADMIN, "--conf", str(base / "caterva2-server.toml"), "--statedir",
+               str(base / "state"), *args]  # fmt: skip
+    # about 3 s idle (imports), 10 s and more under load: a wide margin for a loaded CI machine
+    res = subprocess.run(command, cwd=base, env=env, capture_output=True, timeout=ADMIN_TIMEOUT)
+    if res.returncode != 0:  # CalledProcessError's message would leave out why
+        output = (res.stdout + res.stderr).decode(errors="replace")[-3000:]
+        raise RuntimeError(f"cat2-admin {args[0]} exited {res.returncode}:\n{output}")
+
+
+def add_user(server: Server, email: str, password: str) -> None:
+    """Create a user (no files, no personal folder) on a running ``login = true`` server."""
+    _admin(server.state.parent, "adduser", email, password)
 
 
 def login(server: Server, email: str = USER, password: str = PASSWORD) -> str:

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from _c2server import PASSWORD, USER, login, public_folder, shared_array
+from _c2server import PASSWORD, USER, add_user, login, public_folder, shared_array
 
 from b2store.caterva2.filesystem import Caterva2FileSystem, Caterva2URLNotFoundError
 
@@ -444,18 +444,8 @@ def test_personal_root_of_a_user_without_files_is_an_empty_group(
     /api/info is 404, so opening it raised GroupNotFoundError ("No group found") and the
     server's root group left it out. Now an empty group; a missing dataset in it is still
     missing."""
-    import os
-    import subprocess
-
-    from _c2server import CAT2_ADMIN, SECRET
-
-    if not CAT2_ADMIN:
-        pytest.skip("cat2-admin is not installed")
     email, password = f"new-{uuid.uuid4().hex[:8]}@example.com", "newpw1234"
-    conf = cat2_auth_server.state.parent / "caterva2-server.toml"
-    subprocess.run([CAT2_ADMIN, "--conf", str(conf), "--statedir", str(cat2_auth_server.state),
-                    "adduser", email, password], env={**os.environ, "CATERVA2_SECRET": SECRET},
-                   check=True, capture_output=True, timeout=120)  # fmt: skip
+    add_user(cat2_auth_server, email, password)
     opts = {**so, "username": email, "password": password}
     url = _url(cat2_auth_server, "@personal")
     assert list(zarr.open_group(url, mode="r", storage_options=opts).members()) == []
@@ -466,6 +456,30 @@ def test_personal_root_of_a_user_without_files_is_an_empty_group(
         zarr.open_array(f"{url}/x.b2nd", mode="r", storage_options=opts)
     with pytest.raises(FileNotFoundError):
         zarr.open_group(_url(cat2_auth_server, "@nope"), mode="r", storage_options=opts)
+
+
+def test_username_and_password_passed_beat_a_token_in_the_environment(
+    cat2_auth_server: Any, so: dict[str, Any], token: str, monkeypatch: Any
+) -> None:
+    """CATERVA2_TOKEN of another user (exported for cat2-client, say) beside a username and
+    password passed in storage_options: the token went first, so @personal listed and read the
+    token user's files (cached under the name of the user passed). What is passed wins."""
+    from b2store.caterva2.client import _jwt_subject
+
+    email, password = f"own-{uuid.uuid4().hex[:8]}@example.com", "ownpw1234"
+    add_user(cat2_auth_server, email, password)
+    theirs = cat2_auth_server.state / "personal" / str(_jwt_subject(token))
+    theirs.mkdir(parents=True, exist_ok=True)
+    name = f"theirs-{uuid.uuid4().hex[:6]}.b2nd"
+    blosc2.asarray(np.arange(4.0), urlpath=str(theirs / name), mode="w")
+    monkeypatch.setenv("CATERVA2_TOKEN", token)
+    url = _url(cat2_auth_server, "@personal")
+    assert name in dict(zarr.open_group(url, mode="r", storage_options=so).members())
+    opts = {**so, "username": email, "password": password}
+    assert list(zarr.open_group(url, mode="r", storage_options=opts).members()) == []
+    with pytest.raises(FileNotFoundError):
+        zarr.open_array(f"{url}/{name}", mode="r", storage_options=opts)
+    assert "auth=password" in repr(Caterva2FileSystem(host=cat2_auth_server.host, **opts))
 
 
 # -- credentials a server without login does not need --------------------------------------------

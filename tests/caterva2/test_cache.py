@@ -26,7 +26,7 @@ import fsspec
 import numpy as np
 import pytest
 import zarr
-from _c2server import CAT2_ADMIN, PASSWORD, SECRET, USER, login, public_folder, shared_array
+from _c2server import PASSWORD, USER, add_user, login, public_folder, shared_array
 
 from b2store._atomic import atomic_write, remove_stale_temps
 from b2store.caterva2.cache import ChunkCache
@@ -474,13 +474,7 @@ def test_memory_cache_total_stays_exact_with_a_tiny_limit(
 
 def _add_user(server: Any, email: str, password: str) -> str:
     """Create a user on the running login server; return its token."""
-    if not CAT2_ADMIN:
-        pytest.skip("cat2-admin is not installed")
-    conf = server.state.parent / "caterva2-server.toml"
-    env = {**os.environ, "CATERVA2_SECRET": SECRET}
-    command = [CAT2_ADMIN, "--conf", str(conf), "--statedir", str(server.state), "adduser",
-               email, password]  # fmt: skip
-    subprocess.run(command, env=env, check=True, capture_output=True, timeout=120)
+    add_user(server, email, password)
     return login(server, email, password)
 
 

@@ -25,7 +25,7 @@ def test_dask_mean_on_local_cluster(cat2_server: Any, so: dict[str, Any]) -> Non
     opts = {k: v for k, v in so.items() if k != "skip_instance_cache"}
     with (
         distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster),
     ):

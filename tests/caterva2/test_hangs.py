@@ -4,6 +4,7 @@ with a timeout, so a regression fails instead of hanging the suite."""
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ def test_filesystem_used_before_a_fork_reads_in_the_child(cat2_server: Any, tmp_
     a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
     blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
     path = f"@public/{folder.name}/a.b2nd"
-    out = run_script(_CHILD_READS, cat2_server.host, path, str(tmp_path / "cache"))
+    out = run_script(_CHILD_READS, cat2_server.host, path, str(tmp_path / "cache"), timeout=90)
     assert out.startswith("([1050.0, 1051.0], ['@public/"), out
     assert "a.b2nd']" in out, out
 
@@ -98,9 +99,11 @@ def test_stalling_servers_end_within_the_timeout(mode: str, tmp_path: Path) -> N
     """A server that accepts and never answers, one that stalls after the headers and one that
     trickles a byte at a time: each request ends after ``timeout`` (per attempt) with a
     ConnectionError naming the URL."""
-    out = run_script(_STALLING, mode, str(tmp_path / "cache"), timeout=20)
+    out = run_script(_STALLING, mode, str(tmp_path / "cache"), timeout=90)
     seconds, _, message = out.partition(" ")
-    assert int(seconds) <= 4, out
+    # 2 attempts of 1 s: about 2 s, with room for a loaded 2-core machine; a timer that the
+    # trickle resets runs for ever (the message checks the number of attempts)
+    assert int(seconds) <= 8, out
     assert "/api/info/@public/d/a.b2nd timed out after 2 attempts" in message, out
 
 
@@ -140,7 +143,9 @@ def test_fork_while_another_thread_scans_the_chunk_cache(cat2_server: Any, tmp_p
     a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
     blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
     path = f"@public/{folder.name}/a.b2nd"
-    out = run_script(_FORK_DURING_CACHE_SCAN, cat2_server.host, path, str(tmp_path / "cache"))
+    out = run_script(
+        _FORK_DURING_CACHE_SCAN, cat2_server.host, path, str(tmp_path / "cache"), timeout=90
+    )
     assert out.strip() == "child 0", out
 
 
@@ -169,5 +174,9 @@ def test_parent_reads_after_a_child_used_the_filesystem(cat2_server: Any, tmp_pa
     folder, _ = public_folder(cat2_server, "forked2")
     a = np.arange(40 * 30, dtype="f8").reshape(40, 30)
     blosc2.asarray(a, chunks=(20, 15), blocks=(10, 15), urlpath=str(folder / "a.b2nd"), mode="w")
-    out = run_script(_PARENT_READS_AFTER, cat2_server.host, f"@public/{folder.name}/a.b2nd")
-    assert out.strip() == "parent 0", out
+    out = run_script(
+        _PARENT_READS_AFTER, cat2_server.host, f"@public/{folder.name}/a.b2nd", timeout=90
+    )
+    # three reads in well under the 5 s timeout (a read stalled on a broken connection runs
+    # into it and fails); not "parent 0": a loaded machine may take over 0.5 s for them
+    assert re.fullmatch(r"parent [0-3]", out.strip()), out

@@ -871,6 +871,32 @@ def test_numeric_options_are_validated(option: str, value: Any) -> None:
     assert fs.memory_cache_size == 64_000_000 and isinstance(fs.memory_cache_size, int)
 
 
+def test_unknown_options_are_refused(cat2_server: Any, so: dict[str, Any]) -> None:
+    """A misspelt option (cache_sise, timout) was stored and ignored, silently: a TypeError
+    naming it and the options there are, through fsspec and through xarray's storage_options.
+    fsspec's own options still pass."""
+    with pytest.raises(TypeError, match=r"unknown option\(s\) 'cache_sise', 'timout'\. It "
+                       r"takes host, .*cache_size_limit"):  # fmt: skip
+        fsspec.filesystem("caterva2", host="127.0.0.1:1", timout=1, cache_sise=5)
+    _, url = public_folder(cat2_server, "unknown-option")
+    with pytest.raises(TypeError, match=r"'retires'"):
+        xr.open_zarr(url, storage_options={**so, "retires": 0})
+    fs = Caterva2FileSystem(host="127.0.0.1:1", cache_storage=None, skip_instance_cache=True,
+                            use_listings_cache=False, asynchronous=False)  # fmt: skip
+    assert fs.host == "127.0.0.1:1"
+
+
+def test_option_list_matches_the_constructor() -> None:
+    """The options named in the unknown-option message are the constructor's keywords."""
+    import inspect
+
+    from b2store.caterva2.filesystem import _OPTIONS
+
+    params = inspect.signature(Caterva2FileSystem.__init__).parameters
+    named = [p for p in params if p not in ("self", "kwargs", "url_credentials")]
+    assert list(_OPTIONS) == named
+
+
 def test_special_chunks_of_a_b2frame_served_as_bytes(cat2_server: Any, so: dict[str, Any]) -> None:
     """A .b2frame without a dtype in its vlmeta is served as uint8 bytes; its special chunks of
     wider items (all-NaN float64, a repeated 4-byte value) failed: "NaN special chunk for
