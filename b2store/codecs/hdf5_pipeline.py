@@ -56,6 +56,7 @@ __all__ = [
     "BITSHUFFLE",
     "BLOSC",
     "BLOSC2",
+    "BLOSC_SNAPPY",
     "BZIP2",
     "CODEC_ID",
     "DEFLATE",
@@ -386,6 +387,9 @@ def _dec_blosc(cd: Sequence[int], data: memoryview, expected: int | None, itemsi
 
 
 _BLOSC_CNAMES = {code: name for name, code in CNAMES.items()}
+#: The compressor code (cd_values[6]) of the HDF5 Blosc filter for snappy, which numcodecs'
+#: Blosc is built without.
+BLOSC_SNAPPY = 3
 #: Blosc1 compressor formats (chunk flags bits 5..7) numcodecs' Blosc decodes: not snappy (2).
 _BLOSC_FORMATS = {0: "blosclz", 1: "lz4/lz4hc", 3: "zlib", 4: "zstd"}
 

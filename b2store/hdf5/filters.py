@@ -45,6 +45,7 @@ from b2store.codecs.hdf5_pipeline import (
     BITSHUFFLE,
     BLOSC,
     BLOSC2,
+    BLOSC_SNAPPY,
     BZIP2,
     CODEC_ID,
     DEFLATE,
@@ -195,6 +196,15 @@ def _check_supported(f: HDF5Filter, where: str) -> None:
             raise _unsupported(
                 where, f, f"uses compressor {comp} (cd_values {f.cd_values}); only none/lz4/zstd"
             )
+    if f.id == BLOSC and len(f.cd_values) > 6 and f.cd_values[6] == BLOSC_SNAPPY:
+        # every chunk the filter compressed is in snappy's format: refused at open, like any
+        # filter without a decoder (unsupported='skip' opens the rest), not at the first read
+        raise _unsupported(
+            where,
+            f,
+            f"uses Blosc's snappy compressor (cd_values {f.cd_values}), which numcodecs' Blosc "
+            "(built without snappy) cannot decode",
+        )
     if f.id == SZIP and len(f.cd_values) < 4:
         raise _unsupported(where, f, f"has incomplete cd_values {f.cd_values}")
     if needs_imagecodecs(f.id):

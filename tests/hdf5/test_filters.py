@@ -372,16 +372,36 @@ def test_bad_bitshuffle_compressor_is_unsupported() -> None:
 
 
 def test_blosc_v2_compressor_names() -> None:
-    """The v2 view names numcodecs' Blosc with the cname the HDF5 filter recorded; snappy
-    (which numcodecs' Blosc cannot decode) goes through b2store_hdf5, which says what to do."""
+    """The v2 view names numcodecs' Blosc with the cname the HDF5 filter recorded; an unknown
+    compressor code goes through b2store_hdf5, which reads each chunk's own format."""
     cd = (2, 2, 4, 4000, 5, 1)
     for code, cname in ((0, "blosclz"), (1, "lz4"), (2, "lz4hc"), (4, "zlib"), (5, "zstd")):
         f = HDF5Filter(id=32001, name="blosc", flags=0, cd_values=(*cd, code))
         plan = plan_codecs((f,), np.dtype("<f4"), (1000,), masks={0}, where="a.h5:/b")
         assert plan.v2_filters is not None and plan.v2_filters[0]["cname"] == cname
-    snappy = HDF5Filter(id=32001, name="blosc", flags=0, cd_values=(*cd, 3))
-    plan = plan_codecs((snappy,), np.dtype("<f4"), (1000,), masks={0}, where="a.h5:/b")
+    other = HDF5Filter(id=32001, name="blosc", flags=0, cd_values=(*cd, 7))
+    plan = plan_codecs((other,), np.dtype("<f4"), (1000,), masks={0}, where="a.h5:/b")
     assert plan.v2_filters is None and plan.v2_compressor["id"] == "b2store_hdf5"
+
+
+def test_blosc_snappy_is_unsupported_at_open(tmp_path: Path) -> None:
+    """Blosc with snappy (which numcodecs' Blosc is built without) opened and failed at each
+    chunk's read, so unsupported='skip' could not leave it out: it is refused at open now,
+    naming the dataset, and 'skip' opens the rest of the file."""
+    path = tmp_path / "snappy.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("s", data=data("<f4"), chunks=CHUNKS, **hdf5plugin.Blosc(cname="snappy"))
+        f.create_dataset("ok", data=data("<f4"), chunks=CHUNKS, **hdf5plugin.Blosc(cname="lz4"))
+        with pytest.raises(
+            UnsupportedHDF5FeatureError,
+            match=r"snappy\.h5:/s: HDF5 filter 32001 \(blosc.*snappy comp.*unsupported='skip'",
+        ):
+            plan_for(f["s"])
+    with pytest.raises(NotImplementedError, match=r"snappy\.h5:/s.*snappy"):
+        zarr.open_group(f"b2h5::{path}", mode="r")
+    group = zarr.open_group(f"b2h5::{path}", mode="r", storage_options={"unsupported": "skip"})
+    assert list(group.array_keys()) == ["ok"]
+    np.testing.assert_array_equal(group["ok"][...], data("<f4"))
 
 
 def test_mask_beyond_pipeline_is_loud() -> None:
