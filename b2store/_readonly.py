@@ -29,6 +29,11 @@ FSSPEC_OPTIONS = frozenset(
         "use_listings_cache",
         "listings_expiry_time",
         "max_paths",
+        # fsspec.open(url, **kwargs) gives its file options to the filesystem's constructor
+        # too; b2store's keys are read whole, so they change nothing
+        "block_size",
+        "cache_type",
+        "cache_options",
     }
 )
 

@@ -247,9 +247,15 @@ class Caterva2Client:
             # cat2-client) beside it is not an error, just unused
             username = password = None
         if (username is None) != (password is None):
+            unused = (
+                " (CATERVA2_TOKEN is set but not used: a username or password passed goes "
+                "first; pass token= to read with it)"
+                if login_given and os.environ.get("CATERVA2_TOKEN")
+                else ""
+            )
             raise ValueError(
-                "Caterva2 login needs both a username and a password (storage_options "
-                "username=/password= or CATERVA2_USERNAME/CATERVA2_PASSWORD); got only one."
+                "Caterva2 login needs both a username and a password (storage_options username="
+                f"/password= or CATERVA2_USERNAME/CATERVA2_PASSWORD); got only one{unused}."
             )
         self._username = username
         self._password = _Secret(password) if password is not None else None

@@ -533,6 +533,16 @@ class GrokCodec(_NumcodecsArrayBytes):
 
         return Grok(ratio=self.ratio, psnr=self.psnr, nthreads=self.nthreads)
 
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # a pickle made before the typed fields (a dask worker or a cached graph of an older
+        # install) holds the settings as a ``config`` tuple of (key, value) pairs
+        state = dict(state)
+        old = dict(state.pop("config", ()))
+        for key in ("ratio", "psnr", "nthreads"):
+            if key in old:
+                state.setdefault(key, old[key])
+        self.__dict__.update(state)
+
     def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
         # zarr < 3.2 validates no codec inside a shard, but evolves them when the array's
         # metadata is made: refuse dtypes and ranks here too (the image size is checked by

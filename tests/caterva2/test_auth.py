@@ -480,6 +480,9 @@ def test_username_and_password_passed_beat_a_token_in_the_environment(
     with pytest.raises(FileNotFoundError):
         zarr.open_array(f"{url}/{name}", mode="r", storage_options=opts)
     assert "auth=password" in repr(Caterva2FileSystem(host=cat2_auth_server.host, **opts))
+    # a username alone beside the token: the error says the token was set aside, and why
+    with pytest.raises(ValueError, match=r"got only one \(CATERVA2_TOKEN is set but not used"):
+        Caterva2FileSystem(host=cat2_auth_server.host, username=email, cache_storage=None)
 
 
 # -- credentials a server without login does not need --------------------------------------------

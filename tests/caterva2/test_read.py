@@ -884,6 +884,12 @@ def test_unknown_options_are_refused(cat2_server: Any, so: dict[str, Any]) -> No
     fs = Caterva2FileSystem(host="127.0.0.1:1", cache_storage=None, skip_instance_cache=True,
                             use_listings_cache=False, asynchronous=False)  # fmt: skip
     assert fs.host == "127.0.0.1:1"
+    # fsspec.open gives its file options (block_size, cache_type) to the constructor too
+    folder, url = public_folder(cat2_server, "open-options")
+    blosc2.asarray(np.arange(6.0), urlpath=str(folder / "a.b2nd"), mode="w")
+    with fsspec.open(f"{url}/a.b2nd/.zarray", block_size=2**20, cache_type="none",
+                     **so) as f:  # fmt: skip
+        assert json.loads(f.read())["shape"] == [6]
 
 
 def test_option_list_matches_the_constructor() -> None:

@@ -472,6 +472,28 @@ def test_grok_codec_v3_config_unchanged(kwargs: dict[str, Any], stored: str) -> 
 
 
 @requires_blosc2_j2k
+def test_grok_codec_unpickles_the_old_layout() -> None:
+    """A GrokCodec pickled before the typed fields (its state a ``config`` tuple of pairs, plus
+    the cached numcodecs codec), e.g. by an older install in a dask cluster, read back as
+    ratio=None (equal to GrokCodec()) while encoding with ratio 10."""
+    import pickle
+
+    from b2store.codecs.grok import Grok
+
+    class OldPickle:
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            config = (("ratio", 10.0), ("psnr", None), ("nthreads", 2))
+            state = {"config": config, "_numcodec": Grok(ratio=10, nthreads=2)}
+            return object.__new__, (GrokCodec,), state
+
+    c = pickle.loads(pickle.dumps(OldPickle()))
+    assert type(c) is GrokCodec and (c.ratio, c.psnr, c.nthreads) == (10.0, None, 2)
+    assert c == GrokCodec(ratio=10, nthreads=2)
+    assert c.to_dict() == GrokCodec(ratio=10, nthreads=2).to_dict()
+    assert pickle.loads(pickle.dumps(c)) == c
+
+
+@requires_blosc2_j2k
 def test_grok_codec_v3_reads_configs_as_before() -> None:
     assert GrokCodec.from_dict({"name": "b2store.grok"}) == GrokCodec()
     with pytest.raises(TypeError, match=r"b2store.grok: configuration: Expected keys among "):
