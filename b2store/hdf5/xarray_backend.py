@@ -14,10 +14,14 @@ Contract:
 * ``storage_options`` go to the b2h5 filesystem (``zarr_format``, ``unsupported``,
   ``index_cache``, ``follow_external_links``, ``target_options``, ... see docs/hdf5.md).
   ``zarr_format=`` is routed to both b2h5 and zarr, so the view and the reader agree.
+* ``lock`` (as given to ``engine="h5netcdf"``/``"netcdf4"``, e.g. ``lock=False`` in
+  ``open_mfdataset`` calls written for them) is accepted and unused: chunks are read by byte
+  range, not through the HDF5 library, so there is nothing to serialise.
 * Refused loudly: file-like objects, bytes and stores (``TypeError``: pass a path or URL, or use
   ``engine="h5netcdf"``/``"zarr"``), a write ``mode`` (``PermissionError``), a ``zarr_format``
-  that contradicts ``storage_options`` (``ValueError``), a missing group or a group that names an
-  array (``FileNotFoundError`` naming the file and the group).
+  that contradicts ``storage_options`` or is not 2 or 3 (``ValueError`` naming the file), a
+  missing group or a group that names an array (``FileNotFoundError`` naming the file and the
+  group).
 * ``guess_can_open`` claims only ``"b2h5::..."`` strings; plain ``.h5``/``.nc`` paths stay with
   netCDF4/h5netcdf (which come first in xarray's guess order anyway).
 
@@ -94,6 +98,15 @@ def _options(
             f"{url!r}: storage_options['fo'] names the file a second time; with "
             'engine="b2h5" the file is the first argument of open_dataset: drop "fo"'
         )
+    for where, value in (
+        ("zarr_format", zarr_format),
+        ("storage_options['zarr_format']", opts.get("zarr_format")),
+    ):
+        if value is not None and (isinstance(value, bool) or value not in (2, 3)):
+            raise ValueError(
+                f"{url!r}: {where}={value!r} is no Zarr format b2h5 serves; give 2 or 3 "
+                "(or leave it out for 3)"
+            )
     if zarr_format is not None:
         given = opts.get("zarr_format")
         if given is not None and given != zarr_format:
@@ -175,6 +188,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         "zarr_format",
         "use_zarr_fill_value_as_mask",
         "cache_members",
+        "lock",
     )
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
@@ -198,6 +212,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         zarr_format: int | None = None,
         use_zarr_fill_value_as_mask: bool | None = None,
         cache_members: bool = True,
+        lock: Any = None,
     ) -> Dataset:
         ds: Dataset = _through_zarr(
             "open_dataset",
@@ -235,6 +250,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         consolidated: bool | None = True,
         storage_options: Mapping[str, Any] | None = None,
         zarr_format: int | None = None,
+        lock: Any = None,
     ) -> DataTree:
         from xarray.backends.common import datatree_from_dict_with_io_cleanup
 
@@ -271,6 +287,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         consolidated: bool | None = True,
         storage_options: Mapping[str, Any] | None = None,
         zarr_format: int | None = None,
+        lock: Any = None,
     ) -> dict[str, Dataset]:
         groups: dict[str, Dataset] = _through_zarr(
             "open_groups_as_dict",

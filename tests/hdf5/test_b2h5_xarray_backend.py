@@ -347,3 +347,53 @@ def test_no_warnings_on_a_plain_open(scan: Path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         _open(scan, group="entry/data", chunks={}).load()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"zarr_format": 4},
+        {"zarr_format": "2"},
+        {"zarr_format": True},
+        {"storage_options": {"zarr_format": 1}},
+    ],
+)
+def test_zarr_format_other_than_2_or_3_names_the_file(scan: Path, kw: dict) -> None:
+    with pytest.raises(ValueError, match=r"zarr_format.*give 2 or 3") as err:
+        _open(scan, **kw)
+    assert str(scan) in str(err.value)
+    with pytest.raises(ValueError, match=r"give 2 or 3"):
+        xr.open_datatree(scan, engine="b2h5", **kw)
+
+
+def test_lock_is_accepted_as_for_the_netcdf_engines(tmp_path: Path, scan: Path) -> None:
+    # code written for engine="h5netcdf" passes lock=...: b2h5 reads no chunk through libhdf5
+    ref = _open(scan, group="entry/data")
+    for lock in (False, None, threading.Lock()):
+        xr.testing.assert_identical(_open(scan, group="entry/data", lock=lock), ref)
+    paths = []
+    for i in range(2):
+        paths.append(tmp_path / f"l{i}.nc")
+        xr.Dataset({"v": ("t", np.arange(3.0) + i)}, coords={"t": np.arange(3) + 3 * i}).to_netcdf(
+            paths[-1], engine="h5netcdf"
+        )
+    got = xr.open_mfdataset(paths, engine="b2h5", lock=False, parallel=True)
+    want = xr.open_mfdataset(paths, engine="h5netcdf", lock=False)
+    xr.testing.assert_identical(got.load(), want.load())
+    tree = xr.open_datatree(scan, engine="b2h5", lock=False)
+    assert set(tree.groups) == set(xr.open_datatree(scan, engine="b2h5").groups)
+    assert set(xr.open_groups(scan, engine="b2h5", lock=False)) == set(tree.groups)
+
+
+def test_datatree_chunks_keep_same_named_variables_of_groups_apart(tmp_path: Path) -> None:
+    # docs/hdf5.md: xr.open_groups(chunks=...) shares dask names across groups (xarray bug);
+    # open_datatree and per-group open_dataset, the documented ways, must not
+    path = tmp_path / "twin.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("a/v", data=np.zeros((4, 4)), chunks=(2, 2))
+        f.create_dataset("b/v", data=np.ones((4, 4)), chunks=(2, 2))
+    tree = xr.open_datatree(path, engine="b2h5", chunks={})
+    assert tree["a/v"].data.name != tree["b/v"].data.name
+    assert float((tree["a/v"] + tree["b/v"]).sum()) == 16.0
+    a, b = (_open(path, group=g, chunks={}) for g in "ab")
+    assert float((a["v"] + b["v"]).sum()) == 16.0
