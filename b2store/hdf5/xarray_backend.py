@@ -234,42 +234,13 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         )
         return ds
 
-    def open_datatree(
-        self,
-        filename_or_obj: Any,
-        *,
-        mask_and_scale: bool = True,
-        decode_times: Any = True,
-        concat_characters: bool = True,
-        decode_coords: Any = True,
-        drop_variables: str | Iterable[str] | None = None,
-        use_cftime: bool | None = None,
-        decode_timedelta: Any = None,
-        group: str | None = None,
-        mode: str = "r",
-        consolidated: bool | None = True,
-        storage_options: Mapping[str, Any] | None = None,
-        zarr_format: int | None = None,
-        lock: Any = None,
-    ) -> DataTree:
+    def open_datatree(self, filename_or_obj: Any, **kwargs: Any) -> DataTree:
+        """The file's groups (the keywords of :meth:`open_groups_as_dict`) as a DataTree."""
         from xarray.backends.common import datatree_from_dict_with_io_cleanup
 
-        groups = self.open_groups_as_dict(
-            filename_or_obj,
-            mask_and_scale=mask_and_scale,
-            decode_times=decode_times,
-            concat_characters=concat_characters,
-            decode_coords=decode_coords,
-            drop_variables=drop_variables,
-            use_cftime=use_cftime,
-            decode_timedelta=decode_timedelta,
-            group=group,
-            mode=mode,
-            consolidated=consolidated,
-            storage_options=storage_options,
-            zarr_format=zarr_format,
+        return datatree_from_dict_with_io_cleanup(
+            self.open_groups_as_dict(filename_or_obj, **kwargs)
         )
-        return datatree_from_dict_with_io_cleanup(groups)
 
     def open_groups_as_dict(
         self,
