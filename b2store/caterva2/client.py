@@ -271,6 +271,9 @@ class Caterva2Client:
                     "holds control characters"
                 )
         self._token = _Secret(token) if token else None
+        #: how requests authenticate, as resolved here from the arguments and the environment
+        #: (the token a login fetches later does not change it)
+        self.auth_kind = "token" if self._token else ("password" if self._password else "anonymous")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None

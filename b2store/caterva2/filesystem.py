@@ -110,25 +110,6 @@ logger = logging.getLogger(__name__)
 _V2_KEYS = frozenset({".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 _V2_CHUNK_KEY = re.compile(r"\d+(?:\.\d+)*")
 DATASET_AS = ("auto", "array", "group")
-#: The storage options of :class:`Caterva2FileSystem` (its keyword arguments, less the one fsspec
-#: sets from a URL with credentials, ``url_credentials``).
-_OPTIONS = (
-    "host",
-    "username",
-    "password",
-    "token",
-    "cache_storage",
-    "cache_size_limit",
-    "timeout",
-    "connect_timeout",
-    "retries",
-    "backoff",
-    "max_concurrency",
-    "dataset_as",
-    "version_check_interval",
-    "readahead",
-    "memory_cache_size",
-)
 _UNSET = "default"
 
 
@@ -235,7 +216,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             # a misspelt option (cache_sise=...) would be ignored, silently
             raise TypeError(
                 f"{self.protocol}:// got unknown option(s) {', '.join(map(repr, unknown))}. "
-                f"It takes {', '.join(_OPTIONS)} (and fsspec's own: "
+                f"It takes {', '.join(_storage_options())} (and fsspec's own: "
                 f"{', '.join(sorted(FSSPEC_OPTIONS))})."
             )
         super().__init__(**kwargs)
@@ -314,12 +295,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         return _unpickle, (type(self), self.storage_args, options, versions)
 
     def __repr__(self) -> str:
-        auth = "anonymous"
-        login_given = self._client_args["username"] or self._client_args["password"]
-        if self._client_args["token"] or (os.environ.get("CATERVA2_TOKEN") and not login_given):
-            auth = "token"
-        elif self._client_args["password"] or os.environ.get("CATERVA2_PASSWORD"):
-            auth = "password"
+        # the client's own reading of the arguments and CATERVA2_* (one set of rules)
+        auth = self.client.auth_kind
         return f"{type(self).__name__}({self.base_url!r}, auth={auth}, cache={self.cache!r})"
 
     @property
@@ -1173,6 +1150,15 @@ def _unpickle(
         while len(_UNPICKLED) > _UNPICKLED_MAX:
             _UNPICKLED.popitem(last=False)
     return fs
+
+
+def _storage_options() -> list[str]:
+    """The storage options of the Caterva2 filesystems: their constructor's keywords, less
+    ``url_credentials`` (fsspec sets it from a URL holding credentials)."""
+    import inspect
+
+    params = inspect.signature(Caterva2FileSystem.__init__).parameters
+    return [p for p in params if p not in ("self", "kwargs", "url_credentials")]
 
 
 def _proxy_source(path: str, info: Any) -> str | None:

@@ -896,11 +896,12 @@ def test_option_list_matches_the_constructor() -> None:
     """The options named in the unknown-option message are the constructor's keywords."""
     import inspect
 
-    from b2store.caterva2.filesystem import _OPTIONS
-
     params = inspect.signature(Caterva2FileSystem.__init__).parameters
     named = [p for p in params if p not in ("self", "kwargs", "url_credentials")]
-    assert list(_OPTIONS) == named
+    with pytest.raises(TypeError) as err:
+        Caterva2FileSystem(host="127.0.0.1:1", cache_storage=None, bogus=1)
+    listed = str(err.value).split("It takes ", 1)[1].split(" (and fsspec", 1)[0]
+    assert listed.split(", ") == named and "host" in named and "timeout" in named
 
 
 def test_special_chunks_of_a_b2frame_served_as_bytes(cat2_server: Any, so: dict[str, Any]) -> None:
