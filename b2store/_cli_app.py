@@ -26,8 +26,8 @@ from typing import Any, TypeVar
 import click
 
 from b2store import __version__
-from b2store.codecs._common import CNAMES
-from b2store.demo import SIZES as DEMO_SIZES
+from b2store._demo_sizes import SIZES as DEMO_SIZES
+from b2store.codecs._names import CNAMES
 
 F = TypeVar("F", bound=Callable[..., Any])
 

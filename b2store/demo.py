@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from b2store._demo_sizes import SIZES, DemoSize
 from b2store.errors import B2StoreError
 
 __all__ = ["SIZES", "DemoResult", "DemoSize", "cache_dir", "run_demo", "write_tomography"]
@@ -29,25 +30,6 @@ __all__ = ["SIZES", "DemoResult", "DemoSize", "cache_dir", "run_demo", "write_to
 #: Bumped whenever the generator changes, so old cached files are rewritten.
 GENERATOR_VERSION = 1
 DATASET = "entry/data/data"
-
-
-@dataclass(frozen=True, kw_only=True)
-class DemoSize:
-    """Shape and chunking of the synthetic stack."""
-
-    shape: tuple[int, int, int]
-    chunks: tuple[int, int, int]
-
-    @property
-    def nbytes(self) -> int:
-        return int(np.prod(self.shape)) * 2
-
-
-SIZES: dict[str, DemoSize] = {
-    "small": DemoSize(shape=(16, 256, 384), chunks=(4, 64, 64)),  # 3 MB
-    "medium": DemoSize(shape=(48, 512, 768), chunks=(8, 256, 128)),  # 38 MB
-    "full": DemoSize(shape=(96, 1024, 1536), chunks=(16, 512, 256)),  # 302 MB, 4 MiB chunks
-}
 
 
 @dataclass(frozen=True, kw_only=True)

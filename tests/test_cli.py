@@ -245,6 +245,25 @@ def test_cli_choices_come_from_the_library() -> None:
         assert f"{name} {size.nbytes / 1e6:.0f} MB" in (sizes.help or "")
 
 
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["convert", "--help"]])
+def test_command_line_starts_without_numpy(args: list[str]) -> None:
+    """The --cname and demo --size choices come from standard-library tables
+    (b2store.codecs._names, b2store._demo_sizes): starting the command line loads no numpy
+    (importing it for them cost every command ~60 ms)."""
+    code = (
+        "import sys\n"
+        "from b2store.cli import main\n"
+        "try:\n"
+        f"    main({args!r})\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "print([m for m in ('numpy', 'h5py', 'blosc2', 'numcodecs') if m in sys.modules])\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip().splitlines()[-1] == "[]", res.stdout
+
+
 def test_info_caterva2_url(tmp_path: Path) -> None:
     import shutil
 

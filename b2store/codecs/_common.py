@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from b2store.codecs._blosc2frame import as_bytes_view
+from b2store.codecs._names import CNAMES, SPLITMODES
 from b2store.errors import CodecError
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_BLOSC2_FILTERS",
     "SPLITMODES",
     "as_bytes_view",
+    "as_written_float",
     "check_config_keys",
     "codec_from_config",
     "config_keys",
@@ -38,11 +40,6 @@ __all__ = [
 
 #: The numcodecs id of the b2nd codec (:mod:`b2store.codecs.b2nd`), which prefixes its messages.
 B2ND_ID = "b2store_b2nd"
-#: Codec names accepted in ``cname`` and their Blosc2 codec ids.
-CNAMES: dict[str, int] = {"blosclz": 0, "lz4": 1, "lz4hc": 2, "zlib": 4, "zstd": 5}
-#: Blosc2 split modes (``blosc2.SplitMode``) by config name: whether each block is compressed
-#: as one stream or as one stream per byte of the item (after shuffle), as C-Blosc2 numbers them.
-SPLITMODES: dict[str, int] = {"always": 1, "never": 2, "auto": 3, "forward_compat": 4}
 #: Most filters b2store lets C-Blosc2 run when encoding (see
 #: :func:`b2store.codecs.b2nd.encoding_pipeline`: C-Blosc2 writes wrong data with three or more).
 MAX_BLOSC2_FILTERS = 2
@@ -112,13 +109,20 @@ def parse_int_range(codec: str, name: str, value: Any, lo: int, hi: int) -> int:
     return v
 
 
+def as_written_float(value: Any) -> float:
+    """A number as a Python float; a float16/float32 one as its shortest decimal
+    (np.float32(1e-3) -> 0.001, not 0.0010000000474974513): the value the user wrote, stored so
+    in JSON configs."""
+    if isinstance(value, np.floating) and value.itemsize < 8:
+        return float(str(value))
+    return float(value)
+
+
 def parse_positive_float(codec: str, name: str, value: Any, *, allow_zero: bool = True) -> float:
     """Validate a finite float ``>= 0`` (``> 0`` if not *allow_zero*)."""
     if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
         raise TypeError(f"{codec}: {name}: Expected a number. Got {value!r} instead.")
-    # a float16/float32 number as its shortest decimal (np.float32(1e-3) -> 0.001, not
-    # 0.0010000000474974513): the value the user wrote, stored so in the JSON config
-    v = float(str(value)) if isinstance(value, np.floating) and value.itemsize < 8 else float(value)
+    v = as_written_float(value)
     if not np.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
         raise CodecError(f"{codec}: {name}: Expected a finite number {bound}. Got {v} instead.")
