@@ -48,9 +48,7 @@ class NeedsArrayContext(CodecError):
 
 def needs_array_context(hdr: bf.ChunkHeader) -> bool:
     """Whether C-Blosc2 needs the array's b2nd metadata to decompress this chunk."""
-    ndim_codec = (hdr.flags >> 5 == bf.UDCODEC_FORMAT or hdr.udcodec >= 32) and (
-        hdr.udcodec in _NDIM_CODECS
-    )
+    ndim_codec = (hdr.plugin_codec or hdr.udcodec >= 32) and (hdr.udcodec in _NDIM_CODECS)
     return ndim_codec or any(f in _NDIM_FILTERS for f in hdr.filters)
 
 
@@ -68,7 +66,6 @@ def threads_safe(filters: tuple[int, ...]) -> bool:
 def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
     """Refuse chunks whose codec/filters C-Blosc2 could only handle by loading a plugin, or
     only inside an NDArray (:class:`NeedsArrayContext`)."""
-    fmt = hdr.flags >> 5
     if needs_array_context(hdr):
         used = [_NDIM_CODECS[hdr.udcodec]] if hdr.udcodec in _NDIM_CODECS else []
         used += [_NDIM_FILTERS[f] for f in hdr.filters if f in _NDIM_FILTERS]
@@ -77,7 +74,7 @@ def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
             "the array's chunk and block shapes at decode time: decode it as a b2nd frame, or "
             "pass chunkshape and blocks for a bare chunk (or read it with python-blosc2)"
         )
-    if fmt == bf.UDCODEC_FORMAT or hdr.udcodec >= 32:
+    if hdr.plugin_codec or hdr.udcodec >= 32:
         cid = hdr.udcodec
         if cid in _PLUGIN_CODECS:
             import importlib
@@ -93,7 +90,7 @@ def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
                     f"{what}: the chunk uses Blosc2 plugin codec {cid}; install "
                     f"{' or '.join(_PLUGIN_CODECS[cid])} to decode it"
                 )
-        elif cid not in _BUILTIN_CODECS and fmt == bf.UDCODEC_FORMAT:
+        elif cid not in _BUILTIN_CODECS and hdr.plugin_codec:
             raise CodecError(f"{what}: unknown Blosc2 codec id {cid} in the chunk header")
     bad = [f for f in hdr.filters if f not in _KNOWN_FILTERS]
     if bad:

@@ -170,6 +170,11 @@ class ChunkHeader(NamedTuple):
         return bool(self.flags & _FLAG_MEMCPYED)
 
     @property
+    def plugin_codec(self) -> bool:
+        """Whether a plugin (user-defined) codec compressed it: its id is ``udcodec``."""
+        return self.flags >> 5 == UDCODEC_FORMAT
+
+    @property
     def dont_split(self) -> bool:
         """Whether each block is one stream (not split by byte position)."""
         return bool(self.flags & _FLAG_DONT_SPLIT)

@@ -465,7 +465,7 @@ def _check_chunk_header(
         )
     if hdr.special or hdr.memcpyed:  # special-value or memcpy'd chunk: plain Blosc2, no plugin
         return hdr
-    if hdr.flags >> 5 == 6:  # user-defined codec: id in byte 22
+    if hdr.plugin_codec:  # its id is the header's udcodec byte
         codec = hdr.udcodec
         if codec not in (_J2K_CODEC, _GROK_CODEC) or codec != frame_codec:
             raise CodecError(

@@ -48,7 +48,12 @@ from typing import Any
 import numpy as np
 from numcodecs.abc import Codec
 
-from b2store.codecs._common import codec_from_config, parse_int_range, parse_positive_float
+from b2store.codecs._common import (
+    as_written_float,
+    codec_from_config,
+    parse_int_range,
+    parse_positive_float,
+)
 from b2store.errors import CodecError
 
 __all__ = [
@@ -138,7 +143,7 @@ def parse_keep(codec: str, keep: Any) -> list[int | float] | None:
         if isinstance(v, int | np.integer):
             out.add(int(v))
             continue
-        f = float(str(v)) if isinstance(v, np.floating) and v.itemsize < 8 else float(v)
+        f = as_written_float(v)
         if not np.isfinite(f):
             raise CodecError(
                 f"{codec}: keep: Expected finite numbers (truncation keeps NaN and inf). "

@@ -200,6 +200,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         object.__setattr__(self, "blocks", tuple(nc.blocks) if nc.blocks is not None else None)
         object.__setattr__(self, "nthreads", nc.nthreads)
         object.__setattr__(self, "splitmode", nc.splitmode)
+        self.__dict__["_numcodec"] = nc  # the cached_property's slot: built once
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
@@ -242,7 +243,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
 
         # a truncation filter the dtype cannot take is refused at creation, not on the first
         # write
-        check_truncation_dtype(normalize_filters(_thaw_filters(self.filters)), native)
+        check_truncation_dtype(normalize_filters(self._numcodec.filters), native)
         if is_big_endian(native):
             # refused at creation, before zarr.json is written (writes refuse it too, below)
             raise CodecError(_big_endian_message(native))
@@ -260,7 +261,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         from b2store.codecs.b2nd import encoding_pipeline, normalize_filters
 
         try:
-            encoding_pipeline(normalize_filters(_thaw_filters(self.filters)), native)
+            encoding_pipeline(normalize_filters(self._numcodec.filters), native)
         except CodecError as exc:
             # a pipeline C-Blosc2 gets wrong (3+ filters, two deltas): zarr validates on every
             # open too, and arrays written before b2store refused these (or by others) must
@@ -272,7 +273,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             )
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
-        raise NotImplementedError(variable_size_message(self.to_dict()["name"]))
+        raise NotImplementedError(variable_size_message("b2store.b2nd"))
 
     # -- whole chunks
     def _decode_array(self, buf: Any, spec: ArraySpec) -> np.ndarray:
@@ -307,7 +308,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             arr,
             cname=self.cname,
             clevel=self.clevel,
-            filters=_thaw_filters(self.filters),
+            filters=self._numcodec.filters,  # normalised once, when the codec was made
             blocks=self.blocks,
             nthreads=self.nthreads,
             splitmode=self.splitmode,
@@ -487,7 +488,7 @@ class _NumcodecsArrayBytes(ArrayBytesCodec):
         raise NotImplementedError
 
     def compute_encoded_size(self, input_byte_length: int, chunk_spec: ArraySpec) -> int:
-        raise NotImplementedError(variable_size_message(self.to_dict()["name"]))
+        raise NotImplementedError(variable_size_message(self.codec_name))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         arr = np.asarray(self._numcodec.decode(chunk_bytes.to_bytes()))

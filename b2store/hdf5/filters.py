@@ -236,8 +236,8 @@ def _numcodecs_builtin(f: HDF5Filter, dtype: np.dtype[Any]) -> dict[str, Any] | 
     if f.id == BLOSC:
         cname = _BLOSC_CNAMES.get(cd[6] if len(cd) > 6 else 0)
         if cname is None:
-            # snappy (3), which numcodecs' Blosc cannot decode, or no known compressor: the
-            # b2store_hdf5 codec decodes the others and says what to do for these
+            # no known compressor code (snappy, 3, was refused by _check_supported): the
+            # b2store_hdf5 codec reads each chunk's own format, and says what to do for snappy
             return None
         return {
             "id": "blosc",
