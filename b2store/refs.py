@@ -16,9 +16,9 @@ Contract: :func:`hdf5_refs` builds the Zarr v2 view of an HDF5 file with b2store
 
 So ``fsspec.filesystem("reference", fo=refs)`` plus zarr (``zarr_format=2``) reads exactly what
 h5py reads. :func:`write_refs` writes JSON, or fsspec's parquet reference layout when the output
-name ends in ``.parq``/``.parquet`` (large files; written with pandas + pyarrow). fsspec reads a
-parquet reference folder with fastparquet by default; without it pass
-``fo=LazyReferenceMapper(folder, engine="pyarrow")`` (see :func:`open_parquet_refs`).
+name ends in ``.parq``/``.parquet`` (large files; written with pandas + pyarrow, with
+kerchunk's column types). fsspec reads a parquet reference folder with fastparquet by default;
+to read it with pyarrow use :func:`open_parquet_refs`.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ import json
 import os
 import shutil
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -292,6 +293,43 @@ def _fill_parquet(fs: Any, root: str, refs: dict[str, Any], record_size: int) ->
         else:
             out[k] = v
     out.flush()
+    for record in sorted(Path(root).rglob("refs.*.parq")):
+        _with_fixed_schema(record)
+
+
+#: The columns of a reference record as kerchunk writes them (fastparquet with
+#: ``object_encoding={"raw": "bytes", "path": "utf8"}``, ``has_nulls=["path", "raw"]``):
+#: (name, pyarrow type, whether it may hold nulls).
+_RECORD_COLUMNS = (
+    ("path", "string", True),
+    ("offset", "int64", False),
+    ("size", "int64", False),
+    ("raw", "binary", True),
+)
+
+
+def _with_fixed_schema(record: Path) -> None:
+    """Rewrite one record file with the column types of :data:`_RECORD_COLUMNS`.
+
+    fsspec's pyarrow writer lets pyarrow infer them: a record whose chunks are all inline
+    gets a ``null``-typed ``path`` column, one with no inline chunk a ``null``-typed ``raw``,
+    many references to one file a categorical ``path``, and every column is nullable.
+    fastparquet (the engine fsspec's ``ReferenceFileSystem`` reads with by default) gives
+    ``NaN`` for a null column, which fsspec takes for a reference ("object of type
+    'numpy.float64' has no len()") instead of a missing chunk, and float offsets for a
+    nullable integer column. With these types both engines read every chunk.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(record)
+    fields, columns = [], []
+    for name, kind, nullable in _RECORD_COLUMNS:
+        column = table.column(name)  # a categorical path casts to its strings
+        fields.append(pa.field(name, getattr(pa, kind)(), nullable=nullable))
+        columns.append(column.cast(fields[-1].type))
+    fixed = pa.Table.from_arrays(columns, schema=pa.schema(fields))
+    pq.write_table(fixed, record, compression="zstd")
 
 
 def open_parquet_refs(folder: str | os.PathLike[str], **kwargs: Any) -> Any:

@@ -261,6 +261,47 @@ def test_parquet_refs_of_sparse_data_read_the_fill_value(tmp_path: Path) -> None
     np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.filterwarnings("ignore:The 'fastparquet' engine is deprecated")
+def test_parquet_refs_read_with_fsspecs_default_engine(tmp_path: Path) -> None:
+    """``fsspec.filesystem("reference", fo="refs.parq")`` reads with fastparquet. pyarrow had
+    inferred a ``null``-typed ``raw`` column for records with no inline chunk (and ``path`` for
+    records of inline chunks only), which fastparquet reads as NaN: "object of type
+    'numpy.float64' has no len()" on the one allocated chunk of a sparse dataset; and nullable
+    offsets, read as floats. Records now have kerchunk's column types, for both engines."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    pytest.importorskip("fastparquet")
+    import fsspec
+    import h5py
+    import pyarrow.parquet as pq
+    import zarr
+
+    from b2store.refs import open_parquet_refs, write_refs
+
+    src = tmp_path / "sparse.h5"
+    with h5py.File(src, "w") as f:
+        big = f.create_dataset("big", shape=(2**20, 2**20), dtype="u1", chunks=(1, 2**12))
+        big[70_000, : 2**12] = np.arange(2**12) % 251  # one chunk, in a record of its own
+        f.create_dataset("fill", shape=(60, 60), dtype="f4", chunks=(30, 30), fillvalue=np.nan)
+        f["fill"][:30, :30] = 1  # inline fill chunks beside one small inline chunk
+        f.create_dataset("many", data=np.arange(40_000, dtype="i4"), chunks=(500,))
+        expected = {"fill": f["fill"][()], "many": f["many"][()]}
+        expected["big"] = big[69_999:70_001, : 2**13]
+    out = tmp_path / "refs.parq"
+    write_refs(src, out)
+    for record in out.rglob("refs.*.parq"):
+        schema = pq.read_schema(record)
+        assert [str(t) for t in schema.types] == ["string", "int64", "int64", "binary"]
+    fs = fsspec.filesystem("reference", fo=str(out), remote_protocol="file")
+    default = zarr.open_group(fs.get_mapper(""), mode="r", zarr_format=2)
+    store = zarr.storage.FsspecStore(open_parquet_refs(out, asynchronous=True), read_only=True)
+    with_pyarrow = zarr.open_group(store, mode="r", zarr_format=2)
+    for group in (default, with_pyarrow):
+        np.testing.assert_array_equal(group["big"][69_999:70_001, : 2**13], expected["big"])
+        np.testing.assert_array_equal(group["fill"][...], expected["fill"])
+        np.testing.assert_array_equal(group["many"][...], expected["many"])
+
+
 def test_contiguous_data_is_referenced_not_inlined(tmp_path: Path) -> None:
     """Full virtual chunks of a contiguous dataset are [url, offset, size] references; only the
     short edge chunk (zero-padded by b2h5) is inlined. Every chunk used to be inlined: the
