@@ -42,6 +42,8 @@ __all__ = ["default_blocks", "encode_b2nd", "encoding_pipeline"]
 
 blosc2.set_releasegil(True)  # process-global: compress2 releases the GIL
 
+#: Largest item size C-Blosc2 records (BLOSC_MAX_TYPESIZE); larger items are compressed as bytes.
+_MAX_TYPESIZE = 255
 #: Largest chunk C-Blosc2 compresses (BLOSC2_MAX_BUFFERSIZE: INT32_MAX - BLOSC2_MAX_OVERHEAD).
 _MAX_CHUNK_BYTES = 2**31 - 1 - 32
 
@@ -62,6 +64,19 @@ class _Pipeline:
     filters_meta: list[int]
 
 
+def _filter_meta(fid: str, dtype: np.dtype) -> int:
+    """The ``filters_meta`` slot of a simple filter: 0, except for bytedelta, whose meta is the
+    item size C-Blosc2 works with (items over 255 bytes are compressed with typesize 1).
+    python-blosc2 fills a 0 meta with the typesize itself but stores it through an ``int8_t``,
+    which overflows from 128 bytes on (``OverflowError``: S128 could not be encoded); a negative
+    value passes through that cast unchanged as the same byte, so sizes 128..255 are given as
+    ``size - 256``."""
+    if fid != "bytedelta":
+        return 0
+    size = dtype.itemsize if dtype.itemsize <= _MAX_TYPESIZE else 1
+    return size - 256 if size > 127 else size
+
+
 def _plan_pipeline(specs: list[dict[str, Any]], dtype: np.dtype) -> _Pipeline:
     """The pipeline :func:`encoding_pipeline` describes, with the Blosc2 filters it needs."""
     trunc = [f for f in specs if f["id"] in _TRUNC_IDS]
@@ -74,7 +89,7 @@ def _plan_pipeline(specs: list[dict[str, Any]], dtype: np.dtype) -> _Pipeline:
     trunc_filters = [
         f for plan, _ in planned if (f := plan.blosc2_filter(dtype.itemsize)) is not None
     ]
-    rest_filters = [(_SIMPLE_FILTERS[f["id"]], 0) for f in rest]
+    rest_filters = [(_SIMPLE_FILTERS[f["id"]], _filter_meta(f["id"], dtype)) for f in rest]
     if trunc and (
         dtype.byteorder == ">"
         or (dtype.kind == "f" and dtype.itemsize not in (4, 8))  # TRUNC_PREC: f4/f8 only

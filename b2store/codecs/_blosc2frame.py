@@ -449,7 +449,10 @@ def _parse_b2nd_meta_cached(content: bytes) -> B2ndMeta:
     )
     if not ok:
         raise CodecError(f"corrupt b2nd metalayer {repr(meta)[:200]}")
-    if any(x < 0 for x in shape) or any(x < 1 for x in (*chunks, *blocks)):
+    # python-blosc2 writes chunks and blocks of 0 along the empty axes of an empty array
+    # (shape (0, 5): chunks = blocks = (0, 5)); only an empty array may have them
+    low = 0 if math.prod(shape) == 0 else 1
+    if any(x < 0 for x in shape) or any(x < low for x in (*chunks, *blocks)):
         raise CodecError(f"corrupt b2nd metalayer: {shape=}, {chunks=}, {blocks=}")
     if any(b > c for b, c in zip(blocks, chunks, strict=True)):
         raise CodecError(f"corrupt b2nd metalayer: blocks {blocks} exceed chunks {chunks}")
@@ -550,7 +553,11 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
     elif complete:  # pragma: no cover - guarded by the frame_size check
         raise _err("truncated Blosc2 frame header", what)
     if b2nd is not None and chunksize > 0:
-        padded = math.prod(-(-c // b) * b for c, b in zip(b2nd.chunks, b2nd.blocks, strict=True))
+        padded = (  # 0 for the empty blocks of an empty array, whose chunks hold no bytes
+            0
+            if 0 in b2nd.blocks
+            else math.prod(-(-c // b) * b for c, b in zip(b2nd.chunks, b2nd.blocks, strict=True))
+        )
         if typesize == 1 and padded and chunksize % padded == 0 and chunksize // padded > 255:
             # items over Blosc2's 255-byte typesize (S300, big structured dtypes) are recorded
             # with typesize 1 by python-blosc2 and hdf5plugin: the b2nd shapes give the real one

@@ -26,6 +26,12 @@ def config_of(
     against those of class *cls* (a numcodecs ``"id"`` or a misspelt key names the codec, not
     ``__init__``). *require_configuration*: a missing ``"configuration"`` is zarr's
     ``ValueError`` (codecs with a required setting), not an empty one."""
+    if isinstance(data, dict) and not isinstance(data.get("configuration", {}), dict):
+        # zarr's own check says "Expected dict, got <class 'NoneType'>", naming no codec
+        raise TypeError(
+            f"{name}: configuration: Expected a JSON object (or no configuration key). Got "
+            f"{data['configuration']!r} instead."
+        )
     _, cfg = parse_named_configuration(data, name, require_configuration=require_configuration)
     config = dict(cfg or {})
     if "id" in config:

@@ -46,6 +46,7 @@ import numpy as np
 from numcodecs.abc import Codec
 
 from b2store.codecs import _blosc2frame as bf
+from b2store.codecs._b2nd_chunk import _special_array
 from b2store.codecs._common import codec_from_config, parse_int_range, parse_positive_float
 from b2store.codecs.b2nd import decompress_chunk
 from b2store.errors import CodecError
@@ -338,12 +339,10 @@ class Grok(Codec):
             _load_j2k()
         nbytes = math.prod(frame.shape) * frame.dtype.itemsize
         if frame.chunk is None:  # a frame-level special chunk (blosc2.zeros): no bytes stored
-            if frame.special not in (bf.SPECIAL_ZERO, bf.SPECIAL_UNINIT):
-                raise CodecError(
-                    f"{CODEC_ID}: the frame's chunk is a special NaN chunk, but its dtype "
-                    f"{frame.dtype} has no NaN"
-                )
-            flat = np.zeros(nbytes // frame.dtype.itemsize, dtype=frame.dtype)
+            # zeros/uninitialised; a NaN one is refused (images are integers)
+            flat = _special_array(
+                frame.special, nbytes // frame.dtype.itemsize, frame.dtype, b"", CODEC_ID
+            )
         else:
             _check_chunk_header(
                 frame.chunk, nbytes, frame.codec, frame.shape[-2:], frame.dtype.itemsize
@@ -455,8 +454,9 @@ def _inspect_frame(data: memoryview) -> _ImageFrame:
 
 def _check_chunk_header(
     chunk: memoryview, nbytes: int, frame_codec: int, image: tuple[int, ...], itemsize: int
-) -> bf.ChunkHeader:
-    """Check the 32-byte Blosc2 chunk header against the metalayer before decompressing."""
+) -> None:
+    """Check the 32-byte Blosc2 chunk header against the metalayer before decompressing (the
+    caller has loaded the plugin the frame names, which the chunk's codec must match)."""
     hdr = bf.chunk_header(chunk, what=CODEC_ID)
     if hdr.nbytes != nbytes or hdr.cbytes != len(chunk):
         raise CodecError(
@@ -464,7 +464,7 @@ def _check_chunk_header(
             f"metalayer expects {nbytes} ({len(chunk)} present)"
         )
     if hdr.special or hdr.memcpyed:  # special-value or memcpy'd chunk: plain Blosc2, no plugin
-        return hdr
+        return
     if hdr.plugin_codec:  # its id is the header's udcodec byte
         codec = hdr.udcodec
         if codec not in (_J2K_CODEC, _GROK_CODEC) or codec != frame_codec:
@@ -472,10 +472,7 @@ def _check_chunk_header(
                 f"{CODEC_ID}: chunk uses Blosc2 codec {codec} (frame says {frame_codec}); "
                 "expected JPEG 2000 (37 or 39)"
             )
-        if codec == _GROK_CODEC:
-            _load_grok()
         _check_block_streams(chunk, hdr, image, itemsize=itemsize)
-    return hdr
 
 
 def _check_block_streams(
