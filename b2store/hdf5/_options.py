@@ -4,8 +4,9 @@ Contract
 --------
 * :func:`_check_options` refuses keyword options b2h5 does not know, and options under a
   protocol name fsspec would not route to the target (they would be ignored): ``TypeError``
-  saying where they go. :func:`_check_index_cache` refuses ``index_cache`` values that are not
-  None, ``"auto"`` or a folder.
+  saying where they go. :func:`_check_view_options` refuses values of b2h5's own options
+  (``zarr_format``, ``unsupported``, ``follow_external_links``, ``index_cache``) it does not
+  take; every such error names the file the options were given for.
 * Local target paths: :func:`_rfc8089_path` reads a ``file:`` URL as RFC 8089 does when
   fsspec's literal reading names no file; :func:`_check_regular_file` refuses folders and
   named pipes with a clear error instead of a misleading one or a hang.
@@ -17,6 +18,7 @@ from __future__ import annotations
 import os
 import stat
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,7 +45,36 @@ def _rfc8089_path(path: str) -> str:
     return cand if cand != path and os.path.exists(cand) else path
 
 
-def _check_index_cache(value: Any) -> None:
+def _for_file(fo: Any) -> str:
+    """How an option error names the file the options were given for."""
+    if isinstance(fo, str | os.PathLike) and str(fo):
+        return f"b2h5 (opening {str(fo)!r})"
+    return "b2h5"
+
+
+def _check_view_options(
+    fo: Any, *, zarr_format: Any, unsupported: Any, follow_external_links: Any, index_cache: Any
+) -> None:
+    """Refuse values of b2h5's own options it does not take, naming the file they were given
+    for (an ``open_mfdataset`` over many files otherwise does not say which call failed)."""
+    import numpy as np
+
+    who = _for_file(fo)
+    if not isinstance(follow_external_links, bool | np.bool_):
+        raise TypeError(
+            f"{who}: Expected follow_external_links True or False. Got "
+            f"{follow_external_links!r} instead."
+        )
+    if zarr_format not in (2, 3):
+        raise ValueError(f"{who}: Expected zarr_format 2 or 3. Got {zarr_format!r} instead.")
+    if unsupported not in ("raise", "warn", "skip"):
+        raise ValueError(
+            f"{who}: Expected unsupported 'raise', 'warn' or 'skip'. Got {unsupported!r} instead."
+        )
+    _check_index_cache(index_cache, who)
+
+
+def _check_index_cache(value: Any, who: str = "b2h5") -> None:
     """Reject ``index_cache`` values that are not None, ``"auto"`` or a folder.
 
     ``""`` used to mean the current folder (sidecar files written wherever the process runs)
@@ -53,12 +84,12 @@ def _check_index_cache(value: Any) -> None:
         return
     if not isinstance(value, str | os.PathLike):
         raise TypeError(
-            f"Expected index_cache None, 'auto' or a folder path. Got {value!r} instead."
+            f"{who}: Expected index_cache None, 'auto' or a folder path. Got {value!r} instead."
         )
     if isinstance(value, str) and not value.strip():
         raise ValueError(
-            "Expected index_cache None (memory only), 'auto' or a folder path. Got an empty "
-            "string instead (use '.' for the current folder)."
+            f"{who}: Expected index_cache None (memory only), 'auto' or a folder path. Got an "
+            "empty string instead (use '.' for the current folder)."
         )
     if value == "auto":
         return
@@ -68,7 +99,7 @@ def _check_index_cache(value: Any) -> None:
     folder = Path(value).expanduser()
     if folder.exists() and not folder.is_dir():
         raise NotADirectoryError(
-            f"Expected index_cache None, 'auto' or a folder path. Got {str(value)!r}, which "
+            f"{who}: Expected index_cache None, 'auto' or a folder path. Got {str(value)!r}, which "
             "is a file: give a folder for the sidecar index files."
         )
 
@@ -105,13 +136,16 @@ def _check_options(
     fo: Any,
     target_protocol: str | None = None,
     target_options: dict[str, Any] | None = None,
+    *,
+    accepted: Sequence[str] = (),
 ) -> None:
     """Refuse options b2h5 does not know. fsspec hands a chained URL's options that are not
     under a protocol name to its first filesystem, b2h5: the target's options given that way
     (``storage_options={"anon": True}`` for ``b2h5::s3://...``) or a misspelt option
     (``zarr_fromat``) were ignored silently (the v3 view, no credentials). So were options
     under another name of the target's protocol (``"http"`` for a ``b2h5::https://`` URL, or
-    ``"s3"`` for ``s3a://``): fsspec routes only those under the URL's own scheme."""
+    ``"s3"`` for ``s3a://``): fsspec routes only those under the URL's own scheme.
+    ``accepted``: b2h5's own keywords, named in the message (read from its constructor)."""
     from fsspec.registry import known_implementations, registry
 
     url = str(fo)
@@ -153,8 +187,8 @@ def _check_options(
         return
     raise TypeError(
         f"b2h5 got unknown option(s) {', '.join(map(repr, unknown))} for {url!r}. b2h5 takes "
-        "zarr_format, unsupported, follow_external_links, index_cache, target_protocol and "
-        "target_options; options of the filesystem holding the file go under its protocol "
+        f"{', '.join(accepted)} (and fsspec's own: {', '.join(sorted(FSSPEC_OPTIONS))}); "
+        "options of the filesystem holding the file go under its protocol "
         f"name (storage_options={{{scheme!r}: {{...}}}} with a 'b2h5::{scheme}://...' URL) or "
         f"in target_options (fsspec.filesystem('b2h5', fo=..., target_options={{...}}))."
     )

@@ -20,6 +20,7 @@ import h5py
 import numpy as np
 
 from b2store.hdf5 import metadata as md
+from b2store.hdf5._chunk_rows import chunk_rows
 from b2store.hdf5._dtypes import nullterm_ranges, plain_dtype, stored_layout_issue
 from b2store.hdf5._external import OpenExternal
 from b2store.hdf5._fills import is_same_fill
@@ -63,9 +64,15 @@ def map_virtual(
     urls: list[str] = []
     for m in ds.virtual_sources():
         vsel = m.vspace
-        if vsel.get_select_type() != h5py.h5s.SEL_HYPERSLABS or not vsel.is_regular_hyperslab():
+        if vsel.get_select_type() == h5py.h5s.SEL_ALL:
+            # h5py's ``layout[...] = source``: one block covering the whole virtual dataset
+            start, count, block = (0,) * len(shape), (1,) * len(shape), shape
+        elif vsel.get_select_type() != h5py.h5s.SEL_HYPERSLABS or not vsel.is_regular_hyperslab():
             raise fail("a mapping is not one regular block")
-        start, _stride, count, block = vsel.get_regular_hyperslab()
+        else:
+            start, _stride, count, block = vsel.get_regular_hyperslab()
+        if h5py.h5s.UNLIMITED in (*count, *block):
+            raise fail("a mapping is unlimited: it grows with its source")
         if any(c != 1 for c in count):
             raise fail("a mapping repeats a block")
         if m.src_space.get_select_type() != h5py.h5s.SEL_ALL and not (
@@ -113,28 +120,20 @@ def map_virtual(
             )
         if not infos:
             continue
-        k = len(infos)
-        coff = np.array([i.chunk_offset for i in infos], dtype=np.int64).reshape(k, -1)
-        cidx = (coff + np.array(start, dtype=np.int64)) // np.array(chunks, dtype=np.int64)
         if src_url not in urls:
             urls.append(src_url)
-        rows.append(
-            (
-                cidx,
-                np.array([i.byte_offset for i in infos], dtype=np.uint64),
-                np.array([i.size for i in infos], dtype=np.uint64),
-                np.array([i.filter_mask for i in infos], dtype=np.uint32),
-                np.full(k, urls.index(src_url), dtype=np.uint16),
-            )
-        )
+        grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
+        try:
+            src_rows = chunk_rows(infos, chunks, grid, start=start)
+        except ValueError as exc:  # HDF5 never lists one: a damaged chunk index
+            raise fail(
+                f"source {m.file_name}:{m.dset_name} lists a chunk outside its grid"
+            ) from exc
+        rows.append((*src_rows, np.full(len(infos), urls.index(src_url), dtype=np.uint16)))
     if chunks is None:
         raise fail("no sources")
-    grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
     if rows:
-        cidx = np.concatenate([r[0] for r in rows])
-        lin = np.zeros(cidx.shape[0], dtype=np.int64)
-        for axis, g in enumerate(grid):
-            lin = lin * g + cidx[:, axis]
+        lin = np.concatenate([r[0] for r in rows])
         order = np.argsort(lin, kind="stable")
         lin = lin[order]
         if np.any(np.diff(lin) == 0):

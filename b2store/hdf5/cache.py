@@ -52,8 +52,9 @@ __all__ = [
 #: variable-length string attributes and attribute names that are no UTF-8 read with U+FFFD
 #: (not lone surrogates, nor a ``"b'...'"`` key); 16: groups reached again through hard links
 #: are presented whole or not at all (15's bound could cut one); compounds with fields out of
-#: offset order repacked by field name (were cast by position).
-FORMAT = "b2store-hdf5-index-16"
+#: offset order repacked by field name (were cast by position); 17: the notes to warn about at
+#: each open (``FileIndex.warnings``) are stored.
+FORMAT = "b2store-hdf5-index-17"
 
 
 class MemoryCache:
@@ -159,6 +160,7 @@ def save_sidecar(folder: Path, key: str, index: FileIndex, *, shared: bool = Fal
         "tables": tables,
         "inline": [[i, k, _nbytes(v)] for i, k, v in blob],
         "notes": list(index.notes),
+        "warnings": list(index.warnings),
         "sources": [list(s) for s in index.sources],
     }
     # A sidecar is an optimisation: failing to write one (disk full, read-only) is not an error.
@@ -286,6 +288,7 @@ def load_sidecar(folder: Path, key: str) -> FileIndex | None:
                 meta={k: v.encode() for k, v in header["meta"].items()},
                 tables=tables,
                 notes=tuple(header["notes"]),
+                warnings=tuple(header["warnings"]),
                 sources=tuple((str(u), str(st)) for u, st in header["sources"]),
             )
     except Exception:  # damaged, truncated or foreign: rebuilt by the caller

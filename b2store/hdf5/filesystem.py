@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import inspect
 import itertools
 import os
 import threading
@@ -58,9 +59,9 @@ from b2store.hdf5._external import external_candidates
 from b2store.hdf5._io_pools import _BLOCKS, _FDS, _shared_handle, _wrapped
 from b2store.hdf5._io_pools import READAHEAD_BLOCKS as READAHEAD_BLOCKS
 from b2store.hdf5._options import (
-    _check_index_cache,
     _check_options,
     _check_regular_file,
+    _check_view_options,
     _rfc8089_path,
 )
 from b2store.hdf5._target_errors import (
@@ -73,7 +74,6 @@ from b2store.hdf5._target_errors import (
     _target_error,
 )
 from b2store.hdf5.index import (
-    ALIAS_CAP_NOTE,
     ChunkTable,
     FileIndex,
     build_index,
@@ -117,6 +117,13 @@ _STAMPS = (
     "CRC",
     "created",
 )
+
+
+def _storage_options() -> list[str]:
+    """b2h5's own options: its constructor's keywords, less ``fo`` (the file, given as the URL)
+    and ``file_version`` (set by pickling)."""
+    params = inspect.signature(HDF5FileSystem.__init__).parameters
+    return [p for p in params if p not in ("self", "fo", "kwargs", "file_version")]
 
 
 def _local_identity(path: str) -> tuple[int, str]:
@@ -197,20 +204,15 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         file_version: str | None = None,
         **kwargs: Any,
     ) -> None:
-        _check_options(kwargs, fo, target_protocol, target_options)
+        _check_options(kwargs, fo, target_protocol, target_options, accepted=_storage_options())
         super().__init__(**kwargs)
-        if not isinstance(follow_external_links, bool | np.bool_):
-            raise TypeError(
-                "Expected follow_external_links True or False. Got "
-                f"{follow_external_links!r} instead."
-            )
-        if zarr_format not in (2, 3):
-            raise ValueError(f"Expected zarr_format 2 or 3. Got {zarr_format!r} instead.")
-        if unsupported not in ("raise", "warn", "skip"):
-            raise ValueError(
-                f"Expected unsupported 'raise', 'warn' or 'skip'. Got {unsupported!r} instead."
-            )
-        _check_index_cache(index_cache)
+        _check_view_options(
+            fo,
+            zarr_format=zarr_format,
+            unsupported=unsupported,
+            follow_external_links=follow_external_links,
+            index_cache=index_cache,
+        )
         if not isinstance(fo, str | Path) or not str(fo):
             raise TypeError(
                 f"Expected the HDF5 file's path or URL as fo. Got {fo!r} instead. In a URL the "
@@ -246,11 +248,11 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         self._index: FileIndex | None = None
         if file_version is None:
             self._index = self._load_index()
-            for note in self._index.notes:
-                if ALIAS_CAP_NOTE in note:
-                    # at each open, also of an index from a cache: a group left out
-                    # (reached through too many links) is no silent gap
-                    warnings.warn(note, UserWarning, stacklevel=3)
+            for note in self._index.warnings:
+                # at each open (each new instance), also of an index from a cache: a dataset
+                # left out with unsupported="warn", or a group reached through too many links,
+                # is no silent gap the second time a file is opened in a process
+                warnings.warn(note, UserWarning, stacklevel=3)
         # else an unpickled copy: the file is indexed at its first use. dask's distributed
         # scheduler unpickles every task graph, and indexed every file in it (an
         # open_mfdataset over thousands of files) only to pickle it again for the workers;
@@ -411,8 +413,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                     "sorted(glob.glob(pattern))], engine='zarr'))"
                 )
             raise FileNotFoundError(f"HDF5 file not found: {self.url}{hint}") from None
-        if self._local:
-            _check_regular_file(self.url)
+        # a folder or named pipe given as the file is refused by _open_h5 (no index of it is
+        # ever cached, so it always gets there)
         self._stamp = str(stamp)
         self._size = size if isinstance(size, int) else None
         protos = self.target_fs.protocol
@@ -1204,9 +1206,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         zero, no ``_FillValue``), every chunk of the grid, so that a copy (``fs.get``) reads
         what the view reads. Arrays without fill chunks list what they did."""
         if table.fill_chunk is None:
-            return np.union1d(
-                table.lin, np.fromiter(table.inline, dtype=np.int64, count=len(table.inline))
-            )
+            return table.stored_lins
         if table.nchunks > MAX_LISTED_FILL_KEYS:
             raise UnsupportedHDF5FeatureError(
                 f"{self.url}: dataset {'/' + path!r} has {table.nchunks} chunks, too many to "

@@ -30,7 +30,6 @@ xarray read them), ``_virtual`` (virtual datasets onto their sources' chunks), `
 from __future__ import annotations
 
 import contextlib
-import warnings
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -49,6 +48,7 @@ from b2store._zarrmeta import (
 )
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5 import metadata as md
+from b2store.hdf5._chunk_rows import chunk_rows
 from b2store.hdf5._dimensions import reconcile_dimensions
 from b2store.hdf5._dtypes import (
     matches_file_type,
@@ -195,6 +195,13 @@ class ChunkTable:
         i = int(np.searchsorted(self.lin, lin))
         return i if i < self.lin.size and int(self.lin[i]) == lin else -1
 
+    @property
+    def stored_lins(self) -> np.ndarray[Any, np.dtype[np.int64]]:
+        """Sorted linear indices of every allocated or inline chunk (each once)."""
+        return np.union1d(
+            self.lin, np.fromiter(self.inline, dtype=np.int64, count=len(self.inline))
+        )
+
     def coords(self) -> np.ndarray[Any, np.dtype[np.int64]]:
         """Grid coordinates (n, ndim) of every allocated or inline chunk, in linear order.
 
@@ -202,9 +209,7 @@ class ChunkTable:
         filesystem lists those keys itself (from the grid), so that a copy of the v2 view
         (``fs.get``) reads what the view reads (see docs/hdf5.md).
         """
-        allk = np.union1d(
-            self.lin, np.fromiter(self.inline, dtype=np.int64, count=len(self.inline))
-        )
+        allk = self.stored_lins
         if not self.grid:
             return np.zeros((allk.size, 0), dtype=np.int64)
         return np.stack(np.unravel_index(allk, self.grid), axis=-1).astype(np.int64)
@@ -221,6 +226,10 @@ class FileIndex:
     #: Other files the index depends on (virtual dataset sources, followed external links), each
     #: with the identity stamp it had when the index was built (see ``HDF5FileSystem``).
     sources: tuple[tuple[str, str], ...] = ()
+    #: The notes the filesystem warns about at each open (each new instance, also of an index
+    #: from a cache): the datasets left out with ``unsupported="warn"`` and the links left out
+    #: by the alias bound (``ALIAS_CAP_NOTE``).
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -297,6 +306,8 @@ class _Walker:
         self.nodes: dict[str, Node] = {}
         self.tables: dict[str, ChunkTable] = {}
         self.notes: list[str] = []
+        #: the notes to warn about at each open (FileIndex.warnings)
+        self.warnings: list[str] = []
         #: lengths of the netCDF dimensions (pure dimension scales, not served), by path
         self.dimension_lengths: dict[str, int] = {}
         #: (name, length) of each dimension scale met, by object (see ``md.dimension_length``)
@@ -320,7 +331,8 @@ class _Walker:
             raise exc
         self.notes.append(str(exc))
         if self.unsupported == "warn":
-            warnings.warn(str(exc), UserWarning, stacklevel=4)
+            # warned by the filesystem at each open: a cached index warned only once per process
+            self.warnings.append(str(exc))
 
     def _error(self, where: str, feature: str, todo: str = "") -> UnsupportedHDF5FeatureError:
         return UnsupportedHDF5FeatureError(
@@ -389,8 +401,8 @@ class _Walker:
         """Walk the links to groups presented already (deferred by :meth:`walk`), each whole
         or not at all, within ALIAS_NODE_LIMIT / ALIAS_FACTOR further paths. A group shown
         partly under a link (the first of its 4000 datasets only) read as the whole group.
-        Links left out get a note each and one summary note (ALIAS_CAP_NOTE, which the
-        filesystem turns into a warning at each open).
+        Links left out get a note each and one summary note (ALIAS_CAP_NOTE, also in
+        ``warnings``: the filesystem warns about it at each open).
         """
         budget = max(ALIAS_NODE_LIMIT, ALIAS_FACTOR * self.unique_nodes)
         left, skipped = budget, 0
@@ -413,7 +425,7 @@ class _Walker:
         self.deferred.clear()
         if not skipped:
             return
-        self.notes.append(
+        self.warnings.append(
             f"{self.url}: {skipped} {ALIAS_CAP_NOTE}: the file's links present its groups "
             f"under more paths than b2store presents (at most {budget} further paths: "
             f"{ALIAS_NODE_LIMIT}, or {ALIAS_FACTOR} per distinct node of the file; each linked "
@@ -421,6 +433,7 @@ class _Walker:
             "are presented (the filesystem's notes, fs.notes, name each link left out and "
             "that path), or read the file with h5py."
         )
+        self.notes.append(self.warnings[-1])
 
     def _member(self, group: h5py.Group, name: str, url: str) -> tuple[Any, str] | str:
         """(object, url of its file) of member ``name`` of ``group`` (in file ``url``), or
@@ -853,22 +866,14 @@ class _Walker:
         infos: list[Any] = []
         if all(shape):
             ds.id.chunk_iter(infos.append)
-        n = len(infos)
-        if n:
-            coff = np.array([i.chunk_offset + (0,) * len(extra) for i in infos], dtype=np.int64)
-            coff = coff.reshape(n, len(chunks))
-            offsets = np.array([i.byte_offset for i in infos], dtype=np.uint64)
-            sizes = np.array([i.size for i in infos], dtype=np.uint64)
-            masks = np.array([i.filter_mask for i in infos], dtype=np.uint32)
-            cidx = coff // np.array(chunks, dtype=np.int64)
-            lin = np.zeros(n, dtype=np.int64)
-            for axis, g in enumerate(grid):
-                lin = lin * g + cidx[:, axis]
-            order = np.argsort(lin, kind="stable")
-            rows = (lin[order], offsets[order], sizes[order], masks[order])
-        else:
-            e = np.zeros(0, dtype=np.int64)
-            rows = (e, e.astype(np.uint64), e.astype(np.uint64), e.astype(np.uint32))
+        try:
+            rows = chunk_rows(infos, chunks, grid)  # extra (array dtype) axes: offset 0
+        except ValueError as exc:  # HDF5 never lists one: a damaged chunk index
+            raise self._error(
+                where, f"lists a chunk outside its chunk grid {grid} ({exc})"
+            ) from exc
+        order = np.argsort(rows[0], kind="stable")
+        rows = tuple(r[order] for r in rows)
         take = self._straddling(node, chunks, rows[0])
         padded_lin = rows[0][take]
         rows = tuple(r[~take] for r in rows)
@@ -1219,4 +1224,10 @@ def build_index(
     reconcile_dimensions(nodes, walker.dimension_lengths, walker.notes)
     notes = tuple(walker.notes)
     meta = render_v3(nodes) if zarr_format == 3 else render_v2(nodes)
-    return FileIndex(zarr_format=zarr_format, meta=meta, tables=tables, notes=notes)
+    return FileIndex(
+        zarr_format=zarr_format,
+        meta=meta,
+        tables=tables,
+        notes=notes,
+        warnings=tuple(walker.warnings),
+    )
