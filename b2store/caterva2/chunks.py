@@ -36,10 +36,18 @@ from b2store.caterva2.metadata import (
     parse_dtype,
 )
 from b2store.codecs import _blosc2frame as bf
+from b2store.codecs._b2nd_chunk import _special_array
 from b2store.codecs.b2nd import decode_b2nd, decompress_chunk, reorder
 from b2store.errors import Caterva2HTTPError, CodecError
 
-__all__ = ["Caterva2DataError", "check_chunk", "check_frame", "passes_through", "to_zarr_chunk"]
+__all__ = [
+    "Caterva2DataError",
+    "check_chunk",
+    "check_frame",
+    "passes_through",
+    "special_header",
+    "to_zarr_chunk",
+]
 
 
 _FRAME_MAGIC = b"\xa8b2frame\x00"
@@ -97,23 +105,41 @@ def check_frame(url: str, ds: Dataset, raw: bytes) -> None:
         )
 
 
-def _decompress(ds: Dataset, nchunk: int, raw: bytes) -> bytes:
-    """The decompressed bytes of checked server chunk ``raw``, through b2store's validating
+def _decompress(ds: Dataset, nchunk: int, raw: bytes, special: bf.ChunkHeader | None) -> np.ndarray:
+    """The decompressed bytes (a ``uint8`` array, no further copy) of checked server chunk
+    ``raw``. A special chunk is made in numpy from ``special``, its header as
+    :func:`special_header` parsed it (once); any other chunk goes through b2store's validating
     decoder (:func:`b2store.codecs.b2nd.decompress_chunk`: block offsets and codecs are checked
-    before C-Blosc2 sees the bytes; special chunks are made in numpy)."""
+    before C-Blosc2 sees the bytes)."""
     where = f"chunk {nchunk} of Caterva2 dataset {ds.path}"
+    nbytes = expected_nbytes(ds, nchunk)
     try:
-        dtype = ds.dtype
-        hdr = bf.chunk_header(raw, what=where)
-        if hdr.special != bf.SPECIAL_NONE and hdr.typesize not in (0, dtype.itemsize):
-            # a special chunk of wider items than the served dtype (a .b2frame without a dtype
-            # is served as uint8): make its values in the chunk's own item type
-            nan = hdr.special == bf.SPECIAL_NAN and hdr.typesize in (2, 4, 8)
-            dtype = np.dtype(f"f{hdr.typesize}" if nan else f"V{hdr.typesize}")
-        flat = decompress_chunk(raw, dtype=dtype, nbytes=expected_nbytes(ds, nchunk), what=where)
+        if special is None:
+            flat = decompress_chunk(raw, dtype=ds.dtype, nbytes=nbytes, what=where)
+        else:
+            flat = _expand_special(ds, raw, special, nbytes, where)
     except CodecError as exc:
         raise Caterva2DataError(ds.path, 200, str(exc)) from exc
-    return flat.view(np.uint8).tobytes()
+    return flat.view(np.uint8)
+
+
+def _expand_special(
+    ds: Dataset, raw: bytes, hdr: bf.ChunkHeader, nbytes: int, where: str
+) -> np.ndarray:
+    """The items of special chunk ``raw`` (header ``hdr``), as the validating decoder makes
+    them; Blosc2 writes the special values in the chunk's typesize, which for a ``.b2frame``
+    without a dtype (served as ``uint8``) is wider than the served items."""
+    dtype = ds.dtype
+    if hdr.typesize not in (0, dtype.itemsize):
+        nan = hdr.special == bf.SPECIAL_NAN and hdr.typesize in (2, 4, 8)
+        dtype = np.dtype(f"f{hdr.typesize}" if nan else f"V{hdr.typesize}")
+    if hdr.nbytes != nbytes or hdr.nbytes % dtype.itemsize:
+        raise CodecError(
+            f"{where}: special chunk of {hdr.nbytes} bytes, expected {nbytes} bytes of "
+            f"{dtype} items"
+        )
+    value = bytes(raw[bf.CHUNK_HEADER_SIZE : bf.CHUNK_HEADER_SIZE + hdr.typesize])
+    return _special_array(hdr.special, hdr.nbytes // dtype.itemsize, dtype, value, where)
 
 
 def _decode_slice(ds: Dataset, coords: tuple[int, ...], raw: bytes) -> np.ndarray:
@@ -131,56 +157,78 @@ def _decode_slice(ds: Dataset, coords: tuple[int, ...], raw: bytes) -> np.ndarra
         raise Caterva2DataError(ds.path, 200, str(exc)) from exc
 
 
-def _special_to_expand(ds: Dataset, raw: bytes) -> bool:
-    """Whether checked server chunk ``raw`` is a special chunk the Zarr codec cannot expand
-    itself: "all NaN" (the v2 view's codec knows the item size, not that the items are floats),
-    or any special value of items wider than the served dtype (a ``.b2frame`` without a dtype
-    in its vlmeta is served as uint8 bytes)."""
-    if len(raw) < 32 or not (raw[31] >> 4) & 0x7:  # bits 4-6 of byte 31: not special
-        return False
+def special_header(ds: Dataset, raw: bytes) -> bf.ChunkHeader | None:
+    """The header of checked server chunk ``raw`` when it is a special chunk (all zeros, NaN,
+    one value or uninitialised), parsed once for :func:`passes_through` and
+    :func:`to_zarr_chunk`; ``None`` for other chunks, slices, and special chunks whose header
+    does not parse (the decoder reports those, naming the chunk)."""
+    if ds.mode == SLICE or len(raw) < 32 or not (raw[31] >> 4) & 0x7:  # bits 4-6: special
+        return None
     try:
-        hdr = bf.chunk_header(raw, what=ds.path)
+        return bf.chunk_header(raw, what=f"chunk of Caterva2 dataset {ds.path}")
     except CodecError:
-        return False  # the codec reports it, naming the chunk
-    return hdr.special == bf.SPECIAL_NAN or hdr.typesize not in (0, ds.dtype.itemsize)
+        return None
 
 
-def passes_through(ds: Dataset, nchunk: int, raw: bytes) -> bool:
-    """Whether checked server bytes ``raw`` are the Zarr chunk as they are (mode CHUNK, and
-    neither the short last chunk of a ``.b2frame`` nor a special chunk the codec cannot expand,
-    see :func:`_special_to_expand`)."""
-    return (
-        ds.mode == CHUNK
-        and not (ds.kind == "b2frame" and nchunk == ds.nchunks - 1)
-        and not _special_to_expand(ds, raw)
+def _to_expand(ds: Dataset, special: bf.ChunkHeader | None) -> bool:
+    """Whether a special chunk is one the Zarr codec cannot expand itself: "all NaN" (the v2
+    view's codec knows the item size, not that the items are floats), or any special value of
+    items wider than the served dtype (a ``.b2frame`` without a dtype in its vlmeta is served
+    as uint8 bytes)."""
+    return special is not None and (
+        special.special == bf.SPECIAL_NAN or special.typesize not in (0, ds.dtype.itemsize)
     )
 
 
-def to_zarr_chunk(ds: Dataset, nchunk: int, coords: tuple[int, ...], raw: bytes) -> bytes:
-    """The value of the Zarr chunk key ``coords`` from checked server bytes ``raw``."""
-    if ds.mode == CHUNK and _special_to_expand(ds, raw):
-        # expanded here (Blosc2 writes the special values in the chunk's typesize) and stored
-        # plainly
-        data = _decompress(ds, nchunk, raw)
-        want = ds.chunks[0] * ds.dtype.itemsize if ds.kind == "b2frame" else len(data)
-        if len(data) < want:  # the short last chunk of a .b2frame: pad like below
-            data += bytes(want - len(data))
-        return bytes(blosc2.compress2(data, typesize=ds.typesize, clevel=1))
+def passes_through(ds: Dataset, nchunk: int, special: bf.ChunkHeader | None) -> bool:
+    """Whether checked server bytes are the Zarr chunk as they are (mode CHUNK, and neither
+    the short last chunk of a ``.b2frame`` nor a special chunk the codec cannot expand;
+    ``special`` is :func:`special_header` of the bytes)."""
+    return (
+        ds.mode == CHUNK
+        and not (ds.kind == "b2frame" and nchunk == ds.nchunks - 1)
+        and not _to_expand(ds, special)
+    )
+
+
+def _padded(flat: np.ndarray, nbytes: int) -> np.ndarray:
+    """``flat`` (``uint8``) zero-padded to ``nbytes`` (itself when long enough)."""
+    if flat.nbytes >= nbytes:
+        return flat
+    out = np.zeros(nbytes, dtype=np.uint8)
+    out[: flat.nbytes] = flat
+    return out
+
+
+def to_zarr_chunk(
+    ds: Dataset,
+    nchunk: int,
+    coords: tuple[int, ...],
+    raw: bytes,
+    special: bf.ChunkHeader | None = None,
+) -> bytes:
+    """The value of the Zarr chunk key ``coords`` from checked server bytes ``raw``
+    (``special``: :func:`special_header` of them, when the caller has it)."""
+    if ds.mode != SLICE and special is None:
+        special = special_header(ds, raw)
     if ds.mode == CHUNK:
-        if ds.kind == "b2frame" and nchunk == ds.nchunks - 1:
-            want = ds.chunks[0] * ds.dtype.itemsize
-            data = _decompress(ds, nchunk, raw)
-            if len(data) < want:
-                padded = data + bytes(want - len(data))
-                return bytes(blosc2.compress2(padded, typesize=ds.typesize, clevel=1))
-        return raw
+        last = ds.kind == "b2frame" and nchunk == ds.nchunks - 1
+        if not (last or _to_expand(ds, special)):
+            return raw
+        # a special chunk the codec cannot expand, or the last chunk of a .b2frame (short on
+        # the server): expanded here, padded to the full chunk and stored plainly
+        flat = _decompress(ds, nchunk, raw, special)
+        want = ds.chunks[0] * ds.dtype.itemsize if ds.kind == "b2frame" else flat.nbytes
+        if not _to_expand(ds, special) and flat.nbytes >= want:
+            return raw  # a full last chunk
+        return bytes(blosc2.compress2(_padded(flat, want), typesize=ds.typesize, clevel=1))
     if ds.mode == TRANSCODE:
-        flat = _decompress(ds, nchunk, raw)
-        want = math.prod(ds.chunks) * ds.dtype.itemsize
-        if ds.kind == "b2frame" and len(flat) < want:  # the short last chunk of a .b2frame
-            flat += bytes(want - len(flat))
+        flat = _decompress(ds, nchunk, raw, special)
+        if ds.kind == "b2frame":  # the short last chunk of a .b2frame
+            flat = _padded(flat, math.prod(ds.chunks) * ds.dtype.itemsize)
         arr = reorder(flat, ds.chunks, ds.blocks, ds.dtype)
-        return np.ascontiguousarray(arr, dtype=little_endian(ds.dtype)).tobytes()
+        # one copy: tobytes writes C order from the (possibly transposed) view of flat
+        return arr.astype(little_endian(ds.dtype), copy=False).tobytes()
     if ds.mode == SLICE:
         region = ds.chunk_region(coords)
         shape = tuple(s.stop - s.start for s in region)

@@ -318,6 +318,13 @@ class Caterva2Client:
     def url(self, verb: str, path: str = "") -> str:
         """``<base>/api/<verb>/<path>`` with the path percent-encoded (``@`` and ``/`` kept)."""
         path = path.strip("/")
+        if any(part in (".", "..") for part in path.split("/")):
+            # the HTTP client resolves dot segments: "@public/../../roots" would ask
+            # /api/roots for an info, "@public/.." the server's 500; no server name is "." or ".."
+            raise ValueError(
+                f"Expected a Caterva2 path without '.' or '..' segments (<root>/<path>). Got "
+                f"{path!r} instead; write the path the server lists"
+            )
         tail = f"/{quote(path, safe='/@')}" if path else ""
         return f"{self.config.base_url}/api/{verb}{tail}"
 

@@ -88,6 +88,7 @@ from b2store.caterva2.chunks import (
     check_chunk,
     check_frame,
     passes_through,
+    special_header,
     to_zarr_chunk,
 )
 from b2store.caterva2.client import Caterva2Client, Caterva2MissingError, ClientConfig
@@ -885,9 +886,10 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         task = self._task(ds, number, coords)
         self._start_readahead(ds, number)
         raw = await asyncio.shield(task)
-        if passes_through(ds, number, raw):
+        special = special_header(ds, raw)  # parsed once, for both calls below
+        if passes_through(ds, number, special):
             return raw
-        return await asyncio.to_thread(to_zarr_chunk, ds, number, coords, raw)
+        return await asyncio.to_thread(to_zarr_chunk, ds, number, coords, raw, special)
 
     # -- fsspec interface --------------------------------------------------------------------------
 

@@ -161,7 +161,11 @@ class Dataset:
         dims = self.dimension_names or tuple(f"{name}_dim{i}" for i in range(len(self.shape)))
         try:
             if not zarr_servable(dtype):
-                raise TypeError(f"dtype {dtype} has no fixed-size Zarr equivalent")
+                raise TypeError(
+                    f"dtype {dtype} has no Zarr equivalent (Zarr has no Python objects, "
+                    "variable-size items, datetimes without a unit, or structured fields that "
+                    "are sub-arrays or raw bytes)"
+                )
             meta = ArrayMeta(
                 shape=self.shape,
                 chunks=self.chunks,
@@ -187,11 +191,17 @@ class Dataset:
 
 def zarr_servable(dtype: np.dtype[Any]) -> bool:
     """Whether b2store can serve raw items of ``dtype`` as Zarr: fixed size, no Python objects,
-    no datetime without a unit."""
+    no datetime without a unit, no structured field that is a sub-array or raw bytes (``V``;
+    zarr fails making their fill value: "a bytes-like object is required, not 'int'")."""
     if dtype.hasobject or dtype.itemsize == 0:
         return False
     if dtype.fields:
-        return all(zarr_servable(field[0]) for field in dtype.fields.values())
+        return all(
+            zarr_servable(field[0])
+            and field[0].subdtype is None
+            and not (field[0].kind == "V" and field[0].fields is None)
+            for field in dtype.fields.values()
+        )
     if dtype.subdtype is not None:
         return zarr_servable(dtype.subdtype[0])
     return not (dtype.kind in "mM" and np.datetime_data(dtype)[0] == "generic")
@@ -208,17 +218,26 @@ def is_group_info(info: Any) -> bool:
 
 
 def parse_dtype(text: str, path: str) -> np.dtype[Any]:
-    """``str(numpy.dtype)`` as the server writes it → dtype (structured ones via literal_eval)."""
+    """``str(numpy.dtype)`` as the server writes it → dtype (structured ones via literal_eval).
+
+    A plain ``V<n>`` array is listed as ``[('f0', 'V<n>')]`` (its descr, whose unnamed field
+    numpy names ``f0``): it is given back as ``V<n>``, the same bytes, which Zarr can serve
+    (it cannot serve a structured field of raw bytes)."""
     try:
-        return np.dtype(text)
+        dtype = np.dtype(text)
     except (TypeError, ValueError):  # ValueError: "{'names': [...], 'offsets': ...}" (padded)
-        pass
-    try:
-        return np.dtype(ast.literal_eval(text))
-    except (ValueError, SyntaxError, TypeError) as exc:
-        raise UnsupportedCaterva2DatasetError(
-            f"Caterva2 dataset {path} has a dtype b2store cannot parse: {text!r}"
-        ) from exc
+        try:
+            dtype = np.dtype(ast.literal_eval(text))
+        except (ValueError, SyntaxError, TypeError) as exc:
+            raise UnsupportedCaterva2DatasetError(
+                f"Caterva2 dataset {path} has a dtype b2store cannot parse: {text!r}"
+            ) from exc
+    if dtype.names == ("f0",):
+        field, offset = dtype.fields["f0"][:2]  # type: ignore[index]
+        plain = field.kind == "V" and field.fields is None and field.subdtype is None
+        if plain and offset == 0 and field.itemsize == dtype.itemsize:
+            return np.dtype(f"V{dtype.itemsize}")
+    return dtype
 
 
 def _json_safe(attrs: dict[str, Any], internal: frozenset[str] = _INTERNAL_KEYS) -> dict[str, Any]:
@@ -248,12 +267,16 @@ def _ints(value: Any, what: str, path: str) -> tuple[int, ...]:
 
 
 def _dim_names(vlmeta: dict[str, Any], ndim: int) -> tuple[str, ...] | None:
+    """Dimension names from ``vlmeta``: a list of ``ndim`` distinct strings, else ``None`` (the
+    default names). A name used twice in one array (``["x", "x"]``) made xarray fail ("conflicting
+    sizes for dimension 'x'"), and took every dataset of the directory down with it."""
     for key in ("dimension_names", "_ARRAY_DIMENSIONS"):
         names = vlmeta.get(key)
         if (
             isinstance(names, list | tuple)
             and len(names) == ndim
             and all(isinstance(n, str) for n in names)
+            and len(set(names)) == ndim
         ):
             return tuple(names)
     return None
