@@ -53,8 +53,9 @@ __all__ = [
 #: (not lone surrogates, nor a ``"b'...'"`` key); 16: groups reached again through hard links
 #: are presented whole or not at all (15's bound could cut one); compounds with fields out of
 #: offset order repacked by field name (were cast by position); 17: the notes to warn about at
-#: each open (``FileIndex.warnings``) are stored.
-FORMAT = "b2store-hdf5-index-17"
+#: each open (``FileIndex.warnings``) are stored; 18: an unsigned variable's v3 ``_FillValue`` with
+#: ``_Unsigned="false"`` published as its signed item (xarray could not open it).
+FORMAT = "b2store-hdf5-index-18"
 
 
 class MemoryCache:

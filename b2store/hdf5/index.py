@@ -770,7 +770,7 @@ class _Walker:
                 attrs = string_fill_as_missing_value(attrs)
             else:
                 fv = md.encode_fill_attribute(attrs["_FillValue"], dtype)
-                attrs = {**attrs, "_FillValue": fv}
+                attrs = {**attrs, "_FillValue": md.unsigned_false_fill(fv, dtype, attrs)}
         if isinstance(attrs.get("_FillValue"), complex):
             # JSON has no complex numbers: [real, imag] (xarray takes a v2 _FillValue from the
             # array's fill_value, encoded by zarr)

@@ -413,6 +413,26 @@ def encode_fill_attribute(value: Any, dtype: np.dtype[Any]) -> Any:
     return value
 
 
+def unsigned_false_fill(value: Any, dtype: np.dtype[Any], attrs: dict[str, Any]) -> Any:
+    """An unsigned variable's v3 ``_FillValue`` attribute, as its signed twin's item when the
+    variable has ``_Unsigned="false"`` (netCDF: the bytes are signed values).
+
+    xarray (2026.9) converts such a fill with ``int8(200)``: a Python int from a Zarr v3
+    attribute above the signed range failed the whole open (``OverflowError: Python integer
+    200 out of bounds for int8``), where h5netcdf's ``numpy.uint8(200)`` wraps to -56. The
+    signed item (-56) masks the same values. Other fills are returned unchanged.
+    """
+    if dtype.kind != "u" or attrs.get("_Unsigned") != "false":
+        return value
+    if isinstance(value, bool) or not isinstance(value, int):
+        return value
+    try:
+        raw = np.array(value, dtype=dtype)
+    except (OverflowError, ValueError, TypeError):
+        return value
+    return int(raw.view(f"i{dtype.itemsize}"))
+
+
 def padding_fill(ds: h5py.Dataset) -> Any:
     """What netCDF readers show past the extent of a variable shorter than its (unlimited)
     dimension: its recorded HDF5 fill value whatever the fill time (netCDF-C pads with the
