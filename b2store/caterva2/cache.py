@@ -5,8 +5,11 @@ Contract
 * Layout: ``<root>/<dataset-id>/<version-id>/<chunk>.c2c``; ``dataset-id`` hashes the server URL and
   dataset path (the caller adds the reading user to the server part for ``@personal`` datasets),
   ``version-id`` the dataset's server-side version (ETag or mtime, plus a layout digest). Each
-  entry is a 16-byte header (magic ``B2C2``, format version, payload length, CRC-32 of the
-  payload) and the payload (the bytes as the server sent them, still compressed).
+  entry is a 32-byte header (magic ``B2C2``, format version, payload length, CRC-32 of the
+  payload, a 16-byte digest of the entry's own key: server, dataset, version and chunk) and the
+  payload (the bytes as the server sent them, still compressed). The key digest makes a file
+  moved or copied onto another entry's name (another chunk's, dataset's or server's) a miss:
+  its length and CRC alone would check, and it would be served as that other chunk.
 * Writes go to a unique temporary file in the same folder, then are ``os.replace``-d into place
   (:func:`b2store._atomic.atomic_write`): readers see a complete entry or none. An entry whose
   header, length or CRC does not check is deleted and reported as a miss, so a torn or corrupted
@@ -19,14 +22,20 @@ Contract
 * An entry read with credentials (``private=True``) is created readable by its owner only
   (mode 0600), whatever the umask: data a login protects does not become readable by other
   users of the machine through the cache. Anonymous reads follow the umask.
+* Only the cache's own folders (32 hex digits: dataset, then version) below ``root`` are
+  walked, evicted from and cleared: other files in a folder given as ``root`` stay.
 * A folder that cannot be created or written is not an error: reads go on without caching and
-  one warning is logged per cache.
+  one warning is logged per process and folder.
 * Recency is the entry's mtime (touched on every hit); when the bytes under ``root`` exceed
-  ``size_limit`` the least recently used entries go until the total is under 90 % of it. Every
-  process keeps its own running total and rescans the folder before evicting, so the limit holds
-  approximately (within one writer's in-flight entries) across processes. A chunk larger than
+  ``size_limit`` the least recently used entries go until the total is under 90 % of it (the
+  entry just written stays when it alone fits the limit). A
+  chunk larger than
   the limit is not stored (one warning per process and folder), but still counts as a write for
   the trimming, so a folder filled under a larger limit shrinks at the next miss.
+* Every process keeps its own running total, which does not see the other processes' writes:
+  a process also rescans the folder (and evicts if it is over) after each tenth of the limit it
+  has written since its last scan. So N processes writing at once overshoot the limit by at most
+  about N tenths of it (plus the entries being written); one process stays within the limit.
 """
 
 from __future__ import annotations
@@ -40,6 +49,7 @@ import struct
 import threading
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 from b2store._atomic import atomic_write, is_stale_temp
@@ -47,8 +57,9 @@ from b2store._atomic import atomic_write, is_stale_temp
 __all__ = ["ChunkCache", "default_cache_dir"]
 
 _MAGIC = b"B2C2"
-_FORMAT = 1
-_HEADER = struct.Struct("<4sHxxII")  # magic, format, pad, length, crc32 → 16 bytes
+_FORMAT = 2
+# magic, format, pad, length, crc32, digest of the entry's key → 32 bytes
+_HEADER = struct.Struct("<4sHxxII16s")
 _SUFFIX = ".c2c"
 _TMP_PREFIX = ".tmp-"
 
@@ -56,6 +67,8 @@ logger = logging.getLogger(__name__)
 
 #: (folder, limit) pairs already warned about chunks larger than the limit
 _TOO_BIG_WARNED: set[tuple[str, int | None]] = set()
+#: folders already warned about as unwritable
+_UNWRITABLE_WARNED: set[str] = set()
 
 
 def default_cache_dir() -> Path:
@@ -67,6 +80,11 @@ def default_cache_dir() -> Path:
 
 def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def _key_digest(server: str, path: str, version: str, key: str) -> bytes:
+    """The 16 bytes in an entry's header that tie it to its key (see the module docstring)."""
+    return hashlib.sha256("\n".join(("entry", server, path, version, key)).encode()).digest()[:16]
 
 
 class ChunkCache:
@@ -103,6 +121,8 @@ class ChunkCache:
         self.size_limit = size_limit
         self._lock = threading.Lock()
         self._total: int | None = None
+        #: bytes this object wrote since its last scan of the folder (see _account)
+        self._since_scan = 0
         self._known_versions: dict[str, str] = {}
         self._write_failed = False
         try:
@@ -138,8 +158,8 @@ class ChunkCache:
         except OSError:  # an unreadable cache folder: nothing to drop
             children = []
         for child in children:
-            if child.name != keep and child.is_dir():
-                freed = _dir_size(child)
+            if child.name != keep and _is_digest(child.name) and child.is_dir():
+                freed = _dir_size(child, levels=0)
                 shutil.rmtree(child, ignore_errors=True)
                 with self._lock:
                     if self._total is not None:
@@ -154,7 +174,7 @@ class ChunkCache:
         try:
             with open(entry, "rb") as f:
                 header = f.read(_HEADER.size)
-                payload = _check(header, f.read())
+                payload = _check(header, f.read(), _key_digest(server, path, version, key))
         except OSError:  # missing (a miss), or unreadable
             return None
         if payload is None:
@@ -182,7 +202,13 @@ class ChunkCache:
             self._account(0)  # still trim a folder filled under a larger limit
             return
         entry = self._entry(server, path, version, key)
-        header = _HEADER.pack(_MAGIC, _FORMAT, len(payload), zlib.crc32(payload))
+        header = _HEADER.pack(
+            _MAGIC,
+            _FORMAT,
+            len(payload),
+            zlib.crc32(payload),
+            _key_digest(server, path, version, key),
+        )
         for attempt in (1, 2):
             try:
                 entry.parent.mkdir(parents=True, exist_ok=True)
@@ -200,22 +226,28 @@ class ChunkCache:
                     return
                 self._warn_unwritable(exc)
                 return
-        self._account(len(payload) + _HEADER.size)
+        self._account(len(payload) + _HEADER.size, keep=str(entry))
 
-    def _account(self, added: int) -> None:
+    def _account(self, added: int, keep: str | None = None) -> None:
         """Add ``added`` bytes to the running total and evict when it is over the limit. The
         first write of a cache object scans the folder with :meth:`evict` (the total, and the
         stale temporary files of killed writers, which would otherwise be removed only once
-        the folder is over its limit)."""
+        the folder is over its limit). So does every tenth of the limit written since the last
+        scan: the running total counts this object's writes only, and N processes filling one
+        folder, each under the limit by its own count, held up to N times the limit."""
         with self._lock:
             first = self._total is None
             # the first write starts the total at 0 so that other threads' first writes do not
             # scan too; the scan (outside the lock: a fork meanwhile must not inherit it held)
             # then sets the real total
             self._total = 0 if self._total is None else self._total + added
+            self._since_scan += added
             over = self.size_limit is not None and self._total > self.size_limit
-        if first or over:
-            self.evict()
+            rescan = self.size_limit is not None and self._since_scan * 10 >= self.size_limit
+            if first or over or rescan:
+                self._since_scan = 0
+        if first or over or rescan:
+            self.evict(keep)
 
     def _warn_too_big(self, nbytes: int) -> None:
         """Log once per process and folder that chunks larger than the limit are not cached."""
@@ -230,9 +262,14 @@ class ChunkCache:
             )
 
     def _warn_unwritable(self, exc: OSError) -> None:
-        """Log once per cache that entries cannot be written (reads go on without caching)."""
+        """Log once per process and folder that entries cannot be written (reads go on without
+        caching): every open makes a cache object of its own, so once per object repeated the
+        warning for each array of a read-only shared cache."""
         if not self._write_failed:
             self._write_failed = True
+            if str(self.root) in _UNWRITABLE_WARNED:
+                return
+            _UNWRITABLE_WARNED.add(str(self.root))
             logger.warning(
                 "b2store: cannot write the Caterva2 chunk cache in %s (%s); reading without "
                 "caching. Pass a writable cache_storage folder, or cache_storage=None.",
@@ -244,26 +281,26 @@ class ChunkCache:
 
     def size(self) -> int:
         """Bytes of all complete entries under the root."""
-        return _dir_size(self.root)
+        return _dir_size(self.root, levels=2)
 
-    def evict(self) -> None:
-        """Drop least recently used entries to 90 % of the limit; clean stale temp files."""
+    def evict(self, keep: str | None = None) -> None:
+        """Drop least recently used entries to 90 % of the limit; clean stale temp files.
+        ``keep``: the path of an entry just written, kept if it alone fits the limit."""
         entries: list[tuple[float, int, str]] = []
         now = time.time()
-        for dirpath, _dirs, files in os.walk(self.root):
-            for name in files:
-                full = os.path.join(dirpath, name)
-                try:
-                    st = os.stat(full)
-                except OSError:
-                    continue
-                if name.startswith(_TMP_PREFIX):
-                    if is_stale_temp(name, st.st_mtime, _TMP_PREFIX, now):
-                        with contextlib.suppress(OSError):
-                            os.unlink(full)
-                    continue
-                if name.endswith(_SUFFIX):
-                    entries.append((st.st_mtime, st.st_size, full))
+        for full in _files(self.root, levels=2):
+            name = os.path.basename(full)
+            if not (name.startswith(_TMP_PREFIX) or name.endswith(_SUFFIX)):
+                continue  # not the cache's: left alone
+            try:
+                st = os.stat(full)
+            except OSError:
+                continue
+            if not name.startswith(_TMP_PREFIX):
+                entries.append((st.st_mtime, st.st_size, full))
+            elif is_stale_temp(name, st.st_mtime, _TMP_PREFIX, now):
+                with contextlib.suppress(OSError):
+                    os.unlink(full)
         total = sum(size for _t, size, _p in entries)
         if self.size_limit is not None and total > self.size_limit:
             target = int(self.size_limit * 0.9)
@@ -271,6 +308,10 @@ class ChunkCache:
             for _mtime, size, full in entries:
                 if total <= target:
                     break
+                if full == keep and size <= self.size_limit:
+                    # the entry just written: a limit of one chunk deleted each chunk right
+                    # after writing it (down to 90 %), so such a cache never hit
+                    continue
                 with contextlib.suppress(OSError):
                     os.unlink(full)
                     total -= size
@@ -278,13 +319,15 @@ class ChunkCache:
             self._total = total
 
     def clear(self) -> None:
-        """Remove every entry (the folder itself stays)."""
-        for child in self.root.iterdir():
-            if child.is_dir():
+        """Remove every entry (the folder itself stays; a folder removed by hand is empty).
+        Only the cache's own dataset folders go: anything else found there stays."""
+        try:
+            children = list(self.root.iterdir())
+        except FileNotFoundError:
+            children = []
+        for child in children:
+            if _is_digest(child.name) and child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)
-            else:
-                with contextlib.suppress(OSError):
-                    child.unlink()
         with self._lock:
             self._total = 0
         self._known_versions.clear()
@@ -294,21 +337,46 @@ def _rebuild(root: str, size_limit: int | None) -> ChunkCache:
     return ChunkCache(root=root, size_limit=size_limit)
 
 
-def _check(header: bytes, payload: bytes) -> bytes | None:
-    """``payload`` if ``header`` is ours and its length and CRC-32 match, else ``None``."""
+def _check(header: bytes, payload: bytes, key_digest: bytes) -> bytes | None:
+    """``payload`` if ``header`` is ours, names the key ``key_digest`` stands for and its
+    length and CRC-32 match, else ``None``."""
     if len(header) < _HEADER.size:
         return None
-    magic, fmt, length, crc = _HEADER.unpack(header)
-    if magic != _MAGIC or fmt != _FORMAT or length != len(payload) or zlib.crc32(payload) != crc:
+    magic, fmt, length, crc, digest = _HEADER.unpack(header)
+    if magic != _MAGIC or fmt != _FORMAT or digest != key_digest:
+        return None
+    if length != len(payload) or zlib.crc32(payload) != crc:
         return None
     return payload
 
 
-def _dir_size(root: Path) -> int:
+def _is_digest(name: str) -> bool:
+    """Whether ``name`` is a folder name of the cache (:func:`_digest`)."""
+    return len(name) == 32 and all(c in "0123456789abcdef" for c in name)
+
+
+def _files(root: Path | str, levels: int) -> Iterator[str]:
+    """The files ``levels`` cache folders below ``root`` (``<dataset>/<version>/`` for 2).
+
+    Only folders named as the cache names them are entered: a cache_storage given as a folder
+    that holds other things too (a home or project folder, /tmp) had all of it walked, and
+    its ``*.c2c`` and old ``.tmp-*`` files deleted by the eviction; ``clear()`` emptied it.
+    """
+    base = os.fspath(root)
+    for dirpath, dirs, files in os.walk(base):
+        rel = os.path.relpath(dirpath, base)
+        depth = 0 if rel == "." else rel.count(os.sep) + 1
+        dirs[:] = [d for d in dirs if depth < levels and _is_digest(d)]
+        if depth == levels:
+            for name in files:
+                yield os.path.join(dirpath, name)
+
+
+def _dir_size(root: Path | str, levels: int) -> int:
+    """Bytes of the complete entries ``levels`` cache folders below ``root``."""
     total = 0
-    for dirpath, _dirs, files in os.walk(root):
-        for name in files:
-            if name.endswith(_SUFFIX):
-                with contextlib.suppress(OSError):
-                    total += os.stat(os.path.join(dirpath, name)).st_size
+    for full in _files(root, levels):
+        if full.endswith(_SUFFIX):
+            with contextlib.suppress(OSError):
+                total += os.stat(full).st_size
     return total

@@ -15,6 +15,11 @@ Contract
 * Credentials (``username``/``password`` or a ``token``, else the ``CATERVA2_USERNAME``,
   ``CATERVA2_PASSWORD`` and ``CATERVA2_TOKEN`` environment variables) travel only in the
   ``c2subauth`` cookie; they never appear in reprs, logs or error messages.
+* HTTPS verifies the server's certificate against the system's CA store, read when the first
+  session opens (so ``SSL_CERT_FILE``/``SSL_CERT_DIR`` set after aiohttp's import count), or
+  against the CA bundle ``ssl`` names. TLS failures (an unverifiable certificate, a server
+  that does not speak TLS) are not retried and raise :class:`ConnectionError` saying what to
+  pass.
 * The client holds no state that cannot be rebuilt: sessions are created lazily inside the running
   event loop, so an owner that is pickled and re-instantiated gets a fresh client.
 """
@@ -29,6 +34,7 @@ import hashlib
 import json
 import logging
 import os
+import ssl as _ssl
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -152,6 +158,12 @@ class ClientConfig:
         First retry delay in seconds; doubled for each further retry, with jitter.
     max_concurrency
         Requests in flight at once (also the connection pool size).
+    ssl
+        HTTPS certificate checks: ``True`` (or ``None``) verifies against the system's CA
+        store (honouring ``SSL_CERT_FILE``/``SSL_CERT_DIR``), a path names a CA bundle (PEM
+        file) or a folder of hashed CA certificates to trust instead, ``False`` turns
+        verification off, an :class:`ssl.SSLContext` is used as it is (not picklable: prefer
+        a path for dask).
     """
 
     base_url: str
@@ -160,6 +172,7 @@ class ClientConfig:
     retries: int = 3
     backoff: float = 0.1
     max_concurrency: int = 8
+    ssl: bool | str | os.PathLike[str] | _ssl.SSLContext | None = True
 
     def __post_init__(self) -> None:
         if not self.base_url.startswith(("http://", "https://")):
@@ -180,6 +193,40 @@ class ClientConfig:
                 f"Expected an integer from the inclusive range (1, 256) for max_concurrency. "
                 f"Got {self.max_concurrency!r} instead."
             )
+        if isinstance(self.ssl, str | os.PathLike):
+            where = os.path.abspath(os.path.expanduser(os.fspath(self.ssl)))
+            if not os.path.exists(where):
+                raise FileNotFoundError(
+                    f"Expected ssl to name a CA bundle (PEM file) or a folder of CA "
+                    f"certificates. Got {where!r} instead, which does not exist."
+                )
+            # absolute: the context is built at the first request, maybe in another folder
+            object.__setattr__(self, "ssl", where)
+        elif not (self.ssl is None or isinstance(self.ssl, bool | _ssl.SSLContext)):
+            raise TypeError(
+                "Expected ssl True (verify with the system's CA store), False (no "
+                "verification), the path of a CA bundle or an ssl.SSLContext. Got "
+                f"{self.ssl!r} instead."
+            )
+
+    def ssl_context(self) -> _ssl.SSLContext | bool:
+        """What aiohttp's connector gets for ``ssl`` (``False``: no certificate checks)."""
+        if isinstance(self.ssl, _ssl.SSLContext) or self.ssl is False:
+            return self.ssl
+        if self.ssl is True or self.ssl is None:
+            # not aiohttp's default context: it is made at aiohttp's import, so SSL_CERT_FILE
+            # set later (in a notebook, after importing xarray) was ignored
+            return _ssl.create_default_context()
+        where = os.fspath(self.ssl)
+        try:
+            if os.path.isdir(where):
+                return _ssl.create_default_context(capath=where)
+            return _ssl.create_default_context(cafile=where)
+        except (_ssl.SSLError, OSError) as exc:
+            raise ValueError(
+                f"Expected ssl to name a CA bundle (PEM file) or a folder of CA certificates. "
+                f"Got {where!r} instead, which does not load: {exc}"
+            ) from None
 
 
 @dataclass(frozen=True)
@@ -287,6 +334,7 @@ class Caterva2Client:
         #: any ``__del__`` of a collected cycle, so aiohttp never finds its session still open
         #: ("Unclosed client session" when its own ``__del__`` ran before ours)
         self._closer: weakref.finalize | None = None
+        self._ssl: _ssl.SSLContext | bool | None = None  # built at the first HTTPS session
 
     def __repr__(self) -> str:
         auth = "token" if self._token else ("password" if self._password else "anonymous")
@@ -335,8 +383,14 @@ class Caterva2Client:
         if self._session is None or self._loop is not loop or self._session.closed:
             if self._closer is not None:
                 self._closer()  # the previous session (another loop, or closed)
+            if self._ssl is None:
+                https = self.config.base_url.startswith("https://")
+                self._ssl = self.config.ssl_context() if https else True
             connector = aiohttp.TCPConnector(
-                limit=self.config.max_concurrency, ttl_dns_cache=300, enable_cleanup_closed=True
+                limit=self.config.max_concurrency,
+                ttl_dns_cache=300,
+                enable_cleanup_closed=True,
+                ssl=self._ssl,
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
@@ -407,6 +461,8 @@ class Caterva2Client:
                 "is right"
             )  # fmt: skip
             raise err from cause
+        except aiohttp.ClientSSLError as exc:
+            raise self._tls_failed(f"Caterva2 login at {url}", exc) from None
         except _NOT_HTTP as exc:
             raise self._not_http(f"Caterva2 login at {url}", exc) from None
         if 300 <= status < 400:
@@ -450,7 +506,9 @@ class Caterva2Client:
             # backoff * 2**n * (0.5 + U(0, 1)): workers that failed together retry apart
             wait=tenacity.wait_exponential(multiplier=self.config.backoff / 2, max=30)
             + tenacity.wait_random_exponential(multiplier=self.config.backoff, max=30),
-            retry=tenacity.retry_if_exception_type(_RETRYABLE),
+            # a TLS failure (a certificate, a server without TLS) is no connection hiccup
+            retry=tenacity.retry_if_exception_type(_RETRYABLE)
+            & tenacity.retry_if_not_exception_type(aiohttp.ClientSSLError),
             before_sleep=log_retry,
         )
 
@@ -467,6 +525,27 @@ class Caterva2Client:
             f"{what} {kind} after {exc.last_attempt.attempt_number} attempts (timeout "
             f"{self.config.timeout} s): {cause!r}; {hint}"
         ), cause
+
+    def _tls_failed(self, what: str, exc: aiohttp.ClientSSLError) -> ConnectionError:
+        """The error of a failed TLS handshake: an unverifiable certificate, or a server that
+        does not speak TLS. Not chained (the aiohttp error is about the connection only, but
+        says it at length)."""
+        reason = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
+        text = str(getattr(reason, "reason", None) or reason)
+        verify = getattr(reason, "verify_message", None)
+        if verify:
+            text = f"{text}: {verify}"
+        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+            return ConnectionError(
+                f"{what} failed: the TLS certificate of {self.config.base_url} could not be "
+                f"verified ({text}). For a server with a private or self-signed certificate pass "
+                "its CA bundle, storage_options={'ssl': '/path/to/ca.pem'}, or set "
+                "SSL_CERT_FILE; ssl=False turns certificate checks off."
+            )
+        return ConnectionError(
+            f"{what} failed: the TLS handshake with {self.config.base_url} failed ({text}); "
+            "does the server speak HTTPS? Use caterva2:// for plain HTTP."
+        )
 
     def _not_http(self, what: str, exc: aiohttp.ClientError) -> ConnectionError:
         """The error of an answer aiohttp could not take as HTTP (a port of another service)
@@ -518,8 +597,13 @@ class Caterva2Client:
                             session, url, params, headers, shown, relogin=False
                         )
         except tenacity.RetryError as exc:
-            err, cause = self._gave_up(exc, f"Caterva2 request {shown}", "is the server up?")
+            hint = "is the server up?"
+            if self.config.base_url.startswith("http://"):
+                hint += " (a server that speaks HTTPS only needs caterva2s://)"
+            err, cause = self._gave_up(exc, f"Caterva2 request {shown}", hint)
             raise err from cause
+        except aiohttp.ClientSSLError as exc:
+            raise self._tls_failed(f"Caterva2 request {shown}", exc) from None
         except _NOT_HTTP as exc:
             raise self._not_http(f"Caterva2 request {shown}", exc) from None
         raise AssertionError("unreachable: tenacity returns or raises")  # pragma: no cover

@@ -167,6 +167,11 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
     memory_cache_size
         Bytes of recently loaded chunks kept in memory (ranged reads of one chunk, as zarr's
         partial decoding makes, then cost one load).
+    ssl
+        HTTPS certificate checks (``caterva2s://``): ``True`` against the system's CA store
+        (``SSL_CERT_FILE``/``SSL_CERT_DIR`` honoured), the path of a CA bundle (PEM) or of a
+        folder of CA certificates to trust instead (a self-signed server's certificate), ``False``
+        for none, or an :class:`ssl.SSLContext` (not picklable: pass a path for dask).
     url_credentials
         Set by fsspec when the URL itself held credentials (see
         :class:`Caterva2URLNotFoundError`); not meant to be passed by hand.
@@ -209,6 +214,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         version_check_interval: float = 10.0,
         readahead: int = 4,
         memory_cache_size: int = 128 * 2**20,
+        ssl: Any = True,
         url_credentials: bool = False,
         **kwargs: Any,
     ) -> None:
@@ -250,6 +256,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             retries=retries,
             backoff=backoff,
             max_concurrency=max_concurrency,
+            ssl=ssl,
         )
         self._client: Caterva2Client | None = None
         _ = self.client  # validate credentials now (sessions are still opened lazily)
@@ -293,6 +300,9 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 # the opener's folder, also in a worker started elsewhere; "~" and "default"
                 # stay as given: they name each worker's own home or $B2STORE_CACHE
                 options["cache_storage"] = os.path.abspath(path)
+        ca = options.get("ssl")
+        if isinstance(ca, str | os.PathLike) and not os.path.isabs(os.path.expanduser(ca)):
+            options["ssl"] = os.path.abspath(ca)  # the CA bundle, also from a worker's folder
         return _unpickle, (type(self), self.storage_args, options, versions)
 
     def __repr__(self) -> str:

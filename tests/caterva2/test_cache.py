@@ -220,15 +220,15 @@ def test_first_write_cleans_stale_temporary_files_under_the_limit(tmp_path: Path
     """Stale temporary files of killed writers were removed only by evict(), which ran only
     when the folder went over its size limit (2 GiB by default): under it they piled up. The
     first write of a cache object now scans the folder and removes them."""
-    folder = tmp_path / "d" / "v"
+    cache = ChunkCache(root=tmp_path, size_limit=2**30)
+    folder = cache._entry(SERVER, "q", "v", "k").parent  # the cache's own folders only
     folder.mkdir(parents=True)
     stale = folder / ".tmp-0a1b2c3d.tmp"
     stale.write_bytes(b"partial")
     os.utime(stale, (time.time() - 3700,) * 2)
-    cache = ChunkCache(root=tmp_path, size_limit=2**30)
     cache.put(SERVER, "p", "v", "k", b"x" * 10)
     assert not stale.exists()
-    assert cache.get(SERVER, "p", "v", "k") == b"x" * 10 and cache._total == 10 + 16
+    assert cache.get(SERVER, "p", "v", "k") == b"x" * 10 and cache._total == 10 + 32
 
 
 def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:

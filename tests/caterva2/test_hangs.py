@@ -116,10 +116,10 @@ host, path, cache = sys.argv[1:4]
 scanning = threading.Event()
 evict = ChunkCache.evict
 
-def slow_evict(self):  # the first write's scan of a large cache folder (seconds for 100k entries)
-    scanning.set()
+def slow_evict(self, *args, **kwargs):  # the first write's scan of a large cache folder
+    scanning.set()                        # (seconds for 100k entries)
     time.sleep(2)
-    return evict(self)
+    return evict(self, *args, **kwargs)
 
 ChunkCache.evict = slow_evict
 a = zarr.open_array(f"caterva2://{host}/{path}", mode="r",
