@@ -279,8 +279,15 @@ def convert(
     show_default=True,
     help="What to do with datasets b2store cannot present.",
 )
+@click.option(
+    "--follow-external-links",
+    is_flag=True,
+    help="Also export the datasets external links reach (chunks point into the linked files).",
+)
 @_one_line_errors
-def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None:
+def refs(
+    src: str, output: str, inline_threshold: int, unsupported: str, follow_external_links: bool
+) -> None:
     """Export SRC's chunk references (kerchunk/fsspec reference format version 1).
 
     Open the result with fsspec.filesystem("reference", fo=OUTPUT) plus zarr (Zarr v2 metadata;
@@ -292,7 +299,13 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
     try:
         with _sigterm_as_interrupt(), warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
-            n = write_refs(src, output, inline_threshold=inline_threshold, unsupported=unsupported)
+            n = write_refs(
+                src,
+                output,
+                inline_threshold=inline_threshold,
+                unsupported=unsupported,
+                follow_external_links=follow_external_links,
+            )
     except UnsupportedHDF5FeatureError as exc:  # name the option, not the Python argument
         if os.environ.get("B2STORE_DEBUG"):
             raise
@@ -302,6 +315,7 @@ def refs(src: str, output: str, inline_threshold: int, unsupported: str) -> None
         ) from None
     for w in caught:  # one line each, without Python's source line or the API's hint
         text = without_api_hint(str(w.message)).strip().splitlines()
+        text = [t.replace("follow_external_links=True", "--follow-external-links") for t in text]
         click.echo(f"Warning: {text[0] if text else w.category.__name__}", err=True)
     click.echo(f"wrote {output}: {n} references")
 

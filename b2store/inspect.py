@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,9 @@ __all__ = [
 ]
 
 
+#: protocols whose filesystems present every dataset, HDF5 files too, as a Zarr hierarchy: a URL
+#: of theirs that ends in ``.h5`` is such a hierarchy, not a file for the ``b2h5`` view
+_ZARR_PROTOCOLS = ("caterva2", "caterva2s")
 _HDF5_SUFFIXES = (".h5", ".hdf5", ".hdf", ".he5", ".nc", ".nc4", ".nxs", ".cxi")
 
 
@@ -48,7 +51,10 @@ class NodeInfo:
     path : str
         Path inside the file (``"/"`` for the root).
     kind : str
-        ``"group"`` or ``"dataset"``.
+        ``"group"``, ``"dataset"``, or ``"link"`` for a soft or external link that does not
+        resolve, or that a ``b2h5`` view does not follow (``reason`` says where it points). A
+        group reached again by another link has a ``reason`` naming the path where its members
+        are listed.
     shape, dtype, chunks, blocks : optional
         Dataset geometry; ``chunks`` is ``None`` for non-chunked layouts, ``blocks`` only for Blosc2
         b2nd chunks.
@@ -151,7 +157,9 @@ def _dataset_info(ds: Any) -> NodeInfo:
     dtype = ds.dtype
     nbytes = 0 if shape is None else int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     stored = int(ds.id.get_storage_size())
-    ratio = round(nbytes / stored, 3) if stored else None
+    # variable-length items: 8-byte pointers in memory, 16-byte heap ids on disk, the data in
+    # the heap: no ratio (it showed 0.50 for every vlen string)
+    ratio = round(nbytes / stored, 3) if stored and not dtype.hasobject else None
     layout_id = dcpl.get_layout()
     layout = {
         h5py.h5d.CHUNKED: "chunked",
@@ -278,6 +286,8 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
     ------
     FileNotFoundError
         If ``path`` does not exist.
+    IsADirectoryError
+        If ``path`` is a folder.
     B2StoreError
         If the file is not HDF5.
     """
@@ -287,6 +297,8 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path} is a folder: give an HDF5 file")
     if not h5py.is_hdf5(path):
         raise InspectError(f"{path} is not an HDF5 file (no HDF5 signature)")
     nodes: list[NodeInfo] = []
@@ -295,15 +307,80 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
 
     with open_input(path, open_local_file) as f:  # also while an SWMR writer appends
         nodes.append(NodeInfo(path="/", kind="group"))
-        names: list[str] = []
-        f.visit(names.append)  # collect first: no other I/O inside h5py's traversal
-        for name in names:
-            obj = f.get(name, getlink=False)
-            if isinstance(obj, h5py.Group):
-                nodes.append(NodeInfo(path=obj.name, kind="group"))
-            elif isinstance(obj, h5py.Dataset):
-                nodes.append(_dataset_info(obj))
+        _walk(f, nodes)
     return _virtual_verdicts(path, nodes)
+
+
+def _object_key(obj: Any) -> tuple[Any, int]:
+    """One key per HDF5 object (its file and address), whatever path reaches it."""
+    return (obj.id.fileno, hash(obj.id))
+
+
+def _walk(group: Any, nodes: list[NodeInfo]) -> None:
+    """Append a node per member of ``group``, by every link, as the ``b2h5`` view presents them.
+
+    h5py's ``visit`` lists each object once and follows no soft or external link: a dataset
+    hard-linked at two paths, or reached through a soft or external link, was missing (the
+    Diamond k11 master listed 262 of the 484 datasets ``info b2h5::`` lists) and its group
+    looked empty. A dataset reached again is described once and listed at each path; a group
+    reached again is listed with the path where its members are (walking it again could list
+    a file's groups exponentially often); a link that does not resolve is listed as such.
+    An explicit stack, not recursion: files nest groups deeper than Python's recursion limit.
+    """
+    import h5py
+
+    root = _object_key(group)
+    groups: dict[tuple[Any, int], str] = {root: "/"}
+    datasets: dict[tuple[Any, int], NodeInfo] = {}
+    # each level: (group, its path, its member names, its ancestors, the external link on the
+    # way to it, if any: b2h5 presents what such a link reaches with follow_external_links=True)
+    stack: list[tuple[Any, str, Any, frozenset[tuple[Any, int]], str]] = [
+        (group, "", iter(group), frozenset({root}), "")
+    ]
+    while stack:
+        parent, prefix, names, ancestors, via = stack[-1]
+        name = next(names, None)
+        if name is None:
+            stack.pop()
+            continue
+        shown = name.decode("utf-8", errors="replace") if isinstance(name, bytes) else name
+        path = f"{prefix}/{shown}"
+        link = parent.get(name, getlink=True)
+        try:
+            obj = parent[name]
+        except (KeyError, OSError, ValueError) as exc:
+            if isinstance(link, h5py.ExternalLink):
+                what = f"external link to {link.filename}:{link.path} does not resolve"
+            elif isinstance(link, h5py.SoftLink):
+                what = f"soft link to {link.path} does not resolve"
+            else:
+                what = f"cannot be opened ({str(exc).splitlines()[0] if str(exc) else exc!r})"
+            nodes.append(NodeInfo(path=path, kind="link", stored=None, direct=False, reason=what))
+            continue
+        key = _object_key(obj)
+        if isinstance(link, h5py.ExternalLink) and not via:
+            via = f"{path} is an external link to {link.filename}:{link.path}"
+        if isinstance(obj, h5py.Group):
+            first = groups.get(key)
+            if key in ancestors:
+                reason = f"link back to the enclosing group {first}: not followed"
+                nodes.append(NodeInfo(path=path, kind="group", reason=reason))
+            elif first is not None:
+                reason = f"the group listed at {first}: its members are listed there"
+                nodes.append(NodeInfo(path=path, kind="group", reason=reason))
+            else:
+                groups[key] = path
+                nodes.append(NodeInfo(path=path, kind="group"))
+                stack.append((obj, path, iter(obj), ancestors | {key}, via))
+        elif isinstance(obj, h5py.Dataset):
+            known = datasets.get(key)
+            if known is None:
+                known = datasets[key] = _dataset_info(obj)
+            node = replace(known, path=path)
+            if via:
+                why = f"{via}: b2h5 presents it with follow_external_links=True"
+                node = replace(node, reason=f"{why}; {node.reason}" if node.reason else why)
+            nodes.append(node)
 
 
 def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) -> list[NodeInfo]:
@@ -324,7 +401,7 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
             continue
         shape = tuple(int(s) for s in obj.shape)
         nbytes = int(obj.nbytes)
-        stored = _zarr_stored(obj)
+        stored = _zarr_stored(obj, lists_chunks=b2h5)
         serializer = getattr(obj, "serializer", None)
         chain = (*obj.filters, *([serializer] if serializer is not None else []), *obj.compressors)
         codecs = [_codec_name(c) for c in chain if type(c).__name__ != "BytesCodec"]
@@ -360,18 +437,24 @@ def _skipped_by_b2h5(fs: Any, nodes: list[NodeInfo]) -> list[NodeInfo]:
         why = without_api_hint(why)
         if why and "/" + path not in listed:
             listed.add("/" + path)
-            out.append(
-                NodeInfo(path="/" + path, kind="dataset", stored=None, direct=False, reason=why)
-            )
+            # a link left out is a "link", as ``info FILE`` lists it (its target may be a group)
+            kind = "link" if why.startswith(_LINK_NOTES) else "dataset"
+            out.append(NodeInfo(path="/" + path, kind=kind, stored=None, direct=False, reason=why))
     return out
 
 
-def _zarr_stored(arr: Any) -> int | None:
+#: how the b2h5 index's notes on links it did not follow start
+_LINK_NOTES = ("external link ", "link does not resolve", "link back to ", "not presented: ")
+
+
+def _zarr_stored(arr: Any, lists_chunks: bool = False) -> int | None:
     """Stored bytes of a zarr array, or ``None`` when its store lists no chunk keys although the
-    array has chunks (a Caterva2 server: chunk sizes are unknown until fetched)."""
+    array has chunks (a Caterva2 server: chunk sizes are unknown until fetched). A store that
+    lists every chunk it has (``lists_chunks``: a ``b2h5`` view) stores 0 bytes for an array of
+    unallocated chunks (it showed ``stored=?`` where ``info FILE`` says 0 B)."""
     if not hasattr(arr, "nbytes_stored"):
         return None
-    if arr.nchunks and not arr.nchunks_initialized:
+    if arr.nchunks and not lists_chunks and not arr.nchunks_initialized:
         return None  # metadata alone would give a ratio of hundreds
     return max(int(arr.nbytes_stored()) - _metadata_bytes(arr), 0)
 
@@ -421,7 +504,12 @@ def _url_names_hdf5(url: str) -> bool:
 def inspect_path(path_or_url: str) -> list[NodeInfo]:
     """Describe a local HDF5 file or, for URLs with a protocol, a Zarr hierarchy."""
     if "::" in path_or_url or ("://" in path_or_url and not path_or_url.startswith("file://")):
-        if "::" not in path_or_url and _url_names_hdf5(path_or_url):
+        protocol = path_or_url.split("://", 1)[0].lower()
+        if (
+            "::" not in path_or_url
+            and protocol not in _ZARR_PROTOCOLS
+            and _url_names_hdf5(path_or_url)
+        ):
             path_or_url = "b2h5::" + path_or_url  # a remote HDF5 file: through the b2h5 view
         return inspect_zarr_url(path_or_url)
     if path_or_url.startswith("file://"):
@@ -445,8 +533,12 @@ def render_text(nodes: list[NodeInfo]) -> str:
         depth = 0 if n.path == "/" else n.path.count("/")
         indent = "  " * max(depth - 1, 0) + ("" if n.path == "/" else "  ")
         name = n.path if n.path == "/" else n.path.rsplit("/", 1)[-1]
+        if not name.isprintable():  # a newline in a name (the Diamond k11 master has one)
+            name = repr(name)  # split its line in two
         if n.kind == "group":
             lines.append(f"{indent}{name}/" if n.path != "/" else "/")
+            if n.reason:
+                lines[-1] += f"  [{n.reason}]"
             continue
         if n.shape is None and not n.direct:  # left out by a b2h5 view: only the reason
             lines.append(f"{indent}{name}  [NOT direct: {n.reason}]")

@@ -28,6 +28,8 @@ import json
 import os
 import shutil
 import tempfile
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +61,7 @@ def hdf5_refs(
     inline_threshold: int = 500,
     url: str | None = None,
     unsupported: str = "raise",
+    follow_external_links: bool = False,
 ) -> dict[str, Any]:
     """Reference set (version 1) of an HDF5 file.
 
@@ -72,6 +75,10 @@ def hdf5_refs(
         The file location written into the references (default: ``src`` as an absolute path).
     unsupported : {"raise", "warn", "skip"}
         Passed to the HDF5 filesystem.
+    follow_external_links : bool
+        Also export the datasets external links reach (their chunks point into the linked
+        files, resolved beside ``src``). Links left out (external ones not followed, links that
+        do not resolve) are named in one ``UserWarning``.
 
     Raises
     ------
@@ -94,8 +101,14 @@ def hdf5_refs(
         raise RefsError(
             f"Expected a non-negative inline_threshold. Got {inline_threshold} instead."
         )
-    fs = HDF5FileSystem(fo=src, zarr_format=2, unsupported=unsupported)  # type: ignore[arg-type]
+    fs = HDF5FileSystem(
+        fo=src,
+        zarr_format=2,
+        unsupported=unsupported,  # type: ignore[arg-type]
+        follow_external_links=follow_external_links,
+    )
     index = fs.index
+    _warn_links_left_out(src, fs.url, fs.notes)
     refs: dict[str, Any] = {}
     for key, data in index.meta.items():
         refs[key] = data.decode("utf-8")
@@ -147,6 +160,35 @@ def hdf5_refs(
     return {"version": 1, "refs": refs}
 
 
+_NOT_FOLLOWED = " not followed (pass follow_external_links=True)"
+
+
+def _warn_links_left_out(src: str, url: str, notes: Sequence[str]) -> None:
+    """One ``UserWarning`` naming the links whose targets are not in the references: the
+    references of the Diamond k11 NeXus master had none of its 40 external links (its
+    projections among them) and said nothing."""
+    prefix = f"{url}:"
+    left = [
+        n[len(prefix) :] if n.startswith(prefix) else n
+        for n in notes
+        if n.endswith(_NOT_FOLLOWED) or "does not resolve" in n
+    ]
+    if not left:
+        return
+    unfollowed = sum(n.endswith(_NOT_FOLLOWED) for n in left)
+    first = left[0].removesuffix(_NOT_FOLLOWED)
+    msg = (
+        f"{src}: {len(left)} link{'s' if len(left) > 1 else ''} left out of the references "
+        f"(first: {first})"
+    )
+    if unfollowed:
+        msg += (
+            f"; {unfollowed} of them external: pass follow_external_links=True to export what "
+            "they reach"
+        )
+    warnings.warn(msg, UserWarning, stacklevel=3)
+
+
 def write_refs(
     src: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -154,12 +196,15 @@ def write_refs(
     inline_threshold: int = 500,
     record_size: int = 10_000,
     unsupported: str = "raise",
+    follow_external_links: bool = False,
 ) -> int:
     """Write the references of ``src`` to ``output`` (JSON, or parquet for ``.parq``).
 
     Returns the number of references written.
     """
     output = os.fspath(output)
+    if not output:  # the temporary file went to the folder above, then the rename failed
+        raise RefsError("Expected an output name, such as refs.json or refs.parq. Got '' instead.")
     trimmed = output.rstrip("/" + os.sep)
     if trimmed and trimmed != output:  # "refs.parq/": the shell's completion of a folder
         if not trimmed.endswith((".parq", ".parquet")):
@@ -183,7 +228,12 @@ def write_refs(
             )
         if not parquet and os.path.isdir(output):
             raise RefsError(f"{output}: is a folder; give the JSON output a file name")
-    refs = hdf5_refs(src, inline_threshold=inline_threshold, unsupported=unsupported)
+    refs = hdf5_refs(
+        src,
+        inline_threshold=inline_threshold,
+        unsupported=unsupported,
+        follow_external_links=follow_external_links,
+    )
     try:
         if parquet:
             _write_parquet(refs["refs"], output, record_size)

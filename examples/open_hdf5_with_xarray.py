@@ -44,8 +44,15 @@ def write_example(path: Path) -> None:
 
 
 def main() -> None:
+    if len(sys.argv) > 2:
+        sys.exit(f"usage: python {sys.argv[0]} [FILE.h5]")
     if len(sys.argv) > 1:
-        path = Path(sys.argv[1])
+        # absolute: fsspec reads a one-letter name in "b2h5::a" as a drive letter ("a:")
+        path = Path(sys.argv[1]).absolute()
+        if path.is_dir():
+            sys.exit(f"{path} is a folder: name a file, e.g. {path / 'example.h5'}")
+        if not path.parent.is_dir():
+            sys.exit(f"{path.parent}: no such folder: create it first or name another file")
         if not path.exists():
             write_example(path)
         show(path)

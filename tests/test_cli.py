@@ -293,6 +293,12 @@ def test_info_caterva2_url(tmp_path: Path) -> None:
         assert res.returncode == 0 and "stored=?" in res.stdout, res.stdout
         res = run("info", f"caterva2://{host}/@public/nope")
         assert res.returncode == 1 and len(res.stderr.strip().splitlines()) == 1
+        # the server presents an HDF5 file as a group: its URL ending in .h5 was sent to the
+        # b2h5 view, which failed ("... is a Zarr group or a dataset's view, not a key")
+        write_sample(public / "dir" / "s.h5")
+        res = run("info", f"caterva2://{host}/@public/dir/s.h5")
+        assert res.returncode == 0, res.stderr
+        assert "entry/" in res.stdout and "data  (6, 90, 130)  uint16" in res.stdout, res.stdout
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -25,6 +25,7 @@ from b2store.convert._chunks import (
     _raw_decoder,
     _read_full_chunk,
     _transcode,
+    _with_rechunk_cache,
     encode_chunk,
 )
 from b2store.convert._copy import (
@@ -98,6 +99,10 @@ def convert(
         raise FileNotFoundError(f"{src}: no such file")
     if not h5py.is_hdf5(src):
         raise ConvertError(f"{src} is not an HDF5 file (no HDF5 signature)")
+    if not dst or dst.endswith(("/", os.sep)) or os.path.basename(dst) in (".", ".."):
+        # "" and "new/" converted the whole file, then failed to rename it (the temporary file
+        # of "" even went to the folder above)
+        raise ConvertError(f"Expected an output file name, such as out.h5. Got {dst!r} instead.")
     dst_dir = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(dst_dir):
         raise FileNotFoundError(f"{dst_dir}: the destination folder does not exist")
@@ -121,6 +126,7 @@ def convert(
         ):
             _keep_attrs(fin, fout, set(), say)
             walked = _walk(fin)  # collect first; no writes inside h5py's traversal
+            _check_chunks_rank(fin, walked, options, src)
             referenced = _referenced_exact(fin, walked) if _lossy(options.codec) else {}
             moved = _relocator(src, dst)
             scales: dict[str, str] = {}
@@ -189,7 +195,8 @@ def convert(
                         ),
                     )
                 except Exception as exc:  # a corrupt chunk, a full disk: say which dataset
-                    raise _naming(exc, obj.name) from exc
+                    raise _naming(exc, "/" + name) from exc
+                obj = fin[name]  # _convert_dataset may have closed obj to reopen it
                 _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
                 reports.append(rep)
             for path, nm in scales.items():
@@ -215,6 +222,33 @@ def convert(
     return ConvertReport(
         src=src, dst=dst, datasets=tuple(reports), seconds=time.perf_counter() - t_start
     )
+
+
+def _check_chunks_rank(
+    fin: Any, walked: list[tuple[str, Any]], options: ConvertOptions, src: str
+) -> None:
+    """Refuse a chunk shape (``--chunks``) of a rank no converted dataset has: it would rechunk
+    nothing, silently (``--chunks 2,2,2`` on a file of 2-D datasets wrote their old chunks)."""
+    import h5py
+
+    if options.chunks is None:
+        return
+    ranks = set()
+    for name, link in walked:
+        obj = fin.get(name) if link is None else None
+        if isinstance(obj, h5py.Dataset) and not _convertible(obj, options):
+            ranks.add(obj.ndim)
+    if ranks and len(options.chunks) not in ranks:
+
+        def dims(n: int) -> str:
+            return f"{n} dimension{'s' if n != 1 else ''}"
+
+        *most, last = sorted(ranks)
+        both = f"{', '.join(str(r) for r in most)} or {dims(last)}" if most else dims(last)
+        raise ConvertError(
+            f"Expected chunks of the rank of a dataset {src} converts ({both}). "
+            f"Got {options.chunks} ({dims(len(options.chunks))}) instead."
+        )
 
 
 def _naming(exc: Exception, path: str) -> Exception:
@@ -248,7 +282,11 @@ def _convert_dataset(
     exact: str | None = None,
 ) -> DatasetReport:
     """Write dataset ``ds`` into ``fout`` as Blosc2 b2nd chunks (one converted dataset of
-    :func:`convert`; ``exact`` is why lossy options must not apply to it, or None)."""
+    :func:`convert`; ``exact`` is why lossy options must not apply to it, or None).
+
+    To rechunk, ``ds`` is closed and opened again with a larger chunk cache
+    (:func:`_with_rechunk_cache`): the caller gets the dataset from its file again afterwards.
+    """
     path = ds.name
     src_chunks = tuple(int(c) for c in ds.chunks) if ds.chunks else None
     if options.chunks is not None and len(options.chunks) == ds.ndim:
@@ -259,11 +297,15 @@ def _convert_dataset(
         chunks = _auto_chunks(tuple(ds.shape), ds.dtype.itemsize)
     rechunked = chunks != src_chunks
     choice = options.codec
+    if options.chunks is not None and len(options.chunks) != ds.ndim:
+        say(f"{path}: --chunks {options.chunks} has another rank than {ds.shape}: chunks {chunks}")
     if choice.blocks is not None and len(choice.blocks) != ds.ndim:
         say(f"{path}: --blocks {choice.blocks} has another rank than {ds.shape}: blosc2 chooses")
         choice = replace(choice, blocks=None)
     choice = _settle_lossy(ds, choice, chunks, exact, say)
     fill = ds.fillvalue
+    if rechunked:
+        ds = _with_rechunk_cache(ds, chunks)
     origins = _chunk_origins(ds, chunks, rechunked)
 
     if options.auto and origins:
