@@ -14,8 +14,8 @@ Contract
   (:func:`b2store._atomic.atomic_write`): readers see a complete entry or none. An entry whose
   header, length or CRC does not check is deleted and reported as a miss, so a torn or corrupted
   file is never served. Temporary files left by killed writers are removed by
-  :meth:`ChunkCache.evict` after an hour (it runs at the first write of each cache object, and
-  whenever the folder is over its limit).
+  :meth:`ChunkCache.evict` after an hour (it runs at the first write to the folder in a
+  process, after each tenth of the limit written, and whenever the folder is over its limit).
 * :meth:`ChunkCache.set_version` is called whenever a dataset's info is (re)read: other versions of
   that dataset are dropped. The Caterva2 API exposes no per-chunk version, so a changed dataset
   loses all its cached chunks (see docs/caterva2.md).
@@ -32,15 +32,18 @@ Contract
   chunk larger than
   the limit is not stored (one warning per process and folder), but still counts as a write for
   the trimming, so a folder filled under a larger limit shrinks at the next miss.
-* Every process keeps its own running total, which does not see the other processes' writes:
-  a process also rescans the folder (and evicts if it is over) after each tenth of the limit it
-  has written since its last scan. So N processes writing at once overshoot the limit by at most
-  about N tenths of it (plus the entries being written); one process stays within the limit.
+* Every process keeps one running total per folder, shared by all its caches of that folder
+  (each open store has a cache object of its own), which does not see the other processes'
+  writes: a process also rescans the folder (and evicts if it is over) after each tenth of the
+  limit it has written since its last scan. So N processes writing at once overshoot the limit
+  by at most about N tenths of it (plus the entries being written); one process stays within
+  the limit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -76,6 +79,27 @@ def default_cache_dir() -> Path:
     from b2store._paths import cache_home
 
     return cache_home() / "caterva2"
+
+
+@dataclasses.dataclass
+class _Tally:
+    """A process's running byte count of one cache folder (``None`` until its first scan) and
+    the bytes written to it since the last scan."""
+
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    total: int | None = None
+    since_scan: int = 0
+
+
+#: one tally per cache folder in this process: four stores open on one folder, each counting
+#: only its own writes, held 1.24x the limit in one process
+_TALLIES: dict[str, _Tally] = {}
+_TALLIES_LOCK = threading.Lock()
+
+
+def _tally_of(root: Path) -> _Tally:
+    with _TALLIES_LOCK:
+        return _TALLIES.setdefault(str(root), _Tally())
 
 
 def _digest(text: str) -> str:
@@ -119,10 +143,8 @@ class ChunkCache:
         # must use the same folder, and "~/cache" must not create a folder named "~"
         self.root = Path(root).expanduser().absolute()
         self.size_limit = size_limit
-        self._lock = threading.Lock()
-        self._total: int | None = None
-        #: bytes this object wrote since its last scan of the folder (see _account)
-        self._since_scan = 0
+        #: the running total of the folder, shared by the process's caches of it (see _account)
+        self._tally = _tally_of(self.root)
         self._known_versions: dict[str, str] = {}
         self._write_failed = False
         try:
@@ -161,9 +183,9 @@ class ChunkCache:
             if child.name != keep and _is_digest(child.name) and child.is_dir():
                 freed = _dir_size(child, levels=0)
                 shutil.rmtree(child, ignore_errors=True)
-                with self._lock:
-                    if self._total is not None:
-                        self._total = max(0, self._total - freed)
+                with self._tally.lock:
+                    if self._tally.total is not None:
+                        self._tally.total = max(0, self._tally.total - freed)
         self._known_versions[ident] = version
 
     # -- entries -----------------------------------------------------------------------------------
@@ -229,23 +251,24 @@ class ChunkCache:
         self._account(len(payload) + _HEADER.size, keep=str(entry))
 
     def _account(self, added: int, keep: str | None = None) -> None:
-        """Add ``added`` bytes to the running total and evict when it is over the limit. The
-        first write of a cache object scans the folder with :meth:`evict` (the total, and the
-        stale temporary files of killed writers, which would otherwise be removed only once
-        the folder is over its limit). So does every tenth of the limit written since the last
-        scan: the running total counts this object's writes only, and N processes filling one
-        folder, each under the limit by its own count, held up to N times the limit."""
-        with self._lock:
-            first = self._total is None
+        """Add ``added`` bytes to the folder's running total (shared by this process's caches of
+        it) and evict when it is over the limit. The process's first write to the folder scans
+        it with :meth:`evict` (the total, and the stale temporary files of killed writers,
+        which would otherwise be removed only once the folder is over its limit). So does
+        every tenth of the limit written since the last scan: the running total counts this
+        process's writes only, and N processes filling one folder, each under the limit by its
+        own count, held up to N times the limit."""
+        with self._tally.lock:
+            first = self._tally.total is None
             # the first write starts the total at 0 so that other threads' first writes do not
             # scan too; the scan (outside the lock: a fork meanwhile must not inherit it held)
             # then sets the real total
-            self._total = 0 if self._total is None else self._total + added
-            self._since_scan += added
-            over = self.size_limit is not None and self._total > self.size_limit
-            rescan = self.size_limit is not None and self._since_scan * 10 >= self.size_limit
+            self._tally.total = 0 if self._tally.total is None else self._tally.total + added
+            self._tally.since_scan += added
+            over = self.size_limit is not None and self._tally.total > self.size_limit
+            rescan = self.size_limit is not None and self._tally.since_scan * 10 >= self.size_limit
             if first or over or rescan:
-                self._since_scan = 0
+                self._tally.since_scan = 0
         if first or over or rescan:
             self.evict(keep)
 
@@ -315,8 +338,8 @@ class ChunkCache:
                 with contextlib.suppress(OSError):
                     os.unlink(full)
                     total -= size
-        with self._lock:
-            self._total = total
+        with self._tally.lock:
+            self._tally.total = total
 
     def clear(self) -> None:
         """Remove every entry (the folder itself stays; a folder removed by hand is empty).
@@ -328,8 +351,8 @@ class ChunkCache:
         for child in children:
             if _is_digest(child.name) and child.is_dir():
                 shutil.rmtree(child, ignore_errors=True)
-        with self._lock:
-            self._total = 0
+        with self._tally.lock:
+            self._tally.total = 0
         self._known_versions.clear()
 
 

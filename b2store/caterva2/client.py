@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import ssl as _ssl
+import threading
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -216,17 +217,42 @@ class ClientConfig:
         if self.ssl is True or self.ssl is None:
             # not aiohttp's default context: it is made at aiohttp's import, so SSL_CERT_FILE
             # set later (in a notebook, after importing xarray) was ignored
-            return _ssl.create_default_context()
+            env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+            return _shared_context(("default", *env), _ssl.create_default_context)
         where = os.fspath(self.ssl)
         try:
+            stamp = os.stat(where).st_mtime_ns
             if os.path.isdir(where):
-                return _ssl.create_default_context(capath=where)
-            return _ssl.create_default_context(cafile=where)
+                return _shared_context(
+                    ("capath", where, stamp), lambda: _ssl.create_default_context(capath=where)
+                )
+            return _shared_context(
+                ("cafile", where, stamp), lambda: _ssl.create_default_context(cafile=where)
+            )
         except (_ssl.SSLError, OSError) as exc:
             raise ValueError(
                 f"Expected ssl to name a CA bundle (PEM file) or a folder of CA certificates. "
                 f"Got {where!r} instead, which does not load: {exc}"
             ) from None
+
+
+#: TLS contexts built for ``ClientConfig.ssl`` (the system store per SSL_CERT_FILE/SSL_CERT_DIR,
+#: a CA bundle per path and mtime): loading a CA store takes ~45 ms in the event loop, and every
+#: open (every store unpickled on a dask worker) makes a client of its own. A context may be
+#: shared by many connections.
+_CONTEXTS: dict[tuple[Any, ...], _ssl.SSLContext] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _shared_context(key: tuple[Any, ...], build: Any) -> _ssl.SSLContext:
+    """The context cached under ``key``, built by ``build()`` the first time."""
+    with _CONTEXTS_LOCK:
+        ctx = _CONTEXTS.get(key)
+    if ctx is None:
+        ctx = build()  # outside the lock: a fork meanwhile must not inherit it held
+        with _CONTEXTS_LOCK:
+            ctx = _CONTEXTS.setdefault(key, ctx)
+    return ctx
 
 
 @dataclass(frozen=True)

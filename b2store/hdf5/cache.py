@@ -54,8 +54,9 @@ __all__ = [
 #: are presented whole or not at all (15's bound could cut one); compounds with fields out of
 #: offset order repacked by field name (were cast by position); 17: the notes to warn about at
 #: each open (``FileIndex.warnings``) are stored; 18: an unsigned variable's v3 ``_FillValue`` with
-#: ``_Unsigned="false"`` published as its signed item (xarray could not open it).
-FORMAT = "b2store-hdf5-index-18"
+#: ``_Unsigned="false"`` published as its signed item (xarray could not open it); 19: that
+#: item computed in native byte order (18 byte-swapped it for big-endian variables).
+FORMAT = "b2store-hdf5-index-19"
 
 
 class MemoryCache:

@@ -426,11 +426,12 @@ def unsigned_false_fill(value: Any, dtype: np.dtype[Any], attrs: dict[str, Any])
         return value
     if isinstance(value, bool) or not isinstance(value, int):
         return value
+    n = dtype.itemsize
     try:
-        raw = np.array(value, dtype=dtype)
+        raw = np.array(value, dtype=f"u{n}")  # native order: the value, not the stored bytes
     except (OverflowError, ValueError, TypeError):
         return value
-    return int(raw.view(f"i{dtype.itemsize}"))
+    return int(raw.view(f"i{n}"))
 
 
 def padding_fill(ds: h5py.Dataset) -> Any:

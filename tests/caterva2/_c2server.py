@@ -212,6 +212,19 @@ class FaultProxy:
         return self.url.split("://", 1)[1]
 
 
+def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 written into ``folder`` by the openssl command
+    (callers skip when ``shutil.which("openssl")`` is None): ``(cert.pem, key.pem)``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+         "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key
+
+
 def proxy_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
     """The request handler of ``proxy``: records each path in ``proxy.requests``, then answers as
     ``proxy.plan`` says (a plan that names no fault makes a plain forwarder)."""

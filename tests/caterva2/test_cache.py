@@ -228,7 +228,7 @@ def test_first_write_cleans_stale_temporary_files_under_the_limit(tmp_path: Path
     os.utime(stale, (time.time() - 3700,) * 2)
     cache.put(SERVER, "p", "v", "k", b"x" * 10)
     assert not stale.exists()
-    assert cache.get(SERVER, "p", "v", "k") == b"x" * 10 and cache._total == 10 + 32
+    assert cache.get(SERVER, "p", "v", "k") == b"x" * 10 and cache._tally.total == 10 + 32
 
 
 def test_atomic_write_failure_keeps_the_old_file(tmp_path: Path) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 import blosc2
 import numpy as np
 import pytest
-from _c2server import FaultProxy, proxy_handler, public_folder
+from _c2server import FaultProxy, proxy_handler, public_folder, self_signed_certificate
 
 CLIENT = """
 import sys
@@ -36,13 +36,7 @@ print(int(d.astype("u8").sum().compute()), int(ds["scan.b2nd"].astype("u8").sum(
 
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command")
 def test_caterva2s_over_tls(cat2_server: Any, tmp_path: Path) -> None:
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    subprocess.run(
-        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-         "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
-         "-keyout", str(key), "-out", str(cert)],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed_certificate(tmp_path)
     folder, _url = public_folder(cat2_server, "tls")
     a = np.arange(6 * 40 * 30, dtype="u2").reshape(6, 40, 30)
     blosc2.asarray(a, chunks=(2, 40, 30), blocks=(1, 20, 30),

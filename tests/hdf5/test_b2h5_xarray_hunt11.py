@@ -36,6 +36,11 @@ def _write_unsigned_false(path: Path) -> None:
         k = ds.createVariable("low", "u1", ("x",), fill_value=np.uint8(7))  # fill < 128
         k._Unsigned = "false"
         k[:] = np.array([7, 250, 3, 7, 0], "u1")
+        # big-endian: the signed fill is the value's, not its stored bytes' (format 18
+        # published 16540 for 40000 and the fill went unmasked)
+        b = ds.createVariable("u16be", ">u2", ("x",), fill_value=np.uint16(40000), endian="big")
+        b._Unsigned = "false"
+        b[:] = np.array([5, 40000, 0, 32768, 65535], "u2")
 
 
 @pytest.mark.parametrize("fmt", [3, 2])
@@ -50,10 +55,11 @@ def test_unsigned_false_with_a_fill_above_the_signed_range_opens(
     _write_unsigned_false(path)
     ref = _quiet_open(path, "h5netcdf", **kw)
     got = _quiet_open(path, "b2h5", zarr_format=fmt, **kw)
-    for name in ("u8", "u16", "low"):
+    for name in ("u8", "u16", "low", "u16be"):
         assert got[name].dtype == ref[name].dtype, name
         np.testing.assert_array_equal(got[name].values, ref[name].values, err_msg=name)
     np.testing.assert_array_equal(got["u8"].values, [-1, 1, np.nan, -128, 127])
+    np.testing.assert_array_equal(got["u16be"].values, [5, np.nan, 0, -32768, -1])
     # raw values stay the stored bytes
     raw = _quiet_open(path, "b2h5", zarr_format=fmt, decode_cf=False)
     np.testing.assert_array_equal(raw["u8"].values, [255, 1, 200, 128, 127])
