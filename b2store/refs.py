@@ -282,11 +282,13 @@ def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
     import fsspec
 
     try:
+        import kerchunk.df  # noqa: F401  (fsspec's parquet writer imports it)
         import pandas  # noqa: F401
         import pyarrow  # noqa: F401
     except ImportError as exc:
         raise B2StoreError(
-            "parquet references need pandas and pyarrow: pip install pandas pyarrow"
+            "parquet references need pandas, pyarrow and kerchunk (fsspec's parquet writer "
+            "uses it): pip install 'b2store[refs]'"
         ) from exc
     from fsspec.implementations.reference import LazyReferenceMapper
 
