@@ -1,13 +1,17 @@
 """What is inside an HDF5 file (or a Zarr-like URL): the data behind ``b2store info``.
 
 Contract: :func:`inspect_path` walks an HDF5 file once with h5py (never through zarr, so h5py's
-global lock never meets zarr's event loop) and returns one :class:`NodeInfo` per group and dataset,
-with the shape, dtype, chunks, Blosc2 block shape (read from the first allocated chunk's frame,
-validated before blosc2 sees it), the filter pipeline by name, the stored size and ratio, and
-whether b2store reads the dataset directly or why not (the verdict of
-:func:`b2store.hdf5.filters.plan_codecs`). A URL with a protocol other than ``file``
-(``caterva2://``, ``b2h5::…``) is opened as a Zarr group through fsspec instead, when the protocol
-is available.
+global lock never meets zarr's event loop) and returns one :class:`NodeInfo` per path, as the
+``b2h5`` view presents them: a dataset reached through a second hard link or a soft link is
+listed at each path; a group reached again is listed with the path where its members are; a link
+back to an enclosing group is listed, not followed; an external link is listed with what it
+reaches (b2h5 follows it only when asked); a link that does not resolve has kind ``"link"``.
+Each dataset comes with the shape, dtype, chunks, Blosc2 block shape (read from the first
+allocated chunk's frame, validated before blosc2 sees it), the filter pipeline by name, the
+stored size and ratio, and whether b2store reads the dataset directly or why not (the verdict
+of :func:`b2store.hdf5.filters.plan_codecs`). A URL with a protocol other than ``file``
+(``caterva2://``, ``b2h5::…``) is opened as a Zarr group through fsspec instead, when the
+protocol is available.
 """
 
 from __future__ import annotations
@@ -427,6 +431,8 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
 def _skipped_by_b2h5(fs: Any, nodes: list[NodeInfo]) -> list[NodeInfo]:
     """The datasets a ``b2h5`` view left out (its notes name them ``<file>:/<path>: why``), as
     not-direct entries, so ``info b2h5::…`` shows them as ``info FILE`` does."""
+    from b2store.hdf5.index import LINK_NOTES
+
     prefix = f"{getattr(fs, 'url', '')}:/"
     listed = {n.path for n in nodes}
     out = []
@@ -438,13 +444,9 @@ def _skipped_by_b2h5(fs: Any, nodes: list[NodeInfo]) -> list[NodeInfo]:
         if why and "/" + path not in listed:
             listed.add("/" + path)
             # a link left out is a "link", as ``info FILE`` lists it (its target may be a group)
-            kind = "link" if why.startswith(_LINK_NOTES) else "dataset"
+            kind = "link" if why.startswith(LINK_NOTES) else "dataset"
             out.append(NodeInfo(path="/" + path, kind=kind, stored=None, direct=False, reason=why))
     return out
-
-
-#: how the b2h5 index's notes on links it did not follow start
-_LINK_NOTES = ("external link ", "link does not resolve", "link back to ", "not presented: ")
 
 
 def _zarr_stored(arr: Any, lists_chunks: bool = False) -> int | None:

@@ -7,17 +7,22 @@ Contract: :func:`hdf5_refs` builds the Zarr v2 view of an HDF5 file with b2store
 * every metadata key (``.zgroup``, ``.zarray``, ``.zattrs``, ``.zmetadata``) is inline JSON; the
   codec configs name b2store's numcodecs codecs (``b2store_b2nd``, ``b2store_hdf5``, …), which
   numcodecs finds through entry points in any process where b2store is installed;
-* every allocated chunk is ``[url, offset, size]`` into the HDF5 file;
+* every allocated chunk is ``[url, offset, size]`` into the file that holds it: the HDF5 file,
+  or the source file of a virtual dataset, or (``follow_external_links=True``) the file an
+  external link reaches; ``url=`` rewrites the location of the main file only, the others are
+  written as absolute paths (local files) or full URLs;
 * chunks whose bytes b2store transforms before decoding (per-chunk filter masks, zero-padded edge
   chunks of contiguous data), compact/vlen data, encoded fill chunks and chunks smaller than
   ``inline_threshold`` are inlined (``"base64:…"``);
 * unallocated chunks, and small all-zero Blosc2 chunks of datasets whose fill value is 0, are
   absent (zarr fills them).
 
-So ``fsspec.filesystem("reference", fo=refs)`` plus zarr (``zarr_format=2``) reads exactly what
-h5py reads. :func:`write_refs` writes JSON, or fsspec's parquet reference layout when the output
-name ends in ``.parq``/``.parquet`` (large files; written with pandas + pyarrow, with
-kerchunk's column types). fsspec reads a parquet reference folder with fastparquet by default;
+Links left out (external links not followed, links that do not resolve) are named in one
+``UserWarning``. So ``fsspec.filesystem("reference", fo=refs)`` plus zarr (``zarr_format=2``)
+reads exactly what h5py reads. :func:`write_refs` writes JSON, or fsspec's parquet reference
+layout when the output name ends in ``.parq``/``.parquet`` (large files; written with pandas +
+pyarrow, with kerchunk's column types). fsspec reads a parquet reference folder with fastparquet
+by default;
 to read it with pyarrow use :func:`open_parquet_refs`.
 """
 
@@ -160,23 +165,24 @@ def hdf5_refs(
     return {"version": 1, "refs": refs}
 
 
-_NOT_FOLLOWED = " not followed (pass follow_external_links=True)"
-
-
 def _warn_links_left_out(src: str, url: str, notes: Sequence[str]) -> None:
     """One ``UserWarning`` naming the links whose targets are not in the references: the
     references of the Diamond k11 NeXus master had none of its 40 external links (its
     projections among them) and said nothing."""
+    from b2store.hdf5.index import LINK_LEFT_OUT_NOTES, NOT_FOLLOWED_NOTE
+
     prefix = f"{url}:"
     left = [
         n[len(prefix) :] if n.startswith(prefix) else n
         for n in notes
-        if n.endswith(_NOT_FOLLOWED) or "does not resolve" in n
+        # the node's path ends in ": ", then the note (a virtual dataset's unresolved source
+        # is no link left out)
+        if any(f": {start}" in n for start in LINK_LEFT_OUT_NOTES)
     ]
     if not left:
         return
-    unfollowed = sum(n.endswith(_NOT_FOLLOWED) for n in left)
-    first = left[0].removesuffix(_NOT_FOLLOWED)
+    unfollowed = sum(n.endswith(NOT_FOLLOWED_NOTE) for n in left)
+    first = left[0].removesuffix(NOT_FOLLOWED_NOTE)
     msg = (
         f"{src}: {len(left)} link{'s' if len(left) > 1 else ''} left out of the references "
         f"(first: {first})"

@@ -290,3 +290,87 @@ def test_rechunking_reads_each_input_chunk_through_a_cache_that_holds_it(tmp_pat
     with h5py.File(out) as f:
         assert f["frame"].chunks == (1, 50, 50) and f["frame"].attrs["units"] == "counts"
         assert np.array_equal(f["frame"][()], data)
+
+
+def test_rechunk_cache_slots_stay_bounded_for_tiny_input_chunks(tmp_path: Path) -> None:
+    """The rechunking cache asked HDF5 for 100 hash slots per input chunk it holds: input
+    chunks of one u2 element gave 13 billion slots (5.4 GB of memory before a byte was read;
+    u1 asked for 27 GB). Slots are now at most one per chunk of the dataset and at most
+    :data:`RECHUNK_CACHE_SLOTS`."""
+    import h5py
+
+    from b2store.convert import ConvertOptions, convert
+    from b2store.convert._chunks import (
+        RECHUNK_CACHE_BYTES,
+        RECHUNK_CACHE_SLOTS,
+        _rechunk_cache_slots,
+        _with_rechunk_cache,
+    )
+
+    n = 2**30  # u1 chunks of one element, 256 MiB of cache
+    assert _rechunk_cache_slots((n,), (1,), RECHUNK_CACHE_BYTES, 1) == RECHUNK_CACHE_SLOTS + 1
+    assert _rechunk_cache_slots((1000,), (1,), 1000, 2) == 1001  # one per chunk of the grid
+    mib = 2**20  # 8 chunks of 1 MiB held: HDF5's 100 slots per chunk
+    assert _rechunk_cache_slots((64 * mib,), (mib,), 8 * mib, 1) == 65
+
+    src = tmp_path / "tiny_chunks.h5"
+    data = np.arange(2**21, dtype="u1")
+    with h5py.File(src, "w") as f:
+        f.create_dataset("d", data=data, chunks=(64,))
+    with h5py.File(src) as f:
+        reopened = _with_rechunk_cache(f["d"], (2**20,))
+        nslots, nbytes, _ = reopened.id.get_access_plist().get_chunk_cache()
+        assert (nslots, nbytes) == (2**21 // 64 + 1, 2**21)  # was 3,276,801 slots
+    out = tmp_path / "out.h5"
+    convert(src, out, options=ConvertOptions(chunks=(2**20,)))
+    with h5py.File(out) as f:
+        assert f["d"].chunks == (2**20,) and np.array_equal(f["d"][()], data)
+
+
+def test_refs_does_not_count_a_virtual_dataset_as_a_link(tmp_path: Path) -> None:
+    """``refs`` told links from other notes by "does not resolve" anywhere in the note: a
+    virtual dataset whose source file is gone ("source src.h5:s does not resolve") was
+    warned about as "1 link left out of the references"."""
+    import warnings
+
+    import h5py
+
+    from b2store.refs import hdf5_refs
+
+    layout = h5py.VirtualLayout(shape=(10,), dtype="i8")
+    layout[:] = h5py.VirtualSource(str(tmp_path / "src.h5"), "s", shape=(10,))
+    path = tmp_path / "v.h5"
+    with h5py.File(path, "w") as f:
+        f.create_virtual_dataset("v", layout)
+        f["gone"] = h5py.SoftLink("/nowhere")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        refs = hdf5_refs(path, unsupported="skip")
+    (warning,) = [str(w.message) for w in caught if "left out" in str(w.message)]
+    assert warning.startswith(f"{path}: 1 link left out of the references (first: /gone:")
+    assert "v/.zarray" not in refs["refs"]
+
+
+@pytest.mark.parametrize("through", ["api", "cli"])
+def test_convert_to_an_existing_folder_is_refused_first(tmp_path: Path, through: str) -> None:
+    """``convert(src, "existing_folder")`` converted the whole file, then failed to rename the
+    result onto the folder (the command line refused it already)."""
+    import h5py
+
+    from b2store.convert import ConvertError, convert
+
+    src = tmp_path / "in.h5"
+    with h5py.File(src, "w") as f:
+        f.create_dataset("d", data=np.arange(100, dtype="i4"), chunks=(10,))
+    folder = tmp_path / "out"
+    folder.mkdir()
+    if through == "api":
+        with pytest.raises(ConvertError, match="which is a folder"):
+            convert(src, folder)
+    else:
+        line = one_line_error(run("convert", str(src), str(folder)))
+        assert line.endswith(f"'{folder}' is a directory.")  # click's check
+    assert list(folder.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "in.h5",
+        "out",
+    ]

@@ -97,6 +97,15 @@ _TALLIES: dict[str, _Tally] = {}
 _TALLIES_LOCK = threading.Lock()
 
 
+def _reset_after_fork() -> None:
+    """Fresh locks in a forked child (called by the filesystem's fork hook): a lock another
+    thread held at the fork would never be released there."""
+    global _TALLIES_LOCK
+    _TALLIES_LOCK = threading.Lock()
+    for tally in _TALLIES.values():
+        tally.lock = threading.Lock()
+
+
 def _tally_of(root: Path) -> _Tally:
     with _TALLIES_LOCK:
         return _TALLIES.setdefault(str(root), _Tally())

@@ -217,11 +217,13 @@ class ClientConfig:
         if self.ssl is True or self.ssl is None:
             # not aiohttp's default context: it is made at aiohttp's import, so SSL_CERT_FILE
             # set later (in a notebook, after importing xarray) was ignored
-            env = (os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
-            return _shared_context(("default", *env), _ssl.create_default_context)
+            # (the default paths follow SSL_CERT_FILE and SSL_CERT_DIR)
+            paths = _ssl.get_default_verify_paths()
+            key = ("default", *_stamped(paths.cafile), *_stamped(paths.capath))
+            return _shared_context(key, _ssl.create_default_context)
         where = os.fspath(self.ssl)
         try:
-            stamp = os.stat(where).st_mtime_ns
+            stamp = _stamped(where)
             if os.path.isdir(where):
                 return _shared_context(
                     ("capath", where, stamp), lambda: _ssl.create_default_context(capath=where)
@@ -236,12 +238,28 @@ class ClientConfig:
             ) from None
 
 
+def _stamped(path: str | None) -> tuple[str | None, int, int]:
+    """``path`` with the modification time and size of what it names (-1, -1 when nothing):
+    a CA added to a bundle or a folder after a context was built gets a new context."""
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        st = None
+    return (path, st.st_mtime_ns, st.st_size) if st else (path, -1, -1)
+
+
 #: TLS contexts built for ``ClientConfig.ssl`` (the system store per SSL_CERT_FILE/SSL_CERT_DIR,
-#: a CA bundle per path and mtime): loading a CA store takes ~45 ms in the event loop, and every
-#: open (every store unpickled on a dask worker) makes a client of its own. A context may be
-#: shared by many connections.
+#: a CA bundle per path, mtime and size): loading a CA store takes ~45 ms in the event loop, and
+#: every open (every store unpickled on a dask worker) makes a client of its own. A context may
+#: be shared by many connections.
 _CONTEXTS: dict[tuple[Any, ...], _ssl.SSLContext] = {}
 _CONTEXTS_LOCK = threading.Lock()
+
+
+def _reset_after_fork() -> None:
+    """A fresh lock in a forked child (called by the filesystem's fork hook)."""
+    global _CONTEXTS_LOCK
+    _CONTEXTS_LOCK = threading.Lock()
 
 
 def _shared_context(key: tuple[Any, ...], build: Any) -> _ssl.SSLContext:

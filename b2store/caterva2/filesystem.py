@@ -81,6 +81,7 @@ from fsspec.utils import tokenize
 
 from b2store._readonly import FSSPEC_OPTIONS, ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
+from b2store.caterva2 import cache as _cache_module
 from b2store.caterva2 import client as _client_module
 from b2store.caterva2.cache import ChunkCache, default_cache_dir
 from b2store.caterva2.chunks import (
@@ -1099,8 +1100,8 @@ _WITH_CACHE: weakref.WeakValueDictionary[int, Caterva2FileSystem] = weakref.Weak
 
 
 def _after_fork() -> None:
-    """Give the filesystems a forked child inherits chunk caches of their own (and
-    :data:`_UNPICKLED_LOCK` afresh).
+    """Give the filesystems a forked child inherits chunk caches of their own (and the
+    module locks afresh: :data:`_UNPICKLED_LOCK`, the client's and the cache's).
 
     A cache's lock may have been held at the fork by a thread that does not exist in the child
     (the first write to a cache scans its whole folder holding it): the child's first read of
@@ -1108,6 +1109,8 @@ def _after_fork() -> None:
     """
     global _UNPICKLED_LOCK
     _UNPICKLED_LOCK = threading.Lock()  # the same
+    _client_module._reset_after_fork()  # (the shared TLS contexts' lock)
+    _cache_module._reset_after_fork()  # (the locks of the caches' shared running totals)
     # The parent's HTTP sessions are not the child's: their sockets and the registrations of
     # its event loop's epoll set are shared with the parent, and closing them here (the child's
     # first request replaces the session of another loop; collecting it closes it too)

@@ -113,6 +113,11 @@ def _chunk_grid(shape: tuple[int, ...], chunks: tuple[int, ...]) -> list[tuple[i
 #: Most bytes of decoded input chunks HDF5 may keep per dataset while it is rechunked.
 RECHUNK_CACHE_BYTES = 256 * 2**20
 
+#: most hash slots of that cache: HDF5 allocates a pointer per slot up front and keeps at most
+#: one chunk per slot, so this also bounds its per-chunk bookkeeping for tiny chunks (one
+#: slot per input chunk of 1 KiB fills :data:`RECHUNK_CACHE_BYTES`)
+RECHUNK_CACHE_SLOTS = 2**18
+
 
 def _rechunk_cache_bytes(
     shape: tuple[int, ...], src: tuple[int, ...], out: tuple[int, ...], itemsize: int
@@ -139,6 +144,20 @@ def _rechunk_cache_bytes(
     return max(chunk_bytes, min(need, RECHUNK_CACHE_BYTES))
 
 
+def _rechunk_cache_slots(
+    shape: tuple[int, ...], src: tuple[int, ...], nbytes: int, itemsize: int
+) -> int:
+    """Hash slots for a chunk cache of ``nbytes`` over input chunks ``src``: HDF5's advice of
+    100 per chunk the cache holds, but no more than the dataset has chunks (HDF5 hashes a
+    chunk's index in the grid modulo the slot count: one slot each means no collisions) nor
+    :data:`RECHUNK_CACHE_SLOTS` (input chunks of one u2 element asked for 13 billion slots,
+    5.4 GB of memory before a byte was read). One more, as HDF5 prefers an odd count."""
+    chunk_bytes = max(math.prod(src) * itemsize, 1)
+    grid = math.prod(-(-s // c) if s else 1 for s, c in zip(shape, src, strict=True))
+    held = max(nbytes // chunk_bytes, 1)
+    return min(held * 100, grid, RECHUNK_CACHE_SLOTS) + 1
+
+
 def _with_rechunk_cache(ds: Any, chunks: tuple[int, ...]) -> Any:
     """``ds`` opened again with a chunk cache sized for reading it in ``chunks`` (``ds`` itself
     is closed).
@@ -154,9 +173,9 @@ def _with_rechunk_cache(ds: Any, chunks: tuple[int, ...]) -> Any:
     nbytes = _rechunk_cache_bytes(tuple(ds.shape), tuple(ds.chunks), chunks, ds.dtype.itemsize)
     if nbytes <= 2**20:
         return ds
-    nchunks = max(nbytes // max(int(np.prod(ds.chunks)) * ds.dtype.itemsize, 1), 1)
     dapl = h5py.h5p.create(h5py.h5p.DATASET_ACCESS)
-    dapl.set_chunk_cache(int(nchunks) * 100 + 1, int(nbytes), 0.75)
+    nslots = _rechunk_cache_slots(tuple(ds.shape), tuple(ds.chunks), nbytes, ds.dtype.itemsize)
+    dapl.set_chunk_cache(nslots, int(nbytes), 0.75)
     fid, name = ds.file.id, ds.name.encode()
     # HDF5 shares one open dataset between its handles, with the cache of the first open: close
     # this handle so that the new one gets its own (another handle still open keeps the old

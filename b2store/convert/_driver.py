@@ -103,6 +103,11 @@ def convert(
         # "" and "new/" converted the whole file, then failed to rename it (the temporary file
         # of "" even went to the folder above)
         raise ConvertError(f"Expected an output file name, such as out.h5. Got {dst!r} instead.")
+    if os.path.isdir(dst):
+        # converted everything, then failed to rename the result onto the folder
+        raise ConvertError(
+            f"Expected an output file name, such as out.h5. Got {dst!r} instead, which is a folder."
+        )
     dst_dir = os.path.dirname(os.path.abspath(dst))
     if not os.path.isdir(dst_dir):
         raise FileNotFoundError(f"{dst_dir}: the destination folder does not exist")

@@ -132,6 +132,14 @@ ALIAS_FACTOR = 8
 #: In the note (and the warning at each open) saying that links were left out by that bound
 ALIAS_CAP_NOTE = "link(s) to groups presented at other paths were not followed"
 
+#: how the walk's notes on links whose targets it does not present begin (after the
+#: ``"{url}:/{path}: "`` of the node): external links not followed, links that do not resolve
+LINK_LEFT_OUT_NOTES = ("external link ", "link does not resolve")
+#: ... and on every link it did not follow (the targets of these are presented elsewhere)
+LINK_NOTES = (*LINK_LEFT_OUT_NOTES, "link back to ", "not presented: ")
+#: how the note on an external link not followed ends
+NOT_FOLLOWED_NOTE = " not followed (pass follow_external_links=True)"
+
 _HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
 
 
@@ -443,10 +451,7 @@ class _Walker:
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.ExternalLink):
             if not self.follow or self.open_external is None:
-                return (
-                    f"external link to {link.filename}:{link.path} not followed "
-                    "(pass follow_external_links=True)"
-                )
+                return f"external link to {link.filename}:{link.path}{NOT_FOLLOWED_NOTE}"
             try:
                 ext, child_url = self.open_external(url, link.filename)
                 return ext[link.path], child_url

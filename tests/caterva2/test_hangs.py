@@ -180,3 +180,44 @@ def test_parent_reads_after_a_child_used_the_filesystem(cat2_server: Any, tmp_pa
     # three reads in well under the 5 s timeout (a read stalled on a broken connection runs
     # into it and fails); not "parent 0": a loaded machine may take over 0.5 s for them
     assert re.fullmatch(r"parent [0-3]", out.strip()), out
+
+
+_FORK_WITH_MODULE_LOCKS_HELD = (
+    """
+import os, sys, threading, time
+import b2store.caterva2.filesystem  # its fork hook
+from b2store.caterva2 import cache as cache_module, client as client_module
+from b2store.caterva2.cache import ChunkCache
+from b2store.caterva2.client import ClientConfig
+
+root = sys.argv[1]
+cache = ChunkCache(root=root, size_limit=10**6)
+cache.put("http://127.0.0.1:1", "p", "v", "0", b"x" * 100)
+held = [cache_module._TALLIES_LOCK, cache._tally.lock, client_module._CONTEXTS_LOCK]
+started = threading.Event()
+
+def hold():  # another thread inside the locks at the fork, as a write or an open may be
+    for lock in held:
+        lock.acquire()
+    started.set()
+    time.sleep(30)
+
+threading.Thread(target=hold, daemon=True).start()
+assert started.wait(10)
+pid = os.fork()
+if pid == 0:
+    ChunkCache(root=root, size_limit=10**6).put("http://127.0.0.1:1", "p", "v", "1", b"y")
+    cache.put("http://127.0.0.1:1", "p", "v", "2", b"z")
+    ClientConfig(base_url="https://127.0.0.1:1").ssl_context()
+    os._exit(0)
+"""
+    + WAIT_FOR_CHILD
+)
+
+
+def test_fork_while_another_thread_holds_the_module_locks(tmp_path: Path) -> None:
+    """The cache's shared running totals and the shared TLS contexts came with module locks
+    that a forked child inherited held (another thread writing a chunk or opening a store at
+    the fork): the child's first write or HTTPS open waited for ever."""
+    out = run_script(_FORK_WITH_MODULE_LOCKS_HELD, str(tmp_path / "cache"), timeout=90)
+    assert out.strip() == "child 0", out

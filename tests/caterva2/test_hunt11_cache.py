@@ -296,3 +296,34 @@ def test_tls_contexts_are_built_once_per_trust_store(
     assert ClientConfig(base_url="https://127.0.0.1:1").ssl_context() is not first
     bundle = ClientConfig(base_url="https://127.0.0.1:1", ssl=str(cert)).ssl_context()
     assert ClientConfig(base_url="https://127.0.0.1:1", ssl=cert).ssl_context() is bundle
+
+
+@pytest.mark.parametrize("how", ["SSL_CERT_FILE", "option"])
+def test_a_ca_added_to_a_bundle_later_counts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The shared context of the default trust store was keyed by the SSL_CERT_FILE path only:
+    a CA appended to that bundle (a notebook told to trust a new server) was ignored until the
+    process restarted. Bundles are now keyed by path, mtime and size."""
+    from b2store.caterva2.client import ClientConfig
+
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first, _ = self_signed_certificate(tmp_path / "a")
+    second, _ = self_signed_certificate(tmp_path / "b")
+    bundle = tmp_path / "bundle.pem"
+    bundle.write_bytes(first.read_bytes())
+    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
+    if how == "SSL_CERT_FILE":
+        monkeypatch.setenv("SSL_CERT_FILE", str(bundle))
+        config = ClientConfig(base_url="https://127.0.0.1:1")
+    else:
+        config = ClientConfig(base_url="https://127.0.0.1:1", ssl=str(bundle))
+    before = config.ssl_context()
+    assert isinstance(before, ssl.SSLContext) and before.cert_store_stats()["x509"] == 1
+    assert config.ssl_context() is before
+    bundle.write_bytes(first.read_bytes() + second.read_bytes())
+    after = config.ssl_context()
+    assert isinstance(after, ssl.SSLContext) and after.cert_store_stats()["x509"] == 2
