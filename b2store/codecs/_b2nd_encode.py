@@ -33,6 +33,7 @@ from b2store.codecs._common import (
     CNAMES,
     MAX_B2ND_DIMS,
     MAX_BLOSC2_FILTERS,
+    MAX_CHUNK_BYTES,
     SPLITMODES,
 )
 from b2store.codecs.itrunc import TruncationPlan, keep_values, truncate
@@ -45,7 +46,7 @@ blosc2.set_releasegil(True)  # process-global: compress2 releases the GIL
 #: Largest item size C-Blosc2 records (BLOSC_MAX_TYPESIZE); larger items are compressed as bytes.
 _MAX_TYPESIZE = 255
 #: Largest chunk C-Blosc2 compresses (BLOSC2_MAX_BUFFERSIZE: INT32_MAX - BLOSC2_MAX_OVERHEAD).
-_MAX_CHUNK_BYTES = 2**31 - 1 - 32
+_MAX_CHUNK_BYTES = MAX_CHUNK_BYTES
 
 
 @dataclasses.dataclass(frozen=True)

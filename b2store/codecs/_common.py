@@ -23,6 +23,7 @@ __all__ = [
     "CNAMES",
     "MAX_B2ND_DIMS",
     "MAX_BLOSC2_FILTERS",
+    "MAX_CHUNK_BYTES",
     "SPLITMODES",
     "as_bytes_view",
     "as_written_float",
@@ -45,6 +46,9 @@ B2ND_ID = "b2store_b2nd"
 MAX_BLOSC2_FILTERS = 2
 #: Most dimensions the ``b2store_b2nd`` encoder writes (HDF5 allows 32).
 MAX_B2ND_DIMS = 8
+#: Largest chunk C-Blosc2 compresses (BLOSC2_MAX_BUFFERSIZE: INT32_MAX - BLOSC2_MAX_OVERHEAD):
+#: the encoders refuse larger chunks before C code sees them.
+MAX_CHUNK_BYTES = 2**31 - 1 - 32
 
 
 def check_config_keys(codec: str, config: Mapping[str, Any], allowed: Iterable[str]) -> None:

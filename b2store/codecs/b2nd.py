@@ -196,8 +196,15 @@ class B2nd(Codec):
             arr = arr.T
             blocks = blocks[::-1] if blocks is not None else None
         if blocks is not None and len(blocks) not in (arr.ndim, max(arr.ndim, 1)):
+            hint = (
+                " (a filter before it, such as numcodecs' Delta or FixedScaleOffset, flattens "
+                "chunks: give 1-D blocks or none)"
+                if arr.ndim == 1
+                else ""
+            )
             raise CodecError(
-                f"{CODEC_ID}: blocks {self.blocks} do not match the {arr.ndim}-D chunk {arr.shape}"
+                f"{CODEC_ID}: blocks: Expected {arr.ndim} dimensions, as many as the chunk "
+                f"{arr.shape}. Got {self.blocks} instead{hint}."
             )
         return encode_b2nd(
             arr,

@@ -11,8 +11,12 @@ Contract
   :class:`~b2store.errors.CodecError` *before* the plugin sees it: the plugins accept some of
   these and then cannot read them back.
 * Lossless (reversible 5/3 wavelet) unless ``ratio`` (target compression ratio of the image,
-  e.g. ``10``) or ``psnr`` (target PSNR in dB relative to the 16-bit full scale 65535, e.g.
-  ``70``) is set.
+  e.g. ``10``) or ``psnr`` (target PSNR in dB relative to the dtype's full scale, 65535 for
+  uint16 and 255 for uint8, e.g. ``70``) is set. With ``psnr``, each encoded chunk is decoded
+  and checked: if an image decodes more than ``PSNR_TOLERANCE_DB`` (6 dB, a factor 2 in RMS
+  error) below the target (Grok's rate control misses by tens of dB on some images, or cannot
+  reach high targets on uint8), the chunk is stored lossless instead, with a
+  :class:`RuntimeWarning`. Encoding with ``psnr`` thus costs one decode more.
 * When JPEG 2000 cannot make an image smaller than its raw bytes (incompressible noise), the plugin
   fails; the chunk is then stored lossless with Blosc2 ZSTD + SHUFFLE in the same b2nd layout
   (lossy settings emit a :class:`RuntimeWarning`). It is still a valid b2nd cframe.
@@ -47,11 +51,16 @@ from numcodecs.abc import Codec
 
 from b2store.codecs import _blosc2frame as bf
 from b2store.codecs._b2nd_chunk import _special_array
-from b2store.codecs._common import codec_from_config, parse_int_range, parse_positive_float
+from b2store.codecs._common import (
+    MAX_CHUNK_BYTES,
+    codec_from_config,
+    parse_int_range,
+    parse_positive_float,
+)
 from b2store.codecs.b2nd import decompress_chunk
 from b2store.errors import CodecError
 
-__all__ = ["MIN_IMAGE_SIDE", "Grok"]
+__all__ = ["MIN_IMAGE_SIDE", "PSNR_TOLERANCE_DB", "Grok", "check_chunk_bytes"]
 
 CODEC_ID = "b2store_grok"
 #: Smallest image side (pixels) accepted: Grok fails on 8 x 8 and on most images below 16 x 16.
@@ -139,6 +148,37 @@ def _parse_target(name: str, value: Any, low: float, high: float) -> float | Non
     return v
 
 
+#: How far below its ``psnr`` target an image may decode (dB) before the chunk is stored
+#: lossless instead: 6 dB is a factor 2 in RMS error. Grok's rate control misses by a few dB
+#: on small images, but by 50 dB on some synthetic ones (alternating rows of 0 and 4095 decode
+#: as a constant 2048 whatever the target).
+PSNR_TOLERANCE_DB = 6.0
+
+
+def _worst_psnr(arr: np.ndarray, decoded: np.ndarray) -> float:
+    """The lowest PSNR (dB, relative to the dtype's full scale, as Grok's ``dB`` mode counts
+    it) of the images ``(..., H, W)`` of *decoded* against *arr*; ``inf`` when exact."""
+    diff = decoded.astype(np.float64) - arr.astype(np.float64)
+    mse = float(np.max(np.mean(diff * diff, axis=(-2, -1))))
+    if mse == 0:
+        return math.inf
+    peak = float(np.iinfo(arr.dtype).max)
+    return 10 * math.log10(peak * peak / mse)
+
+
+def check_chunk_bytes(shape: tuple[int, ...], dtype: Any) -> None:
+    """Raise :class:`CodecError` for chunks larger than Blosc2 compresses (C-Blosc2 fails
+    with a bare "Error while creating the context" on them)."""
+    dt = np.dtype(dtype)
+    nbytes = math.prod(shape) * dt.itemsize
+    if nbytes > MAX_CHUNK_BYTES:
+        raise CodecError(
+            f"{CODEC_ID}: Expected chunks of at most {MAX_CHUNK_BYTES} bytes (Blosc2's limit "
+            f"per chunk). Got a {tuple(shape)} {dt} chunk of {nbytes} bytes instead: use "
+            "smaller chunks."
+        )
+
+
 class Grok(Codec):
     """JPEG 2000 (Grok) in Blosc2 b2nd frames, one 2-D image per block.
 
@@ -147,7 +187,8 @@ class Grok(Codec):
     ratio : float, optional
         Target compression ratio per image (lossy), in ``(1, 10000]``. Exclusive with ``psnr``.
     psnr : float, optional
-        Target PSNR in dB w.r.t. the 16-bit full scale (lossy), in ``(0, 200]``. Exclusive with
+        Target PSNR in dB w.r.t. the dtype's full scale (lossy), in ``(0, 200]``; a chunk
+        that misses it by more than 6 dB is stored lossless (see the module). Exclusive with
         ``ratio``. Neither set means lossless.
     nthreads : int, optional
         Blosc2 threads; images of one chunk are coded in parallel. Default 1.
@@ -240,6 +281,7 @@ class Grok(Codec):
             # reads them back in F order): code the C-ordered transpose
             arr = arr.T
         self.check_image_size(*arr.shape[-2:])
+        check_chunk_bytes(arr.shape, arr.dtype)
         return np.ascontiguousarray(arr)
 
     @staticmethod
@@ -252,8 +294,10 @@ class Grok(Codec):
                 "the last two axes or b2store_b2nd."
             )
 
-    def _j2k_params(self) -> dict[str, Any]:
-        if self.ratio is not None:
+    def _j2k_params(self, *, lossless: bool = False) -> dict[str, Any]:
+        if lossless:
+            mode, layers = None, []
+        elif self.ratio is not None:
             mode, layers = "rates", [self.ratio]
         elif self.psnr is not None:
             mode, layers = "dB", [self.psnr]
@@ -284,22 +328,21 @@ class Grok(Codec):
             If the dtype, shape or image size cannot be coded and read back.
         """
         arr = self._check_chunk(buf)
-        j2k = _load_j2k()
         blocks = (1,) * (arr.ndim - 2) + arr.shape[-2:]
-        cparams = {
-            "codec": blosc2.Codec.J2K,
-            "filters": [],
-            "splitmode": blosc2.SplitMode.NEVER_SPLIT,
-            "nthreads": self.nthreads,
-        }
-        params = self._j2k_params()
-        try:
-            with _lock:
-                j2k.set_params_defaults(**params)
-                out = blosc2.asarray(arr, chunks=arr.shape, blocks=blocks, cparams=cparams)
-                return bytes(out.to_cframe())
-        except RuntimeError:
-            pass  # JPEG 2000 output larger than the raw image: fall back (documented above)
+        frame = self._encode_j2k(arr, blocks, lossless=False)
+        if frame is not None and self.psnr is not None:
+            worst = _worst_psnr(arr, self.decode(frame))
+            if worst < self.psnr - PSNR_TOLERANCE_DB:
+                warnings.warn(
+                    f"b2store_grok: JPEG 2000 missed psnr={self.psnr:g} dB on a {arr.shape} "
+                    f"{arr.dtype} chunk (an image decoded at {worst:.1f} dB); stored it "
+                    "lossless instead.",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                frame = self._encode_j2k(arr, blocks, lossless=True)
+        if frame is not None:
+            return frame
         if not self.lossless:
             warnings.warn(
                 f"b2store_grok: JPEG 2000 could not code a {arr.shape} {arr.dtype} chunk with "
@@ -310,6 +353,27 @@ class Grok(Codec):
         fallback = {"codec": blosc2.Codec.ZSTD, "clevel": 5, "nthreads": self.nthreads}
         out = blosc2.asarray(arr, chunks=arr.shape, blocks=blocks, cparams=fallback)
         return bytes(out.to_cframe())
+
+    def _encode_j2k(
+        self, arr: np.ndarray, blocks: tuple[int, ...], *, lossless: bool
+    ) -> bytes | None:
+        """*arr* as a b2nd frame of JPEG 2000 images, or ``None`` when the plugin fails (its
+        output would be larger than the raw image)."""
+        j2k = _load_j2k()
+        cparams = {
+            "codec": blosc2.Codec.J2K,
+            "filters": [],
+            "splitmode": blosc2.SplitMode.NEVER_SPLIT,
+            "nthreads": self.nthreads,
+        }
+        params = self._j2k_params(lossless=lossless)
+        try:
+            with _lock:
+                j2k.set_params_defaults(**params)
+                out = blosc2.asarray(arr, chunks=arr.shape, blocks=blocks, cparams=cparams)
+                return bytes(out.to_cframe())
+        except RuntimeError:
+            return None  # JPEG 2000 output larger than the raw image: fall back (see encode)
 
     # ------------------------------------------------------------------ decode
     def decode(self, buf: Any, out: Any = None) -> Any:

@@ -158,6 +158,28 @@ def _as_chunk(arr: np.ndarray, spec: ArraySpec, what: str) -> np.ndarray:
     )
 
 
+def _chunk_to_encode(chunk_array: NDBuffer, spec: ArraySpec, what: str) -> np.ndarray:
+    """The chunk to encode, in the chunk spec's shape.
+
+    numcodecs' array -> array codecs (``numcodecs.fixedscaleoffset``, ``numcodecs.delta``, ...)
+    return their chunks flattened, C-ordered, while the spec keeps the chunk shape: a flat
+    chunk of the right size is reshaped (the block shape, the images of a JPEG 2000 chunk and
+    the partial reads of the stored frame follow the chunk's dimensions). Any other shape is
+    refused: its elements could not be placed in the chunk.
+    """
+    arr = chunk_array.as_numpy_array()
+    shape = tuple(spec.shape)
+    if arr.shape == shape:
+        return arr
+    if arr.ndim <= 1 and arr.size == math.prod(shape):
+        return np.ascontiguousarray(arr).reshape(shape)
+    raise CodecError(
+        f"{what}: Expected a chunk of shape {shape} (the array's chunk shape). Got an array of "
+        f"shape {arr.shape} instead: a codec before {what} changed the chunk's shape without "
+        "saying so"
+    )
+
+
 # ----------------------------------------------------------------------------------- b2nd
 
 
@@ -248,6 +270,27 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
             # refused at creation, before zarr.json is written (writes refuse it too, below)
             raise CodecError(_big_endian_message(native))
 
+    @staticmethod
+    def _check_chunk_size(chunk_grid: Any, native: np.dtype) -> None:
+        """Refuse chunks no frame can hold, at creation (before zarr.json is written, and
+        before a write allocates a chunk the encoder then refuses); warn for chunks only
+        frames of several Blosc2 chunks (written by others) hold: they read, writes raise."""
+        from b2store.codecs._b2nd_decode import _MAX_FRAME_BYTES
+        from b2store.codecs._common import MAX_CHUNK_BYTES
+
+        sized = _chunk_nbytes(chunk_grid, native)
+        if sized is None or sized[1] <= MAX_CHUNK_BYTES:
+            return
+        chunks, nbytes = sized
+        message = _too_large_message("b2store.b2nd", chunks, native, nbytes)
+        if nbytes > _MAX_FRAME_BYTES:  # over what the decoder reads too
+            raise CodecError(message)
+        warnings.warn(
+            f"{message} Reading this array works; writing to it raises.",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
     def evolve_from_array_spec(self, array_spec: ArraySpec) -> Self:
         # zarr < 3.2 never validates the codecs inside a shard, but evolves them when the
         # array's metadata is made: refuse unwritable arrays here too, before zarr.json exists
@@ -258,6 +301,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
         native = _chunk_dtype(self, dtype)
         self._refuse_unwritable(len(shape), native)
+        self._check_chunk_size(chunk_grid, native)
         from b2store.codecs.b2nd import encoding_pipeline, normalize_filters
 
         try:
@@ -301,7 +345,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
         from b2store.codecs.b2nd import encode_b2nd
 
-        arr = chunk_array.as_numpy_array()
+        arr = _chunk_to_encode(chunk_array, chunk_spec, "b2store.b2nd")
         if is_big_endian(arr.dtype):  # validate refuses it at creation; a chunk may still be
             raise CodecError(_big_endian_message(arr.dtype))
         data = encode_b2nd(
@@ -450,7 +494,7 @@ class ITruncCodec(ArrayArrayCodec):
         return chunk_array
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer | None:
-        arr = self._numcodec.encode(chunk_array.as_numpy_array())
+        arr = self._numcodec.encode(_chunk_to_encode(chunk_array, chunk_spec, "b2store.itrunc"))
         return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
 
     async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> NDBuffer | None:
@@ -500,7 +544,8 @@ class _NumcodecsArrayBytes(ArrayBytesCodec):
         return await asyncio.to_thread(self._decode_sync, chunk_bytes, chunk_spec)
 
     def _encode_sync(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
-        data = self._numcodec.encode(np.ascontiguousarray(chunk_array.as_numpy_array()))
+        arr = _chunk_to_encode(chunk_array, chunk_spec, self.codec_name)
+        data = self._numcodec.encode(np.ascontiguousarray(arr))
         return chunk_spec.prototype.buffer.from_bytes(bytes(data))
 
     async def _encode_single(self, chunk_array: NDBuffer, chunk_spec: ArraySpec) -> Buffer | None:
@@ -555,10 +600,48 @@ class GrokCodec(_NumcodecsArrayBytes):
     def validate(self, *, shape: Any, dtype: Any, chunk_grid: Any) -> None:
         # refuse dtypes and ranks the plugin cannot read back when the array is created, not
         # on its first write (after zarr.json was written)
-        self._numcodec.check_layout(_chunk_dtype(self, dtype), tuple(shape))
-        chunks = _smallest_chunk(chunk_grid)
-        if chunks is not None and len(chunks) >= 2:
-            self._numcodec.check_image_size(*chunks[-2:])
+        native = _chunk_dtype(self, dtype)
+        self._numcodec.check_layout(native, tuple(shape))
+        sized = _chunk_nbytes(chunk_grid, native)
+        if sized is not None:
+            from b2store.codecs._common import MAX_CHUNK_BYTES
+
+            chunks, nbytes = sized
+            if nbytes > MAX_CHUNK_BYTES:  # never written, so never read: refused
+                raise CodecError(_too_large_message(self.codec_name, chunks, native, nbytes))
+        smallest = _smallest_chunk(chunk_grid)
+        if smallest is not None and len(smallest) >= 2:
+            self._numcodec.check_image_size(*smallest[-2:])
+
+
+def _largest_chunk(chunk_grid: Any) -> tuple[int, ...] | None:
+    """The largest chunk size along each dimension of a regular or rectilinear grid (see
+    :func:`_smallest_chunk`); ``None`` for grids of other kinds."""
+    regular = getattr(chunk_grid, "chunk_shape", None)
+    if regular is not None:
+        return tuple(int(c) for c in regular)
+    shapes = getattr(chunk_grid, "chunk_shapes", None)
+    if shapes is None:
+        return None
+    return tuple(int(max(c)) if isinstance(c, tuple | list) else int(c) for c in shapes)
+
+
+def _chunk_nbytes(chunk_grid: Any, dtype: np.dtype) -> tuple[tuple[int, ...], int] | None:
+    """The largest chunk of *chunk_grid* and its size in bytes, or ``None`` if unknown."""
+    chunks = _largest_chunk(chunk_grid)
+    if chunks is None:
+        return None
+    return chunks, math.prod(chunks) * dtype.itemsize
+
+
+def _too_large_message(name: str, chunks: tuple[int, ...], dtype: np.dtype, nbytes: int) -> str:
+    from b2store.codecs._common import MAX_CHUNK_BYTES
+
+    return (
+        f"{name}: Expected chunks of at most {MAX_CHUNK_BYTES} bytes (Blosc2's limit per "
+        f"chunk). Got chunks of {list(chunks)} {dtype}, {nbytes} bytes, instead: use smaller "
+        "chunks (shards can group them)."
+    )
 
 
 def _smallest_chunk(chunk_grid: Any) -> tuple[int, ...] | None:
