@@ -13,15 +13,54 @@ Contract
   range: a server ignoring ``Range``), :class:`_CheckedFile` (fewer: a body cut short while
   h5py reads at open) and :func:`_no_range_is_oserror` (fsspec's ValueError for a server
   without range support, and the transport's errors, while indexing).
+* HTTP ranged reads are checked against what was asked and what was indexed
+  (:func:`_check_http_answer`): another range than asked, another file size in
+  ``Content-Range``, another ``ETag``/``Last-Modified`` (the file changed on the server since
+  it was indexed) raise an :class:`OSError` naming the file, never wrong bytes.
+* Messages never show credentials (:func:`_scrub`): the password of a URL's user info and the
+  values of signature/token query parameters are masked.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from b2store.errors import AccessRefusedError, TransferError
+
+#: ``scheme://user:password@`` in a URL: the password is masked in messages.
+_USERINFO = re.compile(r"(?<=://)([^/@\s:'\"]*):[^/@\s'\"]*@")
+#: Query parameters of signed URLs (S3 ``X-Amz-Signature``/``X-Amz-Credential``/
+#: ``X-Amz-Security-Token``, Azure SAS ``sig``, GCS ``X-Goog-Signature``, CloudFront
+#: ``Signature``/``Key-Pair-Id``, ``token``, ``api_key``...): their values are masked.
+_SECRET_QUERY = re.compile(
+    r"([?&][^=&#\s'\"]*(?:sig|token|credential|secret|passw|key|auth)[^=&#\s'\"]*=)"
+    r"(?:[^&#\s'\":]|:(?!\s|$))*",
+    re.IGNORECASE,
+)
+
+
+def _scrub(text: str) -> str:
+    """``text`` (a URL or a message naming one) without credentials: a URL's password and
+    the values of signature, token and key query parameters become ``***``.
+
+    Errors name the file they are about, and a ``http://user:password@host/...`` URL or a
+    presigned URL is a credential: it showed in every error message (tracebacks, logs).
+    """
+    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1:***@", text))
+
+
+def _cause(exc: BaseException) -> BaseException | None:
+    """``exc`` to chain an error to (``raise err from _cause(exc)``), or None when its
+    message or one it came from shows credentials (aiohttp's errors name the URL with its
+    query): tracebacks print chained errors."""
+    for e in _chain(exc):
+        if _scrub(str(e)) != str(e):
+            return None
+    return exc
+
 
 #: What zarr takes for "no such key" (and fills with the fill value).
 _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
@@ -30,8 +69,10 @@ _MISSING = (FileNotFoundError, IsADirectoryError, NotADirectoryError)
 def _gone(url: str, exc: BaseException) -> OSError:
     """The error for a target file that is missing at read time (not a missing-key error)."""
     return OSError(
-        f"{url}: the HDF5 file cannot be read any more ({type(exc).__name__}: {exc}); it was "
-        "moved, deleted or replaced after b2h5 indexed it. Open it again."
+        _scrub(
+            f"{url}: the HDF5 file cannot be read any more ({type(exc).__name__}: {exc}); it was "
+            "moved, deleted or replaced after b2h5 indexed it. Open it again."
+        )
     )
 
 
@@ -94,16 +135,20 @@ def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError 
         return None
     if status in (401, 403):
         return AccessRefusedError(
-            f"{url}: the server refused access to the HDF5 file (HTTP {status}). Give "
-            "credentials in the target's options (xr.open_zarr('b2h5::<url>', "
-            f"{_options_hint(url)}), or "
-            "fsspec.filesystem('b2h5', fo=<url>, target_options={...})); for a signed URL "
-            "(S3 presigned, SAS token) make a new one: it may have expired."
+            _scrub(
+                f"{url}: the server refused access to the HDF5 file (HTTP {status}). Give "
+                "credentials in the target's options (xr.open_zarr('b2h5::<url>', "
+                f"{_options_hint(url)}), or "
+                "fsspec.filesystem('b2h5', fo=<url>, target_options={...})); for a signed URL "
+                "(S3 presigned, SAS token) make a new one: it may have expired."
+            )
         )
     if status is not None and status >= 400:
         return TransferError(
-            f"{url}: the server answered HTTP {status} when reading the HDF5 file ({cause}). "
-            "Check the URL and the server, then try again."
+            _scrub(
+                f"{url}: the server answered HTTP {status} when reading the HDF5 file ({cause}). "
+                "Check the URL and the server, then try again."
+            )
         )
     for e in _chain(exc):
         if isinstance(e, TimeoutError):
@@ -111,9 +156,12 @@ def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError 
             # a bare TimeoutError() naming nothing, and at open "not a readable HDF5 file"
             what = f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
             return TransferError(
-                f"{url}: reading the HDF5 file timed out ({what}). Check the network and the "
-                "server, then try again. The wait is the target's option (for HTTP: "
-                "target_options={'client_kwargs': {'timeout': aiohttp.ClientTimeout(total=...)}})."
+                _scrub(
+                    f"{url}: reading the HDF5 file timed out ({what}). Check the network and the "
+                    "server, then try again. The wait is the target's option (for HTTP: "
+                    "target_options={'client_kwargs': {'timeout': "
+                    "aiohttp.ClientTimeout(total=...)}})."
+                )
             )
         if isinstance(e, ValueError) and not isinstance(e, OSError):
             # aiohttp's InvalidURL: a path that is no URL (a candidate), no transfer (its
@@ -121,8 +169,10 @@ def _target_error(url: str, exc: BaseException, local: bool = False) -> OSError 
             continue
         if type(e).__module__.split(".")[0] in _TRANSPORT_MODULES:
             return TransferError(
-                f"{url}: reading the HDF5 file failed: the connection failed or was cut "
-                f"({type(e).__name__}: {e}). Check the network and the server, then try again."
+                _scrub(
+                    f"{url}: reading the HDF5 file failed: the connection failed or was cut "
+                    f"({type(e).__name__}: {e}). Check the network and the server, then try again."
+                )
             )
     return None
 
@@ -131,8 +181,10 @@ def _replaced(url: str) -> OSError:
     """The error for a target file replaced by another one (or, remote, changed) since it
     was indexed."""
     return OSError(
-        f"{url}: the HDF5 file was replaced by another file after b2h5 indexed it, so its "
-        "chunks are not where the index says. Open it again."
+        _scrub(
+            f"{url}: the HDF5 file was replaced by another file after b2h5 indexed it, so its "
+            "chunks are not where the index says. Open it again."
+        )
     )
 
 
@@ -153,10 +205,90 @@ def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
     data = bytes(data)
     if len(data) > end - start:
         raise OSError(
-            f"{url}: asked for bytes {start}-{end - 1} ({end - start} bytes), got {len(data)}: "
-            f"{_NO_RANGE}"
+            _scrub(
+                f"{url}: asked for bytes {start}-{end - 1} ({end - start} bytes), got {len(data)}: "
+                f"{_NO_RANGE}"
+            )
         )
     return data
+
+
+def _changed(url: str, detail: str) -> OSError:
+    """The error for a remote target file that changed on the server after it was indexed."""
+    return OSError(
+        _scrub(
+            f"{url}: the HDF5 file was replaced or changed on the server after b2h5 indexed it "
+            f"({detail}), so its chunks are not where the index says. Open it again."
+        )
+    )
+
+
+#: HTTP headers that identify a version of a file (as fsspec's ``info()`` records them).
+_VERSION_HEADERS = ("ETag", "Last-Modified")
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)", re.IGNORECASE)
+
+
+def _version_stamp(stamp: str | None) -> tuple[str, str] | None:
+    """(header, value) of an ``ETag``/``Last-Modified`` field of an index stamp (``"ETag=..."``
+    or ``"size=...|ETag=..."``), or None when it has neither."""
+    for part in (stamp or "").split("|"):
+        name, _, value = part.partition("=")
+        if name in _VERSION_HEADERS and value:
+            return name, value
+    return None
+
+
+def _check_http_answer(
+    url: str,
+    start: int,
+    end: int,
+    status: int,
+    headers: Mapping[str, str],
+    data: bytes,
+    size: int | None,
+    stamp: str | None,
+) -> bytes:
+    """The body of a ranged GET of bytes ``start:end``, after checking that it is that range of
+    the version of the file that was indexed (``size``, ``stamp``: None when unknown).
+
+    fsspec's HTTP filesystem returns whatever body comes back: a ``206`` for another range (a
+    misbehaving proxy or cache) and the chunks of a file rewritten on the server since it was
+    indexed (another ``ETag``/``Last-Modified``, or size) read as wrong values, silently.
+    """
+    if status == 416:
+        raise _changed(
+            url,
+            f"the server says bytes {start}-{end - 1} are beyond the file's end (HTTP 416); it "
+            f"had {size} bytes when indexed",
+        )
+    if status == 200 and start > 0:
+        raise OSError(_scrub(f"{url}: {_NO_RANGE}"))  # the whole file, not the range asked
+    if status == 200:
+        data = data[: end - start]  # the whole file: its first bytes are the range asked
+    expected = _version_stamp(stamp)
+    if expected is not None:
+        name, then = expected
+        now = headers.get(name)
+        if now and now.removeprefix("W/") != then.removeprefix("W/"):
+            raise _changed(url, f"{name} {then} when indexed, {now} now")
+    if status == 206 and "Content-Range" in headers:
+        m = _CONTENT_RANGE.fullmatch(headers["Content-Range"].strip())
+        if m is not None and m[3] != "*" and size is not None and int(m[3]) != size:
+            raise _changed(
+                url,
+                f"{m[3]} bytes now, {size} when indexed; or the server's HEAD and GET "
+                "answers disagree on its size",
+            )
+        if m is None or int(m[1]) != start:
+            raise OSError(
+                _scrub(
+                    f"{url}: asked for bytes {start}-{end - 1}, the server answered "
+                    f"{headers['Content-Range']!r} with {len(data)} bytes: it does not serve the "
+                    "byte ranges asked for (a misbehaving server, proxy or cache). Serve the file "
+                    "from another server or download it first (b2h5::simplecache::<url>)."
+                )
+            )
+    return _check_range(url, start, end, data)
 
 
 class _CheckedFile:
@@ -213,8 +345,10 @@ class _CheckedFile:
         want = size - pos if asked is None or asked < 0 else min(asked, size - pos)
         if got < want:
             raise TransferError(
-                f"{self._url}: read {got} of {want} bytes at offset {pos} while indexing the "
-                "HDF5 file: the connection was cut. Try again."
+                _scrub(
+                    f"{self._url}: read {got} of {want} bytes at offset {pos} while indexing the "
+                    "HDF5 file: the connection was cut. Try again."
+                )
             )
 
 
@@ -228,9 +362,9 @@ def _no_range_is_oserror(url: str, local: bool) -> Any:
     except ValueError as exc:
         if "support range requests" not in str(exc):
             raise
-        raise OSError(f"{url}: {_NO_RANGE}") from exc
+        raise OSError(_scrub(f"{url}: {_NO_RANGE}")) from exc
     except Exception as exc:
         err = _target_error(url, exc, local)
         if err is None:
             raise
-        raise err from exc
+        raise err from _cause(exc)

@@ -55,8 +55,9 @@ __all__ = [
 #: offset order repacked by field name (were cast by position); 17: the notes to warn about at
 #: each open (``FileIndex.warnings``) are stored; 18: an unsigned variable's v3 ``_FillValue`` with
 #: ``_Unsigned="false"`` published as its signed item (xarray could not open it); 19: that
-#: item computed in native byte order (18 byte-swapped it for big-endian variables).
-FORMAT = "b2store-hdf5-index-19"
+#: item computed in native byte order (18 byte-swapped it for big-endian variables); 20:
+#: ``FileIndex.xarray_hints`` stored (the xarray engine's attribute types and unlimited dims).
+FORMAT = "b2store-hdf5-index-20"
 
 
 class MemoryCache:
@@ -164,6 +165,7 @@ def save_sidecar(folder: Path, key: str, index: FileIndex, *, shared: bool = Fal
         "notes": list(index.notes),
         "warnings": list(index.warnings),
         "sources": [list(s) for s in index.sources],
+        "xarray_hints": index.xarray_hints,
     }
     # A sidecar is an optimisation: failing to write one (disk full, read-only) is not an error.
     # It holds a file's metadata and inlined data: it is readable by others (as the umask
@@ -292,6 +294,7 @@ def load_sidecar(folder: Path, key: str) -> FileIndex | None:
                 notes=tuple(header["notes"]),
                 warnings=tuple(header["warnings"]),
                 sources=tuple((str(u), str(st)) for u, st in header["sources"]),
+                xarray_hints=header.get("xarray_hints"),
             )
     except Exception:  # damaged, truncated or foreign: rebuilt by the caller
         return None

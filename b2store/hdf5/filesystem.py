@@ -66,11 +66,14 @@ from b2store.hdf5._options import (
 )
 from b2store.hdf5._target_errors import (
     _MISSING,
+    _cause,
+    _check_http_answer,
     _check_range,
     _CheckedFile,
     _gone,
     _no_range_is_oserror,
     _replaced,
+    _scrub,
     _target_error,
 )
 from b2store.hdf5.index import (
@@ -100,6 +103,32 @@ INLINE_READ = 2**20
 #: Most chunk keys the v2 view lists for a dataset whose unallocated chunks it serves as fill
 #: chunks (listing them all takes memory and time per key; beyond this listing raises).
 MAX_LISTED_FILL_KEYS = 10**7
+
+
+#: Most ranged HTTP requests in flight at once for one ``cat`` of many keys.
+HTTP_CONCURRENCY = 32
+
+
+def _is_http(fs: Any) -> bool:
+    """Whether ``fs`` is fsspec's (aiohttp) HTTP filesystem, whose ranged reads b2h5 makes
+    itself to check the answers (see :meth:`HDF5FileSystem._http_ranges`)."""
+    return type(fs).__module__ == "fsspec.implementations.http" and all(
+        hasattr(fs, a) for a in ("set_session", "encode_url", "kwargs", "loop")
+    )
+
+
+async def _read_upto(response: Any, n: int) -> bytes:
+    """At most ``n`` bytes of an aiohttp response's body (a server ignoring ``Range`` sends
+    the whole file: reading one byte more than asked is enough to tell)."""
+    parts: list[bytes] = []
+    got = 0
+    while got < n:
+        part = await response.content.read(min(n - got, 2**20))
+        if not part:
+            break
+        parts.append(part)
+        got += len(part)
+    return b"".join(parts)
 
 
 #: Keys of a target's ``info()`` identifying a file's version, most trusted first. HTTP servers
@@ -399,7 +428,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         except Exception as exc:
             err = _target_error(self.url, exc, self._local)
             if err is not None:
-                raise err from exc
+                raise err from _cause(exc)
             if not isinstance(exc, FileNotFoundError):
                 raise
             hint = ""
@@ -412,7 +441,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                     "files first, e.g. xr.open_mfdataset([f'b2h5::{p}' for p in "
                     "sorted(glob.glob(pattern))], engine='zarr'))"
                 )
-            raise FileNotFoundError(f"HDF5 file not found: {self.url}{hint}") from None
+            raise FileNotFoundError(f"HDF5 file not found: {_scrub(self.url)}{hint}") from None
         # a folder or named pipe given as the file is refused by _open_h5 (no index of it is
         # ever cached, so it always gets there)
         self._stamp = str(stamp)
@@ -532,11 +561,24 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 with contextlib.suppress(Exception):
                     fh.close()
                 raise NotRandomAccessError(
-                    f"{url}: the server reports no size for the file (no Content-Length) or "
-                    "refuses range requests (Accept-Ranges: none), so the HDF5 file cannot be "
+                    f"{_scrub(url)}: the server reports no size for the file (no Content-Length) "
+                    "or refuses range requests (Accept-Ranges: none), so the HDF5 file cannot be "
                     "read at its offsets (a block_size of 0 in the target's options does this "
                     "too). Download it first: b2h5::simplecache::<url>."
                 )
+            cache = getattr(fh, "cache", None)
+            if cache is not None and _is_http(self.target_fs) and callable(cache.fetcher):
+                # h5py's reads at open, checked as chunk reads are (_http_ranges)
+                fs, size = self.target_fs, getattr(fh, "size", None)
+                stamp = self._stamp if url == self.url else None
+
+                def fetch(start: int, end: int) -> bytes:
+                    (data,) = self._http_ranges(fs, [(url, start, end, size, stamp)])
+                    if isinstance(data, BaseException):
+                        raise data
+                    return bytes(data)
+
+                cache.fetcher = fetch
             if failures is not None:
                 fh = _CheckedFile(fh, url, failures, _shared_handle(self.target_fs))
             try:
@@ -550,10 +592,10 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         except FileNotFoundError as exc:
             err = _target_error(url, exc, self._is_local())
             if err is not None:
-                raise err from exc
+                raise err from _cause(exc)
             # an external link or a virtual dataset's source naming a missing file (the main
             # file's existence is checked first): not "truncated or not HDF5"
-            raise FileNotFoundError(f"HDF5 file not found: {url}") from exc
+            raise FileNotFoundError(f"HDF5 file not found: {_scrub(url)}") from exc
         except (AccessRefusedError, TransferError):
             raise  # a failed read of the file (_CheckedFile), not a file that is no HDF5
         except OSError as exc:
@@ -566,20 +608,22 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                     err = first
                 else:
                     err = _target_error(url, first, self._is_local())
+                if err is None and isinstance(first, OSError) and not isinstance(first, _MISSING):
+                    err = first  # ours: a changed file, another range than asked (_http_ranges)
             if err is not None:
-                raise err from exc
+                raise err from _cause(exc)
             if isinstance(exc, PermissionError):
                 raise  # the OS's "Permission denied", naming the file: not truncated, not "no HDF5"
             if self._head(url, 4) in (b"CDF\x01", b"CDF\x02", b"CDF\x05"):
                 raise OSError(
-                    f"{url} is a netCDF-3 (classic format) file, not HDF5: b2h5 reads "
+                    f"{_scrub(url)} is a netCDF-3 (classic format) file, not HDF5: b2h5 reads "
                     "netCDF-4/HDF5 files only. Open it with xarray.open_dataset, or convert it "
                     "(nccopy -k netCDF-4)."
                 ) from exc
             if "unable to lock file" in str(exc):
                 raise OSError(
-                    f"{url} is open for writing in another process ({exc}); read it once the "
-                    "writer has closed it, or have the writer use SWMR mode (h5py: "
+                    f"{_scrub(url)} is open for writing in another process ({exc}); read it once "
+                    "the writer has closed it, or have the writer use SWMR mode (h5py: "
                     "libver='latest', f.swmr_mode = True) to read it while it writes"
                 ) from exc
             if "marked open for writing" in str(exc):
@@ -600,14 +644,14 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             else:
                 parts = "and really HDF5"
             raise OSError(
-                f"{url} is not a readable HDF5 file ({exc}); check that it is complete "
+                f"{_scrub(url)} is not a readable HDF5 file ({exc}); check that it is complete "
                 f"(not truncated) {parts}"
             ) from exc
         except Exception as exc:
             err = _target_error(url, exc, self._is_local())
             if err is None:
                 raise
-            raise err from exc
+            raise err from _cause(exc)
 
     def _head(self, url: str, n: int) -> bytes:
         """The first ``n`` bytes of a target file (b"" when they cannot be read)."""
@@ -660,7 +704,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 except Exception as exc:
                     if not failures or exc is failures[0]:
                         raise
-                    raise failures[0] from exc
+                    raise failures[0] from _cause(exc)
                 if failures:  # a failed read the indexer took for a property of the file
                     raise failures[0]
             others = {t.url for t in idx.tables.values()} | externals
@@ -730,8 +774,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         size = int(table.sizes[row])
         if len(raw) != size:
             raise OSError(
-                f"{table.url_of(row)}: chunk {path!r} is truncated: read {len(raw)} of {size} "
-                f"bytes at offset {int(table.offsets[row])} (is the HDF5 file complete?)"
+                f"{_scrub(table.url_of(row))}: chunk {path!r} is truncated: read {len(raw)} of "
+                f"{size} bytes at offset {int(table.offsets[row])} (is the HDF5 file complete?)"
             )
         if table.zero_skip:
             from b2store.codecs._blosc2frame import frame_special
@@ -769,12 +813,12 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         try:
             return self._read_target(url, start, size)
         except _MISSING as exc:
-            raise _gone(url, exc) from exc
+            raise _gone(url, exc) from _cause(exc)
         except Exception as exc:
             err = _target_error(url, exc, self._is_local())
             if err is None:
                 raise
-            raise err from exc
+            raise err from _cause(exc)
 
     def _read_target(self, url: str, start: int, size: int) -> bytes:
         if not self._local:
@@ -848,9 +892,66 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
 
     def _remote_range(self, url: str, start: int, end: int) -> bytes:
         """Bytes ``start:end`` of a remote target file (fewer at its end)."""
-        with _shared_handle(self.target_fs):
-            data = self.target_fs.cat_file(url, start=start, end=end)
+        (data,) = self._remote_ranges([url], [start], [end])
+        if isinstance(data, BaseException):
+            raise data
         return self._check_short(url, start, end, _check_range(url, start, end, data))
+
+    def _remote_ranges(self, urls: list[str], starts: list[int], ends: list[int]) -> list[Any]:
+        """Bytes ``start:end`` of remote target files, or the exception each read raised;
+        over HTTP checked to be the ranges asked of the files as indexed."""
+        fs = self.target_fs
+        if _is_http(fs):
+            reqs = [
+                (u, s, e, *self._expected(u)) for u, s, e in zip(urls, starts, ends, strict=True)
+            ]
+            return self._http_ranges(fs, reqs)
+        with _shared_handle(fs):
+            return list(fs.cat_ranges(urls, starts, ends, on_error="return"))
+
+    def _expected(self, url: str) -> tuple[int | None, str | None]:
+        """(size, version stamp) target file ``url`` had when it was indexed (None: unknown)."""
+        if url == self.url:
+            return self._size, self._stamp or None
+        sources = dict(self._index.sources) if self._index is not None else {}
+        return self._indexed_field(url, "size") if url in sources else None, sources.get(url)
+
+    @staticmethod
+    def _http_ranges(
+        fs: Any, reqs: list[tuple[str, int, int, int | None, str | None]]
+    ) -> list[Any]:
+        """Ranged GETs ``(url, start, end, size, stamp)`` over fsspec's HTTP filesystem ``fs``:
+        the bytes of each, or the exception it raised.
+
+        fsspec's ``cat_file`` returns any body: a 206 for another range than asked, or the
+        chunks of a file rewritten on the server since it was indexed, read as wrong values
+        silently. Each answer's status, ``Content-Range``, ``ETag`` and ``Last-Modified`` are
+        checked (:func:`_check_http_answer`) at no extra request; ``Accept-Encoding:
+        identity`` keeps byte ranges of the file itself (not of a compressed encoding).
+        """
+
+        async def one(url: str, start: int, end: int, size: int | None, stamp: str | None) -> bytes:
+            kw = dict(fs.kwargs)
+            headers = dict(kw.pop("headers", None) or {})
+            headers["Range"] = f"bytes={start}-{end - 1}"
+            headers["Accept-Encoding"] = "identity"
+            session = await fs.set_session()
+            async with limit, session.get(fs.encode_url(url), headers=headers, **kw) as r:
+                if r.status == 404:
+                    raise FileNotFoundError(url)
+                if r.status != 416:
+                    r.raise_for_status()
+                data = await _read_upto(r, end - start + 1) if r.status != 416 else b""
+                return _check_http_answer(url, start, end, r.status, r.headers, data, size, stamp)
+
+        limit: asyncio.Semaphore
+
+        async def run() -> list[Any]:
+            nonlocal limit
+            limit = asyncio.Semaphore(HTTP_CONCURRENCY)
+            return await asyncio.gather(*(one(*q) for q in reqs), return_exceptions=True)
+
+        return list(fsspec.asyn.sync(fs.loop, run))
 
     def _file_size(self, url: str) -> int | None:
         """The size target file ``url`` had when it was indexed (None when unknown)."""
@@ -868,7 +969,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         want = end - start if size is None else min(end, size) - start
         if size is not None and len(data) < want:
             raise TransferError(
-                f"{url}: asked for bytes {start}-{start + want - 1} ({want} bytes), got "
+                f"{_scrub(url)}: asked for bytes {start}-{start + want - 1} ({want} bytes), got "
                 f"{len(data)}: the connection was cut, or the file is shorter than the "
                 f"{size} bytes it had when b2h5 indexed it. Try again; if the file changed, "
                 "open it again."
@@ -920,8 +1021,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         raw = self._read(url, offset + a, b - a)
         if len(raw) != b - a:
             raise OSError(
-                f"{url}: chunk {path!r} is truncated: read {len(raw)} of {b - a} bytes at offset "
-                f"{offset + a} (is the HDF5 file complete?)"
+                f"{_scrub(url)}: chunk {path!r} is truncated: read {len(raw)} of {b - a} bytes "
+                f"at offset {offset + a} (is the HDF5 file complete?)"
             )
         if table.zero_skip and a == 0:
             # a range starting at 0 is how readers begin: answer "missing" for ZERO frames as
@@ -1129,18 +1230,13 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             elif self._replaced and self.url in urls:
                 blobs = [_replaced(u) if u == self.url else None for u in urls]
                 rest = [i for i, b in enumerate(blobs) if b is None]
-                with _shared_handle(self.target_fs):
-                    got = self.target_fs.cat_ranges(
-                        [urls[i] for i in rest],
-                        [starts[i] for i in rest],
-                        [ends[i] for i in rest],
-                        on_error="return",
-                    )
+                got = self._remote_ranges(
+                    [urls[i] for i in rest], [starts[i] for i in rest], [ends[i] for i in rest]
+                )
                 for i, b in zip(rest, got, strict=True):
                     blobs[i] = b
             else:
-                with _shared_handle(self.target_fs):
-                    blobs = self.target_fs.cat_ranges(urls, starts, ends, on_error="return")
+                blobs = self._remote_ranges(urls, starts, ends)
             for g, url, s0, e0, blob in zip(groups, urls, starts, ends, blobs, strict=True):
                 whole: bytes | Exception
                 try:
@@ -1209,8 +1305,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             return table.stored_lins
         if table.nchunks > MAX_LISTED_FILL_KEYS:
             raise UnsupportedHDF5FeatureError(
-                f"{self.url}: dataset {'/' + path!r} has {table.nchunks} chunks, too many to "
-                "list in the Zarr v2 view, which serves a fill chunk for each unallocated one "
+                f"{_scrub(self.url)}: dataset {'/' + path!r} has {table.nchunks} chunks, too many "
+                "to list in the Zarr v2 view, which serves a fill chunk for each unallocated one "
                 "(its HDF5 fill value is not zero and it has no _FillValue): list or copy the "
                 "Zarr v3 view (zarr_format=3, fill_value = the HDF5 fill), which lists the "
                 "allocated chunks only"
@@ -1341,13 +1437,15 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             key = self._strip_protocol(path)
             if self.isdir(key):
                 raise IsADirectoryError(
-                    f"{key or '/'!r} is a group or array of the Zarr view of {self.url}, not "
-                    "a key: open the file with zarr or xarray (xr.open_zarr('b2h5::<file>')), "
+                    f"{key or '/'!r} is a group or array of the Zarr view of {_scrub(self.url)}, "
+                    "not a key: open the file with zarr or xarray (xr.open_zarr('b2h5::<file>')), "
                     "or read a key under it ('zarr.json')"
                 ) from None
             if self.exists(key):
                 raise  # listed but read as missing (an all-zero Blosc2 chunk): zarr fills it
-            raise FileNotFoundError(f"No key {key!r} in the Zarr view of {self.url}") from None
+            raise FileNotFoundError(
+                f"No key {key!r} in the Zarr view of {_scrub(self.url)}"
+            ) from None
         return MemoryFile(None, path, data)
 
     # -- read-only: the write operations come from ReadOnlyAsyncFileSystem ------------------
@@ -1365,7 +1463,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 "pass mode='r' to read."
             )
         return PermissionError(
-            f"b2h5 is read-only: cannot {what} {path!r} (in the Zarr view of {self.url}). "
+            f"b2h5 is read-only: cannot {what} {path!r} (in the Zarr view of {_scrub(self.url)}). "
             "Copy it elsewhere to modify it: fs.get('', 'copy.zarr', recursive=True), or "
             f"ds.to_zarr('copy.zarr') of the xarray dataset (zarr 3 has no copy_store).{hint}"
         )

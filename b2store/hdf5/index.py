@@ -70,6 +70,7 @@ from b2store.hdf5._fills import (
     string_fill_as_missing_value,
     vlen_fill,
 )
+from b2store.hdf5._target_errors import _scrub
 from b2store.hdf5._virtual import map_virtual
 
 __all__ = [
@@ -238,6 +239,12 @@ class FileIndex:
     #: from a cache): the datasets left out with ``unsupported="warn"`` and the links left out
     #: by the alias bound (``ALIAS_CAP_NOTE``).
     warnings: tuple[str, ...] = ()
+    #: What xarray's netCDF engines show that Zarr metadata cannot carry, for the ``"b2h5"``
+    #: xarray engine (:mod:`b2store.hdf5.xarray_backend`), keyed by node path (root ``""``):
+    #: a group's ``"unlimited_dims"`` (names of its unlimited netCDF dimensions) and an array's
+    #: ``"attribute_types"`` (see :func:`~b2store.hdf5.metadata.attribute_types`). ``None``
+    #: when not recorded (an index from an older sidecar): the engine then goes without.
+    xarray_hints: dict[str, dict[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -332,6 +339,8 @@ class _Walker:
         #: paths under each group walked again, where they do not depend on its enclosing
         #: groups (see ``_paths_under``)
         self.sizes: dict[tuple[Any, int], int] = {}
+        #: FileIndex.xarray_hints
+        self.hints: dict[str, dict[str, Any]] = {}
 
     # -- policy -------------------------------------------------------------------------------
     def _unsupported(self, exc: UnsupportedHDF5FeatureError) -> None:
@@ -350,6 +359,7 @@ class _Walker:
     # -- walk ---------------------------------------------------------------------------------
     def walk(self, group: h5py.Group, path: str, url: str, ancestors: frozenset[Any]) -> None:
         self.nodes[path] = GroupMeta(attributes=md.node_attributes(group, self.notes))
+        self.hints[path] = {"unlimited_dims": []}
         ancestors = ancestors | {group.id}
         for name in group:
             if isinstance(name, bytes):
@@ -358,14 +368,14 @@ class _Walker:
                 shown = name.decode("utf-8", errors="replace")
                 self._unsupported(
                     self._error(
-                        f"{url}:/{path + '/' if path else ''}{shown}",
+                        f"{_scrub(url)}:/{path + '/' if path else ''}{shown}",
                         f"has a name ({name!r}) that is not UTF-8 text, as Zarr keys must be",
                         "Rename it (h5py: f.move(old_name_bytes, new_name)).",
                     )
                 )
                 continue
             child = f"{path}/{name}" if path else name
-            where = f"{url}:/{child}"
+            where = f"{_scrub(url)}:/{child}"  # messages never show credentials
             if not _addressable(name):
                 # zarr normalises such keys (".." climbs, "\\" becomes "/"): the node would
                 # break every listing of this group
@@ -399,7 +409,7 @@ class _Walker:
                 zname = md.netcdf_variable_name(group, name)
                 zchild = f"{path}/{zname}" if path else zname
                 try:
-                    self.dataset(obj, zchild, child_url, f"{child_url}:/{child}")
+                    self.dataset(obj, zchild, child_url, f"{_scrub(child_url)}:/{child}")
                 except UnsupportedHDF5FeatureError as exc:
                     self._unsupported(exc)
             else:
@@ -434,7 +444,7 @@ class _Walker:
         if not skipped:
             return
         self.warnings.append(
-            f"{self.url}: {skipped} {ALIAS_CAP_NOTE}: the file's links present its groups "
+            f"{_scrub(self.url)}: {skipped} {ALIAS_CAP_NOTE}: the file's links present its groups "
             f"under more paths than b2store presents (at most {budget} further paths: "
             f"{ALIAS_NODE_LIMIT}, or {ALIAS_FACTOR} per distinct node of the file; each linked "
             "group is shown whole or not at all). Read those groups at the paths where they "
@@ -510,6 +520,12 @@ class _Walker:
             raise self._error(
                 where, "has a NULL dataspace (H5S_NULL, no elements); it has no Zarr equivalent"
             )
+        if md.is_unlimited_dimension(ds):
+            group = self.hints.setdefault(path.rpartition("/")[0], {"unlimited_dims": []})
+            group["unlimited_dims"].append(path.rpartition("/")[2])
+        types = md.attribute_types(ds)
+        if types:
+            self.hints[path] = {"attribute_types": types}
         if md.is_pure_dimension(ds):
             if len(ds.shape) == 1:  # a netCDF dimension, not a variable: its length names a size
                 self.dimension_lengths[path] = md.dimension_length(ds, self.scale_lengths)
@@ -1235,4 +1251,5 @@ def build_index(
         tables=tables,
         notes=notes,
         warnings=tuple(walker.warnings),
+        xarray_hints=walker.hints,
     )

@@ -35,6 +35,8 @@ __all__ = [
     "HIDDEN_ATTRIBUTES",
     "NON_COORD_PREFIX",
     "PURE_DIMENSION_PREFIX",
+    "TYPED_ATTRIBUTES",
+    "attribute_types",
     "dimension_length",
     "dimension_names",
     "dimensions",
@@ -42,6 +44,7 @@ __all__ = [
     "extend_dimension_names",
     "fill_value",
     "is_pure_dimension",
+    "is_unlimited_dimension",
     "netcdf_variable_name",
     "node_attributes",
     "padding_fill",
@@ -190,6 +193,37 @@ def _is_dimension_scale(obj: h5py.HLObject) -> bool:
     if isinstance(value, bytes | np.bytes_):
         value = bytes(value).decode("utf-8", errors="replace")
     return value == "DIMENSION_SCALE"
+
+
+def is_unlimited_dimension(ds: h5py.Dataset) -> bool:
+    """True for the dimension scale of an unlimited netCDF dimension (maxshape ``(None,)``), as
+    h5netcdf and netCDF4-python report it in ``Dataset.encoding["unlimited_dims"]``."""
+    try:
+        return ds.maxshape == (None,) and _is_dimension_scale(ds)
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+#: CF attributes whose NumPy type decides how xarray decodes a variable: a float32
+#: ``scale_factor``/``add_offset`` unpacks to float32, a float64 (what a JSON number becomes)
+#: to float64 (``xarray.coding.variables._choose_float_dtype``).
+TYPED_ATTRIBUTES = ("scale_factor", "add_offset")
+
+
+def attribute_types(ds: h5py.Dataset) -> dict[str, str]:
+    """NumPy type (``dtype.str``, native order) of each numeric scalar :data:`TYPED_ATTRIBUTES`
+    item of ``ds``: its JSON number keeps the value only (h5netcdf gives NumPy scalars)."""
+    out: dict[str, str] = {}
+    for name in TYPED_ATTRIBUTES:
+        try:
+            value = ds.attrs.get(name)
+        except (OSError, KeyError, TypeError, ValueError):
+            continue
+        dtype = getattr(value, "dtype", None)
+        if dtype is None or dtype.kind not in "iuf" or np.size(value) != 1:
+            continue
+        out[name] = dtype.newbyteorder("=").str
+    return out
 
 
 def is_pure_dimension(ds: h5py.Dataset) -> bool:

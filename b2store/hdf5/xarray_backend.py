@@ -11,6 +11,11 @@ Contract:
   ``chunks`` (``{}`` gives dask chunks equal to the HDF5 chunks), dask names, groups and
   consolidated metadata behave as with ``engine="zarr"`` on that URL. A local path keeps its
   place in xarray's dask token (with the file's mtime), so dask names change when the file does.
+* Two things the Zarr metadata cannot carry come from the b2h5 index (``FileIndex.xarray_hints``)
+  so that they match ``engine="h5netcdf"`` (``engine="zarr"`` on the URL goes without them):
+  ``scale_factor``/``add_offset`` keep their HDF5 NumPy type (a float32 pair decodes packed
+  integers to float32, not float64), and ``Dataset.encoding["unlimited_dims"]`` names the
+  group's unlimited netCDF dimensions (which ``to_netcdf`` keeps unlimited).
 * ``storage_options`` go to the b2h5 filesystem (``zarr_format``, ``unsupported``,
   ``index_cache``, ``follow_external_links``, ``target_options``, ... see docs/hdf5.md).
   ``zarr_format=`` is routed to both b2h5 and zarr, so the view and the reader agree.
@@ -33,10 +38,11 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from xarray.backends import BackendEntrypoint
+from xarray.backends.common import AbstractDataStore
 
 if TYPE_CHECKING:
     from xarray import Dataset, DataTree
@@ -215,7 +221,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         lock: Any = None,
     ) -> Dataset:
         ds: Dataset = _through_zarr(
-            "open_dataset",
+            _open_dataset,
             filename_or_obj,
             group=group,
             mode=mode,
@@ -261,7 +267,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         lock: Any = None,
     ) -> dict[str, Dataset]:
         groups: dict[str, Dataset] = _through_zarr(
-            "open_groups_as_dict",
+            _open_groups_as_dict,
             filename_or_obj,
             group=group,
             mode=mode,
@@ -280,7 +286,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
 
 
 def _through_zarr(
-    method: str,
+    open_: Callable[..., Any],
     filename_or_obj: Any,
     *,
     group: str | None,
@@ -289,18 +295,135 @@ def _through_zarr(
     zarr_format: int | None,
     **decoding: Any,
 ) -> Any:
-    """Call xarray's zarr backend's ``method`` on the file's ``"b2h5::"`` URL, read-only, with
-    b2h5's storage options; a missing group is a FileNotFoundError naming the file's groups."""
-    from xarray.backends.zarr import ZarrBackendEntrypoint
-
+    """Call ``open_`` (:func:`_open_dataset`, :func:`_open_groups_as_dict`) on the file's
+    ``"b2h5::"`` URL, read-only, with b2h5's storage options; a missing group is a
+    FileNotFoundError naming the file's groups."""
     url = b2h5_url(filename_or_obj)
     _check_mode(url, mode)
     opts, fmt = _options(url, storage_options, zarr_format)
-    open_ = getattr(ZarrBackendEntrypoint(), method)
     try:
-        return open_(url, group=group, mode="r", storage_options=opts, zarr_format=fmt, **decoding)
+        return open_(url, group=group, storage_options=opts, zarr_format=fmt, **decoding)
     except (KeyError, AttributeError, FileNotFoundError) as err:
         missing = _missing_group(url, group, opts, fmt)
         if missing is not None:
             raise missing from err
         raise
+
+
+def _open_dataset(
+    url: str,
+    *,
+    group: str | None,
+    storage_options: dict[str, Any],
+    zarr_format: int | None,
+    consolidated: bool | None,
+    use_zarr_fill_value_as_mask: bool | None,
+    cache_members: bool,
+    **decoding: Any,
+) -> Dataset:
+    """xarray's zarr backend's ``open_dataset`` on a :class:`_HintedStore` of the group."""
+    from xarray.backends.zarr import ZarrBackendEntrypoint, ZarrStore
+
+    store = ZarrStore.open_group(
+        url,
+        group=group,
+        mode="r",
+        consolidated=consolidated,
+        consolidate_on_close=False,
+        storage_options=storage_options,
+        use_zarr_fill_value_as_mask=None,  # as ZarrBackendEntrypoint does (pydata/xarray#10269)
+        zarr_format=zarr_format,
+        cache_members=cache_members,
+    )
+    hinted = _HintedStore(store, _hints(store))
+    ds: Dataset = ZarrBackendEntrypoint().open_dataset(url, store=hinted, **decoding)
+    return ds
+
+
+def _open_groups_as_dict(
+    url: str,
+    *,
+    group: str | None,
+    storage_options: dict[str, Any],
+    zarr_format: int | None,
+    consolidated: bool | None,
+    **decoding: Any,
+) -> dict[str, Dataset]:
+    """``ZarrBackendEntrypoint.open_groups_as_dict`` (xarray 2026.9) on :class:`_HintedStore`."""
+    from xarray.backends.store import StoreBackendEntrypoint
+    from xarray.backends.zarr import ZarrStore
+    from xarray.core.treenode import NodePath
+    from xarray.core.utils import close_on_error
+
+    parent = str(NodePath("/") / NodePath(group)) if group else str(NodePath("/"))
+    stores = ZarrStore.open_store(
+        url,
+        group=parent,
+        mode="r",
+        consolidated=consolidated,
+        consolidate_on_close=False,
+        storage_options=storage_options,
+        zarr_format=zarr_format,
+    )
+    hints = _hints(next(iter(stores.values()))) if stores else None
+    out: dict[str, Dataset] = {}
+    for path, store in stores.items():
+        with close_on_error(store):
+            ds = StoreBackendEntrypoint().open_dataset(_HintedStore(store, hints), **decoding)
+        name = str(NodePath(path).relative_to(parent)) if group else str(NodePath(path))
+        out[name] = ds
+    return out
+
+
+def _hints(store: Any) -> dict[str, dict[str, Any]] | None:
+    """The ``FileIndex.xarray_hints`` of the b2h5 filesystem under a ZarrStore, or None."""
+    from b2store.hdf5.filesystem import HDF5FileSystem
+
+    try:
+        fs = store.zarr_group.store.fs
+    except AttributeError:
+        return None
+    fs = getattr(fs, "sync_fs", fs)  # zarr wraps a synchronous filesystem
+    if not isinstance(fs, HDF5FileSystem):
+        return None
+    hints: dict[str, dict[str, Any]] | None = fs.index.xarray_hints
+    return hints
+
+
+class _HintedStore(AbstractDataStore):
+    """A read-only ZarrStore of a b2h5 group, plus what h5netcdf shows that the Zarr metadata
+    cannot carry (``FileIndex.xarray_hints``): the NumPy types of ``scale_factor``/
+    ``add_offset`` (a float32 pair decodes to float32, as with h5netcdf, not to float64 as
+    their JSON numbers would) and ``encoding["unlimited_dims"]`` (kept by ``to_netcdf``)."""
+
+    def __init__(self, store: Any, hints: dict[str, dict[str, Any]] | None) -> None:
+        self._store = store
+        self._hints = hints or {}
+        zgroup = store.zarr_group
+        root = str(getattr(zgroup.store, "path", "") or "").strip("/")
+        self._path = "/".join(p for p in (root, str(zgroup.path).strip("/")) if p)
+
+    def _key(self, name: str) -> str:
+        return f"{self._path}/{name}" if self._path else name
+
+    def load(self) -> tuple[Any, Any]:
+        import numpy as np
+
+        variables, attributes = self._store.load()
+        for name, var in variables.items():
+            types = self._hints.get(self._key(name), {}).get("attribute_types", {})
+            for attr, dtype in types.items():
+                value = var.attrs.get(attr)
+                if isinstance(value, int | float) and not isinstance(value, bool):
+                    var.attrs[attr] = np.dtype(dtype).type(value)
+        return variables, attributes
+
+    def get_encoding(self) -> dict[str, Any]:
+        encoding = dict(self._store.get_encoding())
+        unlimited = self._hints.get(self._path, {}).get("unlimited_dims")
+        if unlimited is not None:
+            encoding["unlimited_dims"] = set(unlimited)
+        return encoding
+
+    def close(self) -> None:
+        self._store.close()
