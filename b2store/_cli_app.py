@@ -107,6 +107,26 @@ def _stderr_is_tty() -> bool:
         return False
 
 
+#: ``convert``'s Python argument names, as the messages of CodecChoice/ConvertOptions name them,
+#: and the options a user of the command typed instead (``nthreads`` meant nothing there)
+_CONVERT_OPTIONS = {
+    "cname": "--cname",
+    "clevel": "--clevel",
+    "nthreads": "--threads",
+    "itrunc_max_error": "--itrunc-max-error",
+    "j2k_ratio": "--j2k-ratio",
+    "j2k_psnr": "--j2k-psnr",
+}
+
+
+def _option_names(message: str) -> str:
+    """``message`` with each Python argument name of ``convert`` replaced by its option."""
+    import re
+
+    pattern = r"(?<![\w-])(" + "|".join(_CONVERT_OPTIONS) + r")(?![\w-])"
+    return re.sub(pattern, lambda m: _CONVERT_OPTIONS[m.group(1)], message)
+
+
 def _int_tuple(ctx: Any, param: Any, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -235,7 +255,7 @@ def convert(
             nthreads=threads,
         )
     except ValueError as exc:
-        raise click.UsageError(str(exc)) from None
+        raise click.UsageError(_option_names(str(exc))) from None
     log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
     with _sigterm_as_interrupt():  # so a killed run still removes its temporary file
         report = run(src, dst, options=options, progress=not quiet and _stderr_is_tty(), log=log)
@@ -420,10 +440,14 @@ def bench(size: str, only: tuple[str, ...], bench_dir: str | None) -> None:
         )
     scripts = sorted(p for p in folder.glob("*.py") if not p.name.startswith("_"))
     if only:
+        names = sorted(p.stem for p in scripts)
         scripts = [p for p in scripts if p.stem in only]
         missing = set(only) - {p.stem for p in scripts}
         if missing:
-            raise click.ClickException(f"no benchmark named {', '.join(sorted(missing))}")
+            raise click.ClickException(
+                f"Expected --only names from {', '.join(names) or 'none'} (in {folder}). "
+                f"Got {', '.join(sorted(missing))} instead."
+            )
     if not scripts:
         raise click.ClickException(f"{folder}: no benchmark scripts")
     failed = []

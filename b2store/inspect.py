@@ -299,6 +299,8 @@ def inspect_hdf5(path: str | os.PathLike[str]) -> list[NodeInfo]:
     import hdf5plugin  # noqa: F401  (registers filters so dcpl names resolve)
 
     path = os.fspath(path)
+    if not path:  # "" read as "no such file" with an empty name: ": no such file"
+        raise InspectError("Expected an HDF5 file name or a URL, such as scan.h5. Got '' instead.")
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
     if os.path.isdir(path):
@@ -431,9 +433,10 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
 def _skipped_by_b2h5(fs: Any, nodes: list[NodeInfo]) -> list[NodeInfo]:
     """The datasets a ``b2h5`` view left out (its notes name them ``<file>:/<path>: why``), as
     not-direct entries, so ``info b2h5::…`` shows them as ``info FILE`` does."""
+    from b2store.hdf5._target_errors import _scrub
     from b2store.hdf5.index import LINK_NOTES
 
-    prefix = f"{getattr(fs, 'url', '')}:/"
+    prefix = f"{_scrub(getattr(fs, 'url', ''))}:/"  # notes show no credentials
     listed = {n.path for n in nodes}
     out = []
     for note in getattr(fs, "notes", ()):

@@ -95,6 +95,8 @@ def hdf5_refs(
     from b2store.hdf5.filesystem import HDF5FileSystem
 
     src = os.fspath(src)
+    if not src:  # "" read as "no such file" with an empty name: ": no such file"
+        raise RefsError("Expected an input HDF5 file name or URL, such as scan.h5. Got '' instead.")
     if "://" not in src:
         if not os.path.isfile(src):
             raise FileNotFoundError(f"{src}: no such file")
@@ -169,9 +171,10 @@ def _warn_links_left_out(src: str, url: str, notes: Sequence[str]) -> None:
     """One ``UserWarning`` naming the links whose targets are not in the references: the
     references of the Diamond k11 NeXus master had none of its 40 external links (its
     projections among them) and said nothing."""
+    from b2store.hdf5._target_errors import _scrub
     from b2store.hdf5.index import LINK_LEFT_OUT_NOTES, NOT_FOLLOWED_NOTE
 
-    prefix = f"{url}:"
+    prefix = f"{_scrub(url)}:"  # notes show no credentials
     left = [
         n[len(prefix) :] if n.startswith(prefix) else n
         for n in notes

@@ -45,19 +45,34 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if k != "CATERVA2_SECRET"}
     with open(base / "server.log", "wb") as log:  # the child keeps its own descriptor
-        proc = subprocess.Popen(
-            [exe, "--conf", str(conf), "--statedir", str(state), "--listen", f"127.0.0.1:{port}"],
-            cwd=base,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
+        try:
+            proc = subprocess.Popen(
+                [
+                    exe,
+                    "--conf",
+                    str(conf),
+                    "--statedir",
+                    str(state),
+                    "--listen",
+                    f"127.0.0.1:{port}",
+                ],
+                cwd=base,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+            )
+        except OSError as exc:  # CAT2_SERVER names a missing file, a folder, a non-executable
+            sys.exit(
+                f"cannot run cat2-server {exe!r} ({exc.strerror}): set CAT2_SERVER to the "
+                "cat2-server executable, or unset it to use the one on PATH"
+            )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while True:
         if proc.poll() is not None:
-            tail = (base / "server.log").read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"cat2-server exited with {proc.returncode}:\n{tail}")
+            tail = (base / "server.log").read_text(errors="replace").strip().splitlines()
+            last = tail[-1] if tail else "no output"
+            sys.exit(f"cat2-server {exe!r} exited with status {proc.returncode} at start: {last}")
         try:
             with urllib.request.urlopen(f"{url}/api/roots", timeout=0.5) as r:
                 if r.status == 200:
@@ -67,11 +82,16 @@ def start_server(base: Path) -> tuple[subprocess.Popen[bytes], str, Path]:
         if time.monotonic() > deadline:
             proc.terminate()
             proc.wait(timeout=10)
-            raise RuntimeError("cat2-server did not start within 60 s")
+            sys.exit(f"cat2-server {exe!r} did not answer on {url} within 60 s")
         time.sleep(0.2)
 
 
 def main() -> None:
+    if len(sys.argv) > 1:  # no arguments: say so rather than ignore them
+        if sys.argv[1] in ("-h", "--help"):
+            print(__doc__)
+            return
+        sys.exit(f"usage: python {sys.argv[0]}  (takes no arguments; got {sys.argv[1:]})")
     with tempfile.TemporaryDirectory(prefix="b2store-example-") as tmp:
         run(Path(tmp))
 

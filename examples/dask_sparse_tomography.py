@@ -11,6 +11,7 @@ Run: ``python examples/dask_sparse_tomography.py``
 
 from __future__ import annotations
 
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +28,11 @@ DATASET = "entry/data/data"
 
 
 def main() -> None:
+    if len(sys.argv) > 1:  # no arguments: say so rather than ignore them
+        if sys.argv[1] in ("-h", "--help"):
+            print(__doc__)
+            return
+        sys.exit(f"usage: python {sys.argv[0]}  (takes no arguments; got {sys.argv[1:]})")
     with tempfile.TemporaryDirectory(prefix="b2store-example-") as tmp:
         run(Path(tmp) / "tomo.h5")
 

@@ -12,6 +12,7 @@ Run: ``python examples/lossy_itrunc_j2k.py``
 from __future__ import annotations
 
 import importlib.util
+import sys
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def psnr16(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def main() -> None:
+    if len(sys.argv) > 1:  # no arguments: say so rather than ignore them
+        if sys.argv[1] in ("-h", "--help"):
+            print(__doc__)
+            return
+        sys.exit(f"usage: python {sys.argv[0]}  (takes no arguments; got {sys.argv[1:]})")
     with tempfile.TemporaryDirectory(prefix="b2store-example-") as tmp:
         run(Path(tmp))
 

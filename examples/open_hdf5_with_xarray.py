@@ -46,6 +46,9 @@ def write_example(path: Path) -> None:
 def main() -> None:
     if len(sys.argv) > 2:
         sys.exit(f"usage: python {sys.argv[0]} [FILE.h5]")
+    if len(sys.argv) > 1 and sys.argv[1] in ("-h", "--help"):
+        print(__doc__)
+        return
     if len(sys.argv) > 1:
         # absolute: fsspec reads a one-letter name in "b2h5::a" as a drive letter ("a:")
         path = Path(sys.argv[1]).absolute()
@@ -64,7 +67,10 @@ def main() -> None:
 
 
 def show(path: Path) -> None:
-    ds = xr.open_zarr(f"b2h5::{path}")
+    try:
+        ds = xr.open_zarr(f"b2h5::{path}")
+    except (OSError, ValueError, NotImplementedError) as exc:  # not HDF5, damaged, unsupported
+        sys.exit(f"{exc} (not this example's file: name a new file)")
     if "temperature" not in ds:
         sys.exit(f"{path} is not this example's file (no 'temperature' variable): name a new file")
     print(ds)

@@ -95,6 +95,8 @@ def convert(
 
     options = options or ConvertOptions()
     src, dst = os.fspath(src), os.fspath(dst)
+    if not src:  # "" read as "no such file" with an empty name: ": no such file"
+        raise ConvertError("Expected an input HDF5 file name, such as in.h5. Got '' instead.")
     if not os.path.isfile(src):
         raise FileNotFoundError(f"{src}: no such file")
     if not h5py.is_hdf5(src):
