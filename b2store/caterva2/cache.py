@@ -18,7 +18,10 @@ Contract
   process, after each tenth of the limit written, and whenever the folder is over its limit).
 * :meth:`ChunkCache.set_version` is called whenever a dataset's info is (re)read: other versions of
   that dataset are dropped. The Caterva2 API exposes no per-chunk version, so a changed dataset
-  loses all its cached chunks (see docs/caterva2.md).
+  loses all its cached chunks (see docs/caterva2.md). :meth:`ChunkCache.superseded` tells a
+  reader that another process has since seen another version (its own version's entries are
+  gone, another's are there): the filesystem then re-checks the version before it caches (or
+  serves) a chunk it fetched.
 * An entry read with credentials (``private=True``) is created readable by its owner only
   (mode 0600), whatever the umask: data a login protects does not become readable by other
   users of the machine through the cache. Anonymous reads follow the umask.
@@ -196,6 +199,18 @@ class ChunkCache:
                     if self._tally.total is not None:
                         self._tally.total = max(0, self._tally.total - freed)
         self._known_versions[ident] = version
+
+    def superseded(self, server: str, path: str, version: str) -> bool:
+        """Whether another version of the dataset has entries while ``version`` has none: a
+        process that read the dataset at another version since dropped this one's (see
+        :meth:`set_version`), so the dataset has probably changed on the server."""
+        ds = self._dataset_dir(server, path)
+        keep = _digest(version)
+        try:
+            names = [c.name for c in ds.iterdir()] if ds.is_dir() else []
+        except OSError:
+            return False
+        return keep not in names and any(_is_digest(n) and n != keep for n in names)
 
     # -- entries -----------------------------------------------------------------------------------
 

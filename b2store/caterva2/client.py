@@ -557,11 +557,18 @@ class Caterva2Client:
         )
 
     def _gave_up(
-        self, exc: tenacity.RetryError, what: str, hint: str
+        self,
+        exc: tenacity.RetryError,
+        what: str,
+        hint: str,
+        answered: _Retryable | None = None,
     ) -> tuple[Exception, BaseException | None]:
         """The error to raise once every attempt failed, and its cause: the server's own error
-        for a 5xx, else a :class:`ConnectionError` saying how often and how long it was tried."""
+        for a 5xx (also when ``answered``, an earlier attempt's 5xx, was followed by connection
+        failures), else a :class:`ConnectionError` saying how often and how long it was tried."""
         cause = exc.last_attempt.exception()
+        if not isinstance(cause, _Retryable) and answered is not None:
+            cause = answered
         if isinstance(cause, _Retryable):
             return cause.error, None
         kind = "timed out" if isinstance(cause, TimeoutError) else "failed"
@@ -619,6 +626,11 @@ class Caterva2Client:
         headers = {"Cookie": f"{AUTH_COOKIE}={cookie}"} if cookie else {}
         shown = url + ("?" + "&".join(f"{k}={v}" for k, v in params.items()) if params else "")
         relogged = False
+        #: the last 5xx answer among the attempts: the server resets the connection after a
+        #: 500, so a later attempt may fail on the connection instead; the server's answer is
+        #: then the error to report (a "connection reset" error read as "server down" and,
+        #: unlike a 500, failed a whole directory instead of skipping the one dataset)
+        answered: _Retryable | None = None
         try:
             async for attempt in self._retrying(shown, retries):
                 with attempt:
@@ -629,6 +641,9 @@ class Caterva2Client:
                         )
                     except _Relogin:
                         expired = True  # log in again outside the handler (no chained context)
+                    except _Retryable as exc:
+                        answered = exc
+                        raise
                     if expired:
                         relogged = True
                         if self._token is not None and self._token.get() == cookie:
@@ -644,7 +659,7 @@ class Caterva2Client:
             hint = "is the server up?"
             if self.config.base_url.startswith("http://"):
                 hint += " (a server that speaks HTTPS only needs caterva2s://)"
-            err, cause = self._gave_up(exc, f"Caterva2 request {shown}", hint)
+            err, cause = self._gave_up(exc, f"Caterva2 request {shown}", hint, answered)
             raise err from cause
         except aiohttp.ClientSSLError as exc:
             raise self._tls_failed(f"Caterva2 request {shown}", exc) from None

@@ -12,7 +12,8 @@ Contract
   first node it is asked about does not exist.
 * ``exists`` answers chunk keys from the chunk grid (no fetch). Listings (``ls``, ``find``,
   ``du``) hold metadata keys only: chunk sizes are unknown until a chunk is fetched, and datasets
-  may have millions of chunks.
+  may have millions of chunks. A dataset's keys are listed with their sizes; ``ls`` of a key
+  lists the key; ``find`` (and ``du``, ``glob``) list each level of the tree concurrently.
 * A directory, an HDF5 file or group, or a ``.b2z`` TreeStore/DictStore (and a group inside one)
   is a Zarr group whose ``zarr.json`` carries the consolidated metadata of everything below it
   (one ``/api/list`` per directory or container file, one ``/api/info`` per dataset), so
@@ -112,6 +113,8 @@ logger = logging.getLogger(__name__)
 _V2_KEYS = frozenset({".zarray", ".zgroup", ".zattrs", ".zmetadata"})
 _V2_CHUNK_KEY = re.compile(r"\d+(?:\.\d+)*")
 DATASET_AS = ("auto", "array", "group")
+#: nodes ``find`` lists at once (each costs an ``/api/info``; the client caps requests in flight)
+_FIND_BATCH = 256
 _UNSET = "default"
 
 
@@ -407,7 +410,20 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         replaced while the proxy file stays the same (same ETag): its version joins both ETags,
         so the chunk cache and the open-time checks see the change.
         """
-        info, etag = await self.client.get_json("info", path, retries=retries)
+        try:
+            info, etag = await self.client.get_json("info", path, retries=retries)
+        except Caterva2HTTPError as exc:
+            if type(exc) is not Caterva2HTTPError or exc.status != 500:
+                raise
+            # the bare "Internal Server Error" says nothing: name the known causes
+            raise Caterva2HTTPError(
+                exc.url,
+                exc.status,
+                f"{exc.detail or 'Internal Server Error'} (the server failed to describe "
+                f"{path}; its log says why. Known causes: user metadata (vlmeta) holding numpy "
+                "arrays or bytes that are not UTF-8, which the server cannot turn into JSON "
+                "(store lists and str instead), and saved lazy expressions)",
+            ) from None
         source = _proxy_source(path, info)
         if source is not None:
             for suffix in HDF5_SUFFIXES:
@@ -671,38 +687,31 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         what, alias = await self._node(node)
         if isinstance(what, list):
             return render_v3(await self._group_nodes(self._aliases.get(node, node)))["zarr.json"]
-        ds = what
-        name = posixpath.basename(ds.path)
-        meta: ArrayMeta = ds.array_meta(name)
         if self.dataset_as == "auto":
             raise FileNotFoundError(
                 f"{self.unstrip_protocol(node)}/zarr.json: with dataset_as='auto' a dataset is "
                 "served as Zarr v2 (.zarray, .zgroup); pass dataset_as='array' or 'group' for v3"
             )
-        if self.dataset_as == "group" and not alias:
-            self._aliases[f"{ds.path}/{name}"] = ds.path
-            return render_v3({"": GroupMeta(), name: meta})["zarr.json"]
-        return render_v3({"": meta})["zarr.json"]
+        return self._dataset_keys(what, alias)["zarr.json"]
 
-    async def _metadata_v2(self, node: str, key: str) -> bytes:
-        """A Zarr v2 key of the dual view of a dataset (``dataset_as="auto"``).
+    def _dataset_keys(self, ds: Dataset, alias: bool) -> dict[str, bytes]:
+        """The metadata keys (name → bytes) of dataset ``ds`` at its path (``alias``: at the
+        path of the array inside its group view) for this instance's ``dataset_as``.
 
-        At the dataset's own path: ``.zarray``/``.zattrs`` describe the dataset as an array
-        (chunk keys ``0.0…`` at that path) and ``.zgroup``/``.zmetadata`` a group holding it
-        as ``<file name>`` (consolidated). ``.zattrs`` serves both: the dataset's attributes,
-        without ``_ARRAY_DIMENSIONS``, which only the child array carries.
+        ``dataset_as="auto"``: at the dataset's own path ``.zarray``/``.zattrs`` describe the
+        dataset as an array (chunk keys ``0.0…`` at that path) and ``.zgroup``/``.zmetadata`` a
+        group holding it as ``<file name>`` (consolidated). ``.zattrs`` serves both: the
+        dataset's attributes, without ``_ARRAY_DIMENSIONS``, which only the child array carries.
+        Otherwise one ``zarr.json``: the v3 array, or the v3 group holding it.
         """
-        where = self.unstrip_protocol(f"{node}/{key}")
-        if self.dataset_as != "auto":
-            raise FileNotFoundError(
-                f"{where}: with dataset_as={self.dataset_as!r} b2store serves Zarr v3 only"
-            )
-        what, alias = await self._node(node)
-        if isinstance(what, list):
-            raise FileNotFoundError(f"{where}: directories and HDF5 groups are Zarr v3 groups")
-        ds = what
         name = posixpath.basename(ds.path)
-        zarray, zattrs = array_v2(ds.array_meta(name))
+        meta: ArrayMeta = ds.array_meta(name)
+        if self.dataset_as != "auto":
+            if self.dataset_as == "group" and not alias:
+                self._aliases[f"{ds.path}/{name}"] = ds.path
+                return {"zarr.json": render_v3({"": GroupMeta(), name: meta})["zarr.json"]}
+            return {"zarr.json": render_v3({"": meta})["zarr.json"]}
+        zarray, zattrs = array_v2(meta)
         if alias:
             docs: dict[str, Any] = {".zarray": zarray, ".zattrs": zattrs}
         else:
@@ -715,9 +724,23 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 **group,
                 ".zmetadata": {"zarr_consolidated_format": 1, "metadata": consolidated},
             }
+        return {k: json.dumps(v, allow_nan=True).encode() for k, v in docs.items()}
+
+    async def _metadata_v2(self, node: str, key: str) -> bytes:
+        """A Zarr v2 key of the dual view of a dataset (``dataset_as="auto"``; see
+        :meth:`_dataset_keys`)."""
+        where = self.unstrip_protocol(f"{node}/{key}")
+        if self.dataset_as != "auto":
+            raise FileNotFoundError(
+                f"{where}: with dataset_as={self.dataset_as!r} b2store serves Zarr v3 only"
+            )
+        what, alias = await self._node(node)
+        if isinstance(what, list):
+            raise FileNotFoundError(f"{where}: directories and HDF5 groups are Zarr v3 groups")
+        docs = self._dataset_keys(what, alias)
         if key not in docs:
             raise FileNotFoundError(f"{where}: the array of a dataset's group view has no {key}")
-        return json.dumps(docs[key], allow_nan=True).encode()
+        return docs[key]
 
     # -- chunks ------------------------------------------------------------------------------------
 
@@ -790,10 +813,19 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         except Caterva2HTTPError as exc:
             await self._explain_failure(ds, exc)
             raise
-        if fetched and self.version_check_interval <= 0:
+        if fetched and (
+            self.version_check_interval <= 0
+            or (
+                self.cache is not None
+                and await asyncio.to_thread(self.cache.superseded, server, ds.path, ds.version)
+            )
+        ):
             # the version was checked before this request; the file may have been replaced
             # between that check and the chunk request: check again, so that bytes of a newer
-            # version neither mix into this array nor go into the cache under the old version
+            # version neither mix into this array nor go into the cache under the old version.
+            # Also when another process sharing the cache has since read another version (it
+            # dropped this version's entries): its bytes would have gone into the cache under
+            # this old version, to be served if the file ever got this version back (cp -p)
             await self._recheck(ds)
         if fetched and self.cache is not None:
             await asyncio.to_thread(
@@ -1010,6 +1042,14 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             # fsspec's walk/find/glob/du skip FileNotFoundError (one damaged file in a
             # directory made all of them fail)
             raise FileNotFoundError(f"{self.unstrip_protocol(stripped)}: {exc}") from None
+        except FileNotFoundError:
+            name = posixpath.basename(stripped)
+            is_key = name == "zarr.json" or name in _V2_KEYS
+            if not is_key and not self._chunk_key_readings(stripped):
+                raise
+            # a key: listed as itself, as fsspec's local and memory filesystems do (was
+            # "Caterva2 has no .../api/info/<key>" for a key that info and cat read)
+            entries = [await self._info(stripped)]
         if lead:
             entries = [{**e, "name": lead + e["name"]} for e in entries]
         return entries if detail else [e["name"] for e in entries]
@@ -1025,20 +1065,82 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 tree = await self._list_tree(self._aliases.get(path, path))
                 files = ["zarr.json"]
                 dirs = sorted({rel.split("/")[0] for rel in tree})
-            elif self.dataset_as == "auto":
-                files = [".zarray", ".zattrs"]
-                dirs = []
-                if not alias:
-                    files += [".zgroup", ".zmetadata"]
-                    dirs = [posixpath.basename(what.path)]
             else:
-                files = ["zarr.json"]
-                dirs = []  # chunk keys are not listed (see _exists), so neither is their "c"
-                if self.dataset_as == "group" and not alias:
-                    dirs = [posixpath.basename(what.path)]
+                # a dataset: its metadata keys, rendered from the info just read (so their sizes
+                # are known: fs.du asked the server again for every key); chunk keys are not
+                # listed (see _exists), so neither is the v3 "c" folder
+                keys = self._dataset_keys(what, alias)
+                order = ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+                entries = [
+                    {"name": f"{path}/{f}", "size": len(keys[f]), "type": "file"}
+                    for f in order
+                    if f in keys
+                ]
+                if not alias and self.dataset_as in ("auto", "group"):
+                    child = posixpath.basename(what.path)
+                    entries.append({"name": f"{path}/{child}", "size": 0, "type": "directory"})
+                return entries
             entries = [{"name": f"{path}/{f}", "size": None, "type": "file"} for f in files]
             entries += [{"name": f"{path}/{d}", "size": 0, "type": "directory"} for d in dirs]
         return entries
+
+    async def _find(
+        self, path: str, maxdepth: int | None = None, withdirs: bool = False, **kwargs: Any
+    ) -> Any:
+        """fsspec's ``find``, listing each level's nodes concurrently (fsspec walks one node
+        at a time, and each node costs an ``/api/info``: a folder of 300 datasets took 50 s).
+
+        Same results as fsspec's: nodes that fail to list (a damaged dataset) are skipped.
+        """
+        path = self._strip_protocol(path)
+        detail = kwargs.pop("detail", False)
+        if maxdepth is not None and maxdepth < 1:
+            raise ValueError("maxdepth must be at least 1")
+        out: dict[str, dict[str, Any]] = {}
+        if withdirs and path != "" and await self._isdir(path):
+            out[path] = await self._info(path)
+        level, depth = [path], 1
+        while level:
+            found: list[str] = []
+            for start in range(0, len(level), _FIND_BATCH):
+                batch = level[start : start + _FIND_BATCH]
+                listings = await asyncio.gather(
+                    *(self._ls(p, detail=True, **kwargs) for p in batch), return_exceptions=True
+                )
+                for parent, listing in zip(batch, listings, strict=True):
+                    if isinstance(listing, OSError):  # as fsspec's walk: skipped
+                        continue
+                    if isinstance(listing, BaseException):
+                        raise listing
+                    for info in listing:
+                        name = info["name"].rstrip("/")
+                        if name == parent:
+                            out[name] = info  # a key listed as itself
+                        elif info["type"] == "directory":
+                            found.append(name)
+                            if withdirs:
+                                out[name] = info
+                        else:
+                            out[name] = info
+            if maxdepth is not None and depth >= maxdepth:
+                break
+            level, depth = found, depth + 1
+        if not out and await self._isfile(path):
+            out[path] = {}
+        names = sorted(out)
+        return {name: out[name] for name in names} if detail else names
+
+    async def _du(
+        self, path: str, total: bool = True, maxdepth: int | None = None, **kwargs: Any
+    ) -> Any:
+        """fsspec's ``du``, with the sizes the listings hold (a dataset's metadata keys) and
+        concurrent ``info`` calls for the others (a directory's ``zarr.json``)."""
+        found = await self._find(path, maxdepth=maxdepth, detail=True, **kwargs)
+        unknown = [name for name, info in found.items() if info.get("size") is None]
+        infos = await asyncio.gather(*(self._info(name) for name in unknown))
+        sizes = {name: info.get("size") for name, info in found.items()}
+        sizes.update({name: info["size"] for name, info in zip(unknown, infos, strict=True)})
+        return sum(sizes.values()) if total else sizes
 
     # -- writes: refused -----------------------------------------------------------------------
     # fsspec's defaults would accept some of them silently (open(..., "wb") buffers and drops the
