@@ -67,14 +67,17 @@ from b2store.hdf5._options import (
 from b2store.hdf5._target_errors import (
     _MISSING,
     _cause,
+    _changed,
     _check_http_answer,
     _check_range,
     _CheckedFile,
     _gone,
+    _http_status,
     _no_range_is_oserror,
     _replaced,
     _scrub,
     _target_error,
+    _version_stamp,
 )
 from b2store.hdf5.index import (
     ChunkTable,
@@ -114,6 +117,14 @@ def _is_http(fs: Any) -> bool:
     itself to check the answers (see :meth:`HDF5FileSystem._http_ranges`)."""
     return type(fs).__module__ == "fsspec.implementations.http" and all(
         hasattr(fs, a) for a in ("set_session", "encode_url", "kwargs", "loop")
+    )
+
+
+def _is_s3(fs: Any) -> bool:
+    """Whether ``fs`` is s3fs' filesystem, whose ranged reads b2h5 makes itself to check
+    them against the object's ``ETag`` (see :meth:`HDF5FileSystem._s3_ranges`)."""
+    return type(fs).__module__.split(".")[0] == "s3fs" and all(
+        hasattr(fs, a) for a in ("_call_s3", "split_path", "loop")
     )
 
 
@@ -422,11 +433,23 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     def _sources_current(self, idx: FileIndex) -> bool:
         return all(self._source_stamp(u) == st for u, st in idx.sources)
 
+    def _named(self, url: str) -> str:
+        """``url`` as errors at open name it: with its scheme where the target strips it (an
+        object store's ``bucket/key``: "HDF5 file not found: bucket/key" did not say where,
+        and the hint for credentials could not name the ``storage_options`` key to use)."""
+        fs = self.target_fs
+        if self._local or "://" in url or _wrapped(fs) is not None or self._container()[0]:
+            return url
+        try:
+            return str(fs.unstrip_protocol(url))
+        except Exception:  # any target's own code: only a message's wording depends on it
+            return url
+
     def _cache_key(self) -> tuple[str, bool]:
         try:
             size, stamp = self._identity(self.url)
         except Exception as exc:
-            err = _target_error(self.url, exc, self._local)
+            err = _target_error(self._named(self.url), exc, self._local)
             if err is not None:
                 raise err from _cause(exc)
             if not isinstance(exc, FileNotFoundError):
@@ -441,7 +464,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                     "files first, e.g. xr.open_mfdataset([f'b2h5::{p}' for p in "
                     "sorted(glob.glob(pattern))], engine='zarr'))"
                 )
-            raise FileNotFoundError(f"HDF5 file not found: {_scrub(self.url)}{hint}") from None
+            shown = _scrub(self._named(self.url))
+            raise FileNotFoundError(f"HDF5 file not found: {shown}{hint}") from None
         # a folder or named pipe given as the file is refused by _open_h5 (no index of it is
         # ever cached, so it always gets there)
         self._stamp = str(stamp)
@@ -901,11 +925,11 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         """Bytes ``start:end`` of remote target files, or the exception each read raised;
         over HTTP checked to be the ranges asked of the files as indexed."""
         fs = self.target_fs
-        if _is_http(fs):
+        if _is_http(fs) or _is_s3(fs):
             reqs = [
                 (u, s, e, *self._expected(u)) for u, s, e in zip(urls, starts, ends, strict=True)
             ]
-            return self._http_ranges(fs, reqs)
+            return (self._http_ranges if _is_http(fs) else self._s3_ranges)(fs, reqs)
         with _shared_handle(fs):
             return list(fs.cat_ranges(urls, starts, ends, on_error="return"))
 
@@ -943,6 +967,61 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                     r.raise_for_status()
                 data = await _read_upto(r, end - start + 1) if r.status != 416 else b""
                 return _check_http_answer(url, start, end, r.status, r.headers, data, size, stamp)
+
+        limit: asyncio.Semaphore
+
+        async def run() -> list[Any]:
+            nonlocal limit
+            limit = asyncio.Semaphore(HTTP_CONCURRENCY)
+            return await asyncio.gather(*(one(*q) for q in reqs), return_exceptions=True)
+
+        return list(fsspec.asyn.sync(fs.loop, run))
+
+    @staticmethod
+    def _s3_ranges(fs: Any, reqs: list[tuple[str, int, int, int | None, str | None]]) -> list[Any]:
+        """Ranged ``GetObject`` calls ``(url, start, end, size, stamp)`` over s3fs' filesystem
+        ``fs``: the bytes of each, or the exception it raised.
+
+        s3fs' ``cat_file`` reads whatever the object holds now: an object overwritten after it
+        was indexed gave the new object's bytes at the old chunk offsets (wrong values, or the
+        new file's values under the old metadata), silently. Each request carries ``If-Match``
+        with the ``ETag`` indexed (unless s3fs is told the server ignores it,
+        ``local_expiry_check``), and each answer's ``ETag`` and ``Content-Range`` are checked
+        as over HTTP (:func:`_check_http_answer`).
+        """
+
+        async def one(url: str, start: int, end: int, size: int | None, stamp: str | None) -> bytes:
+            if end <= start:
+                return b""
+            bucket, key, version = fs.split_path(url)
+            kw: dict[str, Any] = {"Bucket": bucket, "Key": key, "Range": f"bytes={start}-{end - 1}"}
+            if version:
+                kw["VersionId"] = version
+            expected = _version_stamp(stamp)
+            server_checks = not getattr(fs, "local_expiry_check", False)
+            if expected is not None and expected[0] == "ETag" and server_checks:
+                kw["IfMatch"] = expected[1]
+            async with limit:
+                try:
+                    resp = await fs._call_s3("get_object", **kw)
+                except Exception as exc:
+                    status, _ = _http_status(exc)
+                    if status not in (412, 416) or (status == 412 and expected is None):
+                        raise
+                    resp = None  # raised below: out of this handler, not chained to the 412
+                if resp is None and status == 412 and expected is not None:
+                    raise _changed(url, f"ETag {expected[1]} when indexed, another one now")
+                if resp is None:
+                    return _check_http_answer(url, start, end, 416, {}, b"", size, stamp)
+                try:
+                    data = await resp["Body"].read()
+                finally:
+                    resp["Body"].close()
+            status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 206)
+            headers = {"ETag": resp.get("ETag") or ""}
+            if resp.get("ContentRange"):
+                headers["Content-Range"] = resp["ContentRange"]
+            return _check_http_answer(url, start, end, status, headers, data, size, stamp)
 
         limit: asyncio.Semaphore
 
