@@ -1090,10 +1090,12 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         """fsspec's ``find``, listing each level's nodes concurrently (fsspec walks one node
         at a time, and each node costs an ``/api/info``: a folder of 300 datasets took 50 s).
 
-        Same results as fsspec's: nodes that fail to list (a damaged dataset) are skipped.
+        Same results as fsspec's: nodes that fail to list (a damaged dataset) are skipped, or
+        with fsspec's ``on_error="raise"`` raise (a callable is given each such error).
         """
         path = self._strip_protocol(path)
         detail = kwargs.pop("detail", False)
+        on_error = kwargs.pop("on_error", "omit")
         if maxdepth is not None and maxdepth < 1:
             raise ValueError("maxdepth must be at least 1")
         out: dict[str, dict[str, Any]] = {}
@@ -1108,7 +1110,9 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                     *(self._ls(p, detail=True, **kwargs) for p in batch), return_exceptions=True
                 )
                 for parent, listing in zip(batch, listings, strict=True):
-                    if isinstance(listing, OSError):  # as fsspec's walk: skipped
+                    if isinstance(listing, OSError) and on_error != "raise":
+                        if callable(on_error):  # as fsspec's walk
+                            on_error(listing)
                         continue
                     if isinstance(listing, BaseException):
                         raise listing

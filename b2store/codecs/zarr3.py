@@ -284,7 +284,12 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         chunks, nbytes = sized
         message = _too_large_message("b2store.b2nd", chunks, native, nbytes)
         if nbytes > _MAX_FRAME_BYTES:  # over what the decoder reads too
-            raise CodecError(message)
+            # zarr validates at every open as well: no frame holds such chunks, so nothing
+            # stored can read; say so to whoever opens one made without this check
+            raise CodecError(
+                f"{message} (Arrays with such chunks are refused at open too: no Blosc2 frame "
+                "holds them, so no stored chunk could be read.)"
+            )
         warnings.warn(
             f"{message} Reading this array works; writing to it raises.",
             RuntimeWarning,

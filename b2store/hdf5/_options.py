@@ -5,8 +5,9 @@ Contract
 * :func:`_check_options` refuses keyword options b2h5 does not know, and options under a
   protocol name fsspec would not route to the target (they would be ignored): ``TypeError``
   saying where they go. :func:`_check_view_options` refuses values of b2h5's own options
-  (``zarr_format``, ``unsupported``, ``follow_external_links``, ``index_cache``) it does not
-  take; every such error names the file the options were given for.
+  (``zarr_format``, ``unsupported``, ``follow_external_links``, ``index_cache``,
+  ``check_version``) it does not take; every such error names the file the options were
+  given for.
 * Local target paths: :func:`_rfc8089_path` reads a ``file:`` URL as RFC 8089 does when
   fsspec's literal reading names no file; :func:`_check_regular_file` refuses folders and
   named pipes with a clear error instead of a misleading one or a hang.
@@ -53,7 +54,13 @@ def _for_file(fo: Any) -> str:
 
 
 def _check_view_options(
-    fo: Any, *, zarr_format: Any, unsupported: Any, follow_external_links: Any, index_cache: Any
+    fo: Any,
+    *,
+    zarr_format: Any,
+    unsupported: Any,
+    follow_external_links: Any,
+    index_cache: Any,
+    check_version: Any = True,
 ) -> None:
     """Refuse values of b2h5's own options it does not take, naming the file they were given
     for (an ``open_mfdataset`` over many files otherwise does not say which call failed)."""
@@ -64,6 +71,10 @@ def _check_view_options(
         raise TypeError(
             f"{who}: Expected follow_external_links True or False. Got "
             f"{follow_external_links!r} instead."
+        )
+    if not isinstance(check_version, bool | np.bool_):
+        raise TypeError(
+            f"{who}: Expected check_version True or False. Got {check_version!r} instead."
         )
     if zarr_format not in (2, 3):
         raise ValueError(f"{who}: Expected zarr_format 2 or 3. Got {zarr_format!r} instead.")

@@ -30,8 +30,11 @@ from typing import Any
 
 from b2store.errors import AccessRefusedError, TransferError
 
-#: ``scheme://user:password@`` in a URL: the password is masked in messages.
-_USERINFO = re.compile(r"(?<=://)([^/@\s:'\"]*):[^/@\s'\"]*@")
+#: ``scheme://user:password@`` in a URL: the password (up to the last ``@`` of the host
+#: part: passwords may hold ``@``) is masked in messages.
+_USERINFO = re.compile(r"(?<=://)([^/@\s:'\"]*):[^/\s'\"]*@")
+#: ``scheme://token@`` (a user name alone, as tokens are given to GitHub or GitLab): masked.
+_USER_TOKEN = re.compile(r"(?<=://)[^/:@\s'\"]+@")
 #: Query parameters of signed URLs (S3 ``X-Amz-Signature``/``X-Amz-Credential``/
 #: ``X-Amz-Security-Token``, Azure SAS ``sig``, GCS ``X-Goog-Signature``, CloudFront
 #: ``Signature``/``Key-Pair-Id``, ``token``, ``api_key``...): their values are masked.
@@ -43,13 +46,15 @@ _SECRET_QUERY = re.compile(
 
 
 def _scrub(text: str) -> str:
-    """``text`` (a URL or a message naming one) without credentials: a URL's password and
-    the values of signature, token and key query parameters become ``***``.
+    """``text`` (a URL or a message naming one) without credentials: a URL's password (or
+    its user name when it has no password: a token) and the values of signature, token and
+    key query parameters become ``***``.
 
     Errors name the file they are about, and a ``http://user:password@host/...`` URL or a
     presigned URL is a credential: it showed in every error message (tracebacks, logs).
     """
-    return _SECRET_QUERY.sub(r"\1***", _USERINFO.sub(r"\1:***@", text))
+    text = _USER_TOKEN.sub("***@", _USERINFO.sub(r"\1:***@", text))
+    return _SECRET_QUERY.sub(r"\1***", text)
 
 
 def _cause(exc: BaseException) -> BaseException | None:
@@ -213,12 +218,22 @@ def _check_range(url: str, start: int, end: int, data: Any) -> bytes:
     return data
 
 
-def _changed(url: str, detail: str) -> OSError:
-    """The error for a remote target file that changed on the server after it was indexed."""
+#: Said when a version header differs: some servers give one file several of them.
+_CHECK_VERSION_HINT = (
+    " If the server gives the same file different ETag/Last-Modified values (several servers "
+    "behind a load balancer), pass check_version=False (a b2h5 storage option): sizes and "
+    "ranges are still checked."
+)
+
+
+def _changed(url: str, detail: str, *, version_header: bool = False) -> OSError:
+    """The error for a remote target file that changed on the server after it was indexed
+    (``version_header``: told by an ``ETag``/``Last-Modified`` alone)."""
+    hint = _CHECK_VERSION_HINT if version_header else ""
     return OSError(
         _scrub(
             f"{url}: the HDF5 file was replaced or changed on the server after b2h5 indexed it "
-            f"({detail}), so its chunks are not where the index says. Open it again."
+            f"({detail}), so its chunks are not where the index says. Open it again.{hint}"
         )
     )
 
@@ -270,7 +285,7 @@ def _check_http_answer(
         name, then = expected
         now = headers.get(name)
         if now and now.removeprefix("W/") != then.removeprefix("W/"):
-            raise _changed(url, f"{name} {then} when indexed, {now} now")
+            raise _changed(url, f"{name} {then} when indexed, {now} now", version_header=True)
     if status == 206 and "Content-Range" in headers:
         m = _CONTENT_RANGE.fullmatch(headers["Content-Range"].strip())
         if m is not None and m[3] != "*" and size is not None and int(m[3]) != size:

@@ -211,6 +211,13 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     index_cache
         None (memory only), ``"auto"`` (sidecar files under ``~/.cache/b2store/hdf5-index``) or
         a folder path for the sidecar files.
+    check_version
+        True (default): a remote file is identified by its size and version (``ETag``,
+        ``Last-Modified``, ``mtime``), and every read over HTTP or S3 is checked to be of the
+        version indexed. False: by its size alone, for servers that give one file several
+        versions (a load balancer in front of servers with their own copies); the index of
+        such a file is then never cached (each new instance indexes the file again) and a
+        file rewritten with the same size is not noticed. Local files are always checked.
     file_version
         Set by pickling: the version (size, modification stamp) of the file the pickled
         instance had indexed. Not used to open the file; it makes dask's tokens, which pickle
@@ -241,6 +248,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         unsupported: Literal["raise", "warn", "skip"] = "raise",
         follow_external_links: bool = False,
         index_cache: str | Path | None = None,
+        check_version: bool = True,
         file_version: str | None = None,
         **kwargs: Any,
     ) -> None:
@@ -252,6 +260,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             unsupported=unsupported,
             follow_external_links=follow_external_links,
             index_cache=index_cache,
+            check_version=check_version,
         )
         if not isinstance(fo, str | Path) or not str(fo):
             raise TypeError(
@@ -270,6 +279,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         self.unsupported = unsupported
         self.follow_external_links = follow_external_links
         self.index_cache = index_cache
+        self.check_version = bool(check_version)
         self._version = self._stamp = ""
         #: the size of the file indexed, as its target reported it (None when it did not)
         self._size: int | None = None
@@ -415,6 +425,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             if inner is None:
                 raise
             info = inner.info(url)
+        if not self.check_version:
+            return info.get("size"), None
         for name in _STAMPS:
             value = info.get(name)
             if value is None or (name == "mtime" and not value):
@@ -961,7 +973,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             headers["Accept-Encoding"] = "identity"
             session = await fs.set_session()
             async with limit, session.get(fs.encode_url(url), headers=headers, **kw) as r:
-                if r.status == 404:
+                if r.status in (404, 410):  # 410 Gone: as fsspec's own reads take it
                     raise FileNotFoundError(url)
                 if r.status != 416:
                     r.raise_for_status()
@@ -1010,7 +1022,11 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                         raise
                     resp = None  # raised below: out of this handler, not chained to the 412
                 if resp is None and status == 412 and expected is not None:
-                    raise _changed(url, f"ETag {expected[1]} when indexed, another one now")
+                    raise _changed(
+                        url,
+                        f"ETag {expected[1]} when indexed, another one now",
+                        version_header=True,
+                    )
                 if resp is None:
                     return _check_http_answer(url, start, end, 416, {}, b"", size, stamp)
                 try:
