@@ -405,17 +405,32 @@ def _enc_blosc(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     return bytes(codec.encode(data))
 
 
+#: Most bytes one LZF stream byte can decode to: a 3-byte back reference copies 264 bytes.
+_LZF_MAX_RATIO = 88
+
+
 def _dec_lzf(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+    """Raw LZF (no header). With the decoded size unknown (a filter that changes sizes, e.g.
+    LZ4 or bzip2, runs before LZF), start from cd_values[2] (the chunk's size) and grow the
+    buffer as h5py's LZF filter does, bounded by LZF's largest expansion."""
     ic = _imagecodecs("lzf")
-    size = expected if expected is not None else (cd[2] if len(cd) > 2 and cd[2] > 0 else None)
-    if size is None:
-        raise _fail("lzf", "the decoded size is unknown (no chunk shape, cd_values[2] == 0)")
-    try:
-        out = ic.lzf_decode(bytes(data), header=False, out=size)
-    except Exception as e:
-        raise _fail("lzf", f"invalid LZF stream ({e})") from None
-    _check_size("lzf", out, size)
-    return bytes(out)
+    raw = bytes(data)
+    if expected is not None:
+        try:
+            out = ic.lzf_decode(raw, header=False, out=expected)
+        except Exception as e:
+            raise _fail("lzf", f"invalid LZF stream ({e})") from None
+        _check_size("lzf", out, expected)
+        return bytes(out)
+    limit = max(len(raw) * _LZF_MAX_RATIO, 1)
+    size = min(cd[2] if len(cd) > 2 and cd[2] > 0 else 2 * len(raw), limit) or 1
+    while True:
+        try:
+            return bytes(ic.lzf_decode(raw, header=False, out=size))
+        except Exception as e:
+            if "not large enough" not in str(e) or size >= limit:
+                raise _fail("lzf", f"invalid LZF stream ({e})") from None
+        size = min(2 * size, limit)
 
 
 def _enc_lzf(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
@@ -557,6 +572,14 @@ def _dec_bitshuffle(
 def _enc_bitshuffle(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     ic = _imagecodecs("bitshuffle")
     elemsize, block_elems, comp = _bitshuffle_params(cd, itemsize)
+    if len(data) % elemsize:
+        # HDF5's bitshuffle filter fails on such input ("Non integer number of elements", e.g.
+        # after a filter that changed sizes) and HDF5 stores the chunk without it (mask bit);
+        # the decoder refuses such a header too
+        raise _NoGainError(
+            f"{CODEC_ID}: bitshuffle cannot take {len(data)} bytes, not a whole number of "
+            f"{elemsize}-byte items; HDF5 would store the chunk without it"
+        )
     nelems = len(data) // elemsize
     bsize = block_elems * elemsize
     parts = [] if comp == 0 else [struct.pack(">QI", len(data), bsize)]
@@ -635,13 +658,23 @@ def _dec_blosc2(cd: Sequence[int], data: memoryview, expected: int | None, items
     return out
 
 
+#: The Blosc2 filter code (cd_values[5]) of TRUNC_PREC.
+_BLOSC2_TRUNC_PREC = 4
+
+
 def _enc_blosc2(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     import blosc2
 
     typesize = cd[2] if len(cd) > 2 and cd[2] > 0 else itemsize
+    flt = cd[5] if len(cd) > 5 else 1
+    if flt == _BLOSC2_TRUNC_PREC:
+        # hdf5plugin passes no precision (filters_meta 0), with which C-Blosc2 keeps every
+        # bit, and python-blosc2 refuses precision 0 ("Error while creating the NDArray"):
+        # write no filter, the same bytes once decoded (each frame names its own filters)
+        flt = 0
     cparams = {
         "clevel": cd[4] if len(cd) > 4 else 5,
-        "filters": [blosc2.Filter(cd[5] if len(cd) > 5 else 1)],
+        "filters": [blosc2.Filter(flt)],
         "codec": blosc2.Codec(cd[6] if len(cd) > 6 else 0),
         "typesize": typesize,
     }
