@@ -128,11 +128,17 @@ def _expand_special(
 ) -> np.ndarray:
     """The items of special chunk ``raw`` (header ``hdr``), as the validating decoder makes
     them; Blosc2 writes the special values in the chunk's typesize, which for a ``.b2frame``
-    without a dtype (served as ``uint8``) is wider than the served items."""
+    without a dtype (served as ``uint8``) is wider than the served items. A NaN chunk of
+    floats of the served width is NaN in the served dtype (big-endian too); any other NaN chunk
+    is C-Blosc2's little-endian float NaN of the chunk's typesize read as the served items, as
+    python-blosc2 reads it (``2143289344`` for ``int32``; was: "NaN special chunk for non-float
+    dtype int32")."""
     dtype = ds.dtype
-    if hdr.typesize not in (0, dtype.itemsize):
-        nan = hdr.special == bf.SPECIAL_NAN and hdr.typesize in (2, 4, 8)
-        dtype = np.dtype(f"f{hdr.typesize}" if nan else f"V{hdr.typesize}")
+    nan = hdr.special == bf.SPECIAL_NAN and hdr.typesize in (2, 4, 8)
+    if nan and not (dtype.kind == "f" and dtype.itemsize == hdr.typesize):
+        dtype = np.dtype(f"<f{hdr.typesize}")
+    elif hdr.typesize not in (0, dtype.itemsize):
+        dtype = np.dtype(f"V{hdr.typesize}")
     if hdr.nbytes != nbytes or hdr.nbytes % dtype.itemsize:
         raise CodecError(
             f"{where}: special chunk of {hdr.nbytes} bytes, expected {nbytes} bytes of "

@@ -36,9 +36,11 @@ Contract
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import json
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -217,6 +219,24 @@ def is_group_info(info: Any) -> bool:
     return isinstance(info, dict) and info.get("kind") == "group"
 
 
+#: CPython 3.11's ``ast`` is not thread-safe: two threads building ASTs at once (one switched
+#: out inside a GC finalizer) fail with "SystemError: AST constructor recursion depth mismatch"
+_AST_LOCK = threading.Lock()
+
+
+@functools.lru_cache(maxsize=1024)
+def _dtype_of(text: str) -> np.dtype[Any]:
+    """``np.dtype`` of ``text``, through ``ast.literal_eval`` (one thread at a time) for the
+    spellings numpy does not take as strings (structured: ``"[('a', '<i4'), ...]"``; padded:
+    ``"{'names': [...], 'offsets': ...}"``). Cached: slices of one dataset repeat one text."""
+    try:
+        return np.dtype(text)
+    except (TypeError, ValueError):
+        with _AST_LOCK:
+            value = ast.literal_eval(text)
+        return np.dtype(value)
+
+
 def parse_dtype(text: str, path: str) -> np.dtype[Any]:
     """``str(numpy.dtype)`` as the server writes it → dtype (structured ones via literal_eval).
 
@@ -224,14 +244,11 @@ def parse_dtype(text: str, path: str) -> np.dtype[Any]:
     numpy names ``f0``): it is given back as ``V<n>``, the same bytes, which Zarr can serve
     (it cannot serve a structured field of raw bytes)."""
     try:
-        dtype = np.dtype(text)
-    except (TypeError, ValueError):  # ValueError: "{'names': [...], 'offsets': ...}" (padded)
-        try:
-            dtype = np.dtype(ast.literal_eval(text))
-        except (ValueError, SyntaxError, TypeError) as exc:
-            raise UnsupportedCaterva2DatasetError(
-                f"Caterva2 dataset {path} has a dtype b2store cannot parse: {text!r}"
-            ) from exc
+        dtype = _dtype_of(text)
+    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError) as exc:
+        raise UnsupportedCaterva2DatasetError(
+            f"Caterva2 dataset {path} has a dtype b2store cannot parse: {text!r}"
+        ) from exc
     if dtype.names == ("f0",):
         field, offset = dtype.fields["f0"][:2]  # type: ignore[index]
         plain = field.kind == "V" and field.fields is None and field.subdtype is None
