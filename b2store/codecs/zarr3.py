@@ -619,16 +619,22 @@ class GrokCodec(_NumcodecsArrayBytes):
             self._numcodec.check_image_size(*smallest[-2:])
 
 
-def _largest_chunk(chunk_grid: Any) -> tuple[int, ...] | None:
-    """The largest chunk size along each dimension of a regular or rectilinear grid (see
-    :func:`_smallest_chunk`); ``None`` for grids of other kinds."""
+def _chunk_extent(chunk_grid: Any, pick: Any) -> tuple[int, ...] | None:
+    """``pick`` (``min`` or ``max``) of the chunk sizes along each dimension of a regular grid
+    (``chunk_shape``) or of a rectilinear one (zarr >= 3.2: ``chunk_shapes``, an int or a tuple
+    of sizes per dimension); ``None`` for grids of other kinds."""
     regular = getattr(chunk_grid, "chunk_shape", None)
     if regular is not None:
         return tuple(int(c) for c in regular)
     shapes = getattr(chunk_grid, "chunk_shapes", None)
     if shapes is None:
         return None
-    return tuple(int(max(c)) if isinstance(c, tuple | list) else int(c) for c in shapes)
+    return tuple(int(pick(c)) if isinstance(c, tuple | list) else int(c) for c in shapes)
+
+
+def _largest_chunk(chunk_grid: Any) -> tuple[int, ...] | None:
+    """The largest chunk size along each dimension (see :func:`_chunk_extent`)."""
+    return _chunk_extent(chunk_grid, max)
 
 
 def _chunk_nbytes(chunk_grid: Any, dtype: np.dtype) -> tuple[tuple[int, ...], int] | None:
@@ -650,13 +656,5 @@ def _too_large_message(name: str, chunks: tuple[int, ...], dtype: np.dtype, nbyt
 
 
 def _smallest_chunk(chunk_grid: Any) -> tuple[int, ...] | None:
-    """The smallest chunk size along each dimension of a regular grid (``chunk_shape``) or of
-    a rectilinear one (zarr >= 3.2: ``chunk_shapes``, an int or a tuple of sizes per
-    dimension); ``None`` for grids of other kinds."""
-    regular = getattr(chunk_grid, "chunk_shape", None)
-    if regular is not None:
-        return tuple(int(c) for c in regular)
-    shapes = getattr(chunk_grid, "chunk_shapes", None)
-    if shapes is None:
-        return None
-    return tuple(int(min(c)) if isinstance(c, tuple | list) else int(c) for c in shapes)
+    """The smallest chunk size along each dimension (see :func:`_chunk_extent`)."""
+    return _chunk_extent(chunk_grid, min)

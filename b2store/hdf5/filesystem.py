@@ -128,6 +128,22 @@ def _is_s3(fs: Any) -> bool:
     )
 
 
+def _gather_bounded(fs: Any, one: Any, reqs: list[tuple[Any, ...]]) -> list[Any]:
+    """``await one(*q)`` for every ``q`` of ``reqs`` on async filesystem ``fs``'s event loop, at
+    most :data:`HTTP_CONCURRENCY` at once: the results in order, or the exception each raised."""
+
+    async def run() -> list[Any]:
+        limit = asyncio.Semaphore(HTTP_CONCURRENCY)
+
+        async def bounded(q: tuple[Any, ...]) -> Any:
+            async with limit:
+                return await one(*q)
+
+        return await asyncio.gather(*(bounded(q) for q in reqs), return_exceptions=True)
+
+    return list(fsspec.asyn.sync(fs.loop, run))
+
+
 async def _read_upto(response: Any, n: int) -> bytes:
     """At most ``n`` bytes of an aiohttp response's body (a server ignoring ``Range`` sends
     the whole file: reading one byte more than asked is enough to tell)."""
@@ -972,7 +988,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             headers["Range"] = f"bytes={start}-{end - 1}"
             headers["Accept-Encoding"] = "identity"
             session = await fs.set_session()
-            async with limit, session.get(fs.encode_url(url), headers=headers, **kw) as r:
+            async with session.get(fs.encode_url(url), headers=headers, **kw) as r:
                 if r.status in (404, 410):  # 410 Gone: as fsspec's own reads take it
                     raise FileNotFoundError(url)
                 if r.status != 416:
@@ -980,14 +996,7 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 data = await _read_upto(r, end - start + 1) if r.status != 416 else b""
                 return _check_http_answer(url, start, end, r.status, r.headers, data, size, stamp)
 
-        limit: asyncio.Semaphore
-
-        async def run() -> list[Any]:
-            nonlocal limit
-            limit = asyncio.Semaphore(HTTP_CONCURRENCY)
-            return await asyncio.gather(*(one(*q) for q in reqs), return_exceptions=True)
-
-        return list(fsspec.asyn.sync(fs.loop, run))
+        return _gather_bounded(fs, one, reqs)
 
     @staticmethod
     def _s3_ranges(fs: Any, reqs: list[tuple[str, int, int, int | None, str | None]]) -> list[Any]:
@@ -1013,40 +1022,32 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             server_checks = not getattr(fs, "local_expiry_check", False)
             if expected is not None and expected[0] == "ETag" and server_checks:
                 kw["IfMatch"] = expected[1]
-            async with limit:
-                try:
-                    resp = await fs._call_s3("get_object", **kw)
-                except Exception as exc:
-                    status, _ = _http_status(exc)
-                    if status not in (412, 416) or (status == 412 and expected is None):
-                        raise
-                    resp = None  # raised below: out of this handler, not chained to the 412
-                if resp is None and status == 412 and expected is not None:
-                    raise _changed(
-                        url,
-                        f"ETag {expected[1]} when indexed, another one now",
-                        version_header=True,
-                    )
-                if resp is None:
-                    return _check_http_answer(url, start, end, 416, {}, b"", size, stamp)
-                try:
-                    data = await resp["Body"].read()
-                finally:
-                    resp["Body"].close()
+            try:
+                resp = await fs._call_s3("get_object", **kw)
+            except Exception as exc:
+                status, _ = _http_status(exc)
+                if status not in (412, 416) or (status == 412 and expected is None):
+                    raise
+                resp = None  # raised below: out of this handler, not chained to the 412
+            if resp is None and status == 412 and expected is not None:
+                raise _changed(
+                    url,
+                    f"ETag {expected[1]} when indexed, another one now",
+                    version_header=True,
+                )
+            if resp is None:
+                return _check_http_answer(url, start, end, 416, {}, b"", size, stamp)
+            try:
+                data = await resp["Body"].read()
+            finally:
+                resp["Body"].close()
             status = resp.get("ResponseMetadata", {}).get("HTTPStatusCode", 206)
             headers = {"ETag": resp.get("ETag") or ""}
             if resp.get("ContentRange"):
                 headers["Content-Range"] = resp["ContentRange"]
             return _check_http_answer(url, start, end, status, headers, data, size, stamp)
 
-        limit: asyncio.Semaphore
-
-        async def run() -> list[Any]:
-            nonlocal limit
-            limit = asyncio.Semaphore(HTTP_CONCURRENCY)
-            return await asyncio.gather(*(one(*q) for q in reqs), return_exceptions=True)
-
-        return list(fsspec.asyn.sync(fs.loop, run))
+        return _gather_bounded(fs, one, reqs)
 
     def _file_size(self, url: str) -> int | None:
         """The size target file ``url`` had when it was indexed (None when unknown)."""

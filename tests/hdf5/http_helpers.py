@@ -10,10 +10,14 @@ connections, no ``Content-Length``, redirects).
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import re
 import socket
-from http.server import SimpleHTTPRequestHandler
+import threading
+from collections.abc import Iterator
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 GETS: list[str] = []
 
@@ -126,3 +130,24 @@ class FaultyHandler(RangeHandler):
     def handle(self) -> None:
         with contextlib.suppress(OSError):  # the client hung up on a cut body
             super().handle()
+
+
+@contextlib.contextmanager
+def serve(folder: Path, handler: type[SimpleHTTPRequestHandler]) -> Iterator[str]:
+    """The files of ``folder`` served by ``handler`` on 127.0.0.1, for the ``with`` block: its
+    base URL (``http://127.0.0.1:<port>``)."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+
+
+def clear_blocks() -> None:
+    """Empty b2h5's process-wide cache of read-ahead blocks (reads then go to the server)."""
+    from b2store.hdf5 import _io_pools
+
+    _io_pools._BLOCKS._data.clear()

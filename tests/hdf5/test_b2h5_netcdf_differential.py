@@ -225,7 +225,9 @@ def data_variable(
         if draw(st.booleans()):
             del enc["add_offset"]
     elif kind == "timedelta":
-        data = _values(draw, "i4", shape).astype("timedelta64[h]").astype("timedelta64[ns]")
+        # hours within +-10**5: the i4 extremes overflow nanoseconds (numpy 2.3 raises)
+        hours = _values(draw, "i4", shape).clip(-(10**5), 10**5)
+        data = hours.astype("timedelta64[h]").astype("timedelta64[ns]")
         if data.size and draw(st.booleans()):
             data.flat[0] = np.timedelta64("NaT")
         enc["units"] = draw(st.sampled_from(["hours", "days", "seconds"]))

@@ -8,11 +8,9 @@ chunk reads, never wrong bytes; ``blockcache`` works over a host without directo
 
 from __future__ import annotations
 
-import functools
-import threading
 import warnings
 from collections.abc import Iterator
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from http.server import SimpleHTTPRequestHandler
 from pathlib import Path
 
 import fsspec
@@ -22,7 +20,7 @@ import pytest
 import xarray as xr
 import zarr
 from h5view_helpers import assert_same, h5_values, open_root
-from http_helpers import GETS, FaultyHandler, RangeHandler
+from http_helpers import GETS, FaultyHandler, RangeHandler, serve
 
 pytest.importorskip("aiohttp")
 
@@ -35,14 +33,9 @@ class _QuietHandler(SimpleHTTPRequestHandler):
 
 
 def _serve(folder: Path, handler: type[SimpleHTTPRequestHandler]) -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+    """:func:`http_helpers.serve` as a generator (for fixtures and ``for base in ...``)."""
+    with serve(folder, handler) as base:
+        yield base
 
 
 @pytest.fixture(scope="module")

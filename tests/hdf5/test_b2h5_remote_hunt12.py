@@ -10,13 +10,8 @@ credentials of a URL (``user:password@``, signature query parameters).
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
 import re
-import threading
-from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import dask.array as da
@@ -26,21 +21,9 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from http_helpers import FaultyHandler, RangeHandler
+from http_helpers import FaultyHandler, RangeHandler, clear_blocks, serve
 
 pytest.importorskip("aiohttp")
-
-
-@contextlib.contextmanager
-def _serve(folder: Path, handler: type[RangeHandler]) -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
 
 
 def _write(path: Path, order: tuple[str, ...]) -> None:
@@ -60,12 +43,6 @@ def _write(path: Path, order: tuple[str, ...]) -> None:
                 f.create_dataset(name, data=data[name], chunks=(10_000,))
 
 
-def _clear_blocks() -> None:
-    from b2store.hdf5 import _io_pools
-
-    _io_pools._BLOCKS._data.clear()
-
-
 def test_file_changed_on_the_server_after_open_raises(tmp_path: Path) -> None:
     """The process that opened a remote file read the chunks of the file that replaced it on
     the server with the old index: ``a`` came back as ``b``'s values, no error."""
@@ -73,7 +50,7 @@ def test_file_changed_on_the_server_after_open_raises(tmp_path: Path) -> None:
     with h5py.File(tmp_path / "f.h5") as f:
         want = {k: f[k][()] for k in ("a", "b", "c")}
     handler = type("ETags", (RangeHandler,), {"etag": True})
-    with _serve(tmp_path, handler) as base:
+    with serve(tmp_path, handler) as base:
         url = f"b2h5::{base}/f.h5"
         arr = zarr.open_array(url, path="a", mode="r")
         ds = xr.open_zarr(url, chunks=None)
@@ -84,7 +61,7 @@ def test_file_changed_on_the_server_after_open_raises(tmp_path: Path) -> None:
         _write(tmp_path / "new.h5", ("b", "a", "c"))  # same size, datasets swapped
         os.replace(tmp_path / "new.h5", tmp_path / "f.h5")
         assert (tmp_path / "f.h5").stat().st_size == size
-        _clear_blocks()
+        clear_blocks()
         for read in (
             lambda: arr[...],
             lambda: ds["b"].values,
@@ -101,7 +78,7 @@ def test_file_changed_on_the_server_after_open_raises(tmp_path: Path) -> None:
         c = zarr.open_array(f"b2h5::{base}/f.h5", path="c", mode="r")
         with open(tmp_path / "f.h5", "r+b") as fh:
             fh.truncate(700_000)
-        _clear_blocks()
+        clear_blocks()
         with pytest.raises(OSError, match=r"f\.h5: .*changed on the server.*HTTP 416"):
             c[...]
 
@@ -119,7 +96,7 @@ class _Shifted(RangeHandler):
 def test_partial_content_for_another_range_raises(tmp_path: Path) -> None:
     """A 206 answer whose ``Content-Range`` is not the range asked read as shifted values."""
     _write(tmp_path / "f.h5", ("a", "b", "c"))
-    with _serve(tmp_path, _Shifted) as base:
+    with serve(tmp_path, _Shifted) as base:
         fs = fsspec.filesystem("b2h5", fo=f"{base}/f.h5")
         root = zarr.open_group(fs.get_mapper(), mode="r")
         for read in (lambda: root["a"][...], lambda: root["c"][...], lambda: fs.cat(["a/c/1"])):
@@ -146,7 +123,7 @@ def test_errors_never_show_credentials(tmp_path: Path) -> None:
     500, a missing file or a dropped connection printed them in the error message."""
     _write(tmp_path / "f.h5", ("a", "b", "c"))
     handler = type("Faulty", (FaultyHandler,), {"fault": None})
-    with _serve(tmp_path, handler) as base:
+    with serve(tmp_path, handler) as base:
         host = base.removeprefix("http://")
         url = (
             f"http://user:s3cr3t@{host}/f.h5?X-Amz-Credential=AKIDSECRET&X-Amz-Signature=SIGSECRET"
@@ -157,7 +134,7 @@ def test_errors_never_show_credentials(tmp_path: Path) -> None:
         errors = []
         for fault in ("401", "500", "drop"):
             handler.fault = fault
-            _clear_blocks()
+            clear_blocks()
             for read in (lambda: root["a"][...], lambda: root["c"][...]):
                 with pytest.raises(OSError) as info:
                     read()
@@ -187,7 +164,7 @@ def test_notes_and_warnings_never_show_credentials(tmp_path: Path) -> None:
         f.create_dataset("so", data=np.arange(100), chunks=(10,), scaleoffset=0)
         f["gone"] = h5py.SoftLink("/nowhere")
     handler = type("Faulty", (FaultyHandler,), {"fault": None})
-    with _serve(tmp_path, handler) as base:
+    with serve(tmp_path, handler) as base:
         host = base.removeprefix("http://")
         url = f"http://user:s3cr3t@{host}/n.h5?X-Amz-Signature=SIGSECRET"
         with warnings.catch_warnings(record=True) as caught:

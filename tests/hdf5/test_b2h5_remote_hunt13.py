@@ -10,13 +10,8 @@ not a token given as the user name (``https://TOKEN@host/``) nor a password hold
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import itertools
 import pickle
-import threading
-from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 import fsspec
@@ -25,7 +20,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import zarr
-from http_helpers import FaultyHandler, RangeHandler
+from http_helpers import FaultyHandler, RangeHandler, clear_blocks, serve
 
 pytest.importorskip("aiohttp")
 
@@ -55,18 +50,6 @@ class _Gone(RangeHandler):
         return super().send_head()
 
 
-@contextlib.contextmanager
-def _serve(folder: Path, handler: type[RangeHandler]) -> Iterator[str]:
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(folder)))
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
-
-
 def _write(path: Path) -> dict[str, np.ndarray]:
     data = {"a": np.arange(40_000, dtype="i4"), "c": np.linspace(0, 1, 50_000)}
     with h5py.File(path, "w") as f:
@@ -75,22 +58,16 @@ def _write(path: Path) -> dict[str, np.ndarray]:
     return data
 
 
-def _clear_blocks() -> None:
-    from b2store.hdf5 import _io_pools
-
-    _io_pools._BLOCKS._data.clear()
-
-
 def test_servers_giving_one_file_several_etags(tmp_path: Path) -> None:
     want = _write(tmp_path / "f.h5")
     handler = type("Balanced", (_Balanced,), {"etag": True})
-    with _serve(tmp_path, handler) as base:
+    with serve(tmp_path, handler) as base:
         url = f"{base}/f.h5"
-        _clear_blocks()
+        clear_blocks()
         with pytest.raises(OSError, match=r"changed on the server.*check_version=False"):
             zarr.open_array(f"b2h5::{url}", path="a", mode="r")[...]
         opts = {"b2h5": {"check_version": False}}
-        _clear_blocks()
+        clear_blocks()
         arr = zarr.open_array(f"b2h5::{url}", path="a", mode="r", storage_options=opts)
         np.testing.assert_array_equal(arr[...], want["a"])
         ds = xr.open_zarr(f"b2h5::{url}", storage_options=opts, chunks={})
@@ -102,7 +79,7 @@ def test_servers_giving_one_file_several_etags(tmp_path: Path) -> None:
         # sizes are still checked: a file cut short is noticed
         with open(tmp_path / "f.h5", "r+b") as fh:
             fh.truncate(100_000)
-        _clear_blocks()
+        clear_blocks()
         with pytest.raises(OSError, match=r"changed on the server"):
             root["c"][...]
 
@@ -117,10 +94,10 @@ def test_a_withdrawn_file_is_no_missing_chunk(tmp_path: Path) -> None:
     """A 410 at a chunk read is the file gone, not a missing chunk (read as fill values)."""
     _write(tmp_path / "f.h5")
     handler = type("Gone", (_Gone,), {})
-    with _serve(tmp_path, handler) as base:
+    with serve(tmp_path, handler) as base:
         arr = zarr.open_array(f"b2h5::{base}/f.h5", path="a", mode="r")
         handler.gone = True
-        _clear_blocks()
+        clear_blocks()
         with pytest.raises(OSError, match=r"f\.h5") as info:
             arr[...]
         assert "cannot be read any more" in str(info.value), info.value
@@ -135,7 +112,7 @@ def test_tokens_and_passwords_with_at_signs_are_masked(
 ) -> None:
     _write(tmp_path / "f.h5")
     handler = type("Faulty", (FaultyHandler,), {"fault": None})
-    with _serve(tmp_path, handler) as base:
+    with serve(tmp_path, handler) as base:
         host = base.removeprefix("http://")
         for url in (f"http://{userinfo}{host}/missing.h5", f"http://{userinfo}{host}/f.h5"):
             handler.fault = "500" if url.endswith("f.h5") else None
