@@ -416,21 +416,21 @@ def _dec_lzf(cd: Sequence[int], data: memoryview, expected: int | None, itemsize
     ic = _imagecodecs("lzf")
     raw = bytes(data)
     if expected is not None:
-        try:
-            out = ic.lzf_decode(raw, header=False, out=expected)
-        except Exception as e:
-            raise _fail("lzf", f"invalid LZF stream ({e})") from None
-        _check_size("lzf", out, expected)
-        return bytes(out)
-    limit = max(len(raw) * _LZF_MAX_RATIO, 1)
-    size = min(cd[2] if len(cd) > 2 and cd[2] > 0 else 2 * len(raw), limit) or 1
+        size = limit = expected
+    else:
+        limit = max(len(raw) * _LZF_MAX_RATIO, 1)
+        size = min(cd[2] if len(cd) > 2 and cd[2] > 0 else 2 * len(raw), limit) or 1
     while True:
         try:
-            return bytes(ic.lzf_decode(raw, header=False, out=size))
+            out = ic.lzf_decode(raw, header=False, out=size)
+            break
         except Exception as e:
             if "not large enough" not in str(e) or size >= limit:
                 raise _fail("lzf", f"invalid LZF stream ({e})") from None
         size = min(2 * size, limit)
+    if expected is not None:
+        _check_size("lzf", out, expected)
+    return bytes(out)
 
 
 def _enc_lzf(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:

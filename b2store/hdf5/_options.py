@@ -60,7 +60,7 @@ def _check_view_options(
     unsupported: Any,
     follow_external_links: Any,
     index_cache: Any,
-    check_version: Any = True,
+    check_version: Any,
 ) -> None:
     """Refuse values of b2h5's own options it does not take, naming the file they were given
     for (an ``open_mfdataset`` over many files otherwise does not say which call failed)."""

@@ -953,11 +953,12 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         """Bytes ``start:end`` of remote target files, or the exception each read raised;
         over HTTP checked to be the ranges asked of the files as indexed."""
         fs = self.target_fs
-        if _is_http(fs) or _is_s3(fs):
+        checked = self._http_ranges if _is_http(fs) else self._s3_ranges if _is_s3(fs) else None
+        if checked is not None:
             reqs = [
                 (u, s, e, *self._expected(u)) for u, s, e in zip(urls, starts, ends, strict=True)
             ]
-            return (self._http_ranges if _is_http(fs) else self._s3_ranges)(fs, reqs)
+            return checked(fs, reqs)
         with _shared_handle(fs):
             return list(fs.cat_ranges(urls, starts, ends, on_error="return"))
 
@@ -1022,20 +1023,20 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             server_checks = not getattr(fs, "local_expiry_check", False)
             if expected is not None and expected[0] == "ETag" and server_checks:
                 kw["IfMatch"] = expected[1]
+            refused: int | None = None  # 412 (If-Match failed) or 416 (range past the end)
             try:
                 resp = await fs._call_s3("get_object", **kw)
             except Exception as exc:
-                status, _ = _http_status(exc)
-                if status not in (412, 416) or (status == 412 and expected is None):
+                refused, _ = _http_status(exc)
+                if refused not in (412, 416) or (refused == 412 and expected is None):
                     raise
-                resp = None  # raised below: out of this handler, not chained to the 412
-            if resp is None and status == 412 and expected is not None:
-                raise _changed(
+            if refused == 412 and expected is not None:  # raised out of the handler: not
+                raise _changed(  # chained to the 412
                     url,
                     f"ETag {expected[1]} when indexed, another one now",
                     version_header=True,
                 )
-            if resp is None:
+            if refused == 416:
                 return _check_http_answer(url, start, end, 416, {}, b"", size, stamp)
             try:
                 data = await resp["Body"].read()
