@@ -366,7 +366,12 @@ def write(desc: Desc, path: Path) -> None:
                     ds[last] = values(desc, (1,), desc.seed + 1)[0]
         elif desc.layout == "external":
             ds = f.create_dataset(
-                "x", shape=desc.shape, dtype=dt, external=[(f"{path.name}.raw", 0, 2**20)]
+                # an absolute name: HDF5 resolves a relative one against the working
+                # directory, so the raw file landed wherever pytest ran (the repo's root)
+                "x",
+                shape=desc.shape,
+                dtype=dt,
+                external=[(f"{path}.raw", 0, 2**20)],
             )
             if desc.written != "none":
                 ds[...] = data
