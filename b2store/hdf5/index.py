@@ -30,6 +30,7 @@ xarray read them), ``_virtual`` (virtual datasets onto their sources' chunks), `
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -767,7 +768,11 @@ class _Walker:
         pad_to: int = 0,
         urls: tuple[str, ...] = (),
         url_index: np.ndarray[Any, np.dtype[np.uint16]] | None = None,
+        masked_fallback: Callable[[], tuple[Any, dict[int, bytes]]] | None = None,
     ) -> None:
+        """Record one array. ``masked_fallback`` gives a masked plan (and the inline chunks
+        framed for it) for the v2 view when ``plan`` cannot encode the fill chunk: its fill
+        chunk then skips every filter, as HDF5 skips an optional filter that fails."""
         path, url, shape, dims = node.path, node.url, node.shape, node.dims
         dtype, fill, attrs, where = node.dtype, node.fill, node.attrs, node.where
         grid = tuple(-(-s // c) if s else 0 for s, c in zip(shape, chunks, strict=True))
@@ -781,7 +786,13 @@ class _Walker:
         fill_chunk = None
         total = int(np.prod(grid, dtype=object))
         if self.zarr_format == 2 and lin.size + len(inline or {}) < total:
-            fill_chunk = self._fill_chunk(dtype, chunks, fill, v2_fill, plan, where)
+            try:
+                fill_chunk = self._fill_chunk(dtype, chunks, fill, v2_fill, plan, where)
+            except UnsupportedHDF5FeatureError:
+                if masked_fallback is None:
+                    raise
+                plan, inline = masked_fallback()
+                fill_chunk = self._fill_chunk(dtype, chunks, fill, v2_fill, plan, where)
         if self.zarr_format == 3 and "_FillValue" in attrs:
             if dtype.kind == "S":
                 # xarray decodes a v3 _FillValue attribute by the array's dtype and has no rule
@@ -861,6 +872,11 @@ class _Walker:
             got = np.zeros(chunks, dtype) if null_fill_reads_zeros(dtype) else None
         if got is not None and want.tobytes() == got.tobytes():
             return None
+        if plan.masked:  # the fill chunk skips every filter: nothing to encode, nothing to fail
+            from b2store.hdf5.filters import frame_chunk
+
+            nfilters = len(plan.v2_compressor["filters"])
+            return frame_chunk(np.ascontiguousarray(want).tobytes(), (1 << nfilters) - 1)
         import numcodecs
 
         try:
@@ -901,27 +917,41 @@ class _Walker:
         nfilters = dcpl.get_nfilters()
         # padded edge chunks are served raw: every filter skipped (a filter mask of all ones)
         skip_all = (1 << nfilters) - 1
-        if nfilters == 0:
-            plan: Any = _plain_plan(dtype, chunks, node)
-        else:
-            from b2store.hdf5 import filters
+        raw_inline = self._padded_chunks(node, chunks, padded_lin)
 
-            pipeline = filters.read_pipeline(dcpl)
-            plan = filters.plan_codecs(
-                pipeline,
-                dtype,
-                chunks,
-                masks={int(m) for m in np.unique(rows[3])}
-                | ({skip_all} if padded_lin.size else set()),
-                where=where,
-                nullterm=node.nullterm,
-            )
-        inline = self._padded_chunks(node, chunks, padded_lin)
-        if plan.masked:
+        def framed(plan: Any) -> dict[int, bytes]:
+            if not plan.masked:
+                return raw_inline
             from b2store.hdf5.filters import frame_chunk
 
-            inline = {k: frame_chunk(raw, skip_all) for k, raw in inline.items()}
-        self._add(node, chunks, plan, rows=rows, inline=inline)
+            return {k: frame_chunk(raw, skip_all) for k, raw in raw_inline.items()}
+
+        if nfilters == 0:
+            self._add(node, chunks, _plain_plan(dtype, chunks, node), rows=rows, inline=raw_inline)
+            return
+        from b2store.hdf5 import filters
+
+        pipeline = filters.read_pipeline(dcpl)
+        masks = {int(m) for m in np.unique(rows[3])} | ({skip_all} if padded_lin.size else set())
+
+        def plan_for(masks: set[int]) -> Any:
+            return filters.plan_codecs(
+                pipeline, dtype, chunks, masks=masks, where=where, nullterm=node.nullterm
+            )
+
+        def masked_fallback() -> tuple[Any, dict[int, bytes]]:
+            plan = plan_for(masks | {0, skip_all})
+            return plan, framed(plan)
+
+        plan = plan_for(masks)
+        self._add(
+            node,
+            chunks,
+            plan,
+            rows=rows,
+            inline=framed(plan),
+            masked_fallback=None if plan.masked else masked_fallback,
+        )
 
     def _contiguous(self, node: _Node) -> None:
         """Serve contiguous data as virtual chunks of about ``CONTIGUOUS_CHUNK_BYTES``.
@@ -1015,17 +1045,22 @@ class _Walker:
         chunks, dtype = found.chunks, node.dtype
         node = replace(node, nullterm=found.nullterm)
         plan: Any = _plain_plan(dtype, chunks, node)
+        masked_fallback = None
         if found.dcpl is not None:
             from b2store.hdf5 import filters
 
-            plan = filters.plan_codecs(
-                filters.read_pipeline(found.dcpl),
-                dtype,
-                chunks,
-                masks={int(m) for m in np.unique(found.rows[3])},
-                where=node.where,
-                nullterm=node.nullterm,
-            )
+            pipeline = filters.read_pipeline(found.dcpl)
+            masks = {int(m) for m in np.unique(found.rows[3])}
+
+            def plan_for(masks: set[int]) -> Any:
+                return filters.plan_codecs(
+                    pipeline, dtype, chunks, masks=masks, where=node.where, nullterm=node.nullterm
+                )
+
+            def masked_fallback() -> tuple[Any, dict[int, bytes]]:
+                return plan_for(masks | {0, (1 << len(pipeline)) - 1}), {}
+
+            plan = plan_for(masks)
         self._add(
             replace(node, url=found.urls[0] if found.urls else node.url),
             chunks,
@@ -1033,6 +1068,7 @@ class _Walker:
             rows=found.rows,
             urls=found.urls,
             url_index=found.url_index if len(found.urls) > 1 else None,
+            masked_fallback=None if plan.masked else masked_fallback,
         )
 
     def _padded_compound(self, node: _Node, lengths: tuple[int, ...]) -> None:
