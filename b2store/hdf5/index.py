@@ -872,11 +872,6 @@ class _Walker:
             got = np.zeros(chunks, dtype) if null_fill_reads_zeros(dtype) else None
         if got is not None and want.tobytes() == got.tobytes():
             return None
-        if plan.masked:  # the fill chunk skips every filter: nothing to encode, nothing to fail
-            from b2store.hdf5.filters import frame_chunk
-
-            nfilters = len(plan.v2_compressor["filters"])
-            return frame_chunk(np.ascontiguousarray(want).tobytes(), (1 << nfilters) - 1)
         import numcodecs
 
         try:
@@ -887,6 +882,11 @@ class _Walker:
                 buf = numcodecs.get_codec(dict(plan.v2_compressor)).encode(buf)
             return bytes(np.asarray(buf).tobytes() if isinstance(buf, np.ndarray) else bytes(buf))
         except Exception as exc:
+            if plan.masked:  # the fill chunk skips every filter, as HDF5 skips one that fails
+                from b2store.hdf5.filters import frame_chunk
+
+                nfilters = len(plan.v2_compressor["filters"])
+                return frame_chunk(np.ascontiguousarray(want).tobytes(), (1 << nfilters) - 1)
             raise self._error(
                 where,
                 f"has unallocated chunks with a non-zero fill value that the "

@@ -682,3 +682,23 @@ def test_v2_fill_chunk_that_bitshuffle_cannot_take_through_a_virtual_dataset(tmp
         fs = fsspec.filesystem("b2h5", fo=str(path), zarr_format=zarr_format)
         z = zarr.open_array(fs.get_mapper("v"), mode="r", zarr_format=zarr_format)
         assert_same(z[...], want, f"v{zarr_format}")
+
+
+def test_v2_fill_chunk_of_a_masked_dataset_stays_encoded(tmp_path) -> None:
+    """A dataset served masked (chunks that skip a filter) keeps an encoded fill chunk when its
+    pipeline can encode one: only a fill chunk that fails to encode is served raw (every
+    filter skipped), so ``b2store refs`` does not inline raw fill chunks it can compress."""
+    path = tmp_path / "m.h5"
+    with h5py.File(path, "w") as f:
+        d = f.create_dataset(
+            "x", shape=(3, 4096), chunks=(1, 4096), dtype="u2", fillvalue=7, compression="gzip"
+        )
+        d[0] = np.arange(4096)
+        d.id.write_direct_chunk((1, 0), np.arange(4096, dtype="u2").tobytes(), filter_mask=1)
+    with h5py.File(path, "r") as f:
+        want = f["x"][...]
+    fs = fsspec.filesystem("b2h5", fo=str(path), zarr_format=2)
+    assert json.loads(fs.cat("x/.zarray"))["compressor"]["masked"] is True
+    assert len(fs.cat("x/2.0")) < 1000  # 8 KiB of 7s, deflated
+    z = zarr.open_array(fs.get_mapper("x"), mode="r", zarr_format=2)
+    assert_same(z[...], want, "v2")
