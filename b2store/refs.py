@@ -15,7 +15,9 @@ Contract: :func:`hdf5_refs` builds the Zarr v2 view of an HDF5 file with b2store
   chunks of contiguous data), compact/vlen data, encoded fill chunks and chunks smaller than
   ``inline_threshold`` are inlined (``"base64:…"``);
 * unallocated chunks, and small all-zero Blosc2 chunks of datasets whose fill value is 0, are
-  absent (zarr fills them).
+  absent (zarr fills them); so are those of float datasets whose HDF5 fill is NaN, which becomes
+  their ``fill_value`` (NaN masks nothing). Other non-zero fills are inline fill chunks, and a
+  dataset whose fill chunks would exceed :data:`MAX_FILL_TEXT` is refused (:class:`RefsError`).
 
 Links left out (external links not followed, links that do not resolve) are named in one
 ``UserWarning``. So ``fsspec.filesystem("reference", fo=refs)`` plus zarr (``zarr_format=2``)
@@ -110,6 +112,9 @@ def hdf5_refs(
         )
     fs = HDF5FileSystem(
         fo=src,
+        # a local file's name is no URL: "a::b.h5" was split as a chained URL (HDF5 file not
+        # found: a)
+        target_protocol=None if "://" in src else "file",
         zarr_format=2,
         unsupported=unsupported,  # type: ignore[arg-type]
         follow_external_links=follow_external_links,
@@ -158,13 +163,73 @@ def hdf5_refs(
                 refs[key] = [urls[table.url_of(row)], int(table.offsets[row]), size]
         for lin, data in table.inline.items():
             refs[key_of(int(lin))] = _encode(data)
-        if table.fill_chunk is not None:
+        if table.fill_chunk is not None and not _nan_fill_value(refs, path, table.fill_chunk):
             allocated = set(int(x) for x in table.lin) | set(int(x) for x in table.inline)
             fill = _encode(table.fill_chunk)
+            missing = table.nchunks - len(allocated)
+            if missing * len(fill) > MAX_FILL_TEXT:
+                raise RefsError(
+                    f"{src}:/{path}: has {missing} unallocated chunks with a non-zero fill value, "
+                    f"each inlined as {len(fill)} bytes ({missing * len(fill) / 2**30:.1f} GiB of "
+                    f"references). Expected at most {MAX_FILL_TEXT / 2**30:g} GiB. Read the file "
+                    "through the b2h5 filesystem instead (it serves fill chunks without storing "
+                    "them), or write the dataset with a compression filter (its fill chunk is "
+                    "then a few bytes)"
+                )
             for lin in range(table.nchunks):
                 if lin not in allocated:
                     refs[key_of(lin)] = fill
     return {"version": 1, "refs": refs}
+
+
+#: The most text the inline fill chunks of one dataset may take in the references: a sparse
+#: (20000, 20000) float32 dataset with (100, 100) chunks, one HDF5 file of a few kB, otherwise
+#: needs 2 GiB of JSON.
+MAX_FILL_TEXT = 2**30
+
+
+def _nan_fill_value(refs: dict[str, Any], path: str, fill_chunk: bytes) -> bool:
+    """Publish a NaN fill value in ``.zarray`` (and ``.zmetadata``) instead of a fill chunk.
+
+    The v2 view serves an encoded chunk full of the HDF5 fill for every unallocated chunk, as
+    its ``fill_value`` stays ``null`` (xarray masks values equal to a v2 ``fill_value``). A
+    NaN fill masks nothing (NaN stays NaN), so zarr can fill those chunks itself: a sparse
+    float dataset with the common NaN fill no longer inlines one fill chunk per unallocated
+    chunk (21 MB of JSON for a 44 kB file, growing with the chunk grid). Returns whether done
+    (float data whose fill chunk decodes to NaN, ``fill_value`` null and no ``_FillValue``
+    attribute). zarr fills with the canonical NaN, whatever NaN payload HDF5 stored (h5py's
+    NaN fill of ``>f4`` data reads as 0x7fffffff): equal as values, not as bits.
+    """
+    import numcodecs
+
+    prefix = f"{path}/" if path else ""
+    zarray = json.loads(refs[prefix + ".zarray"])
+    attrs = json.loads(refs.get(prefix + ".zattrs", "{}"))
+    dtype = np.dtype(zarray["dtype"]) if isinstance(zarray["dtype"], str) else None
+    if (
+        dtype is None
+        or dtype.kind != "f"
+        or zarray["fill_value"] is not None
+        or "_FillValue" in attrs
+    ):
+        return False
+    try:
+        buf: Any = fill_chunk
+        if zarray["compressor"] is not None:
+            buf = numcodecs.get_codec(dict(zarray["compressor"])).decode(buf)
+        for cfg in reversed(zarray["filters"] or ()):
+            buf = numcodecs.get_codec(dict(cfg)).decode(buf)
+        got = np.frombuffer(np.ascontiguousarray(buf).tobytes(), dtype)
+    except Exception:  # keep the fill chunk: it reads right whatever this could not decode
+        return False
+    if got.size != int(np.prod(zarray["chunks"], dtype=np.int64)) or not np.isnan(got).all():
+        return False
+    zarray["fill_value"] = "NaN"
+    refs[prefix + ".zarray"] = json.dumps(zarray)
+    root = json.loads(refs[".zmetadata"])
+    root["metadata"][prefix + ".zarray"] = zarray
+    refs[".zmetadata"] = json.dumps(root)
+    return True
 
 
 def _warn_links_left_out(src: str, url: str, notes: Sequence[str]) -> None:
@@ -226,6 +291,13 @@ def write_refs(
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"{out_dir}: the output folder does not exist")
     parquet = output.endswith((".parq", ".parquet"))
+    if parquet and ("{" in os.path.abspath(output) or "}" in os.path.abspath(output)):
+        raise RefsError(
+            f"{output}: fsspec's parquet reference reader takes braces in the folder's path for "
+            "a template and then reads every chunk as missing (fill values). Expected a path "
+            "without '{' or '}'; choose another folder, or write JSON references (a name not "
+            "ending in .parq)"
+        )
     if os.path.exists(output):
         local_src = os.fspath(src)
         if os.path.exists(local_src) and os.path.samefile(local_src, output):
@@ -405,11 +477,19 @@ def open_parquet_refs(folder: str | os.PathLike[str], **kwargs: Any) -> Any:
     import fsspec
     from fsspec.implementations.reference import LazyReferenceMapper
 
-    mapper = LazyReferenceMapper(os.fspath(folder), engine="pyarrow")
+    root = os.fspath(folder)
+    mapper = LazyReferenceMapper(root, engine="pyarrow")
+    # fsspec str.format()s the folder name into each record's path: braces in it ("run{1}")
+    # made every record unreadable, and fsspec reads an unreadable record as missing chunks
+    mapper.url = _braces_escaped(root) + "/{field}/refs.{record}.parq"
     mapper.setup()  # defines open_refs (fsspec does it on first use)
     mapper.open_refs = _none_for_missing(mapper.open_refs)
     kwargs.setdefault("remote_protocol", "file")  # else fsspec iterates every reference
     return fsspec.filesystem("reference", fo=mapper, **kwargs)
+
+
+def _braces_escaped(text: str) -> str:
+    return text.replace("{", "{{").replace("}", "}}")
 
 
 def _none_for_missing(open_refs: Any) -> Any:
