@@ -9,7 +9,8 @@ h5py + hdf5plugin reads the output; so does b2store's ``b2h5`` filesystem.
 
 * Groups, attributes, dimension scales (re-attached with ``h5py.dims``) and datasets that are not
   converted (scalars, strings, vlen, compact, virtual; contiguous unless asked) are kept.
-* Unallocated chunks stay unallocated (sparse data stays sparse).
+* Unallocated chunks stay unallocated (sparse data stays sparse) and read as in the input:
+  the fill value and fill time are kept (with fill time "never", HDF5 reads them as zeros).
 * Parallel: chunks whose filters b2store decodes are read raw and decoded on a thread pool; the
   others are read through h5py. python-blosc2's b2nd encoder (``blosc2.asarray``) holds the GIL,
   so each chunk is compressed with Blosc2's own ``nthreads`` threads while the pool overlaps

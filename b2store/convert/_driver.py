@@ -277,6 +277,18 @@ def _naming(exc: Exception, path: str) -> Exception:
     return new if str(new) == msg else ConvertError(msg)
 
 
+def _fill_time(ds: Any) -> str | None:
+    """The fill time of ``ds`` by h5py's name (``create_dataset(fill_time=...)``)."""
+    import h5py
+
+    names = {
+        h5py.h5d.FILL_TIME_ALLOC: "alloc",
+        h5py.h5d.FILL_TIME_NEVER: "never",
+        h5py.h5d.FILL_TIME_IFSET: "ifset",
+    }
+    return names.get(ds.id.get_create_plist().get_fill_time())
+
+
 def _convert_dataset(
     ds: Any,
     fout: Any,
@@ -311,6 +323,10 @@ def _convert_dataset(
         choice = replace(choice, blocks=None)
     choice = _settle_lossy(ds, choice, chunks, exact, say)
     fill = ds.fillvalue
+    # HDF5 reads unallocated chunks as the fill value, or as zeros with fill time "never"
+    # (whatever the fill value): the output keeps the fill time, so they read the same
+    fill_time = _fill_time(ds)
+    unallocated = 0 if fill_time == "never" else fill
     if rechunked:
         ds = _with_rechunk_cache(ds, chunks)
     origins = _chunk_origins(ds, chunks, rechunked)
@@ -332,6 +348,7 @@ def _convert_dataset(
         chunks=chunks,
         maxshape=ds.maxshape if ds.chunks else None,
         fillvalue=fill,
+        fill_time=fill_time,
         track_order=_tracks_order(ds),
         **kwargs,
     )
@@ -370,9 +387,9 @@ def _convert_dataset(
                 fast += 1
             else:
                 chunk = _read_full_chunk(ds, origin, chunks, fill)
-                if rechunked and fill is not None and _all_fill(chunk, fill):
+                if rechunked and unallocated is not None and _all_fill(chunk, unallocated):
                     bar.update(1)
-                    continue  # all fill value: leave unallocated
+                    continue  # reads the same unallocated: leave it so
                 inflight.append((origin, pool.submit(encode_chunk, chunk, choice, nthreads=bt)))
             written += 1
             drain(2 * options.nthreads)

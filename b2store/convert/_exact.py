@@ -8,8 +8,9 @@ categorical standard names; :func:`_name_reason`: NeXus-style categorical fields
 :func:`_tiny_reason`: datasets smaller than :data:`TINY_ITEMS`; :func:`_few_values_reason`:
 integer datasets of at most :data:`FEW_VALUES` distinct values the option would merge or move),
 for datasets JPEG 2000 cannot code, and for datasets with more missing-data markers than itrunc
-keeps. Otherwise itrunc gets the dataset's missing-data markers and the bins of its CF valid range
-as its ``keep`` values (:func:`_missing_markers`), so no item becomes or stops being missing.
+keeps (or markers its ``keep`` key would not hold exactly). Otherwise itrunc gets the dataset's
+missing-data markers and the bins of its CF valid range as its ``keep`` values
+(:func:`_missing_markers`), so no item becomes or stops being missing.
 """
 
 from __future__ import annotations
@@ -154,7 +155,7 @@ def _missing_markers(
     became 4, then masked; valid_max 5: 6 and 7, invalid, became 4). The bottom of that bin
     goes to ``keep``, so its items keep their exact values.
     """
-    from b2store.codecs.itrunc import parse_keep, plan_truncation, truncate
+    from b2store.codecs.itrunc import keep_values, parse_keep, plan_truncation, truncate
 
     dtype = np.dtype(ds.dtype)
     twin = _twin_dtype(ds)
@@ -184,6 +185,14 @@ def _missing_markers(
             f"{len(values)} missing-data markers{' and valid-range bins' if bins else ''}, more "
             f"than the truncation keeps exactly ({str(exc).removeprefix('convert: keep: ')})"
         )
+    else:
+        with np.errstate(invalid="ignore"):  # its cast of values >= 2**63 with others
+            held = [int(v) for v in keep_values(dtype, list[int | float](values)).tolist()]
+        if held != values:  # the codec would keep other values than the markers: refuse
+            lossless = (
+                f"the truncation's keep key holds {held}, not the markers {values} "
+                "(b2store.codecs.itrunc.keep_values)"
+            )
     return _Markers(
         keep=tuple(values),
         kept=tuple(keep[v] for v in values),

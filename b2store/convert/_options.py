@@ -42,6 +42,23 @@ def _check_int_range(name: str, value: int, lo: int, hi: int) -> int:
         raise ConvertError(str(exc).removeprefix("convert: ")) from None
 
 
+def _check_pipeline(filters: list[str]) -> None:
+    """The ``b2store_b2nd`` encoder's own pipeline check, raising :class:`ConvertError` with
+    the option's name in front: a pipeline it refuses (two deltas) failed only at the first
+    chunk of the first converted dataset, after the datasets before it were written. Imports
+    blosc2, so it is called for pipelines of two filters only (the tuner's grid has one)."""
+    import numpy as np
+
+    from b2store.codecs._b2nd_encode import encoding_pipeline
+
+    try:
+        encoding_pipeline([{"id": f} for f in filters], np.dtype("u1"))
+    except ValueError as exc:  # CodecError
+        raise ConvertError(
+            "filters: " + str(exc).removeprefix("b2store_b2nd: ").removeprefix("filters: ")
+        ) from None
+
+
 @dataclass(frozen=True, kw_only=True)
 class CodecChoice:
     """How chunks are compressed.
@@ -95,6 +112,8 @@ class CodecChoice:
                 f"data with 3 or more in its pipeline. Got {len(active)} ({', '.join(active)}) "
                 "instead."
             )
+        if len(active) > 1:  # pipelines the codec refuses at the first chunk (two deltas)
+            _check_pipeline(active)
         if self.blocks is not None:
             for b in self.blocks:
                 _check_int_range("a block dimension", b, 1, 2**31 - 1)
