@@ -171,7 +171,9 @@ def keep_values(dtype: Any, keep: list[int | float] | None, codec: str = CODEC_I
                 ok = bool(np.isfinite(np.asarray(v).astype(dt)))
         if not ok:
             raise CodecError(f"{codec}: keep: Expected values {dt} can hold. Got {v!r} instead.")
-    return np.array([int(v) if dt.kind in "iu" else v for v in vals]).astype(dt)
+    if dt.kind in "iu":  # exact: np.array([5, 2**64 - 1]) goes through float64 (2**64 - 1 -> 0)
+        return np.array([int(v) for v in vals], dtype=dt)
+    return np.array(vals).astype(dt)
 
 
 def plan_truncation(

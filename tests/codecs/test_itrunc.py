@@ -229,3 +229,19 @@ def test_empty_keep_is_unset() -> None:
     np.testing.assert_array_equal(
         ITrunc(max_abs_error=3, keep=[]).encode(a), ITrunc(max_abs_error=3).encode(a)
     )
+
+
+@pytest.mark.parametrize("dtype", ["u8", ">u8"])
+def test_keep_holds_uint64_markers_from_2_63_up(dtype: str) -> None:
+    """``keep=[5, 2**64 - 1]`` was built through float64 (numpy's type for that mixed list), so
+    the marker 2**64 - 1 became 0 and was truncated like any item (found by the convert
+    differential test). Both markers now stay exact, in the codec and inside b2nd."""
+    top = 2**64 - 1
+    data = np.array([5, top, top - 1, 6, 7, 1000], dtype=dtype)
+    for codec in (
+        ITrunc(max_abs_error=3, keep=[5, top]),
+        B2nd(filters=[{"id": "itrunc", "max_abs_error": 3, "keep": [5, top]}]),
+    ):
+        got = np.asarray(codec.decode(codec.encode(data))).view(data.dtype).reshape(-1)
+        assert got[0] == 5 and got[1] == top, (codec, got)
+        assert np.all(data.astype("u8") - got.astype("u8") <= 3)
