@@ -29,7 +29,9 @@ def block_order_is_c_order(chunks: Any, blocks: Any) -> bool:
     dimension before ``m`` (then the padding only trails), e.g. chunk (8, 512, 512) with blocks
     (1, 128, 512), which is blosc2's own choice for stacks of images.
     """
-    return _block_order_is_c_order(tuple(map(int, chunks)), tuple(map(int, blocks)))
+    if type(chunks) is not tuple or type(blocks) is not tuple:
+        chunks, blocks = tuple(map(int, chunks)), tuple(map(int, blocks))  # hashable cache keys
+    return _block_order_is_c_order(chunks, blocks)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -51,13 +53,16 @@ def reorder(
     No copy when the blocks span the full trailing dimensions (block order == C order).
     """
     nd = len(chunks)
-    grid = [-(-c // b) for c, b in zip(chunks, blocks, strict=True)]
-    a = np.frombuffer(flat, dtype=dtype) if not isinstance(flat, np.ndarray) else flat.view(dtype)
+    if not isinstance(flat, np.ndarray):
+        a = np.frombuffer(flat, dtype=dtype)
+    else:
+        a = flat if flat.dtype == dtype else flat.view(dtype)
     if nd == 0:
         return a[:1].reshape(())
     if block_order_is_c_order(chunks, blocks):
         n = math.prod(chunks)
-        return a[:n].reshape(chunks)
+        return (a if a.size == n else a[:n]).reshape(chunks)
+    grid = [-(-c // b) for c, b in zip(chunks, blocks, strict=True)]
     a = a.reshape(*grid, *blocks)
     a = a.transpose([x for i in range(nd) for x in (i, nd + i)]).reshape(
         [g * b for g, b in zip(grid, blocks, strict=True)]

@@ -11,6 +11,8 @@ plugin package is imported, or refused naming it; chunks that need the array's b
 (ZFP, NDCELL, NDMEAN: :func:`needs_array_context`) raise :class:`NeedsArrayContext` here (the
 frame decoder, :mod:`b2store.codecs._b2nd_decode`, decodes them inside an NDArray). Bad bytes
 raise :class:`~b2store.errors.CodecError` naming *what*. The result is flat, in block order.
+:func:`decompress_parsed` is the same for a chunk whose header the caller already parsed (the
+frame decoder parses each header once per chunk).
 """
 
 from __future__ import annotations
@@ -24,7 +26,13 @@ from b2store.codecs import _blosc2frame as bf
 from b2store.codecs._common import B2ND_ID, as_bytes_view
 from b2store.errors import CodecError
 
-__all__ = ["NeedsArrayContext", "decompress_chunk", "needs_array_context", "threads_safe"]
+__all__ = [
+    "NeedsArrayContext",
+    "decompress_chunk",
+    "decompress_parsed",
+    "needs_array_context",
+    "threads_safe",
+]
 
 blosc2.set_releasegil(True)  # process-global: decompress2 releases the GIL
 
@@ -49,7 +57,7 @@ class NeedsArrayContext(CodecError):
 def needs_array_context(hdr: bf.ChunkHeader) -> bool:
     """Whether C-Blosc2 needs the array's b2nd metadata to decompress this chunk."""
     ndim_codec = (hdr.plugin_codec or hdr.udcodec >= 32) and (hdr.udcodec in _NDIM_CODECS)
-    return ndim_codec or any(f in _NDIM_FILTERS for f in hdr.filters)
+    return ndim_codec or not _NDIM_FILTERS.keys().isdisjoint(hdr.filters)
 
 
 def threads_safe(filters: tuple[int, ...]) -> bool:
@@ -66,6 +74,8 @@ def threads_safe(filters: tuple[int, ...]) -> bool:
 def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:
     """Refuse chunks whose codec/filters C-Blosc2 could only handle by loading a plugin, or
     only inside an NDArray (:class:`NeedsArrayContext`)."""
+    if hdr.udcodec < 32 and not hdr.plugin_codec and _KNOWN_FILTERS.issuperset(hdr.filters):
+        return  # the usual chunk: a built-in codec and filters (none of them n-dimensional)
     if needs_array_context(hdr):
         used = [_NDIM_CODECS[hdr.udcodec]] if hdr.udcodec in _NDIM_CODECS else []
         used += [_NDIM_FILTERS[f] for f in hdr.filters if f in _NDIM_FILTERS]
@@ -125,7 +135,26 @@ def decompress_chunk(
     then a view of it).
     """
     mv = as_bytes_view(chunk)
-    hdr = bf.validate_chunk(mv, what=what, nbytes=nbytes)
+    hdr = bf.chunk_header(mv, what=what)
+    return decompress_parsed(
+        mv, hdr, dtype=dtype, nbytes=nbytes, nthreads=nthreads, what=what, into=into
+    )
+
+
+def decompress_parsed(
+    mv: memoryview,
+    hdr: bf.ChunkHeader,
+    *,
+    dtype: np.dtype,
+    nbytes: int | None,
+    nthreads: int = 1,
+    what: str = B2ND_ID,
+    into: np.ndarray | None = None,
+) -> np.ndarray:
+    """:func:`decompress_chunk` of a chunk whose header *hdr* was already parsed from the flat
+    view *mv* (:func:`~b2store.codecs._blosc2frame.chunk_header` or ``locate_chunk``): the rest
+    of the validation runs here, the header is not parsed again."""
+    bf.check_parsed_chunk(mv, hdr, what=what, nbytes=nbytes)
     if hdr.nbytes % dtype.itemsize:
         raise CodecError(
             f"{what}: chunk holds {hdr.nbytes} bytes, not a multiple of itemsize {dtype.itemsize}"

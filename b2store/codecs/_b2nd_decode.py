@@ -39,6 +39,7 @@ from b2store.codecs._b2nd_blocks import (
 from b2store.codecs._b2nd_chunk import (
     _special_array,
     decompress_chunk,
+    decompress_parsed,
     needs_array_context,
     threads_safe,
 )
@@ -46,7 +47,7 @@ from b2store.codecs._common import B2ND_ID, as_bytes_view, parse_optional_shape
 from b2store.codecs._scratch import SCRATCH
 from b2store.errors import CodecError
 
-__all__ = ["decode_b2nd"]
+__all__ = ["decode_b2nd", "decode_frame_view"]
 
 #: Largest typesize Blosc2 records; writers record larger items with typesize 1.
 _MAX_TYPESIZE = 255
@@ -99,6 +100,15 @@ def _bare_blocks(
         f"{what}: chunk blocks hold {items} items of {dtype}, which is not a C-ordered slab of "
         f"the chunk shape {list(shape)}: set blocks (the array's b2nd block shape)"
     )
+
+
+@functools.lru_cache(maxsize=256)
+def _padded_items(shape: tuple[int, ...], blocks: tuple[int, ...]) -> int | None:
+    """Items in a bare chunk of *shape* padded to whole *blocks*, or None when the blocks
+    exceed the shape (cached: chunks share it)."""
+    if any(b > c for b, c in zip(blocks, shape, strict=True)):
+        return None
+    return math.prod(-(-c // b) * b for c, b in zip(shape, blocks, strict=True))
 
 
 @functools.lru_cache(maxsize=256)
@@ -156,22 +166,7 @@ def decode_b2nd(
         raise CodecError(f"{what}: empty buffer, expected a Blosc2 frame or chunk")
     dt = np.dtype(dtype) if dtype is not None else None
     if bf.is_frame(mv):
-        info = bf.parse_frame(mv, what=what)
-        meta = info.b2nd
-        if dt is None:
-            if meta is not None:
-                dt = _frame_dtype(meta.dtype_str, info.typesize)
-            else:
-                dt = np.dtype(f"V{info.typesize}")
-        # items over Blosc2's 255-byte typesize are recorded with typesize 1; parse_frame
-        # corrects that from the b2nd shapes, a plain frame (hdf5plugin, 1-D) has none
-        big_items = meta is None and info.typesize == 1 and dt.itemsize > _MAX_TYPESIZE
-        if dt.itemsize != info.typesize and not big_items:
-            raise CodecError(
-                f"{what}: frame typesize {info.typesize} does not match itemsize "
-                f"{dt.itemsize} of {dt}"
-            )
-        return _decode_frame(mv, info, dt, nthreads, what)
+        return decode_frame_view(mv, dt, nthreads, what)
     # (c) bare chunk
     if dt is None:
         raise CodecError(f"{what}: decoding a bare Blosc2 chunk needs the dtype")
@@ -183,19 +178,43 @@ def decode_b2nd(
     blk = parse_optional_shape(what, "blocks", blocks, ndim=len(shape))
     hdr = bf.chunk_header(mv, what=what)
     blk = _bare_blocks(hdr, shape, blk, dt, what)
-    if any(b > c for b, c in zip(blk, shape, strict=True)):
+    padded = _padded_items(shape, blk)
+    if padded is None:
         raise CodecError(f"{what}: blocks {list(blk)} exceed the chunk shape {list(shape)}")
-    padded = math.prod(-(-c // b) * b for c, b in zip(shape, blk, strict=True))
     nbytes = padded * dt.itemsize
     if hdr.special == bf.SPECIAL_NONE and needs_array_context(hdr):
-        bf.validate_chunk(mv, what=what, nbytes=nbytes)
+        bf.check_parsed_chunk(mv, hdr, what=what, nbytes=nbytes)
         return _decode_in_ndarray(mv[: hdr.cbytes], hdr, shape, blk, dt, what)
     if block_order_is_c_order(shape, blk) or hdr.special != bf.SPECIAL_NONE:
-        flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+        flat = decompress_parsed(mv, hdr, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
         return c_contiguous(reorder(flat, shape, blk, dt))
     with SCRATCH.borrow(hdr.nbytes) as buf:
-        flat = decompress_chunk(mv, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf)
+        flat = decompress_parsed(
+            mv, hdr, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf
+        )
         return c_contiguous(_reorder_copy(flat, shape, blk, dt))
+
+
+def decode_frame_view(
+    mv: memoryview, dt: np.dtype | None, nthreads: int, what: str = B2ND_ID
+) -> np.ndarray:
+    """:func:`decode_b2nd` of a Blosc2 frame given as a flat view (``as_bytes_view``), *dt* a
+    numpy dtype or ``None`` (the frame's own)."""
+    info = bf.parse_frame(mv, what=what)
+    meta = info.b2nd
+    if dt is None:
+        if meta is not None:
+            dt = _frame_dtype(meta.dtype_str, info.typesize)
+        else:
+            dt = np.dtype(f"V{info.typesize}")
+    # items over Blosc2's 255-byte typesize are recorded with typesize 1; parse_frame
+    # corrects that from the b2nd shapes, a plain frame (hdf5plugin, 1-D) has none
+    big_items = meta is None and info.typesize == 1 and dt.itemsize > _MAX_TYPESIZE
+    if dt.itemsize != info.typesize and not big_items:
+        raise CodecError(
+            f"{what}: frame typesize {info.typesize} does not match itemsize {dt.itemsize} of {dt}"
+        )
+    return _decode_frame(mv, info, dt, nthreads, what)
 
 
 def _decode_frame(
@@ -205,38 +224,51 @@ def _decode_frame(
     meta = info.b2nd
     if info.nchunks != 1:
         return _decode_frame_chunks(mv, info, dt, nthreads, what)
-    chunk, special = bf.frame_chunk(mv, info, 0, what=what)
+    chunk, special, hdr = bf.locate_chunk(mv, info, 0, what=what)
     # b2nd chunks are padded to whole blocks; a plain frame's only chunk may be short
     nbytes = info.chunksize if meta is not None else info.nbytes
-    if chunk is None:
+    if chunk is None or hdr is None:
         flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
-    elif meta is not None and needs_array_context(bf.chunk_header(chunk, what=what)):
+    elif meta is None:
+        flat = decompress_parsed(chunk, hdr, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+        return flat[: info.nbytes // dt.itemsize]
+    elif needs_array_context(hdr):
         if any(s > c for s, c in zip(meta.shape, meta.chunks, strict=True)):
             raise CodecError(
                 f"{what}: corrupt b2nd frame: one chunk {list(meta.chunks)} for shape "
                 f"{list(meta.shape)}"
             )
-        return _trim_to_shape(_ndarray_chunk(chunk, meta, nbytes, dt, what), meta, what)
-    elif meta is not None and not block_order_is_c_order(meta.chunks, meta.blocks):
+        return _trim_to_shape(_ndarray_chunk(chunk, hdr, meta, nbytes, dt, what), meta, what)
+    elif not block_order_is_c_order(meta.chunks, meta.blocks):
         with SCRATCH.borrow(nbytes) as buf:
-            flat = decompress_chunk(
-                chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf
+            flat = decompress_parsed(
+                chunk, hdr, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what, into=buf
             )
             arr = _reorder_copy(flat, meta.chunks, meta.blocks, dt)
         return _trim_to_shape(arr, meta, what)
-    else:
-        flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+    else:  # block order is C order: the padded chunk, reshaped (no reorder)
+        flat = decompress_parsed(chunk, hdr, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+        n = math.prod(meta.chunks)
+        return _trim_to_shape(
+            (flat if flat.size == n else flat[:n]).reshape(meta.chunks), meta, what
+        )
     if meta is None:
         return flat[: info.nbytes // dt.itemsize]
     return _trim_to_shape(reorder(flat, meta.chunks, meta.blocks, dt), meta, what)
 
 
 def _ndarray_chunk(
-    chunk: memoryview, meta: bf.B2ndMeta, nbytes: int, dt: np.dtype, what: str
+    chunk: memoryview,
+    hdr: bf.ChunkHeader,
+    meta: bf.B2ndMeta,
+    nbytes: int,
+    dt: np.dtype,
+    what: str,
 ) -> np.ndarray:
-    """A frame's chunk whose codec or filters need the array's shapes: validated against
-    *nbytes*, then decoded in an NDArray (:func:`_decode_in_ndarray`), shaped like a chunk."""
-    hdr = bf.validate_chunk(chunk, what=what, nbytes=nbytes)
+    """A frame's chunk (its header parsed: *hdr*) whose codec or filters need the array's shapes:
+    validated against *nbytes*, then decoded in an NDArray (:func:`_decode_in_ndarray`), shaped
+    like a chunk."""
+    bf.check_parsed_chunk(chunk, hdr, what=what, nbytes=nbytes)
     return _decode_in_ndarray(chunk, hdr, meta.chunks, meta.blocks, dt, what)
 
 
@@ -318,23 +350,25 @@ def _decode_frame_chunks(
                 f"{list(meta.shape)} in chunks {list(meta.chunks)}"
             )
         shape, last = meta.shape, size
-    chunks = list(bf.frame_chunks(mv, info, what=what))  # offsets and chunk headers checked
-    for i, (chunk, _) in enumerate(chunks):
+    chunks = list(bf.locate_chunks(mv, info, what=what))  # offsets and chunk headers checked
+    for i, (_, _, hdr) in enumerate(chunks):
         nbytes = last if i == n - 1 else size
-        if chunk is not None and bf.chunk_header(chunk, what=what).nbytes != nbytes:
+        if hdr is not None and hdr.nbytes != nbytes:
             raise CodecError(f"{what}: corrupt Blosc2 frame: chunk {i} is not {nbytes} bytes")
     out = np.empty(shape, dtype=dt)
     flat_out = out.reshape(-1)
     step = size // dt.itemsize
-    for i, (chunk, special) in enumerate(chunks):
+    for i, (chunk, special, hdr) in enumerate(chunks):
         nbytes = last if i == n - 1 else size
         part = None
-        if chunk is None:
+        if chunk is None or hdr is None:
             flat = _special_array(special, nbytes // dt.itemsize, dt, b"", what)
-        elif meta is not None and needs_array_context(bf.chunk_header(chunk, what=what)):
-            part = _ndarray_chunk(chunk, meta, nbytes, dt, what)
+        elif meta is not None and needs_array_context(hdr):
+            part = _ndarray_chunk(chunk, hdr, meta, nbytes, dt, what)
         else:
-            flat = decompress_chunk(chunk, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
+            flat = decompress_parsed(
+                chunk, hdr, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what
+            )
         if meta is None:
             flat_out[i * step : i * step + flat.size] = flat
             continue

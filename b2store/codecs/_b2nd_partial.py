@@ -19,7 +19,6 @@ No blosc2 import at module import time (the decoder is imported when a plan deco
 from __future__ import annotations
 
 import bisect
-import itertools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -193,11 +192,15 @@ class _PartialPlan:
         if hdr.memcpyed:
             bs, first = hdr.blocksize, self.base + bf.CHUNK_HEADER_SIZE
             return {b: (first + b * bs, first + (b + 1) * bs) for b in needed}
-        starts: list[int] = bf.block_starts(table, hdr, what="b2store.b2nd").tolist()
+        table_starts = bf.block_starts(table, hdr, what="b2store.b2nd")
+        starts: list[int] = table_starts.tolist()
         base = self.base
-        if all(a < b for a, b in itertools.pairwise(starts)):  # the usual layout: in order
-            ends = [*starts[1:], hdr.cbytes]
-            return {b: (base + starts[b], base + ends[b]) for b in needed}
+        if bool((table_starts[1:] > table_starts[:-1]).all()):  # the usual layout: in order
+            last = len(starts) - 1
+            return {
+                b: (base + starts[b], base + (starts[b + 1] if b < last else hdr.cbytes))
+                for b in needed
+            }
         # blocks out of order or sharing bytes: a block ends at the next larger start
         bounds = sorted({*starts, hdr.cbytes})
         return {

@@ -23,6 +23,13 @@ Layouts (C-Blosc2 3.x, also read by 2.x; C-Blosc2's ``README_CFRAME_FORMAT.rst``
   blocksize, cbytes, filters[6], udcodec, codec_meta, filters_meta[6], flags2, blosc2_flags
   (special kind in bits 4..6); then ``int32 bstarts[nblocks]`` unless the chunk is special or
   memcpy'd.
+
+Costs: this runs once per decoded chunk, so each header is parsed once and handed on
+(:func:`locate_chunk` returns the chunk's parsed header, :func:`check_parsed_chunk` completes
+its validation), and what depends only on bytes that repeat across the chunks of an array is
+parsed once per distinct content (``lru_cache``): a frame's metalayers (its b2nd shapes) and
+the header of a one-chunk frame's offsets index. Errors are never cached: bad bytes are parsed
+again, and their message names *what*.
 """
 
 from __future__ import annotations
@@ -50,13 +57,17 @@ __all__ = [
     "B2ndMeta",
     "ChunkHeader",
     "FrameInfo",
+    "LocatedChunk",
     "as_bytes_view",
+    "check_parsed_chunk",
     "chunk_header",
     "chunk_offsets",
     "frame_chunk",
     "frame_chunks",
     "frame_special",
     "is_frame",
+    "locate_chunk",
+    "locate_chunks",
     "parse_b2nd_meta",
     "parse_frame",
 ]
@@ -84,13 +95,19 @@ _FLAG_EXTENDED = 0x05  # BLOSC_DOSHUFFLE | BLOSC_DOBITSHUFFLE both set = extende
 _B2FLAG_VLBLOCKS = 0x08  # variable-length blocks (C-Blosc2 >= 2.15): not produced by b2nd
 
 _WHAT = "Blosc2"
+#: Builds a named tuple from a tuple of its fields without the Python-level ``__new__`` (the
+#: headers below are built once per chunk: that call is a fifth of a header's parse).
+_new_tuple = tuple.__new__
 _CHUNK_HEAD = struct.Struct("<BBBBiii6BBB6bBB")  # the whole 32-byte chunk header
-_FMETA = struct.Struct("<6b")
-_FRAME_UDCODEC = 77  # the plugin codec's id, when the codec byte says UDCODEC_FORMAT
-_FRAME_SIZES = struct.Struct(">BiBQ")  # at 10: int32 marker, header_size, uint64 marker, frame_size
-_FRAME_FIELDS = struct.Struct(
-    ">BqBqBiBiBi"
-)  # at 29: nbytes, cbytes, typesize, blocksize, chunksize
+#: The fixed fields of a frame header, in one read: at 10 int32 marker + header_size, uint64
+#: marker + frame_size; the codec byte at 27; at 29 int64 marker + nbytes, int64 marker + cbytes,
+#: then int32 marker + typesize, + blocksize, + chunksize; filters at 71..76, the plugin codec's
+#: id at 77 (when the codec byte says UDCODEC_FORMAT), filters_meta at 79..84.
+_FRAME_HEAD = struct.Struct(">10xBiBQ3xBxBqBqBiBiBi9x6BBx6b")
+_FRAME_MARKERS = (0xD2, 0xCF, 0xD3, 0xD3, 0xD2, 0xD2, 0xD2)
+#: The size fields alone (tests forge frames with them): at 29 nbytes, cbytes, typesize,
+#: blocksize, chunksize, each after its msgpack marker.
+_FRAME_FIELDS = struct.Struct(">BqBqBiBiBi")
 
 
 def as_bytes_view(buf: Any) -> memoryview:
@@ -106,11 +123,16 @@ def as_bytes_view(buf: Any) -> memoryview:
     TypeError
         If *buf* does not expose the buffer protocol.
     """
-    if isinstance(buf, memoryview) and buf.format == "B" and buf.ndim == 1 and buf.c_contiguous:
+    kind = type(buf)  # the usual inputs first, by exact type: bytes, and views made here
+    if kind is memoryview and buf.format == "B" and buf.ndim == 1 and buf.c_contiguous:
         return buf
+    if kind is bytes or kind is bytearray:
+        return memoryview(buf)
     if isinstance(buf, bytes | bytearray):
         return memoryview(buf)
     if isinstance(buf, np.ndarray):
+        if buf.dtype == np.uint8 and buf.ndim == 1 and buf.flags.c_contiguous:
+            return buf.data  # zarr's Buffer.as_numpy_array(): already flat bytes
         arr = np.ascontiguousarray(buf)
         return arr.reshape(-1).view(np.uint8).data
     try:
@@ -208,7 +230,11 @@ def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> Chu
     CodecError
         If the header is truncated or inconsistent.
     """
-    mv = as_bytes_view(buf)
+    return _chunk_header(as_bytes_view(buf), what, check_size)
+
+
+def _chunk_header(mv: memoryview, what: str, check_size: bool = True) -> ChunkHeader:
+    """:func:`chunk_header` of a flat ``uint8`` view (see :func:`as_bytes_view`)."""
     n = len(mv)
     if n == 0:
         raise _err("empty buffer, expected a Blosc2 chunk", what)
@@ -216,17 +242,8 @@ def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> Chu
         raise _err(
             f"truncated Blosc2 chunk: {n} bytes, a chunk header alone is {CHUNK_HEADER_SIZE}", what
         )
-    (
-        version,
-        versionlz,
-        flags,
-        typesize,
-        nbytes,
-        blocksize,
-        cbytes,
-        *filters_and_meta,
-        blosc2_flags,
-    ) = _CHUNK_HEAD.unpack_from(mv)
+    v = _CHUNK_HEAD.unpack_from(mv)
+    version, flags, typesize, nbytes, blocksize, cbytes = v[0], v[2], v[3], v[4], v[5], v[6]
     if not 2 <= version <= 6:
         raise _err(f"not a Blosc2 chunk (format version byte {version}, expected 2..6)", what)
     if flags & _FLAG_EXTENDED != _FLAG_EXTENDED:
@@ -237,22 +254,10 @@ def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> Chu
         raise _err(f"corrupt Blosc2 chunk header: {nbytes=}, {blocksize=}, {cbytes=}", what)
     if nbytes > 0 and blocksize == 0:
         raise _err(f"corrupt Blosc2 chunk header: {blocksize=} for {nbytes=}", what)
+    blosc2_flags = v[22]
     special = (blosc2_flags >> 4) & 0x7
-    hdr = ChunkHeader(
-        version,
-        versionlz,
-        flags,
-        typesize,
-        nbytes,
-        blocksize,
-        cbytes,
-        tuple(filters_and_meta[:6]),
-        filters_and_meta[6],
-        filters_and_meta[7],
-        tuple(filters_and_meta[8:14]),
-        blosc2_flags,
-        special,
-    )
+    # fields 7..12 filters, 13 udcodec, 14 codec_meta, 15..20 filters_meta, 21 flags2
+    hdr = _new_tuple(ChunkHeader, (*v[:7], v[7:13], v[13], v[14], v[15:21], blosc2_flags, special))
     if special > SPECIAL_UNINIT:
         raise _err(f"corrupt Blosc2 chunk header: unknown special kind {special}", what)
     if special == SPECIAL_VALUE:
@@ -262,18 +267,37 @@ def chunk_header(buf: Any, *, what: str = _WHAT, check_size: bool = True) -> Chu
     elif special != SPECIAL_NONE:
         if cbytes != CHUNK_HEADER_SIZE:
             raise _err(f"corrupt Blosc2 special chunk: {cbytes=}, expected 32", what)
-    elif hdr.memcpyed:
+    elif flags & _FLAG_MEMCPYED:
         if cbytes != CHUNK_HEADER_SIZE + nbytes:
             raise _err(
                 f"corrupt Blosc2 memcpy'd chunk: {cbytes=} but {nbytes=} + 32-byte header", what
             )
-    elif nbytes > 0 and cbytes < CHUNK_HEADER_SIZE + 4 * hdr.nblocks:
+    elif nbytes > 0 and cbytes < CHUNK_HEADER_SIZE + 4 * -(-nbytes // blocksize):
         raise _err(
             f"corrupt Blosc2 chunk: {cbytes=} too small for {hdr.nblocks} block starts", what
         )
     if check_size and n < cbytes:
         raise _err(f"truncated Blosc2 chunk: {n} bytes, header says {cbytes}", what)
     return hdr
+
+
+def _repeated_chunk_header(mv: memoryview, what: str) -> ChunkHeader:
+    """:func:`_chunk_header` (sizes checked) for headers that repeat across frames, parsed once
+    per distinct 32 bytes: the offsets index of a one-chunk frame has the same header in every
+    frame. Bad headers are parsed again, uncached, for their message."""
+    if len(mv) >= CHUNK_HEADER_SIZE:
+        try:
+            hdr = _header_of(bytes(mv[:CHUNK_HEADER_SIZE]))
+        except CodecError:
+            return _chunk_header(mv, what)  # raises, naming *what*
+        if len(mv) >= hdr.cbytes:
+            return hdr
+    return _chunk_header(mv, what)
+
+
+@functools.lru_cache(maxsize=64)
+def _header_of(head: bytes) -> ChunkHeader:
+    return _chunk_header(memoryview(head), _WHAT, check_size=False)
 
 
 def block_starts(buf: Any, hdr: ChunkHeader, *, what: str = _WHAT) -> np.ndarray:
@@ -311,7 +335,17 @@ def validate_chunk(buf: Any, *, what: str = _WHAT, nbytes: int | None = None) ->
     nbytes : int, optional
         Expected decompressed size; a mismatch raises (protects against absurd allocations).
     """
-    hdr = chunk_header(buf, what=what)
+    mv = as_bytes_view(buf)
+    hdr = _chunk_header(mv, what)
+    check_parsed_chunk(mv, hdr, what=what, nbytes=nbytes)
+    return hdr
+
+
+def check_parsed_chunk(
+    mv: memoryview, hdr: ChunkHeader, *, what: str = _WHAT, nbytes: int | None = None
+) -> None:
+    """The checks of :func:`validate_chunk` past the header, for a chunk whose header was
+    already parsed (by :func:`chunk_header` on the same flat view *mv*, with ``check_size``)."""
     if nbytes is not None and hdr.nbytes != nbytes:
         raise _err(
             f"Blosc2 chunk decompresses to {hdr.nbytes} bytes, expected {nbytes} "
@@ -321,8 +355,7 @@ def validate_chunk(buf: Any, *, what: str = _WHAT, nbytes: int | None = None) ->
     if hdr.special == SPECIAL_NONE and not hdr.memcpyed and hdr.nbytes > 0:
         if hdr.blosc2_flags & _B2FLAG_VLBLOCKS:
             raise _err("Blosc2 chunks with variable-length blocks are not supported", what)
-        _check_block_starts(as_bytes_view(buf), hdr, what)
-    return hdr
+        _check_block_starts(mv, hdr, what)
 
 
 def _check_block_starts(mv: memoryview, hdr: ChunkHeader, what: str) -> None:
@@ -334,7 +367,7 @@ def _check_block_starts(mv: memoryview, hdr: ChunkHeader, what: str) -> None:
     end = CHUNK_HEADER_SIZE + 4 * nb
     if len(mv) < end:
         raise _err(f"truncated Blosc2 chunk: block-start table needs {end} bytes", what)
-    starts = struct.unpack_from(f"<{nb}i", mv, CHUNK_HEADER_SIZE)
+    starts = _int32s(nb).unpack_from(mv, CHUNK_HEADER_SIZE)
     lo, hi = min(starts), max(starts)
     if lo < end or hi >= hdr.cbytes:
         raise _err(
@@ -342,6 +375,12 @@ def _check_block_starts(mv: memoryview, hdr: ChunkHeader, what: str) -> None:
             f"(min {lo}, max {hi})",
             what,
         )
+
+
+@functools.lru_cache(maxsize=64)
+def _int32s(n: int) -> struct.Struct:
+    """A compiled struct of *n* little-endian int32 (a block-start table)."""
+    return struct.Struct(f"<{n}i")
 
 
 # --------------------------------------------------------------------------------------------
@@ -411,8 +450,11 @@ class FrameInfo(NamedTuple):
 
 def is_frame(buf: Any) -> bool:
     """Whether *buf* starts like a Blosc2 contiguous frame (magic ``b"b2frame\\0"`` at 2..9)."""
-    mv = as_bytes_view(buf)
-    return len(mv) >= 10 and bytes(mv[2:10]) == MAGIC
+    return _is_frame(as_bytes_view(buf))
+
+
+def _is_frame(mv: memoryview) -> bool:
+    return len(mv) >= 10 and mv[2:10] == MAGIC
 
 
 def _be(h: bytes, pos: int, size: int, *, signed: bool = True) -> int:
@@ -459,7 +501,33 @@ def _parse_b2nd_meta_cached(content: bytes) -> B2ndMeta:
     return B2ndMeta(tuple(shape), tuple(chunks), tuple(blocks), dtype_str)
 
 
-def _find_b2nd(h: bytes, header_size: int, *, what: str) -> B2ndMeta | None:
+def _find_b2nd(mv: memoryview, header_size: int, *, what: str) -> tuple[B2ndMeta | None, int]:
+    """The ``b2nd`` metalayer of a frame whose first *header_size* bytes *mv* holds (or None),
+    and the items of one chunk padded to whole blocks (0 without a metalayer, and for the
+    empty blocks of an empty array, whose chunks hold no bytes).
+
+    The metalayers fill the header past its fixed fields, and are the same in every chunk of an
+    array: they are parsed once per distinct content (cached), not once per frame.
+    """
+    try:
+        return _b2nd_layout(bytes(mv[FRAME_HEADER_MINLEN:header_size]))
+    except CodecError as exc:
+        raise _err(str(exc), what) from None
+
+
+@functools.lru_cache(maxsize=256)
+def _b2nd_layout(metalayers: bytes) -> tuple[B2ndMeta | None, int]:
+    """:func:`_find_b2nd` of the header bytes past the fixed fields (messages lack *what*)."""
+    meta = _find_b2nd_meta(metalayers)
+    if meta is None or 0 in meta.blocks:
+        return meta, 0
+    return meta, math.prod(-(-c // b) * b for c, b in zip(meta.chunks, meta.blocks, strict=True))
+
+
+def _find_b2nd_meta(metalayers: bytes) -> B2ndMeta | None:
+    # positions below are in the frame header: pad the fixed fields back in front
+    h = bytes(FRAME_HEADER_MINLEN) + metalayers
+    header_size = len(h)
     # 87: fixarray(3); 88: uint16 marker + index size; 91: map16 + nmeta;
     # then per metalayer: fixstr name + int32 offset of its bin32 content
     p = FRAME_HEADER_MINLEN
@@ -469,25 +537,25 @@ def _find_b2nd(h: bytes, header_size: int, *, what: str) -> B2ndMeta | None:
     q = p + 7
     for _ in range(nmeta):
         if q >= header_size:
-            raise _err("corrupt frame metalayer index", what)
+            raise CodecError("corrupt frame metalayer index")
         tag = h[q]
         if tag & 0xE0 != 0xA0:
-            raise _err("corrupt frame metalayer index (expected a name)", what)
+            raise CodecError("corrupt frame metalayer index (expected a name)")
         namelen = tag & 0x1F
         name = h[q + 1 : q + 1 + namelen]
         q += 1 + namelen
         if q + 5 > header_size or h[q] != 0xD2:
-            raise _err("corrupt frame metalayer index (expected an offset)", what)
+            raise CodecError("corrupt frame metalayer index (expected an offset)")
         off = _be(h, q + 1, 4)
         q += 5
         if name != b"b2nd":
             continue
         if off < FRAME_HEADER_MINLEN or off + 5 > header_size or h[off] != 0xC6:
-            raise _err(f"corrupt b2nd metalayer offset {off}", what)
+            raise CodecError(f"corrupt b2nd metalayer offset {off}")
         size = _be(h, off + 1, 4, signed=False)
         if off + 5 + size > header_size:
-            raise _err("corrupt b2nd metalayer: it runs past the frame header", what)
-        return parse_b2nd_meta(h[off + 5 : off + 5 + size], what=what)
+            raise CodecError("corrupt b2nd metalayer: it runs past the frame header")
+        return _parse_b2nd_meta_cached(h[off + 5 : off + 5 + size])
     return None
 
 
@@ -516,16 +584,16 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
     n = len(mv)
     if n == 0:
         raise _err("empty buffer, expected a Blosc2 frame", what)
-    if not is_frame(mv):
+    if n < 10 or mv[2:10] != MAGIC:  # is_frame, inline: this runs once per chunk
         raise _err("not a Blosc2 frame (no b'b2frame' magic at bytes 2..9)", what)
     if n < FRAME_HEADER_MINLEN:
         raise _err(f"truncated Blosc2 frame: {n} bytes, the header alone is longer", what)
-    head = bytes(mv[:FRAME_HEADER_MINLEN])
-    (m0, header_size, m1, frame_size) = _FRAME_SIZES.unpack_from(head, 10)
-    (m2, nbytes, m3, cbytes, m4, typesize, m5, blocksize, m6, chunksize) = (
-        _FRAME_FIELDS.unpack_from(head, 29)
-    )
-    if (m0, m1, m2, m3, m4, m5, m6) != (0xD2, 0xCF, 0xD3, 0xD3, 0xD2, 0xD2, 0xD2):
+    (
+        m0, header_size, m1, frame_size, codec_byte,
+        m2, nbytes, m3, cbytes, m4, typesize, m5, blocksize, m6, chunksize,
+        *filters_etc,
+    ) = _FRAME_HEAD.unpack_from(mv)  # fmt: skip
+    if (m0, m1, m2, m3, m4, m5, m6) != _FRAME_MARKERS:
         raise _err("corrupt Blosc2 frame header (msgpack type markers do not match)", what)
     if header_size < FRAME_HEADER_MINLEN or header_size > frame_size:
         raise _err(f"corrupt Blosc2 frame header: {header_size=}, {frame_size=}", what)
@@ -547,17 +615,12 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
         nchunks = 0
     else:
         raise _err("Blosc2 frames with variable-size chunks are not supported", what)
-    b2nd = None
+    b2nd, padded = None, 0
     if n >= header_size:
-        b2nd = _find_b2nd(bytes(mv[:header_size]), header_size, what=what)
+        b2nd, padded = _find_b2nd(mv, header_size, what=what)
     elif complete:  # pragma: no cover - guarded by the frame_size check
         raise _err("truncated Blosc2 frame header", what)
     if b2nd is not None and chunksize > 0:
-        padded = (  # 0 for the empty blocks of an empty array, whose chunks hold no bytes
-            0
-            if 0 in b2nd.blocks
-            else math.prod(-(-c // b) * b for c, b in zip(b2nd.chunks, b2nd.blocks, strict=True))
-        )
         if typesize == 1 and padded and chunksize % padded == 0 and chunksize // padded > 255:
             # items over Blosc2's 255-byte typesize (S300, big structured dtypes) are recorded
             # with typesize 1 by python-blosc2 and hdf5plugin: the b2nd shapes give the real one
@@ -568,21 +631,24 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
                 f"typesize {typesize} != chunksize {chunksize}",
                 what,
             )
-    return FrameInfo(
-        header_size=header_size,
-        frame_size=frame_size,
-        nbytes=nbytes,
-        cbytes=cbytes,
-        nchunks=nchunks,
-        typesize=typesize,
-        blocksize=blocksize,
-        chunksize=chunksize,
-        codec=head[27] & 0x0F,
-        clevel=head[27] >> 4,
-        filters=tuple(head[71:77]),
-        filters_meta=_FMETA.unpack_from(head, 79),
-        b2nd=b2nd,
-        udcodec=head[_FRAME_UDCODEC],
+    return _new_tuple(  # the fields in order
+        FrameInfo,
+        (
+            header_size,
+            frame_size,
+            nbytes,
+            cbytes,
+            nchunks,
+            typesize,
+            blocksize,
+            chunksize,
+            codec_byte & 0x0F,  # codec
+            codec_byte >> 4,  # clevel
+            tuple(filters_etc[:6]),  # filters
+            tuple(filters_etc[7:13]),  # filters_meta
+            b2nd,
+            filters_etc[6],  # udcodec
+        ),
     )
 
 
@@ -630,6 +696,11 @@ def chunk_offsets(buf: Any, info: FrameInfo, *, what: str = _WHAT) -> list[int]:
     return [int(x) for x in offs]
 
 
+#: A located chunk: its bytes (a view into the frame, header validated), its special kind, and
+#: its parsed header; ``(None, kind, None)`` for a frame-level special chunk (no bytes stored).
+LocatedChunk = tuple[memoryview | None, int, ChunkHeader | None]
+
+
 def frame_chunk(
     buf: Any, info: FrameInfo, index: int = 0, *, what: str = _WHAT
 ) -> tuple[memoryview | None, int]:
@@ -641,11 +712,19 @@ def frame_chunk(
         The raw chunk bytes (a view into *buf*, header validated) and the chunk's special kind,
         or ``None`` and the kind of a frame-level special chunk (no bytes stored).
     """
+    chunk, special, _hdr = locate_chunk(buf, info, index, what=what)
+    return chunk, special
+
+
+def locate_chunk(buf: Any, info: FrameInfo, index: int = 0, *, what: str = _WHAT) -> LocatedChunk:
+    """:func:`frame_chunk`, plus the chunk's parsed header (so callers need not parse it again:
+    :func:`check_parsed_chunk` completes :func:`validate_chunk` on it)."""
     mv = as_bytes_view(buf)
     hs = info.header_size
     if info.nchunks == 1 and info.cbytes > 0 and index == 0:
         # O(1): the only stored chunk fills the chunks section (its offset can only be 0)
-        hdr = chunk_header(mv[hs : hs + info.cbytes], what=what)
+        chunk = mv[hs : hs + info.cbytes]
+        hdr = _chunk_header(chunk, what)
         if hdr.cbytes != info.cbytes:
             raise _err(
                 f"corrupt Blosc2 frame: chunk cbytes {hdr.cbytes} != frame cbytes {info.cbytes}",
@@ -653,13 +732,13 @@ def frame_chunk(
             )
         # the offsets index follows: a damaged tail (a partly written file) fails here, as it
         # does in C-Blosc2's frame reader, instead of decoding whatever the chunk now holds
-        offsets_hdr = chunk_header(mv[hs + info.cbytes :], what=what)
+        offsets_hdr = _repeated_chunk_header(mv[hs + info.cbytes :], what)
         if offsets_hdr.nbytes != 8:
             raise _err(
                 f"corrupt Blosc2 frame: offsets index of {offsets_hdr.nbytes} bytes for one chunk",
                 what,
             )
-        return mv[hs : hs + hdr.cbytes], hdr.special
+        return chunk, hdr.special, hdr
     offsets = chunk_offsets(mv, info, what=what)
     if not 0 <= index < len(offsets):
         raise _err(f"chunk index {index} out of range for a frame of {len(offsets)} chunks", what)
@@ -671,22 +750,26 @@ def frame_chunks(
 ) -> Iterator[tuple[memoryview | None, int]]:
     """Every chunk of a complete frame, in order, as :func:`frame_chunk` returns it (the offsets
     index is read once)."""
+    for chunk, special, _hdr in locate_chunks(buf, info, what=what):
+        yield chunk, special
+
+
+def locate_chunks(buf: Any, info: FrameInfo, *, what: str = _WHAT) -> Iterator[LocatedChunk]:
+    """Every chunk of a complete frame, in order, as :func:`locate_chunk` returns it."""
     mv = as_bytes_view(buf)
     for off in chunk_offsets(mv, info, what=what):
         yield _chunk_at(mv, info, off, what)
 
 
-def _chunk_at(
-    mv: memoryview, info: FrameInfo, off: int, what: str
-) -> tuple[memoryview | None, int]:
+def _chunk_at(mv: memoryview, info: FrameInfo, off: int, what: str) -> LocatedChunk:
     if off < 0:
         kind = (off >> 56) & 0x7
         if kind not in (SPECIAL_ZERO, SPECIAL_NAN, SPECIAL_UNINIT):
             raise _err(f"corrupt Blosc2 frame: special offset kind {kind}", what)
-        return None, kind
+        return None, kind, None
     start = info.header_size + off
-    hdr = chunk_header(mv[start : info.header_size + info.cbytes], what=what)
-    return mv[start : start + hdr.cbytes], hdr.special
+    hdr = _chunk_header(mv[start : info.header_size + info.cbytes], what)
+    return mv[start : start + hdr.cbytes], hdr.special, hdr
 
 
 def frame_special(buf: Any, *, what: str = _WHAT) -> int:

@@ -182,6 +182,12 @@ def parse_optional_shape(
     """Validate ``None`` or a sequence of positive integers (a chunk or block shape)."""
     if value is None:
         return None
+    if (
+        (type(value) is tuple or type(value) is list)  # the usual input, checked fast
+        and all(type(v) is int and 0 < v < 2**31 for v in value)
+        and (ndim is None or len(value) == ndim)
+    ):
+        return tuple(value)
     if isinstance(value, str | bytes) or not isinstance(value, Sequence | np.ndarray):
         raise TypeError(
             f"{codec}: {name}: Expected a list of positive integers or None. Got {value!r} instead."

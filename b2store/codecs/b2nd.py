@@ -77,7 +77,7 @@ from b2store.codecs._b2nd_chunk import (
     needs_array_context,
     threads_safe,
 )
-from b2store.codecs._b2nd_decode import _bare_item_dtype, decode_b2nd
+from b2store.codecs._b2nd_decode import _bare_item_dtype, decode_b2nd, decode_frame_view
 from b2store.codecs._b2nd_encode import default_blocks, encode_b2nd, encoding_pipeline
 from b2store.codecs._b2nd_filters import check_truncation_dtype, normalize_filters
 from b2store.codecs._common import (
@@ -217,20 +217,22 @@ class B2nd(Codec):
         )
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        dtype = None
-        if not bf.is_frame(as_bytes_view(buf)):
+        mv = as_bytes_view(buf)
+        if bf.is_frame(mv):
+            arr = decode_frame_view(mv, None, self.nthreads)  # the frame's own dtype
+        else:
             dtype = np.dtype("u1")
             if self.chunkshape is not None:
                 dtype = _bare_item_dtype(
-                    bf.chunk_header(buf, what=CODEC_ID), self.chunkshape, self.blocks
+                    bf.chunk_header(mv, what=CODEC_ID), self.chunkshape, self.blocks
                 )
-        arr = decode_b2nd(
-            buf,
-            dtype=dtype,
-            chunkshape=self.chunkshape,
-            blocks=self.blocks,
-            nthreads=self.nthreads,
-        )
+            arr = decode_b2nd(
+                mv,
+                dtype=dtype,
+                chunkshape=self.chunkshape,
+                blocks=self.blocks,
+                nthreads=self.nthreads,
+            )
         if out is not None:
             # numcodecs semantics: the decoded bytes, in out's memory order and dtype
             from numcodecs.compat import ensure_ndarray_like
