@@ -7,6 +7,7 @@ Every value read through ``b2h5`` is compared with what h5py reads from the same
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import h5py
@@ -119,10 +120,15 @@ def test_v2_copy_reads_the_fill_chunks_it_serves(tmp_path: Path) -> None:
     assert all(info["size"] == len(fs.cat_file(k)) for k, info in chunks.items())
     assert fs.du("") == sum(i["size"] for i in fs.find("", detail=True).values())
     assert fs.ls("never", detail=False)[:2] == ["never/.zarray", "never/.zattrs"]
-    # the references (built from the chunk tables) hold the same keys, as before
-    assert {k for k in hdf5_refs(path)["refs"] if k.rpartition("/")[2][0] not in ".z"} == set(
-        chunks
-    )
+    # the references (built from the chunk tables) hold the same keys, as before, but for the
+    # NaN-filled dataset: its fill becomes the references' fill_value, its fill chunks are left out
+    refs = hdf5_refs(path)["refs"]
+    keys = {k for k in refs if k.rpartition("/")[2][0] not in ".z"}
+    assert {k for k in keys if not k.startswith("nans/")} == {
+        k for k in chunks if not k.startswith("nans/")
+    }
+    assert {k for k in keys if k.startswith("nans/")} < {k for k in chunks if k.startswith("nans/")}
+    assert json.loads(refs["nans/.zarray"])["fill_value"] == "NaN"
 
 
 def test_cat_expands_glob_patterns_but_keeps_literal_keys(tmp_path: Path) -> None:
