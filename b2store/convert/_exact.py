@@ -186,8 +186,8 @@ def _missing_markers(
             f"than the truncation keeps exactly ({str(exc).removeprefix('convert: keep: ')})"
         )
     else:
-        with np.errstate(invalid="ignore"):  # its cast of values >= 2**63 with others
-            held = [int(v) for v in keep_values(dtype, list[int | float](values)).tolist()]
+        # a guard: keep_values once cast lists mixing values >= 2**63 with others via float64
+        held = [int(v) for v in keep_values(dtype, list[int | float](values)).tolist()]
         if held != values:  # the codec would keep other values than the markers: refuse
             lossless = (
                 f"the truncation's keep key holds {held}, not the markers {values} "
