@@ -293,6 +293,13 @@ def convert(
     help="Chunks smaller than this many bytes are stored in the references themselves.",
 )
 @click.option(
+    "--url",
+    default=None,
+    metavar="URL",
+    help="The location of SRC written into the references (default: its absolute path), e.g. "
+    "https://server/data/scan.h5 when the references are read where the file is served.",
+)
+@click.option(
     "--unsupported",
     type=click.Choice(["raise", "warn", "skip"]),
     default="raise",
@@ -306,7 +313,12 @@ def convert(
 )
 @_one_line_errors
 def refs(
-    src: str, output: str, inline_threshold: int, unsupported: str, follow_external_links: bool
+    src: str,
+    output: str,
+    inline_threshold: int,
+    url: str | None,
+    unsupported: str,
+    follow_external_links: bool,
 ) -> None:
     """Export SRC's chunk references (kerchunk/fsspec reference format version 1).
 
@@ -323,6 +335,7 @@ def refs(
                 src,
                 output,
                 inline_threshold=inline_threshold,
+                url=url,
                 unsupported=unsupported,
                 follow_external_links=follow_external_links,
             )

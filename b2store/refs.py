@@ -269,12 +269,15 @@ def write_refs(
     *,
     inline_threshold: int = 500,
     record_size: int = 10_000,
+    url: str | None = None,
     unsupported: str = "raise",
     follow_external_links: bool = False,
 ) -> int:
     """Write the references of ``src`` to ``output`` (JSON, or parquet for ``.parq``).
 
-    Returns the number of references written.
+    ``url`` is the location of ``src`` written into the references (see :func:`hdf5_refs`),
+    e.g. ``https://server/data/scan.h5`` for references read where the file is served. Returns
+    the number of references written.
     """
     output = os.fspath(output)
     if not output:  # the temporary file went to the folder above, then the rename failed
@@ -312,6 +315,7 @@ def write_refs(
     refs = hdf5_refs(
         src,
         inline_threshold=inline_threshold,
+        url=url,
         unsupported=unsupported,
         follow_external_links=follow_external_links,
     )

@@ -599,3 +599,31 @@ def test_demo_cache_dir_expands_the_home_folder(
     assert cache_dir("~/cache") == tmp_path / "cache"
     monkeypatch.setenv("B2STORE_CACHE", "~/env")
     assert cache_dir() == tmp_path / "env"
+
+
+def test_refs_url_names_where_the_file_is_read(tmp_path: Path) -> None:
+    """``--url`` (``write_refs(url=)``) writes the file's later location into the references:
+    only :func:`b2store.refs.hdf5_refs` took it, so references for a file to be served
+    elsewhere could not be made from the command line."""
+    import shutil
+
+    import fsspec
+    import h5py
+    import zarr
+
+    src = tmp_path / "here" / "scan.h5"
+    src.parent.mkdir()
+    with h5py.File(src, "w") as f:
+        f.create_dataset("x", data=np.arange(6000, dtype="u2").reshape(60, 100), chunks=(10, 100))
+    served = tmp_path / "there" / "moved.h5"
+    served.parent.mkdir()
+    shutil.copy(src, served)
+    out = tmp_path / "r.json"
+    res = run("refs", str(src), "-o", str(out), "--url", served.as_uri(), "--inline-threshold", "0")
+    assert res.returncode == 0, res.stderr
+    refs = json.loads(out.read_text())["refs"]
+    assert {v[0] for v in refs.values() if isinstance(v, list)} == {served.as_uri()}
+    src.unlink()  # the references read the moved file only
+    fs = fsspec.filesystem("reference", fo=str(out))
+    z = zarr.open_array(fs.get_mapper("x"), mode="r", zarr_format=2)
+    np.testing.assert_array_equal(z[...], np.arange(6000, dtype="u2").reshape(60, 100))
