@@ -484,13 +484,23 @@ def as_read(got: Any, want: np.ndarray) -> Any:
     return got
 
 
+def reference_may_fail(desc: Desc) -> bool:
+    """hdf5plugin's Blosc2 filter cannot always decode its own plain frames behind fletcher32
+    (an all-zero (1, 2, 2) u8 chunk: chunk + 4 checksum bytes, not a multiple of the typesize):
+    h5py raises "filter returned failure during read", on write too when HDF5 re-reads a chunk
+    to update it. b2store decodes those frames (see the regression test below); such examples
+    have no reference, so they are rejected."""
+    names = [name for name, _ in desc.pipeline]
+    return "blosc2" in names and "fletcher32" in names[: names.index("blosc2")]
+
+
 def check(desc: Desc, tmp: Path, data: Any) -> None:
     path = tmp / "d.h5"
     unsupported = expect_unsupported(desc)
     try:
         write(desc, path)
-    except (OSError, ValueError):
-        if unsupported is None:
+    except (OSError, ValueError) as e:
+        if unsupported is None and not (isinstance(e, OSError) and reference_may_fail(desc)):
             raise
         reject()  # HDF5 itself refuses some (scaleoffset with a NaN fill value)
     try:
@@ -503,7 +513,12 @@ def check(desc: Desc, tmp: Path, data: Any) -> None:
         return
     with h5py.File(path, "r") as f:
         ds = f["x"]
-        want = np.asarray(ds[...], dtype=ds.dtype)
+        try:
+            want = np.asarray(ds[...], dtype=ds.dtype)
+        except OSError:
+            if not reference_may_fail(desc):
+                raise
+            reject()
         shape = ds.shape
         sels = [selection(data.draw, shape) for _ in range(3)]
         wants = [np.asarray(ds[s], dtype=ds.dtype) for s in sels]
@@ -702,3 +717,29 @@ def test_v2_fill_chunk_of_a_masked_dataset_stays_encoded(tmp_path) -> None:
     assert len(fs.cat("x/2.0")) < 1000  # 8 KiB of 7s, deflated
     z = zarr.open_array(fs.get_mapper("x"), mode="r", zarr_format=2)
     assert_same(z[...], want, "v2")
+
+
+def test_fletcher32_then_blosc2_all_zero_chunk_that_hdf5plugin_cannot_read(tmp_path) -> None:
+    """Soak finding (3.11, fresh seed): a (1, 0, 1) u8 dataset with chunks (1, 2, 2) and
+    [fletcher32, blosc2, gzip 0], grown to (1, 1, 1) and its one item set to 0: h5py cannot read
+    it back ("filter returned failure during read": hdf5plugin's Blosc2 filter fails on its own
+    frame of the all-zero chunk plus checksum). Not a b2store bug: b2store reads the written
+    zeros; the differential test rejects such examples (``reference_may_fail``)."""
+    pipeline: tuple[Filter, ...] = (
+        ("fletcher32", ()),
+        ("blosc2", ("blosclz", 1, 0)),
+        ("gzip", (0,)),
+    )
+    desc = Desc(
+        dtype="u8", shape=(1, 0, 1), layout="chunked", chunks=(1, 2, 2), pipeline=pipeline,
+        fill="none", alloc_time="default", fill_time="default", written="all", written_mask=(),
+        grow_to=(1, 1, 1), direct=(), seed=1,
+    )  # fmt: skip
+    assert reference_may_fail(desc)
+    assert values(desc, (1,), desc.seed + 1)[0] == 0  # the item written in the grown part
+    path = tmp_path / "d.h5"
+    write(desc, path)
+    for name, z in open_views(path).items():
+        got = z[...]
+        assert got.dtype == np.dtype("u8") and got.shape == (1, 1, 1), name
+        assert (got == 0).all(), (name, got)
