@@ -246,12 +246,8 @@ def _decode_frame(
             )
             arr = _reorder_copy(flat, meta.chunks, meta.blocks, dt)
         return _trim_to_shape(arr, meta, what)
-    else:  # block order is C order: the padded chunk, reshaped (no reorder)
+    else:  # block order is C order: reorder() below only reshapes the padded chunk
         flat = decompress_parsed(chunk, hdr, dtype=dt, nbytes=nbytes, nthreads=nthreads, what=what)
-        n = math.prod(meta.chunks)
-        return _trim_to_shape(
-            (flat if flat.size == n else flat[:n]).reshape(meta.chunks), meta, what
-        )
     if meta is None:
         return flat[: info.nbytes // dt.itemsize]
     return _trim_to_shape(reorder(flat, meta.chunks, meta.blocks, dt), meta, what)
