@@ -272,6 +272,27 @@ def _plain_plan(
     return _Plan(codecs=(bytes_codec(dtype),), v2_filters=None, v2_compressor=None)
 
 
+def _filter_plans(
+    dcpl: Any, node: _Node, chunks: tuple[int, ...], masks: set[int]
+) -> tuple[Any, Callable[[], Any] | None]:
+    """The codec plan for a filtered dataset's chunks (with these filter masks), and, when that
+    plan is not masked, the masked plan the v2 view falls back to if it cannot encode the fill
+    chunk (the same masks plus "every filter skipped", see ``_Walker._add``); else None."""
+    from b2store.hdf5 import filters
+
+    pipeline = filters.read_pipeline(dcpl)
+
+    def plan_for(masks: set[int]) -> Any:
+        return filters.plan_codecs(
+            pipeline, node.dtype, chunks, masks=masks, where=node.where, nullterm=node.nullterm
+        )
+
+    plan = plan_for(masks)
+    if plan.masked:
+        return plan, None
+    return plan, lambda: plan_for(masks | {0, (1 << len(pipeline)) - 1})
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Node:
     """One dataset on its way to a Zarr array: what the per-layout builders share.
@@ -929,28 +950,21 @@ class _Walker:
         if nfilters == 0:
             self._add(node, chunks, _plain_plan(dtype, chunks, node), rows=rows, inline=raw_inline)
             return
-        from b2store.hdf5 import filters
-
-        pipeline = filters.read_pipeline(dcpl)
         masks = {int(m) for m in np.unique(rows[3])} | ({skip_all} if padded_lin.size else set())
-
-        def plan_for(masks: set[int]) -> Any:
-            return filters.plan_codecs(
-                pipeline, dtype, chunks, masks=masks, where=where, nullterm=node.nullterm
-            )
+        plan, masked_plan = _filter_plans(dcpl, node, chunks, masks)
 
         def masked_fallback() -> tuple[Any, dict[int, bytes]]:
-            plan = plan_for(masks | {0, skip_all})
+            assert masked_plan is not None
+            plan = masked_plan()
             return plan, framed(plan)
 
-        plan = plan_for(masks)
         self._add(
             node,
             chunks,
             plan,
             rows=rows,
             inline=framed(plan),
-            masked_fallback=None if plan.masked else masked_fallback,
+            masked_fallback=None if masked_plan is None else masked_fallback,
         )
 
     def _contiguous(self, node: _Node) -> None:
@@ -1045,22 +1059,10 @@ class _Walker:
         chunks, dtype = found.chunks, node.dtype
         node = replace(node, nullterm=found.nullterm)
         plan: Any = _plain_plan(dtype, chunks, node)
-        masked_fallback = None
+        masked_plan = None
         if found.dcpl is not None:
-            from b2store.hdf5 import filters
-
-            pipeline = filters.read_pipeline(found.dcpl)
             masks = {int(m) for m in np.unique(found.rows[3])}
-
-            def plan_for(masks: set[int]) -> Any:
-                return filters.plan_codecs(
-                    pipeline, dtype, chunks, masks=masks, where=node.where, nullterm=node.nullterm
-                )
-
-            def masked_fallback() -> tuple[Any, dict[int, bytes]]:
-                return plan_for(masks | {0, (1 << len(pipeline)) - 1}), {}
-
-            plan = plan_for(masks)
+            plan, masked_plan = _filter_plans(found.dcpl, node, chunks, masks)
         self._add(
             replace(node, url=found.urls[0] if found.urls else node.url),
             chunks,
@@ -1068,7 +1070,7 @@ class _Walker:
             rows=found.rows,
             urls=found.urls,
             url_index=found.url_index if len(found.urls) > 1 else None,
-            masked_fallback=None if plan.masked else masked_fallback,
+            masked_fallback=None if masked_plan is None else lambda: (masked_plan(), {}),
         )
 
     def _padded_compound(self, node: _Node, lengths: tuple[int, ...]) -> None:
