@@ -80,17 +80,30 @@ def _drop_session(session: aiohttp.ClientSession, *, on_its_loop: bool = False) 
     if connector is None or connector.closed:
         return
     loop = getattr(session, "_loop", None)
-    if on_its_loop and loop is not None and loop.is_running() and not loop.is_closed():
+    if loop is not None and loop.is_running() and not loop.is_closed():
         try:
             running = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if running is not loop:  # never wait for a loop from its own thread
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=2)
+            if on_its_loop:
+                with contextlib.suppress(Exception):
+                    asyncio.run_coroutine_threadsafe(session.close(), loop).result(timeout=2)
+                    return
+            # asyncio transports belong to their loop's thread: closed from here (a GC in
+            # another thread) their sockets stayed open until that loop woke ("unclosed socket")
+            # (the callback holds the session, so it is not collected before its sockets close)
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_close_connector, session)
                 return
-    with contextlib.suppress(Exception):
-        connector._close()
+    _close_connector(session)
+
+
+def _close_connector(session: aiohttp.ClientSession) -> None:
+    connector = session.connector
+    if connector is not None and not connector.closed:
+        with contextlib.suppress(Exception):
+            connector._close()
 
 
 @atexit.register

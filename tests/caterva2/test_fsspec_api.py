@@ -4,6 +4,7 @@ the same dataset again, IPv6 hosts."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import blosc2
@@ -138,6 +139,9 @@ def test_dropped_filesystem_in_a_reference_cycle_closes_its_session(
         fs.client._cycle = fs.client  # collected by the cycle collector, not by refcounting
         del fs
         gc.collect()
+    deadline = time.monotonic() + 10  # the close runs on the session's own loop, soon after
+    while not all(c is None or c.closed for c in sessions) and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert all(c is None or c.closed for c in sessions)
     assert not [u for u in unraisable if "Unclosed" in u], unraisable
 
