@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 
 from b2store.hdf5 import metadata as md
-from b2store.hdf5._chunk_rows import chunk_rows
+from b2store.hdf5._chunk_rows import ChunkCollector
 from b2store.hdf5._dtypes import nullterm_ranges, plain_dtype, stored_layout_issue
 from b2store.hdf5._external import OpenExternal
 from b2store.hdf5._fills import is_same_fill
@@ -111,8 +111,8 @@ def map_virtual(
         for axis, (st, b, c, n) in enumerate(zip(start, block, chunks, shape, strict=True)):
             if st % c or (b % c and st + b != n):
                 raise fail(f"a block is not aligned with the chunks along axis {axis}")
-        infos: list[Any] = []
-        src.id.chunk_iter(infos.append)
+        infos = ChunkCollector()
+        src.id.chunk_iter(infos)
         src_grid = np.prod([-(-n // c) for n, c in zip(src.shape, chunks, strict=True)])
         if len(infos) < src_grid and not is_same_fill(md.fill_value(src), fill, dtype):
             raise fail(
@@ -124,7 +124,7 @@ def map_virtual(
             urls.append(src_url)
         grid = tuple(-(-n // c) for n, c in zip(shape, chunks, strict=True))
         try:
-            src_rows = chunk_rows(infos, chunks, grid, start=start)
+            src_rows = infos.rows(chunks, grid, start=start)
         except ValueError as exc:  # HDF5 never lists one: a damaged chunk index
             raise fail(
                 f"source {m.file_name}:{m.dset_name} lists a chunk outside its grid"

@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from b2store._atomic import atomic_write, remove_stale_temps
+from b2store._zarrmeta import RenderedMeta
 from b2store.hdf5.index import ChunkTable, FileIndex
 
 __all__ = [
@@ -56,8 +57,9 @@ __all__ = [
 #: each open (``FileIndex.warnings``) are stored; 18: an unsigned variable's v3 ``_FillValue`` with
 #: ``_Unsigned="false"`` published as its signed item (xarray could not open it); 19: that
 #: item computed in native byte order (18 byte-swapped it for big-endian variables); 20:
-#: ``FileIndex.xarray_hints`` stored (the xarray engine's attribute types and unlimited dims).
-FORMAT = "b2store-hdf5-index-20"
+#: ``FileIndex.xarray_hints`` stored (the xarray engine's attribute types and unlimited dims);
+#: 21: each node's own metadata document, not every group's consolidated one (quadratic in depth).
+FORMAT = "b2store-hdf5-index-21"
 
 
 class MemoryCache:
@@ -159,7 +161,9 @@ def save_sidecar(folder: Path, key: str, index: FileIndex, *, shared: bool = Fal
         "format": FORMAT,
         "key": key,
         "zarr_format": index.zarr_format,
-        "meta": {k: v.decode() for k, v in index.meta.items()},
+        # each node's own document once (the groups' consolidated ones are assembled from
+        # them: storing those held a node once per enclosing group, quadratic in depth)
+        "meta": _meta_parts(index.meta),
         "tables": tables,
         "inline": [[i, k, _nbytes(v)] for i, k, v in blob],
         "notes": list(index.notes),
@@ -190,6 +194,28 @@ def save_sidecar(folder: Path, key: str, index: FileIndex, *, shared: bool = Fal
     except OSError:
         _UNWRITABLE.add(folder)
         return
+
+
+def _meta_parts(meta: Any) -> dict[str, Any]:
+    """What a sidecar stores of an index's metadata keys (see :func:`_meta_from_parts`)."""
+    if not isinstance(meta, RenderedMeta):  # an index built by hand: every key consolidated
+        meta = RenderedMeta(0, dict(meta), {}, [])
+    zarr_format, own, groups, entries = meta.parts()
+    return {
+        "zarr_format": zarr_format,
+        "own": {k: v.decode() for k, v in own.items()},
+        "groups": groups,
+        "entries": entries,
+    }
+
+
+def _meta_from_parts(doc: dict[str, Any]) -> RenderedMeta:
+    own = {str(k): str(v).encode() for k, v in doc["own"].items()}
+    groups = {str(k): str(v) for k, v in doc["groups"].items()}
+    entries = [str(e) for e in doc["entries"]]
+    if entries != sorted(entries) or not set(groups) <= set(own):
+        raise _Damaged("meta")
+    return RenderedMeta(int(doc["zarr_format"]), own, groups, entries)
 
 
 class _Damaged(ValueError):
@@ -289,7 +315,7 @@ def load_sidecar(folder: Path, key: str) -> FileIndex | None:
                 )
             return FileIndex(
                 zarr_format=int(header["zarr_format"]),
-                meta={k: v.encode() for k, v in header["meta"].items()},
+                meta=_meta_from_parts(header["meta"]),
                 tables=tables,
                 notes=tuple(header["notes"]),
                 warnings=tuple(header["warnings"]),

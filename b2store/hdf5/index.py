@@ -30,7 +30,8 @@ xarray read them), ``_virtual`` (virtual datasets onto their sources' chunks), `
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
@@ -49,7 +50,7 @@ from b2store._zarrmeta import (
 )
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5 import metadata as md
-from b2store.hdf5._chunk_rows import chunk_rows
+from b2store.hdf5._chunk_rows import ChunkCollector
 from b2store.hdf5._dimensions import reconcile_dimensions
 from b2store.hdf5._dtypes import (
     matches_file_type,
@@ -205,9 +206,12 @@ class ChunkTable:
         i = int(np.searchsorted(self.lin, lin))
         return i if i < self.lin.size and int(self.lin[i]) == lin else -1
 
-    @property
+    @functools.cached_property
     def stored_lins(self) -> np.ndarray[Any, np.dtype[np.int64]]:
-        """Sorted linear indices of every allocated or inline chunk (each once)."""
+        """Sorted linear indices of every allocated or inline chunk (each once); computed once
+        (listing a chunk directory bisects it)."""
+        if not self.inline:
+            return self.lin
         return np.union1d(
             self.lin, np.fromiter(self.inline, dtype=np.int64, count=len(self.inline))
         )
@@ -230,7 +234,9 @@ class FileIndex:
     """The whole Zarr view of one HDF5 file: metadata keys, chunk tables, notes."""
 
     zarr_format: int
-    meta: dict[str, bytes]
+    #: key -> JSON bytes (a :class:`b2store._zarrmeta.RenderedMeta`: groups' consolidated
+    #: documents are assembled on request)
+    meta: Mapping[str, bytes]
     tables: dict[str, ChunkTable]
     notes: tuple[str, ...] = ()
     #: Other files the index depends on (virtual dataset sources, followed external links), each
@@ -921,11 +927,11 @@ class _Walker:
         grid = tuple(-(-s // c) for s, c in zip(shape, chunks, strict=True))
         if int(np.prod(grid, dtype=object)) >= 2**62:
             raise self._error(where, f"has a chunk grid {grid} too large to index")
-        infos: list[Any] = []
+        infos = ChunkCollector()
         if all(shape):
-            ds.id.chunk_iter(infos.append)
+            ds.id.chunk_iter(infos)
         try:
-            rows = chunk_rows(infos, chunks, grid)  # extra (array dtype) axes: offset 0
+            rows = infos.rows(chunks, grid)  # extra (array dtype) axes: offset 0
         except ValueError as exc:  # HDF5 never lists one: a damaged chunk index
             raise self._error(
                 where, f"lists a chunk outside its chunk grid {grid} ({exc})"
