@@ -29,12 +29,17 @@ Contract
   walked, evicted from and cleared: other files in a folder given as ``root`` stay.
 * A folder that cannot be created or written is not an error: reads go on without caching and
   one warning is logged per process and folder.
+* The limit also bounds the number of entries, to ``size_limit // 4096`` (one filesystem
+  block each, the least a file takes on disk): a chunk of a mostly empty array is a 32-byte
+  special chunk, and by their bytes alone 10^5 such entries counted 6.4 MB while taking
+  400 MiB of disk (a 2 GiB limit let a folder hold 33 million files, more inodes than a
+  disk has).
 * Recency is the entry's mtime (touched on every hit); when the bytes under ``root`` exceed
-  ``size_limit`` the least recently used entries go until the total is under 90 % of it (the
-  entry just written stays when it alone fits the limit). A
-  chunk larger than
-  the limit is not stored (one warning per process and folder), but still counts as a write for
-  the trimming, so a folder filled under a larger limit shrinks at the next miss.
+  ``size_limit`` (or the entries their bound) the least recently used entries go until the
+  total is under 90 % of it (and of the bound; the entry just written stays when it alone
+  fits the limit). A chunk larger than the limit is not stored (one warning per process and
+  folder), but still counts as a write for the trimming, so a folder filled under a larger
+  limit shrinks at the next miss.
 * Every process keeps one running total per folder, shared by all its caches of that folder
   (each open store has a cache object of its own), which does not see the other processes'
   writes: a process also rescans the folder (and evicts if it is over) after each tenth of the
@@ -67,6 +72,9 @@ _FORMAT = 2
 # magic, format, pad, length, crc32, digest of the entry's key → 32 bytes
 _HEADER = struct.Struct("<4sHxxII16s")
 _SUFFIX = ".c2c"
+#: the least disk space a file takes (a filesystem block): the limit allows ``limit // _BLOCK``
+#: entries at most
+_BLOCK = 4096
 _TMP_PREFIX = ".tmp-"
 
 logger = logging.getLogger(__name__)
@@ -92,6 +100,7 @@ class _Tally:
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     total: int | None = None
     since_scan: int = 0
+    entries: int = 0  # the entries counted in total
 
 
 #: one tally per cache folder in this process: four stores open on one folder, each counting
@@ -193,11 +202,12 @@ class ChunkCache:
             children = []
         for child in children:
             if child.name != keep and _is_digest(child.name) and child.is_dir():
-                freed = _dir_size(child, levels=0)
+                freed, files = _dir_usage(child, levels=0)
                 shutil.rmtree(child, ignore_errors=True)
                 with self._tally.lock:
                     if self._tally.total is not None:
                         self._tally.total = max(0, self._tally.total - freed)
+                        self._tally.entries = max(0, self._tally.entries - files)
         self._known_versions[ident] = version
 
     def superseded(self, server: str, path: str, version: str) -> bool:
@@ -288,8 +298,12 @@ class ChunkCache:
             # scan too; the scan (outside the lock: a fork meanwhile must not inherit it held)
             # then sets the real total
             self._tally.total = 0 if self._tally.total is None else self._tally.total + added
-            self._tally.since_scan += added
-            over = self.size_limit is not None and self._tally.total > self.size_limit
+            self._tally.entries += 1 if added else 0
+            # an entry takes a block at least (see max_entries)
+            self._tally.since_scan += max(added, _BLOCK) if added else 0
+            over = self.size_limit is not None and (
+                self._tally.total > self.size_limit or self._tally.entries > self.max_entries
+            )
             rescan = self.size_limit is not None and self._tally.since_scan * 10 >= self.size_limit
             if first or over or rescan:
                 self._tally.since_scan = 0
@@ -326,9 +340,17 @@ class ChunkCache:
 
     # -- size and eviction -------------------------------------------------------------------------
 
+    @property
+    def max_entries(self) -> int:
+        """The entries kept at most: one per 4 KiB of the limit (at least one), the least disk
+        space a file takes; no bound without a limit."""
+        if self.size_limit is None:
+            return 2**63
+        return max(1, self.size_limit // _BLOCK)
+
     def size(self) -> int:
         """Bytes of all complete entries under the root."""
-        return _dir_size(self.root, levels=2)
+        return _dir_usage(self.root, levels=2)[0]
 
     def evict(self, keep: str | None = None) -> None:
         """Drop least recently used entries to 90 % of the limit; clean stale temp files.
@@ -349,11 +371,13 @@ class ChunkCache:
                 with contextlib.suppress(OSError):
                     os.unlink(full)
         total = sum(size for _t, size, _p in entries)
-        if self.size_limit is not None and total > self.size_limit:
+        count = len(entries)
+        if self.size_limit is not None and (total > self.size_limit or count > self.max_entries):
             target = int(self.size_limit * 0.9)
+            target_count = max(1, int(self.max_entries * 0.9))
             entries.sort()
             for _mtime, size, full in entries:
-                if total <= target:
+                if total <= target and count <= target_count:
                     break
                 if full == keep and size <= self.size_limit:
                     # the entry just written: a limit of one chunk deleted each chunk right
@@ -362,8 +386,10 @@ class ChunkCache:
                 with contextlib.suppress(OSError):
                     os.unlink(full)
                     total -= size
+                    count -= 1
         with self._tally.lock:
             self._tally.total = total
+            self._tally.entries = count
 
     def clear(self) -> None:
         """Remove every entry (the folder itself stays; a folder removed by hand is empty).
@@ -377,6 +403,7 @@ class ChunkCache:
                 shutil.rmtree(child, ignore_errors=True)
         with self._tally.lock:
             self._tally.total = 0
+            self._tally.entries = 0
         self._known_versions.clear()
 
 
@@ -419,11 +446,12 @@ def _files(root: Path | str, levels: int) -> Iterator[str]:
                 yield os.path.join(dirpath, name)
 
 
-def _dir_size(root: Path | str, levels: int) -> int:
-    """Bytes of the complete entries ``levels`` cache folders below ``root``."""
-    total = 0
+def _dir_usage(root: Path | str, levels: int) -> tuple[int, int]:
+    """Bytes and number of the complete entries ``levels`` cache folders below ``root``."""
+    total = count = 0
     for full in _files(root, levels):
         if full.endswith(_SUFFIX):
             with contextlib.suppress(OSError):
                 total += os.stat(full).st_size
-    return total
+                count += 1
+    return total, count

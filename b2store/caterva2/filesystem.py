@@ -65,6 +65,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import contextvars
 import json
 import logging
 import os
@@ -118,6 +119,14 @@ _FIND_BATCH = 256
 _UNSET = "default"
 
 
+#: answers of ``/api/info`` and ``/api/list`` already read by the ``du`` running in this context
+#: (its tasks share the dict): each group's ``zarr.json`` re-read every dataset below it, so a
+#: dataset was described once per level above it, plus once by the walk
+_WALK_ANSWERS: contextvars.ContextVar[dict[tuple[str, str], Any] | None] = contextvars.ContextVar(
+    "_WALK_ANSWERS", default=None
+)
+
+
 class Caterva2URLNotFoundError(B2StoreError, LookupError):
     """The node a URL holding credentials (``user:password@host``) names does not exist.
 
@@ -156,7 +165,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         Folder of the persistent chunk cache; ``"default"`` for ``$B2STORE_CACHE/caterva2`` or
         ``~/.cache/b2store/caterva2``; ``None`` disables the cache.
     cache_size_limit
-        Bytes the cache keeps at most (least recently used chunks go first).
+        Bytes the cache keeps at most (least recently used chunks go first), and one entry
+        per 4 KiB of it (a file takes a disk block however small the chunk).
     timeout, connect_timeout, retries, backoff, max_concurrency
         HTTP behaviour, see :class:`~b2store.caterva2.client.ClientConfig`.
     version_check_interval
@@ -164,9 +174,10 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         changed dataset then raises instead of mixing old metadata with new chunks). ``0``
         checks before and after every chunk request, so no read mixes two versions.
     readahead
-        Chunks fetched ahead when a dataset's chunks are requested in order (a dask task asks for
-        one chunk at a time, so few dask threads would otherwise mean few requests in flight);
-        0 disables it. Random access triggers no readahead. Without a disk cache it fetches
+        Chunks fetched ahead when a dataset's chunks are requested in order, one at a time (a
+        dask task asks for one chunk, so few dask threads would otherwise mean few requests in
+        flight); 0 disables it. Random access, and zarr reading a selection (all its chunks
+        asked for at once), trigger no readahead. Without a disk cache it fetches
         no more chunks than ``memory_cache_size`` keeps.
     memory_cache_size
         Bytes of recently loaded chunks kept in memory (ranged reads of one chunk, as zarr's
@@ -281,6 +292,17 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         self._changed: dict[str, str] = {}
         self.readahead = int(_non_negative("readahead", readahead, integer=True))
         self._recent: dict[str, collections.deque[int]] = {}
+        #: chunk numbers requested in the current event-loop iteration, per dataset (see
+        #: _start_readahead), and the loop whose next iteration moves them into _recent
+        self._batch: dict[str, list[int]] = {}
+        self._batch_loop: asyncio.AbstractEventLoop | None = None
+        self._latest: dict[str, int] = {}  # the chunk a reader asked for last, per dataset
+        #: loads not finished yet, on the loop that runs them (the readahead's share of the
+        #: connections; loads of another loop, e.g. a parent's before a fork, do not count)
+        self._running = 0
+        self._running_loop: asyncio.AbstractEventLoop | None = None
+        #: version re-checks in flight, one per dataset, shared by the reads that wait for it
+        self._rechecks: dict[str, asyncio.Task[None]] = {}
         self.memory_cache_size = int(
             _non_negative("memory_cache_size", memory_cache_size, integer=True)
         )
@@ -411,7 +433,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         so the chunk cache and the open-time checks see the change.
         """
         try:
-            info, etag = await self.client.get_json("info", path, retries=retries)
+            info, etag = await self._get_json("info", path, retries=retries)
         except Caterva2HTTPError as exc:
             if type(exc) is not Caterva2HTTPError or exc.status != 500:
                 raise
@@ -437,6 +459,20 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 break
         return info, etag
 
+    async def _get_json(
+        self, verb: str, path: str, *, retries: int | None = None
+    ) -> tuple[Any, str | None]:
+        """The client's ``get_json``, answered from the running ``du``'s answers when it read
+        this one already (see :data:`_WALK_ANSWERS`)."""
+        answers = _WALK_ANSWERS.get()
+        if answers is None:
+            return await self.client.get_json(verb, path, retries=retries)
+        key = (verb, path)
+        if key not in answers:
+            answers[key] = await self.client.get_json(verb, path, retries=retries)
+        answer: tuple[Any, str | None] = answers[key]
+        return answer
+
     def _remember(self, ds: Dataset) -> Dataset:
         """Take ``ds`` as the current description (metadata was just rendered from it)."""
         self._datasets[ds.path] = ds
@@ -460,8 +496,15 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         if ds is not None:
             if time.monotonic() - self._checked.get(path, 0.0) <= self.version_check_interval:
                 return ds
-            await self._recheck(ds)
-            self._checked[path] = time.monotonic()
+            # one re-check shared by the reads that find the description stale at once (each
+            # sent its own: zarr's ten reads in flight made ten /api/info per interval)
+            loop = asyncio.get_running_loop()
+            task = self._rechecks.get(path)
+            if task is None or task.get_loop() is not loop or task.done():
+                task = loop.create_task(self._recheck_now(ds))
+                task.add_done_callback(_retrieve_exception)
+                self._rechecks[path] = task
+            await asyncio.shield(task)
             return ds
         try:
             info, etag = await self._fetch_info(path)
@@ -478,6 +521,15 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         if opened != ds.version:
             raise self._version_changed(path, opened, ds.version, "since the array was opened")
         return self._remember(ds)
+
+    async def _recheck_now(self, ds: Dataset) -> None:
+        """:meth:`_recheck`, then restart the dataset's ``version_check_interval``."""
+        try:
+            await self._recheck(ds)
+            self._checked[ds.path] = time.monotonic()
+        finally:
+            if self._rechecks.get(ds.path) is asyncio.current_task():
+                del self._rechecks[ds.path]
 
     async def _recheck(self, ds: Dataset) -> None:
         """Raise :class:`Caterva2DataError` unless ``ds`` is still the server's version (a
@@ -521,7 +573,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         a dataset, whatever its name. Names with a backslash are left out (zarr would read it
         as ``/``).
         """
-        names = await self.client.get_json("list", node)
+        names = await self._get_json("list", node)
         listing = names[0]
         if not isinstance(listing, list):
             raise Caterva2HTTPError(self.client.url("list", node), 200, "listing is not a list")
@@ -874,10 +926,18 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 return task
         task = loop.create_task(self._load(ds, number, coords))
         task.add_done_callback(_retrieve_exception)
+        if self._running_loop is not loop:
+            self._running_loop, self._running = loop, 0
+        self._running += 1
+        task.add_done_callback(self._load_done)
         self._forget_load(key)
         self._loads[key] = task
         task.add_done_callback(lambda done: self._loaded(key, done))
         return task
+
+    def _load_done(self, task: asyncio.Task[bytes]) -> None:
+        if task.get_loop() is self._running_loop:
+            self._running -= 1
 
     def _loaded(self, key: tuple[str, str, int], task: asyncio.Task[bytes]) -> None:
         """Count a finished load's bytes and trim the loads kept in memory to the limit.
@@ -905,30 +965,70 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 return
             self._forget_load(oldest)
 
+    def _note_read(self, path: str, number: int) -> bool:
+        """Note a read of chunk ``number``; whether it continues a read in order: the two
+        chunks before it were asked for in earlier event-loop iterations (zarr asks for all
+        chunks of a selection at once; a run of two in each row of chunks of a 2-chunk-wide
+        column is no scan)."""
+        recent = self._recent.setdefault(path, collections.deque(maxlen=16))
+        sequential = (number - 1) in recent and (number - 2) in recent
+        self._in_batch(path, number)
+        self._latest[path] = number
+        return sequential
+
     def _start_readahead(self, ds: Dataset, number: int) -> None:
-        """Prefetch the next chunks when this dataset's chunks are being read in order."""
-        recent = self._recent.setdefault(ds.path, collections.deque(maxlen=16))
-        sequential = (number - 1) in recent or (number - 2) in recent
-        if number not in recent:
-            recent.append(number)
-        ahead = self.readahead
+        """Prefetch the chunks after ``number``, just loaded for a read in order (see
+        :meth:`_note_read`) after which no other chunk of the dataset was asked for: a reader
+        one chunk at a time (a dask task per chunk) would otherwise have few requests in
+        flight.
+
+        A reader that asked for further chunks meanwhile needs none: zarr reading a selection
+        asks for its chunks ten at a time, and readahead fetched chunks outside it (a 2x2-chunk
+        slice fetched 12 chunks, a 2-chunk-wide column of a 2-D array three times its chunks,
+        4 more past the end of each row of chunks). Nor is more prefetched than the
+        connections the running loads leave free.
+        """
+        ahead = min(self.readahead, self._config.max_concurrency - self._running)
         if self.cache is None:
             # without a disk cache a prefetched chunk lives in memory only: prefetch no more
             # than memory_cache_size keeps (counted decompressed, so never too many), else
             # the chunk is dropped before it is read and fetched a second time
             ahead = min(ahead, self.memory_cache_size // max(ds.chunk_nbytes, 1))
-        if not sequential or ds.mode == SLICE or ahead <= 0:
+        if ds.mode == SLICE or ahead <= 0:
             return
         for m in range(number + 1, min(number + 1 + ahead, ds.nchunks)):
             if (ds.path, ds.version, m) not in self._loads:
                 coords = tuple(int(c) for c in np.unravel_index(m, ds.grid))
                 self._task(ds, m, coords)
 
+    def _in_batch(self, path: str, number: int) -> None:
+        """Note ``number`` as asked for in this loop iteration; the next iteration moves the
+        iteration's numbers into ``_recent``."""
+        loop = asyncio.get_running_loop()
+        if self._batch_loop is not loop:
+            self._batch_loop = loop
+            self._batch = {}
+            loop.call_soon(self._end_batch, loop)
+        self._batch.setdefault(path, []).append(number)
+
+    def _end_batch(self, loop: asyncio.AbstractEventLoop) -> None:
+        if self._batch_loop is not loop:
+            return  # another loop's batch started meanwhile (one instance, several loops)
+        for path, numbers in self._batch.items():
+            recent = self._recent.setdefault(path, collections.deque(maxlen=16))
+            for n in numbers:
+                if n not in recent:
+                    recent.append(n)
+        self._batch = {}
+        self._batch_loop = None
+
     async def _chunk(self, ds: Dataset, coords: tuple[int, ...]) -> bytes:
         number = ds.chunk_number(coords)  # FileNotFoundError off the grid: no request sent
         task = self._task(ds, number, coords)
-        self._start_readahead(ds, number)
+        sequential = self._note_read(ds.path, number)
         raw = await asyncio.shield(task)
+        if sequential and self._latest.get(ds.path) == number:
+            self._start_readahead(ds, number)
         special = special_header(ds, raw)  # parsed once, for both calls below
         if passes_through(ds, number, special):
             return raw
@@ -1102,12 +1202,20 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         if withdirs and path != "" and await self._isdir(path):
             out[path] = await self._info(path)
         level, depth = [path], 1
+        #: listings known without a request: the array inside a dataset's group view lists
+        #: the keys rendered from the info its dataset's listing just read (listing it again
+        #: cost a second /api/info per dataset)
+        known: dict[str, list[dict[str, Any]]] = {}
         while level:
             found: list[str] = []
             for start in range(0, len(level), _FIND_BATCH):
                 batch = level[start : start + _FIND_BATCH]
                 listings = await asyncio.gather(
-                    *(self._ls(p, detail=True, **kwargs) for p in batch), return_exceptions=True
+                    *(
+                        _listed(known.pop(p)) if p in known else self._ls(p, detail=True, **kwargs)
+                        for p in batch
+                    ),
+                    return_exceptions=True,
                 )
                 for parent, listing in zip(batch, listings, strict=True):
                     if isinstance(listing, OSError) and on_error != "raise":
@@ -1124,6 +1232,9 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                             found.append(name)
                             if withdirs:
                                 out[name] = info
+                            view = self._view_listing(parent, name)
+                            if view is not None:
+                                known[name] = view
                         else:
                             out[name] = info
             if maxdepth is not None and depth >= maxdepth:
@@ -1134,14 +1245,30 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         names = sorted(out)
         return {name: out[name] for name in names} if detail else names
 
+    def _view_listing(self, parent: str, child: str) -> list[dict[str, Any]] | None:
+        """The listing of ``child`` when it is the array inside the group view of the
+        dataset ``parent`` just listed (its keys, from the description that listing read),
+        else ``None``."""
+        if child != f"{parent}/{posixpath.basename(parent)}" or self._aliases.get(child) != parent:
+            return None
+        ds = self._datasets.get(parent)
+        if ds is None:
+            return None
+        keys = self._dataset_keys(ds, alias=True)
+        return [{"name": f"{child}/{k}", "size": len(v), "type": "file"} for k, v in keys.items()]
+
     async def _du(
         self, path: str, total: bool = True, maxdepth: int | None = None, **kwargs: Any
     ) -> Any:
         """fsspec's ``du``, with the sizes the listings hold (a dataset's metadata keys) and
         concurrent ``info`` calls for the others (a directory's ``zarr.json``)."""
-        found = await self._find(path, maxdepth=maxdepth, detail=True, **kwargs)
-        unknown = [name for name, info in found.items() if info.get("size") is None]
-        infos = await asyncio.gather(*(self._info(name) for name in unknown))
+        token = _WALK_ANSWERS.set({})  # one description of each node for the whole du
+        try:
+            found = await self._find(path, maxdepth=maxdepth, detail=True, **kwargs)
+            unknown = [name for name, info in found.items() if info.get("size") is None]
+            infos = await asyncio.gather(*(self._info(name) for name in unknown))
+        finally:
+            _WALK_ANSWERS.reset(token)
         sizes = {name: info.get("size") for name, info in found.items()}
         sizes.update({name: info["size"] for name, info in zip(unknown, infos, strict=True)})
         return sum(sizes.values()) if total else sizes
@@ -1301,12 +1428,17 @@ def _proxy_source(path: str, info: Any) -> str | None:
     return folder if "/" in folder else None  # a root itself cannot be the file
 
 
+async def _listed(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A listing known already, in the form of the ``_ls`` calls it is gathered with."""
+    return entries
+
+
 def _succeeded(task: asyncio.Task[bytes]) -> bool:
     """Whether ``task`` finished with a result."""
     return task.done() and not task.cancelled() and task.exception() is None
 
 
-def _retrieve_exception(task: asyncio.Task[bytes]) -> None:
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
     """Mark a prefetch failure as seen (the chunk is fetched again when it is really needed)."""
     if not task.cancelled():
         task.exception()
