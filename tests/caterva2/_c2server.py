@@ -206,10 +206,16 @@ class FaultProxy:
     plan: Callable[[int, str], str | None] = lambda n, path: None
     requests: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: the forwarder's pooled connections to ``upstream``: close() them when done (left to the
+    #: GC, their sockets made the "unclosed socket" warnings of later tests)
+    client: httpx.Client = field(default_factory=lambda: httpx.Client(timeout=30))
 
     @property
     def host(self) -> str:
         return self.url.split("://", 1)[1]
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
@@ -228,7 +234,7 @@ def self_signed_certificate(folder: Path) -> tuple[Path, Path]:
 def proxy_handler(proxy: FaultProxy) -> type[http.server.BaseHTTPRequestHandler]:
     """The request handler of ``proxy``: records each path in ``proxy.requests``, then answers as
     ``proxy.plan`` says (a plan that names no fault makes a plain forwarder)."""
-    client = httpx.Client(timeout=30)
+    client = proxy.client
 
     class Handler(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"

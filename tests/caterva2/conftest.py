@@ -61,3 +61,4 @@ def fault_proxy(cat2_server: Server) -> Iterator[FaultProxy]:
     finally:
         httpd.shutdown()
         httpd.server_close()
+        proxy.close()

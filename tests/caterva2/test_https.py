@@ -67,3 +67,4 @@ def test_caterva2s_over_tls(cat2_server: Any, tmp_path: Path) -> None:
     finally:
         httpd.shutdown()
         httpd.server_close()
+        proxy.close()

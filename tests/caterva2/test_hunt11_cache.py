@@ -136,6 +136,7 @@ def tls_proxy(cat2_server: Any, tmp_path_factory: pytest.TempPathFactory) -> Ite
     finally:
         httpd.shutdown()
         httpd.server_close()
+        proxy.close()
 
 
 def _tls_dataset(proxy: Any) -> tuple[str, np.ndarray]:
