@@ -17,7 +17,7 @@ import json
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -200,7 +200,7 @@ def group_v3(meta: GroupMeta) -> JSON:
     return {"zarr_format": 3, "node_type": "group", "attributes": _clean_attrs(meta.attributes)}
 
 
-class RenderedMeta(MutableMapping[str, bytes]):
+class RenderedMeta(Mapping[str, bytes]):
     """The metadata keys of a hierarchy, as a read-only mapping of key to JSON bytes.
 
     Each node's own document is rendered once; the documents that consolidate a group's
@@ -213,7 +213,6 @@ class RenderedMeta(MutableMapping[str, bytes]):
     ``own``: every key's own document, in key order (for a consolidating key, the group's
     document without its subtree, v3; unused, v2). ``groups``: each consolidating key's group
     path. ``entries``: the keys (v3: node paths) whose documents are consolidated, sorted.
-    A key set (or deleted) afterwards is served as given (a chunk key, a replaced document).
     """
 
     _KEEP = 4
@@ -226,37 +225,12 @@ class RenderedMeta(MutableMapping[str, bytes]):
         self._groups = groups
         self._entries = entries
         self._init_memo()
-        self._derive()
-
-    def _derive(self) -> None:
-        """The consolidated entries' documents and the prefix sums of their lengths."""
+        # the consolidated entries' documents and the prefix sums of their lengths
         self._docs = [self._own.get(self._entry_key(e), b"null") for e in self._entries]
         lengths = (
             len(json.dumps(e)) + 2 + len(d) for e, d in zip(self._entries, self._docs, strict=True)
         )
         self._cum = [0, *itertools.accumulate(lengths)]
-        with self._lock:
-            self._memo.clear()
-
-    def __setitem__(self, key: str, value: bytes) -> None:
-        self._own[key] = bytes(value)
-        self._changed(key)
-
-    def __delitem__(self, key: str) -> None:
-        del self._own[key]
-        self._changed(key)
-
-    def _changed(self, key: str) -> None:
-        self._groups.pop(key, None)
-        name = key.rpartition("/")[0] if self.zarr_format == 3 else key
-        i = bisect.bisect_left(self._entries, name)
-        if i < len(self._entries) and self._entries[i] == name:
-            if key not in self._own:  # a node removed: no longer consolidated
-                del self._entries[i]
-            self._derive()
-        else:
-            with self._lock:
-                self._memo.clear()
 
     def _init_memo(self) -> None:
         self._lock = threading.Lock()

@@ -88,7 +88,7 @@ def zarr_array(d: Any, plan: CodecPlan, zarr_format: int) -> Any:
         v2_filters=plan.v2_filters,
         v2_compressor=plan.v2_compressor,
     )
-    docs = (render_v2 if zarr_format == 2 else render_v3)({"a": meta})
+    docs = dict((render_v2 if zarr_format == 2 else render_v3)({"a": meta}))
     for idx, raw in raw_chunks(d, plan).items():
         key = ".".join(map(str, idx)) if zarr_format == 2 else "c/" + "/".join(map(str, idx))
         docs[f"a/{key}"] = raw
