@@ -568,7 +568,7 @@ class _Walker:
         shape = tuple(int(s) for s in ds.shape)
         try:
             dtype = ds.dtype
-        except TypeError as exc:  # h5py has no numpy type for it (H5T_TIME, ...)
+        except (TypeError, ValueError) as exc:  # no numpy type: H5T_TIME, 128-bit floats, ...
             raise self._error(where, f"has an HDF5 type numpy cannot represent ({exc})") from None
         attrs = md.node_attributes(ds, self.notes)
         dims, dim_lengths = md.dimensions(ds, self.scale_lengths)

@@ -476,7 +476,7 @@ def padding_fill(ds: h5py.Dataset) -> Any:
     *inside* the extent read as zeros then. ``None`` when h5py cannot tell."""
     try:
         value = ds.fillvalue
-    except (OSError, TypeError, ValueError):
+    except (OSError, RuntimeError, TypeError, ValueError):  # RuntimeError: fill undefined
         return None
     if isinstance(value, np.ndarray) and value.size == 1:  # compound fills come back as 0-d
         value = value.reshape(())[()]
@@ -486,7 +486,8 @@ def padding_fill(ds: h5py.Dataset) -> Any:
 def fill_value(ds: h5py.Dataset) -> Any:
     """What h5py reads where a dataset was never written: its HDF5 fill value.
 
-    The dtype's zero when none was defined, and also when the fill time is
+    The dtype's zero when none was defined - the library default, or marked *undefined*
+    (``H5Pset_fill_value(..., NULL)``, as some writers leave it) - and also when the fill time is
     ``H5D_FILL_TIME_NEVER``: HDF5 then skips unallocated chunks (and never-written contiguous
     data) on read and leaves the caller's buffer as it was, which h5py allocates zeroed, so
     h5py (and h5netcdf, xarray's engine) read zeros there, not the recorded fill value.
@@ -498,6 +499,7 @@ def fill_value(ds: h5py.Dataset) -> Any:
             h5py.h5d.CHUNKED,
             h5py.h5d.CONTIGUOUS,
         )
+        never = never or dcpl.fill_value_defined() == h5py.h5d.FILL_VALUE_UNDEFINED
     except (AttributeError, OSError, RuntimeError, TypeError, ValueError):
         never = False
     if never:
