@@ -1,4 +1,4 @@
-"""Helpers shared by the b2h5 tests: read like h5py, compare exactly, open a zarr root."""
+"""Helpers shared by the b2h5 tests: list and read like h5py, compare exactly, open a zarr root."""
 
 from __future__ import annotations
 
@@ -7,6 +7,13 @@ from typing import Any
 
 import h5py
 import numpy as np
+
+
+def dataset_names(f: h5py.Group) -> list[str]:
+    """The paths of every dataset under *f* (h5py's visit order)."""
+    names: list[str] = []
+    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
+    return names
 
 
 def h5_values(ds: Any, sel: Any = ()) -> np.ndarray:

@@ -22,7 +22,7 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 import xarray as xr
-from h5view_helpers import assert_same, h5_values, open_root
+from h5view_helpers import assert_same, dataset_names, h5_values, open_root
 
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5.filesystem import HDF5FileSystem
@@ -43,12 +43,6 @@ def _expectations() -> dict[tuple[str, str], dict[str, str]]:
 EXPECT = _expectations()
 
 
-def _dataset_names(f: h5py.File) -> list[str]:
-    names: list[str] = []
-    f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-    return names
-
-
 def _cases() -> list[Any]:
     if not (CORPUS / "MANIFEST.tsv").is_file():
         return [pytest.param("", "", id="corpus-absent")]
@@ -57,7 +51,7 @@ def _cases() -> list[Any]:
         rows = list(csv.DictReader(fh, delimiter="\t"))
     for row in rows:
         with h5py.File(CORPUS / row["file"], "r") as f:
-            names = _dataset_names(f)
+            names = dataset_names(f)
         out += [pytest.param(row["file"], n, id=f"{row['file']}:{n}") for n in names]
     return out
 

@@ -25,7 +25,7 @@ import xarray as xr
 sys.path.insert(0, str(Path(__file__).parent))
 
 import producers_gen as pg
-from h5view_helpers import assert_same, h5_values, open_root
+from h5view_helpers import assert_same, dataset_names, h5_values, open_root
 
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5 import metadata as md
@@ -78,10 +78,8 @@ def _get(produced: dict[str, Path], name: str) -> Path:
 
 
 def _datasets(path: Path) -> list[str]:
-    names: list[str] = []
     with h5py.File(path) as f:
-        f.visititems(lambda n, o: names.append(n) if isinstance(o, h5py.Dataset) else None)
-    return names
+        return dataset_names(f)
 
 
 def _open(path: Path | str, zarr_format: int, **kwargs: Any) -> HDF5FileSystem:
