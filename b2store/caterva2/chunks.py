@@ -206,6 +206,24 @@ def _padded(flat: np.ndarray, nbytes: int) -> np.ndarray:
     return out
 
 
+def _copy_fields(ds: Dataset, coords: tuple[int, ...], target: np.ndarray, got: np.ndarray) -> None:
+    """Copy ``got`` into ``target`` field by field (nested compounds too): numpy will not cast
+    between structured dtypes whose fields differ in offsets or padding."""
+    if not target.dtype.names:
+        target[...] = got
+        return
+    missing = [name for name in target.dtype.names if name not in (got.dtype.names or ())]
+    if missing:
+        raise Caterva2DataError(
+            ds.path,
+            200,
+            f"slice {coords} of Caterva2 dataset {ds.path} came back without the "
+            f"fields {missing} (dtype {got.dtype}, expected {ds.dtype})",
+        )
+    for name in target.dtype.names:
+        _copy_fields(ds, coords, target[name], got[name])
+
+
 def to_zarr_chunk(
     ds: Dataset,
     nchunk: int,
@@ -248,19 +266,14 @@ def to_zarr_chunk(
             )
         out = np.zeros(ds.chunks, dtype=little_endian(ds.dtype))
         target = out[tuple(slice(0, n) for n in shape)] if shape else out  # 0-d: out[()] copies
-        if out.dtype.names and got.dtype.names and got.dtype != out.dtype:
-            # copy field by field: the server's frame may spell a padded compound type's gaps
-            # as fields ("f1": V6), which numpy will not cast between structured dtypes
-            missing = [name for name in out.dtype.names if name not in got.dtype.names]
-            if missing:
-                raise Caterva2DataError(
-                    ds.path,
-                    200,
-                    f"slice {coords} of Caterva2 dataset {ds.path} came back without the "
-                    f"fields {missing} (dtype {got.dtype}, expected {ds.dtype})",
-                )
-            for name in out.dtype.names:
-                target[name] = got[name]
+        if out.dtype.names and got.dtype != out.dtype:
+            stored = ds.stored_dtype
+            if stored is not None and got.dtype.kind == "V" and got.itemsize == stored.itemsize:
+                # the frame holds the HDF5 items as they are, described however blosc2 could:
+                # gaps spelled as fields ("f1": V6), or raw "V30" for fields out of offset
+                # order; the stored dtype (offsets included) names the fields of those bytes
+                got = np.ascontiguousarray(got).view(stored)
+            _copy_fields(ds, coords, target, got)
         else:
             target[...] = got
         return out.tobytes()

@@ -104,6 +104,7 @@ from b2store.caterva2.metadata import (
     UnsupportedCaterva2DatasetError,
     dataset_from_info,
     is_group_info,
+    unclash_dimensions,
 )
 from b2store.errors import B2StoreError, Caterva2HTTPError
 
@@ -438,13 +439,19 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             if type(exc) is not Caterva2HTTPError or exc.status != 500:
                 raise
             # the bare "Internal Server Error" says nothing: name the known causes
+            if path.endswith(HDF5_SUFFIXES):
+                causes = _H5_LIST_500
+            else:
+                causes = (
+                    "user metadata (vlmeta) holding numpy arrays or bytes that are not UTF-8, "
+                    "which the server cannot turn into JSON (store lists and str instead), and "
+                    "saved lazy expressions"
+                )
             raise Caterva2HTTPError(
                 exc.url,
                 exc.status,
                 f"{exc.detail or 'Internal Server Error'} (the server failed to describe "
-                f"{path}; its log says why. Known causes: user metadata (vlmeta) holding numpy "
-                "arrays or bytes that are not UTF-8, which the server cannot turn into JSON "
-                "(store lists and str instead), and saved lazy expressions)",
+                f"{path}; its log says why. Known causes: {causes})",
             ) from None
         source = _proxy_source(path, info)
         if source is not None:
@@ -603,9 +610,14 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             out[rel] = kind
             if kind == "group":
                 nested.append(rel)
-        subs = await asyncio.gather(
-            *(self._list_tree(f"{node}/{rel}" if node else rel) for rel in nested)
+        listed = await asyncio.gather(
+            *(self._list_subtree(f"{node}/{rel}" if node else rel) for rel in nested)
         )
+        for rel, sub in zip(nested, listed, strict=True):
+            if sub is None:  # the server fails on it: left out, with a warning
+                del out[rel]
+        nested = [rel for rel, sub in zip(nested, listed, strict=True) if sub is not None]
+        subs = [sub for sub in listed if sub is not None]
         # the server lists a file it does not browse as itself: a .b2z holding a CTable, a
         # damaged HDF5 file; /api/info tells those from a container holding one dataset named
         # after the file
@@ -634,6 +646,23 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 out[f"{rel}/{child}"] = kind
         return out
 
+    async def _list_subtree(self, path: str) -> dict[str, str] | None:
+        """:meth:`_list_tree` of a container below the group being listed; ``None`` (and a
+        warning) when the server fails on it (500), so one file does not fail its directory."""
+        try:
+            return await self._list_tree(path)
+        except Caterva2HTTPError as exc:
+            if type(exc) is not Caterva2HTTPError or exc.status != 500:
+                raise
+            hint = f" {_H5_LIST_500}" if path.endswith(HDF5_SUFFIXES) else ""
+            logger.warning(
+                "b2store: leaving Caterva2 %s out of its group: the server fails to list it (%s)%s",
+                path,
+                exc,
+                hint,
+            )
+            return None
+
     async def _is_group(self, path: str) -> bool:
         """Whether ``/api/info`` of ``path`` describes a group (directory or container)."""
         try:
@@ -653,6 +682,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 nodes.setdefault(rel, GroupMeta())
         rels = [rel for rel, kind in tree.items() if kind == "dataset"]
 
+        default_named: set[str] = set()
+
         async def one(rel: str) -> tuple[str, Any]:
             full = f"{node}/{rel}" if node else rel
             try:
@@ -660,6 +691,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 if is_group_info(info):
                     return rel, None
                 ds = self._remember(dataset_from_info(full, info, etag))
+                if ds.dimension_names is None:
+                    default_named.add(rel)
                 return rel, ds.array_meta(posixpath.basename(rel))
             except (UnsupportedCaterva2DatasetError, FileNotFoundError) as exc:
                 logger.warning("b2store: skipping Caterva2 dataset %s: %s", full, exc)
@@ -673,6 +706,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         for rel, meta in await asyncio.gather(*(one(r) for r in rels)):
             if meta is not None:
                 nodes[rel] = meta
+        nodes = unclash_dimensions(nodes, default_named)
         # a flat .b2z DictStore may hold keys "/a" and "/a/b": Zarr has no members below an
         # array (a KeyError took the whole group down), so those below one are left out
         arrays = {rel for rel, meta in nodes.items() if not isinstance(meta, GroupMeta)}
@@ -763,6 +797,13 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 self._aliases[f"{ds.path}/{name}"] = ds.path
                 return {"zarr.json": render_v3({"": GroupMeta(), name: meta})["zarr.json"]}
             return {"zarr.json": render_v3({"": meta})["zarr.json"]}
+        if _nested(ds.dtype):
+            raise UnsupportedCaterva2DatasetError(
+                f"{self.unstrip_protocol(ds.path)} has a nested structured dtype ({ds.dtype}), "
+                "which zarr-python cannot read from Zarr v2 metadata, the dual view of a dataset "
+                "URL: open its directory or HDF5 file (Zarr v3) and take the array from there, or "
+                "pass dataset_as='array' or 'group'"
+            )
         zarray, zattrs = array_v2(meta)
         if alias:
             docs: dict[str, Any] = {".zarray": zarray, ".zattrs": zattrs}
@@ -822,7 +863,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
     ) -> tuple[str, str, dict[str, str]]:
         """Cache key, URL and query of the server request for one chunk."""
         if ds.mode == SLICE:
-            spans = [f"{s.start}:{s.stop}" for s in ds.chunk_region(coords)]
+            region = ds.chunk_region(coords)
+            spans = [f"{s.start}:{s.stop}" for s in region[: len(region) - ds.item_dims]]
             params: dict[str, str] = {}
             if spans and ds.region_param == "indices":
                 params = {"indices": json.dumps(spans)}
@@ -864,6 +906,11 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 check_chunk(url, ds, number, raw)
         except Caterva2HTTPError as exc:
             await self._explain_failure(ds, exc)
+            if ds.kind == "hdf5" and type(exc) is Caterva2HTTPError and exc.status == 500:
+                # the bare "Internal Server Error" says nothing: name the known causes
+                raise Caterva2HTTPError(
+                    exc.url, exc.status, f"{exc.detail or 'Internal Server Error'} {_H5_500}"
+                ) from None
             raise
         if fetched and (
             self.version_check_interval <= 0
@@ -1407,6 +1454,27 @@ def _storage_options() -> list[str]:
 
     params = inspect.signature(Caterva2FileSystem.__init__).parameters
     return [p for p in params if p not in ("self", "kwargs", "url_credentials")]
+
+
+#: what a 500 answer to the info or list of an HDF5 file means (see docs/caterva2.md)
+_H5_LIST_500 = (
+    "a dataset anywhere in the HDF5 file whose type h5py cannot read (an HDF5 time type, "
+    "PyTables' Time32/Time64 columns; a quad-precision float) makes caterva2 2026.9 fail on "
+    "the whole file; its other datasets still open by their own URLs (.../file.h5/<dataset>)"
+)
+#: what a 500 answer to the fetch of an HDF5 region means (see docs/caterva2.md)
+_H5_500 = (
+    "(the server failed to read this region of the HDF5 dataset with h5py; its log says why. "
+    "Known causes: an HDF5 filter the server cannot apply (a plugin it lacks, such as LZO or "
+    "szip, or data its plugin rejects), and a caterva2 2026.9 bug with 0-d string datasets "
+    "holding an empty string, such as a netCDF grid-mapping variable 'crs'. The file's other "
+    "datasets still read: leave this one out (xarray: drop_variables=[...]))"
+)
+
+
+def _nested(dtype: np.dtype[Any]) -> bool:
+    """Whether ``dtype`` is structured with a structured field."""
+    return any(field[0].names for field in (dtype.fields or {}).values())
 
 
 def _proxy_source(path: str, info: Any) -> str | None:

@@ -36,17 +36,26 @@ Contract
 from __future__ import annotations
 
 import ast
+import dataclasses
 import functools
 import hashlib
 import json
 import math
+import posixpath
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from b2store._zarrmeta import ArrayMeta, array_v2, array_v3, is_big_endian, packed_dtype
+from b2store._zarrmeta import (
+    ArrayMeta,
+    Node,
+    array_v2,
+    array_v3,
+    is_big_endian,
+    packed_dtype,
+)
 from b2store.errors import B2StoreError
 
 __all__ = [
@@ -113,6 +122,12 @@ class Dataset:
     #: stored array, keeping its cparams) or ``indices`` (it gathers the region and compresses it
     #: with default cparams: needed where the stored codec fails on odd region shapes)
     region_param: str = "slice_"
+    #: slice path: the dtype the server's frames hold (an HDF5 dataset's, offsets and gaps
+    #: included), when ``dtype`` is another (packed, or the base of a sub-array dtype)
+    stored_dtype: np.dtype[Any] | None = None
+    #: slice path: trailing dimensions of ``shape`` that are an HDF5 sub-array dtype's shape
+    #: (``('<f8', (3,))`` items), which the server's frames carry but its slices do not take
+    item_dims: int = 0
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -191,6 +206,40 @@ class Dataset:
             ) from exc
 
 
+def unclash_dimensions(nodes: dict[str, Node], default_named: set[str]) -> dict[str, Node]:
+    """``nodes`` (relative path → node of a rendered group) with the default dimension names
+    (``<name>_dim<i>``) of arrays in ``default_named`` made path-qualified (``grp/<name>_dim<i>``)
+    where a group above the array has a dimension of that name with another size.
+
+    Datasets named alike at two levels (``y`` of 5 items in an HDF5 file, ``grp/y`` of 10 in a
+    group of it) otherwise share the dimension ``y_dim0`` with two sizes, and
+    ``xarray.open_datatree`` refused the whole tree ("group '/grp' is not aligned with its
+    parents"). Only clashing arrays are renamed; a path with ``/`` names no other dimension.
+    """
+    out = dict(nodes)
+    sizes: dict[str, dict[str, int]] = {}  # group → dimension name → size, of its arrays
+
+    def depth(rel: str) -> int:
+        return rel.count("/")
+
+    for rel in sorted((r for r, m in nodes.items() if isinstance(m, ArrayMeta)), key=depth):
+        meta = out[rel]
+        assert isinstance(meta, ArrayMeta)
+        group = posixpath.dirname(rel)
+        parts = group.split("/") if group else []
+        above = ["/".join(parts[:i]) for i in range(len(parts))]  # "" ... the parent's parent
+        if meta.dimension_names is None:
+            continue
+        dims = tuple(zip(meta.dimension_names, meta.shape, strict=True))
+        clash = any(sizes.get(g, {}).get(d, n) != n for g in above for d, n in dims)
+        if rel in default_named and clash:
+            dims = tuple((f"{group}/{d}", n) for d, n in dims)
+            out[rel] = dataclasses.replace(meta, dimension_names=tuple(d for d, _ in dims))
+        for d, n in dims:
+            sizes.setdefault(group, {}).setdefault(d, n)
+    return out
+
+
 def zarr_servable(dtype: np.dtype[Any]) -> bool:
     """Whether b2store can serve raw items of ``dtype`` as Zarr: fixed size, no Python objects,
     no datetime without a unit, no structured field that is a sub-array or raw bytes (``V``;
@@ -207,6 +256,15 @@ def zarr_servable(dtype: np.dtype[Any]) -> bool:
     if dtype.subdtype is not None:
         return zarr_servable(dtype.subdtype[0])
     return not (dtype.kind in "mM" and np.datetime_data(dtype)[0] == "generic")
+
+
+def _packed(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """A structured ``dtype`` without offsets or padding, nested compounds included, its fields
+    in the order of their names (h5py's order, also when their offsets are in another)."""
+    if not dtype.names:
+        return dtype
+    fields: dict[str, Any] = dict(dtype.fields or {})
+    return np.dtype([(n, _packed(fields[n][0])) for n in dtype.names])
 
 
 def little_endian(dtype: np.dtype[Any]) -> np.dtype[Any]:
@@ -399,12 +457,19 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
         dtype = parse_dtype(str(info.get("dtype")), path)
         proxy = vlmeta.get("_ftype") == "hdf5"
         region_param = "slice_"
+        stored_dtype, item_dims = None, 0
         if in_hdf5 or proxy or (info.get("accept_ranges", "bytes") is None and not in_b2z):
             kind, mode = "hdf5", SLICE
+            if dtype.subdtype is not None and not dtype.names:
+                # items that are arrays (PyTables' multidimensional atoms): h5py reads them,
+                # and the server sends them, as trailing dimensions of a base-dtype array
+                dtype, sub = dtype.subdtype
+                shape, chunks, blocks = shape + sub, chunks + sub, blocks + sub
+                item_dims = len(sub)
             # b2store writes these chunks itself, field by field: a padded compound type
-            # (offsets, itemsize, as C structs and aligned numpy dtypes make) goes packed, which
-            # Zarr can describe
-            dtype = packed_dtype(dtype)
+            # (offsets, itemsize, as C structs and aligned numpy dtypes make) goes packed, also
+            # inside nested compounds, which Zarr can describe
+            stored_dtype, dtype = dtype, _packed(dtype)
             zchunks = _slice_chunks(chunks, dtype.itemsize)
         elif _server_decodes(schunk.get("cparams")):
             # plugin codecs: the server decodes them; "indices", because its slice_ answer
@@ -445,6 +510,8 @@ def dataset_from_info(path: str, info: dict[str, Any], etag: str | None) -> Data
             attributes=_json_safe(vlmeta),
             dimension_names=_dim_names(vlmeta, len(shape)),
             region_param=region_param,
+            stored_dtype=stored_dtype if stored_dtype != dtype else None,
+            item_dims=item_dims,
         )
     if "chunkshape" in info and "nbytes" in info:  # SChunk (.b2frame)
         if not (path.endswith(".b2frame") or in_b2z):  # a .b2z holds Blosc2 objects only
