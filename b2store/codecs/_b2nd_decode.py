@@ -399,8 +399,10 @@ def _bare_item_dtype(
         if hdr.nblocks <= 1 or not chunkshape:
             return math.prod(chunkshape) * size == hdr.nbytes
         # several blocks of unknown shape: decode_b2nd infers them from the item size (a
-        # C-ordered slab of whole trailing rows) or says to set blocks
-        return hdr.blocksize % size == 0
+        # C-ordered slab of whole trailing rows) or says to set blocks. Padding only adds
+        # items, so the chunk's own items must fit (a .b2frame of 8-byte typesize served as
+        # bytes: chunkshape counts bytes, and typesize 8 would promise 8x the data)
+        return hdr.blocksize % size == 0 and math.prod(chunkshape) * size <= hdr.nbytes
 
     if fits(hdr.typesize):
         return np.dtype(f"V{hdr.typesize}")

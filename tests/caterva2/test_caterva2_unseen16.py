@@ -177,3 +177,28 @@ def test_an_hdf5_file_the_server_cannot_list_leaves_its_directory_readable(
         zarr.open_group(f"{base}/t.h5", mode="r", storage_options=opts)
     z = zarr.open_array(f"{base}/t.h5/ok", mode="r", storage_options=opts)
     np.testing.assert_array_equal(z[...], np.arange(3.0))
+
+
+def test_b2frame_of_wide_items_without_a_dtype_reads_as_bytes(
+    cat2_server: Any, so: dict[str, Any]
+) -> None:
+    """An SChunk of typesize 8, several blocks per chunk and no dtype in its vlmeta
+    (hdf5plugin's HDF5-Blosc2 ``cyclic.cat`` saved as a .b2frame) is served as bytes: the
+    dataset URL's v2 codec guessed 8-byte items from the typesize and failed every chunk
+    ("decompresses to 384000 bytes, expected 3072000"); blosc2 reads it, and so does b2store."""
+    import blosc2
+
+    folder, base = public_folder(cat2_server, "wide")
+    data = np.arange(3 * 6_000, dtype="<f8")
+    blosc2.SChunk(
+        chunksize=6_000 * 8,
+        data=data,
+        cparams={"typesize": 8, "blocksize": 8_000},
+        urlpath=str(folder / "wide.b2frame"),
+        mode="w",
+    )
+    want = data.view(np.uint8)
+    got = zarr.open_array(f"{base}/wide.b2frame", mode="r", storage_options=so)[...]
+    assert got.dtype == np.uint8 and got.tobytes() == want.tobytes()
+    group = zarr.open_group(base, mode="r", storage_options=so)
+    assert group["wide.b2frame"][...].tobytes() == want.tobytes()

@@ -641,6 +641,21 @@ def test_bare_padded_chunk_decoded_without_dtype_keeps_the_item_size(
     assert got.tobytes() == data.tobytes()
 
 
+def test_bare_multi_block_chunk_of_wide_items_counted_in_bytes() -> None:
+    """An SChunk chunk of typesize 8 in several blocks, given ``chunkshape`` in bytes (a
+    ``.b2frame`` served as uint8, as hdf5plugin's ``cyclic.cat`` on cat2-server): the item size
+    guess took the typesize and expected 8x the bytes ("decompresses to 384000 bytes, expected
+    3072000"); the chunk's own items must fit its bytes, so it decodes as bytes."""
+    data = np.arange(48_000, dtype="<f8")
+    schunk = blosc2.SChunk(
+        chunksize=data.nbytes, data=data, cparams={"typesize": 8, "blocksize": 48_000}
+    )
+    raw = bytes(schunk.get_chunk(0))
+    assert bf.chunk_header(raw, what="test").nblocks > 1
+    got = B2nd(chunkshape=[data.nbytes]).decode(raw)
+    assert got.nbytes == data.nbytes and got.tobytes() == data.tobytes()
+
+
 def test_ndim_codec_chunks_read_through_zarr_v3_partial_reads(tmp_path: Path) -> None:
     """A partial read of a ZFP chunk decodes the whole chunk (its blocks cannot be
     decompressed one by one), through the b2store.b2nd Zarr v3 codec."""
