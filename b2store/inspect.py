@@ -61,7 +61,8 @@ class NodeInfo:
         are listed.
     shape, dtype, chunks, blocks : optional
         Dataset geometry; ``chunks`` is ``None`` for non-chunked layouts, ``blocks`` only for Blosc2
-        b2nd chunks.
+        b2nd chunks. An HDF5 type numpy cannot represent (a 128-bit float, a time type) shows as
+        ``float128 (HDF5 type)``, ``time32 (HDF5 type)``: such a dataset is not direct.
     layout : str
         ``chunked``, ``contiguous``, ``compact``, ``virtual``, ``external`` or ``""`` for groups.
     filters : list of str
@@ -141,7 +142,10 @@ def _plan_verdict(ds: Any) -> tuple[bool, str]:
     try:
         plan_codecs(pipeline, ds.dtype, chunks, masks=masks, where=ds.name)
     except NotImplementedError as exc:
-        return False, str(exc).splitlines()[0]
+        # the line names the dataset already; the advice to pass unsupported= is for Python
+        # callers (``info b2h5::FILE`` drops it too)
+        why = str(exc).splitlines()[0].removeprefix(f"{ds.name}: ")
+        return False, without_api_hint(why)
     except Exception as exc:  # the planner's own validation: report, do not crash `info`
         return False, f"{type(exc).__name__}: {exc}".splitlines()[0]
     return True, ""
@@ -149,6 +153,8 @@ def _plan_verdict(ds: Any) -> tuple[bool, str]:
 
 def _dataset_info(ds: Any) -> NodeInfo:
     import h5py
+
+    from b2store.convert._hdf5 import numpy_dtype
 
     path = ds.name
     dcpl = ds.id.get_create_plist()
@@ -158,12 +164,15 @@ def _dataset_info(ds: Any) -> NodeInfo:
         filters.append((int(fid), tuple(int(c) for c in cd)))
     names = [FILTER_NAMES.get(fid, f"filter-{fid}") for fid, _ in filters]
     shape = None if ds.shape is None else tuple(int(s) for s in ds.shape)
-    dtype = ds.dtype
-    nbytes = 0 if shape is None else int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    dtype = numpy_dtype(ds)
+    tid = ds.id.get_type()
+    itemsize = tid.get_size() if isinstance(dtype, str) else dtype.itemsize
+    nbytes = 0 if shape is None else int(np.prod(shape, dtype=np.int64)) * itemsize
     stored = int(ds.id.get_storage_size())
     # variable-length items: 8-byte pointers in memory, 16-byte heap ids on disk, the data in
     # the heap: no ratio (it showed 0.50 for every vlen string)
-    ratio = round(nbytes / stored, 3) if stored and not dtype.hasobject else None
+    vlen = not isinstance(dtype, str) and dtype.hasobject
+    ratio = round(nbytes / stored, 3) if stored and not vlen else None
     layout_id = dcpl.get_layout()
     layout = {
         h5py.h5d.CHUNKED: "chunked",
@@ -176,7 +185,9 @@ def _dataset_info(ds: Any) -> NodeInfo:
         layout = "external"
 
     direct, reason = True, ""
-    if shape is None:
+    if isinstance(dtype, str):  # a 128-bit float, an HDF5 time type: listed, not read
+        direct, reason = False, dtype
+    elif shape is None:
         direct, reason = False, "NULL dataspace (no data)"
     elif layout == "virtual":
         direct, reason = False, "virtual dataset (H5D_VIRTUAL): open the source files instead"
@@ -203,7 +214,7 @@ def _dataset_info(ds: Any) -> NodeInfo:
         path=path,
         kind="dataset",
         shape=shape,
-        dtype=str(dtype),
+        dtype=_hdf5_type_name(tid) if isinstance(dtype, str) else str(dtype),
         chunks=tuple(int(c) for c in ds.chunks) if ds.chunks else None,
         blocks=blocks,
         blosc2=b2desc,
@@ -215,6 +226,24 @@ def _dataset_info(ds: Any) -> NodeInfo:
         direct=direct,
         reason=reason,
     )
+
+
+def _hdf5_type_name(tid: Any) -> str:
+    """A dtype-like name of an HDF5 type h5py has no dtype for: ``float128 (HDF5 type)``."""
+    import h5py
+
+    kinds = {
+        h5py.h5t.INTEGER: "int",
+        h5py.h5t.FLOAT: "float",
+        h5py.h5t.TIME: "time",
+        h5py.h5t.BITFIELD: "bitfield",
+        h5py.h5t.OPAQUE: "opaque",
+        h5py.h5t.COMPOUND: "compound",
+        h5py.h5t.ENUM: "enum",
+        h5py.h5t.ARRAY: "array",
+        h5py.h5t.VLEN: "vlen",
+    }
+    return f"{kinds.get(tid.get_class(), 'type')}{8 * tid.get_size()} (HDF5 type)"
 
 
 def _is_netcdf_dimension(ds: Any) -> bool:

@@ -8,7 +8,10 @@ python-blosc2 with the chosen codec, level, filters and block shape (the b2h5py 
 h5py + hdf5plugin reads the output; so does b2store's ``b2h5`` filesystem.
 
 * Groups, attributes, dimension scales (re-attached with ``h5py.dims``) and datasets that are not
-  converted (scalars, strings, vlen, compact, virtual; contiguous unless asked) are kept.
+  converted (scalars, strings, vlen, compact, virtual, types numpy cannot represent such as
+  128-bit floats and HDF5 time types; contiguous unless asked) are kept.
+* A fill value the input leaves *undefined* is written as the dtype's zero: h5py reads the
+  never-written elements of such a dataset as zeros.
 * Unallocated chunks stay unallocated (sparse data stays sparse) and read as in the input:
   the fill value and fill time are kept (with fill time "never", HDF5 reads them as zeros).
 * Parallel: chunks whose filters b2store decodes are read raw and decoded on a thread pool; the

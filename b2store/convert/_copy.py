@@ -12,6 +12,7 @@ used.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from typing import Any
@@ -41,15 +42,21 @@ def _copy_attrs(src: Any, dst: Any, skip: set[str]) -> list[str]:
             continue
         try:
             aid = src.attrs.get_id(name)
-            value = src.attrs[name]
-            if aid.dtype.kind == "O" and h5py.check_ref_dtype(aid.dtype) is not None:
-                failed.append(name)  # object references point into the source file
-                continue
             tid = aid.get_type()  # the file type: string padding and character set included
             if tid.committed():  # a named type lives in the source file: an anonymous copy
                 tid = tid.copy()
+            try:
+                value = src.attrs[name]
+            except (TypeError, ValueError):  # no numpy dtype (a 128-bit float): its bytes
+                if _copy_attr_bytes(aid, tid, dst, name):
+                    continue
+                raise
+            if aid.dtype.kind == "O" and h5py.check_ref_dtype(aid.dtype) is not None:
+                failed.append(name)  # object references point into the source file
+                continue
             if not isinstance(value, h5py.Empty) and _copy_attr_bytes(aid, tid, dst, name):
                 continue
+            value = _vlen_as_stored(value, aid.dtype)
             dst.attrs.create(name, value, dtype=h5py.Datatype(tid))
         except Exception:
             try:
@@ -68,8 +75,14 @@ def _copy_attr_bytes(aid: Any, tid: Any, dst: Any, name: str) -> bool:
     NULLPAD bytes to that type ('level' came out 'leve', '0' came out '')."""
     import h5py
 
-    if aid.dtype.hasobject or aid.dtype.itemsize != tid.get_size():
-        return False
+    try:
+        if aid.dtype.hasobject or aid.dtype.itemsize != tid.get_size():
+            return False
+    except (TypeError, ValueError):  # no numpy dtype: judged by the HDF5 type alone
+        if any(tid.detect_class(c) for c in (h5py.h5t.VLEN, h5py.h5t.REFERENCE)) or (
+            tid.get_class() == h5py.h5t.STRING and tid.is_variable_str()
+        ):
+            return False
     space = aid.get_space()
     raw = np.empty(aid.shape or (), dtype=f"V{tid.get_size()}")
     aid.read(raw, mtype=tid)
@@ -181,9 +194,11 @@ def _create_virtual(ds: Any, parent: Any, name: str, moved: Callable[[str], str]
     """The work of :func:`_copy_virtual`."""
     import h5py
 
+    from b2store.convert._hdf5 import recorded_fill
+
     dcpl = ds.id.get_create_plist()
     new = h5py.h5p.create(h5py.h5p.DATASET_CREATE)
-    new.set_fill_value(np.array(ds.fillvalue, dtype=ds.dtype))
+    new.set_fill_value(np.array(recorded_fill(ds), dtype=ds.dtype))
     for i in range(dcpl.get_virtual_count()):
         vspace = dcpl.get_virtual_vspace(i)
         new.set_virtual(
@@ -244,7 +259,9 @@ def _is_vlen(ds: Any) -> bool:
     """A variable-length (string or sequence) dataset without references."""
     import h5py
 
-    if ds.shape is None or _has_refs(ds.dtype):
+    from b2store.convert._hdf5 import numpy_dtype
+
+    if ds.shape is None or isinstance(numpy_dtype(ds), str) or _has_refs(ds.dtype):
         return False
     return bool(ds.dtype.hasobject or h5py.check_vlen_dtype(ds.dtype) is not None)
 
@@ -265,13 +282,65 @@ def _copy_by_value(ds: Any, parent: Any, name: str) -> None:
     if ds.size:  # read_direct: h5py returns equal-length sequences as a 2-D array otherwise
         buf = np.empty(ds.shape, dtype=ds.dtype)
         ds.read_direct(buf)
-        out.write_direct(buf)
+        out.write_direct(_vlen_as_stored(buf, ds.dtype))
+
+
+def _vlen_as_stored(value: Any, dtype: np.dtype[Any]) -> Any:
+    """``value`` (variable-length sequences read by h5py, of type ``dtype``) labelled with the
+    byte order they are stored in, so that writing them back in that type keeps their values.
+
+    h5py reads sequences of a non-native byte order (``vlen_dtype('>u8')``) as native arrays
+    holding the file's bytes ([1, 2] reads as [2**56, 2**57]) and converts them again on
+    writing: the copied sequences held other values, for every reader (pyfive's
+    ``attr_datatypes.hdf5``). Nothing changes where h5py reads them right
+    (:func:`_h5py_mislabels_vlen_byte_order`).
+    """
+    import h5py
+
+    base = h5py.check_vlen_dtype(dtype)
+    if not isinstance(base, np.dtype) or base.byteorder in ("=", "|") or base.isnative:
+        return value
+    native = base.newbyteorder("=")
+    if not _h5py_mislabels_vlen_byte_order():
+        return value
+
+    def fixed(x: Any) -> Any:
+        if isinstance(x, np.ndarray) and x.dtype == native and x.dtype.byteorder != base.byteorder:
+            return x.view(base)
+        return x
+
+    if isinstance(value, np.ndarray) and value.dtype.hasobject:
+        out = np.empty(value.shape, dtype=value.dtype)
+        for idx in np.ndindex(value.shape):
+            out[idx] = fixed(value[idx])
+        return out
+    return fixed(value)
+
+
+@functools.cache
+def _h5py_mislabels_vlen_byte_order() -> bool:
+    """Whether this h5py reads a big-endian ``[1]`` sequence as a native ``[256]`` (h5py 3.x)."""
+    import io
+
+    import h5py
+
+    value = np.empty(1, dtype=object)
+    value[0] = np.array([1], dtype=">u2")
+    with h5py.File(io.BytesIO(), "w") as f:
+        f.create_dataset("v", data=value, dtype=h5py.vlen_dtype(np.dtype(">u2")))
+        got = f["v"][0]
+    return int(got[0]) != 1
 
 
 def _convertible(ds: Any, options: ConvertOptions) -> str:
     """'' if ``ds`` is converted, else why it is copied as is."""
     import h5py
 
+    from b2store.convert._hdf5 import numpy_dtype
+
+    dtype = numpy_dtype(ds)
+    if isinstance(dtype, str):  # copied by HDF5 itself, in its own type
+        return dtype
     if ds.shape is None or ds.ndim == 0:
         return "scalar or NULL dataspace"
     if ds.size == 0:

@@ -42,7 +42,7 @@ from b2store.convert._copy import (
     _walk,
 )
 from b2store.convert._exact import _exact_reason, _referenced_exact, _settle_lossy
-from b2store.convert._hdf5 import ensure_blosc2_writable, open_input
+from b2store.convert._hdf5 import ensure_blosc2_writable, open_input, recorded_fill
 from b2store.convert._options import (
     ConvertError,
     ConvertOptions,
@@ -136,7 +136,7 @@ def convert(
             _check_chunks_rank(fin, walked, options, src)
             referenced = _referenced_exact(fin, walked) if _lossy(options.codec) else {}
             moved = _relocator(src, dst)
-            scales: dict[str, str] = {}
+            scales: dict[str, Any] = {}
             attachments: list[tuple[str, int, str]] = []
             for name, link in walked:
                 if link is not None:  # links in place, so groups keep their order
@@ -152,9 +152,9 @@ def convert(
                     continue
                 if not isinstance(obj, h5py.Dataset):
                     continue
-                if h5py.h5ds.is_scale(obj.id):
-                    nm = obj.attrs.get("NAME", b"")
-                    scales[obj.name] = nm.decode() if isinstance(nm, bytes) else str(nm)
+                if h5py.h5ds.is_scale(obj.id):  # NAME is optional (H5DSset_scale(id, NULL))
+                    nm = obj.attrs.get("NAME")
+                    scales[obj.name] = nm.decode() if isinstance(nm, bytes) else nm
                 if obj.ndim:
                     for axis in range(obj.ndim):
                         attachments.extend(
@@ -180,7 +180,7 @@ def convert(
                             path=obj.name,
                             action="copied",
                             note=why,
-                            nbytes=obj.nbytes if obj.shape else 0,
+                            nbytes=_nbytes(obj),
                         )
                     )
                     say(f"{obj.name}: copied ({why})")
@@ -207,7 +207,9 @@ def convert(
                 _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
                 reports.append(rep)
             for path, nm in scales.items():
-                fout[path].make_scale(nm)
+                fout[path].make_scale("" if nm is None else str(nm))
+                if nm is None:  # make_scale always writes one: a scale without NAME had NAME ''
+                    del fout[path].attrs["NAME"]
             for path, axis, scale in attachments:
                 if scale in fout and path in fout:
                     fout[path].dims[axis].attach_scale(fout[scale])
@@ -277,6 +279,16 @@ def _naming(exc: Exception, path: str) -> Exception:
     return new if str(new) == msg else ConvertError(msg)
 
 
+def _nbytes(ds: Any) -> int:
+    """``ds.nbytes``; for a type numpy cannot represent (h5py has no dtype), its HDF5 size."""
+    if not ds.shape:
+        return 0
+    try:
+        return int(ds.nbytes)
+    except (TypeError, ValueError):
+        return int(ds.size) * int(ds.id.get_type().get_size())
+
+
 def _fill_time(ds: Any) -> str | None:
     """The fill time of ``ds`` by h5py's name (``create_dataset(fill_time=...)``)."""
     import h5py
@@ -322,7 +334,7 @@ def _convert_dataset(
         say(f"{path}: --blocks {choice.blocks} has another rank than {ds.shape}: blosc2 chooses")
         choice = replace(choice, blocks=None)
     choice = _settle_lossy(ds, choice, chunks, exact, say)
-    fill = ds.fillvalue
+    fill = recorded_fill(ds)  # zero where the file leaves it undefined
     # HDF5 reads unallocated chunks as the fill value, or as zeros with fill time "never"
     # (whatever the fill value): the output keeps the fill time, so they read the same
     fill_time = _fill_time(ds)

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from b2store.convert._chunks import _chunk_grid, _grok_for, _j2k_unsuitable
+from b2store.convert._hdf5 import recorded_fill
 from b2store.convert._options import CodecChoice, _lossy
 
 #: attributes whose values mark missing data (CF, netCDF): readers compare items to them exactly
@@ -54,7 +55,7 @@ def _marker_values(ds: Any) -> list[tuple[str, Any]]:
             continue
         has_fill_attr |= name == "_FillValue"
         found.extend((f"{name} attribute", v) for v in np.asarray(value).ravel().tolist())
-    fill = ds.fillvalue
+    fill = recorded_fill(ds)
     if not has_fill_attr and fill is not None and np.asarray(fill).item() != 0:
         found.append(("HDF5 fill value", np.asarray(fill).item()))
     return found

@@ -3,7 +3,8 @@ the input cannot be opened.
 
 Contract: :func:`ensure_blosc2_writable` (once per process) leaves h5py able to create datasets
 with hdf5plugin's Blosc2 filter, whatever ``HDF5_PLUGIN_PATH`` says; :func:`open_input` opens an
-input file, turning HDF5's bare ``OSError`` into one naming the file and what to check.
+input file, turning HDF5's bare ``OSError`` into one naming the file and what to check;
+:func:`recorded_fill` and :func:`numpy_dtype` read what h5py's ``fillvalue``/``dtype`` raise on.
 """
 
 from __future__ import annotations
@@ -63,3 +64,30 @@ def open_input(src: str, opener: Callable[[str], Any]) -> Any:
             "truncated) and really HDF5"
         )
         raise (OSError(exc.errno, msg) if exc.errno is not None else OSError(msg)) from exc
+
+
+def recorded_fill(ds: Any) -> Any:
+    """``ds.fillvalue``, or the dtype's zero where the file marks the fill value *undefined*
+    (``H5Pset_fill_value(dcpl, type, NULL)``, as PyTables 1.x wrote): h5py's ``fillvalue`` raises
+    ``RuntimeError`` then (``convert`` failed on the whole file), and HDF5 leaves never-written
+    elements as the reader's buffer was, which h5py allocates zeroed: h5py reads zeros there."""
+    import h5py
+    import numpy as np
+
+    try:
+        return ds.fillvalue
+    except RuntimeError:
+        dcpl = ds.id.get_create_plist()
+        if dcpl.fill_value_defined() != h5py.h5d.FILL_VALUE_UNDEFINED:
+            raise
+        return np.zeros((), dtype=ds.dtype)[()]
+
+
+def numpy_dtype(ds: Any) -> Any:
+    """``ds.dtype``, or the reason h5py has none for its HDF5 type (a 128-bit float, an HDF5 time
+    type: h5py raises ``ValueError``/``TypeError``) as a string."""
+    try:
+        return ds.dtype
+    except (TypeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        return f"an HDF5 type numpy cannot represent: {first}"
