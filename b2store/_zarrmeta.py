@@ -12,6 +12,8 @@ formats name codecs differently (v3 ``{"name", "configuration"}``, v2 ``{"id", .
 from __future__ import annotations
 
 import bisect
+import copy
+import functools
 import itertools
 import json
 import threading
@@ -117,10 +119,19 @@ def packed_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 
 def bytes_codec(dtype: np.dtype[Any]) -> JSON:
     """The v3 ``bytes`` codec for ``dtype`` (endianness only where it matters)."""
-    if not _has_byte_order(dtype):
+    endian = _endian(dtype)
+    if endian is None:
         return {"name": "bytes"}
-    endian = "big" if is_big_endian(dtype) else "little"
     return {"name": "bytes", "configuration": {"endian": endian}}
+
+
+@functools.lru_cache(maxsize=1024)
+def _endian(dtype: np.dtype[Any]) -> str | None:
+    """The byte order of ``dtype``'s items for the ``bytes`` codec, None when it has none
+    (cached: a walk asks once per array, of a few dtypes)."""
+    if not _has_byte_order(dtype):
+        return None
+    return "big" if is_big_endian(dtype) else "little"
 
 
 #: zarr's data type of each NumPy dtype met (zarr's lookup tries every registered data type:
@@ -142,13 +153,56 @@ def _zdtype(dtype: np.dtype[Any]) -> Any:
     return zdt
 
 
+#: JSON of the fill values met, by (dtype, zarr format, the value's exact identity: see
+#: ``_scalar_key``): zarr's cast and encoding of one scalar (typing-Protocol isinstance
+#: checks) took longer than the rest of rendering an array.
+_SCALARS: dict[tuple[Any, ...], JSON] = {}
+
+
+def _scalar_key(value: Any) -> tuple[Any, ...] | None:
+    """What identifies ``value`` exactly, type and bits (== does not tell -0.0 from 0.0, 1
+    from True, nor NaNs apart), or None for values not worth caching."""
+    if value is None or isinstance(value, bool | int | str | bytes):
+        return (type(value), value)
+    if isinstance(value, float | complex):
+        return (type(value), np.asarray(value).tobytes())
+    if isinstance(value, np.generic) and value.dtype.kind in "biufcmMSU":
+        return (type(value), value.dtype.str, value.tobytes())
+    return None
+
+
 def _scalar_json(dtype: np.dtype[Any], value: Any, zarr_format: int) -> JSON:
+    key = None if dtype.metadata is not None else _scalar_key(value)
+    if key is not None:
+        key = (dtype, zarr_format, *key)
+        if key in _SCALARS:
+            return copy.deepcopy(_SCALARS[key])
     zdt = _zdtype(dtype)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if value is None:
             value = zdt.default_scalar()
-        return zdt.to_json_scalar(zdt.cast_scalar(value), zarr_format=zarr_format)
+        out = zdt.to_json_scalar(zdt.cast_scalar(value), zarr_format=zarr_format)
+    if key is not None and len(_SCALARS) < 4096:
+        _SCALARS[key] = copy.deepcopy(out)
+    return out
+
+
+#: each dtype's zarr JSON data type name, by zarr format (see ``_ZDTYPES``)
+_DTYPE_JSON: dict[tuple[np.dtype[Any], int], JSON] = {}
+
+
+def _dtype_json(dtype: np.dtype[Any], zarr_format: int) -> JSON:
+    cached = dtype.metadata is None
+    if cached and (dtype, zarr_format) in _DTYPE_JSON:
+        return copy.deepcopy(_DTYPE_JSON[dtype, zarr_format])
+    zdt = _zdtype(dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = zdt.to_json(zarr_format=zarr_format)
+    if cached and len(_DTYPE_JSON) < 4096:
+        _DTYPE_JSON[dtype, zarr_format] = copy.deepcopy(out)
+    return out
 
 
 def _clean_attrs(attrs: dict[str, JSON]) -> dict[str, JSON]:
@@ -174,10 +228,7 @@ def _clean_attrs(attrs: dict[str, JSON]) -> dict[str, JSON]:
 
 def array_v3(meta: ArrayMeta) -> JSON:
     """The ``zarr.json`` document of one array."""
-    zdt = _zdtype(meta.dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        data_type = zdt.to_json(zarr_format=3)
+    data_type = _dtype_json(meta.dtype, 3)
     doc: dict[str, JSON] = {
         "zarr_format": 3,
         "node_type": "array",
@@ -337,10 +388,7 @@ def render_v3(nodes: dict[str, Node]) -> RenderedMeta:
 
 def array_v2(meta: ArrayMeta) -> tuple[JSON, JSON]:
     """The ``.zarray`` and ``.zattrs`` documents of one array."""
-    zdt = _zdtype(meta.dtype)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        dtype_json = zdt.to_json(zarr_format=2)["name"]
+    dtype_json = _dtype_json(meta.dtype, 2)["name"]
     fill = None if meta.v2_fill_value is None else _scalar_json(meta.dtype, meta.v2_fill_value, 2)
     zarray = {
         "zarr_format": 2,

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
@@ -144,6 +145,9 @@ LINK_NOTES = (*LINK_LEFT_OUT_NOTES, "link back to ", "not presented: ")
 NOT_FOLLOWED_NOTE = " not followed (pass follow_external_links=True)"
 
 _HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
+
+#: ``_scrub`` of the few file URLs one walk meets, once each (not once per node)
+_scrub_url = functools.lru_cache(maxsize=64)(_scrub)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -325,6 +329,32 @@ class _Node:
     straddle: tuple[int, ...] = ()
 
 
+def _prod(sizes: tuple[Any, ...]) -> int:
+    """The product of ``sizes`` as a Python int (exact, unlike NumPy's int64; cheaper than
+    ``np.prod(..., dtype=object)``, once per dataset)."""
+    return math.prod(int(n) for n in sizes)
+
+
+def _whole_bytes(ds: h5py.Dataset, h5_dtype: np.dtype[Any], dtype: np.dtype[Any]) -> bytes:
+    """The data of ``ds`` (h5py's dtype ``h5_dtype``) as C-ordered bytes of ``dtype``.
+
+    Plain numbers are read with one ``H5Dread`` into ``dtype`` (what ``ds[()]`` does, without
+    its selection machinery, a fifth of the walk of a file of many tiny compact datasets);
+    the rest goes through ``ds[()]``, which converts strings, enums, compounds, ...
+    """
+    shape = tuple(int(n) for n in ds.shape)
+    if (
+        h5_dtype.metadata is None
+        and h5_dtype.kind in "biuf"
+        and h5_dtype == dtype
+        and _prod(shape) > 0
+    ):
+        out = np.empty(shape, dtype=dtype)
+        ds.id.read(h5py.h5s.ALL, h5py.h5s.ALL, out)
+        return out.tobytes()
+    return np.ascontiguousarray(ds[()], dtype=dtype).tobytes()
+
+
 def _addressable(name: str) -> bool:
     """Whether Zarr can address a member named ``name`` (zarr normalises ``.``, ``..`` and
     backslashes in keys)."""
@@ -369,6 +399,8 @@ class _Walker:
         self.sizes: dict[tuple[Any, int], int] = {}
         #: FileIndex.xarray_hints
         self.hints: dict[str, dict[str, Any]] = {}
+        #: whether each open file (by HDF5 file number) is read-only (see ``_open_member``)
+        self._readonly: dict[int, bool] = {}
 
     # -- policy -------------------------------------------------------------------------------
     def _unsupported(self, exc: UnsupportedHDF5FeatureError) -> None:
@@ -396,14 +428,14 @@ class _Walker:
                 shown = name.decode("utf-8", errors="replace")
                 self._unsupported(
                     self._error(
-                        f"{_scrub(url)}:/{path + '/' if path else ''}{shown}",
+                        f"{_scrub_url(url)}:/{path + '/' if path else ''}{shown}",
                         f"has a name ({name!r}) that is not UTF-8 text, as Zarr keys must be",
                         "Rename it (h5py: f.move(old_name_bytes, new_name)).",
                     )
                 )
                 continue
             child = f"{path}/{name}" if path else name
-            where = f"{_scrub(url)}:/{child}"  # messages never show credentials
+            where = f"{_scrub_url(url)}:/{child}"  # messages never show credentials
             if not _addressable(name):
                 # zarr normalises such keys (".." climbs, "\\" becomes "/"): the node would
                 # break every listing of this group
@@ -437,7 +469,7 @@ class _Walker:
                 zname = md.netcdf_variable_name(group, name)
                 zchild = f"{path}/{zname}" if path else zname
                 try:
-                    self.dataset(obj, zchild, child_url, f"{_scrub(child_url)}:/{child}")
+                    self.dataset(obj, zchild, child_url, f"{_scrub_url(child_url)}:/{child}")
                 except UnsupportedHDF5FeatureError as exc:
                     self._unsupported(exc)
             else:
@@ -486,6 +518,18 @@ class _Walker:
         why the walk leaves it out whatever its path (a note): an external link not to be
         followed, or a link that does not resolve. :meth:`walk` and :meth:`_paths_under`
         resolve members through it, so that they present and count the same nodes."""
+        try:
+            kind = group.id.links.get_info(name.encode("utf-8")).type
+        except (KeyError, OSError, ValueError, TypeError):
+            kind = None
+        if kind in (h5py.h5l.TYPE_HARD, h5py.h5l.TYPE_SOFT):
+            # what ``group[name]`` gives, from one lookup (``group.get`` first asked whether
+            # the link resolves, then ``group[name]`` resolved it again: a third of the walk
+            # of a file of many small datasets)
+            try:
+                return self._open_member(group, name), url
+            except (KeyError, OSError) as exc:
+                return f"link does not resolve ({exc})"
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.ExternalLink):
             if not self.follow or self.open_external is None:
@@ -499,6 +543,22 @@ class _Walker:
             return group[name], url
         except (KeyError, OSError) as exc:
             return f"link does not resolve ({exc})"
+
+    def _open_member(self, group: h5py.Group, name: str) -> Any:
+        """``group[name]`` (h5py's ``Group._get``), the read-only mode of the file asked once."""
+        oid = h5py.h5o.open(group.id, name.encode("utf-8"), lapl=group._lapl)
+        otype = h5py.h5i.get_type(oid)
+        if otype == h5py.h5i.GROUP:
+            return h5py.Group(oid)
+        if otype == h5py.h5i.DATASET:
+            fileno = oid.fileno
+            readonly = self._readonly.get(fileno)
+            if readonly is None:
+                readonly = self._readonly[fileno] = group.file.mode == "r"
+            return h5py.Dataset(oid, readonly=readonly)
+        if otype == h5py.h5i.DATATYPE:
+            return h5py.Datatype(oid)
+        raise TypeError("Unknown object type")
 
     def _paths_under(self, group: h5py.Group, url: str, limit: int) -> int:
         """How many paths walking ``group`` again presents under it, or a number above
@@ -548,17 +608,18 @@ class _Walker:
             raise self._error(
                 where, "has a NULL dataspace (H5S_NULL, no elements); it has no Zarr equivalent"
             )
-        if md.is_unlimited_dimension(ds):
+        dcpl = ds.id.get_create_plist()
+        ds_attrs = md.NodeAttrs(ds, dcpl)  # each attribute read once, whoever asks
+        if md.is_unlimited_dimension(ds, ds_attrs):
             group = self.hints.setdefault(path.rpartition("/")[0], {"unlimited_dims": []})
             group["unlimited_dims"].append(path.rpartition("/")[2])
-        types = md.attribute_types(ds)
+        types = md.attribute_types(ds, ds_attrs)
         if types:
             self.hints[path] = {"attribute_types": types}
-        if md.is_pure_dimension(ds):
+        if md.is_pure_dimension(ds, ds_attrs):
             if len(ds.shape) == 1:  # a netCDF dimension, not a variable: its length names a size
                 self.dimension_lengths[path] = md.dimension_length(ds, self.scale_lengths)
             return
-        dcpl = ds.id.get_create_plist()
         if dcpl.get_external_count() > 0:
             raise self._error(
                 where,
@@ -567,11 +628,11 @@ class _Walker:
             )
         shape = tuple(int(s) for s in ds.shape)
         try:
-            dtype = ds.dtype
+            dtype = h5_dtype = ds.dtype
         except (TypeError, ValueError) as exc:  # no numpy type: H5T_TIME, 128-bit floats, ...
             raise self._error(where, f"has an HDF5 type numpy cannot represent ({exc})") from None
-        attrs = md.node_attributes(ds, self.notes)
-        dims, dim_lengths = md.dimensions(ds, self.scale_lengths)
+        attrs = md.node_attributes(ds, self.notes, ds_attrs)
+        dims, dim_lengths = md.dimensions(ds, self.scale_lengths, ds_attrs)
         node = _Node(
             ds=ds,
             path=path,
@@ -642,9 +703,12 @@ class _Walker:
             )  # fmt: skip
         if dtype.fields and not matches_file_type(ds, dtype):
             raise self._error(where, f"has a compound dtype whose file layout differs from {dtype}")
-        converted = stored_layout_issue(ds.id.get_type(), dtype)
-        fill = md.fill_value(ds)
-        node = replace(node, shape=shape, dtype=dtype, fill=fill, dims=dims)
+        tid = ds.id.get_type()
+        converted = stored_layout_issue(tid, dtype)
+        fill = md.fill_value(ds, dcpl, h5_dtype)
+        node = replace(
+            node, shape=shape, dtype=dtype, fill=fill, dims=dims, nullterm=nullterm_ranges(tid)
+        )
         if dtype.fields and packed_dtype(dtype) != dtype:
             self._padded_compound(node, dim_lengths)  # read with h5py: converts any type
             return
@@ -659,7 +723,6 @@ class _Walker:
         layout = dcpl.get_layout()
         if dim_lengths[: len(ds.shape)] != shape[: len(ds.shape)]:
             node = self._pad_to_dimensions(node, dim_lengths, layout)
-        node = replace(node, nullterm=nullterm_ranges(ds.id.get_type()))
         if layout == h5py.h5d.CHUNKED:
             self._chunked(node, dcpl, extra)
         elif layout == h5py.h5d.CONTIGUOUS:
@@ -669,7 +732,7 @@ class _Walker:
                 raise self._error(where, f"is a virtual dataset with an array dtype ({dtype})")
             self._virtual(node)
         elif layout == h5py.h5d.COMPACT:
-            self._add_whole(node, np.ascontiguousarray(ds[()], dtype=dtype).tobytes())
+            self._add_whole(node, _whole_bytes(ds, h5_dtype, dtype))
         else:
             raise self._error(where, f"has an unknown storage layout ({layout})")
 
@@ -811,7 +874,7 @@ class _Walker:
         if isinstance(v2_fill, list) or not is_value_of(v2_fill, dtype):
             v2_fill = None  # the _FillValue attribute (kept) still masks as in netCDF readers
         fill_chunk = None
-        total = int(np.prod(grid, dtype=object))
+        total = _prod(grid)
         if self.zarr_format == 2 and lin.size + len(inline or {}) < total:
             try:
                 fill_chunk = self._fill_chunk(dtype, chunks, fill, v2_fill, plan, where)
@@ -982,21 +1045,18 @@ class _Walker:
         """
         ds, where, shape, dtype = node.ds, node.where, node.shape, node.dtype
         offset = ds.id.get_offset()
-        nbytes = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        nbytes = _prod(shape) * dtype.itemsize
         if not shape:
             chunks: tuple[int, ...] = ()
             step_bytes, k, outer, steps = nbytes, 1, 1, 1
         else:
             # bytes of one step along each axis (the block of all the axes after it)
-            trailing = [
-                int(np.prod(shape[i + 1 :], dtype=object)) * dtype.itemsize
-                for i in range(len(shape))
-            ]
+            trailing = [_prod(shape[i + 1 :]) * dtype.itemsize for i in range(len(shape))]
             last = len(shape) - 1
             d = next(i for i, b in enumerate(trailing) if b <= CONTIGUOUS_CHUNK_BYTES or i == last)
             step_bytes = trailing[d]
             k = max(1, min(shape[d], CONTIGUOUS_CHUNK_BYTES // max(1, step_bytes)))
-            outer = int(np.prod(shape[:d], dtype=object))  # chunks of one along axes < d
+            outer = _prod(shape[:d])  # chunks of one along axes < d
             if d > 0 and outer > 1 and shape[d] % k:
                 # each of the outer rows would end in a short, zero-padded chunk: split
                 # evenly, else keep whole rows up to 16x the target size (as along axis 0)
@@ -1025,6 +1085,15 @@ class _Walker:
                 "bytes of data (damaged file?)",
             )
         per_outer = -(-steps // k) if shape else 1
+        if outer * per_outer == 1:  # one chunk (most small datasets): the same rows, directly
+            rows = (
+                np.zeros(1, dtype=np.int64),
+                np.array([offset], dtype=np.uint64),
+                np.array([min(steps, k) * step_bytes], dtype=np.uint64),
+                np.zeros(1, dtype=np.uint32),
+            )
+            self._add(node, chunks, plan, rows=rows, pad_to=k * step_bytes if shape else 0)
+            return
         j = np.arange(per_outer, dtype=np.uint64)
         sizes_one = np.minimum(np.uint64(steps) - j * np.uint64(k), np.uint64(k)) * np.uint64(
             step_bytes

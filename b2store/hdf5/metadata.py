@@ -36,6 +36,7 @@ __all__ = [
     "NON_COORD_PREFIX",
     "PURE_DIMENSION_PREFIX",
     "TYPED_ATTRIBUTES",
+    "NodeAttrs",
     "attribute_types",
     "dimension_length",
     "dimension_names",
@@ -141,7 +142,102 @@ def _vlen_item(value: Any) -> Any:
     return out
 
 
-def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
+class NodeAttrs:
+    """The attributes of one h5py group or dataset, each read from the file at most once.
+
+    The functions of this module that look at a node's attributes (:func:`node_attributes`,
+    :func:`attribute_types`, :func:`is_pure_dimension`, :func:`dimensions`, ...) take one, so
+    that indexing a node reads each attribute once: they read ``CLASS``, ``NAME``,
+    ``scale_factor``, ... one after the other, which was six attribute reads per dataset of a
+    file of many small datasets. Reads behave as ``obj.attrs`` reads: ``self[name]`` returns
+    the value or raises what reading it raised (each time), ``get`` returns ``default`` for a
+    missing attribute, ``in`` tells whether one exists.
+    """
+
+    __slots__ = ("_attrs", "_cpl", "_listed", "_memo", "_names", "obj")
+
+    def __init__(self, obj: h5py.HLObject, cpl: Any = None) -> None:
+        """``cpl``: ``obj``'s creation property list, if the caller has it (listing the
+        names asks it for the attributes' order: h5py creates one more)."""
+        self.obj = obj
+        self._attrs = obj.attrs
+        self._cpl = cpl
+        self._names: list[Any] | None = None
+        self._listed: frozenset[Any] | None = None
+        self._memo: dict[Any, Any] = {}
+
+    def names(self) -> list[Any] | None:
+        """The attribute names as ``obj.attrs`` lists them, or None when listing fails."""
+        if self._listed is None:
+            try:
+                self._names = self._list()
+            except Exception:  # listed (and raised) again by whoever iterates obj.attrs
+                self._names = None
+            self._listed = frozenset(self._names or ())
+        return self._names
+
+    def _list(self) -> list[Any]:
+        if self._cpl is None:
+            return list(self._attrs)
+        # h5py's AttributeManager.__iter__, with the property list at hand
+        names: list[Any] = []
+
+        def found(name: bytes, *_: Any) -> None:
+            try:
+                names.append(name.decode("utf-8"))
+            except UnicodeDecodeError:
+                names.append(name)
+
+        tracked = self._cpl.get_attr_creation_order() & h5py.h5p.CRT_ORDER_TRACKED
+        order = h5py.h5.INDEX_CRT_ORDER if tracked else h5py.h5.INDEX_NAME
+        h5py.h5a.iterate(self.obj.id, found, index_type=order)
+        return names
+
+    def __contains__(self, name: object) -> bool:
+        if self.names() is None:
+            return name in self._attrs
+        assert self._listed is not None
+        return name in self._listed
+
+    def __getitem__(self, name: Any) -> Any:
+        try:
+            got = self._memo[name]
+        except KeyError:
+            try:
+                got = self._attrs[name]
+            except Exception as exc:  # raised again below, at each read
+                got = _Failed(exc)
+            self._memo[name] = got
+        if isinstance(got, _Failed):
+            raise got.exc
+        return got
+
+    def get(self, name: Any, default: Any = None) -> Any:
+        """``obj.attrs.get(name, default)``."""
+        if self.names() is not None and name not in self:
+            return default
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+class _Failed:
+    """What reading an attribute raised (kept by :class:`NodeAttrs`)."""
+
+    __slots__ = ("exc",)
+
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def _node_attrs(obj: h5py.HLObject, attrs: NodeAttrs | None) -> NodeAttrs:
+    return attrs if attrs is not None else NodeAttrs(obj)
+
+
+def node_attributes(
+    obj: h5py.HLObject, notes: list[str], attrs: NodeAttrs | None = None
+) -> dict[str, Any]:
     """The visible attributes of a group or dataset as a JSON-ready dict.
 
     Parameters
@@ -150,6 +246,8 @@ def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
         An open h5py group or dataset.
     notes
         Receives one line per skipped attribute (name, object, reason).
+    attrs
+        ``obj``'s attributes as read already (a :class:`NodeAttrs`), if any.
 
     Returns
     -------
@@ -157,12 +255,14 @@ def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
         Attribute name -> JSON value, netCDF-internal attributes removed.
     """
     out: dict[str, Any] = {}
-    scale = _is_dimension_scale(obj)
-    for name in obj.attrs:
+    attrs = _node_attrs(obj, attrs)
+    scale = _is_dimension_scale(obj, attrs)
+    names = attrs.names()
+    for name in obj.attrs if names is None else names:
         if name in HIDDEN_ATTRIBUTES and (scale or name not in _SCALE_ATTRIBUTES):
             continue
         try:
-            value = _attr_value(obj.attrs[name])
+            value = _attr_value(attrs[name])
             if not (name == "_FillValue" and isinstance(value, complex)):
                 json.dumps(value, allow_nan=True)  # a complex _FillValue is encoded by the index
         except (TypeError, ValueError, OSError, KeyError) as exc:
@@ -171,7 +271,7 @@ def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
         if isinstance(name, bytes):
             # h5py gives a name that is no UTF-8 as bytes: it became the key "b'...'"
             key = name.decode("utf-8", errors="replace")
-            if key in out or key in obj.attrs:
+            if key in out or key in attrs:
                 notes.append(
                     f"{obj.file.filename}:{obj.name}: attribute {name!r} skipped (its name is "
                     f"no UTF-8 and reads as {key!r}, the name of another attribute)"
@@ -182,10 +282,10 @@ def node_attributes(obj: h5py.HLObject, notes: list[str]) -> dict[str, Any]:
     return out
 
 
-def _is_dimension_scale(obj: h5py.HLObject) -> bool:
+def _is_dimension_scale(obj: h5py.HLObject, attrs: NodeAttrs | None = None) -> bool:
     """True when ``obj`` carries ``CLASS="DIMENSION_SCALE"`` (its NAME/CLASS are structure)."""
     try:
-        value = obj.attrs.get("CLASS")
+        value = (obj.attrs if attrs is None else attrs).get("CLASS")
     except (OSError, KeyError, TypeError):
         return False
     if isinstance(value, np.ndarray) and value.size == 1:
@@ -195,11 +295,11 @@ def _is_dimension_scale(obj: h5py.HLObject) -> bool:
     return value == "DIMENSION_SCALE"
 
 
-def is_unlimited_dimension(ds: h5py.Dataset) -> bool:
+def is_unlimited_dimension(ds: h5py.Dataset, attrs: NodeAttrs | None = None) -> bool:
     """True for the dimension scale of an unlimited netCDF dimension (maxshape ``(None,)``), as
     h5netcdf and netCDF4-python report it in ``Dataset.encoding["unlimited_dims"]``."""
     try:
-        return ds.maxshape == (None,) and _is_dimension_scale(ds)
+        return _is_dimension_scale(ds, attrs) and ds.maxshape == (None,)
     except (OSError, TypeError, ValueError):
         return False
 
@@ -210,13 +310,14 @@ def is_unlimited_dimension(ds: h5py.Dataset) -> bool:
 TYPED_ATTRIBUTES = ("scale_factor", "add_offset")
 
 
-def attribute_types(ds: h5py.Dataset) -> dict[str, str]:
+def attribute_types(ds: h5py.Dataset, attrs: NodeAttrs | None = None) -> dict[str, str]:
     """NumPy type (``dtype.str``, native order) of each numeric scalar :data:`TYPED_ATTRIBUTES`
     item of ``ds``: its JSON number keeps the value only (h5netcdf gives NumPy scalars)."""
     out: dict[str, str] = {}
+    source = ds.attrs if attrs is None else attrs
     for name in TYPED_ATTRIBUTES:
         try:
-            value = ds.attrs.get(name)
+            value = source.get(name)
         except (OSError, KeyError, TypeError, ValueError):
             continue
         dtype = getattr(value, "dtype", None)
@@ -226,10 +327,10 @@ def attribute_types(ds: h5py.Dataset) -> dict[str, str]:
     return out
 
 
-def is_pure_dimension(ds: h5py.Dataset) -> bool:
+def is_pure_dimension(ds: h5py.Dataset, attrs: NodeAttrs | None = None) -> bool:
     """True for a netCDF dimension that is not a netCDF variable (hidden from the view)."""
     try:
-        name = ds.attrs.get("NAME")
+        name = (ds.attrs if attrs is None else attrs).get("NAME")
     except (OSError, KeyError, TypeError):
         return False
     if isinstance(name, np.ndarray) and name.size == 1:
@@ -321,29 +422,35 @@ def _scale_info(scale: h5py.Dataset, cache: dict[Any, tuple[str, int]] | None) -
 
 
 def dimensions(
-    ds: h5py.Dataset, cache: dict[Any, tuple[str, int]] | None = None
+    ds: h5py.Dataset,
+    cache: dict[Any, tuple[str, int]] | None = None,
+    attrs: NodeAttrs | None = None,
 ) -> tuple[tuple[str, ...], tuple[int, ...]]:
     """Dimension names and lengths (see :func:`dimension_names`).
 
     A netCDF dimension's length is given by :func:`dimension_length`; a variable along an
     unlimited dimension may be shorter than that (netCDF readers pad it with the fill value).
-    ``cache`` is handed to :func:`dimension_length`.
+    ``cache`` is handed to :func:`dimension_length`; ``attrs`` are ``ds``'s attributes as read
+    already (:class:`NodeAttrs`), if any.
     """
     shape = tuple(int(n) for n in ds.shape)
     names = _phony(shape)
     lengths = list(shape)
     if not shape:
         return (), ()
+    source = ds.attrs if attrs is None else attrs
     try:
-        if h5py.h5ds.is_scale(ds.id):
+        # (a dimension scale has a CLASS attribute: most datasets are no scale, known without
+        # asking HDF5 to read it)
+        if "CLASS" in source and h5py.h5ds.is_scale(ds.id):
             if len(shape) == 1:
                 return (ds.name.rsplit("/", 1)[-1],), (max(shape[0], dimension_length(ds, cache)),)
             # a netCDF multi-dimensional coordinate variable (``station(station, strlen)``
             # char coordinates, ``lat(lat, lon)``): a scale whose axes netCDF-C records as
             # dimension ids in ``_Netcdf4Coordinates``
-            found = _netcdf4_coordinate_dims(ds, shape, cache)
+            found = _netcdf4_coordinate_dims(ds, shape, cache, attrs)
             return found if found is not None else (tuple(names), shape)
-        if "DIMENSION_LIST" not in ds.attrs:
+        if "DIMENSION_LIST" not in source:
             return tuple(names), shape
         for axis in range(len(shape)):
             scales = ds.dims[axis]
@@ -364,7 +471,10 @@ def dimensions(
 
 
 def _netcdf4_coordinate_dims(
-    ds: h5py.Dataset, shape: tuple[int, ...], cache: dict[Any, tuple[str, int]] | None = None
+    ds: h5py.Dataset,
+    shape: tuple[int, ...],
+    cache: dict[Any, tuple[str, int]] | None = None,
+    attrs: NodeAttrs | None = None,
 ) -> tuple[tuple[str, ...], tuple[int, ...]] | None:
     """Names and lengths of a multi-dimensional netCDF coordinate variable's dimensions.
 
@@ -372,7 +482,7 @@ def _netcdf4_coordinate_dims(
     scale with that ``_Netcdf4Dimid`` in the variable's group or the nearest enclosing group
     (an inner scale hides an outer one of the same name). None when an id does not resolve.
     """
-    ids = ds.attrs.get("_Netcdf4Coordinates")
+    ids = (ds.attrs if attrs is None else attrs).get("_Netcdf4Coordinates")
     if ids is None:
         return None
     ids = np.asarray(ids).ravel()
@@ -468,14 +578,20 @@ def unsigned_false_fill(value: Any, dtype: np.dtype[Any], attrs: dict[str, Any])
     return int(raw.view(f"i{n}"))
 
 
-def padding_fill(ds: h5py.Dataset) -> Any:
+def padding_fill(ds: h5py.Dataset, dcpl: Any = None, dtype: Any = None) -> Any:
     """What netCDF readers show past the extent of a variable shorter than its (unlimited)
     dimension: its recorded HDF5 fill value whatever the fill time (netCDF-C pads with the
     variable's fill value, h5netcdf with ``ds.fillvalue``). Unlike :func:`fill_value`, a fill
     recorded with fill time ``H5D_FILL_TIME_NEVER`` counts: only the never-written chunks
-    *inside* the extent read as zeros then. ``None`` when h5py cannot tell."""
+    *inside* the extent read as zeros then. ``None`` when h5py cannot tell. ``dcpl`` and
+    ``dtype`` (h5py's ``ds.dtype``), when the caller has both: read as ``ds.fillvalue`` does."""
     try:
-        value = ds.fillvalue
+        if dcpl is None or dtype is None:
+            value = ds.fillvalue
+        else:
+            buf = np.zeros((1,), dtype=dtype)
+            dcpl.get_fill_value(buf)
+            value = buf[0]
     except (OSError, RuntimeError, TypeError, ValueError):  # RuntimeError: fill undefined
         return None
     if isinstance(value, np.ndarray) and value.size == 1:  # compound fills come back as 0-d
@@ -483,7 +599,7 @@ def padding_fill(ds: h5py.Dataset) -> Any:
     return value
 
 
-def fill_value(ds: h5py.Dataset) -> Any:
+def fill_value(ds: h5py.Dataset, dcpl: Any = None, dtype: Any = None) -> Any:
     """What h5py reads where a dataset was never written: its HDF5 fill value.
 
     The dtype's zero when none was defined - the library default, or marked *undefined*
@@ -491,9 +607,11 @@ def fill_value(ds: h5py.Dataset) -> Any:
     ``H5D_FILL_TIME_NEVER``: HDF5 then skips unallocated chunks (and never-written contiguous
     data) on read and leaves the caller's buffer as it was, which h5py allocates zeroed, so
     h5py (and h5netcdf, xarray's engine) read zeros there, not the recorded fill value.
+    ``dcpl`` and ``dtype`` (h5py's ``ds.dtype``): the dataset's, if the caller has them.
     """
     try:
-        dcpl = ds.id.get_create_plist()
+        if dcpl is None:
+            dcpl = ds.id.get_create_plist()
         # (a virtual dataset's unmapped elements get its fill value whatever the fill time)
         never = dcpl.get_fill_time() == h5py.h5d.FILL_TIME_NEVER and dcpl.get_layout() in (
             h5py.h5d.CHUNKED,
@@ -503,8 +621,10 @@ def fill_value(ds: h5py.Dataset) -> Any:
     except (AttributeError, OSError, RuntimeError, TypeError, ValueError):
         never = False
     if never:
-        if h5py.check_string_dtype(ds.dtype) is not None and ds.dtype.kind == "O":
+        if dtype is None:
+            dtype = ds.dtype
+        if h5py.check_string_dtype(dtype) is not None and dtype.kind == "O":
             return b""
-        zero = np.zeros((), ds.dtype)
+        zero = np.zeros((), dtype)
         return zero[()] if zero.dtype.kind != "O" else None
-    return padding_fill(ds)  # the recorded fill
+    return padding_fill(ds, dcpl, dtype)  # the recorded fill
