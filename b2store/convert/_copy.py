@@ -12,13 +12,13 @@ used.
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from b2store._h5compat import vlen_as_stored
 from b2store.convert._options import B2ND_MAX_DIM, ConvertOptions
 
 _REF_ATTRS = {"DIMENSION_LIST", "REFERENCE_LIST"}
@@ -56,7 +56,7 @@ def _copy_attrs(src: Any, dst: Any, skip: set[str]) -> list[str]:
                 continue
             if not isinstance(value, h5py.Empty) and _copy_attr_bytes(aid, tid, dst, name):
                 continue
-            value = _vlen_as_stored(value, aid.dtype)
+            value = vlen_as_stored(value, aid.dtype)
             dst.attrs.create(name, value, dtype=h5py.Datatype(tid))
         except Exception:
             try:
@@ -282,54 +282,7 @@ def _copy_by_value(ds: Any, parent: Any, name: str) -> None:
     if ds.size:  # read_direct: h5py returns equal-length sequences as a 2-D array otherwise
         buf = np.empty(ds.shape, dtype=ds.dtype)
         ds.read_direct(buf)
-        out.write_direct(_vlen_as_stored(buf, ds.dtype))
-
-
-def _vlen_as_stored(value: Any, dtype: np.dtype[Any]) -> Any:
-    """``value`` (variable-length sequences read by h5py, of type ``dtype``) labelled with the
-    byte order they are stored in, so that writing them back in that type keeps their values.
-
-    h5py reads sequences of a non-native byte order (``vlen_dtype('>u8')``) as native arrays
-    holding the file's bytes ([1, 2] reads as [2**56, 2**57]) and converts them again on
-    writing: the copied sequences held other values, for every reader (pyfive's
-    ``attr_datatypes.hdf5``). Nothing changes where h5py reads them right
-    (:func:`_h5py_mislabels_vlen_byte_order`).
-    """
-    import h5py
-
-    base = h5py.check_vlen_dtype(dtype)
-    if not isinstance(base, np.dtype) or base.byteorder in ("=", "|") or base.isnative:
-        return value
-    native = base.newbyteorder("=")
-    if not _h5py_mislabels_vlen_byte_order():
-        return value
-
-    def fixed(x: Any) -> Any:
-        if isinstance(x, np.ndarray) and x.dtype == native and x.dtype.byteorder != base.byteorder:
-            return x.view(base)
-        return x
-
-    if isinstance(value, np.ndarray) and value.dtype.hasobject:
-        out = np.empty(value.shape, dtype=value.dtype)
-        for idx in np.ndindex(value.shape):
-            out[idx] = fixed(value[idx])
-        return out
-    return fixed(value)
-
-
-@functools.cache
-def _h5py_mislabels_vlen_byte_order() -> bool:
-    """Whether this h5py reads a big-endian ``[1]`` sequence as a native ``[256]`` (h5py 3.x)."""
-    import io
-
-    import h5py
-
-    value = np.empty(1, dtype=object)
-    value[0] = np.array([1], dtype=">u2")
-    with h5py.File(io.BytesIO(), "w") as f:
-        f.create_dataset("v", data=value, dtype=h5py.vlen_dtype(np.dtype(">u2")))
-        got = f["v"][0]
-    return int(got[0]) != 1
+        out.write_direct(vlen_as_stored(buf, ds.dtype))
 
 
 def _convertible(ds: Any, options: ConvertOptions) -> str:

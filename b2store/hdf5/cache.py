@@ -58,8 +58,10 @@ __all__ = [
 #: ``_Unsigned="false"`` published as its signed item (xarray could not open it); 19: that
 #: item computed in native byte order (18 byte-swapped it for big-endian variables); 20:
 #: ``FileIndex.xarray_hints`` stored (the xarray engine's attribute types and unlimited dims);
-#: 21: each node's own metadata document, not every group's consolidated one (quadratic in depth).
-FORMAT = "b2store-hdf5-index-21"
+#: 21: each node's own metadata document, not every group's consolidated one (quadratic in depth);
+#: 22: attributes holding variable-length sequences of a non-native byte order carry the file's
+#: values (h5py reads ``>u8`` [1, 2] as [2**56, 2**57]).
+FORMAT = "b2store-hdf5-index-22"
 
 
 class MemoryCache:

@@ -31,6 +31,8 @@ from typing import Any
 import h5py
 import numpy as np
 
+from b2store._h5compat import h5py_mislabels_vlen_byte_order, vlen_as_stored
+
 __all__ = [
     "HIDDEN_ATTRIBUTES",
     "NON_COORD_PREFIX",
@@ -205,6 +207,8 @@ class NodeAttrs:
         except KeyError:
             try:
                 got = self._attrs[name]
+                if isinstance(got, np.ndarray) and got.dtype.kind in "Obiuf":
+                    got = _sequences_as_stored(self._attrs, name, got)
             except Exception as exc:  # raised again below, at each read
                 got = _Failed(exc)
             self._memo[name] = got
@@ -220,6 +224,16 @@ class NodeAttrs:
             return self[name]
         except KeyError:
             return default
+
+
+def _sequences_as_stored(attrs: Any, name: Any, value: np.ndarray) -> Any:
+    """``value`` of attribute ``name`` with variable-length sequences of a non-native byte
+    order holding the values the file holds (h5py reads ``vlen_dtype('>u8')`` [1, 2] as
+    [2**56, 2**57]: pyfive's ``attr_datatypes.hdf5``; see :mod:`b2store._h5compat`)."""
+    if not h5py_mislabels_vlen_byte_order():
+        return value
+    dtype = attrs.get_id(name).dtype
+    return vlen_as_stored(value, dtype) if dtype.kind == "O" else value
 
 
 class _Failed:

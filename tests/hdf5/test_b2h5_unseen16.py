@@ -18,6 +18,7 @@ import pytest
 import zarr
 from h5view_helpers import assert_same
 
+from b2store._h5compat import h5py_mislabels_vlen_byte_order
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5.filesystem import HDF5FileSystem
 from tests._h5_oddities import create_undefined_fill, quad_float_type
@@ -73,3 +74,29 @@ def test_quad_float_dataset_is_unsupported_not_a_failed_open(tmp_path: Path) -> 
         ds = xr.open_zarr(f"b2h5::{path}", storage_options={"unsupported": "skip"})
     assert list(ds.data_vars) == ["ok"] and ds["ok"].attrs == {"fine": 1}
     np.testing.assert_array_equal(ds["ok"].values, np.arange(5))
+
+
+@pytest.mark.parametrize("fmt", [2, 3])
+def test_big_endian_sequence_attributes_keep_their_values(tmp_path: Path, fmt: int) -> None:
+    """h5py reads variable-length sequences of a non-native byte order as native arrays of the
+    file's bytes (``vlen_dtype('>u8')`` [1, 2] as [2**56, 2**57]; pyfive reads the file right):
+    b2h5 served those numbers as the attribute (pyfive's ``attr_datatypes.hdf5``)."""
+    path = tmp_path / "vlen_attrs.h5"
+    value = np.empty(2, dtype=object)
+    value[0], value[1] = np.array([1, 2], ">u8"), np.array([3], ">u8")
+    with h5py.File(path, "w") as f:
+        f.attrs.create("seqs", value, dtype=h5py.vlen_dtype(np.dtype(">u8")))
+        f.attrs.create("little", value, dtype=h5py.vlen_dtype(np.dtype("<i2")))
+        f["x"] = np.arange(3)
+        one = np.empty((), dtype=object)
+        one[()] = np.array([7, 8], ">i4")
+        f["x"].attrs.create("one", one, dtype=h5py.vlen_dtype(np.dtype(">i4")))
+    with h5py.File(path) as f:  # what h5py reads (a fixed h5py would read [[1, 2], [3]])
+        if h5py_mislabels_vlen_byte_order():
+            assert f.attrs["seqs"][0].tolist() == [2**56, 2**57]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = zarr.open_group(f"b2h5::{path}", mode="r", storage_options={"zarr_format": fmt})
+    assert root.attrs["seqs"] == [[1, 2], [3]]
+    assert root.attrs["little"] == [[1, 2], [3]]
+    assert root["x"].attrs["one"] == [7, 8]
