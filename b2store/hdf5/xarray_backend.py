@@ -90,9 +90,13 @@ def _is_url(path: str) -> bool:
 
 
 def _options(
-    url: str, storage_options: Mapping[str, Any] | None, zarr_format: int | None
+    url: str,
+    storage_options: Mapping[str, Any] | None,
+    zarr_format: int | None,
+    direct: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int | None]:
-    """storage_options for b2h5 and the zarr_format for zarr, made to agree."""
+    """storage_options for b2h5 and the zarr_format for zarr, made to agree; ``direct``: b2h5
+    options given to the engine as keywords (:data:`FS_KEYWORDS`; None = not given)."""
     if storage_options is not None and not isinstance(storage_options, Mapping):
         raise TypeError(
             f"storage_options for {url!r} must be a mapping (dict), not "
@@ -113,14 +117,16 @@ def _options(
                 f"{url!r}: {where}={value!r} is no Zarr format b2h5 serves; give 2 or 3 "
                 "(or leave it out for 3)"
             )
-    if zarr_format is not None:
-        given = opts.get("zarr_format")
-        if given is not None and given != zarr_format:
+    for name, value in {**(direct or {}), "zarr_format": zarr_format}.items():
+        if value is None:
+            continue
+        given = opts.get(name)
+        if given is not None and given != value:
             raise ValueError(
-                f"{url!r}: zarr_format={zarr_format!r} contradicts "
-                f"storage_options['zarr_format']={given!r}; give one of them"
+                f"{url!r}: {name}={value!r} contradicts storage_options[{name!r}]={given!r}; "
+                "give one of them"
             )
-        opts["zarr_format"] = zarr_format
+        opts[name] = value
     return opts, opts.get("zarr_format")
 
 
@@ -172,6 +178,11 @@ def _missing_group(
     )
 
 
+#: b2h5 options the engine also takes as keywords (``unsupported="skip"``), as
+#: ``storage_options`` entries; giving one both ways with different values is a ValueError
+FS_KEYWORDS = ("unsupported", "follow_external_links", "index_cache", "check_version")
+
+
 class B2H5BackendEntrypoint(BackendEntrypoint):
     """Open HDF5 files with b2store's Zarr view (``"b2h5::"`` URLs) in xarray."""
 
@@ -195,6 +206,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         "use_zarr_fill_value_as_mask",
         "cache_members",
         "lock",
+        *FS_KEYWORDS,
     )
 
     def guess_can_open(self, filename_or_obj: Any) -> bool:
@@ -219,6 +231,10 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         use_zarr_fill_value_as_mask: bool | None = None,
         cache_members: bool = True,
         lock: Any = None,
+        unsupported: str | None = None,
+        follow_external_links: bool | None = None,
+        index_cache: Any = None,
+        check_version: bool | None = None,
     ) -> Dataset:
         ds: Dataset = _through_zarr(
             _open_dataset,
@@ -227,6 +243,12 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
             mode=mode,
             storage_options=storage_options,
             zarr_format=zarr_format,
+            direct={
+                "unsupported": unsupported,
+                "follow_external_links": follow_external_links,
+                "index_cache": index_cache,
+                "check_version": check_version,
+            },
             mask_and_scale=mask_and_scale,
             decode_times=decode_times,
             concat_characters=concat_characters,
@@ -265,6 +287,10 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
         storage_options: Mapping[str, Any] | None = None,
         zarr_format: int | None = None,
         lock: Any = None,
+        unsupported: str | None = None,
+        follow_external_links: bool | None = None,
+        index_cache: Any = None,
+        check_version: bool | None = None,
     ) -> dict[str, Dataset]:
         groups: dict[str, Dataset] = _through_zarr(
             _open_groups_as_dict,
@@ -273,6 +299,12 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
             mode=mode,
             storage_options=storage_options,
             zarr_format=zarr_format,
+            direct={
+                "unsupported": unsupported,
+                "follow_external_links": follow_external_links,
+                "index_cache": index_cache,
+                "check_version": check_version,
+            },
             mask_and_scale=mask_and_scale,
             decode_times=decode_times,
             concat_characters=concat_characters,
@@ -293,6 +325,7 @@ def _through_zarr(
     mode: str,
     storage_options: Mapping[str, Any] | None,
     zarr_format: int | None,
+    direct: Mapping[str, Any],
     **decoding: Any,
 ) -> Any:
     """Call ``open_`` (:func:`_open_dataset`, :func:`_open_groups_as_dict`) on the file's
@@ -300,7 +333,7 @@ def _through_zarr(
     FileNotFoundError naming the file's groups."""
     url = b2h5_url(filename_or_obj)
     _check_mode(url, mode)
-    opts, fmt = _options(url, storage_options, zarr_format)
+    opts, fmt = _options(url, storage_options, zarr_format, direct)
     try:
         return open_(url, group=group, storage_options=opts, zarr_format=fmt, **decoding)
     except (KeyError, AttributeError, FileNotFoundError) as err:

@@ -305,6 +305,29 @@ def test_storage_options_reach_b2h5(tmp_path: Path, scan: Path) -> None:
         _open(scan, storage_options={"zarr_fromat": 2})
 
 
+def test_b2h5_options_as_engine_keywords(tmp_path: Path) -> None:
+    """``engine="b2h5", unsupported="skip"`` (as engine="h5netcdf" takes ``phony_dims=``): the
+    filesystem's options as keywords, also for open_datatree; the same option given both ways
+    with different values is a ValueError naming both."""
+    path = tmp_path / "kw.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("good", data=np.arange(10))
+        f.create_dataset(
+            "scaleoffset", data=np.arange(100, dtype="i4"), chunks=(10,), scaleoffset=0
+        )
+    ds = _open(path, unsupported="skip")
+    xr.testing.assert_identical(ds, _open(path, storage_options={"unsupported": "skip"}))
+    assert list(ds.data_vars) == ["good"]
+    tree = xr.open_datatree(path, engine="b2h5", unsupported="skip", check_version=False)
+    assert list(tree.ds.data_vars) == ["good"]
+    same = {"unsupported": "skip"}
+    xr.testing.assert_identical(_open(path, unsupported="skip", storage_options=same), ds)
+    with pytest.raises(ValueError, match=r"unsupported='skip' contradicts .*'raise'"):
+        _open(path, unsupported="skip", storage_options={"unsupported": "raise"})
+    with pytest.raises(NotImplementedError, match="scaleoffset"):
+        _open(path, unsupported="raise")
+
+
 def test_refuses_file_objects_bytes_stores_and_write_modes(scan: Path) -> None:
     with open(scan, "rb") as fh, pytest.raises(TypeError, match=r'path or URL.*engine="h5netcdf"'):
         _open(fh)
