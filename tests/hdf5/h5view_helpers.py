@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import warnings
 from typing import Any
 
@@ -52,3 +53,20 @@ def open_root(fs: Any) -> Any:
         afs = fs if fs.async_impl else AsyncFileSystemWrapper(fs, asynchronous=True)
         store = zarr.storage.FsspecStore(afs, read_only=True)
         return zarr.open_group(store, mode="r", zarr_format=fs.zarr_format)
+
+
+@functools.lru_cache(maxsize=512)
+def xr_group(path: str, group: str) -> Any:
+    """``xr.open_zarr`` of one group of the b2h5 view of *path* (skipping what is unsupported,
+    no CF decoding, numpy-backed), cached: the corpus tests read many variables of each."""
+    import xarray as xr
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_zarr(
+            f"b2h5::{path}",
+            group=group or None,
+            storage_options={"unsupported": "skip"},
+            decode_cf=False,
+            chunks=None,
+        )

@@ -22,7 +22,7 @@ import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
 import xarray as xr
-from h5view_helpers import assert_same, dataset_names, h5_values, open_root
+from h5view_helpers import assert_same, dataset_names, h5_values, open_root, xr_group
 
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5.filesystem import HDF5FileSystem
@@ -76,19 +76,6 @@ def _root(file: str) -> Any:
     return open_root(_fs(file))
 
 
-@functools.lru_cache(maxsize=512)
-def _xr_group(file: str, group: str) -> xr.Dataset:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return xr.open_zarr(
-            f"b2h5::{CORPUS / file}",
-            group=group or None,
-            storage_options={"unsupported": "skip"},
-            decode_cf=False,
-            chunks=None,
-        )
-
-
 def _selection(spec: str, ndim: int) -> tuple[slice, ...]:
     a, _, b = spec.partition(":")
     return (slice(int(a) if a else None, int(b) if b else None),) + (slice(None),) * (ndim - 1)
@@ -113,7 +100,7 @@ def test_corpus_dataset(corpus: Path, file: str, dataset: str) -> None:
     z = _root(file)[dataset]
     assert_same(z[sel] if sel else z[...], want, f"zarr {file}:{dataset}")
     group, _, name = dataset.rpartition("/")
-    var = _xr_group(file, group)[name]
+    var = xr_group(str(CORPUS / file), group)[name]
     got = var[sel].values if sel else var.values
     if want.dtype.fields:
         return  # xarray turns structured arrays into void; zarr's comparison above covers them

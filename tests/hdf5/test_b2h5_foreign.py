@@ -20,7 +20,7 @@ import h5py
 import hdf5plugin  # noqa: F401
 import numpy as np
 import pytest
-from h5view_helpers import assert_same, dataset_names, h5_values, open_root
+from h5view_helpers import assert_same, dataset_names, h5_values, open_root, xr_group
 
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5.filesystem import HDF5FileSystem
@@ -64,19 +64,6 @@ def _fs(file: str, fmt: int) -> HDF5FileSystem:
         warnings.simplefilter("ignore")
         return HDF5FileSystem(
             str(FOREIGN / file), unsupported="skip", zarr_format=fmt, skip_instance_cache=True
-        )
-
-
-@functools.lru_cache(maxsize=64)
-def _xr_group(file: str, group: str) -> Any:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return xr.open_zarr(
-            f"b2h5::{FOREIGN / file}",
-            group=group or None,
-            storage_options={"unsupported": "skip"},
-            decode_cf=False,
-            chunks=None,
         )
 
 
@@ -129,7 +116,7 @@ def test_foreign_dataset(file: str, dataset: str) -> None:
     if want.dtype.fields:
         return  # xarray turns structured arrays into void; zarr's comparison covers them
     group, _, var = name.rpartition("/")
-    values = _xr_group(file, group)[var].values
+    values = xr_group(str(FOREIGN / file), group)[var].values
     assert_same(values.reshape(want.shape), np.asarray(want), f"xarray {file}:{dataset}")
 
 
