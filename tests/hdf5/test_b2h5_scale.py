@@ -133,7 +133,8 @@ def test_zarr_dtype_looked_up_once_per_dtype(monkeypatch: pytest.MonkeyPatch) ->
         return real(dtype)  # type: ignore[arg-type]
 
     monkeypatch.setattr(zdt, "get_data_type_from_native_dtype", counting)
-    monkeypatch.setattr(_zarrmeta, "_ZDTYPES", {})
+    for cache in ("_ZDTYPES", "_SCALARS", "_DTYPE_JSON"):  # filled by earlier tests
+        monkeypatch.setattr(_zarrmeta, cache, {})
     nodes = {
         f"a{i}": ArrayMeta(shape=(2,), chunks=(2,), dtype=np.dtype("<i2" if i % 2 else ">f8"))
         for i in range(200)
