@@ -268,3 +268,39 @@ def test_info_file_verdict_names_no_python_argument(tmp_path: Path) -> None:
     assert "unsupported=" not in why and not why.startswith("/g/so"), why
     via = {n["path"]: n for n in json.loads(ok(cli("info", "--json", f"b2h5::{p}")))}
     assert via["/g/so"]["reason"] == why
+
+
+# ------------------------------------------------------- the foreign corpus (tests/data/foreign)
+
+FOREIGN = Path(__file__).parent / "data" / "foreign"
+FOREIGN_FILES = sorted(p.name for p in FOREIGN.iterdir() if p.suffix not in (".tsv", ".md"))
+
+
+@pytest.mark.parametrize("name", FOREIGN_FILES)
+def test_info_and_refs_over_foreign_files(tmp_path: Path, name: str) -> None:
+    """``info`` and ``refs --unsupported skip`` on every file of other projects' test suites:
+    exit 0 (a netCDF-3 file: exit 1 naming it), and every numeric array of the references
+    reads as h5py reads the dataset."""
+    import fsspec
+    import h5py
+    import hdf5plugin  # noqa: F401
+    import zarr
+
+    src = FOREIGN / name
+    if src.read_bytes()[:3] == b"CDF":  # netCDF-3 classic
+        res = cli("info", str(src))
+        assert res.returncode == 1 and "not an HDF5 file" in res.stderr and name in res.stderr
+        return
+    ok(cli("info", str(src)))
+    out = tmp_path / "refs.json"
+    ok(cli("refs", "-o", str(out), "--unsupported", "skip", str(src)))
+    fs = fsspec.filesystem("reference", fo=str(out))
+    group = zarr.open_group(fs.get_mapper(""), mode="r", zarr_format=2)
+    with h5py.File(src) as f:
+        for path, array in group.members(max_depth=None):
+            if not isinstance(array, zarr.Array) or path not in f:
+                continue
+            ds = f[path]
+            if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "biuf":
+                continue
+            np.testing.assert_array_equal(array[...], ds[()], err_msg=f"{name}:{path}")
