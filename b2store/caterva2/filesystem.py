@@ -438,8 +438,9 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         except Caterva2HTTPError as exc:
             if type(exc) is not Caterva2HTTPError or exc.status != 500:
                 raise
-            # the bare "Internal Server Error" says nothing: name the known causes
-            if path.endswith(HDF5_SUFFIXES):
+            # the bare "Internal Server Error" says nothing: name the known causes (an HDF5
+            # file's, also for a dataset inside one)
+            if any(part.endswith(HDF5_SUFFIXES) for part in path.split("/")):
                 causes = _H5_LIST_500
             else:
                 causes = (

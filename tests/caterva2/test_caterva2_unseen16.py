@@ -177,6 +177,10 @@ def test_an_hdf5_file_the_server_cannot_list_leaves_its_directory_readable(
         zarr.open_group(f"{base}/t.h5", mode="r", storage_options=opts)
     z = zarr.open_array(f"{base}/t.h5/ok", mode="r", storage_options=opts)
     np.testing.assert_array_equal(z[...], np.arange(3.0))
+    # the dataset itself: the HDF5 causes, not those of a .b2nd (vlmeta, lazy expressions)
+    with pytest.raises(Caterva2HTTPError, match=r"500 .*t\.h5/when.*time type") as err:
+        zarr.open_array(f"{base}/t.h5/when", mode="r", storage_options=opts)
+    assert "vlmeta" not in str(err.value)
 
 
 def test_b2frame_of_wide_items_without_a_dtype_reads_as_bytes(
