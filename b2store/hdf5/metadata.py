@@ -299,7 +299,7 @@ def node_attributes(
 def _is_dimension_scale(obj: h5py.HLObject, attrs: NodeAttrs | None = None) -> bool:
     """True when ``obj`` carries ``CLASS="DIMENSION_SCALE"`` (its NAME/CLASS are structure)."""
     try:
-        value = (obj.attrs if attrs is None else attrs).get("CLASS")
+        value = _node_attrs(obj, attrs).get("CLASS")
     except (OSError, KeyError, TypeError):
         return False
     if isinstance(value, np.ndarray) and value.size == 1:
@@ -328,7 +328,7 @@ def attribute_types(ds: h5py.Dataset, attrs: NodeAttrs | None = None) -> dict[st
     """NumPy type (``dtype.str``, native order) of each numeric scalar :data:`TYPED_ATTRIBUTES`
     item of ``ds``: its JSON number keeps the value only (h5netcdf gives NumPy scalars)."""
     out: dict[str, str] = {}
-    source = ds.attrs if attrs is None else attrs
+    source = _node_attrs(ds, attrs)
     for name in TYPED_ATTRIBUTES:
         try:
             value = source.get(name)
@@ -344,7 +344,7 @@ def attribute_types(ds: h5py.Dataset, attrs: NodeAttrs | None = None) -> dict[st
 def is_pure_dimension(ds: h5py.Dataset, attrs: NodeAttrs | None = None) -> bool:
     """True for a netCDF dimension that is not a netCDF variable (hidden from the view)."""
     try:
-        name = (ds.attrs if attrs is None else attrs).get("NAME")
+        name = _node_attrs(ds, attrs).get("NAME")
     except (OSError, KeyError, TypeError):
         return False
     if isinstance(name, np.ndarray) and name.size == 1:
@@ -452,7 +452,7 @@ def dimensions(
     lengths = list(shape)
     if not shape:
         return (), ()
-    source = ds.attrs if attrs is None else attrs
+    source = _node_attrs(ds, attrs)
     try:
         # (a dimension scale has a CLASS attribute: most datasets are no scale, known without
         # asking HDF5 to read it)
@@ -496,7 +496,7 @@ def _netcdf4_coordinate_dims(
     scale with that ``_Netcdf4Dimid`` in the variable's group or the nearest enclosing group
     (an inner scale hides an outer one of the same name). None when an id does not resolve.
     """
-    ids = (ds.attrs if attrs is None else attrs).get("_Netcdf4Coordinates")
+    ids = _node_attrs(ds, attrs).get("_Netcdf4Coordinates")
     if ids is None:
         return None
     ids = np.asarray(ids).ravel()
@@ -597,15 +597,13 @@ def padding_fill(ds: h5py.Dataset, dcpl: Any = None, dtype: Any = None) -> Any:
     dimension: its recorded HDF5 fill value whatever the fill time (netCDF-C pads with the
     variable's fill value, h5netcdf with ``ds.fillvalue``). Unlike :func:`fill_value`, a fill
     recorded with fill time ``H5D_FILL_TIME_NEVER`` counts: only the never-written chunks
-    *inside* the extent read as zeros then. ``None`` when h5py cannot tell. ``dcpl`` and
-    ``dtype`` (h5py's ``ds.dtype``), when the caller has both: read as ``ds.fillvalue`` does."""
+    *inside* the extent read as zeros then. ``None`` when h5py cannot tell. Read as h5py's
+    ``ds.fillvalue`` reads it, from ``dcpl`` and ``dtype`` (h5py's ``ds.dtype``) when the caller
+    has them."""
     try:
-        if dcpl is None or dtype is None:
-            value = ds.fillvalue
-        else:
-            buf = np.zeros((1,), dtype=dtype)
-            dcpl.get_fill_value(buf)
-            value = buf[0]
+        buf = np.zeros((1,), dtype=ds.dtype if dtype is None else dtype)
+        (ds.id.get_create_plist() if dcpl is None else dcpl).get_fill_value(buf)
+        value = buf[0]
     except (OSError, RuntimeError, TypeError, ValueError):  # RuntimeError: fill undefined
         return None
     if isinstance(value, np.ndarray) and value.size == 1:  # compound fills come back as 0-d
