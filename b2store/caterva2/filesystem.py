@@ -68,6 +68,7 @@ import contextlib
 import contextvars
 import json
 import logging
+import math
 import os
 import posixpath
 import re
@@ -304,6 +305,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         self._running_loop: asyncio.AbstractEventLoop | None = None
         #: version re-checks in flight, one per dataset, shared by the reads that wait for it
         self._rechecks: dict[str, asyncio.Task[None]] = {}
+        self._info_fetches: dict[str, asyncio.Task[tuple[Any, str | None]]] = {}
         self.memory_cache_size = int(
             _non_negative("memory_cache_size", memory_cache_size, integer=True)
         )
@@ -425,6 +427,24 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         return f"{self.protocol}://{self.host}/{path}"
 
     # -- datasets and metadata ---------------------------------------------------------------------
+
+    async def _shared_info(self, path: str) -> tuple[Any, str | None]:
+        """:meth:`_fetch_info` for metadata, one request shared by the callers that ask at once
+        (zarr opens a node by asking for ``zarr.json``, ``.zgroup``, ``.zarray`` and ``.zattrs``
+        together, and ``/api/info`` carries the dataset's whole user metadata). Version checks
+        around chunk reads do not share: theirs must be sent after the chunk was fetched."""
+        loop = asyncio.get_running_loop()
+        task = self._info_fetches.get(path)
+        if task is None or task.get_loop() is not loop or task.done():
+            task = loop.create_task(self._fetch_info(path))
+            task.add_done_callback(_retrieve_exception)
+            task.add_done_callback(lambda done: self._info_fetched(path, done))
+            self._info_fetches[path] = task
+        return await asyncio.shield(task)
+
+    def _info_fetched(self, path: str, task: asyncio.Task[Any]) -> None:
+        if self._info_fetches.get(path) is task:
+            del self._info_fetches[path]
 
     async def _fetch_info(self, path: str, *, retries: int | None = None) -> tuple[Any, str | None]:
         """``/api/info`` of ``path`` and the version (ETag) its data has.
@@ -731,7 +751,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         return nodes
 
     async def _node(self, node: str) -> tuple[list[Node] | Dataset, bool]:
-        """What ``node`` is, from fresh ``/api/info``: a group's nodes or a dataset.
+        """What ``node`` is, from fresh ``/api/info``: a group's nodes or a dataset (a dataset
+        described within ``version_check_interval`` is not asked for again).
 
         Returns ``(nodes or dataset, alias)``; ``alias`` is True when ``node`` is the array
         inside the group view of a dataset (``<dataset>/<file name>``), which is then returned.
@@ -743,8 +764,18 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             )
         alias = node in self._aliases
         node = self._aliases.get(node, node)
+        known = self._datasets.get(node)
+        if (
+            known is not None
+            and node not in self._changed
+            and time.monotonic() - self._checked.get(node, -math.inf) <= self.version_check_interval
+        ):
+            # described moments ago (zarr and xarray read a dataset's metadata keys several
+            # times per open): as fresh as a chunk read trusts it, without another /api/info,
+            # which carries the dataset's whole user metadata
+            return known, alias
         try:
-            info, etag = await self._fetch_info(node)
+            info, etag = await self._shared_info(node)
         except FileNotFoundError:
             if "/" not in node and node.startswith("@"):
                 # a root the server lists but has no folder for yet answers info with 404: a
