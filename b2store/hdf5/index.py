@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -145,6 +146,9 @@ LINK_NOTES = (*LINK_LEFT_OUT_NOTES, "link back to ", "not presented: ")
 NOT_FOLLOWED_NOTE = " not followed (pass follow_external_links=True)"
 
 _HINT = "Pass unsupported='skip' (or 'warn') to open the rest of the file."
+_NO_LAPL = object()
+#: ``h5py.Dataset(oid, readonly=...)`` (see ``_Walker._open_member``)
+_DATASET_TAKES_READONLY = "readonly" in inspect.signature(h5py.Dataset.__init__).parameters
 
 #: ``_scrub`` of the few file URLs one walk meets, once each (not once per node)
 _scrub_url = functools.lru_cache(maxsize=64)(_scrub)
@@ -545,8 +549,15 @@ class _Walker:
             return f"link does not resolve ({exc})"
 
     def _open_member(self, group: h5py.Group, name: str) -> Any:
-        """``group[name]`` (h5py's ``Group._get``), the read-only mode of the file asked once."""
-        oid = h5py.h5o.open(group.id, name.encode("utf-8"), lapl=group._lapl)
+        """``group[name]`` (h5py's ``Group._get``), the read-only mode of the file asked once.
+
+        Uses two h5py internals (``Group._lapl``, ``Dataset(..., readonly=)``): an h5py without
+        them gets plain ``group[name]`` (slower on files of many datasets, same objects).
+        """
+        lapl = getattr(group, "_lapl", _NO_LAPL)
+        if lapl is _NO_LAPL or not _DATASET_TAKES_READONLY:
+            return group[name]
+        oid = h5py.h5o.open(group.id, name.encode("utf-8"), lapl=lapl)
         otype = h5py.h5i.get_type(oid)
         if otype == h5py.h5i.GROUP:
             return h5py.Group(oid)

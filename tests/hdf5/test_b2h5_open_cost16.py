@@ -205,3 +205,22 @@ def test_compact_datasets_read_as_h5py(tmp_path: Path, dtype: Any, shape: tuple[
         want = f["d"][()]
     assert got.shape == np.asarray(want).shape
     assert np.asarray(got).tobytes() == np.asarray(want).astype(got.dtype).tobytes()
+
+
+def test_index_is_the_same_without_h5py_internals(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The member fast path leans on h5py internals (``Group._lapl``, ``Dataset(readonly=)``):
+    an h5py without them must give the same index through plain ``group[name]``."""
+    from b2store.hdf5 import index as index_module
+
+    path = _matlab_like(tmp_path / "m.h5")
+    with h5py.File(path, "r") as f:
+        fast = build_index(f, url=str(path))
+    monkeypatch.setattr(index_module, "_DATASET_TAKES_READONLY", False)
+    getitem = _count(monkeypatch, h5py.Group, "__getitem__")
+    with h5py.File(path, "r") as f:
+        plain = build_index(f, url=str(path))
+    assert getitem.n >= N
+    assert dict(plain.meta) == dict(fast.meta)
+    assert plain.tables.keys() == fast.tables.keys()
