@@ -15,8 +15,9 @@ Contract
 * Decoding goes through :mod:`b2store.codecs.b2nd`'s validating decoders (chunk headers, block
   offsets and codecs checked before C-Blosc2 sees server bytes; slices' frames parsed by
   b2store, never by python-blosc2's C frame parser), one thread per call (C-Blosc2 3.3 decodes
-  chunks holding DELTA twice wrongly on several threads, and dask runs many calls at once
-  anyway); they release the GIL (``blosc2.set_releasegil(True)``, set when b2nd is imported).
+  chunks holding DELTA after another filter wrongly on several threads, and dask runs many
+  calls at once anyway); they release the GIL (``blosc2.set_releasegil(True)``, set when b2nd
+  is imported).
 """
 
 from __future__ import annotations

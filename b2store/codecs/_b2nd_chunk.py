@@ -63,12 +63,15 @@ def needs_array_context(hdr: bf.ChunkHeader) -> bool:
 def threads_safe(filters: tuple[int, ...]) -> bool:
     """Whether C-Blosc2 decompresses a chunk with this filter pipeline right on several threads.
 
-    C-Blosc2 3.3 (python-blosc2 4.x) decodes a pipeline holding DELTA twice wrongly with 2 or
-    more threads (one thread is right; every other pipeline of up to 3 of shuffle, bitshuffle,
-    delta and bytedelta tried decodes the same on 1 and 2 threads): such chunks are decoded on
-    one thread. python-blosc2's own reader uses every core by default and gets them wrong.
+    C-Blosc2 3.3 (python-blosc2 4.x) undoes DELTA against the first block of the *output*, and
+    on 2 or more threads it reads that block while another thread is still writing it whenever
+    a filter runs before DELTA (``["shuffle", "delta"]``, ``["bitshuffle", "delta"]``,
+    ``["bytedelta", "delta"]``, ``["delta", "delta"]``): compressible chunks then decode to
+    wrong values now and then, silently. Chunks holding DELTA anywhere are decoded on one
+    thread (the filter order that is safe is C-Blosc2's business, not a contract).
+    python-blosc2's own reader uses every core by default and gets them wrong.
     """
-    return list(filters).count(bf.FILTER_DELTA) <= 1
+    return bf.FILTER_DELTA not in filters
 
 
 def _check_codecs(hdr: bf.ChunkHeader, what: str) -> None:

@@ -344,10 +344,14 @@ def _shift_selection(selection: Any, shape: tuple[int, ...], offsets: list[int])
     for sel, n, off in zip(selection, shape, offsets, strict=True):
         if isinstance(sel, slice):
             start, stop, step = sel.indices(n)
-            if step > 0:
-                out.append(slice(start - off, max(stop - off, 0), step))
-            else:  # negative steps: explicit indices (a shifted stop of -1 would wrap)
-                out.append(np.arange(start, stop, step) - off)
+            if not range(start, stop, step):  # normalised empty starts (-1) would wrap
+                out.append(slice(0, 0))
+            elif step > 0:
+                out.append(slice(start - off, stop - off, step))
+            else:  # a shifted stop below 0 means "down to index 0": None (-1 would wrap).
+                # Still a slice: index arrays would broadcast with the other arrays of the
+                # selection (coordinate semantics) and move axes, not select orthogonally
+                out.append(slice(start - off, stop - off if stop - off >= 0 else None, step))
         elif isinstance(sel, int | np.integer):
             out.append(int(sel) + (n if sel < 0 else 0) - off)
         else:

@@ -22,7 +22,8 @@ Contract
   the bytes, then calls ``blosc2.decompress2`` on the raw chunk and reorders blocks in numpy.
   Chunks using ZFP, NDCELL or NDMEAN are decoded one by one inside a one-chunk python-blosc2
   NDArray built from the checked shapes (never from the frame's own header); chunks holding
-  DELTA twice are decoded on one thread (C-Blosc2 gets them wrong on several).
+  DELTA are decoded on one thread (C-Blosc2 gets them wrong on several when another filter
+  runs before DELTA, e.g. ``["shuffle", "delta"]``, and with DELTA twice).
   Importing this module calls ``blosc2.set_releasegil(True)``, which is **process-global**: it
   lets ``decompress2``/``compress2`` release the GIL so dask/zarr threads decode in parallel.
 * Blosc2 frames carry no checksum: a flipped payload bit may decode to other values without

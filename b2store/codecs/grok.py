@@ -419,7 +419,7 @@ class Grok(Codec):
                 frame.chunk, nbytes, frame.codec, frame.shape[-2:], frame.dtype.itemsize
             )
             # GIL released; a fallback chunk (plain Blosc2) of another writer whose filters
-            # C-Blosc2 gets wrong on several threads (DELTA twice) is decoded on one thread
+            # C-Blosc2 gets wrong on several threads (a DELTA) is decoded on one thread
             flat = decompress_chunk(
                 frame.chunk,
                 dtype=frame.dtype,
