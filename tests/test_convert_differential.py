@@ -232,7 +232,9 @@ def options(draw: Any, *, lossy: bool = False) -> ConvertOptions:
             **j2k,
         )
     except ConvertError as exc:  # refused up front (test_two_delta_filters_are_refused_...)
-        assert filters.count("delta") > 1 and "delta" in str(exc), exc
+        # two deltas, or a delta after another filter (which python-blosc2 misreads)
+        real = [f for f in filters if f != "none"]
+        assert "delta" in real[1:] and "delta" in str(exc), exc
         reject()
     chunks = None
     if draw(st.integers(0, 3)) == 0:
@@ -513,8 +515,10 @@ def test_two_delta_filters_are_refused_before_writing(tmp_path: Path) -> None:
         CodecChoice(filters=("delta", "delta"))
     with pytest.raises(ConvertError, match="delta"):
         CodecChoice(filters=("delta", "none", "delta"), itrunc_max_error=3)
-    for ok in [("delta", "bytedelta"), ("shuffle", "delta"), ("delta",)]:
-        CodecChoice(filters=ok)  # one delta is fine
+    with pytest.raises(ConvertError, match=r"^filters: Expected delta before shuffle"):
+        CodecChoice(filters=("shuffle", "delta"))  # python-blosc2 misreads a delta after shuffle
+    for ok in [("delta", "bytedelta"), ("delta", "shuffle"), ("delta",)]:
+        CodecChoice(filters=ok)  # one delta, first, is fine
 
 
 @pytest.mark.parametrize("dtype", ["u8", ">u8"])

@@ -115,6 +115,16 @@ def _plan_pipeline(specs: list[dict[str, Any]], dtype: np.dtype) -> _Pipeline:
             "pipeline). "
             f"Got {[f['id'] for f in rest]} instead."
         )
+    reorders = [f["id"] for f in blosc2_specs if f["id"] not in _TRUNC_IDS]
+    if "delta" in reorders[1:]:
+        raise CodecError(
+            f"{B2ND_ID}: filters: Expected delta before {reorders[0]} (C-Blosc2 "
+            f"{blosc2.blosclib_version.split()[0]} decodes a delta that follows another "
+            "filter wrongly on several threads, as python-blosc2 reads by default; b2store "
+            "decodes such chunks on one thread, other readers get other values). "
+            f"Got {[f['id'] for f in blosc2_specs]} instead: put delta first, e.g. "
+            f"{['delta', *(i for i in reorders if i != 'delta')]}."
+        )
     return _Pipeline(
         in_numpy=in_numpy,
         truncations=truncations,

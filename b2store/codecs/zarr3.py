@@ -312,7 +312,7 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         try:
             encoding_pipeline(normalize_filters(self._numcodec.filters), native)
         except CodecError as exc:
-            # a pipeline C-Blosc2 gets wrong (3+ filters, two deltas): zarr validates on every
+            # a pipeline C-Blosc2 gets wrong (3+ filters, delta after a filter): zarr validates on
             # open too, and arrays written before b2store refused these (or by others) must
             # still read, so this warns; writes raise (encode_b2nd runs the same check)
             warnings.warn(

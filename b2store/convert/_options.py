@@ -44,8 +44,9 @@ def _check_int_range(name: str, value: int, lo: int, hi: int) -> int:
 
 def _check_pipeline(filters: list[str]) -> None:
     """The ``b2store_b2nd`` encoder's own pipeline check, raising :class:`ConvertError` with
-    the option's name in front: a pipeline it refuses (two deltas) failed only at the first
-    chunk of the first converted dataset, after the datasets before it were written. Imports
+    the option's name in front: a pipeline it refuses (two deltas, a delta after another
+    filter) failed only at the first chunk of the first converted dataset, after the datasets
+    before it were written. Imports
     blosc2, so it is called for pipelines of two filters only (the tuner's grid has one)."""
     import numpy as np
 
@@ -112,7 +113,7 @@ class CodecChoice:
                 f"data with 3 or more in its pipeline. Got {len(active)} ({', '.join(active)}) "
                 "instead."
             )
-        if len(active) > 1:  # pipelines the codec refuses at the first chunk (two deltas)
+        if len(active) > 1:  # pipelines the codec refuses at the first chunk (deltas)
             _check_pipeline(active)
         if self.blocks is not None:
             for b in self.blocks:
