@@ -120,8 +120,8 @@ def unsupported_file(path: Path) -> Path:
             "scaleoffset", data=np.arange(100, dtype="i4"), chunks=(10,), scaleoffset=0
         )
         f.create_dataset("vlen_ints", shape=(3,), dtype=h5py.vlen_dtype("i4"))
-        layout = h5py.VirtualLayout(shape=(10,), dtype="i8")
-        layout[:] = h5py.VirtualSource(".", "good", shape=(10,))
+        layout = h5py.VirtualLayout(shape=(20,), dtype="i8")  # strided: a block repeated
+        layout[::2] = h5py.VirtualSource(".", "good", shape=(10,))
         f.create_virtual_dataset("vds", layout)
     return path
 
