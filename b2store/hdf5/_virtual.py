@@ -28,7 +28,6 @@ Anything else raises the caller's ``fail(why)`` exception.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
@@ -39,13 +38,11 @@ import numpy as np
 from b2store.hdf5 import metadata as md
 from b2store.hdf5._chunk_rows import ChunkCollector
 from b2store.hdf5._dtypes import nullterm_ranges, plain_dtype, stored_layout_issue
-from b2store.hdf5._external import OpenExternal, env_prefix_candidates, external_candidates
+from b2store.hdf5._external import OpenExternal
 from b2store.hdf5._fills import is_same_fill
+from b2store.hdf5._links import check_env_prefix, follow_path
 
 __all__ = ["VirtualChunks", "map_virtual"]
-
-#: External and soft links followed on a source's path, as HDF5's default link limit
-MAX_LINK_HOPS = 16
 
 #: HDF5 filter id of Blosc2 (hdf5plugin), whose n-D chunks are b2nd frames of the chunk's shape
 BLOSC2_FILTER = 32026
@@ -114,60 +111,6 @@ def _axes(src_shape: tuple[int, ...], block: tuple[int, ...]) -> tuple[int | Non
     for i, j in zip(src_axes, v_axes, strict=True):
         where[i] = j
     return tuple(where)
-
-
-def _check_env_prefix(var: str, url: str, filename: str) -> None:
-    """Raise ``ValueError`` when environment variable ``var`` makes HDF5 (so h5py) read
-    another file than b2store does for ``filename``, linked from local file ``url``."""
-    for path in env_prefix_candidates(url, filename, os.environ.get(var)):
-        if filename.startswith("/") and os.path.exists(filename):
-            return  # HDF5 opens an absolute name that exists as is, as b2store does
-        if os.path.isfile(path):
-            mine = external_candidates(url, filename)
-            if not any(os.path.exists(m) and os.path.samefile(m, path) for m in mine):
-                raise ValueError(
-                    f"{var} is set, so HDF5 reads {filename} from {path}; b2store does not "
-                    f"search {var}: unset it, or copy that file beside {url}"
-                )
-            return
-
-
-def _follow(
-    root: h5py.Group, url: str, path: str, open_external: OpenExternal | None, hops: int
-) -> tuple[Any, str]:
-    """(object, url of its file) at ``path`` in the file ``url`` whose root group is ``root``,
-    following soft and external links one at a time (h5py would open an external link's file
-    itself, by its own rules and not through ``open_external``, and the object's chunk
-    offsets would then be taken for offsets in file ``url``: another file's bytes)."""
-    group: Any = root
-    parts = [p for p in path.split("/") if p and p != "."]
-    for i, part in enumerate(parts):
-        if not isinstance(group, h5py.Group):
-            raise KeyError(f"{'/'.join(parts[:i])} of {url} is not a group")
-        try:
-            kind = group.id.links.get_info(part.encode("utf-8")).type
-        except (KeyError, RuntimeError) as exc:  # h5py: RuntimeError "name doesn't exist"
-            raise KeyError(f"no object {part!r} in {group.name} of {url}") from exc
-        if kind == h5py.h5l.TYPE_HARD:
-            group = group[part]
-            continue
-        if hops >= MAX_LINK_HOPS:
-            raise ValueError(f"more than {MAX_LINK_HOPS} links on the way (a link cycle?)")
-        rest = "/".join(parts[i + 1 :])
-        link = group.get(part, getlink=True)
-        if isinstance(link, h5py.SoftLink):
-            base = link.path if link.path.startswith("/") else f"{group.name}/{link.path}"
-            return _follow(root, url, f"{base}/{rest}", open_external, hops + 1)
-        if not isinstance(link, h5py.ExternalLink):
-            raise ValueError(f"{part!r} in {group.name} of {url} is a user-defined link")
-        if open_external is None:
-            raise ValueError(f"no opener for {link.filename}, linked from {url}")
-        _check_env_prefix("HDF5_EXT_PREFIX", url, link.filename)
-        ext, ext_url = open_external(url, link.filename)
-        return _follow(ext["/"], ext_url, f"{link.path}/{rest}", open_external, hops + 1)
-    if group.id.fileno != root.id.fileno:  # a mounted file: its offsets are not in ``url``
-        raise ValueError(f"{path} lies in another file than {url}")
-    return group, url
 
 
 def _placing(
@@ -265,10 +208,10 @@ def map_virtual(
             elif open_external is None:
                 raise fail("no opener for source files")
             else:
-                _check_env_prefix("HDF5_VDS_PREFIX", url, file_name)
+                check_env_prefix("HDF5_VDS_PREFIX", url, file_name)
                 src_file, src_url = open_external(url, file_name)
                 src_root = src_file["/"]
-            src, src_url = _follow(src_root, src_url, dset_name, open_external, 0)
+            src, src_url = follow_path(src_root, src_url, dset_name, open_external, 0)
         except (OSError, KeyError, ValueError) as exc:
             raise fail(f"{what} does not resolve: {exc}") from exc
         if not isinstance(src, h5py.Dataset):

@@ -60,8 +60,11 @@ __all__ = [
 #: ``FileIndex.xarray_hints`` stored (the xarray engine's attribute types and unlimited dims);
 #: 21: each node's own metadata document, not every group's consolidated one (quadratic in depth);
 #: 22: attributes holding variable-length sequences of a non-native byte order carry the file's
-#: values (h5py reads ``>u8`` [1, 2] as [2**56, 2**57]).
-FORMAT = "b2store-hdf5-index-22"
+#: values (h5py reads ``>u8`` [1, 2] as [2**56, 2**57]); 23: links crossing an external link
+#: (soft links through one, external links through another; VDS sources behind links) are
+#: followed link by link or left out (22 served another file's offsets), VDS of contiguous
+#: sources and frames of lower rank are served, overlapping VDS mappings refused.
+FORMAT = "b2store-hdf5-index-23"
 
 
 class MemoryCache:

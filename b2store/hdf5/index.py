@@ -74,6 +74,7 @@ from b2store.hdf5._fills import (
     string_fill_as_missing_value,
     vlen_fill,
 )
+from b2store.hdf5._links import follow_path
 from b2store.hdf5._target_errors import _scrub
 from b2store.hdf5._virtual import map_virtual
 
@@ -531,22 +532,39 @@ class _Walker:
             # the link resolves, then ``group[name]`` resolved it again: a third of the walk
             # of a file of many small datasets)
             try:
-                return self._open_member(group, name), url
+                obj = self._open_member(group, name)
             except (KeyError, OSError) as exc:
                 return f"link does not resolve ({exc})"
+            if kind == h5py.h5l.TYPE_HARD or obj.id.fileno == group.id.fileno:
+                return obj, url
+            # a soft link whose path crosses an external link: HDF5 opened that file by its
+            # own rules, and its chunk offsets are not offsets in ``url``
+            target = group.get(name, getlink=True).path
+            if not self.follow or self.open_external is None:
+                return f"soft link to {target} leads through an external link{NOT_FOLLOWED_NOTE}"
+            try:
+                return self._follow(group, name, url)
+            except (OSError, KeyError, ValueError) as exc:
+                return f"soft link to {target} does not resolve ({exc})"
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.ExternalLink):
             if not self.follow or self.open_external is None:
                 return f"external link to {link.filename}:{link.path}{NOT_FOLLOWED_NOTE}"
             try:
-                ext, child_url = self.open_external(url, link.filename)
-                return ext[link.path], child_url
+                # link by link: a target path crossing a further external link was opened by
+                # HDF5 itself, and served with this file's url
+                return self._follow(group, name, url)
             except (OSError, KeyError, ValueError) as exc:
                 return f"external link {link.filename}:{link.path} does not resolve ({exc})"
         try:
             return group[name], url
         except (KeyError, OSError) as exc:
             return f"link does not resolve ({exc})"
+
+    def _follow(self, group: h5py.Group, name: str, url: str) -> tuple[Any, str]:
+        """(object, url of its file) of member ``name`` of ``group``, its links followed one
+        at a time through ``open_external`` (:func:`~b2store.hdf5._links.follow_path`)."""
+        return follow_path(group.file["/"], url, f"{group.name}/{name}", self.open_external, 0)
 
     def _open_member(self, group: h5py.Group, name: str) -> Any:
         """``group[name]`` (h5py's ``Group._get``), the read-only mode of the file asked once.
