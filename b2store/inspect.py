@@ -395,6 +395,8 @@ def _walk(group: Any, nodes: list[NodeInfo]) -> None:
         key = _object_key(obj)
         if isinstance(link, h5py.ExternalLink) and not via:
             via = f"{path} is an external link to {link.filename}:{link.path}"
+        elif isinstance(link, h5py.SoftLink) and not via and obj.id.fileno != parent.id.fileno:
+            via = f"{path} is a soft link to {link.path} through an external link"
         if isinstance(obj, h5py.Group):
             first = groups.get(key)
             if key in ancestors:

@@ -46,6 +46,31 @@ def test_info_verdict_on_virtual_datasets_matches_b2h5(tmp_path: Path) -> None:
     assert "not aligned" in nodes["/unaligned"].reason
 
 
+def test_info_and_refs_on_a_soft_link_through_an_external_link(tmp_path: Path) -> None:
+    """``/soft_d -> /ext/d`` with ``/ext`` an external link: b2h5 presents it only when
+    following external links (session 17); ``info`` said plain "direct" and ``refs`` did not
+    count it among the links left out."""
+    import h5py
+
+    from b2store.inspect import inspect_path
+    from b2store.refs import hdf5_refs
+
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f.create_dataset("g/d", data=np.arange(12).reshape(3, 4), chunks=(2, 2))
+    path = tmp_path / "main.h5"
+    with h5py.File(path, "w") as f:
+        f["ext"] = h5py.ExternalLink("other.h5", "/g")
+        f["soft_d"] = h5py.SoftLink("/ext/d")
+    nodes = {n.path: n for n in inspect_path(str(path))}
+    assert "soft link to /ext/d through an external link" in nodes["/soft_d"].reason
+    assert "follow_external_links=True" in nodes["/soft_d"].reason
+    with pytest.warns(UserWarning, match="2 links left out .* 2 of them external"):
+        refs = hdf5_refs(path)["refs"]
+    assert "soft_d/.zarray" not in refs
+    refs = hdf5_refs(path, follow_external_links=True)["refs"]  # no warning: both followed
+    assert "soft_d/.zarray" in refs and "ext/d/.zarray" in refs
+
+
 def test_info_netcdf_dimension_is_not_shown(tmp_path: Path) -> None:
     """A netCDF dimension without a variable is hidden by b2h5; ``info`` called it direct."""
     h5netcdf = pytest.importorskip("h5netcdf")

@@ -140,7 +140,7 @@ ALIAS_CAP_NOTE = "link(s) to groups presented at other paths were not followed"
 
 #: how the walk's notes on links whose targets it does not present begin (after the
 #: ``"{url}:/{path}: "`` of the node): external links not followed, links that do not resolve
-LINK_LEFT_OUT_NOTES = ("external link ", "link does not resolve")
+LINK_LEFT_OUT_NOTES = ("external link ", "link does not resolve", "soft link to ")
 #: ... and on every link it did not follow (the targets of these are presented elsewhere)
 LINK_NOTES = (*LINK_LEFT_OUT_NOTES, "link back to ", "not presented: ")
 #: how the note on an external link not followed ends
