@@ -24,6 +24,11 @@ Contract
   :func:`b2store.codecs.b2nd.decode_b2nd`), never ``blosc2.schunk_from_cframe``, which aborted the
   process on corrupt frames. Anything wrong raises :class:`~b2store.errors.CodecError` naming
   ``b2store_hdf5`` and the filter; every decoded size is checked against the expected one.
+  Sizes read from a chunk's own framing (LZ4 and bitshuffle totals, Blosc ``nbytes``, the zstd
+  frame content size, SZIP's size header, Blosc2 frame sizes) are checked *before* anything is
+  allocated for them: equal to the expected size, or, where a stage's size is unknown (a filter
+  that changes sizes runs before it on write), at most twice the chunk plus 1 MiB; streams
+  without a size (deflate, bzip2, LZF) are inflated no further than that bound.
 * Encoding is implemented for every supported filter and writes chunks HDF5 reads back (tested
   with ``write_direct_chunk``); with ``masked=True`` an LZF step that cannot shrink a chunk is
   skipped and recorded in the mask, as HDF5 does.
@@ -225,26 +230,53 @@ def _check_size(fname: str, out: bytes | memoryview, expected: int | None) -> No
         raise _fail(fname, f"decoded {len(out)} bytes, expected {expected}")
 
 
-# --- one decoder/encoder pair per filter --------------------------------------------------------
-# A decoder gets (cd_values, data, expected decoded size or None, dtype itemsize) -> bytes
-# or another bytes-like object.
+def _check_claim(fname: str, claimed: int, expected: int | None, limit: int | None) -> None:
+    """Check a decoded size read from a chunk's own header *before* anything is allocated for
+    it: it must be the expected size when that is known, else at most ``limit`` bytes (a
+    corrupt 4- or 8-byte size field must not make a decoder allocate gigabytes)."""
+    if expected is not None:
+        if claimed != expected:
+            raise _fail(fname, f"header says {claimed} decoded bytes, expected {expected}")
+    elif limit is not None and claimed > limit:
+        raise _fail(
+            fname,
+            f"header says {claimed} decoded bytes, more than the {limit} any stage of this "
+            "chunk's pipeline can produce; the chunk is corrupt",
+        )
 
-Decoder = Callable[[Sequence[int], memoryview, int | None, int], Any]  # bytes-like
+
+# --- one decoder/encoder pair per filter --------------------------------------------------------
+# A decoder gets (cd_values, data, expected decoded size or None, dtype itemsize, limit=None)
+# -> bytes or another bytes-like object. ``limit`` (or None) bounds the decoded size where it is
+# unknown (a filter that changes sizes runs before this one on write): no size read from the
+# chunk's own header makes a decoder allocate more (see HDF5Pipeline._limit).
+
+Decoder = Callable[..., Any]  # (cd, data, expected, itemsize, limit=None) -> bytes-like
 Encoder = Callable[[Sequence[int], bytes, int], bytes]
 
 
 def _inflate_bounded(
-    name: str, stream: str, d: Any, data: memoryview, expected: int | None, unbounded: int
+    name: str,
+    stream: str,
+    d: Any,
+    data: memoryview,
+    expected: int | None,
+    unbounded: int,
+    limit: int | None = None,
 ) -> bytes:
-    """Run a streaming decompressor ``d`` over ``data``, never past ``expected + 1`` bytes.
+    """Run a streaming decompressor ``d`` over ``data``, never past ``expected + 1`` bytes
+    (``limit + 1`` when the size is unknown, ``unbounded`` without a limit either).
 
     A corrupt or hostile stream cannot inflate past the expected size; a stream that does not
     end, or ends at another size, is an error naming the filter.
     """
+    bound = expected if expected is not None else limit
     try:
-        out = d.decompress(data, expected + 1 if expected is not None else unbounded)
+        out = d.decompress(data, bound + 1 if bound is not None else unbounded)
     except (zlib.error, OSError, ValueError) as e:
         raise _fail(name, f"invalid {stream} stream ({e})") from None
+    if expected is None and bound is not None and len(out) > bound:
+        raise _fail(name, f"the {stream} stream decodes to more than {bound} bytes")
     if not d.eof:
         raise _fail(name, f"truncated {stream} stream")
     _check_size(name, out, expected)
@@ -260,13 +292,19 @@ def _libdeflate() -> Any:
     return imagecodecs.deflate_decode if imagecodecs.DEFLATE.available else None
 
 
-def _dec_deflate(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> Any:
+def _dec_deflate(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> Any:
     """zlib streams; with a known decoded size, libdeflate decodes straight into a buffer of
     exactly that size (2-3x zlib's speed, and a stream that would decode to more is an error,
     never a larger allocation). Otherwise zlib, bounded as in :func:`_inflate_bounded`."""
     decode = _libdeflate() if expected else None
     if decode is None:
-        return _inflate_bounded("deflate", "zlib", zlib.decompressobj(), data, expected, 0)
+        return _inflate_bounded("deflate", "zlib", zlib.decompressobj(), data, expected, 0, limit)
     try:
         out = decode(data, out=expected)
     except Exception as e:  # imagecodecs.DeflateError: corrupt, or longer than expected
@@ -284,7 +322,13 @@ def _shuffle_size(cd: Sequence[int], itemsize: int) -> int:
     return es
 
 
-def _dec_shuffle(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> Any:
+def _dec_shuffle(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> Any:
     import numcodecs
 
     es = _shuffle_size(cd, itemsize)
@@ -312,7 +356,11 @@ def _enc_shuffle(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
 
 
 def _dec_fletcher32(
-    cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
 ) -> bytes:
     import numcodecs
 
@@ -334,19 +382,35 @@ def _enc_fletcher32(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     return bytes(numcodecs.Fletcher32().encode(np.frombuffer(data, np.uint8)))
 
 
-def _dec_bzip2(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
-    return _inflate_bounded("bzip2", "bz2", bz2.BZ2Decompressor(), data, expected, -1)
+def _dec_bzip2(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> bytes:
+    return _inflate_bounded("bzip2", "bz2", bz2.BZ2Decompressor(), data, expected, -1, limit)
 
 
 def _enc_bzip2(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     return bz2.compress(data, cd[0] if cd and 1 <= cd[0] <= 9 else 9)
 
 
-def _dec_zstd(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+def _dec_zstd(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> bytes:
     import numcodecs
 
     if bytes(data[:4]) != _ZSTD_MAGIC:
         raise _fail("zstd", f"no zstd frame magic, got {bytes(data[:4])!r}")
+    content_size = _zstd_content_size(data)
+    if content_size is not None:
+        # numcodecs allocates what the frame header says before decoding anything
+        _check_claim("zstd", content_size, expected, limit)
     try:
         out = bytes(numcodecs.Zstd().decode(data))
     except RuntimeError as e:
@@ -355,13 +419,36 @@ def _dec_zstd(cd: Sequence[int], data: memoryview, expected: int | None, itemsiz
     return out
 
 
+def _zstd_content_size(data: memoryview) -> int | None:
+    """The Frame_Content_Size of the zstd frame starting ``data`` (RFC 8878 3.1.1.1), or None
+    when the frame does not record it."""
+    if len(data) < 5:
+        raise _fail("zstd", f"{len(data)} bytes is shorter than a zstd frame header")
+    fhd = data[4]
+    single_segment = fhd >> 5 & 1
+    fcs_size = (single_segment, 2, 4, 8)[fhd >> 6]
+    if not fcs_size:
+        return None
+    start = 5 + (not single_segment) + (0, 1, 2, 4)[fhd & 3]
+    if len(data) < start + fcs_size:
+        raise _fail("zstd", f"{len(data)} bytes is shorter than the zstd frame header")
+    size = int.from_bytes(data[start : start + fcs_size], "little")
+    return size + 256 if fcs_size == 2 else size
+
+
 def _enc_zstd(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     import numcodecs
 
     return bytes(numcodecs.Zstd(level=cd[0] if cd else 3).encode(data))
 
 
-def _dec_blosc(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+def _dec_blosc(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> bytes:
     import numcodecs
 
     if len(data) < 16:
@@ -369,8 +456,7 @@ def _dec_blosc(cd: Sequence[int], data: memoryview, expected: int | None, itemsi
     nbytes, _blocksize, cbytes = struct.unpack("<III", data[4:16])
     if cbytes != len(data):
         raise _fail("blosc", f"header says {cbytes} compressed bytes, the chunk has {len(data)}")
-    if expected is not None and nbytes != expected:
-        raise _fail("blosc", f"header says {nbytes} decoded bytes, expected {expected}")
+    _check_claim("blosc", nbytes, expected, limit)
     fmt = data[2] >> 5  # the inner compressor's format (bits 5..7 of the flags)
     if not data[2] & 0x02 and fmt not in _BLOSC_FORMATS:
         name = {2: "snappy"}.get(fmt, f"unknown format {fmt}")
@@ -409,7 +495,13 @@ def _enc_blosc(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
 _LZF_MAX_RATIO = 88
 
 
-def _dec_lzf(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+def _dec_lzf(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> bytes:
     """Raw LZF (no header). With the decoded size unknown (a filter that changes sizes, e.g.
     LZ4 or bzip2, runs before LZF), start from cd_values[2] (the chunk's size) and grow the
     buffer as h5py's LZF filter does, bounded by LZF's largest expansion."""
@@ -418,7 +510,8 @@ def _dec_lzf(cd: Sequence[int], data: memoryview, expected: int | None, itemsize
     if expected is not None:
         size = limit = expected
     else:
-        limit = max(len(raw) * _LZF_MAX_RATIO, 1)
+        most = max(len(raw) * _LZF_MAX_RATIO, 1)
+        limit = min(most, limit) if limit is not None else most
         size = min(cd[2] if len(cd) > 2 and cd[2] > 0 else 2 * len(raw), limit) or 1
     while True:
         try:
@@ -443,13 +536,18 @@ def _enc_lzf(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     return bytes(out)
 
 
-def _dec_lz4(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+def _dec_lz4(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> bytes:
     ic = _imagecodecs("lz4")
     if len(data) < 12:
         raise _fail("lz4", f"{len(data)} bytes is shorter than the 12-byte HDF5-LZ4 header")
     total, bsize = struct.unpack(">QI", data[:12])
-    if expected is not None and total != expected:
-        raise _fail("lz4", f"header says {total} decoded bytes, expected {expected}")
+    _check_claim("lz4", total, expected, limit)
     if total and bsize == 0:
         raise _fail("lz4", "header block size is 0")
     if total > 2**40:
@@ -507,7 +605,11 @@ def _bitshuffle_params(cd: Sequence[int], itemsize: int) -> tuple[int, int, int]
 
 
 def _dec_bitshuffle(
-    cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
 ) -> bytes:
     ic = _imagecodecs("bitshuffle")
     elemsize, block_elems, comp = _bitshuffle_params(cd, itemsize)
@@ -523,8 +625,7 @@ def _dec_bitshuffle(
     if len(data) < 12:
         raise _fail("bitshuffle", f"{len(data)} bytes is shorter than the 12-byte header")
     total, bsize = struct.unpack(">QI", data[:12])
-    if expected is not None and total != expected:
-        raise _fail("bitshuffle", f"header says {total} decoded bytes, expected {expected}")
+    _check_claim("bitshuffle", total, expected, limit)
     if total > 2**40:
         raise _fail("bitshuffle", f"header says {total} decoded bytes, implausibly many")
     if bsize == 0 or bsize % (8 * elemsize):
@@ -602,15 +703,20 @@ def _enc_bitshuffle(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     return b"".join(parts)
 
 
-def _dec_szip(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+def _dec_szip(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> bytes:
     ic = _imagecodecs("szip")
     if len(cd) < 4:
         raise _fail("szip", f"Expected at least 4 cd_values. Got {tuple(cd)} instead.")
     if len(data) < 4:
         raise _fail("szip", f"{len(data)} bytes is shorter than the 4-byte size header")
     (size,) = struct.unpack("<I", data[:4])
-    if expected is not None and size != expected:
-        raise _fail("szip", f"header says {size} decoded bytes, expected {expected}")
+    _check_claim("szip", size, expected, limit)
     try:
         out = ic.szip_decode(bytes(data), *cd[:4], header=True, out=size)
     except Exception as e:
@@ -624,7 +730,13 @@ def _enc_szip(cd: Sequence[int], data: bytes, itemsize: int) -> bytes:
     return bytes(ic.szip_encode(data, *cd[:4], header=True))
 
 
-def _dec_blosc2(cd: Sequence[int], data: memoryview, expected: int | None, itemsize: int) -> bytes:
+def _dec_blosc2(
+    cd: Sequence[int],
+    data: memoryview,
+    expected: int | None,
+    itemsize: int,
+    limit: int | None = None,
+) -> bytes:
     # b2store's Blosc2 frame parser validates the frame in Python (header, b2nd meta, offsets
     # index, chunk header) before C-Blosc2 sees the chunk; python-blosc2's own frame parser
     # (schunk_from_cframe) aborted the process on fuzzed frames.
@@ -635,6 +747,11 @@ def _dec_blosc2(cd: Sequence[int], data: memoryview, expected: int | None, items
     if not is_frame(data):
         raise _fail("blosc2", "not a Blosc2 contiguous frame (no b'b2frame' magic at bytes 2..9)")
     info = bf.parse_frame(data, what=what)
+    # what decoding allocates, from the frame's own header: never above the chunk's size
+    claimed = info.nbytes if info.b2nd is None else math.prod(info.b2nd.shape) * info.typesize
+    cap = expected if expected is not None else limit
+    if cap is not None and claimed > cap:
+        raise _fail("blosc2", f"the frame header says {claimed} decoded bytes, expected {cap}")
     if info.nchunks != 1:
         # a writer's frame of several chunks (hdf5plugin reads b2nd ones; of a plain one it
         # returns the first chunk only): decoded chunk by chunk into place
@@ -868,6 +985,12 @@ class HDF5Pipeline(Codec):
             if self.chunkshape is not None and dtype is not None
             else None
         )
+        # Most bytes any stage of the pipeline may decode to where its size is unknown (a
+        # filter that changes sizes runs before it on write): compressors that cannot shrink
+        # data grow it by a header and a small fraction, fletcher32 by 4 bytes; twice the chunk
+        # plus 1 MiB is far above any real stage, and far below what a corrupt size field in a
+        # chunk's header may claim (up to 2**64 bytes).
+        self._limit = 2 * self._nbytes + (1 << 20) if self._nbytes is not None else None
         if any(needs_imagecodecs(f["id"]) for f in self.filters):
             _imagecodecs(", ".join(f["name"] for f in self.filters if needs_imagecodecs(f["id"])))
 
@@ -925,7 +1048,9 @@ class HDF5Pipeline(Codec):
             f = self.filters[i]
             decoder = _DECODERS[f["id"]][0]
             try:
-                out = decoder(f["cd_values"], memoryview(out), sizes[i], self._itemsize)
+                out = decoder(
+                    f["cd_values"], memoryview(out), sizes[i], self._itemsize, limit=self._limit
+                )
             except CodecError:
                 raise
             except Exception as e:  # a decoder library's own error on bad bytes
