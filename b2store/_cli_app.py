@@ -47,11 +47,27 @@ def _one_line_errors(func: F) -> F:
             if os.environ.get("B2STORE_DEBUG"):
                 raise
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            source = kwargs.get("src") or kwargs.get("path_or_url")
+            if type(exc) is RuntimeError and _raised_by_h5py(exc) and source:
+                # h5py's error for what HDF5 cannot read ("bad symbol table node signature")
+                raise click.ClickException(
+                    f"{source}: HDF5 cannot read part of the file, it looks damaged ({msg}). "
+                    "Check it with h5dump or h5py, or restore it from a copy."
+                ) from None
             if not isinstance(exc, OSError | ValueError | NotImplementedError | KeyError):
                 msg = f"{type(exc).__name__}: {msg} (set B2STORE_DEBUG=1 for a traceback)"
             raise click.ClickException(msg or type(exc).__name__) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def _raised_by_h5py(exc: BaseException) -> bool:
+    """Whether ``exc`` came out of h5py (its innermost frame is in an h5py module)."""
+    tb = exc.__traceback__
+    last = None
+    while tb is not None:
+        last, tb = tb, tb.tb_next
+    return last is not None and "h5py" in last.tb_frame.f_code.co_filename
 
 
 def _resend_sigterm() -> None:
@@ -325,7 +341,11 @@ def refs(
     Open the result with fsspec.filesystem("reference", fo=OUTPUT) plus zarr (Zarr v2 metadata;
     codecs named b2store_*).
     """
-    from b2store.errors import UnsupportedHDF5FeatureError, without_api_hint
+    from b2store.errors import (
+        DamagedHDF5FileError,
+        UnsupportedHDF5FeatureError,
+        without_api_hint,
+    )
     from b2store.refs import write_refs
 
     try:
@@ -339,7 +359,7 @@ def refs(
                 unsupported=unsupported,
                 follow_external_links=follow_external_links,
             )
-    except UnsupportedHDF5FeatureError as exc:  # name the option, not the Python argument
+    except (UnsupportedHDF5FeatureError, DamagedHDF5FileError) as exc:  # the option, not the API
         if os.environ.get("B2STORE_DEBUG"):
             raise
         raise click.ClickException(

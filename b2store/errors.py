@@ -24,6 +24,7 @@ __all__ = [
     "B2StoreError",
     "Caterva2HTTPError",
     "CodecError",
+    "DamagedHDF5FileError",
     "NotRandomAccessError",
     "TransferError",
     "UnsupportedHDF5FeatureError",
@@ -48,6 +49,12 @@ class UnsupportedHDF5FeatureError(B2StoreError, NotImplementedError):
     The message names the file, the dataset and the feature, and says what to do (for instance
     open the file with ``unsupported="skip"``).
     """
+
+
+class DamagedHDF5FileError(B2StoreError, OSError):
+    """Part of an HDF5 file HDF5 itself cannot read (a bad B-tree, symbol-table or object-header
+    signature: bytes overwritten or lost). The message names the file and the node, and says
+    what to do (check the file, restore it, or open the rest with ``unsupported="skip"``)."""
 
 
 #: The ways the hdf5 layer words its advice to open a file with ``unsupported="skip"``.

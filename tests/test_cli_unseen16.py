@@ -304,3 +304,22 @@ def test_info_and_refs_over_foreign_files(tmp_path: Path, name: str) -> None:
             if not isinstance(ds, h5py.Dataset) or ds.dtype.kind not in "biuf":
                 continue
             np.testing.assert_array_equal(array[...], ds[()], err_msg=f"{name}:{path}")
+
+
+@requires_h5py
+@pytest.mark.parametrize("command", ["info", "convert", "refs"])
+def test_damaged_file_is_named_with_what_to_do(tmp_path: Path, command: str) -> None:
+    """A file whose metadata is damaged (session 17): ``info`` and ``convert`` printed h5py's
+    bare "RuntimeError: Unable to get group info (wrong B-tree signature)", naming no file;
+    ``refs`` advised a Python argument."""
+    from tests._h5_damage import damaged_group_file
+
+    src = damaged_group_file(tmp_path / "damaged.h5")
+    args = {"info": [str(src)], "convert": [str(src), str(tmp_path / "out.h5")]}
+    got = run(command, *args.get(command, [str(src), "-o", str(tmp_path / "r.json")]))
+    assert got.returncode == 1, got
+    err = got.stderr
+    assert str(src) in err and "looks damaged" in err and "wrong B-tree signature" in err, err
+    assert "RuntimeError" not in err and "unsupported='skip'" not in err, err
+    if command == "refs":
+        assert "--unsupported skip" in err, err

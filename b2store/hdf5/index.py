@@ -50,7 +50,7 @@ from b2store._zarrmeta import (
     render_v2,
     render_v3,
 )
-from b2store.errors import UnsupportedHDF5FeatureError
+from b2store.errors import DamagedHDF5FileError, UnsupportedHDF5FeatureError
 from b2store.hdf5 import metadata as md
 from b2store.hdf5._chunk_rows import ChunkCollector
 from b2store.hdf5._dimensions import reconcile_dimensions
@@ -416,6 +416,19 @@ class _Walker:
             # warned by the filesystem at each open: a cached index warned only once per process
             self.warnings.append(str(exc))
 
+    def _damaged(self, where: str, what: str, exc: BaseException) -> None:
+        """A node HDF5 cannot read: raise :class:`DamagedHDF5FileError`, or with
+        ``unsupported="skip"``/``"warn"`` leave it out with a note (and a warning)."""
+        err = DamagedHDF5FileError(
+            f"{where}: {what}: the HDF5 file looks damaged ({exc}). Check it with h5dump or "
+            f"h5py, or restore it from a copy. {_HINT}"
+        )
+        if self.unsupported == "raise":
+            raise err from exc
+        self.notes.append(str(err))
+        if self.unsupported == "warn":
+            self.warnings.append(str(err))
+
     def _error(self, where: str, feature: str, todo: str = "") -> UnsupportedHDF5FeatureError:
         return UnsupportedHDF5FeatureError(
             f"{where}: {feature}. {todo + ' ' if todo else ''}{_HINT}"
@@ -426,7 +439,12 @@ class _Walker:
         self.nodes[path] = GroupMeta(attributes=md.node_attributes(group, self.notes))
         self.hints[path] = {"unlimited_dims": []}
         ancestors = ancestors | {group.id}
-        for name in group:
+        try:
+            names = list(group)
+        except RuntimeError as exc:  # h5py's error for HDF5's "bad symbol table signature"...
+            self._damaged(f"{_scrub_url(url)}:/{path}", "its members cannot be listed", exc)
+            return
+        for name in names:
             if isinstance(name, bytes):
                 # h5py gives a name that is no UTF-8 as bytes (it crashed the walk with a
                 # bare TypeError): Zarr keys are text, and a replaced name could collide
@@ -448,7 +466,11 @@ class _Walker:
                     self._error(where, f"has a name ({name!r}) that Zarr cannot address")
                 )
                 continue
-            found = self._member(group, name, url)
+            try:
+                found = self._member(group, name, url)
+            except DamagedHDF5FileError as exc:
+                self._damaged(where, "cannot be opened", exc.__cause__ or exc)
+                continue
             if isinstance(found, str):
                 self.notes.append(f"{where}: {found}")
                 continue
@@ -477,6 +499,8 @@ class _Walker:
                     self.dataset(obj, zchild, child_url, f"{_scrub_url(child_url)}:/{child}")
                 except UnsupportedHDF5FeatureError as exc:
                     self._unsupported(exc)
+                except RuntimeError as exc:  # h5py's error for a damaged chunk index...
+                    self._damaged(where, "cannot be indexed", exc)
             else:
                 self.notes.append(f"{where}: {type(obj).__name__} skipped (not a group/dataset)")
 
@@ -533,7 +557,9 @@ class _Walker:
             # of a file of many small datasets)
             try:
                 obj = self._open_member(group, name)
-            except (KeyError, OSError) as exc:
+            except (KeyError, OSError, RuntimeError) as exc:
+                if kind == h5py.h5l.TYPE_HARD:  # its object exists: HDF5 cannot read it
+                    raise DamagedHDF5FileError(str(exc)) from exc
                 return f"link does not resolve ({exc})"
             if kind == h5py.h5l.TYPE_HARD or obj.id.fileno == group.id.fileno:
                 return obj, url
@@ -609,7 +635,10 @@ class _Walker:
                         return n, False
                     if isinstance(name, bytes) or not _addressable(name):
                         continue
-                    found = self._member(g, name, url)
+                    try:
+                        found = self._member(g, name, url)
+                    except DamagedHDF5FileError:  # the walk says so where it meets it
+                        continue
                     if isinstance(found, str):
                         continue
                     obj, child_url = found
