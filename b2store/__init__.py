@@ -11,6 +11,7 @@ from b2store.errors import (
     B2StoreError,
     Caterva2HTTPError,
     CodecError,
+    DamagedHDF5FileError,
     UnsupportedHDF5FeatureError,
 )
 
@@ -20,6 +21,7 @@ __all__ = [
     "B2StoreError",
     "Caterva2HTTPError",
     "CodecError",
+    "DamagedHDF5FileError",
     "UnsupportedHDF5FeatureError",
     "__version__",
 ]
