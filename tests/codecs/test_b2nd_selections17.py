@@ -22,8 +22,9 @@ import zarr
 import zarr.storage
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from zarr.core.array_spec import ArrayConfig
+from zarr.core.array_spec import ArrayConfig, ArraySpec
 from zarr.core.buffer import default_buffer_prototype
+from zarr.core.dtype import parse_dtype
 from zarr.core.sync import sync
 from zarr.storage import StorePath
 
@@ -165,7 +166,13 @@ def _direct(shape: tuple[int, ...], blocks: list[int]) -> tuple[np.ndarray, Any,
     store = zarr.storage.MemoryStore()
     z = _array(store, src, shape, blocks=blocks, cname="lz4")
     codec = z.metadata.codecs[0]
-    spec = z.metadata.get_chunk_spec((0,) * len(shape), ArrayConfig.from_dict({}), _PROTO)
+    spec = ArraySpec(  # (ArrayV3Metadata.get_chunk_spec is gone in zarr 3.4)
+        shape=shape,
+        dtype=parse_dtype(src.dtype, zarr_format=3),
+        fill_value=0,
+        config=ArrayConfig.from_dict({}),
+        prototype=_PROTO,
+    )
     return src, codec, spec, StorePath(store, "c/" + "/".join("0" * len(shape)))
 
 
