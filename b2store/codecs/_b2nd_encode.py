@@ -182,8 +182,6 @@ def encode_b2nd(
     if arr.ndim == 0:
         arr = arr.reshape(1)
         blocks = None if blocks is not None and len(blocks) == 0 else blocks
-    if arr.size == 0:
-        raise CodecError(f"{B2ND_ID}: cannot encode an empty array (shape {arr.shape})")
     if arr.nbytes > _MAX_CHUNK_BYTES:
         raise CodecError(
             f"{B2ND_ID}: a chunk of {arr.nbytes} bytes ({arr.shape} {arr.dtype}) exceeds "
@@ -216,6 +214,18 @@ def encode_b2nd(
         filters_meta=meta or [0],
         splitmode=blosc2.SplitMode(SPLITMODES[splitmode]),
     )
+    if arr.size == 0:
+        # a frame of no chunks, as python-blosc2 writes for empty arrays (its shape and dtype
+        # in the metalayers); numcodecs' own compressors encode empty buffers too
+        try:
+            empty = blosc2.empty(
+                arr.shape, dtype=arr.dtype, chunks=arr.shape, blocks=arr.shape, cparams=cparams
+            )
+            return bytes(empty.to_cframe())
+        except Exception as exc:
+            raise CodecError(
+                f"{B2ND_ID}: Blosc2 could not encode {arr.shape} {arr.dtype}: {exc}"
+            ) from exc
     try:
         # compress2 (GIL released) on the block-ordered chunk, then a frame around it: the same
         # bytes blosc2.asarray(...).to_cframe() writes, but encoders on several threads scale

@@ -53,9 +53,9 @@ from b2store.codecs import _blosc2frame as bf
 from b2store.codecs._b2nd_chunk import _special_array
 from b2store.codecs._common import (
     MAX_CHUNK_BYTES,
+    as_written_float,
     codec_from_config,
     parse_int_range,
-    parse_positive_float,
 )
 from b2store.codecs.b2nd import decompress_chunk
 from b2store.errors import CodecError
@@ -136,11 +136,13 @@ def _load_grok() -> Any:
 
 
 def _parse_target(name: str, value: Any, low: float, high: float) -> float | None:
-    """``None`` or a finite number in ``(low, high]`` (:func:`parse_positive_float` rules)."""
+    """``None`` or a number in ``(low, high]`` (a bool or non-number is a ``TypeError``)."""
     if value is None:
         return None
-    v = parse_positive_float(CODEC_ID, name, value)
-    if not low < v <= high:
+    if isinstance(value, bool) or not isinstance(value, int | float | np.integer | np.floating):
+        raise TypeError(f"{CODEC_ID}: {name}: Expected a number. Got {value!r} instead.")
+    v = as_written_float(value)
+    if not low < v <= high:  # (NaN fails too; the message states the range accepted)
         raise CodecError(
             f"{CODEC_ID}: {name}: Expected a number from the range ({low:g}, {high:g}]. "
             f"Got {v:g} instead."
