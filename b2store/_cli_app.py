@@ -143,6 +143,15 @@ def _option_names(message: str) -> str:
     return re.sub(pattern, lambda m: _CONVERT_OPTIONS[m.group(1)], message)
 
 
+def _given_options(ctx: click.Context) -> set[str]:
+    """The names of the options given on the command line (not left at their defaults)."""
+    return {
+        name
+        for name in ctx.params
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE
+    }
+
+
 def _int_tuple(ctx: Any, param: Any, value: str | None) -> tuple[int, ...] | None:
     if value is None:
         return None
@@ -252,6 +261,16 @@ def convert(
     from b2store.convert import CodecChoice, ConvertOptions
     from b2store.convert import convert as run
 
+    given = _given_options(click.get_current_context())
+    if auto and given & {"cname", "clevel", "filters"}:
+        # the tuner picks these per dataset: taking them silently would drop what was asked
+        named = ", ".join(f"--{n}" for n in sorted(given & {"cname", "clevel", "filters"}))
+        raise click.UsageError(
+            f"--auto picks the codec, level and filters per dataset: drop {named}, or drop "
+            "--auto"
+        )
+    if not auto and "tradeoff" in given:
+        raise click.UsageError("--tradeoff tunes --auto: give --auto too, or drop --tradeoff")
     try:  # option values are checked here: a bad one is a usage error (exit status 2)
         choice = CodecChoice(
             cname=cname,

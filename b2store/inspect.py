@@ -449,6 +449,7 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
                 shape=shape,
                 dtype=str(obj.dtype),
                 chunks=tuple(int(c) for c in obj.chunks),
+                blocks=_b2nd_blocks(chain),
                 layout="zarr",
                 filters=codecs,
                 nbytes=nbytes,
@@ -513,6 +514,21 @@ def _metadata_bytes(arr: Any) -> int:
             continue
         total += int(size or 0)
     return total
+
+
+def _b2nd_blocks(chain: tuple[Any, ...]) -> tuple[int, ...] | None:
+    """The block shape a Blosc2 NDim codec of ``chain`` states (Caterva2 datasets state
+    theirs; b2h5 leaves it to each chunk's header), else None."""
+    for codec in chain:
+        if _codec_name(codec) in ("b2store.b2nd", "b2store_b2nd"):
+            if hasattr(codec, "get_config"):  # numcodecs (Zarr v2)
+                config = codec.get_config()
+            else:  # a Zarr v3 codec
+                config = codec.to_dict().get("configuration") or {}
+            blocks = config.get("blocks")
+            if blocks:
+                return tuple(int(b) for b in blocks)
+    return None
 
 
 def _codec_name(codec: Any) -> str:

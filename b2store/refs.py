@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from b2store._atomic import part_path
 from b2store.errors import B2StoreError
 
 __all__ = ["RefsError", "hdf5_refs", "open_parquet_refs", "write_refs"]
@@ -323,17 +324,11 @@ def write_refs(
         if parquet:
             _write_parquet(refs["refs"], output, record_size)
         else:
-            fd, tmp = tempfile.mkstemp(
-                dir=out_dir, prefix="." + os.path.basename(output) + ".", suffix=".part"
-            )
-            try:
-                with os.fdopen(fd, "w") as f:
+            with part_path(out_dir, os.path.basename(output)) as tmp:
+                with open(tmp, "w") as f:
                     json.dump(refs, f, separators=(",", ":"))
                 os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
                 os.replace(tmp, output)
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
     except OSError as exc:
         from b2store._diskspace import out_of_room
 
@@ -392,8 +387,7 @@ def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
     # interrupted run (Ctrl-C, a full disk) neither destroys an earlier output nor leaves a
     # folder whose empty .zmetadata reads as "no group found"
     parent = os.path.dirname(os.path.abspath(output))
-    tmp = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(output) + ".", suffix=".part")
-    try:
+    with part_path(parent, os.path.basename(output), directory=True) as tmp:
         _fill_parquet(fs, tmp, refs, record_size)
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         old = None
@@ -409,9 +403,6 @@ def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
         finally:
             if old is not None:
                 shutil.rmtree(old, ignore_errors=True)
-    finally:
-        if os.path.exists(tmp):
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _fill_parquet(fs: Any, root: str, refs: dict[str, Any], record_size: int) -> None:

@@ -9,7 +9,6 @@ encoding: ``_chunks``; the tuner: ``_tune``). Every error raised while writing a
 from __future__ import annotations
 
 import os
-import tempfile
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
+from b2store._atomic import part_path
 from b2store._diskspace import out_of_room
 from b2store.convert._chunks import (
     _all_fill,
@@ -120,114 +120,113 @@ def convert(
     blosc2.set_releasegil(True)
     ensure_blosc2_writable()
     t_start = time.perf_counter()
-    fd, tmp = tempfile.mkstemp(
-        dir=dst_dir, prefix="." + os.path.basename(dst) + ".", suffix=".part"
-    )
-    os.close(fd)
     reports: list[DatasetReport] = []
-    try:
-        with (
-            open_input(src, open_local_file) as fin,  # also while an SWMR writer appends
-            h5py.File(tmp, "w", track_order=_tracks_order(fin["/"])) as fout,
-            ThreadPoolExecutor(options.nthreads) as pool,
-        ):
-            _keep_attrs(fin, fout, set(), say)
-            walked = _walk(fin)  # collect first; no writes inside h5py's traversal
-            _check_chunks_rank(fin, walked, options, src)
-            referenced = _referenced_exact(fin, walked) if _lossy(options.codec) else {}
-            moved = _relocator(src, dst)
-            scales: dict[str, Any] = {}
-            attachments: list[tuple[str, int, str]] = []
-            for name, link in walked:
-                if link is not None:  # links in place, so groups keep their order
-                    _copy_link(fout, name, link, say, moved)
-                    continue
-                obj = fin.get(name, getlink=False)
-                if isinstance(obj, h5py.Group):
-                    g = fout.get(name) or fout.create_group(name, track_order=_tracks_order(obj))
-                    _keep_attrs(obj, g, set(), say)
-                    continue
-                if isinstance(obj, h5py.Datatype):
-                    _copy_named_type(fin, obj, fout, name)
-                    continue
-                if not isinstance(obj, h5py.Dataset):
-                    continue
-                if h5py.h5ds.is_scale(obj.id):  # NAME is optional (H5DSset_scale(id, NULL))
-                    nm = obj.attrs.get("NAME")
-                    scales[obj.name] = nm.decode() if isinstance(nm, bytes) else nm
-                if obj.ndim:
-                    for axis in range(obj.ndim):
-                        attachments.extend(
-                            (obj.name, axis, sc.name)
-                            for sc in obj.dims[axis].values()
-                            if sc.name != obj.name
+    with part_path(dst_dir, os.path.basename(dst)) as tmp:
+        try:
+            with (
+                open_input(src, open_local_file) as fin,  # also while an SWMR writer appends
+                h5py.File(tmp, "w", track_order=_tracks_order(fin["/"])) as fout,
+                ThreadPoolExecutor(options.nthreads) as pool,
+            ):
+                _keep_attrs(fin, fout, set(), say)
+                walked = _walk(fin)  # collect first; no writes inside h5py's traversal
+                _check_chunks_rank(fin, walked, options, src)
+                referenced = _referenced_exact(fin, walked) if _lossy(options.codec) else {}
+                moved = _relocator(src, dst)
+                scales: dict[str, Any] = {}
+                attachments: list[tuple[str, int, str]] = []
+                for name, link in walked:
+                    if link is not None:  # links in place, so groups keep their order
+                        _copy_link(fout, name, link, say, moved)
+                        continue
+                    obj = fin.get(name, getlink=False)
+                    if isinstance(obj, h5py.Group):
+                        g = fout.get(name) or fout.create_group(
+                            name, track_order=_tracks_order(obj)
                         )
-                why = _convertible(obj, options)
-                if why:
-                    parent, _, base = ("/" + name).rpartition("/")
-                    if _is_vlen(obj):
-                        _copy_by_value(obj, fout[parent or "/"], base)
-                    elif obj.is_virtual and _copy_virtual(obj, fout[parent or "/"], base, moved):
-                        pass
-                    else:
-                        try:
-                            fin.copy(obj, fout[parent or "/"], name=base, without_attrs=True)
-                        except Exception as exc:
-                            raise _naming(exc, obj.name) from exc
+                        _keep_attrs(obj, g, set(), say)
+                        continue
+                    if isinstance(obj, h5py.Datatype):
+                        _copy_named_type(fin, obj, fout, name)
+                        continue
+                    if not isinstance(obj, h5py.Dataset):
+                        continue
+                    if h5py.h5ds.is_scale(obj.id):  # NAME is optional (H5DSset_scale(id, NULL))
+                        nm = obj.attrs.get("NAME")
+                        scales[obj.name] = nm.decode() if isinstance(nm, bytes) else nm
+                    if obj.ndim:
+                        for axis in range(obj.ndim):
+                            attachments.extend(
+                                (obj.name, axis, sc.name)
+                                for sc in obj.dims[axis].values()
+                                if sc.name != obj.name
+                            )
+                    why = _convertible(obj, options)
+                    if why:
+                        parent, _, base = ("/" + name).rpartition("/")
+                        if _is_vlen(obj):
+                            _copy_by_value(obj, fout[parent or "/"], base)
+                        elif obj.is_virtual and _copy_virtual(
+                            obj, fout[parent or "/"], base, moved
+                        ):
+                            pass
+                        else:
+                            try:
+                                fin.copy(obj, fout[parent or "/"], name=base, without_attrs=True)
+                            except Exception as exc:
+                                raise _naming(exc, obj.name) from exc
+                        _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
+                        reports.append(
+                            DatasetReport(
+                                path=obj.name,
+                                action="copied",
+                                note=why,
+                                nbytes=_nbytes(obj),
+                            )
+                        )
+                        say(f"{obj.name}: copied ({why})")
+                        continue
+                    try:
+                        rep = _convert_dataset(
+                            obj,
+                            fout,
+                            options,
+                            pool,
+                            hdf5plugin,
+                            progress,
+                            say,
+                            on_chunk,
+                            exact=(
+                                _exact_reason(obj, referenced.get("/" + name))
+                                if _lossy(options.codec)
+                                else None
+                            ),
+                        )
+                    except Exception as exc:  # a corrupt chunk, a full disk: say which dataset
+                        raise _naming(exc, "/" + name) from exc
+                    obj = fin[name]  # _convert_dataset may have closed obj to reopen it
                     _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
-                    reports.append(
-                        DatasetReport(
-                            path=obj.name,
-                            action="copied",
-                            note=why,
-                            nbytes=_nbytes(obj),
-                        )
-                    )
-                    say(f"{obj.name}: copied ({why})")
-                    continue
-                try:
-                    rep = _convert_dataset(
-                        obj,
-                        fout,
-                        options,
-                        pool,
-                        hdf5plugin,
-                        progress,
-                        say,
-                        on_chunk,
-                        exact=(
-                            _exact_reason(obj, referenced.get("/" + name))
-                            if _lossy(options.codec)
-                            else None
-                        ),
-                    )
-                except Exception as exc:  # a corrupt chunk, a full disk: say which dataset
-                    raise _naming(exc, "/" + name) from exc
-                obj = fin[name]  # _convert_dataset may have closed obj to reopen it
-                _keep_attrs(obj, fout[name], _skip_attrs(obj), say)
-                reports.append(rep)
-            for path, nm in scales.items():
-                fout[path].make_scale("" if nm is None else str(nm))
-                if nm is None:  # make_scale always writes one: a scale without NAME had NAME ''
-                    del fout[path].attrs["NAME"]
-            for path, axis, scale in attachments:
-                if scale in fout and path in fout:
-                    fout[path].dims[axis].attach_scale(fout[scale])
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, dst)
-    except BaseException as exc:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        room = out_of_room(
-            exc,
-            f"{dst} (in {dst_dir}). The partial output was removed",
-            "free some space or write to another folder",
-        )
-        if room is not None:
-            raise room from exc
-        raise
+                    reports.append(rep)
+                for path, nm in scales.items():
+                    fout[path].make_scale("" if nm is None else str(nm))
+                    if nm is None:  # make_scale always writes one: a scale without NAME had NAME ''
+                        del fout[path].attrs["NAME"]
+                for path, axis, scale in attachments:
+                    if scale in fout and path in fout:
+                        fout[path].dims[axis].attach_scale(fout[scale])
+            umask = os.umask(0)
+            os.umask(umask)
+            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+            os.replace(tmp, dst)
+        except BaseException as exc:  # (part_path removes the partial output)
+            room = out_of_room(
+                exc,
+                f"{dst} (in {dst_dir}). The partial output was removed",
+                "free some space or write to another folder",
+            )
+            if room is not None:
+                raise room from exc
+            raise
     return ConvertReport(
         src=src, dst=dst, datasets=tuple(reports), seconds=time.perf_counter() - t_start
     )
