@@ -266,8 +266,7 @@ def convert(
         # the tuner picks these per dataset: taking them silently would drop what was asked
         named = ", ".join(f"--{n}" for n in sorted(given & {"cname", "clevel", "filters"}))
         raise click.UsageError(
-            f"--auto picks the codec, level and filters per dataset: drop {named}, or drop "
-            "--auto"
+            f"--auto picks the codec, level and filters per dataset: drop {named}, or drop --auto"
         )
     if not auto and "tradeoff" in given:
         raise click.UsageError("--tradeoff tunes --auto: give --auto too, or drop --tradeoff")
