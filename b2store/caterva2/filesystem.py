@@ -37,7 +37,9 @@ Contract
 * The server URL itself (``caterva2://host:port/``) is a Zarr v3 group without consolidated
   metadata whose members are the roots (``@public``, ...), found by listing ``/api/roots``.
 * Chunk keys of both formats (``c/i/j`` and ``i.j``) are served for every dataset.
-* Every read of a metadata key re-reads ``/api/info``: a reopened store sees the current version,
+* Metadata comes from ``/api/info``, once per open: the metadata keys zarr reads together share
+  one request, and a store reuses a description younger than ``version_check_interval``. Each
+  open is a new instance (``cachable = False``), so a reopened store sees the current version,
   and the chunk cache drops entries of older versions. Chunk keys outside the grid are missing keys
   (``FileNotFoundError``); no request is sent for them. Server failures on a chunk inside the grid
   raise ``OSError`` subclasses, never ``FileNotFoundError``, so zarr cannot turn them into fill
@@ -522,7 +524,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             raise Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
         ds = self._datasets.get(path)
         if ds is not None:
-            if time.monotonic() - self._checked.get(path, 0.0) <= self.version_check_interval:
+            if time.monotonic() - self._checked.get(path, -math.inf) <= self.version_check_interval:
                 return ds
             # one re-check shared by the reads that find the description stale at once (each
             # sent its own: zarr's ten reads in flight made ten /api/info per interval)
@@ -751,8 +753,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         return nodes
 
     async def _node(self, node: str) -> tuple[list[Node] | Dataset, bool]:
-        """What ``node`` is, from fresh ``/api/info``: a group's nodes or a dataset (a dataset
-        described within ``version_check_interval`` is not asked for again).
+        """What ``node`` is, from ``/api/info``: a group's nodes or a dataset (a dataset described
+        within ``version_check_interval`` is not asked for again).
 
         Returns ``(nodes or dataset, alias)``; ``alias`` is True when ``node`` is the array
         inside the group view of a dataset (``<dataset>/<file name>``), which is then returned.
@@ -797,7 +799,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         return self._remember(dataset_from_info(node, info, etag)), alias
 
     async def _metadata(self, node: str) -> bytes:
-        """The ``zarr.json`` of ``node`` (group or array), built from fresh ``/api/info``."""
+        """The ``zarr.json`` of ``node`` (group or array), from ``/api/info`` (:meth:`_node`)."""
         if not node:
             # the server itself: a group of its roots, found by listing them (consolidated
             # metadata here would describe every dataset on the server)

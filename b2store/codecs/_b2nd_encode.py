@@ -105,7 +105,7 @@ def _plan_pipeline(specs: list[dict[str, Any]], dtype: np.dtype) -> _Pipeline:
             f"{B2ND_ID}: filters: Expected at most one delta filter (C-Blosc2 "
             f"{blosc2.blosclib_version.split()[0]} decodes two deltas wrongly on several "
             "threads, as python-blosc2 reads by default). "
-            f"Got {[f['id'] for f in blosc2_specs]} instead."
+            f"Got {[f['id'] for f in specs]} instead."
         )
     if len(pipeline) > MAX_BLOSC2_FILTERS:
         raise CodecError(
@@ -122,7 +122,7 @@ def _plan_pipeline(specs: list[dict[str, Any]], dtype: np.dtype) -> _Pipeline:
             f"{blosc2.blosclib_version.split()[0]} decodes a delta that follows another "
             "filter wrongly on several threads, as python-blosc2 reads by default; b2store "
             "decodes such chunks on one thread, other readers get other values). "
-            f"Got {[f['id'] for f in blosc2_specs]} instead: put delta first, e.g. "
+            f"Got {[f['id'] for f in specs]} instead: put delta first, e.g. "
             f"{['delta', *(i for i in reorders if i != 'delta')]}."
         )
     return _Pipeline(

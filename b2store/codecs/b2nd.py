@@ -48,8 +48,9 @@ JSON numbers). Integers as codec or filter ids, ``NDCELL``/``NDMEAN`` and unknow
 refused. A truncation filter may set ``keep`` (marker values stored exactly; it then runs in
 numpy), and on float16 it runs in numpy (Blosc2's TRUNC_PREC takes float32/float64). Truncation
 filters always run first (before shuffle), whatever their position in the list. At most 6
-filters in a config, and at most 2 besides a truncation filter, delta at most once, when
-encoding: C-Blosc2 gets other pipelines wrong (see :func:`encoding_pipeline`). Example:
+filters in a config, and at most 2 besides a truncation filter, delta at most once and before
+the other filters, when encoding: C-Blosc2 gets other pipelines wrong (see
+:func:`encoding_pipeline`). Example:
 ``{"id": "b2store_b2nd", "filters": [{"id": "itrunc", "max_abs_error": 15}, {"id": "bitshuffle"}]}``
 is the "itrunc + bitshuffle + zstd" recipe.
 

@@ -749,9 +749,13 @@ def _dec_blosc2(
     info = bf.parse_frame(data, what=what)
     # what decoding allocates, from the frame's own header: never above the chunk's size
     claimed = info.nbytes if info.b2nd is None else math.prod(info.b2nd.shape) * info.typesize
-    cap = expected if expected is not None else limit
-    if cap is not None and claimed > cap:
-        raise _fail("blosc2", f"the frame header says {claimed} decoded bytes, expected {cap}")
+    if expected is None:
+        _check_claim("blosc2", claimed, None, limit)
+    elif claimed > expected:
+        raise _fail(
+            "blosc2",
+            f"the frame header says {claimed} decoded bytes, more than the {expected} of the chunk",
+        )
     if info.nchunks != 1:
         # a writer's frame of several chunks (hdf5plugin reads b2nd ones; of a plain one it
         # returns the first chunk only): decoded chunk by chunk into place

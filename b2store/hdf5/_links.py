@@ -20,10 +20,14 @@ import h5py
 
 from b2store.hdf5._external import OpenExternal, env_prefix_candidates, external_candidates
 
-__all__ = ["MAX_LINK_HOPS", "check_env_prefix", "follow_path"]
+__all__ = ["MAX_LINK_HOPS", "ExternalLinkMet", "check_env_prefix", "follow_path"]
 
 #: External and soft links followed on one path, as HDF5's default link limit
 MAX_LINK_HOPS = 16
+
+
+class ExternalLinkMet(ValueError):
+    """:func:`follow_path` met an external link and was given no opener to follow it."""
 
 
 def check_env_prefix(var: str, url: str, filename: str) -> None:
@@ -71,7 +75,7 @@ def follow_path(
         if not isinstance(link, h5py.ExternalLink):
             raise ValueError(f"{part!r} in {group.name} of {url} is a user-defined link")
         if open_external is None:
-            raise ValueError(f"no opener for {link.filename}, linked from {url}")
+            raise ExternalLinkMet(f"no opener for {link.filename}, linked from {url}")
         check_env_prefix("HDF5_EXT_PREFIX", url, link.filename)
         ext, ext_url = open_external(url, link.filename)
         return follow_path(ext["/"], ext_url, f"{link.path}/{rest}", open_external, hops + 1)

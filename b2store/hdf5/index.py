@@ -74,7 +74,7 @@ from b2store.hdf5._fills import (
     string_fill_as_missing_value,
     vlen_fill,
 )
-from b2store.hdf5._links import follow_path
+from b2store.hdf5._links import ExternalLinkMet, follow_path
 from b2store.hdf5._target_errors import _scrub
 from b2store.hdf5._virtual import map_virtual
 
@@ -419,9 +419,12 @@ class _Walker:
     def _damaged(self, where: str, what: str, exc: BaseException) -> None:
         """A node HDF5 cannot read: raise :class:`DamagedHDF5FileError`, or with
         ``unsupported="skip"``/``"warn"`` leave it out with a note (and a warning)."""
+        if isinstance(exc, NotImplementedError | RecursionError):
+            raise exc  # RuntimeErrors of ours or of Python, not HDF5's
         err = DamagedHDF5FileError(
-            f"{where}: {what}: the HDF5 file looks damaged ({exc}). Check it with h5dump or "
-            f"h5py, or restore it from a copy. {_HINT}"
+            f"{where}: {what}: the HDF5 file looks damaged, or was written by a newer HDF5 than "
+            f"h5py's {h5py.version.hdf5_version} ({exc}). Check it with h5dump or h5py, or "
+            f"restore it from a copy. {_HINT}"
         )
         if self.unsupported == "raise":
             raise err from exc
@@ -558,9 +561,13 @@ class _Walker:
             try:
                 obj = self._open_member(group, name)
             except (KeyError, OSError, RuntimeError) as exc:
-                if kind == h5py.h5l.TYPE_HARD:  # its object exists: HDF5 cannot read it
+                if kind == h5py.h5l.TYPE_HARD and not isinstance(
+                    exc, NotImplementedError | RecursionError
+                ):  # its object exists: HDF5 cannot read it
                     raise DamagedHDF5FileError(str(exc)) from exc
-                return f"link does not resolve ({exc})"
+                # a soft link HDF5 cannot resolve itself may cross an external link to a file
+                # HDF5 cannot open (one beside a remote file): resolved link by link
+                return self._soft_link_through_files(group, name, url, exc)
             if kind == h5py.h5l.TYPE_HARD or obj.id.fileno == group.id.fileno:
                 return obj, url
             # a soft link whose path crosses an external link: HDF5 opened that file by its
@@ -585,6 +592,20 @@ class _Walker:
         try:
             return group[name], url
         except (KeyError, OSError) as exc:
+            return f"link does not resolve ({exc})"
+
+    def _soft_link_through_files(
+        self, group: h5py.Group, name: str, url: str, exc: BaseException
+    ) -> tuple[Any, str] | str:
+        """Soft link ``name`` of ``group`` that HDF5 could not resolve (``exc``): followed
+        link by link when following external links, else the note why it is left out."""
+        target = group.get(name, getlink=True).path
+        opener = self.open_external if self.follow else None
+        try:
+            return follow_path(group.file["/"], url, f"{group.name}/{name}", opener, 0)
+        except ExternalLinkMet:
+            return f"soft link to {target} leads through an external link{NOT_FOLLOWED_NOTE}"
+        except (OSError, KeyError, ValueError):
             return f"link does not resolve ({exc})"
 
     def _follow(self, group: h5py.Group, name: str, url: str) -> tuple[Any, str]:

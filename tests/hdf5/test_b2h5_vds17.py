@@ -399,3 +399,29 @@ def test_links_through_an_external_link(tmp_path: Path, fmt: int) -> None:
     assert_same(got["soft_d"], A, "soft_d")
     assert_same(got["ext_far"], A + 1, "ext_far")
     assert_same(_read(path, "rel/d", fmt, follow_external_links=True), A, "rel/d")
+
+
+@pytest.mark.parametrize("fmt", [3, 2])
+def test_soft_links_through_an_external_link_over_http(tmp_path: Path, fmt: int) -> None:
+    """Over http HDF5 cannot open the file an external link names, so it could not resolve a
+    soft link through one: "link does not resolve" even with follow_external_links=True
+    (found in review). Now followed link by link through b2h5's own opener; without
+    following, the note says why and how."""
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        _pad(f, 7_000)
+        f.create_dataset("g/d", data=A, chunks=(2, 6))
+    with h5py.File(tmp_path / "main.h5", "w") as f:
+        _pad(f, 20_000)
+        f["ext"] = h5py.ExternalLink("other.h5", "/g")
+        f["soft_d"] = h5py.SoftLink("/ext/d")
+        f.create_group("sub")
+        f["sub/ext"] = h5py.ExternalLink("other.h5", "/g")
+        f["sub/rel"] = h5py.SoftLink("ext/d")  # relative to /sub (HDF5 has no "..")
+    with serve(tmp_path, RangeHandler) as base:
+        url = f"{base}/main.h5"
+        for name in ("soft_d", "sub/rel"):
+            got = _read(url, name, fmt, follow_external_links=True)
+            assert_same(got, A, name)
+        fs = HDF5FileSystem(url, zarr_format=fmt)
+        notes = "\n".join(fs.notes)
+        assert "soft link to /ext/d leads through an external link not followed" in notes
