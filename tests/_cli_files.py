@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -43,3 +46,23 @@ def write_sample(path: Path) -> Path:
         s[0:50, 0:50] = 1.5
         s[150:, 150:] = rng.normal(0, 1, (50, 50)).astype("f4")
     return path
+
+
+def run_b2store(
+    *args: str,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    input: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    """``b2store ARGS`` as a user types it (a new interpreter; ``B2STORE_DEBUG`` unset, so
+    errors are the one-line messages users see; ``env`` adds variables)."""
+    environ = {k: v for k, v in os.environ.items() if k != "B2STORE_DEBUG"}
+    return subprocess.run(
+        [sys.executable, "-m", "b2store", *args],
+        capture_output=True,
+        text=True,
+        env={**environ, **(env or {})},
+        cwd=cwd,
+        input=input,
+        timeout=300,
+    )

@@ -11,24 +11,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._cli_files import run_b2store as run
 from tests._cli_files import write_sample
 from tests.conftest import has, requires_h5py, requires_hdf5plugin
 
 click = pytest.importorskip("click")
 
 pytestmark = [requires_h5py, requires_hdf5plugin]
-
-
-def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    import os
-
-    return subprocess.run(
-        [sys.executable, "-m", "b2store", *args],
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        timeout=300,
-    )
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ representative handful of the checks that passed."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._cli_files import run_b2store as run
 from tests.conftest import requires_h5py, requires_hdf5plugin
 
 pytest.importorskip("click")
@@ -28,18 +28,6 @@ JSON_KEYS = {
     "path", "kind", "shape", "dtype", "chunks", "blocks", "blosc2", "layout", "filters",
     "nbytes", "stored", "ratio", "direct", "reason",
 }  # fmt: skip
-
-
-def run(*args: str, **kw: object) -> subprocess.CompletedProcess[str]:
-    """``b2store ARGS`` as a user types it."""
-    return subprocess.run(
-        [sys.executable, "-m", "b2store", *args],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "B2STORE_DEBUG"},
-        timeout=300,
-        **kw,  # type: ignore[call-overload]
-    )
 
 
 def one_error_line(res: subprocess.CompletedProcess[str]) -> str:

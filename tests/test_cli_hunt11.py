@@ -4,7 +4,6 @@ real-world files, each run as a user types it (``python3 -m b2store ...``) where
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -12,22 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._cli_files import run_b2store as run
 from tests.conftest import requires_h5py, requires_hdf5plugin
 
 pytest.importorskip("click")
 
 pytestmark = [requires_h5py, requires_hdf5plugin]
-
-
-def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "b2store", *args],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "B2STORE_DEBUG"},
-        cwd=cwd,
-        timeout=300,
-    )
 
 
 def one_line_error(res: subprocess.CompletedProcess[str]) -> str:

@@ -5,32 +5,20 @@ API for it), so the tests need none of those files."""
 
 from __future__ import annotations
 
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from tests._cli_files import run_b2store as run
 from tests._h5_oddities import create_undefined_fill, quad_float_type
 from tests.conftest import requires_h5py, requires_hdf5plugin
 
 pytest.importorskip("click")
 
 pytestmark = [requires_h5py, requires_hdf5plugin]
-
-
-def run(*args: str) -> subprocess.CompletedProcess[str]:
-    """``b2store ARGS`` as a user types it (one run per test: they cost a second each)."""
-    return subprocess.run(
-        [sys.executable, "-m", "b2store", *args],
-        capture_output=True,
-        text=True,
-        env={k: v for k, v in os.environ.items() if k != "B2STORE_DEBUG"},
-        timeout=300,
-    )
 
 
 def cli(*args: str) -> subprocess.CompletedProcess[str]:
