@@ -234,6 +234,10 @@ def test_signal_right_after_the_temporary_file_is_created(
 
 
 @pytest.mark.parametrize("suffix", [".json", ".parq"])
+# fsspec's default parquet reader is fastparquet, which pandas 3 deprecates (the docs point to
+# open_parquet_refs for pyarrow; tests/test_refs.py reads with both)
+@pytest.mark.filterwarnings("ignore:The 'fastparquet' engine is deprecated")
+@pytest.mark.filterwarnings("ignore:The 'future.infer_string' option is deprecated")
 def test_refs_read_back_through_the_reference_filesystem(
     src: Path, tmp_path: Path, suffix: str
 ) -> None:
