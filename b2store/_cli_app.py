@@ -75,7 +75,7 @@ def _resend_sigterm() -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-class _Terminated(KeyboardInterrupt):
+class Terminated(KeyboardInterrupt):
     """The KeyboardInterrupt that :func:`_sigterm_as_interrupt` raises for SIGTERM."""
 
 
@@ -93,10 +93,10 @@ def _sigterm_as_interrupt() -> Iterator[None]:
         return
 
     def handler(signum: int, frame: Any) -> None:
-        raise _Terminated
+        raise Terminated
 
     def unraisable(info: Any) -> None:
-        if isinstance(info.exc_value, _Terminated):
+        if isinstance(info.exc_value, Terminated):
             # signal again a moment later from another thread, once this hook and the callback
             # have returned (raise_signal, or waiting for a thread to start, would run the
             # handler inside this hook, ignored once more)

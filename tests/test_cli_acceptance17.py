@@ -203,6 +203,9 @@ def test_interrupted_convert_leaves_nothing_under_the_final_name(
         _, err = proc.communicate(timeout=60)
         assert proc.returncode != 0, "convert finished before the signal: make big.h5 bigger"
         assert "Traceback" not in err, err
+        # 128 + the signal, as shells report it (SIGTERM exited 130 "Aborted." like Ctrl-C)
+        assert proc.returncode == 128 + sig, (proc.returncode, err)
+        assert ("Terminated." if sig == signal.SIGTERM else "Aborted.") in err, err
     assert sorted(p.name for p in outdir.iterdir()) == ["kept.h5"]
     assert (outdir / "kept.h5").read_bytes() == b"precious"
 

@@ -455,7 +455,7 @@ def _settle_lossy(
         if exact is None:  # by name, by size, then (below) by its values
             exact = _name_reason(ds) or _tiny_reason(ds, choice)
         if exact is not None:
-            say(f"{path}: {exact}: stored lossless ({_lossy(choice)} not applied)")
+            say(f"{path}: {exact.rstrip('. ')}: stored lossless ({_lossy(choice)} not applied)")
             choice = replace(
                 choice, itrunc_max_error=None, itrunc_keep=None, j2k_ratio=None, j2k_psnr=None
             )
@@ -476,7 +476,7 @@ def _settle_lossy(
                 "equal it (not kept)"
             )
         if markers.lossless is not None:
-            say(f"{path}: {markers.lossless}: stored lossless (itrunc not applied)")
+            say(f"{path}: {markers.lossless.rstrip('. ')}: stored lossless (itrunc not applied)")
             choice = replace(choice, itrunc_max_error=None, itrunc_keep=None)
         else:
             choice = replace(choice, itrunc_keep=markers.keep or None)
@@ -493,6 +493,7 @@ def _settle_lossy(
             or _few_values_reason(ds, choice, chunks)
         )
         if why is not None:
-            say(f"{path}: {why}: stored lossless with b2nd (JPEG 2000 not applied)")
+            # (the codec's reasons are sentences: "... other dtypes.: stored" read badly)
+            say(f"{path}: {why.rstrip('. ')}: stored lossless with b2nd (JPEG 2000 not applied)")
             choice = replace(choice, j2k_ratio=None, j2k_psnr=None)
     return choice
