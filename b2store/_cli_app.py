@@ -70,6 +70,23 @@ def _raised_by_h5py(exc: BaseException) -> bool:
     return last is not None and "h5py" in last.tb_frame.f_code.co_filename
 
 
+def _echo_warnings(caught: list[warnings.WarningMessage], most: int = 3) -> None:
+    """The warnings of a run, one ``Warning:`` line each without Python's source line, the
+    first ``most`` of each kind (a codec warns once per chunk: ``--j2k-psnr 200`` printed two
+    lines per chunk), then how many more."""
+    kinds: dict[str, int] = {}
+    for w in caught:
+        text = str(w.message).strip().splitlines()
+        line = text[0] if text else w.category.__name__
+        kind = line[:48]  # per-chunk messages differ in their numbers at the end
+        kinds[kind] = kinds.get(kind, 0) + 1
+        if kinds[kind] <= most:
+            click.echo(f"Warning: {line}", err=True)
+    for kind, n in kinds.items():
+        if n > most:
+            click.echo(f"Warning: ... {n - most} more like {kind!r}...", err=True)
+
+
 def _resend_sigterm() -> None:
     time.sleep(0.05)
     os.kill(os.getpid(), signal.SIGTERM)
@@ -291,8 +308,11 @@ def convert(
     except ValueError as exc:
         raise click.UsageError(_option_names(str(exc))) from None
     log = (lambda _m: None) if quiet else (lambda m: click.echo(m, err=True))
-    with _sigterm_as_interrupt():  # so a killed run still removes its temporary file
+    with _sigterm_as_interrupt(), warnings.catch_warnings(record=True) as caught:
+        # (SIGTERM as an interrupt: a killed run still removes its temporary file)
+        warnings.simplefilter("always")
         report = run(src, dst, options=options, progress=not quiet and _stderr_is_tty(), log=log)
+    _echo_warnings(caught)
     nb = sum(d.nbytes for d in report.datasets if d.action == "converted")
     st = sum(d.stored for d in report.datasets if d.action == "converted")
     ratio = f"{nb / st:.2f}" if st else "-"

@@ -287,3 +287,26 @@ def test_bad_arguments_give_one_line(src: Path, tmp_path: Path, args: tuple[str,
     res = run(*(a.format(src=src, tmp=tmp_path) for a in args))
     one_error_line(res)
     assert not (tmp_path / "o.h5").exists()
+
+
+@requires_h5py
+def test_convert_warns_in_one_line_each_and_counts_the_rest(tmp_path: Path) -> None:
+    """``--j2k-psnr 200`` warned twice per chunk through Python's warnings (the message, then
+    the source line that raised it); now one ``Warning:`` line each, the first three of a
+    kind, then how many more."""
+    import h5py
+
+    src = tmp_path / "p.h5"
+    rng = np.random.default_rng(0)
+    with h5py.File(src, "w") as f:
+        f.create_dataset(
+            "img", data=rng.integers(0, 4000, (6, 64, 64)).astype("u2"), chunks=(1, 64, 64)
+        )
+    res = run("convert", str(src), str(tmp_path / "o.h5"), "--j2k-psnr", "200", "-q")
+    if res.returncode != 0 and "jpeg2000" in res.stderr:
+        pytest.skip("needs b2store[jpeg2000]")
+    assert res.returncode == 0, res.stderr
+    lines = res.stderr.splitlines()
+    assert all(line.startswith("Warning: ") for line in lines), lines
+    assert len(lines) == 4 and "3 more like" in lines[-1], lines
+    assert "return bytes(" not in res.stderr  # no source line
