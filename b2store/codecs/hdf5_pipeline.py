@@ -42,7 +42,7 @@ import math
 import struct
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from numcodecs.abc import Codec
@@ -251,7 +251,21 @@ def _check_claim(fname: str, claimed: int, expected: int | None, limit: int | No
 # unknown (a filter that changes sizes runs before this one on write): no size read from the
 # chunk's own header makes a decoder allocate more (see HDF5Pipeline._limit).
 
-Decoder = Callable[..., Any]  # (cd, data, expected, itemsize, limit=None) -> bytes-like
+
+class Decoder(Protocol):
+    """(cd_values, data, expected decoded size or None, itemsize, limit=None) -> bytes-like."""
+
+    def __call__(
+        self,
+        cd: Sequence[int],
+        data: memoryview,
+        expected: int | None,
+        itemsize: int,
+        /,
+        limit: int | None = None,
+    ) -> Any: ...
+
+
 Encoder = Callable[[Sequence[int], bytes, int], bytes]
 
 
@@ -508,19 +522,20 @@ def _dec_lzf(
     ic = _imagecodecs("lzf")
     raw = bytes(data)
     if expected is not None:
-        size = limit = expected
+        size = most = expected
     else:
         most = max(len(raw) * _LZF_MAX_RATIO, 1)
-        limit = min(most, limit) if limit is not None else most
-        size = min(cd[2] if len(cd) > 2 and cd[2] > 0 else 2 * len(raw), limit) or 1
+        if limit is not None:
+            most = min(most, limit)
+        size = min(cd[2] if len(cd) > 2 and cd[2] > 0 else 2 * len(raw), most) or 1
     while True:
         try:
             out = ic.lzf_decode(raw, header=False, out=size)
             break
         except Exception as e:
-            if "not large enough" not in str(e) or size >= limit:
+            if "not large enough" not in str(e) or size >= most:
                 raise _fail("lzf", f"invalid LZF stream ({e})") from None
-        size = min(2 * size, limit)
+        size = min(2 * size, most)
     if expected is not None:
         _check_size("lzf", out, expected)
     return bytes(out)
