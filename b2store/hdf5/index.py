@@ -561,24 +561,16 @@ class _Walker:
             try:
                 obj = self._open_member(group, name)
             except (KeyError, OSError, RuntimeError) as exc:
-                if kind == h5py.h5l.TYPE_HARD and not isinstance(
-                    exc, NotImplementedError | RecursionError
-                ):  # its object exists: HDF5 cannot read it
-                    raise DamagedHDF5FileError(str(exc)) from exc
+                if kind == h5py.h5l.TYPE_HARD:  # its object exists: HDF5 cannot read it
+                    raise DamagedHDF5FileError(str(exc)) from exc  # (the walk's _damaged)
                 # a soft link HDF5 cannot resolve itself may cross an external link to a file
-                # HDF5 cannot open (one beside a remote file): resolved link by link
-                return self._soft_link_through_files(group, name, url, exc)
+                # HDF5 cannot open (one beside a remote file)
+                return self._soft_link_across_files(group, name, url, exc)
             if kind == h5py.h5l.TYPE_HARD or obj.id.fileno == group.id.fileno:
                 return obj, url
-            # a soft link whose path crosses an external link: HDF5 opened that file by its
-            # own rules, and its chunk offsets are not offsets in ``url``
-            target = group.get(name, getlink=True).path
-            if not self.follow or self.open_external is None:
-                return f"soft link to {target} leads through an external link{NOT_FOLLOWED_NOTE}"
-            try:
-                return self._follow(group, name, url)
-            except (OSError, KeyError, ValueError) as exc:
-                return f"soft link to {target} does not resolve ({exc})"
+            # HDF5 resolved it through an external link into another file, by its own rules:
+            # that file's chunk offsets are not offsets in ``url``
+            return self._soft_link_across_files(group, name, url)
         link = group.get(name, getlink=True)
         if isinstance(link, h5py.ExternalLink):
             if not self.follow or self.open_external is None:
@@ -586,7 +578,7 @@ class _Walker:
             try:
                 # link by link: a target path crossing a further external link was opened by
                 # HDF5 itself, and served with this file's url
-                return self._follow(group, name, url)
+                return self._follow(group, name, url, self.open_external)
             except (OSError, KeyError, ValueError) as exc:
                 return f"external link {link.filename}:{link.path} does not resolve ({exc})"
         try:
@@ -594,24 +586,29 @@ class _Walker:
         except (KeyError, OSError) as exc:
             return f"link does not resolve ({exc})"
 
-    def _soft_link_through_files(
-        self, group: h5py.Group, name: str, url: str, exc: BaseException
+    def _soft_link_across_files(
+        self, group: h5py.Group, name: str, url: str, hdf5_error: BaseException | None = None
     ) -> tuple[Any, str] | str:
-        """Soft link ``name`` of ``group`` that HDF5 could not resolve (``exc``): followed
-        link by link when following external links, else the note why it is left out."""
+        """Soft link ``name`` of ``group`` whose path crosses an external link, or that HDF5
+        could not resolve (``hdf5_error``): followed link by link when following external
+        links, else the note why it is left out."""
         target = group.get(name, getlink=True).path
         opener = self.open_external if self.follow else None
         try:
-            return follow_path(group.file["/"], url, f"{group.name}/{name}", opener, 0)
+            return self._follow(group, name, url, opener)
         except ExternalLinkMet:
             return f"soft link to {target} leads through an external link{NOT_FOLLOWED_NOTE}"
-        except (OSError, KeyError, ValueError):
-            return f"link does not resolve ({exc})"
+        except (OSError, KeyError, ValueError) as exc:
+            if hdf5_error is not None:  # HDF5's own reason first
+                return f"link does not resolve ({hdf5_error})"
+            return f"soft link to {target} does not resolve ({exc})"
 
-    def _follow(self, group: h5py.Group, name: str, url: str) -> tuple[Any, str]:
+    def _follow(
+        self, group: h5py.Group, name: str, url: str, opener: OpenExternal | None
+    ) -> tuple[Any, str]:
         """(object, url of its file) of member ``name`` of ``group``, its links followed one
-        at a time through ``open_external`` (:func:`~b2store.hdf5._links.follow_path`)."""
-        return follow_path(group.file["/"], url, f"{group.name}/{name}", self.open_external, 0)
+        at a time through ``opener`` (:func:`~b2store.hdf5._links.follow_path`)."""
+        return follow_path(group.file["/"], url, f"{group.name}/{name}", opener, 0)
 
     def _open_member(self, group: h5py.Group, name: str) -> Any:
         """``group[name]`` (h5py's ``Group._get``), the read-only mode of the file asked once.
