@@ -12,7 +12,8 @@ Permissions: a ``private`` file is created readable by its owner only (mode 0600
 the umask allows (0666 minus the umask). Each cache says which of its files are private.
 
 For the command line's outputs, :func:`part_path` gives a new ``.<name>.<pid>.<random>.part``
-file or folder beside the output and removes it unless the caller moved it into place, also
+file or folder beside the output, with the permissions the umask gives new files and folders
+(not ``mkstemp``'s 0600), and removes it unless the caller moved it into place, also
 when an interrupt lands inside its creation (before its name was known: the process's own
 ``.part`` names are then removed by their prefix).
 """
@@ -122,6 +123,8 @@ def part_path(folder: str, name: str, *, directory: bool = False) -> Iterator[st
         else:
             fd, path = tempfile.mkstemp(dir=folder, prefix=prefix, suffix=".part")
             os.close(fd)
+        # the output's usual permissions (mkstemp creates 0600, mkdtemp 0700)
+        os.chmod(path, (0o777 if directory else 0o666) & ~_umask())
         yield path
     finally:
         if path is None:
@@ -132,6 +135,12 @@ def part_path(folder: str, name: str, *, directory: bool = False) -> Iterator[st
                         _remove(os.path.join(folder, entry))
         elif os.path.lexists(path):
             _remove(path)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _remove(path: str) -> None:

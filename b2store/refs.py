@@ -327,7 +327,6 @@ def write_refs(
             with part_path(out_dir, os.path.basename(output)) as tmp:
                 with open(tmp, "w") as f:
                     json.dump(refs, f, separators=(",", ":"))
-                os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600
                 os.replace(tmp, output)
     except OSError as exc:
         from b2store._diskspace import out_of_room
@@ -350,12 +349,6 @@ def _is_parquet_refs(folder: str) -> bool:
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and "record_size" in meta
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
@@ -389,7 +382,6 @@ def _write_parquet(refs: dict[str, Any], output: str, record_size: int) -> None:
     parent = os.path.dirname(os.path.abspath(output))
     with part_path(parent, os.path.basename(output), directory=True) as tmp:
         _fill_parquet(fs, tmp, refs, record_size)
-        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp creates 0700
         old = None
         if os.path.exists(output):  # a parquet reference folder (write_refs checked)
             old = tempfile.mkdtemp(dir=parent, prefix="." + os.path.basename(output) + ".old.")

@@ -310,3 +310,25 @@ def test_convert_warns_in_one_line_each_and_counts_the_rest(tmp_path: Path) -> N
     assert all(line.startswith("Warning: ") for line in lines), lines
     assert len(lines) == 4 and "3 more like" in lines[-1], lines
     assert "return bytes(" not in res.stderr  # no source line
+
+
+def test_outputs_get_the_permissions_the_umask_gives(src: Path, tmp_path: Path) -> None:
+    """convert and refs write into a ``.part`` file from mkstemp (0600) or mkdtemp (0700):
+    the output must still get the usual permissions of a new file or folder."""
+    import os
+
+    out = tmp_path / "out"
+    out.mkdir()
+    old = os.umask(0o022)
+    try:
+        for args in (
+            ("convert", str(src), str(out / "o.h5"), "-q"),
+            ("refs", str(src), "-o", str(out / "r.json")),
+            ("refs", str(src), "-o", str(out / "r.parq")),
+        ):
+            res = run(*args)
+            assert res.returncode == 0, res.stderr
+    finally:
+        os.umask(old)
+    modes = {p.name: p.stat().st_mode & 0o777 for p in out.iterdir()}
+    assert modes == {"o.h5": 0o644, "r.json": 0o644, "r.parq": 0o755}, modes

@@ -214,9 +214,6 @@ def convert(
                 for path, axis, scale in attachments:
                     if scale in fout and path in fout:
                         fout[path].dims[axis].attach_scale(fout[scale])
-            umask = os.umask(0)
-            os.umask(umask)
-            os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
             os.replace(tmp, dst)
         except BaseException as exc:  # (part_path removes the partial output)
             room = out_of_room(
