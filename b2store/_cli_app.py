@@ -70,20 +70,24 @@ def _raised_by_h5py(exc: BaseException) -> bool:
     return last is not None and "h5py" in last.tb_frame.f_code.co_filename
 
 
-def _echo_warnings(caught: list[warnings.WarningMessage], most: int = 3) -> None:
-    """The warnings of a run, one ``Warning:`` line each without Python's source line, the
-    first ``most`` of each kind (a codec warns once per chunk: ``--j2k-psnr 200`` printed two
-    lines per chunk), then how many more."""
+def _echo_warnings(caught: list[warnings.WarningMessage], most: int | None = None) -> None:
+    """The warnings of a run, one ``Warning:`` line each, without Python's source line and
+    worded for the command line (its options, not the API's arguments); with ``most``, only
+    the first ``most`` of each kind, then how many more (a codec warns once per chunk:
+    ``--j2k-psnr 200`` printed two lines per chunk)."""
+    from b2store.errors import without_api_hint
+
     kinds: dict[str, int] = {}
     for w in caught:
-        text = str(w.message).strip().splitlines()
+        text = without_api_hint(str(w.message)).strip().splitlines()
         line = text[0] if text else w.category.__name__
+        line = line.replace("follow_external_links=True", "--follow-external-links")
         kind = line[:48]  # per-chunk messages differ in their numbers at the end
         kinds[kind] = kinds.get(kind, 0) + 1
-        if kinds[kind] <= most:
+        if most is None or kinds[kind] <= most:
             click.echo(f"Warning: {line}", err=True)
     for kind, n in kinds.items():
-        if n > most:
+        if most is not None and n > most:
             click.echo(f"Warning: ... {n - most} more like {kind!r}...", err=True)
 
 
@@ -312,7 +316,7 @@ def convert(
         # (SIGTERM as an interrupt: a killed run still removes its temporary file)
         warnings.simplefilter("always")
         report = run(src, dst, options=options, progress=not quiet and _stderr_is_tty(), log=log)
-    _echo_warnings(caught)
+    _echo_warnings(caught, most=3)
     nb = sum(d.nbytes for d in report.datasets if d.action == "converted")
     st = sum(d.stored for d in report.datasets if d.action == "converted")
     ratio = f"{nb / st:.2f}" if st else "-"
@@ -404,10 +408,7 @@ def refs(
             f"{without_api_hint(str(exc))} Pass --unsupported skip (or warn) to export the rest "
             "of the file."
         ) from None
-    for w in caught:  # one line each, without Python's source line or the API's hint
-        text = without_api_hint(str(w.message)).strip().splitlines()
-        text = [t.replace("follow_external_links=True", "--follow-external-links") for t in text]
-        click.echo(f"Warning: {text[0] if text else w.category.__name__}", err=True)
+    _echo_warnings(caught)
     click.echo(f"wrote {output}: {n} references")
 
 

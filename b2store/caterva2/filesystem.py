@@ -524,7 +524,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             raise Caterva2DataError(self.client.url("info", path), 200, self._changed[path])
         ds = self._datasets.get(path)
         if ds is not None:
-            if time.monotonic() - self._checked.get(path, -math.inf) <= self.version_check_interval:
+            if self._described_lately(path):
                 return ds
             # one re-check shared by the reads that find the description stale at once (each
             # sent its own: zarr's ten reads in flight made ten /api/info per interval)
@@ -551,6 +551,11 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         if opened != ds.version:
             raise self._version_changed(path, opened, ds.version, "since the array was opened")
         return self._remember(ds)
+
+    def _described_lately(self, path: str) -> bool:
+        """Whether dataset ``path`` was described (or re-checked) within
+        ``version_check_interval``: as fresh as a chunk read or a metadata read trusts it."""
+        return time.monotonic() - self._checked.get(path, -math.inf) <= self.version_check_interval
 
     async def _recheck_now(self, ds: Dataset) -> None:
         """:meth:`_recheck`, then restart the dataset's ``version_check_interval``."""
@@ -767,11 +772,7 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
         alias = node in self._aliases
         node = self._aliases.get(node, node)
         known = self._datasets.get(node)
-        if (
-            known is not None
-            and node not in self._changed
-            and time.monotonic() - self._checked.get(node, -math.inf) <= self.version_check_interval
-        ):
+        if known is not None and node not in self._changed and self._described_lately(node):
             # described moments ago (zarr and xarray read a dataset's metadata keys several
             # times per open): as fresh as a chunk read trusts it, without another /api/info,
             # which carries the dataset's whole user metadata
