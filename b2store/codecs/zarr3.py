@@ -137,14 +137,17 @@ def _big_endian_message(dtype: np.dtype) -> str:
 
 
 def _as_chunk(arr: np.ndarray, spec: ArraySpec, what: str) -> np.ndarray:
-    """View/reshape a decoded array to the chunk spec's dtype and shape, or raise.
+    """View/reshape a decoded array to the chunk spec's dtype and shape, or raise."""
+    return _as_shaped(arr, spec.dtype.to_native_dtype(), tuple(spec.shape), what)
+
+
+def _as_shaped(arr: np.ndarray, dtype: np.dtype, shape: tuple[int, ...], what: str) -> np.ndarray:
+    """View/reshape a decoded array to *dtype* and *shape* (a chunk's), or raise.
 
     Only flat results (plain Blosc2 frames, bare chunks, the ``(1,)`` frame of a 0-d chunk) are
     reshaped; an n-D frame of another shape (a chunk of another array) is refused, never
     cropped or reshaped into wrong values.
     """
-    dtype = spec.dtype.to_native_dtype()
-    shape = tuple(spec.shape)
     if arr.dtype != dtype:
         if arr.dtype.itemsize * (arr.shape[-1] if arr.ndim else 1) % dtype.itemsize:
             raise CodecError(f"{what}: decoded {arr.dtype} cannot be viewed as {dtype}")
@@ -326,19 +329,27 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
 
     # -- whole chunks
     def _decode_array(self, buf: Any, spec: ArraySpec) -> np.ndarray:
+        return self.decode_chunk(buf, shape=tuple(spec.shape), dtype=spec.dtype.to_native_dtype())
+
+    def decode_chunk(self, buf: Any, *, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        """One whole stored chunk -> its array of the array's chunk *shape* and native *dtype*.
+
+        What zarr's pipeline gets from this codec for a whole chunk, without an ``ArraySpec``:
+        for readers that hand chunks to dask themselves (the b2h5 xarray engine's whole-chunk
+        reads). Raises :class:`~b2store.errors.CodecError` as the pipeline's decode does.
+        """
         from b2store.codecs.b2nd import decode_b2nd
 
-        dtype = spec.dtype.to_native_dtype()
-        with _decode_threads(self.nthreads, math.prod(spec.shape) * dtype.itemsize) as nthreads:
+        with _decode_threads(self.nthreads, math.prod(shape) * dtype.itemsize) as nthreads:
             arr = decode_b2nd(
                 buf,
                 dtype=dtype,
-                chunkshape=tuple(spec.shape) or (1,),
+                chunkshape=shape or (1,),
                 blocks=self.blocks,
                 nthreads=nthreads,
                 what="b2store.b2nd",
             )
-        return _as_chunk(arr, spec, "b2store.b2nd")
+        return _as_shaped(arr, dtype, shape, "b2store.b2nd")
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
         arr = self._decode_array(chunk_bytes.as_numpy_array(), chunk_spec)

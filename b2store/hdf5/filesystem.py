@@ -833,7 +833,9 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         if table.zero_skip:
             from b2store.codecs._blosc2frame import frame_special
 
-            if frame_special(raw) == 1:
+            # a corrupt frame fails here, before any decoder: name the file and the key
+            what = f"{_scrub(table.url_of(row))}: chunk {path!r}: Blosc2"
+            if frame_special(raw, what=what) == 1:
                 raise FileNotFoundError(path)
         if table.masked:
             from b2store.hdf5.filters import frame_chunk

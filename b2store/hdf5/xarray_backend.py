@@ -408,8 +408,8 @@ def _open_groups_as_dict(
     return out
 
 
-def _hints(store: Any) -> dict[str, dict[str, Any]] | None:
-    """The ``FileIndex.xarray_hints`` of the b2h5 filesystem under a ZarrStore, or None."""
+def _b2h5_fs(store: Any) -> Any:
+    """The b2h5 filesystem under a ZarrStore, or None."""
     from b2store.hdf5.filesystem import HDF5FileSystem
 
     try:
@@ -417,7 +417,13 @@ def _hints(store: Any) -> dict[str, dict[str, Any]] | None:
     except AttributeError:
         return None
     fs = getattr(fs, "sync_fs", fs)  # zarr wraps a synchronous filesystem
-    if not isinstance(fs, HDF5FileSystem):
+    return fs if isinstance(fs, HDF5FileSystem) else None
+
+
+def _hints(store: Any) -> dict[str, dict[str, Any]] | None:
+    """The ``FileIndex.xarray_hints`` of the b2h5 filesystem under a ZarrStore, or None."""
+    fs = _b2h5_fs(store)
+    if fs is None:
         return None
     hints: dict[str, dict[str, Any]] | None = fs.index.xarray_hints
     return hints
@@ -427,11 +433,14 @@ class _HintedStore(AbstractDataStore):
     """A read-only ZarrStore of a b2h5 group, plus what h5netcdf shows that the Zarr metadata
     cannot carry (``FileIndex.xarray_hints``): the NumPy types of ``scale_factor``/
     ``add_offset`` (a float32 pair decodes to float32, as with h5netcdf, not to float64 as
-    their JSON numbers would) and ``encoding["unlimited_dims"]`` (kept by ``to_netcdf``)."""
+    their JSON numbers would) and ``encoding["unlimited_dims"]`` (kept by ``to_netcdf``).
+    Variables stored as Blosc2 chunks read whole chunks without zarr's pipeline
+    (:mod:`b2store.hdf5._whole_chunks`)."""
 
     def __init__(self, store: Any, hints: dict[str, dict[str, Any]] | None) -> None:
         self._store = store
         self._hints = hints or {}
+        self._fs = _b2h5_fs(store)
         zgroup = store.zarr_group
         root = str(getattr(zgroup.store, "path", "") or "").strip("/")
         self._path = "/".join(p for p in (root, str(zgroup.path).strip("/")) if p)
@@ -441,15 +450,33 @@ class _HintedStore(AbstractDataStore):
 
     def load(self) -> tuple[Any, Any]:
         import numpy as np
+        from xarray.core.utils import FrozenDict
 
-        variables, attributes = self._store.load()
-        for name, var in variables.items():
+        loaded, attributes = self._store.load()
+        variables = dict(loaded)
+        for name, var in loaded.items():
             types = self._hints.get(self._key(name), {}).get("attribute_types", {})
             for attr, dtype in types.items():
                 value = var.attrs.get(attr)
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     var.attrs[attr] = np.dtype(dtype).type(value)
-        return variables, attributes
+            variables[name] = self._whole_chunk_reads(name, var)
+        return FrozenDict(variables), attributes
+
+    def _whole_chunk_reads(self, name: str, var: Any) -> Any:
+        """*var* reading whole Blosc2 chunks without zarr's pipeline where it can, else itself."""
+        from xarray import Variable
+        from xarray.core.indexing import LazilyIndexedArray
+
+        from b2store.hdf5._whole_chunks import whole_chunk_wrapper
+
+        members = getattr(self._store, "members", None)
+        if self._fs is None or not isinstance(members, Mapping) or name not in members:
+            return var
+        wrapper = whole_chunk_wrapper(members[name], self._fs)
+        if wrapper is None:
+            return var
+        return Variable(var.dims, LazilyIndexedArray(wrapper), var.attrs, var.encoding)
 
     def get_encoding(self) -> dict[str, Any]:
         encoding = dict(self._store.get_encoding())

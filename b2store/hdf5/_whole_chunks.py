@@ -1,0 +1,153 @@
+"""Whole-chunk reads of the ``b2h5`` xarray engine: Blosc2 chunks decoded straight into dask's
+task results, without zarr's codec pipeline and its copy.
+
+Contract
+--------
+:func:`whole_chunk_wrapper` returns, for a Zarr array of a b2h5 view whose only codec is
+``b2store.b2nd`` (every Blosc2 dataset of an HDF5 file), a drop-in replacement of xarray's
+``ZarrArrayWrapper`` (a subclass: vectorized, orthogonal and async indexing are its own), and
+``None`` for any other array (which keeps xarray's wrapper).
+
+A basic selection made of whole chunks (a dask task of ``chunks={}``, or of chunks that are
+multiples of the HDF5 chunks; chunks at the array's edge end at the edge) reads each chunk's
+bytes from the b2h5 filesystem (``cat_file`` of its key: the same bytes, checks and errors as
+zarr's reads) and decodes them with the array's own codec object
+(:meth:`~b2store.codecs.zarr3.B2ndCodec.decode_chunk`). One chunk is returned as decoded (a
+view when it is cropped at the edge), several are placed in one new array. A missing key (an
+unallocated or all-zero chunk) reads as the array's ``fill_value``, as zarr reads it. A chunk
+that does not decode raises :class:`~b2store.errors.CodecError` naming the file and the key
+(zarr's pipeline names neither). Every other selection goes through zarr unchanged.
+
+Why: with one dask task per chunk, zarr decodes each chunk into a buffer of its own and copies
+it into the task's output on its one event-loop thread; that serial copy was the largest cost
+between a dask read and the decompress-only ceiling (docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from xarray.backends.zarr import ZarrArrayWrapper
+
+from b2store.errors import CodecError
+from b2store.hdf5._target_errors import _scrub
+
+__all__ = ["whole_chunk_wrapper"]
+
+#: dtype kinds read here; others (records, strings) go through zarr.
+_KINDS = "biufc"
+
+
+def whole_chunk_wrapper(zarr_array: Any, fs: Any) -> ZarrArrayWrapper | None:
+    """A :class:`WholeChunkArrayWrapper` of *zarr_array* read through *fs*, or ``None``.
+
+    ``None`` unless *zarr_array* is a Zarr v3 array with a regular chunk grid, a numeric or
+    bool dtype and ``b2store.b2nd`` as its only codec, stored in the b2h5 filesystem *fs*.
+    """
+    from b2store.codecs.zarr3 import B2ndCodec
+    from b2store.hdf5.filesystem import HDF5FileSystem
+
+    try:
+        meta = zarr_array.metadata
+        codecs = tuple(meta.codecs)
+        chunks = tuple(int(c) for c in zarr_array.chunks)
+        dtype = np.dtype(zarr_array.dtype)
+        root = str(getattr(zarr_array.store, "path", "") or "")
+    except (AttributeError, TypeError, ValueError, NotImplementedError):
+        return None
+    if (
+        meta.zarr_format != 3
+        or not isinstance(fs, HDF5FileSystem)
+        or len(codecs) != 1
+        or not isinstance(codecs[0], B2ndCodec)
+        or dtype.kind not in _KINDS
+        or not zarr_array.shape
+        or 0 in chunks
+    ):
+        return None
+    prefix = "/".join(p.strip("/") for p in (root, str(zarr_array.path)) if p.strip("/"))
+    return WholeChunkArrayWrapper(zarr_array, fs, prefix, codecs[0], chunks, dtype)
+
+
+class WholeChunkArrayWrapper(ZarrArrayWrapper):
+    """xarray's ``ZarrArrayWrapper`` whose whole-chunk basic selections skip zarr's pipeline."""
+
+    __slots__ = ("_chunks", "_codec", "_fill", "_fs", "_native", "_prefix")
+
+    def __init__(
+        self,
+        zarr_array: Any,
+        fs: Any,
+        prefix: str,
+        codec: Any,
+        chunks: tuple[int, ...],
+        dtype: np.dtype,
+    ) -> None:
+        super().__init__(zarr_array)
+        self._fs = fs
+        self._prefix = prefix
+        self._codec = codec
+        self._chunks = chunks
+        self._native = dtype
+        self._fill = np.asarray(zarr_array.fill_value, dtype=dtype)
+
+    def _getitem(self, key: Any) -> Any:
+        grid = self._whole_chunks(key)
+        if grid is None:
+            return super()._getitem(key)
+        starts, counts = grid
+        if math.prod(counts) == 1:
+            return self._read(starts)
+        shape = tuple(
+            min(s * c + n * c, size) - s * c
+            for s, n, c, size in zip(starts, counts, self._chunks, self.shape, strict=True)
+        )
+        out = np.empty(shape, self._native)
+        for offsets in np.ndindex(*counts):
+            coords = tuple(s + o for s, o in zip(starts, offsets, strict=True))
+            block = self._read(coords)
+            where = tuple(
+                slice(o * c, o * c + n)
+                for o, c, n in zip(offsets, self._chunks, block.shape, strict=True)
+            )
+            out[where] = block
+        return out
+
+    def _whole_chunks(self, key: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+        """(first chunk's coordinates, chunks per dimension) if *key* is made of whole chunks
+        (ending at the array's edge where it does), else None."""
+        if not isinstance(key, tuple) or len(key) != len(self.shape):
+            return None
+        starts, counts = [], []
+        for k, size, c in zip(key, self.shape, self._chunks, strict=True):
+            if not isinstance(k, slice) or k.step not in (None, 1):
+                return None
+            a, b, _ = k.indices(size)
+            if b <= a or a % c or (b % c and b != size):
+                return None
+            starts.append(a // c)
+            counts.append(-(-(b - a) // c))
+        return tuple(starts), tuple(counts)
+
+    def _read(self, coords: tuple[int, ...]) -> np.ndarray:
+        """Chunk *coords*, cropped at the array's edge: decoded, or the fill where missing."""
+        meta = self._array.metadata
+        key = meta.chunk_key_encoding.encode_chunk_key(coords)
+        crop = tuple(
+            min(c, size - i * c)
+            for i, c, size in zip(coords, self._chunks, self.shape, strict=True)
+        )
+        path = f"{self._prefix}/{key}" if self._prefix else key
+        try:
+            raw = self._fs.cat_file(path)
+        except FileNotFoundError:
+            return np.full(crop, self._fill, self._native)
+        try:
+            arr = self._codec.decode_chunk(raw, shape=self._chunks, dtype=self._native)
+        except CodecError as err:  # zarr's pipeline cannot say which chunk failed; here we can
+            raise CodecError(f"{_scrub(self._fs.url)}: chunk {path!r}: {err}") from err
+        if crop != self._chunks:
+            arr = arr[tuple(slice(0, n) for n in crop)]
+        return arr
