@@ -158,6 +158,8 @@ def decompress_parsed(
     view *mv* (:func:`~b2store.codecs._blosc2frame.chunk_header` or ``locate_chunk``): the rest
     of the validation runs here, the header is not parsed again."""
     bf.check_parsed_chunk(mv, hdr, what=what, nbytes=nbytes)
+    if dtype.itemsize == 0:
+        raise CodecError(f"{what}: cannot decode into {dtype}, a dtype of zero-byte items")
     if hdr.nbytes % dtype.itemsize:
         raise CodecError(
             f"{what}: chunk holds {hdr.nbytes} bytes, not a multiple of itemsize {dtype.itemsize}"

@@ -409,7 +409,7 @@ def _bare_item_dtype(
     n = math.prod(-(-c // b) * b for c, b in zip(chunkshape, blocks or chunkshape, strict=True))
     if hdr.nblocks <= 1 and hdr.blocksize >= hdr.nbytes:
         n = math.prod(chunkshape)  # one block holds the chunk: C order, unpadded
-    if n == 0 or hdr.nbytes % n:
+    if n == 0 or hdr.nbytes % n or hdr.nbytes == 0:
         raise CodecError(
             f"{B2ND_ID}: bare chunk of {hdr.nbytes} bytes does not fit chunkshape "
             f"{chunkshape} / blocks {blocks}"

@@ -136,11 +136,15 @@ class _PartialPlan:
             if meta.chunks != shape or meta.shape != shape or info.typesize != dtype.itemsize:
                 return None  # not this chunk's layout: the whole-chunk decode says why
             base, chunks, blk = info.header_size, info.b2nd.chunks, info.b2nd.blocks
+            frame_cbytes: int | None = info.cbytes
         else:
             base, chunks, blk = 0, shape, blocks or shape
+            frame_cbytes = None
         if len(head) < base + bf.CHUNK_HEADER_SIZE or len(blk) != len(chunks):
             return None
         hdr = bf.chunk_header(head[base:], what=what, check_size=False)
+        if frame_cbytes is not None and hdr.cbytes != frame_cbytes:
+            return None  # the frame's sizes disagree: the whole-chunk decode says why
         padded = math.prod(-(-c // b) * b for c, b in zip(chunks, blk, strict=True))
         if hdr.special or hdr.nbytes != padded * dtype.itemsize:
             return None

@@ -11,18 +11,23 @@ Layouts (C-Blosc2 3.x, also read by 2.x; C-Blosc2's ``README_CFRAME_FORMAT.rst``
 ``README_CHUNK_FORMAT.rst`` describe them):
 
 * **Frame header** (msgpack, big-endian): magic ``b"b2frame\\0"`` at bytes 2..9, ``header_size``
-  int32 at 11, ``frame_size`` uint64 at 16, ``nbytes`` int64 at 30, chunks-section ``cbytes``
-  int64 at 39, ``typesize`` int32 at 48, ``blocksize`` int32 at 53, ``chunksize`` int32 at 58,
-  codec byte at 27 (codec id low nibble, clevel high nibble), filters at 71..76, the plugin
-  codec's id at 77 (when the low nibble is 6), filters_meta at 79..84, then the metalayers
-  (the ``b2nd`` one gives shape, chunks, blocks and dtype).
+  int32 at 11, ``frame_size`` uint64 at 16, general flags at 25 (format version, at most 3, in
+  the low nibble), frame type at 26 (0 = contiguous), ``nbytes`` int64 at 30, chunks-section
+  ``cbytes`` int64 at 39, ``typesize`` int32 at 48, ``blocksize`` int32 at 53, ``chunksize``
+  int32 at 58, codec byte at 27 (codec id low nibble, clevel high nibble), the number of filter
+  slots at 70 (at most 6), filters at 71..76, the plugin codec's id at 77 (when the low nibble
+  is 6), filters_meta at 79..84, then the metalayers (the ``b2nd`` one gives shape, chunks,
+  blocks and dtype).
 * The chunks follow at ``header_size``; the **offsets index** (a Blosc2 chunk of int64 offsets,
   relative to ``header_size``; negative offsets are frame-level special chunks whose kind is in
   bits 56..58) sits at ``header_size + cbytes``.
 * **Chunk header** (32 bytes, little-endian): version, versionlz, flags, typesize, nbytes,
-  blocksize, cbytes, filters[6], udcodec, codec_meta, filters_meta[6], flags2, blosc2_flags
-  (special kind in bits 4..6); then ``int32 bstarts[nblocks]`` unless the chunk is special or
-  memcpy'd.
+  blocksize (``1..nbytes`` unless the chunk is empty, at most 536866816), cbytes, filters[6],
+  udcodec, codec_meta, filters_meta[6], flags2 (bit 0: variable-length blocks, refused),
+  blosc2_flags (special kind in bits 4..6; bit 3 lazy and bit 7 instrumented codec, both
+  refused); then ``int32 bstarts[nblocks]`` unless the chunk is special or memcpy'd. Special
+  chunks hold whole items (``nbytes % typesize == 0``), as C-Blosc2's ``read_chunk_header``
+  requires.
 
 Costs: this runs once per decoded chunk, so each header is parsed once and handed on
 (:func:`locate_chunk` returns the chunk's parsed header, :func:`check_parsed_chunk` completes
@@ -92,7 +97,21 @@ UDCODEC_FORMAT = 6
 _FLAG_MEMCPYED = 0x02
 _FLAG_DONT_SPLIT = 0x10
 _FLAG_EXTENDED = 0x05  # BLOSC_DOSHUFFLE | BLOSC_DOBITSHUFFLE both set = extended (Blosc2) header
-_B2FLAG_VLBLOCKS = 0x08  # variable-length blocks (C-Blosc2 >= 2.15): not produced by b2nd
+#: Chunk header byte 31 (``blosc2_flags``): a *lazy* chunk (C-Blosc2 builds these in memory from
+#: a file frame, with a trailer of block sizes and a file offset; never stored) and an
+#: *instrumented* codec (``BLOSC2_INSTR_CODEC``: the chunk decodes to timings, not data).
+_B2FLAG_LAZY = 0x08
+_B2FLAG_INSTR_CODEC = 0x80
+#: Chunk header byte 30 (``flags2``): variable-length blocks (``BLOSC2_VL_BLOCKS``, C-Blosc2 3.x,
+#: format version 6): blocks of other sizes than ``blocksize``, not produced by b2nd writers.
+_FLAGS2_VL_BLOCKS = 0x01
+#: C-Blosc2's ``BLOSC2_MAXBLOCKSIZE``: ``read_chunk_header`` refuses larger blocks.
+_MAX_BLOCKSIZE = 536866816
+#: Newest contiguous-frame format version (low nibble of frame byte 25) C-Blosc2 3.x reads
+#: (``BLOSC2_VERSION_FRAME_FORMAT``); frame byte 26 is the frame type, 0 = contiguous.
+_FRAME_FORMAT_MAX = 3
+_FRAME_TYPE_CONTIGUOUS = 0
+_MAX_FILTERS = 6
 
 _WHAT = "Blosc2"
 #: Builds a named tuple from a tuple of its fields without the Python-level ``__new__`` (the
@@ -100,10 +119,12 @@ _WHAT = "Blosc2"
 _new_tuple = tuple.__new__
 _CHUNK_HEAD = struct.Struct("<BBBBiii6BBB6bBB")  # the whole 32-byte chunk header
 #: The fixed fields of a frame header, in one read: at 10 int32 marker + header_size, uint64
-#: marker + frame_size; the codec byte at 27; at 29 int64 marker + nbytes, int64 marker + cbytes,
-#: then int32 marker + typesize, + blocksize, + chunksize; filters at 71..76, the plugin codec's
-#: id at 77 (when the codec byte says UDCODEC_FORMAT), filters_meta at 79..84.
-_FRAME_HEAD = struct.Struct(">10xBiBQ3xBxBqBqBiBiBi9x6BBx6b")
+#: marker + frame_size; general flags (format version in the low nibble) at 25, frame type at
+#: 26, the codec byte at 27; at 29 int64 marker + nbytes, int64 marker + cbytes, then int32
+#: marker + typesize, + blocksize, + chunksize; the number of filter slots at 70, filters at
+#: 71..76, the plugin codec's id at 77 (when the codec byte says UDCODEC_FORMAT), filters_meta
+#: at 79..84.
+_FRAME_HEAD = struct.Struct(">10xBiBQxBBBxBqBqBiBiBi8xB6BBx6b")
 _FRAME_MARKERS = (0xD2, 0xCF, 0xD3, 0xD3, 0xD2, 0xD2, 0xD2)
 #: The size fields alone (tests forge frames with them): at 29 nbytes, cbytes, typesize,
 #: blocksize, chunksize, each after its msgpack marker.
@@ -170,6 +191,8 @@ class ChunkHeader(NamedTuple):
         Codec id of user-defined/plugin codecs, codec meta, and byte 31.
     special : int
         0 none, 1 zero, 2 NaN, 3 value, 4 uninitialised.
+    flags2 : int
+        Byte 30 (bit 0: variable-length blocks, refused).
     """
 
     version: int
@@ -185,6 +208,7 @@ class ChunkHeader(NamedTuple):
     filters_meta: tuple[int, ...]
     blosc2_flags: int
     special: int
+    flags2: int = 0
 
     @property
     def memcpyed(self) -> bool:
@@ -254,12 +278,27 @@ def _chunk_header(mv: memoryview, what: str, check_size: bool = True) -> ChunkHe
         raise _err(f"corrupt Blosc2 chunk header: {nbytes=}, {blocksize=}, {cbytes=}", what)
     if nbytes > 0 and blocksize == 0:
         raise _err(f"corrupt Blosc2 chunk header: {blocksize=} for {nbytes=}", what)
-    blosc2_flags = v[22]
+    if (nbytes > 0 and blocksize > nbytes) or blocksize > _MAX_BLOCKSIZE:
+        # C-Blosc2's read_chunk_header refuses both
+        raise _err(
+            f"corrupt Blosc2 chunk header: {blocksize=} for {nbytes=} (expected 1..{nbytes} "
+            f"and at most {_MAX_BLOCKSIZE})",
+            what,
+        )
+    blosc2_flags, flags2 = v[22], v[21]
     special = (blosc2_flags >> 4) & 0x7
     # fields 7..12 filters, 13 udcodec, 14 codec_meta, 15..20 filters_meta, 21 flags2
-    hdr = _new_tuple(ChunkHeader, (*v[:7], v[7:13], v[13], v[14], v[15:21], blosc2_flags, special))
+    hdr = _new_tuple(
+        ChunkHeader, (*v[:7], v[7:13], v[13], v[14], v[15:21], blosc2_flags, special, flags2)
+    )
     if special > SPECIAL_UNINIT:
         raise _err(f"corrupt Blosc2 chunk header: unknown special kind {special}", what)
+    if blosc2_flags & (_B2FLAG_LAZY | _B2FLAG_INSTR_CODEC) or flags2 & _FLAGS2_VL_BLOCKS:
+        raise _err(_flag_message(blosc2_flags, flags2), what)
+    if special != SPECIAL_NONE and nbytes % typesize:
+        raise _err(  # C-Blosc2's read_chunk_header refuses it
+            f"corrupt Blosc2 special chunk: {nbytes=} is not a multiple of {typesize=}", what
+        )
     if special == SPECIAL_VALUE:
         expect = CHUNK_HEADER_SIZE + typesize
         if cbytes != expect:
@@ -279,6 +318,24 @@ def _chunk_header(mv: memoryview, what: str, check_size: bool = True) -> ChunkHe
     if check_size and n < cbytes:
         raise _err(f"truncated Blosc2 chunk: {n} bytes, header says {cbytes}", what)
     return hdr
+
+
+def _flag_message(blosc2_flags: int, flags2: int) -> str:
+    """What a chunk header's refused flag bits (lazy, instrumented, variable-length blocks) mean."""
+    if flags2 & _FLAGS2_VL_BLOCKS:
+        return (
+            "Blosc2 chunks with variable-length blocks (flags2 bit 0) are not supported: "
+            "read it with python-blosc2"
+        )
+    if blosc2_flags & _B2FLAG_INSTR_CODEC:
+        return (
+            "Blosc2 chunk written with an instrumented codec (blosc2_flags bit 7): it decodes "
+            "to codec timings, not data"
+        )
+    return (
+        "corrupt Blosc2 chunk header: lazy-chunk flag set (blosc2_flags bit 3; only C-Blosc2's "
+        "in-memory chunks carry it)"
+    )
 
 
 def _repeated_chunk_header(mv: memoryview, what: str) -> ChunkHeader:
@@ -353,8 +410,6 @@ def check_parsed_chunk(
             what,
         )
     if hdr.special == SPECIAL_NONE and not hdr.memcpyed and hdr.nbytes > 0:
-        if hdr.blosc2_flags & _B2FLAG_VLBLOCKS:
-            raise _err("Blosc2 chunks with variable-length blocks are not supported", what)
         _check_block_starts(mv, hdr, what)
 
 
@@ -589,12 +644,29 @@ def parse_frame(buf: Any, *, what: str = _WHAT, complete: bool = True) -> FrameI
     if n < FRAME_HEADER_MINLEN:
         raise _err(f"truncated Blosc2 frame: {n} bytes, the header alone is longer", what)
     (
-        m0, header_size, m1, frame_size, codec_byte,
-        m2, nbytes, m3, cbytes, m4, typesize, m5, blocksize, m6, chunksize,
+        m0, header_size, m1, frame_size, general_flags, frame_type, codec_byte,
+        m2, nbytes, m3, cbytes, m4, typesize, m5, blocksize, m6, chunksize, nfilters,
         *filters_etc,
     ) = _FRAME_HEAD.unpack_from(mv)  # fmt: skip
     if (m0, m1, m2, m3, m4, m5, m6) != _FRAME_MARKERS:
         raise _err("corrupt Blosc2 frame header (msgpack type markers do not match)", what)
+    # C-Blosc2's get_header_info / frame reader refuse other frame types and newer formats
+    if frame_type != _FRAME_TYPE_CONTIGUOUS:
+        raise _err(
+            f"not a Blosc2 contiguous frame: expected frame type {_FRAME_TYPE_CONTIGUOUS} at "
+            f"byte 26, got frame type {frame_type} instead",
+            what,
+        )
+    if general_flags & 0x0F > _FRAME_FORMAT_MAX:
+        raise _err(
+            f"unsupported Blosc2 frame: expected format version at most {_FRAME_FORMAT_MAX}, "
+            f"got format version {general_flags & 0x0F} instead",
+            what,
+        )
+    if nfilters > _MAX_FILTERS:  # get_header_info refuses it
+        raise _err(
+            f"corrupt Blosc2 frame header: {nfilters} filter slots, at most {_MAX_FILTERS}", what
+        )
     if header_size < FRAME_HEADER_MINLEN or header_size > frame_size:
         raise _err(f"corrupt Blosc2 frame header: {header_size=}, {frame_size=}", what)
     if nbytes < 0 or cbytes < 0 or typesize < 1 or chunksize < 0 or blocksize < 0:
