@@ -13,10 +13,12 @@ multiples of the HDF5 chunks; chunks at the array's edge end at the edge) reads 
 bytes from the b2h5 filesystem (``cat_file`` of its key: the same bytes, checks and errors as
 zarr's reads) and decodes them with the array's own codec object
 (:meth:`~b2store.codecs.zarr3.B2ndCodec.decode_chunk`). One chunk is returned as decoded (a
-view when it is cropped at the edge), several are placed in one new array. A missing key (an
+compact copy when it is cropped at the edge), several are placed in one new array. A missing key (an
 unallocated or all-zero chunk) reads as the array's ``fill_value``, as zarr reads it. A chunk
 that does not decode raises :class:`~b2store.errors.CodecError` naming the file and the key
-(zarr's pipeline names neither). Every other selection goes through zarr unchanged.
+(zarr's pipeline names neither), and the file that holds the chunk where that is another one (a
+virtual dataset's source, an external link's target). Every other selection goes through zarr
+unchanged.
 
 Why: with one dask task per chunk, zarr decodes each chunk into a buffer of its own and copies
 it into the task's output on its one event-loop thread; that serial copy was the largest cost
@@ -147,7 +149,21 @@ class WholeChunkArrayWrapper(ZarrArrayWrapper):
         try:
             arr = self._codec.decode_chunk(raw, shape=self._chunks, dtype=self._native)
         except CodecError as err:  # zarr's pipeline cannot say which chunk failed; here we can
-            raise CodecError(f"{_scrub(self._fs.url)}: chunk {path!r}: {err}") from err
-        if crop != self._chunks:
-            arr = arr[tuple(slice(0, n) for n in crop)]
+            raise CodecError(f"{self._chunk_where(path)}: {err}") from err
+        if crop != self._chunks:  # a compact copy: a view would keep the whole chunk alive
+            arr = arr[tuple(slice(0, n) for n in crop)].copy()
         return arr
+
+    def _chunk_where(self, path: str) -> str:
+        """The view's file and chunk key *path*, and the file that holds the chunk where that
+        is another one (a source of a virtual dataset, the target of an external link): the
+        view's own file has no such chunk to look at."""
+        own = self._fs.url
+        where = f"{_scrub(own)}: chunk {path!r}"
+        try:
+            table, lin = self._fs._locate(path)
+            row = table.find(lin)
+            held = table.url_of(row) if row >= 0 else own
+        except Exception:  # only improves a message: the decode error stands
+            return where
+        return where if held == own else f"{where} (stored in {_scrub(held)})"
