@@ -10,6 +10,8 @@ them as they walk their folders, :func:`remove_stale_temps` for one folder).
 
 Permissions: a ``private`` file is created readable by its owner only (mode 0600); else as
 the umask allows (0666 minus the umask). Each cache says which of its files are private.
+The umask is read without changing it (``/proc/self/status`` on Linux; elsewhere
+``os.umask`` set-and-restore under a lock), so other threads' new files keep their modes.
 
 For the command line's outputs, :func:`part_path` gives a new ``.<name>.<pid>.<random>.part``
 file or folder beside the output, with the permissions the umask gives new files and folders
@@ -25,6 +27,7 @@ import os
 import secrets
 import shutil
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -137,10 +140,37 @@ def part_path(folder: str, name: str, *, directory: bool = False) -> Iterator[st
             _remove(path)
 
 
+#: serialises the os.umask(0) / os.umask(mask) read where /proc cannot tell the umask
+_UMASK_LOCK = threading.Lock()
+
+
 def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process's umask, read without changing it where the system can tell it.
+
+    ``os.umask`` only reads the umask by setting another one: a thread creating a file between
+    ``os.umask(0)`` and ``os.umask(mask)`` got it with mode 0666/0777. Linux >= 4.7 shows the
+    umask as the ``Umask:`` line of ``/proc/self/status``; elsewhere (or when that line is
+    missing) the set-and-restore is done under a lock, which serialises b2store's own reads.
+    """
+    mask = _proc_umask()
+    if mask is not None:
+        return mask
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)  # the strictest mask meanwhile: never a world-writable file
+        os.umask(mask)
     return mask
+
+
+def _proc_umask(status: str = "/proc/self/status") -> int | None:
+    """The ``Umask:`` (octal) of ``status``, or ``None`` when it cannot be read."""
+    try:
+        with open(status, encoding="ascii", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split(":", 1)[1].strip(), 8)
+    except (OSError, ValueError):
+        return None
+    return None
 
 
 def _remove(path: str) -> None:

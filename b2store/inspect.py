@@ -429,8 +429,16 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
         storage_options = {"unsupported": "skip", **(storage_options or {})}
     try:
         group = zarr.open_group(url, mode="r", storage_options=storage_options or None)
-    except (ValueError, ImportError) as exc:
-        raise InspectError(f"cannot open {url} as a Zarr group: {exc}") from exc
+    except (ValueError, ImportError, LookupError) as exc:
+        # zarr's "No group found in store ..." does not say that the server lacks the path
+        why = _caterva2_not_a_group(url, storage_options) if _is_node_not_found(exc) else None
+        if why is not None:
+            raise why from None
+        if not isinstance(exc, ValueError | ImportError):
+            raise
+        from b2store.hdf5._target_errors import _scrub
+
+        raise InspectError(_scrub(f"cannot open {url} as a Zarr group: {exc}")) from exc
     nodes = [NodeInfo(path="/", kind="group")]
     for name, obj in sorted(group.members(max_depth=None)):
         if isinstance(obj, zarr.Group):
@@ -460,6 +468,84 @@ def inspect_zarr_url(url: str, storage_options: dict[str, Any] | None = None) ->
     if b2h5:
         nodes += _skipped_by_b2h5(getattr(group.store, "fs", None), nodes)
     return nodes
+
+
+def _is_node_not_found(exc: BaseException) -> bool:
+    """Whether ``exc`` is zarr's "no group found" or the Caterva2 filesystem's version of it
+    for URLs holding credentials."""
+    from zarr.errors import NodeNotFoundError
+
+    from b2store.caterva2.filesystem import Caterva2URLNotFoundError
+
+    return isinstance(exc, NodeNotFoundError | Caterva2URLNotFoundError)
+
+
+#: names of a Caterva2 folder shown in the "not found" error of ``info``
+_LISTED_NAMES = 10
+
+
+def _caterva2_not_a_group(url: str, storage_options: dict[str, Any] | None) -> Exception | None:
+    """Why a ``caterva2://`` URL did not open as a Zarr group, asked of the server, or ``None``
+    (another protocol, or the server does not say).
+
+    A missing dataset or directory is a :class:`FileNotFoundError` naming the URL (without
+    credentials) and what the nearest existing folder holds; a missing root names the server's
+    roots; a Zarr key (``.../c/0/0``) is an :class:`InspectError`.
+    """
+    protocol = url.split("://", 1)[0].lower() if "://" in url else ""
+    if "::" in url or protocol not in _ZARR_PROTOCOLS:
+        return None
+    from fsspec.core import url_to_fs
+
+    try:
+        fs, path = url_to_fs(url, **(storage_options or {}))
+    except (OSError, ValueError, TypeError):
+        return None  # zarr opened it with these options: not expected
+    try:
+        info = fs.info(path)
+    except FileNotFoundError as missing:
+        return FileNotFoundError(_with_listing(fs, path, missing))
+    except (OSError, ValueError, TypeError):
+        return None  # the server fails, or refuses: zarr's error stands
+    if info.get("type") == "file":
+        where = fs.unstrip_protocol(path)
+        return InspectError(
+            f"{where} is a key of a Zarr store (a metadata document or a chunk), not a dataset "
+            "or directory: give the URL of the dataset or directory it belongs to"
+        )
+    return None
+
+
+def _with_listing(fs: Any, path: str, missing: FileNotFoundError) -> str:
+    """The message of ``missing`` (the Caterva2 filesystem's, naming the URL and what to do),
+    with what the nearest existing folder above ``path`` holds in place of its advice."""
+    message = str(missing).strip().splitlines()[0] if str(missing).strip() else ""
+    parent = path.rsplit("/", 1)[0] if "/" in path else ""
+    while parent:  # a missing root's message names the roots already
+        try:
+            listed = [n.rstrip("/").rsplit("/", 1)[-1] for n in fs.ls(parent, detail=False)]
+        except FileNotFoundError:
+            parent = parent.rsplit("/", 1)[0] if "/" in parent else ""
+            continue
+        except (OSError, ValueError, TypeError):
+            return message
+        names = sorted(
+            n
+            for n in listed
+            if n not in ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
+        )
+        shown = ", ".join(names[:_LISTED_NAMES])
+        if len(names) > _LISTED_NAMES:
+            shown += f", ... ({len(names)} in all)"
+        if ".zarray" in listed:  # a dataset's view: its only member is its array
+            holds = "is a dataset: open that URL instead"
+        else:
+            holds = f"holds {shown}" if names else "is empty"
+        return (
+            f"{fs.unstrip_protocol(path)}: no such dataset or directory was found on the "
+            f"Caterva2 server; {fs.unstrip_protocol(parent)} {holds}"
+        )
+    return message
 
 
 def _skipped_by_b2h5(fs: Any, nodes: list[NodeInfo]) -> list[NodeInfo]:

@@ -47,10 +47,16 @@ Contract
   reports that rather than a bare server error.
 * Chunk bytes: see :mod:`b2store.caterva2.metadata` (which endpoint, which codec) and
   :mod:`b2store.caterva2.chunks` (checks). Fetched bytes go to the :class:`ChunkCache` as received.
+* A missing dataset, directory or root is a ``FileNotFoundError`` (``Caterva2MissingError``)
+  whose message names its ``caterva2://`` URL and where to see what exists (a missing root: the
+  server's roots); a chunk key off its dataset's grid names the keys there are. ``cat_file``
+  of a dataset or directory (no key) raises ``IsADirectoryError``.
 * A chunk key whose dataset is gone (deleted, renamed) raises ``Caterva2DataError`` (an
   ``OSError``), not ``FileNotFoundError``: zarr reads chunk keys only of arrays it opened, and would
-  turn a missing key into fill values. A key that reads two ways (``f.h5/c/0``: v3 chunk 0 of a
-  group, or v2 chunk 0 of a dataset ``c``) is served by whichever names a dataset.
+  turn a missing key into fill values. An instance that has served no metadata (nor been
+  unpickled from one that had) opened no array: there such a key is a missing key. A key that
+  reads two ways (``f.h5/c/0``: v3 chunk 0 of a group, or v2 chunk 0 of a dataset ``c``) is
+  served by whichever names a dataset.
 * URLs are percent-decoded once; store paths (zarr's keys) never are.
 * Not cached by fsspec (``cachable = False``): each open gets its own instance, which remembers
   the dataset versions its metadata was made from, so a later open of a changed dataset cannot
@@ -138,6 +144,10 @@ class Caterva2URLNotFoundError(B2StoreError, LookupError):
     turn a ``FileNotFoundError`` into their own "not found" errors, which quote the URL string,
     password included. The message names the URL without credentials.
     """
+
+
+class _ChunkOutsideGridError(B2StoreError, FileNotFoundError):
+    """A chunk key outside its dataset's chunk grid (a missing key; no request was sent)."""
 
 
 def _non_negative(name: str, value: Any, *, integer: bool = False) -> float:
@@ -786,18 +796,70 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 roots, _ = await self.client.get_json("roots")
                 if isinstance(roots, dict) and node in roots:
                     return [GroupMeta()], False
-                raise
+                raise await self._missing(node) from None
             parent, name = posixpath.split(node)
             if alias or not name or posixpath.basename(parent) != name:
-                raise
-            info, etag = await self._fetch_info(parent)  # <dataset>/<name>: the group view child
+                raise await self._missing(node) from None
+            try:
+                # <dataset>/<name>: the group view's child
+                info, etag = await self._fetch_info(parent)
+            except FileNotFoundError:
+                raise await self._missing(node) from None
             if is_group_info(info):
-                raise
+                raise await self._missing(node) from None
             alias, node = True, parent
             self._aliases[f"{parent}/{name}"] = parent
         if is_group_info(info) or ("/" not in node and node.startswith("@")):
             return [GroupMeta()], False
         return self._remember(dataset_from_info(node, info, etag)), alias
+
+    async def _missing(self, node: str) -> Caterva2MissingError:
+        """The error for ``node``, which the server answered 404 for: its URL, whether its root
+        or the node is missing, and where to see what exists.
+
+        The server's roots are asked for only when the root is not ``@public`` (a misspelt root,
+        or ``@personal``/``@shared`` without a login), and only for this message."""
+        url = self.unstrip_protocol(node)
+        root = node.split("/", 1)[0]
+        roots: list[str] | None = None
+        if root != "@public":
+            try:
+                answer, _ = await self.client.get_json("roots")
+            except (OSError, ValueError, TypeError):
+                answer = None  # only the message needs it
+            if isinstance(answer, dict):
+                roots = sorted(map(str, answer))
+        if roots is not None and root not in roots:
+            server = f"{self.protocol}://{self.host}"
+            login = (
+                ""
+                if self.client.has_credentials
+                else "; @personal and @shared need a login (username/password or token)"
+            )
+            return Caterva2MissingError(
+                f"{url}: the server has no root {root!r}. Its roots are "
+                f"{', '.join(roots) or 'none'}: URLs read {server}/<root>/<path>, such as "
+                f"{server}/@public/<path>{login}"
+            )
+        parent = posixpath.dirname(node) or root
+        where = self.unstrip_protocol(parent)
+        return Caterva2MissingError(
+            f"{url}: no such dataset or directory was found on the Caterva2 server (HTTP 404). "
+            f"See what {where} holds with `b2store info {where}` or fs.ls({parent!r})"
+        )
+
+    async def _missing_chunk_key(self, key: str, node: str) -> Caterva2MissingError:
+        """The error for chunk ``key`` of a dataset ``node`` the server did not describe: the
+        dataset's own "not found" error when it is missing, else (a directory or HDF5 group
+        ``node``, which has no chunk keys) the key's."""
+        try:
+            await self._node(node)
+        except FileNotFoundError as missing:
+            return Caterva2MissingError(
+                f"{self.unstrip_protocol(key)}: a chunk key of a dataset the server does not "
+                f"have. {missing}"
+            )
+        return await self._missing(key)
 
     async def _metadata(self, node: str) -> bytes:
         """The ``zarr.json`` of ``node`` (group or array), from ``/api/info`` (:meth:`_node`)."""
@@ -1135,19 +1197,25 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                     data = await self._metadata(posixpath.dirname(path))
                 else:
                     data = await self._metadata_v2(posixpath.dirname(path), name)
-            except Caterva2MissingError:
+            except Caterva2MissingError as missing:
                 if probing or not self._url_credentials or self._served_metadata:
                     raise
                 raise Caterva2URLNotFoundError(
-                    f"{self.unstrip_protocol(posixpath.dirname(path))}: no such dataset or "
-                    "directory on the server (raised instead of FileNotFoundError because the "
-                    "URL holds credentials, which zarr would repeat in its own error)"
+                    f"{missing} (raised instead of FileNotFoundError because the URL holds "
+                    "credentials, which zarr would repeat in its own error)"
                 ) from None
             self._served_metadata = True
             return data
         readings = self._chunk_key_readings(path)
         if not readings:
-            raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a Zarr key")
+            if probing:
+                raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a Zarr key")
+            await self._node(path)  # a missing path says so (and where to look)
+            url = self.unstrip_protocol(path)
+            raise IsADirectoryError(
+                f"{url} is a Zarr group or a dataset's view, not a key: read one of its keys "
+                f"({url}/zarr.json, or .zarray for a dataset), or open the URL with zarr or xarray"
+            )
         for node, coords, zarr_format in readings:
             try:
                 ds = await self._dataset(node)
@@ -1155,9 +1223,17 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 continue  # e.g. ".../h.h5/c/0": not chunk 0 of a group, but a dataset named c
             if zarr_format == 2 and not ds.shape and coords == (0,):
                 coords = ()  # the v2 key of a 0-d array's only chunk is "0"
+            if not ds.in_grid(coords):  # a missing key: no request sent
+                raise _ChunkOutsideGridError(_off_grid(self.unstrip_protocol(path), ds, coords))
             return await self._chunk(ds, coords)
         if probing:
             raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a chunk of a dataset")
+        opened = self._served_metadata or bool(self._opened_versions)
+        if not opened and not any(n in self._changed for n, _, _ in readings):
+            # no array was opened through this instance (fs.cat_file of a key by hand): the
+            # dataset is simply missing, and zarr, which reads chunk keys only of arrays it
+            # opened, is not the reader
+            raise await self._missing_chunk_key(path, readings[0][0])
         # zarr reads chunk keys only of arrays it has opened: a missing dataset here was deleted
         # or replaced since; a FileNotFoundError would make zarr serve fill values instead
         nodes = " or ".join(dict.fromkeys(node for node, _, _ in readings))
@@ -1199,17 +1275,28 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
 
     async def _info_of(self, path: str) -> dict[str, Any]:
         name = posixpath.basename(path)
+        off_grid: _ChunkOutsideGridError | None = None
         if name == "zarr.json" or name in _V2_KEYS or self._chunk_key_readings(path):
             try:
                 data = await self._read_key(path, probing=True)
                 return {"name": path, "size": len(data), "type": "file"}
+            except _ChunkOutsideGridError as exc:
+                off_grid = exc  # unless a node of that name exists (checked below)
             except FileNotFoundError:
                 if name == "zarr.json" or name in _V2_KEYS:
                     raise
                 # not a chunk after all: e.g. an HDF5 dataset named "3" (checked below)
         if not path:
             return {"name": "", "size": 0, "type": "directory"}
-        await self._node(path)
+        try:
+            await self._node(path)
+        except FileNotFoundError:
+            if off_grid is not None:
+                raise off_grid from None  # was "Caterva2 has no .../api/info/<dataset>/c/9"
+            readings = self._chunk_key_readings(path)
+            if readings:  # was named as a missing directory ("see what .../c/0 holds")
+                raise await self._missing_chunk_key(path, readings[0][0]) from None
+            raise
         return {"name": path, "size": 0, "type": "directory"}
 
     async def _ls(self, path: str, detail: bool = True, **kwargs: Any) -> list[Any]:
@@ -1529,6 +1616,24 @@ def _proxy_source(path: str, info: Any) -> str | None:
     for _ in range(dsetname.count("/")):
         folder = posixpath.dirname(folder)
     return folder if "/" in folder else None  # a root itself cannot be the file
+
+
+def _off_grid(url: str, ds: Dataset, coords: tuple[int, ...]) -> str:
+    """The message for chunk key ``url`` of ``ds``, whose ``coords`` are off the chunk grid."""
+    grid = ds.grid
+    if any(n == 0 for n in grid):
+        keys = f"it has no chunks (shape {ds.shape})"
+    elif not grid:
+        keys = "its only chunk key is c (Zarr v3) or 0 (v2)"
+    else:
+        last = tuple(n - 1 for n in grid)
+        v3 = "c/" + "/".join("0" * len(grid)), "c/" + "/".join(map(str, last))
+        v2 = ".".join("0" * len(grid)), ".".join(map(str, last))
+        keys = f"its chunk keys run from {v3[0]} to {v3[1]} (Zarr v3) or {v2[0]} to {v2[1]} (v2)"
+    return (
+        f"{url}: chunk {coords} is outside the chunk grid {grid} of Caterva2 dataset {ds.path}; "
+        f"{keys}"
+    )
 
 
 async def _listed(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
