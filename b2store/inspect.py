@@ -519,6 +519,8 @@ def _caterva2_not_a_group(url: str, storage_options: dict[str, Any] | None) -> E
 def _with_listing(fs: Any, path: str, missing: FileNotFoundError) -> str:
     """The message of ``missing`` (the Caterva2 filesystem's, naming the URL and what to do),
     with what the nearest existing folder above ``path`` holds in place of its advice."""
+    from b2store.caterva2.filesystem import _V2_KEYS
+
     message = str(missing).strip().splitlines()[0] if str(missing).strip() else ""
     parent = path.rsplit("/", 1)[0] if "/" in path else ""
     while parent:  # a missing root's message names the roots already
@@ -529,11 +531,7 @@ def _with_listing(fs: Any, path: str, missing: FileNotFoundError) -> str:
             continue
         except (OSError, ValueError, TypeError):
             return message
-        names = sorted(
-            n
-            for n in listed
-            if n not in ("zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata")
-        )
+        names = sorted(n for n in listed if n != "zarr.json" and n not in _V2_KEYS)
         shown = ", ".join(names[:_LISTED_NAMES])
         if len(names) > _LISTED_NAMES:
             shown += f", ... ({len(names)} in all)"

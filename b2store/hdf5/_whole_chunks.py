@@ -34,7 +34,6 @@ import numpy as np
 from xarray.backends.zarr import ZarrArrayWrapper
 
 from b2store.errors import CodecError
-from b2store.hdf5._target_errors import _scrub
 
 __all__ = ["whole_chunk_wrapper"]
 
@@ -70,13 +69,13 @@ def whole_chunk_wrapper(zarr_array: Any, fs: Any) -> ZarrArrayWrapper | None:
     ):
         return None
     prefix = "/".join(p.strip("/") for p in (root, str(zarr_array.path)) if p.strip("/"))
-    return WholeChunkArrayWrapper(zarr_array, fs, prefix, codecs[0], chunks, dtype)
+    return WholeChunkArrayWrapper(zarr_array, fs, prefix, codecs[0], chunks)
 
 
 class WholeChunkArrayWrapper(ZarrArrayWrapper):
     """xarray's ``ZarrArrayWrapper`` whose whole-chunk basic selections skip zarr's pipeline."""
 
-    __slots__ = ("_chunks", "_codec", "_fill", "_fs", "_native", "_prefix")
+    __slots__ = ("_chunks", "_codec", "_fill", "_fs", "_prefix")
 
     def __init__(
         self,
@@ -85,28 +84,22 @@ class WholeChunkArrayWrapper(ZarrArrayWrapper):
         prefix: str,
         codec: Any,
         chunks: tuple[int, ...],
-        dtype: np.dtype,
     ) -> None:
-        super().__init__(zarr_array)
+        super().__init__(zarr_array)  # sets self.dtype: the numeric dtype, native byte order
         self._fs = fs
         self._prefix = prefix
         self._codec = codec
         self._chunks = chunks
-        self._native = dtype
-        self._fill = np.asarray(zarr_array.fill_value, dtype=dtype)
+        self._fill = np.asarray(zarr_array.fill_value, dtype=self.dtype)
 
     def _getitem(self, key: Any) -> Any:
         grid = self._whole_chunks(key)
         if grid is None:
             return super()._getitem(key)
-        starts, counts = grid
+        starts, counts, shape = grid
         if math.prod(counts) == 1:
             return self._read(starts)
-        shape = tuple(
-            min(s * c + n * c, size) - s * c
-            for s, n, c, size in zip(starts, counts, self._chunks, self.shape, strict=True)
-        )
-        out = np.empty(shape, self._native)
+        out = np.empty(shape, self.dtype)
         for offsets in np.ndindex(*counts):
             coords = tuple(s + o for s, o in zip(starts, offsets, strict=True))
             block = self._read(coords)
@@ -117,12 +110,14 @@ class WholeChunkArrayWrapper(ZarrArrayWrapper):
             out[where] = block
         return out
 
-    def _whole_chunks(self, key: Any) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
-        """(first chunk's coordinates, chunks per dimension) if *key* is made of whole chunks
-        (ending at the array's edge where it does), else None."""
+    def _whole_chunks(
+        self, key: Any
+    ) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]] | None:
+        """(first chunk's coordinates, chunks per dimension, the selection's shape) if *key* is
+        made of whole chunks (ending at the array's edge where it does), else None."""
         if not isinstance(key, tuple) or len(key) != len(self.shape):
             return None
-        starts, counts = [], []
+        starts, counts, shape = [], [], []
         for k, size, c in zip(key, self.shape, self._chunks, strict=True):
             if not isinstance(k, slice) or k.step not in (None, 1):
                 return None
@@ -131,7 +126,8 @@ class WholeChunkArrayWrapper(ZarrArrayWrapper):
                 return None
             starts.append(a // c)
             counts.append(-(-(b - a) // c))
-        return tuple(starts), tuple(counts)
+            shape.append(b - a)
+        return tuple(starts), tuple(counts), tuple(shape)
 
     def _read(self, coords: tuple[int, ...]) -> np.ndarray:
         """Chunk *coords*, cropped at the array's edge: decoded, or the fill where missing."""
@@ -145,25 +141,11 @@ class WholeChunkArrayWrapper(ZarrArrayWrapper):
         try:
             raw = self._fs.cat_file(path)
         except FileNotFoundError:
-            return np.full(crop, self._fill, self._native)
+            return np.full(crop, self._fill, self.dtype)
         try:
-            arr = self._codec.decode_chunk(raw, shape=self._chunks, dtype=self._native)
+            arr = self._codec.decode_chunk(raw, shape=self._chunks, dtype=self.dtype)
         except CodecError as err:  # zarr's pipeline cannot say which chunk failed; here we can
-            raise CodecError(f"{self._chunk_where(path)}: {err}") from err
+            raise CodecError(f"{self._fs.chunk_where(path)}: {err}") from err
         if crop != self._chunks:  # a compact copy: a view would keep the whole chunk alive
             arr = arr[tuple(slice(0, n) for n in crop)].copy()
         return arr
-
-    def _chunk_where(self, path: str) -> str:
-        """The view's file and chunk key *path*, and the file that holds the chunk where that
-        is another one (a source of a virtual dataset, the target of an external link): the
-        view's own file has no such chunk to look at."""
-        own = self._fs.url
-        where = f"{_scrub(own)}: chunk {path!r}"
-        try:
-            table, lin = self._fs._locate(path)
-            row = table.find(lin)
-            held = table.url_of(row) if row >= 0 else own
-        except Exception:  # only improves a message: the decode error stands
-            return where
-        return where if held == own else f"{where} (stored in {_scrub(held)})"

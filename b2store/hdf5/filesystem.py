@@ -50,6 +50,7 @@ from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import RenderedMeta
 from b2store.errors import (
     AccessRefusedError,
+    CodecError,
     NotRandomAccessError,
     TransferError,
     UnsupportedHDF5FeatureError,
@@ -833,9 +834,11 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         if table.zero_skip:
             from b2store.codecs._blosc2frame import frame_special
 
-            # a corrupt frame fails here, before any decoder: name the file and the key
-            what = f"{_scrub(table.url_of(row))}: chunk {path!r}: Blosc2"
-            if frame_special(raw, what=what) == 1:
+            try:
+                special = frame_special(raw)
+            except CodecError as err:  # a corrupt frame fails here, before any decoder
+                raise CodecError(f"{self._chunk_where(table, row, path)}: {err}") from None
+            if special == 1:
                 raise FileNotFoundError(path)
         if table.masked:
             from b2store.hdf5.filters import frame_chunk
@@ -844,6 +847,22 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         elif table.pad_to and len(raw) < table.pad_to:
             raw = raw + bytes(table.pad_to - len(raw))
         return raw
+
+    def chunk_where(self, path: str) -> str:
+        """``<file>: chunk '<key>'`` for a message about chunk key *path*, with ``(stored in
+        <file>)`` when another file holds its bytes (a virtual dataset's source, an external
+        link's target): the view's own file has no such chunk to look at."""
+        try:
+            table, lin = self._locate(path)
+        except FileNotFoundError:
+            return f"{_scrub(self.url)}: chunk {path!r}"
+        return self._chunk_where(table, table.find(lin), path)
+
+    def _chunk_where(self, table: ChunkTable, row: int, path: str) -> str:
+        """:meth:`chunk_where` of row *row* of *table* (``-1``: no stored chunk)."""
+        where = f"{_scrub(self.url)}: chunk {path!r}"
+        held = table.url_of(row) if row >= 0 else self.url
+        return where if held == self.url else f"{where} (stored in {_scrub(held)})"
 
     def _chunk(self, path: str) -> bytes:
         table, lin = self._locate(path)
@@ -1128,7 +1147,6 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
             # a range starting at 0 is how readers begin: answer "missing" for ZERO frames as
             # a whole read would (later ranges of such a tiny frame are its real bytes anyway)
             from b2store.codecs._blosc2frame import frame_special
-            from b2store.errors import CodecError
 
             with contextlib.suppress(CodecError):  # undecidable prefix: the decoder checks
                 if frame_special(raw) == 1:
