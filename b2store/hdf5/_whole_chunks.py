@@ -13,7 +13,9 @@ multiples of the HDF5 chunks; chunks at the array's edge end at the edge) reads 
 bytes from the b2h5 filesystem (``cat_file`` of its key: the same bytes, checks and errors as
 zarr's reads) and decodes them with the array's own codec object
 (:meth:`~b2store.codecs.zarr3.B2ndCodec.decode_chunk`). One chunk is returned as decoded (a
-compact copy when it is cropped at the edge), several are placed in one new array. A missing key (an
+compact copy when it is cropped at the edge), several are decoded on a shared pool of threads (one
+per core: a read without dask, or a dask task of several chunks, uses every core as zarr's
+pipeline does) and placed in one new array. A missing key (an
 unallocated or all-zero chunk) reads as the array's ``fill_value``, as zarr reads it. A chunk
 that does not decode raises :class:`~b2store.errors.CodecError` naming the file and the key
 (zarr's pipeline names neither), and the file that holds the chunk where that is another one (a
@@ -27,7 +29,12 @@ between a dask read and the decompress-only ceiling (docs/benchmarks.md).
 
 from __future__ import annotations
 
+import functools
 import math
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import numpy as np
@@ -39,6 +46,45 @@ __all__ = ["whole_chunk_wrapper"]
 
 #: dtype kinds read here; others (records, strings) go through zarr.
 _KINDS = "biufc"
+
+_POOL_LOCK = threading.Lock()
+_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
+
+
+def _cores() -> int:
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1  # pragma: no cover - platforms without affinity
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The process's decode pool, one thread per usable core (made again after a fork)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid():
+            _POOL = (
+                os.getpid(),
+                ThreadPoolExecutor(_cores(), thread_name_prefix="b2store-whole-chunks"),
+            )
+        return _POOL[1]
+
+
+def _run_all(jobs: list[Callable[[], None]]) -> None:
+    """Run *jobs* on the pool (in this thread when there is one job or one core); the first
+    error is raised once the jobs already started have ended, the rest are cancelled."""
+    if len(jobs) == 1 or _cores() == 1:
+        for job in jobs:
+            job()
+        return
+    futures: list[Future[None]] = [_pool().submit(job) for job in jobs]
+    _, pending = wait(futures, return_when=FIRST_EXCEPTION)
+    for f in pending:
+        f.cancel()
+    wait(pending)  # those already running end before the caller sees the error
+    for f in futures:  # in submission order: the same error on every run
+        exc = None if f.cancelled() else f.exception()
+        if exc is not None:
+            raise exc
 
 
 def whole_chunk_wrapper(zarr_array: Any, fs: Any) -> ZarrArrayWrapper | None:
@@ -100,7 +146,8 @@ class WholeChunkArrayWrapper(ZarrArrayWrapper):
         if math.prod(counts) == 1:
             return self._read(starts)
         out = np.empty(shape, self.dtype)
-        for offsets in np.ndindex(*counts):
+
+        def place(offsets: tuple[int, ...]) -> None:
             coords = tuple(s + o for s, o in zip(starts, offsets, strict=True))
             block = self._read(coords)
             where = tuple(
@@ -108,6 +155,8 @@ class WholeChunkArrayWrapper(ZarrArrayWrapper):
                 for o, c, n in zip(offsets, self._chunks, block.shape, strict=True)
             )
             out[where] = block
+
+        _run_all([functools.partial(place, offsets) for offsets in np.ndindex(*counts)])
         return out
 
     def _whole_chunks(

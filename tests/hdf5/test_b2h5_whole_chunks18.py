@@ -168,3 +168,78 @@ def test_undecodable_chunk_names_file_and_key(tmp_path: Path) -> None:
         dask.config.set(scheduler="sync"),
     ):
         ds["x"].load()
+
+
+# ------------------------------------------------------------------ several chunks in one read
+
+
+@pytest.fixture(scope="module")
+def many(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """16 chunks of 4 rows; chunks 1 and 6 get corrupt frame headers in :func:`bad_many`."""
+    path = tmp_path_factory.mktemp("many") / "many.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("x", data=np.arange(64 * 50, dtype="i4").reshape(64, 50) * 7919,
+                         chunks=(4, 50), **_BLOSC2)  # fmt: skip
+    return path
+
+
+def test_several_chunks_decode_on_the_pool(many: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A read of many chunks without dask decodes them on b2store's pool (every core, as zarr's
+    pipeline would), not one after another in the caller's thread."""
+    import threading
+
+    from b2store.codecs.zarr3 import B2ndCodec
+    from b2store.hdf5 import _whole_chunks
+
+    if _whole_chunks._cores() < 2:
+        pytest.skip("one usable core: chunks are decoded in the caller's thread")
+    threads: set[str] = set()
+    decode = B2ndCodec.decode_chunk
+
+    def recorded(self: B2ndCodec, *args: object, **kw: object) -> np.ndarray:
+        threads.add(threading.current_thread().name)
+        return decode(self, *args, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(B2ndCodec, "decode_chunk", recorded)
+    np.testing.assert_array_equal(_open(many)["x"].values, _h5py(many, "x"))
+    assert threads and all(t.startswith("b2store-whole-chunks") for t in threads), threads
+
+
+def test_first_bad_chunk_of_several_is_named(many: Path, tmp_path: Path) -> None:
+    """Two corrupt chunks in one read without dask: the error names the first in grid order, on
+    every run (later chunks cannot start before it)."""
+    path = tmp_path / "bad_many.h5"
+    raw = bytearray(many.read_bytes())
+    with h5py.File(many, "r") as f:
+        for n in (1, 6):
+            info = f["x"].id.get_chunk_info(n)
+            raw[info.byte_offset : info.byte_offset + 32] = b"\xa5" * 32
+    path.write_bytes(bytes(raw))
+    for _ in range(5):
+        with pytest.raises(CodecError, match=r"bad_many\.h5: chunk 'x/c/1/0'"):
+            _open(path)["x"].load()
+
+
+def test_reads_in_a_forked_child(many: Path) -> None:
+    """The pool is per process: a child forked after the parent's pool ran makes its own."""
+    import sys
+
+    from tests._fork_scripts import READ_IN_FORKED_CHILD, run_script
+
+    if sys.platform == "win32":  # pragma: no cover
+        pytest.skip("fork is POSIX only")
+    script = (
+        f"""
+import warnings
+warnings.simplefilter("ignore", DeprecationWarning)  # fork() of a process with threads
+import xarray as xr
+ds = xr.open_dataset({str(many)!r}, engine="b2h5")
+assert int(ds["x"].values.sum()) > 0  # the parent's pool has run
+
+def work():
+    return int(xr.open_dataset({str(many)!r}, engine="b2h5")["x"].values.sum())
+"""
+        + READ_IN_FORKED_CHILD
+    )
+    out = run_script(script)
+    assert out.strip() == str(int(_h5py(many, "x").sum())), out
