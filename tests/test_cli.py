@@ -169,6 +169,7 @@ def test_demo_small(tmp_path: Path) -> None:
     res = run("demo", "--size", "small", "--cache-dir", str(tmp_path))
     assert res.returncode == 0, res.stderr
     assert "agree" in res.stdout and "h5py + hdf5plugin" in res.stdout
+    assert "xr.open_dataset(engine='b2h5', chunks={}) + dask" in res.stdout  # the fast path too
     assert (tmp_path / "demo-tomography-small.h5").is_file()
     again = run("demo", "--size", "small", "--cache-dir", str(tmp_path))
     assert again.returncode == 0 and "reusing" in again.stdout
