@@ -4,7 +4,8 @@ Compares, on the same ``.b2nd`` dataset served by a ``cat2-server`` started on 1
 
 * b2store ``caterva2://`` through ``xarray.open_zarr`` + dask (threaded scheduler): full read and
   plane slices, with a cold cache (empty folder), a warm cache (same folder, new filesystem
-  instance) and no cache;
+  instance) and no cache; the full read also through ``xr.open_dataset(url,
+  engine="caterva2", chunks={})`` (whole chunks decoded without zarr's pipeline), cold and warm;
 * ``caterva2.Client(url).fetch(path)`` (the Caterva2 client);
 * ``blosc2.C2Array(path, urlbase=url)[...]``.
 
@@ -221,6 +222,14 @@ def main(argv: list[str] | None = None) -> int:
 
             return run
 
+        def engine_full(opts: dict[str, Any]) -> Callable[[], np.ndarray]:
+            def run() -> np.ndarray:
+                so = {**opts, "skip_instance_cache": True}
+                ds = xr.open_dataset(dir_url, engine="caterva2", chunks={}, storage_options=so)
+                return ds["scan.b2nd"].values
+
+            return run
+
         def xr_planes(opts: dict[str, Any]) -> Callable[[], list[np.ndarray]]:
             def run() -> list[np.ndarray]:
                 ds = xr.open_zarr(dir_url, storage_options={**opts, "skip_instance_cache": True})
@@ -253,6 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         add("b2store xarray+dask, full, no cache", xr_full(nocache), True)
         cold = add("b2store xarray+dask, full, cold cache", xr_full(cached), True, setup=clear)
         warm = add("b2store xarray+dask, full, warm cache", xr_full(cached), True)
+        e_cold = add('b2store xr.open_dataset(engine="caterva2")+dask, full, cold cache',
+                     engine_full(cached), True, setup=clear)  # fmt: skip
+        e_warm = add('b2store xr.open_dataset(engine="caterva2")+dask, full, warm cache',
+                     engine_full(cached), True)  # fmt: skip
         if client is not None:
             add(
                 f"caterva2.Client.fetch, {args.planes} planes",
@@ -277,10 +290,13 @@ def main(argv: list[str] | None = None) -> int:
         if client is not None:
             c2time = rows[0][1]
             print(f"\ncold full read vs caterva2.Client: {c2time / cold:.2f}x (target >= 1.5x)")
+            print(f"engine: cold full read vs caterva2.Client: {c2time / e_cold:.2f}x")
             client.close()
         else:
             print("\ncaterva2.Client: skipped: not installed (pip install caterva2)")
         print(f"warm vs cold full read: {cold / warm:.1f}x (target >= 10x)")
+        print(f"engine: warm vs cold full read: {e_cold / e_warm:.1f}x; warm read vs "
+              f"xr.open_zarr's warm read: {warm / e_warm:.2f}x")  # fmt: skip
     finally:
         proc.terminate()
         proc.wait(timeout=10)

@@ -23,7 +23,7 @@ def test_import_does_not_import_extras() -> None:
 
 
 def test_entry_points_resolve() -> None:
-    groups = {"numcodecs.codecs": 4, "zarr.codecs": 4, "fsspec.specs": 3, "xarray.backends": 1}
+    groups = {"numcodecs.codecs": 4, "zarr.codecs": 4, "fsspec.specs": 3, "xarray.backends": 2}
     for group, n in groups.items():
         eps = [ep for ep in entry_points(group=group) if ep.value.startswith("b2store.")]
         assert len(eps) == n, (group, eps)

@@ -30,8 +30,10 @@ Contract:
 * ``guess_can_open`` claims only ``"b2h5::..."`` strings; plain ``.h5``/``.nc`` paths stay with
   netCDF4/h5netcdf (which come first in xarray's guess order anyway).
 
-Only xarray's ``BackendEntrypoint`` is imported at module level: xarray imports every installed
-engine's class whenever it lists engines, so everything else is imported on first use.
+Only xarray's backend modules (which xarray has imported already) and
+:mod:`b2store._whole_chunks` are imported at module level: xarray imports every installed
+engine's class whenever it lists engines, so everything else (zarr, h5py) is imported on first
+use.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from xarray.backends import BackendEntrypoint
-from xarray.backends.common import AbstractDataStore
+
+from b2store._whole_chunks import ZARR_ENGINE_PARAMETERS, WholeChunkStore
 
 if TYPE_CHECKING:
     from xarray import Dataset, DataTree
@@ -190,19 +193,7 @@ class B2H5BackendEntrypoint(BackendEntrypoint):
     url = "docs/hdf5.md, section 'xarray engine', in the b2store sources"
     supports_groups = True
     open_dataset_parameters = (
-        "filename_or_obj",
-        "mask_and_scale",
-        "decode_times",
-        "concat_characters",
-        "decode_coords",
-        "drop_variables",
-        "use_cftime",
-        "decode_timedelta",
-        "group",
-        "mode",
-        "consolidated",
-        "storage_options",
-        "zarr_format",
+        *ZARR_ENGINE_PARAMETERS,
         "use_zarr_fill_value_as_mask",
         "cache_members",
         "lock",
@@ -410,13 +401,10 @@ def _open_groups_as_dict(
 
 def _b2h5_fs(store: Any) -> Any:
     """The b2h5 filesystem under a ZarrStore, or None."""
+    from b2store._whole_chunks import store_filesystem
     from b2store.hdf5.filesystem import HDF5FileSystem
 
-    try:
-        fs = store.zarr_group.store.fs
-    except AttributeError:
-        return None
-    fs = getattr(fs, "sync_fs", fs)  # zarr wraps a synchronous filesystem
+    fs = store_filesystem(store)
     return fs if isinstance(fs, HDF5FileSystem) else None
 
 
@@ -429,18 +417,18 @@ def _hints(store: Any) -> dict[str, dict[str, Any]] | None:
     return hints
 
 
-class _HintedStore(AbstractDataStore):
+class _HintedStore(WholeChunkStore):
     """A read-only ZarrStore of a b2h5 group, plus what h5netcdf shows that the Zarr metadata
     cannot carry (``FileIndex.xarray_hints``): the NumPy types of ``scale_factor``/
     ``add_offset`` (a float32 pair decodes to float32, as with h5netcdf, not to float64 as
     their JSON numbers would) and ``encoding["unlimited_dims"]`` (kept by ``to_netcdf``).
     Variables stored as Blosc2 chunks read whole chunks without zarr's pipeline
-    (:mod:`b2store.hdf5._whole_chunks`)."""
+    (:mod:`b2store._whole_chunks`)."""
 
     def __init__(self, store: Any, hints: dict[str, dict[str, Any]] | None) -> None:
-        self._store = store
+        super().__init__(store)
+        self._fs = _b2h5_fs(store)  # whole-chunk reads only through a b2h5 filesystem
         self._hints = hints or {}
-        self._fs = _b2h5_fs(store)
         zgroup = store.zarr_group
         root = str(getattr(zgroup.store, "path", "") or "").strip("/")
         self._path = "/".join(p for p in (root, str(zgroup.path).strip("/")) if p)
@@ -450,40 +438,19 @@ class _HintedStore(AbstractDataStore):
 
     def load(self) -> tuple[Any, Any]:
         import numpy as np
-        from xarray.core.utils import FrozenDict
 
-        loaded, attributes = self._store.load()
-        variables = dict(loaded)
-        for name, var in loaded.items():
+        variables, attributes = super().load()
+        for name, var in variables.items():
             types = self._hints.get(self._key(name), {}).get("attribute_types", {})
             for attr, dtype in types.items():
                 value = var.attrs.get(attr)
                 if isinstance(value, int | float) and not isinstance(value, bool):
                     var.attrs[attr] = np.dtype(dtype).type(value)
-            variables[name] = self._whole_chunk_reads(name, var)
-        return FrozenDict(variables), attributes
-
-    def _whole_chunk_reads(self, name: str, var: Any) -> Any:
-        """*var* reading whole Blosc2 chunks without zarr's pipeline where it can, else itself."""
-        from xarray import Variable
-        from xarray.core.indexing import LazilyIndexedArray
-
-        from b2store.hdf5._whole_chunks import whole_chunk_wrapper
-
-        members = getattr(self._store, "members", None)
-        if self._fs is None or not isinstance(members, Mapping) or name not in members:
-            return var
-        wrapper = whole_chunk_wrapper(members[name], self._fs)
-        if wrapper is None:
-            return var
-        return Variable(var.dims, LazilyIndexedArray(wrapper), var.attrs, var.encoding)
+        return variables, attributes
 
     def get_encoding(self) -> dict[str, Any]:
-        encoding = dict(self._store.get_encoding())
+        encoding = super().get_encoding()
         unlimited = self._hints.get(self._path, {}).get("unlimited_dims")
         if unlimited is not None:
             encoding["unlimited_dims"] = set(unlimited)
         return encoding
-
-    def close(self) -> None:
-        self._store.close()

@@ -1,4 +1,4 @@
-"""The b2h5 xarray engine's whole-chunk reads (b2store.hdf5._whole_chunks).
+"""The b2h5 xarray engine's whole-chunk reads (b2store._whole_chunks).
 
 Blosc2 datasets written by h5py + hdf5plugin, read with ``engine="b2h5"`` and dask chunks that
 are whole HDF5 chunks (fast path) or not (zarr), compared with h5py: edge chunks in every
@@ -18,8 +18,8 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from b2store._whole_chunks import WholeChunkArrayWrapper
 from b2store.errors import CodecError
-from b2store.hdf5._whole_chunks import WholeChunkArrayWrapper
 
 pytest.importorskip("dask")
 
@@ -188,8 +188,8 @@ def test_several_chunks_decode_on_the_pool(many: Path, monkeypatch: pytest.Monke
     pipeline would), not one after another in the caller's thread."""
     import threading
 
+    from b2store import _whole_chunks
     from b2store.codecs.zarr3 import B2ndCodec
-    from b2store.hdf5 import _whole_chunks
 
     if _whole_chunks._cores() < 2:
         pytest.skip("one usable core: chunks are decoded in the caller's thread")

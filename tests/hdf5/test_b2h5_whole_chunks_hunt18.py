@@ -1,4 +1,4 @@
-"""Hunt on the b2h5 engine's whole-chunk reads (b2store.hdf5._whole_chunks).
+"""Hunt on the b2h5 engine's whole-chunk reads (b2store._whole_chunks).
 
 Real files written by h5py + hdf5plugin.Blosc2 (and h5netcdf), read with
 ``xr.open_dataset(path, engine="b2h5")`` in every way xarray reads (no dask, ``chunks={}``,
@@ -33,8 +33,8 @@ import pytest
 import xarray as xr
 from http_helpers import RangeHandler, clear_blocks, serve
 
+from b2store._whole_chunks import WholeChunkArrayWrapper
 from b2store.errors import CodecError
-from b2store.hdf5._whole_chunks import WholeChunkArrayWrapper
 
 _ZSTD = hdf5plugin.Blosc2(cname="zstd", clevel=5, filters=hdf5plugin.Blosc2.SHUFFLE)
 _CODES = {"blosclz": 0, "lz4": 1, "lz4hc": 2, "zlib": 4, "zstd": 5}
