@@ -3,8 +3,10 @@
 Starts ``cat2-server`` on a free 127.0.0.1 port with its state in a temporary folder, publishes a
 small b2nd tomography stack in the ``@public`` root, then reads it twice with
 ``xr.open_zarr("caterva2://...")``: the first read downloads the chunks and stores them in a
-local cache folder, the second is served from the cache. Prints the two timings and the number
-of files in the cache, and checks the values against the array that was published.
+local cache folder, the second is served from the cache; a third reads it from the cache through
+``xr.open_dataset(url, engine="caterva2", chunks={})`` (whole chunks decoded without zarr's
+pipeline). Prints the timings and the number of files in the cache, and checks the values
+against the array that was published.
 
 Run: ``python examples/caterva2_with_cache.py`` (prints a message and exits 0 when cat2-server is
 not installed: ``pip install 'caterva2[server]'``; ``CAT2_SERVER`` may name one in another
@@ -110,9 +112,12 @@ def run(base: Path) -> None:
         cache = base / "chunk-cache"
         url = f"caterva2://{host}/@public/tomo.b2nd"
         opts = {"cache_storage": str(cache)}
-        for attempt in ("first read (server)", "second read (cache)"):
+        for attempt in ("first read (server)", "second read (cache)", "third read (engine)"):
             t0 = time.perf_counter()
-            ds = xr.open_zarr(url, storage_options=opts)
+            if attempt.startswith("third"):  # whole chunks decoded without zarr's pipeline
+                ds = xr.open_dataset(url, engine="caterva2", chunks={}, storage_options=opts)
+            else:
+                ds = xr.open_zarr(url, storage_options=opts)
             values = ds["tomo.b2nd"].values
             dt = time.perf_counter() - t0
             ncached = sum(1 for p in cache.rglob("*") if p.is_file())

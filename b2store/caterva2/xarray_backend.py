@@ -137,17 +137,26 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
                 "drop it, or open the URL with xr.open_zarr"
             )
         opts["dataset_as"] = "group"  # directories are v3 groups whatever the choice
-        store = ZarrStore.open_group(
-            url,
-            group=group,
-            mode="r",
-            consolidated=consolidated,
-            consolidate_on_close=False,
-            storage_options=opts,
-            use_zarr_fill_value_as_mask=None,  # as ZarrBackendEntrypoint does
-            zarr_format=3,
-            cache_members=cache_members,
-        )
+        try:
+            store = ZarrStore.open_group(
+                url,
+                group=group,
+                mode="r",
+                consolidated=consolidated,
+                consolidate_on_close=False,
+                storage_options=opts,
+                use_zarr_fill_value_as_mask=None,  # as ZarrBackendEntrypoint does
+                zarr_format=3,
+                cache_members=cache_members,
+            )
+        except AttributeError as err:  # xarray: "'Array' object has no attribute 'members'"
+            if group is None or "members" not in str(err):
+                raise
+            raise FileNotFoundError(
+                f"{shown}: group={group!r} names a dataset, not a directory or HDF5 file: open "
+                f"{shown.rstrip('/')}/{group.strip('/')} with engine=\"caterva2\" (no group=), "
+                "or give group= a directory"
+            ) from None
         ds: Dataset = ZarrBackendEntrypoint().open_dataset(
             url,
             store=WholeChunkStore(store),
@@ -159,4 +168,17 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
             use_cftime=use_cftime,
             decode_timedelta=decode_timedelta,
         )
+        # xarray keeps filename_or_obj there unless the engine sets it: no password in it
+        ds.encoding["source"] = shown
         return ds
+
+    def open_datatree(self, filename_or_obj: Any, **kwargs: Any) -> Any:
+        """Refused: the engine opens datasets (a tree through zarr's pipeline: engine="zarr")."""
+        raise NotImplementedError(
+            'engine="caterva2" opens datasets (xr.open_dataset, xr.open_mfdataset); open the '
+            'tree with xr.open_datatree(url, engine="zarr", storage_options=...)'
+        )
+
+    def open_groups_as_dict(self, filename_or_obj: Any, **kwargs: Any) -> Any:
+        """Refused, as :meth:`open_datatree`."""
+        return self.open_datatree(filename_or_obj, **kwargs)

@@ -324,13 +324,13 @@ def _flag_message(blosc2_flags: int, flags2: int) -> str:
     """What a chunk header's refused flag bits (lazy, instrumented, variable-length blocks) mean."""
     if flags2 & _FLAGS2_VL_BLOCKS:
         return (
-            "Blosc2 chunks with variable-length blocks (flags2 bit 0) are not supported: "
-            "read it with python-blosc2"
+            "Blosc2 chunk header sets flags2 bit 0 (variable-length blocks): such chunks are "
+            "not supported, or the header is damaged; python-blosc2 reads the former"
         )
     if blosc2_flags & _B2FLAG_INSTR_CODEC:
         return (
-            "Blosc2 chunk written with an instrumented codec (blosc2_flags bit 7): it decodes "
-            "to codec timings, not data"
+            "Blosc2 chunk header sets blosc2_flags bit 7 (an instrumented codec: the chunk "
+            "decodes to codec timings, not data), or the header is damaged"
         )
     return (
         "corrupt Blosc2 chunk header: lazy-chunk flag set (blosc2_flags bit 3; only C-Blosc2's "
