@@ -26,6 +26,7 @@ from typing import Any, TypeVar
 import click
 
 from b2store import __version__
+from b2store._cores import usable_cores
 from b2store._demo_sizes import SIZES as DEMO_SIZES
 from b2store.codecs._names import CNAMES
 
@@ -250,7 +251,7 @@ def info(path_or_url: str, as_json: bool) -> None:
 )
 @click.option(
     "--threads",
-    default=os.cpu_count() or 1,
+    default=usable_cores(),
     show_default=True,
     type=int,
     help="Blosc2 compression threads, and the size of the read/decode pool.",

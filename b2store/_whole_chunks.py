@@ -44,6 +44,7 @@ import numpy as np
 from xarray.backends.common import AbstractDataStore
 from xarray.backends.zarr import ZarrArrayWrapper
 
+from b2store._cores import usable_cores
 from b2store.errors import CodecError
 
 __all__ = ["ZARR_ENGINE_PARAMETERS", "WholeChunkStore", "store_filesystem", "whole_chunk_wrapper"]
@@ -70,7 +71,7 @@ ZARR_ENGINE_PARAMETERS = (
 _KINDS = "biufc"
 
 _POOL_LOCK = threading.Lock()
-_POOL: tuple[int, ThreadPoolExecutor] | None = None  # (pid that made it, pool)
+_POOL: ThreadPoolExecutor | None = None
 
 
 def _forget_pool() -> None:
@@ -84,28 +85,19 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1  # pragma: no cover - platforms without affinity
-
-
 def _pool() -> ThreadPoolExecutor:
     """The process's decode pool, one thread per usable core (made again after a fork)."""
     global _POOL
     with _POOL_LOCK:
-        if _POOL is None or _POOL[0] != os.getpid():
-            _POOL = (
-                os.getpid(),
-                ThreadPoolExecutor(_cores(), thread_name_prefix="b2store-whole-chunks"),
-            )
-        return _POOL[1]
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(usable_cores(), thread_name_prefix="b2store-whole-chunks")
+        return _POOL
 
 
 def _run_all(jobs: list[Callable[[], None]]) -> None:
     """Run *jobs* on the pool (in this thread when there is one job or one core); the first
     error is raised once the jobs already started have ended, the rest are cancelled."""
-    if len(jobs) == 1 or _cores() == 1:
+    if len(jobs) == 1 or usable_cores() == 1:
         for job in jobs:
             job()
         return
@@ -132,11 +124,15 @@ def store_filesystem(store: Any) -> Any:
 
 class WholeChunkStore(AbstractDataStore):
     """xarray's read-only ``ZarrStore`` of a group whose Blosc2 variables read whole chunks
-    without zarr's pipeline (:func:`whole_chunk_wrapper`); everything else is the store's."""
+    without zarr's pipeline (:func:`whole_chunk_wrapper`); everything else is the store's.
 
-    def __init__(self, store: Any) -> None:
+    The chunks are read through *fs*, the filesystem under *store* (:func:`store_filesystem`);
+    ``None`` reads every variable through zarr.
+    """
+
+    def __init__(self, store: Any, *, fs: Any) -> None:
         self._store = store
-        self._fs = store_filesystem(store)
+        self._fs = fs
 
     def load(self) -> tuple[Any, Any]:
         from xarray.core.utils import FrozenDict

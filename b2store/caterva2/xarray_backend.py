@@ -110,26 +110,19 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
     ) -> Dataset:
         from xarray.backends.zarr import ZarrBackendEntrypoint, ZarrStore
 
-        from b2store._whole_chunks import WholeChunkStore
+        from b2store._engine_args import check_read_only, storage_options_dict
+        from b2store._whole_chunks import WholeChunkStore, store_filesystem
 
         url = caterva2_url(filename_or_obj)
         shown = _shown(url)  # credentials in the URL never reach a message
-        if mode != "r":
-            raise PermissionError(
-                f'{shown!r}: engine="caterva2" is read-only (mode={mode!r}); open with mode="r"'
-            )
+        check_read_only(shown, "caterva2", mode)
         if zarr_format not in (None, 3):
             raise ValueError(
                 f'{shown!r}: engine="caterva2" reads the Zarr v3 view (zarr_format=3). Got '
                 f"zarr_format={zarr_format!r} instead; xr.open_zarr(url, zarr_format=2) serves "
                 "the v2 view"
             )
-        if storage_options is not None and not isinstance(storage_options, Mapping):
-            raise TypeError(
-                f"storage_options for {shown!r} must be a mapping (dict), not "
-                f"{type(storage_options).__name__}"
-            )
-        opts = dict(storage_options or {})
+        opts = storage_options_dict(shown, storage_options)
         if opts.get("dataset_as", "group") != "group":
             raise ValueError(
                 f'{shown!r}: engine="caterva2" serves a dataset URL as a Zarr v3 group holding the '
@@ -154,12 +147,12 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
                 raise
             raise FileNotFoundError(
                 f"{shown}: group={group!r} names a dataset, not a directory or HDF5 file: open "
-                f"{shown.rstrip('/')}/{group.strip('/')} with engine=\"caterva2\" (no group=), "
+                f'{shown.rstrip("/")}/{group.strip("/")} with engine="caterva2" (no group=), '
                 "or give group= a directory"
             ) from None
         ds: Dataset = ZarrBackendEntrypoint().open_dataset(
             url,
-            store=WholeChunkStore(store),
+            store=WholeChunkStore(store, fs=store_filesystem(store)),
             mask_and_scale=mask_and_scale,
             decode_times=decode_times,
             concat_characters=concat_characters,

@@ -9,8 +9,9 @@ batches) keep one thread each, so cores are not oversubscribed. Thread-safe; no 
 
 from __future__ import annotations
 
-import os
 import threading
+
+from b2store._cores import usable_cores
 
 __all__: list[str] = []
 
@@ -18,9 +19,7 @@ __all__: list[str] = []
 _inflight = 0
 _inflight_lock = threading.Lock()
 #: A decode running alone with the default nthreads=1 uses this many Blosc2 threads...
-_SOLO_THREADS = min(
-    len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1, 8
-)
+_SOLO_THREADS = min(usable_cores(), 8)
 #: ...when it decompresses at least this many bytes (smaller ones do not repay the threads).
 _SOLO_MIN_BYTES = 2**20
 

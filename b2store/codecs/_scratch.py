@@ -7,10 +7,11 @@ reorders into fresh memory). Thread-safe; a buffer is never lent to two borrower
 
 from __future__ import annotations
 
-import os
 import threading
 
 import numpy as np
+
+from b2store._cores import usable_cores
 
 __all__ = ["SCRATCH"]
 
@@ -67,4 +68,4 @@ class _Loan:
 
 
 #: Scratch buffers for block-ordered chunks: one per core (at most 8), chunks up to 16 MiB.
-SCRATCH = _ScratchPool(keep=min(os.cpu_count() or 1, 8), max_bytes=16 * 2**20)
+SCRATCH = _ScratchPool(keep=min(usable_cores(), 8), max_bytes=16 * 2**20)

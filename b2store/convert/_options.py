@@ -9,9 +9,9 @@ filter and rank limits of ``b2store_b2nd``); a bad value raises :class:`ConvertE
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
+from b2store._cores import usable_cores
 from b2store.codecs._common import CNAMES as _BLOSC2_CNAMES
 from b2store.codecs._common import MAX_B2ND_DIMS, MAX_BLOSC2_FILTERS, parse_int_range
 from b2store.errors import B2StoreError
@@ -192,7 +192,7 @@ class ConvertOptions:
     tradeoff: float = 0.5
     chunks: tuple[int, ...] | None = None
     contiguous: bool = False
-    nthreads: int = field(default_factory=lambda: os.cpu_count() or 1)
+    nthreads: int = field(default_factory=usable_cores)
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tradeoff <= 1.0:

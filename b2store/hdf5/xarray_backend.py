@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 from xarray.backends import BackendEntrypoint
 
+from b2store._engine_args import check_read_only, storage_options_dict
 from b2store._whole_chunks import ZARR_ENGINE_PARAMETERS, WholeChunkStore
 
 if TYPE_CHECKING:
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
 __all__ = ["B2H5BackendEntrypoint"]
 
 _PREFIX = "b2h5::"
-_READ_MODES = ("r",)
 
 
 def b2h5_url(filename_or_obj: Any) -> str:
@@ -100,12 +100,7 @@ def _options(
 ) -> tuple[dict[str, Any], int | None]:
     """storage_options for b2h5 and the zarr_format for zarr, made to agree; ``direct``: b2h5
     options given to the engine as keywords (:data:`FS_KEYWORDS`; None = not given)."""
-    if storage_options is not None and not isinstance(storage_options, Mapping):
-        raise TypeError(
-            f"storage_options for {url!r} must be a mapping (dict), not "
-            f"{type(storage_options).__name__}"
-        )
-    opts = dict(storage_options or {})
+    opts = storage_options_dict(url, storage_options)
     if "fo" in opts:
         raise TypeError(
             f"{url!r}: storage_options['fo'] names the file a second time; with "
@@ -131,14 +126,6 @@ def _options(
             )
         opts[name] = value
     return opts, opts.get("zarr_format")
-
-
-def _check_mode(url: str, mode: str) -> None:
-    if mode not in _READ_MODES:
-        raise PermissionError(
-            f'{url!r}: engine="b2h5" is read-only (mode={mode!r}); open with mode="r" and write '
-            "copies with Dataset.to_zarr or to_netcdf elsewhere"
-        )
 
 
 def _groups(url: str, opts: dict[str, Any], zarr_format: int | None) -> list[str] | None:
@@ -323,7 +310,7 @@ def _through_zarr(
     ``"b2h5::"`` URL, read-only, with b2h5's storage options; a missing group is a
     FileNotFoundError naming the file's groups."""
     url = b2h5_url(filename_or_obj)
-    _check_mode(url, mode)
+    check_read_only(url, "b2h5", mode)
     opts, fmt = _options(url, storage_options, zarr_format, direct)
     try:
         return open_(url, group=group, storage_options=opts, zarr_format=fmt, **decoding)
@@ -359,7 +346,8 @@ def _open_dataset(
         zarr_format=zarr_format,
         cache_members=cache_members,
     )
-    hinted = _HintedStore(store, _hints(store))
+    fs = _b2h5_fs(store)
+    hinted = _HintedStore(store, _hints(fs), fs=fs)
     ds: Dataset = ZarrBackendEntrypoint().open_dataset(url, store=hinted, **decoding)
     return ds
 
@@ -389,11 +377,13 @@ def _open_groups_as_dict(
         storage_options=storage_options,
         zarr_format=zarr_format,
     )
-    hints = _hints(next(iter(stores.values()))) if stores else None
+    fs = _b2h5_fs(next(iter(stores.values()))) if stores else None  # one file: one filesystem
+    hints = _hints(fs)
     out: dict[str, Dataset] = {}
     for path, store in stores.items():
         with close_on_error(store):
-            ds = StoreBackendEntrypoint().open_dataset(_HintedStore(store, hints), **decoding)
+            hinted = _HintedStore(store, hints, fs=fs)
+            ds = StoreBackendEntrypoint().open_dataset(hinted, **decoding)
         name = str(NodePath(path).relative_to(parent)) if group else str(NodePath(path))
         out[name] = ds
     return out
@@ -408,9 +398,9 @@ def _b2h5_fs(store: Any) -> Any:
     return fs if isinstance(fs, HDF5FileSystem) else None
 
 
-def _hints(store: Any) -> dict[str, dict[str, Any]] | None:
-    """The ``FileIndex.xarray_hints`` of the b2h5 filesystem under a ZarrStore, or None."""
-    fs = _b2h5_fs(store)
+def _hints(fs: Any) -> dict[str, dict[str, Any]] | None:
+    """The ``FileIndex.xarray_hints`` of a b2h5 filesystem *fs* (from :func:`_b2h5_fs`), or
+    None."""
     if fs is None:
         return None
     hints: dict[str, dict[str, Any]] | None = fs.index.xarray_hints
@@ -423,11 +413,11 @@ class _HintedStore(WholeChunkStore):
     ``add_offset`` (a float32 pair decodes to float32, as with h5netcdf, not to float64 as
     their JSON numbers would) and ``encoding["unlimited_dims"]`` (kept by ``to_netcdf``).
     Variables stored as Blosc2 chunks read whole chunks without zarr's pipeline
-    (:mod:`b2store._whole_chunks`)."""
+    (:mod:`b2store._whole_chunks`) through *fs*, the b2h5 filesystem under *store* (None: every
+    variable through zarr)."""
 
-    def __init__(self, store: Any, hints: dict[str, dict[str, Any]] | None) -> None:
-        super().__init__(store)
-        self._fs = _b2h5_fs(store)  # whole-chunk reads only through a b2h5 filesystem
+    def __init__(self, store: Any, hints: dict[str, dict[str, Any]] | None, *, fs: Any) -> None:
+        super().__init__(store, fs=fs)
         self._hints = hints or {}
         zgroup = store.zarr_group
         root = str(getattr(zgroup.store, "path", "") or "").strip("/")

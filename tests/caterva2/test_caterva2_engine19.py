@@ -21,6 +21,7 @@ from _c2server import public_folder
 from b2store._whole_chunks import WholeChunkArrayWrapper
 from b2store.caterva2.xarray_backend import Caterva2BackendEntrypoint
 from b2store.errors import CodecError
+from tests._engines import innermost_array, open_caterva2
 
 CASES = [
     # name, shape, chunks, blocks, dtype
@@ -63,25 +64,14 @@ def published(cat2_server: Any) -> tuple[str, dict[str, np.ndarray]]:
     return url, arrays
 
 
-def _open(url: str, so: dict[str, Any], **kw: Any) -> xr.Dataset:
-    return xr.open_dataset(url, engine="caterva2", storage_options=so, **kw)
-
-
-def _wrapper(ds: xr.Dataset, name: str) -> object:
-    data = ds[name].variable._data
-    while hasattr(data, "array"):
-        data = data.array
-    return data
-
-
 def test_blosc2_datasets_take_the_whole_chunk_path(published: Any, so: dict[str, Any]) -> None:
     """Every .b2nd dataset but the big-endian one, which the filesystem serves as plain bytes
     (codec ``bytes``: not a Blosc2 chunk, so zarr's path)."""
     url, arrays = published
-    ds = _open(url, so)
+    ds = open_caterva2(url, so)
     for name in arrays:
         if name.endswith(".b2nd"):
-            whole = isinstance(_wrapper(ds, name), WholeChunkArrayWrapper)
+            whole = isinstance(innermost_array(ds, name), WholeChunkArrayWrapper)
             assert whole == (name != "big.b2nd"), name
 
 
@@ -98,21 +88,21 @@ def test_values_equal_the_arrays_written(
             continue
         kw: dict[str, Any] = {}
         if chunks == "multiples":
-            var = _open(url, so)[name]
+            var = open_caterva2(url, so)[name]
             kw["chunks"] = {d: 2 * c for d, c in zip(var.dims, var.encoding["chunks"], strict=True)}
         elif chunks == "unaligned":
-            kw["chunks"] = {d: 7 for d in _open(url, so)[name].dims}
+            kw["chunks"] = {d: 7 for d in open_caterva2(url, so)[name].dims}
         elif chunks is not None:
             kw["chunks"] = chunks
         with dask.config.set(scheduler="threads", num_workers=2):
-            got = _open(url, so, mask_and_scale=False, **kw)[name].values
+            got = open_caterva2(url, so, mask_and_scale=False, **kw)[name].values
         np.testing.assert_array_equal(got, expected, err_msg=name)
         assert got.dtype == expected.dtype.newbyteorder("=") or got.dtype == expected.dtype, name
 
 
 def test_same_dataset_as_open_zarr(published: Any, so: dict[str, Any]) -> None:
     url, _ = published
-    fast = _open(url, so, chunks={}).load()
+    fast = open_caterva2(url, so, chunks={}).load()
     slow = xr.open_zarr(url, storage_options={**so, "dataset_as": "array"}).load()
     xr.testing.assert_identical(fast, slow)
 
@@ -121,7 +111,7 @@ def test_same_dataset_as_open_zarr(published: Any, so: dict[str, Any]) -> None:
 def test_dataset_url(published: Any, so: dict[str, Any], name: str) -> None:
     """A dataset URL opens as xr.open_zarr opens it: one variable, named after the dataset."""
     url, arrays = published
-    ds = _open(f"{url}/{name}", so, chunks={})
+    ds = open_caterva2(f"{url}/{name}", so, chunks={})
     like = xr.open_zarr(f"{url}/{name}", storage_options=so)
     assert list(ds.data_vars) == list(like.data_vars) == [name.rpartition("/")[2]]
     xr.testing.assert_identical(ds.load(), like.load())
@@ -132,7 +122,7 @@ def test_hdf5_file_on_the_server(published: Any, so: dict[str, Any]) -> None:
     """Datasets inside an HDF5 file (served through the slice endpoint) read right, on
     whichever path their metadata allows."""
     url, arrays = published
-    ds = _open(url, so, group="h.h5", chunks={})
+    ds = open_caterva2(url, so, group="h.h5", chunks={})
     for name in ("b2", "gz"):
         np.testing.assert_array_equal(ds[name].values, arrays[f"h.h5/{name}"], err_msg=name)
 
@@ -140,18 +130,18 @@ def test_hdf5_file_on_the_server(published: Any, so: dict[str, Any]) -> None:
 def test_reads_fill_the_chunk_cache(published: Any, so: dict[str, Any]) -> None:
     url, arrays = published
     cache = Path(so["cache_storage"])
-    _open(url, so, chunks={})["d2.b2nd"].load()
+    open_caterva2(url, so, chunks={})["d2.b2nd"].load()
     assert cache.is_dir() and any(p.is_file() for p in cache.rglob("*"))
-    again = _open(url, so, chunks={})["d2.b2nd"].values  # a new filesystem, the cache warm
+    again = open_caterva2(url, so, chunks={})["d2.b2nd"].values  # a new filesystem, the cache warm
     np.testing.assert_array_equal(again, arrays["d2.b2nd"])
 
 
 def test_pickled_for_dask_workers(published: Any, so: dict[str, Any]) -> None:
     url, arrays = published
-    lazy = pickle.loads(pickle.dumps(_open(url, so)))
-    assert isinstance(_wrapper(lazy, "d4.b2nd"), WholeChunkArrayWrapper)
+    lazy = pickle.loads(pickle.dumps(open_caterva2(url, so)))
+    assert isinstance(innermost_array(lazy, "d4.b2nd"), WholeChunkArrayWrapper)
     np.testing.assert_array_equal(lazy["d4.b2nd"].values, arrays["d4.b2nd"])
-    chunked = pickle.loads(pickle.dumps(_open(url, so, chunks={})))
+    chunked = pickle.loads(pickle.dumps(open_caterva2(url, so, chunks={})))
     with dask.config.set(scheduler="sync"):
         np.testing.assert_array_equal(chunked["d4.b2nd"].values, arrays["d4.b2nd"])
 
@@ -173,7 +163,7 @@ def test_corrupt_chunk_names_the_url_and_key(cat2_server: Any, so: dict[str, Any
         pytest.raises(CodecError, match=r"caterva2://.*x\.b2nd/c/1/0"),
         dask.config.set(scheduler="sync"),
     ):
-        _open(url, so, chunks={})["x.b2nd"].load()
+        open_caterva2(url, so, chunks={})["x.b2nd"].load()
 
 
 def test_refusals(cat2_server: Any, so: dict[str, Any], tmp_path: Path) -> None:
@@ -190,9 +180,9 @@ def test_refusals(cat2_server: Any, so: dict[str, Any], tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"http://\*\*\*@h/x\.h5") as info:
         xr.open_dataset("http://me:s3cret@h/x.h5", engine="caterva2")
     with pytest.raises(ValueError, match="zarr_format=2"):
-        _open(url, so, zarr_format=2)
+        open_caterva2(url, so, zarr_format=2)
     with pytest.raises(ValueError, match="dataset_as='array'"):
-        _open(url, {**so, "dataset_as": "array"})
+        open_caterva2(url, {**so, "dataset_as": "array"})
     entry = Caterva2BackendEntrypoint()
     assert entry.guess_can_open("caterva2://h:1/@public/x.b2nd")
     assert entry.guess_can_open("caterva2s://h/@public")
@@ -202,4 +192,4 @@ def test_refusals(cat2_server: Any, so: dict[str, Any], tmp_path: Path) -> None:
 def test_missing_dataset_is_file_not_found(published: Any, so: dict[str, Any]) -> None:
     url, _ = published
     with pytest.raises(FileNotFoundError, match="nope"):
-        _open(f"{url}/nope.b2nd", so)
+        open_caterva2(f"{url}/nope.b2nd", so)

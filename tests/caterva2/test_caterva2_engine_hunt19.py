@@ -23,6 +23,7 @@ from _c2server import PASSWORD, USER, public_folder, shared_array
 
 from b2store._whole_chunks import WholeChunkArrayWrapper
 from b2store.caterva2.filesystem import Caterva2URLNotFoundError
+from tests._engines import innermost_array, open_caterva2
 from tests._fork_scripts import run_script
 
 DTYPES = ["i1", "i2", "i4", "i8", "u1", "u2", "u4", "u8", "f2", "f4", "f8", "c8", "c16", "?"]
@@ -92,17 +93,6 @@ def published(cat2_server: Any) -> tuple[str, Path, dict[str, np.ndarray]]:
     return url, folder, arrays
 
 
-def _open(url: str, so: dict[str, Any], **kw: Any) -> xr.Dataset:
-    return xr.open_dataset(url, engine="caterva2", storage_options=so, **kw)
-
-
-def _inner(ds: xr.Dataset, name: str) -> object:
-    data = ds[name].variable._data
-    while hasattr(data, "array"):
-        data = data.array
-    return data
-
-
 def _b2nd(arrays: dict[str, np.ndarray]) -> list[str]:
     return [n for n in arrays if n.endswith(".b2nd") and "/" not in n]
 
@@ -117,13 +107,15 @@ def test_every_b2nd_dataset_equals_the_array_and_open_zarr(
     published: Any, so: dict[str, Any]
 ) -> None:
     url, _, arrays = published
-    lazy = _open(url, so, mask_and_scale=False)
-    chunked = _open(url, so, chunks={})
+    lazy = open_caterva2(url, so, mask_and_scale=False)
+    chunked = open_caterva2(url, so, chunks={})
     like = xr.open_zarr(url, storage_options=so)
     assert sorted(lazy.data_vars) == sorted(like.data_vars)
     for name in _b2nd(arrays):
         expected = arrays[name]
-        assert isinstance(_inner(lazy, name), WholeChunkArrayWrapper) == (expected.ndim > 0), name
+        assert isinstance(innermost_array(lazy, name), WholeChunkArrayWrapper) == (
+            expected.ndim > 0
+        ), name
         _same(lazy[name].values, expected, name)
         assert lazy[name].dims == like[name].dims, name
         xr.testing.assert_identical(chunked[name].load(), like[name].load())
@@ -135,7 +127,7 @@ def test_every_b2nd_dataset_equals_the_array_and_open_zarr(
 @pytest.mark.parametrize("chunks", ["auto", "x2", "unaligned", "one"])
 def test_chunk_kinds(published: Any, so: dict[str, Any], chunks: str) -> None:
     url, _, arrays = published
-    base = _open(url, so)
+    base = open_caterva2(url, so)
     with dask.config.set(scheduler="threads", num_workers=2):
         for name in _b2nd(arrays):
             var = base[name]
@@ -148,7 +140,7 @@ def test_chunk_kinds(published: Any, so: dict[str, Any], chunks: str) -> None:
                 "unaligned": {d: 7 for d in var.dims},
                 "one": {d: -1 for d in var.dims},
             }[chunks]
-            got = _open(f"{url}/{name}", so, chunks=kw, mask_and_scale=False)[name].values
+            got = open_caterva2(f"{url}/{name}", so, chunks=kw, mask_and_scale=False)[name].values
             _same(got, arrays[name], f"{name} chunks={chunks}")
 
 
@@ -170,7 +162,7 @@ def test_lazy_indexing(published: Any, so: dict[str, Any], how: str) -> None:
     """Indexing the lazy Dataset (no dask) as numpy indexes the array written."""
     url, _, arrays = published
     key = dict(INDEXERS)[how]
-    ds = _open(url, so, mask_and_scale=False)
+    ds = open_caterva2(url, so, mask_and_scale=False)
     for dt in DTYPES:
         name = f"t_{dt}.b2nd"
         var = ds[name]
@@ -185,7 +177,7 @@ def test_lazy_indexing(published: Any, so: dict[str, Any], how: str) -> None:
 
 def test_vectorized_and_5d_indexing(published: Any, so: dict[str, Any]) -> None:
     url, _, arrays = published
-    ds = _open(url, so)
+    ds = open_caterva2(url, so)
     a = arrays["t_f8.b2nd"]
     d0, d1 = ds["t_f8.b2nd"].dims
     rows = xr.DataArray([0, 5, 22, 9], dims="p")
@@ -202,21 +194,21 @@ def test_vectorized_and_5d_indexing(published: Any, so: dict[str, Any]) -> None:
 
 def test_hdf5_and_nested_groups(published: Any, so: dict[str, Any]) -> None:
     url, _, arrays = published
-    ds = _open(url, so, group="h.h5", chunks={})
+    ds = open_caterva2(url, so, group="h.h5", chunks={})
     like = xr.open_zarr(url, storage_options=so, group="h.h5")
     xr.testing.assert_identical(ds.load(), like.load())
     for name in ("b2", "gz"):
         _same(ds[name].values, arrays[f"h.h5/{name}"], name)
-    sub = _open(url, so, group="h.h5/grp")
+    sub = open_caterva2(url, so, group="h.h5/grp")
     _same(sub["b2f8"].values, arrays["h.h5/grp/b2f8"], "h.h5/grp/b2f8")
     for url_kw in ({"group": "sub/deeper"}, {"group": "sub"}):
-        got = _open(url, so, **url_kw)
+        got = open_caterva2(url, so, **url_kw)
         if "n.b2nd" in got:
             _same(got["n.b2nd"].values, arrays["sub/deeper/n.b2nd"], str(url_kw))
-    nested = _open(f"{url}/sub/deeper/n.b2nd", so)
-    assert isinstance(_inner(nested, "n.b2nd"), WholeChunkArrayWrapper)
+    nested = open_caterva2(f"{url}/sub/deeper/n.b2nd", so)
+    assert isinstance(innermost_array(nested, "n.b2nd"), WholeChunkArrayWrapper)
     _same(nested["n.b2nd"].values, arrays["sub/deeper/n.b2nd"], "nested dataset URL")
-    chunked = _open(f"{url}/sub/deeper/n.b2nd", so, chunks={})
+    chunked = open_caterva2(f"{url}/sub/deeper/n.b2nd", so, chunks={})
     _same(chunked["n.b2nd"].values, arrays["sub/deeper/n.b2nd"], "nested, dask")
 
 
@@ -238,11 +230,13 @@ def test_rewritten_dataset_is_not_served_stale(cat2_server: Any, so: dict[str, A
     a = np.arange(40 * 30, dtype="i4").reshape(40, 30)
     blosc2.asarray(a, chunks=(10, 30), blocks=(5, 30), urlpath=str(target), mode="w")
     opts = {**so, "version_check_interval": 0.0}
-    _same(_open(f"{url}/c.b2nd", opts, chunks={})["c.b2nd"].values, a, "first")
+    _same(open_caterva2(f"{url}/c.b2nd", opts, chunks={})["c.b2nd"].values, a, "first")
     b = -a
     blosc2.asarray(b, chunks=(10, 30), blocks=(5, 30), urlpath=str(target), mode="w")
-    _same(_open(f"{url}/c.b2nd", opts, chunks={})["c.b2nd"].values, b, "rewritten, new open")
-    _same(_open(f"{url}/c.b2nd", opts)["c.b2nd"].values, b, "rewritten, no dask")
+    _same(
+        open_caterva2(f"{url}/c.b2nd", opts, chunks={})["c.b2nd"].values, b, "rewritten, new open"
+    )
+    _same(open_caterva2(f"{url}/c.b2nd", opts)["c.b2nd"].values, b, "rewritten, no dask")
 
 
 def test_rewritten_while_open_never_mixes_versions(cat2_server: Any, so: dict[str, Any]) -> None:
@@ -253,7 +247,7 @@ def test_rewritten_while_open_never_mixes_versions(cat2_server: Any, so: dict[st
     a = np.arange(40 * 30, dtype="i4").reshape(40, 30)
     blosc2.asarray(a, chunks=(10, 30), blocks=(5, 30), urlpath=str(target), mode="w")
     opts = {**so, "version_check_interval": 0.0}
-    var = _open(f"{url}/c.b2nd", opts)["c.b2nd"]
+    var = open_caterva2(f"{url}/c.b2nd", opts)["c.b2nd"]
     _same(var[0:10].values, a[0:10], "first chunk")
     b = -a
     blosc2.asarray(b, chunks=(10, 30), blocks=(5, 30), urlpath=str(target), mode="w")
@@ -271,26 +265,28 @@ def test_login_server_credentials_never_shown(
     path, a = shared_array(cat2_auth_server, "hunt19")
     host = cat2_auth_server.host
     opts = {**so, "username": USER, "password": PASSWORD}
-    ds = _open(f"caterva2://{host}/{path}", opts, chunks={})
+    ds = open_caterva2(f"caterva2://{host}/{path}", opts, chunks={})
     name = path.rpartition("/")[2]
     _same(ds[name].values, a, "storage_options credentials")
     shown = repr(ds) + repr(ds.encoding) + repr(ds[name].encoding) + repr(ds[name].data)
     assert PASSWORD not in shown
 
     in_url = f"caterva2://{quote(USER)}:{PASSWORD}@{host}/{path}"
-    ds2 = _open(in_url, so)
+    ds2 = open_caterva2(in_url, so)
     _same(ds2[name].values, a, "credentials in the URL")
     assert PASSWORD not in repr(ds2) + repr(ds2[name].encoding)
-    chunked = _open(in_url, {**so, "cache_storage": str(tmp_path / "c2")}, chunks={})
+    chunked = open_caterva2(in_url, {**so, "cache_storage": str(tmp_path / "c2")}, chunks={})
     assert PASSWORD not in repr(chunked[name].data) + str(chunked[name].data.name)
     with pytest.raises(PermissionError) as info:
-        _open(f"caterva2://{host}/{path}", {**so, "username": USER, "password": "wrong-pw-77"})
+        open_caterva2(
+            f"caterva2://{host}/{path}", {**so, "username": USER, "password": "wrong-pw-77"}
+        )
     assert "wrong-pw-77" not in str(info.value)
     with pytest.raises(PermissionError) as info2:
-        _open(f"caterva2://{quote(USER)}:wrong-pw-78@{host}/{path}", so)
+        open_caterva2(f"caterva2://{quote(USER)}:wrong-pw-78@{host}/{path}", so)
     assert "wrong-pw-78" not in str(info2.value)
     with pytest.raises(Caterva2URLNotFoundError) as info3:
-        _open(f"caterva2://{quote(USER)}:{PASSWORD}@{host}/@shared/nope.b2nd", so)
+        open_caterva2(f"caterva2://{quote(USER)}:{PASSWORD}@{host}/@shared/nope.b2nd", so)
     assert PASSWORD not in str(info3.value)
 
 
@@ -343,7 +339,7 @@ def test_distributed_processes_mean(published: Any, so: dict[str, Any]) -> None:
         distributed.Client(cluster),
     ):
         warnings.simplefilter("ignore")
-        ds = _open(f"{url}/d3.b2nd", opts, chunks={})
+        ds = open_caterva2(f"{url}/d3.b2nd", opts, chunks={})
         mean = ds["d3.b2nd"].mean(dim=ds["d3.b2nd"].dims[0]).compute()
         np.testing.assert_allclose(
             mean.values, arrays["d3.b2nd"].mean(axis=0), rtol=1e-5, atol=1e-6
@@ -358,7 +354,7 @@ def test_password_in_the_url_not_in_the_dataset_encoding(
 
     path, _a = shared_array(cat2_auth_server, "hunt19src")
     in_url = f"caterva2://{quote(USER)}:{PASSWORD}@{cat2_auth_server.host}/{path}"
-    ds = _open(in_url, so)
+    ds = open_caterva2(in_url, so)
     assert PASSWORD not in repr(ds.encoding), ds.encoding
 
 
@@ -395,7 +391,7 @@ def test_odd_datasets(cat2_server: Any, so: dict[str, Any]) -> None:
         arrays[name] = a
     for name, a in arrays.items():
         for chunks in (None, {}):
-            ds = _open(f"{url}/{quote(name)}", so, chunks=chunks)
+            ds = open_caterva2(f"{url}/{quote(name)}", so, chunks=chunks)
             like = xr.open_zarr(f"{url}/{quote(name)}", storage_options=so, chunks=chunks)
             got = ds[name].values
             assert got.dtype == a.dtype and got.tobytes() == a.tobytes(), (name, chunks)
@@ -417,7 +413,7 @@ def test_group_naming_a_dataset_is_a_clear_error(published: Any, so: dict[str, A
     attribute 'members'" (xr.open_zarr still does): now a FileNotFoundError saying what to open."""
     url, _, _ = published
     with pytest.raises(FileNotFoundError, match=r"names a dataset.*d1\.b2nd"):
-        _open(url, so, group="d1.b2nd")
+        open_caterva2(url, so, group="d1.b2nd")
 
 
 def test_datatree_is_refused_clearly(published: Any, so: dict[str, Any]) -> None:

@@ -18,8 +18,10 @@ import numpy as np
 import pytest
 import xarray as xr
 
+from b2store._cores import usable_cores
 from b2store._whole_chunks import WholeChunkArrayWrapper
 from b2store.errors import CodecError
+from tests._engines import innermost_array
 
 pytest.importorskip("dask")
 
@@ -58,22 +60,15 @@ def _open(path: Path, **kw: object) -> xr.Dataset:
     return xr.open_dataset(path, engine="b2h5", mask_and_scale=False, **kw)
 
 
-def _wrapper(ds: xr.Dataset, name: str) -> object:
-    data = ds[name].variable._data
-    while hasattr(data, "array"):
-        data = data.array
-    return data
-
-
 @pytest.mark.parametrize("name", ["stack", "line", "nanfill", "flags"])
 def test_blosc2_datasets_take_the_whole_chunk_path(h5: Path, name: str) -> None:
-    assert isinstance(_wrapper(_open(h5), name), WholeChunkArrayWrapper)
+    assert isinstance(innermost_array(_open(h5), name), WholeChunkArrayWrapper)
 
 
 def test_other_codecs_keep_zarrs_path(h5: Path) -> None:
-    assert not isinstance(_wrapper(_open(h5), "gz"), WholeChunkArrayWrapper)
+    assert not isinstance(innermost_array(_open(h5), "gz"), WholeChunkArrayWrapper)
     v2 = _open(h5, storage_options={"zarr_format": 2})
-    assert not isinstance(_wrapper(v2, "stack"), WholeChunkArrayWrapper)
+    assert not isinstance(innermost_array(v2, "stack"), WholeChunkArrayWrapper)
 
 
 @pytest.mark.filterwarnings("ignore:The specified chunks separate")
@@ -128,7 +123,7 @@ def test_vectorized_indexing(h5: Path) -> None:
 
 def test_pickled_for_dask_workers(h5: Path) -> None:
     lazy = pickle.loads(pickle.dumps(_open(h5)))
-    assert isinstance(_wrapper(lazy, "stack"), WholeChunkArrayWrapper)
+    assert isinstance(innermost_array(lazy, "stack"), WholeChunkArrayWrapper)
     np.testing.assert_array_equal(lazy["stack"].values, _h5py(h5, "stack"))
     chunked = pickle.loads(pickle.dumps(_open(h5, chunks={})))
     with dask.config.set(scheduler="sync"):
@@ -188,10 +183,9 @@ def test_several_chunks_decode_on_the_pool(many: Path, monkeypatch: pytest.Monke
     pipeline would), not one after another in the caller's thread."""
     import threading
 
-    from b2store import _whole_chunks
     from b2store.codecs.zarr3 import B2ndCodec
 
-    if _whole_chunks._cores() < 2:
+    if usable_cores() < 2:
         pytest.skip("one usable core: chunks are decoded in the caller's thread")
     threads: set[str] = set()
     decode = B2ndCodec.decode_chunk

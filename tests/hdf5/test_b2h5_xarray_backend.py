@@ -347,11 +347,13 @@ def test_fresh_interpreter_finds_the_engine(scan: Path, tmp_path: Path) -> None:
         import xarray as xr
         engines = xr.backends.list_engines()
         assert "b2h5" in engines, list(engines)
-        # listing engines imports our entry classes (b2h5, caterva2) and the light module of
-        # whole-chunk reads, nothing else of b2store, and neither h5py nor aiohttp
+        # listing engines imports our entry classes (b2h5, caterva2) and the light modules of
+        # whole-chunk reads and argument checks, nothing else of b2store, and neither h5py nor
+        # aiohttp
         ours = sorted(m for m in sys.modules if m.startswith("b2store"))
         light = {{"b2store", "b2store.errors", "b2store.hdf5", "b2store.hdf5.xarray_backend",
-                  "b2store._whole_chunks", "b2store.caterva2", "b2store.caterva2.xarray_backend"}}
+                  "b2store._whole_chunks", "b2store._cores", "b2store._engine_args",
+                  "b2store.caterva2", "b2store.caterva2.xarray_backend"}}
         assert set(ours) <= light, ours
         assert not {{"h5py", "aiohttp"}} & set(sys.modules), sorted(sys.modules)
         ds = xr.open_dataset({str(scan)!r}, engine="b2h5", group="entry/data")
