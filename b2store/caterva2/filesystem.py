@@ -438,6 +438,18 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
             path = path.replace(":", "%3A")
         return f"{self.protocol}://{self.host}/{path}"
 
+    def chunk_where(self, path: str) -> str:
+        """``<dataset URL>: chunk (i, j)`` for a message about chunk key *path* (the key of a
+        dataset's group view, ``<dataset>/<name>/c/i/j``, names the dataset once); the key
+        itself where *path* is no chunk key. No request is sent."""
+        for node, coords, _ in self._chunk_key_readings(path):
+            node = self._aliases.get(node, node)
+            parent, name = posixpath.split(node)
+            if name and posixpath.basename(parent) == name and node not in self._datasets:
+                node = parent  # the view's child: the dataset itself
+            return f"{self.unstrip_protocol(node)}: chunk {coords}"
+        return self.unstrip_protocol(path)
+
     # -- datasets and metadata ---------------------------------------------------------------------
 
     async def _shared_info(self, path: str) -> tuple[Any, str | None]:

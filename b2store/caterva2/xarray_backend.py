@@ -20,7 +20,8 @@ Contract:
   naming the engines that take it, or ``TypeError`` for objects), a write ``mode``
   (``PermissionError``), ``zarr_format=2`` or a ``dataset_as`` other than ``"group"``
   (``ValueError``: the whole-chunk reads need the Zarr v3 view; ``xr.open_zarr`` serves the
-  others).
+  others). A URL or ``group=`` the server does not have raises the filesystem's
+  ``FileNotFoundError`` (what is missing, where to list what exists), not zarr's.
 * ``guess_can_open`` claims ``caterva2://`` and ``caterva2s://`` strings; ``xr.open_zarr`` is
   unchanged.
 
@@ -75,6 +76,24 @@ def caterva2_url(filename_or_obj: Any) -> str:
             'open with engine="b2h5", Zarr stores with engine="zarr"'
         )
     return url
+
+
+def _missing_node(url: str, opts: dict[str, Any], group: str | None) -> FileNotFoundError | None:
+    """The filesystem's own "not found" error for the node *url* (and *group* below it) names,
+    which says where to look (zarr's says "No group found in store", or a bare ``KeyError`` for
+    a missing ``group``); ``None`` if the node exists."""
+    import posixpath
+
+    from fsspec.core import url_to_fs
+
+    try:
+        fs, path = url_to_fs(url, **opts)
+        fs.info(posixpath.join(path, group.strip("/")) if group else path)
+    except FileNotFoundError as missing:
+        return missing
+    except Exception:  # only the message needed it: keep zarr's error
+        return None
+    return None
 
 
 class Caterva2BackendEntrypoint(BackendEntrypoint):
@@ -142,6 +161,11 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
                 zarr_format=3,
                 cache_members=cache_members,
             )
+        except (FileNotFoundError, KeyError):  # zarr names neither the node nor a way on
+            missing = _missing_node(url, opts, group)
+            if missing is None:
+                raise
+            raise missing from None  # zarr's error quotes the URL as typed, password and all
         except AttributeError as err:  # xarray: "'Array' object has no attribute 'members'"
             if group is None or "members" not in str(err):
                 raise

@@ -147,8 +147,9 @@ def test_pickled_for_dask_workers(published: Any, so: dict[str, Any]) -> None:
 
 
 def test_corrupt_chunk_names_the_url_and_key(cat2_server: Any, so: dict[str, Any]) -> None:
-    """A chunk whose bytes were damaged on the server: a CodecError naming the caterva2 URL
-    and the chunk key (zarr's pipeline names neither)."""
+    """A chunk whose bytes were damaged on the server: a CodecError naming the dataset's
+    caterva2 URL and the chunk (zarr's pipeline names neither), once also when the dataset URL
+    is opened (its group view's key repeats the dataset's name)."""
     folder, url = public_folder(cat2_server, "engine-bad")
     a = np.arange(64 * 64, dtype="i4").reshape(64, 64) * 7919
     arr = blosc2.asarray(a, chunks=(32, 64), blocks=(8, 64), urlpath=str(folder / "x.b2nd"),
@@ -159,11 +160,14 @@ def test_corrupt_chunk_names_the_url_and_key(cat2_server: Any, so: dict[str, Any
     assert at > 0
     raw[at + 16 : at + 48] = b"\xa5" * 32  # past the chunk header: its block offsets
     (folder / "x.b2nd").write_bytes(bytes(raw))
-    with (
-        pytest.raises(CodecError, match=r"caterva2://.*x\.b2nd/c/1/0"),
-        dask.config.set(scheduler="sync"),
-    ):
-        open_caterva2(url, so, chunks={})["x.b2nd"].load()
+    for opened in (url, f"{url}/x.b2nd"):
+        with (
+            pytest.raises(
+                CodecError, match=r"caterva2://.*/engine-bad[^/]*/x\.b2nd: chunk \(1, 0\)"
+            ),
+            dask.config.set(scheduler="sync"),
+        ):
+            open_caterva2(opened, so, chunks={})["x.b2nd"].load()
 
 
 def test_refusals(cat2_server: Any, so: dict[str, Any], tmp_path: Path) -> None:
@@ -191,5 +195,10 @@ def test_refusals(cat2_server: Any, so: dict[str, Any], tmp_path: Path) -> None:
 
 def test_missing_dataset_is_file_not_found(published: Any, so: dict[str, Any]) -> None:
     url, _ = published
-    with pytest.raises(FileNotFoundError, match="nope"):
+    with pytest.raises(FileNotFoundError, match=r"nope\.b2nd: no such dataset.*See what"):
         open_caterva2(f"{url}/nope.b2nd", so)
+    with pytest.raises(FileNotFoundError, match=r"/nodir: no such dataset.*See what"):
+        open_caterva2(url, so, group="nodir")  # zarr: a bare KeyError
+    host = url.split("://", 1)[1].split("/", 1)[0]
+    with pytest.raises(FileNotFoundError, match="no root '@nope'"):
+        open_caterva2(f"caterva2://{host}/@nope/x.b2nd", so)
