@@ -1,4 +1,6 @@
-"""Every dataset of every file of ../shared/corpus reads like h5py through zarr and xarray.
+"""Every dataset of every file of ../shared/corpus reads like h5py through zarr and xarray
+(``xr.open_zarr("b2h5::...")``, and the ``engine="b2h5"`` with and without dask chunks, whose
+Blosc2 variables read whole chunks without zarr's pipeline).
 
 One parametrised test per (file, dataset) of MANIFEST.tsv. What is expected to be unsupported or
 read as a slice only is data in ``corpus_expectations.tsv`` (columns: file, dataset path or glob,
@@ -71,6 +73,22 @@ def _fs(file: str) -> HDF5FileSystem:
     return HDF5FileSystem(str(CORPUS / file), unsupported="skip")
 
 
+@functools.lru_cache(maxsize=32)
+def _engine_group(file: str, group: str, chunked: bool) -> xr.Dataset:
+    """``xr.open_dataset(file, engine="b2h5")`` of one group: raw values (no CF decoding),
+    dask chunks equal to the stored ones when *chunked*, else lazily indexed numpy."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return xr.open_dataset(
+            CORPUS / file,
+            engine="b2h5",
+            group=group or None,
+            unsupported="skip",
+            decode_cf=False,
+            chunks={} if chunked else None,
+        )
+
+
 @functools.lru_cache(maxsize=8)
 def _root(file: str) -> Any:
     return open_root(_fs(file))
@@ -105,6 +123,10 @@ def test_corpus_dataset(corpus: Path, file: str, dataset: str) -> None:
     if want.dtype.fields:
         return  # xarray turns structured arrays into void; zarr's comparison above covers them
     assert_same(got.reshape(want.shape), want, f"xarray {file}:{dataset}")
+    for chunked in (False, True):
+        var = _engine_group(file, group, chunked)[name]
+        got = var[sel].values if sel else var.values
+        assert_same(got.reshape(want.shape), want, f"engine chunked={chunked} {file}:{dataset}")
 
 
 def test_corpus_unsupported_raise_by_default(corpus: Path) -> None:
