@@ -530,6 +530,25 @@ def check(desc: Desc, tmp: Path, data: Any) -> None:
             assert_same(as_read(z[s], w), w, f"{where} {s}")
     got = da.from_zarr(views["v3"]).compute(scheduler="threads")
     assert_same(as_read(got, want), want, f"dask {desc}")
+    if want.dtype.kind in "biufc" and want.ndim:
+        check_engine(path, desc, want, sels, wants)
+
+
+def check_engine(
+    path: Path, desc: Desc, want: np.ndarray, sels: list[Any], wants: list[np.ndarray]
+) -> None:
+    """``xr.open_dataset(path, engine="b2h5")`` reads like h5py, lazily and with dask chunks
+    equal to the stored ones (Blosc2 variables: whole chunks without zarr's pipeline)."""
+    import xarray as xr
+
+    for chunks in (None, {}):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            var = xr.open_dataset(path, engine="b2h5", decode_cf=False, chunks=chunks)["x"]
+        where = f"engine chunks={chunks} {desc}"
+        assert_same(var.values, want, f"{where} [...]")
+        for s, w in zip(sels, wants, strict=True):
+            assert_same(np.asarray(var[s].values), w, f"{where} {s}")
 
 
 SETTINGS = settings(
