@@ -5,7 +5,8 @@ Hypothesis draws the dataset (dtype, 0-D to 4-D shape, chunks that need not divi
 blocks smaller than or equal to the chunks, codec/clevel/filters, all-zero and constant chunks),
 writes it with a unique name into one session server's ``@public`` folder, and compares reads
 through ``zarr.open_array`` (whole array and random basic selections, both the v2 dual view and
-the v3 ``dataset_as="array"`` view), ``xr.open_zarr`` and ``da.from_zarr`` (threads scheduler)
+the v3 ``dataset_as="array"`` view), ``xr.open_zarr``, ``da.from_zarr`` (threads scheduler) and
+``xr.open_dataset(engine="caterva2")`` (lazily and with dask chunks, whole array and selections)
 with ``blosc2.open(path)[...]`` (h5py for HDF5): value for value (NaN-aware), dtype-exact (Zarr
 stores big-endian data little-endian), first with an empty cache folder, then warm from it.
 Datasets the docs call unsupported must raise the documented error. Deterministic
@@ -229,7 +230,8 @@ def read_all_ways(
     new_cache: Callable[[], dict[str, Any]],
 ) -> None:
     """Read ``url`` through zarr (whole + ``sels``), dask and xarray, the first reader with an
-    empty cache, the others (and zarr once more) warm from the same folder."""
+    empty cache, the others (and zarr once more, and the xarray engine) warm from the same
+    folder."""
     so = {**new_cache(), "dataset_as": dataset_as}
 
     def via_zarr(tag: str) -> None:
@@ -250,10 +252,22 @@ def read_all_ways(
         ds = xr.open_zarr(url, storage_options=so)
         assert_same(ds[name].values, src, f"xarray {tag} {url}")
 
+    def via_engine(tag: str) -> None:
+        # engine="caterva2" opens every URL with dataset_as="group" (its own choice)
+        opts = {k: v for k, v in so.items() if k != "dataset_as"}
+        for chunks in (None, {}):
+            var = xr.open_dataset(url, engine="caterva2", storage_options=opts, chunks=chunks)[name]
+            what = f"engine chunks={chunks} {tag} {url}"
+            assert_same(var.values, src, what)
+            if src.ndim:
+                for sel in sels:
+                    assert_same(var[sel].values, src[sel], f"{what}[{sel}]")
+
     readers = {"zarr": via_zarr, "dask": via_dask, "xarray": via_xarray}
     for i, reader in enumerate(order):
         readers[reader]("cold" if i == 0 else "warm")
     via_zarr("warm")
+    via_engine("warm")
 
 
 # -- .b2nd -------------------------------------------------------------------------------------
