@@ -1,8 +1,8 @@
 """How many cores this process may use: one answer for every thread pool in b2store.
 
 Contract: :func:`usable_cores` is the number of CPUs the process's affinity mask allows (what a
-container or ``taskset`` grants, not the machine's count), at least 1. Read on every call, so a
-process whose affinity changes, or a forked child, gets the current answer. No imports beyond os.
+container or ``taskset`` grants, not the machine's count), at least 1, read on every call (the
+pools that size themselves at import keep the answer they got then). No imports beyond os.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 Contract: each function checks one ``open_dataset`` argument the same way for every engine and
 raises a builtin exception (``PermissionError``, ``TypeError``) whose message names the file or
-URL (*where*, already free of credentials), the engine and what to pass instead. No imports
+URL (*where*: the caller passes it without credentials) and what to pass instead. No imports
 beyond the standard library.
 """
 

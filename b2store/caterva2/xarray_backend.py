@@ -20,8 +20,9 @@ Contract:
   naming the engines that take it, or ``TypeError`` for objects), a write ``mode``
   (``PermissionError``), ``zarr_format=2`` or a ``dataset_as`` other than ``"group"``
   (``ValueError``: the whole-chunk reads need the Zarr v3 view; ``xr.open_zarr`` serves the
-  others). A URL or ``group=`` the server does not have raises the filesystem's
-  ``FileNotFoundError`` (what is missing, where to list what exists), not zarr's.
+  others). A URL or ``group=`` the server does not have (or that b2store cannot read) raises
+  the filesystem's ``FileNotFoundError`` (what is missing and where to list what exists, or
+  why), not zarr's.
 * ``guess_can_open`` claims ``caterva2://`` and ``caterva2s://`` strings; ``xr.open_zarr`` is
   unchanged.
 
@@ -80,8 +81,9 @@ def caterva2_url(filename_or_obj: Any) -> str:
 
 def _missing_node(url: str, opts: dict[str, Any], group: str | None) -> FileNotFoundError | None:
     """The filesystem's own "not found" error for the node *url* (and *group* below it) names,
-    which says where to look (zarr's says "No group found in store", or a bare ``KeyError`` for
-    a missing ``group``); ``None`` if the node exists."""
+    which says where to look, or why a node that exists cannot be read (an unsupported
+    dataset, which directories leave out of their listing); zarr's says "No group found in
+    store", or a bare ``KeyError`` for ``group``. ``None`` if the filesystem finds the node."""
     import posixpath
 
     from fsspec.core import url_to_fs
@@ -89,9 +91,9 @@ def _missing_node(url: str, opts: dict[str, Any], group: str | None) -> FileNotF
     try:
         fs, path = url_to_fs(url, **opts)
         fs.info(posixpath.join(path, group.strip("/")) if group else path)
-    except FileNotFoundError as missing:
+    except FileNotFoundError as missing:  # a 404, or a node b2store cannot read (says why)
         return missing
-    except Exception:  # only the message needed it: keep zarr's error
+    except Exception:  # unreachable, refused...: keep zarr's error
         return None
     return None
 
@@ -149,6 +151,7 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
                 "drop it, or open the URL with xr.open_zarr"
             )
         opts["dataset_as"] = "group"  # directories are v3 groups whatever the choice
+        failed: Exception | None = None
         try:
             store = ZarrStore.open_group(
                 url,
@@ -161,11 +164,8 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
                 zarr_format=3,
                 cache_members=cache_members,
             )
-        except (FileNotFoundError, KeyError):  # zarr names neither the node nor a way on
-            missing = _missing_node(url, opts, group)
-            if missing is None:
-                raise
-            raise missing from None  # zarr's error quotes the URL as typed, password and all
+        except (FileNotFoundError, KeyError) as err:  # zarr names neither the node nor a way on
+            failed = err
         except AttributeError as err:  # xarray: "'Array' object has no attribute 'members'"
             if group is None or "members" not in str(err):
                 raise
@@ -174,6 +174,11 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
                 f'{shown.rstrip("/")}/{group.strip("/")} with engine="caterva2" (no group=), '
                 "or give group= a directory"
             ) from None
+        if failed is not None:
+            # asked outside the handler: the error raised carries no trace of zarr's, which
+            # quotes the URL as typed, password and all
+            missing = _missing_node(url, opts, group)
+            raise missing if missing is not None else failed
         ds: Dataset = ZarrBackendEntrypoint().open_dataset(
             url,
             store=WholeChunkStore(store, fs=store_filesystem(store)),

@@ -100,10 +100,13 @@ def _options(
 ) -> tuple[dict[str, Any], int | None]:
     """storage_options for b2h5 and the zarr_format for zarr, made to agree; ``direct``: b2h5
     options given to the engine as keywords (:data:`FS_KEYWORDS`; None = not given)."""
-    opts = storage_options_dict(url, storage_options)
+    from b2store.hdf5._target_errors import _scrub
+
+    shown = _scrub(url)  # messages never show a password or a signed query
+    opts = storage_options_dict(shown, storage_options)
     if "fo" in opts:
         raise TypeError(
-            f"{url!r}: storage_options['fo'] names the file a second time; with "
+            f"{shown!r}: storage_options['fo'] names the file a second time; with "
             'engine="b2h5" the file is the first argument of open_dataset: drop "fo"'
         )
     for where, value in (
@@ -112,7 +115,7 @@ def _options(
     ):
         if value is not None and (isinstance(value, bool) or value not in (2, 3)):
             raise ValueError(
-                f"{url!r}: {where}={value!r} is no Zarr format b2h5 serves; give 2 or 3 "
+                f"{shown!r}: {where}={value!r} is no Zarr format b2h5 serves; give 2 or 3 "
                 "(or leave it out for 3)"
             )
     for name, value in {**(direct or {}), "zarr_format": zarr_format}.items():
@@ -121,7 +124,7 @@ def _options(
         given = opts.get(name)
         if given is not None and given != value:
             raise ValueError(
-                f"{url!r}: {name}={value!r} contradicts storage_options[{name!r}]={given!r}; "
+                f"{shown!r}: {name}={value!r} contradicts storage_options[{name!r}]={given!r}; "
                 "give one of them"
             )
         opts[name] = value
@@ -154,6 +157,8 @@ def _missing_group(
     url: str, group: str | None, opts: dict[str, Any], zarr_format: int | None
 ) -> FileNotFoundError | None:
     """A FileNotFoundError if ``group`` is not a group of the file, else None."""
+    from b2store.hdf5._target_errors import _scrub
+
     if group is None:
         return None
     want = group.strip("/")
@@ -163,7 +168,7 @@ def _missing_group(
     shown = ", ".join(repr(g or "/") for g in groups[:20])
     more = f" (and {len(groups) - 20} more)" if len(groups) > 20 else ""
     return FileNotFoundError(
-        f"{url}: no group {group!r} in this file (it may be a dataset or not exist); "
+        f"{_scrub(url)}: no group {group!r} in this file (it may be a dataset or not exist); "
         f"its groups are {shown}{more}. Pass group= one of them"
     )
 
@@ -310,7 +315,9 @@ def _through_zarr(
     ``"b2h5::"`` URL, read-only, with b2h5's storage options; a missing group is a
     FileNotFoundError naming the file's groups."""
     url = b2h5_url(filename_or_obj)
-    check_read_only(url, "b2h5", mode)
+    from b2store.hdf5._target_errors import _scrub
+
+    check_read_only(_scrub(url), "b2h5", mode)
     opts, fmt = _options(url, storage_options, zarr_format, direct)
     try:
         return open_(url, group=group, storage_options=opts, zarr_format=fmt, **decoding)

@@ -341,6 +341,24 @@ def test_refuses_file_objects_bytes_stores_and_write_modes(scan: Path) -> None:
         _open(scan, storage_options="zarr_format=2")
 
 
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"mode": "a"},
+        {"storage_options": 3},
+        {"zarr_format": 5},
+        {"storage_options": {"fo": "x.h5"}},
+        {"storage_options": {"unsupported": "raise"}, "unsupported": "skip"},
+    ],
+)
+def test_argument_errors_hide_credentials(kw: dict[str, object]) -> None:
+    """A refused argument's message names the file without the URL's password (no request
+    is sent before the arguments are checked)."""
+    with pytest.raises((PermissionError, TypeError, ValueError)) as info:
+        xr.open_dataset("b2h5::https://me:s3cret@h.invalid/f.h5", engine="b2h5", **kw)
+    assert "s3cret" not in str(info.value) and "h.invalid/f.h5" in str(info.value)
+
+
 def test_fresh_interpreter_finds_the_engine(scan: Path, tmp_path: Path) -> None:
     code = f"""
         import sys
