@@ -1,6 +1,7 @@
 """Every dataset of every file of ../shared/corpus reads like h5py through zarr and xarray
-(``xr.open_zarr("b2h5::...")``, and the ``engine="b2h5"`` with and without dask chunks, whose
-Blosc2 variables read whole chunks without zarr's pipeline).
+(``xr.open_zarr("b2h5::...")``, and ``engine="b2h5"`` with and without dask chunks: zarr's
+pipeline for most datasets, whole-chunk reads for those stored as ``b2store.b2nd`` chunks,
+checked to take that path).
 
 One parametrised test per (file, dataset) of MANIFEST.tsv. What is expected to be unsupported or
 read as a slice only is data in ``corpus_expectations.tsv`` (columns: file, dataset path or glob,
@@ -26,9 +27,12 @@ import pytest
 import xarray as xr
 from h5view_helpers import assert_same, dataset_names, h5_values, open_root, xr_group
 
+from b2store._whole_chunks import WholeChunkArrayWrapper
+from b2store.codecs.zarr3 import B2ndCodec
 from b2store.errors import UnsupportedHDF5FeatureError
 from b2store.hdf5.filesystem import HDF5FileSystem
 from b2store.hdf5.metadata import is_pure_dimension
+from tests._engines import innermost_array
 
 ROOT = Path(__file__).resolve().parents[2]
 CORPUS = Path(os.environ.get("B2STORE_CORPUS", ROOT.parent / "shared" / "corpus"))
@@ -123,6 +127,11 @@ def test_corpus_dataset(corpus: Path, file: str, dataset: str) -> None:
     if want.dtype.fields:
         return  # xarray turns structured arrays into void; zarr's comparison above covers them
     assert_same(got.reshape(want.shape), want, f"xarray {file}:{dataset}")
+    codecs = getattr(z.metadata, "codecs", ())
+    b2nd = len(codecs) == 1 and isinstance(codecs[0], B2ndCodec) and want.dtype.kind in "biufc"
+    lazy = _engine_group(file, group, False)
+    whole = isinstance(innermost_array(lazy, name), WholeChunkArrayWrapper)
+    assert whole == (b2nd and want.ndim > 0), f"whole-chunk path {whole} for {file}:{dataset}"
     for chunked in (False, True):
         var = _engine_group(file, group, chunked)[name]
         got = var[sel].values if sel else var.values

@@ -538,13 +538,27 @@ def check_engine(
     path: Path, desc: Desc, want: np.ndarray, sels: list[Any], wants: list[np.ndarray]
 ) -> None:
     """``xr.open_dataset(path, engine="b2h5")`` reads like h5py, lazily and with dask chunks
-    equal to the stored ones (Blosc2 variables: whole chunks without zarr's pipeline)."""
+    equal to the stored ones; a chunked little-endian dataset whose only filter is Blosc2
+    takes the whole-chunk path (no zarr pipeline), every other one zarr's (a big-endian one
+    decodes through the generic HDF5 pipeline codec)."""
     import xarray as xr
 
+    from b2store._whole_chunks import WholeChunkArrayWrapper
+    from tests._engines import innermost_array
+
+    blosc2_only = (
+        desc.layout == "chunked"
+        and [n for n, _ in desc.pipeline] == ["blosc2"]
+        and desc.np_dtype.byteorder != ">"
+    )
     for chunks in (None, {}):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            var = xr.open_dataset(path, engine="b2h5", decode_cf=False, chunks=chunks)["x"]
+            ds = xr.open_dataset(path, engine="b2h5", decode_cf=False, chunks=chunks)
+        var = ds["x"]
+        if chunks is None:
+            whole = isinstance(innermost_array(ds, "x"), WholeChunkArrayWrapper)
+            assert whole == blosc2_only, f"whole-chunk path {whole} for {desc}"
         where = f"engine chunks={chunks} {desc}"
         assert_same(var.values, want, f"{where} [...]")
         for s, w in zip(sels, wants, strict=True):
