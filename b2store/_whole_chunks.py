@@ -47,7 +47,13 @@ from xarray.backends.zarr import ZarrArrayWrapper
 from b2store._cores import usable_cores
 from b2store.errors import CodecError
 
-__all__ = ["ZARR_ENGINE_PARAMETERS", "WholeChunkStore", "store_filesystem", "whole_chunk_wrapper"]
+__all__ = [
+    "ZARR_ENGINE_PARAMETERS",
+    "WholeChunkStore",
+    "open_read_only_group",
+    "store_filesystem",
+    "whole_chunk_wrapper",
+]
 
 #: The ``open_dataset`` parameters b2store's engines share with xarray's zarr engine (each adds
 #: its own after these).
@@ -120,6 +126,32 @@ def store_filesystem(store: Any) -> Any:
     except AttributeError:
         return None
     return getattr(fs, "sync_fs", fs)
+
+
+def open_read_only_group(
+    url: str,
+    *,
+    group: str | None,
+    consolidated: bool | None,
+    storage_options: dict[str, Any],
+    zarr_format: int | None,
+    cache_members: bool,
+) -> Any:
+    """xarray's ``ZarrStore`` of *group* of the Zarr store at *url*, opened read-only as
+    xarray's zarr engine opens it (the engines then wrap it in a :class:`WholeChunkStore`)."""
+    from xarray.backends.zarr import ZarrStore
+
+    return ZarrStore.open_group(
+        url,
+        group=group,
+        mode="r",
+        consolidated=consolidated,
+        consolidate_on_close=False,
+        storage_options=storage_options,
+        use_zarr_fill_value_as_mask=None,  # as ZarrBackendEntrypoint does (pydata/xarray#10269)
+        zarr_format=zarr_format,
+        cache_members=cache_members,
+    )
 
 
 class WholeChunkStore(AbstractDataStore):

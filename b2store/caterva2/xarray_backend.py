@@ -129,10 +129,14 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
         zarr_format: int | None = None,
         cache_members: bool = True,
     ) -> Dataset:
-        from xarray.backends.zarr import ZarrBackendEntrypoint, ZarrStore
+        from xarray.backends.zarr import ZarrBackendEntrypoint
 
         from b2store._engine_args import check_read_only, storage_options_dict
-        from b2store._whole_chunks import WholeChunkStore, store_filesystem
+        from b2store._whole_chunks import (
+            WholeChunkStore,
+            open_read_only_group,
+            store_filesystem,
+        )
 
         url = caterva2_url(filename_or_obj)
         shown = _shown(url)  # credentials in the URL never reach a message
@@ -153,14 +157,11 @@ class Caterva2BackendEntrypoint(BackendEntrypoint):
         opts["dataset_as"] = "group"  # directories are v3 groups whatever the choice
         failed: Exception | None = None
         try:
-            store = ZarrStore.open_group(
+            store = open_read_only_group(
                 url,
                 group=group,
-                mode="r",
                 consolidated=consolidated,
-                consolidate_on_close=False,
                 storage_options=opts,
-                use_zarr_fill_value_as_mask=None,  # as ZarrBackendEntrypoint does
                 zarr_format=3,
                 cache_members=cache_members,
             )

@@ -46,7 +46,11 @@ from typing import TYPE_CHECKING, Any
 from xarray.backends import BackendEntrypoint
 
 from b2store._engine_args import check_read_only, storage_options_dict
-from b2store._whole_chunks import ZARR_ENGINE_PARAMETERS, WholeChunkStore
+from b2store._whole_chunks import (
+    ZARR_ENGINE_PARAMETERS,
+    WholeChunkStore,
+    open_read_only_group,
+)
 
 if TYPE_CHECKING:
     from xarray import Dataset, DataTree
@@ -93,16 +97,14 @@ def _is_url(path: str) -> bool:
 
 
 def _options(
-    url: str,
+    shown: str,
     storage_options: Mapping[str, Any] | None,
     zarr_format: int | None,
     direct: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, Any], int | None]:
     """storage_options for b2h5 and the zarr_format for zarr, made to agree; ``direct``: b2h5
-    options given to the engine as keywords (:data:`FS_KEYWORDS`; None = not given)."""
-    from b2store.hdf5._target_errors import _scrub
-
-    shown = _scrub(url)  # messages never show a password or a signed query
+    options given to the engine as keywords (:data:`FS_KEYWORDS`; None = not given); *shown*
+    is the file's URL as messages name it (without credentials)."""
     opts = storage_options_dict(shown, storage_options)
     if "fo" in opts:
         raise TypeError(
@@ -154,22 +156,21 @@ def _groups(url: str, opts: dict[str, Any], zarr_format: int | None) -> list[str
 
 
 def _missing_group(
-    url: str, group: str | None, opts: dict[str, Any], zarr_format: int | None
+    url: str, shown: str, group: str | None, opts: dict[str, Any], zarr_format: int | None
 ) -> FileNotFoundError | None:
-    """A FileNotFoundError if ``group`` is not a group of the file, else None."""
-    from b2store.hdf5._target_errors import _scrub
-
+    """A FileNotFoundError naming the file as *shown* if ``group`` is not a group of the file
+    at *url*, else None."""
     if group is None:
         return None
     want = group.strip("/")
     groups = _groups(url, opts, zarr_format)
     if groups is None or want in groups:
         return None
-    shown = ", ".join(repr(g or "/") for g in groups[:20])
+    listed = ", ".join(repr(g or "/") for g in groups[:20])
     more = f" (and {len(groups) - 20} more)" if len(groups) > 20 else ""
     return FileNotFoundError(
-        f"{_scrub(url)}: no group {group!r} in this file (it may be a dataset or not exist); "
-        f"its groups are {shown}{more}. Pass group= one of them"
+        f"{shown}: no group {group!r} in this file (it may be a dataset or not exist); "
+        f"its groups are {listed}{more}. Pass group= one of them"
     )
 
 
@@ -317,12 +318,13 @@ def _through_zarr(
     url = b2h5_url(filename_or_obj)
     from b2store.hdf5._target_errors import _scrub
 
-    check_read_only(_scrub(url), "b2h5", mode)
-    opts, fmt = _options(url, storage_options, zarr_format, direct)
+    shown = _scrub(url)  # messages never show a password or a signed query
+    check_read_only(shown, "b2h5", mode)
+    opts, fmt = _options(shown, storage_options, zarr_format, direct)
     try:
         return open_(url, group=group, storage_options=opts, zarr_format=fmt, **decoding)
     except (KeyError, AttributeError, FileNotFoundError) as err:
-        missing = _missing_group(url, group, opts, fmt)
+        missing = _missing_group(url, shown, group, opts, fmt)
         if missing is not None:
             raise missing from err
         raise
@@ -340,16 +342,13 @@ def _open_dataset(
     **decoding: Any,
 ) -> Dataset:
     """xarray's zarr backend's ``open_dataset`` on a :class:`_HintedStore` of the group."""
-    from xarray.backends.zarr import ZarrBackendEntrypoint, ZarrStore
+    from xarray.backends.zarr import ZarrBackendEntrypoint
 
-    store = ZarrStore.open_group(
+    store = open_read_only_group(
         url,
         group=group,
-        mode="r",
         consolidated=consolidated,
-        consolidate_on_close=False,
         storage_options=storage_options,
-        use_zarr_fill_value_as_mask=None,  # as ZarrBackendEntrypoint does (pydata/xarray#10269)
         zarr_format=zarr_format,
         cache_members=cache_members,
     )
