@@ -90,6 +90,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 from fsspec.utils import tokenize
 
+from b2store._chunk_origins import note_chunk
 from b2store._readonly import FSSPEC_OPTIONS, ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import ArrayMeta, GroupMeta, Node, array_v2, group_v3, render_v3
 from b2store.caterva2 import cache as _cache_module
@@ -1237,7 +1238,8 @@ class Caterva2FileSystem(ReadOnlyAsyncFileSystem):
                 coords = ()  # the v2 key of a 0-d array's only chunk is "0"
             if not ds.in_grid(coords):  # a missing key: no request sent
                 raise _ChunkOutsideGridError(_off_grid(self.unstrip_protocol(path), ds, coords))
-            return await self._chunk(ds, coords)
+            # noted: a codec that cannot decode it names the dataset and chunk (zarr does not)
+            return note_chunk(await self._chunk(ds, coords), self, path)
         if probing:
             raise FileNotFoundError(f"{self.unstrip_protocol(path)} is not a chunk of a dataset")
         opened = self._served_metadata or bool(self._opened_versions)

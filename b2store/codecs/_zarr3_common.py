@@ -16,7 +16,7 @@ from zarr.core.common import parse_named_configuration
 
 from b2store.codecs._common import check_config_keys, config_keys
 
-__all__ = ["config_of", "variable_size_message"]
+__all__ = ["config_of", "key_where", "variable_size_message"]
 
 
 def config_of(
@@ -50,3 +50,21 @@ def variable_size_message(name: str) -> str:
         f"{name}: compressed chunks have no fixed size, so this codec cannot encode a sharding "
         "index (keep the default index_codecs)"
     )
+
+
+def key_where(byte_getter: Any) -> str | None:
+    """Which chunk zarr's ``byte_getter`` (a ``StorePath``) reads, for a decode error: the
+    filesystem's ``chunk_where`` for b2store's own stores ("/data/scan.h5: chunk 'x/c/0/2'"),
+    the key for other fsspec stores (their URL may hold credentials), the store path's URL for
+    the rest (``file:///data/a.zarr/x/c/0/2``); None if it cannot be told."""
+    try:
+        store, key = byte_getter.store, byte_getter.path
+        fs = getattr(store, "fs", None)
+        if fs is None:
+            return str(byte_getter)
+        root = str(getattr(store, "path", "") or "").rstrip("/")
+        full = f"{root}/{key}" if root else str(key)
+        where = getattr(fs, "chunk_where", None)
+        return str(where(full)) if where is not None else f"chunk key {full!r}"
+    except Exception:  # naming is best effort: never hide the decoder's error
+        return None

@@ -71,6 +71,7 @@ from typing import Any
 import numpy as np
 from numcodecs.abc import Codec
 
+from b2store._chunk_origins import add_origin
 from b2store.codecs import _blosc2frame as bf
 from b2store.codecs._b2nd_blocks import c_contiguous, reorder, to_block_order
 from b2store.codecs._b2nd_chunk import (
@@ -219,22 +220,11 @@ class B2nd(Codec):
         )
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        mv = as_bytes_view(buf)
-        if bf.is_frame(mv):
-            arr = decode_frame_view(mv, None, self.nthreads)  # the frame's own dtype
-        else:
-            dtype = np.dtype("u1")
-            if self.chunkshape is not None:
-                dtype = _bare_item_dtype(
-                    bf.chunk_header(mv, what=CODEC_ID), self.chunkshape, self.blocks
-                )
-            arr = decode_b2nd(
-                mv,
-                dtype=dtype,
-                chunkshape=self.chunkshape,
-                blocks=self.blocks,
-                nthreads=self.nthreads,
-            )
+        try:
+            arr = self._decode(buf)
+        except CodecError as err:  # zarr's v2 view gives no key: name the chunk if known
+            add_origin(err, buf)
+            raise
         if out is not None:
             # numcodecs semantics: the decoded bytes, in out's memory order and dtype
             from numcodecs.compat import ensure_ndarray_like
@@ -249,3 +239,15 @@ class B2nd(Codec):
             np.copyto(dst.reshape(-1, order="A").view(np.uint8), flat)
             return out
         return arr
+
+    def _decode(self, buf: Any) -> Any:
+        mv = as_bytes_view(buf)
+        if bf.is_frame(mv):
+            return decode_frame_view(mv, None, self.nthreads)  # the frame's own dtype
+        dtype = np.dtype("u1")
+        if self.chunkshape is not None:
+            header = bf.chunk_header(mv, what=CODEC_ID)
+            dtype = _bare_item_dtype(header, self.chunkshape, self.blocks)
+        return decode_b2nd(
+            mv, dtype=dtype, chunkshape=self.chunkshape, blocks=self.blocks, nthreads=self.nthreads
+        )

@@ -48,6 +48,7 @@ import numpy as np
 from numcodecs.abc import Codec
 from numcodecs.compat import ensure_contiguous_ndarray, ndarray_copy
 
+from b2store._chunk_origins import add_origin
 from b2store.codecs._blosc2frame import is_frame
 from b2store.codecs._common import (
     CNAMES,
@@ -1086,7 +1087,11 @@ class HDF5Pipeline(Codec):
         return out if isinstance(out, bytes) else memoryview(out).cast("B")
 
     def decode(self, buf: Any, out: Any = None) -> Any:
-        raw = self.decode_bytes(buf)
+        try:
+            raw = self.decode_bytes(buf)
+        except CodecError as err:  # zarr's v2 view gives no key: name the chunk if known
+            add_origin(err, buf)
+            raise
         arr: np.ndarray[Any, Any] = np.frombuffer(raw, np.uint8)
         if self.dtype is not None and self.chunkshape is not None:
             arr = arr.view(np.dtype(self.dtype)).reshape(self.chunkshape)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from zarr.abc.codec import BytesBytesCodec
 
+from b2store._chunk_origins import add_origin
 from b2store.codecs._zarr3_common import config_of, variable_size_message
 from b2store.codecs.hdf5_pipeline import (
     HDF5Pipeline,
@@ -175,7 +176,11 @@ class HDF5PipelineCodec(BytesBytesCodec):
         return _pipeline(self.filters, self.dtype, shape, self.masked, self.nullterm)
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:
-        raw = self._codec_for(chunk_spec).decode_bytes(chunk_bytes.as_numpy_array())
+        try:
+            raw = self._codec_for(chunk_spec).decode_bytes(chunk_bytes.as_numpy_array())
+        except CodecError as err:  # zarr gives no key: name the chunk where it can be told
+            add_origin(err, chunk_bytes)
+            raise
         return chunk_spec.prototype.buffer.from_bytes(raw)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> Buffer:

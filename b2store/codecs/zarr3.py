@@ -37,10 +37,11 @@ import numpy as np
 from zarr.abc.codec import ArrayArrayCodec, ArrayBytesCodec, ArrayBytesCodecPartialDecodeMixin
 from zarr.abc.store import RangeByteRequest
 
+from b2store._chunk_origins import add_origin, prefix_error
 from b2store._zarrmeta import is_big_endian
 from b2store.codecs._b2nd_partial import _HEAD, _fetch_many, _is_total, _merge, _PartialPlan
 from b2store.codecs._b2nd_threads import _decode_threads
-from b2store.codecs._zarr3_common import config_of, variable_size_message
+from b2store.codecs._zarr3_common import config_of, key_where, variable_size_message
 from b2store.errors import CodecError
 
 if TYPE_CHECKING:
@@ -352,7 +353,11 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
         return _as_shaped(arr, dtype, shape, "b2store.b2nd")
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        arr = self._decode_array(chunk_bytes.as_numpy_array(), chunk_spec)
+        try:
+            arr = self._decode_array(chunk_bytes.as_numpy_array(), chunk_spec)
+        except CodecError as err:  # zarr gives no key: name the chunk where it can be told
+            add_origin(err, chunk_bytes)
+            raise
         return chunk_spec.prototype.nd_buffer.from_numpy_array(arr)
 
     async def _decode_single(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
@@ -380,6 +385,15 @@ class B2ndCodec(ArrayBytesCodecPartialDecodeMixin, ArrayBytesCodec):
 
     # -- partial decoding
     async def _decode_partial_single(
+        self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
+    ) -> NDBuffer | None:
+        try:
+            return await self._decode_partial(byte_getter, selection, chunk_spec)
+        except CodecError as err:  # here zarr says which key: name the chunk
+            prefix_error(err, key_where(byte_getter))
+            raise
+
+    async def _decode_partial(
         self, byte_getter: ByteGetter, selection: SelectorTuple, chunk_spec: ArraySpec
     ) -> NDBuffer | None:
         proto = chunk_spec.prototype
@@ -551,7 +565,11 @@ class _NumcodecsArrayBytes(ArrayBytesCodec):
         raise NotImplementedError(variable_size_message(self.codec_name))
 
     def _decode_sync(self, chunk_bytes: Buffer, chunk_spec: ArraySpec) -> NDBuffer:
-        arr = np.asarray(self._numcodec.decode(chunk_bytes.to_bytes()))
+        try:
+            arr = np.asarray(self._numcodec.decode(chunk_bytes.to_bytes()))
+        except CodecError as err:
+            add_origin(err, chunk_bytes)
+            raise
         return chunk_spec.prototype.nd_buffer.from_numpy_array(
             _as_chunk(arr, chunk_spec, self.codec_name)
         )

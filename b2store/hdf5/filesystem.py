@@ -46,6 +46,7 @@ import numpy as np
 from fsspec.core import has_magic
 from fsspec.implementations.memory import MemoryFile
 
+from b2store._chunk_origins import note_chunk
 from b2store._readonly import ReadOnlyAsyncFileSystem
 from b2store._zarrmeta import RenderedMeta
 from b2store.errors import (
@@ -859,10 +860,33 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
         return self._chunk_where(table, table.find(lin), path)
 
     def _chunk_where(self, table: ChunkTable, row: int, path: str) -> str:
-        """:meth:`chunk_where` of row *row* of *table* (``-1``: no stored chunk)."""
+        """:meth:`chunk_where` of row *row* of *table* (``-1``: no stored chunk), saying so
+        when the local file was changed since it was indexed (rewritten in place, as
+        ``h5py.File(path, "w")`` does: same inode, chunks elsewhere)."""
         where = f"{_scrub(self.url)}: chunk {path!r}"
         held = table.url_of(row) if row >= 0 else self.url
-        return where if held == self.url else f"{where} (stored in {_scrub(held)})"
+        if held != self.url:
+            where = f"{where} (stored in {_scrub(held)})"
+        if self._local and self._stamp and self._changed_locally(held):
+            where += f" (the file {_scrub(held)} has changed since b2h5 indexed it: open it again)"
+        return where
+
+    def _changed_locally(self, url: str) -> bool:
+        """Whether local file *url* has another size or mtime than when it was indexed (asked
+        on error paths only)."""
+        try:
+            size, stamp = _local_identity(url)
+        except OSError:
+            return False  # a file gone says so itself when read
+        if url == self.url:
+            then = f"size={self._size}|{self._stamp}"
+        else:
+            then = dict(self.index.sources).get(url, "")
+        now = f"size={size}|{stamp}"
+        return any(
+            _stamp_field(then, f) not in (None, "None", _stamp_field(now, f))
+            for f in ("size", "mtime_ns")
+        )
 
     def _chunk(self, path: str) -> bytes:
         table, lin = self._locate(path)
@@ -874,7 +898,8 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
                 return table.fill_chunk
             raise FileNotFoundError(path)
         raw = self._read(table.url_of(row), int(table.offsets[row]), int(table.sizes[row]))
-        return self._finish(table, row, raw, path)
+        # noted: a codec that cannot decode these bytes names the file and key (zarr does not)
+        return note_chunk(self._finish(table, row, raw, path), self, path)
 
     def _read(self, url: str, start: int, size: int) -> bytes:
         """``size`` bytes at ``start`` of the target file (one ``pread`` for local files).
