@@ -14,17 +14,19 @@ the very object), and leaves the error as it was otherwise.
 * Exact: an entry holds the bytes object itself and is matched by identity (``is``), so no
   other object can take its place; a bytes object that is not held is never named.
 * Bounded: the chunks served last in this process, at most :data:`KEPT` of them and
-  :data:`KEPT_BYTES` bytes together (always the newest one): a chunk is decoded right after it
+  :data:`KEPT_BYTES` bytes together (a larger chunk is not noted): a chunk is decoded right after it
   is read, so a failing one is among them. Noting costs a lock and an append per chunk; the
   lookup runs only on errors.
-* Thread-safe (one lock).
+* Thread-safe (one lock, made anew in a forked child); filesystems are held weakly.
 
 Stdlib only (imported by the codecs and by both filesystems).
 """
 
 from __future__ import annotations
 
+import os
 import threading
+import weakref
 from collections import deque
 from typing import Any
 
@@ -32,7 +34,7 @@ __all__ = ["KEPT", "KEPT_BYTES", "add_origin", "note_chunk", "origin_of", "prefi
 
 #: Most recently served chunks that can be named in an error ...
 KEPT = 64
-#: ... and the most bytes they may hold together (the newest chunk is always kept).
+#: ... and the most bytes they may hold together (a larger chunk is not noted).
 KEPT_BYTES = 32 * 2**20
 
 _LOCK = threading.Lock()
@@ -46,14 +48,25 @@ def note_chunk(data: bytes, fs: Any, key: str) -> bytes:
     *fs* must have a ``chunk_where(key) -> str`` method (called only when a decode fails).
     """
     global _held
-    if type(data) is not bytes:  # a view or bytearray may be reused for other bytes
+    if type(data) is not bytes or len(data) > KEPT_BYTES:  # views may be reused for others
         return data
     with _LOCK:
-        _SERVED.append((data, fs, key))
+        _SERVED.append((data, weakref.ref(fs), key))
         _held += len(data)
-        while len(_SERVED) > KEPT or (_held > KEPT_BYTES and len(_SERVED) > 1):
+        while len(_SERVED) > KEPT or _held > KEPT_BYTES:
             _held -= len(_SERVED.popleft()[0])
     return data
+
+
+def _after_fork() -> None:
+    global _LOCK, _held
+    _LOCK = threading.Lock()  # another thread may have held it at fork
+    _SERVED.clear()
+    _held = 0
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 def _bytes_behind(buf: Any) -> bytes | None:
@@ -82,8 +95,11 @@ def origin_of(buf: Any) -> str | None:
         return None
     with _LOCK:
         entries = list(_SERVED)
-    for held, fs, key in reversed(entries):
+    for held, fs_ref, key in reversed(entries):
         if held is data:
+            fs = fs_ref()
+            if fs is None:
+                return None
             try:
                 return str(fs.chunk_where(key))
             except Exception:  # naming is best effort: never hide the decoder's error

@@ -55,7 +55,7 @@ def variable_size_message(name: str) -> str:
 def key_where(byte_getter: Any) -> str | None:
     """Which chunk zarr's ``byte_getter`` (a ``StorePath``) reads, for a decode error: the
     filesystem's ``chunk_where`` for b2store's own stores ("/data/scan.h5: chunk 'x/c/0/2'"),
-    the key for other fsspec stores (their URL may hold credentials), the store path's URL for
+    nothing for other fsspec stores (their URL may hold credentials), the store path's URL for
     the rest (``file:///data/a.zarr/x/c/0/2``); None if it cannot be told."""
     try:
         store, key = byte_getter.store, byte_getter.path
@@ -65,6 +65,6 @@ def key_where(byte_getter: Any) -> str | None:
         root = str(getattr(store, "path", "") or "").rstrip("/")
         full = f"{root}/{key}" if root else str(key)
         where = getattr(fs, "chunk_where", None)
-        return str(where(full)) if where is not None else f"chunk key {full!r}"
+        return str(where(full)) if where is not None else None  # a URL may hold credentials
     except Exception:  # naming is best effort: never hide the decoder's error
         return None
