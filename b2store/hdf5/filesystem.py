@@ -874,15 +874,13 @@ class HDF5FileSystem(ReadOnlyAsyncFileSystem):
     def _changed_locally(self, url: str) -> bool:
         """Whether local file *url* has another size or mtime than when it was indexed (asked
         on error paths only)."""
-        try:
-            size, stamp = _local_identity(url)
-        except OSError:
+        now = self._source_stamp(url)
+        if now == "missing":
             return False  # a file gone says so itself when read
         if url == self.url:
             then = f"size={self._size}|{self._stamp}"
         else:
             then = dict(self.index.sources).get(url, "")
-        now = f"size={size}|{stamp}"
         return any(
             _stamp_field(then, f) not in (None, "None", _stamp_field(now, f))
             for f in ("size", "mtime_ns")
